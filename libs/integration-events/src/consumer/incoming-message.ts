@@ -1,0 +1,10 @@
+/** A message as a transport hands it to the dispatcher. */
+export interface IncomingMessage {
+  readonly body: Buffer;
+  /** The AMQP `message_id` property (or the in-memory equivalent); untrusted. */
+  readonly messageId: unknown;
+  readonly routingKey: string;
+  /** Headers as received; untrusted. */
+  readonly headers: Readonly<Record<string, unknown>>;
+  readonly redelivered: boolean;
+}

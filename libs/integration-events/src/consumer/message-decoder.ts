@@ -1,0 +1,127 @@
+import { plainToInstance } from 'class-transformer';
+import { validate } from 'class-validator';
+import { MessageHeaders } from '../envelope/message-headers';
+import { FORBIDDEN_KEYS } from '../publisher/serialize-event';
+import type { DiscoveredHandler } from '../discovery/discovered-handler';
+import type { IncomingMessage } from './incoming-message';
+import { exceedsJsonDepth } from './json-depth';
+
+/** A message turned into an event instance and its contract fields, or the reason it cannot be. */
+export type DecodedMessage =
+  | {
+      readonly ok: true;
+      readonly event: object;
+      readonly messageId: string;
+      readonly eventName: string;
+      readonly eventVersion: number;
+      readonly occurredAt: Date;
+    }
+  | { readonly ok: false; readonly reason: string };
+
+export interface DecodeLimits {
+  readonly maxBodyBytes: number;
+  readonly maxDepth: number;
+}
+
+const MESSAGE_ID_PATTERN = /^[\x21-\x7e]{1,200}$/;
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Checks a message against the wire contract and rebuilds the handler's event class from it. Every
+ * check that can fail on hostile input runs before the next, more expensive one: size, UTF-8, depth,
+ * JSON, shape, keys, headers, then class-transformer and class-validator. A failure is a poison
+ * message: retrying cannot fix it.
+ */
+export async function decodeMessage(
+  handler: DiscoveredHandler,
+  message: IncomingMessage,
+  limits: DecodeLimits,
+): Promise<DecodedMessage> {
+  const poison = (reason: string): DecodedMessage => ({ ok: false, reason });
+  const { body, headers } = message;
+
+  const messageId = message.messageId;
+  if (typeof messageId !== 'string' || !MESSAGE_ID_PATTERN.test(messageId)) {
+    return poison('missing or malformed message_id property');
+  }
+  const headerName = headers[MessageHeaders.EventName];
+  const eventName = headerName === undefined ? message.routingKey : headerName;
+  if (eventName !== handler.event.name) {
+    return poison(`event "${String(eventName)}" is not the event of handler ${handler.name} ("${handler.event.name}")`);
+  }
+  const eventVersion = toInteger(headers[MessageHeaders.EventVersion]);
+  if (eventVersion === undefined) return poison(`missing or malformed ${MessageHeaders.EventVersion} header`);
+  if (eventVersion !== handler.event.version) {
+    return poison(
+      `unknown version ${eventVersion} of "${handler.event.name}"; handler ${handler.name} knows version ${handler.event.version}`,
+    );
+  }
+  const occurredAtHeader = headers[MessageHeaders.OccurredAt];
+  const occurredAt = typeof occurredAtHeader === 'string' ? new Date(occurredAtHeader) : undefined;
+  if (!occurredAt || Number.isNaN(occurredAt.getTime())) {
+    return poison(`missing or malformed ${MessageHeaders.OccurredAt} header`);
+  }
+
+  if (body.length > limits.maxBodyBytes) {
+    return poison(`body of ${body.length} bytes exceeds consumer.maxBodyBytes (${limits.maxBodyBytes})`);
+  }
+  let text: string;
+  try {
+    text = utf8.decode(body);
+  } catch {
+    return poison('body is not valid UTF-8');
+  }
+  if (exceedsJsonDepth(text, limits.maxDepth)) {
+    return poison(`body is nested deeper than consumer.maxDepth (${limits.maxDepth})`);
+  }
+  let plain: unknown;
+  try {
+    plain = JSON.parse(text);
+  } catch (error) {
+    return poison(`body is not valid JSON: ${(error as Error).message}`);
+  }
+  if (typeof plain !== 'object' || plain === null || Array.isArray(plain)) {
+    return poison(`body is ${plain === null ? 'null' : Array.isArray(plain) ? 'an array' : `a ${typeof plain}`}, not a JSON object`);
+  }
+  const forbidden = findForbiddenKey(plain, '$');
+  if (forbidden) return poison(`body has the key ${forbidden}, refused to prevent prototype pollution`);
+
+  let event: object;
+  try {
+    event = plainToInstance(handler.eventClass as new () => object, plain);
+  } catch (error) {
+    return poison(`body cannot be turned into ${handler.eventClass.name}: ${(error as Error).message}`);
+  }
+  const violations = await validate(event, { forbidUnknownValues: false });
+  if (violations.length > 0) {
+    const details = violations
+      .slice(0, 5)
+      .map((v) => `${v.property}: ${Object.values(v.constraints ?? { nested: 'invalid nested value' }).join(', ')}`)
+      .join('; ');
+    return poison(`body fails the validation rules of ${handler.eventClass.name}: ${details}`);
+  }
+  return { ok: true, event, messageId, eventName: handler.event.name, eventVersion, occurredAt };
+}
+
+function toInteger(value: unknown): number | undefined {
+  const number = typeof value === 'string' && /^\d{1,9}$/.test(value) ? Number(value) : value;
+  return typeof number === 'number' && Number.isSafeInteger(number) ? number : undefined;
+}
+
+/** Path of the first `__proto__` / `constructor` / `prototype` key; depth is already bounded. */
+function findForbiddenKey(value: unknown, path: string): string | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = findForbiddenKey(value[i], `${path}[${i}]`);
+      if (found) return found;
+    }
+    return undefined;
+  }
+  for (const key of Object.keys(value)) {
+    if (FORBIDDEN_KEYS.has(key)) return `"${key}" at ${path}`;
+    const found = findForbiddenKey((value as Record<string, unknown>)[key], `${path}.${key}`);
+    if (found) return found;
+  }
+  return undefined;
+}

@@ -1,0 +1,57 @@
+import { IntegrationEventDefinitionError } from '../errors/integration-event-definition.error';
+import { INTEGRATION_EVENT_METADATA, type IntegrationEventMetadata } from './integration-event-metadata';
+
+/** Options of `@IntegrationEvent()`. */
+export interface IntegrationEventOptions {
+  /**
+   * The event's stable wire name: the routing key and the outbox's type column. A contract between
+   * services, so it is written out here and never derived from the class name. Lower-case words
+   * separated by `.`, `-` or `_`, conventionally `<service>.<event>`.
+   * @example 'ordering.order-created'
+   */
+  name: string;
+  /**
+   * Version of the event's schema. Bump it on a breaking change; consumers refuse versions they do
+   * not know (they are dead-lettered, not guessed at).
+   * @default 1
+   */
+  version?: number;
+}
+
+/** Letters, digits and single separators: safe as an AMQP topic routing key (no `*` or `#`). */
+const EVENT_NAME_PATTERN = /^[a-z0-9]+(?:[._-][a-z0-9]+)*$/;
+
+/**
+ * Marks a class as an integration event and gives it its stable wire name and version.
+ *
+ * @example
+ * ```ts
+ * @IntegrationEvent({ name: 'ordering.order-created', version: 1 })
+ * export class OrderCreatedIntegrationEvent {
+ *   constructor(public readonly orderId: string) {}
+ * }
+ * ```
+ */
+export function IntegrationEvent(options: IntegrationEventOptions): ClassDecorator {
+  return (target) => {
+    const className = target.name;
+    const name = options?.name;
+    if (typeof name !== 'string' || name.length > 200 || !EVENT_NAME_PATTERN.test(name)) {
+      throw new IntegrationEventDefinitionError(
+        className,
+        `@IntegrationEvent on ${className}: name ${JSON.stringify(name)} is not a valid event name. Use ` +
+          'lower-case letters and digits in words separated by ".", "-" or "_" (at most 200 characters), ' +
+          "e.g. 'ordering.order-created'.",
+      );
+    }
+    const version = options.version ?? 1;
+    if (!Number.isInteger(version) || version < 1 || version > 1_000_000) {
+      throw new IntegrationEventDefinitionError(
+        className,
+        `@IntegrationEvent on ${className}: version ${JSON.stringify(version)} is not valid. Use a whole number from 1.`,
+      );
+    }
+    const metadata: IntegrationEventMetadata = { name, version };
+    Reflect.defineMetadata(INTEGRATION_EVENT_METADATA, metadata, target);
+  };
+}

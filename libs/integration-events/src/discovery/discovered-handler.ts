@@ -1,0 +1,14 @@
+import type { IntegrationEventClass, IntegrationEventMetadata } from '../decorators/integration-event-metadata';
+import type { IIntegrationEventHandler } from '../consumer/integration-event-handler.interface';
+
+/** A handler found at boot, with everything needed to consume for it. */
+export interface DiscoveredHandler {
+  /** Class name of the handler, for logs and errors. */
+  readonly name: string;
+  readonly instance: IIntegrationEventHandler;
+  readonly eventClass: IntegrationEventClass;
+  readonly event: IntegrationEventMetadata;
+  /** The handler's own queue. */
+  readonly queue: string;
+  readonly prefetch: number;
+}

@@ -1,0 +1,82 @@
+import { Injectable } from '@nestjs/common';
+import { DiscoveryService } from '@nestjs/core';
+import { IntegrationEventHandlerDiscovery } from '../decorators/integration-event-handler.decorator';
+import { findIntegrationEventMetadata } from '../decorators/integration-event-metadata';
+import { DuplicateHandlerQueueError } from '../errors/duplicate-handler-queue.error';
+import { InvalidIntegrationEventHandlerError } from '../errors/invalid-integration-event-handler.error';
+import { IntegrationEventsConfig } from '../options/integration-events.config';
+import type { IIntegrationEventHandler } from '../consumer/integration-event-handler.interface';
+import type { DiscoveredHandler } from './discovered-handler';
+
+/** AMQP queue names: letters, digits, `-_.:`, and not RabbitMQ's reserved `amq.` prefix. */
+const QUEUE_PATTERN = /^(?!amq\.)[A-Za-z0-9_.:-]{1,200}$/;
+
+/**
+ * Finds every `@IntegrationEventHandler` provider through Nest's public `DiscoveryService` and checks
+ * it can work: a `handle()` method, a decorated event class, a valid and unique queue, a singleton
+ * scope. Any problem fails boot with an error naming the handler.
+ */
+@Injectable()
+export class IntegrationEventHandlerExplorer {
+  constructor(
+    private readonly discovery: DiscoveryService,
+    private readonly config: IntegrationEventsConfig,
+  ) {}
+
+  explore(): DiscoveredHandler[] {
+    const { serviceName, consumer } = this.config.options;
+    const byQueue = new Map<string, DiscoveredHandler>();
+
+    for (const wrapper of this.discovery.getProviders({ metadataKey: IntegrationEventHandlerDiscovery.KEY })) {
+      const metadata = this.discovery.getMetadataByDecorator(IntegrationEventHandlerDiscovery, wrapper);
+      const metatype = wrapper.metatype as { name?: string } | null;
+      const name = metatype?.name ?? String(wrapper.name);
+      if (!metadata) continue;
+      if (!wrapper.isDependencyTreeStatic() || wrapper.isTransient) {
+        throw new InvalidIntegrationEventHandlerError(
+          name,
+          'handlers must be singletons (the default scope); request- and transient-scoped handlers, or ' +
+            'handlers that depend on request-scoped providers, are not supported.',
+        );
+      }
+      const instance = wrapper.instance as Partial<IIntegrationEventHandler> | undefined;
+      if (typeof instance?.handle !== 'function') {
+        throw new InvalidIntegrationEventHandlerError(
+          name,
+          'the class has no handle(event, context) method. Implement IIntegrationEventHandler<Event>.',
+        );
+      }
+      const event = findIntegrationEventMetadata(metadata.event);
+      if (!event) {
+        throw new InvalidIntegrationEventHandlerError(
+          name,
+          `its event class ${metadata.event.name} has no @IntegrationEvent decorator. Add ` +
+            "@IntegrationEvent({ name: '<service>.<event>', version: 1 }) to it.",
+        );
+      }
+      const queue = metadata.options.queue ?? `${serviceName}.${name}`;
+      if (!QUEUE_PATTERN.test(queue)) {
+        throw new InvalidIntegrationEventHandlerError(
+          name,
+          `queue ${JSON.stringify(queue)} is not a valid queue name: use 1-200 letters, digits, "-", "_", "." or ":", ` +
+            'not starting with "amq.".',
+        );
+      }
+      const prefetch = metadata.options.prefetch ?? consumer.prefetch;
+      if (!Number.isInteger(prefetch) || prefetch < 1 || prefetch > 65_535) {
+        throw new InvalidIntegrationEventHandlerError(name, `prefetch ${String(prefetch)} is not a whole number from 1 to 65535.`);
+      }
+      const existing = byQueue.get(queue);
+      if (existing) throw new DuplicateHandlerQueueError(queue, [existing.name, name]);
+      byQueue.set(queue, {
+        name,
+        instance: instance as IIntegrationEventHandler,
+        eventClass: metadata.event,
+        event,
+        queue,
+        prefetch,
+      });
+    }
+    return [...byQueue.values()];
+  }
+}

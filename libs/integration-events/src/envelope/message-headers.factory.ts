@@ -1,0 +1,87 @@
+import { InvalidPublishOptionsError } from '../errors/invalid-publish-options.error';
+import { MessageHeaders, RESERVED_HEADER_PREFIXES } from './message-headers';
+import type { HeaderValue, MessageHeadersRecord } from './outgoing-message';
+
+const HEADER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const MAX_APPLICATION_HEADERS = 32;
+const MAX_HEADER_STRING_LENGTH = 4_096;
+const CORRELATION_ID_PATTERN = /^[\x21-\x7e]{1,200}$/;
+
+/** What the contract headers of one message are built from. */
+export interface ContractHeaderValues {
+  readonly eventName: string;
+  readonly eventVersion: number;
+  readonly occurredAt: Date;
+  readonly sourceService: string;
+  readonly correlationId: string;
+}
+
+/**
+ * Builds the full header set of a message: the caller's application headers (validated), then the
+ * `ie-*` contract headers, which always win.
+ */
+export function buildMessageHeaders(
+  contract: ContractHeaderValues,
+  applicationHeaders: MessageHeadersRecord | undefined,
+): MessageHeadersRecord {
+  return {
+    ...validateApplicationHeaders(applicationHeaders),
+    [MessageHeaders.EventName]: contract.eventName,
+    [MessageHeaders.EventVersion]: contract.eventVersion,
+    [MessageHeaders.OccurredAt]: contract.occurredAt.toISOString(),
+    [MessageHeaders.SourceService]: contract.sourceService,
+    [MessageHeaders.CorrelationId]: contract.correlationId,
+  };
+}
+
+/** Checks a correlation id given by the caller: printable ASCII without spaces, 1-200 characters. */
+export function validateCorrelationId(value: unknown, option = 'correlationId'): string {
+  if (typeof value !== 'string' || !CORRELATION_ID_PATTERN.test(value)) {
+    throw new InvalidPublishOptionsError(option, 'use 1-200 printable ASCII characters without spaces.');
+  }
+  return value;
+}
+
+function validateApplicationHeaders(headers: MessageHeadersRecord | undefined): MessageHeadersRecord {
+  if (headers === undefined) return {};
+  if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) {
+    throw new InvalidPublishOptionsError('headers', 'pass an object of header names to values.');
+  }
+  const entries = Object.entries(headers);
+  if (entries.length > MAX_APPLICATION_HEADERS) {
+    throw new InvalidPublishOptionsError('headers', `pass at most ${MAX_APPLICATION_HEADERS} headers.`);
+  }
+  const result: MessageHeadersRecord = {};
+  for (const [name, value] of entries) {
+    if (!HEADER_NAME_PATTERN.test(name)) {
+      throw new InvalidPublishOptionsError(
+        `headers.${name}`,
+        'header names are 1-128 letters, digits, ".", "_" or "-", starting with a letter or digit.',
+      );
+    }
+    const lower = name.toLowerCase();
+    if (RESERVED_HEADER_PREFIXES.some((prefix) => lower.startsWith(prefix))) {
+      throw new InvalidPublishOptionsError(
+        `headers.${name}`,
+        `names starting with ${RESERVED_HEADER_PREFIXES.map((p) => `"${p}"`).join(' or ')} are reserved ` +
+          '(the library\'s contract headers and RabbitMQ\'s own).',
+      );
+    }
+    if (!isHeaderValue(value)) {
+      throw new InvalidPublishOptionsError(
+        `headers.${name}`,
+        `values are strings (at most ${MAX_HEADER_STRING_LENGTH} characters), finite numbers or booleans.`,
+      );
+    }
+    result[name] = value;
+  }
+  return result;
+}
+
+function isHeaderValue(value: unknown): value is HeaderValue {
+  return (
+    typeof value === 'boolean' ||
+    (typeof value === 'number' && Number.isFinite(value)) ||
+    (typeof value === 'string' && value.length <= MAX_HEADER_STRING_LENGTH)
+  );
+}

@@ -1,0 +1,14 @@
+import { IntegrationEventsError } from './integration-events.error';
+
+/** The DataSource is of a type the outbox does not support. Fails application boot. */
+export class UnsupportedDatabaseError extends IntegrationEventsError {
+  constructor(
+    /** TypeORM's `type` of the DataSource. */
+    readonly databaseType: string,
+  ) {
+    super(
+      `The outbox supports PostgreSQL DataSources; this one is "${databaseType}". Point the module's ` +
+        '"dataSourceName" option at a PostgreSQL DataSource.',
+    );
+  }
+}

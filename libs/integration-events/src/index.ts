@@ -1,0 +1,47 @@
+export { IntegrationEventsModule } from './integration-events.module';
+export type { INTEGRATION_EVENTS_ASYNC_OPTIONS_TYPE as IntegrationEventsModuleAsyncOptions } from './integration-events.module-definition';
+export type {
+  IntegrationEventsModuleOptions,
+  RabbitMqOptions,
+  OutboxOptions,
+  RelayOptions,
+  ConsumerOptions,
+  QueueType,
+} from './options/integration-events-module-options.interface';
+export type { ResolvedIntegrationEventsOptions } from './options/resolved-options';
+export { resolveOptions } from './options/resolve-options';
+export { DEFAULT_OPTIONS } from './options/default-options';
+
+export { IntegrationEvent, type IntegrationEventOptions } from './decorators/integration-event.decorator';
+export { IntegrationEventHandler } from './decorators/integration-event-handler.decorator';
+export type { IntegrationEventHandlerOptions } from './decorators/integration-event-handler-options.interface';
+export {
+  getIntegrationEventMetadata,
+  type IntegrationEventClass,
+  type IntegrationEventMetadata,
+} from './decorators/integration-event-metadata';
+
+export type { IIntegrationEventHandler } from './consumer/integration-event-handler.interface';
+export type { IntegrationEventContext } from './consumer/integration-event-context.interface';
+export { IntegrationEventConsumers } from './consumer/integration-event-consumers';
+
+export { IntegrationEventPublisher } from './publisher/integration-event.publisher';
+export type { PublishOptions } from './publisher/publish-options.interface';
+export { OutboxRelay } from './relay/outbox.relay';
+export { createOutboxMigration, type OutboxMigrationOptions } from './outbox/migrations/create-outbox-migration';
+
+export { MessageHeaders, MESSAGE_CONTENT_TYPE } from './envelope/message-headers';
+export type { HeaderValue, MessageHeadersRecord } from './envelope/outgoing-message';
+
+export { IntegrationEventsError } from './errors/integration-events.error';
+export { InvalidIntegrationEventsOptionsError } from './errors/invalid-options.error';
+export { IntegrationEventDefinitionError } from './errors/integration-event-definition.error';
+export { IntegrationEventSerializationError } from './errors/integration-event-serialization.error';
+export { NoActiveTransactionError } from './errors/no-active-transaction.error';
+export { InvalidPublishOptionsError } from './errors/invalid-publish-options.error';
+export { InvalidIntegrationEventHandlerError } from './errors/invalid-integration-event-handler.error';
+export { DuplicateHandlerQueueError } from './errors/duplicate-handler-queue.error';
+export { OutboxTableMissingError } from './errors/outbox-table-missing.error';
+export { UnsupportedDatabaseError } from './errors/unsupported-database.error';
+export { BrokerConnectionError } from './errors/broker-connection.error';
+export { TransportNotReadyError } from './errors/transport-not-ready.error';

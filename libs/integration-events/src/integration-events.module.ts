@@ -1,0 +1,98 @@
+import { type BeforeApplicationShutdown, type DynamicModule, Logger, Module, type OnApplicationBootstrap } from '@nestjs/common';
+import { DiscoveryModule } from '@nestjs/core';
+import { IntegrationEventConsumers } from './consumer/integration-event-consumers';
+import { MessageDispatcher } from './consumer/message-dispatcher';
+import { IntegrationEventHandlerExplorer } from './discovery/integration-event-handler.explorer';
+import {
+  IntegrationEventsConfigurableModule,
+  type INTEGRATION_EVENTS_OPTIONS_TYPE,
+} from './integration-events.module-definition';
+import { IntegrationEventsConfig } from './options/integration-events.config';
+import { resolveOptions } from './options/resolve-options';
+import { EntityManagerResolver } from './outbox/entity-manager.resolver';
+import { OutboxDatabase } from './outbox/outbox-database';
+import { IntegrationEventPublisher } from './publisher/integration-event.publisher';
+import { OutboxRelay } from './relay/outbox.relay';
+import { WakeSignal } from './relay/wake-signal';
+import { RabbitMqConnection } from './transport/rabbitmq/rabbitmq.connection';
+import { RabbitMqPublisher } from './transport/rabbitmq/rabbitmq.publisher';
+
+/**
+ * Integration events for a Nest application: the outbox publisher, the relay to RabbitMQ and the
+ * consumers of every `@IntegrationEventHandler`. Import once, in the root module.
+ *
+ * Boot (`app.init()`): options are validated, handlers discovered and checked, the outbox table
+ * checked, then the broker connected (an unreachable broker is waited for in the background; one
+ * that refuses fails boot). Shutdown (`app.close()`, before TypeORM closes its DataSource): consumers
+ * stop taking deliveries and drain, the relay finishes its batch, then the connection closes.
+ *
+ * @example
+ * ```ts
+ * IntegrationEventsModule.forRoot({ serviceName: 'ordering', rabbitmq: { url: 'amqp://guest:guest@localhost:5672' } })
+ * IntegrationEventsModule.forRootAsync({
+ *   inject: [ConfigService],
+ *   useFactory: (config: ConfigService) => ({ serviceName: 'ordering', rabbitmq: { url: config.getOrThrow('RABBITMQ_URL') } }),
+ * })
+ * ```
+ */
+@Module({
+  imports: [DiscoveryModule],
+  providers: [
+    IntegrationEventsConfig,
+    WakeSignal,
+    OutboxDatabase,
+    EntityManagerResolver,
+    IntegrationEventPublisher,
+    RabbitMqConnection,
+    RabbitMqPublisher,
+    OutboxRelay,
+    IntegrationEventHandlerExplorer,
+    MessageDispatcher,
+    IntegrationEventConsumers,
+  ],
+  exports: [IntegrationEventPublisher, OutboxRelay, IntegrationEventConsumers],
+})
+export class IntegrationEventsModule
+  extends IntegrationEventsConfigurableModule
+  implements OnApplicationBootstrap, BeforeApplicationShutdown
+{
+  private readonly logger = new Logger('IntegrationEvents');
+
+  constructor(
+    private readonly config: IntegrationEventsConfig,
+    private readonly explorer: IntegrationEventHandlerExplorer,
+    private readonly database: OutboxDatabase,
+    private readonly connection: RabbitMqConnection,
+    private readonly publisher: RabbitMqPublisher,
+    private readonly relay: OutboxRelay,
+    private readonly consumers: IntegrationEventConsumers,
+  ) {
+    super();
+  }
+
+  /** Validates the options now, so a bad one fails where `forRoot()` is called. */
+  static override forRoot(options: typeof INTEGRATION_EVENTS_OPTIONS_TYPE): DynamicModule {
+    resolveOptions(options);
+    return super.forRoot(options);
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    const { relay, consumer, serviceName } = this.config.options;
+    const handlers = this.explorer.explore();
+    await this.database.assertTableExists();
+    if (relay.enabled) this.publisher.register();
+    if (consumer.enabled) this.consumers.start(handlers);
+    await this.connection.connect();
+    if (relay.enabled) this.relay.start();
+    this.logger.log(
+      `Service "${serviceName}" started: relay ${relay.enabled ? 'on' : 'off'}, ` +
+        `${consumer.enabled ? handlers.length : 0} handler(s)`,
+    );
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    await this.consumers.stop();
+    await this.relay.stop();
+    await this.connection.close();
+  }
+}

@@ -1,0 +1,35 @@
+/**
+ * Every default, in one place. The JSDoc `@default` of each option in
+ * `IntegrationEventsModuleOptions` repeats these values; keep the two in step.
+ */
+export const DEFAULT_OPTIONS = {
+  rabbitmq: {
+    exchange: 'integration-events',
+    heartbeatSeconds: 10,
+    reconnectInitialDelayMs: 500,
+    reconnectMaxDelayMs: 30_000,
+  },
+  outbox: {
+    table: 'integration_events_outbox',
+    maxPayloadBytes: 256 * 1024,
+  },
+  relay: {
+    enabled: true,
+    pollIntervalMs: 1_000,
+    batchSize: 200,
+    leaseMs: 30_000,
+    confirmTimeoutMs: 10_000,
+    maxUnconfirmed: 1_000,
+    retryInitialDelayMs: 1_000,
+    retryMaxDelayMs: 60_000,
+  },
+  consumer: {
+    enabled: true,
+    prefetch: 10,
+    queueType: 'classic',
+    maxBodyBytes: 1024 * 1024,
+    maxDepth: 64,
+    shutdownTimeoutMs: 10_000,
+  },
+  dataSourceName: 'default',
+} as const;

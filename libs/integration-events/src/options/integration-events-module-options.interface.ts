@@ -1,0 +1,199 @@
+/** Options of `IntegrationEventsModule.forRoot()` / `forRootAsync()`. */
+export interface IntegrationEventsModuleOptions {
+  /**
+   * Name of this service. Sent as the `ie-source-service` header and used as the prefix of every
+   * handler queue (`<serviceName>.<HandlerClassName>`). Lower-case letters, digits, `.`, `_`, `-`.
+   * Required.
+   * @example 'ordering'
+   */
+  serviceName: string;
+
+  /** How to reach RabbitMQ and how to name what is declared there. Required. */
+  rabbitmq: RabbitMqOptions;
+
+  /** Where the outbox table lives. */
+  outbox?: OutboxOptions;
+
+  /** The relay that moves committed outbox rows to the broker. */
+  relay?: RelayOptions;
+
+  /** The consumers that deliver messages to `@IntegrationEventHandler` classes. */
+  consumer?: ConsumerOptions;
+
+  /**
+   * Name of the TypeORM DataSource holding the outbox (as given to `TypeOrmModule.forRoot({ name })`).
+   * @default 'default'
+   */
+  dataSourceName?: string;
+
+  /**
+   * `connectionName` of the `ClsPluginTransactional` whose transactions `publish()` joins.
+   * @default undefined (the plugin registered without a connection name)
+   */
+  transactionConnectionName?: string;
+}
+
+/** RabbitMQ connection and naming. */
+export interface RabbitMqOptions {
+  /**
+   * AMQP URL (`amqp://user:pass@host:5672/vhost`, or `amqps://` for TLS). Required.
+   * The password never appears in logs or errors.
+   */
+  url: string;
+
+  /**
+   * Extra socket options passed to amqplib's `connect()` (TLS `ca`, `cert`, `key`, `servername`, ...).
+   * @default {}
+   */
+  socketOptions?: Record<string, unknown>;
+
+  /**
+   * Durable topic exchange all integration events are published to; every service of a system
+   * must use the same one.
+   * @default 'integration-events'
+   */
+  exchange?: string;
+
+  /**
+   * AMQP heartbeat in seconds; a dead connection is noticed within about twice this.
+   * @default 10
+   */
+  heartbeatSeconds?: number;
+
+  /**
+   * Delay before the first reconnect attempt, in ms; later attempts back off exponentially.
+   * @default 500
+   */
+  reconnectInitialDelayMs?: number;
+
+  /**
+   * Upper bound of the reconnect delay, in ms.
+   * @default 30000
+   */
+  reconnectMaxDelayMs?: number;
+
+  /** Name shown for this connection in the RabbitMQ management UI. @default `<serviceName>` */
+  connectionName?: string;
+}
+
+/** Where the outbox table lives. Both names are validated as SQL identifiers, never concatenated raw. */
+export interface OutboxOptions {
+  /**
+   * Schema of the outbox table. `undefined` uses the connection's search path (usually `public`).
+   * @default undefined
+   */
+  schema?: string;
+
+  /**
+   * Name of the outbox table. Must match the migration you run (see `createOutboxMigration()`).
+   * @default 'integration_events_outbox'
+   */
+  table?: string;
+
+  /**
+   * Largest JSON body `publish()` accepts, in bytes. A bigger event is refused before anything is
+   * written. Keep it at or below the consumers' `consumer.maxBodyBytes`.
+   * @default 262144 (256 KiB)
+   */
+  maxPayloadBytes?: number;
+}
+
+/** The outbox relay. */
+export interface RelayOptions {
+  /**
+   * Run the relay in this process. Turn off in processes that only consume.
+   * @default true
+   */
+  enabled?: boolean;
+
+  /**
+   * How often the relay looks for rows committed by other processes, in ms. Rows committed through
+   * this process wake it at once and do not wait for the poll.
+   * @default 1000
+   */
+  pollIntervalMs?: number;
+
+  /**
+   * Rows claimed per round trip.
+   * @default 200
+   */
+  batchSize?: number;
+
+  /**
+   * How long a claimed row is reserved for this relay, in ms. If the process dies mid-batch, another
+   * relay takes the row over after this. Must exceed `confirmTimeoutMs`.
+   * @default 30000
+   */
+  leaseMs?: number;
+
+  /**
+   * How long to wait for the broker's confirm of a published message, in ms, before the row counts
+   * as failed and is tried again.
+   * @default 10000
+   */
+  confirmTimeoutMs?: number;
+
+  /**
+   * Largest number of published messages waiting for their confirm at once (the confirm window).
+   * @default 1000
+   */
+  maxUnconfirmed?: number;
+
+  /**
+   * Delay before the first retry of a row whose publish failed (nack, timeout, channel closed), in ms.
+   * Doubles on each further failure of that row.
+   * @default 1000
+   */
+  retryInitialDelayMs?: number;
+
+  /**
+   * Upper bound of that retry delay, in ms.
+   * @default 60000
+   */
+  retryMaxDelayMs?: number;
+}
+
+/** Consumers of this service's handler queues. */
+export interface ConsumerOptions {
+  /**
+   * Start consumers for the discovered handlers. Turn off in processes that only publish.
+   * @default true
+   */
+  enabled?: boolean;
+
+  /**
+   * Unacknowledged messages RabbitMQ hands each handler's consumer at once. Overridable per handler.
+   * @default 10
+   */
+  prefetch?: number;
+
+  /**
+   * Type of the handler queues. `quorum` is replicated and is the choice for a RabbitMQ cluster;
+   * `classic` suits a single node. Changing it for an existing queue needs the queue deleted first
+   * (RabbitMQ refuses to redeclare a queue with other arguments).
+   * @default 'classic'
+   */
+  queueType?: QueueType;
+
+  /**
+   * Largest message body accepted, in bytes; a bigger one is rejected unread.
+   * @default 1048576 (1 MiB)
+   */
+  maxBodyBytes?: number;
+
+  /**
+   * Deepest nesting of objects and arrays accepted in a message body; deeper ones are rejected
+   * before parsing.
+   * @default 64
+   */
+  maxDepth?: number;
+
+  /**
+   * How long shutdown waits for in-flight handlers after their `signal` fired, in ms. Messages
+   * whose handler has not finished by then are left unacknowledged and redelivered.
+   * @default 10000
+   */
+  shutdownTimeoutMs?: number;
+}
+
+export type QueueType = 'classic' | 'quorum';

@@ -1,0 +1,26 @@
+import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
+import { INTEGRATION_EVENTS_OPTIONS } from '../integration-events.module-definition';
+import type { IntegrationEventsModuleOptions } from './integration-events-module-options.interface';
+import { resolveOptions } from './resolve-options';
+import type { ResolvedIntegrationEventsOptions } from './resolved-options';
+
+/**
+ * Holds the resolved module options. Resolution happens in `onModuleInit` (or on first use, whichever
+ * comes first), never in a provider factory: an error thrown there reaches the caller of `app.init()`,
+ * where a factory error would make Nest exit the process before anyone could read it.
+ */
+@Injectable()
+export class IntegrationEventsConfig implements OnModuleInit {
+  private resolved: ResolvedIntegrationEventsOptions | undefined;
+
+  constructor(@Inject(INTEGRATION_EVENTS_OPTIONS) private readonly raw: IntegrationEventsModuleOptions) {}
+
+  onModuleInit(): void {
+    void this.options;
+  }
+
+  get options(): ResolvedIntegrationEventsOptions {
+    this.resolved ??= resolveOptions(this.raw);
+    return this.resolved;
+  }
+}

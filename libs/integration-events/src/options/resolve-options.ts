@@ -1,0 +1,211 @@
+import { InvalidIntegrationEventsOptionsError } from '../errors/invalid-options.error';
+import { redactUrl } from '../util/redact-url';
+import { SQL_IDENTIFIER_PATTERN } from '../outbox/outbox-table-name';
+import { DEFAULT_OPTIONS } from './default-options';
+import type { IntegrationEventsModuleOptions } from './integration-events-module-options.interface';
+import type { ResolvedIntegrationEventsOptions } from './resolved-options';
+
+const SERVICE_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,99}$/;
+/** AMQP short strings: letters, digits, `-_.:`, and not RabbitMQ's reserved `amq.` prefix. */
+const EXCHANGE_PATTERN = /^(?!amq\.)[A-Za-z0-9_.:-]{1,200}$/;
+
+const KNOWN_KEYS = {
+  '': ['serviceName', 'rabbitmq', 'outbox', 'relay', 'consumer', 'dataSourceName', 'transactionConnectionName'],
+  rabbitmq: [
+    'url',
+    'socketOptions',
+    'exchange',
+    'heartbeatSeconds',
+    'reconnectInitialDelayMs',
+    'reconnectMaxDelayMs',
+    'connectionName',
+  ],
+  outbox: ['schema', 'table', 'maxPayloadBytes'],
+  relay: [
+    'enabled',
+    'pollIntervalMs',
+    'batchSize',
+    'leaseMs',
+    'confirmTimeoutMs',
+    'maxUnconfirmed',
+    'retryInitialDelayMs',
+    'retryMaxDelayMs',
+  ],
+  consumer: ['enabled', 'prefetch', 'queueType', 'maxBodyBytes', 'maxDepth', 'shutdownTimeoutMs'],
+} as const;
+
+/**
+ * Applies the defaults to the module options and validates the result: the one place where options
+ * are defaulted and checked. Throws `InvalidIntegrationEventsOptionsError` naming the first bad field.
+ * Pure: no I/O, so it runs at `forRoot()` time and again at `app.init()` for `forRootAsync()`.
+ */
+export function resolveOptions(input: IntegrationEventsModuleOptions): ResolvedIntegrationEventsOptions {
+  if (!isRecord(input)) fail('', input, 'pass an options object to IntegrationEventsModule.forRoot()');
+  checkKnownKeys('', input);
+  const rabbitmq = section(input, 'rabbitmq', true);
+  const outbox = section(input, 'outbox', false);
+  const relay = section(input, 'relay', false);
+  const consumer = section(input, 'consumer', false);
+
+  const serviceName = input.serviceName;
+  if (typeof serviceName !== 'string' || !SERVICE_NAME_PATTERN.test(serviceName)) {
+    fail('serviceName', serviceName, 'use 1-100 lower-case letters, digits, ".", "_" or "-", e.g. "ordering"');
+  }
+
+  const url = rabbitmq.url;
+  if (typeof url !== 'string' || !/^amqps?:\/\//.test(url) || !canParseUrl(url)) {
+    fail(
+      'rabbitmq.url',
+      typeof url === 'string' ? redactUrl(url) : url,
+      'give an AMQP URL such as "amqp://user:password@localhost:5672" (or "amqps://" for TLS)',
+    );
+  }
+  const socketOptions = rabbitmq.socketOptions ?? {};
+  if (!isRecord(socketOptions)) fail('rabbitmq.socketOptions', socketOptions, 'pass an object of amqplib socket options');
+  const exchange = rabbitmq.exchange ?? DEFAULT_OPTIONS.rabbitmq.exchange;
+  if (typeof exchange !== 'string' || !EXCHANGE_PATTERN.test(exchange)) {
+    fail('rabbitmq.exchange', exchange, 'use 1-200 letters, digits, "-", "_", "." or ":", not starting with "amq."');
+  }
+  const connectionName = rabbitmq.connectionName ?? serviceName;
+  if (typeof connectionName !== 'string' || connectionName.length === 0 || connectionName.length > 200) {
+    fail('rabbitmq.connectionName', connectionName, 'use a non-empty string of at most 200 characters');
+  }
+  const reconnectInitialDelayMs = integer(rabbitmq, 'rabbitmq', 'reconnectInitialDelayMs', 1, 600_000);
+  const reconnectMaxDelayMs = integer(rabbitmq, 'rabbitmq', 'reconnectMaxDelayMs', 1, 3_600_000);
+  if (reconnectMaxDelayMs < reconnectInitialDelayMs) {
+    fail('rabbitmq.reconnectMaxDelayMs', reconnectMaxDelayMs, 'make it at least rabbitmq.reconnectInitialDelayMs');
+  }
+
+  const schema = outbox.schema;
+  if (schema !== undefined && (typeof schema !== 'string' || !SQL_IDENTIFIER_PATTERN.test(schema))) {
+    fail('outbox.schema', schema, 'use an SQL identifier: a letter or "_", then letters, digits or "_", at most 63');
+  }
+  const table = outbox.table ?? DEFAULT_OPTIONS.outbox.table;
+  if (typeof table !== 'string' || !SQL_IDENTIFIER_PATTERN.test(table)) {
+    fail('outbox.table', table, 'use an SQL identifier: a letter or "_", then letters, digits or "_", at most 63');
+  }
+
+  const relayResolved = {
+    enabled: boolean(relay, 'relay', 'enabled'),
+    pollIntervalMs: integer(relay, 'relay', 'pollIntervalMs', 10, 3_600_000),
+    batchSize: integer(relay, 'relay', 'batchSize', 1, 10_000),
+    leaseMs: integer(relay, 'relay', 'leaseMs', 1_000, 3_600_000),
+    confirmTimeoutMs: integer(relay, 'relay', 'confirmTimeoutMs', 100, 600_000),
+    maxUnconfirmed: integer(relay, 'relay', 'maxUnconfirmed', 1, 100_000),
+    retryInitialDelayMs: integer(relay, 'relay', 'retryInitialDelayMs', 1, 3_600_000),
+    retryMaxDelayMs: integer(relay, 'relay', 'retryMaxDelayMs', 1, 86_400_000),
+  };
+  if (relayResolved.leaseMs <= relayResolved.confirmTimeoutMs) {
+    fail(
+      'relay.leaseMs',
+      relayResolved.leaseMs,
+      `make it greater than relay.confirmTimeoutMs (${relayResolved.confirmTimeoutMs}), or a slow batch ` +
+        'loses its lease and another relay publishes it again',
+    );
+  }
+  if (relayResolved.retryMaxDelayMs < relayResolved.retryInitialDelayMs) {
+    fail('relay.retryMaxDelayMs', relayResolved.retryMaxDelayMs, 'make it at least relay.retryInitialDelayMs');
+  }
+
+  const queueType = consumer.queueType ?? DEFAULT_OPTIONS.consumer.queueType;
+  if (queueType !== 'classic' && queueType !== 'quorum') {
+    fail('consumer.queueType', queueType, 'use "classic" or "quorum"');
+  }
+  const maxBodyBytes = integer(consumer, 'consumer', 'maxBodyBytes', 1_024, 128 * 1024 * 1024);
+  const maxPayloadBytes = integer(outbox, 'outbox', 'maxPayloadBytes', 64, 128 * 1024 * 1024);
+
+  const dataSourceName = input.dataSourceName ?? DEFAULT_OPTIONS.dataSourceName;
+  if (typeof dataSourceName !== 'string' || dataSourceName.length === 0) {
+    fail('dataSourceName', dataSourceName, 'give the name of a TypeORM DataSource, or leave it out for "default"');
+  }
+  const transactionConnectionName = input.transactionConnectionName;
+  if (transactionConnectionName !== undefined && typeof transactionConnectionName !== 'string') {
+    fail('transactionConnectionName', transactionConnectionName, 'give the connectionName of ClsPluginTransactional');
+  }
+
+  return {
+    serviceName,
+    rabbitmq: {
+      url,
+      redactedUrl: redactUrl(url),
+      socketOptions,
+      exchange,
+      heartbeatSeconds: integer(rabbitmq, 'rabbitmq', 'heartbeatSeconds', 0, 3_600),
+      reconnectInitialDelayMs,
+      reconnectMaxDelayMs,
+      connectionName,
+    },
+    outbox: { schema, table, maxPayloadBytes },
+    relay: relayResolved,
+    consumer: {
+      enabled: boolean(consumer, 'consumer', 'enabled'),
+      prefetch: integer(consumer, 'consumer', 'prefetch', 1, 65_535),
+      queueType,
+      maxBodyBytes,
+      maxDepth: integer(consumer, 'consumer', 'maxDepth', 1, 1_000),
+      shutdownTimeoutMs: integer(consumer, 'consumer', 'shutdownTimeoutMs', 0, 3_600_000),
+    },
+    dataSourceName,
+    transactionConnectionName,
+  };
+}
+
+type SectionName = Exclude<keyof typeof KNOWN_KEYS, ''>;
+type Section = Record<string, unknown>;
+
+function section(input: Record<string, unknown>, name: SectionName, required: boolean): Section {
+  const value = input[name];
+  if (value === undefined && !required) return {};
+  if (!isRecord(value)) fail(name, value, required ? `pass a "${name}" object` : `pass an object or leave "${name}" out`);
+  checkKnownKeys(name, value);
+  return value;
+}
+
+function checkKnownKeys(name: keyof typeof KNOWN_KEYS, value: Record<string, unknown>): void {
+  const known: readonly string[] = KNOWN_KEYS[name];
+  for (const key of Object.keys(value)) {
+    if (!known.includes(key)) {
+      const field = name ? `${name}.${key}` : key;
+      fail(field, '(unknown option)', `remove it; the known options here are ${known.join(', ')}`);
+    }
+  }
+}
+
+function integer<S extends SectionName>(
+  values: Section,
+  sectionName: S,
+  key: keyof (typeof DEFAULT_OPTIONS)[S] & string,
+  min: number,
+  max: number,
+): number {
+  const defaults = DEFAULT_OPTIONS[sectionName] as Record<string, unknown>;
+  const value = values[key] ?? defaults[key];
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    fail(`${sectionName}.${key}`, value, `use a whole number from ${min} to ${max}`);
+  }
+  return value;
+}
+
+function boolean<S extends SectionName>(values: Section, sectionName: S, key: keyof (typeof DEFAULT_OPTIONS)[S] & string): boolean {
+  const defaults = DEFAULT_OPTIONS[sectionName] as Record<string, unknown>;
+  const value = values[key] ?? defaults[key];
+  if (typeof value !== 'boolean') fail(`${sectionName}.${key}`, value, 'use true or false');
+  return value;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function canParseUrl(url: string): boolean {
+  try {
+    new URL(url);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function fail(field: string, value: unknown, expected: string): never {
+  throw new InvalidIntegrationEventsOptionsError(field || '(options)', value, expected);
+}

@@ -1,0 +1,42 @@
+import type { QueueType } from './integration-events-module-options.interface';
+
+/** The module options after defaults and validation: every field present, every value checked. */
+export interface ResolvedIntegrationEventsOptions {
+  readonly serviceName: string;
+  readonly rabbitmq: {
+    readonly url: string;
+    /** `url` with the password replaced by `***`, for logs and errors. */
+    readonly redactedUrl: string;
+    readonly socketOptions: Readonly<Record<string, unknown>>;
+    readonly exchange: string;
+    readonly heartbeatSeconds: number;
+    readonly reconnectInitialDelayMs: number;
+    readonly reconnectMaxDelayMs: number;
+    readonly connectionName: string;
+  };
+  readonly outbox: {
+    readonly schema: string | undefined;
+    readonly table: string;
+    readonly maxPayloadBytes: number;
+  };
+  readonly relay: {
+    readonly enabled: boolean;
+    readonly pollIntervalMs: number;
+    readonly batchSize: number;
+    readonly leaseMs: number;
+    readonly confirmTimeoutMs: number;
+    readonly maxUnconfirmed: number;
+    readonly retryInitialDelayMs: number;
+    readonly retryMaxDelayMs: number;
+  };
+  readonly consumer: {
+    readonly enabled: boolean;
+    readonly prefetch: number;
+    readonly queueType: QueueType;
+    readonly maxBodyBytes: number;
+    readonly maxDepth: number;
+    readonly shutdownTimeoutMs: number;
+  };
+  readonly dataSourceName: string;
+  readonly transactionConnectionName: string | undefined;
+}

@@ -1,0 +1,70 @@
+import type { MigrationInterface, QueryRunner } from 'typeorm';
+import { DEFAULT_OPTIONS } from '../../options/default-options';
+import { OutboxTableName } from '../outbox-table-name';
+
+/** Where to create the outbox table; must match the module's `outbox` options. */
+export interface OutboxMigrationOptions {
+  /** @default undefined (the connection's search path) */
+  schema?: string;
+  /** @default 'integration_events_outbox' */
+  table?: string;
+}
+
+/** Timestamp TypeORM orders this migration by (its name must end in one). */
+const MIGRATION_TIMESTAMP = 1764144000000;
+
+/**
+ * Builds the TypeORM migration that creates the outbox table, for a schema and table name of your
+ * choosing (the same as the module's `outbox` options). Add the returned class to your DataSource's
+ * `migrations` and run them as usual (`migrationsRun: true`, or `typeorm migration:run`).
+ *
+ * @example
+ * ```ts
+ * TypeOrmModule.forRoot({
+ *   type: 'postgres',
+ *   migrations: [createOutboxMigration({ schema: 'ordering' }), ...yourMigrations],
+ *   migrationsRun: true,
+ * })
+ * ```
+ */
+export function createOutboxMigration(options: OutboxMigrationOptions = {}): new () => MigrationInterface {
+  const table = new OutboxTableName(options.schema, options.table ?? DEFAULT_OPTIONS.outbox.table);
+  const t = table.qualified;
+  const suffix = options.schema || options.table ? `_${[options.schema, options.table].filter(Boolean).join('_')}` : '';
+
+  return class CreateIntegrationEventsOutbox implements MigrationInterface {
+    // TypeORM identifies a migration by this name (one per schema/table) and orders by its timestamp.
+    readonly name = `CreateIntegrationEventsOutbox${suffix}${MIGRATION_TIMESTAMP}`;
+
+    async up(queryRunner: QueryRunner): Promise<void> {
+      if (table.schema) await queryRunner.query(`CREATE SCHEMA IF NOT EXISTS "${table.schema}"`);
+      await queryRunner.query(`
+        CREATE TABLE ${t} (
+          seq           bigint GENERATED ALWAYS AS IDENTITY,
+          id            uuid         NOT NULL PRIMARY KEY,
+          event_name    varchar(200) NOT NULL,
+          event_version integer      NOT NULL,
+          payload       text         NOT NULL,
+          headers       jsonb        NOT NULL,
+          occurred_at   timestamptz  NOT NULL,
+          created_at    timestamptz  NOT NULL DEFAULT now(),
+          available_at  timestamptz  NOT NULL DEFAULT now(),
+          status        varchar(16)  NOT NULL DEFAULT 'pending'
+                        CONSTRAINT ${table.derived('status_check')} CHECK (status IN ('pending', 'sent', 'unroutable')),
+          attempts      integer      NOT NULL DEFAULT 0,
+          locked_until  timestamptz  NULL,
+          last_error    text         NULL,
+          sent_at       timestamptz  NULL
+        )`);
+      // The relay's claim reads pending rows in seq order. A partial index holds only pending rows,
+      // so the claim stays an index range scan however many sent rows have piled up.
+      await queryRunner.query(`CREATE INDEX ${table.derived('pending_idx')} ON ${t} (seq) WHERE status = 'pending'`);
+      // Retention deletes sent rows by age without scanning pending ones.
+      await queryRunner.query(`CREATE INDEX ${table.derived('sent_at_idx')} ON ${t} (sent_at) WHERE status = 'sent'`);
+    }
+
+    async down(queryRunner: QueryRunner): Promise<void> {
+      await queryRunner.query(`DROP TABLE ${t}`);
+    }
+  };
+}

@@ -1,0 +1,130 @@
+import type { DataSource, EntityManager } from 'typeorm';
+import type { ClaimedOutboxRecord, FailedOutboxRecord, NewOutboxRecord } from './outbox-record';
+import type { OutboxStore } from './outbox.store';
+import type { OutboxTableName } from './outbox-table-name';
+
+interface ClaimedRow {
+  id: string;
+  event_name: string;
+  event_version: number;
+  payload: string;
+  headers: ClaimedOutboxRecord['headers'];
+  occurred_at: Date;
+  attempts: number;
+  seq: string;
+}
+
+/**
+ * The PostgreSQL outbox. Claims use `FOR UPDATE SKIP LOCKED` plus a lease column: the row lock keeps
+ * two relays from claiming one row at the same instant, the lease keeps it theirs while they publish
+ * outside any transaction (no transaction stays open across broker round trips), and expires so a
+ * crashed relay's rows are taken over. Every statement's text is fixed at construction, so the
+ * server sees a small set of statements whatever the batch size.
+ */
+export class PostgresOutboxStore implements OutboxStore {
+  private readonly insertOneSql: string;
+  private readonly insertManySql: string;
+  private readonly claimSql: string;
+  private readonly markSentSql: string;
+  private readonly markFailedSql: string;
+  private readonly markUnroutableSql: string;
+  private readonly releaseSql: string;
+
+  constructor(
+    private readonly dataSource: DataSource,
+    table: OutboxTableName,
+  ) {
+    const t = table.qualified;
+    const columns = 'id, event_name, event_version, payload, headers, occurred_at';
+    this.insertOneSql = `INSERT INTO ${t} (${columns}) VALUES ($1, $2, $3, $4, $5, $6)`;
+    this.insertManySql =
+      `INSERT INTO ${t} (${columns}) ` +
+      'SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::int[], $4::text[], $5::jsonb[], $6::timestamptz[])';
+    this.claimSql =
+      `UPDATE ${t} SET locked_until = now() + $2 * interval '1 millisecond' WHERE id IN (` +
+      `SELECT id FROM ${t} WHERE status = 'pending' AND available_at <= now() ` +
+      'AND (locked_until IS NULL OR locked_until <= now()) ' +
+      'ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) ' +
+      'RETURNING id, event_name, event_version, payload, headers, occurred_at, attempts, seq';
+    this.markSentSql =
+      `UPDATE ${t} SET status = 'sent', sent_at = now(), locked_until = NULL, last_error = NULL ` +
+      'WHERE id = ANY($1::uuid[])';
+    this.markFailedSql =
+      `UPDATE ${t} AS o SET attempts = o.attempts + 1, last_error = f.error, locked_until = NULL, ` +
+      "available_at = now() + f.delay_ms * interval '1 millisecond' " +
+      'FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS f(id, error, delay_ms) WHERE o.id = f.id';
+    this.releaseSql = `UPDATE ${t} SET locked_until = NULL WHERE id = ANY($1::uuid[])`;
+    this.markUnroutableSql =
+      `UPDATE ${t} SET status = 'unroutable', locked_until = NULL, last_error = $2 WHERE id = ANY($1::uuid[])`;
+  }
+
+  async insert(manager: EntityManager, records: readonly NewOutboxRecord[]): Promise<void> {
+    if (records.length === 1) {
+      const r = records[0]!;
+      await manager.query(this.insertOneSql, [
+        r.id,
+        r.eventName,
+        r.eventVersion,
+        r.payload,
+        JSON.stringify(r.headers),
+        r.occurredAt.toISOString(),
+      ]);
+      return;
+    }
+    await manager.query(this.insertManySql, [
+      records.map((r) => r.id),
+      records.map((r) => r.eventName),
+      records.map((r) => r.eventVersion),
+      records.map((r) => r.payload),
+      records.map((r) => JSON.stringify(r.headers)),
+      records.map((r) => r.occurredAt.toISOString()),
+    ]);
+  }
+
+  async claim(limit: number, leaseMs: number): Promise<ClaimedOutboxRecord[]> {
+    const rows = (await this.dataSource.query(this.claimSql, [limit, leaseMs])) as [ClaimedRow[], number] | ClaimedRow[];
+    // TypeORM returns [rows, affected] for UPDATE ... RETURNING on PostgreSQL.
+    const claimed = isUpdateResult(rows) ? rows[0] : rows;
+    return claimed
+      .sort((a, b) => compareSeq(a.seq, b.seq))
+      .map((row) => ({
+        id: row.id,
+        eventName: row.event_name,
+        eventVersion: row.event_version,
+        payload: row.payload,
+        headers: row.headers,
+        occurredAt: row.occurred_at,
+        attempts: row.attempts,
+      }));
+  }
+
+  async markSent(ids: readonly string[]): Promise<void> {
+    if (ids.length > 0) await this.dataSource.query(this.markSentSql, [ids]);
+  }
+
+  async markFailed(records: readonly FailedOutboxRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    await this.dataSource.query(this.markFailedSql, [
+      records.map((r) => r.id),
+      records.map((r) => r.error.slice(0, 2_000)),
+      records.map((r) => Math.max(0, Math.round(r.retryInMs))),
+    ]);
+  }
+
+  async release(ids: readonly string[]): Promise<void> {
+    if (ids.length > 0) await this.dataSource.query(this.releaseSql, [ids]);
+  }
+
+  async markUnroutable(ids: readonly string[], reason: string): Promise<void> {
+    if (ids.length > 0) await this.dataSource.query(this.markUnroutableSql, [ids, reason.slice(0, 2_000)]);
+  }
+}
+
+function isUpdateResult(value: [ClaimedRow[], number] | ClaimedRow[]): value is [ClaimedRow[], number] {
+  return value.length === 2 && Array.isArray(value[0]) && typeof value[1] === 'number';
+}
+
+/** `seq` is a bigint, which pg returns as a string; compare without losing precision. */
+function compareSeq(a: string, b: string): number {
+  return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
+}

@@ -1,0 +1,108 @@
+import { randomUUID } from 'node:crypto';
+import { Injectable } from '@nestjs/common';
+import { getIntegrationEventMetadata } from '../decorators/integration-event-metadata';
+import { buildMessageHeaders, validateCorrelationId } from '../envelope/message-headers.factory';
+import { InvalidPublishOptionsError } from '../errors/invalid-publish-options.error';
+import { IntegrationEventSerializationError } from '../errors/integration-event-serialization.error';
+import { NoActiveTransactionError } from '../errors/no-active-transaction.error';
+import { EntityManagerResolver } from '../outbox/entity-manager.resolver';
+import { OutboxCommitSubscriber } from '../outbox/outbox-commit.subscriber';
+import { OutboxDatabase } from '../outbox/outbox-database';
+import type { NewOutboxRecord } from '../outbox/outbox-record';
+import { IntegrationEventsConfig } from '../options/integration-events.config';
+import { WakeSignal } from '../relay/wake-signal';
+import type { PublishOptions } from './publish-options.interface';
+import { serializeEvent } from './serialize-event';
+
+/**
+ * Publishes integration events through the transactional outbox: `publish()` writes one outbox row
+ * per event in the caller's transaction, and the relay sends the rows to RabbitMQ once that transaction
+ * has committed. A rolled-back transaction takes its events with it.
+ */
+@Injectable()
+export class IntegrationEventPublisher {
+  constructor(
+    private readonly config: IntegrationEventsConfig,
+    private readonly database: OutboxDatabase,
+    private readonly managers: EntityManagerResolver,
+    private readonly wakeSignal: WakeSignal,
+  ) {}
+
+  /**
+   * Writes the event(s) to the outbox in the current transaction. Every event is checked before
+   * anything is written: an event class without `@IntegrationEvent`, or a value that would not survive
+   * JSON, fails the whole call with nothing written.
+   *
+   * @returns the message ids, in the order of the events
+   * @throws NoActiveTransactionError when there is no transaction to join and `standalone` is not set
+   * @throws IntegrationEventSerializationError when an event is not plain JSON data
+   *
+   * @example
+   * ```ts
+   * @Transactional()
+   * async placeOrder(command: PlaceOrderCommand) {
+   *   const order = await this.orders.save(Order.place(command));
+   *   await this.publisher.publish(new OrderCreatedIntegrationEvent(order.id));
+   * }
+   * ```
+   */
+  async publish(events: object | readonly object[], options: PublishOptions = {}): Promise<string[]> {
+    const list: readonly object[] = Array.isArray(events) ? events : [events];
+    if (list.length === 0) return [];
+    const records = this.buildRecords(list, options);
+
+    const manager = this.managers.resolve(options.manager);
+    if (!manager && !options.standalone) throw new NoActiveTransactionError();
+    const target = manager ?? this.database.dataSource.manager;
+
+    await this.database.store.insert(target, records);
+
+    const queryRunner = target.queryRunner;
+    if (queryRunner?.isTransactionActive) {
+      // Wake the relay when (and only if) this transaction commits.
+      OutboxCommitSubscriber.markWritten(queryRunner);
+    } else {
+      this.wakeSignal.notify();
+    }
+    return records.map((record) => record.id);
+  }
+
+  private buildRecords(events: readonly object[], options: PublishOptions): NewOutboxRecord[] {
+    const { serviceName, outbox, consumer } = this.config.options;
+    const occurredAt = options.occurredAt ?? new Date();
+    if (!(occurredAt instanceof Date) || Number.isNaN(occurredAt.getTime())) {
+      throw new InvalidPublishOptionsError('occurredAt', 'pass a valid Date.');
+    }
+    const correlationId =
+      options.correlationId === undefined ? undefined : validateCorrelationId(options.correlationId);
+
+    return events.map((event) => {
+      if (typeof event !== 'object' || event === null) {
+        throw new InvalidPublishOptionsError('events', `expected integration event instances, got ${String(event)}.`);
+      }
+      const { name, version } = getIntegrationEventMetadata(event.constructor);
+      const payload = serializeEvent(name, event, consumer.maxDepth);
+      const size = Buffer.byteLength(payload);
+      if (size > outbox.maxPayloadBytes) {
+        throw new IntegrationEventSerializationError(
+          name,
+          '$',
+          `is ${size} bytes of JSON, more than outbox.maxPayloadBytes (${outbox.maxPayloadBytes}); send a reference ` +
+            'to large data instead of the data',
+        );
+      }
+      const id = randomUUID();
+      return {
+        id,
+        eventName: name,
+        eventVersion: version,
+        payload,
+        occurredAt,
+        headers: buildMessageHeaders(
+          { eventName: name, eventVersion: version, occurredAt, sourceService: serviceName, correlationId: correlationId ?? id },
+          options.headers,
+        ),
+      };
+    });
+  }
+}

@@ -1,0 +1,38 @@
+import type { EntityManager } from 'typeorm';
+import type { MessageHeadersRecord } from '../envelope/outgoing-message';
+
+/** Options of `IntegrationEventPublisher.publish()`. */
+export interface PublishOptions {
+  /**
+   * The EntityManager of the transaction to write the outbox rows in. Without it, `publish()` joins
+   * the ambient `@nestjs-cls/transactional` transaction.
+   * @default the ambient transaction
+   */
+  manager?: EntityManager;
+
+  /**
+   * With no transaction to join, write the rows in a transaction of their own instead of refusing.
+   * Only for events that protect no business write (a scheduled job, a replay script).
+   * @default false
+   */
+  standalone?: boolean;
+
+  /**
+   * Application headers sent with every event of this call. Names may not start with `ie-` or `x-`;
+   * values are strings, finite numbers or booleans.
+   * @default {}
+   */
+  headers?: MessageHeadersRecord;
+
+  /**
+   * Correlation id of the business flow.
+   * @default the event's own message id, so the event starts a new flow
+   */
+  correlationId?: string;
+
+  /**
+   * When the event happened.
+   * @default now
+   */
+  occurredAt?: Date;
+}

@@ -1,0 +1,107 @@
+import { IntegrationEventSerializationError } from '../errors/integration-event-serialization.error';
+
+/** Keys that could reach an object's prototype when the body is rebuilt; refused on both ends. */
+export const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+
+/** Built-ins that JSON.stringify turns into `{}` (or worse) without a word. */
+const LOSSY_BUILT_INS: ReadonlyArray<[abstract new (...args: never[]) => object, string]> = [
+  [Map, 'a Map (JSON turns it into {}); use an object or an array of entries'],
+  [Set, 'a Set (JSON turns it into {}); use an array'],
+  [WeakMap, 'a WeakMap, which has no JSON form'],
+  [WeakSet, 'a WeakSet, which has no JSON form'],
+  [RegExp, 'a RegExp (JSON turns it into {}); send its source as a string'],
+  [Error, 'an Error (JSON turns it into {}); send its message as a string'],
+  [Promise, 'a Promise; await it before publishing'],
+  [ArrayBuffer, 'an ArrayBuffer; encode binary data as a base64 string'],
+  [DataView, 'a DataView; encode binary data as a base64 string'],
+];
+
+/**
+ * Turns an integration event into its JSON body, refusing anything that would not come back the
+ * same: the check that makes "integration events are simple JSON objects" hold at publish time.
+ *
+ * What passes: strings, finite numbers, booleans, null, valid Dates (sent as ISO 8601 strings; declare
+ * the field with `@Type(() => Date)` to get a Date back), arrays without holes of those, and objects
+ * (plain, or class instances with at least one own field) of those. `undefined` object fields are left
+ * out, as JSON does. Everything else is refused with the path to the offending value.
+ */
+export function serializeEvent(eventName: string, event: object, maxDepth: number): string {
+  assertJsonSafe(eventName, event, '$', 0, maxDepth, new Set<object>(), true);
+  return JSON.stringify(event);
+}
+
+function assertJsonSafe(
+  eventName: string,
+  value: unknown,
+  path: string,
+  depth: number,
+  maxDepth: number,
+  ancestors: Set<object>,
+  isRoot: boolean,
+): void {
+  const refuse = (reason: string): never => {
+    throw new IntegrationEventSerializationError(eventName, path, reason);
+  };
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return;
+    case 'number':
+      if (!Number.isFinite(value)) refuse(`is ${value}, which JSON turns into null`);
+      return;
+    case 'bigint':
+      return refuse('is a BigInt, which JSON cannot represent; send it as a string');
+    case 'symbol':
+      return refuse('is a Symbol, which JSON drops');
+    case 'function':
+      return refuse('is a function, which JSON drops');
+    case 'undefined':
+      return refuse('is undefined');
+  }
+  if (value === null) return;
+  const object = value as object;
+
+  if (object instanceof Date) {
+    if (Number.isNaN(object.getTime())) refuse('is an invalid Date, which JSON turns into null');
+    return;
+  }
+  if (ancestors.has(object)) refuse('is a circular reference');
+  if (depth >= maxDepth) refuse(`is nested deeper than ${maxDepth} levels (consumer.maxDepth)`);
+  if (ArrayBuffer.isView(object)) refuse('is a typed array or Buffer; encode binary data as a base64 string');
+  for (const [type, reason] of LOSSY_BUILT_INS) {
+    if (object instanceof type) refuse(`is ${reason}`);
+  }
+  if (typeof (object as { toJSON?: unknown }).toJSON === 'function') {
+    refuse('has a custom toJSON(), so what is sent would not come back as the same value; convert it first');
+  }
+  if (Object.getOwnPropertySymbols(object).some((symbol) => Object.prototype.propertyIsEnumerable.call(object, symbol))) {
+    refuse('has Symbol keys, which JSON drops');
+  }
+
+  ancestors.add(object);
+  if (Array.isArray(object)) {
+    for (let index = 0; index < object.length; index++) {
+      if (!(index in object)) refuse(`has a hole at index ${index}, which JSON turns into null`);
+      const item: unknown = object[index];
+      if (item === undefined) refuse(`[${index}] is undefined, which JSON turns into null`);
+      assertJsonSafe(eventName, item, `${path}[${index}]`, depth + 1, maxDepth, ancestors, false);
+    }
+  } else {
+    const keys = Object.keys(object);
+    const prototype: unknown = Object.getPrototypeOf(object);
+    if (!isRoot && keys.length === 0 && prototype !== Object.prototype && prototype !== null) {
+      refuse(`is a ${object.constructor?.name ?? 'class'} instance with no own fields, which JSON turns into {}`);
+    }
+    for (const key of keys) {
+      if (FORBIDDEN_KEYS.has(key)) refuse(`has the key "${key}", which is refused to prevent prototype pollution`);
+      const child: unknown = (object as Record<string, unknown>)[key];
+      if (child === undefined) continue;
+      assertJsonSafe(eventName, child, childPath(path, key), depth + 1, maxDepth, ancestors, false);
+    }
+  }
+  ancestors.delete(object);
+}
+
+function childPath(path: string, key: string): string {
+  return /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(key) ? `${path}.${key}` : `${path}[${JSON.stringify(key)}]`;
+}

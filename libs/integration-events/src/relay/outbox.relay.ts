@@ -1,0 +1,131 @@
+import { Injectable, Logger } from '@nestjs/common';
+import { MessageHeaders } from '../envelope/message-headers';
+import type { OutgoingMessage } from '../envelope/outgoing-message';
+import { TransportNotReadyError } from '../errors/transport-not-ready.error';
+import type { ClaimedOutboxRecord, FailedOutboxRecord } from '../outbox/outbox-record';
+import { OutboxDatabase } from '../outbox/outbox-database';
+import { IntegrationEventsConfig } from '../options/integration-events.config';
+import { RabbitMqPublisher } from '../transport/rabbitmq/rabbitmq.publisher';
+import { exponentialBackoff } from './retry-delay';
+import { WakeSignal } from './wake-signal';
+
+/**
+ * Moves committed outbox rows to the broker: claim a batch (`FOR UPDATE SKIP LOCKED` + lease), publish
+ * it on the confirm channel, then mark each row by what the broker said. Woken at once by commits in
+ * this process, and by a poll for rows committed elsewhere. A row is marked sent only after its
+ * confirm; a failed row stays pending with its error and comes back after a backoff; an unroutable
+ * row is flagged and left for an operator. Nothing here can stop the loop but `stop()`.
+ */
+@Injectable()
+export class OutboxRelay {
+  private readonly logger = new Logger('IntegrationEvents:Relay');
+  private loop: Promise<void> | undefined;
+  private stopping = false;
+
+  constructor(
+    private readonly config: IntegrationEventsConfig,
+    private readonly database: OutboxDatabase,
+    private readonly publisher: RabbitMqPublisher,
+    private readonly wakeSignal: WakeSignal,
+  ) {}
+
+  get isRunning(): boolean {
+    return this.loop !== undefined;
+  }
+
+  start(): void {
+    if (this.loop) return;
+    this.stopping = false;
+    this.loop = this.run().finally(() => (this.loop = undefined));
+  }
+
+  /** Stops after the batch in flight (if any) has been published and marked. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.wakeSignal.notify();
+    await this.loop;
+  }
+
+  /** Wakes the relay now instead of at the next poll. */
+  wake(): void {
+    this.wakeSignal.notify();
+  }
+
+  private async run(): Promise<void> {
+    const { batchSize, pollIntervalMs } = this.config.options.relay;
+    let failures = 0;
+    while (!this.stopping) {
+      if (!this.publisher.isReady) {
+        await this.wakeSignal.wait(pollIntervalMs);
+        continue;
+      }
+      try {
+        const handled = await this.relayBatch();
+        failures = 0;
+        if (handled < batchSize) await this.wakeSignal.wait(pollIntervalMs);
+      } catch (error) {
+        failures++;
+        const delay = exponentialBackoff(failures, pollIntervalMs, 30_000);
+        this.logger.error(`Relay round failed (retrying in ${delay} ms): ${(error as Error).message}`);
+        await this.wakeSignal.wait(delay);
+      }
+    }
+  }
+
+  /** One round: claim, publish, mark. Returns how many rows were claimed. */
+  private async relayBatch(): Promise<number> {
+    const { relay } = this.config.options;
+    const store = this.database.store;
+    const rows = await store.claim(relay.batchSize, relay.leaseMs);
+    if (rows.length === 0) return 0;
+
+    let outcomes;
+    try {
+      outcomes = await this.publisher.publish(rows.map(toOutgoingMessage));
+    } catch (error) {
+      if (!(error instanceof TransportNotReadyError)) throw error;
+      // The connection dropped between the claim and the publish: nothing was sent. Hand the rows back
+      // (their attempt count untouched); they go out once the broker is back.
+      await store.release(rows.map((row) => row.id));
+      return 0;
+    }
+
+    const sent: string[] = [];
+    const unroutable = new Map<string, string[]>();
+    const failed: FailedOutboxRecord[] = [];
+    outcomes.forEach((outcome, index) => {
+      const row = rows[index]!;
+      if (outcome.status === 'confirmed') sent.push(row.id);
+      else if (outcome.status === 'unroutable') unroutable.set(outcome.reason, [...(unroutable.get(outcome.reason) ?? []), row.id]);
+      else failed.push({ id: row.id, error: outcome.reason, retryInMs: this.retryDelay(row) });
+    });
+
+    await store.markSent(sent);
+    for (const [reason, ids] of unroutable) {
+      await store.markUnroutable(ids, reason);
+      this.logger.warn(`${ids.length} message(s) unroutable and flagged in the outbox (${reason}): ${ids.join(', ')}`);
+    }
+    if (failed.length > 0) {
+      await store.markFailed(failed);
+      this.logger.warn(`${failed.length} message(s) not confirmed, will retry: ${failed[0]!.error}`);
+    }
+    return rows.length;
+  }
+
+  private retryDelay(row: ClaimedOutboxRecord): number {
+    const { retryInitialDelayMs, retryMaxDelayMs } = this.config.options.relay;
+    return exponentialBackoff(row.attempts + 1, retryInitialDelayMs, retryMaxDelayMs);
+  }
+}
+
+function toOutgoingMessage(row: ClaimedOutboxRecord): OutgoingMessage {
+  return {
+    messageId: row.id,
+    routingKey: row.eventName,
+    body: Buffer.from(row.payload, 'utf8'),
+    headers: row.headers,
+    occurredAt: row.occurredAt,
+    correlationId: String(row.headers[MessageHeaders.CorrelationId] ?? row.id),
+    sourceService: String(row.headers[MessageHeaders.SourceService] ?? ''),
+  };
+}

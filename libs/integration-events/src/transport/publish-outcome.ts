@@ -1,0 +1,8 @@
+/** What became of one message handed to the broker. */
+export type PublishOutcome =
+  /** The broker took responsibility for it (persisted and routed to at least one queue). */
+  | { readonly status: 'confirmed' }
+  /** The broker confirmed it but no queue was bound for its routing key: nobody will ever see it. */
+  | { readonly status: 'unroutable'; readonly reason: string }
+  /** Nacked, timed out or cut off: whether the broker has it is unknown, so it must be sent again. */
+  | { readonly status: 'failed'; readonly reason: string };

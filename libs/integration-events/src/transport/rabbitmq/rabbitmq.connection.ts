@@ -1,0 +1,161 @@
+import { Injectable, Logger } from '@nestjs/common';
+import * as amqp from 'amqplib';
+import type { ChannelModel, RecoveringChannelModel } from 'amqplib';
+import { BrokerConnectionError } from '../../errors/broker-connection.error';
+import { IntegrationEventsConfig } from '../../options/integration-events.config';
+import { redactSecrets } from '../../util/redact-url';
+import { ManagedChannel, type ManagedChannelSpec } from './managed-channel';
+
+/** Socket-level failures: the broker is not there (yet). Waiting fixes these; nothing else. */
+const TRANSIENT_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  'EPIPE',
+]);
+
+/**
+ * The service's one RabbitMQ connection. Reconnection is amqplib's own (`recovery` option: backoff
+ * with jitter, forever); this class adds what amqplib leaves to its users: reopening every managed
+ * channel (and so re-declaring topology and re-subscribing consumers) on each new connection, and
+ * telling a broker that is merely down at boot from one that refuses us.
+ */
+@Injectable()
+export class RabbitMqConnection {
+  private readonly logger = new Logger('IntegrationEvents:RabbitMQ');
+  private readonly channels: ManagedChannel[] = [];
+  private recovering: RecoveringChannelModel | undefined;
+  private model: ChannelModel | undefined;
+  private connectedOnce = false;
+
+  constructor(private readonly config: IntegrationEventsConfig) {}
+
+  /** True while a connection is open. */
+  get isConnected(): boolean {
+    return this.model !== undefined;
+  }
+
+  /**
+   * Registers a channel to keep open. Register before `connect()`; a channel registered later is
+   * opened on the current connection straight away.
+   */
+  manage(spec: ManagedChannelSpec): ManagedChannel {
+    const channel = new ManagedChannel(spec, this.logger, 1_000, (model) => model === this.model);
+    this.channels.push(channel);
+    if (this.model) {
+      channel.open(this.model).catch((error: unknown) => this.logger.error(`Opening channel "${spec.name}" failed: ${this.describe(error)}`));
+    }
+    return channel;
+  }
+
+  /** Stops keeping a channel and closes it. */
+  async release(channel: ManagedChannel): Promise<void> {
+    const index = this.channels.indexOf(channel);
+    if (index >= 0) this.channels.splice(index, 1);
+    await channel.close();
+  }
+
+  /**
+   * Starts connecting and waits for the first attempt. Resolves when connected, or when the broker is
+   * unreachable (a warning is logged and amqplib keeps retrying in the background: the service starts
+   * without its broker and catches up when it comes). Rejects with `BrokerConnectionError` when the
+   * broker answers but refuses: bad credentials, unknown vhost, a topology conflict.
+   */
+  async connect(): Promise<void> {
+    const { rabbitmq } = this.config.options;
+    const recovering = await amqp.connect(this.urlWithHeartbeat(), {
+      ...rabbitmq.socketOptions,
+      timeout: 10_000,
+      clientProperties: { connection_name: rabbitmq.connectionName },
+      recovery: {
+        waitForConnect: false,
+        initialDelay: rabbitmq.reconnectInitialDelayMs,
+        maxDelay: rabbitmq.reconnectMaxDelayMs,
+        maxRetries: Infinity,
+        setup: (model: ChannelModel) => this.setup(model),
+      },
+    });
+    this.recovering = recovering;
+    recovering.on('error', (error: Error) => this.logger.warn(`Connection error: ${this.describe(error)}`));
+    recovering.on('disconnect', (error: Error) => {
+      this.model = undefined;
+      this.logger.warn(`Disconnected from ${rabbitmq.redactedUrl}: ${this.describe(error)}; reconnecting`);
+    });
+    recovering.on('reconnect-scheduled', ({ attempt, delay }: { attempt: number; delay: number }) =>
+      this.logger.debug?.(`Reconnect attempt ${attempt} in ${delay} ms`),
+    );
+
+    await new Promise<void>((resolve, reject) => {
+      const onConnect = (): void => {
+        cleanup();
+        resolve();
+      };
+      const onFailed = (error: Error): void => {
+        cleanup();
+        if (isTransient(error)) {
+          this.logger.warn(
+            `RabbitMQ at ${rabbitmq.redactedUrl} is unreachable (${this.describe(error)}); starting anyway and ` +
+              'retrying in the background. Outbox rows wait until it is back.',
+          );
+          resolve();
+        } else {
+          recovering.close().catch(() => undefined);
+          this.recovering = undefined;
+          reject(new BrokerConnectionError(rabbitmq.redactedUrl, this.describe(error)));
+        }
+      };
+      const cleanup = (): void => {
+        recovering.off('connect', onConnect);
+        recovering.off('connect-failed', onFailed);
+      };
+      recovering.on('connect', onConnect);
+      recovering.on('connect-failed', onFailed);
+    });
+    recovering.on('connect-failed', (error: Error) => this.logger.warn(`Connecting failed: ${this.describe(error)}`));
+  }
+
+  /** Closes every channel, then the connection (and stops reconnecting). */
+  async close(): Promise<void> {
+    for (const channel of this.channels.splice(0)) await channel.close();
+    const recovering = this.recovering;
+    this.recovering = undefined;
+    this.model = undefined;
+    if (recovering) await recovering.close().catch(() => undefined);
+  }
+
+  /** Runs on every new connection, before amqplib reports it connected; a throw fails that attempt. */
+  private async setup(model: ChannelModel): Promise<void> {
+    model.on('handler-error', (error: Error, event: string) =>
+      this.logger.error(`A "${event}" listener threw: ${this.describe(error)}`),
+    );
+    for (const channel of this.channels) await channel.open(model);
+    this.model = model;
+    this.logger.log(
+      `${this.connectedOnce ? 'Reconnected' : 'Connected'} to ${this.config.options.rabbitmq.redactedUrl} ` +
+        `(${this.channels.length} channel${this.channels.length === 1 ? '' : 's'})`,
+    );
+    this.connectedOnce = true;
+  }
+
+  private urlWithHeartbeat(): string {
+    const { url, heartbeatSeconds } = this.config.options.rabbitmq;
+    const parsed = new URL(url);
+    if (!parsed.searchParams.has('heartbeat')) parsed.searchParams.set('heartbeat', String(heartbeatSeconds));
+    return parsed.toString();
+  }
+
+  private describe(error: unknown): string {
+    const message = error instanceof Error ? error.message : String(error);
+    return redactSecrets(message, this.config.options.rabbitmq.url);
+  }
+}
+
+function isTransient(error: Error): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code && TRANSIENT_CODES.has(code)) return true;
+  // The broker accepted the socket but hung up during the handshake: it is starting or stopping.
+  return /Socket closed abruptly|socket hang up|Connection closed/i.test(error.message);
+}

@@ -1,0 +1,146 @@
+import { Injectable, Logger } from '@nestjs/common';
+import type { ConfirmChannel, Message } from 'amqplib';
+import type { OutgoingMessage } from '../../envelope/outgoing-message';
+import { TransportNotReadyError } from '../../errors/transport-not-ready.error';
+import { IntegrationEventsConfig } from '../../options/integration-events.config';
+import { WakeSignal } from '../../relay/wake-signal';
+import type { PublishOutcome } from '../publish-outcome';
+import type { ManagedChannel } from './managed-channel';
+import { RabbitMqConnection } from './rabbitmq.connection';
+import { toPublishOptions } from './rabbitmq-message.mapper';
+
+/**
+ * Publishes to the topic exchange on a confirm channel, with a window of unconfirmed messages: many
+ * messages travel per round trip, and a message counts as delivered only when the broker confirmed
+ * it. Messages are `mandatory`: RabbitMQ returns one no queue is bound for, then confirms it anyway,
+ * so a return seen before the confirm turns that confirm into `unroutable`.
+ */
+@Injectable()
+export class RabbitMqPublisher {
+  private readonly logger = new Logger('IntegrationEvents:Publisher');
+  private channel: ManagedChannel | undefined;
+  /** Message ids the broker returned, waiting for their confirm. */
+  private readonly returned = new Map<string, string>();
+  private unconfirmed = 0;
+  private readonly windowWaiters: Array<() => void> = [];
+
+  constructor(
+    private readonly config: IntegrationEventsConfig,
+    private readonly connection: RabbitMqConnection,
+    private readonly wakeSignal: WakeSignal,
+  ) {}
+
+  /** Registers the publishing channel; it opens with the connection. */
+  register(): void {
+    const { exchange } = this.config.options.rabbitmq;
+    this.channel = this.connection.manage({
+      name: 'publisher',
+      setup: async (channel) => {
+        channel.on('return', (message: Message) => this.onReturn(message));
+        await channel.assertExchange(exchange, 'topic', { durable: true });
+        // Rows may have piled up while there was no channel: let the relay look as soon as it is open.
+        setImmediate(() => this.wakeSignal.notify());
+      },
+    });
+  }
+
+  /** True when a publishing channel is open. */
+  get isReady(): boolean {
+    return this.channel?.current !== undefined;
+  }
+
+  /**
+   * Publishes the messages in order and waits for every confirm (or `relay.confirmTimeoutMs`).
+   * @returns one outcome per message, in order
+   * @throws TransportNotReadyError when no channel is open (nothing was sent)
+   */
+  async publish(messages: readonly OutgoingMessage[]): Promise<PublishOutcome[]> {
+    const channel = this.channel?.current;
+    if (!channel) throw new TransportNotReadyError();
+    const { rabbitmq, relay } = this.config.options;
+    const outcomes: Array<Promise<PublishOutcome>> = [];
+
+    for (const message of messages) {
+      if (this.unconfirmed >= relay.maxUnconfirmed) await this.windowSlot();
+      if (this.channel?.current !== channel) {
+        outcomes.push(Promise.resolve({ status: 'failed', reason: 'channel closed before publishing' }));
+        continue;
+      }
+      this.unconfirmed++;
+      let writable = true;
+      outcomes.push(
+        new Promise<PublishOutcome>((resolve) => {
+          try {
+            writable = channel.publish(rabbitmq.exchange, message.routingKey, message.body, toPublishOptions(message), (error) => {
+              this.releaseSlot();
+              resolve(this.outcomeOf(message.messageId, error));
+            });
+          } catch (error) {
+            // amqplib throws synchronously when the channel is already closed or a frame cannot be encoded.
+            this.releaseSlot();
+            resolve({ status: 'failed', reason: (error as Error).message });
+          }
+        }),
+      );
+      if (!writable) await this.drained(channel);
+    }
+    return this.withTimeout(outcomes, relay.confirmTimeoutMs);
+  }
+
+  private outcomeOf(messageId: string, error: unknown): PublishOutcome {
+    const returnedReason = this.returned.get(messageId);
+    this.returned.delete(messageId);
+    if (error) return { status: 'failed', reason: error instanceof Error ? error.message : 'nacked by the broker' };
+    if (returnedReason !== undefined) return { status: 'unroutable', reason: returnedReason };
+    return { status: 'confirmed' };
+  }
+
+  private onReturn(message: Message): void {
+    const messageId = message.properties.messageId as string | undefined;
+    if (!messageId) return;
+    const fields = message.fields as unknown as { replyCode?: number; replyText?: string; exchange: string; routingKey: string };
+    const reason =
+      `${fields.replyCode ?? 312} ${fields.replyText ?? 'NO_ROUTE'}: no queue is bound to exchange ` +
+      `"${fields.exchange}" for routing key "${fields.routingKey}"`;
+    this.returned.set(messageId, reason);
+  }
+
+  private async withTimeout(outcomes: Array<Promise<PublishOutcome>>, timeoutMs: number): Promise<PublishOutcome[]> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), timeoutMs);
+    });
+    const settled: Array<PublishOutcome | undefined> = new Array(outcomes.length);
+    outcomes.forEach((outcome, index) => void outcome.then((value) => (settled[index] = value)));
+    const result = await Promise.race([Promise.all(outcomes), timedOut]);
+    clearTimeout(timer);
+    if (result !== 'timeout') return result;
+
+    // Confirms stopped coming: the channel is unhealthy. Recycling it fails the stragglers' callbacks
+    // (releasing their window slots); their rows are retried.
+    this.logger.warn(`No confirm within ${timeoutMs} ms; recycling the publishing channel`);
+    await this.channel?.recycle();
+    return settled.map((value) => value ?? { status: 'failed', reason: `no confirm within ${timeoutMs} ms` });
+  }
+
+  private windowSlot(): Promise<void> {
+    return new Promise((resolve) => this.windowWaiters.push(resolve));
+  }
+
+  private releaseSlot(): void {
+    this.unconfirmed--;
+    this.windowWaiters.shift()?.();
+  }
+
+  private drained(channel: ConfirmChannel): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        channel.off('drain', done);
+        channel.off('close', done);
+        resolve();
+      };
+      channel.on('drain', done);
+      channel.on('close', done);
+    });
+  }
+}

@@ -1,0 +1,127 @@
+import type { TestingModule } from '@nestjs/testing';
+import { TransactionHost } from '@nestjs-cls/transactional';
+import type { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
+import { DataSource } from 'typeorm';
+import { IntegrationEventPublisher, NoActiveTransactionError } from 'nestjs-integration-events';
+import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
+import { consistently, eventually } from './support/eventually';
+import { startTestApp } from './support/test-app';
+import { TestNamespace } from './support/test-namespace';
+
+/** Behaviour 1: the outbox row is written in the business transaction, and only a commit delivers it. */
+describe('publish() in the business transaction', () => {
+  let ns: TestNamespace;
+  let app: TestingModule;
+  let publisher: IntegrationEventPublisher;
+  let txHost: TransactionHost<TransactionalAdapterTypeOrm>;
+  let recorder: OrderCreatedRecorder;
+  let dataSource: DataSource;
+
+  beforeAll(async () => {
+    ns = await TestNamespace.create();
+    await (await ns.sql()).query(`CREATE TABLE "${ns.schema}".orders (id text PRIMARY KEY)`);
+    app = await startTestApp(ns, { providers: [OrderCreatedRecorder] });
+    publisher = app.get(IntegrationEventPublisher);
+    txHost = app.get(TransactionHost);
+    recorder = app.get(OrderCreatedRecorder);
+    dataSource = app.get(DataSource);
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await ns?.cleanup();
+  });
+
+  beforeEach(() => {
+    recorder.received.length = 0;
+  });
+
+  const insertOrder = (id: string) => txHost.tx.query(`INSERT INTO "${ns.schema}".orders (id) VALUES ($1)`, [id]);
+  const orderExists = async (id: string) =>
+    (await (await ns.sql()).query(`SELECT 1 FROM "${ns.schema}".orders WHERE id = $1`, [id])).rowCount === 1;
+
+  it('delivers an event published in the ambient (@Transactional) transaction once it commits', async () => {
+    const placedAt = new Date('2026-11-26T06:00:00.000Z');
+    const [messageId] = await txHost.withTransaction(async () => {
+      await insertOrder('o-commit');
+      return publisher.publish(new OrderCreatedIntegrationEvent('o-commit', placedAt));
+    });
+
+    await eventually(() => expect(recorder.received).toHaveLength(1));
+    const { event, context } = recorder.received[0]!;
+    expect(event).toBeInstanceOf(OrderCreatedIntegrationEvent);
+    expect(event.orderId).toBe('o-commit');
+    expect(event.placedAt).toBeInstanceOf(Date);
+    expect(event.placedAt.toISOString()).toBe(placedAt.toISOString());
+    expect(context.messageId).toBe(messageId);
+    expect(context.attempt).toBe(1);
+    expect(context.signal).toBeInstanceOf(AbortSignal);
+    expect(context.signal.aborted).toBe(false);
+    expect(await orderExists('o-commit')).toBe(true);
+    await eventually(async () => expect((await ns.outboxRows()).find((r) => r.id === messageId)?.status).toBe('sent'));
+  });
+
+  it('never puts an event on the broker when the transaction rolls back', async () => {
+    const probe = await ns.probe('ordering.order-created');
+    await expect(
+      txHost.withTransaction(async () => {
+        await insertOrder('o-rollback');
+        await publisher.publish(new OrderCreatedIntegrationEvent('o-rollback'));
+        throw new Error('business rule violated');
+      }),
+    ).rejects.toThrow('business rule violated');
+
+    // A committed event published afterwards arrives: anything rolled back would have arrived before it.
+    await txHost.withTransaction(() => publisher.publish(new OrderCreatedIntegrationEvent('o-after')));
+    await eventually(() => expect(probe.messages.map((m) => JSON.parse(m.content.toString()).orderId)).toContain('o-after'));
+    await consistently(() => {
+      expect(probe.messages.map((m) => JSON.parse(m.content.toString()).orderId)).not.toContain('o-rollback');
+      expect(recorder.received.map((r) => r.event.orderId)).not.toContain('o-rollback');
+    });
+    expect(await orderExists('o-rollback')).toBe(false);
+    const db = await ns.sql();
+    const { rows } = await db.query(`SELECT payload FROM ${ns.outboxTable}`);
+    expect(rows.map((r: { payload: string }) => JSON.parse(r.payload).orderId)).not.toContain('o-rollback');
+  });
+
+  it('writes through an explicit EntityManager and its transaction', async () => {
+    const ids = await dataSource.transaction(async (manager) => {
+      await manager.query(`INSERT INTO "${ns.schema}".orders (id) VALUES ($1)`, ['o-explicit']);
+      return publisher.publish(
+        [new OrderCreatedIntegrationEvent('o-explicit-1'), new OrderCreatedIntegrationEvent('o-explicit-2')],
+        { manager },
+      );
+    });
+    expect(ids).toHaveLength(2);
+    await eventually(() =>
+      expect(recorder.received.map((r) => r.context.messageId).sort()).toEqual([...ids].sort()),
+    );
+  });
+
+  it('rolls back with an explicit EntityManager too', async () => {
+    const queryRunner = dataSource.createQueryRunner();
+    await queryRunner.startTransaction();
+    const [id] = await publisher.publish(new OrderCreatedIntegrationEvent('o-explicit-rollback'), {
+      manager: queryRunner.manager,
+    });
+    await queryRunner.rollbackTransaction();
+    await queryRunner.release();
+    await txHost.withTransaction(() => publisher.publish(new OrderCreatedIntegrationEvent('o-marker')));
+    await eventually(() => expect(recorder.received.map((r) => r.event.orderId)).toContain('o-marker'));
+    expect(recorder.received.map((r) => r.context.messageId)).not.toContain(id);
+    expect((await ns.outboxRows()).map((r) => r.id)).not.toContain(id);
+  });
+
+  it('refuses to publish outside a transaction, writing nothing', async () => {
+    const before = (await ns.outboxRows()).length;
+    await expect(publisher.publish(new OrderCreatedIntegrationEvent('o-no-tx'))).rejects.toBeInstanceOf(
+      NoActiveTransactionError,
+    );
+    expect((await ns.outboxRows()).length).toBe(before);
+  });
+
+  it('writes its own durable row with { standalone: true } and delivers it', async () => {
+    const [id] = await publisher.publish(new OrderCreatedIntegrationEvent('o-standalone'), { standalone: true });
+    await eventually(() => expect(recorder.received.map((r) => r.context.messageId)).toContain(id));
+  });
+});

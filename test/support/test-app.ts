@@ -1,0 +1,80 @@
+import type { DynamicModule, ModuleMetadata, Provider, Type } from '@nestjs/common';
+import { Test, type TestingModule } from '@nestjs/testing';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { ClsModule } from 'nestjs-cls';
+import { ClsPluginTransactional } from '@nestjs-cls/transactional';
+import { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
+import { DataSource } from 'typeorm';
+import {
+  IntegrationEventConsumers,
+  IntegrationEventsModule,
+  type IntegrationEventsModuleOptions,
+} from 'nestjs-integration-events';
+import { TEST_DATABASE_URL, TEST_RABBITMQ_URL } from './services';
+import type { TestNamespace } from './test-namespace';
+
+type OptionOverrides = Partial<Omit<IntegrationEventsModuleOptions, 'rabbitmq'>> & {
+  rabbitmq?: Partial<IntegrationEventsModuleOptions['rabbitmq']>;
+};
+
+export interface TestAppOptions {
+  providers?: Provider[];
+  imports?: ModuleMetadata['imports'];
+  options?: OptionOverrides;
+  /** Replace the whole IntegrationEventsModule import (e.g. to test forRootAsync). */
+  integrationEventsModule?: DynamicModule;
+}
+
+/** The module options a test app uses: everything namespaced, short timings so tests run fast. */
+export function testOptions(ns: TestNamespace, overrides: OptionOverrides = {}): IntegrationEventsModuleOptions {
+  return {
+    ...overrides,
+    serviceName: overrides.serviceName ?? ns.serviceName,
+    rabbitmq: { url: TEST_RABBITMQ_URL, exchange: ns.exchange, ...overrides.rabbitmq },
+    outbox: { schema: ns.schema, ...overrides.outbox },
+    relay: { pollIntervalMs: 200, ...overrides.relay },
+    consumer: { shutdownTimeoutMs: 2_000, ...overrides.consumer },
+  };
+}
+
+/** The infrastructure modules a user's application has: TypeORM on PostgreSQL and nestjs-cls transactions. */
+export function infrastructureImports(ns: TestNamespace): NonNullable<ModuleMetadata['imports']> {
+  return [
+    TypeOrmModule.forRoot({ type: 'postgres', url: TEST_DATABASE_URL, schema: ns.schema, extra: { max: 8 } }),
+    ClsModule.forRoot({
+      global: true,
+      plugins: [
+        new ClsPluginTransactional({
+          imports: [TypeOrmModule],
+          adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }),
+        }),
+      ],
+    }),
+  ];
+}
+
+/**
+ * Builds and starts (`init()`) a Nest application with the library wired as a user would wire it,
+ * against the namespace. Handler queues are tracked for cleanup.
+ */
+export async function startTestApp(ns: TestNamespace, options: TestAppOptions = {}): Promise<TestingModule> {
+  const moduleRef = await Test.createTestingModule({
+    imports: [
+      ...infrastructureImports(ns),
+      options.integrationEventsModule ?? IntegrationEventsModule.forRoot(testOptions(ns, options.options)),
+      ...(options.imports ?? []),
+    ],
+    providers: options.providers ?? [],
+  }).compile();
+  moduleRef.useLogger(process.env.TEST_LOGS ? console : ['error']);
+  try {
+    await moduleRef.init();
+  } catch (error) {
+    await moduleRef.close().catch(() => undefined);
+    throw error;
+  }
+  for (const handler of moduleRef.get(IntegrationEventConsumers).handlers) ns.trackQueue(handler.queue);
+  return moduleRef;
+}
+
+export type { Type };
