@@ -40,7 +40,7 @@ export function testOptions(ns: TestNamespace, overrides: OptionOverrides = {}):
 /** The infrastructure modules a user's application has: TypeORM on PostgreSQL and nestjs-cls transactions. */
 export function infrastructureImports(ns: TestNamespace): NonNullable<ModuleMetadata['imports']> {
   return [
-    TypeOrmModule.forRoot({ type: 'postgres', url: TEST_DATABASE_URL, schema: ns.schema, extra: { max: 8 } }),
+    TypeOrmModule.forRoot({ type: 'postgres', url: TEST_DATABASE_URL, schema: ns.schema, extra: { max: 8, allowExitOnIdle: true } }),
     ClsModule.forRoot({
       global: true,
       plugins: [

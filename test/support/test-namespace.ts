@@ -44,6 +44,24 @@ export class TestNamespace {
     return rows;
   }
 
+  /**
+   * Inserts `count` pending rows straight into the outbox, as another process (or a relay-less
+   * service) would have committed them: valid contract headers, body `{"n": <i>}`.
+   */
+  async insertOutboxRows(count: number, eventName = 'ordering.order-created', version = 1): Promise<void> {
+    const db = await this.sql();
+    await db.query(
+      `INSERT INTO ${this.outboxTable} (id, event_name, event_version, payload, headers, occurred_at)
+       SELECT gen_random_uuid(), $1::text, $2::int, json_build_object('orderId', 'bulk-' || i, 'placedAt', now())::text,
+              jsonb_build_object('ie-event-name', $1::text, 'ie-event-version', $2::int,
+                                 'ie-occurred-at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+                                 'ie-source-service', 'elsewhere', 'ie-correlation-id', 'bulk'),
+              now()
+       FROM generate_series(1, $3) AS i`,
+      [eventName, version, count],
+    );
+  }
+
   /** A plain amqplib connection, as a service written without this library would have. */
   async amqp(): Promise<amqp.ChannelModel> {
     if (!this.amqpConnection) {
@@ -51,6 +69,33 @@ export class TestNamespace {
       this.amqpConnection.on('error', () => undefined);
     }
     return this.amqpConnection;
+  }
+
+  /**
+   * Publishes raw bytes to the namespace's exchange, as a foreign (or hostile) publisher would, and
+   * waits for the broker's confirm. Contract headers default to valid ones for `routingKey`.
+   */
+  async publishRaw(
+    routingKey: string,
+    body: Buffer | string,
+    { headers = {}, messageId = randomBytes(8).toString('hex') }: { headers?: Record<string, unknown>; messageId?: string | null } = {},
+  ): Promise<string | null> {
+    const channel = await (await this.amqp()).createConfirmChannel();
+    await channel.assertExchange(this.exchange, 'topic', { durable: true });
+    channel.publish(this.exchange, routingKey, Buffer.isBuffer(body) ? body : Buffer.from(body), {
+      ...(messageId === null ? {} : { messageId }),
+      persistent: true,
+      contentType: 'application/json',
+      headers: {
+        'ie-event-name': routingKey,
+        'ie-event-version': 1,
+        'ie-occurred-at': new Date().toISOString(),
+        ...headers,
+      },
+    });
+    await channel.waitForConfirms();
+    await channel.close();
+    return messageId;
   }
 
   /** Remembers a queue to delete at cleanup. */

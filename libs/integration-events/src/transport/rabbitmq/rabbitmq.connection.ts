@@ -156,6 +156,8 @@ export class RabbitMqConnection {
 function isTransient(error: Error): boolean {
   const code = (error as NodeJS.ErrnoException).code;
   if (code && TRANSIENT_CODES.has(code)) return true;
+  // amqplib's recovery re-wraps socket errors into plain Errors whose message still names the code.
+  if ([...TRANSIENT_CODES].some((transient) => error.message.includes(transient))) return true;
   // The broker accepted the socket but hung up during the handshake: it is starting or stopping.
   return /Socket closed abruptly|socket hang up|Connection closed/i.test(error.message);
 }

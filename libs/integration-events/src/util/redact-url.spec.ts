@@ -1,0 +1,83 @@
+import { redactSecrets, redactUrl } from './redact-url';
+
+describe('redactUrl', () => {
+  describe('replaces the password with ***', () => {
+    it.each([
+      ['amqp://guest:s3cret@localhost:5672', 'amqp://guest:***@localhost:5672'],
+      ['amqps://svc:s3cret@rabbit.internal:5671/prod?heartbeat=5', 'amqps://svc:***@rabbit.internal:5671/prod?heartbeat=5'],
+      ['amqp://guest:s3cret@localhost:5672/%2F', 'amqp://guest:***@localhost:5672/%2F'],
+      ['amqp://guest:p%40ss%3Aword@localhost', 'amqp://guest:***@localhost'],
+      ['amqp://guest:s3cret@[::1]:5672', 'amqp://guest:***@[::1]:5672'],
+      ['http://guest:s3cret@localhost', 'http://guest:***@localhost/'],
+    ])('%s', (url, redacted) => {
+      expect(redactUrl(url)).toBe(redacted);
+    });
+  });
+
+  it('keeps the user name, host, port, vhost and query', () => {
+    expect(redactUrl('amqp://ordering:s3cret@rabbit:5673/vh?frameMax=0&channelMax=10')).toBe(
+      'amqp://ordering:***@rabbit:5673/vh?frameMax=0&channelMax=10',
+    );
+  });
+
+  it('leaves a URL without a password unchanged', () => {
+    expect(redactUrl('amqp://localhost:5672')).toBe('amqp://localhost:5672');
+    expect(redactUrl('amqp://guest@localhost:5672/vh')).toBe('amqp://guest@localhost:5672/vh');
+  });
+
+  it('replaces a string that does not parse as a URL as a whole', () => {
+    expect(redactUrl('amqp://guest:s3cret@localhost:99999')).toBe('<unparsable url>');
+    expect(redactUrl('s3cret')).toBe('<unparsable url>');
+    expect(redactUrl('')).toBe('<unparsable url>');
+  });
+
+  it('does not leak the password of a URL written without its scheme', () => {
+    // "guest:s3cret@localhost:5672" parses as scheme "guest:" with the opaque path "s3cret@localhost:5672".
+    expect(redactUrl('guest:s3cret@localhost:5672')).not.toContain('s3cret');
+  });
+});
+
+describe('redactSecrets', () => {
+  const url = 'amqp://guest:s3cret@localhost:5672';
+
+  it('removes every occurrence of the password from a message', () => {
+    expect(redactSecrets('login s3cret refused for amqp://guest:s3cret@localhost:5672 (s3cret)', url)).toBe(
+      'login *** refused for amqp://guest:***@localhost:5672 (***)',
+    );
+  });
+
+  it('removes the password both decoded and percent-encoded', () => {
+    const encodedUrl = 'amqp://guest:p%40ss%20w@localhost';
+    expect(redactSecrets('password "p@ss w" refused; url amqp://guest:p%40ss%20w@localhost', encodedUrl)).toBe(
+      'password "***" refused; url amqp://guest:***@localhost',
+    );
+  });
+
+  it('removes the password as written in the URL, whatever its percent-encoding', () => {
+    // "%21" is "!", which encodeURIComponent leaves alone, so neither of the two forms tried matches.
+    const message = redactSecrets('cannot connect to amqp://guest:p%21ss@localhost', 'amqp://guest:p%21ss@localhost');
+    expect(message).not.toContain('p%21ss');
+    expect(message).toBe('cannot connect to amqp://guest:***@localhost');
+  });
+
+  it('removes a password holding a "%" that is not a percent-escape', () => {
+    // The URL parser keeps "50%off" as it is, and decodeURIComponent("50%off") throws.
+    const message = redactSecrets('cannot connect to amqp://guest:50%off@localhost', 'amqp://guest:50%off@localhost');
+    expect(message).not.toContain('50%off');
+    expect(message).toBe('cannot connect to amqp://guest:***@localhost');
+  });
+
+  it('returns the message unchanged when the URL has no password', () => {
+    expect(redactSecrets('connect ECONNREFUSED 127.0.0.1:5672', 'amqp://guest@localhost')).toBe(
+      'connect ECONNREFUSED 127.0.0.1:5672',
+    );
+  });
+
+  it('returns the message unchanged when the URL does not parse', () => {
+    expect(redactSecrets('connect ECONNREFUSED', 'not a url')).toBe('connect ECONNREFUSED');
+  });
+
+  it('returns a message without the password unchanged', () => {
+    expect(redactSecrets('ACCESS_REFUSED - Login was refused', url)).toBe('ACCESS_REFUSED - Login was refused');
+  });
+});

@@ -1,0 +1,134 @@
+import { Injectable, Module, Scope } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import {
+  BrokerConnectionError,
+  DuplicateHandlerQueueError,
+  IntegrationEventHandler,
+  IntegrationEventPublisher,
+  IntegrationEventsModule,
+  InvalidIntegrationEventHandlerError,
+  InvalidIntegrationEventsOptionsError,
+  OutboxTableMissingError,
+  type IIntegrationEventHandler,
+} from 'nestjs-integration-events';
+import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
+import { consistently } from './support/eventually';
+import { infrastructureImports, startTestApp, testOptions } from './support/test-app';
+import { TestNamespace } from './support/test-namespace';
+
+class NotAnEvent {
+  constructor(readonly id: string) {}
+}
+
+@IntegrationEventHandler(OrderCreatedIntegrationEvent)
+class HandlerWithoutHandle {}
+
+@IntegrationEventHandler(NotAnEvent)
+class HandlerOfUndecoratedEvent implements IIntegrationEventHandler<NotAnEvent> {
+  handle(): void {}
+}
+
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { queue: 'shared' })
+class FirstClaimant implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  handle(): void {}
+}
+
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { queue: 'shared' })
+class SecondClaimant implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  handle(): void {}
+}
+
+@Injectable({ scope: Scope.REQUEST })
+@IntegrationEventHandler(OrderCreatedIntegrationEvent)
+class RequestScopedHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  handle(): void {}
+}
+
+/** Wiring mistakes fail `app.init()` with an error that names the culprit and the fix. */
+describe('boot', () => {
+  let ns: TestNamespace;
+
+  beforeAll(async () => {
+    ns = await TestNamespace.create();
+  });
+
+  afterAll(async () => {
+    await ns.cleanup();
+  });
+
+  it('refuses a handler without handle()', async () => {
+    const boot = startTestApp(ns, { providers: [HandlerWithoutHandle] });
+    await expect(boot).rejects.toThrow(InvalidIntegrationEventHandlerError);
+    await expect(boot).rejects.toThrow(/HandlerWithoutHandle.*no handle\(event, context\) method/);
+  });
+
+  it('refuses a handler whose event class has no @IntegrationEvent', async () => {
+    await expect(startTestApp(ns, { providers: [HandlerOfUndecoratedEvent] })).rejects.toThrow(
+      /HandlerOfUndecoratedEvent: its event class NotAnEvent has no @IntegrationEvent decorator/,
+    );
+  });
+
+  it('refuses two handlers claiming one queue', async () => {
+    const boot = startTestApp(ns, { providers: [FirstClaimant, SecondClaimant] });
+    await expect(boot).rejects.toBeInstanceOf(DuplicateHandlerQueueError);
+    await expect(boot).rejects.toThrow(/FirstClaimant and SecondClaimant both resolve to queue "shared"/);
+  });
+
+  it('refuses a request-scoped handler', async () => {
+    await expect(startTestApp(ns, { providers: [RequestScopedHandler] })).rejects.toThrow(/must be singletons/);
+  });
+
+  it('refuses a bad option where forRoot() is called', () => {
+    const call = () => IntegrationEventsModule.forRoot(testOptions(ns, { relay: { batchSize: 0 } }));
+    expect(call).toThrow(InvalidIntegrationEventsOptionsError);
+    expect(call).toThrow(/"relay\.batchSize" \(got 0\): use a whole number from 1 to 10000/);
+  });
+
+  it('fails forRootAsync() boot with a catchable error naming the option, instead of exiting the process', async () => {
+    @Module({
+      imports: [
+        ...infrastructureImports(ns),
+        IntegrationEventsModule.forRootAsync({
+          useFactory: async () => testOptions(ns, { consumer: { queueType: 'lazy' as never } }),
+        }),
+      ],
+    })
+    class AppModule {}
+    // NestFactory exits the process on errors thrown while providers are built (abortOnError): the
+    // option check must run later, where the error reaches this caller.
+    const boot = NestFactory.createApplicationContext(AppModule, { logger: false });
+    await expect(boot).rejects.toThrow(InvalidIntegrationEventsOptionsError);
+    await expect(boot).rejects.toMatchObject({ field: 'consumer.queueType' });
+  });
+
+  it('fails boot when the outbox table was never created', async () => {
+    await expect(startTestApp(ns, { options: { outbox: { table: 'no_such_outbox' } } })).rejects.toThrow(
+      OutboxTableMissingError,
+    );
+  });
+
+  it('fails boot when the broker refuses the credentials, without showing the password', async () => {
+    const boot = startTestApp(ns, { options: { rabbitmq: { url: 'amqp://guest:s3cr3t-pw@127.0.0.1:5672' } } });
+    await expect(boot).rejects.toBeInstanceOf(BrokerConnectionError);
+    const error = (await boot.catch((e: unknown) => e)) as Error;
+    expect(error.message).toMatch(/ACCESS.REFUSED/);
+    expect(error.message).not.toContain('s3cr3t-pw');
+  });
+
+  it('starts without a reachable broker and keeps committed events in the outbox meanwhile', async () => {
+    const app = await startTestApp(ns, {
+      options: { rabbitmq: { url: 'amqp://guest:guest@127.0.0.1:1', reconnectInitialDelayMs: 100, reconnectMaxDelayMs: 200 } },
+    });
+    try {
+      const [id] = await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('o-waits'), {
+        standalone: true,
+      });
+      await consistently(async () => {
+        const row = (await ns.outboxRows()).find((r) => r.id === id);
+        expect(row).toMatchObject({ status: 'pending', attempts: 0 });
+      }, { forMs: 500 });
+    } finally {
+      await app.close();
+    }
+  });
+});

@@ -1,0 +1,96 @@
+import type { TestingModule } from '@nestjs/testing';
+import { IntegrationEventPublisher } from 'nestjs-integration-events';
+import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
+import { consistently, eventually } from './support/eventually';
+import { startTestApp } from './support/test-app';
+import { TestNamespace } from './support/test-namespace';
+
+/** Behaviour 6: acknowledgement after handle(), and bad messages never crash or block the consumer. */
+describe('consuming', () => {
+  let ns: TestNamespace;
+  const apps: TestingModule[] = [];
+
+  beforeEach(async () => {
+    ns = await TestNamespace.create();
+  });
+
+  afterEach(async () => {
+    for (const app of apps.splice(0)) await app.close();
+    await ns.cleanup();
+  });
+
+  const start = async (options: Parameters<typeof startTestApp>[1]['options'] = {}) => {
+    const app = await startTestApp(ns, { providers: [OrderCreatedRecorder], options });
+    apps.push(app);
+    return app;
+  };
+  const queue = () => `${ns.serviceName}.OrderCreatedRecorder`;
+  const validBody = (orderId: string) => JSON.stringify({ orderId, placedAt: new Date().toISOString() });
+  const queueDepth = async () => {
+    const channel = await (await ns.amqp()).createChannel();
+    const { messageCount } = await channel.checkQueue(queue());
+    await channel.close();
+    return messageCount;
+  };
+
+  it('acknowledges only after handle() resolves: an unfinished message goes to the next consumer', async () => {
+    const first = await start({ consumer: { shutdownTimeoutMs: 200 } });
+    let release!: () => void;
+    first.get(OrderCreatedRecorder).behaviour = () => new Promise<void>((resolve) => (release = resolve));
+    const [id] = await first.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('o-slow'), {
+      standalone: true,
+    });
+    await eventually(() => expect(first.get(OrderCreatedRecorder).received).toHaveLength(1));
+    const firstContext = first.get(OrderCreatedRecorder).received[0]!.context;
+
+    // Shut the first instance down while its handler is still running: its signal fires, the
+    // message stays unacknowledged.
+    await apps.splice(0, 1)[0]!.close();
+    expect(firstContext.signal.aborted).toBe(true);
+    release();
+
+    const second = await start();
+    await eventually(() => expect(second.get(OrderCreatedRecorder).received).toHaveLength(1));
+    const { context } = second.get(OrderCreatedRecorder).received[0]!;
+    expect(context.messageId).toBe(id);
+    expect(context.redelivered).toBe(true);
+    await eventually(async () => expect(await queueDepth()).toBe(0));
+  });
+
+  it('rejects a body that is not JSON without calling the handler, and goes on with the next message', async () => {
+    const app = await start();
+    await ns.publishRaw('ordering.order-created', '{"orderId": "broken"', { messageId: 'not-json' });
+    await ns.publishRaw('ordering.order-created', Buffer.from([0xff, 0xfe, 0xfd]), { messageId: 'not-utf8' });
+    await ns.publishRaw('ordering.order-created', validBody('after-garbage'), { messageId: 'valid' });
+    await eventually(() => expect(app.get(OrderCreatedRecorder).received.map((r) => r.context.messageId)).toEqual(['valid']));
+    await consistently(() => expect(app.get(OrderCreatedRecorder).received).toHaveLength(1), { forMs: 300 });
+    expect(await queueDepth()).toBe(0);
+  });
+
+  it('rejects an event this service has no handler for, and goes on with the next message', async () => {
+    const app = await start();
+    // A stale binding routes a foreign event into the handler's queue.
+    const channel = await (await ns.amqp()).createChannel();
+    await channel.bindQueue(queue(), ns.exchange, 'billing.invoice-sent');
+    await channel.close();
+    await ns.publishRaw('billing.invoice-sent', '{"invoiceId":"i-1"}', { messageId: 'foreign' });
+    await ns.publishRaw('ordering.order-created', validBody('after-foreign'), { messageId: 'valid' });
+    await eventually(() => expect(app.get(OrderCreatedRecorder).received.map((r) => r.context.messageId)).toEqual(['valid']));
+    expect(await queueDepth()).toBe(0);
+  });
+
+  it('drops a message whose handler threw, without redelivering it in a loop (until retries exist)', async () => {
+    const app = await start();
+    const recorder = app.get(OrderCreatedRecorder);
+    recorder.behaviour = (event) => {
+      if (event.orderId === 'fails') throw new Error('handler exploded');
+    };
+    await ns.publishRaw('ordering.order-created', validBody('fails'), { messageId: 'failing' });
+    await ns.publishRaw('ordering.order-created', validBody('fine'), { messageId: 'fine' });
+    await eventually(() => expect(recorder.received.map((r) => r.context.messageId)).toEqual(['failing', 'fine']));
+    await consistently(() => expect(recorder.received.filter((r) => r.context.messageId === 'failing')).toHaveLength(1), {
+      forMs: 500,
+    });
+    expect(await queueDepth()).toBe(0);
+  });
+});

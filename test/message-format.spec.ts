@@ -1,0 +1,84 @@
+import type { TestingModule } from '@nestjs/testing';
+import { TransactionHost } from '@nestjs-cls/transactional';
+import { IntegrationEventPublisher } from 'nestjs-integration-events';
+import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
+import { eventually } from './support/eventually';
+import { startTestApp } from './support/test-app';
+import { TestNamespace } from './support/test-namespace';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+/** Behaviour 4: the wire contract, read by a plain amqplib consumer as another service would. */
+describe('message format on the wire', () => {
+  let ns: TestNamespace;
+  let app: TestingModule;
+
+  beforeAll(async () => {
+    ns = await TestNamespace.create();
+    app = await startTestApp(ns, { options: { consumer: { enabled: false } } });
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await ns?.cleanup();
+  });
+
+  it('sends the event as JSON with the contract properties and headers', async () => {
+    const probe = await ns.probe('#');
+    const occurredAt = new Date('2026-11-26T06:30:00.123Z');
+    const [id] = await app.get(TransactionHost).withTransaction(() =>
+      app
+        .get(IntegrationEventPublisher)
+        .publish(new OrderCreatedIntegrationEvent('o-1', new Date('2026-11-25T10:00:00.000Z')), {
+          occurredAt,
+          correlationId: 'flow-42',
+          headers: { tenant: 'acme', priority: 3, urgent: true },
+        }),
+    );
+    const [message] = await eventually(() => {
+      expect(probe.messages).toHaveLength(1);
+      return probe.messages;
+    });
+    const { fields, properties, content } = message!;
+
+    expect(fields.exchange).toBe(ns.exchange);
+    expect(fields.routingKey).toBe('ordering.order-created');
+    expect(JSON.parse(content.toString('utf8'))).toEqual({ orderId: 'o-1', placedAt: '2026-11-25T10:00:00.000Z' });
+    expect(properties).toMatchObject({
+      messageId: id,
+      contentType: 'application/json',
+      contentEncoding: 'utf-8',
+      deliveryMode: 2,
+      type: 'ordering.order-created',
+      appId: ns.serviceName,
+      correlationId: 'flow-42',
+      timestamp: Math.floor(occurredAt.getTime() / 1000),
+    });
+    expect(id).toMatch(UUID);
+    expect(properties.headers).toEqual({
+      'ie-event-name': 'ordering.order-created',
+      'ie-event-version': 1,
+      'ie-occurred-at': '2026-11-26T06:30:00.123Z',
+      'ie-source-service': ns.serviceName,
+      'ie-correlation-id': 'flow-42',
+      tenant: 'acme',
+      priority: 3,
+      urgent: true,
+    });
+  });
+
+  it('uses the message id as correlation id when none is given, and keeps the id on re-publish', async () => {
+    const probe = await ns.probe('ordering.order-created');
+    const [id] = await app
+      .get(IntegrationEventPublisher)
+      .publish(new OrderCreatedIntegrationEvent('o-2'), { standalone: true });
+    await eventually(() => expect(probe.messages).toHaveLength(1));
+    expect(probe.messages[0]!.properties.headers?.['ie-correlation-id']).toBe(id);
+
+    // An operator (or a crash before the mark) makes the relay send the row again: same message id.
+    const db = await ns.sql();
+    await db.query(`UPDATE ${ns.outboxTable} SET status = 'pending', sent_at = NULL WHERE id = $1`, [id]);
+    await eventually(() => expect(probe.messages).toHaveLength(2), { timeoutMs: 5_000 });
+    expect(probe.messages[1]!.properties.messageId).toBe(id);
+  });
+});

@@ -1,0 +1,61 @@
+import { DataSource } from 'typeorm';
+import { createOutboxMigration } from 'nestjs-integration-events';
+import { TEST_DATABASE_URL } from './support/services';
+import { TestNamespace } from './support/test-namespace';
+
+/** The shipped migration, run the way users run it, and the index that keeps the claim fast. */
+describe('outbox migration', () => {
+  let ns: TestNamespace;
+
+  beforeAll(async () => {
+    ns = await TestNamespace.create();
+  });
+
+  afterAll(async () => {
+    await ns?.cleanup();
+  });
+
+  it('runs through TypeORM (migrationsRun) and reverts cleanly', async () => {
+    const schema = `${ns.schema}_m`;
+    const dataSource = new DataSource({
+      type: 'postgres',
+      url: TEST_DATABASE_URL,
+      migrations: [createOutboxMigration({ schema, table: 'my_outbox' })],
+      migrationsTableName: `${ns.schema}_migrations`,
+    });
+    await dataSource.initialize();
+    try {
+      await dataSource.runMigrations();
+      const [row] = await dataSource.query(`SELECT to_regclass('"${schema}"."my_outbox"') AS found`);
+      expect(row.found).toBe(`${schema}.my_outbox`);
+      await dataSource.undoLastMigration();
+      const [after] = await dataSource.query(`SELECT to_regclass('"${schema}"."my_outbox"') AS found`);
+      expect(after.found).toBeNull();
+    } finally {
+      await dataSource.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await dataSource.query(`DROP TABLE IF EXISTS "${ns.schema}_migrations"`);
+      await dataSource.destroy();
+    }
+  });
+
+  it('refuses a schema or table name that is not a plain SQL identifier', () => {
+    expect(() => createOutboxMigration({ table: 'outbox"; DROP TABLE users; --' })).toThrow(/not a plain SQL identifier/);
+  });
+
+  it('keeps the relay claim an index scan with hundreds of thousands of sent rows', async () => {
+    const db = await ns.sql();
+    await db.query(
+      `INSERT INTO ${ns.outboxTable} (id, event_name, event_version, payload, headers, occurred_at, status, sent_at)
+       SELECT gen_random_uuid(), 'x.sent', 1, '{}', '{}', now(), 'sent', now() FROM generate_series(1, 300000)`,
+    );
+    await ns.insertOutboxRows(50);
+    await db.query(`ANALYZE ${ns.outboxTable}`);
+    const { rows } = await db.query(
+      `EXPLAIN SELECT id FROM ${ns.outboxTable} WHERE status = 'pending' AND available_at <= now()
+         AND (locked_until IS NULL OR locked_until <= now()) ORDER BY seq LIMIT 200 FOR UPDATE SKIP LOCKED`,
+    );
+    const plan = rows.map((r: { 'QUERY PLAN': string }) => r['QUERY PLAN']).join('\n');
+    expect(plan).toMatch(/Index Scan using integration_events_outbox_pending_idx/);
+    expect(plan).not.toMatch(/Seq Scan/);
+  });
+});

@@ -1,0 +1,113 @@
+import type { TestingModule } from '@nestjs/testing';
+import { TransactionHost } from '@nestjs-cls/transactional';
+import { IntegrationEvent, IntegrationEventPublisher } from 'nestjs-integration-events';
+import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
+import { eventually } from './support/eventually';
+import { startTestApp } from './support/test-app';
+import { TestNamespace } from './support/test-namespace';
+
+@IntegrationEvent({ name: 'nobody.listens', version: 1 })
+class NobodyListensEvent {
+  constructor(readonly n: number) {}
+}
+
+/** Behaviour 3: the relay. */
+describe('outbox relay', () => {
+  let ns: TestNamespace;
+  const apps: TestingModule[] = [];
+
+  beforeEach(async () => {
+    ns = await TestNamespace.create();
+  });
+
+  afterEach(async () => {
+    for (const app of apps.splice(0)) await app.close();
+    await ns.cleanup();
+  });
+
+  const start = async (relay: Record<string, number> = {}) => {
+    const app = await startTestApp(ns, { options: { relay, consumer: { enabled: false } } });
+    apps.push(app);
+    return app;
+  };
+
+  it('is woken by the commit itself, without waiting for its poll', async () => {
+    const probe = await ns.probe('ordering.order-created');
+    // A poll this long would fail the test's deadline: only the commit's wake-up can deliver in time.
+    const app = await start({ pollIntervalMs: 3_600_000 });
+    await eventually(() => expect(app.get(IntegrationEventPublisher)).toBeDefined());
+    const txHost = app.get(TransactionHost);
+    for (let i = 0; i < 3; i++) {
+      await txHost.withTransaction(() => app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent(`wake-${i}`)));
+      await eventually(() => expect(probe.messages).toHaveLength(i + 1), { timeoutMs: 3_000 });
+    }
+  });
+
+  it('picks up rows committed by other processes on its poll', async () => {
+    const probe = await ns.probe('ordering.order-created');
+    await start({ pollIntervalMs: 100 });
+    await ns.insertOutboxRows(25);
+    await eventually(() => expect(probe.messages).toHaveLength(25));
+    await eventually(async () => expect((await ns.outboxRows()).every((row) => row.status === 'sent')).toBe(true));
+  });
+
+  it('never publishes a row twice when two relays drain one outbox at once', async () => {
+    const probe = await ns.probe('ordering.order-created');
+    await ns.insertOutboxRows(3_000);
+    // Small batches so the two relays' claims interleave many times.
+    await Promise.all([start({ batchSize: 25, pollIntervalMs: 50 }), start({ batchSize: 25, pollIntervalMs: 50 })]);
+    await eventually(async () => expect((await ns.outboxRows()).filter((row) => row.status !== 'sent')).toHaveLength(0), {
+      timeoutMs: 30_000,
+    });
+    await eventually(() => expect(probe.messages.length).toBeGreaterThanOrEqual(3_000));
+    const ids = probe.messages.map((message) => message.properties.messageId as string);
+    expect(new Set(ids).size).toBe(3_000);
+    expect(ids).toHaveLength(3_000);
+  });
+
+  it('flags an unroutable message (returned by the broker) instead of counting it as sent', async () => {
+    const app = await start();
+    const [id] = await app.get(IntegrationEventPublisher).publish(new NobodyListensEvent(1), { standalone: true });
+    await eventually(async () => {
+      const row = (await ns.outboxRows()).find((r) => r.id === id);
+      expect(row?.status).toBe('unroutable');
+      expect(row?.last_error).toContain('NO_ROUTE');
+      expect(row?.last_error).toContain('nobody.listens');
+    });
+  });
+
+  it('keeps a row the broker nacked, records the failure, and sends it on a later try', async () => {
+    const channel = await (await ns.amqp()).createChannel();
+    await channel.assertExchange(ns.exchange, 'topic', { durable: true });
+    const queue = ns.trackQueue(`${ns.serviceName}.full`);
+    // A queue that refuses every message: RabbitMQ nacks what is routed to it.
+    await channel.assertQueue(queue, { arguments: { 'x-max-length': 0, 'x-overflow': 'reject-publish' } });
+    await channel.bindQueue(queue, ns.exchange, 'ordering.order-created');
+
+    const app = await start({ retryInitialDelayMs: 1_500, retryMaxDelayMs: 1_500 });
+    const [id] = await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('nacked'), {
+      standalone: true,
+    });
+    await eventually(async () => {
+      const row = (await ns.outboxRows()).find((r) => r.id === id);
+      expect(row?.status).toBe('pending');
+      expect(row?.attempts).toBeGreaterThanOrEqual(1);
+      expect(row?.last_error).toBeTruthy();
+    });
+
+    // Make room: the next attempt is confirmed and the row marked sent.
+    await channel.deleteQueue(queue);
+    await channel.assertQueue(queue);
+    await channel.bindQueue(queue, ns.exchange, 'ordering.order-created');
+    await eventually(async () => expect((await ns.outboxRows()).find((r) => r.id === id)?.status).toBe('sent'), {
+      timeoutMs: 15_000,
+    });
+    const message = await eventually(async () => {
+      const got = await channel.get(queue, { noAck: true });
+      if (!got) throw new Error('not there yet');
+      return got;
+    });
+    expect(message.properties.messageId).toBe(id);
+    await channel.close();
+  });
+});

@@ -1,0 +1,107 @@
+import type { TestingModule } from '@nestjs/testing';
+import {
+  IntegrationEventHandler,
+  IntegrationEventPublisher,
+  type IIntegrationEventHandler,
+  type IntegrationEventContext,
+} from 'nestjs-integration-events';
+import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
+import { eventually } from './support/eventually';
+import { startTestApp } from './support/test-app';
+import { TestNamespace } from './support/test-namespace';
+
+@IntegrationEventHandler(OrderCreatedIntegrationEvent)
+class SendConfirmationEmail implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  readonly ids: string[] = [];
+  handle(_event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): void {
+    this.ids.push(context.messageId);
+  }
+}
+
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { queue: 'custom-queue-name', prefetch: 1 })
+class NamedQueueHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  readonly ids: string[] = [];
+  handle(_event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): void {
+    this.ids.push(context.messageId);
+  }
+}
+
+/** Behaviour 5: exchange, per-handler queues, competing instances, queue type. */
+describe('topology', () => {
+  let ns: TestNamespace;
+  const apps: TestingModule[] = [];
+
+  beforeEach(async () => {
+    ns = await TestNamespace.create();
+  });
+
+  afterEach(async () => {
+    for (const app of apps.splice(0)) await app.close();
+    await ns.cleanup();
+  });
+
+  const start = async (...args: Parameters<typeof startTestApp>) => {
+    const app = await startTestApp(...args);
+    apps.push(app);
+    return app;
+  };
+
+  const publishMany = (app: TestingModule, count: number) =>
+    app
+      .get(IntegrationEventPublisher)
+      .publish(
+        Array.from({ length: count }, (_, i) => new OrderCreatedIntegrationEvent(`o-${i}`)),
+        { standalone: true },
+      );
+
+  it('gives each handler its own durable queue, bound by event name, and each gets every event', async () => {
+    const app = await start(ns, { providers: [OrderCreatedRecorder, SendConfirmationEmail] });
+    const ids = await publishMany(app, 5);
+    await eventually(() => {
+      expect(app.get(OrderCreatedRecorder).received.map((r) => r.context.messageId).sort()).toEqual([...ids].sort());
+      expect(app.get(SendConfirmationEmail).ids.sort()).toEqual([...ids].sort());
+    });
+    const channel = await (await ns.amqp()).createChannel();
+    for (const queue of [`${ns.serviceName}.OrderCreatedRecorder`, `${ns.serviceName}.SendConfirmationEmail`]) {
+      await expect(channel.checkQueue(queue)).resolves.toMatchObject({ queue, consumerCount: 1 });
+    }
+    await channel.close();
+  });
+
+  it('uses the queue name and prefetch given to the decorator', async () => {
+    ns.trackQueue('custom-queue-name');
+    const app = await start(ns, { providers: [NamedQueueHandler] });
+    const ids = await publishMany(app, 3);
+    await eventually(() => expect(app.get(NamedQueueHandler).ids.sort()).toEqual([...ids].sort()));
+    const channel = await (await ns.amqp()).createChannel();
+    await expect(channel.checkQueue('custom-queue-name')).resolves.toMatchObject({ consumerCount: 1 });
+    await channel.close();
+  });
+
+  it('makes instances of one service share a queue and split the work, each event handled once', async () => {
+    const first = await start(ns, { providers: [OrderCreatedRecorder], options: { consumer: { prefetch: 1 } } });
+    const second = await start(ns, { providers: [OrderCreatedRecorder], options: { consumer: { prefetch: 1 } } });
+    for (const app of [first, second]) {
+      app.get(OrderCreatedRecorder).behaviour = () => new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const ids = await publishMany(first, 40);
+    const handled = () => [first, second].flatMap((app) => app.get(OrderCreatedRecorder).received.map((r) => r.context.messageId));
+    await eventually(() => expect(handled().sort()).toEqual([...ids].sort()));
+    expect(first.get(OrderCreatedRecorder).received.length).toBeGreaterThan(0);
+    expect(second.get(OrderCreatedRecorder).received.length).toBeGreaterThan(0);
+  });
+
+  it('declares quorum queues when asked', async () => {
+    const app = await start(ns, { providers: [SendConfirmationEmail], options: { consumer: { queueType: 'quorum' } } });
+    const ids = await publishMany(app, 2);
+    await eventually(() => expect(app.get(SendConfirmationEmail).ids).toHaveLength(2));
+    expect(app.get(SendConfirmationEmail).ids.sort()).toEqual([...ids].sort());
+    // RabbitMQ refuses to redeclare a queue with another type: proof of the type it has.
+    const channel = await (await ns.amqp()).createChannel();
+    const closed = new Promise<Error>((resolve) => channel.on('error', resolve));
+    await expect(
+      channel.assertQueue(`${ns.serviceName}.SendConfirmationEmail`, { durable: true, arguments: { 'x-queue-type': 'classic' } }),
+    ).rejects.toThrow(/PRECONDITION_FAILED.*x-queue-type.*quorum/);
+    await closed;
+  });
+});
