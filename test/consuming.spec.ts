@@ -19,7 +19,7 @@ describe('consuming', () => {
     await ns.cleanup();
   });
 
-  const start = async (options: Parameters<typeof startTestApp>[1]['options'] = {}) => {
+  const start = async (options: NonNullable<Parameters<typeof startTestApp>[1]>['options'] = {}) => {
     const app = await startTestApp(ns, { providers: [OrderCreatedRecorder], options });
     apps.push(app);
     return app;

@@ -1,3 +1,4 @@
+import 'reflect-metadata';
 import { IntegrationEventDefinitionError } from '../errors/integration-event-definition.error';
 
 /** Reflect-metadata key under which `@IntegrationEvent` stores its options. */

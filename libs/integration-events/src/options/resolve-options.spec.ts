@@ -190,7 +190,7 @@ describe('resolveOptions', () => {
       ['rabbitmq an array', withTop({ rabbitmq: [] }), 'rabbitmq', [], 'pass a "rabbitmq" object'],
       ['rabbitmq.url missing', withTop({ rabbitmq: {} }), 'rabbitmq.url', undefined, 'give an AMQP URL such as'],
       ['rabbitmq.url not a string', withSection('rabbitmq', { url: 5672 }), 'rabbitmq.url', 5672, 'give an AMQP URL such as'],
-      ['rabbitmq.url without scheme', withSection('rabbitmq', { url: 'localhost:5672' }), 'rabbitmq.url', 'localhost:5672', '"amqps://" for TLS'],
+      ['rabbitmq.url without scheme', withSection('rabbitmq', { url: 'localhost:5672' }), 'rabbitmq.url', '<unparsable url>', '"amqps://" for TLS'],
       ['rabbitmq.url with another scheme', withSection('rabbitmq', { url: 'http://localhost:5672' }), 'rabbitmq.url', 'http://localhost:5672/', 'give an AMQP URL'],
       ['rabbitmq.url unparsable', withSection('rabbitmq', { url: 'amqp://localhost:99999' }), 'rabbitmq.url', '<unparsable url>', 'give an AMQP URL'],
       ['rabbitmq.socketOptions a string', withSection('rabbitmq', { socketOptions: 'tls' }), 'rabbitmq.socketOptions', 'tls', 'pass an object of amqplib socket options'],
@@ -319,9 +319,9 @@ describe('resolveOptions', () => {
       expect(JSON.stringify(error.value)).not.toContain('s3cret-pw');
     });
 
-    it('replaces a refused URL that cannot be parsed as a whole, as it may be a credential', () => {
+    it('redacts the password of a refused URL that cannot be parsed', () => {
       const error = refusal(withSection('rabbitmq', { url: 'amqp://guest:s3cret-pw@localhost:99999' }));
-      expect(error.value).toBe('<unparsable url>');
+      expect(error.value).toBe('amqp://guest:***@localhost:99999');
       expect(error.message).not.toContain('s3cret-pw');
     });
 

@@ -156,7 +156,11 @@ type Section = Record<string, unknown>;
 function section(input: Record<string, unknown>, name: SectionName, required: boolean): Section {
   const value = input[name];
   if (value === undefined && !required) return {};
-  if (!isRecord(value)) fail(name, value, required ? `pass a "${name}" object` : `pass an object or leave "${name}" out`);
+  if (!isRecord(value)) {
+    // A URL string given where an object belongs is a common slip; never echo its password.
+    const shown = name === 'rabbitmq' && typeof value === 'string' ? redactUrl(value) : value;
+    fail(name, shown, required ? `pass a "${name}" object, e.g. { url: "amqp://..." }` : `pass an object or leave "${name}" out`);
+  }
   checkKnownKeys(name, value);
   return value;
 }

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 /** A plain, unquoted SQL identifier. Anything else is refused before it can reach SQL text. */
 export const SQL_IDENTIFIER_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 
@@ -22,9 +24,16 @@ export class OutboxTableName {
     this.qualified = schema === undefined ? quote(table) : `${quote(schema)}.${quote(table)}`;
   }
 
-  /** A quoted name for an object (index, constraint) derived from the table name. */
+  /**
+   * A quoted name for an object (index, constraint) derived from the table name. PostgreSQL cuts
+   * names at 63 bytes, which would make the names of a long table's objects collide with each other
+   * (or with the table): a long one keeps a prefix plus a hash of the whole name.
+   */
   derived(suffix: string): string {
-    return quote(`${this.table}_${suffix}`.slice(0, 63));
+    const full = `${this.table}_${suffix}`;
+    if (full.length <= 63) return quote(full);
+    const hash = createHash('sha256').update(full).digest('hex').slice(0, 8);
+    return quote(`${this.table.slice(0, 63 - suffix.length - hash.length - 2)}_${hash}_${suffix}`);
   }
 }
 

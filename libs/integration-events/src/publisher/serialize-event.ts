@@ -83,8 +83,11 @@ function assertJsonSafe(
     for (let index = 0; index < object.length; index++) {
       if (!(index in object)) refuse(`has a hole at index ${index}, which JSON turns into null`);
       const item: unknown = object[index];
-      if (item === undefined) refuse(`[${index}] is undefined, which JSON turns into null`);
-      assertJsonSafe(eventName, item, `${path}[${index}]`, depth + 1, maxDepth, ancestors, false);
+      const itemPath = `${path}[${index}]`;
+      if (item === undefined) {
+        throw new IntegrationEventSerializationError(eventName, itemPath, 'is undefined, which JSON turns into null');
+      }
+      assertJsonSafe(eventName, item, itemPath, depth + 1, maxDepth, ancestors, false);
     }
   } else {
     const keys = Object.keys(object);

@@ -25,8 +25,11 @@ describe('redactUrl', () => {
     expect(redactUrl('amqp://guest@localhost:5672/vh')).toBe('amqp://guest@localhost:5672/vh');
   });
 
-  it('replaces a string that does not parse as a URL as a whole', () => {
-    expect(redactUrl('amqp://guest:s3cret@localhost:99999')).toBe('<unparsable url>');
+  it('keeps the shape of an unparsable URL but not its password', () => {
+    expect(redactUrl('amqp://guest:s3cret@localhost:99999')).toBe('amqp://guest:***@localhost:99999');
+  });
+
+  it('replaces a string that does not parse as a URL, and has no user:password@ part, as a whole', () => {
     expect(redactUrl('s3cret')).toBe('<unparsable url>');
     expect(redactUrl('')).toBe('<unparsable url>');
   });

@@ -1,0 +1,18 @@
+import type { MigrationInterface, QueryRunner } from 'typeorm';
+
+export class CreatePaymentsTable1764144000002 implements MigrationInterface {
+  async up(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.query('CREATE SCHEMA IF NOT EXISTS payments');
+    await queryRunner.query(`
+      CREATE TABLE payments.payments (
+        id           uuid PRIMARY KEY,
+        order_id     uuid        NOT NULL UNIQUE,
+        amount_cents integer     NOT NULL,
+        paid_at      timestamptz NOT NULL DEFAULT now()
+      )`);
+  }
+
+  async down(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.query('DROP TABLE payments.payments');
+  }
+}

@@ -1,0 +1,203 @@
+import { IntegrationEventsError } from '../errors/integration-events.error';
+import { InvalidPublishOptionsError } from '../errors/invalid-publish-options.error';
+import { buildMessageHeaders, validateCorrelationId, type ContractHeaderValues } from './message-headers.factory';
+import { MessageHeaders } from './message-headers';
+import type { MessageHeadersRecord } from './outgoing-message';
+
+const CONTRACT: ContractHeaderValues = {
+  eventName: 'ordering.order-created',
+  eventVersion: 2,
+  occurredAt: new Date('2026-11-26T06:00:00.000Z'),
+  sourceService: 'ordering',
+  correlationId: 'corr-123',
+};
+
+const CONTRACT_HEADERS = {
+  'ie-event-name': 'ordering.order-created',
+  'ie-event-version': 2,
+  'ie-occurred-at': '2026-11-26T06:00:00.000Z',
+  'ie-source-service': 'ordering',
+  'ie-correlation-id': 'corr-123',
+};
+
+/** Runs `action`, expecting an InvalidPublishOptionsError, and returns it. */
+function refusal(action: () => unknown): InvalidPublishOptionsError {
+  let thrown: unknown;
+  try {
+    action();
+  } catch (error) {
+    thrown = error;
+  }
+  expect(thrown).toBeInstanceOf(InvalidPublishOptionsError);
+  return thrown as InvalidPublishOptionsError;
+}
+
+const headersRefusal = (headers: unknown): InvalidPublishOptionsError =>
+  refusal(() => buildMessageHeaders(CONTRACT, headers as MessageHeadersRecord));
+
+describe('buildMessageHeaders', () => {
+  describe('contract headers', () => {
+    it('writes the five ie-* contract headers when there are no application headers', () => {
+      expect(buildMessageHeaders(CONTRACT, undefined)).toStrictEqual(CONTRACT_HEADERS);
+      expect(buildMessageHeaders(CONTRACT, {})).toStrictEqual(CONTRACT_HEADERS);
+    });
+
+    it('uses the names of MessageHeaders', () => {
+      expect(Object.keys(buildMessageHeaders(CONTRACT, undefined)).sort()).toStrictEqual(
+        Object.values(MessageHeaders).slice().sort(),
+      );
+    });
+
+    it('sends occurredAt as an ISO 8601 string in UTC', () => {
+      const headers = buildMessageHeaders({ ...CONTRACT, occurredAt: new Date(Date.UTC(2026, 0, 2, 3, 4, 5, 6)) }, undefined);
+      expect(headers[MessageHeaders.OccurredAt]).toBe('2026-01-02T03:04:05.006Z');
+    });
+
+    it('keeps the application headers beside the contract headers', () => {
+      expect(buildMessageHeaders(CONTRACT, { tenant: 'acme', priority: 3, replay: false })).toStrictEqual({
+        tenant: 'acme',
+        priority: 3,
+        replay: false,
+        ...CONTRACT_HEADERS,
+      });
+    });
+
+    it.each([
+      'ie-event-name',
+      'IE-EVENT-NAME',
+      'Ie-Event-Version',
+      'ie-occurred-at',
+      'ie-source-service',
+      'ie-correlation-id',
+    ])('cannot be overridden by an application header %j', (name) => {
+      const error = headersRefusal({ [name]: 'forged' });
+      expect(error.option).toBe(`headers.${name}`);
+      expect(error.message).toContain('are reserved');
+    });
+  });
+
+  describe('application header names', () => {
+    it.each(['ie-custom', 'IE-custom', 'Ie-Custom', 'x-death', 'X-Death', 'x-match', 'X-'])(
+      'refuses the reserved prefix in %j, whatever its case',
+      (name) => {
+        const error = headersRefusal({ [name]: 'v' });
+        expect(error).toBeInstanceOf(IntegrationEventsError);
+        expect(error.option).toBe(`headers.${name}`);
+        expect(error.message).toBe(
+          `Invalid publish() option "headers.${name}": names starting with "ie-" or "x-" are reserved ` +
+            "(the library's contract headers and RabbitMQ's own).",
+        );
+      },
+    );
+
+    it.each(['iex', 'ie_custom', 'xray', 'x_custom', 'tenant', 'Tenant-Id', 'trace.id', '0', 'a'.repeat(128)])(
+      'accepts %j',
+      (name) => {
+        expect(buildMessageHeaders(CONTRACT, { [name]: 'v' })[name]).toBe('v');
+      },
+    );
+
+    it.each(['', '-tenant', '.tenant', '_tenant', 'tenant id', 'tenant:id', 'tenant/id', 'ténant', 'tenant\n', 'a'.repeat(129)])(
+      'refuses the malformed name %j',
+      (name) => {
+        const error = headersRefusal({ [name]: 'v' });
+        expect(error.option).toBe(`headers.${name}`);
+        expect(error.message).toContain(
+          'header names are 1-128 letters, digits, ".", "_" or "-", starting with a letter or digit.',
+        );
+      },
+    );
+
+    it('refuses a "__proto__" header (as JSON.parse creates it)', () => {
+      const headers = JSON.parse('{"__proto__": "polluted"}') as MessageHeadersRecord;
+      const error = headersRefusal(headers);
+      expect(error.option).toBe('headers.__proto__');
+      expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    });
+  });
+
+  describe('application header values', () => {
+    it('accepts strings up to 4096 characters, finite numbers and booleans', () => {
+      const headers = { long: 'v'.repeat(4_096), empty: '', int: -7, float: 1.25, yes: true, no: false };
+      expect(buildMessageHeaders(CONTRACT, headers)).toMatchObject(headers);
+    });
+
+    it.each<[string, unknown]>([
+      ['a string over 4096 characters', 'v'.repeat(4_097)],
+      ['NaN', Number.NaN],
+      ['Infinity', Number.POSITIVE_INFINITY],
+      ['null', null],
+      ['undefined', undefined],
+      ['an object', { nested: 1 }],
+      ['an array', ['a']],
+      ['a Date', new Date(0)],
+      ['a BigInt', 1n],
+      ['a Buffer', Buffer.from('x')],
+    ])('refuses %s', (_case, value) => {
+      const error = headersRefusal({ tenant: value });
+      expect(error.option).toBe('headers.tenant');
+      expect(error.message).toBe(
+        'Invalid publish() option "headers.tenant": values are strings (at most 4096 characters), finite numbers or booleans.',
+      );
+    });
+  });
+
+  describe('the headers object', () => {
+    it('accepts 32 application headers', () => {
+      const headers = Object.fromEntries(Array.from({ length: 32 }, (_, i) => [`h${i}`, i]));
+      expect(Object.keys(buildMessageHeaders(CONTRACT, headers))).toHaveLength(32 + 5);
+    });
+
+    it('refuses 33 application headers', () => {
+      const headers = Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`h${i}`, i]));
+      const error = headersRefusal(headers);
+      expect(error.option).toBe('headers');
+      expect(error.message).toBe('Invalid publish() option "headers": pass at most 32 headers.');
+    });
+
+    it.each<[string, unknown]>([
+      ['null', null],
+      ['an array', [['tenant', 'acme']]],
+      ['a string', 'tenant=acme'],
+    ])('refuses %s instead of an object', (_case, headers) => {
+      const error = headersRefusal(headers);
+      expect(error.option).toBe('headers');
+      expect(error.message).toBe('Invalid publish() option "headers": pass an object of header names to values.');
+    });
+
+    it('does not modify the headers it was given', () => {
+      const headers: MessageHeadersRecord = { tenant: 'acme' };
+      const built = buildMessageHeaders(CONTRACT, headers);
+      expect(headers).toStrictEqual({ tenant: 'acme' });
+      expect(built).not.toBe(headers);
+    });
+  });
+});
+
+describe('validateCorrelationId', () => {
+  it.each(['c', 'corr-123', '0f8fad5b-d9cb-469f-a165-70867728950e', '!~{}[]', 'x'.repeat(200)])('accepts %j', (id) => {
+    expect(validateCorrelationId(id)).toBe(id);
+  });
+
+  it.each<[string, unknown]>([
+    ['an empty string', ''],
+    ['a string with a space', 'corr 123'],
+    ['a string with a tab', 'corr\t123'],
+    ['a string with a newline', 'corr-123\n'],
+    ['non-ASCII characters', 'corr-é'],
+    ['over 200 characters', 'x'.repeat(201)],
+    ['a number', 123],
+    ['undefined', undefined],
+    ['null', null],
+  ])('refuses %s, naming the option', (_case, value) => {
+    const error = refusal(() => validateCorrelationId(value));
+    expect(error.option).toBe('correlationId');
+    expect(error.message).toBe(
+      'Invalid publish() option "correlationId": use 1-200 printable ASCII characters without spaces.',
+    );
+  });
+
+  it('names the option it is told to', () => {
+    expect(refusal(() => validateCorrelationId('a b', 'context.correlationId')).option).toBe('context.correlationId');
+  });
+});

@@ -1,0 +1,72 @@
+import { randomUUID } from 'node:crypto';
+import { ChildService, freePort } from './support/child-service';
+import { eventually } from './support/eventually';
+import { createIsolatedEnvironment, type IsolatedEnvironment } from './support/isolated-environment';
+
+/**
+ * The example, run as `npm start` runs it (two processes from the built code), against a private
+ * database and vhost: orders placed over HTTP reach `paid` through RabbitMQ.
+ */
+describe('example: ordering and payments', () => {
+  let env: IsolatedEnvironment;
+  let example: ChildService;
+  let ordering: string;
+
+  beforeAll(async () => {
+    env = await createIsolatedEnvironment();
+    const [orderingPort, paymentsPort] = [await freePort(), await freePort()];
+    ordering = `http://127.0.0.1:${orderingPort}`;
+    example = ChildService.start('scripts/start-example.js', {
+      DATABASE_URL: env.databaseUrl,
+      RABBITMQ_URL: env.rabbitmqUrl,
+      ORDERING_PORT: String(orderingPort),
+      PAYMENTS_PORT: String(paymentsPort),
+    });
+    await eventually(
+      async () => {
+        const response = await fetch(`${ordering}/orders/${randomUUID()}`);
+        expect(response.status).toBe(404);
+        expect(example.output.join('\n')).toMatch(/\[payments\].*Service "payments" started/);
+      },
+      { timeoutMs: 30_000, intervalMs: 200 },
+    );
+  }, 60_000);
+
+  afterAll(async () => {
+    const code = await example?.stop();
+    await env?.cleanup();
+    expect(code).toBe(0);
+  });
+
+  it('walks orders from created to paid', async () => {
+    const created = await Promise.all(
+      Array.from({ length: 5 }, async (_, i) => {
+        const response = await fetch(`${ordering}/orders`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ customerId: `customer-${i}`, amountCents: 1_000 + i }),
+        });
+        expect(response.status).toBe(201);
+        const order = (await response.json()) as { id: string; status: string };
+        expect(order.status).toBe('created');
+        return order.id;
+      }),
+    );
+    for (const id of created) {
+      await eventually(async () => {
+        const order = (await (await fetch(`${ordering}/orders/${id}`)).json()) as { status: string; paidAt: string | null };
+        expect(order.status).toBe('paid');
+        expect(order.paidAt).not.toBeNull();
+      });
+    }
+  });
+
+  it('refuses an invalid order with 400', async () => {
+    const response = await fetch(`${ordering}/orders`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ customerId: 'c', amountCents: -5 }),
+    });
+    expect(response.status).toBe(400);
+  });
+});

@@ -1,0 +1,158 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile, readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { REPO_ROOT } from './support/child-service';
+import { TEST_DATABASE_URL, TEST_RABBITMQ_URL } from './support/services';
+import { TestNamespace } from './support/test-namespace';
+
+const execFileAsync = promisify(execFile);
+
+/** execFile that puts the command's own output into the error, so a failure says why. */
+async function run(file: string, args: string[], options: Parameters<typeof execFileAsync>[2] = {}) {
+  try {
+    return await execFileAsync(file, args, { encoding: 'utf8', ...options });
+  } catch (error) {
+    const { stdout, stderr } = error as { stdout?: string; stderr?: string };
+    (error as Error).message += `\n${stdout ?? ''}\n${stderr ?? ''}`;
+    throw error;
+  }
+}
+
+const PEERS = [
+  '@nestjs/common',
+  '@nestjs/core',
+  '@nestjs/cqrs',
+  '@nestjs/typeorm',
+  'typeorm',
+  'nestjs-cls',
+  '@nestjs-cls/transactional',
+  '@nestjs-cls/transactional-adapter-typeorm',
+  'class-transformer',
+  'class-validator',
+  'reflect-metadata',
+  'rxjs',
+  'pg',
+  '@types/node',
+];
+
+/** What a user would write, in a project of their own that installed the packed tarball. */
+const CONSUMER_TS = `
+import 'reflect-metadata';
+import { Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { ClsModule } from 'nestjs-cls';
+import { ClsPluginTransactional, TransactionHost } from '@nestjs-cls/transactional';
+import { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
+import { DataSource } from 'typeorm';
+import {
+  createOutboxMigration, IntegrationEvent, IntegrationEventHandler, IntegrationEventPublisher,
+  IntegrationEventsModule, type IIntegrationEventHandler, type IntegrationEventContext,
+} from 'nestjs-integration-events';
+
+const [databaseUrl, rabbitmqUrl, schema, exchange] = process.argv.slice(2) as [string, string, string, string];
+
+@IntegrationEvent({ name: 'packed.hello', version: 1 })
+class HelloIntegrationEvent { constructor(readonly greeting: string) {} }
+
+let received: string | undefined;
+@IntegrationEventHandler(HelloIntegrationEvent, { queue: schema + '.hello' })
+class HelloHandler implements IIntegrationEventHandler<HelloIntegrationEvent> {
+  handle(event: HelloIntegrationEvent, context: IntegrationEventContext): void {
+    received = event.greeting + ' ' + (event instanceof HelloIntegrationEvent) + ' ' + context.attempt;
+  }
+}
+
+@Module({
+  imports: [
+    TypeOrmModule.forRoot({ type: 'postgres', url: databaseUrl, migrations: [createOutboxMigration({ schema })],
+      migrationsRun: true, migrationsTableName: schema + '_migrations' }),
+    ClsModule.forRoot({ global: true, plugins: [new ClsPluginTransactional({ imports: [TypeOrmModule],
+      adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }) })] }),
+    IntegrationEventsModule.forRoot({ serviceName: schema.replace(/_/g, '-'), rabbitmq: { url: rabbitmqUrl, exchange }, outbox: { schema } }),
+  ],
+  providers: [HelloHandler],
+})
+class AppModule {}
+
+async function main(): Promise<void> {
+  const app = await NestFactory.createApplicationContext(AppModule, { logger: ['error'] });
+  await app.get(TransactionHost).withTransaction(() => app.get(IntegrationEventPublisher).publish(new HelloIntegrationEvent('hello')));
+  const deadline = Date.now() + 10_000;
+  while (!received && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  await app.get(DataSource).query('DROP TABLE IF EXISTS "' + schema + '_migrations"');
+  await app.close();
+  console.log('RECEIVED: ' + received);
+}
+main().catch((error) => { console.error(error); process.exit(1); });
+`;
+
+/**
+ * `npm pack` produces a package that installs in a separate project, type-checks there against its
+ * own .d.ts files, and works against the real services.
+ */
+describe('the packed npm package', () => {
+  let workDir: string;
+  let ns: TestNamespace;
+  /** The consumer project's own schema: its migration creates the outbox there. */
+  const schema = () => `${ns.schema}_pkg`;
+
+  beforeAll(async () => {
+    workDir = await mkdtemp(path.join(tmpdir(), 'ie-pack-'));
+    ns = await TestNamespace.create();
+  });
+
+  afterAll(async () => {
+    await rm(workDir, { recursive: true, force: true });
+    ns.trackQueue(`${schema()}.hello`);
+    await (await ns.sql()).query(`DROP SCHEMA IF EXISTS "${schema()}" CASCADE`);
+    await ns?.cleanup();
+  });
+
+  it('installs, type-checks and delivers an event in a fresh project', async () => {
+    await run('npm', ['pack', '--workspace', 'nestjs-integration-events', '--pack-destination', workDir], { cwd: REPO_ROOT });
+    const tarball = (await readdir(workDir)).find((file) => file.endsWith('.tgz'));
+    expect(tarball).toBeDefined();
+    const { stdout: listing } = await run('tar', ['-tzf', path.join(workDir, tarball!)]);
+    expect(typeof listing).toBe('string');
+    expect(listing).toContain('package/dist/index.js');
+    expect(listing).toContain('package/dist/index.d.ts');
+    expect(listing).toContain('package/LICENSE');
+    expect(listing).not.toMatch(/\.spec\.(js|ts)/);
+    expect(listing).not.toMatch(/package\/src\//);
+
+    const project = path.join(workDir, 'consumer');
+    await run('mkdir', ['-p', path.join(project, 'src')]);
+    const dependencies: Record<string, string> = { 'nestjs-integration-events': `file:../${tarball}` };
+    for (const peer of PEERS) {
+      const manifest = JSON.parse(await readFile(path.join(REPO_ROOT, 'node_modules', peer, 'package.json'), 'utf8'));
+      dependencies[peer] = manifest.version;
+    }
+    await writeFile(path.join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true, dependencies }, null, 2));
+    await writeFile(
+      path.join(project, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          target: 'ES2022', module: 'node20', moduleResolution: 'node16', strict: true, experimentalDecorators: true,
+          emitDecoratorMetadata: true, outDir: 'out', rootDir: 'src', types: ['node'], skipLibCheck: true,
+        },
+        include: ['src'],
+      }),
+    );
+    await writeFile(path.join(project, 'src', 'main.ts'), CONSUMER_TS);
+    await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'], {
+      cwd: project,
+      timeout: 240_000,
+    });
+    // Type-check against the package's own .d.ts (not its sources), then run the compiled code.
+    await run(process.execPath, [path.join(REPO_ROOT, 'node_modules/typescript/bin/tsc'), '-p', project]);
+    const { stdout } = await run(
+      process.execPath,
+      [path.join(project, 'out', 'main.js'), TEST_DATABASE_URL, TEST_RABBITMQ_URL, schema(), ns.exchange],
+      { cwd: project, timeout: 60_000 },
+    );
+    expect(stdout).toContain('RECEIVED: hello true 1');
+  }, 300_000);
+});
