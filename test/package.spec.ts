@@ -120,6 +120,8 @@ describe('the packed npm package', () => {
     expect(listing).toContain('package/dist/index.js');
     expect(listing).toContain('package/dist/index.d.ts');
     expect(listing).toContain('package/LICENSE');
+    expect(listing).toContain('package/README.md');
+    expect(listing).toContain('package/CHANGELOG.md');
     expect(listing).not.toMatch(/\.spec\.(js|ts)/);
     expect(listing).not.toMatch(/package\/src\//);
 
