@@ -6,6 +6,7 @@ export type {
   OutboxOptions,
   RelayOptions,
   ConsumerOptions,
+  CqrsBridgeOptions,
   QueueType,
 } from './options/integration-events-module-options.interface';
 export type { ResolvedIntegrationEventsOptions } from './options/resolved-options';
@@ -30,6 +31,9 @@ export type { PublishOptions } from './publisher/publish-options.interface';
 export { OutboxRelay } from './relay/outbox.relay';
 export { createOutboxMigration, type OutboxMigrationOptions } from './outbox/migrations/create-outbox-migration';
 
+export { IntegrationEventConverter } from './cqrs/integration-event-converter.decorator';
+export type { IIntegrationEventConverter, ConverterResult } from './cqrs/integration-event-converter.interface';
+
 export { MessageHeaders, MESSAGE_CONTENT_TYPE } from './envelope/message-headers';
 export type { HeaderValue, MessageHeadersRecord } from './envelope/outgoing-message';
 
@@ -44,4 +48,7 @@ export { DuplicateHandlerQueueError } from './errors/duplicate-handler-queue.err
 export { OutboxTableMissingError } from './errors/outbox-table-missing.error';
 export { UnsupportedDatabaseError } from './errors/unsupported-database.error';
 export { BrokerConnectionError } from './errors/broker-connection.error';
+export { DomainEventDispatchDepthError } from './errors/domain-event-dispatch-depth.error';
+export { DomainEventOutsideTransactionError } from './errors/domain-event-outside-transaction.error';
+export { InvalidIntegrationEventConverterError } from './errors/invalid-integration-event-converter.error';
 export { TransportNotReadyError } from './errors/transport-not-ready.error';

@@ -1,7 +1,11 @@
 import { type BeforeApplicationShutdown, type DynamicModule, Logger, Module, type OnApplicationBootstrap } from '@nestjs/common';
-import { DiscoveryModule } from '@nestjs/core';
+import { APP_INTERCEPTOR, DiscoveryModule } from '@nestjs/core';
 import { IntegrationEventConsumers } from './consumer/integration-event-consumers';
 import { MessageDispatcher } from './consumer/message-dispatcher';
+import { CorrelationContext } from './correlation/correlation.context';
+import { CorrelationInterceptor } from './correlation/correlation.interceptor';
+import { DomainEventsBridge } from './cqrs/domain-events.bridge';
+import { IntegrationEventConverterRegistry } from './cqrs/integration-event-converter.registry';
 import { IntegrationEventHandlerExplorer } from './discovery/integration-event-handler.explorer';
 import {
   IntegrationEventsConfigurableModule,
@@ -49,6 +53,10 @@ import { RabbitMqPublisher } from './transport/rabbitmq/rabbitmq.publisher';
     IntegrationEventHandlerExplorer,
     MessageDispatcher,
     IntegrationEventConsumers,
+    IntegrationEventConverterRegistry,
+    DomainEventsBridge,
+    CorrelationContext,
+    { provide: APP_INTERCEPTOR, useClass: CorrelationInterceptor },
   ],
   exports: [IntegrationEventPublisher, OutboxRelay, IntegrationEventConsumers],
 })

@@ -12,6 +12,8 @@ export interface IntegrationEventContext {
   readonly sourceService: string | undefined;
   /** Correlation id of the business flow this event belongs to. */
   readonly correlationId: string | undefined;
+  /** Id of the message or request that caused this event, if the publisher said. */
+  readonly causationId: string | undefined;
   /** Which attempt this is at handling the message, from 1. */
   readonly attempt: number;
   /** True when the broker delivered this message before (a consumer died without acknowledging it). */

@@ -1,6 +1,7 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { MessageHeaders } from '../envelope/message-headers';
 import type { DiscoveredHandler } from '../discovery/discovered-handler';
+import { CorrelationContext } from '../correlation/correlation.context';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
 import type { Disposition } from './disposition';
 import type { IncomingMessage } from './incoming-message';
@@ -16,7 +17,10 @@ import { decodeMessage } from './message-decoder';
 export class MessageDispatcher {
   private readonly logger = new Logger('IntegrationEvents:Consumer');
 
-  constructor(private readonly config: IntegrationEventsConfig) {}
+  constructor(
+    private readonly config: IntegrationEventsConfig,
+    private readonly correlation: CorrelationContext,
+  ) {}
 
   async dispatch(handler: DiscoveredHandler, message: IncomingMessage, signal: AbortSignal): Promise<Disposition> {
     const { consumer } = this.config.options;
@@ -33,6 +37,7 @@ export class MessageDispatcher {
       occurredAt: decoded.occurredAt,
       sourceService: stringHeader(message.headers[MessageHeaders.SourceService]),
       correlationId: stringHeader(message.headers[MessageHeaders.CorrelationId]),
+      causationId: stringHeader(message.headers[MessageHeaders.CausationId]),
       attempt: 1,
       redelivered: message.redelivered,
       headers: message.headers,
@@ -40,7 +45,11 @@ export class MessageDispatcher {
       signal,
     };
     try {
-      await handler.instance.handle(decoded.event, context);
+      // The handler runs in a context of its own (nestjs-cls), carrying the flow's correlation id and this
+      // message as the cause: whatever it publishes continues the flow. @Transactional() works inside it.
+      await this.correlation.run({ correlationId: context.correlationId ?? context.messageId, causationId: context.messageId }, () =>
+        handler.instance.handle(decoded.event, context),
+      );
       return { action: 'ack' };
     } catch (error) {
       const reason = error instanceof Error ? `${error.name}: ${error.message}` : `non-Error thrown: ${String(error)}`;

@@ -42,10 +42,12 @@ describe('buildMessageHeaders', () => {
       expect(buildMessageHeaders(CONTRACT, {})).toStrictEqual(CONTRACT_HEADERS);
     });
 
-    it('uses the names of MessageHeaders', () => {
-      expect(Object.keys(buildMessageHeaders(CONTRACT, undefined)).sort()).toStrictEqual(
+    it('uses the names of MessageHeaders, the causation id only when there is one', () => {
+      expect(Object.keys(buildMessageHeaders({ ...CONTRACT, causationId: 'cause-1' }, undefined)).sort()).toStrictEqual(
         Object.values(MessageHeaders).slice().sort(),
       );
+      expect(buildMessageHeaders({ ...CONTRACT, causationId: 'cause-1' }, undefined)[MessageHeaders.CausationId]).toBe('cause-1');
+      expect(buildMessageHeaders(CONTRACT, undefined)).not.toHaveProperty(MessageHeaders.CausationId);
     });
 
     it('sends occurredAt as an ISO 8601 string in UTC', () => {

@@ -14,6 +14,7 @@ export interface ContractHeaderValues {
   readonly occurredAt: Date;
   readonly sourceService: string;
   readonly correlationId: string;
+  readonly causationId?: string | undefined;
 }
 
 /**
@@ -31,6 +32,7 @@ export function buildMessageHeaders(
     [MessageHeaders.OccurredAt]: contract.occurredAt.toISOString(),
     [MessageHeaders.SourceService]: contract.sourceService,
     [MessageHeaders.CorrelationId]: contract.correlationId,
+    ...(contract.causationId === undefined ? {} : { [MessageHeaders.CausationId]: contract.causationId }),
   };
 }
 

@@ -18,6 +18,8 @@ export const MessageHeaders = {
   SourceService: 'ie-source-service',
   /** Id shared by every message of one business flow, across services. */
   CorrelationId: 'ie-correlation-id',
+  /** Id of the message (or request) whose handling published this one; absent for a flow's first event. */
+  CausationId: 'ie-causation-id',
 } as const;
 
 /** Header names reserved by the library. Application headers may not start with these prefixes. */

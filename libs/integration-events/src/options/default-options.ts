@@ -31,5 +31,9 @@ export const DEFAULT_OPTIONS = {
     maxDepth: 64,
     shutdownTimeoutMs: 10_000,
   },
+  cqrs: {
+    enabled: true,
+    maxDispatchDepth: 10,
+  },
   dataSourceName: 'default',
 } as const;

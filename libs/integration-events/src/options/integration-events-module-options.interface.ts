@@ -20,6 +20,9 @@ export interface IntegrationEventsModuleOptions {
   /** The consumers that deliver messages to `@IntegrationEventHandler` classes. */
   consumer?: ConsumerOptions;
 
+  /** The @nestjs/cqrs bridge: domain events handled inside their transaction. */
+  cqrs?: CqrsBridgeOptions;
+
   /**
    * Name of the TypeORM DataSource holding the outbox (as given to `TypeOrmModule.forRoot({ name })`).
    * @default 'default'
@@ -194,6 +197,24 @@ export interface ConsumerOptions {
    * @default 10000
    */
   shutdownTimeoutMs?: number;
+}
+
+/** The @nestjs/cqrs bridge. */
+export interface CqrsBridgeOptions {
+  /**
+   * Dispatch domain events published inside a transaction to their `@EventsHandler` handlers and
+   * `@IntegrationEventConverter`s before the commit, awaited. Only has an effect when `CqrsModule` is
+   * imported.
+   * @default true
+   */
+  enabled?: boolean;
+
+  /**
+   * How many rounds of "handlers raised more domain events" one transaction may go through before the
+   * dispatch is deemed a cycle and the transaction rolled back.
+   * @default 10
+   */
+  maxDispatchDepth?: number;
 }
 
 export type QueueType = 'classic' | 'quorum';

@@ -54,6 +54,7 @@ describe('resolveOptions', () => {
         },
         relay: { ...DEFAULT_OPTIONS.relay },
         consumer: { ...DEFAULT_OPTIONS.consumer },
+        cqrs: { ...DEFAULT_OPTIONS.cqrs },
         dataSourceName: DEFAULT_OPTIONS.dataSourceName,
         transactionConnectionName: undefined,
       });
@@ -86,6 +87,7 @@ describe('resolveOptions', () => {
         maxDepth: 64,
         shutdownTimeoutMs: 10_000,
       });
+      expect(resolved.cqrs).toStrictEqual({ enabled: true, maxDispatchDepth: 10 });
       expect(resolved.dataSourceName).toBe('default');
     });
 
@@ -127,6 +129,7 @@ describe('resolveOptions', () => {
           maxDepth: 1_000,
           shutdownTimeoutMs: 0,
         },
+        cqrs: { enabled: false, maxDispatchDepth: 1_000 },
         dataSourceName: 'outboxDb',
         transactionConnectionName: 'tx',
       };
@@ -273,7 +276,7 @@ describe('resolveOptions', () => {
       expect(error.field).toBe('relays');
       expect(error.value).toBe('(unknown option)');
       expect(error.expected).toBe(
-        'remove it; the known options here are serviceName, rabbitmq, outbox, relay, consumer, dataSourceName, ' +
+        'remove it; the known options here are serviceName, rabbitmq, outbox, relay, consumer, cqrs, dataSourceName, ' +
           'transactionConnectionName',
       );
     });

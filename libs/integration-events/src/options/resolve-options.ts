@@ -10,7 +10,7 @@ const SERVICE_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,99}$/;
 const EXCHANGE_PATTERN = /^(?!amq\.)[A-Za-z0-9_.:-]{1,200}$/;
 
 const KNOWN_KEYS = {
-  '': ['serviceName', 'rabbitmq', 'outbox', 'relay', 'consumer', 'dataSourceName', 'transactionConnectionName'],
+  '': ['serviceName', 'rabbitmq', 'outbox', 'relay', 'consumer', 'cqrs', 'dataSourceName', 'transactionConnectionName'],
   rabbitmq: [
     'url',
     'socketOptions',
@@ -32,6 +32,7 @@ const KNOWN_KEYS = {
     'retryMaxDelayMs',
   ],
   consumer: ['enabled', 'prefetch', 'queueType', 'maxBodyBytes', 'maxDepth', 'shutdownTimeoutMs'],
+  cqrs: ['enabled', 'maxDispatchDepth'],
 } as const;
 
 /**
@@ -46,6 +47,7 @@ export function resolveOptions(input: IntegrationEventsModuleOptions): ResolvedI
   const outbox = section(input, 'outbox', false);
   const relay = section(input, 'relay', false);
   const consumer = section(input, 'consumer', false);
+  const cqrs = section(input, 'cqrs', false);
 
   const serviceName = input.serviceName;
   if (typeof serviceName !== 'string' || !SERVICE_NAME_PATTERN.test(serviceName)) {
@@ -144,6 +146,10 @@ export function resolveOptions(input: IntegrationEventsModuleOptions): ResolvedI
       maxBodyBytes,
       maxDepth: integer(consumer, 'consumer', 'maxDepth', 1, 1_000),
       shutdownTimeoutMs: integer(consumer, 'consumer', 'shutdownTimeoutMs', 0, 3_600_000),
+    },
+    cqrs: {
+      enabled: boolean(cqrs, 'cqrs', 'enabled'),
+      maxDispatchDepth: integer(cqrs, 'cqrs', 'maxDispatchDepth', 1, 1_000),
     },
     dataSourceName,
     transactionConnectionName,

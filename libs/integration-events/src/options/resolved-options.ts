@@ -37,6 +37,10 @@ export interface ResolvedIntegrationEventsOptions {
     readonly maxDepth: number;
     readonly shutdownTimeoutMs: number;
   };
+  readonly cqrs: {
+    readonly enabled: boolean;
+    readonly maxDispatchDepth: number;
+  };
   readonly dataSourceName: string;
   readonly transactionConnectionName: string | undefined;
 }

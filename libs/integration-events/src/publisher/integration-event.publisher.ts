@@ -9,6 +9,7 @@ import { EntityManagerResolver } from '../outbox/entity-manager.resolver';
 import { OutboxCommitSubscriber } from '../outbox/outbox-commit.subscriber';
 import { OutboxDatabase } from '../outbox/outbox-database';
 import type { NewOutboxRecord } from '../outbox/outbox-record';
+import { CorrelationContext } from '../correlation/correlation.context';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
 import { WakeSignal } from '../relay/wake-signal';
 import type { PublishOptions } from './publish-options.interface';
@@ -26,6 +27,7 @@ export class IntegrationEventPublisher {
     private readonly database: OutboxDatabase,
     private readonly managers: EntityManagerResolver,
     private readonly wakeSignal: WakeSignal,
+    private readonly correlation: CorrelationContext,
   ) {}
 
   /**
@@ -73,8 +75,11 @@ export class IntegrationEventPublisher {
     if (!(occurredAt instanceof Date) || Number.isNaN(occurredAt.getTime())) {
       throw new InvalidPublishOptionsError('occurredAt', 'pass a valid Date.');
     }
+    const ambient = this.correlation.current();
     const correlationId =
-      options.correlationId === undefined ? undefined : validateCorrelationId(options.correlationId);
+      options.correlationId === undefined ? ambient.correlationId : validateCorrelationId(options.correlationId);
+    const causationId =
+      options.causationId === undefined ? ambient.causationId : validateCorrelationId(options.causationId, 'causationId');
 
     return events.map((event) => {
       if (typeof event !== 'object' || event === null) {
@@ -99,7 +104,14 @@ export class IntegrationEventPublisher {
         payload,
         occurredAt,
         headers: buildMessageHeaders(
-          { eventName: name, eventVersion: version, occurredAt, sourceService: serviceName, correlationId: correlationId ?? id },
+          {
+            eventName: name,
+            eventVersion: version,
+            occurredAt,
+            sourceService: serviceName,
+            correlationId: correlationId ?? id,
+            causationId,
+          },
           options.headers,
         ),
       };

@@ -26,9 +26,17 @@ export interface PublishOptions {
 
   /**
    * Correlation id of the business flow.
-   * @default the event's own message id, so the event starts a new flow
+   * @default the ambient one (the HTTP request's `x-correlation-id`, or the correlation id of the
+   * integration event being handled), else the event's own message id: the event starts a new flow
    */
   correlationId?: string;
+
+  /**
+   * Id of the message or request that caused this event.
+   * @default the ambient one (the HTTP request's id, or the id of the integration event being handled),
+   * else none
+   */
+  causationId?: string;
 
   /**
    * When the event happened.

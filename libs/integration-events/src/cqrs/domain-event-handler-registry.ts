@@ -1,0 +1,109 @@
+import { Logger } from '@nestjs/common';
+import type { EventBus, EventOperator, IEvent, IEventHandler } from '@nestjs/cqrs';
+import { of } from 'rxjs';
+
+type HandlerWrapper = Parameters<EventBus['bind']>[0];
+
+interface StaticHandlerEntry {
+  readonly name: string;
+  /** The EventBus's own operator for this handler: its event filter, then the handler call. */
+  readonly operator: EventOperator;
+}
+
+/**
+ * Lets the library call the application's `@EventsHandler` handlers itself, awaited, using only the
+ * EventBus's public API (cqrs 12 exports neither its handler metadata keys nor deep imports):
+ *
+ * - `EventBus.bind(handler, id)` is wrapped, before CqrsModule registers handlers at bootstrap, so each
+ *   singleton handler is bound with a guard around its instance, and the operator the bus builds for it
+ *   (`filter by event id → call handle()`) is remembered.
+ * - In-transaction dispatch runs one event through each remembered operator (`of(event).pipe(op)`): the
+ *   bus's own filter decides which handlers apply (custom `eventIdProvider`s included), and the guard
+ *   hands the handler's promise to the dispatcher instead of letting the bus swallow it.
+ * - After the commit the event goes down the bus's normal stream for sagas and other subscribers; the
+ *   guard skips handlers that already ran it, so no handler runs twice.
+ *
+ * Request-scoped handlers are bound untouched: they are not dispatched in the transaction and run once,
+ * from the stream, after the commit.
+ */
+export class DomainEventHandlerRegistry {
+  private readonly logger = new Logger('IntegrationEvents:DomainEvents');
+  private readonly entries: StaticHandlerEntry[] = [];
+  private readonly handledInTransaction = new WeakSet<object>();
+  /** Set only while `dispatch()` pushes an event through one operator, synchronously. */
+  private collector: Array<Promise<unknown>> | undefined;
+
+  install(eventBus: EventBus): void {
+    const bind = eventBus.bind.bind(eventBus);
+    eventBus.bind = (handler: HandlerWrapper, id: string): void => {
+      if (!handler.isDependencyTreeStatic()) {
+        bind(handler, id);
+        return;
+      }
+      const index = eventBus.eventOperators.length;
+      bind(this.guard(handler), id);
+      const operator = eventBus.eventOperators[index];
+      if (!operator) throw new Error('EventBus.bind() did not register an operator; @nestjs/cqrs changed its internals');
+      this.entries.push({ name: String((handler.metatype as { name?: string } | null)?.name ?? handler.name), operator });
+    };
+  }
+
+  /** Number of singleton handlers bound so far. */
+  get size(): number {
+    return this.entries.length;
+  }
+
+  /**
+   * Runs every handler of `event`, one after the other, awaiting each; the first failure is thrown.
+   * @returns how many handlers ran
+   */
+  async dispatch(event: IEvent): Promise<number> {
+    let ran = 0;
+    for (const entry of this.entries) {
+      const promises: Array<Promise<unknown>> = [];
+      this.collector = promises;
+      try {
+        of(event).pipe(entry.operator).subscribe();
+      } finally {
+        this.collector = undefined;
+      }
+      for (const promise of promises) {
+        ran++;
+        await promise;
+      }
+    }
+    this.handledInTransaction.add(event);
+    return ran;
+  }
+
+  private guard(handler: HandlerWrapper): HandlerWrapper {
+    const guarded = {
+      handle: (event: IEvent): unknown => {
+        const instance = handler.instance as IEventHandler;
+        if (this.collector) {
+          let result: Promise<unknown>;
+          try {
+            result = Promise.resolve(instance.handle(event));
+          } catch (error) {
+            result = Promise.reject(error);
+          }
+          this.collector.push(result);
+          // The bus only sees a settled promise: the error belongs to the transaction, not to the
+          // bus's "unhandled exception" logging.
+          return result.catch(() => undefined);
+        }
+        if (this.handledInTransaction.has(event)) return undefined;
+        return instance.handle(event);
+      },
+    };
+    return new Proxy(handler, {
+      get: (target, property) =>
+        property === 'instance' ? guarded : Reflect.get(target, property, target),
+    });
+  }
+
+  /** Logs once at boot what the registry took over. */
+  logSummary(): void {
+    this.logger.log(`In-transaction dispatch covers ${this.entries.length} domain event handler(s)`);
+  }
+}

@@ -1,0 +1,37 @@
+import type { EntitySubscriberInterface, TransactionCommitEvent, TransactionRollbackEvent } from 'typeorm';
+import { DomainEventQueue } from './domain-event-queue';
+
+/** What the subscriber asks of the bridge at each end of a transaction. */
+export interface DomainEventTransactionHooks {
+  /** Handles the queued domain events, in the transaction; a throw rolls it back. */
+  dispatchBeforeCommit(queue: DomainEventQueue): Promise<void>;
+  /** Sends the handled domain events down the EventBus stream, the transaction having committed. */
+  forwardAfterCommit(queue: DomainEventQueue): void;
+}
+
+/**
+ * Hooks the domain events of a nestjs-cls transaction onto TypeORM's commit. TypeORM awaits
+ * `beforeTransactionCommit` subscribers inside the transaction, before `COMMIT`, and rolls back when
+ * one throws: that is where the handlers run. A savepoint release fires it too, so events raised in a
+ * nested transaction are handled when it completes; the stream only sees events once the outermost
+ * transaction has committed.
+ */
+export class DomainEventsTransactionSubscriber implements EntitySubscriberInterface {
+  constructor(private readonly hooks: DomainEventTransactionHooks) {}
+
+  async beforeTransactionCommit(event: TransactionCommitEvent): Promise<void> {
+    const queue = DomainEventQueue.find(event.queryRunner);
+    if (queue && queue.pending.length > 0) await this.hooks.dispatchBeforeCommit(queue);
+  }
+
+  afterTransactionCommit(event: TransactionCommitEvent): void {
+    if (event.queryRunner.isTransactionActive) return;
+    const queue = DomainEventQueue.take(event.queryRunner);
+    if (queue && queue.dispatched.length > 0) this.hooks.forwardAfterCommit(queue);
+  }
+
+  afterTransactionRollback(event: TransactionRollbackEvent): void {
+    // Rolled back: the events never happened. Nothing is forwarded.
+    if (!event.queryRunner.isTransactionActive) DomainEventQueue.take(event.queryRunner);
+  }
+}

@@ -1,0 +1,152 @@
+import { Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import { ModuleRef } from '@nestjs/core';
+import { EventBus } from '@nestjs/cqrs';
+import { getTransactionHostToken, type TransactionHost } from '@nestjs-cls/transactional';
+import { DomainEventDispatchDepthError } from '../errors/domain-event-dispatch-depth.error';
+import { DomainEventOutsideTransactionError } from '../errors/domain-event-outside-transaction.error';
+import { InvalidIntegrationEventConverterError } from '../errors/invalid-integration-event-converter.error';
+import { IntegrationEventsConfig } from '../options/integration-events.config';
+import { EntityManagerResolver } from '../outbox/entity-manager.resolver';
+import { OutboxDatabase } from '../outbox/outbox-database';
+import { IntegrationEventPublisher } from '../publisher/integration-event.publisher';
+import { DomainEventHandlerRegistry } from './domain-event-handler-registry';
+import { DomainEventQueue } from './domain-event-queue';
+import { DomainEventsTransactionSubscriber } from './domain-events-transaction.subscriber';
+import { IntegrationEventConverterRegistry } from './integration-event-converter.registry';
+import { TransactionalEventPublisher } from './transactional-event-publisher';
+
+/**
+ * The @nestjs/cqrs bridge. Inside a nestjs-cls transaction, domain events published on the EventBus
+ * (`AggregateRoot.commit()`, `EventPublisher.mergeObjectContext`, `eventBus.publish()`) are handled by
+ * their `@EventsHandler` handlers **before the commit, awaited, in the same transaction**, and their
+ * `@IntegrationEventConverter`s publish integration events into the same outbox transaction. A throw
+ * rolls everything back. After the commit the events go down the EventBus stream as usual (sagas and
+ * other subscribers see them then), with the handlers that already ran them skipped. Outside a
+ * transaction nothing changes.
+ */
+@Injectable()
+export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap, OnModuleDestroy {
+  private readonly logger = new Logger('IntegrationEvents:DomainEvents');
+  private readonly registry = new DomainEventHandlerRegistry();
+  private readonly subscriber = new DomainEventsTransactionSubscriber(this);
+  private eventBus: EventBus | undefined;
+  private publisher: TransactionalEventPublisher | undefined;
+
+  constructor(
+    private readonly config: IntegrationEventsConfig,
+    private readonly moduleRef: ModuleRef,
+    private readonly database: OutboxDatabase,
+    private readonly managers: EntityManagerResolver,
+    private readonly converters: IntegrationEventConverterRegistry,
+    private readonly integrationEvents: IntegrationEventPublisher,
+  ) {}
+
+  /** Installs the bridge before CqrsModule registers its handlers (at application bootstrap). */
+  onModuleInit(): void {
+    if (!this.config.options.cqrs.enabled) return;
+    this.converters.explore();
+    this.eventBus = this.findEventBus();
+    if (!this.eventBus) {
+      if (this.converters.size > 0) {
+        throw new InvalidIntegrationEventConverterError(
+          'IntegrationEventConverter',
+          'converters need @nestjs/cqrs: import CqrsModule.forRoot() in the application.',
+        );
+      }
+      return;
+    }
+    this.registry.install(this.eventBus);
+    this.publisher = new TransactionalEventPublisher(this.eventBus.publisher, this);
+    this.eventBus.publisher = this.publisher;
+    this.database.dataSource.subscribers.push(this.subscriber);
+  }
+
+  onApplicationBootstrap(): void {
+    const eventBus = this.eventBus;
+    if (!eventBus || !this.publisher) return;
+    if (eventBus.publisher !== this.publisher) {
+      // Someone replaced the EventBus publisher after us (e.g. in their own onModuleInit): wrap theirs.
+      this.logger.log('The EventBus publisher was replaced after the bridge was installed; wrapping the new one');
+      this.publisher = new TransactionalEventPublisher(eventBus.publisher, this);
+      eventBus.publisher = this.publisher;
+    }
+    this.logger.log(
+      `Domain events are dispatched in their transaction: ${this.registry.size} handler(s), ${this.converters.size} converter(s)`,
+    );
+  }
+
+  onModuleDestroy(): void {
+    const subscribers = this.eventBus ? this.database.dataSource.subscribers : undefined;
+    const index = subscribers?.indexOf(this.subscriber) ?? -1;
+    if (index >= 0) subscribers!.splice(index, 1);
+    if (this.eventBus && this.publisher && this.eventBus.publisher === this.publisher) {
+      this.eventBus.publisher = this.publisher.inner;
+    }
+  }
+
+  /** @internal The queue of the ambient transaction, if any. */
+  currentQueue(): DomainEventQueue | undefined {
+    const queryRunner = this.managers.resolve(undefined)?.queryRunner;
+    return queryRunner?.isTransactionActive ? DomainEventQueue.of(queryRunner) : undefined;
+  }
+
+  /** @internal */
+  assertPublishableOutsideTransaction(event: object): void {
+    if (this.converters.has(event)) throw new DomainEventOutsideTransactionError(event.constructor.name);
+  }
+
+  /**
+   * @internal Handles the queue in rounds: every pending event's handlers, then its converters' integration
+   * events; events raised meanwhile form the next round, until none is left or the depth limit is hit.
+   */
+  async dispatchBeforeCommit(queue: DomainEventQueue): Promise<void> {
+    const { maxDispatchDepth } = this.config.options.cqrs;
+    for (let round = 1; queue.pending.length > 0; round++) {
+      if (round > maxDispatchDepth) {
+        throw new DomainEventDispatchDepthError(
+          maxDispatchDepth,
+          queue.pending.map((item) => item.event.constructor.name),
+        );
+      }
+      for (const item of queue.pending.splice(0)) {
+        await this.registry.dispatch(item.event);
+        const integrationEvents = await this.converters.convert(item.event);
+        if (integrationEvents.length > 0) await this.integrationEvents.publish(integrationEvents);
+        queue.dispatched.push(item);
+      }
+    }
+  }
+
+  /** @internal Sends the committed events down the stream, outside the finished transaction's context. */
+  forwardAfterCommit(queue: DomainEventQueue): void {
+    const inner = this.publisher?.inner;
+    if (!inner) return;
+    const forward = async (): Promise<void> => {
+      for (const { event, dispatcherContext, asyncContext } of queue.dispatched) {
+        (inner.publish as (e: object, d?: unknown, a?: unknown) => unknown)(event, dispatcherContext, asyncContext);
+      }
+    };
+    // The CLS context still holds the committed transaction's EntityManager: a saga reacting here must
+    // not think it is inside it, so the stream is fed from a context without a transaction.
+    const host = this.transactionHost();
+    const run = host ? host.withoutTransaction(forward) : forward();
+    run.catch((error: unknown) => this.logger.error(`Forwarding committed domain events failed: ${(error as Error).message}`));
+  }
+
+  private findEventBus(): EventBus | undefined {
+    try {
+      return this.moduleRef.get(EventBus, { strict: false });
+    } catch {
+      return undefined;
+    }
+  }
+
+  private transactionHost(): TransactionHost | undefined {
+    try {
+      const token = getTransactionHostToken(this.config.options.transactionConnectionName);
+      return this.moduleRef.get<TransactionHost>(token as symbol, { strict: false });
+    } catch {
+      return undefined;
+    }
+  }
+}

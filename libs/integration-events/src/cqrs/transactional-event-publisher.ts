@@ -1,0 +1,47 @@
+import type { IEvent, IEventPublisher } from '@nestjs/cqrs';
+import type { DomainEventQueue } from './domain-event-queue';
+
+/** What the publisher needs to know about the current transaction and the converters. */
+export interface TransactionalEventPublisherContext {
+  /** The current transaction's domain event queue, or `undefined` outside a transaction. */
+  currentQueue(): DomainEventQueue | undefined;
+  /** Throws when `event` must not be published outside a transaction (it has converters). */
+  assertPublishableOutsideTransaction(event: object): void;
+}
+
+/**
+ * Installed as the EventBus's publisher, wrapping the one that was there (the default in-memory one,
+ * or yours). Outside a transaction it passes every event straight through: cqrs behaves as it always
+ * did. Inside a transaction it holds the event in the transaction's queue, to be handled before the
+ * commit and sent down the stream after it.
+ */
+export class TransactionalEventPublisher<EventBase extends IEvent = IEvent> implements IEventPublisher<EventBase> {
+  constructor(
+    readonly inner: IEventPublisher<EventBase>,
+    private readonly context: TransactionalEventPublisherContext,
+  ) {}
+
+  publish<T extends EventBase>(event: T, dispatcherContext?: unknown, asyncContext?: unknown): unknown {
+    const queue = this.context.currentQueue();
+    if (queue) {
+      queue.pending.push({ event, dispatcherContext, asyncContext });
+      return undefined;
+    }
+    this.context.assertPublishableOutsideTransaction(event);
+    return (this.inner.publish as (e: T, d?: unknown, a?: unknown) => unknown)(event, dispatcherContext, asyncContext);
+  }
+
+  publishAll<T extends EventBase>(events: T[], dispatcherContext?: unknown, asyncContext?: unknown): unknown {
+    const queue = this.context.currentQueue();
+    if (queue) {
+      for (const event of events) queue.pending.push({ event, dispatcherContext, asyncContext });
+      return undefined;
+    }
+    for (const event of events) this.context.assertPublishableOutsideTransaction(event);
+    const inner = this.inner as IEventPublisher<EventBase> & {
+      publishAll?: (e: T[], d?: unknown, a?: unknown) => unknown;
+    };
+    if (inner.publishAll) return inner.publishAll(events, dispatcherContext, asyncContext);
+    return events.map((event) => (inner.publish as (e: T, d?: unknown, a?: unknown) => unknown)(event, dispatcherContext, asyncContext));
+  }
+}

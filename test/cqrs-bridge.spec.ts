@@ -1,0 +1,213 @@
+import { Injectable } from '@nestjs/common';
+import { CqrsModule, CommandBus, EventBus, EventsHandler, type IEventHandler } from '@nestjs/cqrs';
+import type { TestingModule } from '@nestjs/testing';
+import { TransactionHost } from '@nestjs-cls/transactional';
+import type { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
+import {
+  DomainEventDispatchDepthError,
+  DomainEventOutsideTransactionError,
+  IntegrationEventConverter,
+  InvalidIntegrationEventConverterError,
+  type IIntegrationEventConverter,
+} from 'nestjs-integration-events';
+import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
+import {
+  DomainProbe,
+  NotifyWarehouseHandler,
+  OrderFlaggedDomainEvent,
+  OrderFlaggedDomainEventHandler,
+  OrderPlacedDomainEvent,
+  OrderPlacedDomainEventHandler,
+  PlaceOrderCommand,
+  PlaceOrderHandler,
+  WarehouseSaga,
+} from './fixtures/ordering-domain';
+import { consistently, eventually } from './support/eventually';
+import { startTestApp } from './support/test-app';
+import { TestNamespace } from './support/test-namespace';
+
+class PingDomainEvent {
+  constructor(readonly n: number) {}
+}
+class PongDomainEvent {
+  constructor(readonly n: number) {}
+}
+
+/** Ping(n) → Pong(n+1) → Ping(n+2) → ... while n < 3: a chain from 0, a cycle from far below. */
+@EventsHandler(PingDomainEvent)
+class PingHandler implements IEventHandler<PingDomainEvent> {
+  constructor(
+    private readonly eventBus: EventBus,
+    private readonly probe: DomainProbe,
+  ) {}
+  handle(event: PingDomainEvent): void {
+    this.probe.pingPong.push(`ping ${event.n}`);
+    if (event.n < 3) this.eventBus.publish(new PongDomainEvent(event.n + 1));
+  }
+}
+@EventsHandler(PongDomainEvent)
+class PongHandler implements IEventHandler<PongDomainEvent> {
+  constructor(
+    private readonly eventBus: EventBus,
+    private readonly probe: DomainProbe,
+  ) {}
+  handle(event: PongDomainEvent): void {
+    this.probe.pingPong.push(`pong ${event.n}`);
+    if (event.n < 3) this.eventBus.publish(new PingDomainEvent(event.n + 1));
+  }
+}
+
+/** Domain event turned into integration events by a converter, with no handler code. */
+class OrderShippedDomainEvent {
+  constructor(
+    readonly orderId: string,
+    readonly parcels: number,
+  ) {}
+}
+
+@IntegrationEventConverter(OrderShippedDomainEvent)
+class OrderShippedConverter implements IIntegrationEventConverter<OrderShippedDomainEvent, OrderCreatedIntegrationEvent> {
+  convert(event: OrderShippedDomainEvent): OrderCreatedIntegrationEvent[] {
+    return Array.from({ length: event.parcels }, (_, i) => new OrderCreatedIntegrationEvent(`${event.orderId}/parcel-${i}`));
+  }
+}
+
+@Injectable()
+@IntegrationEventConverter(OrderPlacedDomainEvent)
+class ConverterWithoutConvert {}
+
+/** Item 1 and 2 of the cqrs bridge: domain events handled in their transaction; converters. */
+describe('@nestjs/cqrs bridge', () => {
+  let ns: TestNamespace;
+  let app: TestingModule;
+  let probe: DomainProbe;
+  let txHost: TransactionHost<TransactionalAdapterTypeOrm>;
+  let messages: Awaited<ReturnType<TestNamespace['probe']>>['messages'];
+
+  beforeAll(async () => {
+    ns = await TestNamespace.create();
+    await (await ns.sql()).query(`CREATE TABLE "${ns.schema}".orders (id text PRIMARY KEY)`);
+    messages = (await ns.probe('ordering.order-created')).messages;
+    app = await startTestApp(ns, {
+      imports: [CqrsModule.forRoot()],
+      providers: [
+        DomainProbe,
+        PlaceOrderHandler,
+        OrderPlacedDomainEventHandler,
+        OrderFlaggedDomainEventHandler,
+        NotifyWarehouseHandler,
+        WarehouseSaga,
+        PingHandler,
+        PongHandler,
+        OrderShippedConverter,
+      ],
+      options: { consumer: { enabled: false }, cqrs: { maxDispatchDepth: 5 } },
+    });
+    probe = app.get(DomainProbe);
+    probe.table = `"${ns.schema}".orders`;
+    txHost = app.get(TransactionHost);
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await ns?.cleanup();
+  });
+
+  beforeEach(() => {
+    probe.failWith = undefined;
+    probe.placedHandled.length = 0;
+    probe.flaggedHandled.length = 0;
+    probe.warehouseNotified.length = 0;
+    probe.pingPong.length = 0;
+  });
+
+  const orderRows = async (id: string) =>
+    (await (await ns.sql()).query(`SELECT id FROM "${ns.schema}".orders WHERE id = $1`, [id])).rowCount;
+  const outboxPayloads = async () => (await (await ns.sql()).query(`SELECT payload FROM ${ns.outboxTable}`)).rows.map((r: { payload: string }) => JSON.parse(r.payload).orderId);
+  const delivered = () => messages.map((m) => JSON.parse(m.content.toString()).orderId as string);
+
+  it('handles an aggregate\'s domain event before the commit, in the same transaction, and delivers its integration event', async () => {
+    await app.get(CommandBus).execute(new PlaceOrderCommand('o-1'));
+    // The command resolved: the handler has already run, inside the transaction, seeing its uncommitted row.
+    expect(probe.placedHandled).toEqual([{ orderId: 'o-1', inTransaction: true, rowVisibleInTransaction: true }]);
+    expect(await outboxPayloads()).toContain('o-1');
+    await eventually(() => expect(delivered()).toContain('o-1'));
+    // After the commit the event went down the EventBus stream: the saga saw it once, the handler did not run again.
+    await eventually(() => expect(probe.warehouseNotified).toEqual(['o-1']));
+    await consistently(() => expect(probe.placedHandled).toHaveLength(1), { forMs: 300 });
+  });
+
+  it('rolls back the business row and the outbox row when a domain-event handler throws', async () => {
+    probe.failWith = new Error('credit limit exceeded');
+    await expect(app.get(CommandBus).execute(new PlaceOrderCommand('o-fails'))).rejects.toThrow('credit limit exceeded');
+    expect(probe.placedHandled.map((h) => h.orderId)).toEqual(['o-fails']);
+    expect(await orderRows('o-fails')).toBe(0);
+    expect(await outboxPayloads()).not.toContain('o-fails');
+    // A later committed order arrives; the failed one never does, and sagas never saw it.
+    probe.failWith = undefined;
+    await app.get(CommandBus).execute(new PlaceOrderCommand('o-after'));
+    await eventually(() => expect(delivered()).toContain('o-after'));
+    await eventually(() => expect(probe.warehouseNotified).toEqual(['o-after']));
+    expect(delivered()).not.toContain('o-fails');
+  });
+
+  it('follows domain events raised by handlers, within the same transaction, until none is left', async () => {
+    await txHost.withTransaction(async () => {
+      app.get(EventBus).publishAll([new OrderFlaggedDomainEvent('f-1'), new OrderFlaggedDomainEvent('f-2')]);
+      app.get(EventBus).publish(new PingDomainEvent(0));
+    });
+    expect(probe.flaggedHandled).toEqual(['f-1', 'f-2']);
+    expect(probe.pingPong).toEqual(['ping 0', 'pong 1', 'ping 2', 'pong 3']);
+    // After the commit, the stream carries them to nobody else: no handler ran twice.
+    await consistently(() => expect(probe.pingPong).toHaveLength(4), { forMs: 200 });
+  });
+
+  it('stops a cycle of domain events at the depth limit and rolls everything back', async () => {
+    const attempt = txHost.withTransaction(async () => {
+      await txHost.tx.query(`INSERT INTO "${ns.schema}".orders (id) VALUES ('o-cycle')`);
+      app.get(EventBus).publish(new PingDomainEvent(-1_000));
+    });
+    await expect(attempt).rejects.toBeInstanceOf(DomainEventDispatchDepthError);
+    await expect(attempt).rejects.toThrow(/after 5 rounds.*waiting: (Ping|Pong)DomainEvent/);
+    expect(await orderRows('o-cycle')).toBe(0);
+  });
+
+  it('leaves cqrs as it was outside a transaction: handlers run, not awaited, no transaction', async () => {
+    app.get(EventBus).publish(new OrderPlacedDomainEvent('o-outside'));
+    await eventually(() =>
+      expect(probe.placedHandled).toEqual([{ orderId: 'o-outside', inTransaction: false, rowVisibleInTransaction: false }]),
+    );
+    await eventually(() => expect(probe.warehouseNotified).toEqual(['o-outside']));
+  });
+
+  it('publishes a converter\'s integration events in the transaction that raised the domain event', async () => {
+    await txHost.withTransaction(async () => {
+      app.get(EventBus).publish(new OrderShippedDomainEvent('o-ship', 2));
+    });
+    expect(await outboxPayloads()).toEqual(expect.arrayContaining(['o-ship/parcel-0', 'o-ship/parcel-1']));
+    await eventually(() => expect(delivered()).toEqual(expect.arrayContaining(['o-ship/parcel-0', 'o-ship/parcel-1'])));
+
+    await expect(
+      txHost.withTransaction(async () => {
+        app.get(EventBus).publish(new OrderShippedDomainEvent('o-ship-rolled-back', 1));
+        throw new Error('abort');
+      }),
+    ).rejects.toThrow('abort');
+    expect(await outboxPayloads()).not.toContain('o-ship-rolled-back/parcel-0');
+  });
+
+  it('refuses a converter-backed domain event outside a transaction instead of dropping its integration events', () => {
+    expect(() => app.get(EventBus).publish(new OrderShippedDomainEvent('o-no-tx', 1))).toThrow(DomainEventOutsideTransactionError);
+  });
+
+  it('fails boot on a converter without convert()', async () => {
+    const other = await TestNamespace.create();
+    try {
+      await expect(
+        startTestApp(other, { imports: [CqrsModule.forRoot()], providers: [ConverterWithoutConvert] }),
+      ).rejects.toThrow(InvalidIntegrationEventConverterError);
+    } finally {
+      await other.cleanup();
+    }
+  });
+});
