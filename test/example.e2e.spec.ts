@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { Client } from 'pg';
 import { ChildService, freePort } from './support/child-service';
-import { eventually } from './support/eventually';
+import { consistently, eventually } from './support/eventually';
 import { createIsolatedEnvironment, type IsolatedEnvironment } from './support/isolated-environment';
 
 /**
@@ -58,6 +59,30 @@ describe('example: ordering and payments', () => {
         expect(order.status).toBe('paid');
         expect(order.paidAt).not.toBeNull();
       });
+    }
+  });
+
+  it('leaves neither the order nor any message behind when a domain-event handler refuses it', async () => {
+    const db = new Client({ connectionString: env.databaseUrl });
+    await db.connect();
+    try {
+      const count = async (sql: string) => Number((await db.query(sql)).rows[0].count);
+      const paymentsBefore = await count('SELECT count(*) FROM payments.payments');
+      const response = await fetch(`${ordering}/orders`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ customerId: 'big-spender', amountCents: 5_000_000 }),
+      });
+      expect(response.status).toBe(422);
+      expect(((await response.json()) as { message: string }).message).toMatch(/exceeds the credit limit/);
+      expect(await count(`SELECT count(*) FROM ordering.orders WHERE customer_id = 'big-spender'`)).toBe(0);
+      expect(await count(`SELECT count(*) FROM ordering.integration_events_outbox WHERE payload LIKE '%big-spender%'`)).toBe(0);
+      // Nothing reached payments either.
+      await consistently(async () => expect(await count('SELECT count(*) FROM payments.payments')).toBe(paymentsBefore), {
+        forMs: 500,
+      });
+    } finally {
+      await db.end();
     }
   });
 

@@ -2,13 +2,22 @@ import { type DynamicModule, Module } from '@nestjs/common';
 import { createOutboxMigration, IntegrationEventsModule } from 'nestjs-integration-events';
 import type { ExampleConfig } from '../../shared/example-config';
 import { PersistenceModule } from '../../shared/persistence.module';
+import { CqrsModule } from '@nestjs/cqrs';
+import { CreateOrderHandler } from './orders/commands/create-order.command';
+import { OrderPaidHandler } from './orders/commands/order-paid.command';
 import { CreateOrdersTable1764144000001 } from './orders/create-orders-table.migration';
-import { Order } from './orders/order.entity';
-import { OrderPaidIntegrationEventHandler } from './orders/order-paid.handler';
+import { CreditLimitPolicy } from './orders/credit-limit.policy';
+import { OrderCreatedDomainEventHandler } from './orders/order-created.domain-handler';
+import { OrderEntity } from './orders/order.entity';
+import { OrderPaidIntegrationEventHandler } from './orders/order-paid.integration-handler';
 import { OrdersController } from './orders/orders.controller';
-import { OrdersService } from './orders/orders.service';
+import { OrdersRepository } from './orders/orders.repository';
 
-/** The ordering service: takes orders, publishes OrderCreated, learns from payments when they are paid. */
+/**
+ * The ordering service: POST /orders → CreateOrderCommand → Order aggregate → OrderCreatedDomainEvent,
+ * handled in the transaction → OrderCreatedIntegrationEvent in the outbox. OrderPaidIntegrationEvent from
+ * payments → OrderPaidCommand → the order is paid.
+ */
 @Module({})
 export class OrderingModule {
   static register(config: ExampleConfig): DynamicModule {
@@ -18,9 +27,10 @@ export class OrderingModule {
         PersistenceModule.forRoot({
           databaseUrl: config.databaseUrl,
           schema: 'ordering',
-          entities: [Order],
+          entities: [OrderEntity],
           migrations: [createOutboxMigration({ schema: 'ordering' }), CreateOrdersTable1764144000001],
         }),
+        CqrsModule.forRoot(),
         IntegrationEventsModule.forRoot({
           serviceName: 'ordering',
           rabbitmq: { url: config.rabbitmqUrl },
@@ -28,7 +38,14 @@ export class OrderingModule {
         }),
       ],
       controllers: [OrdersController],
-      providers: [OrdersService, OrderPaidIntegrationEventHandler],
+      providers: [
+        OrdersRepository,
+        CreateOrderHandler,
+        OrderPaidHandler,
+        OrderCreatedDomainEventHandler,
+        CreditLimitPolicy,
+        OrderPaidIntegrationEventHandler,
+      ],
     };
   }
 }

@@ -3,11 +3,16 @@ import { createOutboxMigration, IntegrationEventsModule } from 'nestjs-integrati
 import type { ExampleConfig } from '../../shared/example-config';
 import { PersistenceModule } from '../../shared/persistence.module';
 import { CreatePaymentsTable1764144000002 } from './payments/create-payments-table.migration';
+import { CqrsModule } from '@nestjs/cqrs';
 import { OrderCreatedIntegrationEventHandler } from './payments/order-created.handler';
+import { PaymentRecordedConverter } from './payments/payment-recorded.converter';
 import { Payment } from './payments/payment.entity';
-import { PaymentsService } from './payments/payments.service';
+import { RecordPaymentHandler } from './payments/record-payment.command';
 
-/** The payments service: hears OrderCreated, records a payment, publishes OrderPaid. */
+/**
+ * The payments service: OrderCreatedIntegrationEvent → RecordPaymentCommand → Payment aggregate →
+ * PaymentRecordedDomainEvent → (converter) OrderPaidIntegrationEvent in the outbox, same transaction.
+ */
 @Module({})
 export class PaymentsModule {
   static register(config: ExampleConfig): DynamicModule {
@@ -20,13 +25,14 @@ export class PaymentsModule {
           entities: [Payment],
           migrations: [createOutboxMigration({ schema: 'payments' }), CreatePaymentsTable1764144000002],
         }),
+        CqrsModule.forRoot(),
         IntegrationEventsModule.forRoot({
           serviceName: 'payments',
           rabbitmq: { url: config.rabbitmqUrl },
           outbox: { schema: 'payments' },
         }),
       ],
-      providers: [PaymentsService, OrderCreatedIntegrationEventHandler],
+      providers: [RecordPaymentHandler, PaymentRecordedConverter, OrderCreatedIntegrationEventHandler],
     };
   }
 }

@@ -1,9 +1,10 @@
-import { Column, CreateDateColumn, Entity, PrimaryColumn } from 'typeorm';
+import { Column, Entity, PrimaryColumn } from 'typeorm';
 
 export type OrderStatus = 'created' | 'paid';
 
 @Entity({ schema: 'ordering', name: 'orders' })
-export class Order {
+/** How an order is stored (the Order aggregate is the domain model). */
+export class OrderEntity {
   @PrimaryColumn('uuid')
   id!: string;
 
@@ -16,7 +17,7 @@ export class Order {
   @Column('varchar', { length: 16 })
   status!: OrderStatus;
 
-  @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
+  @Column('timestamptz', { name: 'created_at' })
   createdAt!: Date;
 
   @Column('timestamptz', { name: 'paid_at', nullable: true })

@@ -1,19 +1,52 @@
-import { Body, Controller, Get, Param, ParseUUIDPipe, Post } from '@nestjs/common';
+import { Body, Controller, Get, NotFoundException, Param, ParseUUIDPipe, Post, UnprocessableEntityException } from '@nestjs/common';
+import { CommandBus } from '@nestjs/cqrs';
+import { CreateOrderCommand } from './commands/create-order.command';
 import { CreateOrderDto } from './create-order.dto';
-import type { Order } from './order.entity';
-import { OrdersService } from './orders.service';
+import { CreditLimitExceededError } from './domain/credit-limit-exceeded.error';
+import type { Order } from './domain/order.aggregate';
+import { OrdersRepository } from './orders.repository';
+
+interface OrderView {
+  id: string;
+  customerId: string;
+  amountCents: number;
+  status: string;
+  createdAt: Date;
+  paidAt: Date | null;
+}
 
 @Controller('orders')
 export class OrdersController {
-  constructor(private readonly orders: OrdersService) {}
+  constructor(
+    private readonly commandBus: CommandBus,
+    private readonly orders: OrdersRepository,
+  ) {}
 
   @Post()
-  create(@Body() body: CreateOrderDto): Promise<Order> {
-    return this.orders.create(body.customerId, body.amountCents);
+  async create(@Body() body: CreateOrderDto): Promise<OrderView> {
+    try {
+      return view(await this.commandBus.execute<CreateOrderCommand, Order>(new CreateOrderCommand(body.customerId, body.amountCents)));
+    } catch (error) {
+      if (error instanceof CreditLimitExceededError) throw new UnprocessableEntityException(error.message);
+      throw error;
+    }
   }
 
   @Get(':id')
-  get(@Param('id', ParseUUIDPipe) id: string): Promise<Order> {
-    return this.orders.get(id);
+  async get(@Param('id', ParseUUIDPipe) id: string): Promise<OrderView> {
+    const order = await this.orders.find(id);
+    if (!order) throw new NotFoundException(`Order ${id} not found`);
+    return view(order);
   }
+}
+
+function view(order: Order): OrderView {
+  return {
+    id: order.id,
+    customerId: order.customerId,
+    amountCents: order.amountCents,
+    status: order.status,
+    createdAt: order.createdAt,
+    paidAt: order.paidAt,
+  };
 }

@@ -1,17 +1,18 @@
+import { CommandBus } from '@nestjs/cqrs';
 import {
   IntegrationEventHandler,
   type IIntegrationEventHandler,
   type IntegrationEventContext,
 } from 'nestjs-integration-events';
 import { OrderCreatedIntegrationEvent } from '../../../contracts/order-created.integration-event';
-import { PaymentsService } from './payments.service';
+import { RecordPaymentCommand } from './record-payment.command';
 
 /** An order was placed in ordering: take the payment. */
 @IntegrationEventHandler(OrderCreatedIntegrationEvent, { queue: 'payments.order-created' })
 export class OrderCreatedIntegrationEventHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
-  constructor(private readonly payments: PaymentsService) {}
+  constructor(private readonly commandBus: CommandBus) {}
 
-  async handle(event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): Promise<void> {
-    await this.payments.charge(event.orderId, event.amountCents, context.correlationId);
+  async handle(event: OrderCreatedIntegrationEvent, _context: IntegrationEventContext): Promise<void> {
+    await this.commandBus.execute(new RecordPaymentCommand(event.orderId, event.amountCents));
   }
 }

@@ -1,4 +1,4 @@
-import { Column, CreateDateColumn, Entity, PrimaryColumn } from 'typeorm';
+import { Column, Entity, PrimaryColumn } from 'typeorm';
 
 @Entity({ schema: 'payments', name: 'payments' })
 export class Payment {
@@ -12,6 +12,6 @@ export class Payment {
   @Column('integer', { name: 'amount_cents' })
   amountCents!: number;
 
-  @CreateDateColumn({ name: 'paid_at', type: 'timestamptz' })
+  @Column('timestamptz', { name: 'paid_at' })
   paidAt!: Date;
 }
