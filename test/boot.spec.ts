@@ -101,6 +101,17 @@ describe('boot', () => {
     await expect(boot).rejects.toMatchObject({ field: 'consumer.queueType' });
   });
 
+  it('accepts isGlobal: false (the module definition\'s own option) and then needs an import to inject the publisher', async () => {
+    const module = IntegrationEventsModule.forRoot({ ...testOptions(ns), isGlobal: false });
+    expect(module.global).toBe(false);
+    const app = await startTestApp(ns, { integrationEventsModule: module });
+    try {
+      expect(app.get(IntegrationEventPublisher)).toBeInstanceOf(IntegrationEventPublisher);
+    } finally {
+      await app.close();
+    }
+  });
+
   it('fails boot when the outbox table was never created', async () => {
     await expect(startTestApp(ns, { options: { outbox: { table: 'no_such_outbox' } } })).rejects.toThrow(
       OutboxTableMissingError,

@@ -57,6 +57,20 @@ describe('consuming', () => {
     await eventually(async () => expect(await queueDepth()).toBe(0));
   });
 
+  it('returns the message of a handler that gives up on its abort signal at shutdown to the queue', async () => {
+    const first = await start({ consumer: { shutdownTimeoutMs: 2_000 } });
+    first.get(OrderCreatedRecorder).behaviour = (_event, context) =>
+      new Promise<void>((_resolve, reject) => context.signal.addEventListener('abort', () => reject(context.signal.reason)));
+    const [id] = await first.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('o-cancelled'), {
+      standalone: true,
+    });
+    await eventually(() => expect(first.get(OrderCreatedRecorder).received).toHaveLength(1));
+    await apps.splice(0, 1)[0]!.close();
+
+    const second = await start();
+    await eventually(() => expect(second.get(OrderCreatedRecorder).received.map((r) => r.context.messageId)).toEqual([id]));
+  });
+
   it('rejects a body that is not JSON without calling the handler, and goes on with the next message', async () => {
     const app = await start();
     await ns.publishRaw('ordering.order-created', '{"orderId": "broken"', { messageId: 'not-json' });

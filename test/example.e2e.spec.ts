@@ -23,14 +23,19 @@ describe('example: ordering and payments', () => {
       ORDERING_PORT: String(orderingPort),
       PAYMENTS_PORT: String(paymentsPort),
     });
-    await eventually(
-      async () => {
-        const response = await fetch(`${ordering}/orders/${randomUUID()}`);
-        expect(response.status).toBe(404);
-        expect(example.output.join('\n')).toMatch(/\[payments\].*Service "payments" started/);
-      },
-      { timeoutMs: 30_000, intervalMs: 200 },
-    );
+    try {
+      await eventually(
+        async () => {
+          const response = await fetch(`${ordering}/orders/${randomUUID()}`);
+          expect(response.status).toBe(404);
+          expect(example.output.join('\n')).toMatch(/\[payments\].*Service "payments" started/);
+        },
+        { timeoutMs: 30_000, intervalMs: 200 },
+      );
+    } catch (error) {
+      (error as Error).message += `\n--- example output ---\n${example.output.join('\n')}`;
+      throw error;
+    }
   }, 60_000);
 
   afterAll(async () => {

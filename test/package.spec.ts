@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile, readdir } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -111,8 +111,26 @@ describe('the packed npm package', () => {
     await ns?.cleanup();
   });
 
+  /**
+   * Packs from a copy of the library's sources, so `prepack` (build, copy README and CHANGELOG) runs for
+   * real without rebuilding the dist/ that other tests' processes are loading at the same time.
+   */
+  async function packFromCopy(): Promise<void> {
+    const copy = path.join(workDir, 'repo');
+    const library = path.join(copy, 'libs', 'integration-events');
+    await mkdir(library, { recursive: true });
+    for (const file of ['package.json', 'tsconfig.build.json', 'LICENSE', 'src']) {
+      await cp(path.join(REPO_ROOT, 'libs', 'integration-events', file), path.join(library, file), { recursive: true });
+    }
+    for (const file of ['tsconfig.base.json', 'README.md', 'CHANGELOG.md']) {
+      await cp(path.join(REPO_ROOT, file), path.join(copy, file));
+    }
+    await symlink(path.join(REPO_ROOT, 'node_modules'), path.join(copy, 'node_modules'), 'dir');
+    await run('npm', ['pack', '--pack-destination', workDir], { cwd: library, env: { ...process.env, PATH: `${path.join(REPO_ROOT, 'node_modules', '.bin')}:${process.env.PATH}` } });
+  }
+
   it('installs, type-checks and delivers an event in a fresh project', async () => {
-    await run('npm', ['pack', '--workspace', 'nestjs-integration-events', '--pack-destination', workDir], { cwd: REPO_ROOT });
+    await packFromCopy();
     const tarball = (await readdir(workDir)).find((file) => file.endsWith('.tgz'));
     expect(tarball).toBeDefined();
     const { stdout: listing } = await run('tar', ['-tzf', path.join(workDir, tarball!)]);

@@ -5,6 +5,7 @@ import { DataSource } from 'typeorm';
 import { IntegrationEventPublisher, NoActiveTransactionError } from 'nestjs-integration-events';
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
 import { consistently, eventually } from './support/eventually';
+import { TEST_DATABASE_URL } from './support/services';
 import { startTestApp } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
 
@@ -118,6 +119,26 @@ describe('publish() in the business transaction', () => {
       NoActiveTransactionError,
     );
     expect((await ns.outboxRows()).length).toBe(before);
+  });
+
+  it('refuses an explicit EntityManager that is not in a transaction, unless standalone', async () => {
+    const before = (await ns.outboxRows()).length;
+    await expect(
+      publisher.publish(new OrderCreatedIntegrationEvent('o-manager-no-tx'), { manager: dataSource.manager }),
+    ).rejects.toThrow(/the EntityManager passed as \{ manager \} is not in a transaction/);
+    expect((await ns.outboxRows()).length).toBe(before);
+  });
+
+  it('refuses an EntityManager of another DataSource', async () => {
+    const other = new DataSource({ type: 'postgres', url: TEST_DATABASE_URL });
+    await other.initialize();
+    try {
+      await expect(
+        other.transaction((manager) => publisher.publish(new OrderCreatedIntegrationEvent('o-other-db'), { manager })),
+      ).rejects.toThrow(/belongs to another DataSource/);
+    } finally {
+      await other.destroy();
+    }
   });
 
   it('writes its own durable row with { standalone: true } and delivers it', async () => {

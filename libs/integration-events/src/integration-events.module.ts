@@ -1,4 +1,11 @@
-import { type BeforeApplicationShutdown, type DynamicModule, Logger, Module, type OnApplicationBootstrap } from '@nestjs/common';
+import {
+  type BeforeApplicationShutdown,
+  type DynamicModule,
+  Logger,
+  Module,
+  type OnApplicationBootstrap,
+  type OnModuleDestroy,
+} from '@nestjs/common';
 import { APP_INTERCEPTOR, DiscoveryModule } from '@nestjs/core';
 import { IntegrationEventConsumers } from './consumer/integration-event-consumers';
 import { MessageDispatcher } from './consumer/message-dispatcher';
@@ -62,7 +69,7 @@ import { RabbitMqPublisher } from './transport/rabbitmq/rabbitmq.publisher';
 })
 export class IntegrationEventsModule
   extends IntegrationEventsConfigurableModule
-  implements OnApplicationBootstrap, BeforeApplicationShutdown
+  implements OnApplicationBootstrap, OnModuleDestroy, BeforeApplicationShutdown
 {
   private readonly logger = new Logger('IntegrationEvents');
 
@@ -88,8 +95,10 @@ export class IntegrationEventsModule
     const { relay, consumer, serviceName } = this.config.options;
     const handlers = this.explorer.explore();
     await this.database.assertTableExists();
-    if (relay.enabled) this.publisher.register();
+    // Consumers first: on a first connection their queues and bindings are declared before the
+    // publishing channel opens, so an event this service also consumes is never unroutable at first boot.
     if (consumer.enabled) this.consumers.start(handlers);
+    if (relay.enabled) this.publisher.register();
     await this.connection.connect();
     if (relay.enabled) this.relay.start();
     this.logger.log(
@@ -98,9 +107,22 @@ export class IntegrationEventsModule
     );
   }
 
+  /**
+   * Shutdown, first phase: stop taking deliveries and drain the handlers in flight, as early as Nest
+   * lets a global module act (it runs after the application's own modules' `onModuleDestroy`).
+   */
+  async onModuleDestroy(): Promise<void> {
+    await this.consumers.stop();
+  }
+
+  /**
+   * Second phase, before TypeORM closes its DataSource (`onApplicationShutdown`): finish the relay's
+   * batch, unhook from the DataSource, close the connection.
+   */
   async beforeApplicationShutdown(): Promise<void> {
     await this.consumers.stop();
     await this.relay.stop();
+    this.database.detach();
     await this.connection.close();
   }
 }

@@ -10,6 +10,8 @@ import { MessageDispatcher } from './message-dispatcher';
 export class IntegrationEventConsumers {
   private readonly logger = new Logger('IntegrationEvents:Consumer');
   private consumers: RabbitMqConsumer[] = [];
+  /** Consumers that were stopped (kept so `handlers` still answers during shutdown). */
+  private stopped: RabbitMqConsumer[] = [];
 
   constructor(
     private readonly config: IntegrationEventsConfig,
@@ -29,7 +31,7 @@ export class IntegrationEventConsumers {
 
   /** The handlers being consumed for, with their queues. */
   get handlers(): ReadonlyArray<{ readonly name: string; readonly queue: string; readonly eventName: string }> {
-    return this.consumers.map(({ handler }) => ({ name: handler.name, queue: handler.queue, eventName: handler.event.name }));
+    return [...this.consumers, ...this.stopped].map(({ handler }) => ({ name: handler.name, queue: handler.queue, eventName: handler.event.name }));
   }
 
   /** Number of handlers, and how many of them are subscribed right now. */
@@ -37,10 +39,15 @@ export class IntegrationEventConsumers {
     return { handlers: this.consumers.length, attached: this.consumers.filter((c) => c.isAttached).length };
   }
 
-  /** Stops every consumer, each waiting for its handlers in flight (see `consumer.shutdownTimeoutMs`). */
+  /**
+   * Stops every consumer, each waiting for its handlers in flight (see `consumer.shutdownTimeoutMs`).
+   * Safe to call more than once.
+   */
   async stop(): Promise<void> {
-    const timeout = this.config.options.consumer.shutdownTimeoutMs;
-    await Promise.all(this.consumers.map((consumer) => consumer.stop(timeout)));
+    const consumers = this.consumers;
+    this.stopped = consumers;
     this.consumers = [];
+    const timeout = this.config.options.consumer.shutdownTimeoutMs;
+    await Promise.all(consumers.map((consumer) => consumer.stop(timeout)));
   }
 }

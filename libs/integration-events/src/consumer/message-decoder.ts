@@ -24,6 +24,7 @@ export interface DecodeLimits {
 }
 
 const MESSAGE_ID_PATTERN = /^[\x21-\x7e]{1,200}$/;
+const ISO_8601_PATTERN = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$/;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
@@ -39,6 +40,9 @@ export async function decodeMessage(
 ): Promise<DecodedMessage> {
   const poison = (reason: string): DecodedMessage => ({ ok: false, reason });
   const { body, headers } = message;
+  if (body.length > limits.maxBodyBytes) {
+    return poison(`body of ${body.length} bytes exceeds consumer.maxBodyBytes (${limits.maxBodyBytes})`);
+  }
 
   const messageId = message.messageId;
   if (typeof messageId !== 'string' || !MESSAGE_ID_PATTERN.test(messageId)) {
@@ -57,14 +61,12 @@ export async function decodeMessage(
     );
   }
   const occurredAtHeader = headers[MessageHeaders.OccurredAt];
-  const occurredAt = typeof occurredAtHeader === 'string' ? new Date(occurredAtHeader) : undefined;
+  const occurredAt =
+    typeof occurredAtHeader === 'string' && ISO_8601_PATTERN.test(occurredAtHeader) ? new Date(occurredAtHeader) : undefined;
   if (!occurredAt || Number.isNaN(occurredAt.getTime())) {
     return poison(`missing or malformed ${MessageHeaders.OccurredAt} header`);
   }
 
-  if (body.length > limits.maxBodyBytes) {
-    return poison(`body of ${body.length} bytes exceeds consumer.maxBodyBytes (${limits.maxBodyBytes})`);
-  }
   let text: string;
   try {
     text = utf8.decode(body);
@@ -92,6 +94,8 @@ export async function decodeMessage(
   } catch (error) {
     return poison(`body cannot be turned into ${handler.eventClass.name}: ${(error as Error).message}`);
   }
+  const invalidDate = findInvalidDate(event, '$', limits.maxDepth);
+  if (invalidDate) return poison(`body has an invalid date at ${invalidDate}`);
   const violations = await validate(event, { forbidUnknownValues: false });
   if (violations.length > 0) {
     const details = violations
@@ -106,6 +110,17 @@ export async function decodeMessage(
 function toInteger(value: unknown): number | undefined {
   const number = typeof value === 'string' && /^\d{1,9}$/.test(value) ? Number(value) : value;
   return typeof number === 'number' && Number.isSafeInteger(number) ? number : undefined;
+}
+
+/** Path of the first Date that class-transformer built from something that is not a date. */
+function findInvalidDate(value: unknown, path: string, depthLeft: number): string | undefined {
+  if (value instanceof Date) return Number.isNaN(value.getTime()) ? path : undefined;
+  if (typeof value !== 'object' || value === null || depthLeft <= 0) return undefined;
+  for (const [key, child] of Object.entries(value)) {
+    const found = findInvalidDate(child, Array.isArray(value) ? `${path}[${key}]` : `${path}.${key}`, depthLeft - 1);
+    if (found) return found;
+  }
+  return undefined;
 }
 
 /** Path of the first `__proto__` / `constructor` / `prototype` key; depth is already bounded. */

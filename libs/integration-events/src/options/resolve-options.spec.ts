@@ -115,7 +115,7 @@ describe('resolveOptions', () => {
           enabled: false,
           pollIntervalMs: 10,
           batchSize: 10_000,
-          leaseMs: 1_001,
+          leaseMs: 2_000,
           confirmTimeoutMs: 1_000,
           maxUnconfirmed: 1,
           retryInitialDelayMs: 5,
@@ -254,12 +254,12 @@ describe('resolveOptions', () => {
     it.each([
       ['rabbitmq', 'heartbeatSeconds', 0, 3_600],
       ['rabbitmq', 'reconnectInitialDelayMs', 1, 30_000],
-      ['outbox', 'maxPayloadBytes', 64, 128 * 1024 * 1024],
+      ['outbox', 'maxPayloadBytes', 64, 1024 * 1024],
       ['relay', 'pollIntervalMs', 10, 3_600_000],
       ['relay', 'batchSize', 1, 10_000],
       ['relay', 'maxUnconfirmed', 1, 100_000],
       ['consumer', 'prefetch', 1, 65_535],
-      ['consumer', 'maxBodyBytes', 1_024, 128 * 1024 * 1024],
+      ['consumer', 'maxBodyBytes', 256 * 1024, 128 * 1024 * 1024],
       ['consumer', 'maxDepth', 1, 1_000],
       ['consumer', 'shutdownTimeoutMs', 0, 3_600_000],
     ] as const)('accepts %s.%s at both ends of its range (%d, %d)', (section, key, min, max) => {
@@ -270,6 +270,27 @@ describe('resolveOptions', () => {
     });
   });
 
+  describe('payload and body limits', () => {
+    it('accepts the extreme ends of both ranges when they agree', () => {
+      expect(
+        resolveOptions({ ...MINIMAL, outbox: { maxPayloadBytes: 64 }, consumer: { maxBodyBytes: 1_024 } }).consumer.maxBodyBytes,
+      ).toBe(1_024);
+      expect(
+        resolveOptions({
+          ...MINIMAL,
+          outbox: { maxPayloadBytes: 128 * 1024 * 1024 },
+          consumer: { maxBodyBytes: 128 * 1024 * 1024 },
+        }).outbox.maxPayloadBytes,
+      ).toBe(128 * 1024 * 1024);
+    });
+
+    it('refuses a payload limit above what the consumers accept', () => {
+      const error = refusal({ ...MINIMAL, outbox: { maxPayloadBytes: 2_000_000 } });
+      expect(error.field).toBe('outbox.maxPayloadBytes');
+      expect(error.expected).toContain('consumer.maxBodyBytes (1048576)');
+    });
+  });
+
   describe('unknown keys', () => {
     it('refuses an unknown top-level key and lists the known ones', () => {
       const error = refusal(withTop({ relays: { enabled: false } }));
@@ -277,7 +298,7 @@ describe('resolveOptions', () => {
       expect(error.value).toBe('(unknown option)');
       expect(error.expected).toBe(
         'remove it; the known options here are serviceName, rabbitmq, outbox, relay, consumer, cqrs, dataSourceName, ' +
-          'transactionConnectionName',
+          'transactionConnectionName, isGlobal',
       );
     });
 
@@ -349,13 +370,13 @@ describe('resolveOptions', () => {
   });
 
   describe('relay lease and confirm timeout', () => {
-    it('refuses relay.leaseMs equal to relay.confirmTimeoutMs and says why', () => {
-      const error = refusal(withSection('relay', { leaseMs: 10_000, confirmTimeoutMs: 10_000 }));
+    it('refuses relay.leaseMs shorter than twice relay.confirmTimeoutMs and says why', () => {
+      const error = refusal(withSection('relay', { leaseMs: 19_999, confirmTimeoutMs: 10_000 }));
       expect(error.field).toBe('relay.leaseMs');
-      expect(error.value).toBe(10_000);
+      expect(error.value).toBe(19_999);
       expect(error.expected).toBe(
-        'make it greater than relay.confirmTimeoutMs (10000), or a slow batch loses its lease and another relay ' +
-          'publishes it again',
+        'make it at least twice relay.confirmTimeoutMs (10000), or a slow batch could outlive its lease and another ' +
+          'relay publish its rows again',
       );
     });
 
@@ -370,8 +391,12 @@ describe('resolveOptions', () => {
       expect(error.expected).toContain('relay.confirmTimeoutMs (30000)');
     });
 
-    it('accepts a lease one millisecond longer than the confirm timeout', () => {
-      expect(resolveOptions(withSection('relay', { leaseMs: 10_001, confirmTimeoutMs: 10_000 })).relay.leaseMs).toBe(10_001);
+    it('accepts a lease of exactly twice the confirm timeout', () => {
+      expect(resolveOptions(withSection('relay', { leaseMs: 20_000, confirmTimeoutMs: 10_000 })).relay.leaseMs).toBe(20_000);
+    });
+
+    it('accepts isGlobal, the module definition\'s own option, and leaves it out of the resolved options', () => {
+      expect(resolveOptions(withTop({ isGlobal: false }))).not.toHaveProperty('isGlobal');
     });
   });
 

@@ -10,7 +10,8 @@ const SERVICE_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,99}$/;
 const EXCHANGE_PATTERN = /^(?!amq\.)[A-Za-z0-9_.:-]{1,200}$/;
 
 const KNOWN_KEYS = {
-  '': ['serviceName', 'rabbitmq', 'outbox', 'relay', 'consumer', 'cqrs', 'dataSourceName', 'transactionConnectionName'],
+  // `isGlobal` belongs to the module definition (ConfigurableModuleBuilder extras), not to the options.
+  '': ['serviceName', 'rabbitmq', 'outbox', 'relay', 'consumer', 'cqrs', 'dataSourceName', 'transactionConnectionName', 'isGlobal'],
   rabbitmq: [
     'url',
     'socketOptions',
@@ -97,12 +98,12 @@ export function resolveOptions(input: IntegrationEventsModuleOptions): ResolvedI
     retryInitialDelayMs: integer(relay, 'relay', 'retryInitialDelayMs', 1, 3_600_000),
     retryMaxDelayMs: integer(relay, 'relay', 'retryMaxDelayMs', 1, 86_400_000),
   };
-  if (relayResolved.leaseMs <= relayResolved.confirmTimeoutMs) {
+  if (relayResolved.leaseMs < 2 * relayResolved.confirmTimeoutMs) {
     fail(
       'relay.leaseMs',
       relayResolved.leaseMs,
-      `make it greater than relay.confirmTimeoutMs (${relayResolved.confirmTimeoutMs}), or a slow batch ` +
-        'loses its lease and another relay publishes it again',
+      `make it at least twice relay.confirmTimeoutMs (${relayResolved.confirmTimeoutMs}), or a slow batch ` +
+        'could outlive its lease and another relay publish its rows again',
     );
   }
   if (relayResolved.retryMaxDelayMs < relayResolved.retryInitialDelayMs) {
@@ -115,6 +116,13 @@ export function resolveOptions(input: IntegrationEventsModuleOptions): ResolvedI
   }
   const maxBodyBytes = integer(consumer, 'consumer', 'maxBodyBytes', 1_024, 128 * 1024 * 1024);
   const maxPayloadBytes = integer(outbox, 'outbox', 'maxPayloadBytes', 64, 128 * 1024 * 1024);
+  if (maxPayloadBytes > maxBodyBytes) {
+    fail(
+      'outbox.maxPayloadBytes',
+      maxPayloadBytes,
+      `keep it at or below consumer.maxBodyBytes (${maxBodyBytes}), or this service's own consumers refuse what it publishes`,
+    );
+  }
 
   const dataSourceName = input.dataSourceName ?? DEFAULT_OPTIONS.dataSourceName;
   if (typeof dataSourceName !== 'string' || dataSourceName.length === 0) {

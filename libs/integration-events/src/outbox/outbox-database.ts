@@ -1,4 +1,4 @@
-import { Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import { Injectable, type OnModuleInit } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import { getDataSourceToken } from '@nestjs/typeorm';
 import type { DataSource } from 'typeorm';
@@ -18,7 +18,7 @@ import { PostgresOutboxStore } from './postgres-outbox.store';
  * the relay.
  */
 @Injectable()
-export class OutboxDatabase implements OnModuleInit, OnModuleDestroy {
+export class OutboxDatabase implements OnModuleInit {
   private resolved: { dataSource: DataSource; store: OutboxStore; table: OutboxTableName } | undefined;
   private readonly subscriber: OutboxCommitSubscriber;
 
@@ -31,6 +31,7 @@ export class OutboxDatabase implements OnModuleInit, OnModuleDestroy {
   }
 
   onModuleInit(): void {
+    if (this.resolved) return;
     const { dataSourceName, outbox } = this.config.options;
     let dataSource: DataSource;
     try {
@@ -48,7 +49,8 @@ export class OutboxDatabase implements OnModuleInit, OnModuleDestroy {
     dataSource.subscribers.push(this.subscriber);
   }
 
-  onModuleDestroy(): void {
+  /** Unhooks the commit subscriber. Called once the relay has stopped (commits made while consumers drain still wake it). */
+  detach(): void {
     const subscribers = this.resolved?.dataSource.subscribers;
     const index = subscribers?.indexOf(this.subscriber) ?? -1;
     if (index >= 0) subscribers!.splice(index, 1);

@@ -1,7 +1,7 @@
 import type { MessageHeadersRecord } from '../envelope/outgoing-message';
 
 /** Status of an outbox row. */
-export type OutboxStatus = 'pending' | 'sent' | 'unroutable';
+export type OutboxStatus = 'pending' | 'sent' | 'unroutable' | 'skipped';
 
 /** A row about to be written by `publish()`. */
 export interface NewOutboxRecord {

@@ -9,16 +9,19 @@ export interface OutboxStore {
   /** Writes the rows through `manager`, inside whatever transaction it belongs to. */
   insert(manager: EntityManager, records: readonly NewOutboxRecord[]): Promise<void>;
   /**
-   * Reserves up to `limit` due rows for `leaseMs`, oldest first, skipping rows another relay holds.
-   * Returned rows are ordered by their position in the outbox.
+   * Reserves up to `limit` due rows for `leaseMs` under `leaseToken`, oldest first, skipping rows another
+   * relay holds. Returned rows are in outbox order.
    */
-  claim(limit: number, leaseMs: number): Promise<ClaimedOutboxRecord[]>;
-  /** Marks rows as confirmed by the broker. */
-  markSent(ids: readonly string[]): Promise<void>;
+  claim(limit: number, leaseMs: number, leaseToken: string): Promise<ClaimedOutboxRecord[]>;
+  /**
+   * Marks rows as confirmed by the broker. Like every mark below, it only touches rows still held under
+   * `leaseToken`: a relay whose lease ran out can never overwrite what another relay did since.
+   */
+  markSent(ids: readonly string[], leaseToken: string): Promise<void>;
   /** Records a failed publish attempt per row and makes each due again after its delay. */
-  markFailed(records: readonly FailedOutboxRecord[]): Promise<void>;
+  markFailed(records: readonly FailedOutboxRecord[], leaseToken: string): Promise<void>;
   /** Gives up the lease on rows that were claimed but not published (the broker went away). */
-  release(ids: readonly string[]): Promise<void>;
+  release(ids: readonly string[], leaseToken: string): Promise<void>;
   /** Flags rows the broker returned as unroutable; they wait for an operator, not for the relay. */
-  markUnroutable(ids: readonly string[], reason: string): Promise<void>;
+  markUnroutable(ids: readonly string[], reason: string, leaseToken: string): Promise<void>;
 }

@@ -40,22 +40,26 @@ export class PostgresOutboxStore implements OutboxStore {
     this.insertManySql =
       `INSERT INTO ${t} (${columns}) ` +
       'SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::int[], $4::text[], $5::jsonb[], $6::timestamptz[])';
+    // Rows held by this relay's current lease: every mark checks it.
+    const held = "status = 'pending' AND lease_token = $2";
     this.claimSql =
-      `UPDATE ${t} SET locked_until = now() + $2 * interval '1 millisecond' WHERE id IN (` +
+      `UPDATE ${t} SET locked_until = now() + $2 * interval '1 millisecond', lease_token = $3 WHERE id IN (` +
       `SELECT id FROM ${t} WHERE status = 'pending' AND available_at <= now() ` +
       'AND (locked_until IS NULL OR locked_until <= now()) ' +
-      'ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) ' +
+      'ORDER BY available_at, seq LIMIT $1 FOR UPDATE SKIP LOCKED) ' +
       'RETURNING id, event_name, event_version, payload, headers, occurred_at, attempts, seq';
     this.markSentSql =
-      `UPDATE ${t} SET status = 'sent', sent_at = now(), locked_until = NULL, last_error = NULL ` +
-      'WHERE id = ANY($1::uuid[])';
+      `UPDATE ${t} SET status = 'sent', sent_at = now(), locked_until = NULL, lease_token = NULL, last_error = NULL ` +
+      `WHERE id = ANY($1::uuid[]) AND ${held}`;
     this.markFailedSql =
-      `UPDATE ${t} AS o SET attempts = o.attempts + 1, last_error = f.error, locked_until = NULL, ` +
+      `UPDATE ${t} AS o SET attempts = o.attempts + 1, last_error = f.error, locked_until = NULL, lease_token = NULL, ` +
       "available_at = now() + f.delay_ms * interval '1 millisecond' " +
-      'FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS f(id, error, delay_ms) WHERE o.id = f.id';
-    this.releaseSql = `UPDATE ${t} SET locked_until = NULL WHERE id = ANY($1::uuid[])`;
+      'FROM unnest($1::uuid[], $3::text[], $4::bigint[]) AS f(id, error, delay_ms) ' +
+      "WHERE o.id = f.id AND o.status = 'pending' AND o.lease_token = $2";
+    this.releaseSql = `UPDATE ${t} SET locked_until = NULL, lease_token = NULL WHERE id = ANY($1::uuid[]) AND ${held}`;
     this.markUnroutableSql =
-      `UPDATE ${t} SET status = 'unroutable', locked_until = NULL, last_error = $2 WHERE id = ANY($1::uuid[])`;
+      `UPDATE ${t} SET status = 'unroutable', locked_until = NULL, lease_token = NULL, last_error = $3 ` +
+      `WHERE id = ANY($1::uuid[]) AND ${held}`;
   }
 
   async insert(manager: EntityManager, records: readonly NewOutboxRecord[]): Promise<void> {
@@ -81,8 +85,8 @@ export class PostgresOutboxStore implements OutboxStore {
     ]);
   }
 
-  async claim(limit: number, leaseMs: number): Promise<ClaimedOutboxRecord[]> {
-    const rows = (await this.dataSource.query(this.claimSql, [limit, leaseMs])) as [ClaimedRow[], number] | ClaimedRow[];
+  async claim(limit: number, leaseMs: number, leaseToken: string): Promise<ClaimedOutboxRecord[]> {
+    const rows = (await this.dataSource.query(this.claimSql, [limit, leaseMs, leaseToken])) as [ClaimedRow[], number] | ClaimedRow[];
     // TypeORM returns [rows, affected] for UPDATE ... RETURNING on PostgreSQL.
     const claimed = isUpdateResult(rows) ? rows[0] : rows;
     return claimed
@@ -98,25 +102,26 @@ export class PostgresOutboxStore implements OutboxStore {
       }));
   }
 
-  async markSent(ids: readonly string[]): Promise<void> {
-    if (ids.length > 0) await this.dataSource.query(this.markSentSql, [ids]);
+  async markSent(ids: readonly string[], leaseToken: string): Promise<void> {
+    if (ids.length > 0) await this.dataSource.query(this.markSentSql, [ids, leaseToken]);
   }
 
-  async markFailed(records: readonly FailedOutboxRecord[]): Promise<void> {
+  async markFailed(records: readonly FailedOutboxRecord[], leaseToken: string): Promise<void> {
     if (records.length === 0) return;
     await this.dataSource.query(this.markFailedSql, [
       records.map((r) => r.id),
+      leaseToken,
       records.map((r) => r.error.slice(0, 2_000)),
       records.map((r) => Math.max(0, Math.round(r.retryInMs))),
     ]);
   }
 
-  async release(ids: readonly string[]): Promise<void> {
-    if (ids.length > 0) await this.dataSource.query(this.releaseSql, [ids]);
+  async release(ids: readonly string[], leaseToken: string): Promise<void> {
+    if (ids.length > 0) await this.dataSource.query(this.releaseSql, [ids, leaseToken]);
   }
 
-  async markUnroutable(ids: readonly string[], reason: string): Promise<void> {
-    if (ids.length > 0) await this.dataSource.query(this.markUnroutableSql, [ids, reason.slice(0, 2_000)]);
+  async markUnroutable(ids: readonly string[], reason: string, leaseToken: string): Promise<void> {
+    if (ids.length > 0) await this.dataSource.query(this.markUnroutableSql, [ids, leaseToken, reason.slice(0, 2_000)]);
   }
 }
 

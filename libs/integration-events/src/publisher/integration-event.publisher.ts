@@ -54,8 +54,17 @@ export class IntegrationEventPublisher {
     const records = this.buildRecords(list, options);
 
     const manager = this.managers.resolve(options.manager);
-    if (!manager && !options.standalone) throw new NoActiveTransactionError();
-    const target = manager ?? this.database.dataSource.manager;
+    if (manager && manager.connection !== this.database.dataSource) {
+      throw new InvalidPublishOptionsError(
+        'manager',
+        'this EntityManager belongs to another DataSource than the outbox\'s (see the module\'s "dataSourceName" option).',
+      );
+    }
+    const inTransaction = manager?.queryRunner?.isTransactionActive === true;
+    if (!inTransaction && !options.standalone) {
+      throw options.manager ? new NoActiveTransactionError('the EntityManager passed as { manager } is not in a transaction') : new NoActiveTransactionError();
+    }
+    const target = inTransaction ? manager! : this.database.dataSource.manager;
 
     await this.database.store.insert(target, records);
 

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { Injectable, Logger } from '@nestjs/common';
 import { MessageHeaders } from '../envelope/message-headers';
 import type { OutgoingMessage } from '../envelope/outgoing-message';
@@ -34,8 +35,9 @@ export class OutboxRelay {
   }
 
   start(): void {
-    if (this.loop) return;
+    // Started again while a stop() is pending: the running loop simply carries on.
     this.stopping = false;
+    if (this.loop) return;
     this.loop = this.run().finally(() => (this.loop = undefined));
   }
 
@@ -76,7 +78,9 @@ export class OutboxRelay {
   private async relayBatch(): Promise<number> {
     const { relay } = this.config.options;
     const store = this.database.store;
-    const rows = await store.claim(relay.batchSize, relay.leaseMs);
+    // Each batch holds its rows under a token of its own; marks only touch rows still held under it.
+    const leaseToken = randomUUID();
+    const rows = await store.claim(relay.batchSize, relay.leaseMs, leaseToken);
     if (rows.length === 0) return 0;
 
     let outcomes;
@@ -86,7 +90,10 @@ export class OutboxRelay {
       if (!(error instanceof TransportNotReadyError)) throw error;
       // The connection dropped between the claim and the publish: nothing was sent. Hand the rows back
       // (their attempt count untouched); they go out once the broker is back.
-      await store.release(rows.map((row) => row.id));
+      await store.release(
+        rows.map((row) => row.id),
+        leaseToken,
+      );
       return 0;
     }
 
@@ -100,13 +107,15 @@ export class OutboxRelay {
       else failed.push({ id: row.id, error: outcome.reason, retryInMs: this.retryDelay(row) });
     });
 
-    await store.markSent(sent);
+    // The broker has these messages now: a failed mark would only mean re-sending them after the lease
+    // (duplicates), so marks are retried a few times before the round gives up.
+    await withRetries(() => store.markSent(sent, leaseToken));
     for (const [reason, ids] of unroutable) {
-      await store.markUnroutable(ids, reason);
+      await withRetries(() => store.markUnroutable(ids, reason, leaseToken));
       this.logger.warn(`${ids.length} message(s) unroutable and flagged in the outbox (${reason}): ${ids.join(', ')}`);
     }
     if (failed.length > 0) {
-      await store.markFailed(failed);
+      await withRetries(() => store.markFailed(failed, leaseToken));
       this.logger.warn(`${failed.length} message(s) not confirmed, will retry: ${failed[0]!.error}`);
     }
     return rows.length;
@@ -115,6 +124,18 @@ export class OutboxRelay {
   private retryDelay(row: ClaimedOutboxRecord): number {
     const { retryInitialDelayMs, retryMaxDelayMs } = this.config.options.relay;
     return exponentialBackoff(row.attempts + 1, retryInitialDelayMs, retryMaxDelayMs);
+  }
+}
+
+async function withRetries(operation: () => Promise<void>, delaysMs: readonly number[] = [100, 500, 2_000]): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await operation();
+    } catch (error) {
+      const delay = delaysMs[attempt];
+      if (delay === undefined) throw error;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
   }
 }
 

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { MigrationInterface, QueryRunner } from 'typeorm';
 import { DEFAULT_OPTIONS } from '../../options/default-options';
 import { OutboxTableName } from '../outbox-table-name';
@@ -30,7 +31,12 @@ const MIGRATION_TIMESTAMP = 1764144000000;
 export function createOutboxMigration(options: OutboxMigrationOptions = {}): new () => MigrationInterface {
   const table = new OutboxTableName(options.schema, options.table ?? DEFAULT_OPTIONS.outbox.table);
   const t = table.qualified;
-  const suffix = options.schema || options.table ? `_${[options.schema, options.table].filter(Boolean).join('_')}` : '';
+  // One migration per schema and table: the name carries a hash of both, so `a` + `b_c` and `a_b` + `c`
+  // (which would read the same joined with "_") stay two migrations.
+  const suffix =
+    options.schema || options.table
+      ? `_${createHash('sha256').update(`${options.schema ?? ''}\u0000${table.table}`).digest('hex').slice(0, 10)}`
+      : '';
 
   return class CreateIntegrationEventsOutbox implements MigrationInterface {
     // TypeORM identifies a migration by this name (one per schema/table) and orders by its timestamp.
@@ -50,15 +56,19 @@ export function createOutboxMigration(options: OutboxMigrationOptions = {}): new
           created_at    timestamptz  NOT NULL DEFAULT now(),
           available_at  timestamptz  NOT NULL DEFAULT now(),
           status        varchar(16)  NOT NULL DEFAULT 'pending'
-                        CONSTRAINT ${table.derived('status_check')} CHECK (status IN ('pending', 'sent', 'unroutable')),
+                        CONSTRAINT ${table.derived('status_check')} CHECK (status IN ('pending', 'sent', 'unroutable', 'skipped')),
           attempts      integer      NOT NULL DEFAULT 0,
           locked_until  timestamptz  NULL,
+          lease_token   uuid         NULL,
           last_error    text         NULL,
           sent_at       timestamptz  NULL
         )`);
-      // The relay's claim reads pending rows in seq order. A partial index holds only pending rows,
-      // so the claim stays an index range scan however many sent rows have piled up.
-      await queryRunner.query(`CREATE INDEX ${table.derived('pending_idx')} ON ${t} (seq) WHERE status = 'pending'`);
+      // The relay's claim reads due pending rows in (available_at, seq) order. A partial index holds only
+      // pending rows, so the claim stays an index range scan however many sent rows have piled up, and
+      // rows waiting for a retry (available_at in the future) sit past the range instead of in front of it.
+      await queryRunner.query(
+        `CREATE INDEX ${table.derived('pending_idx')} ON ${t} (available_at, seq) WHERE status = 'pending'`,
+      );
       // Retention deletes sent rows by age without scanning pending ones.
       await queryRunner.query(`CREATE INDEX ${table.derived('sent_at_idx')} ON ${t} (sent_at) WHERE status = 'sent'`);
     }

@@ -1,4 +1,5 @@
 import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
+import { closeQuietly } from './close-quietly';
 
 /** How a component asks for a channel that outlives connection and channel failures. */
 export interface ManagedChannelSpec {
@@ -20,11 +21,13 @@ export class ManagedChannel {
   private channel: ConfirmChannel | undefined;
   private closing = false;
   private reopenTimer: NodeJS.Timeout | undefined;
+  private failedReopens = 0;
 
   constructor(
     readonly spec: ManagedChannelSpec,
     private readonly log: { warn(message: string): void; error(message: string): void },
     private readonly reopenDelayMs: number,
+    private readonly maxReopenDelayMs: number,
     /** Whether `model` is still the live connection; a channel of a dead one is left to recovery. */
     private readonly isLive: (model: ChannelModel) => boolean,
   ) {}
@@ -48,6 +51,18 @@ export class ManagedChannel {
       throw error;
     }
     this.channel = channel;
+    this.failedReopens = 0;
+  }
+
+  /**
+   * Opens the channel on `model`, and on failure keeps retrying on its own (with backoff) for as long
+   * as `model` is live: one channel that cannot be set up must not stop the others.
+   */
+  openOrRetry(model: ChannelModel): void {
+    this.open(model).catch((error: unknown) => {
+      this.log.error(`Opening channel "${this.spec.name}" failed: ${(error as Error).message}`);
+      this.scheduleReopen(model);
+    });
   }
 
   /** Closes the channel for good (shutdown). */
@@ -59,33 +74,40 @@ export class ManagedChannel {
     if (channel) await closeQuietly(channel);
   }
 
-  /** Closes the channel and opens a fresh one (used when a channel is stuck, e.g. confirms stopped). */
-  async recycle(): Promise<void> {
+  /**
+   * Closes the channel; a fresh one is opened after a pause (used when a channel is stuck, e.g. its
+   * confirms stopped coming). Returns at once: it never waits on the broker.
+   */
+  recycle(): void {
     const channel = this.channel;
-    if (channel) await closeQuietly(channel);
+    this.channel = undefined;
+    if (channel) void closeQuietly(channel);
   }
 
   private onClosed(channel: Channel, model: ChannelModel): void {
     if (this.channel === channel) this.channel = undefined;
+    this.scheduleReopen(model);
+  }
+
+  /**
+   * A channel-level error (e.g. a broker-side exception) may have closed only this channel: reopen it
+   * on the same connection after a pause that grows with each failure, so a persistent error cannot
+   * spin. If the whole connection went instead, it is no longer live by then and its recovery reopens
+   * every channel.
+   */
+  private scheduleReopen(model: ChannelModel): void {
     if (this.closing) return;
-    // A channel-level error (e.g. a broker-side exception) may have closed only this channel: reopen it
-    // on the same connection after a pause, so a persistent error cannot spin. If the whole connection
-    // went instead, it is no longer live by then and its recovery reopens every channel.
+    clearTimeout(this.reopenTimer);
+    const delay = Math.min(this.maxReopenDelayMs, this.reopenDelayMs * 2 ** Math.min(this.failedReopens, 10));
     this.reopenTimer = setTimeout(() => {
       if (this.closing || this.channel || !this.isLive(model)) return;
       this.open(model).catch((error: unknown) => {
-        this.log.error(`Reopening channel "${this.spec.name}" failed: ${(error as Error).message}`);
-        this.onClosed(channel, model);
+        this.failedReopens++;
+        this.log.error(`Reopening channel "${this.spec.name}" failed (retrying in ${delay * 2} ms at most): ${(error as Error).message}`);
+        this.scheduleReopen(model);
       });
-    }, this.reopenDelayMs);
+    }, delay);
     this.reopenTimer.unref();
   }
 }
 
-async function closeQuietly(channel: Channel): Promise<void> {
-  try {
-    await channel.close();
-  } catch {
-    // Already closed: nothing to do.
-  }
-}

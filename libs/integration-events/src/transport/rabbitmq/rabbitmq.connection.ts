@@ -4,6 +4,7 @@ import type { ChannelModel, RecoveringChannelModel } from 'amqplib';
 import { BrokerConnectionError } from '../../errors/broker-connection.error';
 import { IntegrationEventsConfig } from '../../options/integration-events.config';
 import { redactSecrets } from '../../util/redact-url';
+import { closeQuietly } from './close-quietly';
 import { ManagedChannel, type ManagedChannelSpec } from './managed-channel';
 
 /** Socket-level failures: the broker is not there (yet). Waiting fixes these; nothing else. */
@@ -30,6 +31,10 @@ export class RabbitMqConnection {
   private recovering: RecoveringChannelModel | undefined;
   private model: ChannelModel | undefined;
   private connectedOnce = false;
+  private blocked = false;
+
+  /** Called after each connection's setup completed (the relay is woken by it). */
+  onConnected: (() => void) | undefined;
 
   constructor(private readonly config: IntegrationEventsConfig) {}
 
@@ -39,15 +44,21 @@ export class RabbitMqConnection {
   }
 
   /**
+   * True while the broker has blocked publishing on this connection (a memory or disk alarm): publishes
+   * would sit in buffers, so the relay waits instead.
+   */
+  get isBlocked(): boolean {
+    return this.blocked;
+  }
+
+  /**
    * Registers a channel to keep open. Register before `connect()`; a channel registered later is
    * opened on the current connection straight away.
    */
   manage(spec: ManagedChannelSpec): ManagedChannel {
-    const channel = new ManagedChannel(spec, this.logger, 1_000, (model) => model === this.model);
+    const channel = new ManagedChannel(spec, this.logger, 1_000, 30_000, (model) => model === this.model);
     this.channels.push(channel);
-    if (this.model) {
-      channel.open(this.model).catch((error: unknown) => this.logger.error(`Opening channel "${spec.name}" failed: ${this.describe(error)}`));
-    }
+    if (this.model) channel.openOrRetry(this.model);
     return channel;
   }
 
@@ -66,10 +77,11 @@ export class RabbitMqConnection {
    */
   async connect(): Promise<void> {
     const { rabbitmq } = this.config.options;
+    const { clientProperties, ...socketOptions } = rabbitmq.socketOptions as { clientProperties?: Record<string, unknown> };
     const recovering = await amqp.connect(this.urlWithHeartbeat(), {
-      ...rabbitmq.socketOptions,
       timeout: 10_000,
-      clientProperties: { connection_name: rabbitmq.connectionName },
+      ...socketOptions,
+      clientProperties: { ...clientProperties, connection_name: rabbitmq.connectionName },
       recovery: {
         waitForConnect: false,
         initialDelay: rabbitmq.reconnectInitialDelayMs,
@@ -80,8 +92,17 @@ export class RabbitMqConnection {
     });
     this.recovering = recovering;
     recovering.on('error', (error: Error) => this.logger.warn(`Connection error: ${this.describe(error)}`));
+    recovering.on('blocked', (reason: string) => {
+      this.blocked = true;
+      this.logger.warn(`The broker blocked publishing (${reason}); the relay waits until it is unblocked`);
+    });
+    recovering.on('unblocked', () => {
+      this.blocked = false;
+      this.logger.log('The broker unblocked publishing');
+    });
     recovering.on('disconnect', (error: Error) => {
       this.model = undefined;
+      this.blocked = false;
       this.logger.warn(`Disconnected from ${rabbitmq.redactedUrl}: ${this.describe(error)}; reconnecting`);
     });
     recovering.on('reconnect-scheduled', ({ attempt, delay }: { attempt: number; delay: number }) =>
@@ -117,22 +138,38 @@ export class RabbitMqConnection {
     recovering.on('connect-failed', (error: Error) => this.logger.warn(`Connecting failed: ${this.describe(error)}`));
   }
 
-  /** Closes every channel, then the connection (and stops reconnecting). */
+  /** Closes every channel, then the connection (and stops reconnecting). Never waits long on a dead broker. */
   async close(): Promise<void> {
-    for (const channel of this.channels.splice(0)) await channel.close();
+    await Promise.all(this.channels.splice(0).map((channel) => channel.close()));
     const recovering = this.recovering;
+    const model = this.model;
     this.recovering = undefined;
     this.model = undefined;
-    if (recovering) await recovering.close().catch(() => undefined);
+    if (!recovering) return;
+    // amqplib's close waits for the broker's CloseOk; on a half-dead connection that never comes.
+    const closed = recovering.close().catch(() => undefined);
+    if (model) await closeQuietly(model);
+    await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 2_000).unref())]);
   }
 
-  /** Runs on every new connection, before amqplib reports it connected; a throw fails that attempt. */
+  /**
+   * Runs on every new connection, before amqplib reports it connected. On the first connection every
+   * channel must open (a throw fails boot: a topology conflict is a configuration error). On later ones
+   * each channel opens on its own and retries on its own, so one queue that cannot be set up never
+   * keeps the others (or the relay) from recovering.
+   */
   private async setup(model: ChannelModel): Promise<void> {
     model.on('handler-error', (error: Error, event: string) =>
       this.logger.error(`A "${event}" listener threw: ${this.describe(error)}`),
     );
-    for (const channel of this.channels) await channel.open(model);
-    this.model = model;
+    if (this.connectedOnce) {
+      this.model = model;
+      for (const channel of this.channels) channel.openOrRetry(model);
+    } else {
+      for (const channel of this.channels) await channel.open(model);
+      this.model = model;
+    }
+    this.onConnected?.();
     this.logger.log(
       `${this.connectedOnce ? 'Reconnected' : 'Connected'} to ${this.config.options.rabbitmq.redactedUrl} ` +
         `(${this.channels.length} channel${this.channels.length === 1 ? '' : 's'})`,

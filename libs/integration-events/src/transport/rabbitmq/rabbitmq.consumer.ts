@@ -36,6 +36,7 @@ export class RabbitMqConsumer {
 
   /** Registers the consumer's channel; it subscribes when the connection opens. */
   start(): void {
+    if (this.stopping) return;
     const { handler } = this;
     const { exchange } = this.options.rabbitmq;
     this.channel = this.connection.manage({
@@ -111,6 +112,12 @@ export class RabbitMqConsumer {
   }
 
   private settle(channel: ConfirmChannel, message: ConsumeMessage, disposition: Disposition): void {
+    if (disposition.action !== 'ack' && this.stopping) {
+      // A handler that failed while the application shuts down (its signal fired, a client it uses was
+      // closed) has not really failed: leave the message unacknowledged; closing the channel returns it
+      // to the queue for the next instance.
+      return;
+    }
     try {
       if (disposition.action === 'ack') channel.ack(message);
       // Until retries and the dead-letter queue exist, a failed message is dropped, never requeued:

@@ -42,15 +42,21 @@ export class RabbitMqPublisher {
         setImmediate(() => this.wakeSignal.notify());
       },
     });
-  }
-
-  /** True when a publishing channel is open. */
-  get isReady(): boolean {
-    return this.channel?.current !== undefined;
+    this.connection.onConnected = () => this.wakeSignal.notify();
   }
 
   /**
-   * Publishes the messages in order and waits for every confirm (or `relay.confirmTimeoutMs`).
+   * True when a publishing channel is open, the connection's setup is complete (so this service's own
+   * queues and bindings exist before it publishes) and the broker is not blocking publishes.
+   */
+  get isReady(): boolean {
+    return this.channel?.current !== undefined && this.connection.isConnected && !this.connection.isBlocked;
+  }
+
+  /**
+   * Publishes the messages in order and waits for every confirm. The whole batch (window waits, socket
+   * back-pressure and confirms) has `relay.confirmTimeoutMs`; what is not confirmed by then counts as
+   * failed, so a batch can never outlive the lease of its rows.
    * @returns one outcome per message, in order
    * @throws TransportNotReadyError when no channel is open (nothing was sent)
    */
@@ -58,14 +64,14 @@ export class RabbitMqPublisher {
     const channel = this.channel?.current;
     if (!channel) throw new TransportNotReadyError();
     const { rabbitmq, relay } = this.config.options;
+    const deadline = Date.now() + relay.confirmTimeoutMs;
     const outcomes: Array<Promise<PublishOutcome>> = [];
 
-    for (const message of messages) {
-      if (this.unconfirmed >= relay.maxUnconfirmed) await this.windowSlot();
-      if (this.channel?.current !== channel) {
-        outcomes.push(Promise.resolve({ status: 'failed', reason: 'channel closed before publishing' }));
-        continue;
-      }
+    let index = 0;
+    for (; index < messages.length; index++) {
+      if (this.unconfirmed >= relay.maxUnconfirmed && !(await this.windowSlot(deadline))) break;
+      if (this.channel?.current !== channel) break;
+      const message = messages[index]!;
       this.unconfirmed++;
       let writable = true;
       outcomes.push(
@@ -82,9 +88,15 @@ export class RabbitMqPublisher {
           }
         }),
       );
-      if (!writable) await this.drained(channel);
+      if (!writable && !(await this.drained(channel, deadline))) {
+        index++;
+        break;
+      }
     }
-    return this.withTimeout(outcomes, relay.confirmTimeoutMs);
+    for (; index < messages.length; index++) {
+      outcomes.push(Promise.resolve({ status: 'failed', reason: 'not published: the channel closed or the batch ran out of time' }));
+    }
+    return this.settleBy(outcomes, deadline, relay.confirmTimeoutMs);
   }
 
   private outcomeOf(messageId: string, error: unknown): PublishOutcome {
@@ -105,26 +117,40 @@ export class RabbitMqPublisher {
     this.returned.set(messageId, reason);
   }
 
-  private async withTimeout(outcomes: Array<Promise<PublishOutcome>>, timeoutMs: number): Promise<PublishOutcome[]> {
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), timeoutMs);
-    });
+  private async settleBy(
+    outcomes: Array<Promise<PublishOutcome>>,
+    deadline: number,
+    timeoutMs: number,
+  ): Promise<PublishOutcome[]> {
     const settled: Array<PublishOutcome | undefined> = new Array(outcomes.length);
     outcomes.forEach((outcome, index) => void outcome.then((value) => (settled[index] = value)));
-    const result = await Promise.race([Promise.all(outcomes), timedOut]);
-    clearTimeout(timer);
-    if (result !== 'timeout') return result;
+    const all = Promise.all(outcomes);
+    if (await this.before(all, deadline)) return all;
 
     // Confirms stopped coming: the channel is unhealthy. Recycling it fails the stragglers' callbacks
-    // (releasing their window slots); their rows are retried.
+    // (releasing their window slots); their rows are retried. Nothing here waits on the broker.
     this.logger.warn(`No confirm within ${timeoutMs} ms; recycling the publishing channel`);
-    await this.channel?.recycle();
+    this.channel?.recycle();
     return settled.map((value) => value ?? { status: 'failed', reason: `no confirm within ${timeoutMs} ms` });
   }
 
-  private windowSlot(): Promise<void> {
-    return new Promise((resolve) => this.windowWaiters.push(resolve));
+  /** Whether `promise` settles before `deadline`. */
+  private async before(promise: Promise<unknown>, deadline: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()))));
+    const result = await Promise.race([promise.then(() => true as const), timedOut]);
+    clearTimeout(timer);
+    return result;
+  }
+
+  /** Waits for a free slot in the confirm window; false when the deadline came first. */
+  private async windowSlot(deadline: number): Promise<boolean> {
+    let waiter!: () => void;
+    const slot = new Promise<void>((resolve) => (waiter = resolve));
+    this.windowWaiters.push(waiter);
+    const got = await this.before(slot, deadline);
+    if (!got) this.windowWaiters.splice(this.windowWaiters.indexOf(waiter), 1);
+    return got;
   }
 
   private releaseSlot(): void {
@@ -132,9 +158,11 @@ export class RabbitMqPublisher {
     this.windowWaiters.shift()?.();
   }
 
-  private drained(channel: ConfirmChannel): Promise<void> {
-    return new Promise((resolve) => {
-      const done = (): void => {
+  /** Waits for the socket to drain (or the channel to close); false when the deadline came first. */
+  private drained(channel: ConfirmChannel, deadline: number): Promise<boolean> {
+    let done!: () => void;
+    const drained = new Promise<void>((resolve) => {
+      done = () => {
         channel.off('drain', done);
         channel.off('close', done);
         resolve();
@@ -142,5 +170,6 @@ export class RabbitMqPublisher {
       channel.on('drain', done);
       channel.on('close', done);
     });
+    return this.before(drained, deadline).finally(done);
   }
 }

@@ -1,0 +1,121 @@
+import type { TestingModule } from '@nestjs/testing';
+import {
+  IntegrationEventHandler,
+  IntegrationEventPublisher,
+  OutboxRelay,
+  type IIntegrationEventHandler,
+  type IntegrationEventContext,
+} from 'nestjs-integration-events';
+import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
+import { eventually } from './support/eventually';
+import { startTestApp } from './support/test-app';
+import { TcpProxy } from './support/tcp-proxy';
+import { TestNamespace } from './support/test-namespace';
+
+@IntegrationEventHandler(OrderCreatedIntegrationEvent)
+class SecondHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  readonly ids: string[] = [];
+  handle(_event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): void {
+    this.ids.push(context.messageId);
+  }
+}
+
+/**
+ * The broker as the network sees it: down at boot, connections cut, a half-dead path. Through a TCP
+ * proxy, so the shared RabbitMQ is never touched.
+ */
+describe('broker connection failures', () => {
+  let ns: TestNamespace;
+  let proxy: TcpProxy;
+  const apps: TestingModule[] = [];
+
+  beforeEach(async () => {
+    ns = await TestNamespace.create();
+    proxy = await TcpProxy.create({ host: '127.0.0.1', port: 5672 });
+  });
+
+  afterEach(async () => {
+    for (const app of apps.splice(0)) await app.close();
+    await proxy.stop();
+    await ns.cleanup();
+  });
+
+  const start = async (options: Parameters<typeof startTestApp>[1] = {}) => {
+    const app = await startTestApp(ns, {
+      ...options,
+      options: {
+        ...options.options,
+        rabbitmq: { url: `amqp://guest:guest@127.0.0.1:${proxy.port}`, reconnectInitialDelayMs: 100, reconnectMaxDelayMs: 500, heartbeatSeconds: 1 },
+      },
+    });
+    apps.push(app);
+    return app;
+  };
+  const publish = (app: TestingModule, orderId: string) =>
+    app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent(orderId), { standalone: true });
+
+  it('starts while the broker is down, keeps events in the outbox, and delivers them once it is up', async () => {
+    const app = await start({ providers: [OrderCreatedRecorder] });
+    const [id] = await publish(app, 'before-broker');
+    expect((await ns.outboxRows()).find((row) => row.id === id)).toMatchObject({ status: 'pending', attempts: 0 });
+
+    await proxy.accept();
+    await eventually(() => expect(app.get(OrderCreatedRecorder).received.map((r) => r.context.messageId)).toEqual([id]), {
+      timeoutMs: 15_000,
+    });
+    await eventually(async () =>
+      expect((await ns.outboxRows()).find((row) => row.id === id)).toMatchObject({ status: 'sent', attempts: 0 }),
+    );
+  });
+
+  it('recovers from a cut connection: topology re-declared, consumers re-subscribed, relay resumed', async () => {
+    await proxy.accept();
+    const app = await start({ providers: [OrderCreatedRecorder] });
+    const [first] = await publish(app, 'before-cut');
+    await eventually(() => expect(app.get(OrderCreatedRecorder).received).toHaveLength(1));
+
+    proxy.cut();
+    const [second] = await publish(app, 'after-cut');
+    await eventually(
+      () => expect(app.get(OrderCreatedRecorder).received.map((r) => r.context.messageId)).toEqual([first, second]),
+      { timeoutMs: 15_000 },
+    );
+  });
+
+  it('gets past a half-dead connection: the relay does not wedge, and shutdown does not hang', async () => {
+    await proxy.accept();
+    const app = await start({
+      providers: [OrderCreatedRecorder],
+      options: { relay: { confirmTimeoutMs: 500, leaseMs: 1_000, retryInitialDelayMs: 100, retryMaxDelayMs: 200 } },
+    });
+    await eventually(() => expect(proxy.connections).toBe(1));
+    proxy.freeze();
+    const [id] = await publish(app, 'through-a-frozen-path');
+    // Heartbeats (1 s) notice the dead path; the connection is replaced and the row goes out on it.
+    await eventually(() => expect(app.get(OrderCreatedRecorder).received.map((r) => r.context.messageId)).toContain(id), {
+      timeoutMs: 20_000,
+    });
+    const stopping = Date.now();
+    await app.get(OutboxRelay).stop();
+    await apps.splice(0, 1)[0]!.close();
+    expect(Date.now() - stopping).toBeLessThan(10_000);
+  });
+
+  it('keeps the other consumers and the relay running when one queue cannot be re-declared after a reconnect', async () => {
+    await proxy.accept();
+    const app = await start({ providers: [OrderCreatedRecorder, SecondHandler] });
+    await publish(app, 'warm-up');
+    await eventually(() => expect(app.get(SecondHandler).ids).toHaveLength(1));
+
+    // Someone redeclares the recorder's queue with other arguments: re-declaring it will now fail.
+    const channel = await (await ns.amqp()).createChannel();
+    const recorderQueue = `${ns.serviceName}.OrderCreatedRecorder`;
+    await channel.deleteQueue(recorderQueue);
+    await channel.assertQueue(recorderQueue, { durable: true, arguments: { 'x-max-length': 1_000 } });
+    await channel.close();
+    proxy.cut();
+
+    const [id] = await publish(app, 'after-conflict');
+    await eventually(() => expect(app.get(SecondHandler).ids).toContain(id), { timeoutMs: 15_000 });
+  });
+});

@@ -1,0 +1,85 @@
+import * as net from 'node:net';
+
+/**
+ * A loopback TCP proxy in front of a real service, for tests that need the network to fail without
+ * touching the shared service: refuse connections (the service is "down"), cut the open ones (a crash
+ * or restart), or freeze them (a half-dead path: sockets stay open, nothing gets through).
+ */
+export class TcpProxy {
+  private server: net.Server | undefined;
+  private readonly pairs = new Set<{ client: net.Socket; upstream: net.Socket; frozen: boolean }>();
+  /** The proxy's port; fixed at construction so a service can be given it before it accepts. */
+  readonly port: number;
+
+  private constructor(
+    port: number,
+    private readonly target: { host: string; port: number },
+  ) {
+    this.port = port;
+  }
+
+  /** A proxy to `target` on a free port, not yet accepting connections. */
+  static async create(target: { host: string; port: number }): Promise<TcpProxy> {
+    const probe = net.createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const { port } = probe.address() as net.AddressInfo;
+    await new Promise((resolve) => probe.close(resolve));
+    return new TcpProxy(port, target);
+  }
+
+  /** Starts accepting connections (and forwarding them). */
+  async accept(): Promise<void> {
+    if (this.server) return;
+    const server = net.createServer((client) => {
+      const upstream = net.connect(this.target.port, this.target.host);
+      const pair = { client, upstream, frozen: false };
+      this.pairs.add(pair);
+      client.on('data', (data) => pair.frozen || upstream.write(data));
+      upstream.on('data', (data) => pair.frozen || client.write(data));
+      const end = (): void => {
+        this.pairs.delete(pair);
+        client.destroy();
+        upstream.destroy();
+      };
+      for (const socket of [client, upstream]) {
+        socket.on('close', end);
+        socket.on('error', () => undefined);
+      }
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.port, '127.0.0.1', resolve);
+    });
+    this.server = server;
+  }
+
+  /** Stops accepting new connections (open ones are left alone). */
+  async refuse(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (server) await new Promise((resolve) => server.close(resolve));
+  }
+
+  /** Drops every open connection at once, as a crash or a restart would. */
+  cut(): void {
+    for (const pair of this.pairs) {
+      pair.client.destroy();
+      pair.upstream.destroy();
+    }
+  }
+
+  /** Open connections go silent both ways while their sockets stay open. */
+  freeze(): void {
+    for (const pair of this.pairs) pair.frozen = true;
+  }
+
+  /** Number of open connections through the proxy. */
+  get connections(): number {
+    return this.pairs.size;
+  }
+
+  async stop(): Promise<void> {
+    this.cut();
+    await this.refuse();
+  }
+}
