@@ -73,7 +73,9 @@ export async function startTestApp(ns: TestNamespace, options: TestAppOptions = 
     await moduleRef.close().catch(() => undefined);
     throw error;
   }
-  for (const handler of moduleRef.get(IntegrationEventConsumers).handlers) ns.trackQueue(handler.queue);
+  for (const handler of moduleRef.get(IntegrationEventConsumers).handlers) {
+    for (const queue of [handler.queue, handler.deadLetterQueue, ...handler.waitQueues]) ns.trackQueue(queue);
+  }
   return moduleRef;
 }
 

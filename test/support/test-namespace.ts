@@ -98,6 +98,31 @@ export class TestNamespace {
     return messageId;
   }
 
+  /** Number of ready messages in a queue. */
+  async queueDepth(queue: string): Promise<number> {
+    const channel = await (await this.amqp()).createChannel();
+    try {
+      return (await channel.checkQueue(queue)).messageCount;
+    } finally {
+      await channel.close();
+    }
+  }
+
+  /** Takes every ready message out of a queue (acknowledged: they are gone afterwards). */
+  async drainQueue(queue: string): Promise<amqp.GetMessage[]> {
+    const channel = await (await this.amqp()).createChannel();
+    const messages: amqp.GetMessage[] = [];
+    try {
+      for (;;) {
+        const message = await channel.get(queue, { noAck: true });
+        if (!message) return messages;
+        messages.push(message);
+      }
+    } finally {
+      await channel.close();
+    }
+  }
+
   /** Remembers a queue to delete at cleanup. */
   trackQueue(name: string): string {
     this.queues.add(name);

@@ -24,7 +24,14 @@ export {
 
 export type { IIntegrationEventHandler } from './consumer/integration-event-handler.interface';
 export type { IntegrationEventContext } from './consumer/integration-event-context.interface';
-export { IntegrationEventConsumers } from './consumer/integration-event-consumers';
+export { IntegrationEventConsumers, type HandlerQueues } from './consumer/integration-event-consumers';
+export type { RetryPolicyOptions } from './retry/retry-policy-options.interface';
+export { DEFAULT_RETRY_POLICY } from './retry/retry-policy';
+export type { DeadLetter, DeadLetterReason } from './dead-letter/dead-letter.interface';
+export { DeadLetterService } from './dead-letter/dead-letter.service';
+export type { DeadLetterDetails, DeadLetterSelection, DeadLetterSummary } from './dead-letter/dead-letter-queue.operations';
+export { OutboxAdminService } from './outbox/outbox-admin.service';
+export type { OutboxFilter, OutboxRowSummary, OutboxSelection } from './outbox/outbox.operations';
 
 export { IntegrationEventPublisher } from './publisher/integration-event.publisher';
 export type { PublishOptions } from './publisher/publish-options.interface';
@@ -51,4 +58,6 @@ export { BrokerConnectionError } from './errors/broker-connection.error';
 export { DomainEventDispatchDepthError } from './errors/domain-event-dispatch-depth.error';
 export { DomainEventOutsideTransactionError } from './errors/domain-event-outside-transaction.error';
 export { InvalidIntegrationEventConverterError } from './errors/invalid-integration-event-converter.error';
+export { NonRetryableError } from './errors/non-retryable.error';
+export { HandlerTimeoutError } from './errors/handler-timeout.error';
 export { TransportNotReadyError } from './errors/transport-not-ready.error';

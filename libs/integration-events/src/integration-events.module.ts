@@ -12,6 +12,8 @@ import { MessageDispatcher } from './consumer/message-dispatcher';
 import { CorrelationContext } from './correlation/correlation.context';
 import { CorrelationInterceptor } from './correlation/correlation.interceptor';
 import { DomainEventsBridge } from './cqrs/domain-events.bridge';
+import { DeadLetterService } from './dead-letter/dead-letter.service';
+import { OutboxAdminService } from './outbox/outbox-admin.service';
 import { IntegrationEventConverterRegistry } from './cqrs/integration-event-converter.registry';
 import { IntegrationEventHandlerExplorer } from './discovery/integration-event-handler.explorer';
 import {
@@ -64,8 +66,10 @@ import { RabbitMqPublisher } from './transport/rabbitmq/rabbitmq.publisher';
     DomainEventsBridge,
     CorrelationContext,
     { provide: APP_INTERCEPTOR, useClass: CorrelationInterceptor },
+    DeadLetterService,
+    OutboxAdminService,
   ],
-  exports: [IntegrationEventPublisher, OutboxRelay, IntegrationEventConsumers],
+  exports: [IntegrationEventPublisher, OutboxRelay, IntegrationEventConsumers, DeadLetterService, OutboxAdminService],
 })
 export class IntegrationEventsModule
   extends IntegrationEventsConfigurableModule

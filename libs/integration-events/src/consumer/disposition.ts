@@ -1,8 +1,34 @@
+import type { DeadLetterReason } from '../dead-letter/dead-letter.interface';
+
+/** What went wrong with one attempt, trimmed for headers. */
+export interface FailureDetails {
+  readonly name: string;
+  readonly message: string;
+  readonly stack: string | undefined;
+  readonly failedAt: Date;
+}
+
 /** What the transport must do with a message once the dispatcher is done with it. */
 export type Disposition =
   /** Handled: acknowledge. */
   | { readonly action: 'ack' }
-  /** Cannot be handled, ever (poison input): take it off the queue without calling the handler again. */
-  | { readonly action: 'reject'; readonly reason: string; readonly poison: true }
-  /** The handler failed this attempt. */
-  | { readonly action: 'reject'; readonly reason: string; readonly poison: false; readonly error: unknown };
+  /** The attempt failed and may be retried: deliver a copy to this handler again after `delayMs`. */
+  | {
+      readonly action: 'retry';
+      /** The attempt that failed. */
+      readonly attempt: number;
+      readonly nextAttempt: number;
+      readonly delayMs: number;
+      readonly failure: FailureDetails;
+    }
+  /** Give up: move the message to the handler's dead-letter queue. */
+  | {
+      readonly action: 'dead-letter';
+      readonly reason: DeadLetterReason;
+      /** Handler calls made (0 when the message was refused before any). */
+      readonly attempts: number;
+      readonly failure: FailureDetails;
+      readonly messageId: string | undefined;
+      readonly eventName: string | undefined;
+      readonly eventVersion: number | undefined;
+    };

@@ -3,7 +3,19 @@ import type { DiscoveredHandler } from '../discovery/discovered-handler';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
 import { RabbitMqConnection } from '../transport/rabbitmq/rabbitmq.connection';
 import { RabbitMqConsumer } from '../transport/rabbitmq/rabbitmq.consumer';
+import { waitQueueName } from '../transport/rabbitmq/handler-topology';
 import { MessageDispatcher } from './message-dispatcher';
+
+/** A handler and the queues it owns. */
+export interface HandlerQueues {
+  /** Class name of the handler. */
+  readonly name: string;
+  readonly eventName: string;
+  readonly queue: string;
+  readonly deadLetterQueue: string;
+  /** One per retry tier. */
+  readonly waitQueues: readonly string[];
+}
 
 /** The consumers of this service: one per discovered handler. */
 @Injectable()
@@ -29,9 +41,15 @@ export class IntegrationEventConsumers {
     });
   }
 
-  /** The handlers being consumed for, with their queues. */
-  get handlers(): ReadonlyArray<{ readonly name: string; readonly queue: string; readonly eventName: string }> {
-    return [...this.consumers, ...this.stopped].map(({ handler }) => ({ name: handler.name, queue: handler.queue, eventName: handler.event.name }));
+  /** The handlers being consumed for, with every queue each one declares. */
+  get handlers(): readonly HandlerQueues[] {
+    return [...this.consumers, ...this.stopped].map(({ handler }) => ({
+      name: handler.name,
+      eventName: handler.event.name,
+      queue: handler.queue,
+      deadLetterQueue: handler.deadLetterQueue,
+      waitQueues: handler.retryPolicy.tiers().map((tier) => waitQueueName(handler.queue, tier)),
+    }));
   }
 
   /** Number of handlers, and how many of them are subscribed right now. */

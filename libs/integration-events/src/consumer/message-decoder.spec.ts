@@ -3,6 +3,7 @@ import { Type } from 'class-transformer';
 import { IsDate, IsInt, IsOptional, IsString, Min, MinLength, ValidateNested } from 'class-validator';
 import { IntegrationEvent } from '../decorators/integration-event.decorator';
 import { getIntegrationEventMetadata, type IntegrationEventClass } from '../decorators/integration-event-metadata';
+import { resolveRetryPolicy } from '../retry/resolve-retry-policy';
 import type { DiscoveredHandler } from '../discovery/discovered-handler';
 import { MessageHeaders } from '../envelope/message-headers';
 import { decodeMessage, type DecodeLimits, type DecodedMessage } from './message-decoder';
@@ -54,6 +55,9 @@ function handlerFor(eventClass: IntegrationEventClass, name = 'OrderCreatedHandl
     event: getIntegrationEventMetadata(eventClass),
     queue: `billing.${name}`,
     prefetch: 10,
+    deadLetterQueue: `billing.${name}.dlq`,
+    retryPolicy: resolveRetryPolicy(),
+    timeoutMs: 60_000,
   };
 }
 

@@ -2,16 +2,20 @@ import { Injectable, Logger } from '@nestjs/common';
 import { MessageHeaders } from '../envelope/message-headers';
 import type { DiscoveredHandler } from '../discovery/discovered-handler';
 import { CorrelationContext } from '../correlation/correlation.context';
+import { HandlerTimeoutError } from '../errors/handler-timeout.error';
+import { NonRetryableError } from '../errors/non-retryable.error';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
+import { readAttempt } from './attempt-header';
 import type { Disposition } from './disposition';
+import { failureDetails, poisonDetails } from './failure-details';
 import type { IncomingMessage } from './incoming-message';
 import type { IntegrationEventContext } from './integration-event-context.interface';
 import { decodeMessage } from './message-decoder';
 
 /**
  * Turns one delivery into one handler call, whatever the transport: decode and check the message,
- * build the context, call `handle()`, and say what to do with the message. Never throws: every
- * outcome, a handler's exception included, becomes a `Disposition`.
+ * build the context, call `handle()` under its timeout, and decide from the handler's retry policy what
+ * becomes of the message. Never throws: every outcome, a handler's exception included, is a `Disposition`.
  */
 @Injectable()
 export class MessageDispatcher {
@@ -22,14 +26,26 @@ export class MessageDispatcher {
     private readonly correlation: CorrelationContext,
   ) {}
 
-  async dispatch(handler: DiscoveredHandler, message: IncomingMessage, signal: AbortSignal): Promise<Disposition> {
+  async dispatch(handler: DiscoveredHandler, message: IncomingMessage, shutdown: AbortSignal): Promise<Disposition> {
     const { consumer } = this.config.options;
+    const policy = handler.retryPolicy;
+    const attempt = readAttempt(message.headers, policy.maxAttempts);
+
     const decoded = await decodeMessage(handler, message, consumer);
     if (!decoded.ok) {
-      this.logger.warn(`Rejected message ${describeId(message.messageId)} on ${handler.queue}: ${decoded.reason}`);
-      return { action: 'reject', reason: decoded.reason, poison: true };
+      this.logger.warn(`Poison message ${describeId(message.messageId)} on ${handler.queue}: ${decoded.reason}`);
+      return {
+        action: 'dead-letter',
+        reason: 'poison',
+        attempts: attempt - 1,
+        failure: poisonDetails(decoded.reason),
+        messageId: typeof message.messageId === 'string' ? message.messageId : undefined,
+        eventName: stringHeader(message.headers[MessageHeaders.EventName]) ?? message.routingKey,
+        eventVersion: numberHeader(message.headers[MessageHeaders.EventVersion]),
+      };
     }
 
+    const timeout = new AbortController();
     const context: IntegrationEventContext = {
       messageId: decoded.messageId,
       eventName: decoded.eventName,
@@ -38,29 +54,84 @@ export class MessageDispatcher {
       sourceService: stringHeader(message.headers[MessageHeaders.SourceService]),
       correlationId: stringHeader(message.headers[MessageHeaders.CorrelationId]),
       causationId: stringHeader(message.headers[MessageHeaders.CausationId]),
-      attempt: 1,
+      attempt,
       redelivered: message.redelivered,
       headers: message.headers,
       queue: handler.queue,
-      signal,
+      signal: AbortSignal.any([shutdown, timeout.signal]),
     };
+
     try {
-      // The handler runs in a context of its own (nestjs-cls), carrying the flow's correlation id and this
-      // message as the cause: whatever it publishes continues the flow. @Transactional() works inside it.
-      await this.correlation.run({ correlationId: context.correlationId ?? context.messageId, causationId: context.messageId }, () =>
-        handler.instance.handle(decoded.event, context),
-      );
+      await this.callWithTimeout(handler, decoded.event, context, timeout);
       return { action: 'ack' };
     } catch (error) {
-      const reason = error instanceof Error ? `${error.name}: ${error.message}` : `non-Error thrown: ${String(error)}`;
-      this.logger.error(`Handler ${handler.name} failed for message ${decoded.messageId}: ${reason}`);
-      return { action: 'reject', reason, poison: false, error };
+      const failure = failureDetails(error);
+      const base = { failure, messageId: decoded.messageId, eventName: decoded.eventName, eventVersion: decoded.eventVersion };
+      if (error instanceof NonRetryableError || !isRetryable(policy.retryable, error)) {
+        this.logger.warn(`Handler ${handler.name} refused message ${decoded.messageId} (not retryable): ${failure.name}: ${failure.message}`);
+        return { action: 'dead-letter', reason: 'non-retryable', attempts: attempt, ...base };
+      }
+      if (attempt >= policy.maxAttempts) {
+        this.logger.warn(`Handler ${handler.name} failed message ${decoded.messageId} on its last attempt (${attempt}): ${failure.name}: ${failure.message}`);
+        return { action: 'dead-letter', reason: 'max-attempts', attempts: attempt, ...base };
+      }
+      const nextAttempt = attempt + 1;
+      const delayMs = policy.delayBefore(nextAttempt);
+      this.logger.warn(
+        `Handler ${handler.name} failed message ${decoded.messageId} (attempt ${attempt} of ${policy.maxAttempts}), ` +
+          `retrying in ${delayMs} ms: ${failure.name}: ${failure.message}`,
+      );
+      return { action: 'retry', attempt, nextAttempt, delayMs, failure };
     }
+  }
+
+  /**
+   * Runs the handler in a context of its own (nestjs-cls), carrying the flow's correlation id and this
+   * message as the cause, so whatever it publishes continues the flow and `@Transactional()` works in it.
+   * A handler that has not settled after its timeout is abandoned as failed; its signal tells it so.
+   */
+  private async callWithTimeout(
+    handler: DiscoveredHandler,
+    event: object,
+    context: IntegrationEventContext,
+    timeout: AbortController,
+  ): Promise<void> {
+    const call = this.correlation.run(
+      { correlationId: context.correlationId ?? context.messageId, causationId: context.messageId },
+      async () => handler.instance.handle(event, context),
+    );
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => {
+        const error = new HandlerTimeoutError(handler.name, handler.timeoutMs);
+        timeout.abort(error);
+        reject(error);
+      }, handler.timeoutMs);
+    });
+    try {
+      await Promise.race([call, timedOut]);
+    } finally {
+      clearTimeout(timer);
+      // A handler abandoned on timeout may still reject later: that must not become an unhandled rejection.
+      call.catch(() => undefined);
+    }
+  }
+}
+
+function isRetryable(retryable: (error: unknown) => boolean, error: unknown): boolean {
+  try {
+    return retryable(error) !== false;
+  } catch {
+    return true;
   }
 }
 
 function stringHeader(value: unknown): string | undefined {
   return typeof value === 'string' ? value : undefined;
+}
+
+function numberHeader(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isSafeInteger(value) ? value : undefined;
 }
 
 function describeId(messageId: unknown): string {

@@ -1,3 +1,5 @@
+import type { RetryPolicyOptions } from '../retry/retry-policy-options.interface';
+
 /** Options of `@IntegrationEventHandler(Event, options)`. */
 export interface IntegrationEventHandlerOptions {
   /**
@@ -12,4 +14,22 @@ export interface IntegrationEventHandlerOptions {
    * @default the module's `consumer.prefetch`
    */
   prefetch?: number;
+
+  /**
+   * This handler's retry policy, field by field over the module's `consumer.retry`.
+   * @default the module's `consumer.retry`
+   */
+  retry?: RetryPolicyOptions;
+
+  /**
+   * How long one call of this handler may take, in ms, before it counts as a failed attempt.
+   * @default the module's `consumer.handlerTimeoutMs`
+   */
+  timeoutMs?: number;
+
+  /**
+   * Name of this handler's dead-letter queue.
+   * @default `<queue>.dlq`
+   */
+  deadLetterQueue?: string;
 }

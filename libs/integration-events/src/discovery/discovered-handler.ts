@@ -1,5 +1,6 @@
 import type { IntegrationEventClass, IntegrationEventMetadata } from '../decorators/integration-event-metadata';
 import type { IIntegrationEventHandler } from '../consumer/integration-event-handler.interface';
+import type { RetryPolicy } from '../retry/retry-policy';
 
 /** A handler found at boot, with everything needed to consume for it. */
 export interface DiscoveredHandler {
@@ -11,4 +12,9 @@ export interface DiscoveredHandler {
   /** The handler's own queue. */
   readonly queue: string;
   readonly prefetch: number;
+  /** The handler's dead-letter queue. */
+  readonly deadLetterQueue: string;
+  readonly retryPolicy: RetryPolicy;
+  /** How long one call may take before it counts as a failed attempt. */
+  readonly timeoutMs: number;
 }

@@ -5,6 +5,8 @@ import { findIntegrationEventMetadata } from '../decorators/integration-event-me
 import { DuplicateHandlerQueueError } from '../errors/duplicate-handler-queue.error';
 import { InvalidIntegrationEventHandlerError } from '../errors/invalid-integration-event-handler.error';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
+import { resolveRetryPolicy, RetryPolicyOptionError } from '../retry/resolve-retry-policy';
+import type { RetryPolicy } from '../retry/retry-policy';
 import type { IIntegrationEventHandler } from '../consumer/integration-event-handler.interface';
 import type { DiscoveredHandler } from './discovered-handler';
 
@@ -66,17 +68,40 @@ export class IntegrationEventHandlerExplorer {
       if (!Number.isInteger(prefetch) || prefetch < 1 || prefetch > 65_535) {
         throw new InvalidIntegrationEventHandlerError(name, `prefetch ${String(prefetch)} is not a whole number from 1 to 65535.`);
       }
-      const existing = byQueue.get(queue);
+      const deadLetterQueue = metadata.options.deadLetterQueue ?? `${queue}.dlq`;
+      if (!QUEUE_PATTERN.test(deadLetterQueue) || deadLetterQueue === queue) {
+        throw new InvalidIntegrationEventHandlerError(
+          name,
+          `deadLetterQueue ${JSON.stringify(deadLetterQueue)} is not a valid queue name, or is the handler's own queue.`,
+        );
+      }
+      let retryPolicy: RetryPolicy;
+      try {
+        retryPolicy = resolveRetryPolicy(consumer.retry, metadata.options.retry);
+      } catch (error) {
+        if (!(error instanceof RetryPolicyOptionError)) throw error;
+        throw new InvalidIntegrationEventHandlerError(name, `retry.${error.field} ${JSON.stringify(error.value)}: ${error.expected}.`);
+      }
+      const timeoutMs = metadata.options.timeoutMs ?? consumer.handlerTimeoutMs;
+      if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 86_400_000) {
+        throw new InvalidIntegrationEventHandlerError(name, `timeoutMs ${String(timeoutMs)} is not a whole number from 1 to 86400000.`);
+      }
+      const existing = byQueue.get(queue) ?? byQueue.get(deadLetterQueue);
       if (existing) throw new DuplicateHandlerQueueError(queue, [existing.name, name]);
-      byQueue.set(queue, {
+      const discovered: DiscoveredHandler = {
         name,
         instance: instance as IIntegrationEventHandler,
         eventClass: metadata.event,
         event,
         queue,
         prefetch,
-      });
+        deadLetterQueue,
+        retryPolicy,
+        timeoutMs,
+      };
+      byQueue.set(queue, discovered);
+      byQueue.set(deadLetterQueue, discovered);
     }
-    return [...byQueue.values()];
+    return [...new Set(byQueue.values())];
   }
 }

@@ -43,8 +43,16 @@ describe('buildMessageHeaders', () => {
     });
 
     it('uses the names of MessageHeaders, the causation id only when there is one', () => {
+      const contractHeaders = [
+        MessageHeaders.EventName,
+        MessageHeaders.EventVersion,
+        MessageHeaders.OccurredAt,
+        MessageHeaders.SourceService,
+        MessageHeaders.CorrelationId,
+        MessageHeaders.CausationId,
+      ];
       expect(Object.keys(buildMessageHeaders({ ...CONTRACT, causationId: 'cause-1' }, undefined)).sort()).toStrictEqual(
-        Object.values(MessageHeaders).slice().sort(),
+        contractHeaders.slice().sort(),
       );
       expect(buildMessageHeaders({ ...CONTRACT, causationId: 'cause-1' }, undefined)[MessageHeaders.CausationId]).toBe('cause-1');
       expect(buildMessageHeaders(CONTRACT, undefined)).not.toHaveProperty(MessageHeaders.CausationId);

@@ -20,7 +20,52 @@ export const MessageHeaders = {
   CorrelationId: 'ie-correlation-id',
   /** Id of the message (or request) whose handling published this one; absent for a flow's first event. */
   CausationId: 'ie-causation-id',
+
+  // Set by consumers on the copies they make when a handler fails (retries and dead letters). Never
+  // trusted blindly: a missing, negative, huge or non-numeric attempt count is clamped to the policy.
+  /** Which attempt the next delivery of this copy is (2 for the first retry). Absent on first delivery. */
+  Attempt: 'ie-attempt',
+  /** When the handler first failed on this message (ISO 8601). */
+  FirstFailureAt: 'ie-first-failure-at',
+  /** When the handler last failed on this message (ISO 8601). */
+  LastFailureAt: 'ie-last-failure-at',
+  /** `Name: message` of the last failure, on retry copies (trimmed). */
+  LastError: 'ie-last-error',
+
+  // Only on dead-lettered copies.
+  /** `max-attempts`, `non-retryable` or `poison`. */
+  DeadLetterReason: 'ie-dead-letter-reason',
+  /** Handler calls made before dead-lettering (0 for poison). */
+  Attempts: 'ie-attempts',
+  /** Name of the last error (its class). */
+  ErrorName: 'ie-error-name',
+  /** Message of the last error (at most 1,000 characters). */
+  ErrorMessage: 'ie-error-message',
+  /** Stack of the last error (at most 20 lines, 4,000 characters). */
+  ErrorStack: 'ie-error-stack',
+  /** Class name of the handler that gave up. */
+  Handler: 'ie-handler',
+  /** The handler's queue: where a requeued message goes back to. */
+  Queue: 'ie-queue',
+  /** When the message was dead-lettered (ISO 8601). */
+  DeadLetteredAt: 'ie-dead-lettered-at',
 } as const;
+
+/** Headers describing failures: removed when a dead letter is requeued, so its attempts start afresh. */
+export const FAILURE_HEADERS: readonly string[] = [
+  MessageHeaders.Attempt,
+  MessageHeaders.FirstFailureAt,
+  MessageHeaders.LastFailureAt,
+  MessageHeaders.LastError,
+  MessageHeaders.DeadLetterReason,
+  MessageHeaders.Attempts,
+  MessageHeaders.ErrorName,
+  MessageHeaders.ErrorMessage,
+  MessageHeaders.ErrorStack,
+  MessageHeaders.Handler,
+  MessageHeaders.Queue,
+  MessageHeaders.DeadLetteredAt,
+];
 
 /** Header names reserved by the library. Application headers may not start with these prefixes. */
 export const RESERVED_HEADER_PREFIXES = ['ie-', 'x-'] as const;

@@ -30,6 +30,7 @@ export const DEFAULT_OPTIONS = {
     maxBodyBytes: 1024 * 1024,
     maxDepth: 64,
     shutdownTimeoutMs: 10_000,
+    handlerTimeoutMs: 60_000,
   },
   cqrs: {
     enabled: true,

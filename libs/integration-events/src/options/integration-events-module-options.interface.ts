@@ -1,3 +1,6 @@
+import type { DeadLetter } from '../dead-letter/dead-letter.interface';
+import type { RetryPolicyOptions } from '../retry/retry-policy-options.interface';
+
 /** Options of `IntegrationEventsModule.forRoot()` / `forRootAsync()`. */
 export interface IntegrationEventsModuleOptions {
   /**
@@ -197,6 +200,29 @@ export interface ConsumerOptions {
    * @default 10000
    */
   shutdownTimeoutMs?: number;
+
+  /**
+   * How failing handlers are retried (attempts, backoff, which errors). Per handler with
+   * `@IntegrationEventHandler(Event, { retry })`.
+   * @default { maxAttempts: 10, initialDelayMs: 1000, multiplier: 2, maxDelayMs: 300000, jitter: 0.2 }
+   */
+  retry?: RetryPolicyOptions;
+
+  /**
+   * How long a handler call may take, in ms, before it counts as a failed attempt (its `signal` is
+   * aborted with a `HandlerTimeoutError`). Keep it well under RabbitMQ's `consumer_timeout` (30 min by
+   * default), which closes the channel of a consumer that holds a message too long. Per handler with
+   * `@IntegrationEventHandler(Event, { timeoutMs })`.
+   * @default 60000
+   */
+  handlerTimeoutMs?: number;
+
+  /**
+   * Called after a message has been moved to a dead-letter queue (its copy confirmed by the broker), with
+   * what is known about it: alert, count, log. Errors it throws are logged and otherwise ignored.
+   * @default undefined
+   */
+  onDeadLetter?: (deadLetter: DeadLetter) => void | Promise<void>;
 }
 
 /** The @nestjs/cqrs bridge. */

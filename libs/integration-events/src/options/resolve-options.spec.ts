@@ -53,7 +53,7 @@ describe('resolveOptions', () => {
           maxPayloadBytes: DEFAULT_OPTIONS.outbox.maxPayloadBytes,
         },
         relay: { ...DEFAULT_OPTIONS.relay },
-        consumer: { ...DEFAULT_OPTIONS.consumer },
+        consumer: { ...DEFAULT_OPTIONS.consumer, retry: {}, onDeadLetter: undefined },
         cqrs: { ...DEFAULT_OPTIONS.cqrs },
         dataSourceName: DEFAULT_OPTIONS.dataSourceName,
         transactionConnectionName: undefined,
@@ -86,6 +86,9 @@ describe('resolveOptions', () => {
         maxBodyBytes: 1_048_576,
         maxDepth: 64,
         shutdownTimeoutMs: 10_000,
+        retry: {},
+        handlerTimeoutMs: 60_000,
+        onDeadLetter: undefined,
       });
       expect(resolved.cqrs).toStrictEqual({ enabled: true, maxDispatchDepth: 10 });
       expect(resolved.dataSourceName).toBe('default');
@@ -128,6 +131,9 @@ describe('resolveOptions', () => {
           maxBodyBytes: 1_024,
           maxDepth: 1_000,
           shutdownTimeoutMs: 0,
+          retry: { maxAttempts: 3, initialDelayMs: 10, multiplier: 3, maxDelayMs: 90, jitter: 0, retryable: () => false },
+          handlerTimeoutMs: 5,
+          onDeadLetter: () => undefined,
         },
         cqrs: { enabled: false, maxDispatchDepth: 1_000 },
         dataSourceName: 'outboxDb',
@@ -267,6 +273,22 @@ describe('resolveOptions', () => {
         const resolved = resolveOptions(withSection(section, { [key]: value }));
         expect((resolved[section] as Record<string, unknown>)[key]).toBe(value);
       }
+    });
+  });
+
+  describe('consumer retries and dead letters', () => {
+    it('names the refused retry field under consumer.retry', () => {
+      expect(refusal(withSection('consumer', { retry: { maxAttempts: 0 } })).field).toBe('consumer.retry.maxAttempts');
+      expect(refusal(withSection('consumer', { retry: { initialDelayMs: 500, maxDelayMs: 100 } })).field).toBe('consumer.retry.maxDelayMs');
+      expect(refusal(withSection('consumer', { retry: { jitter: 1.5 } })).field).toBe('consumer.retry.jitter');
+      expect(refusal(withSection('consumer', { retry: { retryable: 'yes' } })).field).toBe('consumer.retry.retryable');
+      const typo = refusal(withSection('consumer', { retry: { attempts: 3 } }));
+      expect(typo.field).toBe('consumer.retry.attempts');
+      expect(typo.expected).toContain('the retry options are maxAttempts, initialDelayMs');
+    });
+
+    it('refuses an onDeadLetter that is not a function', () => {
+      expect(refusal(withSection('consumer', { onDeadLetter: 'log' })).field).toBe('consumer.onDeadLetter');
     });
   });
 

@@ -1,4 +1,6 @@
 import { InvalidIntegrationEventsOptionsError } from '../errors/invalid-options.error';
+import { resolveRetryPolicy, RetryPolicyOptionError } from '../retry/resolve-retry-policy';
+import type { RetryPolicyOptions } from '../retry/retry-policy-options.interface';
 import { redactUrl } from '../util/redact-url';
 import { SQL_IDENTIFIER_PATTERN } from '../outbox/outbox-table-name';
 import { DEFAULT_OPTIONS } from './default-options';
@@ -32,7 +34,17 @@ const KNOWN_KEYS = {
     'retryInitialDelayMs',
     'retryMaxDelayMs',
   ],
-  consumer: ['enabled', 'prefetch', 'queueType', 'maxBodyBytes', 'maxDepth', 'shutdownTimeoutMs'],
+  consumer: [
+    'enabled',
+    'prefetch',
+    'queueType',
+    'maxBodyBytes',
+    'maxDepth',
+    'shutdownTimeoutMs',
+    'retry',
+    'handlerTimeoutMs',
+    'onDeadLetter',
+  ],
   cqrs: ['enabled', 'maxDispatchDepth'],
 } as const;
 
@@ -124,6 +136,18 @@ export function resolveOptions(input: IntegrationEventsModuleOptions): ResolvedI
     );
   }
 
+  const retry = (consumer.retry ?? {}) as RetryPolicyOptions;
+  try {
+    resolveRetryPolicy(retry);
+  } catch (error) {
+    if (!(error instanceof RetryPolicyOptionError)) throw error;
+    fail(`consumer.retry${error.field === '(retry)' ? '' : `.${error.field}`}`, error.value, error.expected);
+  }
+  const onDeadLetter = consumer.onDeadLetter;
+  if (onDeadLetter !== undefined && typeof onDeadLetter !== 'function') {
+    fail('consumer.onDeadLetter', onDeadLetter, 'pass a function (deadLetter) => void, or leave it out');
+  }
+
   const dataSourceName = input.dataSourceName ?? DEFAULT_OPTIONS.dataSourceName;
   if (typeof dataSourceName !== 'string' || dataSourceName.length === 0) {
     fail('dataSourceName', dataSourceName, 'give the name of a TypeORM DataSource, or leave it out for "default"');
@@ -154,6 +178,9 @@ export function resolveOptions(input: IntegrationEventsModuleOptions): ResolvedI
       maxBodyBytes,
       maxDepth: integer(consumer, 'consumer', 'maxDepth', 1, 1_000),
       shutdownTimeoutMs: integer(consumer, 'consumer', 'shutdownTimeoutMs', 0, 3_600_000),
+      retry,
+      handlerTimeoutMs: integer(consumer, 'consumer', 'handlerTimeoutMs', 1, 86_400_000),
+      onDeadLetter: onDeadLetter as ResolvedIntegrationEventsOptions['consumer']['onDeadLetter'],
     },
     cqrs: {
       enabled: boolean(cqrs, 'cqrs', 'enabled'),

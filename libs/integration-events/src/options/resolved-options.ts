@@ -1,3 +1,5 @@
+import type { DeadLetter } from '../dead-letter/dead-letter.interface';
+import type { RetryPolicyOptions } from '../retry/retry-policy-options.interface';
 import type { QueueType } from './integration-events-module-options.interface';
 
 /** The module options after defaults and validation: every field present, every value checked. */
@@ -36,6 +38,10 @@ export interface ResolvedIntegrationEventsOptions {
     readonly maxBodyBytes: number;
     readonly maxDepth: number;
     readonly shutdownTimeoutMs: number;
+    /** Validated; merged with each handler's own options at discovery. */
+    readonly retry: RetryPolicyOptions;
+    readonly handlerTimeoutMs: number;
+    readonly onDeadLetter: ((deadLetter: DeadLetter) => void | Promise<void>) | undefined;
   };
   readonly cqrs: {
     readonly enabled: boolean;

@@ -71,6 +71,10 @@ export class OutboxDatabase implements OnModuleInit {
     return this.get().store;
   }
 
+  get table(): OutboxTableName {
+    return this.get().table;
+  }
+
   private get(): NonNullable<OutboxDatabase['resolved']> {
     if (!this.resolved) this.onModuleInit();
     return this.resolved!;

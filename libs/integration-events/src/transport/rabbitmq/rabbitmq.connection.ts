@@ -1,7 +1,8 @@
 import { Injectable, Logger } from '@nestjs/common';
 import * as amqp from 'amqplib';
-import type { ChannelModel, RecoveringChannelModel } from 'amqplib';
+import type { ChannelModel, ConfirmChannel, RecoveringChannelModel } from 'amqplib';
 import { BrokerConnectionError } from '../../errors/broker-connection.error';
+import { TransportNotReadyError } from '../../errors/transport-not-ready.error';
 import { IntegrationEventsConfig } from '../../options/integration-events.config';
 import { redactSecrets } from '../../util/redact-url';
 import { closeQuietly } from './close-quietly';
@@ -59,6 +60,18 @@ export class RabbitMqConnection {
     const channel = new ManagedChannel(spec, this.logger, 1_000, 30_000, (model) => model === this.model);
     this.channels.push(channel);
     if (this.model) channel.openOrRetry(this.model);
+    return channel;
+  }
+
+  /**
+   * A short-lived confirm channel on the current connection, for one-off operations (dead-letter
+   * replay). The caller closes it.
+   * @throws TransportNotReadyError while disconnected
+   */
+  async openChannel(): Promise<ConfirmChannel> {
+    if (!this.model) throw new TransportNotReadyError();
+    const channel = await this.model.createConfirmChannel();
+    channel.on('error', (error: Error) => this.logger.warn(`Operations channel error: ${error.message}`));
     return channel;
   }
 

@@ -1,18 +1,30 @@
 import { Logger } from '@nestjs/common';
-import type { ConfirmChannel, ConsumeMessage } from 'amqplib';
+import type { ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import type { Disposition } from '../../consumer/disposition';
 import type { MessageDispatcher } from '../../consumer/message-dispatcher';
+import { deadLetterHeaders, retryCopyHeaders, toDeadLetter } from '../../dead-letter/failure-headers';
 import type { DiscoveredHandler } from '../../discovery/discovered-handler';
 import type { ResolvedIntegrationEventsOptions } from '../../options/resolved-options';
+import { declareHandlerTopology, waitQueueName } from './handler-topology';
 import type { ManagedChannel } from './managed-channel';
 import type { RabbitMqConnection } from './rabbitmq.connection';
 
+/** Pause before a message whose copy could not be placed is returned to its queue (no hot loop). */
+const COPY_FAILURE_PAUSE_MS = 1_000;
+
 /**
- * Consumes one handler's queue on its own channel (so one handler's prefetch and failures never touch
- * another's). Declares the queue and its binding on every (re)open, acknowledges a message only after
- * the handler resolved, and on shutdown stops taking deliveries, fires the handlers' abort signal and
- * waits for the handlers in flight before closing its channel (which returns anything unacknowledged
- * to the queue).
+ * Consumes one handler's queue on its own confirm channel (one handler's prefetch and failures never
+ * touch another's). The message is settled only after the handler is done with it:
+ *
+ * - handled → ack;
+ * - failed, retryable → a copy with the next attempt number goes to the wait queue of its delay's tier,
+ *   and once the broker confirmed the copy, the original is acked;
+ * - given up → a copy goes to the dead-letter queue, confirmed, then the original is acked and
+ *   `onDeadLetter` is called.
+ *
+ * "Publish, wait for the confirm, then ack": a crash in between may duplicate a message, never lose it.
+ * On shutdown it stops taking deliveries, fires the handlers' abort signal and waits for the handlers in
+ * flight; anything not settled returns to the queue when the channel closes.
  */
 export class RabbitMqConsumer {
   private readonly logger = new Logger('IntegrationEvents:Consumer');
@@ -34,21 +46,15 @@ export class RabbitMqConsumer {
     return this.consumer !== undefined && this.consumer.channel === this.channel?.current;
   }
 
-  /** Registers the consumer's channel; it subscribes when the connection opens. */
+  /** Registers the consumer's channel; it declares its topology and subscribes when the connection opens. */
   start(): void {
     if (this.stopping) return;
     const { handler } = this;
-    const { exchange } = this.options.rabbitmq;
     this.channel = this.connection.manage({
       name: `consumer:${handler.queue}`,
       setup: async (channel) => {
         await channel.prefetch(handler.prefetch);
-        await channel.assertExchange(exchange, 'topic', { durable: true });
-        await channel.assertQueue(handler.queue, {
-          durable: true,
-          arguments: { 'x-queue-type': this.options.consumer.queueType },
-        });
-        await channel.bindQueue(handler.queue, exchange, handler.event.name);
+        await declareHandlerTopology(channel, handler, this.options.rabbitmq.exchange, this.options.consumer.queueType);
         const { consumerTag } = await channel.consume(handler.queue, (message) => this.onDelivery(channel, message), {
           noAck: false,
         });
@@ -86,46 +92,132 @@ export class RabbitMqConsumer {
     if (message === null) {
       // The broker cancelled the consumer (the queue was deleted): reopen, which re-declares the queue.
       this.logger.warn(`Queue ${this.handler.queue} cancelled our consumer (deleted?); re-declaring it`);
-      if (!this.stopping) void this.channel?.recycle();
+      if (!this.stopping) this.channel?.recycle();
       return;
     }
     // After cancel, deliveries already on the wire are left unacknowledged: closing the channel
     // returns them to the queue for the next consumer.
     if (this.stopping) return;
-    const work = this.process(channel, message).finally(() => this.inFlight.delete(work));
+    const work = this.process(channel, message)
+      .catch((error: unknown) => this.logger.error(`Settling message ${String(message.properties.messageId)} failed: ${(error as Error).message}`))
+      .finally(() => this.inFlight.delete(work));
     this.inFlight.add(work);
   }
 
   private async process(channel: ConfirmChannel, message: ConsumeMessage): Promise<void> {
+    const headers = (message.properties.headers ?? {}) as Record<string, unknown>;
     const disposition = await this.dispatcher.dispatch(
       this.handler,
       {
         body: message.content,
         messageId: message.properties.messageId,
         routingKey: message.fields.routingKey,
-        headers: (message.properties.headers ?? {}) as Record<string, unknown>,
+        headers,
         redelivered: message.fields.redelivered,
       },
       this.abort.signal,
     );
-    this.settle(channel, message, disposition);
+    await this.settle(channel, message, headers, disposition);
   }
 
-  private settle(channel: ConfirmChannel, message: ConsumeMessage, disposition: Disposition): void {
-    if (disposition.action !== 'ack' && this.stopping) {
-      // A handler that failed while the application shuts down (its signal fired, a client it uses was
-      // closed) has not really failed: leave the message unacknowledged; closing the channel returns it
-      // to the queue for the next instance.
+  private async settle(channel: ConfirmChannel, message: ConsumeMessage, headers: Record<string, unknown>, disposition: Disposition): Promise<void> {
+    if (disposition.action === 'ack') {
+      this.tryAck(channel, message);
       return;
     }
+    if (this.stopping) {
+      // A handler that failed while the application shuts down (its signal fired, a client it uses was
+      // closed) has not really failed: leave the message unacknowledged; closing the channel returns it
+      // to the queue, attempt count untouched.
+      return;
+    }
+    if (disposition.action === 'retry') {
+      const tier = this.handler.retryPolicy.tierFor(disposition.delayMs);
+      const copied = await this.copy(channel, message, waitQueueName(this.handler.queue, tier), retryCopyHeaders(headers, disposition), {
+        expiration: String(disposition.delayMs),
+      });
+      if (copied) this.tryAck(channel, message);
+      else await this.returnToQueue(channel, message);
+      return;
+    }
+    const deadLetteredHeaders = deadLetterHeaders(headers, disposition, this.handler);
+    const copied = await this.copy(channel, message, this.handler.deadLetterQueue, deadLetteredHeaders, {});
+    if (!copied) {
+      await this.returnToQueue(channel, message);
+      return;
+    }
+    this.tryAck(channel, message);
+    this.logger.warn(
+      `Dead-lettered message ${disposition.messageId ?? '(no id)'} from ${this.handler.queue} to ${this.handler.deadLetterQueue} ` +
+        `(${disposition.reason}, ${disposition.attempts} attempt(s)): ${disposition.failure.name}: ${disposition.failure.message}`,
+    );
+    await this.notifyDeadLetter(toDeadLetter(disposition, deadLetteredHeaders, message.content, this.handler));
+  }
+
+  /** Publishes a copy of `message` straight to `queue` (default exchange) and waits for its confirm. */
+  private copy(
+    channel: ConfirmChannel,
+    message: ConsumeMessage,
+    queue: string,
+    headers: Record<string, unknown>,
+    extra: Pick<Options.Publish, 'expiration'>,
+  ): Promise<boolean> {
+    const { properties } = message;
+    return new Promise((resolve) => {
+      try {
+        channel.sendToQueue(
+          queue,
+          message.content,
+          {
+            messageId: properties.messageId,
+            contentType: properties.contentType,
+            contentEncoding: properties.contentEncoding,
+            correlationId: properties.correlationId,
+            appId: properties.appId,
+            type: properties.type,
+            timestamp: properties.timestamp,
+            persistent: true,
+            headers,
+            ...extra,
+          },
+          (error) => {
+            if (error) this.logger.error(`Copy of message ${String(properties.messageId)} to ${queue} was not confirmed: ${String(error)}`);
+            resolve(!error);
+          },
+        );
+      } catch (error) {
+        this.logger.error(`Copy of message ${String(properties.messageId)} to ${queue} failed: ${(error as Error).message}`);
+        resolve(false);
+      }
+    });
+  }
+
+  /** The copy could not be placed: after a pause, give the message back to its queue as it was. */
+  private async returnToQueue(channel: ConfirmChannel, message: ConsumeMessage): Promise<void> {
+    await new Promise((resolve) => setTimeout(resolve, COPY_FAILURE_PAUSE_MS));
     try {
-      if (disposition.action === 'ack') channel.ack(message);
-      // Until retries and the dead-letter queue exist, a failed message is dropped, never requeued:
-      // requeueing would redeliver it at once, in a hot loop.
-      else channel.nack(message, false, false);
+      channel.nack(message, false, true);
+    } catch {
+      // The channel is gone: the broker returns the message to the queue by itself.
+    }
+  }
+
+  private tryAck(channel: ConfirmChannel, message: ConsumeMessage): void {
+    try {
+      channel.ack(message);
     } catch (error) {
       // The channel closed while the handler ran; the broker redelivers the message.
-      this.logger.warn(`Could not settle message ${String(message.properties.messageId)}: ${(error as Error).message}`);
+      this.logger.warn(`Could not acknowledge message ${String(message.properties.messageId)}: ${(error as Error).message}`);
+    }
+  }
+
+  private async notifyDeadLetter(deadLetter: Parameters<NonNullable<ResolvedIntegrationEventsOptions['consumer']['onDeadLetter']>>[0]): Promise<void> {
+    const hook = this.options.consumer.onDeadLetter;
+    if (!hook) return;
+    try {
+      await hook(deadLetter);
+    } catch (error) {
+      this.logger.error(`onDeadLetter threw for message ${deadLetter.messageId ?? '(no id)'}: ${(error as Error).message}`);
     }
   }
 }

@@ -1,0 +1,33 @@
+/** Positional arguments and `--flag value` / `--switch` options, parsed without a dependency. */
+export interface ParsedArguments {
+  readonly positional: string[];
+  readonly options: Record<string, string | true>;
+}
+
+const SWITCHES = new Set(['json', 'all', 'help', 'all-unroutable', 'all-failed', 'all-stuck']);
+
+export function parseArguments(argv: readonly string[]): ParsedArguments {
+  const positional: string[] = [];
+  const options: Record<string, string | true> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '-h') {
+      options.help = true;
+    } else if (arg.startsWith('--')) {
+      const [name, inline] = arg.slice(2).split('=', 2) as [string, string | undefined];
+      if (inline !== undefined) options[name] = inline;
+      else if (SWITCHES.has(name)) options[name] = true;
+      else {
+        const value = argv[++i];
+        if (value === undefined) throw new UsageError(`--${name} needs a value`);
+        options[name] = value;
+      }
+    } else {
+      positional.push(arg);
+    }
+  }
+  return { positional, options };
+}
+
+/** A mistake in how the command was called: printed with the usage, exit code 2. */
+export class UsageError extends Error {}

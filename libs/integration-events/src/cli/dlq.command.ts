@@ -1,0 +1,81 @@
+import * as amqp from 'amqplib';
+import { DeadLetterQueueOperations } from '../dead-letter/dead-letter-queue.operations';
+import { redactSecrets, redactUrl } from '../util/redact-url';
+import { type ParsedArguments, UsageError } from './cli-arguments';
+import type { Output } from './output';
+
+/** `dlq list|show|requeue|purge …` against a RabbitMQ broker. */
+export async function dlqCommand({ positional, options }: ParsedArguments, output: Output): Promise<void> {
+  const [action, queue, ...ids] = positional;
+  if (!action || !queue) throw new UsageError('dlq needs an action and a dead-letter queue');
+  const url = typeof options.url === 'string' ? options.url : (process.env.RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672');
+  let connection: amqp.ChannelModel;
+  try {
+    connection = await amqp.connect(url);
+  } catch (error) {
+    throw new Error(`Cannot connect to ${redactUrl(url)}: ${redactSecrets((error as Error).message, url)}`);
+  }
+  connection.on('error', () => undefined);
+  const operations = new DeadLetterQueueOperations(async () => {
+    const channel = await connection.createConfirmChannel();
+    channel.on('error', () => undefined);
+    return channel;
+  });
+  try {
+    switch (action) {
+      case 'list': {
+        const limit = Number(options.limit ?? 50);
+        if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a whole number from 1');
+        const { total, messages } = await operations.list(queue, limit);
+        output.result({ queue, total, messages }, () => [
+          `${queue}: ${total} dead letter(s)${messages.length < total ? `, showing ${messages.length}` : ''}`,
+          ...messages.map(
+            (m) =>
+              `  ${m.messageId ?? '(no id)'}  ${m.eventName ?? '?'}  ${m.reason ?? '?'} after ${m.attempts ?? '?'} attempt(s)  ` +
+              `${m.deadLetteredAt ?? ''}  ${m.error ?? ''}`,
+          ),
+        ]);
+        return;
+      }
+      case 'show': {
+        const [messageId] = ids;
+        if (!messageId) throw new UsageError('dlq show needs a message id');
+        const found = await operations.show(queue, messageId);
+        if (!found) throw new Error(`No dead letter ${messageId} in ${queue}`);
+        output.result(found, () => [JSON.stringify(found, null, 2)]);
+        return;
+      }
+      case 'requeue': {
+        const result = await operations.requeue(queue, selection(options, ids));
+        output.result(result, () => [
+          `Requeued ${result.requeued.length} message(s) from ${queue}`,
+          ...(result.missing.length > 0 ? [`Not found: ${result.missing.join(', ')}`] : []),
+        ]);
+        if (result.missing.length > 0) process.exitCode = 1;
+        return;
+      }
+      case 'purge': {
+        const result = await operations.purge(queue, selection(options, ids));
+        output.result(result, () => [
+          `Purged ${result.purged} message(s) from ${queue}`,
+          ...(result.missing.length > 0 ? [`Not found: ${result.missing.join(', ')}`] : []),
+        ]);
+        if (result.missing.length > 0) process.exitCode = 1;
+        return;
+      }
+      default:
+        throw new UsageError(`unknown dlq action "${action}"`);
+    }
+  } finally {
+    await connection.close().catch(() => undefined);
+  }
+}
+
+function selection(options: ParsedArguments['options'], ids: string[]): { all: true } | { messageIds: string[] } {
+  if (options.all === true) {
+    if (ids.length > 0) throw new UsageError('give message ids or --all, not both');
+    return { all: true };
+  }
+  if (ids.length === 0) throw new UsageError('give the message ids to act on, or --all');
+  return { messageIds: ids };
+}

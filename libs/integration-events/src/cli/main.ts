@@ -1,0 +1,31 @@
+#!/usr/bin/env node
+import 'reflect-metadata';
+import { parseArguments, UsageError } from './cli-arguments';
+import { USAGE } from './cli-usage';
+import { dlqCommand } from './dlq.command';
+import { outboxCommand } from './outbox.command';
+import { Output } from './output';
+
+/** The operators' command line: dead-letter queues and stuck outbox rows. */
+async function main(argv: readonly string[]): Promise<void> {
+  const parsed = parseArguments(argv);
+  const command = parsed.positional.shift();
+  if (!command || command === 'help' || parsed.options.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  const output = new Output(parsed.options.json === true);
+  if (command === 'dlq') return dlqCommand(parsed, output);
+  if (command === 'outbox') return outboxCommand(parsed, output);
+  throw new UsageError(`unknown command "${command}"`);
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  if (error instanceof UsageError) {
+    process.stderr.write(`${error.message}\n\n${USAGE}\n`);
+    process.exitCode = 2;
+  } else {
+    process.stderr.write(`${(error as Error).message}\n`);
+    process.exitCode = 1;
+  }
+});

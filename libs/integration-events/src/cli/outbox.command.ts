@@ -1,0 +1,75 @@
+import { DataSource } from 'typeorm';
+import { DEFAULT_OPTIONS } from '../options/default-options';
+import { OutboxOperations, type OutboxFilter, type OutboxSelection } from '../outbox/outbox.operations';
+import { OutboxTableName, SQL_IDENTIFIER_PATTERN } from '../outbox/outbox-table-name';
+import { redactSecrets, redactUrl } from '../util/redact-url';
+import { type ParsedArguments, UsageError } from './cli-arguments';
+import type { Output } from './output';
+
+const FILTERS: readonly OutboxFilter[] = ['stuck', 'failed', 'unroutable', 'pending', 'skipped', 'sent'];
+
+/** `outbox list|retry|skip …` against the PostgreSQL outbox table. */
+export async function outboxCommand({ positional, options }: ParsedArguments, output: Output): Promise<void> {
+  const [action, ...ids] = positional;
+  if (!action) throw new UsageError('outbox needs an action');
+  const schema = typeof options.schema === 'string' ? options.schema : undefined;
+  const tableName = typeof options.table === 'string' ? options.table : DEFAULT_OPTIONS.outbox.table;
+  for (const identifier of [schema, tableName]) {
+    if (identifier !== undefined && !SQL_IDENTIFIER_PATTERN.test(identifier)) throw new UsageError(`"${identifier}" is not a plain SQL identifier`);
+  }
+  const url =
+    typeof options['database-url'] === 'string'
+      ? options['database-url']
+      : (process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres');
+  const dataSource = new DataSource({ type: 'postgres', url, extra: { max: 1 } });
+  try {
+    await dataSource.initialize();
+  } catch (error) {
+    throw new Error(`Cannot connect to ${redactUrl(url)}: ${redactSecrets((error as Error).message, url)}`);
+  }
+  const operations = new OutboxOperations(dataSource, new OutboxTableName(schema, tableName));
+  try {
+    switch (action) {
+      case 'list': {
+        const status = (options.status ?? 'stuck') as OutboxFilter;
+        if (!FILTERS.includes(status)) throw new UsageError(`--status must be one of ${FILTERS.join(', ')}`);
+        const limit = Number(options.limit ?? 50);
+        if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a whole number from 1');
+        const [rows, counts] = [await operations.list(status, limit), await operations.counts()];
+        output.result({ counts, rows }, () => [
+          `Outbox: ${counts.pending} pending (${counts.failed} failed at least once), ${counts.unroutable} unroutable, ` +
+            `${counts.skipped} skipped, ${counts.sent} sent`,
+          ...rows.map(
+            (row) =>
+              `  ${row.id}  ${row.eventName} v${row.eventVersion}  ${row.status}  ${row.attempts} attempt(s)  ` +
+              `${row.lastError ?? ''}`,
+          ),
+        ]);
+        return;
+      }
+      case 'retry': {
+        const retried = await operations.retry(selection(options, ids));
+        output.result({ retried }, () => [`Made ${retried.length} row(s) due now`]);
+        return;
+      }
+      case 'skip': {
+        if (ids.length === 0) throw new UsageError('outbox skip needs row ids');
+        const skipped = await operations.skip({ ids });
+        output.result({ skipped }, () => [`Skipped ${skipped.length} row(s)`]);
+        return;
+      }
+      default:
+        throw new UsageError(`unknown outbox action "${action}"`);
+    }
+  } finally {
+    await dataSource.destroy();
+  }
+}
+
+function selection(options: ParsedArguments['options'], ids: string[]): OutboxSelection {
+  const all = (['unroutable', 'failed', 'stuck'] as const).filter((kind) => options[`all-${kind}`] === true);
+  if (all.length > 1 || (all.length === 1 && ids.length > 0)) throw new UsageError('give row ids or one --all-* switch');
+  if (all.length === 1) return { all: all[0]! };
+  if (ids.length === 0) throw new UsageError('give the row ids to act on, or --all-unroutable / --all-failed / --all-stuck');
+  return { ids };
+}

@@ -1,0 +1,226 @@
+import type { ConfirmChannel, GetMessage } from 'amqplib';
+import { MessageHeaders } from '../envelope/message-headers';
+import { closeQuietly } from '../transport/rabbitmq/close-quietly';
+import { requeuedHeaders } from './failure-headers';
+
+/** One dead letter, as listed. */
+export interface DeadLetterSummary {
+  readonly messageId: string | undefined;
+  readonly eventName: string | undefined;
+  readonly reason: string | undefined;
+  readonly attempts: number | undefined;
+  readonly handler: string | undefined;
+  /** The handler's queue, where a requeue sends it. */
+  readonly queue: string | undefined;
+  readonly deadLetteredAt: string | undefined;
+  readonly error: string | undefined;
+}
+
+/** One dead letter, whole. */
+export interface DeadLetterDetails extends DeadLetterSummary {
+  readonly headers: Readonly<Record<string, unknown>>;
+  readonly properties: Readonly<Record<string, unknown>>;
+  /** The body as UTF-8 text, or base64 (`bodyEncoding`) when it is not valid UTF-8. */
+  readonly body: string;
+  readonly bodyEncoding: 'utf8' | 'base64';
+  readonly errorStack: string | undefined;
+  readonly firstFailureAt: string | undefined;
+}
+
+/** Which dead letters an operation applies to. */
+export type DeadLetterSelection = { readonly all: true } | { readonly messageIds: readonly string[] };
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * The operator's view of a dead-letter queue: list, inspect, requeue, purge. Works on any channel
+ * opener, so the injectable `DeadLetterService` and the command line share it.
+ *
+ * RabbitMQ has no "peek": messages are read with `basic.get` without acknowledging them, then returned
+ * (closing the channel requeues everything it holds unacknowledged, in order). Nothing is removed from a
+ * dead-letter queue before its copy is confirmed where it goes.
+ */
+export class DeadLetterQueueOperations {
+  constructor(private readonly openChannel: () => Promise<ConfirmChannel>) {}
+
+  /** Up to `limit` dead letters, oldest first, and how many there are in all. */
+  async list(deadLetterQueue: string, limit = 100): Promise<{ total: number; messages: DeadLetterSummary[] }> {
+    const messages: DeadLetterSummary[] = [];
+    const total = await this.scan(deadLetterQueue, async (message) => {
+      if (messages.length < limit) messages.push(summarize(message));
+      return messages.length < limit ? 'keep' : 'stop';
+    });
+    return { total, messages };
+  }
+
+  /** Everything about one dead letter, or `undefined` when it is not in the queue. */
+  async show(deadLetterQueue: string, messageId: string): Promise<DeadLetterDetails | undefined> {
+    let found: DeadLetterDetails | undefined;
+    await this.scan(deadLetterQueue, async (message) => {
+      if (message.properties.messageId !== messageId) return 'keep';
+      found = details(message);
+      return 'stop';
+    });
+    return found;
+  }
+
+  /**
+   * Sends the selected dead letters back to their handler's queue (never through the topic exchange:
+   * other handlers of the event do not run again). Each keeps its message id and starts its attempts
+   * afresh. A dead letter leaves the queue only once its copy is confirmed.
+   */
+  async requeue(deadLetterQueue: string, selection: DeadLetterSelection): Promise<{ requeued: string[]; missing: string[] }> {
+    const requeued: string[] = [];
+    const wanted = selectionSet(selection);
+    const existing = new Map<string, boolean>();
+    await this.scan(deadLetterQueue, async (message, channel) => {
+      const id = String(message.properties.messageId ?? '');
+      if (wanted && !wanted.has(id)) return 'keep';
+      const target = targetQueue(message, deadLetterQueue);
+      if (!existing.has(target)) existing.set(target, await this.queueExists(target));
+      if (!existing.get(target)) {
+        throw new Error(`Queue "${target}" does not exist (has its service been started?); nothing more was requeued`);
+      }
+      await publishCopy(channel, target, message);
+      requeued.push(id);
+      return 'ack';
+    });
+    return { requeued, missing: wanted ? [...wanted].filter((id) => !requeued.includes(id)) : [] };
+  }
+
+  /** Deletes the selected dead letters for good. */
+  async purge(deadLetterQueue: string, selection: DeadLetterSelection): Promise<{ purged: number; missing: string[] }> {
+    if ('all' in selection) {
+      const channel = await this.openChannel();
+      try {
+        return { purged: (await channel.purgeQueue(deadLetterQueue)).messageCount, missing: [] };
+      } finally {
+        await closeQuietly(channel);
+      }
+    }
+    const wanted = new Set(selection.messageIds);
+    const purged = new Set<string>();
+    await this.scan(deadLetterQueue, async (message) => {
+      const id = String(message.properties.messageId ?? '');
+      if (!wanted.has(id)) return 'keep';
+      purged.add(id);
+      return 'ack';
+    });
+    return { purged: purged.size, missing: [...wanted].filter((id) => !purged.has(id)) };
+  }
+
+  /**
+   * Reads the queue once through (as many messages as it held when the scan began), handing each to
+   * `visit`: `ack` removes it, `keep` leaves it, `stop` ends the scan. Kept messages go back in order.
+   * @returns how many messages the queue held
+   */
+  private async scan(
+    queue: string,
+    visit: (message: GetMessage, channel: ConfirmChannel) => Promise<'ack' | 'keep' | 'stop'>,
+  ): Promise<number> {
+    const channel = await this.openChannel();
+    try {
+      const { messageCount } = await channel.checkQueue(queue).catch((error: Error) => {
+        throw /NOT.FOUND/.test(error.message) ? new Error(`Queue "${queue}" does not exist`) : error;
+      });
+      for (let read = 0; read < messageCount; read++) {
+        const message = await channel.get(queue, { noAck: false });
+        if (!message) break;
+        const verdict = await visit(message, channel);
+        if (verdict === 'ack') channel.ack(message);
+        if (verdict === 'stop') break;
+      }
+      return messageCount;
+    } finally {
+      // Everything still unacknowledged returns to the queue, in its place.
+      await closeQuietly(channel);
+    }
+  }
+
+  private async queueExists(queue: string): Promise<boolean> {
+    const channel = await this.openChannel();
+    channel.on('error', () => undefined);
+    try {
+      await channel.checkQueue(queue);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      await closeQuietly(channel);
+    }
+  }
+}
+
+function selectionSet(selection: DeadLetterSelection): Set<string> | undefined {
+  return 'all' in selection ? undefined : new Set(selection.messageIds);
+}
+
+function targetQueue(message: GetMessage, deadLetterQueue: string): string {
+  const header = message.properties.headers?.[MessageHeaders.Queue];
+  if (typeof header === 'string' && header.length > 0) return header;
+  return deadLetterQueue.endsWith('.dlq') ? deadLetterQueue.slice(0, -'.dlq'.length) : deadLetterQueue;
+}
+
+function publishCopy(channel: ConfirmChannel, queue: string, message: GetMessage): Promise<void> {
+  const { properties } = message;
+  return new Promise((resolve, reject) => {
+    channel.sendToQueue(
+      queue,
+      message.content,
+      {
+        messageId: properties.messageId,
+        contentType: properties.contentType,
+        contentEncoding: properties.contentEncoding,
+        correlationId: properties.correlationId,
+        appId: properties.appId,
+        type: properties.type,
+        timestamp: properties.timestamp,
+        persistent: true,
+        headers: requeuedHeaders(properties.headers ?? {}),
+      },
+      (error) => (error ? reject(new Error(`The broker did not confirm the requeued copy of ${String(properties.messageId)}`)) : resolve()),
+    );
+  });
+}
+
+function header(message: GetMessage, name: string): string | undefined {
+  const value = message.properties.headers?.[name];
+  return value === undefined || value === null ? undefined : String(value);
+}
+
+function summarize(message: GetMessage): DeadLetterSummary {
+  const attempts = Number(header(message, MessageHeaders.Attempts));
+  const name = header(message, MessageHeaders.ErrorName);
+  const text = header(message, MessageHeaders.ErrorMessage);
+  return {
+    messageId: message.properties.messageId === undefined ? undefined : String(message.properties.messageId),
+    eventName: header(message, MessageHeaders.EventName) ?? message.fields.routingKey,
+    reason: header(message, MessageHeaders.DeadLetterReason),
+    attempts: Number.isFinite(attempts) ? attempts : undefined,
+    handler: header(message, MessageHeaders.Handler),
+    queue: header(message, MessageHeaders.Queue),
+    deadLetteredAt: header(message, MessageHeaders.DeadLetteredAt),
+    error: name || text ? `${name ?? 'Error'}: ${text ?? ''}` : undefined,
+  };
+}
+
+function details(message: GetMessage): DeadLetterDetails {
+  let body: string;
+  let bodyEncoding: 'utf8' | 'base64' = 'utf8';
+  try {
+    body = utf8.decode(message.content);
+  } catch {
+    body = message.content.toString('base64');
+    bodyEncoding = 'base64';
+  }
+  const { headers, ...properties } = message.properties;
+  return {
+    ...summarize(message),
+    headers: headers ?? {},
+    properties: properties as Record<string, unknown>,
+    body,
+    bodyEncoding,
+    errorStack: header(message, MessageHeaders.ErrorStack),
+    firstFailureAt: header(message, MessageHeaders.FirstFailureAt),
+  };
+}

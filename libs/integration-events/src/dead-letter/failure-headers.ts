@@ -1,0 +1,88 @@
+import type { Disposition } from '../consumer/disposition';
+import { FAILURE_HEADERS, MessageHeaders } from '../envelope/message-headers';
+import type { DeadLetter } from './dead-letter.interface';
+
+type Headers = Readonly<Record<string, unknown>>;
+type RetryDisposition = Extract<Disposition, { action: 'retry' }>;
+type DeadLetterDisposition = Extract<Disposition, { action: 'dead-letter' }>;
+
+/** The headers a message arrived with, minus the broker's own (`x-death` and friends). */
+function withoutBrokerHeaders(headers: Headers): Record<string, unknown> {
+  const result: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(headers)) if (!name.toLowerCase().startsWith('x-')) result[name] = value;
+  return result;
+}
+
+function firstFailureAt(headers: Headers, failedAt: Date): string {
+  const earlier = headers[MessageHeaders.FirstFailureAt];
+  return typeof earlier === 'string' && !Number.isNaN(Date.parse(earlier)) ? earlier : failedAt.toISOString();
+}
+
+/** Headers of the copy that waits for the next attempt: the original ones, plus where the failures stand. */
+export function retryCopyHeaders(headers: Headers, retry: RetryDisposition): Record<string, unknown> {
+  return {
+    ...withoutBrokerHeaders(headers),
+    [MessageHeaders.Attempt]: retry.nextAttempt,
+    [MessageHeaders.FirstFailureAt]: firstFailureAt(headers, retry.failure.failedAt),
+    [MessageHeaders.LastFailureAt]: retry.failure.failedAt.toISOString(),
+    [MessageHeaders.LastError]: `${retry.failure.name}: ${retry.failure.message}`,
+  };
+}
+
+/** Headers of the dead-lettered copy: the original ones plus everything an operator needs to decide. */
+export function deadLetterHeaders(
+  headers: Headers,
+  deadLetter: DeadLetterDisposition,
+  handler: { readonly name: string; readonly queue: string },
+): Record<string, unknown> {
+  const failedAt = deadLetter.failure.failedAt;
+  const result: Record<string, unknown> = {
+    ...withoutBrokerHeaders(headers),
+    [MessageHeaders.DeadLetterReason]: deadLetter.reason,
+    [MessageHeaders.Attempts]: deadLetter.attempts,
+    [MessageHeaders.FirstFailureAt]: firstFailureAt(headers, failedAt),
+    [MessageHeaders.LastFailureAt]: failedAt.toISOString(),
+    [MessageHeaders.ErrorName]: deadLetter.failure.name,
+    [MessageHeaders.ErrorMessage]: deadLetter.failure.message,
+    [MessageHeaders.Handler]: handler.name,
+    [MessageHeaders.Queue]: handler.queue,
+    [MessageHeaders.DeadLetteredAt]: new Date().toISOString(),
+  };
+  if (deadLetter.failure.stack) result[MessageHeaders.ErrorStack] = deadLetter.failure.stack;
+  delete result[MessageHeaders.LastError];
+  return result;
+}
+
+/**
+ * Headers of a dead letter sent back to its queue: the failure headers go, so the message keeps its id
+ * and starts its attempts afresh.
+ */
+export function requeuedHeaders(headers: Headers): Record<string, unknown> {
+  const result = withoutBrokerHeaders(headers);
+  for (const name of FAILURE_HEADERS) delete result[name];
+  return result;
+}
+
+/** What the `onDeadLetter` hook is given. */
+export function toDeadLetter(
+  deadLetter: DeadLetterDisposition,
+  headers: Record<string, unknown>,
+  body: Buffer,
+  handler: { readonly name: string; readonly queue: string; readonly deadLetterQueue: string },
+): DeadLetter {
+  return {
+    messageId: deadLetter.messageId,
+    eventName: deadLetter.eventName,
+    eventVersion: deadLetter.eventVersion,
+    queue: handler.queue,
+    deadLetterQueue: handler.deadLetterQueue,
+    handler: handler.name,
+    reason: deadLetter.reason,
+    attempts: deadLetter.attempts,
+    firstFailureAt: new Date(String(headers[MessageHeaders.FirstFailureAt])),
+    lastFailureAt: deadLetter.failure.failedAt,
+    error: { name: deadLetter.failure.name, message: deadLetter.failure.message, stack: deadLetter.failure.stack },
+    headers,
+    body,
+  };
+}

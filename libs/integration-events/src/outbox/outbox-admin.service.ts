@@ -1,0 +1,35 @@
+import { Injectable } from '@nestjs/common';
+import { OutboxDatabase } from './outbox-database';
+import { OutboxOperations, type OutboxFilter, type OutboxRowSummary, type OutboxSelection } from './outbox.operations';
+
+/**
+ * This service's outbox, for operators and admin endpoints: list rows (by default the stuck ones:
+ * failed publishes and unroutable rows), send them again at once, or skip them. The same operations are
+ * on the command line (`nestjs-integration-events outbox …`).
+ */
+@Injectable()
+export class OutboxAdminService {
+  constructor(private readonly database: OutboxDatabase) {}
+
+  private get operations(): OutboxOperations {
+    return new OutboxOperations(this.database.dataSource, this.database.table);
+  }
+
+  list(filter: OutboxFilter = 'stuck', limit = 100): Promise<OutboxRowSummary[]> {
+    return this.operations.list(filter, limit);
+  }
+
+  counts(): ReturnType<OutboxOperations['counts']> {
+    return this.operations.counts();
+  }
+
+  /** Makes the selected rows due now (unroutable and skipped rows become pending again). */
+  retry(selection: OutboxSelection): Promise<string[]> {
+    return this.operations.retry(selection);
+  }
+
+  /** Marks the selected rows as never to be sent. */
+  skip(selection: OutboxSelection): Promise<string[]> {
+    return this.operations.skip(selection);
+  }
+}

@@ -1,0 +1,113 @@
+import type { DataSource } from 'typeorm';
+import type { OutboxStatus } from './outbox-record';
+import type { OutboxTableName } from './outbox-table-name';
+
+/** An outbox row, as an operator sees it. */
+export interface OutboxRowSummary {
+  readonly id: string;
+  readonly eventName: string;
+  readonly eventVersion: number;
+  readonly status: OutboxStatus;
+  readonly attempts: number;
+  readonly lastError: string | null;
+  readonly createdAt: Date;
+  readonly availableAt: Date;
+  readonly sentAt: Date | null;
+}
+
+/**
+ * Which rows to show: `stuck` are rows that did not go out on their own — pending rows that failed at
+ * least once, and unroutable ones.
+ */
+export type OutboxFilter = 'pending' | 'failed' | 'unroutable' | 'skipped' | 'sent' | 'stuck';
+
+/** What `retry` / `skip` apply to: ids, or every row of a kind. */
+export type OutboxSelection = { readonly ids: readonly string[] } | { readonly all: 'unroutable' | 'failed' | 'stuck' };
+
+const FILTERS: Record<OutboxFilter, string> = {
+  pending: "status = 'pending'",
+  failed: "status = 'pending' AND attempts > 0",
+  unroutable: "status = 'unroutable'",
+  skipped: "status = 'skipped'",
+  sent: "status = 'sent'",
+  stuck: "(status = 'pending' AND attempts > 0) OR status = 'unroutable'",
+};
+
+/**
+ * Operations on outbox rows for operators: list them, send stuck ones again at once, or skip them
+ * (never send: kept with status `skipped`, for the record). Shared by `OutboxAdminService` and the
+ * command line (`nestjs-integration-events outbox …`).
+ */
+export class OutboxOperations {
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly table: OutboxTableName,
+  ) {}
+
+  async list(filter: OutboxFilter = 'stuck', limit = 100): Promise<OutboxRowSummary[]> {
+    const rows = (await this.dataSource.query(
+      `SELECT id, event_name, event_version, status, attempts, last_error, created_at, available_at, sent_at
+       FROM ${this.table.qualified} WHERE ${FILTERS[filter]} ORDER BY seq LIMIT $1`,
+      [limit],
+    )) as Array<Record<string, unknown>>;
+    return rows.map((row) => ({
+      id: row.id as string,
+      eventName: row.event_name as string,
+      eventVersion: row.event_version as number,
+      status: row.status as OutboxStatus,
+      attempts: row.attempts as number,
+      lastError: row.last_error as string | null,
+      createdAt: row.created_at as Date,
+      availableAt: row.available_at as Date,
+      sentAt: row.sent_at as Date | null,
+    }));
+  }
+
+  /** Counts of rows by status (`failed` counts the pending rows that failed at least once). */
+  async counts(): Promise<Record<'pending' | 'failed' | 'unroutable' | 'skipped' | 'sent', number>> {
+    const [row] = (await this.dataSource.query(
+      `SELECT count(*) FILTER (WHERE status = 'pending')::int AS pending,
+              count(*) FILTER (WHERE status = 'pending' AND attempts > 0)::int AS failed,
+              count(*) FILTER (WHERE status = 'unroutable')::int AS unroutable,
+              count(*) FILTER (WHERE status = 'skipped')::int AS skipped,
+              count(*) FILTER (WHERE status = 'sent')::int AS sent
+       FROM ${this.table.qualified}`,
+    )) as Array<Record<'pending' | 'failed' | 'unroutable' | 'skipped' | 'sent', number>>;
+    return row!;
+  }
+
+  /**
+   * Makes rows due now: unroutable or skipped rows become pending again, pending ones waiting for their
+   * retry delay lose it. The relay sends them on its next round. Rows already sent are left alone.
+   * @returns the ids made due
+   */
+  async retry(selection: OutboxSelection): Promise<string[]> {
+    const { where, params } = this.where(selection, "status IN ('pending', 'unroutable', 'skipped')");
+    const result = (await this.dataSource.query(
+      `UPDATE ${this.table.qualified} SET status = 'pending', available_at = now(), locked_until = NULL, lease_token = NULL
+       WHERE ${where} RETURNING id`,
+      params,
+    )) as [Array<{ id: string }>, number];
+    return result[0].map((row) => row.id);
+  }
+
+  /**
+   * Marks rows as never to be sent (`skipped`): for events that are wrong and must not go out. They
+   * stay in the table for the record; `retry` brings one back. Rows already sent are left alone.
+   * @returns the ids skipped
+   */
+  async skip(selection: OutboxSelection): Promise<string[]> {
+    const { where, params } = this.where(selection, "status IN ('pending', 'unroutable')");
+    const result = (await this.dataSource.query(
+      `UPDATE ${this.table.qualified} SET status = 'skipped', locked_until = NULL, lease_token = NULL
+       WHERE ${where} RETURNING id`,
+      params,
+    )) as [Array<{ id: string }>, number];
+    return result[0].map((row) => row.id);
+  }
+
+  private where(selection: OutboxSelection, allowed: string): { where: string; params: unknown[] } {
+    if ('ids' in selection) return { where: `id = ANY($1::uuid[]) AND ${allowed}`, params: [selection.ids] };
+    return { where: `(${FILTERS[selection.all]}) AND ${allowed}`, params: [] };
+  }
+}

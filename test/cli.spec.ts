@@ -1,0 +1,127 @@
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { TestingModule } from '@nestjs/testing';
+import { IntegrationEvent, IntegrationEventPublisher, NonRetryableError } from 'nestjs-integration-events';
+import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
+import { REPO_ROOT } from './support/child-service';
+import { eventually } from './support/eventually';
+import { TEST_DATABASE_URL, TEST_RABBITMQ_URL } from './support/services';
+import { startTestApp } from './support/test-app';
+import { TestNamespace } from './support/test-namespace';
+
+const CLI = path.join(REPO_ROOT, 'libs/integration-events/dist/cli/main.js');
+
+@IntegrationEvent({ name: 'nobody.cares', version: 1 })
+class NobodyCaresEvent {
+  constructor(readonly n: number) {}
+}
+
+/** The operators' command line, as built (`npm run build`), against the real services. */
+describe('command line: nestjs-integration-events dlq | outbox', () => {
+  let ns: TestNamespace;
+  let app: TestingModule;
+  const dlq = () => `${ns.serviceName}.OrderCreatedRecorder.dlq`;
+
+  async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    try {
+      const { stdout, stderr } = await promisify(execFile)(process.execPath, [CLI, ...args], {
+        env: { ...process.env, RABBITMQ_URL: TEST_RABBITMQ_URL, DATABASE_URL: TEST_DATABASE_URL },
+      });
+      return { code: 0, stdout, stderr };
+    } catch (error) {
+      const { code, stdout, stderr } = error as { code: number; stdout: string; stderr: string };
+      return { code, stdout, stderr };
+    }
+  }
+  const json = async (...args: string[]) => {
+    const result = await cli(...args, '--json');
+    expect(result).toMatchObject({ code: 0, stderr: '' });
+    return JSON.parse(result.stdout);
+  };
+
+  beforeAll(async () => {
+    if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm test does)`);
+    ns = await TestNamespace.create();
+    app = await startTestApp(ns, { providers: [OrderCreatedRecorder] });
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await ns?.cleanup();
+  });
+
+  it('lists, shows, requeues and purges dead letters', async () => {
+    const recorder = app.get(OrderCreatedRecorder);
+    recorder.behaviour = () => {
+      throw new NonRetryableError('not today');
+    };
+    const ids = await app
+      .get(IntegrationEventPublisher)
+      .publish([1, 2, 3].map((n) => new OrderCreatedIntegrationEvent(`cli-${n}`)), { standalone: true });
+    await eventually(async () => expect(await ns.queueDepth(dlq())).toBe(3));
+
+    const listed = await json('dlq', 'list', dlq());
+    expect(listed.total).toBe(3);
+    expect(listed.messages.map((m: { messageId: string }) => m.messageId)).toEqual(ids);
+    const text = await cli('dlq', 'list', dlq());
+    expect(text.stdout).toContain(`${dlq()}: 3 dead letter(s)`);
+    expect(text.stdout).toContain('non-retryable after 1 attempt(s)');
+
+    const shown = await json('dlq', 'show', dlq(), ids[1]!);
+    expect(JSON.parse(shown.body)).toMatchObject({ orderId: 'cli-2' });
+
+    recorder.behaviour = () => undefined;
+    recorder.received.length = 0;
+    expect(await json('dlq', 'requeue', dlq(), ids[0]!)).toEqual({ requeued: [ids[0]], missing: [] });
+    await eventually(() => expect(recorder.received.map((r) => [r.context.messageId, r.context.attempt])).toEqual([[ids[0], 1]]));
+
+    expect(await json('dlq', 'purge', dlq(), '--all')).toEqual({ purged: 2, missing: [] });
+    expect(await ns.queueDepth(dlq())).toBe(0);
+  });
+
+  it('lists stuck outbox rows, retries and skips them', async () => {
+    const publisher = app.get(IntegrationEventPublisher);
+    const [unroutable] = await publisher.publish(new NobodyCaresEvent(1), { standalone: true });
+    await eventually(async () => expect((await ns.outboxRows()).find((r) => r.id === unroutable)?.status).toBe('unroutable'));
+    const [failing] = await publisher.publish(new NobodyCaresEvent(2), { standalone: true });
+    await eventually(async () => expect((await ns.outboxRows()).find((r) => r.id === failing)?.status).toBe('unroutable'));
+    // Make the second one look like a row whose publishes keep failing.
+    await (await ns.sql()).query(
+      `UPDATE ${ns.outboxTable} SET status = 'pending', attempts = 4, last_error = 'nacked', available_at = now() + interval '1 hour' WHERE id = $1`,
+      [failing],
+    );
+
+    const listed = await json('outbox', 'list', '--schema', ns.schema);
+    expect(listed.rows.map((r: { id: string; status: string }) => [r.id, r.status])).toEqual([
+      [unroutable, 'unroutable'],
+      [failing, 'pending'],
+    ]);
+    expect(listed.counts).toMatchObject({ unroutable: 1, failed: 1 });
+
+    expect(await json('outbox', 'skip', failing!, '--schema', ns.schema)).toEqual({ skipped: [failing] });
+    expect((await ns.outboxRows()).find((r) => r.id === failing)?.status).toBe('skipped');
+
+    // Once a queue is bound for the event, retrying the unroutable row sends it.
+    const probe = await ns.probe('nobody.cares');
+    expect(await json('outbox', 'retry', '--all-unroutable', '--schema', ns.schema)).toEqual({ retried: [unroutable] });
+    await eventually(() => expect(probe.messages.map((m) => m.properties.messageId)).toEqual([unroutable]));
+    await eventually(async () => expect((await ns.outboxRows()).find((r) => r.id === unroutable)?.status).toBe('sent'));
+  });
+
+  it('says how to use it, with exit code 2, when called wrongly', async () => {
+    const result = await cli('dlq', 'requeue', 'some.dlq');
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('give the message ids to act on, or --all');
+    expect(result.stderr).toContain('Usage: nestjs-integration-events');
+    expect((await cli('outbox', 'list', '--schema', 'x; drop table y')).code).toBe(2);
+  });
+
+  it('never prints the password of a URL it cannot use', async () => {
+    const result = await cli('dlq', 'list', 'x.dlq', '--url', 'amqp://guest:s3cr3t@127.0.0.1:1');
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('Cannot connect to amqp://guest:***@127.0.0.1:1');
+    expect(result.stderr).not.toContain('s3cr3t');
+  });
+});

@@ -1,0 +1,102 @@
+import type { TestingModule } from '@nestjs/testing';
+import { DeadLetterService, IntegrationEventPublisher, NonRetryableError } from 'nestjs-integration-events';
+import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
+import { consistently, eventually } from './support/eventually';
+import { startTestApp } from './support/test-app';
+import { TestNamespace } from './support/test-namespace';
+
+/** Replay: list, inspect, requeue (one, some, all) and purge dead letters, through the injectable service. */
+describe('dead-letter replay (DeadLetterService)', () => {
+  let ns: TestNamespace;
+  let app: TestingModule;
+  let recorder: OrderCreatedRecorder;
+  let deadLetters: DeadLetterService;
+  let ids: string[];
+  const dlq = () => `${ns.serviceName}.OrderCreatedRecorder.dlq`;
+
+  beforeAll(async () => {
+    ns = await TestNamespace.create();
+    app = await startTestApp(ns, { providers: [OrderCreatedRecorder] });
+    recorder = app.get(OrderCreatedRecorder);
+    deadLetters = app.get(DeadLetterService);
+    recorder.behaviour = (event) => {
+      if (event.orderId.startsWith('broken')) throw new NonRetryableError(`cannot handle ${event.orderId} yet`);
+    };
+    ids = await app
+      .get(IntegrationEventPublisher)
+      .publish(Array.from({ length: 6 }, (_, i) => new OrderCreatedIntegrationEvent(`broken-${i}`)), { standalone: true });
+    await eventually(async () => expect(await ns.queueDepth(dlq())).toBe(6));
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await ns?.cleanup();
+  });
+
+  const handledIds = () => recorder.received.filter((r) => !r.context.headers['ie-dead-letter-reason']).map((r) => r.context);
+
+  it('gives an overview and lists dead letters, oldest first, without taking them out', async () => {
+    const overview = await deadLetters.overview();
+    expect(overview).toEqual([{ handler: 'OrderCreatedRecorder', queue: `${ns.serviceName}.OrderCreatedRecorder`, deadLetterQueue: dlq(), messages: 6 }]);
+    const { total, messages } = await deadLetters.list(dlq(), 4);
+    expect(total).toBe(6);
+    expect(messages.map((m) => m.messageId)).toEqual(ids.slice(0, 4));
+    expect(messages[0]).toMatchObject({
+      eventName: 'ordering.order-created',
+      reason: 'non-retryable',
+      attempts: 1,
+      handler: 'OrderCreatedRecorder',
+      error: 'NonRetryableError: cannot handle broken-0 yet',
+    });
+    expect(await ns.queueDepth(dlq())).toBe(6);
+    // Listing twice shows the same order: what was looked at went back in its place.
+    expect((await deadLetters.list(dlq(), 6)).messages.map((m) => m.messageId)).toEqual(ids);
+  });
+
+  it('shows one dead letter whole', async () => {
+    const shown = await deadLetters.show(dlq(), ids[2]!);
+    expect(shown).toMatchObject({ messageId: ids[2], bodyEncoding: 'utf8', reason: 'non-retryable' });
+    expect(JSON.parse(shown!.body)).toMatchObject({ orderId: 'broken-2' });
+    expect(shown!.headers).toMatchObject({ 'ie-event-name': 'ordering.order-created', 'ie-queue': `${ns.serviceName}.OrderCreatedRecorder` });
+    expect(await deadLetters.show(dlq(), 'no-such-id')).toBeUndefined();
+  });
+
+  it('requeues one: same message id, attempts afresh, only this handler runs it', async () => {
+    recorder.behaviour = () => undefined; // the bug is fixed
+    recorder.received.length = 0;
+    const result = await deadLetters.requeue(dlq(), { messageIds: [ids[0]!] });
+    expect(result).toEqual({ requeued: [ids[0]], missing: [] });
+    await eventually(() => expect(handledIds().map((c) => c.messageId)).toEqual([ids[0]]));
+    const context = handledIds()[0]!;
+    expect(context.attempt).toBe(1);
+    expect(Object.keys(context.headers).filter((name) => /^ie-(attempt|dead-letter|error|first-failure|last-failure)/.test(name))).toEqual([]);
+    expect(await ns.queueDepth(dlq())).toBe(5);
+  });
+
+  it('requeues some, reporting the ids it did not find', async () => {
+    recorder.received.length = 0;
+    const result = await deadLetters.requeue(dlq(), { messageIds: [ids[1]!, ids[3]!, 'no-such-id'] });
+    expect(result).toEqual({ requeued: [ids[1], ids[3]], missing: ['no-such-id'] });
+    await eventually(() => expect(handledIds().map((c) => c.messageId).sort()).toEqual([ids[1], ids[3]].sort()));
+    expect((await deadLetters.list(dlq())).messages.map((m) => m.messageId)).toEqual([ids[2], ids[4], ids[5]]);
+  });
+
+  it('purges some, then requeues all that is left', async () => {
+    expect(await deadLetters.purge(dlq(), { messageIds: [ids[2]!] })).toEqual({ purged: 1, missing: [] });
+    recorder.received.length = 0;
+    expect((await deadLetters.requeue(dlq(), { all: true })).requeued).toEqual([ids[4], ids[5]]);
+    await eventually(() => expect(handledIds().map((c) => c.messageId).sort()).toEqual([ids[4], ids[5]].sort()));
+    await consistently(() => expect(handledIds().map((c) => c.messageId)).not.toContain(ids[2]), { forMs: 200 });
+    expect(await ns.queueDepth(dlq())).toBe(0);
+  });
+
+  it('purges all', async () => {
+    recorder.behaviour = () => {
+      throw new NonRetryableError('again');
+    };
+    await app.get(IntegrationEventPublisher).publish([new OrderCreatedIntegrationEvent('x'), new OrderCreatedIntegrationEvent('y')], { standalone: true });
+    await eventually(async () => expect(await ns.queueDepth(dlq())).toBe(2));
+    expect(await deadLetters.purge(dlq(), { all: true })).toEqual({ purged: 2, missing: [] });
+    expect(await ns.queueDepth(dlq())).toBe(0);
+  });
+});

@@ -1,0 +1,225 @@
+import type { TestingModule } from '@nestjs/testing';
+import {
+  HandlerTimeoutError,
+  IntegrationEventHandler,
+  IntegrationEventPublisher,
+  NonRetryableError,
+  type DeadLetter,
+  type IIntegrationEventHandler,
+  type IntegrationEventContext,
+} from 'nestjs-integration-events';
+import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
+import { consistently, eventually } from './support/eventually';
+import { startTestApp } from './support/test-app';
+import { TestNamespace } from './support/test-namespace';
+
+/** A second handler of the same event that always succeeds: it must never run again for a retry. */
+@IntegrationEventHandler(OrderCreatedIntegrationEvent)
+class AuditTrail implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  readonly ids: string[] = [];
+  handle(_event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): void {
+    this.ids.push(context.messageId);
+  }
+}
+
+/** Its own policy: 3 attempts, and a TypeError is not worth retrying. */
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, {
+  retry: { maxAttempts: 3, retryable: (error) => !(error instanceof TypeError) },
+  timeoutMs: 300,
+})
+class PickyHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  readonly calls: IntegrationEventContext[] = [];
+  behaviour: (context: IntegrationEventContext) => Promise<void> | void = () => undefined;
+  async handle(_event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): Promise<void> {
+    this.calls.push(context);
+    await this.behaviour(context);
+  }
+}
+
+/** Consumer side of retries: attempts, backoff, dead-letter queue, policy per handler. */
+describe('retries and the dead-letter queue', () => {
+  let ns: TestNamespace;
+  let app: TestingModule;
+  let recorder: OrderCreatedRecorder;
+  let deadLetters: DeadLetter[];
+  const queue = () => `${ns.serviceName}.OrderCreatedRecorder`;
+
+  beforeAll(async () => {
+    ns = await TestNamespace.create();
+    deadLetters = [];
+    app = await startTestApp(ns, {
+      providers: [OrderCreatedRecorder, AuditTrail, PickyHandler],
+      options: {
+        consumer: {
+          retry: { initialDelayMs: 40, maxDelayMs: 160, jitter: 0 },
+          onDeadLetter: (deadLetter) => {
+            deadLetters.push(deadLetter);
+          },
+        },
+      },
+    });
+    recorder = app.get(OrderCreatedRecorder);
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await ns?.cleanup();
+  });
+
+  beforeEach(() => {
+    recorder.received.length = 0;
+    recorder.behaviour = () => undefined;
+    app.get(AuditTrail).ids.length = 0;
+    app.get(PickyHandler).calls.length = 0;
+    app.get(PickyHandler).behaviour = () => undefined;
+    deadLetters.length = 0;
+  });
+
+  const publish = async (orderId: string) =>
+    (await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent(orderId), { standalone: true }))[0]!;
+  const callsFor = (id: string) => recorder.received.filter((r) => r.context.messageId === id);
+
+  it('calls an always-failing handler exactly 10 times, then dead-letters the message with why', async () => {
+    recorder.behaviour = (_event, context) => {
+      throw new Error(`payment gateway down (attempt ${context.attempt})`);
+    };
+    const id = await publish('always-fails');
+    await eventually(async () => expect(await ns.queueDepth(`${queue()}.dlq`)).toBe(1), { timeoutMs: 20_000 });
+    await consistently(() => expect(callsFor(id)).toHaveLength(10), { forMs: 300 });
+    expect(callsFor(id).map((r) => r.context.attempt)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+
+    const [dead] = await ns.drainQueue(`${queue()}.dlq`);
+    const headers = dead!.properties.headers!;
+    const row = (await (await ns.sql()).query(`SELECT payload, headers FROM ${ns.outboxTable} WHERE id = $1`, [id])).rows[0];
+    // The original body bytes and headers, untouched...
+    expect(dead!.content.toString('utf8')).toBe(row.payload);
+    expect(dead!.properties.messageId).toBe(id);
+    expect(headers).toMatchObject(row.headers);
+    // ...plus why it is here.
+    expect(headers).toMatchObject({
+      'ie-dead-letter-reason': 'max-attempts',
+      'ie-attempts': 10,
+      'ie-error-name': 'Error',
+      'ie-error-message': 'payment gateway down (attempt 10)',
+      'ie-handler': 'OrderCreatedRecorder',
+      'ie-queue': queue(),
+    });
+    expect(headers['ie-error-stack']).toMatch(/^Error: payment gateway down \(attempt 10\)\n\s+at /);
+    expect(Date.parse(headers['ie-first-failure-at'])).toBeLessThan(Date.parse(headers['ie-last-failure-at']));
+    expect(Object.keys(headers).filter((name) => name.startsWith('x-'))).toEqual([]);
+
+    // The hook saw the same.
+    expect(deadLetters).toHaveLength(1);
+    expect(deadLetters[0]).toMatchObject({
+      messageId: id,
+      eventName: 'ordering.order-created',
+      eventVersion: 1,
+      queue: queue(),
+      deadLetterQueue: `${queue()}.dlq`,
+      handler: 'OrderCreatedRecorder',
+      reason: 'max-attempts',
+      attempts: 10,
+      error: { name: 'Error', message: 'payment gateway down (attempt 10)' },
+    });
+    expect(deadLetters[0]!.body.toString('utf8')).toBe(row.payload);
+    // Only the failing handler's queue was retried: the other handler of the event ran once.
+    expect(app.get(AuditTrail).ids.filter((other) => other === id)).toHaveLength(1);
+  });
+
+  it('retries a handler that fails twice, then succeeds: 3 calls, nothing dead-lettered', async () => {
+    recorder.behaviour = (_event, context) => {
+      if (context.attempt < 3) throw new Error('transient');
+    };
+    const id = await publish('fails-twice');
+    await eventually(() => expect(callsFor(id)).toHaveLength(3));
+    await consistently(() => expect(callsFor(id)).toHaveLength(3), { forMs: 400 });
+    expect(await ns.queueDepth(`${queue()}.dlq`)).toBe(0);
+    expect(deadLetters).toHaveLength(0);
+    expect(callsFor(id)[2]!.context.headers).toMatchObject({ 'ie-attempt': 3, 'ie-last-error': 'Error: transient' });
+  });
+
+  it('waits between attempts as the policy says: 40, 80, 160, 160 ms (no jitter), never less', async () => {
+    const times: number[] = [];
+    recorder.behaviour = () => {
+      times.push(Date.now());
+      throw new Error('still failing');
+    };
+    const id = await publish('timed');
+    await eventually(() => expect(callsFor(id).length).toBeGreaterThanOrEqual(5), { timeoutMs: 10_000 });
+    const gaps = times.slice(1, 5).map((time, index) => time - times[index]!);
+    [40, 80, 160, 160].forEach((planned, index) => {
+      expect(gaps[index]).toBeGreaterThanOrEqual(planned - 5);
+      // Generous upper bound: a TTL queue only expires at its head, and the machine is busy.
+      expect(gaps[index]).toBeLessThan(planned * 3 + 1_000);
+    });
+    await eventually(async () => expect(await ns.queueDepth(`${queue()}.dlq`)).toBe(1), { timeoutMs: 20_000 });
+    await ns.drainQueue(`${queue()}.dlq`);
+  });
+
+  it('dead-letters at once on NonRetryableError', async () => {
+    recorder.behaviour = () => {
+      throw new NonRetryableError('customer does not exist');
+    };
+    const id = await publish('not-retryable');
+    await eventually(async () => expect(await ns.queueDepth(`${queue()}.dlq`)).toBe(1));
+    expect(callsFor(id)).toHaveLength(1);
+    const [dead] = await ns.drainQueue(`${queue()}.dlq`);
+    expect(dead!.properties.headers).toMatchObject({
+      'ie-dead-letter-reason': 'non-retryable',
+      'ie-attempts': 1,
+      'ie-error-name': 'NonRetryableError',
+      'ie-error-message': 'customer does not exist',
+    });
+  });
+
+  it('applies a handler\'s own policy: its attempts, its retryable errors, its timeout', async () => {
+    const picky = app.get(PickyHandler);
+    const dlq = `${ns.serviceName}.PickyHandler.dlq`;
+
+    picky.behaviour = () => {
+      throw new Error('flaky');
+    };
+    const flaky = await publish('picky-flaky');
+    await eventually(async () => expect(await ns.queueDepth(dlq)).toBe(1));
+    expect(picky.calls.filter((c) => c.messageId === flaky)).toHaveLength(3);
+    await ns.drainQueue(dlq);
+
+    picky.behaviour = () => {
+      throw new TypeError('bad data');
+    };
+    const typed = await publish('picky-type-error');
+    await eventually(async () => expect(await ns.queueDepth(dlq)).toBe(1));
+    expect(picky.calls.filter((c) => c.messageId === typed)).toHaveLength(1);
+    expect((await ns.drainQueue(dlq))[0]!.properties.headers?.['ie-dead-letter-reason']).toBe('non-retryable');
+
+    // A hung handler: each attempt is cut at 300 ms, its signal says why, and the attempts run out.
+    picky.behaviour = () => new Promise<void>(() => undefined);
+    const hung = await publish('picky-hung');
+    await eventually(async () => expect(await ns.queueDepth(dlq)).toBe(1), { timeoutMs: 10_000 });
+    const calls = picky.calls.filter((c) => c.messageId === hung);
+    expect(calls).toHaveLength(3);
+    expect(calls.every((c) => c.signal.aborted && c.signal.reason instanceof HandlerTimeoutError)).toBe(true);
+    expect((await ns.drainQueue(dlq))[0]!.properties.headers).toMatchObject({
+      'ie-error-name': 'HandlerTimeoutError',
+      'ie-attempts': 3,
+    });
+  });
+
+  it('clamps a forged attempt header instead of trusting it', async () => {
+    recorder.behaviour = () => {
+      throw new Error('fails');
+    };
+    const body = JSON.stringify({ orderId: 'forged', placedAt: new Date().toISOString() });
+    await ns.publishRaw('ordering.order-created', body, { messageId: 'huge', headers: { 'ie-attempt': 1_000_000 } });
+    await eventually(async () => expect(await ns.queueDepth(`${queue()}.dlq`)).toBe(1));
+    // Clamped to the last attempt: one call, then the dead-letter queue.
+    expect(callsFor('huge').map((r) => r.context.attempt)).toEqual([10]);
+    await ns.drainQueue(`${queue()}.dlq`);
+
+    recorder.behaviour = () => undefined;
+    for (const [messageId, attempt] of [['negative', -5], ['text', 'many'], ['fraction', 2.5]] as const) {
+      await ns.publishRaw('ordering.order-created', body, { messageId, headers: { 'ie-attempt': attempt } });
+      await eventually(() => expect(callsFor(messageId).map((r) => r.context.attempt)).toEqual([1]));
+    }
+  });
+});
