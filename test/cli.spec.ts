@@ -64,7 +64,7 @@ describe('command line: nestjs-integration-events dlq | outbox', () => {
 
     const listed = await json('dlq', 'list', dlq());
     expect(listed.total).toBe(3);
-    expect(listed.messages.map((m: { messageId: string }) => m.messageId)).toEqual(ids);
+    expect(listed.messages.map((m: { messageId: string }) => m.messageId).sort()).toEqual([...ids].sort());
     const text = await cli('dlq', 'list', dlq());
     expect(text.stdout).toContain(`${dlq()}: 3 dead letter(s)`);
     expect(text.stdout).toContain('non-retryable after 1 attempt(s)');

@@ -11,6 +11,7 @@ describe('dead-letter replay (DeadLetterService)', () => {
   let app: TestingModule;
   let recorder: OrderCreatedRecorder;
   let deadLetters: DeadLetterService;
+  /** The dead letters' ids in queue order (handlers run concurrently, so not necessarily publish order). */
   let ids: string[];
   const dlq = () => `${ns.serviceName}.OrderCreatedRecorder.dlq`;
 
@@ -22,10 +23,12 @@ describe('dead-letter replay (DeadLetterService)', () => {
     recorder.behaviour = (event) => {
       if (event.orderId.startsWith('broken')) throw new NonRetryableError(`cannot handle ${event.orderId} yet`);
     };
-    ids = await app
+    const published = await app
       .get(IntegrationEventPublisher)
       .publish(Array.from({ length: 6 }, (_, i) => new OrderCreatedIntegrationEvent(`broken-${i}`)), { standalone: true });
     await eventually(async () => expect(await ns.queueDepth(dlq())).toBe(6));
+    ids = (await deadLetters.list(dlq())).messages.map((m) => m.messageId!);
+    expect([...ids].sort()).toEqual([...published].sort());
   });
 
   afterAll(async () => {
@@ -46,7 +49,7 @@ describe('dead-letter replay (DeadLetterService)', () => {
       reason: 'non-retryable',
       attempts: 1,
       handler: 'OrderCreatedRecorder',
-      error: 'NonRetryableError: cannot handle broken-0 yet',
+      error: expect.stringMatching(/^NonRetryableError: cannot handle broken-\d yet$/),
     });
     expect(await ns.queueDepth(dlq())).toBe(6);
     // Listing twice shows the same order: what was looked at went back in its place.
@@ -56,7 +59,7 @@ describe('dead-letter replay (DeadLetterService)', () => {
   it('shows one dead letter whole', async () => {
     const shown = await deadLetters.show(dlq(), ids[2]!);
     expect(shown).toMatchObject({ messageId: ids[2], bodyEncoding: 'utf8', reason: 'non-retryable' });
-    expect(JSON.parse(shown!.body)).toMatchObject({ orderId: 'broken-2' });
+    expect(JSON.parse(shown!.body).orderId).toMatch(/^broken-\d$/);
     expect(shown!.headers).toMatchObject({ 'ie-event-name': 'ordering.order-created', 'ie-queue': `${ns.serviceName}.OrderCreatedRecorder` });
     expect(await deadLetters.show(dlq(), 'no-such-id')).toBeUndefined();
   });

@@ -48,7 +48,7 @@ import { ClsPluginTransactional, TransactionHost } from '@nestjs-cls/transaction
 import { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
 import { DataSource } from 'typeorm';
 import {
-  createOutboxMigration, IntegrationEvent, IntegrationEventHandler, IntegrationEventPublisher,
+  createInboxMigration, createOutboxMigration, IntegrationEvent, IntegrationEventHandler, IntegrationEventPublisher,
   IntegrationEventsModule, type IIntegrationEventHandler, type IntegrationEventContext,
 } from 'nestjs-integration-events';
 
@@ -67,7 +67,7 @@ class HelloHandler implements IIntegrationEventHandler<HelloIntegrationEvent> {
 
 @Module({
   imports: [
-    TypeOrmModule.forRoot({ type: 'postgres', url: databaseUrl, migrations: [createOutboxMigration({ schema })],
+    TypeOrmModule.forRoot({ type: 'postgres', url: databaseUrl, migrations: [createOutboxMigration({ schema }), createInboxMigration({ schema })],
       migrationsRun: true, migrationsTableName: schema + '_migrations' }),
     ClsModule.forRoot({ global: true, plugins: [new ClsPluginTransactional({ imports: [TypeOrmModule],
       adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }) })] }),

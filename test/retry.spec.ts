@@ -22,10 +22,11 @@ class AuditTrail implements IIntegrationEventHandler<OrderCreatedIntegrationEven
   }
 }
 
-/** Its own policy: 3 attempts, and a TypeError is not worth retrying. */
+/** Its own policy: 3 attempts, and a TypeError is not worth retrying. It touches no database: no inbox. */
 @IntegrationEventHandler(OrderCreatedIntegrationEvent, {
   retry: { maxAttempts: 3, retryable: (error) => !(error instanceof TypeError) },
   timeoutMs: 300,
+  inbox: false,
 })
 class PickyHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
   readonly calls: IntegrationEventContext[] = [];

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import * as amqp from 'amqplib';
 import { Client } from 'pg';
-import { createOutboxMigration } from 'nestjs-integration-events';
+import { createInboxMigration, createOutboxMigration } from 'nestjs-integration-events';
 import { TEST_DATABASE_URL, TEST_RABBITMQ_URL } from './services';
 
 /**
@@ -15,6 +15,7 @@ export class TestNamespace {
   readonly exchange = `ie-test-${this.id}`;
   readonly serviceName = `svc-${this.id}`;
   readonly outboxTable = `"${this.schema}"."integration_events_outbox"`;
+  readonly inboxTable = `"${this.schema}"."integration_events_inbox"`;
   private readonly queues = new Set<string>();
   private db: Client | undefined;
   private amqpConnection: amqp.ChannelModel | undefined;
@@ -23,8 +24,9 @@ export class TestNamespace {
   static async create(): Promise<TestNamespace> {
     const ns = new TestNamespace();
     const db = await ns.sql();
-    const Migration = createOutboxMigration({ schema: ns.schema });
-    await new Migration().up({ query: (text: string) => db.query(text) } as never);
+    for (const Migration of [createOutboxMigration({ schema: ns.schema }), createInboxMigration({ schema: ns.schema })]) {
+      await new Migration().up({ query: (text: string) => db.query(text) } as never);
+    }
     return ns;
   }
 

@@ -1,5 +1,5 @@
 import { type DynamicModule, Module } from '@nestjs/common';
-import { createOutboxMigration, IntegrationEventsModule } from 'nestjs-integration-events';
+import { createInboxMigration, createOutboxMigration, IntegrationEventsModule } from 'nestjs-integration-events';
 import type { ExampleConfig } from '../../shared/example-config';
 import { PersistenceModule } from '../../shared/persistence.module';
 import { CqrsModule } from '@nestjs/cqrs';
@@ -28,7 +28,7 @@ export class OrderingModule {
           databaseUrl: config.databaseUrl,
           schema: 'ordering',
           entities: [OrderEntity],
-          migrations: [createOutboxMigration({ schema: 'ordering' }), CreateOrdersTable1764144000001],
+          migrations: [createOutboxMigration({ schema: 'ordering' }), createInboxMigration({ schema: 'ordering' }), CreateOrdersTable1764144000001],
         }),
         CqrsModule.forRoot(),
         IntegrationEventsModule.forRoot({

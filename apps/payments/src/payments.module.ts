@@ -1,5 +1,5 @@
 import { type DynamicModule, Module } from '@nestjs/common';
-import { createOutboxMigration, IntegrationEventsModule } from 'nestjs-integration-events';
+import { createInboxMigration, createOutboxMigration, IntegrationEventsModule } from 'nestjs-integration-events';
 import type { ExampleConfig } from '../../shared/example-config';
 import { PersistenceModule } from '../../shared/persistence.module';
 import { CreatePaymentsTable1764144000002 } from './payments/create-payments-table.migration';
@@ -23,7 +23,7 @@ export class PaymentsModule {
           databaseUrl: config.databaseUrl,
           schema: 'payments',
           entities: [Payment],
-          migrations: [createOutboxMigration({ schema: 'payments' }), CreatePaymentsTable1764144000002],
+          migrations: [createOutboxMigration({ schema: 'payments' }), createInboxMigration({ schema: 'payments' }), CreatePaymentsTable1764144000002],
         }),
         CqrsModule.forRoot(),
         IntegrationEventsModule.forRoot({

@@ -7,6 +7,8 @@ export type {
   RelayOptions,
   ConsumerOptions,
   CqrsBridgeOptions,
+  InboxOptions,
+  CleanupOptions,
   QueueType,
 } from './options/integration-events-module-options.interface';
 export type { ResolvedIntegrationEventsOptions } from './options/resolved-options';
@@ -37,6 +39,8 @@ export { IntegrationEventPublisher } from './publisher/integration-event.publish
 export type { PublishOptions } from './publisher/publish-options.interface';
 export { OutboxRelay } from './relay/outbox.relay';
 export { createOutboxMigration, type OutboxMigrationOptions } from './outbox/migrations/create-outbox-migration';
+export { createInboxMigration, type InboxMigrationOptions } from './inbox/create-inbox-migration';
+export { CleanupWorker } from './retention/cleanup.worker';
 
 export { IntegrationEventConverter } from './cqrs/integration-event-converter.decorator';
 export type { IIntegrationEventConverter, ConverterResult } from './cqrs/integration-event-converter.interface';
@@ -53,6 +57,8 @@ export { InvalidPublishOptionsError } from './errors/invalid-publish-options.err
 export { InvalidIntegrationEventHandlerError } from './errors/invalid-integration-event-handler.error';
 export { DuplicateHandlerQueueError } from './errors/duplicate-handler-queue.error';
 export { OutboxTableMissingError } from './errors/outbox-table-missing.error';
+export { InboxTableMissingError } from './errors/inbox-table-missing.error';
+export { TransactionsNotConfiguredError } from './errors/transactions-not-configured.error';
 export { UnsupportedDatabaseError } from './errors/unsupported-database.error';
 export { BrokerConnectionError } from './errors/broker-connection.error';
 export { DomainEventDispatchDepthError } from './errors/domain-event-dispatch-depth.error';

@@ -14,6 +14,8 @@ import { CorrelationInterceptor } from './correlation/correlation.interceptor';
 import { DomainEventsBridge } from './cqrs/domain-events.bridge';
 import { DeadLetterService } from './dead-letter/dead-letter.service';
 import { OutboxAdminService } from './outbox/outbox-admin.service';
+import { InboxGuard } from './inbox/inbox.guard';
+import { CleanupWorker } from './retention/cleanup.worker';
 import { IntegrationEventConverterRegistry } from './cqrs/integration-event-converter.registry';
 import { IntegrationEventHandlerExplorer } from './discovery/integration-event-handler.explorer';
 import {
@@ -68,8 +70,10 @@ import { RabbitMqPublisher } from './transport/rabbitmq/rabbitmq.publisher';
     { provide: APP_INTERCEPTOR, useClass: CorrelationInterceptor },
     DeadLetterService,
     OutboxAdminService,
+    InboxGuard,
+    CleanupWorker,
   ],
-  exports: [IntegrationEventPublisher, OutboxRelay, IntegrationEventConsumers, DeadLetterService, OutboxAdminService],
+  exports: [IntegrationEventPublisher, OutboxRelay, IntegrationEventConsumers, DeadLetterService, OutboxAdminService, CleanupWorker],
 })
 export class IntegrationEventsModule
   extends IntegrationEventsConfigurableModule
@@ -85,6 +89,8 @@ export class IntegrationEventsModule
     private readonly publisher: RabbitMqPublisher,
     private readonly relay: OutboxRelay,
     private readonly consumers: IntegrationEventConsumers,
+    private readonly inbox: InboxGuard,
+    private readonly cleanup: CleanupWorker,
   ) {
     super();
   }
@@ -96,15 +102,17 @@ export class IntegrationEventsModule
   }
 
   async onApplicationBootstrap(): Promise<void> {
-    const { relay, consumer, serviceName } = this.config.options;
+    const { relay, consumer, serviceName, cleanup } = this.config.options;
     const handlers = this.explorer.explore();
     await this.database.assertTableExists();
+    if (consumer.enabled && handlers.some((handler) => handler.inbox)) await this.inbox.assertReady();
     // Consumers first: on a first connection their queues and bindings are declared before the
     // publishing channel opens, so an event this service also consumes is never unroutable at first boot.
     if (consumer.enabled) this.consumers.start(handlers);
     if (relay.enabled) this.publisher.register();
     await this.connection.connect();
     if (relay.enabled) this.relay.start();
+    if (cleanup.enabled) this.cleanup.start();
     this.logger.log(
       `Service "${serviceName}" started: relay ${relay.enabled ? 'on' : 'off'}, ` +
         `${consumer.enabled ? handlers.length : 0} handler(s)`,
@@ -126,6 +134,7 @@ export class IntegrationEventsModule
   async beforeApplicationShutdown(): Promise<void> {
     await this.consumers.stop();
     await this.relay.stop();
+    await this.cleanup.stop();
     this.database.detach();
     await this.connection.close();
   }

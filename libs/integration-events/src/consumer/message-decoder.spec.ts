@@ -58,6 +58,7 @@ function handlerFor(eventClass: IntegrationEventClass, name = 'OrderCreatedHandl
     deadLetterQueue: `billing.${name}.dlq`,
     retryPolicy: resolveRetryPolicy(),
     timeoutMs: 60_000,
+    inbox: true,
   };
 }
 

@@ -4,6 +4,7 @@ import type { DiscoveredHandler } from '../discovery/discovered-handler';
 import { CorrelationContext } from '../correlation/correlation.context';
 import { HandlerTimeoutError } from '../errors/handler-timeout.error';
 import { NonRetryableError } from '../errors/non-retryable.error';
+import { InboxGuard } from '../inbox/inbox.guard';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
 import { readAttempt } from './attempt-header';
 import type { Disposition } from './disposition';
@@ -24,6 +25,7 @@ export class MessageDispatcher {
   constructor(
     private readonly config: IntegrationEventsConfig,
     private readonly correlation: CorrelationContext,
+    private readonly inbox: InboxGuard,
   ) {}
 
   async dispatch(handler: DiscoveredHandler, message: IncomingMessage, shutdown: AbortSignal): Promise<Disposition> {
@@ -62,7 +64,8 @@ export class MessageDispatcher {
     };
 
     try {
-      await this.callWithTimeout(handler, decoded.event, context, timeout);
+      const ran = await this.callWithTimeout(handler, decoded.event, context, timeout);
+      if (!ran) this.logger.log(`Skipped duplicate delivery of message ${decoded.messageId} to ${handler.name}: already handled`);
       return { action: 'ack' };
     } catch (error) {
       const failure = failureDetails(error);
@@ -87,18 +90,23 @@ export class MessageDispatcher {
 
   /**
    * Runs the handler in a context of its own (nestjs-cls), carrying the flow's correlation id and this
-   * message as the cause, so whatever it publishes continues the flow and `@Transactional()` works in it.
-   * A handler that has not settled after its timeout is abandoned as failed; its signal tells it so.
+   * message as the cause, so whatever it publishes continues the flow and `@Transactional()` works in it;
+   * with the inbox, inside the inbox transaction. A handler that has not settled after its timeout is
+   * abandoned as failed; its signal tells it so (and its inbox transaction rolls back if it ends later).
+   * @returns false when the inbox says the message was already handled
    */
   private async callWithTimeout(
     handler: DiscoveredHandler,
     event: object,
     context: IntegrationEventContext,
     timeout: AbortController,
-  ): Promise<void> {
+  ): Promise<boolean> {
+    const handle = async (): Promise<void> => {
+      await handler.instance.handle(event, context);
+    };
     const call = this.correlation.run(
       { correlationId: context.correlationId ?? context.messageId, causationId: context.messageId },
-      async () => handler.instance.handle(event, context),
+      async () => (handler.inbox ? this.inbox.runOnce(handler.queue, context.messageId, timeout.signal, handle) : handle().then(() => true)),
     );
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<never>((_resolve, reject) => {
@@ -109,7 +117,7 @@ export class MessageDispatcher {
       }, handler.timeoutMs);
     });
     try {
-      await Promise.race([call, timedOut]);
+      return await Promise.race([call, timedOut]);
     } finally {
       clearTimeout(timer);
       // A handler abandoned on timeout may still reject later: that must not become an unhandled rejection.

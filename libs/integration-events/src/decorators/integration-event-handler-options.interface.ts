@@ -32,4 +32,12 @@ export interface IntegrationEventHandlerOptions {
    * @default `<queue>.dlq`
    */
   deadLetterQueue?: string;
+
+  /**
+   * Whether this handler's calls run in an inbox transaction (duplicates skipped, the handler's database
+   * writes and published events committed with the inbox record). Turn off for handlers that touch no
+   * database: they then see every delivery, duplicates included.
+   * @default the module's `inbox.enabled`
+   */
+  inbox?: boolean;
 }

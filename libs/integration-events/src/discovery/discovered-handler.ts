@@ -17,4 +17,6 @@ export interface DiscoveredHandler {
   readonly retryPolicy: RetryPolicy;
   /** How long one call may take before it counts as a failed attempt. */
   readonly timeoutMs: number;
+  /** Whether calls run in an inbox transaction (duplicates skipped). */
+  readonly inbox: boolean;
 }

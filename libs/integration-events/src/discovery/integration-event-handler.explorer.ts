@@ -26,7 +26,7 @@ export class IntegrationEventHandlerExplorer {
   ) {}
 
   explore(): DiscoveredHandler[] {
-    const { serviceName, consumer } = this.config.options;
+    const { serviceName, consumer, inbox: inboxOptions } = this.config.options;
     const byQueue = new Map<string, DiscoveredHandler>();
 
     for (const wrapper of this.discovery.getProviders({ metadataKey: IntegrationEventHandlerDiscovery.KEY })) {
@@ -86,6 +86,10 @@ export class IntegrationEventHandlerExplorer {
       if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 86_400_000) {
         throw new InvalidIntegrationEventHandlerError(name, `timeoutMs ${String(timeoutMs)} is not a whole number from 1 to 86400000.`);
       }
+      const inbox = metadata.options.inbox ?? inboxOptions.enabled;
+      if (typeof inbox !== 'boolean') {
+        throw new InvalidIntegrationEventHandlerError(name, `inbox ${JSON.stringify(inbox)} is not true or false.`);
+      }
       const existing = byQueue.get(queue) ?? byQueue.get(deadLetterQueue);
       if (existing) throw new DuplicateHandlerQueueError(queue, [existing.name, name]);
       const discovered: DiscoveredHandler = {
@@ -98,6 +102,7 @@ export class IntegrationEventHandlerExplorer {
         deadLetterQueue,
         retryPolicy,
         timeoutMs,
+        inbox,
       };
       byQueue.set(queue, discovered);
       byQueue.set(deadLetterQueue, discovered);

@@ -12,6 +12,17 @@ export const DEFAULT_OPTIONS = {
   outbox: {
     table: 'integration_events_outbox',
     maxPayloadBytes: 256 * 1024,
+    retentionMs: 86_400_000,
+  },
+  inbox: {
+    enabled: true,
+    table: 'integration_events_inbox',
+    retentionMs: 7 * 86_400_000,
+  },
+  cleanup: {
+    enabled: true,
+    intervalMs: 60_000,
+    batchSize: 1_000,
   },
   relay: {
     enabled: true,

@@ -23,6 +23,12 @@ export interface IntegrationEventsModuleOptions {
   /** The consumers that deliver messages to `@IntegrationEventHandler` classes. */
   consumer?: ConsumerOptions;
 
+  /** The inbox that makes handlers' database effects happen once per message. */
+  inbox?: InboxOptions;
+
+  /** Periodic deletion of old sent outbox rows and old inbox rows. */
+  cleanup?: CleanupOptions;
+
   /** The @nestjs/cqrs bridge: domain events handled inside their transaction. */
   cqrs?: CqrsBridgeOptions;
 
@@ -95,6 +101,13 @@ export interface OutboxOptions {
    * @default 'integration_events_outbox'
    */
   table?: string;
+
+  /**
+   * How long sent rows are kept before the cleanup deletes them, in ms. Rows not yet sent are never
+   * deleted.
+   * @default 86400000 (1 day)
+   */
+  retentionMs?: number;
 
   /**
    * Largest JSON body `publish()` accepts, in bytes. A bigger event is refused before anything is
@@ -223,6 +236,59 @@ export interface ConsumerOptions {
    * @default undefined
    */
   onDeadLetter?: (deadLetter: DeadLetter) => void | Promise<void>;
+}
+
+/** The inbox (idempotent consumption). */
+export interface InboxOptions {
+  /**
+   * Run each handler call in a transaction that also records `(handler, message id)` in the inbox, and
+   * skip deliveries already recorded. Per handler with `@IntegrationEventHandler(Event, { inbox: false })`
+   * for handlers that touch no database.
+   * @default true
+   */
+  enabled?: boolean;
+
+  /**
+   * Schema of the inbox table.
+   * @default the outbox's schema
+   */
+  schema?: string;
+
+  /**
+   * Name of the inbox table. Must match the migration you run (see `createInboxMigration()`).
+   * @default 'integration_events_inbox'
+   */
+  table?: string;
+
+  /**
+   * How long a handled message is remembered, in ms. A duplicate that arrives later than this is handled
+   * again, so keep it longer than any duplicate can be late: redeliveries come within minutes, relay
+   * re-publishes within `relay.leaseMs`. Dead-letter replays are not duplicates (a dead-lettered message was
+   * never recorded: its failed attempts rolled back).
+   * @default 604800000 (7 days)
+   */
+  retentionMs?: number;
+}
+
+/** Periodic deletion of old rows (sent outbox rows, inbox rows), in small batches. */
+export interface CleanupOptions {
+  /**
+   * Run the cleanup in this process (every instance may; batches never collide).
+   * @default true
+   */
+  enabled?: boolean;
+
+  /**
+   * How often the cleanup runs, in ms.
+   * @default 60000
+   */
+  intervalMs?: number;
+
+  /**
+   * Rows deleted per statement; a run deletes batch after batch until nothing old is left.
+   * @default 1000
+   */
+  batchSize?: number;
 }
 
 /** The @nestjs/cqrs bridge. */

@@ -51,7 +51,10 @@ describe('resolveOptions', () => {
           schema: undefined,
           table: DEFAULT_OPTIONS.outbox.table,
           maxPayloadBytes: DEFAULT_OPTIONS.outbox.maxPayloadBytes,
+          retentionMs: DEFAULT_OPTIONS.outbox.retentionMs,
         },
+        inbox: { schema: undefined, ...DEFAULT_OPTIONS.inbox },
+        cleanup: { ...DEFAULT_OPTIONS.cleanup },
         relay: { ...DEFAULT_OPTIONS.relay },
         consumer: { ...DEFAULT_OPTIONS.consumer, retry: {}, onDeadLetter: undefined },
         cqrs: { ...DEFAULT_OPTIONS.cqrs },
@@ -113,7 +116,9 @@ describe('resolveOptions', () => {
           reconnectMaxDelayMs: 100,
           connectionName: 'billing-worker',
         },
-        outbox: { schema: 'messaging', table: 'Outbox_2', maxPayloadBytes: 64 },
+        outbox: { schema: 'messaging', table: 'Outbox_2', maxPayloadBytes: 64, retentionMs: 1_000 },
+        inbox: { enabled: false, schema: 'inboxes', table: 'Inbox_2', retentionMs: 2_000 },
+        cleanup: { enabled: false, intervalMs: 100, batchSize: 1 },
         relay: {
           enabled: false,
           pollIntervalMs: 10,
@@ -319,8 +324,8 @@ describe('resolveOptions', () => {
       expect(error.field).toBe('relays');
       expect(error.value).toBe('(unknown option)');
       expect(error.expected).toBe(
-        'remove it; the known options here are serviceName, rabbitmq, outbox, relay, consumer, cqrs, dataSourceName, ' +
-          'transactionConnectionName, isGlobal',
+        'remove it; the known options here are serviceName, rabbitmq, outbox, relay, consumer, inbox, cleanup, cqrs, ' +
+          'dataSourceName, transactionConnectionName, isGlobal',
       );
     });
 

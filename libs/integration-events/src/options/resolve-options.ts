@@ -13,7 +13,19 @@ const EXCHANGE_PATTERN = /^(?!amq\.)[A-Za-z0-9_.:-]{1,200}$/;
 
 const KNOWN_KEYS = {
   // `isGlobal` belongs to the module definition (ConfigurableModuleBuilder extras), not to the options.
-  '': ['serviceName', 'rabbitmq', 'outbox', 'relay', 'consumer', 'cqrs', 'dataSourceName', 'transactionConnectionName', 'isGlobal'],
+  '': [
+    'serviceName',
+    'rabbitmq',
+    'outbox',
+    'relay',
+    'consumer',
+    'inbox',
+    'cleanup',
+    'cqrs',
+    'dataSourceName',
+    'transactionConnectionName',
+    'isGlobal',
+  ],
   rabbitmq: [
     'url',
     'socketOptions',
@@ -23,7 +35,9 @@ const KNOWN_KEYS = {
     'reconnectMaxDelayMs',
     'connectionName',
   ],
-  outbox: ['schema', 'table', 'maxPayloadBytes'],
+  outbox: ['schema', 'table', 'maxPayloadBytes', 'retentionMs'],
+  inbox: ['enabled', 'schema', 'table', 'retentionMs'],
+  cleanup: ['enabled', 'intervalMs', 'batchSize'],
   relay: [
     'enabled',
     'pollIntervalMs',
@@ -61,6 +75,8 @@ export function resolveOptions(input: IntegrationEventsModuleOptions): ResolvedI
   const relay = section(input, 'relay', false);
   const consumer = section(input, 'consumer', false);
   const cqrs = section(input, 'cqrs', false);
+  const inbox = section(input, 'inbox', false);
+  const cleanup = section(input, 'cleanup', false);
 
   const serviceName = input.serviceName;
   if (typeof serviceName !== 'string' || !SERVICE_NAME_PATTERN.test(serviceName)) {
@@ -98,6 +114,15 @@ export function resolveOptions(input: IntegrationEventsModuleOptions): ResolvedI
   const table = outbox.table ?? DEFAULT_OPTIONS.outbox.table;
   if (typeof table !== 'string' || !SQL_IDENTIFIER_PATTERN.test(table)) {
     fail('outbox.table', table, 'use an SQL identifier: a letter or "_", then letters, digits or "_", at most 63');
+  }
+
+  const inboxSchema = inbox.schema ?? schema;
+  if (inboxSchema !== undefined && (typeof inboxSchema !== 'string' || !SQL_IDENTIFIER_PATTERN.test(inboxSchema))) {
+    fail('inbox.schema', inboxSchema, 'use an SQL identifier: a letter or "_", then letters, digits or "_", at most 63');
+  }
+  const inboxTable = inbox.table ?? DEFAULT_OPTIONS.inbox.table;
+  if (typeof inboxTable !== 'string' || !SQL_IDENTIFIER_PATTERN.test(inboxTable)) {
+    fail('inbox.table', inboxTable, 'use an SQL identifier: a letter or "_", then letters, digits or "_", at most 63');
   }
 
   const relayResolved = {
@@ -169,7 +194,18 @@ export function resolveOptions(input: IntegrationEventsModuleOptions): ResolvedI
       reconnectMaxDelayMs,
       connectionName,
     },
-    outbox: { schema, table, maxPayloadBytes },
+    outbox: { schema, table, maxPayloadBytes, retentionMs: integer(outbox, 'outbox', 'retentionMs', 1_000, 3_650 * 86_400_000) },
+    inbox: {
+      enabled: boolean(inbox, 'inbox', 'enabled'),
+      schema: inboxSchema,
+      table: inboxTable,
+      retentionMs: integer(inbox, 'inbox', 'retentionMs', 1_000, 3_650 * 86_400_000),
+    },
+    cleanup: {
+      enabled: boolean(cleanup, 'cleanup', 'enabled'),
+      intervalMs: integer(cleanup, 'cleanup', 'intervalMs', 100, 86_400_000),
+      batchSize: integer(cleanup, 'cleanup', 'batchSize', 1, 100_000),
+    },
     relay: relayResolved,
     consumer: {
       enabled: boolean(consumer, 'consumer', 'enabled'),

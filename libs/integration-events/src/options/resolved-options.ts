@@ -20,6 +20,18 @@ export interface ResolvedIntegrationEventsOptions {
     readonly schema: string | undefined;
     readonly table: string;
     readonly maxPayloadBytes: number;
+    readonly retentionMs: number;
+  };
+  readonly inbox: {
+    readonly enabled: boolean;
+    readonly schema: string | undefined;
+    readonly table: string;
+    readonly retentionMs: number;
+  };
+  readonly cleanup: {
+    readonly enabled: boolean;
+    readonly intervalMs: number;
+    readonly batchSize: number;
   };
   readonly relay: {
     readonly enabled: boolean;

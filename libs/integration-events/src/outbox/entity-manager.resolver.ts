@@ -26,7 +26,8 @@ export class EntityManagerResolver {
     return undefined;
   }
 
-  private host(): TransactionHost | null {
+  /** The nestjs-cls TransactionHost the library works with, or `null` when none is registered. */
+  host(): TransactionHost | null {
     if (this.transactionHost === undefined) {
       const token = getTransactionHostToken(this.config.options.transactionConnectionName);
       try {

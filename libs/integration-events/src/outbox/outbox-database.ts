@@ -3,10 +3,12 @@ import { ModuleRef } from '@nestjs/core';
 import { getDataSourceToken } from '@nestjs/typeorm';
 import type { DataSource } from 'typeorm';
 import { InvalidIntegrationEventsOptionsError } from '../errors/invalid-options.error';
+import { InboxTableMissingError } from '../errors/inbox-table-missing.error';
 import { OutboxTableMissingError } from '../errors/outbox-table-missing.error';
 import { UnsupportedDatabaseError } from '../errors/unsupported-database.error';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
 import { WakeSignal } from '../relay/wake-signal';
+import { PostgresInboxStore } from '../inbox/inbox.store';
 import { OutboxCommitSubscriber } from './outbox-commit.subscriber';
 import type { OutboxStore } from './outbox.store';
 import { OutboxTableName } from './outbox-table-name';
@@ -19,7 +21,9 @@ import { PostgresOutboxStore } from './postgres-outbox.store';
  */
 @Injectable()
 export class OutboxDatabase implements OnModuleInit {
-  private resolved: { dataSource: DataSource; store: OutboxStore; table: OutboxTableName } | undefined;
+  private resolved:
+    | { dataSource: DataSource; store: OutboxStore; table: OutboxTableName; inboxStore: PostgresInboxStore }
+    | undefined;
   private readonly subscriber: OutboxCommitSubscriber;
 
   constructor(
@@ -45,7 +49,13 @@ export class OutboxDatabase implements OnModuleInit {
     }
     if (dataSource.options.type !== 'postgres') throw new UnsupportedDatabaseError(String(dataSource.options.type));
     const table = new OutboxTableName(outbox.schema, outbox.table);
-    this.resolved = { dataSource, table, store: new PostgresOutboxStore(dataSource, table) };
+    const { inbox } = this.config.options;
+    this.resolved = {
+      dataSource,
+      table,
+      store: new PostgresOutboxStore(dataSource, table),
+      inboxStore: new PostgresInboxStore(dataSource, new OutboxTableName(inbox.schema, inbox.table)),
+    };
     dataSource.subscribers.push(this.subscriber);
   }
 
@@ -58,9 +68,21 @@ export class OutboxDatabase implements OnModuleInit {
 
   /** Fails boot with a clear error when the outbox table was never created. */
   async assertTableExists(): Promise<void> {
-    const { dataSource, table } = this.get();
-    const [row] = (await dataSource.query('SELECT to_regclass($1) AS found', [table.qualified])) as Array<{ found: string | null }>;
-    if (!row?.found) throw new OutboxTableMissingError(table.qualified);
+    const { table } = this.get();
+    if (!(await this.exists(table))) throw new OutboxTableMissingError(table.qualified);
+  }
+
+  /** Fails boot with a clear error when the inbox table was never created. */
+  async assertInboxTableExists(): Promise<void> {
+    const { table } = this.get().inboxStore;
+    if (!(await this.exists(table))) throw new InboxTableMissingError(table.qualified);
+  }
+
+  private async exists(table: OutboxTableName): Promise<boolean> {
+    const [row] = (await this.get().dataSource.query('SELECT to_regclass($1) AS found', [table.qualified])) as Array<{
+      found: string | null;
+    }>;
+    return Boolean(row?.found);
   }
 
   get dataSource(): DataSource {
@@ -73,6 +95,10 @@ export class OutboxDatabase implements OnModuleInit {
 
   get table(): OutboxTableName {
     return this.get().table;
+  }
+
+  get inboxStore(): PostgresInboxStore {
+    return this.get().inboxStore;
   }
 
   private get(): NonNullable<OutboxDatabase['resolved']> {

@@ -24,4 +24,6 @@ export interface OutboxStore {
   release(ids: readonly string[], leaseToken: string): Promise<void>;
   /** Flags rows the broker returned as unroutable; they wait for an operator, not for the relay. */
   markUnroutable(ids: readonly string[], reason: string, leaseToken: string): Promise<void>;
+  /** Deletes up to `limit` rows sent more than `olderThanMs` ago; returns how many. */
+  deleteSent(olderThanMs: number, limit: number): Promise<number>;
 }

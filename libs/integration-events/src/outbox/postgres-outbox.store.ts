@@ -29,6 +29,7 @@ export class PostgresOutboxStore implements OutboxStore {
   private readonly markFailedSql: string;
   private readonly markUnroutableSql: string;
   private readonly releaseSql: string;
+  private readonly deleteSentSql: string;
 
   constructor(
     private readonly dataSource: DataSource,
@@ -56,6 +57,11 @@ export class PostgresOutboxStore implements OutboxStore {
       "available_at = now() + f.delay_ms * interval '1 millisecond' " +
       'FROM unnest($1::uuid[], $3::text[], $4::bigint[]) AS f(id, error, delay_ms) ' +
       "WHERE o.id = f.id AND o.status = 'pending' AND o.lease_token = $2";
+    // Sent rows only, oldest first, through the partial index on sent_at. SKIP LOCKED: two cleanups never
+    // wait for each other, and the relay never touches sent rows, so neither waits for the other.
+    this.deleteSentSql =
+      `DELETE FROM ${t} WHERE id IN (SELECT id FROM ${t} WHERE status = 'sent' ` +
+      "AND sent_at < now() - $1 * interval '1 millisecond' ORDER BY sent_at LIMIT $2 FOR UPDATE SKIP LOCKED)";
     this.releaseSql = `UPDATE ${t} SET locked_until = NULL, lease_token = NULL WHERE id = ANY($1::uuid[]) AND ${held}`;
     this.markUnroutableSql =
       `UPDATE ${t} SET status = 'unroutable', locked_until = NULL, lease_token = NULL, last_error = $3 ` +
@@ -118,6 +124,11 @@ export class PostgresOutboxStore implements OutboxStore {
 
   async release(ids: readonly string[], leaseToken: string): Promise<void> {
     if (ids.length > 0) await this.dataSource.query(this.releaseSql, [ids, leaseToken]);
+  }
+
+  async deleteSent(olderThanMs: number, limit: number): Promise<number> {
+    const result = (await this.dataSource.query(this.deleteSentSql, [olderThanMs, limit])) as [unknown[], number];
+    return result[1];
   }
 
   async markUnroutable(ids: readonly string[], reason: string, leaseToken: string): Promise<void> {

@@ -1,0 +1,55 @@
+import { createHash } from 'node:crypto';
+import type { MigrationInterface, QueryRunner } from 'typeorm';
+import { DEFAULT_OPTIONS } from '../options/default-options';
+import { OutboxTableName } from '../outbox/outbox-table-name';
+
+/** Where to create the inbox table; must match the module's `inbox` options. */
+export interface InboxMigrationOptions {
+  /** @default undefined (the connection's search path) */
+  schema?: string;
+  /** @default 'integration_events_inbox' */
+  table?: string;
+}
+
+const MIGRATION_TIMESTAMP = 1764144000100;
+
+/**
+ * Builds the TypeORM migration that creates the inbox table (one row per message a handler has handled,
+ * for idempotent consumption). Add it to your DataSource's `migrations` beside `createOutboxMigration()`.
+ *
+ * @example
+ * ```ts
+ * migrations: [createOutboxMigration({ schema: 'payments' }), createInboxMigration({ schema: 'payments' }), ...yours]
+ * ```
+ */
+export function createInboxMigration(options: InboxMigrationOptions = {}): new () => MigrationInterface {
+  const table = new OutboxTableName(options.schema, options.table ?? DEFAULT_OPTIONS.inbox.table);
+  const t = table.qualified;
+  const suffix =
+    options.schema || options.table
+      ? `_${createHash('sha256').update(`${options.schema ?? ''}\u0000${table.table}`).digest('hex').slice(0, 10)}`
+      : '';
+
+  return class CreateIntegrationEventsInbox implements MigrationInterface {
+    readonly name = `CreateIntegrationEventsInbox${suffix}${MIGRATION_TIMESTAMP}`;
+
+    async up(queryRunner: QueryRunner): Promise<void> {
+      if (table.schema) await queryRunner.query(`CREATE SCHEMA IF NOT EXISTS "${table.schema}"`);
+      // The key is (handler's queue, message id): the queue is the handler's stable identity, so one
+      // event handled by two handlers is two rows, and renaming a handler class keeps its history.
+      await queryRunner.query(`
+        CREATE TABLE ${t} (
+          handler     varchar(200) NOT NULL,
+          message_id  varchar(200) NOT NULL,
+          handled_at  timestamptz  NOT NULL DEFAULT now(),
+          CONSTRAINT ${table.derived('pkey')} PRIMARY KEY (handler, message_id)
+        )`);
+      // Retention deletes old rows by age.
+      await queryRunner.query(`CREATE INDEX ${table.derived('handled_at_idx')} ON ${t} (handled_at)`);
+    }
+
+    async down(queryRunner: QueryRunner): Promise<void> {
+      await queryRunner.query(`DROP TABLE ${t}`);
+    }
+  };
+}

@@ -1,0 +1,43 @@
+import { Injectable } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
+import { TransactionsNotConfiguredError } from '../errors/transactions-not-configured.error';
+import { EntityManagerResolver } from '../outbox/entity-manager.resolver';
+import { OutboxDatabase } from '../outbox/outbox-database';
+
+/**
+ * Runs a handler call at most once per (handler, message): in a new transaction that first records the
+ * pair in the inbox, then runs the handler in it (its `@Transactional()` code, and the integration events
+ * it publishes, join that transaction). The record, the handler's writes and its outbox rows commit
+ * together or not at all; a duplicate finds the record and is skipped. A call whose attempt was abandoned
+ * (timeout, shutdown) rolls back even if it finishes later, so its retry is not a second effect.
+ */
+@Injectable()
+export class InboxGuard {
+  constructor(
+    private readonly managers: EntityManagerResolver,
+    private readonly database: OutboxDatabase,
+  ) {}
+
+  /** Fails boot when the inbox cannot work: no nestjs-cls transactions, or no inbox table. */
+  async assertReady(): Promise<void> {
+    if (!this.managers.host()) throw new TransactionsNotConfiguredError('The inbox (inbox.enabled)');
+    await this.database.assertInboxTableExists();
+  }
+
+  /**
+   * @returns `false` when the message was already handled (nothing ran)
+   * @throws what the handler threw (the transaction rolled back, nothing recorded)
+   */
+  async runOnce(handlerKey: string, messageId: string, signal: AbortSignal, call: () => Promise<void>): Promise<boolean> {
+    const host = this.managers.host();
+    if (!host) throw new TransactionsNotConfiguredError('The inbox (inbox.enabled)');
+    // The caller runs this in a fresh CLS context, so this is always a new transaction.
+    return host.withTransaction(async () => {
+      const manager = host.tx as unknown as EntityManager;
+      if (!(await this.database.inboxStore.record(manager, handlerKey, messageId))) return false;
+      await call();
+      if (signal.aborted) throw signal.reason ?? new Error('The attempt was abandoned');
+      return true;
+    });
+  }
+}

@@ -1,0 +1,35 @@
+import type { DataSource, EntityManager } from 'typeorm';
+import type { OutboxTableName } from '../outbox/outbox-table-name';
+
+/** The PostgreSQL inbox: which messages each handler has already handled. */
+export class PostgresInboxStore {
+  private readonly recordSql: string;
+  private readonly deleteOldSql: string;
+
+  constructor(
+    private readonly dataSource: DataSource,
+    readonly table: OutboxTableName,
+  ) {
+    const t = table.qualified;
+    this.recordSql = `INSERT INTO ${t} (handler, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1 AS recorded`;
+    this.deleteOldSql =
+      `DELETE FROM ${t} WHERE (handler, message_id) IN (SELECT handler, message_id FROM ${t} ` +
+      "WHERE handled_at < now() - $1 * interval '1 millisecond' ORDER BY handled_at LIMIT $2 FOR UPDATE SKIP LOCKED)";
+  }
+
+  /**
+   * Records that `handler` handles `messageId`, in the caller's transaction. False when it was already
+   * recorded (a duplicate delivery). A concurrent duplicate waits on the primary key until the first one's
+   * transaction ends: it then sees the row (committed) or records its own (the first rolled back).
+   */
+  async record(manager: EntityManager, handler: string, messageId: string): Promise<boolean> {
+    const rows = (await manager.query(this.recordSql, [handler, messageId])) as unknown[];
+    return rows.length === 1;
+  }
+
+  /** Deletes up to `limit` rows older than `olderThanMs`; returns how many. */
+  async deleteOlderThan(olderThanMs: number, limit: number): Promise<number> {
+    const result = (await this.dataSource.query(this.deleteOldSql, [olderThanMs, limit])) as [unknown[], number];
+    return result[1];
+  }
+}

@@ -1,0 +1,74 @@
+import { Injectable, Logger } from '@nestjs/common';
+import { IntegrationEventsConfig } from '../options/integration-events.config';
+import { OutboxDatabase } from '../outbox/outbox-database';
+
+/** Pause between two delete batches of one run, so a big backlog of old rows never hogs the database. */
+const PAUSE_BETWEEN_BATCHES_MS = 50;
+
+/**
+ * Deletes sent outbox rows older than `outbox.retentionMs` and inbox rows older than `inbox.retentionMs`,
+ * every `cleanup.intervalMs`, in batches of `cleanup.batchSize`. Each batch is one short statement that
+ * skips rows locked by anyone else, so it never holds up the relay or another instance's cleanup.
+ */
+@Injectable()
+export class CleanupWorker {
+  private readonly logger = new Logger('IntegrationEvents:Cleanup');
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = true;
+
+  constructor(
+    private readonly config: IntegrationEventsConfig,
+    private readonly database: OutboxDatabase,
+  ) {}
+
+  start(): void {
+    this.stopped = false;
+    this.schedule();
+  }
+
+  /** Stops scheduling and waits for a run in progress to end (after its current batch). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.running;
+  }
+
+  /** One full run: every old row goes, batch after batch. Returns how many rows were deleted. */
+  async runOnce(): Promise<{ outbox: number; inbox: number }> {
+    const { outbox, inbox, cleanup } = this.config.options;
+    const deleted = { outbox: 0, inbox: 0 };
+    deleted.outbox = await this.drain((limit) => this.database.store.deleteSent(outbox.retentionMs, limit), cleanup.batchSize);
+    if (inbox.enabled) {
+      deleted.inbox = await this.drain((limit) => this.database.inboxStore.deleteOlderThan(inbox.retentionMs, limit), cleanup.batchSize);
+    }
+    if (deleted.outbox + deleted.inbox > 0) {
+      this.logger.log(`Deleted ${deleted.outbox} sent outbox row(s) and ${deleted.inbox} inbox row(s) past their retention`);
+    }
+    return deleted;
+  }
+
+  private async drain(deleteBatch: (limit: number) => Promise<number>, batchSize: number): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const deleted = await deleteBatch(batchSize);
+      total += deleted;
+      if (deleted < batchSize || this.stopped) return total;
+      await new Promise((resolve) => setTimeout(resolve, PAUSE_BETWEEN_BATCHES_MS));
+    }
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.running = this.runOnce()
+        .then(() => undefined)
+        .catch((error: unknown) => this.logger.error(`Cleanup failed (will try again): ${(error as Error).message}`))
+        .finally(() => {
+          this.running = undefined;
+          this.schedule();
+        });
+    }, this.config.options.cleanup.intervalMs);
+    this.timer.unref();
+  }
+}

@@ -1,0 +1,183 @@
+import { Injectable } from '@nestjs/common';
+import type { TestingModule } from '@nestjs/testing';
+import { Test } from '@nestjs/testing';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { TransactionHost } from '@nestjs-cls/transactional';
+import type { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
+import {
+  CleanupWorker,
+  InboxTableMissingError,
+  IntegrationEvent,
+  IntegrationEventHandler,
+  IntegrationEventsModule,
+  IntegrationEventPublisher,
+  TransactionsNotConfiguredError,
+  type IIntegrationEventHandler,
+  type IntegrationEventContext,
+} from 'nestjs-integration-events';
+import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
+import { consistently, eventually } from './support/eventually';
+import { TEST_DATABASE_URL } from './support/services';
+import { startTestApp, testOptions } from './support/test-app';
+import { TestNamespace } from './support/test-namespace';
+
+@IntegrationEvent({ name: 'payments.payment-taken', version: 1 })
+class PaymentTakenIntegrationEvent {
+  constructor(readonly orderId: string) {}
+}
+
+@Injectable()
+class Ledger {
+  table = '';
+  failFirstAttempt = false;
+  calls = 0;
+}
+
+/** Takes a payment: a database write and an integration event, once per order, whatever the deliveries. */
+@IntegrationEventHandler(OrderCreatedIntegrationEvent)
+class TakePayment implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  constructor(
+    private readonly ledger: Ledger,
+    private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>,
+    private readonly publisher: IntegrationEventPublisher,
+  ) {}
+
+  async handle(event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): Promise<void> {
+    this.ledger.calls++;
+    await this.txHost.tx.query(`INSERT INTO ${this.ledger.table} (order_id, message_id) VALUES ($1, $2)`, [event.orderId, context.messageId]);
+    await this.publisher.publish(new PaymentTakenIntegrationEvent(event.orderId));
+    if (this.ledger.failFirstAttempt && context.attempt === 1) throw new Error('card network timeout after writing');
+  }
+}
+
+/** Touches no database: opts out of the inbox and sees every delivery. */
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { inbox: false })
+class CountDeliveries implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  readonly ids: string[] = [];
+  handle(_event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): void {
+    this.ids.push(context.messageId);
+  }
+}
+
+/** Idempotent consumption: the inbox, and the cleanup of old rows. */
+describe('inbox', () => {
+  let ns: TestNamespace;
+  let app: TestingModule;
+  let ledger: Ledger;
+
+  beforeAll(async () => {
+    ns = await TestNamespace.create();
+    await (await ns.sql()).query(`CREATE TABLE "${ns.schema}".ledger (order_id text NOT NULL, message_id text NOT NULL)`);
+    app = await startTestApp(ns, {
+      providers: [Ledger, TakePayment, CountDeliveries],
+      options: {
+        consumer: { retry: { initialDelayMs: 20, maxDelayMs: 40 } },
+        outbox: { retentionMs: 60_000 },
+        inbox: { retentionMs: 60_000 },
+        cleanup: { batchSize: 7 },
+      },
+    });
+    ledger = app.get(Ledger);
+    ledger.table = `"${ns.schema}".ledger`;
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await ns?.cleanup();
+  });
+
+  const body = (orderId: string) => JSON.stringify({ orderId, placedAt: '2026-11-26T06:00:00.000Z' });
+  const ledgerRows = async (orderId: string) =>
+    (await (await ns.sql()).query(`SELECT message_id FROM "${ns.schema}".ledger WHERE order_id = $1`, [orderId])).rows;
+  const paymentEvents = async (orderId: string) =>
+    (await (await ns.sql()).query(`SELECT id FROM ${ns.outboxTable} WHERE event_name = 'payments.payment-taken' AND payload::jsonb->>'orderId' = $1`, [orderId])).rows;
+
+  it('acknowledges a duplicate delivery without running the handler again', async () => {
+    for (let i = 0; i < 3; i++) await ns.publishRaw('ordering.order-created', body('dup'), { messageId: 'm-dup' });
+    // The opted-out handler sees all three: proof that three deliveries happened.
+    await eventually(() => expect(app.get(CountDeliveries).ids.filter((id) => id === 'm-dup')).toHaveLength(3));
+    await consistently(async () => expect(await ledgerRows('dup')).toHaveLength(1), { forMs: 300 });
+    expect(await paymentEvents('dup')).toHaveLength(1);
+    const { rows } = await (await ns.sql()).query(`SELECT handler, message_id FROM ${ns.inboxTable} WHERE message_id = 'm-dup'`);
+    expect(rows).toEqual([{ handler: `${ns.serviceName}.TakePayment`, message_id: 'm-dup' }]);
+    expect(await ns.queueDepth(`${ns.serviceName}.TakePayment`)).toBe(0);
+  });
+
+  it('commits the handler\'s writes and published events with the inbox record, or none of them', async () => {
+    ledger.failFirstAttempt = true;
+    const callsBefore = ledger.calls;
+    await ns.publishRaw('ordering.order-created', body('atomic'), { messageId: 'm-atomic' });
+    await eventually(() => expect(ledger.calls - callsBefore).toBe(2));
+    // Attempt 1 wrote a row and an event, then failed: both rolled back with its inbox record.
+    await eventually(async () => expect(await ledgerRows('atomic')).toHaveLength(1));
+    expect(await paymentEvents('atomic')).toHaveLength(1);
+    ledger.failFirstAttempt = false;
+  });
+
+  it('deletes inbox rows and sent outbox rows past their retention, in batches, and nothing else', async () => {
+    const db = await ns.sql();
+    await db.query(`INSERT INTO ${ns.inboxTable} (handler, message_id, handled_at) SELECT 'h', 'old-' || i, now() - interval '2 minutes' FROM generate_series(1, 20) i`);
+    await db.query(`INSERT INTO ${ns.inboxTable} (handler, message_id) VALUES ('h', 'recent')`);
+    const row = (status: string, sentAt: string) =>
+      `SELECT gen_random_uuid(), 'cleanup.test', 1, '{}', '{}', now() - interval '1 day', '${status}', ${sentAt},
+              now() + interval '1 hour', now() - interval '1 day' FROM generate_series(1, $1)`;
+    const insert = (status: string, sentAt: string, count: number) =>
+      db.query(
+        `INSERT INTO ${ns.outboxTable} (id, event_name, event_version, payload, headers, occurred_at, status, sent_at, available_at, created_at) ${row(status, sentAt)}`,
+        [count],
+      );
+    await insert('sent', "now() - interval '2 minutes'", 15);
+    await insert('sent', 'now()', 4);
+    await insert('pending', 'NULL', 6);
+    await insert('unroutable', 'NULL', 2);
+    const count = async (where: string) =>
+      (await db.query(`SELECT count(*)::int AS n FROM ${ns.outboxTable} WHERE event_name = 'cleanup.test' AND ${where}`)).rows[0].n;
+
+    const deleted = await app.get(CleanupWorker).runOnce();
+    expect(deleted).toEqual({ inbox: 20, outbox: 15 });
+    expect((await db.query(`SELECT count(*)::int AS n FROM ${ns.inboxTable} WHERE message_id LIKE 'old-%'`)).rows[0].n).toBe(0);
+    expect((await db.query(`SELECT count(*)::int AS n FROM ${ns.inboxTable} WHERE message_id = 'recent'`)).rows[0].n).toBe(1);
+    expect(await count("status = 'sent'")).toBe(4);
+    // Rows not sent are never deleted, however old.
+    expect(await count("status = 'pending'")).toBe(6);
+    expect(await count("status = 'unroutable'")).toBe(2);
+  });
+});
+
+describe('inbox at boot', () => {
+  let ns: TestNamespace;
+
+  beforeAll(async () => {
+    ns = await TestNamespace.create();
+  });
+
+  afterAll(async () => {
+    await ns?.cleanup();
+  });
+
+  it('fails boot when the inbox table is missing, naming the fix', async () => {
+    await expect(
+      startTestApp(ns, { providers: [Ledger, TakePayment], options: { inbox: { table: 'no_inbox_here' } } }),
+    ).rejects.toThrow(InboxTableMissingError);
+  });
+
+  it('fails boot when a handler uses the inbox but nestjs-cls transactions are not registered', async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        TypeOrmModule.forRoot({ type: 'postgres', url: TEST_DATABASE_URL, extra: { allowExitOnIdle: true } }),
+        IntegrationEventsModule.forRoot(testOptions(ns)),
+      ],
+      providers: [InboxOnlyHandler],
+    }).compile();
+    try {
+      await expect(moduleRef.init()).rejects.toThrow(TransactionsNotConfiguredError);
+    } finally {
+      await moduleRef.close();
+    }
+  });
+});
+
+@IntegrationEventHandler(OrderCreatedIntegrationEvent)
+class InboxOnlyHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  handle(): void {}
+}
