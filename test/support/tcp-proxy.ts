@@ -57,7 +57,8 @@ export class TcpProxy {
   async refuse(): Promise<void> {
     const server = this.server;
     this.server = undefined;
-    if (server) await new Promise((resolve) => server.close(resolve));
+    // close() stops the listener at once; its callback would wait for the open connections to end.
+    server?.close();
   }
 
   /** Drops every open connection at once, as a crash or a restart would. */

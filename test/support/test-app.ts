@@ -1,4 +1,4 @@
-import type { DynamicModule, ModuleMetadata, Provider, Type } from '@nestjs/common';
+import type { DynamicModule, LoggerService, ModuleMetadata, Provider, Type } from '@nestjs/common';
 import { Test, type TestingModule } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { ClsModule } from 'nestjs-cls';
@@ -18,6 +18,8 @@ type OptionOverrides = Partial<Omit<IntegrationEventsModuleOptions, 'rabbitmq'>>
 };
 
 export interface TestAppOptions {
+  /** A logger to use instead of the default (errors only; everything with TEST_LOGS=1). */
+  logger?: LoggerService;
   providers?: Provider[];
   imports?: ModuleMetadata['imports'];
   options?: OptionOverrides;
@@ -66,7 +68,7 @@ export async function startTestApp(ns: TestNamespace, options: TestAppOptions = 
     ],
     providers: options.providers ?? [],
   }).compile();
-  moduleRef.useLogger(process.env.TEST_LOGS ? console : ['error']);
+  moduleRef.useLogger(options.logger ?? (process.env.TEST_LOGS ? console : ['error']));
   try {
     await moduleRef.init();
   } catch (error) {

@@ -1,0 +1,117 @@
+import type { TestingModule } from '@nestjs/testing';
+import { IntegrationEventConsumers } from 'nestjs-integration-events';
+import { OrderCreatedRecorder } from './fixtures/order-events';
+import { CapturingLogger } from './support/capturing-logger';
+import { eventually } from './support/eventually';
+import { startTestApp } from './support/test-app';
+import { TcpProxy } from './support/tcp-proxy';
+import { TestNamespace } from './support/test-namespace';
+
+/** A barrage of hostile messages against a live consumer (issue: bad input and security). */
+describe('hostile input', () => {
+  let ns: TestNamespace;
+  let app: TestingModule;
+  const queue = () => `${ns.serviceName}.OrderCreatedRecorder`;
+  const valid = (orderId: string) => JSON.stringify({ orderId, placedAt: '2026-11-26T06:00:00.000Z' });
+
+  beforeAll(async () => {
+    ns = await TestNamespace.create();
+    app = await startTestApp(ns, {
+      providers: [OrderCreatedRecorder],
+      options: { consumer: { retry: { initialDelayMs: 20, maxDelayMs: 40 } } },
+    });
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await ns?.cleanup();
+  });
+
+  it('dead-letters every hostile message with its reason, keeps consuming, and handles the good ones around them', async () => {
+    const deep = `${'['.repeat(20_000)}${']'.repeat(20_000)}`;
+    const hostile: Array<[string, string | Buffer, Record<string, unknown>, RegExp, (string | null)?]> = [
+      ['invalid-json', '{"orderId": "x", ', {}, /not valid JSON/],
+      ['null-body', 'null', {}, /is null, not a JSON object/],
+      ['deep-nesting', deep, {}, /nested deeper than consumer.maxDepth \(64\)/],
+      ['deep-object', `${'{"a":'.repeat(20_000)}1${'}'.repeat(20_000)}`, {}, /nested deeper than consumer.maxDepth/],
+      // Over the default limit of 1 MiB.
+      ['too-big', JSON.stringify({ orderId: 'x', placedAt: '2026-11-26T06:00:00.000Z', padding: 'x'.repeat(1_100_000) }), {}, /exceeds consumer.maxBodyBytes \(1048576\)/],
+      ['proto-key', '{"orderId":"x","placedAt":"2026-11-26T06:00:00.000Z","__proto__":{"polluted":true}}', {}, /"__proto__"/],
+      ['nested-proto', '{"orderId":"x","placedAt":"2026-11-26T06:00:00.000Z","nested":{"__proto__":{"polluted":true}}}', {}, /"__proto__" at \$\.nested/],
+      ['constructor-key', '{"orderId":"x","placedAt":"2026-11-26T06:00:00.000Z","constructor":{"prototype":{"polluted":true}}}', {}, /"constructor"/],
+      ['invalid-utf8', Buffer.concat([Buffer.from('{"orderId":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}')]), {}, /not valid UTF-8/],
+      ['no-version', valid('x'), { 'ie-event-version': null }, /ie-event-version/],
+      ['wrong-event', valid('x'), { 'ie-event-name': 'billing.invoice-sent' }, /is not the event of handler/],
+      ['bad-occurred-at', valid('x'), { 'ie-occurred-at': 'yesterday' }, /ie-occurred-at/],
+      ['bad-version', valid('x'), { 'ie-event-version': 'one' }, /ie-event-version/],
+      ['no-message-id', valid('x'), {}, /message_id/, null],
+    ];
+    const recorder = app.get(OrderCreatedRecorder);
+    const goodIds: string[] = [];
+    for (const [id, body, headers, , messageId] of hostile) {
+      await ns.publishRaw('ordering.order-created', body, { messageId: messageId === null ? null : id, headers });
+      const goodId = `good-after-${id}`;
+      goodIds.push(goodId);
+      await ns.publishRaw('ordering.order-created', valid(goodId), { messageId: goodId });
+    }
+    // Forged attempt counts are clamped, not trusted: these are well-formed and handled.
+    for (const [id, attempt] of [['forged-negative', -3], ['forged-huge', 10 ** 9], ['forged-text', 'DROP TABLE']] as const) {
+      await ns.publishRaw('ordering.order-created', valid(id), { messageId: id, headers: { 'ie-attempt': attempt } });
+      goodIds.push(id);
+    }
+
+    await eventually(() => expect(recorder.received.map((r) => r.context.messageId).sort()).toEqual([...goodIds].sort()), {
+      timeoutMs: 20_000,
+    });
+    await eventually(async () => expect(await ns.queueDepth(`${queue()}.dlq`)).toBe(hostile.length));
+    const dead = await ns.drainQueue(`${queue()}.dlq`);
+    for (const [id, , , reason, messageId] of hostile) {
+      const found = dead.find((m) => (messageId === null ? m.properties.messageId === undefined : m.properties.messageId === id));
+      expect(found?.properties.headers).toMatchObject({ 'ie-dead-letter-reason': 'poison' });
+      expect(String(found?.properties.headers?.['ie-error-message'])).toMatch(reason);
+    }
+    expect(app.get(IntegrationEventConsumers).status).toEqual({ handlers: 1, attached: 1 });
+    expect(await ns.queueDepth(queue())).toBe(0);
+    // No prototype was polluted on the way.
+    expect((Object.prototype as Record<string, unknown>).polluted).toBeUndefined();
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect(recorder.received.every((r) => !Object.prototype.hasOwnProperty.call(r.event, 'polluted'))).toBe(true);
+  });
+});
+
+describe('credentials in logs', () => {
+  let ns: TestNamespace;
+  let proxy: TcpProxy;
+
+  beforeAll(async () => {
+    ns = await TestNamespace.create();
+    proxy = await TcpProxy.create({ host: '127.0.0.1', port: 5672 });
+  });
+
+  afterAll(async () => {
+    await proxy.stop();
+    await ns.cleanup();
+  });
+
+  it('never logs the password of the broker URL, while unreachable, connecting or disconnected', async () => {
+    const logger = new CapturingLogger();
+    const app = await startTestApp(ns, {
+      logger,
+      providers: [OrderCreatedRecorder],
+      options: {
+        rabbitmq: { url: `amqp://guest:guest@127.0.0.1:${proxy.port}/?x=s3cr3t-in-query`, reconnectInitialDelayMs: 50, reconnectMaxDelayMs: 100 },
+      },
+    });
+    try {
+      await eventually(() => expect(logger.text).toMatch(/unreachable/));
+      await proxy.accept();
+      await eventually(() => expect(logger.text).toMatch(/Connected to amqp:\/\/guest:\*\*\*@127\.0\.0\.1/));
+      proxy.cut();
+      await eventually(() => expect(logger.text).toMatch(/Reconnected/));
+    } finally {
+      await app.close();
+    }
+    expect(logger.text).not.toMatch(/guest:guest/);
+    expect(logger.lines.length).toBeGreaterThan(3);
+  });
+});

@@ -1,0 +1,94 @@
+import { Injectable } from '@nestjs/common';
+import type { TestingModule } from '@nestjs/testing';
+import { TransactionHost } from '@nestjs-cls/transactional';
+import type { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
+import {
+  IntegrationEventHandler,
+  IntegrationEventPublisher,
+  type IIntegrationEventHandler,
+  type IntegrationEventContext,
+} from 'nestjs-integration-events';
+import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
+import { consistently, eventually } from './support/eventually';
+import { startTestApp } from './support/test-app';
+import { TestNamespace } from './support/test-namespace';
+
+@Injectable()
+class Work {
+  table = '';
+  started: string[] = [];
+}
+
+/** A slow handler that ignores its abort signal and writes to the database when it is done. */
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { prefetch: 2 })
+class SlowHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  constructor(
+    private readonly work: Work,
+    private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>,
+  ) {}
+
+  async handle(event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): Promise<void> {
+    this.work.started.push(context.messageId);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    await this.txHost.tx.query(`INSERT INTO ${this.work.table} (order_id, message_id) VALUES ($1, $2)`, [event.orderId, context.messageId]);
+  }
+}
+
+/** Graceful shutdown: drain what is in flight, hand back what is not, lose nothing, do nothing twice. */
+describe('graceful shutdown', () => {
+  let ns: TestNamespace;
+  const apps: TestingModule[] = [];
+
+  beforeAll(async () => {
+    ns = await TestNamespace.create();
+    await (await ns.sql()).query(`CREATE TABLE "${ns.schema}".work_done (order_id text NOT NULL, message_id text NOT NULL)`);
+  });
+
+  afterEach(async () => {
+    for (const app of apps.splice(0)) await app.close();
+  });
+
+  afterAll(async () => {
+    await ns?.cleanup();
+  });
+
+  const start = async () => {
+    const app = await startTestApp(ns, { providers: [Work, SlowHandler], options: { consumer: { shutdownTimeoutMs: 5_000 } } });
+    app.get(Work).table = `"${ns.schema}".work_done`;
+    apps.push(app);
+    return app;
+  };
+  const done = async () =>
+    (await (await ns.sql()).query(`SELECT message_id FROM "${ns.schema}".work_done`)).rows.map((r: { message_id: string }) => r.message_id);
+
+  it('finishes and commits the handlers in flight, returns the rest to the queue, and the next instance does the rest once', async () => {
+    const first = await start();
+    const ids = await first
+      .get(IntegrationEventPublisher)
+      .publish(Array.from({ length: 6 }, (_, i) => new OrderCreatedIntegrationEvent(`o-${i}`)), { standalone: true });
+    await eventually(() => expect(first.get(Work).started.length).toBeGreaterThanOrEqual(1));
+
+    // Close while handlers run: their transactions still commit (the DataSource closes after the drain).
+    await apps.splice(0, 1)[0]!.close();
+    const startedByFirst = [...first.get(Work).started];
+    expect((await done()).sort()).toEqual([...startedByFirst].sort());
+
+    const second = await start();
+    await eventually(async () => expect((await done()).sort()).toEqual([...ids].sort()), { timeoutMs: 15_000 });
+    // Nothing the first instance finished was done again by the second.
+    expect(second.get(Work).started.filter((id) => startedByFirst.includes(id))).toEqual([]);
+    await consistently(async () => expect(await done()).toHaveLength(6), { forMs: 500 });
+  });
+
+  it('lets the relay finish its batch: rows are either sent or still pending, never lost', async () => {
+    const app = await start();
+    await ns.insertOutboxRows(2_000);
+    await eventually(async () => expect((await ns.outboxRows()).some((row) => row.status === 'sent')).toBe(true));
+    await apps.splice(apps.indexOf(app), 1)[0]!.close();
+    const rows = await ns.outboxRows();
+    expect(rows.filter((row) => row.status !== 'sent' && row.status !== 'pending')).toEqual([]);
+    // Nothing is left leased by the stopped relay: the next instance sends the rest at once.
+    const leased = (await (await ns.sql()).query(`SELECT count(*)::int AS n FROM ${ns.outboxTable} WHERE locked_until > now()`)).rows[0].n;
+    expect(leased).toBe(0);
+  });
+});

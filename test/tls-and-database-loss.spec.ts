@@ -1,0 +1,105 @@
+import type { TestingModule } from '@nestjs/testing';
+import { IntegrationEventPublisher, OutboxRelay } from 'nestjs-integration-events';
+import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
+import { eventually } from './support/eventually';
+import { startTestApp } from './support/test-app';
+import { TcpProxy } from './support/tcp-proxy';
+import { TestNamespace } from './support/test-namespace';
+import { TlsTerminator } from './support/tls-terminator';
+import { TEST_DATABASE_URL } from './support/services';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { ClsModule } from 'nestjs-cls';
+import { ClsPluginTransactional } from '@nestjs-cls/transactional';
+import { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
+import { DataSource } from 'typeorm';
+import { Test } from '@nestjs/testing';
+import { IntegrationEventsModule } from 'nestjs-integration-events';
+import { testOptions } from './support/test-app';
+
+describe('amqps (TLS)', () => {
+  let ns: TestNamespace;
+  let terminator: TlsTerminator;
+
+  beforeAll(async () => {
+    ns = await TestNamespace.create();
+    terminator = await TlsTerminator.start({ host: '127.0.0.1', port: 5672 });
+  });
+
+  afterAll(async () => {
+    await terminator?.stop();
+    await ns?.cleanup();
+  });
+
+  it('connects over TLS with the certificate given in rabbitmq.socketOptions, and delivers', async () => {
+    const app = await startTestApp(ns, {
+      providers: [OrderCreatedRecorder],
+      options: { rabbitmq: { url: `amqps://guest:guest@localhost:${terminator.port}`, socketOptions: { ca: [terminator.certificate] } } },
+    });
+    try {
+      const [id] = await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('over-tls'), { standalone: true });
+      await eventually(() => expect(app.get(OrderCreatedRecorder).received.map((r) => r.context.messageId)).toEqual([id]));
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('refuses a certificate it was not told to trust', async () => {
+    await expect(
+      startTestApp(ns, { options: { rabbitmq: { url: `amqps://guest:guest@localhost:${terminator.port}` } } }),
+    ).rejects.toThrow(/self.signed certificate/);
+  });
+});
+
+/** PostgreSQL restarted or unreachable: the relay and the consumers recover by themselves. */
+describe('database connection loss', () => {
+  let ns: TestNamespace;
+  let proxy: TcpProxy;
+  let app: TestingModule;
+
+  beforeAll(async () => {
+    ns = await TestNamespace.create();
+    proxy = await TcpProxy.create({ host: '127.0.0.1', port: 5432 });
+    await proxy.accept();
+    const url = new URL(TEST_DATABASE_URL);
+    url.port = String(proxy.port);
+    app = await Test.createTestingModule({
+      imports: [
+        TypeOrmModule.forRoot({ type: 'postgres', url: url.toString(), schema: ns.schema, extra: { max: 4, allowExitOnIdle: true } }),
+        ClsModule.forRoot({
+          global: true,
+          plugins: [new ClsPluginTransactional({ imports: [TypeOrmModule], adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }) })],
+        }),
+        IntegrationEventsModule.forRoot(testOptions(ns, { relay: { pollIntervalMs: 100 } })),
+      ],
+      providers: [OrderCreatedRecorder],
+    }).compile();
+    app.useLogger(process.env.TEST_LOGS ? console : ['error']);
+    await app.init();
+    ns.trackQueue(`${ns.serviceName}.OrderCreatedRecorder`);
+    ns.trackQueue(`${ns.serviceName}.OrderCreatedRecorder.dlq`);
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await proxy?.stop();
+    await ns?.cleanup();
+  });
+
+  it('keeps relaying and consuming after every database connection was cut and refused for a while', async () => {
+    const [before] = await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('before-db-loss'), { standalone: true });
+    await eventually(() => expect(app.get(OrderCreatedRecorder).received.map((r) => r.context.messageId)).toContain(before));
+
+    await proxy.refuse();
+    proxy.cut();
+    // Rows committed meanwhile by another process (straight to the database) wait in the outbox.
+    await ns.insertOutboxRows(3);
+    await eventually(async () => expect((await ns.outboxRows()).filter((r) => r.status === 'pending')).toHaveLength(3));
+    await proxy.accept();
+
+    await eventually(() => expect(app.get(OrderCreatedRecorder).received.filter((r) => r.event.orderId.startsWith('bulk-'))).toHaveLength(3), {
+      timeoutMs: 30_000,
+    });
+    expect(app.get(OutboxRelay).isRunning).toBe(true);
+    await eventually(async () => expect((await ns.outboxRows()).every((r) => r.status === 'sent')).toBe(true));
+  });
+});
