@@ -6,6 +6,7 @@ import { CqrsModule } from '@nestjs/cqrs';
 import { CreateOrderHandler } from './orders/commands/create-order.command';
 import { OrderPaidHandler } from './orders/commands/order-paid.command';
 import { CreateOrdersTable1764144000001 } from './orders/create-orders-table.migration';
+import { CreateOrderPaidLog1764144000004 } from './orders/create-order-paid-log.migration';
 import { CreditLimitPolicy } from './orders/credit-limit.policy';
 import { OrderCreatedDomainEventHandler } from './orders/order-created.domain-handler';
 import { OrderEntity } from './orders/order.entity';
@@ -28,7 +29,7 @@ export class OrderingModule {
           databaseUrl: config.databaseUrl,
           schema: 'ordering',
           entities: [OrderEntity],
-          migrations: [createOutboxMigration({ schema: 'ordering' }), createInboxMigration({ schema: 'ordering' }), CreateOrdersTable1764144000001],
+          migrations: [createOutboxMigration({ schema: 'ordering' }), createInboxMigration({ schema: 'ordering' }), CreateOrdersTable1764144000001, CreateOrderPaidLog1764144000004],
         }),
         CqrsModule.forRoot(),
         IntegrationEventsModule.forRoot({

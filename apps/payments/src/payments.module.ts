@@ -3,6 +3,7 @@ import { createInboxMigration, createOutboxMigration, IntegrationEventsModule } 
 import type { ExampleConfig } from '../../shared/example-config';
 import { PersistenceModule } from '../../shared/persistence.module';
 import { CreatePaymentsTable1764144000002 } from './payments/create-payments-table.migration';
+import { CreatePaymentAttemptsLog1764144000003 } from './payments/create-payment-attempts-log.migration';
 import { CqrsModule } from '@nestjs/cqrs';
 import { OrderCreatedIntegrationEventHandler } from './payments/order-created.handler';
 import { PaymentRecordedConverter } from './payments/payment-recorded.converter';
@@ -23,7 +24,7 @@ export class PaymentsModule {
           databaseUrl: config.databaseUrl,
           schema: 'payments',
           entities: [Payment],
-          migrations: [createOutboxMigration({ schema: 'payments' }), createInboxMigration({ schema: 'payments' }), CreatePaymentsTable1764144000002],
+          migrations: [createOutboxMigration({ schema: 'payments' }), createInboxMigration({ schema: 'payments' }), CreatePaymentsTable1764144000002, CreatePaymentAttemptsLog1764144000003],
         }),
         CqrsModule.forRoot(),
         IntegrationEventsModule.forRoot({

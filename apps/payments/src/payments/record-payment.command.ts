@@ -26,6 +26,9 @@ export class RecordPaymentHandler implements ICommandHandler<RecordPaymentComman
 
   @Transactional()
   async execute({ orderId, amountCents }: RecordPaymentCommand): Promise<void> {
+    // Audit log, used by the fault-injection suite (chaos/) to prove the inbox works: one row per committed
+    // execution, before the idempotency check below (which would otherwise hide a second execution).
+    await this.txHost.tx.query('INSERT INTO payments.payment_attempts_log (order_id, handled_by) VALUES ($1, $2)', [orderId, process.pid]);
     const payment = PaymentAggregate.record(randomUUID(), orderId, amountCents, new Date());
     const inserted = await this.txHost.tx
       .createQueryBuilder()
