@@ -31,6 +31,8 @@ import { OutboxRelay } from './relay/outbox.relay';
 import { WakeSignal } from './relay/wake-signal';
 import { RabbitMqConnection } from './transport/rabbitmq/rabbitmq.connection';
 import { RabbitMqPublisher } from './transport/rabbitmq/rabbitmq.publisher';
+import { RabbitMqTransport } from './transport/rabbitmq/rabbitmq.transport';
+import { TransportHost } from './transport/transport-host';
 
 /**
  * Integration events for a Nest application: the outbox publisher, the relay to RabbitMQ and the
@@ -60,6 +62,8 @@ import { RabbitMqPublisher } from './transport/rabbitmq/rabbitmq.publisher';
     IntegrationEventPublisher,
     RabbitMqConnection,
     RabbitMqPublisher,
+    RabbitMqTransport,
+    TransportHost,
     OutboxRelay,
     IntegrationEventHandlerExplorer,
     MessageDispatcher,
@@ -85,8 +89,8 @@ export class IntegrationEventsModule
     private readonly config: IntegrationEventsConfig,
     private readonly explorer: IntegrationEventHandlerExplorer,
     private readonly database: OutboxDatabase,
-    private readonly connection: RabbitMqConnection,
-    private readonly publisher: RabbitMqPublisher,
+    private readonly transports: TransportHost,
+    private readonly wakeSignal: WakeSignal,
     private readonly relay: OutboxRelay,
     private readonly consumers: IntegrationEventConsumers,
     private readonly inbox: InboxGuard,
@@ -108,13 +112,15 @@ export class IntegrationEventsModule
     if (consumer.enabled && handlers.some((handler) => handler.inbox)) await this.inbox.assertReady();
     // Consumers first: on a first connection their queues and bindings are declared before the
     // publishing channel opens, so an event this service also consumes is never unroutable at first boot.
+    const transport = this.transports.transport;
     if (consumer.enabled) this.consumers.start(handlers);
-    if (relay.enabled) this.publisher.register();
-    await this.connection.connect();
+    if (relay.enabled) transport.enablePublishing();
+    transport.onReady(() => this.wakeSignal.notify());
+    await transport.connect();
     if (relay.enabled) this.relay.start();
     if (cleanup.enabled) this.cleanup.start();
     this.logger.log(
-      `Service "${serviceName}" started: relay ${relay.enabled ? 'on' : 'off'}, ` +
+      `Service "${serviceName}" started on ${transport.description}: relay ${relay.enabled ? 'on' : 'off'}, ` +
         `${consumer.enabled ? handlers.length : 0} handler(s)`,
     );
   }
@@ -136,6 +142,6 @@ export class IntegrationEventsModule
     await this.relay.stop();
     await this.cleanup.stop();
     this.database.detach();
-    await this.connection.close();
+    await this.transports.transport.close();
   }
 }

@@ -1,9 +1,8 @@
-import { Injectable, Logger } from '@nestjs/common';
+import { Injectable } from '@nestjs/common';
 import type { DiscoveredHandler } from '../discovery/discovered-handler';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
-import { RabbitMqConnection } from '../transport/rabbitmq/rabbitmq.connection';
-import { RabbitMqConsumer } from '../transport/rabbitmq/rabbitmq.consumer';
 import { waitQueueName } from '../transport/rabbitmq/handler-topology';
+import { TransportHost } from '../transport/transport-host';
 import { MessageDispatcher } from './message-dispatcher';
 
 /** A handler and the queues it owns. */
@@ -13,48 +12,44 @@ export interface HandlerQueues {
   readonly eventName: string;
   readonly queue: string;
   readonly deadLetterQueue: string;
-  /** One per retry tier. */
+  /** One per retry tier (RabbitMQ only; the in-process broker holds delayed copies itself). */
   readonly waitQueues: readonly string[];
 }
 
-/** The consumers of this service: one per discovered handler. */
+/** The consumers of this service: one per discovered handler, on the chosen transport. */
 @Injectable()
 export class IntegrationEventConsumers {
-  private readonly logger = new Logger('IntegrationEvents:Consumer');
-  private consumers: RabbitMqConsumer[] = [];
-  /** Consumers that were stopped (kept so `handlers` still answers during shutdown). */
-  private stopped: RabbitMqConsumer[] = [];
+  private handlerList: readonly DiscoveredHandler[] = [];
+  private started = false;
 
   constructor(
     private readonly config: IntegrationEventsConfig,
-    private readonly connection: RabbitMqConnection,
+    private readonly transports: TransportHost,
     private readonly dispatcher: MessageDispatcher,
   ) {}
 
-  /** Registers a consumer per handler; they subscribe when the connection opens. */
+  /** Starts a consumer per handler; they subscribe when the transport connects. */
   start(handlers: readonly DiscoveredHandler[]): void {
-    this.consumers = handlers.map((handler) => {
-      const consumer = new RabbitMqConsumer(handler, this.connection, this.dispatcher, this.config.options);
-      consumer.start();
-      this.logger.log(`${handler.name} consumes "${handler.event.name}" v${handler.event.version} from ${handler.queue}`);
-      return consumer;
-    });
+    this.handlerList = handlers;
+    this.started = true;
+    this.transports.transport.startConsumers(handlers, (handler, message, signal) => this.dispatcher.dispatch(handler, message, signal));
   }
 
   /** The handlers being consumed for, with every queue each one declares. */
   get handlers(): readonly HandlerQueues[] {
-    return [...this.consumers, ...this.stopped].map(({ handler }) => ({
+    const rabbitMq = this.config.options.rabbitmq !== undefined;
+    return this.handlerList.map((handler) => ({
       name: handler.name,
       eventName: handler.event.name,
       queue: handler.queue,
       deadLetterQueue: handler.deadLetterQueue,
-      waitQueues: handler.retryPolicy.tiers().map((tier) => waitQueueName(handler.queue, tier)),
+      waitQueues: rabbitMq ? handler.retryPolicy.tiers().map((tier) => waitQueueName(handler.queue, tier)) : [],
     }));
   }
 
   /** Number of handlers, and how many of them are subscribed right now. */
   get status(): { handlers: number; attached: number } {
-    return { handlers: this.consumers.length, attached: this.consumers.filter((c) => c.isAttached).length };
+    return { handlers: this.handlerList.length, attached: this.started ? this.transports.transport.attachedConsumers : 0 };
   }
 
   /**
@@ -62,10 +57,8 @@ export class IntegrationEventConsumers {
    * Safe to call more than once.
    */
   async stop(): Promise<void> {
-    const consumers = this.consumers;
-    this.stopped = consumers;
-    this.consumers = [];
-    const timeout = this.config.options.consumer.shutdownTimeoutMs;
-    await Promise.all(consumers.map((consumer) => consumer.stop(timeout)));
+    if (!this.started) return;
+    this.started = false;
+    await this.transports.transport.stopConsumers(this.config.options.consumer.shutdownTimeoutMs);
   }
 }

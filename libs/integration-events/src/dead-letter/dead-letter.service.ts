@@ -1,16 +1,12 @@
 import { Injectable } from '@nestjs/common';
 import { IntegrationEventConsumers } from '../consumer/integration-event-consumers';
-import { RabbitMqConnection } from '../transport/rabbitmq/rabbitmq.connection';
-import {
-  DeadLetterQueueOperations,
-  type DeadLetterDetails,
-  type DeadLetterSelection,
-  type DeadLetterSummary,
-} from './dead-letter-queue.operations';
+import type { DeadLetterOperations } from '../transport/integration-event-transport';
+import { TransportHost } from '../transport/transport-host';
+import type { DeadLetterDetails, DeadLetterSelection, DeadLetterSummary } from './dead-letter-queue.operations';
 
 /**
  * Dead-letter queues of this service, for operators and admin endpoints: list, inspect, requeue (one,
- * some, all) and purge. Uses the service's own RabbitMQ connection. The same operations are on the
+ * some, all) and purge. Uses the service's own transport (its RabbitMQ connection, or the in-process broker). The same operations are on the
  * command line (`nestjs-integration-events dlq …`).
  *
  * @example
@@ -21,13 +17,13 @@ import {
  */
 @Injectable()
 export class DeadLetterService {
-  private readonly operations: DeadLetterQueueOperations;
-
   constructor(
-    connection: RabbitMqConnection,
+    private readonly transports: TransportHost,
     private readonly consumers: IntegrationEventConsumers,
-  ) {
-    this.operations = new DeadLetterQueueOperations(() => connection.openChannel());
+  ) {}
+
+  private get operations(): DeadLetterOperations {
+    return this.transports.transport.deadLetters;
   }
 
   /** Every handler of this service with its dead-letter queue and how many messages wait there. */

@@ -9,6 +9,9 @@ export const DEFAULT_OPTIONS = {
     reconnectInitialDelayMs: 500,
     reconnectMaxDelayMs: 30_000,
   },
+  inProcess: {
+    exchange: 'integration-events',
+  },
   outbox: {
     table: 'integration_events_outbox',
     maxPayloadBytes: 256 * 1024,

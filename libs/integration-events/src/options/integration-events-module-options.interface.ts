@@ -1,4 +1,5 @@
 import type { DeadLetter } from '../dead-letter/dead-letter.interface';
+import type { InProcessBroker } from '../transport/in-process/in-process-broker';
 import type { RetryPolicyOptions } from '../retry/retry-policy-options.interface';
 
 /** Options of `IntegrationEventsModule.forRoot()` / `forRootAsync()`. */
@@ -11,8 +12,14 @@ export interface IntegrationEventsModuleOptions {
    */
   serviceName: string;
 
-  /** How to reach RabbitMQ and how to name what is declared there. Required. */
-  rabbitmq: RabbitMqOptions;
+  /** How to reach RabbitMQ and how to name what is declared there. Give this or `inProcess`. */
+  rabbitmq?: RabbitMqOptions;
+
+  /**
+   * Run without RabbitMQ, on an in-process broker shared by the services of this process (development,
+   * demos, tests). Give this or `rabbitmq`.
+   */
+  inProcess?: InProcessOptions;
 
   /** Where the outbox table lives. */
   outbox?: OutboxOptions;
@@ -86,6 +93,17 @@ export interface RabbitMqOptions {
 
   /** Name shown for this connection in the RabbitMQ management UI. @default `<serviceName>` */
   connectionName?: string;
+}
+
+/** The in-process transport. */
+export interface InProcessOptions {
+  /** The broker; pass the same instance to every service of the process. Required. */
+  broker: InProcessBroker;
+  /**
+   * Name of the exchange inside the broker; services talking to each other use the same one.
+   * @default 'integration-events'
+   */
+  exchange?: string;
 }
 
 /** Where the outbox table lives. Both names are validated as SQL identifiers, never concatenated raw. */

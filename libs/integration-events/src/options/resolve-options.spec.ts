@@ -1,3 +1,4 @@
+import { InProcessBroker } from '../transport/in-process/in-process-broker';
 import { IntegrationEventsError } from '../errors/integration-events.error';
 import { InvalidIntegrationEventsOptionsError } from '../errors/invalid-options.error';
 import { DEFAULT_OPTIONS } from './default-options';
@@ -47,6 +48,7 @@ describe('resolveOptions', () => {
           reconnectMaxDelayMs: DEFAULT_OPTIONS.rabbitmq.reconnectMaxDelayMs,
           connectionName: 'ordering',
         },
+        inProcess: undefined,
         outbox: {
           schema: undefined,
           table: DEFAULT_OPTIONS.outbox.table,
@@ -98,8 +100,8 @@ describe('resolveOptions', () => {
     });
 
     it('defaults rabbitmq.connectionName to the serviceName, and keeps an explicit one', () => {
-      expect(resolveOptions(MINIMAL).rabbitmq.connectionName).toBe('ordering');
-      expect(resolveOptions(withSection('rabbitmq', { connectionName: 'ordering-api #1' })).rabbitmq.connectionName).toBe(
+      expect(resolveOptions(MINIMAL).rabbitmq!.connectionName).toBe('ordering');
+      expect(resolveOptions(withSection('rabbitmq', { connectionName: 'ordering-api #1' })).rabbitmq!.connectionName).toBe(
         'ordering-api #1',
       );
     });
@@ -147,6 +149,7 @@ describe('resolveOptions', () => {
       expect(resolveOptions(options)).toStrictEqual({
         ...options,
         rabbitmq: { ...options.rabbitmq, redactedUrl: 'amqps://svc:***@rabbit.internal:5671/prod' },
+        inProcess: undefined,
       });
     });
 
@@ -157,7 +160,7 @@ describe('resolveOptions', () => {
         relay: { enabled: false },
         consumer: { enabled: false, shutdownTimeoutMs: 0 },
       });
-      expect(resolved.rabbitmq.heartbeatSeconds).toBe(0);
+      expect(resolved.rabbitmq!.heartbeatSeconds).toBe(0);
       expect(resolved.relay.enabled).toBe(false);
       expect(resolved.consumer.enabled).toBe(false);
       expect(resolved.consumer.shutdownTimeoutMs).toBe(0);
@@ -165,7 +168,7 @@ describe('resolveOptions', () => {
 
     it('passes rabbitmq.socketOptions through with its keys unchecked (they belong to amqplib)', () => {
       const socketOptions = { ca: ['-----BEGIN CERTIFICATE-----'], servername: 'rabbit', rejectUnauthorized: true };
-      expect(resolveOptions(withSection('rabbitmq', { socketOptions })).rabbitmq.socketOptions).toStrictEqual(socketOptions);
+      expect(resolveOptions(withSection('rabbitmq', { socketOptions })).rabbitmq!.socketOptions).toStrictEqual(socketOptions);
     });
 
     it('leaves outbox.schema undefined when it is not given (the search path decides)', () => {
@@ -200,7 +203,7 @@ describe('resolveOptions', () => {
       // [case, options, field, value reported, fragment of the fix]
       ['serviceName missing', { rabbitmq: { url: URL_WITH_PASSWORD } } as IntegrationEventsModuleOptions, 'serviceName', undefined, 'use 1-100 lower-case letters'],
       ['serviceName not a string', withTop({ serviceName: 42 }), 'serviceName', 42, 'e.g. "ordering"'],
-      ['rabbitmq missing', { serviceName: 'ordering' } as IntegrationEventsModuleOptions, 'rabbitmq', undefined, 'pass a "rabbitmq" object'],
+      ['rabbitmq missing', { serviceName: 'ordering' } as IntegrationEventsModuleOptions, 'rabbitmq', undefined, 'give "rabbitmq": { url: "amqp://..." } to use RabbitMQ, or "inProcess": { broker }'],
       ['rabbitmq an array', withTop({ rabbitmq: [] }), 'rabbitmq', [], 'pass a "rabbitmq" object'],
       ['rabbitmq.url missing', withTop({ rabbitmq: {} }), 'rabbitmq.url', undefined, 'give an AMQP URL such as'],
       ['rabbitmq.url not a string', withSection('rabbitmq', { url: 5672 }), 'rabbitmq.url', 5672, 'give an AMQP URL such as'],
@@ -297,6 +300,22 @@ describe('resolveOptions', () => {
     });
   });
 
+  describe('transport: rabbitmq or inProcess', () => {
+    it('takes an in-process broker instead of RabbitMQ', () => {
+      const broker = new InProcessBroker();
+      const resolved = resolveOptions({ serviceName: 'ordering', inProcess: { broker } });
+      expect(resolved.rabbitmq).toBeUndefined();
+      expect(resolved.inProcess).toEqual({ broker, exchange: 'integration-events' });
+    });
+
+    it('refuses both at once, and an inProcess.broker that is not an InProcessBroker', () => {
+      expect(refusal({ ...MINIMAL, inProcess: { broker: new InProcessBroker() } }).field).toBe('inProcess');
+      const error = refusal({ serviceName: 'ordering', inProcess: { broker: {} } });
+      expect(error.field).toBe('inProcess.broker');
+      expect(error.expected).toContain('new InProcessBroker()');
+    });
+  });
+
   describe('payload and body limits', () => {
     it('accepts the extreme ends of both ranges when they agree', () => {
       expect(
@@ -324,8 +343,8 @@ describe('resolveOptions', () => {
       expect(error.field).toBe('relays');
       expect(error.value).toBe('(unknown option)');
       expect(error.expected).toBe(
-        'remove it; the known options here are serviceName, rabbitmq, outbox, relay, consumer, inbox, cleanup, cqrs, ' +
-          'dataSourceName, transactionConnectionName, isGlobal',
+        'remove it; the known options here are serviceName, rabbitmq, inProcess, outbox, relay, consumer, inbox, cleanup, ' +
+          'cqrs, dataSourceName, transactionConnectionName, isGlobal',
       );
     });
 
@@ -386,13 +405,13 @@ describe('resolveOptions', () => {
 
     it('gives a redactedUrl for logs and keeps the real url for connecting', () => {
       const resolved = resolveOptions(withSection('rabbitmq', { url: 'amqps://svc:p%40ss@rabbit:5671/vhost?frameMax=0' }));
-      expect(resolved.rabbitmq.url).toBe('amqps://svc:p%40ss@rabbit:5671/vhost?frameMax=0');
-      expect(resolved.rabbitmq.redactedUrl).toBe('amqps://svc:***@rabbit:5671/vhost?frameMax=0');
+      expect(resolved.rabbitmq!.url).toBe('amqps://svc:p%40ss@rabbit:5671/vhost?frameMax=0');
+      expect(resolved.rabbitmq!.redactedUrl).toBe('amqps://svc:***@rabbit:5671/vhost?frameMax=0');
     });
 
     it('leaves a URL without a password as it is', () => {
       const resolved = resolveOptions(withSection('rabbitmq', { url: 'amqp://guest@localhost:5672' }));
-      expect(resolved.rabbitmq.redactedUrl).toBe('amqp://guest@localhost:5672');
+      expect(resolved.rabbitmq!.redactedUrl).toBe('amqp://guest@localhost:5672');
     });
   });
 
@@ -482,7 +501,7 @@ describe('resolveOptions', () => {
     });
 
     it.each(['amq', 'amqp.events', 'amq-events', 'my.amq.events', 'Company:Events_1', 'e'.repeat(200)])('accepts %j', (exchange) => {
-      expect(resolveOptions(withSection('rabbitmq', { exchange })).rabbitmq.exchange).toBe(exchange);
+      expect(resolveOptions(withSection('rabbitmq', { exchange })).rabbitmq!.exchange).toBe(exchange);
     });
   });
 });

@@ -1,6 +1,7 @@
 import { InvalidIntegrationEventsOptionsError } from '../errors/invalid-options.error';
 import { resolveRetryPolicy, RetryPolicyOptionError } from '../retry/resolve-retry-policy';
 import type { RetryPolicyOptions } from '../retry/retry-policy-options.interface';
+import { InProcessBroker } from '../transport/in-process/in-process-broker';
 import { redactUrl } from '../util/redact-url';
 import { SQL_IDENTIFIER_PATTERN } from '../outbox/outbox-table-name';
 import { DEFAULT_OPTIONS } from './default-options';
@@ -16,6 +17,7 @@ const KNOWN_KEYS = {
   '': [
     'serviceName',
     'rabbitmq',
+    'inProcess',
     'outbox',
     'relay',
     'consumer',
@@ -35,6 +37,7 @@ const KNOWN_KEYS = {
     'reconnectMaxDelayMs',
     'connectionName',
   ],
+  inProcess: ['broker', 'exchange'],
   outbox: ['schema', 'table', 'maxPayloadBytes', 'retentionMs'],
   inbox: ['enabled', 'schema', 'table', 'retentionMs'],
   cleanup: ['enabled', 'intervalMs', 'batchSize'],
@@ -70,7 +73,19 @@ const KNOWN_KEYS = {
 export function resolveOptions(input: IntegrationEventsModuleOptions): ResolvedIntegrationEventsOptions {
   if (!isRecord(input)) fail('', input, 'pass an options object to IntegrationEventsModule.forRoot()');
   checkKnownKeys('', input);
-  const rabbitmq = section(input, 'rabbitmq', true);
+  const hasRabbitMq = input.rabbitmq !== undefined;
+  const hasInProcess = input.inProcess !== undefined;
+  if (hasRabbitMq === hasInProcess) {
+    fail(
+      hasRabbitMq ? 'inProcess' : 'rabbitmq',
+      hasRabbitMq ? '(given with rabbitmq)' : undefined,
+      hasRabbitMq
+        ? 'give either "rabbitmq" or "inProcess", not both'
+        : 'give "rabbitmq": { url: "amqp://..." } to use RabbitMQ, or "inProcess": { broker } to run without it',
+    );
+  }
+  const rabbitmqSection = hasRabbitMq ? section(input, 'rabbitmq', true) : undefined;
+  const inProcessSection = hasInProcess ? section(input, 'inProcess', true) : undefined;
   const outbox = section(input, 'outbox', false);
   const relay = section(input, 'relay', false);
   const consumer = section(input, 'consumer', false);
@@ -81,30 +96,6 @@ export function resolveOptions(input: IntegrationEventsModuleOptions): ResolvedI
   const serviceName = input.serviceName;
   if (typeof serviceName !== 'string' || !SERVICE_NAME_PATTERN.test(serviceName)) {
     fail('serviceName', serviceName, 'use 1-100 lower-case letters, digits, ".", "_" or "-", e.g. "ordering"');
-  }
-
-  const url = rabbitmq.url;
-  if (typeof url !== 'string' || !/^amqps?:\/\//.test(url) || !canParseUrl(url)) {
-    fail(
-      'rabbitmq.url',
-      typeof url === 'string' ? redactUrl(url) : url,
-      'give an AMQP URL such as "amqp://user:password@localhost:5672" (or "amqps://" for TLS)',
-    );
-  }
-  const socketOptions = rabbitmq.socketOptions ?? {};
-  if (!isRecord(socketOptions)) fail('rabbitmq.socketOptions', socketOptions, 'pass an object of amqplib socket options');
-  const exchange = rabbitmq.exchange ?? DEFAULT_OPTIONS.rabbitmq.exchange;
-  if (typeof exchange !== 'string' || !EXCHANGE_PATTERN.test(exchange)) {
-    fail('rabbitmq.exchange', exchange, 'use 1-200 letters, digits, "-", "_", "." or ":", not starting with "amq."');
-  }
-  const connectionName = rabbitmq.connectionName ?? serviceName;
-  if (typeof connectionName !== 'string' || connectionName.length === 0 || connectionName.length > 200) {
-    fail('rabbitmq.connectionName', connectionName, 'use a non-empty string of at most 200 characters');
-  }
-  const reconnectInitialDelayMs = integer(rabbitmq, 'rabbitmq', 'reconnectInitialDelayMs', 1, 600_000);
-  const reconnectMaxDelayMs = integer(rabbitmq, 'rabbitmq', 'reconnectMaxDelayMs', 1, 3_600_000);
-  if (reconnectMaxDelayMs < reconnectInitialDelayMs) {
-    fail('rabbitmq.reconnectMaxDelayMs', reconnectMaxDelayMs, 'make it at least rabbitmq.reconnectInitialDelayMs');
   }
 
   const schema = outbox.schema;
@@ -184,16 +175,8 @@ export function resolveOptions(input: IntegrationEventsModuleOptions): ResolvedI
 
   return {
     serviceName,
-    rabbitmq: {
-      url,
-      redactedUrl: redactUrl(url),
-      socketOptions,
-      exchange,
-      heartbeatSeconds: integer(rabbitmq, 'rabbitmq', 'heartbeatSeconds', 0, 3_600),
-      reconnectInitialDelayMs,
-      reconnectMaxDelayMs,
-      connectionName,
-    },
+    rabbitmq: rabbitmqSection ? resolveRabbitMq(rabbitmqSection, serviceName) : undefined,
+    inProcess: inProcessSection ? resolveInProcess(inProcessSection) : undefined,
     outbox: { schema, table, maxPayloadBytes, retentionMs: integer(outbox, 'outbox', 'retentionMs', 1_000, 3_650 * 86_400_000) },
     inbox: {
       enabled: boolean(inbox, 'inbox', 'enabled'),
@@ -225,6 +208,54 @@ export function resolveOptions(input: IntegrationEventsModuleOptions): ResolvedI
     dataSourceName,
     transactionConnectionName,
   };
+}
+
+function resolveRabbitMq(rabbitmq: Section, serviceName: string): NonNullable<ResolvedIntegrationEventsOptions['rabbitmq']> {
+  const url = rabbitmq.url;
+  if (typeof url !== 'string' || !/^amqps?:\/\//.test(url) || !canParseUrl(url)) {
+    fail(
+      'rabbitmq.url',
+      typeof url === 'string' ? redactUrl(url) : url,
+      'give an AMQP URL such as "amqp://user:password@localhost:5672" (or "amqps://" for TLS)',
+    );
+  }
+  const socketOptions = rabbitmq.socketOptions ?? {};
+  if (!isRecord(socketOptions)) fail('rabbitmq.socketOptions', socketOptions, 'pass an object of amqplib socket options');
+  const exchange = rabbitmq.exchange ?? DEFAULT_OPTIONS.rabbitmq.exchange;
+  if (typeof exchange !== 'string' || !EXCHANGE_PATTERN.test(exchange)) {
+    fail('rabbitmq.exchange', exchange, 'use 1-200 letters, digits, "-", "_", "." or ":", not starting with "amq."');
+  }
+  const connectionName = rabbitmq.connectionName ?? serviceName;
+  if (typeof connectionName !== 'string' || connectionName.length === 0 || connectionName.length > 200) {
+    fail('rabbitmq.connectionName', connectionName, 'use a non-empty string of at most 200 characters');
+  }
+  const reconnectInitialDelayMs = integer(rabbitmq, 'rabbitmq', 'reconnectInitialDelayMs', 1, 600_000);
+  const reconnectMaxDelayMs = integer(rabbitmq, 'rabbitmq', 'reconnectMaxDelayMs', 1, 3_600_000);
+  if (reconnectMaxDelayMs < reconnectInitialDelayMs) {
+    fail('rabbitmq.reconnectMaxDelayMs', reconnectMaxDelayMs, 'make it at least rabbitmq.reconnectInitialDelayMs');
+  }
+  return {
+    url,
+    redactedUrl: redactUrl(url),
+    socketOptions,
+    exchange,
+    heartbeatSeconds: integer(rabbitmq, 'rabbitmq', 'heartbeatSeconds', 0, 3_600),
+    reconnectInitialDelayMs,
+    reconnectMaxDelayMs,
+    connectionName,
+  };
+}
+
+function resolveInProcess(inProcess: Section): NonNullable<ResolvedIntegrationEventsOptions['inProcess']> {
+  const broker = inProcess.broker;
+  if (!(broker instanceof InProcessBroker)) {
+    fail('inProcess.broker', typeof broker, 'pass an InProcessBroker instance (new InProcessBroker()), the same for every service of the process');
+  }
+  const exchange = inProcess.exchange ?? DEFAULT_OPTIONS.inProcess.exchange;
+  if (typeof exchange !== 'string' || !EXCHANGE_PATTERN.test(exchange)) {
+    fail('inProcess.exchange', exchange, 'use 1-200 letters, digits, "-", "_", "." or ":"');
+  }
+  return { broker, exchange };
 }
 
 type SectionName = Exclude<keyof typeof KNOWN_KEYS, ''>;

@@ -1,11 +1,14 @@
 import type { DeadLetter } from '../dead-letter/dead-letter.interface';
 import type { RetryPolicyOptions } from '../retry/retry-policy-options.interface';
+import type { InProcessBroker } from '../transport/in-process/in-process-broker';
 import type { QueueType } from './integration-events-module-options.interface';
 
 /** The module options after defaults and validation: every field present, every value checked. */
 export interface ResolvedIntegrationEventsOptions {
   readonly serviceName: string;
-  readonly rabbitmq: {
+  /** Present when the transport is RabbitMQ. */
+  readonly rabbitmq:
+    | {
     readonly url: string;
     /** `url` with the password replaced by `***`, for logs and errors. */
     readonly redactedUrl: string;
@@ -15,7 +18,10 @@ export interface ResolvedIntegrationEventsOptions {
     readonly reconnectInitialDelayMs: number;
     readonly reconnectMaxDelayMs: number;
     readonly connectionName: string;
-  };
+  }
+    | undefined;
+  /** Present when the transport is the in-process broker. */
+  readonly inProcess: { readonly broker: InProcessBroker; readonly exchange: string } | undefined;
   readonly outbox: {
     readonly schema: string | undefined;
     readonly table: string;

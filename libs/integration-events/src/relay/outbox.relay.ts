@@ -6,7 +6,7 @@ import { TransportNotReadyError } from '../errors/transport-not-ready.error';
 import type { ClaimedOutboxRecord, FailedOutboxRecord } from '../outbox/outbox-record';
 import { OutboxDatabase } from '../outbox/outbox-database';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
-import { RabbitMqPublisher } from '../transport/rabbitmq/rabbitmq.publisher';
+import { TransportHost } from '../transport/transport-host';
 import { exponentialBackoff } from './retry-delay';
 import { WakeSignal } from './wake-signal';
 
@@ -26,7 +26,7 @@ export class OutboxRelay {
   constructor(
     private readonly config: IntegrationEventsConfig,
     private readonly database: OutboxDatabase,
-    private readonly publisher: RabbitMqPublisher,
+    private readonly transports: TransportHost,
     private readonly wakeSignal: WakeSignal,
   ) {}
 
@@ -57,7 +57,7 @@ export class OutboxRelay {
     const { batchSize, pollIntervalMs } = this.config.options.relay;
     let failures = 0;
     while (!this.stopping) {
-      if (!this.publisher.isReady) {
+      if (!this.transports.transport.canPublish) {
         await this.wakeSignal.wait(pollIntervalMs);
         continue;
       }
@@ -85,7 +85,7 @@ export class OutboxRelay {
 
     let outcomes;
     try {
-      outcomes = await this.publisher.publish(rows.map(toOutgoingMessage));
+      outcomes = await this.transports.transport.publish(rows.map(toOutgoingMessage));
     } catch (error) {
       if (!(error instanceof TransportNotReadyError)) throw error;
       // The connection dropped between the claim and the publish: nothing was sent. Hand the rows back

@@ -89,7 +89,7 @@ export class RabbitMqConnection {
    * broker answers but refuses: bad credentials, unknown vhost, a topology conflict.
    */
   async connect(): Promise<void> {
-    const { rabbitmq } = this.config.options;
+    const rabbitmq = this.config.options.rabbitmq!;
     const { clientProperties, ...socketOptions } = rabbitmq.socketOptions as { clientProperties?: Record<string, unknown> };
     const recovering = await amqp.connect(this.urlWithHeartbeat(), {
       timeout: 10_000,
@@ -184,14 +184,14 @@ export class RabbitMqConnection {
     }
     this.onConnected?.();
     this.logger.log(
-      `${this.connectedOnce ? 'Reconnected' : 'Connected'} to ${this.config.options.rabbitmq.redactedUrl} ` +
+      `${this.connectedOnce ? 'Reconnected' : 'Connected'} to ${this.config.options.rabbitmq!.redactedUrl} ` +
         `(${this.channels.length} channel${this.channels.length === 1 ? '' : 's'})`,
     );
     this.connectedOnce = true;
   }
 
   private urlWithHeartbeat(): string {
-    const { url, heartbeatSeconds } = this.config.options.rabbitmq;
+    const { url, heartbeatSeconds } = this.config.options.rabbitmq!;
     const parsed = new URL(url);
     if (!parsed.searchParams.has('heartbeat')) parsed.searchParams.set('heartbeat', String(heartbeatSeconds));
     return parsed.toString();
@@ -199,7 +199,7 @@ export class RabbitMqConnection {
 
   private describe(error: unknown): string {
     const message = error instanceof Error ? error.message : String(error);
-    return redactSecrets(message, this.config.options.rabbitmq.url);
+    return redactSecrets(message, this.config.options.rabbitmq!.url);
   }
 }
 

@@ -1,10 +1,10 @@
 import { Logger } from '@nestjs/common';
 import type { ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import type { Disposition } from '../../consumer/disposition';
-import type { MessageDispatcher } from '../../consumer/message-dispatcher';
 import { deadLetterHeaders, retryCopyHeaders, toDeadLetter } from '../../dead-letter/failure-headers';
 import type { DiscoveredHandler } from '../../discovery/discovered-handler';
 import type { ResolvedIntegrationEventsOptions } from '../../options/resolved-options';
+import type { DispatchFunction } from '../integration-event-transport';
 import { declareHandlerTopology, waitQueueName } from './handler-topology';
 import type { ManagedChannel } from './managed-channel';
 import type { RabbitMqConnection } from './rabbitmq.connection';
@@ -37,7 +37,7 @@ export class RabbitMqConsumer {
   constructor(
     readonly handler: DiscoveredHandler,
     private readonly connection: RabbitMqConnection,
-    private readonly dispatcher: MessageDispatcher,
+    private readonly dispatch: DispatchFunction,
     private readonly options: ResolvedIntegrationEventsOptions,
   ) {}
 
@@ -54,7 +54,7 @@ export class RabbitMqConsumer {
       name: `consumer:${handler.queue}`,
       setup: async (channel) => {
         await channel.prefetch(handler.prefetch);
-        await declareHandlerTopology(channel, handler, this.options.rabbitmq.exchange, this.options.consumer.queueType);
+        await declareHandlerTopology(channel, handler, this.options.rabbitmq!.exchange, this.options.consumer.queueType);
         const { consumerTag } = await channel.consume(handler.queue, (message) => this.onDelivery(channel, message), {
           noAck: false,
         });
@@ -106,7 +106,7 @@ export class RabbitMqConsumer {
 
   private async process(channel: ConfirmChannel, message: ConsumeMessage): Promise<void> {
     const headers = (message.properties.headers ?? {}) as Record<string, unknown>;
-    const disposition = await this.dispatcher.dispatch(
+    const disposition = await this.dispatch(
       this.handler,
       {
         body: message.content,

@@ -32,7 +32,7 @@ export class RabbitMqPublisher {
 
   /** Registers the publishing channel; it opens with the connection. */
   register(): void {
-    const { exchange } = this.config.options.rabbitmq;
+    const { exchange } = this.config.options.rabbitmq!;
     this.channel = this.connection.manage({
       name: 'publisher',
       setup: async (channel) => {
@@ -42,7 +42,6 @@ export class RabbitMqPublisher {
         setImmediate(() => this.wakeSignal.notify());
       },
     });
-    this.connection.onConnected = () => this.wakeSignal.notify();
   }
 
   /**
@@ -63,7 +62,8 @@ export class RabbitMqPublisher {
   async publish(messages: readonly OutgoingMessage[]): Promise<PublishOutcome[]> {
     const channel = this.channel?.current;
     if (!channel) throw new TransportNotReadyError();
-    const { rabbitmq, relay } = this.config.options;
+    const { relay } = this.config.options;
+    const rabbitmq = this.config.options.rabbitmq!;
     const deadline = Date.now() + relay.confirmTimeoutMs;
     const outcomes: Array<Promise<PublishOutcome>> = [];
 

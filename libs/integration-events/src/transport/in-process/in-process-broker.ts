@@ -1,0 +1,101 @@
+import { InProcessQueue } from './in-process-queue';
+import type { InProcessMessage } from './in-process-message';
+
+/**
+ * A message broker inside the process, for running services without RabbitMQ (development, demos, the
+ * test kit). Create one and pass the same instance to every service of the process
+ * (`IntegrationEventsModule.forRoot({ inProcess: { broker } })`); it is plain state in that object, never
+ * a global. It routes like a RabbitMQ topic exchange with exact routing keys (one binding per event name),
+ * holds messages in per-handler queues with competing consumers and acknowledgements, and holds delayed
+ * retry copies until they are due.
+ *
+ * Not durable: what it holds is lost when the process exits (the outbox rows were marked sent when the
+ * broker took them). Use RabbitMQ when that matters.
+ */
+export class InProcessBroker {
+  private readonly queues = new Map<string, InProcessQueue>();
+  /** exchange → routing key → queue names */
+  private readonly bindings = new Map<string, Map<string, Set<string>>>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private closed = false;
+
+  /** The queue named `name`, created if needed. */
+  queue(name: string): InProcessQueue {
+    let queue = this.queues.get(name);
+    if (!queue) {
+      queue = new InProcessQueue(name);
+      this.queues.set(name, queue);
+    }
+    return queue;
+  }
+
+  /** The queue named `name`, if it exists. */
+  findQueue(name: string): InProcessQueue | undefined {
+    return this.queues.get(name);
+  }
+
+  /** Names of every queue (for tests and tools). */
+  get queueNames(): string[] {
+    return [...this.queues.keys()];
+  }
+
+  bind(exchange: string, routingKey: string, queue: string): void {
+    this.queue(queue);
+    let byKey = this.bindings.get(exchange);
+    if (!byKey) {
+      byKey = new Map();
+      this.bindings.set(exchange, byKey);
+    }
+    let queues = byKey.get(routingKey);
+    if (!queues) {
+      queues = new Set();
+      byKey.set(routingKey, queues);
+    }
+    queues.add(queue);
+  }
+
+  /**
+   * Routes a copy of the message to every queue bound to `routingKey` on `exchange`.
+   * @returns false when no queue is bound (the message is unroutable and was not kept)
+   */
+  publish(exchange: string, message: InProcessMessage): boolean {
+    this.assertOpen();
+    const targets = this.bindings.get(exchange)?.get(message.routingKey);
+    if (!targets || targets.size === 0) return false;
+    for (const name of targets) this.queue(name).push(message);
+    return true;
+  }
+
+  /** Puts the message straight into one queue (retries, dead letters, replays). */
+  sendToQueue(queue: string, message: InProcessMessage): void {
+    this.assertOpen();
+    this.queue(queue).push(message);
+  }
+
+  /** Puts the message into `queue` after `delayMs` (a retry waiting for its turn). */
+  sendToQueueLater(queue: string, message: InProcessMessage, delayMs: number): void {
+    this.assertOpen();
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      if (!this.closed) this.queue(queue).push(message);
+    }, delayMs);
+    timer.unref();
+    this.timers.add(timer);
+  }
+
+  /** Messages waiting for a delayed delivery. */
+  get delayed(): number {
+    return this.timers.size;
+  }
+
+  /** Drops delayed deliveries and refuses new messages (at the end of a test or of the process). */
+  close(): void {
+    this.closed = true;
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Error('The in-process broker is closed');
+  }
+}

@@ -1,0 +1,164 @@
+import { Logger } from '@nestjs/common';
+import type { Disposition } from '../../consumer/disposition';
+import { deadLetterHeaders, retryCopyHeaders, toDeadLetter } from '../../dead-letter/failure-headers';
+import type { DiscoveredHandler } from '../../discovery/discovered-handler';
+import type { OutgoingMessage } from '../../envelope/outgoing-message';
+import type { ResolvedIntegrationEventsOptions } from '../../options/resolved-options';
+import type { DeadLetterOperations, DispatchFunction, IntegrationEventTransport } from '../integration-event-transport';
+import type { PublishOutcome } from '../publish-outcome';
+import type { InProcessBroker } from './in-process-broker';
+import { InProcessDeadLetters } from './in-process-dead-letters';
+import type { InProcessMessage } from './in-process-message';
+import type { InProcessDelivery } from './in-process-queue';
+
+interface Consumer {
+  readonly handler: DiscoveredHandler;
+  cancel: (() => void) | undefined;
+  readonly inFlight: Set<Promise<void>>;
+  readonly abort: AbortController;
+  stopping: boolean;
+}
+
+/**
+ * The transport over an `InProcessBroker`, with the RabbitMQ transport's semantics: each handler has its
+ * own queue bound by the event name, and its own dead-letter queue; a failed attempt is retried by a copy
+ * with the next `ie-attempt` that the broker holds for the backoff delay; the last failure (or a poison
+ * message) goes to the dead-letter queue with the same failure headers and the `onDeadLetter` hook;
+ * unroutable messages are reported to the relay; competing consumers share a queue.
+ */
+export class InProcessTransport implements IntegrationEventTransport {
+  private readonly logger = new Logger('IntegrationEvents:Consumer');
+  private consumers: Consumer[] = [];
+  private readyListener: (() => void) | undefined;
+  private connected = false;
+  readonly deadLetters: DeadLetterOperations;
+  readonly description = 'the in-process broker';
+
+  constructor(
+    private readonly broker: InProcessBroker,
+    private readonly exchange: string,
+    private readonly options: ResolvedIntegrationEventsOptions,
+  ) {
+    this.deadLetters = new InProcessDeadLetters(broker);
+  }
+
+  enablePublishing(): void {}
+
+  startConsumers(handlers: readonly DiscoveredHandler[], dispatch: DispatchFunction): void {
+    for (const handler of handlers) {
+      this.broker.bind(this.exchange, handler.event.name, handler.queue);
+      this.broker.queue(handler.deadLetterQueue);
+      const consumer: Consumer = { handler, cancel: undefined, inFlight: new Set(), abort: new AbortController(), stopping: false };
+      consumer.cancel = this.broker
+        .queue(handler.queue)
+        .subscribe((delivery) => this.onDelivery(consumer, delivery, dispatch), handler.prefetch);
+      this.consumers.push(consumer);
+      this.logger.log(`${handler.name} consumes "${handler.event.name}" v${handler.event.version} from ${handler.queue} (in-process)`);
+    }
+  }
+
+  async connect(): Promise<void> {
+    this.connected = true;
+    this.readyListener?.();
+  }
+
+  onReady(listener: () => void): void {
+    this.readyListener = listener;
+  }
+
+  get canPublish(): boolean {
+    return this.connected;
+  }
+
+  async publish(messages: readonly OutgoingMessage[]): Promise<PublishOutcome[]> {
+    return messages.map((message) => {
+      const routed = this.broker.publish(this.exchange, {
+        content: message.body,
+        messageId: message.messageId,
+        routingKey: message.routingKey,
+        headers: { ...message.headers },
+        properties: { correlationId: message.correlationId, appId: message.sourceService, contentType: 'application/json' },
+        redelivered: false,
+      });
+      return routed
+        ? { status: 'confirmed' }
+        : { status: 'unroutable', reason: `no queue is bound to exchange "${this.exchange}" for routing key "${message.routingKey}"` };
+    });
+  }
+
+  async stopConsumers(timeoutMs: number): Promise<void> {
+    const consumers = this.consumers;
+    this.consumers = [];
+    await Promise.all(
+      consumers.map(async (consumer) => {
+        consumer.stopping = true;
+        consumer.cancel?.();
+        consumer.cancel = undefined;
+        consumer.abort.abort(new Error('The application is shutting down'));
+        if (consumer.inFlight.size === 0) return;
+        let timer: NodeJS.Timeout | undefined;
+        const timedOut = new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+        await Promise.race([Promise.allSettled([...consumer.inFlight]), timedOut]);
+        clearTimeout(timer);
+      }),
+    );
+  }
+
+  async close(): Promise<void> {
+    this.connected = false;
+  }
+
+  get attachedConsumers(): number {
+    return this.consumers.filter((consumer) => consumer.cancel !== undefined).length;
+  }
+
+  get isConnected(): boolean {
+    return this.connected;
+  }
+
+  private onDelivery(consumer: Consumer, delivery: InProcessDelivery, dispatch: DispatchFunction): void {
+    if (consumer.stopping) {
+      delivery.requeue();
+      return;
+    }
+    const { message } = delivery;
+    const work = dispatch(
+      consumer.handler,
+      { body: message.content, messageId: message.messageId, routingKey: message.routingKey, headers: message.headers, redelivered: message.redelivered },
+      consumer.abort.signal,
+    )
+      .then((disposition) => this.settle(consumer, delivery, disposition))
+      .catch((error: unknown) => {
+        this.logger.error(`Settling message ${String(message.messageId)} failed: ${(error as Error).message}`);
+        delivery.requeue();
+      })
+      .finally(() => consumer.inFlight.delete(work));
+    consumer.inFlight.add(work);
+  }
+
+  private async settle(consumer: Consumer, delivery: InProcessDelivery, disposition: Disposition): Promise<void> {
+    const { handler } = consumer;
+    const { message } = delivery;
+    if (disposition.action === 'ack') return delivery.ack();
+    if (consumer.stopping) return delivery.requeue();
+    if (disposition.action === 'retry') {
+      const copy: InProcessMessage = { ...message, headers: retryCopyHeaders(message.headers, disposition), redelivered: false };
+      this.broker.sendToQueueLater(handler.queue, copy, disposition.delayMs);
+      return delivery.ack();
+    }
+    const headers = deadLetterHeaders(message.headers, disposition, handler);
+    this.broker.sendToQueue(handler.deadLetterQueue, { ...message, headers, redelivered: false });
+    delivery.ack();
+    this.logger.warn(
+      `Dead-lettered message ${disposition.messageId ?? '(no id)'} from ${handler.queue} to ${handler.deadLetterQueue} ` +
+        `(${disposition.reason}, ${disposition.attempts} attempt(s)): ${disposition.failure.name}: ${disposition.failure.message}`,
+    );
+    const hook = this.options.consumer.onDeadLetter;
+    if (!hook) return;
+    try {
+      await hook(toDeadLetter(disposition, headers, message.content, handler));
+    } catch (error) {
+      this.logger.error(`onDeadLetter threw for message ${disposition.messageId ?? '(no id)'}: ${(error as Error).message}`);
+    }
+  }
+}
