@@ -7,8 +7,8 @@ export class UnsupportedDatabaseError extends IntegrationEventsError {
     readonly databaseType: string,
   ) {
     super(
-      `The outbox supports PostgreSQL DataSources; this one is "${databaseType}". Point the module's ` +
-        '"dataSourceName" option at a PostgreSQL DataSource.',
+      `The outbox supports PostgreSQL and SQLite (better-sqlite3) DataSources; this one is "${databaseType}". ` +
+        'Point the module\'s "dataSourceName" option at one of those.',
     );
   }
 }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { MigrationInterface, QueryRunner } from 'typeorm';
 import { DEFAULT_OPTIONS } from '../options/default-options';
+import { isSqlite } from '../outbox/migrations/create-outbox-migration';
 import { OutboxTableName } from '../outbox/outbox-table-name';
 
 /** Where to create the inbox table; must match the module's `inbox` options. */
@@ -34,6 +35,14 @@ export function createInboxMigration(options: InboxMigrationOptions = {}): new (
     readonly name = `CreateIntegrationEventsInbox${suffix}${MIGRATION_TIMESTAMP}`;
 
     async up(queryRunner: QueryRunner): Promise<void> {
+      if (isSqlite(queryRunner)) {
+        if (table.schema) throw new Error(`SQLite has no schemas: leave the inbox schema ("${table.schema}") out on SQLite`);
+        await queryRunner.query(
+          `CREATE TABLE ${t} (handler TEXT NOT NULL, message_id TEXT NOT NULL, handled_at INTEGER NOT NULL, PRIMARY KEY (handler, message_id))`,
+        );
+        await queryRunner.query(`CREATE INDEX ${table.derived('handled_at_idx')} ON ${t} (handled_at)`);
+        return;
+      }
       if (table.schema) await queryRunner.query(`CREATE SCHEMA IF NOT EXISTS "${table.schema}"`);
       // The key is (handler's queue, message id): the queue is the handler's stable identity, so one
       // event handled by two handlers is two rows, and renaming a handler class keeps its history.

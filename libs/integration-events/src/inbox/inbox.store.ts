@@ -1,8 +1,23 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import type { OutboxTableName } from '../outbox/outbox-table-name';
 
-/** The PostgreSQL inbox: which messages each handler has already handled. */
-export class PostgresInboxStore {
+/** Which messages each handler has already handled. */
+export interface InboxStore {
+  readonly table: OutboxTableName;
+  /**
+   * Records that `handler` handles `messageId`, in the caller's transaction. False when it was already
+   * recorded (a duplicate delivery).
+   */
+  record(manager: EntityManager, handler: string, messageId: string): Promise<boolean>;
+  /** Deletes up to `limit` rows older than `olderThanMs`; returns how many. */
+  deleteOlderThan(olderThanMs: number, limit: number): Promise<number>;
+}
+
+/**
+ * The PostgreSQL inbox. A concurrent duplicate waits on the primary key until the first one's
+ * transaction ends: it then sees the row (committed) or records its own (the first rolled back).
+ */
+export class PostgresInboxStore implements InboxStore {
   private readonly recordSql: string;
   private readonly deleteOldSql: string;
 
@@ -17,19 +32,38 @@ export class PostgresInboxStore {
       "WHERE handled_at < now() - $1 * interval '1 millisecond' ORDER BY handled_at LIMIT $2 FOR UPDATE SKIP LOCKED)";
   }
 
-  /**
-   * Records that `handler` handles `messageId`, in the caller's transaction. False when it was already
-   * recorded (a duplicate delivery). A concurrent duplicate waits on the primary key until the first one's
-   * transaction ends: it then sees the row (committed) or records its own (the first rolled back).
-   */
   async record(manager: EntityManager, handler: string, messageId: string): Promise<boolean> {
     const rows = (await manager.query(this.recordSql, [handler, messageId])) as unknown[];
     return rows.length === 1;
   }
 
-  /** Deletes up to `limit` rows older than `olderThanMs`; returns how many. */
   async deleteOlderThan(olderThanMs: number, limit: number): Promise<number> {
     const result = (await this.dataSource.query(this.deleteOldSql, [olderThanMs, limit])) as [unknown[], number];
     return result[1];
+  }
+}
+
+/** The SQLite inbox (one writer at a time: a duplicate simply finds the row). Times in epoch ms. */
+export class SqliteInboxStore implements InboxStore {
+  constructor(
+    private readonly dataSource: DataSource,
+    readonly table: OutboxTableName,
+  ) {}
+
+  async record(manager: EntityManager, handler: string, messageId: string): Promise<boolean> {
+    const rows = (await manager.query(
+      `INSERT INTO ${this.table.qualified} (handler, message_id, handled_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING RETURNING 1 AS recorded`,
+      [handler, messageId, Date.now()],
+    )) as unknown[];
+    return rows.length === 1;
+  }
+
+  async deleteOlderThan(olderThanMs: number, limit: number): Promise<number> {
+    const t = this.table.qualified;
+    const rows = (await this.dataSource.query(
+      `DELETE FROM ${t} WHERE rowid IN (SELECT rowid FROM ${t} WHERE handled_at < ? ORDER BY handled_at LIMIT ?) RETURNING 1`,
+      [Date.now() - olderThanMs, limit],
+    )) as unknown[];
+    return rows.length;
   }
 }

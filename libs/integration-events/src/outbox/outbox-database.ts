@@ -8,7 +8,8 @@ import { OutboxTableMissingError } from '../errors/outbox-table-missing.error';
 import { UnsupportedDatabaseError } from '../errors/unsupported-database.error';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
 import { WakeSignal } from '../relay/wake-signal';
-import { PostgresInboxStore } from '../inbox/inbox.store';
+import { type InboxStore, PostgresInboxStore, SqliteInboxStore } from '../inbox/inbox.store';
+import { SqliteOutboxStore } from './sqlite-outbox.store';
 import { OutboxCommitSubscriber } from './outbox-commit.subscriber';
 import type { OutboxStore } from './outbox.store';
 import { OutboxTableName } from './outbox-table-name';
@@ -22,7 +23,7 @@ import { PostgresOutboxStore } from './postgres-outbox.store';
 @Injectable()
 export class OutboxDatabase implements OnModuleInit {
   private resolved:
-    | { dataSource: DataSource; store: OutboxStore; table: OutboxTableName; inboxStore: PostgresInboxStore }
+    | { dataSource: DataSource; store: OutboxStore; table: OutboxTableName; inboxStore: InboxStore; dialect: 'postgres' | 'sqlite' }
     | undefined;
   private readonly subscriber: OutboxCommitSubscriber;
 
@@ -47,15 +48,35 @@ export class OutboxDatabase implements OnModuleInit {
         'import TypeOrmModule.forRoot() (or forRootAsync) with a DataSource of that name in the application',
       );
     }
-    if (dataSource.options.type !== 'postgres') throw new UnsupportedDatabaseError(String(dataSource.options.type));
-    const table = new OutboxTableName(outbox.schema, outbox.table);
+    const type = String(dataSource.options.type);
+    const dialect = type === 'postgres' ? 'postgres' : type === 'better-sqlite3' ? 'sqlite' : undefined;
+    if (!dialect) throw new UnsupportedDatabaseError(type);
     const { inbox } = this.config.options;
-    this.resolved = {
-      dataSource,
-      table,
-      store: new PostgresOutboxStore(dataSource, table),
-      inboxStore: new PostgresInboxStore(dataSource, new OutboxTableName(inbox.schema, inbox.table)),
-    };
+    if (dialect === 'sqlite' && (outbox.schema || inbox.schema)) {
+      throw new InvalidIntegrationEventsOptionsError(
+        outbox.schema ? 'outbox.schema' : 'inbox.schema',
+        outbox.schema ?? inbox.schema,
+        'leave it out on SQLite, which has no schemas',
+      );
+    }
+    const table = new OutboxTableName(outbox.schema, outbox.table);
+    const inboxTable = new OutboxTableName(inbox.schema, inbox.table);
+    this.resolved =
+      dialect === 'postgres'
+        ? {
+            dataSource,
+            table,
+            dialect,
+            store: new PostgresOutboxStore(dataSource, table),
+            inboxStore: new PostgresInboxStore(dataSource, inboxTable),
+          }
+        : {
+            dataSource,
+            table,
+            dialect,
+            store: new SqliteOutboxStore(dataSource, table),
+            inboxStore: new SqliteInboxStore(dataSource, inboxTable),
+          };
     dataSource.subscribers.push(this.subscriber);
   }
 
@@ -79,10 +100,18 @@ export class OutboxDatabase implements OnModuleInit {
   }
 
   private async exists(table: OutboxTableName): Promise<boolean> {
-    const [row] = (await this.get().dataSource.query('SELECT to_regclass($1) AS found', [table.qualified])) as Array<{
-      found: string | null;
-    }>;
+    const { dataSource, dialect } = this.get();
+    const [row] = (
+      dialect === 'postgres'
+        ? await dataSource.query('SELECT to_regclass($1) AS found', [table.qualified])
+        : await dataSource.query("SELECT name AS found FROM sqlite_master WHERE type = 'table' AND name = ?", [table.table])
+    ) as Array<{ found: string | null }>;
     return Boolean(row?.found);
+  }
+
+  /** `postgres` or `sqlite`: which SQL the stores speak. */
+  get dialect(): 'postgres' | 'sqlite' {
+    return this.get().dialect;
   }
 
   get dataSource(): DataSource {
@@ -97,7 +126,7 @@ export class OutboxDatabase implements OnModuleInit {
     return this.get().table;
   }
 
-  get inboxStore(): PostgresInboxStore {
+  get inboxStore(): InboxStore {
     return this.get().inboxStore;
   }
 

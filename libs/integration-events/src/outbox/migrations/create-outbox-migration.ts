@@ -3,6 +3,38 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
 import { DEFAULT_OPTIONS } from '../../options/default-options';
 import { OutboxTableName } from '../outbox-table-name';
 
+/** True on TypeORM's SQLite drivers (the embedded store). */
+export function isSqlite(queryRunner: QueryRunner): boolean {
+  const type = (queryRunner as { connection?: { options?: { type?: string } } }).connection?.options?.type;
+  return type === 'better-sqlite3' || type === 'sqlite';
+}
+
+/** The SQLite outbox: the same columns, times as epoch milliseconds, no schemas. */
+async function createSqliteOutbox(queryRunner: QueryRunner, table: OutboxTableName): Promise<void> {
+  if (table.schema) throw new Error(`SQLite has no schemas: leave the outbox schema ("${table.schema}") out on SQLite`);
+  const t = table.qualified;
+  await queryRunner.query(`
+    CREATE TABLE ${t} (
+      seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+      id            TEXT    NOT NULL UNIQUE,
+      event_name    TEXT    NOT NULL,
+      event_version INTEGER NOT NULL,
+      payload       TEXT    NOT NULL,
+      headers       TEXT    NOT NULL,
+      occurred_at   TEXT    NOT NULL,
+      created_at    INTEGER NOT NULL,
+      available_at  INTEGER NOT NULL,
+      status        TEXT    NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'unroutable', 'skipped')),
+      attempts      INTEGER NOT NULL DEFAULT 0,
+      locked_until  INTEGER NULL,
+      lease_token   TEXT    NULL,
+      last_error    TEXT    NULL,
+      sent_at       INTEGER NULL
+    )`);
+  await queryRunner.query(`CREATE INDEX ${table.derived('pending_idx')} ON ${t} (available_at, seq) WHERE status = 'pending'`);
+  await queryRunner.query(`CREATE INDEX ${table.derived('sent_at_idx')} ON ${t} (sent_at) WHERE status = 'sent'`);
+}
+
 /** Where to create the outbox table; must match the module's `outbox` options. */
 export interface OutboxMigrationOptions {
   /** @default undefined (the connection's search path) */
@@ -43,6 +75,7 @@ export function createOutboxMigration(options: OutboxMigrationOptions = {}): new
     readonly name = `CreateIntegrationEventsOutbox${suffix}${MIGRATION_TIMESTAMP}`;
 
     async up(queryRunner: QueryRunner): Promise<void> {
+      if (isSqlite(queryRunner)) return createSqliteOutbox(queryRunner, table);
       if (table.schema) await queryRunner.query(`CREATE SCHEMA IF NOT EXISTS "${table.schema}"`);
       await queryRunner.query(`
         CREATE TABLE ${t} (

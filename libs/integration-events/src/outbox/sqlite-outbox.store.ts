@@ -1,0 +1,117 @@
+import type { DataSource, EntityManager } from 'typeorm';
+import type { ClaimedOutboxRecord, FailedOutboxRecord, NewOutboxRecord } from './outbox-record';
+import type { OutboxStore } from './outbox.store';
+import type { OutboxTableName } from './outbox-table-name';
+
+interface ClaimedRow {
+  id: string;
+  event_name: string;
+  event_version: number;
+  payload: string;
+  headers: string;
+  occurred_at: string;
+  attempts: number;
+  seq: number;
+}
+
+/**
+ * The SQLite outbox (TypeORM's `better-sqlite3` driver), for running without PostgreSQL. SQLite has one
+ * writer at a time and no `SKIP LOCKED`: claims are exclusive because each claim is a single
+ * `UPDATE … RETURNING` statement, and the lease and its token work exactly as on PostgreSQL. That makes
+ * it correct for several relays in one process; for several processes on one database file, use
+ * PostgreSQL. Times are stored as epoch milliseconds and computed in the process.
+ */
+export class SqliteOutboxStore implements OutboxStore {
+  private readonly t: string;
+
+  constructor(
+    private readonly dataSource: DataSource,
+    table: OutboxTableName,
+  ) {
+    this.t = table.qualified;
+  }
+
+  async insert(manager: EntityManager, records: readonly NewOutboxRecord[]): Promise<void> {
+    const now = Date.now();
+    const values: unknown[] = [];
+    for (const r of records) {
+      values.push(r.id, r.eventName, r.eventVersion, r.payload, JSON.stringify(r.headers), r.occurredAt.toISOString(), now, now);
+    }
+    await manager.query(
+      `INSERT INTO ${this.t} (id, event_name, event_version, payload, headers, occurred_at, available_at, created_at) VALUES ` +
+        records.map(() => '(?, ?, ?, ?, ?, ?, ?, ?)').join(', '),
+      values,
+    );
+  }
+
+  async claim(limit: number, leaseMs: number, leaseToken: string): Promise<ClaimedOutboxRecord[]> {
+    const now = Date.now();
+    const rows = (await this.dataSource.query(
+      `UPDATE ${this.t} SET locked_until = ?, lease_token = ? WHERE id IN (` +
+        `SELECT id FROM ${this.t} WHERE status = 'pending' AND available_at <= ? AND (locked_until IS NULL OR locked_until <= ?) ` +
+        'ORDER BY available_at, seq LIMIT ?) ' +
+        'RETURNING id, event_name, event_version, payload, headers, occurred_at, attempts, seq',
+      [now + leaseMs, leaseToken, now, now, limit],
+    )) as ClaimedRow[];
+    return rows
+      .sort((a, b) => a.seq - b.seq)
+      .map((row) => ({
+        id: row.id,
+        eventName: row.event_name,
+        eventVersion: row.event_version,
+        payload: row.payload,
+        headers: JSON.parse(row.headers) as ClaimedOutboxRecord['headers'],
+        occurredAt: new Date(row.occurred_at),
+        attempts: row.attempts,
+      }));
+  }
+
+  async markSent(ids: readonly string[], leaseToken: string): Promise<void> {
+    if (ids.length === 0) return;
+    await this.dataSource.query(
+      `UPDATE ${this.t} SET status = 'sent', sent_at = ?, locked_until = NULL, lease_token = NULL, last_error = NULL ` +
+        `WHERE id IN (${placeholders(ids)}) AND status = 'pending' AND lease_token = ?`,
+      [Date.now(), ...ids, leaseToken],
+    );
+  }
+
+  async markFailed(records: readonly FailedOutboxRecord[], leaseToken: string): Promise<void> {
+    const now = Date.now();
+    for (const record of records) {
+      await this.dataSource.query(
+        `UPDATE ${this.t} SET attempts = attempts + 1, last_error = ?, locked_until = NULL, lease_token = NULL, available_at = ? ` +
+          "WHERE id = ? AND status = 'pending' AND lease_token = ?",
+        [record.error.slice(0, 2_000), now + Math.max(0, Math.round(record.retryInMs)), record.id, leaseToken],
+      );
+    }
+  }
+
+  async release(ids: readonly string[], leaseToken: string): Promise<void> {
+    if (ids.length === 0) return;
+    await this.dataSource.query(
+      `UPDATE ${this.t} SET locked_until = NULL, lease_token = NULL WHERE id IN (${placeholders(ids)}) AND status = 'pending' AND lease_token = ?`,
+      [...ids, leaseToken],
+    );
+  }
+
+  async markUnroutable(ids: readonly string[], reason: string, leaseToken: string): Promise<void> {
+    if (ids.length === 0) return;
+    await this.dataSource.query(
+      `UPDATE ${this.t} SET status = 'unroutable', locked_until = NULL, lease_token = NULL, last_error = ? ` +
+        `WHERE id IN (${placeholders(ids)}) AND status = 'pending' AND lease_token = ?`,
+      [reason.slice(0, 2_000), ...ids, leaseToken],
+    );
+  }
+
+  async deleteSent(olderThanMs: number, limit: number): Promise<number> {
+    const rows = (await this.dataSource.query(
+      `DELETE FROM ${this.t} WHERE id IN (SELECT id FROM ${this.t} WHERE status = 'sent' AND sent_at < ? ORDER BY sent_at LIMIT ?) RETURNING id`,
+      [Date.now() - olderThanMs, limit],
+    )) as unknown[];
+    return rows.length;
+  }
+}
+
+function placeholders(values: readonly unknown[]): string {
+  return values.map(() => '?').join(', ');
+}

@@ -1,0 +1,223 @@
+import { randomUUID } from 'node:crypto';
+import { DataSource } from 'typeorm';
+import { createInboxMigration, createOutboxMigration } from 'nestjs-integration-events';
+import { OutboxTableName } from '../libs/integration-events/src/outbox/outbox-table-name';
+import type { OutboxStore } from '../libs/integration-events/src/outbox/outbox.store';
+import { PostgresOutboxStore } from '../libs/integration-events/src/outbox/postgres-outbox.store';
+import { SqliteOutboxStore } from '../libs/integration-events/src/outbox/sqlite-outbox.store';
+import { type InboxStore, PostgresInboxStore, SqliteInboxStore } from '../libs/integration-events/src/inbox/inbox.store';
+import { TEST_DATABASE_URL } from './support/services';
+import { TestNamespace } from './support/test-namespace';
+
+/** What the contract needs from each database, beside the stores themselves. */
+interface StoreFixture {
+  readonly outbox: OutboxStore;
+  readonly inbox: InboxStore;
+  readonly dataSource: DataSource;
+  /** Inserts pending rows, as `publish()` would have committed them. */
+  insertPending(count: number): Promise<string[]>;
+  rows(): Promise<Array<{ id: string; status: string; attempts: number; last_error: string | null }>>;
+  /** Lets every lease run out (as if time passed). */
+  expireLeases(): Promise<void>;
+  /** Makes rows waiting for a retry due now. */
+  makeDue(): Promise<void>;
+  /** Backdates sent rows and inbox rows by `ms`. */
+  age(ms: number): Promise<void>;
+  truncate(): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function postgresFixture(): Promise<StoreFixture> {
+  const ns = await TestNamespace.create();
+  const dataSource = new DataSource({ type: 'postgres', url: TEST_DATABASE_URL });
+  await dataSource.initialize();
+  const table = new OutboxTableName(ns.schema, 'integration_events_outbox');
+  const inboxTable = new OutboxTableName(ns.schema, 'integration_events_inbox');
+  const outbox = new PostgresOutboxStore(dataSource, table);
+  return {
+    outbox,
+    inbox: new PostgresInboxStore(dataSource, inboxTable),
+    dataSource,
+    insertPending: (count) => insertThrough(dataSource, outbox, count),
+    rows: () => dataSource.query(`SELECT id, status, attempts, last_error FROM ${table.qualified} ORDER BY seq`),
+    expireLeases: () => dataSource.query(`UPDATE ${table.qualified} SET locked_until = now() - interval '1 second'`),
+    makeDue: () => dataSource.query(`UPDATE ${table.qualified} SET available_at = now()`),
+    age: async (ms) => {
+      await dataSource.query(`UPDATE ${table.qualified} SET sent_at = sent_at - $1 * interval '1 millisecond'`, [ms]);
+      await dataSource.query(`UPDATE ${inboxTable.qualified} SET handled_at = handled_at - $1 * interval '1 millisecond'`, [ms]);
+    },
+    truncate: async () => {
+      await dataSource.query(`TRUNCATE ${table.qualified}, ${inboxTable.qualified}`);
+    },
+    close: async () => {
+      await dataSource.destroy();
+      await ns.cleanup();
+    },
+  };
+}
+
+async function sqliteFixture(): Promise<StoreFixture> {
+  const dataSource = new DataSource({ type: 'better-sqlite3', database: ':memory:' });
+  await dataSource.initialize();
+  const queryRunner = dataSource.createQueryRunner();
+  for (const Migration of [createOutboxMigration(), createInboxMigration()]) await new Migration().up(queryRunner);
+  await queryRunner.release();
+  const table = new OutboxTableName(undefined, 'integration_events_outbox');
+  const inboxTable = new OutboxTableName(undefined, 'integration_events_inbox');
+  const outbox = new SqliteOutboxStore(dataSource, table);
+  return {
+    outbox,
+    inbox: new SqliteInboxStore(dataSource, inboxTable),
+    dataSource,
+    insertPending: (count) => insertThrough(dataSource, outbox, count),
+    rows: () => dataSource.query(`SELECT id, status, attempts, last_error FROM ${table.qualified} ORDER BY seq`),
+    expireLeases: () => dataSource.query(`UPDATE ${table.qualified} SET locked_until = ?`, [Date.now() - 1_000]),
+    makeDue: () => dataSource.query(`UPDATE ${table.qualified} SET available_at = ?`, [Date.now()]),
+    age: async (ms) => {
+      await dataSource.query(`UPDATE ${table.qualified} SET sent_at = sent_at - ?`, [ms]);
+      await dataSource.query(`UPDATE ${inboxTable.qualified} SET handled_at = handled_at - ?`, [ms]);
+    },
+    truncate: async () => {
+      await dataSource.query(`DELETE FROM ${table.qualified}`);
+      await dataSource.query(`DELETE FROM ${inboxTable.qualified}`);
+    },
+    close: () => dataSource.destroy(),
+  };
+}
+
+/** Inserts through the store itself, in a transaction, as `publish()` does. */
+async function insertThrough(dataSource: DataSource, store: OutboxStore, count: number): Promise<string[]> {
+  const ids = Array.from({ length: count }, () => randomUUID());
+  await dataSource.transaction((manager) =>
+    store.insert(
+      manager,
+      ids.map((id) => ({
+        id,
+        eventName: 'contract.tested',
+        eventVersion: 1,
+        payload: '{"ok":true}',
+        headers: { 'ie-event-name': 'contract.tested', 'ie-event-version': 1 },
+        occurredAt: new Date('2026-11-26T06:00:00.000Z'),
+      })),
+    ),
+  );
+  return ids;
+}
+
+/** One contract, run against every store: PostgreSQL and SQLite claim, lease and clean up alike. */
+describe.each([
+  ['PostgreSQL', postgresFixture],
+  ['SQLite', sqliteFixture],
+])('outbox and inbox store contract: %s', (_name, createFixture) => {
+  let store: StoreFixture;
+
+  beforeAll(async () => {
+    store = await createFixture();
+  });
+
+  afterAll(async () => {
+    await store?.close();
+  });
+
+  beforeEach(async () => {
+    await store.truncate();
+  });
+
+  const statusOf = async (id: string) => (await store.rows()).find((row) => row.id === id);
+
+  it('writes rows in the caller\'s transaction: a rollback leaves none', async () => {
+    await expect(
+      store.dataSource.transaction(async (manager) => {
+        await store.outbox.insert(manager, [
+          { id: randomUUID(), eventName: 'x', eventVersion: 1, payload: '{}', headers: {}, occurredAt: new Date() },
+        ]);
+        throw new Error('rollback');
+      }),
+    ).rejects.toThrow('rollback');
+    expect(await store.rows()).toHaveLength(0);
+  });
+
+  it('claims due rows oldest first with their contents, and never the same row twice while its lease runs', async () => {
+    const ids = await store.insertPending(5);
+    const first = await store.outbox.claim(3, 60_000, randomUUID());
+    const second = await store.outbox.claim(3, 60_000, randomUUID());
+    expect(first.map((row) => row.id)).toEqual(ids.slice(0, 3));
+    expect(second.map((row) => row.id)).toEqual(ids.slice(3));
+    expect(first[0]).toMatchObject({
+      eventName: 'contract.tested',
+      eventVersion: 1,
+      payload: '{"ok":true}',
+      headers: { 'ie-event-name': 'contract.tested', 'ie-event-version': 1 },
+      attempts: 0,
+    });
+    expect(first[0]!.occurredAt.toISOString()).toBe('2026-11-26T06:00:00.000Z');
+    expect(await store.outbox.claim(3, 60_000, randomUUID())).toHaveLength(0);
+  });
+
+  it('ignores the marks of a relay whose lease ran out and was taken over', async () => {
+    const [id] = await store.insertPending(1);
+    const stale = randomUUID();
+    await store.outbox.claim(1, 60_000, stale);
+    await store.expireLeases();
+    const current = randomUUID();
+    expect((await store.outbox.claim(1, 60_000, current)).map((row) => row.id)).toEqual([id]);
+
+    await store.outbox.markUnroutable([id!], 'late return', stale);
+    await store.outbox.markFailed([{ id: id!, error: 'late nack', retryInMs: 0 }], stale);
+    await store.outbox.release([id!], stale);
+    expect(await statusOf(id!)).toMatchObject({ status: 'pending', attempts: 0, last_error: null });
+
+    await store.outbox.markSent([id!], current);
+    expect(await statusOf(id!)).toMatchObject({ status: 'sent' });
+    await store.outbox.markFailed([{ id: id!, error: 'late nack', retryInMs: 0 }], stale);
+    expect(await statusOf(id!)).toMatchObject({ status: 'sent', attempts: 0, last_error: null });
+  });
+
+  it('records a failed attempt and holds the row back for its retry delay', async () => {
+    const [id] = await store.insertPending(1);
+    const token = randomUUID();
+    await store.outbox.claim(1, 60_000, token);
+    await store.outbox.markFailed([{ id: id!, error: 'nacked', retryInMs: 60_000 }], token);
+    expect(await statusOf(id!)).toMatchObject({ status: 'pending', attempts: 1, last_error: 'nacked' });
+    expect(await store.outbox.claim(1, 60_000, randomUUID())).toHaveLength(0);
+    await store.makeDue();
+    expect((await store.outbox.claim(1, 60_000, randomUUID())).map((row) => [row.id, row.attempts])).toEqual([[id, 1]]);
+  });
+
+  it('flags unroutable rows and hands released ones straight back', async () => {
+    const [unroutable, released] = await store.insertPending(2);
+    const token = randomUUID();
+    await store.outbox.claim(2, 60_000, token);
+    await store.outbox.markUnroutable([unroutable!], '312 NO_ROUTE', token);
+    await store.outbox.release([released!], token);
+    expect(await statusOf(unroutable!)).toMatchObject({ status: 'unroutable', last_error: '312 NO_ROUTE' });
+    expect((await store.outbox.claim(5, 60_000, randomUUID())).map((row) => row.id)).toEqual([released]);
+  });
+
+  it('deletes sent rows past their retention, in batches, and nothing else', async () => {
+    const ids = await store.insertPending(6);
+    const token = randomUUID();
+    await store.outbox.claim(6, 60_000, token);
+    await store.outbox.markSent(ids.slice(0, 5), token);
+    await store.age(120_000);
+    expect(await store.outbox.deleteSent(60_000, 2)).toBe(2);
+    expect(await store.outbox.deleteSent(60_000, 10)).toBe(3);
+    expect(await store.outbox.deleteSent(60_000, 10)).toBe(0);
+    expect((await store.rows()).map((row) => row.id)).toEqual([ids[5]]);
+  });
+
+  it('records a handled message once per handler, in the caller\'s transaction, and forgets old ones', async () => {
+    expect(await store.dataSource.transaction((m) => store.inbox.record(m, 'queue-a', 'm-1'))).toBe(true);
+    expect(await store.dataSource.transaction((m) => store.inbox.record(m, 'queue-a', 'm-1'))).toBe(false);
+    expect(await store.dataSource.transaction((m) => store.inbox.record(m, 'queue-b', 'm-1'))).toBe(true);
+    await expect(
+      store.dataSource.transaction(async (m) => {
+        await store.inbox.record(m, 'queue-a', 'm-2');
+        throw new Error('handler failed');
+      }),
+    ).rejects.toThrow('handler failed');
+    expect(await store.dataSource.transaction((m) => store.inbox.record(m, 'queue-a', 'm-2'))).toBe(true);
+    await store.age(120_000);
+    expect(await store.inbox.deleteOlderThan(60_000, 100)).toBe(3);
+  });
+});
