@@ -51,7 +51,7 @@ async function main(): Promise<number> {
   log(`library and example: ${describeSource()}`);
   log(`service logs in ${path.relative(REPO_ROOT, logDir)}; ${RATE} orders/s; scenarios ${scenarios.map((s) => s.key).join(', ')}`);
 
-  const [pg, mq] = await Promise.allSettled([PrivatePostgres.start(tempRoot), PrivateRabbitMq.start(tempRoot)]);
+  const [pg, mq] = await Promise.allSettled([PrivatePostgres.start(tempRoot), PrivateRabbitMq.start(tempRoot, scenarios.map(vhostOf))]);
   if (pg.status === 'fulfilled') postgres = pg.value;
   if (mq.status === 'fulfilled') rabbitmq = mq.value;
   if (pg.status === 'rejected') throw new Error(`Could not start the private PostgreSQL: ${errorMessage(pg.reason)}`);
@@ -115,10 +115,9 @@ async function runScenario(scenario: Scenario, app: ReturnType<typeof snapshotBu
   log(`=== scenario ${scenario.key}: ${scenario.title}`);
   mkdirSync(logDir, { recursive: true });
   try {
-    // A fresh database and vhost: the counts are this scenario's alone.
+    // A fresh database, and a vhost of its own (created when the node booted): the counts are this scenario's alone.
     const databaseUrl = await pg.createDatabase(`chaos_${scenario.key}`);
-    const vhost = `chaos-${scenario.key}`;
-    await mq.addVhost(vhost);
+    const vhost = vhostOf(scenario);
     const env = { ...app.env, DATABASE_URL: databaseUrl, RABBITMQ_URL: mq.url(vhost) };
     const spawnService = async (name: ServiceName, instance: number): Promise<ServiceProcess> => {
       // PGAPPNAME: node-postgres names the service's connections after it (see pg_stat_activity).
@@ -187,7 +186,7 @@ async function runScenario(scenario: Scenario, app: ReturnType<typeof snapshotBu
     return {
       key: scenario.key,
       title: scenario.title,
-      load: load?.stats ?? { attempted: 0, created: 0, failed: 0, failures: {} },
+      load: load?.stats ?? { attempted: 0, created: 0, failed: 0, failures: {}, notSent: 0 },
       counts: undefined,
       rawDuplicates: launched.reduce((sum, s) => sum + s.duplicateSkips, 0),
       crashes: launched.reduce((sum, s) => sum + s.crashes, 0),
@@ -200,6 +199,10 @@ async function runScenario(scenario: Scenario, app: ReturnType<typeof snapshotBu
   } finally {
     await load?.stop();
   }
+}
+
+function vhostOf(scenario: Scenario): string {
+  return `chaos-${scenario.key}`;
 }
 
 /** Kills what the suite started and deletes its temporary directory; safe to call twice. */

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { freePort, log, pause, run, waitFor } from './util';
@@ -29,7 +29,8 @@ export class PrivateRabbitMq {
     private readonly env: NodeJS.ProcessEnv,
   ) {}
 
-  static async start(root: string): Promise<PrivateRabbitMq> {
+  /** Starts the node with `vhosts` already there (guest may use them), so no rabbitmqctl call is needed per vhost. */
+  static async start(root: string, vhosts: readonly string[]): Promise<PrivateRabbitMq> {
     const dir = path.join(root, 'rabbitmq');
     const home = path.join(dir, 'home');
     for (const sub of ['mnesia', 'log', 'home']) mkdirSync(path.join(dir, sub), { recursive: true });
@@ -37,8 +38,25 @@ export class PrivateRabbitMq {
     writeFileSync(path.join(dir, 'enabled_plugins'), '[].\n');
     writeFileSync(path.join(dir, 'rabbitmq-env.conf'), '');
     const [port, distPort, ctlPort] = [await freePort(), await freePort(), await freePort()];
+    // Definitions imported at boot: the vhosts, and guest (a node that imports definitions at boot does
+    // not create its default user).
+    const definitions = {
+      users: [{ name: 'guest', password_hash: hashPassword('guest'), hashing_algorithm: 'rabbit_password_hashing_sha256', tags: ['administrator'] }],
+      vhosts: vhosts.map((name) => ({ name })),
+      permissions: vhosts.map((vhost) => ({ user: 'guest', vhost, configure: '.*', write: '.*', read: '.*' })),
+    };
+    writeFileSync(path.join(dir, 'definitions.json'), JSON.stringify(definitions));
     // The shared /etc/rabbitmq/rabbitmq.conf pins 5672: this file replaces it.
-    writeFileSync(path.join(dir, 'rabbitmq.conf'), `listeners.tcp.default = 127.0.0.1:${port}\nloopback_users = none\n`);
+    writeFileSync(
+      path.join(dir, 'rabbitmq.conf'),
+      [
+        `listeners.tcp.default = 127.0.0.1:${port}`,
+        'loopback_users = none',
+        'definitions.import_backend = local_filesystem',
+        `definitions.local.path = ${path.join(dir, 'definitions.json')}`,
+        '',
+      ].join('\n'),
+    );
     const nodeName = `chaos-${randomBytes(3).toString('hex')}@localhost`;
     const env: NodeJS.ProcessEnv = {
       PATH: process.env.PATH,
@@ -86,18 +104,13 @@ export class PrivateRabbitMq {
     return run(path.join(SBIN, 'rabbitmqctl'), ['-n', this.nodeName, '-q', ...args], { env: this.env, cwd: this.dir, timeoutMs });
   }
 
-  async addVhost(vhost: string): Promise<void> {
-    await this.ctl(['add_vhost', vhost]);
-    await this.ctl(['set_permissions', '-p', vhost, 'guest', '.*', '.*', '.*']);
-  }
-
   async stopApp(): Promise<void> {
     await this.ctl(['stop_app']);
   }
 
+  /** Returns once the application has started again (start_app is synchronous). */
   async startApp(): Promise<void> {
     await this.ctl(['start_app']);
-    await this.awaitStartup(60_000);
   }
 
   async queues(vhost: string): Promise<QueueDepth[]> {
@@ -150,6 +163,12 @@ export class PrivateRabbitMq {
       return undefined;
     }
   }
+}
+
+/** RabbitMQ's rabbit_password_hashing_sha256: base64(salt ++ sha256(salt ++ password)), 4-byte salt. */
+function hashPassword(password: string): string {
+  const salt = randomBytes(4);
+  return Buffer.concat([salt, createHash('sha256').update(Buffer.concat([salt, Buffer.from(password, 'utf8')])).digest()]).toString('base64');
 }
 
 function isAlive(pid: number): boolean {

@@ -66,6 +66,7 @@ export function legend(results: readonly ScenarioResult[]): string {
     for (const note of r.notes) lines.push(`   - ${note}`);
     const errors = Object.entries(r.load.failures).map(([kind, n]) => `${n} ${kind}`);
     if (errors.length) lines.push(`   - HTTP errors: ${errors.join(', ')}`);
+    if (r.load.notSent) lines.push(`   - ${r.load.notSent} orders not sent: the load generator held back while 400 requests were in flight`);
     for (const failure of failures(r)) lines.push(`   - FAIL: ${failure}`);
   }
   return lines.join('\n');

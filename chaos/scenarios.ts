@@ -92,7 +92,7 @@ export const SCENARIOS: readonly Scenario[] = [
     title: 'baseline, no faults',
     orderingInstances: 1,
     paymentsInstances: 1,
-    loadMs: 15_000,
+    loadMs: 10_000,
     async inject() {},
   },
   {
@@ -100,11 +100,11 @@ export const SCENARIOS: readonly Scenario[] = [
     title: 'SIGKILL ordering (producer + relay) x4: right after commits, at random, while its relay holds a lease',
     orderingInstances: 1,
     paymentsInstances: 1,
-    loadMs: 30_000,
+    loadMs: 25_000,
     async inject(context) {
       const evidence: string[] = [];
       for (let kill = 1; kill <= 4; kill++) {
-        await pause(randomBetween(2_000, 4_500));
+        await pause(randomBetween(1_500, 3_500));
         if (kill === 1) {
           // Between commit and publish: the first acknowledged order of a burst means its transaction (and
           // others of the burst) just committed and woke the relay.
@@ -132,12 +132,12 @@ export const SCENARIOS: readonly Scenario[] = [
     title: 'SIGKILL payments (consumer) x3 while handling, before its acks',
     orderingInstances: 1,
     paymentsInstances: 1,
-    loadMs: 30_000,
+    loadMs: 25_000,
     async inject(context) {
       const [payments] = context.payments;
       const openAtKill: number[] = [];
       for (let kill = 1; kill <= 3; kill++) {
-        await pause(randomBetween(2_000, 4_500));
+        await pause(randomBetween(1_500, 3_500));
         if (kill === 1) await context.load.burst(150); // a backlog, so every prefetch slot is busy
         // Mid-processing: kill as soon as handler transactions are open (delivered, not committed, not acked).
         const open = await poll(() => openTransactions(context.databaseUrl, payments!), 3_000);
@@ -152,19 +152,19 @@ export const SCENARIOS: readonly Scenario[] = [
   },
   {
     key: 'd',
-    title: 'RabbitMQ stop_app / start_app x2 under load (5 s down each)',
+    title: 'RabbitMQ stop_app / start_app x2 under load (held stopped 4 s each)',
     orderingInstances: 1,
     paymentsInstances: 1,
-    loadMs: 30_000,
+    loadMs: 25_000,
     async inject(context) {
       const outages: string[] = [];
       for (let outage = 1; outage <= 2; outage++) {
-        await pause(outage === 1 ? 5_000 : 4_000);
+        await pause(outage === 1 ? 4_000 : 3_000);
         const before = await outboxInFlight(context.databaseUrl).catch(() => undefined);
         const down = Date.now();
         await context.rabbitmq.stopApp();
         log(`  rabbitmqctl stop_app (ordering outbox: ${before?.unsent ?? '?'} unsent)`);
-        await pause(5_000); // the outage itself
+        await pause(4_000); // the outage itself
         const backlog = await outboxInFlight(context.databaseUrl).catch(() => undefined);
         await context.rabbitmq.startApp();
         const seconds = ((Date.now() - down) / 1000).toFixed(1);
@@ -180,11 +180,11 @@ export const SCENARIOS: readonly Scenario[] = [
     title: 'PostgreSQL restart (pg_ctl restart -m fast) x2 under load',
     orderingInstances: 1,
     paymentsInstances: 1,
-    loadMs: 25_000,
+    loadMs: 20_000,
     async inject(context) {
       const restarts: string[] = [];
       for (let n = 1; n <= 2; n++) {
-        await pause(n === 1 ? 5_000 : 7_000);
+        await pause(n === 1 ? 4_000 : 6_000);
         const started = Date.now();
         try {
           await context.postgres.restart();
@@ -204,7 +204,7 @@ export const SCENARIOS: readonly Scenario[] = [
     title: 'two ordering processes (two relays, one outbox) + two payments (competing consumers)',
     orderingInstances: 2,
     paymentsInstances: 2,
-    loadMs: 25_000,
+    loadMs: 20_000,
     async inject(context) {
       context.note('no faults: orders round-robin over both ordering processes; both relays claim from one outbox');
     },
