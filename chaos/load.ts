@@ -6,6 +6,9 @@ export interface LoadStats {
   readonly failures: Readonly<Record<string, number>>;
   /** Orders not even sent: the service was so slow that `maxInFlight` requests were still waiting. */
   readonly notSent: number;
+  /** Latency of acknowledged requests, ms. */
+  readonly p50Ms: number;
+  readonly p99Ms: number;
 }
 
 /**
@@ -23,6 +26,7 @@ export class LoadGenerator {
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly failures: Record<string, number> = {};
   readonly acknowledgedIds: string[] = [];
+  private readonly latenciesMs: number[] = [];
 
   constructor(
     private readonly targets: () => readonly string[],
@@ -70,12 +74,16 @@ export class LoadGenerator {
   }
 
   get stats(): LoadStats {
+    const sorted = [...this.latenciesMs].sort((a, b) => a - b);
+    const percentile = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? 0;
     return {
       attempted: this.sent,
       created: this.acknowledgedIds.length,
       failed: Object.values(this.failures).reduce((sum, n) => sum + n, 0),
       failures: { ...this.failures },
       notSent: this.notSent,
+      p50Ms: percentile(0.5),
+      p99Ms: percentile(0.99),
     };
   }
 
@@ -83,7 +91,10 @@ export class LoadGenerator {
     const n = ++this.sent;
     const targets = this.targets();
     const target = targets[n % targets.length]!;
+    // With several instances, failures say which one.
+    const where = targets.length > 1 ? ` (${target})` : '';
     const request = (async () => {
+      const sentAt = Date.now();
       try {
         const response = await fetch(`${target}/orders`, {
           method: 'POST',
@@ -94,11 +105,12 @@ export class LoadGenerator {
         const body = (await response.json().catch(() => undefined)) as { id?: unknown } | undefined;
         if (response.status === 201 && typeof body?.id === 'string') {
           this.acknowledgedIds.push(body.id);
+          this.latenciesMs.push(Date.now() - sentAt);
           return true;
         }
-        this.count(`HTTP ${response.status}`);
+        this.count(`HTTP ${response.status}${where}`);
       } catch (error) {
-        this.count(classify(error));
+        this.count(`${classify(error)}${where}`);
       }
       return false;
     })();

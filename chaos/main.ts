@@ -186,7 +186,7 @@ async function runScenario(scenario: Scenario, app: ReturnType<typeof snapshotBu
     return {
       key: scenario.key,
       title: scenario.title,
-      load: load?.stats ?? { attempted: 0, created: 0, failed: 0, failures: {}, notSent: 0 },
+      load: load?.stats ?? { attempted: 0, created: 0, failed: 0, failures: {}, notSent: 0, p50Ms: 0, p99Ms: 0 },
       counts: undefined,
       rawDuplicates: launched.reduce((sum, s) => sum + s.duplicateSkips, 0),
       crashes: launched.reduce((sum, s) => sum + s.crashes, 0),

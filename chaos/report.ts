@@ -64,6 +64,7 @@ export function legend(results: readonly ScenarioResult[]): string {
   for (const r of results) {
     lines.push(`${r.key}: ${r.title}`);
     for (const note of r.notes) lines.push(`   - ${note}`);
+    lines.push(`   - HTTP latency of acknowledged orders: p50 ${r.load.p50Ms} ms, p99 ${r.load.p99Ms} ms`);
     const errors = Object.entries(r.load.failures).map(([kind, n]) => `${n} ${kind}`);
     if (errors.length) lines.push(`   - HTTP errors: ${errors.join(', ')}`);
     if (r.load.notSent) lines.push(`   - ${r.load.notSent} orders not sent: the load generator held back while 400 requests were in flight`);

@@ -2,7 +2,7 @@ import type { LoadGenerator } from './load';
 import type { PrivatePostgres } from './private-postgres';
 import type { PrivateRabbitMq } from './private-rabbitmq';
 import type { ServiceProcess } from './service-process';
-import { errorMessage, log, pause, query, randomBetween } from './util';
+import { errorMessage, log, pause, query, randomBetween, waitFor } from './util';
 
 /** What a scenario's fault injection can reach. */
 export interface ScenarioContext {
@@ -158,18 +158,33 @@ export const SCENARIOS: readonly Scenario[] = [
     loadMs: 25_000,
     async inject(context) {
       const outages: string[] = [];
+      const services = [...context.ordering, ...context.payments];
       for (let outage = 1; outage <= 2; outage++) {
         await pause(outage === 1 ? 4_000 : 3_000);
         const before = await outboxInFlight(context.databaseUrl).catch(() => undefined);
+        const reconnectsBefore = services.map((service) => service.brokerReconnects);
         const down = Date.now();
         await context.rabbitmq.stopApp();
         log(`  rabbitmqctl stop_app (ordering outbox: ${before?.unsent ?? '?'} unsent)`);
         await pause(4_000); // the outage itself
         const backlog = await outboxInFlight(context.databaseUrl).catch(() => undefined);
         await context.rabbitmq.startApp();
-        const seconds = ((Date.now() - down) / 1000).toFixed(1);
-        outages.push(`${seconds} s from stop_app to started, ${backlog?.unsent ?? '?'} ordering outbox rows waiting`);
+        const up = Date.now();
+        const seconds = ((up - down) / 1000).toFixed(1);
         log(`  rabbitmqctl start_app: broker down ${seconds} s; ordering outbox had ${backlog?.unsent ?? '?'} unsent rows just before`);
+        // Wait for every service to be connected again (amqplib's backoff has grown during the outage), so the
+        // next outage cuts live connections again rather than finding them still down.
+        const back = await waitFor(
+          'every service to reconnect to RabbitMQ',
+          async () => services.every((service, i) => service.brokerReconnects > reconnectsBefore[i]!) && Date.now(),
+          { timeoutMs: 60_000 },
+        ).catch((error: unknown) => {
+          log(`!! ${errorMessage(error)}`);
+          return undefined;
+        });
+        const reconnected = back === undefined ? 'not all services reconnected within 60 s' : `all services reconnected ${((back - up) / 1000).toFixed(1)} s after start_app`;
+        log(`  ${reconnected}`);
+        outages.push(`${seconds} s from stop_app to started, ${backlog?.unsent ?? '?'} ordering outbox rows waiting, ${reconnected}`);
       }
       context.note(`RabbitMQ application stopped twice: ${outages.join('; ')}`);
       await pause(3_000);

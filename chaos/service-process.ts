@@ -9,6 +9,8 @@ export type ServiceName = 'ordering' | 'payments';
 
 /** The library logs this, at log level, for each delivery its inbox recognised as already handled. */
 const DUPLICATE_SKIPPED = /Skipped duplicate delivery of message/;
+/** ... and this when its RabbitMQ connection is back after a loss. */
+const BROKER_RECONNECTED = /Reconnected to amqps?:\/\//;
 
 export interface ServiceLaunch {
   readonly name: ServiceName;
@@ -35,6 +37,7 @@ export class ServiceProcess {
   private supervising = true;
   incarnations = 0;
   duplicateSkips = 0;
+  brokerReconnects = 0;
   crashes = 0;
   readonly label: string;
 
@@ -72,6 +75,7 @@ export class ServiceProcess {
         this.recent.push(line);
         if (this.recent.length > 40) this.recent.shift();
         if (DUPLICATE_SKIPPED.test(line)) this.duplicateSkips += 1;
+        if (BROKER_RECONNECTED.test(line)) this.brokerReconnects += 1;
       });
     }
     child.once('exit', (code, signal) => {
