@@ -29,10 +29,13 @@ export interface TestAppOptions {
 
 /** The module options a test app uses: everything namespaced, short timings so tests run fast. */
 export function testOptions(ns: TestNamespace, overrides: OptionOverrides = {}): IntegrationEventsModuleOptions {
+  const { inProcess, rabbitmq, ...rest } = overrides;
   return {
-    ...overrides,
+    ...rest,
     serviceName: overrides.serviceName ?? ns.serviceName,
-    rabbitmq: { url: TEST_RABBITMQ_URL, exchange: ns.exchange, ...overrides.rabbitmq },
+    ...(inProcess
+      ? { inProcess: { exchange: ns.exchange, ...inProcess } }
+      : { rabbitmq: { url: TEST_RABBITMQ_URL, exchange: ns.exchange, ...rabbitmq } }),
     outbox: { schema: ns.schema, ...overrides.outbox },
     relay: { pollIntervalMs: 200, ...overrides.relay },
     consumer: { shutdownTimeoutMs: 2_000, ...overrides.consumer },

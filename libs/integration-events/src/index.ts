@@ -45,6 +45,11 @@ export { CleanupWorker } from './retention/cleanup.worker';
 export { IntegrationEventConverter } from './cqrs/integration-event-converter.decorator';
 export type { IIntegrationEventConverter, ConverterResult } from './cqrs/integration-event-converter.interface';
 
+export { InProcessBroker } from './transport/in-process/in-process-broker';
+export type { InProcessMessage } from './transport/in-process/in-process-message';
+export type { IntegrationEventTransport, DeadLetterOperations } from './transport/integration-event-transport';
+export type { InProcessOptions } from './options/integration-events-module-options.interface';
+
 export { MessageHeaders, MESSAGE_CONTENT_TYPE } from './envelope/message-headers';
 export type { HeaderValue, MessageHeadersRecord } from './envelope/outgoing-message';
 

@@ -1,0 +1,222 @@
+import { randomUUID } from 'node:crypto';
+import type { TestingModule } from '@nestjs/testing';
+import {
+  DeadLetterService,
+  InProcessBroker,
+  IntegrationEvent,
+  IntegrationEventHandler,
+  IntegrationEventPublisher,
+  type IIntegrationEventHandler,
+  type IntegrationEventContext,
+} from 'nestjs-integration-events';
+import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
+import { consistently, eventually } from './support/eventually';
+import { startTestApp, type TestAppOptions } from './support/test-app';
+import { TestNamespace } from './support/test-namespace';
+
+@IntegrationEvent({ name: 'nobody.subscribes', version: 1 })
+class NobodySubscribesEvent {
+  constructor(readonly n: number) {}
+}
+
+@IntegrationEventHandler(OrderCreatedIntegrationEvent)
+class SecondHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  readonly ids: string[] = [];
+  handle(_event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): void {
+    this.ids.push(context.messageId);
+  }
+}
+
+interface RawMessage {
+  readonly messageId: string | undefined;
+  readonly headers: Record<string, unknown>;
+  readonly body: string;
+}
+
+/** What the contract needs from each transport. */
+interface TransportFixture {
+  readonly ns: TestNamespace;
+  start(options: TestAppOptions): Promise<TestingModule>;
+  /** Publishes raw bytes as a foreign publisher would (valid contract headers unless overridden). */
+  injectRaw(routingKey: string, body: string, messageId: string): Promise<void>;
+  /** Takes every message out of a dead-letter queue. */
+  drainDeadLetters(queue: string): Promise<RawMessage[]>;
+  close(): Promise<void>;
+}
+
+async function rabbitMqFixture(): Promise<TransportFixture> {
+  const ns = await TestNamespace.create();
+  return {
+    ns,
+    start: (options) => startTestApp(ns, options),
+    injectRaw: async (routingKey, body, messageId) => {
+      await ns.publishRaw(routingKey, body, { messageId });
+    },
+    drainDeadLetters: async (queue) =>
+      (await ns.drainQueue(queue)).map((m) => ({
+        messageId: m.properties.messageId,
+        headers: m.properties.headers ?? {},
+        body: m.content.toString('utf8'),
+      })),
+    close: () => ns.cleanup(),
+  };
+}
+
+async function inProcessFixture(): Promise<TransportFixture> {
+  const ns = await TestNamespace.create();
+  const broker = new InProcessBroker();
+  return {
+    ns,
+    start: (options) => startTestApp(ns, { ...options, options: { ...options.options, inProcess: { broker } } }),
+    injectRaw: async (routingKey, body, messageId) => {
+      broker.publish(ns.exchange, {
+        content: Buffer.from(body),
+        messageId,
+        routingKey,
+        headers: { 'ie-event-name': routingKey, 'ie-event-version': 1, 'ie-occurred-at': new Date().toISOString() },
+        properties: {},
+        redelivered: false,
+      });
+    },
+    drainDeadLetters: async (queue) =>
+      (broker.findQueue(queue)?.take(() => true) ?? []).map((m) => ({
+        messageId: m.messageId,
+        headers: { ...m.headers },
+        body: m.content.toString('utf8'),
+      })),
+    close: async () => {
+      broker.close();
+      await ns.cleanup();
+    },
+  };
+}
+
+/**
+ * One contract, run against both transports: what a service sees must not depend on whether RabbitMQ or
+ * the in-process broker carries its events.
+ */
+describe.each([
+  ['RabbitMQ', rabbitMqFixture],
+  ['in-process', inProcessFixture],
+])('transport contract: %s', (_name, createFixture) => {
+  let fixture: TransportFixture;
+  const apps: TestingModule[] = [];
+  const queue = () => `${fixture.ns.serviceName}.OrderCreatedRecorder`;
+
+  beforeEach(async () => {
+    fixture = await createFixture();
+  });
+
+  afterEach(async () => {
+    for (const app of apps.splice(0)) await app.close();
+    await fixture.close();
+  });
+
+  const start = async (options: TestAppOptions = {}) => {
+    const app = await fixture.start({
+      providers: [OrderCreatedRecorder, SecondHandler],
+      ...options,
+      options: { consumer: { retry: { initialDelayMs: 30, maxDelayMs: 60 } }, ...options.options },
+    });
+    apps.push(app);
+    return app;
+  };
+  const publish = (app: TestingModule, ...orderIds: string[]) =>
+    app.get(IntegrationEventPublisher).publish(orderIds.map((id) => new OrderCreatedIntegrationEvent(id)), { standalone: true });
+  const calls = (app: TestingModule, id: string) => app.get(OrderCreatedRecorder).received.filter((r) => r.context.messageId === id);
+
+  it('delivers a committed event to each handler of it, as an instance with its context', async () => {
+    const app = await start();
+    const [id] = await publish(app, 'o-1');
+    await eventually(() => expect(calls(app, id!)).toHaveLength(1));
+    const { event, context } = calls(app, id!)[0]!;
+    expect(event).toBeInstanceOf(OrderCreatedIntegrationEvent);
+    expect(event.placedAt).toBeInstanceOf(Date);
+    expect(context).toMatchObject({ messageId: id, attempt: 1, eventName: 'ordering.order-created', eventVersion: 1 });
+    await eventually(() => expect(app.get(SecondHandler).ids).toEqual([id]));
+  });
+
+  it('lets instances of a service share a handler\'s queue, each event handled once', async () => {
+    const [first, second] = [await start(), await start()];
+    const ids = await publish(first, ...Array.from({ length: 20 }, (_, i) => `o-${i}`));
+    const handled = () => [first, second].flatMap((app) => app.get(OrderCreatedRecorder).received.map((r) => r.context.messageId));
+    await eventually(() => expect(handled().sort()).toEqual([...ids].sort()));
+    await consistently(() => expect(handled()).toHaveLength(20), { forMs: 200 });
+  });
+
+  it('flags an event nobody subscribes to as unroutable', async () => {
+    const app = await start();
+    const [id] = await app.get(IntegrationEventPublisher).publish(new NobodySubscribesEvent(1), { standalone: true });
+    await eventually(async () => expect((await fixture.ns.outboxRows()).find((row) => row.id === id)?.status).toBe('unroutable'));
+  });
+
+  it('retries a failing handler with the attempt header and backoff, without re-running the other handlers', async () => {
+    const app = await start();
+    const times: number[] = [];
+    app.get(OrderCreatedRecorder).behaviour = (_event, context) => {
+      times.push(Date.now());
+      if (context.attempt < 3) throw new Error('transient');
+    };
+    const [id] = await publish(app, 'o-retry');
+    await eventually(() => expect(calls(app, id!).map((r) => r.context.attempt)).toEqual([1, 2, 3]));
+    expect(calls(app, id!)[2]!.context.headers).toMatchObject({ 'ie-attempt': 3, 'ie-last-error': 'Error: transient' });
+    // Jittered backoff: at least 80 % of 30 ms, then of 60 ms.
+    expect(times[1]! - times[0]!).toBeGreaterThanOrEqual(24 - 5);
+    expect(times[2]! - times[1]!).toBeGreaterThanOrEqual(48 - 5);
+    await consistently(() => expect(app.get(SecondHandler).ids.filter((other) => other === id)).toHaveLength(1), { forMs: 200 });
+  });
+
+  it('dead-letters after the last attempt with the original body and the failure headers', async () => {
+    const app = await start();
+    app.get(OrderCreatedRecorder).behaviour = () => {
+      throw new Error('always');
+    };
+    const [id] = await publish(app, 'o-dead');
+    await eventually(() => expect(calls(app, id!)).toHaveLength(10), { timeoutMs: 15_000 });
+    const [dead] = await eventually(async () => {
+      const drained = await fixture.drainDeadLetters(`${queue()}.dlq`);
+      expect(drained).toHaveLength(1);
+      return drained;
+    });
+    expect(dead!.messageId).toBe(id);
+    expect(JSON.parse(dead!.body)).toMatchObject({ orderId: 'o-dead' });
+    expect(dead!.headers).toMatchObject({
+      'ie-event-name': 'ordering.order-created',
+      'ie-dead-letter-reason': 'max-attempts',
+      'ie-attempts': 10,
+      'ie-error-message': 'always',
+      'ie-handler': 'OrderCreatedRecorder',
+      'ie-queue': queue(),
+    });
+  });
+
+  it('dead-letters a poison message at once and goes on', async () => {
+    const app = await start();
+    await fixture.injectRaw('ordering.order-created', '{not json', 'poison-1');
+    await fixture.injectRaw('ordering.order-created', JSON.stringify({ orderId: 'after', placedAt: new Date().toISOString() }), 'after-1');
+    await eventually(() => expect(calls(app, 'after-1')).toHaveLength(1));
+    const dead = await eventually(async () => {
+      const drained = await fixture.drainDeadLetters(`${queue()}.dlq`);
+      expect(drained).toHaveLength(1);
+      return drained;
+    });
+    expect(dead[0]).toMatchObject({ messageId: 'poison-1', headers: { 'ie-dead-letter-reason': 'poison' } });
+    expect(calls(app, 'poison-1')).toHaveLength(0);
+  });
+
+  it('replays dead letters: requeued ones keep their id and start their attempts afresh', async () => {
+    const app = await start({ options: { consumer: { retry: { maxAttempts: 1 } } } });
+    app.get(OrderCreatedRecorder).behaviour = (event) => {
+      if (event.orderId.startsWith('broken')) throw new Error('bug');
+    };
+    const ids = await publish(app, 'broken-1', 'broken-2');
+    const deadLetters = app.get(DeadLetterService);
+    await eventually(async () => expect((await deadLetters.list(`${queue()}.dlq`)).total).toBe(2));
+    app.get(OrderCreatedRecorder).behaviour = () => undefined;
+    expect((await deadLetters.requeue(`${queue()}.dlq`, { messageIds: [ids[0]!] })).requeued).toEqual([ids[0]]);
+    await eventually(() => expect(calls(app, ids[0]!).map((r) => r.context.attempt)).toEqual([1, 1]));
+    expect(await deadLetters.purge(`${queue()}.dlq`, { all: true })).toEqual({ purged: 1, missing: [] });
+    expect((await deadLetters.list(`${queue()}.dlq`)).total).toBe(0);
+    expect(randomUUID()).toBeDefined();
+  });
+});
