@@ -184,6 +184,17 @@ describe.each([
     expect((await store.outbox.claim(1, 60_000, randomUUID())).map((row) => [row.id, row.attempts])).toEqual([[id, 1]]);
   });
 
+  it('holds a delayed row back until it is due', async () => {
+    await store.dataSource.transaction((manager) =>
+      store.outbox.insert(manager, [
+        { id: randomUUID(), eventName: 'x', eventVersion: 1, payload: '{}', headers: {}, occurredAt: new Date(), availableAt: new Date(Date.now() + 60_000) },
+      ]),
+    );
+    expect(await store.outbox.claim(5, 60_000, randomUUID())).toHaveLength(0);
+    await store.makeDue();
+    expect(await store.outbox.claim(5, 60_000, randomUUID())).toHaveLength(1);
+  });
+
   it('flags unroutable rows and hands released ones straight back', async () => {
     const [unroutable, released] = await store.insertPending(2);
     const token = randomUUID();

@@ -144,6 +144,19 @@ describe.each([
     await consistently(() => expect(handled()).toHaveLength(20), { forMs: 200 });
   });
 
+  it('publishes a delayed event when it is due, not before', async () => {
+    const app = await start({ options: { relay: { pollIntervalMs: 50 } } });
+    const publisher = app.get(IntegrationEventPublisher);
+    const publishedAt = Date.now();
+    const [delayed] = await publisher.publish(new OrderCreatedIntegrationEvent('o-later'), { standalone: true, delay: 800 });
+    const [due] = await publisher.publish(new OrderCreatedIntegrationEvent('o-past'), { standalone: true, deliverAt: new Date(Date.now() - 1_000) });
+    await eventually(() => expect(calls(app, due!)).toHaveLength(1));
+    expect(calls(app, delayed!)).toHaveLength(0);
+    await eventually(() => expect(calls(app, delayed!)).toHaveLength(1), { timeoutMs: 5_000 });
+    expect(app.get(OrderCreatedRecorder).received.find((r) => r.context.messageId === delayed)).toBeDefined();
+    expect(Date.now() - publishedAt).toBeGreaterThanOrEqual(800);
+  });
+
   it('flags an event nobody subscribes to as unroutable', async () => {
     const app = await start();
     const [id] = await app.get(IntegrationEventPublisher).publish(new NobodySubscribesEvent(1), { standalone: true });

@@ -14,6 +14,8 @@ export interface NewOutboxRecord {
   /** Every header the message will carry, the `ie-*` contract headers included. */
   readonly headers: MessageHeadersRecord;
   readonly occurredAt: Date;
+  /** When the relay may send it: `undefined` means at once (after the commit). */
+  readonly availableAt?: Date;
 }
 
 /** A row claimed by the relay. */

@@ -36,11 +36,14 @@ export class PostgresOutboxStore implements OutboxStore {
     table: OutboxTableName,
   ) {
     const t = table.qualified;
-    const columns = 'id, event_name, event_version, payload, headers, occurred_at';
-    this.insertOneSql = `INSERT INTO ${t} (${columns}) VALUES ($1, $2, $3, $4, $5, $6)`;
+    const columns = 'id, event_name, event_version, payload, headers, occurred_at, available_at';
+    // available_at: the given time for a delayed event, else the database's now() (the default).
+    this.insertOneSql = `INSERT INTO ${t} (${columns}) VALUES ($1, $2, $3, $4, $5, $6, COALESCE($7::timestamptz, now()))`;
     this.insertManySql =
       `INSERT INTO ${t} (${columns}) ` +
-      'SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::int[], $4::text[], $5::jsonb[], $6::timestamptz[])';
+      'SELECT id, name, version, payload, headers, occurred_at, COALESCE(available_at, now()) FROM unnest(' +
+      '$1::uuid[], $2::varchar[], $3::int[], $4::text[], $5::jsonb[], $6::timestamptz[], $7::timestamptz[]) ' +
+      'AS r(id, name, version, payload, headers, occurred_at, available_at)';
     // Rows held by this relay's current lease: every mark checks it.
     const held = "status = 'pending' AND lease_token = $2";
     this.claimSql =
@@ -78,6 +81,7 @@ export class PostgresOutboxStore implements OutboxStore {
         r.payload,
         JSON.stringify(r.headers),
         r.occurredAt.toISOString(),
+        r.availableAt?.toISOString() ?? null,
       ]);
       return;
     }
@@ -88,6 +92,7 @@ export class PostgresOutboxStore implements OutboxStore {
       records.map((r) => r.payload),
       records.map((r) => JSON.stringify(r.headers)),
       records.map((r) => r.occurredAt.toISOString()),
+      records.map((r) => r.availableAt?.toISOString() ?? null),
     ]);
   }
 

@@ -35,7 +35,8 @@ export class SqliteOutboxStore implements OutboxStore {
     const now = Date.now();
     const values: unknown[] = [];
     for (const r of records) {
-      values.push(r.id, r.eventName, r.eventVersion, r.payload, JSON.stringify(r.headers), r.occurredAt.toISOString(), now, now);
+      const availableAt = r.availableAt ? r.availableAt.getTime() : now;
+      values.push(r.id, r.eventName, r.eventVersion, r.payload, JSON.stringify(r.headers), r.occurredAt.toISOString(), availableAt, now);
     }
     await manager.query(
       `INSERT INTO ${this.t} (id, event_name, event_version, payload, headers, occurred_at, available_at, created_at) VALUES ` +

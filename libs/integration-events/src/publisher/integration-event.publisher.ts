@@ -20,6 +20,27 @@ import { serializeEvent } from './serialize-event';
  * per event in the caller's transaction, and the relay sends the rows to RabbitMQ once that transaction
  * has committed. A rolled-back transaction takes its events with it.
  */
+/** When a delayed event becomes due, from `delay` / `deliverAt`; `undefined` for "at once". */
+function deliveryTime(options: PublishOptions): Date | undefined {
+  const { delay, deliverAt } = options;
+  if (delay !== undefined && deliverAt !== undefined) {
+    throw new InvalidPublishOptionsError('delay', 'give delay or deliverAt, not both.');
+  }
+  if (delay !== undefined) {
+    if (typeof delay !== 'number' || !Number.isInteger(delay) || delay < 0 || delay > 366 * 86_400_000) {
+      throw new InvalidPublishOptionsError('delay', 'use a whole number of milliseconds from 0 to one year.');
+    }
+    return delay === 0 ? undefined : new Date(Date.now() + delay);
+  }
+  if (deliverAt !== undefined) {
+    if (!(deliverAt instanceof Date) || Number.isNaN(deliverAt.getTime())) {
+      throw new InvalidPublishOptionsError('deliverAt', 'pass a valid Date.');
+    }
+    return deliverAt.getTime() > Date.now() ? deliverAt : undefined;
+  }
+  return undefined;
+}
+
 @Injectable()
 export class IntegrationEventPublisher {
   constructor(
@@ -84,6 +105,7 @@ export class IntegrationEventPublisher {
     if (!(occurredAt instanceof Date) || Number.isNaN(occurredAt.getTime())) {
       throw new InvalidPublishOptionsError('occurredAt', 'pass a valid Date.');
     }
+    const availableAt = deliveryTime(options);
     const ambient = this.correlation.current();
     const correlationId =
       options.correlationId === undefined ? ambient.correlationId : validateCorrelationId(options.correlationId);
@@ -112,6 +134,7 @@ export class IntegrationEventPublisher {
         eventVersion: version,
         payload,
         occurredAt,
+        availableAt,
         headers: buildMessageHeaders(
           {
             eventName: name,

@@ -43,4 +43,15 @@ export interface PublishOptions {
    * @default now
    */
   occurredAt?: Date;
+
+  /**
+   * Publish the event this many milliseconds after the commit, not at once (CAP's PublishDelay): the
+   * row waits in the outbox and the relay sends it once it is due, within about `relay.pollIntervalMs`.
+   * Give `delay` or `deliverAt`, not both.
+   * @default 0
+   */
+  delay?: number;
+
+  /** Publish the event at this time, not at once. A time in the past publishes at once. */
+  deliverAt?: Date;
 }
