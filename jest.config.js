@@ -25,6 +25,7 @@ module.exports = {
   moduleNameMapper: {
     '^nestjs-integration-events$': '<rootDir>/libs/integration-events/src/index.ts',
     '^nestjs-integration-events/testing$': '<rootDir>/libs/integration-events/src/testing/index.ts',
+    '^nestjs-integration-events/terminus$': '<rootDir>/libs/integration-events/src/terminus/index.ts',
   },
   modulePathIgnorePatterns: ['<rootDir>/libs/integration-events/dist', '<rootDir>/dist'],
   testTimeout: 60_000,

@@ -46,6 +46,8 @@ export { IntegrationEventConverter } from './cqrs/integration-event-converter.de
 export type { IIntegrationEventConverter, ConverterResult } from './cqrs/integration-event-converter.interface';
 
 export { InProcessBroker } from './transport/in-process/in-process-broker';
+export { IntegrationEventsHealth, type IntegrationEventsHealthReport } from './health/integration-events.health';
+export { TelemetryAttributes } from './telemetry/telemetry-attributes';
 export type { InProcessMessage } from './transport/in-process/in-process-message';
 export type { IntegrationEventTransport, DeadLetterOperations } from './transport/integration-event-transport';
 export type { InProcessOptions } from './options/integration-events-module-options.interface';

@@ -16,6 +16,8 @@ import { DeadLetterService } from './dead-letter/dead-letter.service';
 import { OutboxAdminService } from './outbox/outbox-admin.service';
 import { InboxGuard } from './inbox/inbox.guard';
 import { CleanupWorker } from './retention/cleanup.worker';
+import { IntegrationEventsMetrics } from './telemetry/integration-events.metrics';
+import { IntegrationEventsHealth } from './health/integration-events.health';
 import { IntegrationEventConverterRegistry } from './cqrs/integration-event-converter.registry';
 import { IntegrationEventHandlerExplorer } from './discovery/integration-event-handler.explorer';
 import {
@@ -76,8 +78,10 @@ import { TransportHost } from './transport/transport-host';
     OutboxAdminService,
     InboxGuard,
     CleanupWorker,
+    IntegrationEventsMetrics,
+    IntegrationEventsHealth,
   ],
-  exports: [IntegrationEventPublisher, OutboxRelay, IntegrationEventConsumers, DeadLetterService, OutboxAdminService, CleanupWorker],
+  exports: [IntegrationEventPublisher, OutboxRelay, IntegrationEventConsumers, DeadLetterService, OutboxAdminService, CleanupWorker, IntegrationEventsHealth],
 })
 export class IntegrationEventsModule
   extends IntegrationEventsConfigurableModule

@@ -1,10 +1,14 @@
 import { Injectable, Logger } from '@nestjs/common';
+import { context as otelContext, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { MessageHeaders } from '../envelope/message-headers';
 import type { DiscoveredHandler } from '../discovery/discovered-handler';
 import { CorrelationContext } from '../correlation/correlation.context';
 import { HandlerTimeoutError } from '../errors/handler-timeout.error';
 import { NonRetryableError } from '../errors/non-retryable.error';
 import { InboxGuard } from '../inbox/inbox.guard';
+import { IntegrationEventsMetrics } from '../telemetry/integration-events.metrics';
+import { INSTRUMENTATION_NAME, TelemetryAttributes as A } from '../telemetry/telemetry-attributes';
+import { extractTraceContext } from '../telemetry/trace-context';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
 import { readAttempt } from './attempt-header';
 import type { Disposition } from './disposition';
@@ -26,9 +30,65 @@ export class MessageDispatcher {
     private readonly config: IntegrationEventsConfig,
     private readonly correlation: CorrelationContext,
     private readonly inbox: InboxGuard,
+    private readonly metrics: IntegrationEventsMetrics,
   ) {}
 
+  private readonly tracer = trace.getTracer(INSTRUMENTATION_NAME);
+
+  /**
+   * One CONSUMER span per delivery, child of the trace the message carries (the relay's publish span),
+   * current while the handler runs; then the outcome as metrics.
+   */
   async dispatch(handler: DiscoveredHandler, message: IncomingMessage, shutdown: AbortSignal): Promise<Disposition> {
+    const eventName = typeof message.headers[MessageHeaders.EventName] === 'string' ? String(message.headers[MessageHeaders.EventName]) : message.routingKey;
+    const parent = extractTraceContext(message.headers);
+    const span = this.tracer.startSpan(
+      `process ${eventName}`,
+      {
+        kind: SpanKind.CONSUMER,
+        attributes: {
+          [A.MessagingSystem]: this.config.options.inProcess ? 'in_process' : 'rabbitmq',
+          [A.MessagingOperationType]: 'process',
+          [A.MessagingOperationName]: 'process',
+          [A.MessagingDestinationName]: handler.queue,
+          [A.MessagingConsumerGroup]: handler.queue,
+          [A.MessagingMessageId]: typeof message.messageId === 'string' ? message.messageId : '',
+          [A.EventName]: eventName,
+          [A.Handler]: handler.name,
+        },
+      },
+      parent,
+    );
+    const started = performance.now();
+    let disposition: Disposition;
+    try {
+      disposition = await otelContext.with(trace.setSpan(parent, span), () => this.decideFor(handler, message, shutdown));
+    } catch (error) {
+      span.end();
+      throw error;
+    }
+    const seconds = (performance.now() - started) / 1000;
+    const outcome = disposition.action === 'ack' ? 'ack' : disposition.action === 'retry' ? 'retry' : 'dead_letter';
+    span.setAttribute(A.Outcome, outcome);
+    if (disposition.action !== 'ack') {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: `${disposition.failure.name}: ${disposition.failure.message}` });
+      if (disposition.action === 'retry') {
+        span.setAttribute(A.Attempt, disposition.attempt);
+        this.metrics.recordRetried(eventName, handler.name);
+      } else {
+        span.setAttribute(A.Reason, disposition.reason);
+        this.metrics.recordDeadLettered(eventName, handler.name, disposition.reason);
+      }
+    }
+    span.end();
+    this.metrics.recordHandled(eventName, handler.name, this.lastWasDuplicate.delete(message) ? 'duplicate' : outcome, seconds);
+    return disposition;
+  }
+
+  /** Deliveries the inbox found already handled (for the `duplicate` outcome). */
+  private readonly lastWasDuplicate = new WeakSet<IncomingMessage>();
+
+  private async decideFor(handler: DiscoveredHandler, message: IncomingMessage, shutdown: AbortSignal): Promise<Disposition> {
     const { consumer } = this.config.options;
     const policy = handler.retryPolicy;
     const attempt = readAttempt(message.headers, policy.maxAttempts);
@@ -65,7 +125,10 @@ export class MessageDispatcher {
 
     try {
       const ran = await this.callWithTimeout(handler, decoded.event, context, timeout);
-      if (!ran) this.logger.log(`Skipped duplicate delivery of message ${decoded.messageId} to ${handler.name}: already handled`);
+      if (!ran) {
+        this.lastWasDuplicate.add(message);
+        this.logger.log(`Skipped duplicate delivery of message ${decoded.messageId} to ${handler.name}: already handled`);
+      }
       return { action: 'ack' };
     } catch (error) {
       const failure = failureDetails(error);

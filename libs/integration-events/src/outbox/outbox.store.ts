@@ -24,6 +24,8 @@ export interface OutboxStore {
   release(ids: readonly string[], leaseToken: string): Promise<void>;
   /** Flags rows the broker returned as unroutable; they wait for an operator, not for the relay. */
   markUnroutable(ids: readonly string[], reason: string, leaseToken: string): Promise<void>;
+  /** Pending rows that are due, and since when the oldest of them has been due (for metrics and health). */
+  backlog(): Promise<{ pending: number; oldestDueAt: Date | null }>;
   /** Deletes up to `limit` rows sent more than `olderThanMs` ago; returns how many. */
   deleteSent(olderThanMs: number, limit: number): Promise<number>;
 }

@@ -30,6 +30,7 @@ export class PostgresOutboxStore implements OutboxStore {
   private readonly markUnroutableSql: string;
   private readonly releaseSql: string;
   private readonly deleteSentSql: string;
+  private readonly backlogSql: string;
 
   constructor(
     private readonly dataSource: DataSource,
@@ -65,6 +66,8 @@ export class PostgresOutboxStore implements OutboxStore {
     this.deleteSentSql =
       `DELETE FROM ${t} WHERE id IN (SELECT id FROM ${t} WHERE status = 'sent' ` +
       "AND sent_at < now() - $1 * interval '1 millisecond' ORDER BY sent_at LIMIT $2 FOR UPDATE SKIP LOCKED)";
+    this.backlogSql =
+      `SELECT count(*)::int AS pending, min(available_at) AS oldest FROM ${t} WHERE status = 'pending' AND available_at <= now()`;
     this.releaseSql = `UPDATE ${t} SET locked_until = NULL, lease_token = NULL WHERE id = ANY($1::uuid[]) AND ${held}`;
     this.markUnroutableSql =
       `UPDATE ${t} SET status = 'unroutable', locked_until = NULL, lease_token = NULL, last_error = $3 ` +
@@ -129,6 +132,11 @@ export class PostgresOutboxStore implements OutboxStore {
 
   async release(ids: readonly string[], leaseToken: string): Promise<void> {
     if (ids.length > 0) await this.dataSource.query(this.releaseSql, [ids, leaseToken]);
+  }
+
+  async backlog(): Promise<{ pending: number; oldestDueAt: Date | null }> {
+    const [row] = (await this.dataSource.query(this.backlogSql)) as Array<{ pending: number; oldest: Date | null }>;
+    return { pending: row?.pending ?? 0, oldestDueAt: row?.oldest ?? null };
   }
 
   async deleteSent(olderThanMs: number, limit: number): Promise<number> {

@@ -104,6 +104,14 @@ export class SqliteOutboxStore implements OutboxStore {
     );
   }
 
+  async backlog(): Promise<{ pending: number; oldestDueAt: Date | null }> {
+    const [row] = (await this.dataSource.query(
+      `SELECT count(*) AS pending, min(available_at) AS oldest FROM ${this.t} WHERE status = 'pending' AND available_at <= ?`,
+      [Date.now()],
+    )) as Array<{ pending: number; oldest: number | null }>;
+    return { pending: row?.pending ?? 0, oldestDueAt: row?.oldest == null ? null : new Date(row.oldest) };
+  }
+
   async deleteSent(olderThanMs: number, limit: number): Promise<number> {
     const rows = (await this.dataSource.query(
       `DELETE FROM ${this.t} WHERE id IN (SELECT id FROM ${this.t} WHERE status = 'sent' AND sent_at < ? ORDER BY sent_at LIMIT ?) RETURNING id`,

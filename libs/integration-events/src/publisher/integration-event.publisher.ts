@@ -12,6 +12,7 @@ import type { NewOutboxRecord } from '../outbox/outbox-record';
 import { CorrelationContext } from '../correlation/correlation.context';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
 import { WakeSignal } from '../relay/wake-signal';
+import { activeTraceHeaders } from '../telemetry/trace-context';
 import type { PublishOptions } from './publish-options.interface';
 import { serializeEvent } from './serialize-event';
 
@@ -107,6 +108,8 @@ export class IntegrationEventPublisher {
     }
     const availableAt = deliveryTime(options);
     const ambient = this.correlation.current();
+    // The caller's trace (an HTTP request, a handler) continues through the relay to the consumers.
+    const traceHeaders = activeTraceHeaders();
     const correlationId =
       options.correlationId === undefined ? ambient.correlationId : validateCorrelationId(options.correlationId);
     const causationId =
@@ -135,17 +138,20 @@ export class IntegrationEventPublisher {
         payload,
         occurredAt,
         availableAt,
-        headers: buildMessageHeaders(
-          {
-            eventName: name,
-            eventVersion: version,
-            occurredAt,
-            sourceService: serviceName,
-            correlationId: correlationId ?? id,
-            causationId,
-          },
-          options.headers,
-        ),
+        headers: {
+          ...buildMessageHeaders(
+            {
+              eventName: name,
+              eventVersion: version,
+              occurredAt,
+              sourceService: serviceName,
+              correlationId: correlationId ?? id,
+              causationId,
+            },
+            options.headers,
+          ),
+          ...traceHeaders,
+        },
       };
     });
   }

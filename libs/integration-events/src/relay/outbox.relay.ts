@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Injectable, Logger } from '@nestjs/common';
+import { SpanKind, SpanStatusCode, trace, type Context, type Span } from '@opentelemetry/api';
 import { MessageHeaders } from '../envelope/message-headers';
 import type { OutgoingMessage } from '../envelope/outgoing-message';
 import { TransportNotReadyError } from '../errors/transport-not-ready.error';
@@ -7,6 +8,9 @@ import type { ClaimedOutboxRecord, FailedOutboxRecord } from '../outbox/outbox-r
 import { OutboxDatabase } from '../outbox/outbox-database';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
 import { TransportHost } from '../transport/transport-host';
+import { IntegrationEventsMetrics } from '../telemetry/integration-events.metrics';
+import { INSTRUMENTATION_NAME, TelemetryAttributes as A } from '../telemetry/telemetry-attributes';
+import { extractTraceContext, withTraceContext } from '../telemetry/trace-context';
 import { exponentialBackoff } from './retry-delay';
 import { WakeSignal } from './wake-signal';
 
@@ -28,7 +32,10 @@ export class OutboxRelay {
     private readonly database: OutboxDatabase,
     private readonly transports: TransportHost,
     private readonly wakeSignal: WakeSignal,
+    private readonly metrics: IntegrationEventsMetrics,
   ) {}
+
+  private readonly tracer = trace.getTracer(INSTRUMENTATION_NAME);
 
   get isRunning(): boolean {
     return this.loop !== undefined;
@@ -83,10 +90,16 @@ export class OutboxRelay {
     const rows = await store.claim(relay.batchSize, relay.leaseMs, leaseToken);
     if (rows.length === 0) return 0;
 
+    // One PRODUCER span per message, child of the trace stored with the row at publish(); the message
+    // carries this span's context on, so the consumer's span is its child.
+    const spans = rows.map((row) => this.startPublishSpan(row));
     let outcomes;
     try {
-      outcomes = await this.transports.transport.publish(rows.map(toOutgoingMessage));
+      outcomes = await this.transports.transport.publish(
+        rows.map((row, index) => toOutgoingMessage(row, trace.setSpan(extractTraceContext(row.headers), spans[index]!))),
+      );
     } catch (error) {
+      for (const span of spans) span.end();
       if (!(error instanceof TransportNotReadyError)) throw error;
       // The connection dropped between the claim and the publish: nothing was sent. Hand the rows back
       // (their attempt count untouched); they go out once the broker is back.
@@ -102,6 +115,11 @@ export class OutboxRelay {
     const failed: FailedOutboxRecord[] = [];
     outcomes.forEach((outcome, index) => {
       const row = rows[index]!;
+      const span = spans[index]!;
+      span.setAttribute(A.Outcome, outcome.status);
+      if (outcome.status !== 'confirmed') span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.reason });
+      span.end();
+      this.metrics.recordPublished(row.eventName, outcome.status);
       if (outcome.status === 'confirmed') sent.push(row.id);
       else if (outcome.status === 'unroutable') unroutable.set(outcome.reason, [...(unroutable.get(outcome.reason) ?? []), row.id]);
       else failed.push({ id: row.id, error: outcome.reason, retryInMs: this.retryDelay(row) });
@@ -119,6 +137,28 @@ export class OutboxRelay {
       this.logger.warn(`${failed.length} message(s) not confirmed, will retry: ${failed[0]!.error}`);
     }
     return rows.length;
+  }
+
+  private startPublishSpan(row: ClaimedOutboxRecord): Span {
+    const transport = this.config.options.inProcess ? 'in_process' : 'rabbitmq';
+    const exchange = this.config.options.rabbitmq?.exchange ?? this.config.options.inProcess?.exchange ?? '';
+    return this.tracer.startSpan(
+      `publish ${row.eventName}`,
+      {
+        kind: SpanKind.PRODUCER,
+        attributes: {
+          [A.MessagingSystem]: transport,
+          [A.MessagingOperationType]: 'send',
+          [A.MessagingOperationName]: 'publish',
+          [A.MessagingDestinationName]: exchange,
+          [A.MessagingRoutingKey]: row.eventName,
+          [A.MessagingMessageId]: row.id,
+          [A.EventName]: row.eventName,
+          [A.EventVersion]: row.eventVersion,
+        },
+      },
+      extractTraceContext(row.headers),
+    );
   }
 
   private retryDelay(row: ClaimedOutboxRecord): number {
@@ -139,12 +179,12 @@ async function withRetries(operation: () => Promise<void>, delaysMs: readonly nu
   }
 }
 
-function toOutgoingMessage(row: ClaimedOutboxRecord): OutgoingMessage {
+function toOutgoingMessage(row: ClaimedOutboxRecord, traceContext: Context): OutgoingMessage {
   return {
     messageId: row.id,
     routingKey: row.eventName,
     body: Buffer.from(row.payload, 'utf8'),
-    headers: row.headers,
+    headers: withTraceContext(row.headers, traceContext) as OutgoingMessage['headers'],
     occurredAt: row.occurredAt,
     correlationId: String(row.headers[MessageHeaders.CorrelationId] ?? row.id),
     sourceService: String(row.headers[MessageHeaders.SourceService] ?? ''),

@@ -17,7 +17,26 @@ export class InProcessBroker {
   /** exchange → routing key → queue names */
   private readonly bindings = new Map<string, Map<string, Set<string>>>();
   private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly taps = new Set<(exchange: string, message: InProcessMessage, routed: boolean) => void>();
   private closed = false;
+
+  /**
+   * Calls `listener` with every message published to an exchange (routed or not): how the test kit
+   * records what a service published. Returns the function that stops it.
+   */
+  tap(listener: (exchange: string, message: InProcessMessage, routed: boolean) => void): () => void {
+    this.taps.add(listener);
+    return () => this.taps.delete(listener);
+  }
+
+  /** True while any queue that has consumers holds ready or unacknowledged messages, or a retry is waiting. */
+  get busy(): boolean {
+    if (this.timers.size > 0) return true;
+    for (const queue of this.queues.values()) {
+      if (queue.consumerCount > 0 && (queue.depth > 0 || queue.unacked > 0)) return true;
+    }
+    return false;
+  }
 
   /** The queue named `name`, created if needed. */
   queue(name: string): InProcessQueue {
@@ -61,7 +80,9 @@ export class InProcessBroker {
   publish(exchange: string, message: InProcessMessage): boolean {
     this.assertOpen();
     const targets = this.bindings.get(exchange)?.get(message.routingKey);
-    if (!targets || targets.size === 0) return false;
+    const routed = targets !== undefined && targets.size > 0;
+    for (const listener of this.taps) listener(exchange, message, routed);
+    if (!routed) return false;
     for (const name of targets) this.queue(name).push(message);
     return true;
   }

@@ -1,0 +1,66 @@
+import { Injectable } from '@nestjs/common';
+import { IntegrationEventConsumers } from '../consumer/integration-event-consumers';
+import { IntegrationEventsConfig } from '../options/integration-events.config';
+import { OutboxDatabase } from '../outbox/outbox-database';
+import { OutboxRelay } from '../relay/outbox.relay';
+import { TransportHost } from '../transport/transport-host';
+
+/** The state of this service's integration events, as a health check sees it. */
+export interface IntegrationEventsHealthReport {
+  readonly healthy: boolean;
+  /** What is wrong, when something is. */
+  readonly problems: readonly string[];
+  readonly broker: { readonly connected: boolean; readonly transport: string };
+  readonly relay: { readonly enabled: boolean; readonly running: boolean };
+  readonly consumers: { readonly handlers: number; readonly attached: number };
+  readonly outbox: { readonly backlog: number; readonly lagMs: number; readonly maxLagMs: number };
+}
+
+/**
+ * Answers "are integration events flowing?": the broker connection is up, the relay runs (where enabled),
+ * every handler has a consumer attached, and the oldest due outbox row is not older than `maxLagMs`.
+ * Framework-free; `nestjs-integration-events/terminus` wraps it as a @nestjs/terminus health indicator.
+ */
+@Injectable()
+export class IntegrationEventsHealth {
+  constructor(
+    private readonly config: IntegrationEventsConfig,
+    private readonly transports: TransportHost,
+    private readonly relay: OutboxRelay,
+    private readonly consumers: IntegrationEventConsumers,
+    private readonly database: OutboxDatabase,
+  ) {}
+
+  /** @param maxLagMs how old the oldest due outbox row may be (default 60 s) */
+  async check({ maxLagMs = 60_000 }: { maxLagMs?: number } = {}): Promise<IntegrationEventsHealthReport> {
+    const { relay: relayOptions, consumer } = this.config.options;
+    const transport = this.transports.transport;
+    const problems: string[] = [];
+    const connected = transport.isConnected;
+    if (!connected) problems.push(`not connected to ${transport.description}`);
+    const running = this.relay.isRunning;
+    if (relayOptions.enabled && !running) problems.push('the relay is not running');
+    const status = this.consumers.status;
+    if (consumer.enabled && status.attached < status.handlers) {
+      problems.push(`${status.handlers - status.attached} of ${status.handlers} handler(s) have no consumer attached`);
+    }
+    let backlog = 0;
+    let lagMs = 0;
+    try {
+      const { pending, oldestDueAt } = await this.database.store.backlog();
+      backlog = pending;
+      lagMs = oldestDueAt ? Math.max(0, Date.now() - oldestDueAt.getTime()) : 0;
+      if (lagMs > maxLagMs) problems.push(`the oldest due outbox row waits for ${Math.round(lagMs / 1000)} s (more than ${maxLagMs / 1000} s)`);
+    } catch (error) {
+      problems.push(`the outbox cannot be read: ${(error as Error).message}`);
+    }
+    return {
+      healthy: problems.length === 0,
+      problems,
+      broker: { connected, transport: transport.description },
+      relay: { enabled: relayOptions.enabled, running },
+      consumers: status,
+      outbox: { backlog, lagMs, maxLagMs },
+    };
+  }
+}

@@ -1,0 +1,1 @@
+export { IntegrationEventsHealthIndicator } from './integration-events.health-indicator';

@@ -1,0 +1,5 @@
+export { IntegrationEventsTestingModule, type IntegrationEventsTestingOptions } from './integration-events-testing.module';
+export { IntegrationEventsTestKit } from './integration-events.test-kit';
+export type { PublishedMessage } from './published-message';
+export { DrainTimeoutError } from './drain-timeout.error';
+export { InProcessBroker } from '../transport/in-process/in-process-broker';

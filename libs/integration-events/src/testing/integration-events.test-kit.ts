@@ -1,0 +1,135 @@
+import { randomUUID } from 'node:crypto';
+import { plainToInstance } from 'class-transformer';
+import { getIntegrationEventMetadata, type IntegrationEventClass } from '../decorators/integration-event-metadata';
+import { buildMessageHeaders } from '../envelope/message-headers.factory';
+import { MessageHeaders } from '../envelope/message-headers';
+import type { MessageHeadersRecord } from '../envelope/outgoing-message';
+import { serializeEvent } from '../publisher/serialize-event';
+import type { OutboxDatabase } from '../outbox/outbox-database';
+import type { OutboxRelay } from '../relay/outbox.relay';
+import type { InProcessBroker } from '../transport/in-process/in-process-broker';
+import { DrainTimeoutError } from './drain-timeout.error';
+import type { PublishedMessage } from './published-message';
+
+/**
+ * What a test needs around a service that uses integration events, on the in-process broker: what was
+ * published (with headers), a way to deliver an event as if another service had published it, and
+ * `drain()` to run the relay and the consumers until nothing is left — so a test never sleeps.
+ */
+export class IntegrationEventsTestKit {
+  private readonly recorded: PublishedMessage[] = [];
+  private readonly untap: () => void;
+
+  constructor(
+    /** The broker the service runs on; share it with other services of the test to let them talk. */
+    readonly broker: InProcessBroker,
+    private readonly exchange: string,
+    private readonly serviceName: string,
+    /** Resolved on use: the kit is built before the module's own providers are. */
+    private readonly services: () => { relay: OutboxRelay; database: OutboxDatabase },
+  ) {
+    this.untap = broker.tap((exchangeName, message, routed) => {
+      if (exchangeName !== this.exchange) return;
+      let payload: unknown;
+      try {
+        payload = JSON.parse(message.content.toString('utf8'));
+      } catch {
+        payload = message.content.toString('utf8');
+      }
+      const version = message.headers[MessageHeaders.EventVersion];
+      this.recorded.push({
+        messageId: message.messageId,
+        eventName: message.routingKey,
+        eventVersion: typeof version === 'number' ? version : undefined,
+        headers: message.headers,
+        payload,
+        routed,
+      });
+    });
+  }
+
+  /** Every message published on the exchange so far, in order (this service's and the others'). */
+  get published(): readonly PublishedMessage[] {
+    return this.recorded;
+  }
+
+  /** The published events of one class, rebuilt as instances (like a handler would receive them). */
+  publishedEvents<T extends object>(eventClass: IntegrationEventClass<T>): T[] {
+    const { name } = getIntegrationEventMetadata(eventClass);
+    return this.recorded
+      .filter((message) => message.eventName === name)
+      .map((message) => plainToInstance(eventClass as unknown as new () => T, message.payload as object));
+  }
+
+  /** Forgets what was recorded. */
+  clear(): void {
+    this.recorded.length = 0;
+  }
+
+  /**
+   * Delivers an event to this service's handlers as if another service had published it (straight to
+   * the broker, with the contract headers). Call `drain()` to wait for the handlers.
+   * @returns the message id
+   */
+  async deliver(
+    event: object,
+    options: { messageId?: string; headers?: MessageHeadersRecord; correlationId?: string; sourceService?: string } = {},
+  ): Promise<string> {
+    const { name, version } = getIntegrationEventMetadata(event.constructor);
+    const messageId = options.messageId ?? randomUUID();
+    const headers = buildMessageHeaders(
+      {
+        eventName: name,
+        eventVersion: version,
+        occurredAt: new Date(),
+        sourceService: options.sourceService ?? 'test',
+        correlationId: options.correlationId ?? messageId,
+      },
+      options.headers,
+    );
+    this.broker.publish(this.exchange, {
+      content: Buffer.from(serializeEvent(name, event, 64)),
+      messageId,
+      routingKey: name,
+      headers,
+      properties: {},
+      redelivered: false,
+    });
+    return messageId;
+  }
+
+  /**
+   * Runs the relay and the consumers until nothing is left: no due row in this service's outbox, no
+   * message ready or in flight in a queue that has a consumer, no retry waiting in the broker — twice in
+   * a row, so work started by the last step is seen. Failing handlers are retried (with the testing
+   * module's short delays) until they succeed or are dead-lettered. Rows published with a delay that is
+   * not yet due are not waited for.
+   * @throws DrainTimeoutError after `timeoutMs`, saying what was left
+   */
+  async drain({ timeoutMs = 10_000 }: { timeoutMs?: number } = {}): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let quietRounds = 0;
+    for (;;) {
+      this.services().relay.wake();
+      const left = await this.workLeft();
+      quietRounds = left ? 0 : quietRounds + 1;
+      if (quietRounds >= 2) return;
+      if (Date.now() > deadline) throw new DrainTimeoutError(timeoutMs, left ?? 'none');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+
+  /** Stops recording (the testing module does it on shutdown). */
+  dispose(): void {
+    this.untap();
+  }
+
+  private async workLeft(): Promise<string | undefined> {
+    const { pending } = await this.services().database.store.backlog();
+    if (pending > 0) return `${pending} due outbox row(s) of ${this.serviceName}`;
+    if (this.broker.busy) {
+      return this.broker.delayed > 0 ? `${this.broker.delayed} retry(ies) waiting in the broker` : 'messages in flight in the broker';
+    }
+    return undefined;
+  }
+}

@@ -1,0 +1,157 @@
+import { Controller, type INestApplication, Post } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
+import { TerminusModule } from '@nestjs/terminus';
+import { context, metrics, propagation, trace, SpanKind } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { TransactionHost } from '@nestjs-cls/transactional';
+import {
+  IntegrationEventHandler,
+  IntegrationEventPublisher,
+  IntegrationEventsHealth,
+  IntegrationEventsModule,
+  type IIntegrationEventHandler,
+} from 'nestjs-integration-events';
+import { IntegrationEventsHealthIndicator } from 'nestjs-integration-events/terminus';
+import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
+import { eventually } from './support/eventually';
+import { infrastructureImports, testOptions } from './support/test-app';
+import { TestNamespace } from './support/test-namespace';
+
+const spanExporter = new InMemorySpanExporter();
+const metricExporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
+const metricReader = new PeriodicExportingMetricReader({ exporter: metricExporter, exportIntervalMillis: 60_000 });
+
+@Controller('orders')
+class OrdersController {
+  constructor(
+    private readonly txHost: TransactionHost,
+    private readonly publisher: IntegrationEventPublisher,
+  ) {}
+
+  @Post()
+  async create(): Promise<{ traceId: string | undefined }> {
+    // Stands for the HTTP instrumentation of a real application: a SERVER span around the request.
+    const tracer = trace.getTracer('test-http');
+    return tracer.startActiveSpan('POST /orders', { kind: SpanKind.SERVER }, async (span) => {
+      await this.txHost.withTransaction(() => this.publisher.publish(new OrderCreatedIntegrationEvent('traced')));
+      span.end();
+      return { traceId: span.spanContext().traceId };
+    });
+  }
+}
+
+@IntegrationEventHandler(OrderCreatedIntegrationEvent)
+class TracedHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  readonly traceIds: string[] = [];
+  handle(): void {
+    this.traceIds.push(trace.getActiveSpan()?.spanContext().traceId ?? 'none');
+    trace.getTracer('test-handler').startSpan('work inside the handler').end();
+  }
+}
+
+/** Tracing (one trace from the request to the handler), metrics, health. */
+describe('observability', () => {
+  let ns: TestNamespace;
+  let app: INestApplication;
+
+  beforeAll(async () => {
+    const contextManager = new AsyncLocalStorageContextManager().enable();
+    context.setGlobalContextManager(contextManager);
+    propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+    trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spanExporter)] }));
+    metrics.setGlobalMeterProvider(new MeterProvider({ readers: [metricReader] }));
+
+    ns = await TestNamespace.create();
+    const moduleRef = await Test.createTestingModule({
+      imports: [...infrastructureImports(ns), TerminusModule, IntegrationEventsModule.forRoot(testOptions(ns))],
+      controllers: [OrdersController],
+      providers: [TracedHandler, IntegrationEventsHealthIndicator],
+    }).compile();
+    moduleRef.useLogger(['error']);
+    app = moduleRef.createNestApplication();
+    await app.listen(0, '127.0.0.1');
+    ns.trackQueue(`${ns.serviceName}.TracedHandler`);
+    ns.trackQueue(`${ns.serviceName}.TracedHandler.dlq`);
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await ns?.cleanup();
+    trace.disable();
+    metrics.disable();
+    propagation.disable();
+    context.disable();
+  });
+
+  it('runs one trace from the HTTP request through the commit and the relay to the handler', async () => {
+    const response = await fetch(`${await app.getUrl()}/orders`, { method: 'POST' });
+    const { traceId } = (await response.json()) as { traceId: string };
+    await eventually(() => expect(app.get(TracedHandler).traceIds).toContain(traceId));
+
+    const spans = spanExporter.getFinishedSpans().filter((span) => span.spanContext().traceId === traceId);
+    const byName = (name: string) => spans.find((span) => span.name === name)!;
+    const request = byName('POST /orders');
+    const publish = byName('publish ordering.order-created');
+    const process = byName('process ordering.order-created');
+    const work = byName('work inside the handler');
+    expect(publish.kind).toBe(SpanKind.PRODUCER);
+    expect(process.kind).toBe(SpanKind.CONSUMER);
+    expect(publish.parentSpanContext?.spanId).toBe(request.spanContext().spanId);
+    expect(process.parentSpanContext?.spanId).toBe(publish.spanContext().spanId);
+    expect(work.parentSpanContext?.spanId).toBe(process.spanContext().spanId);
+    expect(publish.attributes).toMatchObject({
+      'messaging.system': 'rabbitmq',
+      'messaging.operation.type': 'send',
+      'messaging.destination.name': ns.exchange,
+      'messaging.rabbitmq.destination.routing_key': 'ordering.order-created',
+      'integration_events.outcome': 'confirmed',
+    });
+    expect(process.attributes).toMatchObject({
+      'messaging.operation.type': 'process',
+      'messaging.destination.name': `${ns.serviceName}.TracedHandler`,
+      'integration_events.handler': 'TracedHandler',
+      'integration_events.outcome': 'ack',
+    });
+    expect(process.attributes['messaging.message.id']).toBe(publish.attributes['messaging.message.id']);
+  });
+
+  it('counts published and handled messages, handler durations, and reports the outbox backlog and lag', async () => {
+    await metricReader.collect();
+    await metricReader.forceFlush();
+    const exported = metricExporter.getMetrics().flatMap((resource) => resource.scopeMetrics.flatMap((scope) => scope.metrics));
+    const metric = (name: string) => exported.filter((m) => m.descriptor.name === name).at(-1);
+    const published = metric('integration_events.published')!;
+    expect(published.dataPoints.find((p) => p.attributes['integration_events.outcome'] === 'confirmed')?.value).toBeGreaterThanOrEqual(1);
+    const handled = metric('integration_events.handled')!;
+    expect(handled.dataPoints.find((p) => p.attributes['integration_events.handler'] === 'TracedHandler')?.value).toBeGreaterThanOrEqual(1);
+    expect(metric('integration_events.handler.duration')).toBeDefined();
+    const backlog = metric('integration_events.outbox.backlog')!;
+    expect(backlog.dataPoints[0]?.value).toBe(0);
+    expect(metric('integration_events.outbox.lag')!.dataPoints[0]?.value).toBe(0);
+  });
+
+  it('reports health, and a lagging outbox as down', async () => {
+    expect(await app.get(IntegrationEventsHealth).check()).toMatchObject({
+      healthy: true,
+      broker: { connected: true },
+      relay: { enabled: true, running: true },
+      consumers: { handlers: 1, attached: 1 },
+      outbox: { backlog: 0 },
+    });
+    const indicator = await app.get(IntegrationEventsHealthIndicator).isHealthy('events');
+    expect(indicator).toMatchObject({ events: { status: 'up' } });
+
+    // A row due for a minute that the relay cannot send (it waits under another relay's lease).
+    await (await ns.sql()).query(
+      `INSERT INTO ${ns.outboxTable} (id, event_name, event_version, payload, headers, occurred_at, available_at, locked_until)
+       VALUES (gen_random_uuid(), 'stuck.event', 1, '{}', '{}', now(), now() - interval '1 minute', now() + interval '1 hour')`,
+    );
+    const report = await app.get(IntegrationEventsHealth).check({ maxLagMs: 30_000 });
+    expect(report.healthy).toBe(false);
+    expect(report.problems.join()).toMatch(/oldest due outbox row waits for 6\d s/);
+    expect(await app.get(IntegrationEventsHealthIndicator).isHealthy('events', { maxLagMs: 30_000 })).toMatchObject({ events: { status: 'down' } });
+  });
+});
