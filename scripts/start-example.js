@@ -1,26 +1,44 @@
 #!/usr/bin/env node
 /**
- * Runs the example's two services, each in its own process, as they would run in production:
- * ordering (HTTP on PORT 3001) and payments (3002). Their logs are interleaved with a prefix.
- * Ctrl-C (SIGINT) or SIGTERM stops both gracefully; if one dies, the other is stopped too.
+ * Runs the example (built by `npm run build`), in the mode the environment asks for:
  *
- * Reads DATABASE_URL and RABBITMQ_URL (defaults: the local PostgreSQL and RabbitMQ).
+ * - neither DATABASE_URL nor RABBITMQ_URL: embedded — both services in one process, on in-memory SQLite
+ *   and an in-process broker (Node.js alone is enough);
+ * - both: services — ordering (ORDERING_PORT, 3001) and payments (PAYMENTS_PORT, 3002), each in its own
+ *   process, on PostgreSQL and RabbitMQ;
+ * - only one: refused.
+ *
+ * Logs are prefixed with the service's name. Ctrl-C (SIGINT) or SIGTERM stops everything gracefully; if
+ * one process dies, the other is stopped too.
  */
 const { spawn } = require('node:child_process');
 const path = require('node:path');
 const readline = require('node:readline');
 
 const root = path.resolve(__dirname, '..');
-const services = [
-  { name: 'ordering', entry: 'dist/apps/ordering/src/main.js', port: process.env.ORDERING_PORT ?? '3001' },
-  { name: 'payments', entry: 'dist/apps/payments/src/main.js', port: process.env.PAYMENTS_PORT ?? '3002' },
-];
+const hasDatabase = Boolean(process.env.DATABASE_URL);
+const hasBroker = Boolean(process.env.RABBITMQ_URL);
+if (hasDatabase !== hasBroker) {
+  process.stderr.write(
+    `Only ${hasDatabase ? 'DATABASE_URL' : 'RABBITMQ_URL'} is set. Set both to run the services on PostgreSQL and ` +
+      'RabbitMQ (one process each), or neither to run everything in one process on SQLite and an in-process broker.\n',
+  );
+  process.exit(1);
+}
+
+const ports = { ORDERING_PORT: process.env.ORDERING_PORT ?? '3001', PAYMENTS_PORT: process.env.PAYMENTS_PORT ?? '3002' };
+const processes = hasDatabase
+  ? [
+      { name: 'ordering', entry: 'dist/apps/ordering/src/main.js', env: { PORT: ports.ORDERING_PORT } },
+      { name: 'payments', entry: 'dist/apps/payments/src/main.js', env: { PORT: ports.PAYMENTS_PORT } },
+    ]
+  : [{ name: 'example', entry: 'dist/apps/embedded/main.js', env: ports }];
 
 let stopping = false;
-const children = services.map(({ name, entry, port }) => {
+const children = processes.map(({ name, entry, env }) => {
   const child = spawn(process.execPath, [path.join(root, entry)], {
     cwd: root,
-    env: { ...process.env, PORT: port },
+    env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   for (const stream of [child.stdout, child.stderr]) {
@@ -28,7 +46,7 @@ const children = services.map(({ name, entry, port }) => {
   }
   child.on('exit', (code, signal) => {
     if (!stopping) {
-      process.stderr.write(`[${name}] exited (${signal ?? code}); stopping the other service\n`);
+      process.stderr.write(`[${name}] exited (${signal ?? code}); stopping\n`);
       stop(code || 1);
     }
   });

@@ -4,54 +4,89 @@ import { ChildService, freePort } from './support/child-service';
 import { consistently, eventually } from './support/eventually';
 import { createIsolatedEnvironment, type IsolatedEnvironment } from './support/isolated-environment';
 
+interface Mode {
+  /** Environment for `npm start`'s script; a database URL to check the refusal against, if any. */
+  setUp(): Promise<{ env: NodeJS.ProcessEnv; databaseUrl?: string; cleanup(): Promise<void> }>;
+}
+
+const modes: Array<[string, Mode]> = [
+  [
+    'embedded (no DATABASE_URL, no RABBITMQ_URL): one process, SQLite, in-process broker',
+    {
+      setUp: async () => ({ env: { DATABASE_URL: '', RABBITMQ_URL: '' }, cleanup: async () => undefined }),
+    },
+  ],
+  [
+    'services (DATABASE_URL and RABBITMQ_URL): a process per service, PostgreSQL, RabbitMQ',
+    {
+      setUp: async () => {
+        const isolated: IsolatedEnvironment = await createIsolatedEnvironment();
+        return {
+          env: { DATABASE_URL: isolated.databaseUrl, RABBITMQ_URL: isolated.rabbitmqUrl },
+          databaseUrl: isolated.databaseUrl,
+          cleanup: () => isolated.cleanup(),
+        };
+      },
+    },
+  ],
+];
+
 /**
- * The example, run as `npm start` runs it (two processes from the built code), against a private
- * database and vhost: orders placed over HTTP reach `paid` through RabbitMQ.
+ * The example, run as `npm start` runs it (scripts/start-example.js on the built code), in both of its
+ * modes: orders placed over HTTP reach `paid`, a refused order leaves nothing behind.
  */
-describe('example: ordering and payments', () => {
-  let env: IsolatedEnvironment;
+describe.each(modes)('example: ordering and payments, %s', (_name, mode) => {
   let example: ChildService;
   let ordering: string;
+  let payments: string;
+  let setUp: Awaited<ReturnType<Mode['setUp']>>;
 
   beforeAll(async () => {
-    env = await createIsolatedEnvironment();
+    setUp = await mode.setUp();
     const [orderingPort, paymentsPort] = [await freePort(), await freePort()];
     ordering = `http://127.0.0.1:${orderingPort}`;
+    payments = `http://127.0.0.1:${paymentsPort}`;
     example = ChildService.start('scripts/start-example.js', {
-      DATABASE_URL: env.databaseUrl,
-      RABBITMQ_URL: env.rabbitmqUrl,
+      ...setUp.env,
       ORDERING_PORT: String(orderingPort),
       PAYMENTS_PORT: String(paymentsPort),
     });
     try {
       await eventually(
         async () => {
-          const response = await fetch(`${ordering}/orders/${randomUUID()}`);
-          expect(response.status).toBe(404);
-          expect(example.output.join('\n')).toMatch(/\[payments\].*Service "payments" started/);
+          expect((await fetch(`${ordering}/orders/${randomUUID()}`)).status).toBe(404);
+          expect((await fetch(`${payments}/health`)).status).toBe(200);
         },
-        { timeoutMs: 30_000, intervalMs: 200 },
+        { timeoutMs: 45_000, intervalMs: 200 },
       );
     } catch (error) {
       (error as Error).message += `\n--- example output ---\n${example.output.join('\n')}`;
       throw error;
     }
-  }, 60_000);
+  }, 90_000);
 
   afterAll(async () => {
     const code = await example?.stop();
-    await env?.cleanup();
+    await setUp?.cleanup();
     expect(code).toBe(0);
+  });
+
+  const placeOrder = (customerId: string, amountCents: number) =>
+    fetch(`${ordering}/orders`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ customerId, amountCents }),
+    });
+
+  it('says which mode it runs in, first thing', () => {
+    const first = example.output.find((line) => /mode/.test(line));
+    expect(first).toMatch(setUp.databaseUrl ? /services mode/ : /Embedded mode: both services in one process/);
   });
 
   it('walks orders from created to paid', async () => {
     const created = await Promise.all(
       Array.from({ length: 5 }, async (_, i) => {
-        const response = await fetch(`${ordering}/orders`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ customerId: `customer-${i}`, amountCents: 1_000 + i }),
-        });
+        const response = await placeOrder(`customer-${i}`, 1_000 + i);
         expect(response.status).toBe(201);
         const order = (await response.json()) as { id: string; status: string };
         expect(order.status).toBe('created');
@@ -67,36 +102,46 @@ describe('example: ordering and payments', () => {
     }
   });
 
-  it('leaves neither the order nor any message behind when a domain-event handler refuses it', async () => {
-    const db = new Client({ connectionString: env.databaseUrl });
-    await db.connect();
-    try {
-      const count = async (sql: string) => Number((await db.query(sql)).rows[0].count);
-      const paymentsBefore = await count('SELECT count(*) FROM payments.payments');
-      const response = await fetch(`${ordering}/orders`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ customerId: 'big-spender', amountCents: 5_000_000 }),
-      });
-      expect(response.status).toBe(422);
-      expect(((await response.json()) as { message: string }).message).toMatch(/exceeds the credit limit/);
-      expect(await count(`SELECT count(*) FROM ordering.orders WHERE customer_id = 'big-spender'`)).toBe(0);
-      expect(await count(`SELECT count(*) FROM ordering.integration_events_outbox WHERE payload LIKE '%big-spender%'`)).toBe(0);
-      // Nothing reached payments either.
-      await consistently(async () => expect(await count('SELECT count(*) FROM payments.payments')).toBe(paymentsBefore), {
-        forMs: 500,
-      });
-    } finally {
-      await db.end();
+  it('refuses an order a domain-event handler rejects, and nothing of it reaches payments', async () => {
+    const response = await placeOrder('big-spender', 5_000_000);
+    expect(response.status).toBe(422);
+    expect(((await response.json()) as { message: string }).message).toMatch(/exceeds the credit limit/);
+    const published = async () => {
+      const metrics = await (await fetch(`${payments}/metrics`)).text();
+      return metrics.split('\n').filter((line) => line.startsWith('integration_events_handled_total') && line.includes('ordering.order-created'));
+    };
+    const before = await published();
+    await consistently(async () => expect(await published()).toEqual(before), { forMs: 500 });
+    if (setUp.databaseUrl) {
+      const db = new Client({ connectionString: setUp.databaseUrl });
+      await db.connect();
+      try {
+        const count = async (sql: string) => Number((await db.query(sql)).rows[0].count);
+        expect(await count(`SELECT count(*) FROM ordering.orders WHERE customer_id = 'big-spender'`)).toBe(0);
+        expect(await count(`SELECT count(*) FROM ordering.integration_events_outbox WHERE payload LIKE '%big-spender%'`)).toBe(0);
+      } finally {
+        await db.end();
+      }
     }
   });
 
   it('refuses an invalid order with 400', async () => {
-    const response = await fetch(`${ordering}/orders`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ customerId: 'c', amountCents: -5 }),
-    });
-    expect(response.status).toBe(400);
+    expect((await placeOrder('c', -5)).status).toBe(400);
+  });
+
+  it('serves /health and Prometheus /metrics', async () => {
+    const health = (await (await fetch(`${ordering}/health`)).json()) as { status: string; info: { integrationEvents: { status: string } } };
+    expect(health).toMatchObject({ status: 'ok', info: { integrationEvents: { status: 'up' } } });
+    const metrics = await (await fetch(`${ordering}/metrics`)).text();
+    expect(metrics).toMatch(/integration_events_published_total\{[^}]*integration_events_event_name="ordering.order-created"/);
+    expect(metrics).toMatch(/integration_events_outbox_backlog\{/);
+  });
+});
+
+describe('example: one of DATABASE_URL and RABBITMQ_URL without the other', () => {
+  it('refuses to start, saying why', async () => {
+    const example = ChildService.start('scripts/start-example.js', { DATABASE_URL: 'postgres://somewhere', RABBITMQ_URL: '' });
+    expect(await example.waitForExit()).toBe(1);
+    expect(example.output.join('\n')).toMatch(/Only DATABASE_URL is set\. Set both .* or neither/);
   });
 });

@@ -42,6 +42,11 @@ export class ChildService {
     return new ChildService(child);
   }
 
+  /** Resolves with the exit code once the process ends on its own. */
+  waitForExit(): Promise<number | null> {
+    return this.exited;
+  }
+
   /** Sends SIGTERM and resolves with the exit code. */
   async stop(): Promise<number | null> {
     if (this.process.exitCode === null && this.process.signalCode === null) this.process.kill('SIGTERM');

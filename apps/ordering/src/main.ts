@@ -1,19 +1,23 @@
 import 'reflect-metadata';
-import { Logger, ValidationPipe } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
-import { exampleConfig } from '../../shared/example-config';
-import { OrderingModule } from './ordering.module';
+import { Logger } from '@nestjs/common';
+import { exampleMode, portFrom } from '../../shared/example-config';
+import { installMetrics } from '../../shared/metrics';
+import { startOrdering } from './start-ordering';
 
-async function bootstrap(): Promise<void> {
-  const config = exampleConfig(3001);
-  const app = await NestFactory.create(OrderingModule.register(config));
-  app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true }));
-  app.enableShutdownHooks();
-  await app.listen(config.port, '127.0.0.1');
-  new Logger('Ordering').log(`Listening on http://127.0.0.1:${config.port} (POST /orders, GET /orders/:id)`);
+/** The ordering service on its own (services mode: PostgreSQL + RabbitMQ). */
+async function main(): Promise<void> {
+  const mode = exampleMode();
+  if (mode.kind !== 'services') throw new Error('Run the example with `npm start`; this entry point needs DATABASE_URL and RABBITMQ_URL');
+  installMetrics();
+  new Logger('Ordering').log('Running on PostgreSQL and RabbitMQ (services mode), one process per service');
+  await startOrdering({
+    database: { kind: 'postgres', url: mode.databaseUrl },
+    transport: { kind: 'rabbitmq', url: mode.rabbitmqUrl },
+    port: portFrom(process.env, 'PORT', 3001),
+  });
 }
 
-bootstrap().catch((error: unknown) => {
+main().catch((error: unknown) => {
   new Logger('Ordering').error(error instanceof Error ? (error.stack ?? error.message) : String(error));
   process.exit(1);
 });

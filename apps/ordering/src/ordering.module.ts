@@ -1,14 +1,17 @@
 import { type DynamicModule, Module } from '@nestjs/common';
-import { createInboxMigration, createOutboxMigration, IntegrationEventsModule } from 'nestjs-integration-events';
-import type { ExampleConfig } from '../../shared/example-config';
-import { PersistenceModule } from '../../shared/persistence.module';
 import { CqrsModule } from '@nestjs/cqrs';
+import { createInboxMigration, createOutboxMigration, IntegrationEventsModule } from 'nestjs-integration-events';
+import type { ServiceConfig } from '../../shared/example-config';
+import { integrationEventsOptions } from '../../shared/integration-events.options';
+import { ObservabilityModule } from '../../shared/observability.module';
+import { PersistenceModule } from '../../shared/persistence.module';
 import { CreateOrderHandler } from './orders/commands/create-order.command';
 import { OrderPaidHandler } from './orders/commands/order-paid.command';
-import { CreateOrdersTable1764144000001 } from './orders/create-orders-table.migration';
 import { CreateOrderPaidLog1764144000004 } from './orders/create-order-paid-log.migration';
+import { CreateOrdersTable1764144000001 } from './orders/create-orders-table.migration';
 import { CreditLimitPolicy } from './orders/credit-limit.policy';
 import { OrderCreatedDomainEventHandler } from './orders/order-created.domain-handler';
+import { OrderPaidLogEntry } from './orders/order-paid-log.entity';
 import { OrderEntity } from './orders/order.entity';
 import { OrderPaidIntegrationEventHandler } from './orders/order-paid.integration-handler';
 import { OrdersController } from './orders/orders.controller';
@@ -21,22 +24,25 @@ import { OrdersRepository } from './orders/orders.repository';
  */
 @Module({})
 export class OrderingModule {
-  static register(config: ExampleConfig): DynamicModule {
+  static register(config: ServiceConfig): DynamicModule {
+    const schema = config.database.kind === 'postgres' ? { schema: 'ordering' } : {};
     return {
       module: OrderingModule,
       imports: [
         PersistenceModule.forRoot({
-          databaseUrl: config.databaseUrl,
-          schema: 'ordering',
-          entities: [OrderEntity],
-          migrations: [createOutboxMigration({ schema: 'ordering' }), createInboxMigration({ schema: 'ordering' }), CreateOrdersTable1764144000001, CreateOrderPaidLog1764144000004],
+          database: config.database,
+          service: 'ordering',
+          entities: [OrderEntity, OrderPaidLogEntry],
+          migrations: [
+            createOutboxMigration(schema),
+            createInboxMigration(schema),
+            CreateOrdersTable1764144000001,
+            CreateOrderPaidLog1764144000004,
+          ],
         }),
         CqrsModule.forRoot(),
-        IntegrationEventsModule.forRoot({
-          serviceName: 'ordering',
-          rabbitmq: { url: config.rabbitmqUrl },
-          outbox: { schema: 'ordering' },
-        }),
+        IntegrationEventsModule.forRoot(integrationEventsOptions('ordering', config)),
+        ObservabilityModule,
       ],
       controllers: [OrdersController],
       providers: [

@@ -1,11 +1,14 @@
 import { type DynamicModule, Module } from '@nestjs/common';
-import { createInboxMigration, createOutboxMigration, IntegrationEventsModule } from 'nestjs-integration-events';
-import type { ExampleConfig } from '../../shared/example-config';
-import { PersistenceModule } from '../../shared/persistence.module';
-import { CreatePaymentsTable1764144000002 } from './payments/create-payments-table.migration';
-import { CreatePaymentAttemptsLog1764144000003 } from './payments/create-payment-attempts-log.migration';
 import { CqrsModule } from '@nestjs/cqrs';
+import { createInboxMigration, createOutboxMigration, IntegrationEventsModule } from 'nestjs-integration-events';
+import type { ServiceConfig } from '../../shared/example-config';
+import { integrationEventsOptions } from '../../shared/integration-events.options';
+import { ObservabilityModule } from '../../shared/observability.module';
+import { PersistenceModule } from '../../shared/persistence.module';
+import { CreatePaymentAttemptsLog1764144000003 } from './payments/create-payment-attempts-log.migration';
+import { CreatePaymentsTable1764144000002 } from './payments/create-payments-table.migration';
 import { OrderCreatedIntegrationEventHandler } from './payments/order-created.handler';
+import { PaymentAttemptLogEntry } from './payments/payment-attempt-log.entity';
 import { PaymentRecordedConverter } from './payments/payment-recorded.converter';
 import { Payment } from './payments/payment.entity';
 import { RecordPaymentHandler } from './payments/record-payment.command';
@@ -16,22 +19,25 @@ import { RecordPaymentHandler } from './payments/record-payment.command';
  */
 @Module({})
 export class PaymentsModule {
-  static register(config: ExampleConfig): DynamicModule {
+  static register(config: ServiceConfig): DynamicModule {
+    const schema = config.database.kind === 'postgres' ? { schema: 'payments' } : {};
     return {
       module: PaymentsModule,
       imports: [
         PersistenceModule.forRoot({
-          databaseUrl: config.databaseUrl,
-          schema: 'payments',
-          entities: [Payment],
-          migrations: [createOutboxMigration({ schema: 'payments' }), createInboxMigration({ schema: 'payments' }), CreatePaymentsTable1764144000002, CreatePaymentAttemptsLog1764144000003],
+          database: config.database,
+          service: 'payments',
+          entities: [Payment, PaymentAttemptLogEntry],
+          migrations: [
+            createOutboxMigration(schema),
+            createInboxMigration(schema),
+            CreatePaymentsTable1764144000002,
+            CreatePaymentAttemptsLog1764144000003,
+          ],
         }),
         CqrsModule.forRoot(),
-        IntegrationEventsModule.forRoot({
-          serviceName: 'payments',
-          rabbitmq: { url: config.rabbitmqUrl },
-          outbox: { schema: 'payments' },
-        }),
+        IntegrationEventsModule.forRoot(integrationEventsOptions('payments', config)),
+        ObservabilityModule,
       ],
       providers: [RecordPaymentHandler, PaymentRecordedConverter, OrderCreatedIntegrationEventHandler],
     };

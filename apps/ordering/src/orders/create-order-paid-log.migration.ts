@@ -1,12 +1,15 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
+import { onSqlite } from '../../../shared/dialect';
 
-/**
- * Audit log, used by the fault-injection suite (`npm run chaos`) to prove the inbox works: one row per
- * committed execution of OrderPaidHandler, written in its transaction. Deliberately no unique key: two
- * rows for one order would be a side effect run twice.
- */
+/** The audit log of OrderPaidHandler (see OrderPaidLogEntry). */
 export class CreateOrderPaidLog1764144000004 implements MigrationInterface {
   async up(queryRunner: QueryRunner): Promise<void> {
+    if (onSqlite(queryRunner)) {
+      await queryRunner.query(
+        'CREATE TABLE order_paid_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, order_id TEXT NOT NULL, handled_by INTEGER NOT NULL)',
+      );
+      return;
+    }
     await queryRunner.query(`
       CREATE TABLE ordering.order_paid_log (
         seq         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -17,6 +20,6 @@ export class CreateOrderPaidLog1764144000004 implements MigrationInterface {
   }
 
   async down(queryRunner: QueryRunner): Promise<void> {
-    await queryRunner.query('DROP TABLE ordering.order_paid_log');
+    await queryRunner.query(onSqlite(queryRunner) ? 'DROP TABLE order_paid_log' : 'DROP TABLE ordering.order_paid_log');
   }
 }

@@ -2,13 +2,13 @@ import { Column, Entity, PrimaryColumn } from 'typeorm';
 
 export type OrderStatus = 'created' | 'paid';
 
+/** How an order is stored (the Order aggregate is the domain model). The schema applies on PostgreSQL only. */
 @Entity({ schema: 'ordering', name: 'orders' })
-/** How an order is stored (the Order aggregate is the domain model). */
 export class OrderEntity {
-  @PrimaryColumn('uuid')
+  @PrimaryColumn('varchar')
   id!: string;
 
-  @Column('text', { name: 'customer_id' })
+  @Column('varchar', { name: 'customer_id' })
   customerId!: string;
 
   @Column('integer', { name: 'amount_cents' })
@@ -17,9 +17,9 @@ export class OrderEntity {
   @Column('varchar', { length: 16 })
   status!: OrderStatus;
 
-  @Column('timestamptz', { name: 'created_at' })
+  @Column({ name: 'created_at' })
   createdAt!: Date;
 
-  @Column('timestamptz', { name: 'paid_at', nullable: true })
+  @Column({ name: 'paid_at', type: Date, nullable: true })
   paidAt!: Date | null;
 }

@@ -1,12 +1,15 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
+import { onSqlite } from '../../../shared/dialect';
 
-/**
- * Audit log, used by the fault-injection suite (`npm run chaos`) to prove the inbox works: one row per
- * committed execution of RecordPaymentHandler, written in its transaction. Deliberately no unique key
- * (unlike payments.order_id): two rows for one order would be a side effect run twice.
- */
+/** The audit log of RecordPaymentHandler (see PaymentAttemptLogEntry). */
 export class CreatePaymentAttemptsLog1764144000003 implements MigrationInterface {
   async up(queryRunner: QueryRunner): Promise<void> {
+    if (onSqlite(queryRunner)) {
+      await queryRunner.query(
+        'CREATE TABLE payment_attempts_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, order_id TEXT NOT NULL, handled_by INTEGER NOT NULL)',
+      );
+      return;
+    }
     await queryRunner.query(`
       CREATE TABLE payments.payment_attempts_log (
         seq         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -17,6 +20,6 @@ export class CreatePaymentAttemptsLog1764144000003 implements MigrationInterface
   }
 
   async down(queryRunner: QueryRunner): Promise<void> {
-    await queryRunner.query('DROP TABLE payments.payment_attempts_log');
+    await queryRunner.query(onSqlite(queryRunner) ? 'DROP TABLE payment_attempts_log' : 'DROP TABLE payments.payment_attempts_log');
   }
 }

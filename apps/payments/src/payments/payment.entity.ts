@@ -1,17 +1,18 @@
 import { Column, Entity, PrimaryColumn } from 'typeorm';
 
+/** A recorded payment. The schema applies on PostgreSQL only. */
 @Entity({ schema: 'payments', name: 'payments' })
 export class Payment {
-  @PrimaryColumn('uuid')
+  @PrimaryColumn('varchar')
   id!: string;
 
   /** One payment per order: the unique key makes recording it idempotent. */
-  @Column('uuid', { name: 'order_id', unique: true })
+  @Column('varchar', { name: 'order_id', unique: true })
   orderId!: string;
 
   @Column('integer', { name: 'amount_cents' })
   amountCents!: number;
 
-  @Column('timestamptz', { name: 'paid_at' })
+  @Column({ name: 'paid_at' })
   paidAt!: Date;
 }

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { CommandHandler, EventPublisher, type ICommandHandler } from '@nestjs/cqrs';
-import { Transactional, TransactionHost } from '@nestjs-cls/transactional';
+import { InjectTransactionHost, Transactional, TransactionHost } from '@nestjs-cls/transactional';
 import type { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
 import { PaymentAggregate } from './payment.aggregate';
+import { PaymentAttemptLogEntry } from './payment-attempt-log.entity';
 import { Payment } from './payment.entity';
 
 export class RecordPaymentCommand {
@@ -13,32 +14,27 @@ export class RecordPaymentCommand {
 }
 
 /**
- * Records the order's payment, once: the unique order id makes a redelivered OrderCreated find the
- * payment already there and raise nothing. The aggregate's PaymentRecordedDomainEvent is turned into
+ * Records the order's payment, once per order. A redelivered OrderCreated is skipped by the inbox before
+ * it gets here; an order's payment already recorded (say, by an operator's replay of another message)
+ * is found and nothing is raised. The aggregate's PaymentRecordedDomainEvent is turned into
  * OrderPaidIntegrationEvent by a converter, in this transaction.
  */
 @CommandHandler(RecordPaymentCommand)
 export class RecordPaymentHandler implements ICommandHandler<RecordPaymentCommand> {
   constructor(
-    private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>,
+    @InjectTransactionHost('payments') private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>,
     private readonly eventPublisher: EventPublisher,
   ) {}
 
-  @Transactional()
+  @Transactional('payments')
   async execute({ orderId, amountCents }: RecordPaymentCommand): Promise<void> {
     // Audit log, used by the fault-injection suite (chaos/) to prove the inbox works: one row per committed
     // execution, before the idempotency check below (which would otherwise hide a second execution).
-    await this.txHost.tx.query('INSERT INTO payments.payment_attempts_log (order_id, handled_by) VALUES ($1, $2)', [orderId, process.pid]);
+    await this.txHost.tx.getRepository(PaymentAttemptLogEntry).insert({ orderId, handledBy: process.pid });
+    const payments = this.txHost.tx.getRepository(Payment);
+    if (await payments.existsBy({ orderId })) return; // Already paid.
     const payment = PaymentAggregate.record(randomUUID(), orderId, amountCents, new Date());
-    const inserted = await this.txHost.tx
-      .createQueryBuilder()
-      .insert()
-      .into(Payment)
-      .values({ id: payment.id, orderId, amountCents, paidAt: payment.paidAt })
-      .orIgnore()
-      .returning(['id'])
-      .execute();
-    if (inserted.raw.length === 0) return; // Already paid: this delivery is a duplicate.
+    await payments.insert({ id: payment.id, orderId, amountCents, paidAt: payment.paidAt });
     this.eventPublisher.mergeObjectContext(payment).commit();
   }
 }

@@ -23,7 +23,7 @@ export class CreateOrderHandler implements ICommandHandler<CreateOrderCommand, O
     private readonly eventPublisher: EventPublisher,
   ) {}
 
-  @Transactional()
+  @Transactional('ordering')
   async execute({ customerId, amountCents }: CreateOrderCommand): Promise<Order> {
     const order = this.eventPublisher.mergeObjectContext(Order.place(randomUUID(), customerId, amountCents, new Date()));
     await this.orders.save(order);

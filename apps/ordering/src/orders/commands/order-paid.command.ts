@@ -1,6 +1,7 @@
 import { CommandHandler, EventPublisher, type ICommandHandler } from '@nestjs/cqrs';
-import { Transactional, TransactionHost } from '@nestjs-cls/transactional';
+import { InjectTransactionHost, Transactional, TransactionHost } from '@nestjs-cls/transactional';
 import type { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
+import { OrderPaidLogEntry } from '../order-paid-log.entity';
 import { OrdersRepository } from '../orders.repository';
 
 /** Payments confirmed the order's payment (the seed's OrderPaidCommand). */
@@ -16,14 +17,14 @@ export class OrderPaidHandler implements ICommandHandler<OrderPaidCommand> {
   constructor(
     private readonly orders: OrdersRepository,
     private readonly eventPublisher: EventPublisher,
-    private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>,
+    @InjectTransactionHost('ordering') private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>,
   ) {}
 
-  @Transactional()
+  @Transactional('ordering')
   async execute({ orderId, paidAt }: OrderPaidCommand): Promise<void> {
     // Audit log, used by the fault-injection suite (chaos/) to prove the inbox works: one row per committed
     // execution (markPaid() is idempotent, so the order alone would not show a second one).
-    await this.txHost.tx.query('INSERT INTO ordering.order_paid_log (order_id, handled_by) VALUES ($1, $2)', [orderId, process.pid]);
+    await this.txHost.tx.getRepository(OrderPaidLogEntry).insert({ orderId, handledBy: process.pid });
     const order = await this.orders.find(orderId, { forUpdate: true });
     if (!order) throw new Error(`Order ${orderId} does not exist`);
     this.eventPublisher.mergeObjectContext(order).markPaid(paidAt);

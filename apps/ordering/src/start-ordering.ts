@@ -1,0 +1,15 @@
+import { Logger, ValidationPipe, type INestApplication } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { ServiceConfig } from '../../shared/example-config';
+import { OrderingModule } from './ordering.module';
+
+/** Creates and starts the ordering service's HTTP application. */
+export async function startOrdering(config: ServiceConfig, { ownsProcess = true } = {}): Promise<INestApplication> {
+  const app = await NestFactory.create(OrderingModule.register(config));
+  app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true }));
+  // Alone in its process, the service shuts down gracefully on SIGTERM; embedded, the host does it.
+  if (ownsProcess) app.enableShutdownHooks();
+  await app.listen(config.port, '127.0.0.1');
+  new Logger('Ordering').log(`Listening on http://127.0.0.1:${config.port} (POST /orders, GET /orders/:id, GET /health, GET /metrics)`);
+  return app;
+}
