@@ -9,7 +9,7 @@
  * deletes at the end (even on failure): the shared services on 5432/5672 are never touched.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Checker } from './checker';
 import { LoadGenerator } from './load';
@@ -18,7 +18,7 @@ import { PrivateRabbitMq } from './private-rabbitmq';
 import { failures, legend, type ScenarioResult, table } from './report';
 import { type Scenario, type ScenarioContext, SCENARIOS } from './scenarios';
 import { ServiceProcess, type ServiceName } from './service-process';
-import { errorMessage, freePort, log, waitFor } from './util';
+import { errorMessage, freePort, log, run, waitFor } from './util';
 
 const REPO_ROOT = path.resolve(__dirname, '../..');
 const RATE = Number(process.env.CHAOS_RATE ?? 60);
@@ -47,8 +47,8 @@ async function main(): Promise<number> {
   chmodSync(tempRoot, 0o755); // the postgres user must reach its cluster below it
   const logDir = path.join(REPO_ROOT, 'dist', 'chaos-logs', new Date().toISOString().replace(/[:.]/g, '-'));
   mkdirSync(logDir, { recursive: true });
-  const app = snapshotBuild(tempRoot);
   log(`library and example: ${describeSource()}`);
+  const app = await buildSnapshot(tempRoot);
   log(`service logs in ${path.relative(REPO_ROOT, logDir)}; ${RATE} orders/s; scenarios ${scenarios.map((s) => s.key).join(', ')}`);
 
   const [pg, mq] = await Promise.allSettled([PrivatePostgres.start(tempRoot), PrivateRabbitMq.start(tempRoot, scenarios.map(vhostOf))]);
@@ -74,17 +74,42 @@ async function main(): Promise<number> {
 }
 
 /**
- * Copies the built example and library to the temporary directory, so a rebuild in the working tree
- * while the suite runs (someone else's `npm run build` deletes the library's dist/) cannot change what
- * is restarted mid-scenario. Third-party packages still come from the repository's node_modules
- * (NODE_PATH), as one copy each.
+ * Compiles the library and the example from their sources into the temporary directory, and runs the
+ * services from there. The suite never builds into, reads from or deletes the library's `dist/` in the
+ * working tree: other sessions' builds and tests use it concurrently (its build starts by deleting it), and
+ * a rebuild during the run must not change what a restarted process runs. Third-party packages still come
+ * from the repository's node_modules (NODE_PATH at run time, ordinary resolution at compile time), one copy
+ * each.
  */
-function snapshotBuild(root: string): { entry: (name: ServiceName) => string; env: NodeJS.ProcessEnv } {
+async function buildSnapshot(root: string): Promise<{ entry: (name: ServiceName) => string; env: NodeJS.ProcessEnv }> {
+  const started = Date.now();
   const app = path.join(root, 'app');
-  cpSync(path.join(REPO_ROOT, 'dist', 'apps'), path.join(app, 'apps'), { recursive: true });
   const library = path.join(app, 'node_modules', 'nestjs-integration-events');
+  const tsc = [path.join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc')];
+  mkdirSync(library, { recursive: true });
   cpSync(path.join(REPO_ROOT, 'libs', 'integration-events', 'package.json'), path.join(library, 'package.json'));
-  cpSync(path.join(REPO_ROOT, 'libs', 'integration-events', 'dist'), path.join(library, 'dist'), { recursive: true });
+  await run(process.execPath, [...tsc, '-p', path.join(REPO_ROOT, 'libs', 'integration-events', 'tsconfig.build.json'), '--outDir', path.join(library, 'dist')], {
+    timeoutMs: 180_000,
+  });
+  // The example, type-checked against that copy of the library (not the working tree's dist/).
+  const appsConfig = path.join(root, 'tsconfig.apps.json');
+  writeFileSync(
+    appsConfig,
+    JSON.stringify({
+      extends: path.join(REPO_ROOT, 'apps', 'tsconfig.build.json'),
+      compilerOptions: {
+        rootDir: path.join(REPO_ROOT, 'apps'),
+        outDir: path.join(app, 'apps'),
+        typeRoots: [path.join(REPO_ROOT, 'node_modules', '@types')],
+        paths: {
+          'nestjs-integration-events': [path.join(library, 'dist', 'index.d.ts')],
+          'nestjs-integration-events/*': [path.join(library, 'dist', '*', 'index.d.ts')],
+        },
+      },
+    }),
+  );
+  await run(process.execPath, [...tsc, '-p', appsConfig], { timeoutMs: 180_000 });
+  log(`library and example compiled into ${app} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   return {
     entry: (name) => path.join(app, 'apps', name, 'src', 'main.js'),
     env: { PATH: process.env.PATH, NODE_PATH: path.join(REPO_ROOT, 'node_modules'), LANG: 'C.UTF-8' },
@@ -103,7 +128,7 @@ function describeSource(): string {
   }
 }
 
-async function runScenario(scenario: Scenario, app: ReturnType<typeof snapshotBuild>, logDir: string): Promise<ScenarioResult> {
+async function runScenario(scenario: Scenario, app: Awaited<ReturnType<typeof buildSnapshot>>, logDir: string): Promise<ScenarioResult> {
   const pg = postgres!;
   const mq = rabbitmq!;
   const notes: string[] = [];
@@ -171,7 +196,7 @@ async function runScenario(scenario: Scenario, app: ReturnType<typeof snapshotBu
       notes,
     };
     const unacknowledged = counts.committed - (stats.created - counts.acknowledgedMissing);
-    if (unacknowledged > 0) notes.push(`${unacknowledged} orders committed whose HTTP response never arrived (the process died after the commit)`);
+    if (unacknowledged > 0) notes.push(`${unacknowledged} orders committed whose HTTP response never arrived (process killed after the commit, or request timed out)`);
     const problems = failures(result);
     if (problems.length) {
       log(`  FAIL: ${problems.join('; ')}`);
