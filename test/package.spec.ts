@@ -34,6 +34,7 @@ const PEERS = [
   'reflect-metadata',
   'rxjs',
   'pg',
+  '@opentelemetry/api',
   '@types/node',
 ];
 

@@ -1,6 +1,7 @@
 import type { ConfirmChannel, GetMessage } from 'amqplib';
-import { MessageHeaders } from '../envelope/message-headers';
 import { closeQuietly } from '../transport/rabbitmq/close-quietly';
+import { copyProperties } from '../transport/rabbitmq/copy-properties';
+import { describeDeadLetter, requeueTarget, summarizeDeadLetter, type StoredDeadLetter } from './dead-letter-views';
 import { requeuedHeaders } from './failure-headers';
 
 /** One dead letter, as listed. */
@@ -30,8 +31,6 @@ export interface DeadLetterDetails extends DeadLetterSummary {
 /** Which dead letters an operation applies to. */
 export type DeadLetterSelection = { readonly all: true } | { readonly messageIds: readonly string[] };
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
 /**
  * The operator's view of a dead-letter queue: list, inspect, requeue, purge. Works on any channel
  * opener, so the injectable `DeadLetterService` and the command line share it.
@@ -47,7 +46,7 @@ export class DeadLetterQueueOperations {
   async list(deadLetterQueue: string, limit = 100): Promise<{ total: number; messages: DeadLetterSummary[] }> {
     const messages: DeadLetterSummary[] = [];
     const total = await this.scan(deadLetterQueue, async (message) => {
-      if (messages.length < limit) messages.push(summarize(message));
+      if (messages.length < limit) messages.push(summarizeDeadLetter(toStored(message)));
       return messages.length < limit ? 'keep' : 'stop';
     });
     return { total, messages };
@@ -58,7 +57,7 @@ export class DeadLetterQueueOperations {
     let found: DeadLetterDetails | undefined;
     await this.scan(deadLetterQueue, async (message) => {
       if (message.properties.messageId !== messageId) return 'keep';
-      found = details(message);
+      found = describeDeadLetter(toStored(message));
       return 'stop';
     });
     return found;
@@ -76,7 +75,7 @@ export class DeadLetterQueueOperations {
     await this.scan(deadLetterQueue, async (message, channel) => {
       const id = String(message.properties.messageId ?? '');
       if (wanted && !wanted.has(id)) return 'keep';
-      const target = targetQueue(message, deadLetterQueue);
+      const target = requeueTarget(message.properties.headers ?? {}, deadLetterQueue);
       if (!existing.has(target)) existing.set(target, await this.queueExists(target));
       if (!existing.get(target)) {
         throw new Error(`Queue "${target}" does not exist (has its service been started?); nothing more was requeued`);
@@ -155,72 +154,22 @@ function selectionSet(selection: DeadLetterSelection): Set<string> | undefined {
   return 'all' in selection ? undefined : new Set(selection.messageIds);
 }
 
-function targetQueue(message: GetMessage, deadLetterQueue: string): string {
-  const header = message.properties.headers?.[MessageHeaders.Queue];
-  if (typeof header === 'string' && header.length > 0) return header;
-  return deadLetterQueue.endsWith('.dlq') ? deadLetterQueue.slice(0, -'.dlq'.length) : deadLetterQueue;
+function toStored(message: GetMessage): StoredDeadLetter {
+  const { headers, ...properties } = message.properties;
+  return {
+    messageId: message.properties.messageId === undefined ? undefined : String(message.properties.messageId),
+    routingKey: message.fields.routingKey,
+    headers: headers ?? {},
+    properties: properties as Record<string, unknown>,
+    content: message.content,
+  };
 }
 
 function publishCopy(channel: ConfirmChannel, queue: string, message: GetMessage): Promise<void> {
   const { properties } = message;
   return new Promise((resolve, reject) => {
-    channel.sendToQueue(
-      queue,
-      message.content,
-      {
-        messageId: properties.messageId,
-        contentType: properties.contentType,
-        contentEncoding: properties.contentEncoding,
-        correlationId: properties.correlationId,
-        appId: properties.appId,
-        type: properties.type,
-        timestamp: properties.timestamp,
-        persistent: true,
-        headers: requeuedHeaders(properties.headers ?? {}),
-      },
-      (error) => (error ? reject(new Error(`The broker did not confirm the requeued copy of ${String(properties.messageId)}`)) : resolve()),
+    channel.sendToQueue(queue, message.content, copyProperties(properties, requeuedHeaders(properties.headers ?? {})), (error) =>
+      error ? reject(new Error(`The broker did not confirm the requeued copy of ${String(properties.messageId)}`)) : resolve(),
     );
   });
-}
-
-function header(message: GetMessage, name: string): string | undefined {
-  const value = message.properties.headers?.[name];
-  return value === undefined || value === null ? undefined : String(value);
-}
-
-function summarize(message: GetMessage): DeadLetterSummary {
-  const attempts = Number(header(message, MessageHeaders.Attempts));
-  const name = header(message, MessageHeaders.ErrorName);
-  const text = header(message, MessageHeaders.ErrorMessage);
-  return {
-    messageId: message.properties.messageId === undefined ? undefined : String(message.properties.messageId),
-    eventName: header(message, MessageHeaders.EventName) ?? message.fields.routingKey,
-    reason: header(message, MessageHeaders.DeadLetterReason),
-    attempts: Number.isFinite(attempts) ? attempts : undefined,
-    handler: header(message, MessageHeaders.Handler),
-    queue: header(message, MessageHeaders.Queue),
-    deadLetteredAt: header(message, MessageHeaders.DeadLetteredAt),
-    error: name || text ? `${name ?? 'Error'}: ${text ?? ''}` : undefined,
-  };
-}
-
-function details(message: GetMessage): DeadLetterDetails {
-  let body: string;
-  let bodyEncoding: 'utf8' | 'base64' = 'utf8';
-  try {
-    body = utf8.decode(message.content);
-  } catch {
-    body = message.content.toString('base64');
-    bodyEncoding = 'base64';
-  }
-  const { headers, ...properties } = message.properties;
-  return {
-    ...summarize(message),
-    headers: headers ?? {},
-    properties: properties as Record<string, unknown>,
-    body,
-    bodyEncoding,
-    errorStack: header(message, MessageHeaders.ErrorStack),
-    firstFailureAt: header(message, MessageHeaders.FirstFailureAt),
-  };
 }

@@ -5,6 +5,7 @@ import { deadLetterHeaders, retryCopyHeaders, toDeadLetter } from '../../dead-le
 import type { DiscoveredHandler } from '../../discovery/discovered-handler';
 import type { ResolvedIntegrationEventsOptions } from '../../options/resolved-options';
 import type { DispatchFunction } from '../integration-event-transport';
+import { copyProperties } from './copy-properties';
 import { declareHandlerTopology, waitQueueName } from './handler-topology';
 import type { ManagedChannel } from './managed-channel';
 import type { RabbitMqConnection } from './rabbitmq.connection';
@@ -168,18 +169,7 @@ export class RabbitMqConsumer {
         channel.sendToQueue(
           queue,
           message.content,
-          {
-            messageId: properties.messageId,
-            contentType: properties.contentType,
-            contentEncoding: properties.contentEncoding,
-            correlationId: properties.correlationId,
-            appId: properties.appId,
-            type: properties.type,
-            timestamp: properties.timestamp,
-            persistent: true,
-            headers,
-            ...extra,
-          },
+          { ...copyProperties(properties, headers), ...extra },
           (error) => {
             if (error) this.logger.error(`Copy of message ${String(properties.messageId)} to ${queue} was not confirmed: ${String(error)}`);
             resolve(!error);

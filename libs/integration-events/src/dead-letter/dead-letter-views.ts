@@ -1,0 +1,63 @@
+import { MessageHeaders } from '../envelope/message-headers';
+import type { DeadLetterDetails, DeadLetterSummary } from './dead-letter-queue.operations';
+
+/** A dead letter as any transport holds it. */
+export interface StoredDeadLetter {
+  readonly messageId: string | undefined;
+  readonly routingKey: string;
+  readonly headers: Readonly<Record<string, unknown>>;
+  readonly properties: Readonly<Record<string, unknown>>;
+  readonly content: Buffer;
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Where a requeued dead letter goes: the queue its failure headers name, else the DLQ's name without `.dlq`. */
+export function requeueTarget(headers: Readonly<Record<string, unknown>>, deadLetterQueue: string): string {
+  const queue = headers[MessageHeaders.Queue];
+  if (typeof queue === 'string' && queue.length > 0) return queue;
+  return deadLetterQueue.endsWith('.dlq') ? deadLetterQueue.slice(0, -'.dlq'.length) : deadLetterQueue;
+}
+
+function header(message: StoredDeadLetter, name: string): string | undefined {
+  const value = message.headers[name];
+  return value === undefined || value === null ? undefined : String(value);
+}
+
+/** One line's worth of a dead letter, from its failure headers. */
+export function summarizeDeadLetter(message: StoredDeadLetter): DeadLetterSummary {
+  const attempts = Number(header(message, MessageHeaders.Attempts));
+  const name = header(message, MessageHeaders.ErrorName);
+  const text = header(message, MessageHeaders.ErrorMessage);
+  return {
+    messageId: message.messageId,
+    eventName: header(message, MessageHeaders.EventName) ?? message.routingKey,
+    reason: header(message, MessageHeaders.DeadLetterReason),
+    attempts: Number.isFinite(attempts) ? attempts : undefined,
+    handler: header(message, MessageHeaders.Handler),
+    queue: header(message, MessageHeaders.Queue),
+    deadLetteredAt: header(message, MessageHeaders.DeadLetteredAt),
+    error: name || text ? `${name ?? 'Error'}: ${text ?? ''}` : undefined,
+  };
+}
+
+/** Everything about a dead letter; the body as UTF-8 text, or base64 when it is not valid UTF-8. */
+export function describeDeadLetter(message: StoredDeadLetter): DeadLetterDetails {
+  let body: string;
+  let bodyEncoding: 'utf8' | 'base64' = 'utf8';
+  try {
+    body = utf8.decode(message.content);
+  } catch {
+    body = message.content.toString('base64');
+    bodyEncoding = 'base64';
+  }
+  return {
+    ...summarizeDeadLetter(message),
+    headers: message.headers,
+    properties: { ...message.properties, messageId: message.messageId },
+    body,
+    bodyEncoding,
+    errorStack: header(message, MessageHeaders.ErrorStack),
+    firstFailureAt: header(message, MessageHeaders.FirstFailureAt),
+  };
+}
