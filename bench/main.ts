@@ -1,0 +1,310 @@
+/**
+ * `npm run bench`: every workload of issue 6, ours and the baselines in the same run, alternating,
+ * several rounds; prints a table (median and spread of the rounds), the targets, and writes
+ * bench/results/<timestamp>.json. Exits 1 when a count is off (an event lost or handled twice, a
+ * failed transaction...) or a workload failed, however fast it was. See bench/README.md.
+ */
+import 'reflect-metadata';
+import { execSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import { join, relative, resolve } from 'node:path';
+import * as amqp from 'amqplib';
+import { DATABASE_URL, Namespace, RABBITMQ_URL, Resources, withDb, type Check } from './lib/helpers';
+import { killChildren } from './lib/processes';
+import { summarizeProfiles } from './lib/profile';
+import { renderTable, renderTargets, type Options, type Row, type Runs, type Target, type Workload } from './lib/report';
+import { backlog } from './workloads/backlog';
+import { broker } from './workloads/broker';
+import { inbox } from './workloads/inbox';
+import { memory } from './workloads/memory';
+import { orders } from './workloads/orders';
+import { paced } from './workloads/paced';
+import { relay } from './workloads/relay';
+import { retry } from './workloads/retry';
+import { steady } from './workloads/steady';
+
+const ROOT = resolve(__dirname, '..', '..', '..');
+/** Issue 6's workloads, run by default (memory only with --big). */
+const DEFAULT = [broker, steady, paced, backlog, inbox];
+/** The former bench:relay / bench:orders / bench:retry, with --only (or --all). */
+const FORMER = [relay, orders, retry];
+const ALL: Workload[] = [...DEFAULT, memory, ...FORMER];
+
+/**
+ * Sized so that the default run stays around 10 minutes on the 2-core machine of issue 6 (where ours
+ * commits a few hundred transactions per second); --full gives issue 6's sizes.
+ */
+const DEFAULTS: Options = {
+  rounds: 3,
+  transactions: 5_000,
+  warmup: 200,
+  concurrency: 16,
+  poolMax: 20,
+  rate: 1_000,
+  pacedSeconds: 10,
+  backlog: 30_000,
+  backlogInbox: false,
+  brokerMessages: 30_000,
+  inboxMessages: 5_000,
+  bigRows: 1_000_000,
+  prefetch: 10,
+  batchSize: 200,
+  window: 1_000,
+  relayRows: 20_000,
+  orders: 3_000,
+  retryFailing: 1_000,
+  retryRate: 200,
+  only: undefined,
+  big: false,
+  cpuProf: false,
+};
+
+/** Issue 6's sizes: 20,000 transactions, a 100,000-row backlog (about 30 minutes on 2 cores). */
+const FULL: Partial<Options> = {
+  transactions: 20_000,
+  backlog: 100_000,
+  brokerMessages: 100_000,
+  inboxMessages: 20_000,
+};
+
+/** A smoke run: every workload, small, 2 rounds (numbers too short-lived to be worth much). */
+const QUICK: Partial<Options> = {
+  rounds: 2,
+  transactions: 1_000,
+  pacedSeconds: 3,
+  backlog: 5_000,
+  brokerMessages: 5_000,
+  inboxMessages: 2_000,
+  bigRows: 100_000,
+};
+
+const USAGE = `npm run bench -- [flags]
+
+  --only a,b,c         run these workloads only: ${ALL.map((w) => w.name).join(', ')}
+  --all                issue 6's workloads and the former bench:relay/orders/retry
+  --big                add the memory run (RSS through --big-rows rows, default 1,000,000)
+  --full               issue 6's sizes: 20,000 transactions, 100,000-row backlog, 100,000 broker
+                       messages, 20,000 inbox messages (about 30 minutes on 2 cores)
+  --quick              small sizes and 2 rounds (a smoke run of a few minutes)
+  --rounds N           rounds per workload (default 3)
+  --transactions N     steady load: transactions per round (default 5000; --full 20000)
+  --concurrency N      steady load: concurrent transactions (default 16)
+  --rate N             paced: events per second (default 1000)
+  --paced-seconds N    paced: duration (default 10)
+  --backlog N          backlog drain: rows (default 30000; --full 100000)
+  --backlog-inbox      backlog drain and --big: handlers with the inbox (default: inbox: false, like Limit B)
+  --broker-messages N  Limit A: messages (default 30000; --full 100000)
+  --inbox-messages N   inbox workload: messages (default 5000; --full 20000)
+  --big-rows N         memory run: rows (default 1000000)
+  --prefetch N         every consumer's prefetch, ours and plain (default 10, the library's default)
+  --batch-size N       relay batch, ours and Limit B (default 200, the library's default)
+  --window N           Limit A's confirm window (default 1000, the library's relay.maxUnconfirmed)
+  --warmup N           warm-up transactions before the clock starts (default 200)
+  --pool-max N         TypeORM pool size of the producers (default 20)
+  --relay-rows N       former bench:relay: rows (default 20000)
+  --orders N           former bench:orders: orders per round (default 3000)
+  --retry-failing N    former bench:retry: failing messages (default 1000)
+  --retry-rate N       former bench:retry: healthy messages per second (default 200)
+  --cpu-prof           run our library's processes under node --cpu-prof (bench/results/<stamp>-profiles/)
+
+DATABASE_URL and RABBITMQ_URL override the local services.`;
+
+function parseArgs(argv: string[]): Options {
+  const options: Options = { ...DEFAULTS };
+  const numeric: Record<string, keyof Options> = {
+    '--rounds': 'rounds',
+    '--transactions': 'transactions',
+    '--n': 'transactions',
+    '--concurrency': 'concurrency',
+    '--rate': 'rate',
+    '--paced-seconds': 'pacedSeconds',
+    '--backlog': 'backlog',
+    '--broker-messages': 'brokerMessages',
+    '--inbox-messages': 'inboxMessages',
+    '--big-rows': 'bigRows',
+    '--prefetch': 'prefetch',
+    '--batch-size': 'batchSize',
+    '--window': 'window',
+    '--warmup': 'warmup',
+    '--pool-max': 'poolMax',
+    '--relay-rows': 'relayRows',
+    '--orders': 'orders',
+    '--retry-failing': 'retryFailing',
+    '--retry-rate': 'retryRate',
+  };
+  const explicit: Partial<Options> = {};
+  let preset: Partial<Options> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, inline] = argv[i]!.split('=', 2) as [string, string | undefined];
+    const value = () => inline ?? argv[++i];
+    if (flag === '--help' || flag === '-h') {
+      console.log(USAGE);
+      process.exit(0);
+    } else if (flag === '--only') explicit.only = value()!.split(',').map((s) => s.trim()).filter(Boolean);
+    else if (flag === '--all') explicit.only = [...DEFAULT, ...FORMER].map((w) => w.name);
+    else if (flag === '--big') explicit.big = true;
+    else if (flag === '--quick') preset = QUICK;
+    else if (flag === '--full') preset = FULL;
+    else if (flag === '--backlog-inbox') explicit.backlogInbox = true;
+    else if (flag === '--cpu-prof') explicit.cpuProf = true;
+    else if (numeric[flag]) {
+      const n = Number(value());
+      if (!Number.isInteger(n) || n <= 0) throw new Error(`${flag} needs a positive whole number`);
+      (explicit as Record<string, number>)[numeric[flag]] = n;
+    } else throw new Error(`unknown flag ${flag}\n\n${USAGE}`);
+  }
+  Object.assign(options, preset, explicit);
+  for (const name of options.only ?? []) {
+    if (!ALL.some((w) => w.name === name)) throw new Error(`unknown workload "${name}"; choose from ${ALL.map((w) => w.name).join(', ')}`);
+  }
+  return options;
+}
+
+function selected(options: Options): Workload[] {
+  if (options.only) return ALL.filter((w) => options.only!.includes(w.name) || (w === memory && options.big));
+  return options.big ? [...DEFAULT, memory] : DEFAULT;
+}
+
+async function machine(): Promise<Record<string, unknown>> {
+  const cpus = os.cpus();
+  const postgres = await withDb(async (db) => {
+    const version = (await db.query('SHOW server_version')).rows[0].server_version as string;
+    const settings = await db.query(
+      "SELECT name, setting FROM pg_settings WHERE name IN ('synchronous_commit', 'fsync', 'shared_buffers', 'max_connections', 'wal_level')",
+    );
+    return { version, ...Object.fromEntries(settings.rows.map((r: { name: string; setting: string }) => [r.name, r.setting])) };
+  }).catch((error: Error) => ({ error: error.message }));
+  const connection = await amqp.connect(RABBITMQ_URL);
+  const server = (connection.connection as unknown as { serverProperties?: Record<string, unknown> }).serverProperties ?? {};
+  await connection.close();
+  const git = (command: string) => {
+    try {
+      return execSync(command, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    } catch {
+      return undefined;
+    }
+  };
+  return {
+    cpus: cpus.length,
+    cpuModel: cpus[0]?.model,
+    memoryGb: Math.round(os.totalmem() / 2 ** 30),
+    os: `${os.type()} ${os.release()}`,
+    node: process.version,
+    postgres,
+    rabbitmq: server.version,
+    commit: git('git rev-parse --short HEAD') ?? process.env.BENCH_COMMIT,
+    libraryUncommittedChanges: (git('git status --porcelain -- libs') ?? '').split('\n').filter(Boolean).length,
+    loadAverageAtStart: os.loadavg(),
+  };
+}
+
+async function main(): Promise<void> {
+  const options = parseArgs(process.argv.slice(2));
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const resultsDir = join(ROOT, 'bench', 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  const harness = {
+    logDir: join(resultsDir, `${stamp}-logs`),
+    cpuProfDir: options.cpuProf ? join(resultsDir, `${stamp}-profiles`) : undefined,
+  };
+  const resources = new Resources();
+  const onSignal = () => {
+    console.error('\ninterrupted: stopping children and removing what this run created');
+    killChildren();
+    void resources.cleanup().finally(() => process.exit(130));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const info = await machine();
+  const workloads = selected(options);
+  const started = Date.now();
+  const elapsed = () => `${((Date.now() - started) / 1_000).toFixed(0).padStart(4)} s`;
+  console.log(
+    `nestjs-integration-events benchmark, run ${Namespace.runId}: ${workloads.map((w) => w.name).join(', ')}; ` +
+      `${info.cpus} CPUs (${info.cpuModel}), Node ${info.node}, PostgreSQL ${(info.postgres as { version?: string }).version}, RabbitMQ ${info.rabbitmq}`,
+  );
+
+  const rows: Row[] = [];
+  const targets: Target[] = [];
+  const checks: Check[] = [];
+  const failures: string[] = [];
+  const json: Record<string, unknown> = {};
+  const loads: number[] = [];
+
+  for (const workload of workloads) {
+    const runs: Runs = {};
+    const rounds = workload.rounds?.(options) ?? options.rounds;
+    const variants = workload.variants(options);
+    try {
+      for (let round = 0; round < rounds; round++) {
+        // Alternate the order, so that drift (autovacuum, caches, the broker's state) does not favour one side.
+        const order = round % 2 === 0 ? variants : [...variants].reverse();
+        for (const variant of order) {
+          const log = (message: string) => console.log(`${elapsed()}  [${workload.name} ${round + 1}/${rounds}] ${variant}: ${message}`);
+          log('running');
+          try {
+            const run = await workload.run(variant, { options, harness, resources, round, log });
+            // The 1-minute load average after the variant: other work on the machine skews a round.
+            run.details = { ...run.details, loadAverage1m: os.loadavg()[0] };
+            loads.push(os.loadavg()[0]!);
+            (runs[variant] ??= []).push(run);
+            checks.push(...run.checks);
+            const bad = run.checks.filter((c) => !c.ok);
+            const shown = Object.entries(run.metrics)
+              .filter(([k]) => !k.startsWith('rss.') && !k.includes('Mb'))
+              .map(([k, v]) => `${k} ${v >= 100 ? Math.round(v) : v.toFixed(1)}`)
+              .join(', ');
+            log(`${shown}, load ${os.loadavg()[0]!.toFixed(1)}${bad.length ? `  COUNTS OFF: ${bad.map((c) => `${c.what} expected ${c.expected}, got ${c.actual}`).join('; ')}` : ''}`);
+          } finally {
+            await resources.cleanup();
+          }
+        }
+      }
+      const summary = workload.summarize(runs, options);
+      rows.push(...summary.rows);
+      targets.push(...summary.targets);
+      json[workload.name] = { title: workload.title, rounds, runs, summary };
+    } catch (error) {
+      killChildren();
+      await resources.cleanup();
+      const message = `${workload.name}: ${(error as Error).stack ?? String(error)}`;
+      failures.push(message);
+      console.error(`${elapsed()}  [${workload.name}] FAILED: ${message}`);
+      json[workload.name] = { title: workload.title, error: message, runs };
+    }
+  }
+
+  const failedChecks = checks.filter((c) => !c.ok);
+  const load = loads.length ? `load average ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)} after the variants` : '';
+  console.log(`\nResults (median of ${options.rounds} rounds unless noted; ${info.cpus} CPUs, ${info.cpuModel}; ${elapsed().trim()} in all; ${load})\n`);
+  console.log(renderTable(rows));
+  if (targets.length) console.log(`\nTargets of issue 6\n\n${renderTargets(targets)}`);
+  console.log(`\nCounts: ${checks.length - failedChecks.length} of ${checks.length} checks passed`);
+  for (const c of failedChecks) console.log(`  COUNT OFF: ${c.what}: expected ${c.expected}, got ${c.actual}`);
+  for (const f of failures) console.log(`  FAILED: ${f.split('\n')[0]}`);
+
+  const file = join(resultsDir, `${stamp}.json`);
+  writeFileSync(
+    file,
+    JSON.stringify(
+      { startedAt: new Date(started).toISOString(), seconds: (Date.now() - started) / 1_000, machine: { ...info, loadAverageAtEnd: os.loadavg() }, options, rows, targets, checks, failures, workloads: json },
+      (_key, value: unknown) => (ArrayBuffer.isView(value) ? undefined : value),
+      2,
+    ),
+  );
+  console.log(`\nJSON: ${relative(process.cwd(), file)}   child logs: ${relative(process.cwd(), harness.logDir)}`);
+  if (harness.cpuProfDir) {
+    const summary = join(harness.cpuProfDir, 'summary.txt');
+    writeFileSync(summary, summarizeProfiles(harness.cpuProfDir));
+    console.log(`CPU profiles: ${relative(process.cwd(), harness.cpuProfDir)} (summary: ${relative(process.cwd(), summary)})`);
+  }
+  process.exitCode = failedChecks.length > 0 || failures.length > 0 ? 1 : 0;
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  killChildren();
+  process.exit(1);
+});

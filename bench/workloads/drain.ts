@@ -1,0 +1,109 @@
+/**
+ * A committed backlog drained by a relay into a consumer, both in processes of their own: the machinery
+ * of the backlog workload (ours vs Limit B), the memory run (--big) and the former bench:relay.
+ */
+import { EVENT_NAME } from '../lib/contract';
+import { createTables, fillOutbox, lastSentAt, outboxStatus } from '../lib/database';
+import { check, countChecks, Namespace, type HandledCounts } from '../lib/helpers';
+import { ChildHandle, peakRssMb } from '../lib/processes';
+import type { RunContext, VariantRun } from '../lib/report';
+
+export interface DrainSpec {
+  relay: 'ours' | 'limit-b';
+  consumer: 'ours' | 'plain';
+  rows: number;
+  /** Our consumer: handlers with the inbox. */
+  inbox: boolean;
+  /** Keep per-message handling times (not needed, and 8 bytes a message, for big runs). */
+  recordTimes: boolean;
+  /** Sample both processes' RSS every this many ms (for the memory run). */
+  rssSampleMs?: number;
+}
+
+export async function runDrain(label: string, spec: DrainSpec, context: RunContext): Promise<VariantRun> {
+  const { options, harness, resources } = context;
+  const ns = new Namespace(label);
+  await createTables(resources, ns.schema, { outbox: true, inbox: true });
+  resources.exchange(ns.exchange);
+  const tag = `${label}-r${context.round}`;
+  const children: ChildHandle[] = [];
+  try {
+    // The consumer first: its queue must be bound before anything is published.
+    let consumer: ChildHandle;
+    if (spec.consumer === 'ours') {
+      consumer = await ChildHandle.start(
+        harness,
+        'ours-consumer',
+        `${tag}-consumer`,
+        {
+          exchange: ns.exchange,
+          schema: ns.schema,
+          serviceName: `${ns.serviceName}-c`,
+          queue: ns.queue('handler'),
+          inbox: spec.inbox,
+          prefetch: options.prefetch,
+          expected: spec.rows,
+          recordTimes: spec.recordTimes,
+        },
+        { profile: true },
+      );
+      resources.queue(...(consumer.ready.queues as string[]));
+    } else {
+      const queue = ns.queue('sink');
+      resources.queue(queue);
+      consumer = await ChildHandle.start(harness, 'plain-consumer', `${tag}-consumer`, {
+        exchange: ns.exchange,
+        queue,
+        bindingKey: EVENT_NAME,
+        prefetch: options.prefetch,
+        expected: spec.rows,
+        recordTimes: spec.recordTimes,
+      });
+    }
+    children.push(consumer);
+
+    // The relay idles on an empty outbox (ours: a long poll interval, so only `go` wakes it).
+    const relay =
+      spec.relay === 'ours'
+        ? await ChildHandle.start(
+            harness,
+            'ours-relay',
+            `${tag}-relay`,
+            { exchange: ns.exchange, schema: ns.schema, serviceName: ns.serviceName, batchSize: options.batchSize, pollIntervalMs: 3_600_000 },
+            { profile: true },
+          )
+        : await ChildHandle.start(harness, 'raw-relay', `${tag}-relay`, { exchange: ns.exchange, schema: ns.schema, batchSize: options.batchSize, idlePollMs: 100 });
+    children.push(relay);
+
+    context.log(`filling the outbox with ${spec.rows.toLocaleString('en-US')} rows`);
+    await fillOutbox(ns.schema, spec.rows);
+
+    if (spec.rssSampleMs) {
+      relay.sampleRss(spec.rssSampleMs);
+      consumer.sampleRss(spec.rssSampleMs);
+    }
+    relay.send({ type: 'go' });
+    await consumer.next('done', Math.max(300_000, spec.rows * 5));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    relay.stopSampling();
+    consumer.stopSampling();
+
+    const relayed = await relay.stop();
+    const consumed = await consumer.stop();
+    const t0 = relayed.t0 as number;
+    const status = await outboxStatus(ns.schema);
+    const sentAt = await lastSentAt(ns.schema);
+    return {
+      metrics: {
+        handledPerSec: spec.rows / (((consumed.last as number) - t0) / 1_000),
+        relayedPerSec: spec.rows / ((sentAt - t0) / 1_000),
+        'rss.relay': peakRssMb(relayed),
+        'rss.consumer': peakRssMb(consumed),
+      },
+      checks: [check(`${label}: outbox rows sent`, spec.rows, status.sent ?? 0), ...countChecks(label, spec.rows, consumed.counts as HandledCounts)],
+      details: spec.rssSampleMs ? { t0, rssRelay: relay.rssSamples, rssConsumer: consumer.rssSamples } : undefined,
+    };
+  } finally {
+    for (const child of children) child.kill();
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * Handlers with the inbox vs without (ours 4): a queue pre-loaded with M messages in the library's
+ * wire format, then one consumer process drains it. Handled/s between the first and the last handler
+ * call (boot excluded). Variants: a plain amqplib consumer (parse + ack), ours with `inbox: false`, and
+ * ours with the inbox (the default: each call in a transaction that records the message id first).
+ */
+import * as amqp from 'amqplib';
+import { EVENT_NAME, wireMessage } from '../lib/contract';
+import { countRows, createTables } from '../lib/database';
+import { check, countChecks, Namespace, RABBITMQ_URL, type Check, type HandledCounts } from '../lib/helpers';
+import { ChildHandle, peakRssMb } from '../lib/processes';
+import { fmtRate, fmtRatio, fmtRss, fmtSpread, metric, ratio, type RunContext, type Runs, type VariantRun, type Workload } from '../lib/report';
+
+/** Publishes `count` messages (numbered 0…count-1) to the exchange, confirmed. */
+async function preload(exchange: string, count: number): Promise<void> {
+  const connection = await amqp.connect(RABBITMQ_URL);
+  const channel = await connection.createConfirmChannel();
+  for (let n = 0; n < count; n++) {
+    const { body, options } = wireMessage(n);
+    if (!channel.publish(exchange, EVENT_NAME, body, options)) await new Promise((resolve) => channel.once('drain', resolve));
+    if (n % 1_000 === 999) await channel.waitForConfirms();
+  }
+  await channel.waitForConfirms();
+  await connection.close();
+}
+
+async function runInbox(variant: string, context: RunContext): Promise<VariantRun> {
+  const { options, harness, resources } = context;
+  const ns = new Namespace(`inbox-${variant}`);
+  const count = options.inboxMessages;
+  const queue = ns.queue('handler');
+  await createTables(resources, ns.schema, { outbox: true, inbox: true });
+  resources.exchange(ns.exchange);
+  resources.queue(queue);
+  const tag = `inbox-${variant}-r${context.round}`;
+  let consumer: ChildHandle | undefined;
+  try {
+    const checks: Check[] = [];
+    if (variant === 'plain') {
+      consumer = await ChildHandle.start(harness, 'plain-consumer', `${tag}-consumer`, {
+        exchange: ns.exchange,
+        queue,
+        bindingKey: EVENT_NAME,
+        prefetch: options.prefetch,
+        expected: count,
+        recordTimes: false,
+        startOnGo: true,
+      });
+      await preload(ns.exchange, count);
+      consumer.send({ type: 'go' });
+    } else {
+      const args = {
+        exchange: ns.exchange,
+        schema: ns.schema,
+        serviceName: ns.serviceName,
+        queue,
+        inbox: variant === 'ours-inbox',
+        prefetch: options.prefetch,
+        expected: count,
+        recordTimes: false,
+      };
+      // Boot once to declare the handler's queues, fill the queue, then boot again to drain it.
+      const declare = await ChildHandle.start(harness, 'ours-consumer', `${tag}-declare`, { ...args, declareOnly: true });
+      resources.queue(...(declare.ready.queues as string[]));
+      await declare.stop();
+      await preload(ns.exchange, count);
+      consumer = await ChildHandle.start(harness, 'ours-consumer', `${tag}-consumer`, args, { profile: true });
+    }
+    await consumer.next('done', Math.max(300_000, count * 10));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const result = await consumer.stop();
+    checks.push(...countChecks(`inbox ${variant}`, count, result.counts as HandledCounts));
+    if (variant === 'ours-inbox') checks.push(check('inbox ours-inbox: inbox rows', count, await countRows(`"${ns.schema}".integration_events_inbox`)));
+    return {
+      metrics: {
+        handledPerSec: (count - 1) / (((result.last as number) - (result.first as number)) / 1_000),
+        'rss.consumer': peakRssMb(result),
+      },
+      checks,
+    };
+  } finally {
+    consumer?.kill();
+  }
+}
+
+export const inbox: Workload = {
+  name: 'inbox',
+  title: 'Handlers with the inbox vs without',
+  variants: () => ['plain', 'ours-no-inbox', 'ours-inbox'],
+  run: runInbox,
+  summarize(runs: Runs, options) {
+    const title = `Consuming a pre-loaded queue (${options.inboxMessages.toLocaleString('en-US')} msgs, prefetch ${options.prefetch})`;
+    const labels: Record<string, string> = {
+      plain: 'plain amqplib consumer (parse + ack)',
+      'ours-no-inbox': 'ours, inbox: false',
+      'ours-inbox': 'ours, with the inbox (default)',
+    };
+    const rows = Object.keys(labels).map((variant) => {
+      const handled = metric(runs[variant], 'handledPerSec');
+      return {
+        workload: title,
+        variant: labels[variant]!,
+        throughput: fmtRate(handled, 'handled/s'),
+        spread: fmtSpread(handled),
+        ratio:
+          variant === 'ours-inbox'
+            ? fmtRatio(ratio(runs['ours-inbox'], runs['ours-no-inbox'], 'handledPerSec'), 'no inbox')
+            : variant === 'ours-no-inbox'
+              ? fmtRatio(ratio(runs['ours-no-inbox'], runs.plain, 'handledPerSec'), 'plain')
+              : '',
+        rss: fmtRss(runs[variant]),
+      };
+    });
+    return { rows, targets: [] };
+  },
+};

@@ -1,0 +1,90 @@
+/**
+ * Memory (ours 5, --big): a 1,000,000-row backlog drained by our relay into our consumer, each in its
+ * own process, their RSS sampled every second from /proc. "Flat" means: after the first 10 % of the
+ * drain (JIT, pools and buffers warming up), max − min of RSS stays within 50 MB, for each process.
+ */
+import { fmtNumber, fmtRate, type Runs, type VariantRun, type Workload } from '../lib/report';
+import { runDrain } from './drain';
+
+const FLAT_MB = 50;
+
+interface Flatness {
+  startMb: number;
+  warmMinMb: number;
+  maxMb: number;
+  endMb: number;
+  growthMb: number;
+}
+
+function flatness(samples: Array<[number, number]>, t0: number, tEnd: number): Flatness {
+  const after = t0 + (tEnd - t0) * 0.1;
+  const warm = samples.filter(([t]) => t >= after && t <= tEnd).map(([, mb]) => mb);
+  const all = samples.map(([, mb]) => mb);
+  const warmMinMb = Math.min(...warm);
+  const maxMb = Math.max(...warm);
+  return { startMb: all[0] ?? NaN, warmMinMb, maxMb, endMb: warm[warm.length - 1] ?? NaN, growthMb: maxMb - warmMinMb };
+}
+
+export const memory: Workload = {
+  name: 'memory',
+  title: 'RSS through a big backlog',
+  variants: () => ['ours'],
+  rounds: () => 1,
+  async run(_variant, context): Promise<VariantRun> {
+    const { options } = context;
+    const started = Date.now();
+    const run = await runDrain(
+      'memory',
+      { relay: 'ours', consumer: 'ours', rows: options.bigRows, inbox: options.backlogInbox, recordTimes: false, rssSampleMs: 1_000 },
+      context,
+    );
+    const details = run.details as { t0: number; rssRelay: Array<[number, number]>; rssConsumer: Array<[number, number]> };
+    const tEnd = details.t0 + (options.bigRows / run.metrics.handledPerSec!) * 1_000;
+    const relay = flatness(details.rssRelay, details.t0, tEnd);
+    const consumer = flatness(details.rssConsumer, details.t0, tEnd);
+    context.log(`memory run took ${((Date.now() - started) / 1_000).toFixed(0)} s`);
+    return {
+      ...run,
+      metrics: {
+        ...run.metrics,
+        'relay.growthMb': relay.growthMb,
+        'consumer.growthMb': consumer.growthMb,
+        'relay.startMb': relay.startMb,
+        'relay.endMb': relay.endMb,
+        'consumer.startMb': consumer.startMb,
+        'consumer.endMb': consumer.endMb,
+      },
+    };
+  },
+  summarize(runs: Runs, options) {
+    const run = runs.ours?.[0];
+    if (!run) return { rows: [], targets: [] };
+    const m = run.metrics;
+    const title = `Memory: ${options.bigRows.toLocaleString('en-US')}-row backlog (--big)`;
+    const line = (who: 'relay' | 'consumer') =>
+      `${who}: start ${fmtNumber(m[`${who}.startMb`]!)} → end ${fmtNumber(m[`${who}.endMb`]!)} MB, growth after 10 % ${fmtNumber(m[`${who}.growthMb`]!)} MB`;
+    const rows = [
+      {
+        workload: title,
+        variant: `ours relay → handler (${options.backlogInbox ? 'inbox' : 'inbox: false'})`,
+        throughput: fmtRate({ median: m.handledPerSec!, min: NaN, max: NaN, spreadPct: 0, rounds: [m.handledPerSec!] }, 'rows/s'),
+        spread: '(1 round)',
+        rss: `relay ${fmtNumber(m['rss.relay']!)} / consumer ${fmtNumber(m['rss.consumer']!)}`,
+      },
+      { workload: title, variant: line('relay') },
+      { workload: title, variant: line('consumer') },
+    ];
+    const worst = Math.max(m['relay.growthMb']!, m['consumer.growthMb']!);
+    return {
+      rows,
+      targets: [
+        {
+          name: `Memory: RSS flat through ${options.bigRows.toLocaleString('en-US')} rows`,
+          target: `within ${FLAT_MB} MB`,
+          measured: `relay +${fmtNumber(m['relay.growthMb']!)} MB, consumer +${fmtNumber(m['consumer.growthMb']!)} MB (peak ${fmtNumber(m['rss.relay']!)} / ${fmtNumber(m['rss.consumer']!)} MB)`,
+          met: worst <= FLAT_MB,
+        },
+      ],
+    };
+  },
+};

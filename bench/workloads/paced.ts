@@ -1,0 +1,97 @@
+/**
+ * Latency at a paced rate (ours 2): events at a fixed rate (default 1,000/s), p50/p99 commit → handler.
+ * The reference is raw amqplib at the same rate: publish on a confirm channel → plain consumer.
+ */
+import { EVENT_NAME } from '../lib/contract';
+import { countChecks, check, latencies, latencySummary, Namespace, type HandledCounts } from '../lib/helpers';
+import { ChildHandle, peakRssMb } from '../lib/processes';
+import { fmtLatency, fmtMs, fmtNumber, fmtRate, fmtRss, fmtSpread, leftAtLastCommit, metric, type RunContext, type Runs, type VariantRun, type Workload } from '../lib/report';
+import { runTransactions } from './transactions';
+
+async function rawPaced(context: RunContext): Promise<VariantRun> {
+  const { options, harness, resources } = context;
+  const ns = new Namespace('paced-raw');
+  const count = options.rate * options.pacedSeconds;
+  const queue = ns.queue('sink');
+  resources.exchange(ns.exchange);
+  resources.queue(queue);
+  const tag = `paced-amqplib-r${context.round}`;
+  const consumer = await ChildHandle.start(harness, 'plain-consumer', `${tag}-consumer`, {
+    exchange: ns.exchange,
+    queue,
+    bindingKey: EVENT_NAME,
+    prefetch: options.prefetch,
+    expected: count,
+  });
+  const publisher = await ChildHandle.start(harness, 'raw-publisher', `${tag}-publisher`, { exchange: ns.exchange, messages: count, window: options.window, rate: options.rate });
+  try {
+    publisher.send({ type: 'go' });
+    await consumer.next('done', 600_000);
+    const published = await publisher.next('published');
+    const pub = await publisher.stop();
+    const con = await consumer.stop();
+    const summary = latencySummary(latencies(pub.sentAt as Float64Array, con.handledAt as Float64Array, 0, count));
+    return {
+      metrics: {
+        achievedRate: count / (((published.tConfirmed as number) - (published.t0 as number)) / 1_000),
+        'latency.p50': summary.p50,
+        'latency.p95': summary.p95,
+        'latency.p99': summary.p99,
+        'latency.max': summary.max,
+        'rss.publisher': peakRssMb(pub),
+        'rss.consumer': peakRssMb(con),
+      },
+      checks: [check('paced amqplib: nacked', 0, pub.nacked as number), ...countChecks('paced amqplib', count, con.counts as HandledCounts)],
+    };
+  } finally {
+    publisher.kill();
+    consumer.kill();
+  }
+}
+
+export const paced: Workload = {
+  name: 'paced',
+  title: 'Latency at a paced rate',
+  variants: () => ['amqplib', 'ours'],
+  run: (variant, context) =>
+    variant === 'amqplib'
+      ? rawPaced(context)
+      : runTransactions(
+          'paced-ours',
+          {
+            mode: 'ours',
+            consumer: 'ours',
+            count: context.options.rate * context.options.pacedSeconds,
+            warmup: context.options.warmup,
+            concurrency: context.options.concurrency,
+            rate: context.options.rate,
+          },
+          context,
+        ),
+  summarize(runs: Runs, options) {
+    const title = `Paced ${fmtNumber(options.rate)} events/s for ${options.pacedSeconds} s`;
+    const labels: Record<string, string> = {
+      amqplib: 'A: raw amqplib publish → consume',
+      ours: 'ours: publish() → relay → handler (inbox)',
+    };
+    const rows = ['amqplib', 'ours'].map((variant) => ({
+      workload: title,
+      variant: labels[variant]!,
+      throughput: fmtRate(metric(runs[variant], 'achievedRate'), 'events/s'),
+      spread: `p99 ${fmtSpread(metric(runs[variant], 'latency.p99'), 1)}`,
+      latency: fmtLatency(runs[variant]),
+      drain: variant === 'ours' ? `${fmtMs(metric(runs.ours, 'drainMs'))} ms ${leftAtLastCommit(runs.ours)}` : '',
+      rss: fmtRss(runs[variant]),
+    }));
+    const p99 = metric(runs.ours, 'latency.p99');
+    const targets = [
+      {
+        name: `Paced ${fmtNumber(options.rate)}/s: p99 commit → handler`,
+        target: '≤ 25 ms',
+        measured: `${p99.median.toFixed(1)} ms (p50 ${metric(runs.ours, 'latency.p50').median.toFixed(1)} ms; raw amqplib p99 ${metric(runs.amqplib, 'latency.p99').median.toFixed(1)} ms)`,
+        met: p99.median <= 25,
+      },
+    ];
+    return { rows, targets };
+  },
+};

@@ -1,0 +1,69 @@
+/**
+ * Steady load (ours 1) and Baseline C: N business transactions at a concurrency, each inserting an
+ * order row and — depending on the variant — publishing one integration event.
+ *
+ * - baseline-c  the transaction alone, no library (commits/s is the yardstick);
+ * - dual-write  commit, then publish directly with amqplib (awaiting the confirm), plain consumer;
+ * - ours        IntegrationEventPublisher.publish() in the transaction, relay in the producer process,
+ *               our consumer (inbox on, the default) in another process;
+ * - ours-cqrs   the same through the CommandBus: AggregateRoot + @EventsHandler that publishes;
+ * - ours-commit-only  publish() with the relay off and no consumer: what the outbox row alone costs the
+ *               commit (a diagnostic row: the delivery's CPU is not competing with the transactions).
+ */
+import { fmtLatency, fmtMs, fmtRate, fmtRatio, fmtRss, fmtSpread, leftAtLastCommit, metric, ratio, type Runs, type Workload } from '../lib/report';
+import { runTransactions } from './transactions';
+
+const MODES = { 'baseline-c': 'plain', 'dual-write': 'dual-write', ours: 'ours', 'ours-cqrs': 'ours-cqrs', 'ours-commit-only': 'ours-commit-only' } as const;
+const CONSUMERS = { 'baseline-c': 'none', 'dual-write': 'plain', ours: 'ours', 'ours-cqrs': 'ours', 'ours-commit-only': 'none' } as const;
+const LABELS: Record<string, string> = {
+  'baseline-c': 'C: transaction, no event',
+  'dual-write': 'C: dual write (commit, then publish)',
+  ours: 'ours: publish() in the transaction',
+  'ours-cqrs': 'ours: cqrs bridge (@EventsHandler)',
+  'ours-commit-only': 'ours: publish(), relay and consumer off',
+};
+
+export const steady: Workload = {
+  name: 'steady',
+  title: 'Steady load',
+  variants: () => Object.keys(MODES),
+  run: (variant, context) =>
+    runTransactions(
+      variant,
+      {
+        mode: MODES[variant as keyof typeof MODES],
+        consumer: CONSUMERS[variant as keyof typeof CONSUMERS],
+        count: context.options.transactions,
+        warmup: context.options.warmup,
+        concurrency: context.options.concurrency,
+      },
+      context,
+    ),
+  summarize(runs: Runs, options) {
+    const title = `Steady load (${options.transactions.toLocaleString('en-US')} tx, concurrency ${options.concurrency})`;
+    const rows = Object.keys(MODES).map((variant) => {
+      const commits = metric(runs[variant], 'commitsPerSec');
+      const consumed = CONSUMERS[variant as keyof typeof MODES] !== 'none';
+      return {
+        workload: title,
+        variant: LABELS[variant]!,
+        throughput: fmtRate(commits, 'commits/s'),
+        spread: fmtSpread(commits),
+        ratio: variant === 'baseline-c' ? '1.00× C' : fmtRatio(ratio(runs[variant], runs['baseline-c'], 'commitsPerSec'), 'C'),
+        latency: consumed ? fmtLatency(runs[variant]) : '',
+        drain: consumed ? `${fmtMs(metric(runs[variant], 'drainMs'))} ms ${leftAtLastCommit(runs[variant])}` : '',
+        rss: fmtRss(runs[variant]),
+      };
+    });
+    const targets = (['ours', 'ours-cqrs'] as const).map((variant) => {
+      const r = ratio(runs[variant], runs['baseline-c'], 'commitsPerSec');
+      return {
+        name: `Steady load, ${variant === 'ours' ? 'publish()' : 'cqrs bridge'}: commits/s vs Baseline C`,
+        target: '≥ 0.90×',
+        measured: `${r.median.toFixed(2)}× (${fmtRate(metric(runs[variant], 'commitsPerSec'), '/s')} vs ${fmtRate(metric(runs['baseline-c'], 'commitsPerSec'), '/s')})`,
+        met: r.median >= 0.9,
+      };
+    });
+    return { rows, targets };
+  },
+};

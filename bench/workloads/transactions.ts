@@ -1,0 +1,145 @@
+/**
+ * The machinery shared by the workloads that drive business transactions (steady, paced, orders): a
+ * producer process, and a consumer process that counts every event, then the numbers and the checks.
+ */
+import * as amqp from 'amqplib';
+import { EVENT_NAME } from '../lib/contract';
+import { countRows, createTables, outboxStatus } from '../lib/database';
+import { check, countChecks, lastOf, latencies, latencySummary, Namespace, outboxTable, RABBITMQ_URL, type Check, type HandledCounts } from '../lib/helpers';
+import { ChildHandle, peakRssMb } from '../lib/processes';
+import type { RunContext, VariantRun } from '../lib/report';
+import type { ProducerMode } from '../roles/producer';
+
+export interface TransactionsSpec {
+  mode: ProducerMode;
+  count: number;
+  warmup: number;
+  concurrency: number;
+  rate?: number;
+  /** Who receives the events: our consumer (inbox on), a plain amqplib consumer, or a bound queue nobody reads. */
+  consumer: 'ours' | 'plain' | 'sink' | 'none';
+}
+
+async function pipelineBacklog(schema: string, outbox: boolean, queue: string): Promise<{ outboxPending: number; queueReady: number }> {
+  const outboxPending = outbox ? ((await outboxStatus(schema)).pending ?? 0) : 0;
+  const connection = await amqp.connect(RABBITMQ_URL);
+  const channel = await connection.createChannel();
+  const queueReady = (await channel.checkQueue(queue)).messageCount;
+  await connection.close();
+  return { outboxPending, queueReady };
+}
+
+async function declareSink(exchange: string, queue: string): Promise<void> {
+  const connection = await amqp.connect(RABBITMQ_URL);
+  const channel = await connection.createChannel();
+  await channel.assertExchange(exchange, 'topic', { durable: true });
+  await channel.assertQueue(queue, { durable: true });
+  await channel.bindQueue(queue, exchange, EVENT_NAME);
+  await connection.close();
+}
+
+export async function runTransactions(label: string, spec: TransactionsSpec, context: RunContext): Promise<VariantRun> {
+  const { options, harness, resources } = context;
+  const ns = new Namespace(label);
+  const ours = spec.mode.startsWith('ours');
+  const total = spec.count + spec.warmup;
+  const publishes = spec.mode !== 'plain' && spec.mode !== 'ours-cqrs-off';
+  await createTables(resources, ns.schema, { orders: true, outbox: ours, inbox: ours });
+  resources.exchange(ns.exchange);
+  const tag = `${label}-r${context.round}`;
+  const children: ChildHandle[] = [];
+
+  try {
+    let consumer: ChildHandle | undefined;
+    const queueName = spec.consumer === 'ours' ? ns.queue('handler') : ns.queue('sink');
+    if (spec.consumer === 'ours') {
+      consumer = await ChildHandle.start(
+        harness,
+        'ours-consumer',
+        `${tag}-consumer`,
+        { exchange: ns.exchange, schema: ns.schema, serviceName: `${ns.serviceName}-c`, queue: queueName, inbox: true, prefetch: options.prefetch, expected: total },
+        { profile: true },
+      );
+      resources.queue(...(consumer.ready.queues as string[]));
+    } else if (spec.consumer === 'plain') {
+      resources.queue(queueName);
+      consumer = await ChildHandle.start(harness, 'plain-consumer', `${tag}-consumer`, {
+        exchange: ns.exchange,
+        queue: queueName,
+        bindingKey: EVENT_NAME,
+        prefetch: options.prefetch,
+        expected: total,
+      });
+    } else if (spec.consumer === 'sink') {
+      // A queue nobody reads: the relay's messages are routable, and pile up there.
+      await declareSink(ns.exchange, resources.queue(queueName));
+    }
+    if (consumer) children.push(consumer);
+
+    const producer = await ChildHandle.start(
+      harness,
+      'producer',
+      `${tag}-producer`,
+      {
+        mode: spec.mode,
+        schema: ns.schema,
+        exchange: ns.exchange,
+        serviceName: ns.serviceName,
+        count: spec.count,
+        warmup: spec.warmup,
+        concurrency: spec.concurrency,
+        rate: spec.rate,
+        poolMax: options.poolMax,
+      },
+      { profile: ours },
+    );
+    children.push(producer);
+
+    producer.send({ type: 'go' });
+    await producer.next('finished', 1_800_000);
+    // Where the events are at the last commit: still in the outbox (the relay is behind) or in the queue
+    // (the consumer is behind). One look, after the clock stopped.
+    const backlog = spec.consumer === 'ours' || spec.consumer === 'plain' ? await pipelineBacklog(ns.schema, ours, queueName) : undefined;
+    if (consumer) await consumer.next('done', 300_000);
+    // Anything delivered twice would arrive now.
+    if (consumer) await new Promise((resolve) => setTimeout(resolve, 300));
+
+    const produced = await producer.stop();
+    const consumed = consumer ? await consumer.stop() : undefined;
+
+    const t0 = produced.t0 as number;
+    const tEnd = produced.tEnd as number;
+    const committedAt = produced.committedAt as Float64Array;
+    const metrics: Record<string, number> = {
+      commitsPerSec: spec.count / ((tEnd - t0) / 1_000),
+      'rss.producer': peakRssMb(produced),
+    };
+    const checks: Check[] = [check(`${label}: failed transactions`, 0, produced.errors as number)];
+    checks.push(check(`${label}: order rows`, total, await countRows(`"${ns.schema}".orders`)));
+    if (ours) {
+      const status = await outboxStatus(ns.schema);
+      const expectedRows = publishes ? total : 0;
+      checks.push(check(`${label}: outbox rows`, expectedRows, await countRows(outboxTable(ns.schema))));
+      if (spec.consumer !== 'sink' && spec.consumer !== 'none') checks.push(check(`${label}: outbox rows sent`, expectedRows, status.sent ?? 0));
+    }
+    if (consumed) {
+      metrics['rss.consumer'] = peakRssMb(consumed);
+      checks.push(...countChecks(label, total, consumed.counts as HandledCounts));
+      const handledAt = consumed.handledAt as Float64Array;
+      const summary = latencySummary(latencies(committedAt, handledAt, 0, spec.count));
+      metrics['latency.p50'] = summary.p50;
+      metrics['latency.p95'] = summary.p95;
+      metrics['latency.p99'] = summary.p99;
+      metrics['latency.max'] = summary.max;
+      metrics.drainMs = lastOf(handledAt, 0, total) - lastOf(committedAt, 0, total);
+    }
+    if (backlog) {
+      metrics['atLastCommit.outboxPending'] = backlog.outboxPending;
+      metrics['atLastCommit.queueReady'] = backlog.queueReady;
+    }
+    if (spec.rate) metrics.achievedRate = spec.count / ((tEnd - t0) / 1_000);
+    return { metrics, checks };
+  } finally {
+    for (const child of children) child.kill();
+  }
+}
