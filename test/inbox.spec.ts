@@ -50,6 +50,29 @@ class TakePayment implements IIntegrationEventHandler<OrderCreatedIntegrationEve
   }
 }
 
+@IntegrationEvent({ name: 'inbox.slow-write', version: 1 })
+class SlowWriteIntegrationEvent {
+  constructor(readonly orderId: string) {}
+}
+
+/** Writes, then on its first attempt overstays its 300 ms timeout (ignoring its signal) before returning. */
+@IntegrationEventHandler(SlowWriteIntegrationEvent, { timeoutMs: 300 })
+class SlowWrite implements IIntegrationEventHandler<SlowWriteIntegrationEvent> {
+  readonly attempts: Array<{ attempt: number; finishedAt?: number }> = [];
+  constructor(
+    private readonly ledger: Ledger,
+    private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>,
+  ) {}
+
+  async handle(event: SlowWriteIntegrationEvent, context: IntegrationEventContext): Promise<void> {
+    const call: { attempt: number; finishedAt?: number } = { attempt: context.attempt };
+    this.attempts.push(call);
+    await this.txHost.tx.query(`INSERT INTO ${this.ledger.table} (order_id, message_id) VALUES ($1, $2)`, [event.orderId, `attempt-${context.attempt}`]);
+    if (context.attempt === 1) await new Promise((resolve) => setTimeout(resolve, 900));
+    call.finishedAt = Date.now();
+  }
+}
+
 /** Touches no database: opts out of the inbox and sees every delivery. */
 @IntegrationEventHandler(OrderCreatedIntegrationEvent, { inbox: false })
 class CountDeliveries implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
@@ -69,7 +92,7 @@ describe('inbox', () => {
     ns = await TestNamespace.create();
     await (await ns.sql()).query(`CREATE TABLE "${ns.schema}".ledger (order_id text NOT NULL, message_id text NOT NULL)`);
     app = await startTestApp(ns, {
-      providers: [Ledger, TakePayment, CountDeliveries],
+      providers: [Ledger, TakePayment, CountDeliveries, SlowWrite],
       options: {
         consumer: { retry: { initialDelayMs: 20, maxDelayMs: 40 } },
         outbox: { retentionMs: 60_000 },
@@ -112,6 +135,31 @@ describe('inbox', () => {
     await eventually(async () => expect(await ledgerRows('atomic')).toHaveLength(1));
     expect(await paymentEvents('atomic')).toHaveLength(1);
     ledger.failFirstAttempt = false;
+  });
+
+  it('rolls back an attempt abandoned on its timeout, even when the handler finishes later', async () => {
+    const slow = app.get(SlowWrite);
+    await ns.publishRaw('inbox.slow-write', body('slow'), { messageId: 'm-slow' });
+    // Attempt 1 is cut at 300 ms and retried; it still finishes (at 900 ms) and tries to commit its write.
+    // (Attempt 2 waits on attempt 1's inbox row lock, so it may time out as well: any later attempt wins.)
+    const finished = () => slow.attempts.filter((a) => a.finishedAt !== undefined).map((a) => a.attempt);
+    await eventually(
+      async () => {
+        expect(finished()).toContain(1);
+        expect(await ledgerRows('slow')).toHaveLength(1);
+      },
+      { timeoutMs: 10_000 },
+    );
+    await consistently(
+      async () => {
+        const rows = await ledgerRows('slow');
+        expect(rows).toHaveLength(1);
+        expect(rows[0].message_id).not.toBe('attempt-1');
+      },
+      { forMs: 500 },
+    );
+    const { rows } = await (await ns.sql()).query(`SELECT handler FROM ${ns.inboxTable} WHERE message_id = 'm-slow'`);
+    expect(rows).toEqual([{ handler: `${ns.serviceName}.SlowWrite` }]);
   });
 
   it('deletes inbox rows and sent outbox rows past their retention, in batches, and nothing else', async () => {

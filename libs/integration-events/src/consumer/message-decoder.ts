@@ -1,5 +1,5 @@
 import { plainToInstance } from 'class-transformer';
-import { validate } from 'class-validator';
+import { getMetadataStorage, validate } from 'class-validator';
 import { MessageHeaders } from '../envelope/message-headers';
 import { FORBIDDEN_KEYS } from '../publisher/serialize-event';
 import type { DiscoveredHandler } from '../discovery/discovered-handler';
@@ -96,7 +96,7 @@ export async function decodeMessage(
   }
   const invalidDate = findInvalidDate(event, '$', limits.maxDepth);
   if (invalidDate) return poison(`body has an invalid date at ${invalidDate}`);
-  const violations = await validate(event, { forbidUnknownValues: false });
+  const violations = hasValidationRules(handler.eventClass) ? await validate(event, { forbidUnknownValues: false }) : [];
   if (violations.length > 0) {
     const details = violations
       .slice(0, 5)
@@ -105,6 +105,23 @@ export async function decodeMessage(
     return poison(`body fails the validation rules of ${handler.eventClass.name}: ${details}`);
   }
   return { ok: true, event, messageId, eventName: handler.event.name, eventVersion, occurredAt };
+}
+
+const validationRulesByClass = new WeakMap<Function, boolean>();
+
+/**
+ * Whether class-validator knows any rule for the class (its own or inherited; nested rules hang off a
+ * `@ValidateNested()` on it). Without one, `validate()` can only answer "no violations", after a few
+ * microtasks of work per message, so it is skipped. Decorators have all run by the time a handler is
+ * discovered, so the answer is kept per class.
+ */
+function hasValidationRules(eventClass: Function): boolean {
+  let known = validationRulesByClass.get(eventClass);
+  if (known === undefined) {
+    known = getMetadataStorage().getTargetValidationMetadatas(eventClass, '', true, false).length > 0;
+    validationRulesByClass.set(eventClass, known);
+  }
+  return known;
 }
 
 function toInteger(value: unknown): number | undefined {

@@ -107,7 +107,7 @@ export class MessageDispatcher {
       };
     }
 
-    const timeout = new AbortController();
+    const attemptState = new AttemptState(shutdown);
     const context: IntegrationEventContext = {
       messageId: decoded.messageId,
       eventName: decoded.eventName,
@@ -120,11 +120,14 @@ export class MessageDispatcher {
       redelivered: message.redelivered,
       headers: message.headers,
       queue: handler.queue,
-      signal: AbortSignal.any([shutdown, timeout.signal]),
+      // Built on first read: most handlers never look, and AbortSignal.any costs more than the rest.
+      get signal() {
+        return attemptState.signal;
+      },
     };
 
     try {
-      const ran = await this.callWithTimeout(handler, decoded.event, context, timeout);
+      const ran = await this.callWithTimeout(handler, decoded.event, context, attemptState);
       if (!ran) {
         this.lastWasDuplicate.add(message);
         this.logger.log(`Skipped duplicate delivery of message ${decoded.messageId} to ${handler.name}: already handled`);
@@ -162,20 +165,20 @@ export class MessageDispatcher {
     handler: DiscoveredHandler,
     event: object,
     context: IntegrationEventContext,
-    timeout: AbortController,
+    attemptState: AttemptState,
   ): Promise<boolean> {
     const handle = async (): Promise<void> => {
       await handler.instance.handle(event, context);
     };
     const call = this.correlation.run(
       { correlationId: context.correlationId ?? context.messageId, causationId: context.messageId },
-      async () => (handler.inbox ? this.inbox.runOnce(handler.queue, context.messageId, timeout.signal, handle) : handle().then(() => true)),
+      async () => (handler.inbox ? this.inbox.runOnce(handler.queue, context.messageId, attemptState, handle) : handle().then(() => true)),
     );
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<never>((_resolve, reject) => {
       timer = setTimeout(() => {
         const error = new HandlerTimeoutError(handler.name, handler.timeoutMs);
-        timeout.abort(error);
+        attemptState.abandon(error);
         reject(error);
       }, handler.timeoutMs);
     });
@@ -186,6 +189,41 @@ export class MessageDispatcher {
       // A handler abandoned on timeout may still reject later: that must not become an unhandled rejection.
       call.catch(() => undefined);
     }
+  }
+}
+
+/**
+ * Whether an attempt was abandoned (timed out), and the handler's `signal`, which fires on that or on
+ * shutdown. The signal is only made when the handler reads it.
+ */
+class AttemptState {
+  private abandonedWith: Error | undefined;
+  private controller: AbortController | undefined;
+  private combined: AbortSignal | undefined;
+
+  constructor(private readonly shutdown: AbortSignal) {}
+
+  get aborted(): boolean {
+    return this.abandonedWith !== undefined;
+  }
+
+  get reason(): Error | undefined {
+    return this.abandonedWith;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.combined) {
+      this.controller = new AbortController();
+      if (this.abandonedWith) this.controller.abort(this.abandonedWith);
+      this.combined = AbortSignal.any([this.shutdown, this.controller.signal]);
+    }
+    return this.combined;
+  }
+
+  abandon(reason: Error): void {
+    if (this.abandonedWith) return;
+    this.abandonedWith = reason;
+    this.controller?.abort(reason);
   }
 }
 

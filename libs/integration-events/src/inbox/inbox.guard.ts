@@ -4,6 +4,12 @@ import { TransactionsNotConfiguredError } from '../errors/transactions-not-confi
 import { EntityManagerResolver } from '../outbox/entity-manager.resolver';
 import { OutboxDatabase } from '../outbox/outbox-database';
 
+/** Tells whether the attempt was given up (its timeout passed) and why; an `AbortSignal` fits. */
+export interface AbandonState {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+}
+
 /**
  * Runs a handler call at most once per (handler, message): in a new transaction that first records the
  * pair in the inbox, then runs the handler in it (its `@Transactional()` code, and the integration events
@@ -28,7 +34,7 @@ export class InboxGuard {
    * @returns `false` when the message was already handled (nothing ran)
    * @throws what the handler threw (the transaction rolled back, nothing recorded)
    */
-  async runOnce(handlerKey: string, messageId: string, signal: AbortSignal, call: () => Promise<void>): Promise<boolean> {
+  async runOnce(handlerKey: string, messageId: string, abandoned: AbandonState, call: () => Promise<void>): Promise<boolean> {
     const host = this.managers.host();
     if (!host) throw new TransactionsNotConfiguredError('The inbox (inbox.enabled)');
     // The caller runs this in a fresh CLS context, so this is always a new transaction.
@@ -36,7 +42,7 @@ export class InboxGuard {
       const manager = host.tx as unknown as EntityManager;
       if (!(await this.database.inboxStore.record(manager, handlerKey, messageId))) return false;
       await call();
-      if (signal.aborted) throw signal.reason ?? new Error('The attempt was abandoned');
+      if (abandoned.aborted) throw abandoned.reason ?? new Error('The attempt was abandoned');
       return true;
     });
   }
