@@ -11,9 +11,10 @@ import * as os from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import * as amqp from 'amqplib';
 import { DATABASE_URL, Namespace, RABBITMQ_URL, Resources, withDb, type Check } from './lib/helpers';
+import { CpuMeter } from './lib/cpu';
 import { killChildren } from './lib/processes';
 import { summarizeProfiles } from './lib/profile';
-import { renderTable, renderTargets, type Options, type Row, type Runs, type Target, type Workload } from './lib/report';
+import { renderCpuTable, renderTable, renderTargets, type Options, type Row, type Runs, type Target, type VariantRun, type Workload } from './lib/report';
 import { backlog } from './workloads/backlog';
 import { broker } from './workloads/broker';
 import { inbox } from './workloads/inbox';
@@ -42,6 +43,7 @@ const DEFAULTS: Options = {
   concurrency: 16,
   poolMax: 20,
   rate: 1_000,
+  lowRate: 200,
   pacedSeconds: 10,
   backlog: 30_000,
   backlogInbox: false,
@@ -91,6 +93,7 @@ const USAGE = `npm run bench -- [flags]
   --transactions N     steady load: transactions per round (default 5000; --full 20000)
   --concurrency N      steady load: concurrent transactions (default 16)
   --rate N             paced: events per second (default 1000)
+  --low-rate N         paced: the second, lower rate of ours (default 200)
   --paced-seconds N    paced: duration (default 10)
   --backlog N          backlog drain: rows (default 30000; --full 100000)
   --backlog-inbox      backlog drain and --big: handlers with the inbox (default: inbox: false, like Limit B)
@@ -118,6 +121,7 @@ function parseArgs(argv: string[]): Options {
     '--n': 'transactions',
     '--concurrency': 'concurrency',
     '--rate': 'rate',
+    '--low-rate': 'lowRate',
     '--paced-seconds': 'pacedSeconds',
     '--backlog': 'backlog',
     '--broker-messages': 'brokerMessages',
@@ -209,6 +213,7 @@ async function main(): Promise<void> {
     cpuProfDir: options.cpuProf ? join(resultsDir, `${stamp}-profiles`) : undefined,
   };
   const resources = new Resources();
+  const cpu = CpuMeter.create();
   const onSignal = () => {
     console.error('\ninterrupted: stopping children and removing what this run created');
     killChildren();
@@ -232,6 +237,7 @@ async function main(): Promise<void> {
   const failures: string[] = [];
   const json: Record<string, unknown> = {};
   const loads: number[] = [];
+  const cpuEntries: Array<{ workload: string; variant: string; runs: VariantRun[] }> = [];
 
   for (const workload of workloads) {
     const runs: Runs = {};
@@ -245,7 +251,7 @@ async function main(): Promise<void> {
           const log = (message: string) => console.log(`${elapsed()}  [${workload.name} ${round + 1}/${rounds}] ${variant}: ${message}`);
           log('running');
           try {
-            const run = await workload.run(variant, { options, harness, resources, round, log });
+            const run = await workload.run(variant, { options, harness, resources, cpu, round, log });
             // The 1-minute load average after the variant: other work on the machine skews a round.
             run.details = { ...run.details, loadAverage1m: os.loadavg()[0] };
             loads.push(os.loadavg()[0]!);
@@ -263,6 +269,7 @@ async function main(): Promise<void> {
         }
       }
       const summary = workload.summarize(runs, options);
+      for (const variant of variants) if (runs[variant]) cpuEntries.push({ workload: workload.name, variant, runs: runs[variant]! });
       rows.push(...summary.rows);
       targets.push(...summary.targets);
       json[workload.name] = { title: workload.title, rounds, runs, summary };
@@ -281,6 +288,10 @@ async function main(): Promise<void> {
   console.log(`\nResults (median of ${options.rounds} rounds unless noted; ${info.cpus} CPUs, ${info.cpuModel}; ${elapsed().trim()} in all; ${load})\n`);
   console.log(renderTable(rows));
   if (targets.length) console.log(`\nTargets of issue 6\n\n${renderTargets(targets)}`);
+  if (cpuEntries.length) {
+    console.log(`\nCPU per event (ms, median of rounds; measured window only; "other" = the rest of the machine) — ${info.cpus} cores\n`);
+    console.log(renderCpuTable(cpuEntries));
+  }
   console.log(`\nCounts: ${checks.length - failedChecks.length} of ${checks.length} checks passed`);
   for (const c of failedChecks) console.log(`  COUNT OFF: ${c.what}: expected ${c.expected}, got ${c.actual}`);
   for (const f of failures) console.log(`  FAILED: ${f.split('\n')[0]}`);

@@ -82,6 +82,7 @@ export class HandledCounter {
     private readonly recordTimes: boolean,
     private readonly onAllHandled: () => void,
     private readonly clock: () => number,
+    private readonly onFirst: () => void = () => undefined,
   ) {
     this.calls = new Uint8Array(expected);
     this.handledAt = new Float64Array(recordTimes ? expected : 0);
@@ -93,7 +94,10 @@ export class HandledCounter {
       this.unexpected++;
       return;
     }
-    if (this.first === 0) this.first = t;
+    if (this.first === 0) {
+      this.first = t;
+      this.onFirst();
+    }
     this.last = t;
     if (this.calls[n] !== 0) {
       this.duplicates++;

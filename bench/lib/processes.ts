@@ -19,7 +19,7 @@ export interface Message {
 export interface HarnessContext {
   /** Where child logs go (`bench/results/<stamp>-logs`). */
   logDir: string;
-  /** When set, children of our library are run with `--cpu-prof` and write their profile here. */
+  /** When set, children are run with `--cpu-prof` and write their profile here. */
   cpuProfDir: string | undefined;
 }
 
@@ -78,7 +78,7 @@ export class ChildHandle {
     const logFile = join(context.logDir, `${label}.log`);
     const fd = openSync(logFile, 'a');
     const execArgv = [...process.execArgv];
-    if (options.profile && context.cpuProfDir) {
+    if ((options.profile ?? true) && context.cpuProfDir) {
       const dir = join(context.cpuProfDir, label);
       mkdirSync(dir, { recursive: true });
       execArgv.push('--cpu-prof', `--cpu-prof-dir=${dir}`);

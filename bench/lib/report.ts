@@ -4,6 +4,7 @@
  */
 import type { Check, Resources, Spread } from './helpers';
 import { spread } from './helpers';
+import type { CpuMeter } from './cpu';
 import type { HarnessContext } from './processes';
 
 export interface Options {
@@ -15,6 +16,8 @@ export interface Options {
   poolMax: number;
   /** Paced latency: events per second and seconds. */
   rate: number;
+  /** Paced latency: a second, lower rate for ours (below saturation). */
+  lowRate: number;
   pacedSeconds: number;
   /** Backlog drain: rows. */
   backlog: number;
@@ -53,6 +56,7 @@ export interface RunContext {
   options: Options;
   harness: HarnessContext;
   resources: Resources;
+  cpu: CpuMeter;
   round: number;
   log(message: string): void;
 }
@@ -187,5 +191,24 @@ export function renderTargets(targets: Target[]): string {
   const titles = ['', 'Target', 'Goal', 'Measured'];
   const widths = titles.map((title, i) => Math.max(title.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => `| ${cells.map((cell, i) => cell.padEnd(widths[i]!)).join(' | ')} |`;
+  return [line(titles), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n');
+}
+
+/** The CPU table: per workload and variant, CPU ms per event of each process and server. */
+export function renderCpuTable(entries: Array<{ workload: string; variant: string; runs: VariantRun[] }>): string {
+  const parts = ['producer', 'publisher', 'relay', 'consumer', 'postgres', 'rabbitmq', 'other', 'total'];
+  const rows = entries
+    .filter((e) => e.runs.some((r) => r.metrics['cpu.total'] !== undefined))
+    .map((e) => [
+      `${e.workload} / ${e.variant}`,
+      ...parts.map((p) => {
+        const s = metric(e.runs, `cpu.${p}`);
+        return Number.isFinite(s.median) ? s.median.toFixed(3) : '';
+      }),
+      fmtNumber(metric(e.runs, 'machineBusyPct').median),
+    ]);
+  const titles = ['Workload / variant', ...parts, 'busy %'];
+  const widths = titles.map((t, i) => Math.max(t.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
   return [line(titles), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n');
 }

@@ -25,7 +25,7 @@ interface Args {
 
 export const run: Role = async (raw, io) => {
   const args = raw as unknown as Args;
-  const counter = new HandledCounter(args.expected, args.recordTimes ?? true, () => io.send({ type: 'done' }), now);
+  const counter = new HandledCounter(args.expected, args.recordTimes ?? true, () => io.send({ type: 'done' }), now, () => io.send({ type: 'first' }));
 
   @Injectable()
   @IntegrationEventHandler(BenchOrderPlaced, { queue: args.queue, inbox: args.inbox })

@@ -27,7 +27,7 @@ export const run: Role = async (raw, io) => {
   await channel.assertQueue(args.queue, { durable: true, arguments: { 'x-queue-type': 'classic' } });
   await channel.bindQueue(args.queue, args.exchange, args.bindingKey);
   await channel.prefetch(args.prefetch);
-  const counter = new HandledCounter(args.expected, args.recordTimes ?? true, () => io.send({ type: 'done' }), now);
+  const counter = new HandledCounter(args.expected, args.recordTimes ?? true, () => io.send({ type: 'done' }), now, () => io.send({ type: 'first' }));
   const subscribe = () =>
     channel.consume(args.queue, (message) => {
       if (!message) return;

@@ -182,6 +182,7 @@ export const run: Role = async (raw, io) => {
   await sleep(300);
 
   const t0 = now();
+  io.send({ type: 'started' });
   if (args.rate) {
     const inFlight = new Set<Promise<void>>();
     for (let n = 0; n < args.count; n++) {

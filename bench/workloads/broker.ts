@@ -3,7 +3,9 @@
  * channel with a window of unconfirmed messages, and a plain consumer acking them, each in its own
  * process. Messages/s from the first publish to the last message consumed.
  */
+import { cpus } from 'node:os';
 import { EVENT_NAME } from '../lib/contract';
+import { CpuMeter } from '../lib/cpu';
 import { check, countChecks, Namespace, type HandledCounts } from '../lib/helpers';
 import { ChildHandle, peakRssMb } from '../lib/processes';
 import { fmtRate, fmtRss, fmtSpread, metric, type Runs, type VariantRun, type Workload } from '../lib/report';
@@ -30,8 +32,11 @@ export const broker: Workload = {
     });
     const publisher = await ChildHandle.start(harness, 'raw-publisher', `${tag}-publisher`, { exchange: ns.exchange, messages: count, window: options.window });
     try {
+      const pids = { publisher: publisher.pid, consumer: consumer.pid };
+      const cpuBefore = context.cpu.sample(pids);
       publisher.send({ type: 'go' });
       await consumer.next('done', Math.max(300_000, count * 5));
+      const cpuAfter = context.cpu.sample(pids);
       const published = await publisher.next('published');
       const pub = await publisher.stop();
       const con = await consumer.stop();
@@ -42,6 +47,7 @@ export const broker: Workload = {
           confirmedPerSec: count / (((published.tConfirmed as number) - t0) / 1_000),
           'rss.publisher': peakRssMb(pub),
           'rss.consumer': peakRssMb(con),
+          ...CpuMeter.perEvent(cpuBefore, cpuAfter, count, cpus().length),
         },
         checks: [check('Limit A: nacked', 0, pub.nacked as number), ...countChecks('Limit A', count, con.counts as HandledCounts)],
       };

@@ -2,7 +2,9 @@
  * A committed backlog drained by a relay into a consumer, both in processes of their own: the machinery
  * of the backlog workload (ours vs Limit B), the memory run (--big) and the former bench:relay.
  */
+import { cpus } from 'node:os';
 import { EVENT_NAME } from '../lib/contract';
+import { CpuMeter } from '../lib/cpu';
 import { createTables, fillOutbox, lastSentAt, outboxStatus } from '../lib/database';
 import { check, countChecks, Namespace, type HandledCounts } from '../lib/helpers';
 import { ChildHandle, peakRssMb } from '../lib/processes';
@@ -82,8 +84,11 @@ export async function runDrain(label: string, spec: DrainSpec, context: RunConte
       relay.sampleRss(spec.rssSampleMs);
       consumer.sampleRss(spec.rssSampleMs);
     }
+    const pids = { relay: relay.pid, consumer: consumer.pid };
+    const cpuBefore = context.cpu.sample(pids);
     relay.send({ type: 'go' });
     await consumer.next('done', Math.max(300_000, spec.rows * 5));
+    const cpuAfter = context.cpu.sample(pids);
     await new Promise((resolve) => setTimeout(resolve, 300));
     relay.stopSampling();
     consumer.stopSampling();
@@ -99,6 +104,7 @@ export async function runDrain(label: string, spec: DrainSpec, context: RunConte
         relayedPerSec: spec.rows / ((sentAt - t0) / 1_000),
         'rss.relay': peakRssMb(relayed),
         'rss.consumer': peakRssMb(consumed),
+        ...CpuMeter.perEvent(cpuBefore, cpuAfter, spec.rows, cpus().length),
       },
       checks: [check(`${label}: outbox rows sent`, spec.rows, status.sent ?? 0), ...countChecks(label, spec.rows, consumed.counts as HandledCounts)],
       details: spec.rssSampleMs ? { t0, rssRelay: relay.rssSamples, rssConsumer: consumer.rssSamples } : undefined,

@@ -4,7 +4,9 @@
  * call (boot excluded). Variants: a plain amqplib consumer (parse + ack), ours with `inbox: false`, and
  * ours with the inbox (the default: each call in a transaction that records the message id first).
  */
+import { cpus } from 'node:os';
 import * as amqp from 'amqplib';
+import { CpuMeter } from '../lib/cpu';
 import { EVENT_NAME, wireMessage } from '../lib/contract';
 import { countRows, createTables } from '../lib/database';
 import { check, countChecks, Namespace, RABBITMQ_URL, type Check, type HandledCounts } from '../lib/helpers';
@@ -66,7 +68,11 @@ async function runInbox(variant: string, context: RunContext): Promise<VariantRu
       await preload(ns.exchange, count);
       consumer = await ChildHandle.start(harness, 'ours-consumer', `${tag}-consumer`, args, { profile: true });
     }
+    // CPU from the first message handled to the last (the consumer's boot left out).
+    await consumer.next('first', 120_000);
+    const cpuBefore = context.cpu.sample({ consumer: consumer.pid });
     await consumer.next('done', Math.max(300_000, count * 10));
+    const cpuAfter = context.cpu.sample({ consumer: consumer.pid });
     await new Promise((resolve) => setTimeout(resolve, 300));
     const result = await consumer.stop();
     checks.push(...countChecks(`inbox ${variant}`, count, result.counts as HandledCounts));
@@ -75,6 +81,7 @@ async function runInbox(variant: string, context: RunContext): Promise<VariantRu
       metrics: {
         handledPerSec: (count - 1) / (((result.last as number) - (result.first as number)) / 1_000),
         'rss.consumer': peakRssMb(result),
+        ...CpuMeter.perEvent(cpuBefore, cpuAfter, count - 1, cpus().length),
       },
       checks,
     };

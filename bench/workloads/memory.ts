@@ -2,11 +2,14 @@
  * Memory (ours 5, --big): a 1,000,000-row backlog drained by our relay into our consumer, each in its
  * own process, their RSS sampled every second from /proc. "Flat" means: after the first 10 % of the
  * drain (JIT, pools and buffers warming up), max − min of RSS stays within 50 MB, for each process.
+ * The trend (median RSS of the last 10 % of the drain − median of 10–20 %) tells a leak (it grows with
+ * the rows) from the sawtooth of the garbage collector (it does not).
  */
 import { fmtNumber, fmtRate, type Runs, type VariantRun, type Workload } from '../lib/report';
 import { runDrain } from './drain';
 
 const FLAT_MB = 50;
+const signed = (mb: number) => `${mb >= 0 ? '+' : ''}${fmtNumber(mb)}`;
 
 interface Flatness {
   startMb: number;
@@ -14,6 +17,12 @@ interface Flatness {
   maxMb: number;
   endMb: number;
   growthMb: number;
+  trendMb: number;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length ? sorted[Math.floor(sorted.length / 2)]! : NaN;
 }
 
 function flatness(samples: Array<[number, number]>, t0: number, tEnd: number): Flatness {
@@ -22,7 +31,10 @@ function flatness(samples: Array<[number, number]>, t0: number, tEnd: number): F
   const all = samples.map(([, mb]) => mb);
   const warmMinMb = Math.min(...warm);
   const maxMb = Math.max(...warm);
-  return { startMb: all[0] ?? NaN, warmMinMb, maxMb, endMb: warm[warm.length - 1] ?? NaN, growthMb: maxMb - warmMinMb };
+  const within = (from: number, to: number) =>
+    samples.filter(([t]) => t >= t0 + (tEnd - t0) * from && t <= t0 + (tEnd - t0) * to).map(([, mb]) => mb);
+  const trendMb = median(within(0.9, 1)) - median(within(0.1, 0.2));
+  return { startMb: all[0] ?? NaN, warmMinMb, maxMb, endMb: warm[warm.length - 1] ?? NaN, growthMb: maxMb - warmMinMb, trendMb };
 }
 
 export const memory: Workload = {
@@ -49,6 +61,8 @@ export const memory: Workload = {
         ...run.metrics,
         'relay.growthMb': relay.growthMb,
         'consumer.growthMb': consumer.growthMb,
+        'relay.trendMb': relay.trendMb,
+        'consumer.trendMb': consumer.trendMb,
         'relay.startMb': relay.startMb,
         'relay.endMb': relay.endMb,
         'consumer.startMb': consumer.startMb,
@@ -62,7 +76,7 @@ export const memory: Workload = {
     const m = run.metrics;
     const title = `Memory: ${options.bigRows.toLocaleString('en-US')}-row backlog (--big)`;
     const line = (who: 'relay' | 'consumer') =>
-      `${who}: start ${fmtNumber(m[`${who}.startMb`]!)} → end ${fmtNumber(m[`${who}.endMb`]!)} MB, growth after 10 % ${fmtNumber(m[`${who}.growthMb`]!)} MB`;
+      `${who}: start ${fmtNumber(m[`${who}.startMb`]!)} → end ${fmtNumber(m[`${who}.endMb`]!)} MB; after 10 %: max − min ${fmtNumber(m[`${who}.growthMb`]!)} MB, trend ${signed(m[`${who}.trendMb`]!)} MB`;
     const rows = [
       {
         workload: title,
@@ -81,7 +95,9 @@ export const memory: Workload = {
         {
           name: `Memory: RSS flat through ${options.bigRows.toLocaleString('en-US')} rows`,
           target: `within ${FLAT_MB} MB`,
-          measured: `relay +${fmtNumber(m['relay.growthMb']!)} MB, consumer +${fmtNumber(m['consumer.growthMb']!)} MB (peak ${fmtNumber(m['rss.relay']!)} / ${fmtNumber(m['rss.consumer']!)} MB)`,
+          measured:
+            `max − min: relay ${fmtNumber(m['relay.growthMb']!)} MB, consumer ${fmtNumber(m['consumer.growthMb']!)} MB; ` +
+            `trend: relay ${signed(m['relay.trendMb']!)} MB, consumer ${signed(m['consumer.trendMb']!)} MB (peak ${fmtNumber(m['rss.relay']!)} / ${fmtNumber(m['rss.consumer']!)} MB)`,
           met: worst <= FLAT_MB,
         },
       ],

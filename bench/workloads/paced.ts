@@ -1,6 +1,8 @@
 /**
  * Latency at a paced rate (ours 2): events at a fixed rate (default 1,000/s), p50/p99 commit → handler.
- * The reference is raw amqplib at the same rate: publish on a confirm channel → plain consumer.
+ * The reference is raw amqplib at the same rate: publish on a confirm channel → plain consumer. Ours
+ * also runs at a lower rate (default 200/s): where the pipeline keeps up, this is its own latency; at a
+ * rate it cannot sustain, latency only measures how long the queue has grown.
  */
 import { EVENT_NAME } from '../lib/contract';
 import { countChecks, check, latencies, latencySummary, Namespace, type HandledCounts } from '../lib/helpers';
@@ -52,35 +54,37 @@ async function rawPaced(context: RunContext): Promise<VariantRun> {
 export const paced: Workload = {
   name: 'paced',
   title: 'Latency at a paced rate',
-  variants: () => ['amqplib', 'ours'],
-  run: (variant, context) =>
-    variant === 'amqplib'
-      ? rawPaced(context)
-      : runTransactions(
-          'paced-ours',
-          {
-            mode: 'ours',
-            consumer: 'ours',
-            count: context.options.rate * context.options.pacedSeconds,
-            warmup: context.options.warmup,
-            concurrency: context.options.concurrency,
-            rate: context.options.rate,
-          },
-          context,
-        ),
+  variants: () => ['amqplib', 'ours', 'ours-low'],
+  run: (variant, context) => {
+    if (variant === 'amqplib') return rawPaced(context);
+    const rate = variant === 'ours' ? context.options.rate : context.options.lowRate;
+    return runTransactions(
+      `paced-${variant}`,
+      {
+        mode: 'ours',
+        consumer: 'ours',
+        count: rate * context.options.pacedSeconds,
+        warmup: context.options.warmup,
+        concurrency: context.options.concurrency,
+        rate,
+      },
+      context,
+    );
+  },
   summarize(runs: Runs, options) {
     const title = `Paced ${fmtNumber(options.rate)} events/s for ${options.pacedSeconds} s`;
     const labels: Record<string, string> = {
       amqplib: 'A: raw amqplib publish → consume',
       ours: 'ours: publish() → relay → handler (inbox)',
+      'ours-low': `ours at ${fmtNumber(options.lowRate)}/s (same pipeline)`,
     };
-    const rows = ['amqplib', 'ours'].map((variant) => ({
+    const rows = ['amqplib', 'ours', 'ours-low'].map((variant) => ({
       workload: title,
       variant: labels[variant]!,
       throughput: fmtRate(metric(runs[variant], 'achievedRate'), 'events/s'),
       spread: `p99 ${fmtSpread(metric(runs[variant], 'latency.p99'), 1)}`,
       latency: fmtLatency(runs[variant]),
-      drain: variant === 'ours' ? `${fmtMs(metric(runs.ours, 'drainMs'))} ms ${leftAtLastCommit(runs.ours)}` : '',
+      drain: variant === 'amqplib' ? '' : `${fmtMs(metric(runs[variant], 'drainMs'))} ms ${leftAtLastCommit(runs[variant])}`,
       rss: fmtRss(runs[variant]),
     }));
     const p99 = metric(runs.ours, 'latency.p99');
@@ -88,7 +92,9 @@ export const paced: Workload = {
       {
         name: `Paced ${fmtNumber(options.rate)}/s: p99 commit → handler`,
         target: '≤ 25 ms',
-        measured: `${p99.median.toFixed(1)} ms (p50 ${metric(runs.ours, 'latency.p50').median.toFixed(1)} ms; raw amqplib p99 ${metric(runs.amqplib, 'latency.p99').median.toFixed(1)} ms)`,
+        measured:
+          `${fmtMs(p99)} ms, p50 ${fmtMs(metric(runs.ours, 'latency.p50'))} ms, at ${fmtNumber(metric(runs.ours, 'achievedRate').median)}/s achieved ` +
+          `(raw amqplib p99 ${fmtMs(metric(runs.amqplib, 'latency.p99'))} ms; ours at ${fmtNumber(options.lowRate)}/s: p99 ${fmtMs(metric(runs['ours-low'], 'latency.p99'))} ms)`,
         met: p99.median <= 25,
       },
     ];

@@ -2,7 +2,9 @@
  * The machinery shared by the workloads that drive business transactions (steady, paced, orders): a
  * producer process, and a consumer process that counts every event, then the numbers and the checks.
  */
+import { cpus } from 'node:os';
 import * as amqp from 'amqplib';
+import { CpuMeter } from '../lib/cpu';
 import { EVENT_NAME } from '../lib/contract';
 import { countRows, createTables, outboxStatus } from '../lib/database';
 import { check, countChecks, lastOf, latencies, latencySummary, Namespace, outboxTable, RABBITMQ_URL, type Check, type HandledCounts } from '../lib/helpers';
@@ -96,11 +98,15 @@ export async function runTransactions(label: string, spec: TransactionsSpec, con
     children.push(producer);
 
     producer.send({ type: 'go' });
+    await producer.next('started', 600_000);
+    const pids = { producer: producer.pid, ...(consumer && spec.consumer !== 'sink' ? { consumer: consumer.pid } : {}) };
+    const cpuBefore = context.cpu.sample(pids);
     await producer.next('finished', 1_800_000);
     // Where the events are at the last commit: still in the outbox (the relay is behind) or in the queue
     // (the consumer is behind). One look, after the clock stopped.
     const backlog = spec.consumer === 'ours' || spec.consumer === 'plain' ? await pipelineBacklog(ns.schema, ours, queueName) : undefined;
-    if (consumer) await consumer.next('done', 300_000);
+    if (consumer && spec.consumer !== 'sink') await consumer.next('done', 300_000);
+    const cpuAfter = context.cpu.sample(pids);
     // Anything delivered twice would arrive now.
     if (consumer) await new Promise((resolve) => setTimeout(resolve, 300));
 
@@ -133,6 +139,7 @@ export async function runTransactions(label: string, spec: TransactionsSpec, con
       metrics['latency.max'] = summary.max;
       metrics.drainMs = lastOf(handledAt, 0, total) - lastOf(committedAt, 0, total);
     }
+    Object.assign(metrics, CpuMeter.perEvent(cpuBefore, cpuAfter, spec.count, cpus().length));
     if (backlog) {
       metrics['atLastCommit.outboxPending'] = backlog.outboxPending;
       metrics['atLastCommit.queueReady'] = backlog.queueReady;
