@@ -195,6 +195,23 @@ describe.each([
     expect(await store.outbox.claim(5, 60_000, randomUUID())).toHaveLength(1);
   });
 
+  it('writes rows already leased to the handoff token: no claim takes them until released or expired, marks under the token work', async () => {
+    const lease = { token: randomUUID(), leaseMs: 60_000 };
+    const record = (id: string) => ({ id, eventName: 'x', eventVersion: 1, payload: '{}', headers: {}, occurredAt: new Date() });
+    const [one, two, three, four] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+    await store.dataSource.transaction((manager) => store.outbox.insert(manager, [record(one)], lease));
+    await store.dataSource.transaction((manager) => store.outbox.insert(manager, [record(two), record(three), record(four)], lease));
+    expect(await store.outbox.claim(10, 60_000, randomUUID())).toHaveLength(0);
+
+    await store.outbox.markSent([one, two], lease.token);
+    expect(await statusOf(one)).toMatchObject({ status: 'sent' });
+    expect(await statusOf(two)).toMatchObject({ status: 'sent' });
+    await store.outbox.release([three], lease.token);
+    expect((await store.outbox.claim(10, 60_000, randomUUID())).map((row) => row.id)).toEqual([three]);
+    await store.expireLeases();
+    expect((await store.outbox.claim(10, 60_000, randomUUID())).map((row) => row.id).sort()).toEqual([three, four].sort());
+  });
+
   it('flags unroutable rows and hands released ones straight back', async () => {
     const [unroutable, released] = await store.insertPending(2);
     const token = randomUUID();

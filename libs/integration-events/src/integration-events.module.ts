@@ -30,6 +30,7 @@ import { EntityManagerResolver } from './outbox/entity-manager.resolver';
 import { OutboxDatabase } from './outbox/outbox-database';
 import { IntegrationEventPublisher } from './publisher/integration-event.publisher';
 import { OutboxRelay } from './relay/outbox.relay';
+import { RelayHandoff } from './relay/relay-handoff';
 import { WakeSignal } from './relay/wake-signal';
 import { RabbitMqConnection } from './transport/rabbitmq/rabbitmq.connection';
 import { RabbitMqPublisher } from './transport/rabbitmq/rabbitmq.publisher';
@@ -59,6 +60,7 @@ import { TransportHost } from './transport/transport-host';
   providers: [
     IntegrationEventsConfig,
     WakeSignal,
+    RelayHandoff,
     OutboxDatabase,
     EntityManagerResolver,
     IntegrationEventPublisher,

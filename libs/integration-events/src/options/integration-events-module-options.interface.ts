@@ -151,14 +151,16 @@ export interface RelayOptions {
   pollIntervalMs?: number;
 
   /**
-   * Rows claimed per round trip.
+   * Rows claimed (or handed-over rows published) per round. Up to 10 batches of rows committed in this
+   * process may wait for the relay in memory; past that, rows are written for a claim instead.
    * @default 200
    */
   batchSize?: number;
 
   /**
-   * How long a claimed row is reserved for this relay, in ms. If the process dies mid-batch, another
-   * relay takes the row over after this. Must exceed `confirmTimeoutMs`.
+   * How long a claimed row is reserved for this relay, in ms, and a row written in this process for its
+   * relay (the handoff) from its insert. If the process dies first, another relay takes the row over
+   * after this. At least twice `confirmTimeoutMs`.
    * @default 30000
    */
   leaseMs?: number;

@@ -1,39 +1,102 @@
-import type { EntitySubscriberInterface, QueryRunner, TransactionCommitEvent, TransactionRollbackEvent } from 'typeorm';
+import type {
+  EntitySubscriberInterface,
+  QueryRunner,
+  TransactionCommitEvent,
+  TransactionRollbackEvent,
+  TransactionStartEvent,
+} from 'typeorm';
+import type { ClaimedOutboxRecord } from './outbox-record';
 
-/** Key under which a transaction's query runner remembers that it wrote outbox rows. */
-const OUTBOX_WRITTEN = Symbol('nestjs-integration-events:outbox-written');
+/** Key under which a transaction's query runner keeps what it wrote to the outbox. */
+const OUTBOX_WRITES = Symbol('nestjs-integration-events:outbox-writes');
 
 type QueryRunnerData = Record<PropertyKey, unknown>;
 
+/** Rows written under the relay's lease at one savepoint depth (1 = the transaction itself). */
+interface LeasedWrite {
+  depth: number;
+  readonly leasedAt: number;
+  readonly records: readonly ClaimedOutboxRecord[];
+}
+
+/** What one transaction wrote to the outbox so far. */
+interface OutboxWrites {
+  /** Rows written without a lease: the relay has to claim them. */
+  claimNeeded: boolean;
+  readonly leased: LeasedWrite[];
+}
+
+/** What a committed transaction wrote: unleased rows to claim, and leased rows to hand to the relay. */
+export interface CommittedOutboxWrites {
+  readonly claimNeeded: boolean;
+  readonly leased: ReadonlyArray<{ readonly leasedAt: number; readonly records: readonly ClaimedOutboxRecord[] }>;
+}
+
 /**
- * Wakes the relay when a transaction that wrote outbox rows commits.
+ * Tells the relay about outbox rows when, and only when, the transaction that wrote them commits.
  *
  * `@nestjs-cls/transactional` has no after-commit hook, but every TypeORM transaction, whoever opened
  * it (nestjs-cls, `dataSource.transaction()`, a hand-made query runner), ends in its query runner's
- * commit, which broadcasts `afterTransactionCommit`. `publish()` tags the query runner; this subscriber
- * sees the tag when the outermost transaction commits (a savepoint release is not a commit) and drops
- * it on rollback, so a rolled-back event never wakes anything.
+ * commit, which broadcasts `afterTransactionCommit`. `publish()` notes its rows on the query runner,
+ * with the savepoint depth they were written at; this subscriber follows the savepoints (a rolled-back
+ * savepoint drops the rows written in it, a released one folds them into its parent) and reports what
+ * is left when the outermost transaction commits. A rollback reports nothing.
  */
 export class OutboxCommitSubscriber implements EntitySubscriberInterface {
-  constructor(private readonly onCommitted: () => void) {}
+  constructor(private readonly onCommitted: (writes: CommittedOutboxWrites) => void) {}
+
+  /**
+   * The query runner's savepoint depth (1 = in a transaction, no savepoint), or `undefined` when this
+   * TypeORM does not expose it; rows are then never leased, as the savepoints cannot be followed.
+   */
+  static depthOf(queryRunner: QueryRunner): number | undefined {
+    const depth = (queryRunner as unknown as { transactionDepth?: unknown }).transactionDepth;
+    return typeof depth === 'number' && depth >= 1 ? depth : undefined;
+  }
 
   /** Called by `publish()` after writing rows through a transaction's query runner. */
-  static markWritten(queryRunner: QueryRunner): void {
-    (queryRunner.data as QueryRunnerData)[OUTBOX_WRITTEN] = true;
+  static noteWrite(queryRunner: QueryRunner, leased?: { depth: number; leasedAt: number; records: readonly ClaimedOutboxRecord[] }): void {
+    const data = queryRunner.data as QueryRunnerData;
+    let writes = data[OUTBOX_WRITES] as OutboxWrites | undefined;
+    if (!writes) {
+      writes = { claimNeeded: false, leased: [] };
+      data[OUTBOX_WRITES] = writes;
+    }
+    if (leased) writes.leased.push({ ...leased });
+    else writes.claimNeeded = true;
+  }
+
+  afterTransactionStart(event: TransactionStartEvent): void {
+    // A new outermost transaction: nothing from an earlier one (a failed COMMIT) may leak into it.
+    if (OutboxCommitSubscriber.depthOf(event.queryRunner) === 1) delete (event.queryRunner.data as QueryRunnerData)[OUTBOX_WRITES];
   }
 
   afterTransactionCommit(event: TransactionCommitEvent): void {
     const { queryRunner } = event;
-    if (queryRunner.isTransactionActive) return;
     const data = queryRunner.data as QueryRunnerData;
-    if (data[OUTBOX_WRITTEN]) {
-      delete data[OUTBOX_WRITTEN];
-      this.onCommitted();
+    const writes = data[OUTBOX_WRITES] as OutboxWrites | undefined;
+    if (!writes) return;
+    if (queryRunner.isTransactionActive) {
+      // A savepoint was released: its rows now belong to the enclosing level.
+      const depth = OutboxCommitSubscriber.depthOf(queryRunner) ?? 1;
+      for (const write of writes.leased) if (write.depth > depth) write.depth = depth;
+      return;
     }
+    delete data[OUTBOX_WRITES];
+    this.onCommitted(writes);
   }
 
   afterTransactionRollback(event: TransactionRollbackEvent): void {
     const { queryRunner } = event;
-    if (!queryRunner.isTransactionActive) delete (queryRunner.data as QueryRunnerData)[OUTBOX_WRITTEN];
+    const data = queryRunner.data as QueryRunnerData;
+    const writes = data[OUTBOX_WRITES] as OutboxWrites | undefined;
+    if (!writes) return;
+    if (!queryRunner.isTransactionActive) {
+      delete data[OUTBOX_WRITES];
+      return;
+    }
+    // A savepoint rolled back: the rows written in it (or in savepoints inside it) are gone.
+    const depth = OutboxCommitSubscriber.depthOf(queryRunner) ?? 0;
+    for (let i = writes.leased.length - 1; i >= 0; i--) if (writes.leased[i]!.depth > depth) writes.leased.splice(i, 1);
   }
 }

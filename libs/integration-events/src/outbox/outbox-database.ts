@@ -7,6 +7,7 @@ import { InboxTableMissingError } from '../errors/inbox-table-missing.error';
 import { OutboxTableMissingError } from '../errors/outbox-table-missing.error';
 import { UnsupportedDatabaseError } from '../errors/unsupported-database.error';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
+import { RelayHandoff } from '../relay/relay-handoff';
 import { WakeSignal } from '../relay/wake-signal';
 import { type InboxStore, PostgresInboxStore, SqliteInboxStore } from '../inbox/inbox.store';
 import { SqliteOutboxStore } from './sqlite-outbox.store';
@@ -17,8 +18,8 @@ import { PostgresOutboxStore } from './postgres-outbox.store';
 
 /**
  * Connects the library to the application's TypeORM DataSource: finds it by name (so `forRootAsync`
- * options can choose it), builds the outbox store on it, and hooks the commit subscriber that wakes
- * the relay.
+ * options can choose it), builds the outbox store on it, and hooks the commit subscriber that tells
+ * the relay about committed rows.
  */
 @Injectable()
 export class OutboxDatabase implements OnModuleInit {
@@ -31,8 +32,12 @@ export class OutboxDatabase implements OnModuleInit {
     private readonly config: IntegrationEventsConfig,
     private readonly moduleRef: ModuleRef,
     wakeSignal: WakeSignal,
+    handoff: RelayHandoff,
   ) {
-    this.subscriber = new OutboxCommitSubscriber(() => wakeSignal.notify());
+    this.subscriber = new OutboxCommitSubscriber((writes) => {
+      for (const { records, leasedAt } of writes.leased) handoff.handOff(records, leasedAt);
+      if (writes.claimNeeded) wakeSignal.notify();
+    });
   }
 
   onModuleInit(): void {

@@ -1,4 +1,5 @@
 import type { EntityManager } from 'typeorm';
+import type { OutboxLease } from '../relay/relay-handoff';
 import type { ClaimedOutboxRecord, FailedOutboxRecord, NewOutboxRecord } from './outbox-record';
 
 /**
@@ -6,8 +7,11 @@ import type { ClaimedOutboxRecord, FailedOutboxRecord, NewOutboxRecord } from '.
  * transaction); everything else is the relay's and runs on its own connections.
  */
 export interface OutboxStore {
-  /** Writes the rows through `manager`, inside whatever transaction it belongs to. */
-  insert(manager: EntityManager, records: readonly NewOutboxRecord[]): Promise<void>;
+  /**
+   * Writes the rows through `manager`, inside whatever transaction it belongs to; with a `lease`, already
+   * held by this process's relay under the lease's token, from the insert for `leaseMs`.
+   */
+  insert(manager: EntityManager, records: readonly NewOutboxRecord[], lease?: OutboxLease): Promise<void>;
   /**
    * Reserves up to `limit` due rows for `leaseMs` under `leaseToken`, oldest first, skipping rows another
    * relay holds. Returned rows are in outbox order.

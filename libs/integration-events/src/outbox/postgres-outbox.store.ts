@@ -1,5 +1,6 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import type { ClaimedOutboxRecord, FailedOutboxRecord, NewOutboxRecord } from './outbox-record';
+import type { OutboxLease } from '../relay/relay-handoff';
 import type { OutboxStore } from './outbox.store';
 import type { OutboxTableName } from './outbox-table-name';
 
@@ -37,12 +38,15 @@ export class PostgresOutboxStore implements OutboxStore {
     table: OutboxTableName,
   ) {
     const t = table.qualified;
-    const columns = 'id, event_name, event_version, payload, headers, occurred_at, available_at';
+    const columns = 'id, event_name, event_version, payload, headers, occurred_at, available_at, locked_until, lease_token';
     // available_at: the given time for a delayed event, else the database's now() (the default).
-    this.insertOneSql = `INSERT INTO ${t} (${columns}) VALUES ($1, $2, $3, $4, $5, $6, COALESCE($7::timestamptz, now()))`;
+    // locked_until/lease_token: the relay's handoff lease ($8 ms from the insert itself, not from the
+    // transaction's start), or NULL and NULL.
+    const lease = "clock_timestamp() + $8::int * interval '1 millisecond', $9::uuid";
+    this.insertOneSql = `INSERT INTO ${t} (${columns}) VALUES ($1, $2, $3, $4, $5, $6, COALESCE($7::timestamptz, now()), ${lease})`;
     this.insertManySql =
       `INSERT INTO ${t} (${columns}) ` +
-      'SELECT id, name, version, payload, headers, occurred_at, COALESCE(available_at, now()) FROM unnest(' +
+      `SELECT id, name, version, payload, headers, occurred_at, COALESCE(available_at, now()), ${lease} FROM unnest(` +
       '$1::uuid[], $2::varchar[], $3::int[], $4::text[], $5::jsonb[], $6::timestamptz[], $7::timestamptz[]) ' +
       'AS r(id, name, version, payload, headers, occurred_at, available_at)';
     // Rows held by this relay's current lease: every mark checks it.
@@ -74,7 +78,9 @@ export class PostgresOutboxStore implements OutboxStore {
       `WHERE id = ANY($1::uuid[]) AND ${held}`;
   }
 
-  async insert(manager: EntityManager, records: readonly NewOutboxRecord[]): Promise<void> {
+  async insert(manager: EntityManager, records: readonly NewOutboxRecord[], lease?: OutboxLease): Promise<void> {
+    const leaseMs = lease?.leaseMs ?? null;
+    const leaseToken = lease?.token ?? null;
     if (records.length === 1) {
       const r = records[0]!;
       await manager.query(this.insertOneSql, [
@@ -85,6 +91,8 @@ export class PostgresOutboxStore implements OutboxStore {
         JSON.stringify(r.headers),
         r.occurredAt.toISOString(),
         r.availableAt?.toISOString() ?? null,
+        leaseMs,
+        leaseToken,
       ]);
       return;
     }
@@ -96,6 +104,8 @@ export class PostgresOutboxStore implements OutboxStore {
       records.map((r) => JSON.stringify(r.headers)),
       records.map((r) => r.occurredAt.toISOString()),
       records.map((r) => r.availableAt?.toISOString() ?? null),
+      leaseMs,
+      leaseToken,
     ]);
   }
 

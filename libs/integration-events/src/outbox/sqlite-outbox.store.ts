@@ -1,5 +1,6 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import type { ClaimedOutboxRecord, FailedOutboxRecord, NewOutboxRecord } from './outbox-record';
+import type { OutboxLease } from '../relay/relay-handoff';
 import type { OutboxStore } from './outbox.store';
 import type { OutboxTableName } from './outbox-table-name';
 
@@ -31,16 +32,18 @@ export class SqliteOutboxStore implements OutboxStore {
     this.t = table.qualified;
   }
 
-  async insert(manager: EntityManager, records: readonly NewOutboxRecord[]): Promise<void> {
+  async insert(manager: EntityManager, records: readonly NewOutboxRecord[], lease?: OutboxLease): Promise<void> {
     const now = Date.now();
+    const lockedUntil = lease ? now + lease.leaseMs : null;
+    const leaseToken = lease?.token ?? null;
     const values: unknown[] = [];
     for (const r of records) {
       const availableAt = r.availableAt ? r.availableAt.getTime() : now;
-      values.push(r.id, r.eventName, r.eventVersion, r.payload, JSON.stringify(r.headers), r.occurredAt.toISOString(), availableAt, now);
+      values.push(r.id, r.eventName, r.eventVersion, r.payload, JSON.stringify(r.headers), r.occurredAt.toISOString(), availableAt, now, lockedUntil, leaseToken);
     }
     await manager.query(
-      `INSERT INTO ${this.t} (id, event_name, event_version, payload, headers, occurred_at, available_at, created_at) VALUES ` +
-        records.map(() => '(?, ?, ?, ?, ?, ?, ?, ?)').join(', '),
+      `INSERT INTO ${this.t} (id, event_name, event_version, payload, headers, occurred_at, available_at, created_at, locked_until, lease_token) VALUES ` +
+        records.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', '),
       values,
     );
   }

@@ -8,9 +8,10 @@ import { NoActiveTransactionError } from '../errors/no-active-transaction.error'
 import { EntityManagerResolver } from '../outbox/entity-manager.resolver';
 import { OutboxCommitSubscriber } from '../outbox/outbox-commit.subscriber';
 import { OutboxDatabase } from '../outbox/outbox-database';
-import type { NewOutboxRecord } from '../outbox/outbox-record';
+import type { ClaimedOutboxRecord, NewOutboxRecord } from '../outbox/outbox-record';
 import { CorrelationContext } from '../correlation/correlation.context';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
+import { RelayHandoff } from '../relay/relay-handoff';
 import { WakeSignal } from '../relay/wake-signal';
 import { activeTraceHeaders } from '../telemetry/trace-context';
 import type { PublishOptions } from './publish-options.interface';
@@ -50,6 +51,7 @@ export class IntegrationEventPublisher {
     private readonly managers: EntityManagerResolver,
     private readonly wakeSignal: WakeSignal,
     private readonly correlation: CorrelationContext,
+    private readonly handoff: RelayHandoff,
   ) {}
 
   /**
@@ -87,13 +89,25 @@ export class IntegrationEventPublisher {
       throw options.manager ? new NoActiveTransactionError('the EntityManager passed as { manager } is not in a transaction') : new NoActiveTransactionError();
     }
     const target = inTransaction ? manager! : this.database.dataSource.manager;
+    const queryRunner = inTransaction ? target.queryRunner! : undefined;
 
-    await this.database.store.insert(target, records);
+    // Rows due at once go to this process's relay straight after the commit, leased to it from the
+    // insert (see RelayHandoff), when savepoints can be followed and the relay takes them.
+    const depth = queryRunner ? OutboxCommitSubscriber.depthOf(queryRunner) : undefined;
+    const leasedAt = Date.now();
+    const lease =
+      (queryRunner === undefined || depth !== undefined) && records.every((record) => record.availableAt === undefined)
+        ? this.handoff.leaseForInsert()
+        : undefined;
 
-    const queryRunner = target.queryRunner;
-    if (queryRunner?.isTransactionActive) {
-      // Wake the relay when (and only if) this transaction commits.
-      OutboxCommitSubscriber.markWritten(queryRunner);
+    await this.database.store.insert(target, records, lease);
+
+    const handedOff = lease ? records.map(toHandedOffRecord) : undefined;
+    if (queryRunner) {
+      // Told to the relay when (and only if) this transaction commits.
+      OutboxCommitSubscriber.noteWrite(queryRunner, handedOff && { depth: depth!, leasedAt, records: handedOff });
+    } else if (handedOff) {
+      this.handoff.handOff(handedOff, leasedAt);
     } else {
       this.wakeSignal.notify();
     }
@@ -155,4 +169,17 @@ export class IntegrationEventPublisher {
       };
     });
   }
+}
+
+/** A written row as the relay publishes it: what a claim would have read back. */
+function toHandedOffRecord(record: NewOutboxRecord): ClaimedOutboxRecord {
+  return {
+    id: record.id,
+    eventName: record.eventName,
+    eventVersion: record.eventVersion,
+    payload: record.payload,
+    headers: record.headers,
+    occurredAt: record.occurredAt,
+    attempts: 0,
+  };
 }

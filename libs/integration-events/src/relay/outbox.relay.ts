@@ -12,12 +12,17 @@ import { IntegrationEventsMetrics } from '../telemetry/integration-events.metric
 import { INSTRUMENTATION_NAME, TelemetryAttributes as A } from '../telemetry/telemetry-attributes';
 import { extractTraceContext, withTraceContext } from '../telemetry/trace-context';
 import { exponentialBackoff } from './retry-delay';
+import { RelayHandoff } from './relay-handoff';
 import { WakeSignal } from './wake-signal';
+
+/** How many batches of handed-over rows may wait for the relay before `publish()` stops leasing rows. */
+const HANDOFF_BATCHES = 10;
 
 /**
  * Moves committed outbox rows to the broker: claim a batch (`FOR UPDATE SKIP LOCKED` + lease), publish
- * it on the confirm channel, then mark each row by what the broker said. Woken at once by commits in
- * this process, and by a poll for rows committed elsewhere. A row is marked sent only after its
+ * it on the confirm channel, then mark each row by what the broker said. Rows this process commits are
+ * handed over at the commit, already leased (`RelayHandoff`), and need no claim; rows committed
+ * elsewhere, delayed or to be retried are claimed by a poll. A row is marked sent only after its
  * confirm; a failed row stays pending with its error and comes back after a backoff; an unroutable
  * row is flagged and left for an operator. Nothing here can stop the loop but `stop()`.
  */
@@ -33,6 +38,7 @@ export class OutboxRelay {
     private readonly transports: TransportHost,
     private readonly wakeSignal: WakeSignal,
     private readonly metrics: IntegrationEventsMetrics,
+    private readonly handoff: RelayHandoff,
   ) {}
 
   private readonly tracer = trace.getTracer(INSTRUMENTATION_NAME);
@@ -61,35 +67,89 @@ export class OutboxRelay {
   }
 
   private async run(): Promise<void> {
-    const { batchSize, pollIntervalMs } = this.config.options.relay;
+    const { batchSize, pollIntervalMs, leaseMs } = this.config.options.relay;
+    this.handoff.open({
+      leaseMs,
+      capacity: batchSize * HANDOFF_BATCHES,
+      canPublish: () => !this.stopping && this.transports.transport.canPublish,
+      onHandedOff: () => this.wakeSignal.ring(),
+      onRefused: (records) => void this.releaseQuietly(records.map((record) => record.id)),
+    });
     let failures = 0;
-    while (!this.stopping) {
-      if (!this.transports.transport.canPublish) {
-        await this.wakeSignal.wait(pollIntervalMs);
-        continue;
+    // The first round claims whatever is due; after that, a claim every poll interval, or sooner when
+    // asked (rows this process wrote without a lease, a full batch, a released handoff).
+    let lastClaimAt = -Infinity;
+    let claimAfterFailure = false;
+    try {
+      while (!this.stopping) {
+        if (!this.transports.transport.canPublish) {
+          await this.wakeSignal.wait(pollIntervalMs);
+          continue;
+        }
+        try {
+          if (this.handoff.size > 0) await this.relayHandedOff();
+          let more = this.handoff.size > 0;
+          if (this.wakeSignal.takeClaimRequest() || claimAfterFailure || performance.now() - lastClaimAt >= pollIntervalMs) {
+            lastClaimAt = performance.now();
+            claimAfterFailure = false;
+            if ((await this.relayClaimed()) === batchSize) {
+              this.wakeSignal.notify();
+              more = true;
+            }
+          }
+          failures = 0;
+          if (!more) await this.wakeSignal.wait(Math.max(0, lastClaimAt + pollIntervalMs - performance.now()));
+        } catch (error) {
+          failures++;
+          const delay = exponentialBackoff(failures, pollIntervalMs, 30_000);
+          this.logger.error(`Relay round failed (retrying in ${delay} ms): ${(error as Error).message}`);
+          // Whatever was not marked is still in the outbox: look there after the pause.
+          claimAfterFailure = true;
+          await this.wakeSignal.wait(delay);
+        }
       }
-      try {
-        const handled = await this.relayBatch();
-        failures = 0;
-        if (handled < batchSize) await this.wakeSignal.wait(pollIntervalMs);
-      } catch (error) {
-        failures++;
-        const delay = exponentialBackoff(failures, pollIntervalMs, 30_000);
-        this.logger.error(`Relay round failed (retrying in ${delay} ms): ${(error as Error).message}`);
-        await this.wakeSignal.wait(delay);
-      }
+    } finally {
+      // Rows handed over but not published: give their lease up, so that any relay takes them at once.
+      const left = this.handoff.close();
+      if (left.length > 0) await this.releaseQuietly(left.map(({ record }) => record.id));
     }
   }
 
-  /** One round: claim, publish, mark. Returns how many rows were claimed. */
-  private async relayBatch(): Promise<number> {
+  /**
+   * Publishes a batch of rows handed over by `publish()` after their commit: no claim, they are held
+   * under the handoff's lease already. A row whose lease is half gone (a long commit, a slow broker)
+   * is released instead and claimed like any other, so it is never published on an expired lease.
+   */
+  private async relayHandedOff(): Promise<void> {
+    const { batchSize, leaseMs } = this.config.options.relay;
+    const now = Date.now();
+    const fresh: ClaimedOutboxRecord[] = [];
+    const stale: string[] = [];
+    for (const { record, leasedAt } of this.handoff.take(batchSize)) {
+      if (now - leasedAt < leaseMs / 2) fresh.push(record);
+      else stale.push(record.id);
+    }
+    if (stale.length > 0) {
+      await withRetries(() => this.database.store.release(stale, this.handoff.token));
+      this.logger.debug(`Released ${stale.length} handed-over row(s) whose lease was half gone at their commit; they go out through a claim`);
+      this.wakeSignal.notify();
+    }
+    if (fresh.length > 0) await this.publishAndMark(fresh, this.handoff.token);
+  }
+
+  /** Claims a batch of due rows (`FOR UPDATE SKIP LOCKED` + lease), publishes and marks them. Returns how many were claimed. */
+  private async relayClaimed(): Promise<number> {
     const { relay } = this.config.options;
-    const store = this.database.store;
     // Each batch holds its rows under a token of its own; marks only touch rows still held under it.
     const leaseToken = randomUUID();
-    const rows = await store.claim(relay.batchSize, relay.leaseMs, leaseToken);
-    if (rows.length === 0) return 0;
+    const rows = await this.database.store.claim(relay.batchSize, relay.leaseMs, leaseToken);
+    if (rows.length > 0) await this.publishAndMark(rows, leaseToken);
+    return rows.length;
+  }
 
+  /** Publishes rows held under `leaseToken`, then marks each by what the broker said. */
+  private async publishAndMark(rows: readonly ClaimedOutboxRecord[], leaseToken: string): Promise<void> {
+    const store = this.database.store;
     // One PRODUCER span per message, child of the trace stored with the row at publish(); the message
     // carries this span's context on, so the consumer's span is its child.
     const spans = rows.map((row) => this.startPublishSpan(row));
@@ -101,13 +161,14 @@ export class OutboxRelay {
     } catch (error) {
       for (const span of spans) span.end();
       if (!(error instanceof TransportNotReadyError)) throw error;
-      // The connection dropped between the claim and the publish: nothing was sent. Hand the rows back
-      // (their attempt count untouched); they go out once the broker is back.
+      // The connection dropped before the publish: nothing was sent. Hand the rows back (their attempt
+      // count untouched); they go out once the broker is back.
       await store.release(
         rows.map((row) => row.id),
         leaseToken,
       );
-      return 0;
+      this.wakeSignal.notify();
+      return;
     }
 
     const sent: string[] = [];
@@ -136,7 +197,15 @@ export class OutboxRelay {
       await withRetries(() => store.markFailed(failed, leaseToken));
       this.logger.warn(`${failed.length} message(s) not confirmed, will retry: ${failed[0]!.error}`);
     }
-    return rows.length;
+  }
+
+  /** Releases handed-over rows' lease, at shutdown or when they came too late; a failure leaves them to the lease's expiry. */
+  private async releaseQuietly(ids: readonly string[]): Promise<void> {
+    try {
+      await this.database.store.release(ids, this.handoff.token);
+    } catch (error) {
+      this.logger.warn(`Could not release ${ids.length} handed-over outbox row(s); they go out when their lease ends: ${(error as Error).message}`);
+    }
   }
 
   private startPublishSpan(row: ClaimedOutboxRecord): Span {

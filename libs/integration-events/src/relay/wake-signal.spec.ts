@@ -113,6 +113,23 @@ describe('WakeSignal', () => {
     });
   });
 
+  describe('claim requests', () => {
+    it('come with notify, not with ring, and are used up once taken', async () => {
+      signal.ring();
+      expect(signal.takeClaimRequest()).toBe(false);
+      expect(await isSettled(signal.wait(1_000))).toBe(true);
+      signal.notify();
+      expect(signal.takeClaimRequest()).toBe(true);
+      expect(signal.takeClaimRequest()).toBe(false);
+    });
+
+    it('outlive the wait they ended: taking the request is separate from waking', async () => {
+      signal.notify();
+      await signal.wait(1_000);
+      expect(signal.takeClaimRequest()).toBe(true);
+    });
+  });
+
   it('notify never throws when nobody waits', () => {
     expect(() => {
       for (let i = 0; i < 100; i++) signal.notify();

@@ -1,0 +1,81 @@
+import type { ClaimedOutboxRecord } from '../outbox/outbox-record';
+import { RelayHandoff } from './relay-handoff';
+
+const record = (id: string): ClaimedOutboxRecord => ({
+  id,
+  eventName: 'x',
+  eventVersion: 1,
+  payload: '{}',
+  headers: {},
+  occurredAt: new Date(),
+  attempts: 0,
+});
+
+describe('RelayHandoff', () => {
+  let handoff: RelayHandoff;
+  let canPublish: boolean;
+  let rings: number;
+  let refused: string[];
+
+  beforeEach(() => {
+    handoff = new RelayHandoff();
+    canPublish = true;
+    rings = 0;
+    refused = [];
+  });
+
+  const open = (capacity = 3) =>
+    handoff.open({
+      leaseMs: 30_000,
+      capacity,
+      canPublish: () => canPublish,
+      onHandedOff: () => rings++,
+      onRefused: (records) => refused.push(...records.map((r) => r.id)),
+    });
+
+  it('gives no lease before it is opened', () => {
+    expect(handoff.leaseForInsert()).toBeUndefined();
+  });
+
+  it('leases under its own token while open, and not while the relay cannot publish', () => {
+    open();
+    expect(handoff.leaseForInsert()).toEqual({ token: handoff.token, leaseMs: 30_000 });
+    canPublish = false;
+    expect(handoff.leaseForInsert()).toBeUndefined();
+  });
+
+  it('stops leasing once capacity rows wait, and again when the relay takes them', () => {
+    open(3);
+    handoff.handOff([record('a'), record('b'), record('c')], 1);
+    expect(handoff.leaseForInsert()).toBeUndefined();
+    expect(handoff.take(2).map((h) => h.record.id)).toEqual(['a', 'b']);
+    expect(handoff.leaseForInsert()).toBeDefined();
+  });
+
+  it('hands rows over in order with when they were leased, and rings the relay', () => {
+    open();
+    handoff.handOff([record('a')], 10);
+    handoff.handOff([record('b'), record('c')], 20);
+    expect(rings).toBe(2);
+    expect(handoff.take(10)).toEqual([
+      { record: record('a'), leasedAt: 10 },
+      { record: record('b'), leasedAt: 20 },
+      { record: record('c'), leasedAt: 20 },
+    ].map((h) => ({ ...h, record: { ...h.record, occurredAt: expect.any(Date) } })));
+    expect(handoff.size).toBe(0);
+  });
+
+  it('gives back what waits when closed, and refuses rows handed over after that', () => {
+    open();
+    handoff.handOff([record('a')], 1);
+    expect(handoff.close().map((h) => h.record.id)).toEqual(['a']);
+    expect(handoff.leaseForInsert()).toBeUndefined();
+    handoff.handOff([record('late')], 2);
+    expect(refused).toEqual(['late']);
+    expect(handoff.size).toBe(0);
+  });
+
+  it('has a token of its own: a restarted process never shares one', () => {
+    expect(new RelayHandoff().token).not.toBe(handoff.token);
+  });
+});

@@ -1,0 +1,134 @@
+import type { TestingModule } from '@nestjs/testing';
+import { Propagation, TransactionHost } from '@nestjs-cls/transactional';
+import type { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
+import { IntegrationEventPublisher, OutboxRelay } from 'nestjs-integration-events';
+import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
+import { CapturingLogger } from './support/capturing-logger';
+import { consistently, eventually } from './support/eventually';
+import { startTestApp, type TestAppOptions } from './support/test-app';
+import { TestNamespace } from './support/test-namespace';
+
+/**
+ * The relay's fast lane: rows a transaction of this process writes are leased to its relay at the insert
+ * and handed over at the commit (no claim); savepoints and rollbacks decide what is handed over.
+ */
+describe('outbox relay handoff', () => {
+  let ns: TestNamespace;
+  const apps: TestingModule[] = [];
+
+  beforeEach(async () => {
+    ns = await TestNamespace.create();
+  });
+
+  afterEach(async () => {
+    for (const app of apps.splice(0)) await app.close();
+    await ns.cleanup();
+  });
+
+  // A poll of an hour: whatever arrives within a test's deadline came through the handoff (or a claim
+  // the relay was explicitly asked for).
+  const start = async (relay: Record<string, number> = {}, more: TestAppOptions = {}) => {
+    const app = await startTestApp(ns, { ...more, options: { relay: { pollIntervalMs: 3_600_000, ...relay }, consumer: { enabled: false } } });
+    apps.push(app);
+    return { app, txHost: app.get<TransactionHost<TransactionalAdapterTypeOrm>>(TransactionHost), publisher: app.get(IntegrationEventPublisher) };
+  };
+  const publish = (publisher: IntegrationEventPublisher, orderId: string) => publisher.publish(new OrderCreatedIntegrationEvent(orderId));
+  const orderIds = (messages: Array<{ content: Buffer }>) => messages.map((m) => (JSON.parse(m.content.toString()) as { orderId: string }).orderId);
+
+  it('writes the row leased to its own relay and sends it at the commit without a claim', async () => {
+    const probe = await ns.probe('ordering.order-created');
+    const { txHost, publisher } = await start();
+    const lease = await txHost.withTransaction(async () => {
+      const [id] = await publish(publisher, 'leased');
+      const [row] = (await txHost.tx.query(
+        `SELECT lease_token, locked_until > now() + interval '20 seconds' AS held FROM ${ns.outboxTable} WHERE id = $1`,
+        [id],
+      )) as Array<{ lease_token: string | null; held: boolean }>;
+      return row;
+    });
+    expect(lease).toEqual({ lease_token: expect.stringMatching(/^[0-9a-f-]{36}$/), held: true });
+    await eventually(() => expect(orderIds(probe.messages)).toEqual(['leased']), { timeoutMs: 3_000 });
+    await eventually(async () => expect((await ns.outboxRows()).map((row) => row.status)).toEqual(['sent']));
+  });
+
+  it('sends what the transaction kept: not what a rolled-back savepoint wrote, and what a released one did', async () => {
+    const probe = await ns.probe('ordering.order-created');
+    const { txHost, publisher } = await start();
+    const nested = (fn: () => Promise<unknown>) => txHost.withTransaction(Propagation.Nested, fn);
+    const failing = (fn: () => Promise<unknown>) =>
+      nested(async () => {
+        await fn();
+        throw new Error('roll this savepoint back');
+      }).catch(() => undefined);
+
+    await txHost.withTransaction(async () => {
+      await publish(publisher, 'outer');
+      await failing(() => publish(publisher, 'rolled-back'));
+      await nested(() => publish(publisher, 'released'));
+      // A sibling savepoint at the same depth rolls back: the released one's row stays.
+      await failing(() => publish(publisher, 'sibling-rolled-back'));
+      // A released savepoint inside one that rolls back goes with it.
+      await failing(() => nested(() => publish(publisher, 'inner-released-outer-rolled-back')));
+      await nested(() => nested(() => publish(publisher, 'two-deep-released')));
+    });
+
+    const kept = ['outer', 'released', 'two-deep-released'];
+    await eventually(() => expect(orderIds(probe.messages).sort()).toEqual([...kept].sort()), { timeoutMs: 3_000 });
+    await consistently(() => expect(probe.messages).toHaveLength(kept.length), { forMs: 300 });
+    await eventually(async () => expect((await ns.outboxRows()).map((row) => row.status)).toEqual(['sent', 'sent', 'sent']));
+  });
+
+  it('hands nothing over from a transaction that rolls back', async () => {
+    const probe = await ns.probe('ordering.order-created');
+    const { txHost, publisher } = await start();
+    await expect(
+      txHost.withTransaction(async () => {
+        await publish(publisher, 'never');
+        throw new Error('rollback');
+      }),
+    ).rejects.toThrow('rollback');
+    await txHost.withTransaction(() => publish(publisher, 'after'));
+    await eventually(() => expect(orderIds(probe.messages)).toEqual(['after']), { timeoutMs: 3_000 });
+    await consistently(() => expect(probe.messages).toHaveLength(1), { forMs: 300 });
+  });
+
+  it('releases the lease of rows committed after its relay stopped, so another relay sends them at once', async () => {
+    const probe = await ns.probe('ordering.order-created');
+    const first = await start();
+    let written!: () => void;
+    const wasWritten = new Promise<void>((resolve) => (written = resolve));
+    let commit!: () => void;
+    const mayCommit = new Promise<void>((resolve) => (commit = resolve));
+    const committed = first.txHost.withTransaction(async () => {
+      await publish(first.publisher, 'late');
+      written();
+      await mayCommit;
+    });
+    await wasWritten;
+    await first.app.get(OutboxRelay).stop();
+    commit();
+    await committed;
+    await eventually(async () => {
+      const { rows } = await (await ns.sql()).query(`SELECT lease_token, locked_until FROM ${ns.outboxTable}`);
+      expect(rows).toEqual([{ lease_token: null, locked_until: null }]);
+    });
+    // A relay polling every 100 ms, well inside the 30 s lease the row was written with.
+    await start({ pollIntervalMs: 100 });
+    await eventually(() => expect(orderIds(probe.messages)).toEqual(['late']), { timeoutMs: 3_000 });
+  });
+
+  it('sends a row whose lease was half gone at its commit through a claim, once', async () => {
+    const probe = await ns.probe('ordering.order-created');
+    const logger = new CapturingLogger();
+    const { txHost, publisher } = await start({ leaseMs: 1_000, confirmTimeoutMs: 500 }, { logger });
+    await txHost.withTransaction(async () => {
+      await publish(publisher, 'slow-commit');
+      // The transaction stays open past half the lease (the case a long commit makes).
+      await new Promise((resolve) => setTimeout(resolve, 700));
+    });
+    await eventually(() => expect(orderIds(probe.messages)).toEqual(['slow-commit']), { timeoutMs: 3_000 });
+    await consistently(() => expect(probe.messages).toHaveLength(1), { forMs: 1_500 });
+    expect(logger.text).toContain('Released 1 handed-over row(s) whose lease was half gone');
+    expect((await ns.outboxRows()).map((row) => row.status)).toEqual(['sent']);
+  });
+});
