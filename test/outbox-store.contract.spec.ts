@@ -4,6 +4,7 @@ import { createInboxMigration, createOutboxMigration } from 'nestjs-integration-
 import { OutboxTableName } from '../libs/integration-events/src/outbox/outbox-table-name';
 import type { OutboxStore } from '../libs/integration-events/src/outbox/outbox.store';
 import { PostgresOutboxStore } from '../libs/integration-events/src/outbox/postgres-outbox.store';
+import { PostgresStatements } from '../libs/integration-events/src/outbox/postgres-statements';
 import { SqliteOutboxStore } from '../libs/integration-events/src/outbox/sqlite-outbox.store';
 import { type InboxStore, PostgresInboxStore, SqliteInboxStore } from '../libs/integration-events/src/inbox/inbox.store';
 import { TEST_DATABASE_URL } from './support/services';
@@ -27,16 +28,17 @@ interface StoreFixture {
   close(): Promise<void>;
 }
 
-async function postgresFixture(): Promise<StoreFixture> {
+async function postgresFixture(prepared = true): Promise<StoreFixture> {
   const ns = await TestNamespace.create();
   const dataSource = new DataSource({ type: 'postgres', url: TEST_DATABASE_URL });
   await dataSource.initialize();
   const table = new OutboxTableName(ns.schema, 'integration_events_outbox');
   const inboxTable = new OutboxTableName(ns.schema, 'integration_events_inbox');
-  const outbox = new PostgresOutboxStore(dataSource, table);
+  const statements = new PostgresStatements(dataSource, prepared);
+  const outbox = new PostgresOutboxStore(dataSource, table, statements);
   return {
     outbox,
-    inbox: new PostgresInboxStore(dataSource, inboxTable),
+    inbox: new PostgresInboxStore(dataSource, inboxTable, statements),
     dataSource,
     insertPending: (count) => insertThrough(dataSource, outbox, count),
     rows: () => dataSource.query(`SELECT id, status, attempts, last_error FROM ${table.qualified} ORDER BY seq`),
@@ -104,9 +106,13 @@ async function insertThrough(dataSource: DataSource, store: OutboxStore, count: 
   return ids;
 }
 
-/** One contract, run against every store: PostgreSQL and SQLite claim, lease and clean up alike. */
+/**
+ * One contract, run against every store: PostgreSQL (with and without prepared statements) and SQLite
+ * claim, lease and clean up alike.
+ */
 describe.each([
-  ['PostgreSQL', postgresFixture],
+  ['PostgreSQL', () => postgresFixture(true)],
+  ['PostgreSQL, preparedStatements: false', () => postgresFixture(false)],
   ['SQLite', sqliteFixture],
 ])('outbox and inbox store contract: %s', (_name, createFixture) => {
   let store: StoreFixture;
@@ -247,5 +253,23 @@ describe.each([
     expect(await store.dataSource.transaction((m) => store.inbox.record(m, 'queue-a', 'm-2'))).toBe(true);
     await store.age(120_000);
     expect(await store.inbox.deleteOlderThan(60_000, 100)).toBe(3);
+  });
+});
+
+describe('PostgreSQL prepared statements', () => {
+  it.each([
+    [true, 1],
+    [false, 0],
+  ])('with preparedStatements: %s, the outbox insert leaves %i named statement(s) on its connection', async (prepared, expected) => {
+    const fixture = await postgresFixture(prepared);
+    try {
+      const names = await fixture.dataSource.transaction(async (manager) => {
+        await fixture.outbox.insert(manager, [{ id: randomUUID(), eventName: 'x', eventVersion: 1, payload: '{}', headers: {}, occurredAt: new Date() }]);
+        return (await manager.query("SELECT name FROM pg_prepared_statements WHERE name LIKE 'nestjs_ie_%'")) as Array<{ name: string }>;
+      });
+      expect(names).toHaveLength(expected);
+    } finally {
+      await fixture.close();
+    }
   });
 });

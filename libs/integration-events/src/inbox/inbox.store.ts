@@ -1,5 +1,6 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import type { OutboxTableName } from '../outbox/outbox-table-name';
+import { PostgresStatements } from '../outbox/postgres-statements';
 
 /** Which messages each handler has already handled. */
 export interface InboxStore {
@@ -24,6 +25,7 @@ export class PostgresInboxStore implements InboxStore {
   constructor(
     private readonly dataSource: DataSource,
     readonly table: OutboxTableName,
+    private readonly statements: PostgresStatements = new PostgresStatements(dataSource, true),
   ) {
     const t = table.qualified;
     this.recordSql = `INSERT INTO ${t} (handler, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1 AS recorded`;
@@ -33,7 +35,7 @@ export class PostgresInboxStore implements InboxStore {
   }
 
   async record(manager: EntityManager, handler: string, messageId: string): Promise<boolean> {
-    const rows = (await manager.query(this.recordSql, [handler, messageId])) as unknown[];
+    const { rows } = await this.statements.onManager(manager, this.recordSql, [handler, messageId]);
     return rows.length === 1;
   }
 

@@ -16,6 +16,7 @@ export const DEFAULT_OPTIONS = {
     table: 'integration_events_outbox',
     maxPayloadBytes: 256 * 1024,
     retentionMs: 86_400_000,
+    preparedStatements: true,
   },
   inbox: {
     enabled: true,

@@ -133,6 +133,15 @@ export interface OutboxOptions {
    * @default 262144 (256 KiB)
    */
   maxPayloadBytes?: number;
+
+  /**
+   * Run the library's frequent SQL on PostgreSQL (the outbox insert, the relay's claim and marks, the
+   * inbox record) as named prepared statements: parsed and planned once per connection. Turn off behind
+   * a connection pooler that cannot keep prepared statements (PgBouncer before 1.21 in transaction
+   * mode). No effect on SQLite.
+   * @default true
+   */
+  preparedStatements?: boolean;
 }
 
 /** The outbox relay. */

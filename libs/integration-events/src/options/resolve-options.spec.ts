@@ -54,6 +54,7 @@ describe('resolveOptions', () => {
           table: DEFAULT_OPTIONS.outbox.table,
           maxPayloadBytes: DEFAULT_OPTIONS.outbox.maxPayloadBytes,
           retentionMs: DEFAULT_OPTIONS.outbox.retentionMs,
+          preparedStatements: DEFAULT_OPTIONS.outbox.preparedStatements,
         },
         inbox: { schema: undefined, ...DEFAULT_OPTIONS.inbox },
         cleanup: { ...DEFAULT_OPTIONS.cleanup },
@@ -73,7 +74,7 @@ describe('resolveOptions', () => {
         reconnectInitialDelayMs: 500,
         reconnectMaxDelayMs: 30_000,
       });
-      expect(resolved.outbox).toMatchObject({ table: 'integration_events_outbox', maxPayloadBytes: 262_144 });
+      expect(resolved.outbox).toMatchObject({ table: 'integration_events_outbox', maxPayloadBytes: 262_144, preparedStatements: true });
       expect(resolved.relay).toStrictEqual({
         enabled: true,
         pollIntervalMs: 1_000,
@@ -118,7 +119,7 @@ describe('resolveOptions', () => {
           reconnectMaxDelayMs: 100,
           connectionName: 'billing-worker',
         },
-        outbox: { schema: 'messaging', table: 'Outbox_2', maxPayloadBytes: 64, retentionMs: 1_000 },
+        outbox: { schema: 'messaging', table: 'Outbox_2', maxPayloadBytes: 64, retentionMs: 1_000, preparedStatements: false },
         inbox: { enabled: false, schema: 'inboxes', table: 'Inbox_2', retentionMs: 2_000 },
         cleanup: { enabled: false, intervalMs: 100, batchSize: 1 },
         relay: {
@@ -232,6 +233,7 @@ describe('resolveOptions', () => {
       ['outbox.maxPayloadBytes too small', withSection('outbox', { maxPayloadBytes: 63 }), 'outbox.maxPayloadBytes', 63, 'from 64 to 134217728'],
       ['relay not an object', withTop({ relay: true }), 'relay', true, 'pass an object or leave "relay" out'],
       ['relay.enabled not a boolean', withSection('relay', { enabled: 'yes' }), 'relay.enabled', 'yes', 'use true or false'],
+      ['outbox.preparedStatements not a boolean', withSection('outbox', { preparedStatements: 'no' }), 'outbox.preparedStatements', 'no', 'use true or false'],
       ['relay.pollIntervalMs too small', withSection('relay', { pollIntervalMs: 9 }), 'relay.pollIntervalMs', 9, 'from 10 to 3600000'],
       ['relay.batchSize 0', withSection('relay', { batchSize: 0 }), 'relay.batchSize', 0, 'from 1 to 10000'],
       ['relay.batchSize too big', withSection('relay', { batchSize: 10_001 }), 'relay.batchSize', 10_001, 'from 1 to 10000'],

@@ -38,7 +38,7 @@ const KNOWN_KEYS = {
     'connectionName',
   ],
   inProcess: ['broker', 'exchange'],
-  outbox: ['schema', 'table', 'maxPayloadBytes', 'retentionMs'],
+  outbox: ['schema', 'table', 'maxPayloadBytes', 'retentionMs', 'preparedStatements'],
   inbox: ['enabled', 'schema', 'table', 'retentionMs'],
   cleanup: ['enabled', 'intervalMs', 'batchSize'],
   relay: [
@@ -177,7 +177,13 @@ export function resolveOptions(input: IntegrationEventsModuleOptions): ResolvedI
     serviceName,
     rabbitmq: rabbitmqSection ? resolveRabbitMq(rabbitmqSection, serviceName) : undefined,
     inProcess: inProcessSection ? resolveInProcess(inProcessSection) : undefined,
-    outbox: { schema, table, maxPayloadBytes, retentionMs: integer(outbox, 'outbox', 'retentionMs', 1_000, 3_650 * 86_400_000) },
+    outbox: {
+      schema,
+      table,
+      maxPayloadBytes,
+      retentionMs: integer(outbox, 'outbox', 'retentionMs', 1_000, 3_650 * 86_400_000),
+      preparedStatements: boolean(outbox, 'outbox', 'preparedStatements'),
+    },
     inbox: {
       enabled: boolean(inbox, 'inbox', 'enabled'),
       schema: inboxSchema,

@@ -27,6 +27,7 @@ export interface ResolvedIntegrationEventsOptions {
     readonly table: string;
     readonly maxPayloadBytes: number;
     readonly retentionMs: number;
+    readonly preparedStatements: boolean;
   };
   readonly inbox: {
     readonly enabled: boolean;

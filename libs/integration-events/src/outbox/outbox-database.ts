@@ -15,6 +15,7 @@ import { OutboxCommitSubscriber } from './outbox-commit.subscriber';
 import type { OutboxStore } from './outbox.store';
 import { OutboxTableName } from './outbox-table-name';
 import { PostgresOutboxStore } from './postgres-outbox.store';
+import { PostgresStatements } from './postgres-statements';
 
 /**
  * Connects the library to the application's TypeORM DataSource: finds it by name (so `forRootAsync`
@@ -66,14 +67,15 @@ export class OutboxDatabase implements OnModuleInit {
     }
     const table = new OutboxTableName(outbox.schema, outbox.table);
     const inboxTable = new OutboxTableName(inbox.schema, inbox.table);
+    const statements = new PostgresStatements(dataSource, outbox.preparedStatements);
     this.resolved =
       dialect === 'postgres'
         ? {
             dataSource,
             table,
             dialect,
-            store: new PostgresOutboxStore(dataSource, table),
-            inboxStore: new PostgresInboxStore(dataSource, inboxTable),
+            store: new PostgresOutboxStore(dataSource, table, statements),
+            inboxStore: new PostgresInboxStore(dataSource, inboxTable, statements),
           }
         : {
             dataSource,

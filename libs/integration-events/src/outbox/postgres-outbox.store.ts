@@ -3,6 +3,7 @@ import type { ClaimedOutboxRecord, FailedOutboxRecord, NewOutboxRecord } from '.
 import type { OutboxLease } from '../relay/relay-handoff';
 import type { OutboxStore } from './outbox.store';
 import type { OutboxTableName } from './outbox-table-name';
+import { PostgresStatements } from './postgres-statements';
 
 interface ClaimedRow {
   id: string;
@@ -36,6 +37,7 @@ export class PostgresOutboxStore implements OutboxStore {
   constructor(
     private readonly dataSource: DataSource,
     table: OutboxTableName,
+    private readonly statements: PostgresStatements = new PostgresStatements(dataSource, true),
   ) {
     const t = table.qualified;
     const columns = 'id, event_name, event_version, payload, headers, occurred_at, available_at, locked_until, lease_token';
@@ -83,7 +85,7 @@ export class PostgresOutboxStore implements OutboxStore {
     const leaseToken = lease?.token ?? null;
     if (records.length === 1) {
       const r = records[0]!;
-      await manager.query(this.insertOneSql, [
+      await this.statements.onManager(manager, this.insertOneSql, [
         r.id,
         r.eventName,
         r.eventVersion,
@@ -96,7 +98,7 @@ export class PostgresOutboxStore implements OutboxStore {
       ]);
       return;
     }
-    await manager.query(this.insertManySql, [
+    await this.statements.onManager(manager, this.insertManySql, [
       records.map((r) => r.id),
       records.map((r) => r.eventName),
       records.map((r) => r.eventVersion),
@@ -110,10 +112,8 @@ export class PostgresOutboxStore implements OutboxStore {
   }
 
   async claim(limit: number, leaseMs: number, leaseToken: string): Promise<ClaimedOutboxRecord[]> {
-    const rows = (await this.dataSource.query(this.claimSql, [limit, leaseMs, leaseToken])) as [ClaimedRow[], number] | ClaimedRow[];
-    // TypeORM returns [rows, affected] for UPDATE ... RETURNING on PostgreSQL.
-    const claimed = isUpdateResult(rows) ? rows[0] : rows;
-    return claimed
+    const { rows } = await this.statements.onPool<ClaimedRow>(this.claimSql, [limit, leaseMs, leaseToken]);
+    return rows
       .sort((a, b) => compareSeq(a.seq, b.seq))
       .map((row) => ({
         id: row.id,
@@ -127,7 +127,7 @@ export class PostgresOutboxStore implements OutboxStore {
   }
 
   async markSent(ids: readonly string[], leaseToken: string): Promise<void> {
-    if (ids.length > 0) await this.dataSource.query(this.markSentSql, [ids, leaseToken]);
+    if (ids.length > 0) await this.statements.onPool(this.markSentSql, [ids, leaseToken]);
   }
 
   async markFailed(records: readonly FailedOutboxRecord[], leaseToken: string): Promise<void> {
@@ -157,10 +157,6 @@ export class PostgresOutboxStore implements OutboxStore {
   async markUnroutable(ids: readonly string[], reason: string, leaseToken: string): Promise<void> {
     if (ids.length > 0) await this.dataSource.query(this.markUnroutableSql, [ids, leaseToken, reason.slice(0, 2_000)]);
   }
-}
-
-function isUpdateResult(value: [ClaimedRow[], number] | ClaimedRow[]): value is [ClaimedRow[], number] {
-  return value.length === 2 && Array.isArray(value[0]) && typeof value[1] === 'number';
 }
 
 /** `seq` is a bigint, which pg returns as a string; compare without losing precision. */
