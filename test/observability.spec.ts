@@ -90,8 +90,12 @@ describe('observability', () => {
     const response = await fetch(`${await app.getUrl()}/orders`, { method: 'POST' });
     const { traceId } = (await response.json()) as { traceId: string };
     await eventually(() => expect(app.get(TracedHandler).traceIds).toContain(traceId));
-
-    const spans = spanExporter.getFinishedSpans().filter((span) => span.spanContext().traceId === traceId);
+    // The CONSUMER span ends once the handler has returned and the message is settled.
+    const spans = await eventually(() => {
+      const finished = spanExporter.getFinishedSpans().filter((span) => span.spanContext().traceId === traceId);
+      expect(finished.map((span) => span.name)).toContain('process ordering.order-created');
+      return finished;
+    });
     const byName = (name: string) => spans.find((span) => span.name === name)!;
     const request = byName('POST /orders');
     const publish = byName('publish ordering.order-created');
@@ -119,10 +123,16 @@ describe('observability', () => {
   });
 
   it('counts published and handled messages, handler durations, and reports the outbox backlog and lag', async () => {
-    await metricReader.collect();
-    await metricReader.forceFlush();
-    const exported = metricExporter.getMetrics().flatMap((resource) => resource.scopeMetrics.flatMap((scope) => scope.metrics));
+    // The row is marked sent after the broker's confirm, which may come after the handler ran: collect
+    // until the backlog has caught up.
+    let exported: ReturnType<typeof metricExporter.getMetrics>[number]['scopeMetrics'][number]['metrics'] = [];
     const metric = (name: string) => exported.filter((m) => m.descriptor.name === name).at(-1);
+    await eventually(async () => {
+      await metricReader.collect();
+      await metricReader.forceFlush();
+      exported = metricExporter.getMetrics().flatMap((resource) => resource.scopeMetrics.flatMap((scope) => scope.metrics));
+      expect(metric('integration_events.outbox.backlog')?.dataPoints[0]?.value).toBe(0);
+    });
     const published = metric('integration_events.published')!;
     expect(published.dataPoints.find((p) => p.attributes['integration_events.outcome'] === 'confirmed')?.value).toBeGreaterThanOrEqual(1);
     const handled = metric('integration_events.handled')!;
