@@ -45,6 +45,7 @@ const DEFAULTS: Options = {
   rate: 1_000,
   lowRate: 200,
   pacedSeconds: 10,
+  pacedWarmupSeconds: 3,
   backlog: 30_000,
   backlogInbox: false,
   brokerMessages: 30_000,
@@ -95,6 +96,7 @@ const USAGE = `npm run bench -- [flags]
   --rate N             paced: events per second (default 1000)
   --low-rate N         paced: the second, lower rate of ours (default 200)
   --paced-seconds N    paced: duration (default 10)
+  --paced-warmup-seconds N  paced: warm-up at the same rate before the clock starts (default 3)
   --backlog N          backlog drain: rows (default 30000; --full 100000)
   --backlog-inbox      backlog drain and --big: handlers with the inbox (default: inbox: false, like Limit B)
   --broker-messages N  Limit A: messages (default 30000; --full 100000)
@@ -103,7 +105,7 @@ const USAGE = `npm run bench -- [flags]
   --prefetch N         every consumer's prefetch, ours and plain (default 10, the library's default)
   --batch-size N       relay batch, ours and Limit B (default 200, the library's default)
   --window N           Limit A's confirm window (default 1000, the library's relay.maxUnconfirmed)
-  --warmup N           warm-up transactions before the clock starts (default 200)
+  --warmup N           steady load: warm-up transactions before the clock starts (default 200)
   --pool-max N         TypeORM pool size of the producers (default 20)
   --relay-rows N       former bench:relay: rows (default 20000)
   --orders N           former bench:orders: orders per round (default 3000)
@@ -123,6 +125,7 @@ function parseArgs(argv: string[]): Options {
     '--rate': 'rate',
     '--low-rate': 'lowRate',
     '--paced-seconds': 'pacedSeconds',
+    '--paced-warmup-seconds': 'pacedWarmupSeconds',
     '--backlog': 'backlog',
     '--broker-messages': 'brokerMessages',
     '--inbox-messages': 'inboxMessages',

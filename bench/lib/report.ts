@@ -19,6 +19,8 @@ export interface Options {
   /** Paced latency: a second, lower rate for ours (below saturation). */
   lowRate: number;
   pacedSeconds: number;
+  /** Paced latency: seconds at the rate before the clock starts (a cold pipeline lags its first seconds). */
+  pacedWarmupSeconds: number;
   /** Backlog drain: rows. */
   backlog: number;
   /** Backlog drain and --big: handlers with the inbox. */

@@ -64,7 +64,8 @@ export const paced: Workload = {
         mode: 'ours',
         consumer: 'ours',
         count: rate * context.options.pacedSeconds,
-        warmup: context.options.warmup,
+        // Paced warm-up: --paced-warmup-seconds at the same rate before the clock starts.
+        warmup: rate * context.options.pacedWarmupSeconds,
         concurrency: context.options.concurrency,
         rate,
       },
@@ -94,7 +95,8 @@ export const paced: Workload = {
         target: '≤ 25 ms',
         measured:
           `${fmtMs(p99)} ms, p50 ${fmtMs(metric(runs.ours, 'latency.p50'))} ms, at ${fmtNumber(metric(runs.ours, 'achievedRate').median)}/s achieved ` +
-          `(raw amqplib p99 ${fmtMs(metric(runs.amqplib, 'latency.p99'))} ms; ours at ${fmtNumber(options.lowRate)}/s: p99 ${fmtMs(metric(runs['ours-low'], 'latency.p99'))} ms)`,
+          `(raw amqplib p99 ${fmtMs(metric(runs.amqplib, 'latency.p99'))} ms; ours at ${fmtNumber(options.lowRate)}/s: p99 ${fmtMs(metric(runs['ours-low'], 'latency.p99'))} ms; ` +
+          `ours in its first ${options.pacedWarmupSeconds} s after boot, not counted: p50 ${fmtMs(metric(runs.ours, 'warmup.p50'))} / p99 ${fmtMs(metric(runs.ours, 'warmup.p99'))} ms)`,
         met: p99.median <= 25,
       },
     ];
