@@ -5,6 +5,7 @@ import { deadLetterHeaders, retryCopyHeaders, toDeadLetter } from '../../dead-le
 import type { DiscoveredHandler } from '../../discovery/discovered-handler';
 import type { ResolvedIntegrationEventsOptions } from '../../options/resolved-options';
 import type { DispatchFunction } from '../integration-event-transport';
+import { AckCoalescer } from './ack-coalescer';
 import { copyProperties } from './copy-properties';
 import { declareHandlerTopology, waitQueueName } from './handler-topology';
 import type { ManagedChannel } from './managed-channel';
@@ -24,13 +25,14 @@ const COPY_FAILURE_PAUSE_MS = 1_000;
  *   `onDeadLetter` is called.
  *
  * "Publish, wait for the confirm, then ack": a crash in between may duplicate a message, never lose it.
+ * Acks go through an `AckCoalescer`: those of one turn of the event loop leave as one frame.
  * On shutdown it stops taking deliveries, fires the handlers' abort signal and waits for the handlers in
  * flight; anything not settled returns to the queue when the channel closes.
  */
 export class RabbitMqConsumer {
   private readonly logger = new Logger('IntegrationEvents:Consumer');
   private channel: ManagedChannel | undefined;
-  private consumer: { channel: ConfirmChannel; tag: string } | undefined;
+  private consumer: { channel: ConfirmChannel; tag: string; acks: AckCoalescer } | undefined;
   private readonly inFlight = new Set<Promise<void>>();
   private readonly abort = new AbortController();
   private stopping = false;
@@ -56,10 +58,16 @@ export class RabbitMqConsumer {
       setup: async (channel) => {
         await channel.prefetch(handler.prefetch);
         await declareHandlerTopology(channel, handler, this.options.rabbitmq!.exchange, this.options.consumer.queueType);
-        const { consumerTag } = await channel.consume(handler.queue, (message) => this.onDelivery(channel, message), {
+        const acks = new AckCoalescer(channel, (error, messages) =>
+          this.logger.warn(
+            `Could not acknowledge ${messages.length} message(s) on ${handler.queue} (${messages.map((m) => String(m.properties.messageId)).join(', ')}); ` +
+              `the broker delivers them again: ${error.message}`,
+          ),
+        );
+        const { consumerTag } = await channel.consume(handler.queue, (message) => this.onDelivery(channel, acks, message), {
           noAck: false,
         });
-        this.consumer = { channel, tag: consumerTag };
+        this.consumer = { channel, tag: consumerTag, acks };
       },
     });
   }
@@ -86,26 +94,29 @@ export class RabbitMqConsumer {
         );
       }
     }
+    // Acks of the last handlers are due at the end of this turn of the event loop: send them before the channel goes.
+    consumer?.acks.flush();
     if (this.channel) await this.connection.release(this.channel);
   }
 
-  private onDelivery(channel: ConfirmChannel, message: ConsumeMessage | null): void {
+  private onDelivery(channel: ConfirmChannel, acks: AckCoalescer, message: ConsumeMessage | null): void {
     if (message === null) {
       // The broker cancelled the consumer (the queue was deleted): reopen, which re-declares the queue.
       this.logger.warn(`Queue ${this.handler.queue} cancelled our consumer (deleted?); re-declaring it`);
       if (!this.stopping) this.channel?.recycle();
       return;
     }
+    acks.track(message);
     // After cancel, deliveries already on the wire are left unacknowledged: closing the channel
     // returns them to the queue for the next consumer.
     if (this.stopping) return;
-    const work = this.process(channel, message)
+    const work = this.process(channel, acks, message)
       .catch((error: unknown) => this.logger.error(`Settling message ${String(message.properties.messageId)} failed: ${(error as Error).message}`))
       .finally(() => this.inFlight.delete(work));
     this.inFlight.add(work);
   }
 
-  private async process(channel: ConfirmChannel, message: ConsumeMessage): Promise<void> {
+  private async process(channel: ConfirmChannel, acks: AckCoalescer, message: ConsumeMessage): Promise<void> {
     const headers = (message.properties.headers ?? {}) as Record<string, unknown>;
     const disposition = await this.dispatch(
       this.handler,
@@ -118,12 +129,18 @@ export class RabbitMqConsumer {
       },
       this.abort.signal,
     );
-    await this.settle(channel, message, headers, disposition);
+    await this.settle(channel, acks, message, headers, disposition);
   }
 
-  private async settle(channel: ConfirmChannel, message: ConsumeMessage, headers: Record<string, unknown>, disposition: Disposition): Promise<void> {
+  private async settle(
+    channel: ConfirmChannel,
+    acks: AckCoalescer,
+    message: ConsumeMessage,
+    headers: Record<string, unknown>,
+    disposition: Disposition,
+  ): Promise<void> {
     if (disposition.action === 'ack') {
-      this.tryAck(channel, message);
+      acks.ack(message);
       return;
     }
     if (this.stopping) {
@@ -137,17 +154,17 @@ export class RabbitMqConsumer {
       const copied = await this.copy(channel, message, waitQueueName(this.handler.queue, tier), retryCopyHeaders(headers, disposition), {
         expiration: String(disposition.delayMs),
       });
-      if (copied) this.tryAck(channel, message);
-      else await this.returnToQueue(channel, message);
+      if (copied) acks.ack(message);
+      else await this.returnToQueue(acks, message);
       return;
     }
     const deadLetteredHeaders = deadLetterHeaders(headers, disposition, this.handler);
     const copied = await this.copy(channel, message, this.handler.deadLetterQueue, deadLetteredHeaders, {});
     if (!copied) {
-      await this.returnToQueue(channel, message);
+      await this.returnToQueue(acks, message);
       return;
     }
-    this.tryAck(channel, message);
+    acks.ack(message);
     this.logger.warn(
       `Dead-lettered message ${disposition.messageId ?? '(no id)'} from ${this.handler.queue} to ${this.handler.deadLetterQueue} ` +
         `(${disposition.reason}, ${disposition.attempts} attempt(s)): ${disposition.failure.name}: ${disposition.failure.message}`,
@@ -183,21 +200,12 @@ export class RabbitMqConsumer {
   }
 
   /** The copy could not be placed: after a pause, give the message back to its queue as it was. */
-  private async returnToQueue(channel: ConfirmChannel, message: ConsumeMessage): Promise<void> {
+  private async returnToQueue(acks: AckCoalescer, message: ConsumeMessage): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, COPY_FAILURE_PAUSE_MS));
     try {
-      channel.nack(message, false, true);
+      acks.nack(message, true);
     } catch {
       // The channel is gone: the broker returns the message to the queue by itself.
-    }
-  }
-
-  private tryAck(channel: ConfirmChannel, message: ConsumeMessage): void {
-    try {
-      channel.ack(message);
-    } catch (error) {
-      // The channel closed while the handler ran; the broker redelivers the message.
-      this.logger.warn(`Could not acknowledge message ${String(message.properties.messageId)}: ${(error as Error).message}`);
     }
   }
 

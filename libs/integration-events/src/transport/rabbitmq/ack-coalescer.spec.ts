@@ -1,0 +1,110 @@
+import type { Message } from 'amqplib';
+import { AckCoalescer, type AckChannel } from './ack-coalescer';
+
+/** A channel that records the frames it is asked to send, and can be made to fail. */
+class RecordingChannel implements AckChannel {
+  readonly frames: string[] = [];
+  closed = false;
+  ack(message: Message, allUpTo?: boolean): void {
+    if (this.closed) throw new Error('Channel closed');
+    this.frames.push(`ack ${message.fields.deliveryTag}${allUpTo ? ' multiple' : ''}`);
+  }
+  nack(message: Message, allUpTo?: boolean, requeue?: boolean): void {
+    if (this.closed) throw new Error('Channel closed');
+    this.frames.push(`nack ${message.fields.deliveryTag}${allUpTo ? ' multiple' : ''}${requeue ? ' requeue' : ''}`);
+  }
+}
+
+const delivery = (tag: number): Message => ({ fields: { deliveryTag: tag }, properties: { messageId: `m${tag}` } }) as unknown as Message;
+const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+
+function setup(count: number) {
+  const channel = new RecordingChannel();
+  const errors: Array<{ error: string; tags: number[] }> = [];
+  const acks = new AckCoalescer(channel, (error, messages) => errors.push({ error: error.message, tags: messages.map((m) => m.fields.deliveryTag) }));
+  const messages = Array.from({ length: count }, (_, i) => delivery(i + 1));
+  for (const message of messages) acks.track(message);
+  return { channel, errors, acks, messages };
+}
+
+describe('AckCoalescer', () => {
+  it('sends the acks of one turn, in order, as one multiple ack at the end of the turn', async () => {
+    const { channel, acks, messages } = setup(5);
+    for (const message of messages) acks.ack(message);
+    expect(channel.frames).toEqual([]);
+    await nextTurn();
+    expect(channel.frames).toEqual(['ack 5 multiple']);
+  });
+
+  it('sends a single ack, without multiple, for one finished delivery', async () => {
+    const { channel, acks, messages } = setup(3);
+    acks.ack(messages[0]!);
+    await nextTurn();
+    expect(channel.frames).toEqual(['ack 1']);
+  });
+
+  it('never acks a delivery still running: those finished behind it are acked one by one', async () => {
+    const { channel, acks, messages } = setup(5);
+    // 1 finished, 2 still running, 3 and 5 finished.
+    acks.ack(messages[0]!);
+    acks.ack(messages[2]!);
+    acks.ack(messages[4]!);
+    await nextTurn();
+    expect(channel.frames).toEqual(['ack 1', 'ack 3', 'ack 5']);
+
+    // 2 and 4 finish: 2 and 3 (already acked) and 4 form the front run; 3 is not acked twice.
+    channel.frames.length = 0;
+    acks.ack(messages[3]!);
+    acks.ack(messages[1]!);
+    await nextTurn();
+    expect(channel.frames).toEqual(['ack 4 multiple']);
+  });
+
+  it('skips nacked deliveries at the front and does not ack them', async () => {
+    const { channel, acks, messages } = setup(4);
+    acks.nack(messages[0]!, true);
+    acks.ack(messages[1]!);
+    acks.ack(messages[2]!);
+    await nextTurn();
+    expect(channel.frames).toEqual(['nack 1 requeue', 'ack 3 multiple']);
+  });
+
+  it('keeps a delivery that is never settled at the front: later ones are acked one by one, never with multiple', async () => {
+    const { channel, acks, messages } = setup(4);
+    for (const message of messages.slice(1)) acks.ack(message);
+    await nextTurn();
+    expect(channel.frames).toEqual(['ack 2', 'ack 3', 'ack 4']);
+  });
+
+  it('flush() sends the pending acks at once, and nothing is sent twice at the end of the turn', async () => {
+    const { channel, acks, messages } = setup(2);
+    acks.ack(messages[0]!);
+    acks.ack(messages[1]!);
+    acks.flush();
+    expect(channel.frames).toEqual(['ack 2 multiple']);
+    await nextTurn();
+    expect(channel.frames).toEqual(['ack 2 multiple']);
+  });
+
+  it('reports the deliveries an ack on a closed channel covered, and carries on', async () => {
+    const { channel, errors, acks, messages } = setup(3);
+    channel.closed = true;
+    for (const message of messages) acks.ack(message);
+    await nextTurn();
+    expect(errors).toEqual([{ error: 'Channel closed', tags: [1, 2, 3] }]);
+  });
+
+  it('keeps its memory bounded over a long run of deliveries', async () => {
+    const channel = new RecordingChannel();
+    const acks = new AckCoalescer(channel, () => undefined);
+    for (let tag = 1; tag <= 10_000; tag++) {
+      const message = delivery(tag);
+      acks.track(message);
+      acks.ack(message);
+      if (tag % 10 === 0) await nextTurn();
+    }
+    expect(channel.frames).toHaveLength(1_000);
+    expect(channel.frames.at(-1)).toBe('ack 10000 multiple');
+    expect((acks as unknown as { unsettled: Message[] }).unsettled.length).toBeLessThanOrEqual(2_048);
+  });
+});
