@@ -129,31 +129,52 @@ function toInteger(value: unknown): number | undefined {
   return typeof number === 'number' && Number.isSafeInteger(number) ? number : undefined;
 }
 
-/** Path of the first Date that class-transformer built from something that is not a date. */
+/**
+ * Path of the first Date that class-transformer built from something that is not a date. The path is
+ * built on the way back from a find only: a valid body allocates no strings here.
+ */
 function findInvalidDate(value: unknown, path: string, depthLeft: number): string | undefined {
-  if (value instanceof Date) return Number.isNaN(value.getTime()) ? path : undefined;
+  const found = invalidDateBelow(value, depthLeft);
+  return found === undefined ? undefined : path + found;
+}
+
+function invalidDateBelow(value: unknown, depthLeft: number): string | undefined {
+  if (value instanceof Date) return Number.isNaN(value.getTime()) ? '' : undefined;
   if (typeof value !== 'object' || value === null || depthLeft <= 0) return undefined;
-  for (const [key, child] of Object.entries(value)) {
-    const found = findInvalidDate(child, Array.isArray(value) ? `${path}[${key}]` : `${path}.${key}`, depthLeft - 1);
-    if (found) return found;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = invalidDateBelow(value[i], depthLeft - 1);
+      if (found !== undefined) return `[${i}]${found}`;
+    }
+    return undefined;
+  }
+  for (const key of Object.keys(value)) {
+    const found = invalidDateBelow((value as Record<string, unknown>)[key], depthLeft - 1);
+    if (found !== undefined) return `.${key}${found}`;
   }
   return undefined;
 }
 
 /** Path of the first `__proto__` / `constructor` / `prototype` key; depth is already bounded. */
 function findForbiddenKey(value: unknown, path: string): string | undefined {
+  const found = forbiddenKeyBelow(value);
+  return found === undefined ? undefined : `"${found.key}" at ${path}${found.path}`;
+}
+
+/** The first forbidden key under `value` and the path to the object holding it, built on the way back only. */
+function forbiddenKeyBelow(value: unknown): { key: string; path: string } | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
-      const found = findForbiddenKey(value[i], `${path}[${i}]`);
-      if (found) return found;
+      const found = forbiddenKeyBelow(value[i]);
+      if (found) return { key: found.key, path: `[${i}]${found.path}` };
     }
     return undefined;
   }
   for (const key of Object.keys(value)) {
-    if (FORBIDDEN_KEYS.has(key)) return `"${key}" at ${path}`;
-    const found = findForbiddenKey((value as Record<string, unknown>)[key], `${path}.${key}`);
-    if (found) return found;
+    if (FORBIDDEN_KEYS.has(key)) return { key, path: '' };
+    const found = forbiddenKeyBelow((value as Record<string, unknown>)[key]);
+    if (found) return { key: found.key, path: `.${key}${found.path}` };
   }
   return undefined;
 }
