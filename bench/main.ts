@@ -51,7 +51,7 @@ const DEFAULTS: Options = {
   brokerMessages: 30_000,
   inboxMessages: 5_000,
   bigRows: 1_000_000,
-  prefetch: 10,
+  prefetch: 50,
   batchSize: 200,
   window: 1_000,
   relayRows: 20_000,
@@ -102,7 +102,7 @@ const USAGE = `npm run bench -- [flags]
   --broker-messages N  Limit A: messages (default 30000; --full 100000)
   --inbox-messages N   inbox workload: messages (default 5000; --full 20000)
   --big-rows N         memory run: rows (default 1000000)
-  --prefetch N         every consumer's prefetch, ours and plain (default 10, the library's default)
+  --prefetch N         every consumer's prefetch, ours and plain (default 50, the library's default; ours runs 10 calls at once, its default concurrency)
   --batch-size N       relay batch, ours and Limit B (default 200, the library's default)
   --window N           Limit A's confirm window (default 1000, the library's relay.maxUnconfirmed)
   --warmup N           steady load: warm-up transactions before the clock starts (default 200)

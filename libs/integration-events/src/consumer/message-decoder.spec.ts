@@ -55,6 +55,7 @@ function handlerFor(eventClass: IntegrationEventClass, name = 'OrderCreatedHandl
     event: getIntegrationEventMetadata(eventClass),
     queue: `billing.${name}`,
     prefetch: 10,
+    concurrency: 10,
     deadLetterQueue: `billing.${name}.dlq`,
     retryPolicy: resolveRetryPolicy(),
     timeoutMs: 60_000,

@@ -10,10 +10,17 @@ export interface IntegrationEventHandlerOptions {
   queue?: string;
 
   /**
-   * Unacknowledged messages RabbitMQ hands this handler at once.
+   * Unacknowledged messages RabbitMQ hands this handler at once (per process). `prefetch: 1` with
+   * `concurrency: 1` handles one message at a time, in queue order.
    * @default the module's `consumer.prefetch`
    */
   prefetch?: number;
+
+  /**
+   * Calls of this handler running at once (per process); never more than its `prefetch`.
+   * @default the module's `consumer.concurrency`
+   */
+  concurrency?: number;
 
   /**
    * This handler's retry policy, field by field over the module's `consumer.retry`.

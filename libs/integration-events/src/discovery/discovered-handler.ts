@@ -11,7 +11,10 @@ export interface DiscoveredHandler {
   readonly event: IntegrationEventMetadata;
   /** The handler's own queue. */
   readonly queue: string;
+  /** Unacknowledged deliveries the broker hands this handler's consumer at once. */
   readonly prefetch: number;
+  /** Calls running at once, at most `prefetch`; deliveries beyond it wait in the process. */
+  readonly concurrency: number;
   /** The handler's dead-letter queue. */
   readonly deadLetterQueue: string;
   readonly retryPolicy: RetryPolicy;

@@ -68,6 +68,10 @@ export class IntegrationEventHandlerExplorer {
       if (!Number.isInteger(prefetch) || prefetch < 1 || prefetch > 65_535) {
         throw new InvalidIntegrationEventHandlerError(name, `prefetch ${String(prefetch)} is not a whole number from 1 to 65535.`);
       }
+      const concurrency = metadata.options.concurrency ?? consumer.concurrency;
+      if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 65_535) {
+        throw new InvalidIntegrationEventHandlerError(name, `concurrency ${String(concurrency)} is not a whole number from 1 to 65535.`);
+      }
       const deadLetterQueue = metadata.options.deadLetterQueue ?? `${queue}.dlq`;
       if (!QUEUE_PATTERN.test(deadLetterQueue) || deadLetterQueue === queue) {
         throw new InvalidIntegrationEventHandlerError(
@@ -99,6 +103,8 @@ export class IntegrationEventHandlerExplorer {
         event,
         queue,
         prefetch,
+        // More calls at once than deliveries in hand cannot happen: the prefetch bounds it.
+        concurrency: Math.min(concurrency, prefetch),
         deadLetterQueue,
         retryPolicy,
         timeoutMs,

@@ -40,7 +40,8 @@ export const DEFAULT_OPTIONS = {
   },
   consumer: {
     enabled: true,
-    prefetch: 10,
+    prefetch: 50,
+    concurrency: 10,
     queueType: 'classic',
     maxBodyBytes: 1024 * 1024,
     maxDepth: 64,

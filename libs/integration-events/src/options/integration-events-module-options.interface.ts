@@ -210,10 +210,19 @@ export interface ConsumerOptions {
   enabled?: boolean;
 
   /**
-   * Unacknowledged messages RabbitMQ hands each handler's consumer at once. Overridable per handler.
-   * @default 10
+   * Unacknowledged messages RabbitMQ hands each handler's consumer at once (per process): those beyond
+   * `concurrency` wait in the process for a free slot, so the next message is already there when a call
+   * ends. Overridable per handler.
+   * @default 50
    */
   prefetch?: number;
+
+  /**
+   * Calls of one handler running at once (per process), at most `prefetch`. With the inbox each call
+   * holds a database connection: keep it below the size of the connection pool. Overridable per handler.
+   * @default 10
+   */
+  concurrency?: number;
 
   /**
    * Type of the handler queues. `quorum` is replicated and is the choice for a RabbitMQ cluster;

@@ -87,7 +87,8 @@ describe('resolveOptions', () => {
       });
       expect(resolved.consumer).toStrictEqual({
         enabled: true,
-        prefetch: 10,
+        prefetch: 50,
+        concurrency: 10,
         queueType: 'classic',
         maxBodyBytes: 1_048_576,
         maxDepth: 64,
@@ -135,6 +136,7 @@ describe('resolveOptions', () => {
         consumer: {
           enabled: false,
           prefetch: 65_535,
+          concurrency: 7,
           queueType: 'quorum',
           maxBodyBytes: 1_024,
           maxDepth: 1_000,
@@ -248,6 +250,7 @@ describe('resolveOptions', () => {
       ['consumer.enabled not a boolean', withSection('consumer', { enabled: 1 }), 'consumer.enabled', 1, 'use true or false'],
       ['consumer.prefetch 0', withSection('consumer', { prefetch: 0 }), 'consumer.prefetch', 0, 'from 1 to 65535'],
       ['consumer.prefetch too big', withSection('consumer', { prefetch: 65_536 }), 'consumer.prefetch', 65_536, 'from 1 to 65535'],
+      ['consumer.concurrency 0', withSection('consumer', { concurrency: 0 }), 'consumer.concurrency', 0, 'from 1 to 65535'],
       ['consumer.queueType unknown', withSection('consumer', { queueType: 'stream' }), 'consumer.queueType', 'stream', 'use "classic" or "quorum"'],
       ['consumer.maxBodyBytes too small', withSection('consumer', { maxBodyBytes: 1_023 }), 'consumer.maxBodyBytes', 1_023, 'from 1024 to 134217728'],
       ['consumer.maxDepth 0', withSection('consumer', { maxDepth: 0 }), 'consumer.maxDepth', 0, 'from 1 to 1000'],
@@ -275,6 +278,7 @@ describe('resolveOptions', () => {
       ['relay', 'batchSize', 1, 10_000],
       ['relay', 'maxUnconfirmed', 1, 100_000],
       ['consumer', 'prefetch', 1, 65_535],
+      ['consumer', 'concurrency', 1, 65_535],
       ['consumer', 'maxBodyBytes', 256 * 1024, 128 * 1024 * 1024],
       ['consumer', 'maxDepth', 1, 1_000],
       ['consumer', 'shutdownTimeoutMs', 0, 3_600_000],
@@ -361,7 +365,7 @@ describe('resolveOptions', () => {
     it.each([
       ['rabbitmq', 'password', 'url, socketOptions, exchange'],
       ['outbox', 'tableName', 'schema, table, maxPayloadBytes'],
-      ['consumer', 'concurrency', 'enabled, prefetch, queueType'],
+      ['consumer', 'parallelism', 'enabled, prefetch, concurrency, queueType'],
     ] as const)('refuses %s.%s', (section, key, known) => {
       const error = refusal(withSection(section, { [key]: 1 }));
       expect(error.field).toBe(`${section}.${key}`);

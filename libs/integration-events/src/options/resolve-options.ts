@@ -54,6 +54,7 @@ const KNOWN_KEYS = {
   consumer: [
     'enabled',
     'prefetch',
+    'concurrency',
     'queueType',
     'maxBodyBytes',
     'maxDepth',
@@ -199,6 +200,7 @@ export function resolveOptions(input: IntegrationEventsModuleOptions): ResolvedI
     consumer: {
       enabled: boolean(consumer, 'consumer', 'enabled'),
       prefetch: integer(consumer, 'consumer', 'prefetch', 1, 65_535),
+      concurrency: integer(consumer, 'consumer', 'concurrency', 1, 65_535),
       queueType,
       maxBodyBytes,
       maxDepth: integer(consumer, 'consumer', 'maxDepth', 1, 1_000),

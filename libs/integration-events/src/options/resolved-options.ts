@@ -53,6 +53,7 @@ export interface ResolvedIntegrationEventsOptions {
   readonly consumer: {
     readonly enabled: boolean;
     readonly prefetch: number;
+    readonly concurrency: number;
     readonly queueType: QueueType;
     readonly maxBodyBytes: number;
     readonly maxDepth: number;

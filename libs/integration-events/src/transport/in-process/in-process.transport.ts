@@ -51,7 +51,8 @@ export class InProcessTransport implements IntegrationEventTransport {
       const consumer: Consumer = { handler, cancel: undefined, inFlight: new Set(), abort: new AbortController(), stopping: false };
       consumer.cancel = this.broker
         .queue(handler.queue)
-        .subscribe((delivery) => this.onDelivery(consumer, delivery, dispatch), handler.prefetch);
+        // In process a delivery costs no round trip: holding more than the calls that can run buys nothing.
+        .subscribe((delivery) => this.onDelivery(consumer, delivery, dispatch), handler.concurrency);
       this.consumers.push(consumer);
       this.logger.log(`${handler.name} consumes "${handler.event.name}" v${handler.event.version} from ${handler.queue} (in-process)`);
     }

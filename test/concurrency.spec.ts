@@ -1,0 +1,111 @@
+import { Injectable } from '@nestjs/common';
+import type { TestingModule } from '@nestjs/testing';
+import {
+  IntegrationEventHandler,
+  IntegrationEventPublisher,
+  type IIntegrationEventHandler,
+  type IntegrationEventContext,
+} from 'nestjs-integration-events';
+import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
+import { consistently, eventually } from './support/eventually';
+import { startTestApp } from './support/test-app';
+import { TestNamespace } from './support/test-namespace';
+
+/** Calls held until the gate opens or the application shuts down; counts how many run at once. */
+@Injectable()
+class Gate {
+  running = 0;
+  mostAtOnce = 0;
+  readonly started: string[] = [];
+  readonly finished: string[] = [];
+  private openGate!: () => void;
+  readonly opened = new Promise<void>((resolve) => (this.openGate = resolve));
+  open(): void {
+    this.openGate();
+  }
+}
+
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { queue: 'gated', prefetch: 8, concurrency: 3, inbox: false })
+class GatedHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  constructor(private readonly gate: Gate) {}
+
+  async handle(_event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): Promise<void> {
+    this.gate.started.push(context.messageId);
+    this.gate.mostAtOnce = Math.max(this.gate.mostAtOnce, ++this.gate.running);
+    await Promise.race([this.gate.opened, new Promise((resolve) => context.signal.addEventListener('abort', resolve))]);
+    this.gate.running--;
+    this.gate.finished.push(context.messageId);
+  }
+}
+
+/** `prefetch` deliveries in hand, `concurrency` calls at once, the rest waiting in the process. */
+describe('prefetch and concurrency', () => {
+  let ns: TestNamespace;
+  const apps: TestingModule[] = [];
+
+  beforeEach(async () => {
+    ns = await TestNamespace.create();
+    ns.trackQueue('gated');
+    ns.trackQueue('gated.dlq');
+  });
+
+  afterEach(async () => {
+    for (const app of apps.splice(0)) await app.close();
+    await ns?.cleanup();
+  });
+
+  const start = async () => {
+    const app = await startTestApp(ns, { providers: [Gate, GatedHandler] });
+    apps.push(app);
+    return app;
+  };
+  const publish = (app: TestingModule, count: number) =>
+    app
+      .get(IntegrationEventPublisher)
+      .publish(Array.from({ length: count }, (_, i) => new OrderCreatedIntegrationEvent(`o-${i}`)), { standalone: true });
+
+  it('holds `prefetch` deliveries and runs `concurrency` of them; the others start as calls end', async () => {
+    const app = await start();
+    const gate = app.get(Gate);
+    const ids = await publish(app, 12);
+
+    // 8 taken from the queue (4 left there), 3 running, 5 waiting in the process.
+    await eventually(async () => expect(await ns.queueDepth('gated')).toBe(4));
+    await eventually(() => expect(gate.started).toHaveLength(3));
+    await consistently(() => expect(gate.started).toHaveLength(3), { forMs: 300 });
+
+    gate.open();
+    await eventually(() => expect([...gate.finished].sort()).toEqual([...ids].sort()));
+    expect(gate.mostAtOnce).toBe(3);
+    expect(gate.started).toHaveLength(12);
+    await eventually(async () => expect(await ns.queueDepth('gated')).toBe(0));
+  });
+
+  it('returns the deliveries still waiting for a slot to the queue at shutdown, unstarted; the next instance handles each once', async () => {
+    const first = await start();
+    const ids = await publish(first, 12);
+    await eventually(() => expect(first.get(Gate).started).toHaveLength(3));
+    await eventually(async () => expect(await ns.queueDepth('gated')).toBe(4));
+
+    // Shutdown fires the signal: the 3 running calls end and are acked; the 5 waiting never start.
+    await apps.splice(0, 1)[0]!.close();
+    const firstDid = first.get(Gate).finished;
+    expect(firstDid).toHaveLength(3);
+    expect(first.get(Gate).started).toHaveLength(3);
+    await eventually(async () => expect(await ns.queueDepth('gated')).toBe(9));
+
+    const second = await start();
+    second.get(Gate).open();
+    await eventually(() => expect(second.get(Gate).finished).toHaveLength(9));
+    expect([...firstDid, ...second.get(Gate).finished].sort()).toEqual([...ids].sort());
+  });
+
+  it('refuses a concurrency that is not a whole number from 1 to 65535 at boot, naming the handler', async () => {
+    @IntegrationEventHandler(OrderCreatedIntegrationEvent, { concurrency: 0 })
+    class ZeroConcurrency implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+      handle(): void {}
+    }
+    await expect(startTestApp(ns, { providers: [ZeroConcurrency] })).rejects.toThrow(/ZeroConcurrency.*concurrency 0 is not a whole number from 1 to 65535/s);
+    await expect(startTestApp(ns, { providers: [], options: { consumer: { concurrency: 1.5 } } })).rejects.toThrow(/consumer\.concurrency/);
+  });
+});
