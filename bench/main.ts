@@ -33,8 +33,8 @@ const FORMER = [relay, orders, retry];
 const ALL: Workload[] = [...DEFAULT, memory, ...FORMER];
 
 /**
- * Sized so that the default run stays around 10 minutes on the 2-core machine of issue 6 (where ours
- * commits a few hundred transactions per second); --full gives issue 6's sizes.
+ * Sized so that the default run takes about 4 minutes on the 2-core machine of issue 6 when it is quiet
+ * (two to three times that under other load); --full gives issue 6's sizes.
  */
 const DEFAULTS: Options = {
   rounds: 3,
@@ -63,7 +63,7 @@ const DEFAULTS: Options = {
   cpuProf: false,
 };
 
-/** Issue 6's sizes: 20,000 transactions, a 100,000-row backlog (about 30 minutes on 2 cores). */
+/** Issue 6's sizes: 20,000 transactions, a 100,000-row backlog (about 7 minutes on 2 quiet cores). */
 const FULL: Partial<Options> = {
   transactions: 20_000,
   backlog: 100_000,
@@ -88,7 +88,7 @@ const USAGE = `npm run bench -- [flags]
   --all                issue 6's workloads and the former bench:relay/orders/retry
   --big                add the memory run (RSS through --big-rows rows, default 1,000,000)
   --full               issue 6's sizes: 20,000 transactions, 100,000-row backlog, 100,000 broker
-                       messages, 20,000 inbox messages (about 30 minutes on 2 cores)
+                       messages, 20,000 inbox messages (about 7 minutes on 2 quiet cores)
   --quick              small sizes and 2 rounds (a smoke run of a few minutes)
   --rounds N           rounds per workload (default 3)
   --transactions N     steady load: transactions per round (default 5000; --full 20000)
