@@ -1,6 +1,6 @@
 import type { TestingModule } from '@nestjs/testing';
 import { TransactionHost } from '@nestjs-cls/transactional';
-import { IntegrationEvent, IntegrationEventPublisher } from 'nestjs-integration-events';
+import { IntegrationEvent, IntegrationEventPublisher, OutboxRelay } from 'nestjs-integration-events';
 import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
 import { eventually } from './support/eventually';
 import { startTestApp } from './support/test-app';
@@ -63,6 +63,32 @@ describe('outbox relay', () => {
     const ids = probe.messages.map((message) => message.properties.messageId as string);
     expect(new Set(ids).size).toBe(3_000);
     expect(ids).toHaveLength(3_000);
+  });
+
+  it('has every published row marked sent when stop() returns, though marks run while the next batch goes out', async () => {
+    const probe = await ns.probe('ordering.order-created');
+    await ns.insertOutboxRows(2_000);
+    const app = await start({ batchSize: 50, pollIntervalMs: 50 });
+    await eventually(() => expect(probe.messages.length).toBeGreaterThanOrEqual(200));
+
+    // Hold the relay's next claim and marks on a table lock, ask it to stop, then let them through: the
+    // batch it claims then is published, and stop() must wait for that batch's marks.
+    const locker = await ns.sql();
+    await locker.query('BEGIN');
+    await locker.query(`LOCK TABLE "${ns.schema}".integration_events_outbox IN EXCLUSIVE MODE`);
+    const stopped = app.get(OutboxRelay).stop();
+    const waiting = async () =>
+      (await locker.query(`SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND relation = '"${ns.schema}".integration_events_outbox'::regclass`))
+        .rows[0].n as number;
+    await eventually(async () => expect(await waiting()).toBeGreaterThan(0));
+    await locker.query('COMMIT');
+    await stopped;
+
+    const rows = await ns.outboxRows();
+    const sent = rows.filter((row) => row.status === 'sent').map((row) => row.id);
+    // The messages still on their way to the probe arrive; each matches a row marked when stop() returned.
+    await eventually(() => expect(probe.messages.length).toBe(sent.length));
+    expect(new Set(probe.messages.map((message) => message.properties.messageId as string))).toEqual(new Set(sent));
   });
 
   it('flags an unroutable message (returned by the broker) instead of counting it as sent', async () => {

@@ -31,6 +31,8 @@ export class OutboxRelay {
   private readonly logger = new Logger('IntegrationEvents:Relay');
   private loop: Promise<void> | undefined;
   private stopping = false;
+  /** The marks of the last published batch, while the next one is claimed and published. */
+  private marking: Promise<void> | undefined;
 
   constructor(
     private readonly config: IntegrationEventsConfig,
@@ -97,6 +99,8 @@ export class OutboxRelay {
               more = true;
             }
           }
+          // Going idle: the last batch's marks first (a failure counts as this round's).
+          if (!more) await this.settleMarks();
           failures = 0;
           if (!more) await this.wakeSignal.wait(Math.max(0, lastClaimAt + pollIntervalMs - performance.now()));
         } catch (error) {
@@ -109,6 +113,10 @@ export class OutboxRelay {
         }
       }
     } finally {
+      // The in-flight batch is done only when its rows are marked.
+      await this.settleMarks().catch((error: unknown) =>
+        this.logger.error(`Marking the last batch failed; its rows go out again when their lease ends: ${(error as Error).message}`),
+      );
       // Rows handed over but not published: give their lease up, so that any relay takes them at once.
       const left = this.handoff.close();
       if (left.length > 0) await this.releaseQuietly(left.map(({ record }) => record.id));
@@ -186,6 +194,19 @@ export class OutboxRelay {
       else failed.push({ id: row.id, error: outcome.reason, retryInMs: this.retryDelay(row) });
     });
 
+    // The marks run while the loop claims and publishes the next batch: this batch's rows stay leased
+    // until marked, so no claim takes them again. The previous batch's marks are awaited here, so at
+    // most two batches are being marked at once and a failed mark reaches the loop one batch later.
+    const previous = this.marking;
+    const marks = this.mark(sent, unroutable, failed, leaseToken);
+    marks.catch(() => undefined); // awaited by the next batch or by settleMarks()
+    this.marking = marks;
+    await previous;
+  }
+
+  /** Marks one batch's rows by what the broker said. */
+  private async mark(sent: string[], unroutable: Map<string, string[]>, failed: FailedOutboxRecord[], leaseToken: string): Promise<void> {
+    const store = this.database.store;
     // The broker has these messages now: a failed mark would only mean re-sending them after the lease
     // (duplicates), so marks are retried a few times before the round gives up.
     await withRetries(() => store.markSent(sent, leaseToken));
@@ -197,6 +218,13 @@ export class OutboxRelay {
       await withRetries(() => store.markFailed(failed, leaseToken));
       this.logger.warn(`${failed.length} message(s) not confirmed, will retry: ${failed[0]!.error}`);
     }
+  }
+
+  /** Waits for the marks still running (before the loop idles or ends); rethrows their failure. */
+  private async settleMarks(): Promise<void> {
+    const marks = this.marking;
+    this.marking = undefined;
+    await marks;
   }
 
   /** Releases handed-over rows' lease, at shutdown or when they came too late; a failure leaves them to the lease's expiry. */
