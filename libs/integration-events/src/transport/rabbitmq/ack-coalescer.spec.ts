@@ -105,6 +105,22 @@ describe('AckCoalescer', () => {
     }
     expect(channel.frames).toHaveLength(1_000);
     expect(channel.frames.at(-1)).toBe('ack 10000 multiple');
-    expect((acks as unknown as { unsettled: Message[] }).unsettled.length).toBeLessThanOrEqual(2_048);
+    expect((acks as unknown as { unsettled: Map<Message, boolean> }).unsettled.size).toBe(0);
+  });
+
+  it('holds only what the broker counts as unacknowledged when the oldest delivery is never settled', async () => {
+    const channel = new RecordingChannel();
+    const acks = new AckCoalescer(channel, () => undefined);
+    acks.track(delivery(1)); // never settled (left to go back to the queue)
+    for (let tag = 2; tag <= 5_000; tag++) {
+      const message = delivery(tag);
+      acks.track(message);
+      acks.ack(message);
+      if (tag % 10 === 0) await nextTurn();
+    }
+    await nextTurn();
+    expect(channel.frames).toHaveLength(4_999);
+    expect(channel.frames.every((frame) => !frame.includes('multiple'))).toBe(true);
+    expect((acks as unknown as { unsettled: Map<Message, boolean> }).unsettled.size).toBe(1);
   });
 });
