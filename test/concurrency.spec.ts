@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { TestingModule } from '@nestjs/testing';
 import {
+  IntegrationEventConsumers,
   IntegrationEventHandler,
   IntegrationEventPublisher,
   type IIntegrationEventHandler,
@@ -9,6 +10,7 @@ import {
 import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
 import { consistently, eventually } from './support/eventually';
 import { startTestApp } from './support/test-app';
+import { TcpProxy } from './support/tcp-proxy';
 import { TestNamespace } from './support/test-namespace';
 
 /** Calls held until the gate opens or the application shuts down; counts how many run at once. */
@@ -98,6 +100,40 @@ describe('prefetch and concurrency', () => {
     second.get(Gate).open();
     await eventually(() => expect(second.get(Gate).finished).toHaveLength(9));
     expect([...firstDid, ...second.get(Gate).finished].sort()).toEqual([...ids].sort());
+  });
+
+  it('never starts a delivery of a channel that closed: the broker delivers it again, and it runs once', async () => {
+    const proxy = await TcpProxy.create({ host: '127.0.0.1', port: 5672 });
+    await proxy.accept();
+    try {
+      const app = await startTestApp(ns, {
+        providers: [Gate, GatedHandler],
+        options: { rabbitmq: { url: `amqp://guest:guest@127.0.0.1:${proxy.port}`, reconnectInitialDelayMs: 100, reconnectMaxDelayMs: 500 } },
+      });
+      apps.push(app);
+      const gate = app.get(Gate);
+      const ids = await publish(app, 12);
+      await eventually(() => expect(gate.started).toHaveLength(3));
+      await eventually(async () => expect(await ns.queueDepth('gated')).toBe(4));
+      const running = [...gate.started];
+
+      // The connection drops with 3 calls running and 5 deliveries waiting in the process.
+      await proxy.refuse();
+      proxy.cut();
+      await eventually(() => expect(app.get(IntegrationEventConsumers).status.attached).toBe(0));
+      gate.open();
+      await eventually(() => expect(gate.finished).toHaveLength(3));
+      // The waiting ones belonged to the closed channel: none starts (the broker has them back).
+      await consistently(() => expect(gate.started).toHaveLength(3), { forMs: 300 });
+
+      await proxy.accept();
+      await eventually(() => expect(new Set(gate.finished)).toEqual(new Set(ids)), { timeoutMs: 15_000 });
+      const starts = (id: string) => gate.started.filter((started) => started === id).length;
+      // Those running at the cut could not be acked and ran again (at-least-once); every other ran once.
+      expect(ids.filter((id) => !running.includes(id)).map(starts)).toEqual(new Array(9).fill(1));
+    } finally {
+      await proxy.stop();
+    }
   });
 
   it('refuses a concurrency that is not a whole number from 1 to 65535 at boot, naming the handler', async () => {

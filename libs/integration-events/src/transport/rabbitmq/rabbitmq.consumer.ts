@@ -76,6 +76,12 @@ export class RabbitMqConsumer {
           ),
         );
         const subscription: Subscription = { channel, tag: '', acks, waiting: [] };
+        // The broker returns this channel's unacknowledged deliveries to the queue when it closes: the
+        // ones waiting for a slot must not start after that (they would run twice).
+        channel.once('close', () => {
+          subscription.waiting.length = 0;
+          if (this.consumer === subscription) this.consumer = undefined;
+        });
         const { consumerTag } = await channel.consume(handler.queue, (message) => this.onDelivery(subscription, message), {
           noAck: false,
         });
@@ -131,7 +137,14 @@ export class RabbitMqConsumer {
   /** Calls the handler for `message`; when it is settled, starts the next delivery waiting on the current channel. */
   private run(subscription: Subscription, message: ConsumeMessage): void {
     const work = this.process(subscription.channel, subscription.acks, message)
-      .catch((error: unknown) => this.logger.error(`Settling message ${String(message.properties.messageId)} failed: ${(error as Error).message}`))
+      .catch(async (error: unknown) => {
+        // A fault of ours, not the handler's (those are retried or dead-lettered): give the message back
+        // to its queue after a pause rather than hold it unsettled for the channel's life.
+        this.logger.error(
+          `Processing message ${String(message.properties.messageId)} on ${this.handler.queue} failed; returning it to the queue: ${(error as Error).message}`,
+        );
+        if (!this.stopping) await this.returnToQueue(subscription.acks, message);
+      })
       .finally(() => {
         this.inFlight.delete(work);
         // Deliveries of a channel that closed meanwhile are not started: the broker delivers them again.
