@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { Type } from 'class-transformer';
-import { IsDate, IsInt, IsOptional, IsString, Min, MinLength, ValidateNested } from 'class-validator';
+import { IsDate, IsInt, IsOptional, IsString, Min, MinLength, Validate, ValidateNested, ValidatorConstraint, type ValidatorConstraintInterface } from 'class-validator';
 import { IntegrationEvent } from '../decorators/integration-event.decorator';
 import { getIntegrationEventMetadata, type IntegrationEventClass } from '../decorators/integration-event-metadata';
 import { resolveRetryPolicy } from '../retry/resolve-retry-policy';
@@ -36,6 +36,19 @@ class OrderCreatedIntegrationEvent {
   describe(): string {
     return `order ${this.orderId}`;
   }
+}
+
+@ValidatorConstraint({ name: 'throwsWhenChecked', async: true })
+class ThrowsWhenChecked implements ValidatorConstraintInterface {
+  async validate(): Promise<boolean> {
+    throw new Error('the rule service is down');
+  }
+}
+
+@IntegrationEvent({ name: 'ordering.order-created', version: 2 })
+class EventWithThrowingRule {
+  @Validate(ThrowsWhenChecked)
+  orderId!: string;
 }
 
 @IntegrationEvent({ name: 'ordering.order-cancelled' })
@@ -319,6 +332,11 @@ describe('decodeMessage', () => {
         const reason = await poisonReason({ body: { orderId: '', placedAt: '2026-11-26T06:00:00.000Z' } });
         expect(reason).toMatch(/^body fails the validation rules of OrderCreatedIntegrationEvent: /);
         expect(reason).toContain('orderId: orderId must be longer than or equal to 1 characters');
+      });
+
+      it('refuses a body whose custom rule throws, with the error, instead of failing the delivery', async () => {
+        const reason = await poisonReason({}, handlerFor(EventWithThrowingRule));
+        expect(reason).toBe('validating EventWithThrowingRule threw: the rule service is down');
       });
 
       it('refuses a date field that is not a date, naming it', async () => {

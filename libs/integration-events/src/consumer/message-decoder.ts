@@ -96,7 +96,13 @@ export async function decodeMessage(
   }
   const invalidDate = findInvalidDate(event, '$', limits.maxDepth);
   if (invalidDate) return poison(`body has an invalid date at ${invalidDate}`);
-  const violations = hasValidationRules(handler.eventClass) ? await validate(event, { forbidUnknownValues: false }) : [];
+  let violations: Awaited<ReturnType<typeof validate>> = [];
+  try {
+    if (hasValidationRules(handler.eventClass)) violations = await validate(event, { forbidUnknownValues: false });
+  } catch (error) {
+    // A custom rule that throws cannot pass on a retry either.
+    return poison(`validating ${handler.eventClass.name} threw: ${(error as Error)?.message ?? String(error)}`);
+  }
   if (violations.length > 0) {
     const details = violations
       .slice(0, 5)
