@@ -50,6 +50,11 @@ export class ManagedChannel {
       await closeQuietly(channel);
       throw error;
     }
+    if (this.closing) {
+      // close() ran while this channel was being set up: it found nothing to close, so close it here.
+      await closeQuietly(channel);
+      return;
+    }
     this.channel = channel;
     this.failedReopens = 0;
   }
