@@ -16,6 +16,7 @@ import { killChildren } from './lib/processes';
 import { summarizeProfiles } from './lib/profile';
 import { renderCpuTable, renderTable, renderTargets, type Options, type Row, type Runs, type Target, type VariantRun, type Workload } from './lib/report';
 import { backlog } from './workloads/backlog';
+import { floor } from './workloads/floor';
 import { broker } from './workloads/broker';
 import { inbox } from './workloads/inbox';
 import { memory } from './workloads/memory';
@@ -27,7 +28,7 @@ import { steady } from './workloads/steady';
 
 const ROOT = resolve(__dirname, '..', '..', '..');
 /** Issue 6's workloads, run by default (memory only with --big). */
-const DEFAULT = [broker, steady, paced, backlog, inbox];
+const DEFAULT = [broker, steady, floor, paced, backlog, inbox];
 /** The former bench:relay / bench:orders / bench:retry, with --only (or --all). */
 const FORMER = [relay, orders, retry];
 const ALL: Workload[] = [...DEFAULT, memory, ...FORMER];
@@ -42,6 +43,7 @@ const DEFAULTS: Options = {
   warmup: 200,
   concurrency: 16,
   poolMax: 20,
+  floorSeconds: 8,
   rate: 1_000,
   lowRate: 200,
   pacedSeconds: 10,
@@ -93,6 +95,7 @@ const USAGE = `npm run bench -- [flags]
   --rounds N           rounds per workload (default 3)
   --transactions N     steady load: transactions per round (default 5000; --full 20000)
   --concurrency N      steady load: concurrent transactions (default 16)
+  --floor-seconds N    Floor D (pgbench, PostgreSQL alone): seconds per run (default 8)
   --rate N             paced: events per second (default 1000)
   --low-rate N         paced: the second, lower rate of ours (default 200)
   --paced-seconds N    paced: duration (default 10)
@@ -122,6 +125,7 @@ function parseArgs(argv: string[]): Options {
     '--transactions': 'transactions',
     '--n': 'transactions',
     '--concurrency': 'concurrency',
+    '--floor-seconds': 'floorSeconds',
     '--rate': 'rate',
     '--low-rate': 'lowRate',
     '--paced-seconds': 'pacedSeconds',

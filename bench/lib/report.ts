@@ -14,6 +14,8 @@ export interface Options {
   warmup: number;
   concurrency: number;
   poolMax: number;
+  /** Floor D: seconds of each pgbench run. */
+  floorSeconds: number;
   /** Paced latency: events per second and seconds. */
   rate: number;
   /** Paced latency: a second, lower rate for ours (below saturation). */
