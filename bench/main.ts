@@ -245,6 +245,7 @@ async function main(): Promise<void> {
   const json: Record<string, unknown> = {};
   const cpuEntries: Array<{ workload: string; variant: string; runs: VariantRun[] }> = [];
 
+  const completed: Array<{ workload: Workload; runs: Runs; rounds: number; variants: string[] }> = [];
   for (const workload of workloads) {
     const runs: Runs = {};
     const rounds = workload.rounds?.(options) ?? options.rounds;
@@ -273,17 +274,30 @@ async function main(): Promise<void> {
           }
         }
       }
-      const summary = workload.summarize(runs, options);
-      for (const variant of variants) if (runs[variant]) cpuEntries.push({ workload: workload.name, variant, runs: runs[variant]! });
-      rows.push(...summary.rows);
-      targets.push(...summary.targets);
-      json[workload.name] = { title: workload.title, rounds, runs, summary };
+      completed.push({ workload, runs, rounds, variants });
     } catch (error) {
       killChildren();
       await resources.cleanup();
       const message = `${workload.name}: ${(error as Error).stack ?? String(error)}`;
       failures.push(message);
       console.error(`${elapsed()}  [${workload.name}] FAILED: ${message}`);
+      json[workload.name] = { title: workload.title, error: message, runs };
+    }
+  }
+
+  // Summed up once every workload has run: a target may cite another workload's runs (the steady load
+  // cites Floor D).
+  const allRuns = Object.fromEntries(completed.map(({ workload, runs }) => [workload.name, runs]));
+  for (const { workload, runs, rounds, variants } of completed) {
+    try {
+      const summary = workload.summarize(runs, options, allRuns);
+      for (const variant of variants) if (runs[variant]) cpuEntries.push({ workload: workload.name, variant, runs: runs[variant]! });
+      rows.push(...summary.rows);
+      targets.push(...summary.targets);
+      json[workload.name] = { title: workload.title, rounds, runs, summary };
+    } catch (error) {
+      const message = `${workload.name}: summing up failed: ${(error as Error).stack ?? String(error)}`;
+      failures.push(message);
       json[workload.name] = { title: workload.title, error: message, runs };
     }
   }

@@ -98,7 +98,8 @@ export interface Workload {
   /** Rounds, when not `--rounds`. */
   rounds?(options: Options): number;
   run(variant: string, context: RunContext): Promise<VariantRun>;
-  summarize(runs: Runs, options: Options): Summary;
+  /** Rows and targets from this workload's runs; `all` holds every workload's runs (a target may cite another's). */
+  summarize(runs: Runs, options: Options, all: Readonly<Record<string, Runs>>): Summary;
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -39,7 +39,9 @@ export const steady: Workload = {
       },
       context,
     ),
-  summarize(runs: Runs, options) {
+  summarize(runs: Runs, options, all) {
+    // The ceiling: PostgreSQL alone (pgbench) with the outbox row, when Floor D ran in this run.
+    const floor = all.floor?.order && all.floor['order-outbox'] ? ratio(all.floor['order-outbox'], all.floor.order, 'commitsPerSec').median : undefined;
     const title = `Steady load (${options.transactions.toLocaleString('en-US')} tx, concurrency ${options.concurrency})`;
     const rows = Object.keys(MODES).map((variant) => {
       const commits = metric(runs[variant], 'commitsPerSec');
@@ -63,7 +65,8 @@ export const steady: Workload = {
         measured:
           `${r.median.toFixed(2)}× (${fmtRate(metric(runs[variant], 'commitsPerSec'), '/s')} vs ${fmtRate(metric(runs['baseline-c'], 'commitsPerSec'), '/s')}; ` +
           `for reference: dual write ${ratio(runs['dual-write'], runs['baseline-c'], 'commitsPerSec').median.toFixed(2)}×, ` +
-          `ours with relay and consumer off ${ratio(runs['ours-commit-only'], runs['baseline-c'], 'commitsPerSec').median.toFixed(2)}×)`,
+          `ours with relay and consumer off ${ratio(runs['ours-commit-only'], runs['baseline-c'], 'commitsPerSec').median.toFixed(2)}×` +
+          `${floor === undefined ? '' : `; ceiling, PostgreSQL alone with the outbox row (Floor D): ${floor.toFixed(2)}×`})`,
         met: r.median >= 0.9,
       };
     });
