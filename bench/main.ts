@@ -76,6 +76,7 @@ const FULL: Partial<Options> = {
 /** A smoke run: every workload, small, 2 rounds (numbers too short-lived to be worth much). */
 const QUICK: Partial<Options> = {
   rounds: 2,
+  floorSeconds: 3,
   transactions: 1_000,
   pacedSeconds: 3,
   backlog: 5_000,
@@ -286,12 +287,12 @@ async function main(): Promise<void> {
   }
 
   // Summed up once every workload has run: a target may cite another workload's runs (the steady load
-  // cites Floor D).
+  // cites Floor D's CPU figures).
   const allRuns = Object.fromEntries(completed.map(({ workload, runs }) => [workload.name, runs]));
   for (const { workload, runs, rounds, variants } of completed) {
+    for (const variant of variants) if (runs[variant]) cpuEntries.push({ workload: workload.name, variant, runs: runs[variant]! });
     try {
       const summary = workload.summarize(runs, options, allRuns);
-      for (const variant of variants) if (runs[variant]) cpuEntries.push({ workload: workload.name, variant, runs: runs[variant]! });
       rows.push(...summary.rows);
       targets.push(...summary.targets);
       json[workload.name] = { title: workload.title, rounds, runs, summary };

@@ -24,10 +24,19 @@ export interface HarnessContext {
 }
 
 const live = new Set<ChildHandle>();
+/** Other programs the harness runs (pgbench), killed with the children. */
+const programs = new Set<ChildProcess>();
 
-/** Kills every child still running (harness failure or Ctrl-C). Only children this harness forked. */
+/** Kills every child still running (harness failure or Ctrl-C). Only children this harness started. */
 export function killChildren(): void {
   for (const child of live) child.kill();
+  for (const program of programs) program.kill();
+}
+
+/** Has `killChildren()` stop a program the harness spawned (not a forked role), until it exits. */
+export function trackProgram(program: ChildProcess): void {
+  programs.add(program);
+  program.once('exit', () => programs.delete(program));
 }
 
 /** Resident set size of a process right now, from /proc (Linux), in MB; NaN elsewhere. */

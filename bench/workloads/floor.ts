@@ -1,14 +1,14 @@
 /**
- * Floor D — PostgreSQL alone: what the outbox row costs the business transaction with no Node.js
- * client at all. pgbench (PostgreSQL's own C client, prepared statements, the steady load's
- * concurrency) runs the steady load's transaction three ways on tables made by the library's
- * migration: the order alone (as Baseline C), the order plus the library's outbox INSERT as a statement
- * of its own (what `publish()` does), and both rows in one statement (a CTE: the outbox row without its
- * own round trip). Their ratios are the best any client could reach on this machine — the ceiling of
- * the steady-load target, measured in the same run.
+ * Floor D — PostgreSQL alone: what the outbox row costs PostgreSQL, with no Node.js client at all.
+ * pgbench (PostgreSQL's own C client, prepared statements, the steady load's concurrency) runs the
+ * steady load's transaction three ways on tables made by the library's migration: the order alone (as
+ * Baseline C), the order plus the library's outbox INSERT as a statement of its own (what `publish()`
+ * does), and both rows in one statement (a CTE: the outbox row without its own round trip). The CPU
+ * PostgreSQL spends on the outbox row here bounds the steady-load ratio any client can reach (see the
+ * steady load's target line).
  *
- * Needs pgbench (PGBENCH, else `pgbench` on the PATH, else /usr/lib/postgresql/<version>/bin/pgbench);
- * without it the workload says so and is skipped.
+ * Needs pgbench (PGBENCH, else `pgbench` on the PATH, else the newest /usr/lib/postgresql/<version>/bin/
+ * pgbench); without one the workload says so and is skipped. A PGBENCH that does not run fails it.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -18,6 +18,7 @@ import { AMOUNT_CENTS, CUSTOMER_ID, EVENT_NAME, eventBody } from '../lib/contrac
 import { CpuMeter } from '../lib/cpu';
 import { countRows, createTables } from '../lib/database';
 import { check, DATABASE_URL, Namespace, outboxTable } from '../lib/helpers';
+import { trackProgram } from '../lib/processes';
 import { fmtRate, fmtRatio, fmtSpread, metric, ratio, type Runs, type VariantRun, type Workload } from '../lib/report';
 
 const VARIANTS = ['order', 'order-outbox', 'order-outbox-cte'] as const;
@@ -59,13 +60,18 @@ function script(variant: Variant, schema: string): string {
     `VALUES (gen_random_uuid(), ${quote(EVENT_NAME)}, 1, ${quote(eventBody(12_345))}, ${quote(headers)}, now(), COALESCE(NULL::timestamptz, now()), ` +
     "clock_timestamp() + 30000 * interval '1 millisecond', '0b6c3f8e-2f4c-4e0a-9d1e-7a5b2c8d9e10'::uuid)";
   const body = variant === 'order' ? [order] : variant === 'order-outbox' ? [order, outbox] : [`WITH o AS (${order}) ${outbox}`];
-  return ['BEGIN;', ...body.map((statement) => `${statement};`), 'COMMIT;', ''].join('\n');
+  const text = ['BEGIN;', ...body.map((statement) => `${statement};`), 'COMMIT;', ''].join('\n');
+  // pgbench substitutes `:name` anywhere, quoted literals included (`::type` casts aside): none may be in the text.
+  const variable = /(?<!:):[A-Za-z_]/.exec(text);
+  if (variable) throw new Error(`the pgbench script would substitute a variable at "${text.slice(variable.index, variable.index + 20)}"`);
+  return text;
 }
 
 /** Runs pgbench; resolves with its output, rejects with it when it fails. */
 function pgbench(path: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(path, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    trackProgram(child);
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -94,15 +100,19 @@ export const floor: Workload = {
       const cpuBefore = context.cpu.sample({});
       const output = await pgbench(path, args);
       const transactions = number(output, /number of transactions actually processed: (\d+)/);
+      // "(without initial connection time)" since PostgreSQL 14, "(excluding connections establishing)" before.
+      const tps = number(output, /tps = ([\d.]+) \((?:without initial connection time|excluding connections establishing)\)/);
+      if (!Number.isFinite(transactions) || !Number.isFinite(tps)) throw new Error(`could not read pgbench's output:\n${output}`);
       const cpuAfter = context.cpu.sample({});
       const orders = await countRows(`"${ns.schema}".orders`);
       const outboxRows = await countRows(outboxTable(ns.schema));
       return {
         metrics: {
-          commitsPerSec: number(output, /tps = ([\d.]+) \(without initial connection time\)/),
+          commitsPerSec: tps,
           ...CpuMeter.perEvent(cpuBefore, cpuAfter, transactions, cpus().length),
         },
         checks: [
+          // Printed since PostgreSQL 15; before, a failed transaction aborts its client and pgbench exits non-zero.
           check(`Floor D ${variant}: failed transactions`, 0, number(output, /number of failed transactions: (\d+)/) || 0),
           check(`Floor D ${variant}: order rows = committed transactions`, transactions, orders),
           check(`Floor D ${variant}: outbox rows`, variant === 'order' ? 0 : transactions, outboxRows),
