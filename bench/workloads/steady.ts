@@ -40,14 +40,18 @@ export const steady: Workload = {
       context,
     ),
   summarize(runs: Runs, options, all) {
-    // A bound from Floor D (when it ran): on a CPU-bound machine a transaction that also writes the outbox
-    // row costs at least C's CPU plus what PostgreSQL alone spends on that row, whatever the client.
+    // A bound from Floor D (when it ran): a transaction that also writes the outbox row costs at least C's
+    // CPU plus what PostgreSQL alone spends on that row, whatever the client. At C's share of the cores
+    // that caps the ratio at C ÷ (C + row); with the cores 100 % busy, at that ÷ C's busy share.
     const rowMs = all.floor?.order && all.floor['order-outbox']
       ? Math.max(0, metric(all.floor['order-outbox'], 'cpu.postgres').median - metric(all.floor.order, 'cpu.postgres').median)
       : NaN;
     const cMs = metric(runs['baseline-c'], 'cpu.total').median;
-    const bound = Number.isFinite(rowMs) && Number.isFinite(cMs) && cMs > 0
-      ? `; bound from Floor D: ≤ ${(cMs / (cMs + rowMs)).toFixed(2)}× (C's ${cMs.toFixed(3)} ms of CPU per transaction + PostgreSQL's ${rowMs.toFixed(3)} ms for the outbox row)`
+    const cBusy = metric(runs['baseline-c'], 'machineBusyPct').median / 100;
+    const atCBusy = cMs / (cMs + rowMs);
+    const bound = Number.isFinite(atCBusy) && cBusy > 0
+      ? `; bound from Floor D: ≤ ${atCBusy.toFixed(2)}× at C's ${(cBusy * 100).toFixed(0)} % busy, ≤ ${(atCBusy / cBusy).toFixed(2)}× at 100 % ` +
+        `(C's ${cMs.toFixed(3)} ms of CPU per transaction + PostgreSQL's ${rowMs.toFixed(3)} ms for the outbox row)`
       : '';
     const title = `Steady load (${options.transactions.toLocaleString('en-US')} tx, concurrency ${options.concurrency})`;
     const rows = Object.keys(MODES).map((variant) => {
