@@ -29,8 +29,14 @@ const LABELS: Record<Variant, string> = {
   'order-outbox-cte': 'pgbench: order + outbox row in one statement',
 };
 
-/** pgbench's path, or undefined when this machine has none. */
+/** pgbench's path, or undefined when this machine has none (looked up once). */
+let pgbenchPath: { path: string | undefined } | undefined;
 function findPgbench(): string | undefined {
+  pgbenchPath ??= { path: lookUpPgbench() };
+  return pgbenchPath.path;
+}
+
+function lookUpPgbench(): string | undefined {
   if (process.env.PGBENCH) return process.env.PGBENCH;
   if (spawnSync('pgbench', ['--version'], { stdio: 'ignore' }).status === 0) return 'pgbench';
   const root = '/usr/lib/postgresql';
