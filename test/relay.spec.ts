@@ -91,6 +91,35 @@ describe('outbox relay', () => {
     expect(new Set(probe.messages.map((message) => message.properties.messageId as string))).toEqual(new Set(sent));
   });
 
+  it('marks rows committed one after another by shared statements, and every one of them sent', async () => {
+    const probe = await ns.probe('ordering.order-created');
+    const app = await start({ pollIntervalMs: 3_600_000 });
+    const publisher = app.get(IntegrationEventPublisher);
+    // Each in a transaction of its own, committed once the one before has reached the broker's queue:
+    // each is published as a batch of its own, which used to be marked by a statement of its own.
+    for (let i = 0; i < 20; i++) {
+      await publisher.publish(new OrderCreatedIntegrationEvent(`one-by-one-${i}`), { standalone: true });
+      await eventually(() => expect(probe.messages).toHaveLength(i + 1));
+    }
+    await eventually(async () => expect((await ns.outboxRows()).filter((row) => row.status !== 'sent')).toHaveLength(0));
+    // sent_at is now() of the statement that marked the row: rows confirmed within MARK_LINGER_MS of
+    // each other share it. Only a gap of over 50 ms between every two of them could give 20 statements.
+    const db = await ns.sql();
+    const { rows } = await db.query(`SELECT count(DISTINCT sent_at)::int AS marks FROM ${ns.outboxTable}`);
+    expect(rows[0].marks).toBeGreaterThanOrEqual(1);
+    expect(rows[0].marks).toBeLessThan(20);
+  });
+
+  it('marks a confirmed row still waiting for rows to share its mark before stop() returns', async () => {
+    const probe = await ns.probe('ordering.order-created');
+    const app = await start({ pollIntervalMs: 3_600_000 });
+    const [id] = await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('last-one'), { standalone: true });
+    await eventually(() => expect(probe.messages).toHaveLength(1));
+    // The broker has it, so its confirm is in or on its way; the mark may still be waiting: stop now.
+    await app.get(OutboxRelay).stop();
+    expect((await ns.outboxRows()).map((row) => [row.id, row.status])).toEqual([[id, 'sent']]);
+  });
+
   it('flags an unroutable message (returned by the broker) instead of counting it as sent', async () => {
     const app = await start();
     const [id] = await app.get(IntegrationEventPublisher).publish(new NobodyListensEvent(1), { standalone: true });

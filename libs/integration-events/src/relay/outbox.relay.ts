@@ -11,6 +11,7 @@ import { TransportHost } from '../transport/transport-host';
 import { IntegrationEventsMetrics } from '../telemetry/integration-events.metrics';
 import { INSTRUMENTATION_NAME, TelemetryAttributes as A } from '../telemetry/telemetry-attributes';
 import { extractTraceContext, withTraceContext } from '../telemetry/trace-context';
+import { ConfirmedRows } from './confirmed-rows';
 import { exponentialBackoff } from './retry-delay';
 import { RelayHandoff } from './relay-handoff';
 import { WakeSignal } from './wake-signal';
@@ -19,19 +20,30 @@ import { WakeSignal } from './wake-signal';
 const HANDOFF_BATCHES = 10;
 
 /**
+ * How long a confirmed row may wait for its mark, so that the rows confirmed after it are marked by the
+ * same statement: at a few hundred events a second the relay publishes batches of one or a few rows, and
+ * one UPDATE (with its commit) per batch would cost more than the rest of the relay's work. Rows stay
+ * leased meanwhile; the shortest lease allowed (`relay.leaseMs`, 1 s) is twenty times longer.
+ */
+const MARK_LINGER_MS = 50;
+
+/**
  * Moves committed outbox rows to the broker: claim a batch (`FOR UPDATE SKIP LOCKED` + lease), publish
- * it on the confirm channel, then mark each row by what the broker said. Rows this process commits are
- * handed over at the commit, already leased (`RelayHandoff`), and need no claim; rows committed
- * elsewhere, delayed or to be retried are claimed by a poll. A row is marked sent only after its
- * confirm; a failed row stays pending with its error and comes back after a backoff; an unroutable
- * row is flagged and left for an operator. Nothing here can stop the loop but `stop()`.
+ * it on the confirm channel, then mark each row by what the broker said (the confirmed rows of small
+ * batches in a row together, within `MARK_LINGER_MS`). Rows this process commits are handed over at the
+ * commit, already leased (`RelayHandoff`), and need no claim; rows committed elsewhere, delayed or to be
+ * retried are claimed by a poll. A row is marked sent only after its confirm; a failed row stays
+ * pending with its error and comes back after a backoff; an unroutable row is flagged and left for an
+ * operator. Nothing here can stop the loop but `stop()`.
  */
 @Injectable()
 export class OutboxRelay {
   private readonly logger = new Logger('IntegrationEvents:Relay');
   private loop: Promise<void> | undefined;
   private stopping = false;
-  /** The marks of the last published batch, while the next one is claimed and published. */
+  /** Confirmed rows waiting for their mark (at most `MARK_LINGER_MS`, or until a batch's worth). */
+  private readonly confirmed = new ConfirmedRows();
+  /** The marks last started, running while the next batch is claimed and published. */
   private marking: Promise<void> | undefined;
 
   constructor(
@@ -84,11 +96,13 @@ export class OutboxRelay {
     let claimAfterFailure = false;
     try {
       while (!this.stopping) {
-        if (!this.transports.transport.canPublish) {
-          await this.wakeSignal.wait(pollIntervalMs);
-          continue;
-        }
         try {
+          if (!this.transports.transport.canPublish) {
+            // Rows confirmed before the connection went are marked now, not when it comes back.
+            await this.settleMarks();
+            await this.wakeSignal.wait(pollIntervalMs);
+            continue;
+          }
           if (this.handoff.size > 0) await this.relayHandedOff();
           let more = this.handoff.size > 0;
           if (this.wakeSignal.takeClaimRequest() || claimAfterFailure || performance.now() - lastClaimAt >= pollIntervalMs) {
@@ -99,7 +113,13 @@ export class OutboxRelay {
               more = true;
             }
           }
-          // Going idle: the last batch's marks first (a failure counts as this round's).
+          // Nothing more right now: rows confirmed in the last moments wait a little for the next ones,
+          // to share their mark; then, going idle, every mark is written (a failure counts as this round's).
+          const lingering = this.confirmed.size > 0 ? MARK_LINGER_MS - this.confirmed.age() : 0;
+          if (!more && lingering > 0) {
+            await this.wakeSignal.wait(lingering);
+            continue;
+          }
           if (!more) await this.settleMarks();
           failures = 0;
           if (!more) await this.wakeSignal.wait(Math.max(0, lastClaimAt + pollIntervalMs - performance.now()));
@@ -194,22 +214,37 @@ export class OutboxRelay {
       else failed.push({ id: row.id, error: outcome.reason, retryInMs: this.retryDelay(row) });
     });
 
-    // The marks run while the loop claims and publishes the next batch: this batch's rows stay leased
-    // until marked, so no claim takes them again. The previous batch's marks are awaited here, so at
-    // most two batches are being marked at once and a failed mark reaches the loop one batch later.
+    // Confirmed rows wait for the next ones (a batch's worth, or MARK_LINGER_MS) to share one mark;
+    // failures are marked at once, with whatever confirmed rows wait.
+    this.confirmed.add(sent, leaseToken);
+    const failures = unroutable.size > 0 || failed.length > 0 ? { unroutable, failed, leaseToken } : undefined;
+    if (failures || this.confirmed.size >= this.config.options.relay.batchSize || this.confirmed.age() >= MARK_LINGER_MS) {
+      await this.startMarks(failures);
+    }
+  }
+
+  /**
+   * Starts marking the confirmed rows that wait (and a batch's failures). The marks run while the loop
+   * claims and publishes the next batch: their rows stay leased until marked, so no claim takes them
+   * again. The marks started before are awaited here, so at most two sets of marks run at once and a
+   * failed mark reaches the loop one batch later.
+   */
+  private async startMarks(failures?: BatchFailures): Promise<void> {
     const previous = this.marking;
-    const marks = this.mark(sent, unroutable, failed, leaseToken);
-    marks.catch(() => undefined); // awaited by the next batch or by settleMarks()
+    const marks = this.mark(this.confirmed.takeAll(), failures);
+    marks.catch(() => undefined); // awaited by the next startMarks() or by settleMarks()
     this.marking = marks;
     await previous;
   }
 
-  /** Marks one batch's rows by what the broker said. */
-  private async mark(sent: string[], unroutable: Map<string, string[]>, failed: FailedOutboxRecord[], leaseToken: string): Promise<void> {
+  /** Marks rows by what the broker said: the confirmed ones under each lease token, then one batch's failures. */
+  private async mark(sent: ReadonlyArray<readonly [leaseToken: string, ids: string[]]>, failures: BatchFailures | undefined): Promise<void> {
     const store = this.database.store;
     // The broker has these messages now: a failed mark would only mean re-sending them after the lease
     // (duplicates), so marks are retried a few times before the round gives up.
-    await withRetries(() => store.markSent(sent, leaseToken));
+    for (const [leaseToken, ids] of sent) await withRetries(() => store.markSent(ids, leaseToken));
+    if (!failures) return;
+    const { unroutable, failed, leaseToken } = failures;
     for (const [reason, ids] of unroutable) {
       await withRetries(() => store.markUnroutable(ids, reason, leaseToken));
       this.logger.warn(`${ids.length} message(s) unroutable and flagged in the outbox (${reason}): ${ids.join(', ')}`);
@@ -220,11 +255,17 @@ export class OutboxRelay {
     }
   }
 
-  /** Waits for the marks still running (before the loop idles or ends); rethrows their failure. */
+  /**
+   * Marks the confirmed rows that wait and waits for every mark still running (before the loop idles or
+   * ends); rethrows a failure, once all have finished.
+   */
   private async settleMarks(): Promise<void> {
-    const marks = this.marking;
+    const running = this.marking;
+    const last = this.confirmed.size > 0 ? this.mark(this.confirmed.takeAll(), undefined) : undefined;
     this.marking = undefined;
-    await marks;
+    for (const outcome of await Promise.allSettled([running, last])) {
+      if (outcome.status === 'rejected') throw outcome.reason;
+    }
   }
 
   /** Releases handed-over rows' lease, at shutdown or when they came too late; a failure leaves them to the lease's expiry. */
@@ -262,6 +303,14 @@ export class OutboxRelay {
     const { retryInitialDelayMs, retryMaxDelayMs } = this.config.options.relay;
     return exponentialBackoff(row.attempts + 1, retryInitialDelayMs, retryMaxDelayMs);
   }
+}
+
+/** The rows of one batch the broker did not confirm, to be marked under that batch's lease token. */
+interface BatchFailures {
+  /** Row ids by the reason they were returned. */
+  readonly unroutable: ReadonlyMap<string, string[]>;
+  readonly failed: readonly FailedOutboxRecord[];
+  readonly leaseToken: string;
 }
 
 async function withRetries(operation: () => Promise<void>, delaysMs: readonly number[] = [100, 500, 2_000]): Promise<void> {
