@@ -26,10 +26,23 @@ const io: ChildIO = {
 };
 
 process.on('message', (message: Message) => {
+  if (message.type === 'heap') return reportHeap();
   const index = waiters.findIndex((w) => w.type === message.type);
   if (index >= 0) waiters.splice(index, 1)[0]!.resolve(message);
   else received.push(message);
 });
+/**
+ * Answers the parent's `heap`: the V8 heap in use and the memory outside it (Buffers), after a full
+ * garbage collection when the process runs with --expose-gc — what is live, without the garbage that
+ * RSS also holds until the collector runs.
+ */
+function reportHeap(): void {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  const usage = process.memoryUsage();
+  process.send!({ type: 'heap', afterGc: gc !== undefined, heapUsedMb: usage.heapUsed / 1_048_576, externalMb: usage.external / 1_048_576 });
+}
+
 // The parent died: do not linger.
 process.on('disconnect', () => process.exit(3));
 

@@ -5,7 +5,8 @@
  * Protocol (IPC, structured clone so typed arrays travel as such): the parent forks `child.js <role>`
  * and sends `{ type: 'init', args }`; the child sets up and sends `ready`; the parent sends `go`; the
  * child may send `done`/`progress`; the parent sends `stop`; the child tears down, sends `result`
- * (with its peak RSS) and exits.
+ * (with its peak RSS) and exits. At any time the parent may send `heap`: the child answers with its
+ * heap in use (after a full collection when started with `exposeGc`).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync, readFileSync, closeSync } from 'node:fs';
@@ -50,6 +51,15 @@ export function readRssMb(pid: number): number {
   }
 }
 
+/** What a child reports of its memory on `heap` (MB). */
+export interface HeapSample {
+  /** Measured right after a full garbage collection (the child runs with --expose-gc). */
+  afterGc: boolean;
+  heapUsedMb: number;
+  /** Memory outside the V8 heap (Buffers). */
+  externalMb: number;
+}
+
 export class ChildHandle {
   readonly pid: number;
   ready: Message = { type: 'ready' };
@@ -82,7 +92,13 @@ export class ChildHandle {
   }
 
   /** Forks a child for `role`, sends it its arguments and waits until it is ready. */
-  static async start(context: HarnessContext, role: string, label: string, args: object, options: { profile?: boolean } = {}): Promise<ChildHandle> {
+  static async start(
+    context: HarnessContext,
+    role: string,
+    label: string,
+    args: object,
+    options: { profile?: boolean; exposeGc?: boolean } = {},
+  ): Promise<ChildHandle> {
     mkdirSync(context.logDir, { recursive: true });
     const logFile = join(context.logDir, `${label}.log`);
     const fd = openSync(logFile, 'a');
@@ -92,6 +108,7 @@ export class ChildHandle {
       mkdirSync(dir, { recursive: true });
       execArgv.push('--cpu-prof', `--cpu-prof-dir=${dir}`);
     }
+    if (options.exposeGc) execArgv.push('--expose-gc');
     const child = fork(join(__dirname, '..', 'child.js'), [role, label], {
       stdio: ['ignore', fd, fd, 'ipc'],
       serialization: 'advanced',
@@ -103,6 +120,13 @@ export class ChildHandle {
     handle.send({ type: 'init', args });
     handle.ready = await handle.next('ready', 120_000);
     return handle;
+  }
+
+  /** The child's V8 heap in use and its memory outside the heap, in MB, after a full collection if it can. */
+  async heap(): Promise<HeapSample> {
+    this.send({ type: 'heap' });
+    const reply = await this.next('heap', 60_000);
+    return { afterGc: reply.afterGc as boolean, heapUsedMb: reply.heapUsedMb as number, externalMb: reply.externalMb as number };
   }
 
   send(message: Message): void {

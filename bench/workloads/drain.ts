@@ -7,7 +7,7 @@ import { EVENT_NAME } from '../lib/contract';
 import { CpuMeter } from '../lib/cpu';
 import { createTables, fillOutbox, lastSentAt, outboxStatus } from '../lib/database';
 import { check, countChecks, Namespace, type HandledCounts } from '../lib/helpers';
-import { ChildHandle, peakRssMb } from '../lib/processes';
+import { ChildHandle, peakRssMb, type HeapSample } from '../lib/processes';
 import type { RunContext, VariantRun } from '../lib/report';
 
 export interface DrainSpec {
@@ -20,6 +20,17 @@ export interface DrainSpec {
   recordTimes: boolean;
   /** Sample both processes' RSS every this many ms (for the memory run). */
   rssSampleMs?: number;
+  /**
+   * Ask both processes for their live heap after a full garbage collection this many ms into the drain
+   * and again at its end (for the memory run: a leak grows it, the collector's sawtooth does not).
+   */
+  heapCheckAfterMs?: number;
+}
+
+/** Both processes' heap after a full collection, early in the drain and at its end. */
+export interface HeapChecks {
+  early: { relay: HeapSample; consumer: HeapSample } | undefined;
+  end: { relay: HeapSample; consumer: HeapSample };
 }
 
 export async function runDrain(label: string, spec: DrainSpec, context: RunContext): Promise<VariantRun> {
@@ -47,7 +58,7 @@ export async function runDrain(label: string, spec: DrainSpec, context: RunConte
           expected: spec.rows,
           recordTimes: spec.recordTimes,
         },
-        { profile: true },
+        { profile: true, exposeGc: spec.heapCheckAfterMs !== undefined },
       );
       resources.queue(...(consumer.ready.queues as string[]));
     } else {
@@ -72,7 +83,7 @@ export async function runDrain(label: string, spec: DrainSpec, context: RunConte
             'ours-relay',
             `${tag}-relay`,
             { exchange: ns.exchange, schema: ns.schema, serviceName: ns.serviceName, batchSize: options.batchSize, pollIntervalMs: 3_600_000 },
-            { profile: true },
+            { profile: true, exposeGc: spec.heapCheckAfterMs !== undefined },
           )
         : await ChildHandle.start(harness, 'raw-relay', `${tag}-relay`, { exchange: ns.exchange, schema: ns.schema, batchSize: options.batchSize, idlePollMs: 100 });
     children.push(relay);
@@ -87,8 +98,16 @@ export async function runDrain(label: string, spec: DrainSpec, context: RunConte
     const pids = { relay: relay.pid, consumer: consumer.pid };
     const cpuBefore = context.cpu.sample(pids);
     relay.send({ type: 'go' });
-    await consumer.next('done', Math.max(300_000, spec.rows * 5));
+    const drained = consumer.next('done', Math.max(300_000, spec.rows * 5));
+    let early: HeapChecks['early'];
+    if (spec.heapCheckAfterMs !== undefined) {
+      const inTime = await Promise.race([drained.then(() => false), new Promise<boolean>((resolve) => setTimeout(() => resolve(true), spec.heapCheckAfterMs))]);
+      if (inTime) early = { relay: await relay.heap(), consumer: await consumer.heap() };
+    }
+    await drained;
     const cpuAfter = context.cpu.sample(pids);
+    const heapChecks: HeapChecks | undefined =
+      spec.heapCheckAfterMs !== undefined ? { early, end: { relay: await relay.heap(), consumer: await consumer.heap() } } : undefined;
     await new Promise((resolve) => setTimeout(resolve, 300));
     relay.stopSampling();
     consumer.stopSampling();
@@ -107,7 +126,7 @@ export async function runDrain(label: string, spec: DrainSpec, context: RunConte
         ...CpuMeter.perEvent(cpuBefore, cpuAfter, spec.rows, cpus().length),
       },
       checks: [check(`${label}: outbox rows sent`, spec.rows, status.sent ?? 0), ...countChecks(label, spec.rows, consumed.counts as HandledCounts)],
-      details: spec.rssSampleMs ? { t0, rssRelay: relay.rssSamples, rssConsumer: consumer.rssSamples } : undefined,
+      details: spec.rssSampleMs ? { t0, rssRelay: relay.rssSamples, rssConsumer: consumer.rssSamples, heapChecks } : undefined,
     };
   } finally {
     for (const child of children) child.kill();

@@ -3,10 +3,15 @@
  * own process, their RSS sampled every second from /proc. "Flat" means: after the first 10 % of the
  * drain (JIT, pools and buffers warming up), max − min of RSS stays within 50 MB, for each process.
  * The trend (median RSS of the last 10 % of the drain − median of 10–20 %) tells a leak (it grows with
- * the rows) from the sawtooth of the garbage collector (it does not).
+ * the rows) from the sawtooth of the garbage collector (it does not). So does the live heap: both
+ * processes run with --expose-gc and report their heap in use right after a full collection 30 s into
+ * the drain and at its end (RSS also holds garbage not yet collected; the live heap does not).
  */
 import { fmtNumber, fmtRate, type Runs, type VariantRun, type Workload } from '../lib/report';
-import { runDrain } from './drain';
+import { runDrain, type HeapChecks } from './drain';
+
+/** When the first live-heap check is taken: warm (JIT, pools), and early in a 1,000,000-row drain. */
+const HEAP_CHECK_AFTER_MS = 30_000;
 
 const FLAT_MB = 50;
 const signed = (mb: number) => `${mb >= 0 ? '+' : ''}${fmtNumber(mb)}`;
@@ -47,10 +52,19 @@ export const memory: Workload = {
     const started = Date.now();
     const run = await runDrain(
       'memory',
-      { relay: 'ours', consumer: 'ours', rows: options.bigRows, inbox: options.backlogInbox, recordTimes: false, rssSampleMs: 1_000 },
+      {
+        relay: 'ours',
+        consumer: 'ours',
+        rows: options.bigRows,
+        inbox: options.backlogInbox,
+        recordTimes: false,
+        rssSampleMs: 1_000,
+        heapCheckAfterMs: HEAP_CHECK_AFTER_MS,
+      },
       context,
     );
-    const details = run.details as { t0: number; rssRelay: Array<[number, number]>; rssConsumer: Array<[number, number]> };
+    const details = run.details as { t0: number; rssRelay: Array<[number, number]>; rssConsumer: Array<[number, number]>; heapChecks: HeapChecks };
+    const { early, end } = details.heapChecks;
     const tEnd = details.t0 + (options.bigRows / run.metrics.handledPerSec!) * 1_000;
     const relay = flatness(details.rssRelay, details.t0, tEnd);
     const consumer = flatness(details.rssConsumer, details.t0, tEnd);
@@ -67,6 +81,12 @@ export const memory: Workload = {
         'relay.endMb': relay.endMb,
         'consumer.startMb': consumer.startMb,
         'consumer.endMb': consumer.endMb,
+        'relay.heapEarlyMb': early?.relay.heapUsedMb ?? NaN,
+        'relay.heapEndMb': end.relay.heapUsedMb,
+        'consumer.heapEarlyMb': early?.consumer.heapUsedMb ?? NaN,
+        'consumer.heapEndMb': end.consumer.heapUsedMb,
+        'relay.externalEndMb': end.relay.externalMb,
+        'consumer.externalEndMb': end.consumer.externalMb,
       },
     };
   },
@@ -77,6 +97,9 @@ export const memory: Workload = {
     const title = `Memory: ${options.bigRows.toLocaleString('en-US')}-row backlog (--big)`;
     const line = (who: 'relay' | 'consumer') =>
       `${who}: start ${fmtNumber(m[`${who}.startMb`]!)} → end ${fmtNumber(m[`${who}.endMb`]!)} MB; after 10 %: max − min ${fmtNumber(m[`${who}.growthMb`]!)} MB, trend ${signed(m[`${who}.trendMb`]!)} MB`;
+    const heap = (who: 'relay' | 'consumer') =>
+      `${who}: live heap after a full GC ${fmtNumber(m[`${who}.heapEarlyMb`]!, 1)} MB ${HEAP_CHECK_AFTER_MS / 1_000} s in → ` +
+      `${fmtNumber(m[`${who}.heapEndMb`]!, 1)} MB at the end (outside the heap: ${fmtNumber(m[`${who}.externalEndMb`]!)} MB)`;
     const rows = [
       {
         workload: title,
@@ -87,6 +110,8 @@ export const memory: Workload = {
       },
       { workload: title, variant: line('relay') },
       { workload: title, variant: line('consumer') },
+      { workload: title, variant: heap('relay') },
+      { workload: title, variant: heap('consumer') },
     ];
     const worst = Math.max(m['relay.growthMb']!, m['consumer.growthMb']!);
     return {
@@ -97,7 +122,9 @@ export const memory: Workload = {
           target: `within ${FLAT_MB} MB`,
           measured:
             `max − min: relay ${fmtNumber(m['relay.growthMb']!)} MB, consumer ${fmtNumber(m['consumer.growthMb']!)} MB; ` +
-            `trend: relay ${signed(m['relay.trendMb']!)} MB, consumer ${signed(m['consumer.trendMb']!)} MB (peak ${fmtNumber(m['rss.relay']!)} / ${fmtNumber(m['rss.consumer']!)} MB)`,
+            `trend: relay ${signed(m['relay.trendMb']!)} MB, consumer ${signed(m['consumer.trendMb']!)} MB (peak ${fmtNumber(m['rss.relay']!)} / ${fmtNumber(m['rss.consumer']!)} MB); ` +
+            `live heap after a full GC, ${HEAP_CHECK_AFTER_MS / 1_000} s in → end: relay ${fmtNumber(m['relay.heapEarlyMb']!, 1)} → ${fmtNumber(m['relay.heapEndMb']!, 1)} MB, ` +
+            `consumer ${fmtNumber(m['consumer.heapEarlyMb']!, 1)} → ${fmtNumber(m['consumer.heapEndMb']!, 1)} MB`,
           met: worst <= FLAT_MB,
         },
       ],
