@@ -99,7 +99,7 @@ describe('outbox relay', () => {
     // each is published as a batch of its own, which used to be marked by a statement of its own.
     for (let i = 0; i < 20; i++) {
       await publisher.publish(new OrderCreatedIntegrationEvent(`one-by-one-${i}`), { standalone: true });
-      await eventually(() => expect(probe.messages).toHaveLength(i + 1));
+      await eventually(() => expect(probe.messages).toHaveLength(i + 1), { intervalMs: 2 });
     }
     await eventually(async () => expect((await ns.outboxRows()).filter((row) => row.status !== 'sent')).toHaveLength(0));
     // sent_at is now() of the statement that marked the row: rows confirmed within MARK_LINGER_MS of

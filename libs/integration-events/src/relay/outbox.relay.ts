@@ -22,8 +22,10 @@ const HANDOFF_BATCHES = 10;
 /**
  * How long a confirmed row may wait for its mark, so that the rows confirmed after it are marked by the
  * same statement: at a few hundred events a second the relay publishes batches of one or a few rows, and
- * one UPDATE (with its commit) per batch would cost more than the rest of the relay's work. Rows stay
- * leased meanwhile; the shortest lease allowed (`relay.leaseMs`, 1 s) is twenty times longer.
+ * one UPDATE (with its commit) per batch would cost more than the rest of the relay's work. A timer
+ * starts the marks when the oldest row has waited this long, whatever the loop is doing (a publish
+ * waiting for slow confirms included). Rows stay leased meanwhile; the shortest lease allowed
+ * (`relay.leaseMs`, 1 s) is twenty times longer.
  */
 const MARK_LINGER_MS = 50;
 
@@ -43,8 +45,12 @@ export class OutboxRelay {
   private stopping = false;
   /** Confirmed rows waiting for their mark (at most `MARK_LINGER_MS`, or until a batch's worth). */
   private readonly confirmed = new ConfirmedRows();
-  /** The marks last started, running while the next batch is claimed and published. */
-  private marking: Promise<void> | undefined;
+  /** Starts the marks of the rows in `confirmed` once the oldest has waited `MARK_LINGER_MS`. */
+  private markTimer: NodeJS.Timeout | undefined;
+  /** Every set of marks started so far, one after the other; never rejects (see `markFailure`). */
+  private marks: Promise<void> = Promise.resolve();
+  /** The first mark failure the loop has not yet been told of. */
+  private markFailure: { error: unknown } | undefined;
 
   constructor(
     private readonly config: IntegrationEventsConfig,
@@ -219,40 +225,81 @@ export class OutboxRelay {
     this.confirmed.add(sent, leaseToken);
     const failures = unroutable.size > 0 || failed.length > 0 ? { unroutable, failed, leaseToken } : undefined;
     if (failures || this.confirmed.size >= this.config.options.relay.batchSize || this.confirmed.age() >= MARK_LINGER_MS) {
+      // The marks started before are awaited: at most one set is marked while the loop publishes.
       await this.startMarks(failures);
+      this.throwMarkFailure();
+    } else {
+      this.armMarkTimer();
     }
   }
 
   /**
-   * Starts marking the confirmed rows that wait (and a batch's failures). The marks run while the loop
-   * claims and publishes the next batch: their rows stay leased until marked, so no claim takes them
-   * again. The marks started before are awaited here, so at most two sets of marks run at once and a
-   * failed mark reaches the loop one batch later.
+   * Queues the marks of the confirmed rows that wait (and a batch's failures) behind the marks already
+   * started; they run while the loop claims and publishes the next batch (their rows stay leased until
+   * marked, so no claim takes them again). A failure is kept for the loop (`throwMarkFailure()`).
+   * @returns the marks started before these
    */
-  private async startMarks(failures?: BatchFailures): Promise<void> {
-    const previous = this.marking;
-    const marks = this.mark(this.confirmed.takeAll(), failures);
-    marks.catch(() => undefined); // awaited by the next startMarks() or by settleMarks()
-    this.marking = marks;
-    await previous;
+  private startMarks(failures?: BatchFailures): Promise<void> {
+    clearTimeout(this.markTimer);
+    this.markTimer = undefined;
+    const before = this.marks;
+    const sent = this.confirmed.takeAll();
+    this.marks = before
+      .then(() => this.mark(sent, failures))
+      .catch((error: unknown) => {
+        this.markFailure ??= { error };
+      });
+    return before;
+  }
+
+  /** Has the rows in `confirmed` marked once the oldest has waited MARK_LINGER_MS, if nothing else does it first. */
+  private armMarkTimer(): void {
+    if (this.markTimer || this.confirmed.size === 0) return;
+    this.markTimer = setTimeout(
+      () => {
+        this.markTimer = undefined;
+        if (this.confirmed.size > 0) void this.startMarks();
+      },
+      Math.max(0, MARK_LINGER_MS - this.confirmed.age()),
+    );
+  }
+
+  /** Rethrows the first mark failure since the last call (it counts as the round's). */
+  private throwMarkFailure(): void {
+    const failure = this.markFailure;
+    this.markFailure = undefined;
+    if (failure) throw failure.error;
   }
 
   /** Marks rows by what the broker said: the confirmed ones under each lease token, then one batch's failures. */
   private async mark(sent: ReadonlyArray<readonly [leaseToken: string, ids: string[]]>, failures: BatchFailures | undefined): Promise<void> {
     const store = this.database.store;
     // The broker has these messages now: a failed mark would only mean re-sending them after the lease
-    // (duplicates), so marks are retried a few times before the round gives up.
-    for (const [leaseToken, ids] of sent) await withRetries(() => store.markSent(ids, leaseToken));
-    if (!failures) return;
-    const { unroutable, failed, leaseToken } = failures;
-    for (const [reason, ids] of unroutable) {
-      await withRetries(() => store.markUnroutable(ids, reason, leaseToken));
-      this.logger.warn(`${ids.length} message(s) unroutable and flagged in the outbox (${reason}): ${ids.join(', ')}`);
+    // (duplicates), so marks are retried a few times before the round gives up. One failing statement
+    // does not keep the others from being tried; the first failure is thrown once all have been.
+    let failure: { error: unknown } | undefined;
+    const attempt = async (operation: () => Promise<void>): Promise<void> => {
+      await withRetries(operation).catch((error: unknown) => {
+        failure ??= { error };
+      });
+    };
+    for (const [leaseToken, ids] of sent) await attempt(() => store.markSent(ids, leaseToken));
+    if (failures) {
+      const { unroutable, failed, leaseToken } = failures;
+      for (const [reason, ids] of unroutable) {
+        await attempt(async () => {
+          await store.markUnroutable(ids, reason, leaseToken);
+          this.logger.warn(`${ids.length} message(s) unroutable and flagged in the outbox (${reason}): ${ids.join(', ')}`);
+        });
+      }
+      if (failed.length > 0) {
+        await attempt(async () => {
+          await store.markFailed(failed, leaseToken);
+          this.logger.warn(`${failed.length} message(s) not confirmed, will retry: ${failed[0]!.error}`);
+        });
+      }
     }
-    if (failed.length > 0) {
-      await withRetries(() => store.markFailed(failed, leaseToken));
-      this.logger.warn(`${failed.length} message(s) not confirmed, will retry: ${failed[0]!.error}`);
-    }
+    if (failure) throw failure.error;
   }
 
   /**
@@ -260,12 +307,9 @@ export class OutboxRelay {
    * ends); rethrows a failure, once all have finished.
    */
   private async settleMarks(): Promise<void> {
-    const running = this.marking;
-    const last = this.confirmed.size > 0 ? this.mark(this.confirmed.takeAll(), undefined) : undefined;
-    this.marking = undefined;
-    for (const outcome of await Promise.allSettled([running, last])) {
-      if (outcome.status === 'rejected') throw outcome.reason;
-    }
+    if (this.confirmed.size > 0) void this.startMarks();
+    await this.marks;
+    this.throwMarkFailure();
   }
 
   /** Releases handed-over rows' lease, at shutdown or when they came too late; a failure leaves them to the lease's expiry. */
