@@ -101,7 +101,12 @@ export async function runDrain(label: string, spec: DrainSpec, context: RunConte
     const drained = consumer.next('done', Math.max(300_000, spec.rows * 5));
     let early: HeapChecks['early'];
     if (spec.heapCheckAfterMs !== undefined) {
-      const inTime = await Promise.race([drained.then(() => false), new Promise<boolean>((resolve) => setTimeout(() => resolve(true), spec.heapCheckAfterMs))]);
+      let timer: NodeJS.Timeout | undefined;
+      const inTime = await Promise.race([
+        drained.then(() => false),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), spec.heapCheckAfterMs))),
+      ]);
+      clearTimeout(timer);
       if (inTime) early = { relay: await relay.heap(), consumer: await consumer.heap() };
     }
     await drained;
