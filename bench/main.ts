@@ -46,6 +46,7 @@ const DEFAULTS: Options = {
   floorSeconds: 8,
   rate: 1_000,
   lowRate: 200,
+  sweepRates: [],
   pacedSeconds: 10,
   pacedWarmupSeconds: 3,
   backlog: 30_000,
@@ -71,6 +72,7 @@ const FULL: Partial<Options> = {
   backlog: 100_000,
   brokerMessages: 100_000,
   inboxMessages: 20_000,
+  sweepRates: [400, 600, 800],
 };
 
 /** A smoke run: every workload, small, 2 rounds (numbers too short-lived to be worth much). */
@@ -99,6 +101,8 @@ const USAGE = `npm run bench -- [flags]
   --floor-seconds N    Floor D (pgbench, PostgreSQL alone): seconds per run (default 8)
   --rate N             paced: events per second (default 1000)
   --low-rate N         paced: the second, lower rate of ours (default 200)
+  --sweep-rates a,b,c  paced: more rates for ours, to find the highest whose p99 meets the target
+                       (default none; --full 400,600,800)
   --paced-seconds N    paced: duration (default 10)
   --paced-warmup-seconds N  paced: warm-up at the same rate before the clock starts (default 3)
   --backlog N          backlog drain: rows (default 30000; --full 100000)
@@ -160,6 +164,10 @@ function parseArgs(argv: string[]): Options {
     else if (flag === '--full') preset = FULL;
     else if (flag === '--backlog-inbox') explicit.backlogInbox = true;
     else if (flag === '--cpu-prof') explicit.cpuProf = true;
+    else if (flag === '--sweep-rates') {
+      explicit.sweepRates = value()!.split(',').map((s) => Number(s.trim()));
+      if (explicit.sweepRates.some((n) => !Number.isInteger(n) || n <= 0)) throw new Error('--sweep-rates needs positive whole numbers, comma-separated');
+    }
     else if (numeric[flag]) {
       const n = Number(value());
       if (!Number.isInteger(n) || n <= 0) throw new Error(`${flag} needs a positive whole number`);

@@ -20,6 +20,8 @@ export interface Options {
   rate: number;
   /** Paced latency: a second, lower rate for ours (below saturation). */
   lowRate: number;
+  /** Paced latency: more rates for ours (--sweep-rates), to find the highest one that meets the p99 target. */
+  sweepRates: number[];
   pacedSeconds: number;
   /** Paced latency: seconds at the rate before the clock starts (a cold pipeline lags its first seconds). */
   pacedWarmupSeconds: number;

@@ -40,19 +40,27 @@ export const steady: Workload = {
       context,
     ),
   summarize(runs: Runs, options, all) {
-    // A bound from Floor D (when it ran): a transaction that also writes the outbox row costs at least C's
-    // CPU plus what PostgreSQL alone spends on that row, whatever the client. At C's share of the cores
-    // that caps the ratio at C ÷ (C + row); with the cores 100 % busy, at that ÷ C's busy share.
+    // Bounds from Floor D and Limit A (when they ran). A transaction that also writes the outbox row costs
+    // at least C's CPU plus what PostgreSQL alone spends on that row, whatever the client; delivering its
+    // event costs at least what Limit A spends per message (the broker, plus the leanest client publishing
+    // and consuming it), whatever the relay and consumer. At C's share of the cores that caps the ratio at
+    // C ÷ (C + row [+ message]); with the cores 100 % busy, at that ÷ C's busy share.
     const rowMs = all.floor?.order && all.floor['order-outbox']
       ? Math.max(0, metric(all.floor['order-outbox'], 'cpu.postgres').median - metric(all.floor.order, 'cpu.postgres').median)
       : NaN;
+    const messageMs = all.broker?.amqplib ? metric(all.broker.amqplib, 'cpu.total').median : NaN;
     const cMs = metric(runs['baseline-c'], 'cpu.total').median;
     const cBusy = metric(runs['baseline-c'], 'machineBusyPct').median / 100;
-    const atCBusy = cMs / (cMs + rowMs);
-    const bound = Number.isFinite(atCBusy) && cBusy > 0
-      ? `; bound from Floor D: ≤ ${atCBusy.toFixed(2)}× at C's ${(cBusy * 100).toFixed(0)} % busy, ≤ ${(atCBusy / cBusy).toFixed(2)}× at 100 % ` +
-        `(C's ${cMs.toFixed(3)} ms of CPU per transaction + PostgreSQL's ${rowMs.toFixed(3)} ms for the outbox row)`
+    const capAt = (extraMs: number): string => {
+      const atCBusy = cMs / (cMs + extraMs);
+      return `≤ ${atCBusy.toFixed(2)}× at C's ${(cBusy * 100).toFixed(0)} % busy, ≤ ${(atCBusy / cBusy).toFixed(2)}× at 100 %`;
+    };
+    const commitBound = Number.isFinite(rowMs) && cBusy > 0
+      ? `; bound from Floor D (the commit): ${capAt(rowMs)} (C's ${cMs.toFixed(3)} ms of CPU per transaction + PostgreSQL's ${rowMs.toFixed(3)} ms for the outbox row)`
       : '';
+    const bound = commitBound && Number.isFinite(messageMs)
+      ? `${commitBound}; with the event delivered, from Limit A: ${capAt(rowMs + messageMs)} (+ ${messageMs.toFixed(3)} ms per message for the broker and raw amqplib clients)`
+      : commitBound;
     const title = `Steady load (${options.transactions.toLocaleString('en-US')} tx, concurrency ${options.concurrency})`;
     const rows = Object.keys(MODES).map((variant) => {
       const commits = metric(runs[variant], 'commitsPerSec');
