@@ -120,6 +120,40 @@ describe('outbox relay', () => {
     expect((await ns.outboxRows()).map((row) => [row.id, row.status])).toEqual([[id, 'sent']]);
   });
 
+  it('marks rows whose mark failed once the database lets it, instead of leaving them to go out again after their lease', async () => {
+    const probe = await ns.probe('ordering.order-created');
+    const db = await ns.sql();
+    // Every statement that marks a row sent fails, and counts itself in a sequence (which no rollback
+    // undoes), until the test drops the trigger.
+    const attempts = `"${ns.schema}".mark_attempts`;
+    await db.query(`CREATE SEQUENCE ${attempts}`);
+    await db.query(
+      `CREATE FUNCTION "${ns.schema}".refuse_mark() RETURNS trigger LANGUAGE plpgsql AS ` +
+        `$$ BEGIN PERFORM nextval('${attempts}'); RAISE EXCEPTION 'marks refused by the test'; END $$`,
+    );
+    await db.query(
+      `CREATE TRIGGER refuse_mark BEFORE UPDATE ON ${ns.outboxTable} FOR EACH ROW WHEN (NEW.status = 'sent') EXECUTE FUNCTION "${ns.schema}".refuse_mark()`,
+    );
+    const markAttempts = async () => Number((await db.query(`SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS n FROM ${attempts}`)).rows[0].n);
+    // A lease far longer than the test: a row left to it could not go out again, nor be marked, in time.
+    const app = await start({ pollIntervalMs: 100, leaseMs: 600_000 });
+    const events = Array.from({ length: 5 }, (_, i) => new OrderCreatedIntegrationEvent(`mark-refused-${i}`));
+    const ids = await app.get(IntegrationEventPublisher).publish(events, { standalone: true });
+    await eventually(() => expect(probe.messages).toHaveLength(5));
+
+    // The first mark is one statement tried 4 times (3 retries) before the round gives up; a fifth
+    // attempt is the rows' mark tried again in a later round.
+    await eventually(async () => expect(await markAttempts()).toBeGreaterThanOrEqual(5), { timeoutMs: 15_000 });
+    expect((await ns.outboxRows()).map((row) => row.status)).toEqual(['pending', 'pending', 'pending', 'pending', 'pending']);
+    await db.query(`DROP TRIGGER refuse_mark ON ${ns.outboxTable}`);
+
+    await eventually(async () => expect((await ns.outboxRows()).map((row) => row.status)).toEqual(['sent', 'sent', 'sent', 'sent', 'sent']), {
+      timeoutMs: 15_000,
+    });
+    // Marked, not sent again: each message reached the queue once.
+    expect(probe.messages.map((message) => message.properties.messageId as string).sort()).toEqual([...ids].sort());
+  });
+
   it('flags an unroutable message (returned by the broker) instead of counting it as sent', async () => {
     const app = await start();
     const [id] = await app.get(IntegrationEventPublisher).publish(new NobodyListensEvent(1), { standalone: true });

@@ -169,7 +169,8 @@ export interface RelayOptions {
   /**
    * How long a claimed row is reserved for this relay, in ms, and a row written in this process for its
    * relay (the handoff) from its insert. If the process dies first, another relay takes the row over
-   * after this. At least twice `confirmTimeoutMs`.
+   * after this. At least twice `confirmTimeoutMs`. A published row whose mark fails (the database away)
+   * has its mark tried again for half of this.
    * @default 30000
    */
   leaseMs?: number;

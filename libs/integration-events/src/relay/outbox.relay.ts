@@ -278,12 +278,31 @@ export class OutboxRelay {
     // (duplicates), so marks are retried a few times before the round gives up. One failing statement
     // does not keep the others from being tried; the first failure is thrown once all have been.
     let failure: { error: unknown } | undefined;
-    const attempt = async (operation: () => Promise<void>): Promise<void> => {
+    const attempt = async (operation: () => Promise<void>, onFailure?: () => void): Promise<void> => {
       await withRetries(operation).catch((error: unknown) => {
         failure ??= { error };
+        onFailure?.();
       });
     };
-    for (const [leaseToken, ids] of sent) await attempt(() => store.markSent(ids, leaseToken));
+    for (const [leaseToken, ids] of sent) {
+      await attempt(
+        async () => {
+          await store.markSent(ids, leaseToken);
+          this.confirmed.marked(ids);
+        },
+        // Still the relay's to mark: tried again with the next marks (the loop backs off first), for half
+        // a lease after the first failure. A late mark is never wrong: once another relay has claimed a
+        // row its lease token differs, and the mark matches nothing.
+        () => {
+          const givenUp = this.confirmed.putBack(ids, leaseToken, this.config.options.relay.leaseMs / 2);
+          if (givenUp.length > 0) {
+            this.logger.warn(
+              `Gave up marking ${givenUp.length} published outbox row(s) sent; they go out again when their lease ends: ${givenUp.join(', ')}`,
+            );
+          }
+        },
+      );
+    }
     if (failures) {
       const { unroutable, failed, leaseToken } = failures;
       for (const [reason, ids] of unroutable) {
