@@ -8,8 +8,8 @@ describe('ConfirmedRows', () => {
     rows.add(['d'], 'token-1');
     expect(rows.size).toBe(4);
     expect(rows.takeAll()).toEqual([
-      ['token-1', ['a', 'b', 'd']],
-      ['token-2', ['c']],
+      { leaseToken: 'token-1', ids: ['a', 'b', 'd'], retry: false },
+      { leaseToken: 'token-2', ids: ['c'], retry: false },
     ]);
     expect(rows.size).toBe(0);
     expect(rows.takeAll()).toEqual([]);
@@ -46,31 +46,40 @@ describe('ConfirmedRows', () => {
   it('holds rows whose mark failed again, until their first failure is the give-up time old', () => {
     const rows = new ConfirmedRows();
     rows.add(['a', 'b'], 'token');
-    const [[token, ids]] = rows.takeAll() as [[string, string[]]];
-    expect(rows.putBack(ids, token, 1_000, 10_000)).toEqual([]);
+    const [first] = rows.takeAll();
+    expect(rows.putBack(first!.ids, first!.leaseToken, 1_000, 10_000)).toEqual([]);
     expect(rows.size).toBe(2);
     expect(rows.retrying).toBe(2);
     // Failed again 999 ms after the first failure: held; at 1,000 ms: given up, and no longer counted.
-    const again = rows.takeAll()[0]![1];
-    expect(rows.putBack(again, token, 1_000, 10_999)).toEqual([]);
-    expect(rows.putBack(rows.takeAll()[0]![1], token, 1_000, 11_000)).toEqual(['a', 'b']);
+    expect(rows.putBack(rows.takeAll()[0]!.ids, 'token', 1_000, 10_999)).toEqual([]);
+    expect(rows.putBack(rows.takeAll()[0]!.ids, 'token', 1_000, 11_000)).toEqual(['a', 'b']);
     expect(rows.size).toBe(0);
     expect(rows.retrying).toBe(0);
   });
 
-  it('counts a row put back and then marked as retried no longer, and holds it with the rows that came meanwhile', () => {
+  it('keeps rows put back apart from those confirmed since, under the same token, and forgets them once marked', () => {
     const rows = new ConfirmedRows();
     rows.putBack(['a'], 'token-1', 1_000, 10_000);
     rows.add(['b'], 'token-1');
     rows.add(['c'], 'token-2');
+    expect(rows.size).toBe(3);
+    // A row that keeps failing cannot take the rows confirmed since down with it: they go by a statement of their own.
     expect(rows.takeAll()).toEqual([
-      ['token-1', ['a', 'b']],
-      ['token-2', ['c']],
+      { leaseToken: 'token-1', ids: ['b'], retry: false },
+      { leaseToken: 'token-2', ids: ['c'], retry: false },
+      { leaseToken: 'token-1', ids: ['a'], retry: true },
     ]);
-    rows.marked(['a', 'b']);
+    expect(rows.retrying).toBe(1);
+    rows.marked(['a']);
     expect(rows.retrying).toBe(0);
     // Put back after a later failure, it starts a new give-up time.
     expect(rows.putBack(['a'], 'token-1', 1_000, 50_000)).toEqual([]);
     expect(rows.retrying).toBe(1);
+  });
+
+  it('ages from a row put back as from any other', () => {
+    const rows = new ConfirmedRows();
+    rows.putBack(['a'], 'token', 1_000);
+    expect(rows.age(performance.now() + 60)).toBeGreaterThanOrEqual(60);
   });
 });

@@ -1,21 +1,37 @@
+/** Rows to mark sent by one statement: all held under one lease token. */
+export interface MarkSet {
+  readonly leaseToken: string;
+  readonly ids: string[];
+  /** Rows whose mark failed before: tried once a round, apart from the rows confirmed since. */
+  readonly retry: boolean;
+}
+
 /**
  * Rows the broker has confirmed and the relay has not yet marked sent, by lease token (a mark only
- * touches rows still held under the token they were claimed or handed over with). They stay leased
- * while they wait here, so no relay claims them again. Held briefly, so that the rows of several small
- * batches are marked by one statement instead of one each. Rows whose mark failed come back here (`putBack`)
- * to be tried again with the next marks, for as long as their lease lasts: the broker has them, and a row
- * marked sent late is one the relay does not send twice.
+ * touches rows still held under the token they were claimed or handed over with). Held briefly, so that
+ * the rows of several small batches are marked by one statement instead of one each.
+ *
+ * Rows whose mark failed come back here (`putBack`), apart from the others, to be tried again in later
+ * rounds until half a lease has passed since their first failed mark: the broker has them, and a row
+ * marked sent late is one the relay does not send twice. A late mark is never wrong: once another relay
+ * has claimed a row, its lease token differs and the mark matches nothing.
  */
 export class ConfirmedRows {
-  private readonly byToken = new Map<string, string[]>();
+  private readonly fresh = new Map<string, string[]>();
+  private readonly failed = new Map<string, string[]>();
   private count = 0;
   /** `performance.now()` when the oldest row held came in. */
   private oldestAt = 0;
-  /** Rows put back after a failed mark: `performance.now()` of their first failed mark. */
+  /** Rows put back after a failed mark and not yet marked or given up: `performance.now()` of their first failure. */
   private readonly failedSince = new Map<string, number>();
 
   get size(): number {
     return this.count;
+  }
+
+  /** How many rows (held here or in a mark under way) are being tried again after a failed mark. */
+  get retrying(): number {
+    return this.failedSince.size;
   }
 
   /** How long the oldest row has waited for its mark, in ms; 0 when none waits. */
@@ -24,22 +40,12 @@ export class ConfirmedRows {
   }
 
   add(ids: readonly string[], leaseToken: string): void {
-    if (ids.length === 0) return;
-    if (this.count === 0) this.oldestAt = performance.now();
-    const held = this.byToken.get(leaseToken);
-    if (held) held.push(...ids);
-    else this.byToken.set(leaseToken, [...ids]);
-    this.count += ids.length;
-  }
-
-  /** How many rows held are waiting again after a failed mark. */
-  get retrying(): number {
-    return this.failedSince.size;
+    this.hold(this.fresh, ids, leaseToken);
   }
 
   /**
    * Holds again rows whose mark failed, for the next marks to try, unless their first failed mark is
-   * `giveUpAfterMs` old or older: those are left to their lease (another claim sends them again).
+   * `giveUpAfterMs` old or older: those are left to their lease (a later claim sends them again).
    * @returns the ids given up
    */
   putBack(ids: readonly string[], leaseToken: string, giveUpAfterMs: number, now: number = performance.now()): string[] {
@@ -55,7 +61,7 @@ export class ConfirmedRows {
         kept.push(id);
       }
     }
-    this.add(kept, leaseToken);
+    this.hold(this.failed, kept, leaseToken);
     return givenUp;
   }
 
@@ -65,11 +71,24 @@ export class ConfirmedRows {
     for (const id of ids) this.failedSince.delete(id);
   }
 
-  /** Everything held, as [lease token, ids] pairs; leaves this empty. */
-  takeAll(): Array<[leaseToken: string, ids: string[]]> {
-    const all = [...this.byToken];
-    this.byToken.clear();
+  /** Everything held, one set per lease token: the rows confirmed since the last marks, then those tried again. Leaves this empty. */
+  takeAll(): MarkSet[] {
+    const sets: MarkSet[] = [
+      ...[...this.fresh].map(([leaseToken, ids]) => ({ leaseToken, ids, retry: false })),
+      ...[...this.failed].map(([leaseToken, ids]) => ({ leaseToken, ids, retry: true })),
+    ];
+    this.fresh.clear();
+    this.failed.clear();
     this.count = 0;
-    return all;
+    return sets;
+  }
+
+  private hold(into: Map<string, string[]>, ids: readonly string[], leaseToken: string): void {
+    if (ids.length === 0) return;
+    if (this.count === 0) this.oldestAt = performance.now();
+    const held = into.get(leaseToken);
+    if (held) held.push(...ids);
+    else into.set(leaseToken, [...ids]);
+    this.count += ids.length;
   }
 }

@@ -11,7 +11,7 @@ import { TransportHost } from '../transport/transport-host';
 import { IntegrationEventsMetrics } from '../telemetry/integration-events.metrics';
 import { INSTRUMENTATION_NAME, TelemetryAttributes as A } from '../telemetry/telemetry-attributes';
 import { extractTraceContext, withTraceContext } from '../telemetry/trace-context';
-import { ConfirmedRows } from './confirmed-rows';
+import { ConfirmedRows, type MarkSet } from './confirmed-rows';
 import { exponentialBackoff } from './retry-delay';
 import { RelayHandoff } from './relay-handoff';
 import { WakeSignal } from './wake-signal';
@@ -109,6 +109,9 @@ export class OutboxRelay {
             await this.wakeSignal.wait(pollIntervalMs);
             continue;
           }
+          // After a failed round, marks that failed go first: a row whose lease has run out meanwhile would
+          // otherwise be claimed, and sent, again.
+          if (claimAfterFailure && this.confirmed.retrying > 0) await this.settleMarks();
           if (this.handoff.size > 0) await this.relayHandedOff();
           let more = this.handoff.size > 0;
           if (this.wakeSignal.takeClaimRequest() || claimAfterFailure || performance.now() - lastClaimAt >= pollIntervalMs) {
@@ -272,27 +275,26 @@ export class OutboxRelay {
   }
 
   /** Marks rows by what the broker said: the confirmed ones under each lease token, then one batch's failures. */
-  private async mark(sent: ReadonlyArray<readonly [leaseToken: string, ids: string[]]>, failures: BatchFailures | undefined): Promise<void> {
+  private async mark(sent: readonly MarkSet[], failures: BatchFailures | undefined): Promise<void> {
     const store = this.database.store;
     // The broker has these messages now: a failed mark would only mean re-sending them after the lease
     // (duplicates), so marks are retried a few times before the round gives up. One failing statement
     // does not keep the others from being tried; the first failure is thrown once all have been.
     let failure: { error: unknown } | undefined;
-    const attempt = async (operation: () => Promise<void>, onFailure?: () => void): Promise<void> => {
-      await withRetries(operation).catch((error: unknown) => {
+    const attempt = async (operation: () => Promise<void>, onFailure?: () => void, once = false): Promise<void> => {
+      await withRetries(operation, once ? [] : undefined).catch((error: unknown) => {
         failure ??= { error };
         onFailure?.();
       });
     };
-    for (const [leaseToken, ids] of sent) {
+    for (const { leaseToken, ids, retry } of sent) {
       await attempt(
         async () => {
           await store.markSent(ids, leaseToken);
           this.confirmed.marked(ids);
         },
-        // Still the relay's to mark: tried again with the next marks (the loop backs off first), for half
-        // a lease after the first failure. A late mark is never wrong: once another relay has claimed a
-        // row its lease token differs, and the mark matches nothing.
+        // Still the relay's to mark: tried again in the next rounds (once each, after the loop's backoff),
+        // until half a lease has passed since the first failure.
         () => {
           const givenUp = this.confirmed.putBack(ids, leaseToken, this.config.options.relay.leaseMs / 2);
           if (givenUp.length > 0) {
@@ -301,6 +303,7 @@ export class OutboxRelay {
             );
           }
         },
+        retry,
       );
     }
     if (failures) {
