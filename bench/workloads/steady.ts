@@ -42,13 +42,16 @@ export const steady: Workload = {
   summarize(runs: Runs, options, all) {
     // Bounds from Floor D and Limit A (when they ran). A transaction that also writes the outbox row costs
     // at least C's CPU plus what PostgreSQL alone spends on that row, whatever the client; delivering its
-    // event costs at least what Limit A spends per message (the broker, plus the leanest client publishing
-    // and consuming it), whatever the relay and consumer. At C's share of the cores that caps the ratio at
-    // C ÷ (C + row [+ message]); with the cores 100 % busy, at that ÷ C's busy share.
+    // event costs what Limit A spends per message (the broker, and raw amqplib publishing and consuming
+    // it), for a relay and a consumer as lean as raw amqplib. At C's share of the cores that caps the
+    // ratio at C ÷ (C + row [+ message]); with the cores 100 % busy, at that ÷ C's busy share.
     const rowMs = all.floor?.order && all.floor['order-outbox']
       ? Math.max(0, metric(all.floor['order-outbox'], 'cpu.postgres').median - metric(all.floor.order, 'cpu.postgres').median)
       : NaN;
-    const messageMs = all.broker?.amqplib ? metric(all.broker.amqplib, 'cpu.total').median : NaN;
+    // The broker's CPU and its two clients' (not the harness or the rest of the machine).
+    const messageMs = all.broker?.amqplib
+      ? (['cpu.rabbitmq', 'cpu.publisher', 'cpu.consumer'] as const).reduce((sum, key) => sum + metric(all.broker!.amqplib, key).median, 0)
+      : NaN;
     const cMs = metric(runs['baseline-c'], 'cpu.total').median;
     const cBusy = metric(runs['baseline-c'], 'machineBusyPct').median / 100;
     const capAt = (extraMs: number): string => {
