@@ -299,7 +299,8 @@ export class OutboxRelay {
           const givenUp = this.confirmed.putBack(ids, leaseToken, this.config.options.relay.leaseMs / 2);
           if (givenUp.length > 0) {
             this.logger.warn(
-              `Gave up marking ${givenUp.length} published outbox row(s) sent; they go out again when their lease ends: ${givenUp.join(', ')}`,
+              `Gave up marking ${givenUp.length} published outbox row(s) sent; they go out again when their lease ends: ` +
+                `${givenUp.slice(0, 20).join(', ')}${givenUp.length > 20 ? `, and ${givenUp.length - 20} more` : ''}`,
             );
           }
         },
