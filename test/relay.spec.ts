@@ -151,6 +151,44 @@ describe('outbox relay', () => {
     expect(probe.messages.map((message) => message.properties.messageId as string)).toEqual([id]);
   });
 
+  it('keeps publishing, and marking, the rows that come after one whose mark keeps failing', async () => {
+    const probe = await ns.probe('ordering.order-created');
+    const db = await ns.sql();
+    // Only the mark of the row carrying "refuse-my-mark" fails (counted in a sequence no rollback undoes).
+    const attempts = `"${ns.schema}".mark_attempts`;
+    await db.query(`CREATE SEQUENCE ${attempts}`);
+    await db.query(
+      `CREATE FUNCTION "${ns.schema}".refuse_mark() RETURNS trigger LANGUAGE plpgsql AS ` +
+        `$$ BEGIN PERFORM nextval('${attempts}'); RAISE EXCEPTION 'this mark refused by the test'; END $$`,
+    );
+    await db.query(
+      `CREATE TRIGGER refuse_mark BEFORE UPDATE ON ${ns.outboxTable} FOR EACH ROW ` +
+        `WHEN (NEW.status = 'sent' AND NEW.payload LIKE '%refuse-my-mark%') EXECUTE FUNCTION "${ns.schema}".refuse_mark()`,
+    );
+    const markAttempts = async () => Number((await db.query(`SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS n FROM ${attempts}`)).rows[0].n);
+    const app = await start({ pollIntervalMs: 100, leaseMs: 600_000 });
+    const publisher = app.get(IntegrationEventPublisher);
+    const [refused] = await publisher.publish(new OrderCreatedIntegrationEvent('refuse-my-mark'), { standalone: true });
+    // Its first mark and the retries of that round (4 tries) have failed: it is now tried again each round.
+    await eventually(async () => expect(await markAttempts()).toBeGreaterThanOrEqual(4), { timeoutMs: 15_000 });
+
+    const others: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      others.push(...(await publisher.publish(new OrderCreatedIntegrationEvent(`after-refused-${i}`), { standalone: true })));
+      await eventually(() => expect(probe.messages).toHaveLength(i + 2), { timeoutMs: 5_000 });
+    }
+    await eventually(async () => {
+      const rows = await ns.outboxRows();
+      expect(rows.filter((row) => others.includes(row.id)).map((row) => row.status)).toEqual(['sent', 'sent', 'sent', 'sent', 'sent']);
+      expect(rows.find((row) => row.id === refused)?.status).toBe('pending');
+    });
+    // Tried again meanwhile, and marked once the database lets it.
+    expect(await markAttempts()).toBeGreaterThan(4);
+    await db.query(`DROP TRIGGER refuse_mark ON ${ns.outboxTable}`);
+    await eventually(async () => expect((await ns.outboxRows()).find((row) => row.id === refused)?.status).toBe('sent'), { timeoutMs: 15_000 });
+    expect(probe.messages.map((message) => message.properties.messageId as string).sort()).toEqual([refused!, ...others].sort());
+  });
+
   it('flags an unroutable message (returned by the broker) instead of counting it as sent', async () => {
     const app = await start();
     const [id] = await app.get(IntegrationEventPublisher).publish(new NobodyListensEvent(1), { standalone: true });

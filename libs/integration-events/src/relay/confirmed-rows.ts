@@ -2,7 +2,7 @@
 export interface MarkSet {
   readonly leaseToken: string;
   readonly ids: string[];
-  /** Rows whose mark failed before: tried once a round, apart from the rows confirmed since. */
+  /** Rows whose mark failed before: tried once a round, apart from the rows confirmed since; a failure does not fail the round. */
   readonly retry: boolean;
 }
 

@@ -110,7 +110,7 @@ export class OutboxRelay {
             continue;
           }
           // After a failed round, marks that failed go first: a row whose lease has run out meanwhile would
-          // otherwise be claimed, and sent, again.
+          // otherwise be claimed, and sent, again. (A mark tried again that fails again does not fail the round.)
           if (claimAfterFailure && this.confirmed.retrying > 0) await this.settleMarks();
           if (this.handoff.size > 0) await this.relayHandedOff();
           let more = this.handoff.size > 0;
@@ -281,31 +281,38 @@ export class OutboxRelay {
     // (duplicates), so marks are retried a few times before the round gives up. One failing statement
     // does not keep the others from being tried; the first failure is thrown once all have been.
     let failure: { error: unknown } | undefined;
-    const attempt = async (operation: () => Promise<void>, onFailure?: () => void, once = false): Promise<void> => {
-      await withRetries(operation, once ? [] : undefined).catch((error: unknown) => {
+    const attempt = async (operation: () => Promise<void>, onFailure?: (error: unknown) => void): Promise<void> => {
+      await withRetries(operation).catch((error: unknown) => {
         failure ??= { error };
-        onFailure?.();
+        onFailure?.(error);
       });
     };
     for (const { leaseToken, ids, retry } of sent) {
-      await attempt(
-        async () => {
-          await store.markSent(ids, leaseToken);
-          this.confirmed.marked(ids);
-        },
-        // Still the relay's to mark: tried again in the next rounds (once each, after the loop's backoff),
-        // until half a lease has passed since the first failure.
-        () => {
-          const givenUp = this.confirmed.putBack(ids, leaseToken, this.config.options.relay.leaseMs / 2);
-          if (givenUp.length > 0) {
-            this.logger.warn(
-              `Gave up marking ${givenUp.length} published outbox row(s) sent; they go out again when their lease ends: ` +
-                `${givenUp.slice(0, 20).join(', ')}${givenUp.length > 20 ? `, and ${givenUp.length - 20} more` : ''}`,
-            );
-          }
-        },
-        retry,
-      );
+      const markSent = async (): Promise<void> => {
+        await store.markSent(ids, leaseToken);
+        this.confirmed.marked(ids);
+      };
+      // Still the relay's to mark: tried again in the next rounds until half a lease has passed since the
+      // first failure.
+      const putBack = (): void => {
+        const givenUp = this.confirmed.putBack(ids, leaseToken, this.config.options.relay.leaseMs / 2);
+        if (givenUp.length > 0) {
+          this.logger.warn(
+            `Gave up marking ${givenUp.length} published outbox row(s) sent; they go out again when their lease ends: ` +
+              `${givenUp.slice(0, 20).join(', ')}${givenUp.length > 20 ? `, and ${givenUp.length - 20} more` : ''}`,
+          );
+        }
+      };
+      if (!retry) {
+        await attempt(markSent, putBack);
+        continue;
+      }
+      // Rows whose mark failed before: one try a round, whose failure does not fail the round (the loop
+      // would back off, and hold back every row it has yet to publish, for rows the broker already has).
+      await markSent().catch((error: unknown) => {
+        this.logger.warn(`Marking ${ids.length} published outbox row(s) sent failed again: ${(error as Error).message}`);
+        putBack();
+      });
     }
     if (failures) {
       const { unroutable, failed, leaseToken } = failures;
