@@ -170,7 +170,7 @@ export interface RelayOptions {
    * How long a claimed row is reserved for this relay, in ms, and a row written in this process for its
    * relay (the handoff) from its insert. If the process dies first, another relay takes the row over
    * after this. At least twice `confirmTimeoutMs`. A published row whose mark fails (the database away)
-   * has its mark tried again each round until half of this has passed since the first failure.
+   * has its mark tried again with later marks until half of this has passed since the first failure.
    * @default 30000
    */
   leaseMs?: number;

@@ -70,11 +70,22 @@ describe('ConfirmedRows', () => {
       { leaseToken: 'token-1', ids: ['a'], retry: true },
     ]);
     expect(rows.retrying).toBe(1);
-    rows.marked(['a']);
+    rows.marked(['a'], 'token-2');
+    expect(rows.retrying).toBe(1);
+    rows.marked(['a'], 'token-1');
     expect(rows.retrying).toBe(0);
     // Put back after a later failure, it starts a new give-up time.
     expect(rows.putBack(['a'], 'token-1', 1_000, 50_000)).toEqual([]);
     expect(rows.retrying).toBe(1);
+  });
+
+  it('times a row claimed again, under another token, from its own first failure', () => {
+    const rows = new ConfirmedRows();
+    rows.putBack(['a'], 'token-1', 1_000, 10_000);
+    rows.takeAll();
+    expect(rows.putBack(['a'], 'token-2', 1_000, 10_500)).toEqual([]);
+    expect(rows.putBack(['a'], 'token-1', 1_000, 11_000)).toEqual(['a']);
+    expect(rows.putBack(['a'], 'token-2', 1_000, 11_400)).toEqual([]);
   });
 
   it('ages from a row put back as from any other', () => {

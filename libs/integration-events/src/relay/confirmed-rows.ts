@@ -2,7 +2,7 @@
 export interface MarkSet {
   readonly leaseToken: string;
   readonly ids: string[];
-  /** Rows whose mark failed before: tried once a round, apart from the rows confirmed since; a failure does not fail the round. */
+  /** Rows whose mark failed before: tried once with each later set of marks, apart from the rows confirmed since; a failure does not fail the round. */
   readonly retry: boolean;
 }
 
@@ -11,10 +11,10 @@ export interface MarkSet {
  * touches rows still held under the token they were claimed or handed over with). Held briefly, so that
  * the rows of several small batches are marked by one statement instead of one each.
  *
- * Rows whose mark failed come back here (`putBack`), apart from the others, to be tried again in later
- * rounds until half a lease has passed since their first failed mark: the broker has them, and a row
- * marked sent late is one the relay does not send twice. A late mark is never wrong: once another relay
- * has claimed a row, its lease token differs and the mark matches nothing.
+ * Rows whose mark failed come back here (`putBack`), apart from the others, to be tried again with later
+ * marks until half a lease has passed since their first failed mark: the broker has them, and a row
+ * marked sent late is one the relay does not send twice. A late mark is never wrong: once a relay has
+ * claimed a row again, its lease token differs and the mark matches nothing.
  */
 export class ConfirmedRows {
   private readonly fresh = new Map<string, string[]>();
@@ -22,7 +22,10 @@ export class ConfirmedRows {
   private count = 0;
   /** `performance.now()` when the oldest row held came in. */
   private oldestAt = 0;
-  /** Rows put back after a failed mark and not yet marked or given up: `performance.now()` of their first failure. */
+  /**
+   * Rows put back after a failed mark and not yet marked or given up, by lease token and id (a row
+   * claimed again goes out under another token, and starts afresh): `performance.now()` of the first failure.
+   */
   private readonly failedSince = new Map<string, number>();
 
   get size(): number {
@@ -52,12 +55,13 @@ export class ConfirmedRows {
     const kept: string[] = [];
     const givenUp: string[] = [];
     for (const id of ids) {
-      const since = this.failedSince.get(id) ?? now;
+      const key = failureKey(leaseToken, id);
+      const since = this.failedSince.get(key) ?? now;
       if (now - since >= giveUpAfterMs) {
-        this.failedSince.delete(id);
+        this.failedSince.delete(key);
         givenUp.push(id);
       } else {
-        this.failedSince.set(id, since);
+        this.failedSince.set(key, since);
         kept.push(id);
       }
     }
@@ -66,9 +70,9 @@ export class ConfirmedRows {
   }
 
   /** Rows now marked: they no longer count as retried. */
-  marked(ids: readonly string[]): void {
+  marked(ids: readonly string[], leaseToken: string): void {
     if (this.failedSince.size === 0) return;
-    for (const id of ids) this.failedSince.delete(id);
+    for (const id of ids) this.failedSince.delete(failureKey(leaseToken, id));
   }
 
   /** Everything held, one set per lease token: the rows confirmed since the last marks, then those tried again. Leaves this empty. */
@@ -91,4 +95,8 @@ export class ConfirmedRows {
     else into.set(leaseToken, [...ids]);
     this.count += ids.length;
   }
+}
+
+function failureKey(leaseToken: string, id: string): string {
+  return `${leaseToken} ${id}`;
 }

@@ -290,10 +290,10 @@ export class OutboxRelay {
     for (const { leaseToken, ids, retry } of sent) {
       const markSent = async (): Promise<void> => {
         await store.markSent(ids, leaseToken);
-        this.confirmed.marked(ids);
+        this.confirmed.marked(ids, leaseToken);
       };
-      // Still the relay's to mark: tried again in the next rounds until half a lease has passed since the
-      // first failure.
+      // Still the relay's to mark: tried again with the next marks until half a lease has passed since
+      // the first failure.
       const putBack = (): void => {
         const givenUp = this.confirmed.putBack(ids, leaseToken, this.config.options.relay.leaseMs / 2);
         if (givenUp.length > 0) {
@@ -307,10 +307,11 @@ export class OutboxRelay {
         await attempt(markSent, putBack);
         continue;
       }
-      // Rows whose mark failed before: one try a round, whose failure does not fail the round (the loop
-      // would back off, and hold back every row it has yet to publish, for rows the broker already has).
+      // Rows whose mark failed before: one try with each set of marks, whose failure does not fail the
+      // round (the loop would back off, and hold back every row it has yet to publish, for rows the broker
+      // already has). The first failure was logged with its round; giving up is logged in putBack().
       await markSent().catch((error: unknown) => {
-        this.logger.warn(`Marking ${ids.length} published outbox row(s) sent failed again: ${(error as Error).message}`);
+        this.logger.debug(`Marking ${ids.length} published outbox row(s) sent failed again: ${(error as Error).message}`);
         putBack();
       });
     }
