@@ -75,7 +75,9 @@ describe('message format on the wire', () => {
     await eventually(() => expect(probe.messages).toHaveLength(1));
     expect(probe.messages[0]!.properties.headers?.['ie-correlation-id']).toBe(id);
 
-    // An operator (or a crash before the mark) makes the relay send the row again: same message id.
+    // An operator (or a crash before the mark) makes the relay send the row again: same message id. The
+    // row is reset once marked (a mark can come up to 50 ms after the message reached the queue).
+    await eventually(async () => expect((await ns.outboxRows()).find((row) => row.id === id)?.status).toBe('sent'));
     const db = await ns.sql();
     await db.query(`UPDATE ${ns.outboxTable} SET status = 'pending', sent_at = NULL WHERE id = $1`, [id]);
     await eventually(() => expect(probe.messages).toHaveLength(2), { timeoutMs: 5_000 });
