@@ -31,6 +31,27 @@ describe('outbox relay', () => {
     return app;
   };
 
+  /**
+   * A trigger that makes every statement marking a matching row sent fail (`matching`: a condition on
+   * NEW), and counts those statements in a sequence, which no rollback undoes. Dropped with `DROP TRIGGER
+   * refuse_mark`; the schema's cleanup removes the rest.
+   */
+  const refuseMarks = async (matching: string) => {
+    const db = await ns.sql();
+    const attempts = `"${ns.schema}".mark_attempts`;
+    await db.query(`CREATE SEQUENCE ${attempts}`);
+    await db.query(
+      `CREATE FUNCTION "${ns.schema}".refuse_mark() RETURNS trigger LANGUAGE plpgsql AS ` +
+        `$$ BEGIN PERFORM nextval('${attempts}'); RAISE EXCEPTION 'mark refused by the test'; END $$`,
+    );
+    await db.query(
+      `CREATE TRIGGER refuse_mark BEFORE UPDATE ON ${ns.outboxTable} FOR EACH ROW ` +
+        `WHEN (NEW.status = 'sent' AND ${matching}) EXECUTE FUNCTION "${ns.schema}".refuse_mark()`,
+    );
+    const markAttempts = async () => Number((await db.query(`SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS n FROM ${attempts}`)).rows[0].n);
+    return { db, markAttempts };
+  };
+
   it('is woken by the commit itself, without waiting for its poll', async () => {
     const probe = await ns.probe('ordering.order-created');
     // A poll this long would fail the test's deadline: only the commit's wake-up can deliver in time.
@@ -122,19 +143,8 @@ describe('outbox relay', () => {
 
   it('marks rows whose mark failed once the database lets it, instead of leaving them to go out again after their lease', async () => {
     const probe = await ns.probe('ordering.order-created');
-    const db = await ns.sql();
-    // Every statement that marks a row sent fails, and counts itself in a sequence (which no rollback
-    // undoes), until the test drops the trigger.
-    const attempts = `"${ns.schema}".mark_attempts`;
-    await db.query(`CREATE SEQUENCE ${attempts}`);
-    await db.query(
-      `CREATE FUNCTION "${ns.schema}".refuse_mark() RETURNS trigger LANGUAGE plpgsql AS ` +
-        `$$ BEGIN PERFORM nextval('${attempts}'); RAISE EXCEPTION 'marks refused by the test'; END $$`,
-    );
-    await db.query(
-      `CREATE TRIGGER refuse_mark BEFORE UPDATE ON ${ns.outboxTable} FOR EACH ROW WHEN (NEW.status = 'sent') EXECUTE FUNCTION "${ns.schema}".refuse_mark()`,
-    );
-    const markAttempts = async () => Number((await db.query(`SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS n FROM ${attempts}`)).rows[0].n);
+    // Every statement that marks a row sent fails, until the test drops the trigger.
+    const { db, markAttempts } = await refuseMarks('true');
     // A lease far longer than the test: a row left to it could not go out again, nor be marked, in time.
     const app = await start({ pollIntervalMs: 100, leaseMs: 600_000 });
     const [id] = await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('mark-refused'), { standalone: true });
@@ -153,19 +163,8 @@ describe('outbox relay', () => {
 
   it('keeps publishing, and marking, the rows that come after one whose mark keeps failing', async () => {
     const probe = await ns.probe('ordering.order-created');
-    const db = await ns.sql();
-    // Only the mark of the row carrying "refuse-my-mark" fails (counted in a sequence no rollback undoes).
-    const attempts = `"${ns.schema}".mark_attempts`;
-    await db.query(`CREATE SEQUENCE ${attempts}`);
-    await db.query(
-      `CREATE FUNCTION "${ns.schema}".refuse_mark() RETURNS trigger LANGUAGE plpgsql AS ` +
-        `$$ BEGIN PERFORM nextval('${attempts}'); RAISE EXCEPTION 'this mark refused by the test'; END $$`,
-    );
-    await db.query(
-      `CREATE TRIGGER refuse_mark BEFORE UPDATE ON ${ns.outboxTable} FOR EACH ROW ` +
-        `WHEN (NEW.status = 'sent' AND NEW.payload LIKE '%refuse-my-mark%') EXECUTE FUNCTION "${ns.schema}".refuse_mark()`,
-    );
-    const markAttempts = async () => Number((await db.query(`SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS n FROM ${attempts}`)).rows[0].n);
+    // Only the mark of the row carrying "refuse-my-mark" fails.
+    const { db, markAttempts } = await refuseMarks("NEW.payload LIKE '%refuse-my-mark%'");
     const app = await start({ pollIntervalMs: 100, leaseMs: 600_000 });
     const publisher = app.get(IntegrationEventPublisher);
     const [refused] = await publisher.publish(new OrderCreatedIntegrationEvent('refuse-my-mark'), { standalone: true });
