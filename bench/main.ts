@@ -64,6 +64,7 @@ const DEFAULTS: Options = {
   only: undefined,
   big: false,
   cpuProf: false,
+  timelines: false,
 };
 
 /** Issue 6's sizes: 20,000 transactions, a 100,000-row backlog, and the paced sweep (about 10 minutes on 2 quiet cores). */
@@ -121,6 +122,8 @@ const USAGE = `npm run bench -- [flags]
   --retry-failing N    former bench:retry: failing messages (default 1000)
   --retry-rate N       former bench:retry: healthy messages per second (default 200)
   --cpu-prof           run every child process under node --cpu-prof (bench/results/<stamp>-profiles/)
+  --timelines          paced: write each run's per-event commit and handled times, with the stall
+                       probe's samples, to bench/results/<stamp>-timelines/
 
 DATABASE_URL and RABBITMQ_URL override the local services.`;
 
@@ -165,6 +168,7 @@ function parseArgs(argv: string[]): Options {
     else if (flag === '--full') preset = FULL;
     else if (flag === '--backlog-inbox') explicit.backlogInbox = true;
     else if (flag === '--cpu-prof') explicit.cpuProf = true;
+    else if (flag === '--timelines') explicit.timelines = true;
     else if (flag === '--sweep-rates') {
       explicit.sweepRates = value()!.split(',').map((s) => Number(s.trim()));
       if (explicit.sweepRates.some((n) => !Number.isInteger(n) || n <= 0)) throw new Error('--sweep-rates needs positive whole numbers, comma-separated');
@@ -228,6 +232,7 @@ async function main(): Promise<void> {
   const harness = {
     logDir: join(resultsDir, `${stamp}-logs`),
     cpuProfDir: options.cpuProf ? join(resultsDir, `${stamp}-profiles`) : undefined,
+    timelinesDir: options.timelines ? join(resultsDir, `${stamp}-timelines`) : undefined,
   };
   const resources = new Resources();
   const cpu = CpuMeter.create();
@@ -339,6 +344,7 @@ async function main(): Promise<void> {
     writeFileSync(summary, summarizeProfiles(harness.cpuProfDir));
     console.log(`CPU profiles: ${relative(process.cwd(), harness.cpuProfDir)} (summary: ${relative(process.cwd(), summary)})`);
   }
+  if (harness.timelinesDir) console.log(`Timelines: ${relative(process.cwd(), harness.timelinesDir)}`);
   process.exitCode = failedChecks.length > 0 || failures.length > 0 ? 1 : 0;
 }
 

@@ -22,6 +22,8 @@ export interface HarnessContext {
   logDir: string;
   /** When set, children are run with `--cpu-prof` and write their profile here. */
   cpuProfDir: string | undefined;
+  /** With --timelines: where paced runs write their per-event times and the stall probe's samples. */
+  timelinesDir?: string | undefined;
 }
 
 const live = new Set<ChildHandle>();

@@ -48,6 +48,8 @@ export interface Options {
   only: string[] | undefined;
   big: boolean;
   cpuProf: boolean;
+  /** Paced: write per-event times and the stall probe's samples (bench/results/<stamp>-timelines/). */
+  timelines: boolean;
 }
 
 /** One run of one variant of a workload (one round). */

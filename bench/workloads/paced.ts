@@ -5,11 +5,13 @@
  * rate it cannot sustain, latency only measures how long the queue has grown. With --sweep-rates, ours
  * runs at those rates too, and the target line names the highest rate tried up to which every rate tried
  * was achieved with its p99 within the target: the rate this machine carries within it.
+ * Every variant runs beside an idle stall probe (lib/machine-stalls.ts), which tells the machine's own stalls from the pipeline's tail.
  */
 import { EVENT_NAME } from '../lib/contract';
-import { countChecks, check, latencies, latencySummary, Namespace, type HandledCounts } from '../lib/helpers';
+import { countChecks, check, lastOf, latencies, latencySummary, Namespace, type HandledCounts } from '../lib/helpers';
+import { MachineStalls, STALL_MS, writeTimeline } from '../lib/machine-stalls';
 import { ChildHandle, peakRssMb } from '../lib/processes';
-import { fmtLatency, fmtMs, fmtNumber, fmtRate, fmtRss, fmtSpread, leftAtLastCommit, metric, type RunContext, type Runs, type VariantRun, type Workload } from '../lib/report';
+import { fmtLatency, fmtMs, fmtNumber, fmtRate, fmtRss, fmtSpread, leftAtLastCommit, metric, type Row, type RunContext, type Runs, type VariantRun, type Workload } from '../lib/report';
 import { runTransactions } from './transactions';
 
 async function rawPaced(context: RunContext): Promise<VariantRun> {
@@ -28,13 +30,19 @@ async function rawPaced(context: RunContext): Promise<VariantRun> {
     expected: count,
   });
   const publisher = await ChildHandle.start(harness, 'raw-publisher', `${tag}-publisher`, { exchange: ns.exchange, messages: count, window: options.window, rate: options.rate });
+  const probe = await MachineStalls.start(harness, tag);
   try {
+    probe.go();
     publisher.send({ type: 'go' });
     await consumer.next('done', 600_000);
     const published = await publisher.next('published');
     const pub = await publisher.stop();
     const con = await consumer.stop();
-    const summary = latencySummary(latencies(pub.sentAt as Float64Array, con.handledAt as Float64Array, 0, count));
+    const probed = await probe.stop();
+    const sentAt = pub.sentAt as Float64Array;
+    const handledAt = con.handledAt as Float64Array;
+    const summary = latencySummary(latencies(sentAt, handledAt, 0, count));
+    writeTimeline(harness, tag, { counted: count, committedAt: sentAt, handledAt, probe: probed });
     return {
       metrics: {
         achievedRate: count / (((published.tConfirmed as number) - (published.t0 as number)) / 1_000),
@@ -44,12 +52,14 @@ async function rawPaced(context: RunContext): Promise<VariantRun> {
         'latency.max': summary.max,
         'rss.publisher': peakRssMb(pub),
         'rss.consumer': peakRssMb(con),
+        ...MachineStalls.summarize(probed, published.t0 as number, lastOf(handledAt, 0, count)),
       },
       checks: [check('paced amqplib: nacked', 0, pub.nacked as number), ...countChecks('paced amqplib', count, con.counts as HandledCounts)],
     };
   } finally {
     publisher.kill();
     consumer.kill();
+    probe.kill();
   }
 }
 
@@ -61,6 +71,11 @@ function sweptVariants(options: { rate: number; lowRate: number; sweepRates: rea
 
 function sweptRate(variant: string): number {
   return Number(variant.slice('ours-at-'.length));
+}
+
+/** "2 (53 / 21)": stalls the probe saw, and its longest timer delay and flush (ms), medians of rounds. */
+function stallsOf(runs: VariantRun[] | undefined): string {
+  return `${fmtNumber(metric(runs, 'stall.count').median)} (${fmtMs(metric(runs, 'stall.timerMaxMs'))} / ${fmtMs(metric(runs, 'stall.syncMaxMs'))})`;
 }
 
 export const paced: Workload = {
@@ -93,7 +108,8 @@ export const paced: Workload = {
     };
     const swept = sweptVariants(options);
     for (const variant of swept) labels[variant] = `ours at ${fmtNumber(sweptRate(variant))}/s (--sweep-rates)`;
-    const rows = ['amqplib', 'ours', 'ours-low', ...swept].map((variant) => ({
+    const variants = ['amqplib', 'ours', 'ours-low', ...swept];
+    const rows: Row[] = variants.map((variant) => ({
       workload: title,
       variant: labels[variant]!,
       throughput: fmtRate(metric(runs[variant], 'achievedRate'), 'events/s'),
@@ -102,6 +118,13 @@ export const paced: Workload = {
       drain: variant === 'amqplib' ? '' : `${fmtMs(metric(runs[variant], 'drainMs'))} ms ${leftAtLastCommit(runs[variant])}`,
       rss: fmtRss(runs[variant]),
     }));
+    const short: Record<string, string> = { amqplib: 'A', ours: `ours ${fmtNumber(options.rate)}/s`, 'ours-low': `${fmtNumber(options.lowRate)}/s` };
+    rows.push({
+      workload: title,
+      variant:
+        `machine stalls ≥ ${STALL_MS} ms an idle probe saw, median of rounds (longest timer delay / 8 kB fdatasync, ms): ` +
+        variants.map((variant) => `${short[variant] ?? `${fmtNumber(sweptRate(variant))}/s`} ${stallsOf(runs[variant])}`).join(', '),
+    });
     const p99 = metric(runs.ours, 'latency.p99');
     // The highest rate tried below which every rate tried (it included) was achieved with its p99 (median
     // of rounds) within the target.
@@ -133,7 +156,7 @@ export const paced: Workload = {
           `${fmtMs(p99)} ms, p50 ${fmtMs(metric(runs.ours, 'latency.p50'))} ms, at ${fmtNumber(metric(runs.ours, 'achievedRate').median)}/s achieved ` +
           `(raw amqplib p99 ${fmtMs(metric(runs.amqplib, 'latency.p99'))} ms; ours at ${fmtNumber(options.lowRate)}/s: p99 ${fmtMs(metric(runs['ours-low'], 'latency.p99'))} ms; ` +
           `ours in its first ${options.pacedWarmupSeconds} s after boot, not counted: p50 ${fmtMs(metric(runs.ours, 'warmup.p50'))} / p99 ${fmtMs(metric(runs.ours, 'warmup.p99'))} ms` +
-          `${sweep})`,
+          `${sweep}; machine stalls ≥ ${STALL_MS} ms during ours at ${fmtNumber(options.rate)}/s: ${stallsOf(runs.ours)})`,
         met: p99.median <= 25,
       },
     ];

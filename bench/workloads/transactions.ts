@@ -8,6 +8,7 @@ import { CpuMeter } from '../lib/cpu';
 import { EVENT_NAME } from '../lib/contract';
 import { countRows, createTables, outboxStatus } from '../lib/database';
 import { check, countChecks, lastOf, latencies, latencySummary, Namespace, outboxTable, RABBITMQ_URL, type Check, type HandledCounts } from '../lib/helpers';
+import { MachineStalls, writeTimeline } from '../lib/machine-stalls';
 import { ChildHandle, peakRssMb } from '../lib/processes';
 import type { RunContext, VariantRun } from '../lib/report';
 import type { ProducerMode } from '../roles/producer';
@@ -50,6 +51,8 @@ export async function runTransactions(label: string, spec: TransactionsSpec, con
   resources.exchange(ns.exchange);
   const tag = `${label}-r${context.round}`;
   const children: ChildHandle[] = [];
+  // Paced runs: an idle process watches the machine meanwhile.
+  let probe: MachineStalls | undefined;
 
   try {
     let consumer: ChildHandle | undefined;
@@ -59,7 +62,15 @@ export async function runTransactions(label: string, spec: TransactionsSpec, con
         harness,
         'ours-consumer',
         `${tag}-consumer`,
-        { exchange: ns.exchange, schema: ns.schema, serviceName: `${ns.serviceName}-c`, queue: queueName, inbox: true, prefetch: options.prefetch, expected: total },
+        {
+          exchange: ns.exchange,
+          schema: ns.schema,
+          serviceName: `${ns.serviceName}-c`,
+          queue: queueName,
+          inbox: true,
+          prefetch: options.prefetch,
+          expected: total,
+        },
         { profile: true },
       );
       resources.queue(...(consumer.ready.queues as string[]));
@@ -96,7 +107,9 @@ export async function runTransactions(label: string, spec: TransactionsSpec, con
       { profile: ours },
     );
     children.push(producer);
+    if (spec.rate) probe = await MachineStalls.start(harness, tag);
 
+    probe?.go();
     producer.send({ type: 'go' });
     await producer.next('started', 600_000);
     const pids = { producer: producer.pid, ...(consumer && spec.consumer !== 'sink' ? { consumer: consumer.pid } : {}) };
@@ -112,6 +125,7 @@ export async function runTransactions(label: string, spec: TransactionsSpec, con
 
     const produced = await producer.stop();
     const consumed = consumer ? await consumer.stop() : undefined;
+    const probed = await probe?.stop();
 
     const t0 = produced.t0 as number;
     const tEnd = produced.tEnd as number;
@@ -138,6 +152,11 @@ export async function runTransactions(label: string, spec: TransactionsSpec, con
       metrics['latency.p99'] = summary.p99;
       metrics['latency.max'] = summary.max;
       metrics.drainMs = lastOf(handledAt, 0, total) - lastOf(committedAt, 0, total);
+      if (probed) {
+        // From the counted events' start to the last of them handled.
+        Object.assign(metrics, MachineStalls.summarize(probed, t0, lastOf(handledAt, 0, spec.count)));
+        writeTimeline(harness, tag, { counted: spec.count, committedAt, handledAt, probe: probed });
+      }
       if (spec.rate && spec.warmup > 0) {
         // The paced warm-up (the pipeline's first seconds after boot), kept apart: reported, not the target's figure.
         const warm = latencySummary(latencies(committedAt, handledAt, spec.count, total));
@@ -154,5 +173,6 @@ export async function runTransactions(label: string, spec: TransactionsSpec, con
     return { metrics, checks };
   } finally {
     for (const child of children) child.kill();
+    probe?.kill();
   }
 }
