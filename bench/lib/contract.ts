@@ -76,6 +76,10 @@ export class HandledCounter {
   unexpected = 0;
   first = 0;
   last = 0;
+  /** With `watchFrom`: how many distinct messages numbered from it on were handled. */
+  private distinctFrom = 0;
+  private watchFrom = Infinity;
+  private onRangeHandled: () => void = () => undefined;
 
   constructor(
     readonly expected: number,
@@ -86,6 +90,12 @@ export class HandledCounter {
   ) {
     this.calls = new Uint8Array(expected);
     this.handledAt = new Float64Array(recordTimes ? expected : 0);
+  }
+
+  /** Calls `callback` once every message numbered `from`…expected-1 (a paced run's warm-up) was handled. */
+  watchRange(from: number, callback: () => void): void {
+    this.watchFrom = from;
+    this.onRangeHandled = callback;
   }
 
   handle(n: number): void {
@@ -105,6 +115,7 @@ export class HandledCounter {
     }
     this.calls[n] = 1;
     if (this.recordTimes) this.handledAt[n] = t;
+    if (n >= this.watchFrom && ++this.distinctFrom === this.expected - this.watchFrom) this.onRangeHandled();
     if (++this.distinct === this.expected) this.onAllHandled();
   }
 

@@ -19,6 +19,8 @@ interface Args {
   prefetch?: number;
   expected: number;
   recordTimes?: boolean;
+  /** Send `warm` once every event numbered from this on (a paced run's warm-up) was handled. */
+  warmFrom?: number;
   /** Boot (declaring the queues), report them, and leave. */
   declareOnly?: boolean;
 }
@@ -26,6 +28,7 @@ interface Args {
 export const run: Role = async (raw, io) => {
   const args = raw as unknown as Args;
   const counter = new HandledCounter(args.expected, args.recordTimes ?? true, () => io.send({ type: 'done' }), now, () => io.send({ type: 'first' }));
+  if (args.warmFrom !== undefined) counter.watchRange(args.warmFrom, () => io.send({ type: 'warm', t: now() }));
 
   @Injectable()
   @IntegrationEventHandler(BenchOrderPlaced, { queue: args.queue, inbox: args.inbox })

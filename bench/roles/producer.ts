@@ -193,9 +193,16 @@ export const run: Role = async (raw, io) => {
   await io.next('go');
   // Warm the pool, the JIT and (for ours) the relay and the consumer: at the rate when paced (the
   // pipeline's steady state at that rate is what is measured), as fast as possible otherwise.
-  if (args.rate) await pacedLoop(args.count, total, args.rate);
-  else await closedLoop(args.count, total);
-  await sleep(300);
+  if (args.rate) {
+    await pacedLoop(args.count, total, args.rate);
+    // The clock starts once the parent says so: when the warm-up's events were all handled (a cold
+    // pipeline can leave a backlog that is not the rate's), or after a longest wait.
+    io.send({ type: 'warmed', t: now() });
+    await io.next('measure');
+  } else {
+    await closedLoop(args.count, total);
+    await sleep(300);
+  }
 
   const t0 = now();
   io.send({ type: 'started' });

@@ -5,7 +5,8 @@
  * rate it cannot sustain, latency only measures how long the queue has grown. With --sweep-rates, ours
  * runs at those rates too, and the target line names the highest rate tried up to which every rate tried
  * was achieved with its p99 within the target: the rate this machine carries within it.
- * Every variant runs beside an idle stall probe (lib/machine-stalls.ts), which tells the machine's own stalls from the pipeline's tail.
+ * Ours' counted events start once its warm-up's were all handled. Every variant runs beside an idle
+ * stall probe (lib/machine-stalls.ts), which tells the machine's own stalls from the pipeline's tail.
  */
 import { EVENT_NAME } from '../lib/contract';
 import { countChecks, check, lastOf, latencies, latencySummary, Namespace, type HandledCounts } from '../lib/helpers';
@@ -155,7 +156,8 @@ export const paced: Workload = {
         measured:
           `${fmtMs(p99)} ms, p50 ${fmtMs(metric(runs.ours, 'latency.p50'))} ms, at ${fmtNumber(metric(runs.ours, 'achievedRate').median)}/s achieved ` +
           `(raw amqplib p99 ${fmtMs(metric(runs.amqplib, 'latency.p99'))} ms; ours at ${fmtNumber(options.lowRate)}/s: p99 ${fmtMs(metric(runs['ours-low'], 'latency.p99'))} ms; ` +
-          `ours in its first ${options.pacedWarmupSeconds} s after boot, not counted: p50 ${fmtMs(metric(runs.ours, 'warmup.p50'))} / p99 ${fmtMs(metric(runs.ours, 'warmup.p99'))} ms` +
+          `ours in its first ${options.pacedWarmupSeconds} s after boot, not counted: p50 ${fmtMs(metric(runs.ours, 'warmup.p50'))} / p99 ${fmtMs(metric(runs.ours, 'warmup.p99'))} ms, ` +
+          `all handled ${fmtMs(metric(runs.ours, 'warmup.drainMs'))} ms after its last commit` +
           `${sweep}; machine stalls ≥ ${STALL_MS} ms during ours at ${fmtNumber(options.rate)}/s: ${stallsOf(runs.ours)})`,
         met: p99.median <= 25,
       },

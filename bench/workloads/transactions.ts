@@ -41,6 +41,9 @@ async function declareSink(exchange: string, queue: string): Promise<void> {
   await connection.close();
 }
 
+/** Paced: the longest wait, after the warm-up's last commit, for its events to be all handled. */
+const WARM_DRAIN_MAX_MS = 30_000;
+
 export async function runTransactions(label: string, spec: TransactionsSpec, context: RunContext): Promise<VariantRun> {
   const { options, harness, resources } = context;
   const ns = new Namespace(label);
@@ -70,6 +73,7 @@ export async function runTransactions(label: string, spec: TransactionsSpec, con
           inbox: true,
           prefetch: options.prefetch,
           expected: total,
+          ...(spec.rate && spec.warmup > 0 ? { warmFrom: spec.count } : {}),
         },
         { profile: true },
       );
@@ -111,6 +115,18 @@ export async function runTransactions(label: string, spec: TransactionsSpec, con
 
     probe?.go();
     producer.send({ type: 'go' });
+    let warmupDrainMs: number | undefined;
+    if (spec.rate) {
+      // Paced: the counted events start once the warm-up's were all handled, so that what a cold
+      // pipeline left behind is not counted as the rate's latency; at most WARM_DRAIN_MAX_MS later.
+      const warmed = await producer.next('warmed', 600_000);
+      if (spec.consumer === 'ours' && spec.warmup > 0) {
+        const warm = await consumer!.next('warm', WARM_DRAIN_MAX_MS).catch(() => undefined);
+        warmupDrainMs = warm ? Math.max(0, (warm.t as number) - (warmed.t as number)) : NaN;
+        if (!warm) context.log(`${tag}: the warm-up's events were not all handled within ${WARM_DRAIN_MAX_MS / 1_000} s of its last commit; measuring anyway`);
+      }
+      producer.send({ type: 'measure' });
+    }
     await producer.next('started', 600_000);
     const pids = { producer: producer.pid, ...(consumer && spec.consumer !== 'sink' ? { consumer: consumer.pid } : {}) };
     const cpuBefore = context.cpu.sample(pids);
@@ -162,6 +178,7 @@ export async function runTransactions(label: string, spec: TransactionsSpec, con
         const warm = latencySummary(latencies(committedAt, handledAt, spec.count, total));
         metrics['warmup.p50'] = warm.p50;
         metrics['warmup.p99'] = warm.p99;
+        if (warmupDrainMs !== undefined) metrics['warmup.drainMs'] = warmupDrainMs;
       }
     }
     Object.assign(metrics, CpuMeter.perEvent(cpuBefore, cpuAfter, spec.count, cpus().length));
