@@ -65,6 +65,7 @@ const DEFAULTS: Options = {
   big: false,
   cpuProf: false,
   timelines: false,
+  poolIdleMs: 0,
 };
 
 /** Issue 6's sizes: 20,000 transactions, a 100,000-row backlog, and the paced sweep (about 10 minutes on 2 quiet cores). */
@@ -117,6 +118,9 @@ const USAGE = `npm run bench -- [flags]
   --window N           Limit A's confirm window (default 1000, the library's relay.maxUnconfirmed)
   --warmup N           steady load: warm-up transactions before the clock starts (default 200)
   --pool-max N         TypeORM pool size of the producers (default 20)
+  --pool-idle-ms N     idleTimeoutMillis of the pg pools of every Nest process (ours and the baselines)
+                       (default 0: idle connections are kept, as the README advises; pg's own default
+                       is 10000, which closes them 10 s after a burst, inside the paced window)
   --relay-rows N       former bench:relay: rows (default 20000)
   --orders N           former bench:orders: orders per round (default 3000)
   --retry-failing N    former bench:retry: failing messages (default 1000)
@@ -169,6 +173,10 @@ function parseArgs(argv: string[]): Options {
     else if (flag === '--backlog-inbox') explicit.backlogInbox = true;
     else if (flag === '--cpu-prof') explicit.cpuProf = true;
     else if (flag === '--timelines') explicit.timelines = true;
+    else if (flag === '--pool-idle-ms') {
+      explicit.poolIdleMs = Number(value());
+      if (!Number.isInteger(explicit.poolIdleMs) || explicit.poolIdleMs < 0) throw new Error('--pool-idle-ms needs a whole number of ms (0: never close)');
+    }
     else if (flag === '--sweep-rates') {
       explicit.sweepRates = value()!.split(',').map((s) => Number(s.trim()));
       if (explicit.sweepRates.some((n) => !Number.isInteger(n) || n <= 0)) throw new Error('--sweep-rates needs positive whole numbers, comma-separated');
@@ -226,6 +234,8 @@ async function machine(): Promise<Record<string, unknown>> {
 
 async function main(): Promise<void> {
   const options = parseArgs(process.argv.slice(2));
+  // Read by every child's Nest application (lib/nest.ts); forked children inherit the environment.
+  process.env.BENCH_POOL_IDLE_MS = String(options.poolIdleMs);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const resultsDir = join(ROOT, 'bench', 'results');
   mkdirSync(resultsDir, { recursive: true });
@@ -250,7 +260,8 @@ async function main(): Promise<void> {
   const elapsed = () => `${((Date.now() - started) / 1_000).toFixed(0).padStart(4)} s`;
   console.log(
     `nestjs-integration-events benchmark, run ${Namespace.runId}: ${workloads.map((w) => w.name).join(', ')}; ` +
-      `${info.cpus} CPUs (${info.cpuModel}), Node ${info.node}, PostgreSQL ${(info.postgres as { version?: string }).version}, RabbitMQ ${info.rabbitmq}`,
+      `${info.cpus} CPUs (${info.cpuModel}), Node ${info.node}, PostgreSQL ${(info.postgres as { version?: string }).version}, RabbitMQ ${info.rabbitmq}; ` +
+      `pg pools' idleTimeoutMillis ${options.poolIdleMs}`,
   );
 
   const rows: Row[] = [];

@@ -22,9 +22,18 @@ export interface AppSpec {
   providers: Provider[];
 }
 
+/**
+ * `idleTimeoutMillis` of the pg pool: --pool-idle-ms, which the parent passes to every child in
+ * BENCH_POOL_IDLE_MS (default 0: idle connections are kept); pg's own default when a child runs alone.
+ */
+function poolIdle(): { idleTimeoutMillis?: number } {
+  const value = process.env.BENCH_POOL_IDLE_MS;
+  return value === undefined || value === '' ? {} : { idleTimeoutMillis: Number(value) };
+}
+
 export async function createApp(spec: AppSpec): Promise<INestApplicationContext> {
   const imports: DynamicModule[] = [
-    TypeOrmModule.forRoot({ type: 'postgres', url: DATABASE_URL, extra: { max: spec.poolMax ?? 10 } }),
+    TypeOrmModule.forRoot({ type: 'postgres', url: DATABASE_URL, extra: { max: spec.poolMax ?? 10, ...poolIdle() } }),
     ClsModule.forRoot({
       global: true,
       plugins: [

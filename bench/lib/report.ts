@@ -50,6 +50,8 @@ export interface Options {
   cpuProf: boolean;
   /** Paced: write per-event times and the stall probe's samples (bench/results/<stamp>-timelines/). */
   timelines: boolean;
+  /** idleTimeoutMillis of the Nest processes' pg pools (0: idle connections are never closed). */
+  poolIdleMs: number;
 }
 
 /** One run of one variant of a workload (one round). */
