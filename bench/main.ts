@@ -6,7 +6,7 @@
  */
 import 'reflect-metadata';
 import { execSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import * as amqp from 'amqplib';
@@ -107,7 +107,8 @@ const USAGE = `npm run bench -- [flags]
   --sweep-rates a,b,c  paced: more rates for ours, to find the highest whose p99 meets the target
                        (default none; --full 400,600,800)
   --paced-seconds N    paced: duration (default 10)
-  --paced-warmup-seconds N  paced: warm-up at the same rate before the clock starts (default 3)
+  --paced-warmup-seconds N  paced: warm-up at the same rate before the clock starts (default 3); the
+                       clock then waits (up to 30 s) until the warm-up's events were all handled
   --backlog N          backlog drain: rows (default 30000; --full 100000)
   --backlog-inbox      backlog drain and --big: handlers with the inbox (default: inbox: false, like Limit B)
   --broker-messages N  Limit A: messages (default 30000; --full 100000)
@@ -355,7 +356,7 @@ async function main(): Promise<void> {
     writeFileSync(summary, summarizeProfiles(harness.cpuProfDir));
     console.log(`CPU profiles: ${relative(process.cwd(), harness.cpuProfDir)} (summary: ${relative(process.cwd(), summary)})`);
   }
-  if (harness.timelinesDir) console.log(`Timelines: ${relative(process.cwd(), harness.timelinesDir)}`);
+  if (harness.timelinesDir && existsSync(harness.timelinesDir)) console.log(`Timelines: ${relative(process.cwd(), harness.timelinesDir)}`);
   process.exitCode = failedChecks.length > 0 || failures.length > 0 ? 1 : 0;
 }
 

@@ -4,36 +4,48 @@
  * be told apart from the pipeline's own latency. With --timelines, the run's per-event times and the
  * probe's samples are also written to a file, to lay one beside the other.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ChildHandle, type HarnessContext } from './processes';
 
 /** A timer this late, or a flush this slow, counts as a stall: most of the paced target's 25 ms. */
 export const STALL_MS = 20;
+/** The probe's timer period, and how often it flushes (ms). */
+export const PROBE_TIMER_MS = 20;
+export const PROBE_SYNC_EVERY_MS = 100;
 
 export interface StallSummary {
-  /** Probe samples (timer or flush) of at least STALL_MS. */
+  /** Probe samples (timer or flush) of at least STALL_MS; one pause may give one of each. */
   'stall.count': number;
-  /** The latest the probe's 20 ms timer fired (ms). */
+  /** The most the probe's timer was late (ms). */
   'stall.timerMaxMs': number;
   /** The slowest 8 kB write + fdatasync (ms). */
   'stall.syncMaxMs': number;
 }
 
 export interface ProbeSamples {
-  /** Flat [time, ms late] pairs. */
+  /** Flat [when the timer was due, ms late] pairs. */
   late: Float64Array;
-  /** Flat [time, ms of write + fdatasync] pairs. */
+  /** Flat [when the write began, ms of write + fdatasync] pairs. */
   syncs: Float64Array;
+  /** Flushes that failed (not in `syncs`). */
+  failedSyncs: number;
 }
 
 export class MachineStalls {
-  private constructor(private readonly child: ChildHandle) {}
+  private constructor(
+    private readonly child: ChildHandle,
+    private readonly dir: string,
+  ) {}
 
-  /** Starts the probe (idle until `go`). Its flushes go to the temporary directory's disk. */
+  /**
+   * Starts the probe (idle until `go`). Its flushes go to the temporary directory (`TMPDIR`), which
+   * should be on the database's disk: not a tmpfs, where a flush costs nothing.
+   */
   static async start(harness: HarnessContext, label: string): Promise<MachineStalls> {
-    return new MachineStalls(await ChildHandle.start(harness, 'stall-probe', `${label}-stall-probe`, { dir: tmpdir() }, { profile: false }));
+    const dir = tmpdir();
+    return new MachineStalls(await ChildHandle.start(harness, 'stall-probe', `${label}-stall-probe`, { dir }, { profile: false }), dir);
   }
 
   go(): void {
@@ -42,20 +54,23 @@ export class MachineStalls {
 
   async stop(): Promise<ProbeSamples> {
     const result = await this.child.stop();
-    return { late: result.late as Float64Array, syncs: result.syncs as Float64Array };
+    if ((result.failedSyncs as number) > 0) console.warn(`stall probe: ${String(result.failedSyncs)} flushes failed in ${this.dir}`);
+    return { late: result.late as Float64Array, syncs: result.syncs as Float64Array, failedSyncs: result.failedSyncs as number };
   }
 
+  /** Kills the probe (a failed run) and removes the file it flushes. */
   kill(): void {
     this.child.kill();
+    rmSync(join(this.dir, `stall-probe-${this.child.pid}.bin`), { force: true });
   }
 
-  /** What the probe saw between `from` and `to` (the clock of `now()`). */
+  /** What the probe saw in samples overlapping `from`…`to` (the clock of `now()`). */
   static summarize(samples: ProbeSamples, from: number, to: number): StallSummary {
     let count = 0;
     const maxOf = (pairs: Float64Array): number => {
       let max = 0;
       for (let i = 0; i < pairs.length; i += 2) {
-        if (pairs[i]! < from || pairs[i]! > to) continue;
+        if (pairs[i]! + pairs[i + 1]! < from || pairs[i]! > to) continue;
         const ms = pairs[i + 1]!;
         if (ms >= STALL_MS) count++;
         if (ms > max) max = ms;
@@ -78,7 +93,9 @@ export function writeTimeline(
   writeFileSync(
     join(harness.timelinesDir, `${label}.json`),
     JSON.stringify({
-      note: 'times in ms on the clock of performance.timeOrigin + performance.now(); events [0, counted) are the counted ones, the rest the warm-up; probe pairs are [time, ms]',
+      note:
+        'times in ms on the clock of performance.timeOrigin + performance.now(); events [0, counted) are the counted ones, the rest the warm-up; ' +
+        "probe pairs are [start, ms]: a timer's start is when it was due, a flush's when its write began",
       counted: timeline.counted,
       committedAt: plain(timeline.committedAt),
       handledAt: plain(timeline.handledAt),

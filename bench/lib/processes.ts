@@ -124,6 +124,11 @@ export class ChildHandle {
     return handle;
   }
 
+  /** Why the child is gone (it exited), or undefined while it runs. */
+  get exitError(): Error | undefined {
+    return this.exited;
+  }
+
   /** The child's V8 heap in use and its memory outside the heap, in MB, after a full collection if it can. */
   async heap(): Promise<HeapSample> {
     this.send({ type: 'heap' });

@@ -5,16 +5,18 @@
  *   process wanted to run and could not (the cores were taken, or the virtual machine was paused).
  * - Every `syncEveryMs` it rewrites 8 kB of a file in `dir` and waits for `fdatasync`, as a commit waits
  *   for PostgreSQL's WAL flush and a confirm for RabbitMQ's: a slow flush holds up every commit.
- * Both are sampled from the `go` message to `stop`, and returned with their times (`now()`, the clock
- * of the pipeline's commit and handled times), so a slow stretch of events can be laid beside them.
+ * Both are sampled from the `go` message to `stop`, each as [start, ms] on the clock of the pipeline's
+ * commit and handled times (`now()`): a timer's start is when it was due, a flush's when its write began.
  */
-import { closeSync, fdatasync, openSync, rmSync, writeSync } from 'node:fs';
+import { close, fdatasync, open, rm, write } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import type { Role } from '../child';
 import { now } from '../lib/helpers';
+import { PROBE_SYNC_EVERY_MS, PROBE_TIMER_MS } from '../lib/machine-stalls';
 
 interface Args {
-  /** A directory on the disk the database and broker write to. */
+  /** Where the flushed file goes: a directory on the disk the database and broker write to. */
   dir: string;
   timerMs?: number;
   syncEveryMs?: number;
@@ -22,31 +24,40 @@ interface Args {
 
 export const run: Role = async (raw, io) => {
   const args = raw as unknown as Args;
-  const timerMs = args.timerMs ?? 20;
-  const syncEveryMs = args.syncEveryMs ?? 100;
+  const timerMs = args.timerMs ?? PROBE_TIMER_MS;
+  const syncEveryMs = args.syncEveryMs ?? PROBE_SYNC_EVERY_MS;
   const file = join(args.dir, `stall-probe-${process.pid}.bin`);
-  const fd = openSync(file, 'w');
+  const fd = await promisify(open)(file, 'w');
   const page = Buffer.alloc(8192, 1);
-  // [time, ms late] and [time, ms of write + fdatasync], flat.
+  // Flat [start, ms late] and [start, ms of write + fdatasync] pairs.
   const late: number[] = [];
   const syncs: number[] = [];
+  let failedSyncs = 0;
   let stopped = false;
 
-  const tick = (expected: number): void => {
+  const tick = (due: number): void => {
     if (stopped) return;
-    const t = now();
-    late.push(t, Math.max(0, t - expected));
+    late.push(due, Math.max(0, now() - due));
     const next = now() + timerMs;
     setTimeout(() => tick(next), timerMs);
+  };
+  // Write + fdatasync, one after the other, every syncEveryMs; the one in flight is awaited on stop.
+  let flushing: Promise<void> = Promise.resolve();
+  const flushOnce = async (): Promise<void> => {
+    const started = now();
+    try {
+      await promisify(write)(fd, page, 0, page.length, 0);
+      await promisify(fdatasync)(fd);
+      syncs.push(started, now() - started);
+    } catch {
+      failedSyncs++;
+    }
   };
   const sync = (): void => {
     if (stopped) return;
     const started = now();
-    writeSync(fd, page, 0, page.length, 0);
-    fdatasync(fd, () => {
-      const ended = now();
-      syncs.push(started, ended - started);
-      setTimeout(sync, Math.max(0, syncEveryMs - (ended - started)));
+    flushing = flushOnce().then(() => {
+      setTimeout(sync, Math.max(0, syncEveryMs - (now() - started)));
     });
   };
 
@@ -56,9 +67,8 @@ export const run: Role = async (raw, io) => {
   sync();
   await io.next('stop');
   stopped = true;
-  // Let a flush in progress finish before the file goes.
-  await new Promise((resolve) => setTimeout(resolve, syncEveryMs));
-  closeSync(fd);
-  rmSync(file, { force: true });
-  return { late: Float64Array.from(late), syncs: Float64Array.from(syncs) };
+  await flushing;
+  await promisify(close)(fd);
+  await promisify(rm)(file, { force: true });
+  return { late: Float64Array.from(late), syncs: Float64Array.from(syncs), failedSyncs };
 };

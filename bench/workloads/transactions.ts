@@ -121,8 +121,13 @@ export async function runTransactions(label: string, spec: TransactionsSpec, con
       // pipeline left behind is not counted as the rate's latency; at most WARM_DRAIN_MAX_MS later.
       const warmed = await producer.next('warmed', 600_000);
       if (spec.consumer === 'ours' && spec.warmup > 0) {
-        const warm = await consumer!.next('warm', WARM_DRAIN_MAX_MS).catch(() => undefined);
-        warmupDrainMs = warm ? Math.max(0, (warm.t as number) - (warmed.t as number)) : NaN;
+        const ours = consumer!;
+        // Only the wait's own timeout is let through; a consumer that died fails the run now.
+        const warm = await ours.next('warm', WARM_DRAIN_MAX_MS).catch((error: unknown) => {
+          if (ours.exitError) throw error;
+          return undefined;
+        });
+        warmupDrainMs = warm ? Math.max(0, (warm.t as number) - (warmed.t as number)) : Infinity;
         if (!warm) context.log(`${tag}: the warm-up's events were not all handled within ${WARM_DRAIN_MAX_MS / 1_000} s of its last commit; measuring anyway`);
       }
       producer.send({ type: 'measure' });
@@ -178,7 +183,11 @@ export async function runTransactions(label: string, spec: TransactionsSpec, con
         const warm = latencySummary(latencies(committedAt, handledAt, spec.count, total));
         metrics['warmup.p50'] = warm.p50;
         metrics['warmup.p99'] = warm.p99;
-        if (warmupDrainMs !== undefined) metrics['warmup.drainMs'] = warmupDrainMs;
+        if (warmupDrainMs !== undefined) {
+          // A wait that timed out is counted apart (spread() leaves non-finite values out of the median).
+          metrics['warmup.drainMs'] = warmupDrainMs;
+          metrics['warmup.timedOut'] = Number.isFinite(warmupDrainMs) ? 0 : 1;
+        }
       }
     }
     Object.assign(metrics, CpuMeter.perEvent(cpuBefore, cpuAfter, spec.count, cpus().length));
