@@ -119,9 +119,10 @@ const USAGE = `npm run bench -- [flags]
   --window N           Limit A's confirm window (default 1000, the library's relay.maxUnconfirmed)
   --warmup N           steady load: warm-up transactions before the clock starts (default 200)
   --pool-max N         TypeORM pool size of the producers (default 20)
-  --pool-idle-ms N     idleTimeoutMillis of the pg pools of every Nest process (ours and the baselines)
-                       (default 0: idle connections are kept, as the README advises; pg's own default
-                       is 10000, which closes them 10 s after a burst, inside the paced window)
+  --pool-idle-ms N     paced: idleTimeoutMillis of the producer's and consumer's pg pools (default 0:
+                       idle connections are kept, as the README advises; pg's own default, 10000,
+                       closes the cold start's connections inside the paced window). Other workloads
+                       keep pg's default
   --relay-rows N       former bench:relay: rows (default 20000)
   --orders N           former bench:orders: orders per round (default 3000)
   --retry-failing N    former bench:retry: failing messages (default 1000)
@@ -235,8 +236,6 @@ async function machine(): Promise<Record<string, unknown>> {
 
 async function main(): Promise<void> {
   const options = parseArgs(process.argv.slice(2));
-  // Read by every child's Nest application (lib/nest.ts); forked children inherit the environment.
-  process.env.BENCH_POOL_IDLE_MS = String(options.poolIdleMs);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const resultsDir = join(ROOT, 'bench', 'results');
   mkdirSync(resultsDir, { recursive: true });
@@ -262,7 +261,7 @@ async function main(): Promise<void> {
   console.log(
     `nestjs-integration-events benchmark, run ${Namespace.runId}: ${workloads.map((w) => w.name).join(', ')}; ` +
       `${info.cpus} CPUs (${info.cpuModel}), Node ${info.node}, PostgreSQL ${(info.postgres as { version?: string }).version}, RabbitMQ ${info.rabbitmq}; ` +
-      `pg pools' idleTimeoutMillis ${options.poolIdleMs}`,
+      `paced: pg pools' idleTimeoutMillis ${options.poolIdleMs}`,
   );
 
   const rows: Row[] = [];

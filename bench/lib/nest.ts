@@ -19,21 +19,18 @@ export interface AppSpec {
   cqrs?: boolean;
   /** Size of the TypeORM pool. */
   poolMax?: number;
+  /** The pg pool's idleTimeoutMillis (0: idle connections are kept); pg's own 10 s when omitted. */
+  poolIdleMs?: number;
   providers: Provider[];
-}
-
-/**
- * `idleTimeoutMillis` of the pg pool: --pool-idle-ms, which the parent passes to every child in
- * BENCH_POOL_IDLE_MS (default 0: idle connections are kept); pg's own default when a child runs alone.
- */
-function poolIdle(): { idleTimeoutMillis?: number } {
-  const value = process.env.BENCH_POOL_IDLE_MS;
-  return value === undefined || value === '' ? {} : { idleTimeoutMillis: Number(value) };
 }
 
 export async function createApp(spec: AppSpec): Promise<INestApplicationContext> {
   const imports: DynamicModule[] = [
-    TypeOrmModule.forRoot({ type: 'postgres', url: DATABASE_URL, extra: { max: spec.poolMax ?? 10, ...poolIdle() } }),
+    TypeOrmModule.forRoot({
+      type: 'postgres',
+      url: DATABASE_URL,
+      extra: { max: spec.poolMax ?? 10, ...(spec.poolIdleMs === undefined ? {} : { idleTimeoutMillis: spec.poolIdleMs }) },
+    }),
     ClsModule.forRoot({
       global: true,
       plugins: [

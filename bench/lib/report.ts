@@ -50,7 +50,7 @@ export interface Options {
   cpuProf: boolean;
   /** Paced: write per-event times and the stall probe's samples (bench/results/<stamp>-timelines/). */
   timelines: boolean;
-  /** idleTimeoutMillis of the Nest processes' pg pools (0: idle connections are never closed). */
+  /** Paced: idleTimeoutMillis of the producer's and consumer's pg pools (0: idle connections are kept). */
   poolIdleMs: number;
 }
 

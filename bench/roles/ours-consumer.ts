@@ -21,6 +21,8 @@ interface Args {
   recordTimes?: boolean;
   /** Send `warm` once every event numbered from this on (a paced run's warm-up) was handled. */
   warmFrom?: number;
+  /** The pool's idleTimeoutMillis (paced runs: --pool-idle-ms); pg's default when omitted. */
+  poolIdleMs?: number;
   /** Boot (declaring the queues), report them, and leave. */
   declareOnly?: boolean;
 }
@@ -39,6 +41,7 @@ export const run: Role = async (raw, io) => {
   }
 
   const app = await createApp({
+    poolIdleMs: args.poolIdleMs,
     integrationEvents: {
       serviceName: args.serviceName,
       exchange: args.exchange,

@@ -38,6 +38,8 @@ interface Args {
   /** Transactions per second; unset: closed loop at `concurrency`. */
   rate?: number;
   poolMax: number;
+  /** The pool's idleTimeoutMillis (paced runs: --pool-idle-ms); pg's default when omitted. */
+  poolIdleMs?: number;
 }
 
 class OrderPlacedDomainEvent {
@@ -107,6 +109,7 @@ export const run: Role = async (raw, io) => {
 
   const app = await createApp({
     poolMax: args.poolMax,
+    poolIdleMs: args.poolIdleMs,
     cqrs,
     ...(ours
       ? {

@@ -74,6 +74,7 @@ export async function runTransactions(label: string, spec: TransactionsSpec, con
           prefetch: options.prefetch,
           expected: total,
           ...(spec.rate && spec.warmup > 0 ? { warmFrom: spec.count } : {}),
+          ...(spec.rate ? { poolIdleMs: options.poolIdleMs } : {}),
         },
         { profile: true },
       );
@@ -107,6 +108,8 @@ export async function runTransactions(label: string, spec: TransactionsSpec, con
         concurrency: spec.concurrency,
         rate: spec.rate,
         poolMax: options.poolMax,
+        // Paced: idle connections kept by default, so that the cold start's are not closed in the window.
+        ...(spec.rate ? { poolIdleMs: options.poolIdleMs } : {}),
       },
       { profile: ours },
     );
