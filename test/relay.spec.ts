@@ -168,7 +168,7 @@ describe('outbox relay', () => {
     const app = await start({ pollIntervalMs: 100, leaseMs: 600_000 });
     const publisher = app.get(IntegrationEventPublisher);
     const [refused] = await publisher.publish(new OrderCreatedIntegrationEvent('refuse-my-mark'), { standalone: true });
-    // Its first mark and the retries of that round (4 tries) have failed: it is now tried again each round.
+    // Its first mark and the retries of that round (4 tries) have failed: it is now tried again with later marks.
     await eventually(async () => expect(await markAttempts()).toBeGreaterThanOrEqual(4), { timeoutMs: 15_000 });
 
     const others: string[] = [];
