@@ -83,4 +83,39 @@ describe('message format on the wire', () => {
     await eventually(() => expect(probe.messages).toHaveLength(2), { timeoutMs: 5_000 });
     expect(probe.messages[1]!.properties.messageId).toBe(id);
   });
+
+  it('gives each message of one relay batch its own headers, whatever names the others had', async () => {
+    // One transaction: its rows reach the relay together and go out in one batch, through the one
+    // headers object the publisher refills for every message (ReusedHeadersTable).
+    const probe = await ns.probe('ordering.order-created');
+    const calls: Array<{ orderId: string; correlationId: string; headers?: Record<string, string | number | boolean> }> = [
+      { orderId: 'h-1', correlationId: 'flow-h1', headers: { tenant: 'acme', priority: 3 } },
+      { orderId: 'h-2', correlationId: 'flow-h2', headers: { urgent: false } },
+      { orderId: 'h-3', correlationId: 'flow-h3' },
+      { orderId: 'h-4', correlationId: 'flow-h4', headers: { tenant: 'globex', region: 'eu-west' } },
+    ];
+    const ids = await app.get(TransactionHost).withTransaction(async () => {
+      const publisher = app.get(IntegrationEventPublisher);
+      const written: string[] = [];
+      for (const { orderId, correlationId, headers } of calls) {
+        written.push(...(await publisher.publish(new OrderCreatedIntegrationEvent(orderId), { correlationId, headers })));
+      }
+      return written;
+    });
+    await eventually(() => expect(probe.messages).toHaveLength(calls.length));
+
+    const byId = new Map(probe.messages.map((message) => [message.properties.messageId as string, message]));
+    calls.forEach(({ orderId, correlationId, headers }, index) => {
+      const message = byId.get(ids[index]!)!;
+      expect(JSON.parse(message.content.toString('utf8'))).toMatchObject({ orderId });
+      expect(message.properties.headers).toEqual({
+        'ie-event-name': 'ordering.order-created',
+        'ie-event-version': 1,
+        'ie-occurred-at': expect.any(String),
+        'ie-source-service': ns.serviceName,
+        'ie-correlation-id': correlationId,
+        ...headers,
+      });
+    });
+  });
 });

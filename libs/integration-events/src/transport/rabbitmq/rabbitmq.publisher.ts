@@ -8,6 +8,7 @@ import type { PublishOutcome } from '../publish-outcome';
 import type { ManagedChannel } from './managed-channel';
 import { RabbitMqConnection } from './rabbitmq.connection';
 import { toPublishOptions } from './rabbitmq-message.mapper';
+import { ReusedHeadersTable } from './reused-headers-table';
 
 /**
  * Publishes to the topic exchange on a confirm channel, with a window of unconfirmed messages: many
@@ -23,6 +24,8 @@ export class RabbitMqPublisher {
   private readonly returned = new Map<string, string>();
   private unconfirmed = 0;
   private readonly windowWaiters: Array<() => void> = [];
+  /** The headers of every message, refilled just before its `channel.publish()` (no await between). */
+  private readonly headers = new ReusedHeadersTable();
 
   constructor(
     private readonly config: IntegrationEventsConfig,
@@ -77,7 +80,8 @@ export class RabbitMqPublisher {
       outcomes.push(
         new Promise<PublishOutcome>((resolve) => {
           try {
-            writable = channel.publish(rabbitmq.exchange, message.routingKey, message.body, toPublishOptions(message), (error) => {
+            const options = toPublishOptions(message, this.headers.fill(message.headers));
+            writable = channel.publish(rabbitmq.exchange, message.routingKey, message.body, options, (error) => {
               this.releaseSlot();
               resolve(this.outcomeOf(message.messageId, error));
             });
