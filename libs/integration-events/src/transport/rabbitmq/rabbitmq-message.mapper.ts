@@ -5,10 +5,10 @@ import type { OutgoingMessage } from '../../envelope/outgoing-message';
 /**
  * AMQP properties of an outgoing message. The `ie-*` headers are the contract; the standard AMQP
  * properties mirror them (`type`, `app_id`, `correlation_id`, `timestamp`) for tools such as the
- * management UI, and `message_id` is the message id. `headers` is what to send as the message's headers
- * (the relay passes its `ReusedHeadersTable`, filled with `message.headers`).
+ * management UI, and `message_id` is the message id. `headers` carries `message.headers` (the publisher
+ * passes its `ReusedHeadersTable`, filled with them).
  */
-export function toPublishOptions(message: OutgoingMessage, headers: Options.Publish['headers'] = message.headers): Options.Publish {
+export function toPublishOptions(message: OutgoingMessage, headers: Options.Publish['headers']): Options.Publish {
   return {
     messageId: message.messageId,
     contentType: MESSAGE_CONTENT_TYPE,

@@ -1,13 +1,13 @@
 /**
- * One headers object for every message a channel publishes, refilled for each, instead of a new one
+ * One headers object for every message the publisher sends, refilled for each, instead of a new one
  * per message.
  *
  * amqplib copies a publish's `headers` by making the object the prototype of a new one
  * (`Object.create(options.headers)`). V8 gives every object that becomes a prototype a map of its own,
  * in the old generation: a new headers object per message costs several µs and a few hundred bytes of
  * old-generation garbage, so a relay publishing thousands of messages a second grows its old generation
- * by megabytes a second between full GCs, and its RSS swings with it (bench/README.md, "Measured and
- * changed"). An object that stays the same becomes a prototype once.
+ * by megabytes a second between full GCs, and its RSS swings with it (bench/README.md, "What each
+ * optimisation bought"). An object that stays the same becomes a prototype once.
  *
  * amqplib encodes the headers inside `publish()`: the object is free again as soon as `publish()` has
  * returned. So `fill()` and the `publish()` it is for must run with no `await` between them.
