@@ -173,6 +173,24 @@ describe('retries and the dead-letter queue', () => {
     });
   });
 
+  it('gives a retry copy none of the headers of the dead-letter copy made before it', async () => {
+    // Both copies go out through the consumer's one reused headers object (ReusedHeadersTable).
+    recorder.behaviour = (event, context) => {
+      if (event.orderId === 'dead-first') throw new NonRetryableError('refused');
+      if (context.attempt < 2) throw new Error('transient');
+    };
+    await publish('dead-first');
+    await eventually(async () => expect(await ns.queueDepth(`${queue()}.dlq`)).toBe(1));
+    const id = await publish('retried-after');
+    await eventually(() => expect(callsFor(id)).toHaveLength(2));
+
+    const retried = callsFor(id)[1]!.context.headers;
+    expect(retried).toMatchObject({ 'ie-attempt': 2, 'ie-last-error': 'Error: transient' });
+    const deadLetterOnly = ['ie-dead-letter-reason', 'ie-attempts', 'ie-error-name', 'ie-error-message', 'ie-error-stack', 'ie-handler', 'ie-queue', 'ie-dead-lettered-at'];
+    expect(Object.keys(retried).filter((name) => deadLetterOnly.includes(name))).toEqual([]);
+    await ns.drainQueue(`${queue()}.dlq`);
+  });
+
   it('applies a handler\'s own policy: its attempts, its retryable errors, its timeout', async () => {
     const picky = app.get(PickyHandler);
     const dlq = `${ns.serviceName}.PickyHandler.dlq`;

@@ -10,6 +10,7 @@ import { copyProperties } from './copy-properties';
 import { declareHandlerTopology, waitQueueName } from './handler-topology';
 import type { ManagedChannel } from './managed-channel';
 import type { RabbitMqConnection } from './rabbitmq.connection';
+import { ReusedHeadersTable } from './reused-headers-table';
 
 /** A consumer's subscription on one channel: its acks, and the deliveries waiting for a free call slot. */
 interface Subscription {
@@ -46,6 +47,8 @@ export class RabbitMqConsumer {
   private consumer: Subscription | undefined;
   private readonly inFlight = new Set<Promise<void>>();
   private readonly abort = new AbortController();
+  /** The headers of every retry and dead-letter copy, refilled just before its `sendToQueue()`. */
+  private readonly copyHeaders = new ReusedHeadersTable();
   private stopping = false;
 
   constructor(
@@ -225,7 +228,7 @@ export class RabbitMqConsumer {
         channel.sendToQueue(
           queue,
           message.content,
-          { ...copyProperties(properties, headers), ...extra },
+          { ...copyProperties(properties, this.copyHeaders.fill(headers)), ...extra },
           (error) => {
             if (error) this.logger.error(`Copy of message ${String(properties.messageId)} to ${queue} was not confirmed: ${String(error)}`);
             resolve(!error);
