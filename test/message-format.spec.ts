@@ -6,7 +6,10 @@ import { eventually } from './support/eventually';
 import { startTestApp } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+/** A version 7 UUID (RFC 9562): the Unix time in ms, then random bits. */
+const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+/** The Unix time in ms in the first 48 bits of a UUID. */
+const timeOf = (id: string): number => parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
 
 /** Behaviour 4: the wire contract, read by a plain amqplib consumer as another service would. */
 describe('message format on the wire', () => {
@@ -54,7 +57,7 @@ describe('message format on the wire', () => {
       correlationId: 'flow-42',
       timestamp: Math.floor(occurredAt.getTime() / 1000),
     });
-    expect(id).toMatch(UUID);
+    expect(id).toMatch(UUID_V7);
     expect(properties.headers).toEqual({
       'ie-event-name': 'ordering.order-created',
       'ie-event-version': 1,
@@ -117,5 +120,32 @@ describe('message format on the wire', () => {
         ...headers,
       });
     });
+  });
+
+  it('gives messages time-ordered ids: each carries when publish() made it, and later ones sort after earlier ones', async () => {
+    const probe = await ns.probe('ordering.order-created');
+    const publisher = app.get(IntegrationEventPublisher);
+    const made: Array<{ id: string; before: number; after: number }> = [];
+    for (let i = 0; i < 5; i++) {
+      const before = Date.now();
+      const [id] = await publisher.publish(new OrderCreatedIntegrationEvent(`t-${i}`), { standalone: true });
+      made.push({ id: id!, before, after: Date.now() });
+      // A later millisecond for the next one, so their order is decided by time, not by chance.
+      await eventually(() => expect(Date.now()).toBeGreaterThan(made[i]!.after));
+    }
+    await eventually(() => expect(probe.messages).toHaveLength(5));
+
+    for (const { id, before, after } of made) {
+      expect(id).toMatch(UUID_V7);
+      expect(timeOf(id)).toBeGreaterThanOrEqual(before);
+      expect(timeOf(id)).toBeLessThanOrEqual(after);
+    }
+    const ids = made.map(({ id }) => id);
+    expect([...ids].sort()).toEqual(ids);
+    // PostgreSQL orders them the same way (uuid compares byte by byte), so the outbox's key grows at its end.
+    const db = await ns.sql();
+    const { rows } = await db.query<{ id: string }>(`SELECT id::text FROM ${ns.outboxTable} WHERE id = ANY($1::uuid[]) ORDER BY id`, [ids]);
+    expect(rows.map((row) => row.id)).toEqual(ids);
+    expect(probe.messages.map((message) => message.properties.messageId)).toEqual(expect.arrayContaining(ids));
   });
 });

@@ -1,7 +1,7 @@
-import { randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import { getIntegrationEventMetadata } from '../decorators/integration-event-metadata';
 import { buildMessageHeaders, validateCorrelationId } from '../envelope/message-headers.factory';
+import { newMessageId } from '../envelope/message-id';
 import { InvalidPublishOptionsError } from '../errors/invalid-publish-options.error';
 import { IntegrationEventSerializationError } from '../errors/integration-event-serialization.error';
 import { NoActiveTransactionError } from '../errors/no-active-transaction.error';
@@ -144,7 +144,7 @@ export class IntegrationEventPublisher {
             'to large data instead of the data',
         );
       }
-      const id = randomUUID();
+      const id = newMessageId();
       return {
         id,
         eventName: name,

@@ -1,7 +1,7 @@
-import { randomUUID } from 'node:crypto';
 import { plainToInstance } from 'class-transformer';
 import { getIntegrationEventMetadata, type IntegrationEventClass } from '../decorators/integration-event-metadata';
 import { buildMessageHeaders } from '../envelope/message-headers.factory';
+import { newMessageId } from '../envelope/message-id';
 import { MessageHeaders } from '../envelope/message-headers';
 import type { MessageHeadersRecord } from '../envelope/outgoing-message';
 import { serializeEvent } from '../publisher/serialize-event';
@@ -76,7 +76,7 @@ export class IntegrationEventsTestKit {
     options: { messageId?: string; headers?: MessageHeadersRecord; correlationId?: string; sourceService?: string } = {},
   ): Promise<string> {
     const { name, version } = getIntegrationEventMetadata(event.constructor);
-    const messageId = options.messageId ?? randomUUID();
+    const messageId = options.messageId ?? newMessageId();
     const headers = buildMessageHeaders(
       {
         eventName: name,
