@@ -10,15 +10,12 @@
  * Needs pgbench (PGBENCH, else `pgbench` on the PATH, else the newest /usr/lib/postgresql/<version>/bin/
  * pgbench); without one the workload says so and is skipped. A PGBENCH that does not run fails it.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { AMOUNT_CENTS, CUSTOMER_ID, EVENT_NAME, eventBody } from '../lib/contract';
+import { cpus } from 'node:os';
+import { AMOUNT_CENTS, CUSTOMER_ID, EVENT_NAME, eventBody, TIME_ORDERED_UUID_SQL } from '../lib/contract';
 import { CpuMeter } from '../lib/cpu';
 import { countRows, createTables } from '../lib/database';
-import { check, DATABASE_URL, Namespace, outboxTable } from '../lib/helpers';
-import { trackProgram } from '../lib/processes';
+import { check, Namespace, outboxTable } from '../lib/helpers';
+import { findPgbench, quote, runPgbenchScript, transactionScript } from '../lib/pgbench';
 import { fmtRate, fmtRatio, fmtSpread, metric, ratio, type Runs, type VariantRun, type Workload } from '../lib/report';
 
 const VARIANTS = ['order', 'order-outbox', 'order-outbox-cte'] as const;
@@ -29,28 +26,11 @@ const LABELS: Record<Variant, string> = {
   'order-outbox-cte': 'pgbench: order + outbox row in one statement',
 };
 
-/** pgbench's path, or undefined when this machine has none (looked up once). */
-let pgbenchPath: { path: string | undefined } | undefined;
-function findPgbench(): string | undefined {
-  pgbenchPath ??= { path: lookUpPgbench() };
-  return pgbenchPath.path;
-}
-
-function lookUpPgbench(): string | undefined {
-  if (process.env.PGBENCH) return process.env.PGBENCH;
-  if (spawnSync('pgbench', ['--version'], { stdio: 'ignore' }).status === 0) return 'pgbench';
-  const root = '/usr/lib/postgresql';
-  if (!existsSync(root)) return undefined;
-  const versions = readdirSync(root).sort((a, b) => Number(b) - Number(a));
-  return versions.map((v) => join(root, v, 'bin', 'pgbench')).find((path) => existsSync(path));
-}
-
-const quote = (text: string) => `'${text.replace(/'/g, "''")}'`;
-
 /**
  * The transaction of a variant as a pgbench script. The outbox INSERT is the library's (same columns,
- * the same handoff lease expression, `available_at` defaulting to now()); values are literals and the
- * ids come from gen_random_uuid() on the server, for the order as for the outbox row.
+ * the same handoff lease expression, `available_at` defaulting to now()); values are literals. The
+ * order's id comes from gen_random_uuid() on the server, the outbox row's is time-ordered, as the
+ * library's `newMessageId()` makes it.
  */
 function script(variant: Variant, schema: string): string {
   const order = `INSERT INTO "${schema}".orders (id, customer_id, amount_cents) VALUES (gen_random_uuid(), ${quote(CUSTOMER_ID)}, ${AMOUNT_CENTS})`;
@@ -63,30 +43,11 @@ function script(variant: Variant, schema: string): string {
   });
   const outbox =
     `INSERT INTO ${outboxTable(schema)} (id, event_name, event_version, payload, headers, occurred_at, available_at, locked_until, lease_token) ` +
-    `VALUES (gen_random_uuid(), ${quote(EVENT_NAME)}, 1, ${quote(eventBody(12_345))}, ${quote(headers)}, now(), COALESCE(NULL::timestamptz, now()), ` +
+    `VALUES (${TIME_ORDERED_UUID_SQL}, ${quote(EVENT_NAME)}, 1, ${quote(eventBody(12_345))}, ${quote(headers)}, now(), COALESCE(NULL::timestamptz, now()), ` +
     "clock_timestamp() + 30000 * interval '1 millisecond', '0b6c3f8e-2f4c-4e0a-9d1e-7a5b2c8d9e10'::uuid)";
   const body = variant === 'order' ? [order] : variant === 'order-outbox' ? [order, outbox] : [`WITH o AS (${order}) ${outbox}`];
-  const text = ['BEGIN;', ...body.map((statement) => `${statement};`), 'COMMIT;', ''].join('\n');
-  // pgbench substitutes `:name` anywhere, quoted literals included (`::type` casts aside): none may be in the text.
-  const variable = /(?<!:):[A-Za-z_]/.exec(text);
-  if (variable) throw new Error(`the pgbench script would substitute a variable at "${text.slice(variable.index, variable.index + 20)}"`);
-  return text;
+  return transactionScript(body);
 }
-
-/** Runs pgbench; resolves with its output, rejects with it when it fails. */
-function pgbench(path: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(path, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    trackProgram(child);
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(output) : reject(new Error(`pgbench exited with ${code}:\n${output}`))));
-  });
-}
-
-const number = (output: string, pattern: RegExp): number => Number(pattern.exec(output)?.[1] ?? NaN);
 
 export const floor: Workload = {
   name: 'floor',
@@ -94,39 +55,24 @@ export const floor: Workload = {
   variants: () => (findPgbench() ? [...VARIANTS] : []),
   async run(variant, context): Promise<VariantRun> {
     const { options, resources } = context;
-    const path = findPgbench()!;
     const ns = new Namespace(`floor-${variant}`);
     await createTables(resources, ns.schema, { outbox: true, orders: true });
-    const dir = mkdtempSync(join(tmpdir(), 'bench-floor-'));
-    try {
-      const file = join(dir, `${variant}.sql`);
-      writeFileSync(file, script(variant as Variant, ns.schema));
-      const threads = Math.min(cpus().length, options.concurrency);
-      const args = ['-n', '-M', 'prepared', '-c', String(options.concurrency), '-j', String(threads), '-T', String(options.floorSeconds), '-f', file, DATABASE_URL];
-      const cpuBefore = context.cpu.sample({});
-      const output = await pgbench(path, args);
-      const transactions = number(output, /number of transactions actually processed: (\d+)/);
-      // "(without initial connection time)" since PostgreSQL 14, "(excluding connections establishing)" before.
-      const tps = number(output, /tps = ([\d.]+) \((?:without initial connection time|excluding connections establishing)\)/);
-      if (!Number.isFinite(transactions) || !Number.isFinite(tps)) throw new Error(`could not read pgbench's output:\n${output}`);
-      const cpuAfter = context.cpu.sample({});
-      const orders = await countRows(`"${ns.schema}".orders`);
-      const outboxRows = await countRows(outboxTable(ns.schema));
-      return {
-        metrics: {
-          commitsPerSec: tps,
-          ...CpuMeter.perEvent(cpuBefore, cpuAfter, transactions, cpus().length),
-        },
-        checks: [
-          // Printed since PostgreSQL 15; before, a failed transaction aborts its client and pgbench exits non-zero.
-          check(`Floor D ${variant}: failed transactions`, 0, number(output, /number of failed transactions: (\d+)/) || 0),
-          check(`Floor D ${variant}: order rows = committed transactions`, transactions, orders),
-          check(`Floor D ${variant}: outbox rows`, variant === 'order' ? 0 : transactions, outboxRows),
-        ],
-      };
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    const cpuBefore = context.cpu.sample({});
+    const { transactions, tps, failed } = await runPgbenchScript(script(variant as Variant, ns.schema), options.concurrency, options.floorSeconds);
+    const cpuAfter = context.cpu.sample({});
+    const orders = await countRows(`"${ns.schema}".orders`);
+    const outboxRows = await countRows(outboxTable(ns.schema));
+    return {
+      metrics: {
+        commitsPerSec: tps,
+        ...CpuMeter.perEvent(cpuBefore, cpuAfter, transactions, cpus().length),
+      },
+      checks: [
+        check(`Floor D ${variant}: failed transactions`, 0, failed),
+        check(`Floor D ${variant}: order rows = committed transactions`, transactions, orders),
+        check(`Floor D ${variant}: outbox rows`, variant === 'order' ? 0 : transactions, outboxRows),
+      ],
+    };
   },
   summarize(runs: Runs, options) {
     const title = `Floor D: PostgreSQL alone (pgbench, concurrency ${options.concurrency}, ${options.floorSeconds} s)`;
