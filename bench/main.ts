@@ -18,6 +18,7 @@ import { renderCpuTable, renderTable, renderTargets, type Options, type Row, typ
 import { backlog } from './workloads/backlog';
 import { broker } from './workloads/broker';
 import { floor } from './workloads/floor';
+import { ids } from './workloads/ids';
 import { inbox } from './workloads/inbox';
 import { memory } from './workloads/memory';
 import { orders } from './workloads/orders';
@@ -29,8 +30,8 @@ import { steady } from './workloads/steady';
 const ROOT = resolve(__dirname, '..', '..', '..');
 /** Issue 6's workloads, run by default (memory only with --big). */
 const DEFAULT = [broker, steady, floor, paced, backlog, inbox];
-/** The former bench:relay / bench:orders / bench:retry, with --only (or --all). */
-const FORMER = [relay, orders, retry];
+/** The former bench:relay / bench:orders / bench:retry, and the message ids' cost, with --only (or --all). */
+const FORMER = [relay, orders, retry, ids];
 const ALL: Workload[] = [...DEFAULT, memory, ...FORMER];
 
 /**
@@ -61,6 +62,8 @@ const DEFAULTS: Options = {
   orders: 3_000,
   retryFailing: 1_000,
   retryRate: 200,
+  idsRows: 2_000_000,
+  idsSeconds: 10,
   only: undefined,
   big: false,
   cpuProf: false,
@@ -87,12 +90,14 @@ const QUICK: Partial<Options> = {
   brokerMessages: 5_000,
   inboxMessages: 2_000,
   bigRows: 100_000,
+  idsRows: 200_000,
+  idsSeconds: 3,
 };
 
 const USAGE = `npm run bench -- [flags]
 
   --only a,b,c         run these workloads only: ${ALL.map((w) => w.name).join(', ')}
-  --all                issue 6's workloads and the former bench:relay/orders/retry
+  --all                issue 6's workloads, the former bench:relay/orders/retry, and ids
   --big                add the memory run (RSS through --big-rows rows, default 1,000,000)
   --full               issue 6's sizes: 20,000 transactions, 100,000-row backlog, 100,000 broker
                        messages, 20,000 inbox messages, paced sweep 400,600,800/s (about 10
@@ -127,6 +132,8 @@ const USAGE = `npm run bench -- [flags]
   --orders N           former bench:orders: orders per round (default 3000)
   --retry-failing N    former bench:retry: failing messages (default 1000)
   --retry-rate N       former bench:retry: healthy messages per second (default 200)
+  --ids-rows N         ids: rows in the inbox/outbox table before each run (default 2000000)
+  --ids-seconds N      ids: seconds of each pgbench run (default 10)
   --cpu-prof           run every child process under node --cpu-prof (bench/results/<stamp>-profiles/)
   --timelines          paced: write each run's per-event commit and handled times, with the stall
                        probe's samples, to bench/results/<stamp>-timelines/
@@ -158,6 +165,8 @@ function parseArgs(argv: string[]): Options {
     '--orders': 'orders',
     '--retry-failing': 'retryFailing',
     '--retry-rate': 'retryRate',
+    '--ids-rows': 'idsRows',
+    '--ids-seconds': 'idsSeconds',
   };
   const explicit: Partial<Options> = {};
   let preset: Partial<Options> = {};

@@ -45,6 +45,9 @@ export interface Options {
   orders: number;
   retryFailing: number;
   retryRate: number;
+  /** Message ids: rows in the table before the run, and seconds of each pgbench run. */
+  idsRows: number;
+  idsSeconds: number;
   only: string[] | undefined;
   big: boolean;
   cpuProf: boolean;
