@@ -130,9 +130,9 @@ export class HandledCounter {
 }
 
 /**
- * A new id as the library's `newMessageId()` makes it, in SQL: a version 7 UUID, the Unix time in ms
- * of the statement's execution, then the random bits (and variant) of a version 4 one.
+ * An id shaped as the library's `newMessageId()` makes it, in SQL: a version 7 UUID, the Unix time in ms
+ * (`msSql`, by default the statement's execution), then the random bits (and variant) of a version 4 one.
  */
-export const TIME_ORDERED_UUID_SQL =
-  "(lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0') || '7' || " +
-  "substr(replace(gen_random_uuid()::text, '-', ''), 14))::uuid";
+export function timeOrderedUuidSql(msSql = '(extract(epoch FROM clock_timestamp()) * 1000)::bigint'): string {
+  return `(lpad(to_hex(${msSql}), 12, '0') || '7' || substr(replace(gen_random_uuid()::text, '-', ''), 14))::uuid`;
+}

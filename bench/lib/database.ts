@@ -3,7 +3,7 @@
  * queries the harness checks them with. Parent process only.
  */
 import { createInboxMigration, createOutboxMigration } from 'nestjs-integration-events';
-import { EVENT_NAME, sqlPayloadParts, TIME_ORDERED_UUID_SQL } from './contract';
+import { EVENT_NAME, sqlPayloadParts, timeOrderedUuidSql } from './contract';
 import { outboxTable, withDb, type Resources } from './helpers';
 
 export interface TableOptions {
@@ -48,7 +48,7 @@ export async function fillOutbox(schema: string, rows: number, first = 0, source
                   'ie-occurred-at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
                   'ie-source-service', $7::text, 'ie-correlation-id', id::text),
                 now()
-         FROM (SELECT g, ${TIME_ORDERED_UUID_SQL} AS id FROM generate_series($5::int, $6::int) AS g) AS s`,
+         FROM (SELECT g, ${timeOrderedUuidSql()} AS id FROM generate_series($5::int, $6::int) AS g) AS s`,
         [EVENT_NAME, before, between, after, start, end, sourceService],
       );
     }

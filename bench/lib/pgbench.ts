@@ -6,7 +6,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DATABASE_URL } from './helpers';
+import { EVENT_NAME, eventBody } from './contract';
+import { DATABASE_URL, outboxTable } from './helpers';
 import { trackProgram } from './processes';
 
 /** pgbench's path, or undefined when this machine has none (looked up once). */
@@ -57,6 +58,26 @@ export async function runPgbenchScript(script: string, concurrency: number, seco
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * `publish()`'s outbox INSERT with literal values, for a pgbench script: the same columns, the same
+ * handoff lease expression, `available_at` defaulting to now(), `occurred_at` from now(), the id from
+ * `idSql`.
+ */
+export function outboxInsertSql(schema: string, idSql: string): string {
+  const headers = JSON.stringify({
+    'ie-event-name': EVENT_NAME,
+    'ie-event-version': 1,
+    'ie-occurred-at': new Date().toISOString(),
+    'ie-source-service': 'bench',
+    'ie-correlation-id': '6f9619ff-8b86-4011-b42d-00c04fc964ff',
+  });
+  return (
+    `INSERT INTO ${outboxTable(schema)} (id, event_name, event_version, payload, headers, occurred_at, available_at, locked_until, lease_token) ` +
+    `VALUES (${idSql}, ${quote(EVENT_NAME)}, 1, ${quote(eventBody(12_345))}, ${quote(headers)}, now(), COALESCE(NULL::timestamptz, now()), ` +
+    "clock_timestamp() + 30000 * interval '1 millisecond', '0b6c3f8e-2f4c-4e0a-9d1e-7a5b2c8d9e10'::uuid)"
+  );
 }
 
 /** Runs pgbench; resolves with its output, rejects with it when it fails. */

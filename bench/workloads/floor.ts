@@ -11,11 +11,11 @@
  * pgbench); without one the workload says so and is skipped. A PGBENCH that does not run fails it.
  */
 import { cpus } from 'node:os';
-import { AMOUNT_CENTS, CUSTOMER_ID, EVENT_NAME, eventBody, TIME_ORDERED_UUID_SQL } from '../lib/contract';
+import { AMOUNT_CENTS, CUSTOMER_ID, timeOrderedUuidSql } from '../lib/contract';
 import { CpuMeter } from '../lib/cpu';
 import { countRows, createTables } from '../lib/database';
 import { check, Namespace, outboxTable } from '../lib/helpers';
-import { findPgbench, quote, runPgbenchScript, transactionScript } from '../lib/pgbench';
+import { findPgbench, outboxInsertSql, quote, runPgbenchScript, transactionScript } from '../lib/pgbench';
 import { fmtRate, fmtRatio, fmtSpread, metric, ratio, type Runs, type VariantRun, type Workload } from '../lib/report';
 
 const VARIANTS = ['order', 'order-outbox', 'order-outbox-cte'] as const;
@@ -34,17 +34,7 @@ const LABELS: Record<Variant, string> = {
  */
 function script(variant: Variant, schema: string): string {
   const order = `INSERT INTO "${schema}".orders (id, customer_id, amount_cents) VALUES (gen_random_uuid(), ${quote(CUSTOMER_ID)}, ${AMOUNT_CENTS})`;
-  const headers = JSON.stringify({
-    'ie-event-name': EVENT_NAME,
-    'ie-event-version': 1,
-    'ie-occurred-at': new Date().toISOString(),
-    'ie-source-service': 'bench',
-    'ie-correlation-id': '6f9619ff-8b86-4011-b42d-00c04fc964ff',
-  });
-  const outbox =
-    `INSERT INTO ${outboxTable(schema)} (id, event_name, event_version, payload, headers, occurred_at, available_at, locked_until, lease_token) ` +
-    `VALUES (${TIME_ORDERED_UUID_SQL}, ${quote(EVENT_NAME)}, 1, ${quote(eventBody(12_345))}, ${quote(headers)}, now(), COALESCE(NULL::timestamptz, now()), ` +
-    "clock_timestamp() + 30000 * interval '1 millisecond', '0b6c3f8e-2f4c-4e0a-9d1e-7a5b2c8d9e10'::uuid)";
+  const outbox = outboxInsertSql(schema, timeOrderedUuidSql());
   const body = variant === 'order' ? [order] : variant === 'order-outbox' ? [order, outbox] : [`WITH o AS (${order}) ${outbox}`];
   return transactionScript(body);
 }

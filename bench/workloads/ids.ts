@@ -16,11 +16,11 @@
  * (each run fills its table first): `--only ids`, or `--all`.
  */
 import { cpus } from 'node:os';
-import { EVENT_NAME, eventBody, TIME_ORDERED_UUID_SQL } from '../lib/contract';
+import { EVENT_NAME, eventBody, timeOrderedUuidSql } from '../lib/contract';
 import { CpuMeter } from '../lib/cpu';
 import { countRows, createTables } from '../lib/database';
 import { check, Namespace, outboxTable, withDb } from '../lib/helpers';
-import { findPgbench, quote, runPgbenchScript, transactionScript } from '../lib/pgbench';
+import { findPgbench, outboxInsertSql, quote, runPgbenchScript, transactionScript } from '../lib/pgbench';
 import { fmtNumber, fmtRate, fmtRatio, fmtSpread, metric, ratio, type Runs, type VariantRun, type Workload } from '../lib/report';
 
 const VARIANTS = ['inbox-random', 'inbox-time-ordered', 'outbox-random', 'outbox-time-ordered'] as const;
@@ -51,8 +51,7 @@ const inboxTable = (schema: string): string => `"${schema}"."integration_events_
  */
 function pastIdSql(kind: IdKind, table: Table, rows: number): string {
   if (kind === 'random') return 'gen_random_uuid()';
-  const time = `(extract(epoch FROM now()) * 1000)::bigint - ${RETENTION_MS[table]} + g::bigint * ${RETENTION_MS[table]} / ${rows}`;
-  return `(lpad(to_hex(${time}), 12, '0') || '7' || substr(replace(gen_random_uuid()::text, '-', ''), 14))::uuid`;
+  return timeOrderedUuidSql(`(extract(epoch FROM now()) * 1000)::bigint - ${RETENTION_MS[table]} + g::bigint * ${RETENTION_MS[table]} / ${rows}`);
 }
 
 /**
@@ -92,18 +91,13 @@ async function fill(schema: string, table: Table, kind: IdKind, rows: number): P
 
 /** The transaction that adds one row with a new id of the kind, as the library sends it. */
 function script(table: Table, kind: IdKind, schema: string): string {
-  const id = kind === 'random' ? 'gen_random_uuid()' : TIME_ORDERED_UUID_SQL;
+  const id = kind === 'random' ? 'gen_random_uuid()' : timeOrderedUuidSql();
   if (table === 'inbox') {
     return transactionScript([
       `INSERT INTO ${inboxTable(schema)} (handler, message_id) VALUES (${quote(HANDLER)}, ${id}::text) ON CONFLICT DO NOTHING RETURNING 1 AS recorded`,
     ]);
   }
-  const headers = JSON.stringify({ 'ie-event-name': EVENT_NAME, 'ie-event-version': 1, 'ie-source-service': 'bench' });
-  return transactionScript([
-    `INSERT INTO ${outboxTable(schema)} (id, event_name, event_version, payload, headers, occurred_at, available_at, locked_until, lease_token) ` +
-      `VALUES (${id}, ${quote(EVENT_NAME)}, 1, ${quote(eventBody(12_345))}, ${quote(headers)}, now(), COALESCE(NULL::timestamptz, now()), ` +
-      "clock_timestamp() + 30000 * interval '1 millisecond', '0b6c3f8e-2f4c-4e0a-9d1e-7a5b2c8d9e10'::uuid)",
-  ]);
+  return transactionScript([outboxInsertSql(schema, id)]);
 }
 
 async function walPosition(): Promise<string> {
