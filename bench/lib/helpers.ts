@@ -165,6 +165,7 @@ export async function withDb<T>(work: (db: Client) => Promise<T>): Promise<T> {
 }
 
 export const outboxTable = (schema: string): string => `"${schema}"."integration_events_outbox"`;
+export const inboxTable = (schema: string): string => `"${schema}"."integration_events_inbox"`;
 
 // ---------------------------------------------------------------------------------------------------
 // Checks

@@ -2,9 +2,9 @@
  * Message ids — what the id's shape costs PostgreSQL on tables that have grown, with no Node.js client
  * at all. The outbox's primary key is the message id, and so is the second column of the inbox's
  * (handler, message_id). With random (version 4) ids every new row goes to a random page of those
- * B-trees; with time-ordered ids (version 7, the library's `newMessageId()`) to the last one. On a table
- * far larger than its newest rows, a random page is seldom in PostgreSQL's buffers, and its first change
- * after a checkpoint writes the whole 8 kB page to the WAL.
+ * B-trees; with time-ordered ids (version 7, the library's `newMessageId()`) to the last one. The first
+ * change to a page after a checkpoint writes the whole 8 kB page to the WAL, and on a grown table random
+ * ids change a different page nearly every time.
  *
  * Each run fills a table made by the library's migration with `--ids-rows` rows of the variant's kind
  * of id, as a service's table holds them after a while (the inbox keeps rows 7 days by default, the
@@ -19,7 +19,7 @@ import { cpus } from 'node:os';
 import { EVENT_NAME, eventBody, timeOrderedUuidSql } from '../lib/contract';
 import { CpuMeter } from '../lib/cpu';
 import { countRows, createTables } from '../lib/database';
-import { check, Namespace, outboxTable, withDb } from '../lib/helpers';
+import { check, inboxTable, Namespace, outboxTable, withDb } from '../lib/helpers';
 import { findPgbench, outboxInsertSql, quote, runPgbenchScript, transactionScript } from '../lib/pgbench';
 import { fmtNumber, fmtRate, fmtRatio, fmtSpread, metric, ratio, type Runs, type VariantRun, type Workload } from '../lib/report';
 
@@ -42,8 +42,6 @@ const LABELS: Record<Variant, string> = {
 const RETENTION_MS: Record<Table, number> = { inbox: 7 * 86_400_000, outbox: 86_400_000 };
 
 const HANDLER = 'bench-ids.handler';
-
-const inboxTable = (schema: string): string => `"${schema}"."integration_events_inbox"`;
 
 /**
  * A past id of the kind, for row `g` of `rows` filled: a time-ordered one carries a time spread over

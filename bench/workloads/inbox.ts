@@ -9,7 +9,7 @@ import * as amqp from 'amqplib';
 import { CpuMeter } from '../lib/cpu';
 import { EVENT_NAME, wireMessage } from '../lib/contract';
 import { countRows, createTables } from '../lib/database';
-import { check, countChecks, Namespace, RABBITMQ_URL, type Check, type HandledCounts } from '../lib/helpers';
+import { check, countChecks, inboxTable, Namespace, RABBITMQ_URL, type Check, type HandledCounts } from '../lib/helpers';
 import { ChildHandle, peakRssMb } from '../lib/processes';
 import { fmtRate, fmtRatio, fmtRss, fmtSpread, metric, ratio, type RunContext, type Runs, type VariantRun, type Workload } from '../lib/report';
 
@@ -76,7 +76,7 @@ async function runInbox(variant: string, context: RunContext): Promise<VariantRu
     await new Promise((resolve) => setTimeout(resolve, 300));
     const result = await consumer.stop();
     checks.push(...countChecks(`inbox ${variant}`, count, result.counts as HandledCounts));
-    if (variant === 'ours-inbox') checks.push(check('inbox ours-inbox: inbox rows', count, await countRows(`"${ns.schema}".integration_events_inbox`)));
+    if (variant === 'ours-inbox') checks.push(check('inbox ours-inbox: inbox rows', count, await countRows(inboxTable(ns.schema))));
     return {
       metrics: {
         handledPerSec: (count - 1) / (((result.last as number) - (result.first as number)) / 1_000),
