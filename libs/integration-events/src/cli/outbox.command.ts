@@ -49,13 +49,21 @@ export async function outboxCommand({ positional, options }: ParsedArguments, ou
       }
       case 'retry': {
         const retried = await operations.retry(selection(options, ids));
-        output.result({ retried }, () => [`Made ${retried.length} row(s) due now`]);
+        const leftAlone = ids.filter((id) => !retried.includes(id));
+        output.result(ids.length > 0 ? { retried, leftAlone } : { retried }, () => [
+          `Made ${retried.length} row(s) due now`,
+          ...leftAloneLines(leftAlone, 'already sent'),
+        ]);
         return;
       }
       case 'skip': {
         if (ids.length === 0) throw new UsageError('outbox skip needs row ids');
         const skipped = await operations.skip({ ids });
-        output.result({ skipped }, () => [`Skipped ${skipped.length} row(s)`]);
+        const leftAlone = ids.filter((id) => !skipped.includes(id));
+        output.result({ skipped, leftAlone }, () => [
+          `Skipped ${skipped.length} row(s)`,
+          ...leftAloneLines(leftAlone, 'already sent or skipped'),
+        ]);
         return;
       }
       default:
@@ -64,6 +72,12 @@ export async function outboxCommand({ positional, options }: ParsedArguments, ou
   } finally {
     await dataSource.destroy();
   }
+}
+
+/** The given rows an action did not change, and the reasons it can have had. */
+function leftAloneLines(ids: readonly string[], done: string): string[] {
+  if (ids.length === 0) return [];
+  return [`Left alone ${ids.length} row(s) (${done}, being published by a relay right now, or not in the outbox):`, ...ids.map((id) => `  ${id}`)];
 }
 
 function selection(options: ParsedArguments['options'], ids: string[]): OutboxSelection {

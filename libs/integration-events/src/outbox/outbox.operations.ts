@@ -33,6 +33,9 @@ const FILTERS: Record<OutboxFilter, string> = {
   stuck: "(status = 'pending' AND attempts > 0) OR status = 'unroutable'",
 };
 
+/** No relay holds the row's lease (the claim's own condition). */
+const NOT_LEASED = '(locked_until IS NULL OR locked_until <= now())';
+
 /**
  * Operations on outbox rows for operators: list them, send stuck ones again at once, or skip them
  * (never send: kept with status `skipped`, for the record). Shared by `OutboxAdminService` and the
@@ -78,7 +81,8 @@ export class OutboxOperations {
 
   /**
    * Makes rows due now: unroutable or skipped rows become pending again, pending ones waiting for their
-   * retry delay lose it. The relay sends them on its next round. Rows already sent are left alone.
+   * retry delay lose it. The relay sends them on its next round. Rows already sent are left alone, and so
+   * are rows a relay is publishing at this moment (their lease decides: sent, or failed and retried).
    * @returns the ids made due
    */
   async retry(selection: OutboxSelection): Promise<string[]> {
@@ -93,7 +97,8 @@ export class OutboxOperations {
 
   /**
    * Marks rows as never to be sent (`skipped`): for events that are wrong and must not go out. They
-   * stay in the table for the record; `retry` brings one back. Rows already sent are left alone.
+   * stay in the table for the record; `retry` brings one back. Rows already sent are left alone, and so
+   * are rows a relay is publishing at this moment: it may already have sent them.
    * @returns the ids skipped
    */
   async skip(selection: OutboxSelection): Promise<string[]> {
@@ -106,8 +111,14 @@ export class OutboxOperations {
     return result[0].map((row) => row.id);
   }
 
+  /**
+   * The selected rows in an `allowed` status that no relay holds: a relay publishing a row holds its lease
+   * and marks it only under that lease, so taking the lease away would make its mark miss (the row sent
+   * twice, or recorded as skipped after it went out).
+   */
   private where(selection: OutboxSelection, allowed: string): { where: string; params: unknown[] } {
-    if ('ids' in selection) return { where: `id = ANY($1::uuid[]) AND ${allowed}`, params: [selection.ids] };
-    return { where: `(${FILTERS[selection.all]}) AND ${allowed}`, params: [] };
+    const free = `${allowed} AND ${NOT_LEASED}`;
+    if ('ids' in selection) return { where: `id = ANY($1::uuid[]) AND ${free}`, params: [selection.ids] };
+    return { where: `(${FILTERS[selection.all]}) AND ${free}`, params: [] };
   }
 }
