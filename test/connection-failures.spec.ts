@@ -120,4 +120,18 @@ describe('broker connection failures', () => {
     const [id] = await publish(app, 'after-conflict');
     await eventually(() => expect(app.get(SecondHandler).ids).toContain(id), { timeoutMs: 15_000 });
   });
+
+  it('keeps the other consumers and the relay running when the broker was down at boot and one queue cannot be declared once it is up', async () => {
+    const app = await start({ providers: [OrderCreatedRecorder, SecondHandler] });
+    const [id] = await publish(app, 'while-down');
+
+    // Meanwhile someone declared the recorder's queue with other arguments: declaring ours will fail.
+    const channel = await (await ns.amqp()).createChannel();
+    await channel.assertQueue(`${ns.serviceName}.OrderCreatedRecorder`, { durable: true, arguments: { 'x-max-length': 1_000 } });
+    await channel.close();
+    await proxy.accept();
+
+    await eventually(() => expect(app.get(SecondHandler).ids).toEqual([id]), { timeoutMs: 15_000 });
+    await eventually(async () => expect((await ns.outboxRows()).find((row) => row.id === id)?.status).toBe('sent'));
+  });
 });

@@ -62,9 +62,10 @@ export class ManagedChannel {
   /**
    * Opens the channel on `model`, and on failure keeps retrying on its own (with backoff) for as long
    * as `model` is live: one channel that cannot be set up must not stop the others.
+   * @returns when the first attempt has ended, opened or not (it never rejects)
    */
-  openOrRetry(model: ChannelModel): void {
-    this.open(model).catch((error: unknown) => {
+  openOrRetry(model: ChannelModel): Promise<void> {
+    return this.open(model).catch((error: unknown) => {
       this.log.error(`Opening channel "${this.spec.name}" failed: ${(error as Error).message}`);
       this.scheduleReopen(model);
     });

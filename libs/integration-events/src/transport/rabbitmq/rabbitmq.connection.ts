@@ -32,6 +32,14 @@ export class RabbitMqConnection {
   private recovering: RecoveringChannelModel | undefined;
   private model: ChannelModel | undefined;
   private connectedOnce = false;
+  /**
+   * True until `connect()` has returned: only a connection made while boot waits for it must open every
+   * channel (a topology conflict then fails boot); any later one, the first included when the broker was
+   * down at boot, opens each channel on its own.
+   */
+  private booting = true;
+  /** Every managed channel's first open on the current connection has been tried. */
+  private channelsTried = false;
   private blocked = false;
 
   /** Called after each connection's setup completed (the relay is woken by it). */
@@ -39,9 +47,12 @@ export class RabbitMqConnection {
 
   constructor(private readonly config: IntegrationEventsConfig) {}
 
-  /** True while a connection is open. */
+  /**
+   * True while a connection is open and every managed channel has been tried on it: this service's
+   * queues and bindings (those that could be declared) exist, so what is published now reaches them.
+   */
   get isConnected(): boolean {
-    return this.model !== undefined;
+    return this.model !== undefined && this.channelsTried;
   }
 
   /**
@@ -59,7 +70,7 @@ export class RabbitMqConnection {
   manage(spec: ManagedChannelSpec): ManagedChannel {
     const channel = new ManagedChannel(spec, this.logger, 1_000, 30_000, (model) => model === this.model);
     this.channels.push(channel);
-    if (this.model) channel.openOrRetry(this.model);
+    if (this.model) void channel.openOrRetry(this.model);
     return channel;
   }
 
@@ -125,11 +136,13 @@ export class RabbitMqConnection {
     await new Promise<void>((resolve, reject) => {
       const onConnect = (): void => {
         cleanup();
+        this.booting = false;
         resolve();
       };
       const onFailed = (error: Error): void => {
         cleanup();
         if (isTransient(error)) {
+          this.booting = false;
           this.logger.warn(
             `RabbitMQ at ${rabbitmq.redactedUrl} is unreachable (${this.describe(error)}); starting anyway and ` +
               'retrying in the background. Outbox rows wait until it is back.',
@@ -166,22 +179,25 @@ export class RabbitMqConnection {
   }
 
   /**
-   * Runs on every new connection, before amqplib reports it connected. On the first connection every
-   * channel must open (a throw fails boot: a topology conflict is a configuration error). On later ones
-   * each channel opens on its own and retries on its own, so one queue that cannot be set up never
-   * keeps the others (or the relay) from recovering.
+   * Runs on every new connection, before amqplib reports it connected. On the connection boot waits for,
+   * every channel must open (a throw fails boot: a topology conflict is a configuration error). On any
+   * later one, including the first after a broker that was down at boot, each channel opens on its own
+   * and retries on its own, so one queue that cannot be set up never keeps the others (or the relay)
+   * from working.
    */
   private async setup(model: ChannelModel): Promise<void> {
     model.on('handler-error', (error: Error, event: string) =>
       this.logger.error(`A "${event}" listener threw: ${this.describe(error)}`),
     );
-    if (this.connectedOnce) {
+    this.channelsTried = false;
+    if (!this.booting) {
       this.model = model;
-      for (const channel of this.channels) channel.openOrRetry(model);
+      await Promise.all(this.channels.map((channel) => channel.openOrRetry(model)));
     } else {
       for (const channel of this.channels) await channel.open(model);
       this.model = model;
     }
+    this.channelsTried = true;
     this.onConnected?.();
     this.logger.log(
       `${this.connectedOnce ? 'Reconnected' : 'Connected'} to ${this.config.options.rabbitmq!.redactedUrl} ` +
