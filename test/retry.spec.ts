@@ -191,6 +191,39 @@ describe('retries and the dead-letter queue', () => {
     await ns.drainQueue(`${queue()}.dlq`);
   });
 
+  it('declares a deleted dead-letter queue again instead of losing the message', async () => {
+    recorder.behaviour = () => {
+      throw new NonRetryableError('refused');
+    };
+    const channel = await (await ns.amqp()).createChannel();
+    await channel.deleteQueue(`${queue()}.dlq`);
+    await channel.close();
+
+    // RabbitMQ would confirm a copy sent to no queue: the copy is mandatory, so it comes back, the
+    // consumer's channel is reopened (declaring the queue), and the message is handled and dead-lettered again.
+    const id = await publish('dlq-deleted');
+    await eventually(async () => expect(await ns.queueDepth(`${queue()}.dlq`)).toBe(1), { timeoutMs: 15_000 });
+    const [dead] = await ns.drainQueue(`${queue()}.dlq`);
+    expect(dead!.properties.messageId).toBe(id);
+    expect(dead!.properties.headers).toMatchObject({ 'ie-dead-letter-reason': 'non-retryable' });
+    expect(callsFor(id)).toHaveLength(2);
+    expect(deadLetters.map((deadLetter) => deadLetter.messageId)).toEqual([id]);
+  });
+
+  it('declares a deleted wait queue again instead of losing the retry', async () => {
+    recorder.behaviour = (_event, context) => {
+      if (context.attempt === 1) throw new Error('transient');
+    };
+    const channel = await (await ns.amqp()).createChannel();
+    // The first retry (40 ms, no jitter) waits in the first tier's queue.
+    await channel.deleteQueue(`${queue()}.retry.0ms`);
+    await channel.close();
+
+    const id = await publish('wait-queue-deleted');
+    await eventually(() => expect(callsFor(id).map((r) => r.context.attempt)).toEqual([1, 1, 2]), { timeoutMs: 15_000 });
+    await consistently(() => expect(callsFor(id)).toHaveLength(3), { forMs: 300 });
+  });
+
   it('applies a handler\'s own policy: its attempts, its retryable errors, its timeout', async () => {
     const picky = app.get(PickyHandler);
     const dlq = `${ns.serviceName}.PickyHandler.dlq`;

@@ -103,10 +103,12 @@ export class TestNamespace {
   /** Number of ready messages in a queue. */
   async queueDepth(queue: string): Promise<number> {
     const channel = await (await this.amqp()).createChannel();
+    // A missing queue closes the channel (404): the check rejects, and the connection stays usable.
+    channel.on('error', () => undefined);
     try {
       return (await channel.checkQueue(queue)).messageCount;
     } finally {
-      await channel.close();
+      await channel.close().catch(() => undefined);
     }
   }
 

@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import type { ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
+import type { ConfirmChannel, ConsumeMessage, Message, Options } from 'amqplib';
 import type { Disposition } from '../../consumer/disposition';
 import { deadLetterHeaders, retryCopyHeaders, toDeadLetter } from '../../dead-letter/failure-headers';
 import type { DiscoveredHandler } from '../../discovery/discovered-handler';
@@ -49,6 +49,11 @@ export class RabbitMqConsumer {
   private readonly abort = new AbortController();
   /** The headers of every retry and dead-letter copy, refilled just before its `sendToQueue()`. */
   private readonly copyHeaders = new ReusedHeadersTable();
+  /**
+   * Copies the broker returned (their queue does not exist), by `copyKey`, waiting for their confirm:
+   * RabbitMQ returns an unroutable `mandatory` message, then confirms it anyway.
+   */
+  private readonly returnedCopies = new Map<string, number>();
   private stopping = false;
 
   constructor(
@@ -70,6 +75,7 @@ export class RabbitMqConsumer {
     this.channel = this.connection.manage({
       name: `consumer:${handler.queue}`,
       setup: async (channel) => {
+        channel.on('return', (message: Message) => this.onReturnedCopy(message));
         await channel.prefetch(handler.prefetch);
         await declareHandlerTopology(channel, handler, this.options.rabbitmq!.exchange, this.options.consumer.queueType);
         const acks = new AckCoalescer(channel, (error, messages) =>
@@ -83,6 +89,7 @@ export class RabbitMqConsumer {
         // ones waiting for a slot must not start after that (they would run twice).
         channel.once('close', () => {
           subscription.waiting.length = 0;
+          this.returnedCopies.clear();
           if (this.consumer === subscription) this.consumer = undefined;
         });
         const { consumerTag } = await channel.consume(handler.queue, (message) => this.onDelivery(subscription, message), {
@@ -214,7 +221,13 @@ export class RabbitMqConsumer {
     await this.notifyDeadLetter(toDeadLetter(disposition, deadLetteredHeaders, message.content, this.handler));
   }
 
-  /** Publishes a copy of `message` straight to `queue` (default exchange) and waits for its confirm. */
+  /**
+   * Publishes a copy of `message` straight to `queue` (default exchange) and waits for its confirm.
+   * `mandatory`: a queue deleted while the service runs (by an operator, a policy) would otherwise take
+   * the copy silently, confirmed. A returned copy counts as not placed, and the channel is reopened,
+   * which declares this handler's queues again; the original then comes back from its queue.
+   * @returns whether the copy is in `queue`
+   */
   private copy(
     channel: ConfirmChannel,
     message: ConsumeMessage,
@@ -228,10 +241,18 @@ export class RabbitMqConsumer {
         channel.sendToQueue(
           queue,
           message.content,
-          { ...copyProperties(properties, this.copyHeaders.fill(headers)), ...extra },
+          { ...copyProperties(properties, this.copyHeaders.fill(headers)), ...extra, mandatory: true },
           (error) => {
+            const returned = this.takeReturned(copyKey(queue, properties.messageId));
             if (error) this.logger.error(`Copy of message ${String(properties.messageId)} to ${queue} was not confirmed: ${String(error)}`);
-            resolve(!error);
+            else if (returned) {
+              this.logger.error(
+                `Copy of message ${String(properties.messageId)} to ${queue} was returned: the queue does not exist (deleted?); ` +
+                  `declaring ${this.handler.queue}'s queues again, the message comes back from its queue`,
+              );
+              this.channel?.recycle();
+            }
+            resolve(!error && !returned);
           },
         );
       } catch (error) {
@@ -239,6 +260,19 @@ export class RabbitMqConsumer {
         resolve(false);
       }
     });
+  }
+
+  private onReturnedCopy(message: Message): void {
+    const key = copyKey(message.fields.routingKey, message.properties.messageId);
+    this.returnedCopies.set(key, (this.returnedCopies.get(key) ?? 0) + 1);
+  }
+
+  private takeReturned(key: string): boolean {
+    const count = this.returnedCopies.get(key);
+    if (count === undefined) return false;
+    if (count > 1) this.returnedCopies.set(key, count - 1);
+    else this.returnedCopies.delete(key);
+    return true;
   }
 
   /** The copy could not be placed: after a pause, give the message back to its queue as it was. */
@@ -260,4 +294,9 @@ export class RabbitMqConsumer {
       this.logger.error(`onDeadLetter threw for message ${deadLetter.messageId ?? '(no id)'}: ${(error as Error).message}`);
     }
   }
+}
+
+/** A copy as the broker names it when it returns one: the queue it was sent to, and the message id. */
+function copyKey(queue: string, messageId: unknown): string {
+  return `${queue}\u0000${String(messageId)}`;
 }
