@@ -38,12 +38,19 @@ export class InboxGuard {
     const host = this.managers.host();
     if (!host) throw new TransactionsNotConfiguredError('The inbox (inbox.enabled)');
     // The caller runs this in a fresh CLS context, so this is always a new transaction.
-    return host.withTransaction(async () => {
-      const manager = host.tx as unknown as EntityManager;
-      if (!(await this.database.inboxStore.record(manager, handlerKey, messageId))) return false;
-      await call();
-      if (abandoned.aborted) throw abandoned.reason ?? new Error('The attempt was abandoned');
-      return true;
-    });
+    const run = (): Promise<boolean> => {
+      // Given up while waiting for its turn (SQLite): nothing to start.
+      if (abandoned.aborted) return Promise.reject(abandoned.reason ?? new Error('The attempt was abandoned'));
+      return host.withTransaction(async () => {
+        const manager = host.tx as unknown as EntityManager;
+        if (!(await this.database.inboxStore.record(manager, handlerKey, messageId))) return false;
+        await call();
+        if (abandoned.aborted) throw abandoned.reason ?? new Error('The attempt was abandoned');
+        return true;
+      });
+    };
+    // On SQLite, transactions open at once would nest on its one connection: they take turns.
+    const sqlite = this.database.sqlite;
+    return sqlite ? sqlite.exclusive(run) : run();
   }
 }

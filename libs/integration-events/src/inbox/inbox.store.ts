@@ -1,6 +1,7 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import type { OutboxTableName } from '../outbox/outbox-table-name';
 import { PostgresStatements } from '../outbox/postgres-statements';
+import { SqliteConnection } from '../outbox/sqlite-connection';
 
 /** Which messages each handler has already handled. */
 export interface InboxStore {
@@ -45,11 +46,15 @@ export class PostgresInboxStore implements InboxStore {
   }
 }
 
-/** The SQLite inbox (one writer at a time: a duplicate simply finds the row). Times in epoch ms. */
+/**
+ * The SQLite inbox (one writer at a time: a duplicate simply finds the row). Times in epoch ms. The
+ * cleanup runs between transactions (see `SqliteConnection`).
+ */
 export class SqliteInboxStore implements InboxStore {
   constructor(
-    private readonly dataSource: DataSource,
+    dataSource: DataSource,
     readonly table: OutboxTableName,
+    private readonly connection: SqliteConnection = new SqliteConnection(dataSource),
   ) {}
 
   async record(manager: EntityManager, handler: string, messageId: string): Promise<boolean> {
@@ -62,10 +67,10 @@ export class SqliteInboxStore implements InboxStore {
 
   async deleteOlderThan(olderThanMs: number, limit: number): Promise<number> {
     const t = this.table.qualified;
-    const rows = (await this.dataSource.query(
+    const { rows } = await this.connection.run(
       `DELETE FROM ${t} WHERE rowid IN (SELECT rowid FROM ${t} WHERE handled_at < ? ORDER BY handled_at LIMIT ?) RETURNING 1`,
       [Date.now() - olderThanMs, limit],
-    )) as unknown[];
+    );
     return rows.length;
   }
 }

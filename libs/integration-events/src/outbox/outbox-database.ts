@@ -10,6 +10,7 @@ import { IntegrationEventsConfig } from '../options/integration-events.config';
 import { RelayHandoff } from '../relay/relay-handoff';
 import { WakeSignal } from '../relay/wake-signal';
 import { type InboxStore, PostgresInboxStore, SqliteInboxStore } from '../inbox/inbox.store';
+import { SqliteConnection } from './sqlite-connection';
 import { SqliteOutboxStore } from './sqlite-outbox.store';
 import { OutboxCommitSubscriber } from './outbox-commit.subscriber';
 import type { OutboxStore } from './outbox.store';
@@ -25,7 +26,14 @@ import { PostgresStatements } from './postgres-statements';
 @Injectable()
 export class OutboxDatabase implements OnModuleInit {
   private resolved:
-    | { dataSource: DataSource; store: OutboxStore; table: OutboxTableName; inboxStore: InboxStore; dialect: 'postgres' | 'sqlite' }
+    | {
+        dataSource: DataSource;
+        store: OutboxStore;
+        table: OutboxTableName;
+        inboxStore: InboxStore;
+        dialect: 'postgres' | 'sqlite';
+        sqlite?: SqliteConnection;
+      }
     | undefined;
   private readonly subscriber: OutboxCommitSubscriber;
 
@@ -67,23 +75,26 @@ export class OutboxDatabase implements OnModuleInit {
     }
     const table = new OutboxTableName(outbox.schema, outbox.table);
     const inboxTable = new OutboxTableName(inbox.schema, inbox.table);
-    const statements = new PostgresStatements(dataSource, outbox.preparedStatements);
-    this.resolved =
-      dialect === 'postgres'
-        ? {
-            dataSource,
-            table,
-            dialect,
-            store: new PostgresOutboxStore(dataSource, table, statements),
-            inboxStore: new PostgresInboxStore(dataSource, inboxTable, statements),
-          }
-        : {
-            dataSource,
-            table,
-            dialect,
-            store: new SqliteOutboxStore(dataSource, table),
-            inboxStore: new SqliteInboxStore(dataSource, inboxTable),
-          };
+    if (dialect === 'postgres') {
+      const statements = new PostgresStatements(dataSource, outbox.preparedStatements);
+      this.resolved = {
+        dataSource,
+        table,
+        dialect,
+        store: new PostgresOutboxStore(dataSource, table, statements),
+        inboxStore: new PostgresInboxStore(dataSource, inboxTable, statements),
+      };
+    } else {
+      const sqlite = new SqliteConnection(dataSource);
+      this.resolved = {
+        dataSource,
+        table,
+        dialect,
+        sqlite,
+        store: new SqliteOutboxStore(dataSource, table, sqlite),
+        inboxStore: new SqliteInboxStore(dataSource, inboxTable, sqlite),
+      };
+    }
     dataSource.subscribers.push(this.subscriber);
   }
 
@@ -123,6 +134,11 @@ export class OutboxDatabase implements OnModuleInit {
 
   get dataSource(): DataSource {
     return this.get().dataSource;
+  }
+
+  /** On SQLite, its one connection (the library's transactions take turns on it); else `undefined`. */
+  get sqlite(): SqliteConnection | undefined {
+    return this.get().sqlite;
   }
 
   get store(): OutboxStore {

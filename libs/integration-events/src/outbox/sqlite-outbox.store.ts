@@ -3,6 +3,7 @@ import type { ClaimedOutboxRecord, FailedOutboxRecord, NewOutboxRecord } from '.
 import type { OutboxLease } from '../relay/relay-handoff';
 import type { OutboxStore } from './outbox.store';
 import type { OutboxTableName } from './outbox-table-name';
+import { SqliteConnection } from './sqlite-connection';
 
 interface ClaimedRow {
   id: string;
@@ -20,14 +21,16 @@ interface ClaimedRow {
  * writer at a time and no `SKIP LOCKED`: claims are exclusive because each claim is a single
  * `UPDATE … RETURNING` statement, and the lease and its token work exactly as on PostgreSQL. That makes
  * it correct for several relays in one process; for several processes on one database file, use
- * PostgreSQL. Times are stored as epoch milliseconds and computed in the process.
+ * PostgreSQL. Times are stored as epoch milliseconds and computed in the process. Everything but the
+ * insert in the caller's transaction runs between transactions (see `SqliteConnection`).
  */
 export class SqliteOutboxStore implements OutboxStore {
   private readonly t: string;
 
   constructor(
-    private readonly dataSource: DataSource,
+    dataSource: DataSource,
     table: OutboxTableName,
+    private readonly connection: SqliteConnection = new SqliteConnection(dataSource),
   ) {
     this.t = table.qualified;
   }
@@ -41,22 +44,23 @@ export class SqliteOutboxStore implements OutboxStore {
       const availableAt = r.availableAt ? r.availableAt.getTime() : now;
       values.push(r.id, r.eventName, r.eventVersion, r.payload, JSON.stringify(r.headers), r.occurredAt.toISOString(), availableAt, now, lockedUntil, leaseToken);
     }
-    await manager.query(
+    const sql =
       `INSERT INTO ${this.t} (id, event_name, event_version, payload, headers, occurred_at, available_at, created_at, locked_until, lease_token) VALUES ` +
-        records.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', '),
-      values,
-    );
+      records.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ');
+    // In the caller's transaction; a standalone publish waits for a moment outside every transaction.
+    if (manager.queryRunner?.isTransactionActive) await manager.query(sql, values);
+    else await this.connection.run(sql, values);
   }
 
   async claim(limit: number, leaseMs: number, leaseToken: string): Promise<ClaimedOutboxRecord[]> {
     const now = Date.now();
-    const rows = (await this.dataSource.query(
+    const { rows } = await this.connection.run<ClaimedRow>(
       `UPDATE ${this.t} SET locked_until = ?, lease_token = ? WHERE id IN (` +
         `SELECT id FROM ${this.t} WHERE status = 'pending' AND available_at <= ? AND (locked_until IS NULL OR locked_until <= ?) ` +
         'ORDER BY available_at, seq LIMIT ?) ' +
         'RETURNING id, event_name, event_version, payload, headers, occurred_at, attempts, seq',
       [now + leaseMs, leaseToken, now, now, limit],
-    )) as ClaimedRow[];
+    );
     return rows
       .sort((a, b) => a.seq - b.seq)
       .map((row) => ({
@@ -72,7 +76,7 @@ export class SqliteOutboxStore implements OutboxStore {
 
   async markSent(ids: readonly string[], leaseToken: string): Promise<void> {
     if (ids.length === 0) return;
-    await this.dataSource.query(
+    await this.connection.run(
       `UPDATE ${this.t} SET status = 'sent', sent_at = ?, locked_until = NULL, lease_token = NULL, last_error = NULL ` +
         `WHERE id IN (${placeholders(ids)}) AND status = 'pending' AND lease_token = ?`,
       [Date.now(), ...ids, leaseToken],
@@ -82,7 +86,7 @@ export class SqliteOutboxStore implements OutboxStore {
   async markFailed(records: readonly FailedOutboxRecord[], leaseToken: string): Promise<void> {
     const now = Date.now();
     for (const record of records) {
-      await this.dataSource.query(
+      await this.connection.run(
         `UPDATE ${this.t} SET attempts = attempts + 1, last_error = ?, locked_until = NULL, lease_token = NULL, available_at = ? ` +
           "WHERE id = ? AND status = 'pending' AND lease_token = ?",
         [record.error.slice(0, 2_000), now + Math.max(0, Math.round(record.retryInMs)), record.id, leaseToken],
@@ -92,7 +96,7 @@ export class SqliteOutboxStore implements OutboxStore {
 
   async release(ids: readonly string[], leaseToken: string): Promise<void> {
     if (ids.length === 0) return;
-    await this.dataSource.query(
+    await this.connection.run(
       `UPDATE ${this.t} SET locked_until = NULL, lease_token = NULL WHERE id IN (${placeholders(ids)}) AND status = 'pending' AND lease_token = ?`,
       [...ids, leaseToken],
     );
@@ -100,7 +104,7 @@ export class SqliteOutboxStore implements OutboxStore {
 
   async markUnroutable(ids: readonly string[], reason: string, leaseToken: string): Promise<void> {
     if (ids.length === 0) return;
-    await this.dataSource.query(
+    await this.connection.run(
       `UPDATE ${this.t} SET status = 'unroutable', locked_until = NULL, lease_token = NULL, last_error = ? ` +
         `WHERE id IN (${placeholders(ids)}) AND status = 'pending' AND lease_token = ?`,
       [reason.slice(0, 2_000), ...ids, leaseToken],
@@ -108,18 +112,20 @@ export class SqliteOutboxStore implements OutboxStore {
   }
 
   async backlog(): Promise<{ pending: number; oldestDueAt: Date | null }> {
-    const [row] = (await this.dataSource.query(
+    const {
+      rows: [row],
+    } = await this.connection.run<{ pending: number; oldest: number | null }>(
       `SELECT count(*) AS pending, min(available_at) AS oldest FROM ${this.t} WHERE status = 'pending' AND available_at <= ?`,
       [Date.now()],
-    )) as Array<{ pending: number; oldest: number | null }>;
+    );
     return { pending: row?.pending ?? 0, oldestDueAt: row?.oldest == null ? null : new Date(row.oldest) };
   }
 
   async deleteSent(olderThanMs: number, limit: number): Promise<number> {
-    const rows = (await this.dataSource.query(
+    const { rows } = await this.connection.run(
       `DELETE FROM ${this.t} WHERE id IN (SELECT id FROM ${this.t} WHERE status = 'sent' AND sent_at < ? ORDER BY sent_at LIMIT ?) RETURNING id`,
       [Date.now() - olderThanMs, limit],
-    )) as unknown[];
+    );
     return rows.length;
   }
 }

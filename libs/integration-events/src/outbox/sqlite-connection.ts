@@ -1,0 +1,102 @@
+import { type DataSource, QueryFailedError } from 'typeorm';
+
+/** The parts of a better-sqlite3 `Database` used here. */
+interface SqliteDatabase {
+  readonly inTransaction: boolean;
+  prepare(sql: string): SqliteStatement;
+}
+
+interface SqliteStatement {
+  /** True when the statement returns rows (a SELECT, or a write with `RETURNING`). */
+  readonly reader: boolean;
+  all(...params: unknown[]): unknown[];
+  run(...params: unknown[]): { changes: number };
+}
+
+/** The longest pause between two looks at a transaction that is still open. */
+const MAX_WAIT_MS = 20;
+
+/**
+ * The one connection of a TypeORM `better-sqlite3` DataSource, used so that the library's work stays
+ * out of other transactions. TypeORM runs every transaction of such a DataSource on that connection, so
+ * a statement sent while any transaction is open runs inside it: a claim would see rows not yet
+ * committed (and publish events that are then rolled back), and that transaction's rollback would undo
+ * a mark (and the row would be sent again). Likewise two transactions open at once nest, the second as
+ * a savepoint of the first, and the first one's rollback takes the second's committed work with it.
+ *
+ * So the relay's and the cleanup's statements run **between transactions** (each waits until none is
+ * open, then runs at once: better-sqlite3 executes synchronously, so no transaction can begin in
+ * between), and the library's own transactions (the inbox's) run **one at a time**, each once no other
+ * transaction is open.
+ */
+export class SqliteConnection {
+  private turn: Promise<unknown> = Promise.resolve();
+  /** Statements waiting for a moment between transactions: the library's next transaction lets them go first. */
+  private waiting = 0;
+  private readonly statements = new WeakMap<SqliteDatabase, Map<string, SqliteStatement>>();
+
+  constructor(private readonly dataSource: DataSource) {}
+
+  /** Runs one statement outside any transaction, once none is open; its rows (if it returns any) and changes. */
+  async run<Row>(sql: string, params: readonly unknown[] = []): Promise<{ rows: Row[]; changes: number }> {
+    // The look and the statement run in one synchronous step: nothing can begin a transaction between them.
+    const database = this.database();
+    if (!database.inTransaction) return this.execute<Row>(database, sql, params);
+    this.waiting++;
+    try {
+      for (let waitMs = 1; ; waitMs = Math.min(MAX_WAIT_MS, waitMs * 2)) {
+        await pause(waitMs);
+        const current = this.database();
+        if (!current.inTransaction) return this.execute<Row>(current, sql, params);
+      }
+    } finally {
+      this.waiting--;
+    }
+  }
+
+  /**
+   * Runs `work` (which opens a transaction) after the library's earlier ones have ended, once no
+   * transaction is open and no statement is waiting for that moment (back-to-back transactions would
+   * leave it none: the relay would wait for as long as handlers keep coming). An application
+   * transaction that begins in the moment before `work` opens its own still nests with it: keep the
+   * application's own transactions from overlapping on SQLite.
+   */
+  exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const result = this.turn.then(async () => {
+      for (let waitMs = 1; this.database().inTransaction || this.waiting > 0; waitMs = Math.min(MAX_WAIT_MS, waitMs * 2)) await pause(waitMs);
+      return work();
+    });
+    this.turn = result.catch(() => undefined);
+    return result;
+  }
+
+  private execute<Row>(database: SqliteDatabase, sql: string, params: readonly unknown[]): { rows: Row[]; changes: number } {
+    this.dataSource.logger.logQuery(sql, [...params]);
+    try {
+      const statement = this.statement(database, sql);
+      if (statement.reader) return { rows: statement.all(...params) as Row[], changes: 0 };
+      return { rows: [], changes: statement.run(...params).changes };
+    } catch (error) {
+      this.dataSource.logger.logQueryError(error as Error, sql, [...params]);
+      throw new QueryFailedError(sql, [...params], error as Error);
+    }
+  }
+
+  private database(): SqliteDatabase {
+    const database = (this.dataSource.driver as unknown as { databaseConnection?: SqliteDatabase }).databaseConnection;
+    if (!database) throw new Error('The SQLite DataSource is not connected');
+    return database;
+  }
+
+  private statement(database: SqliteDatabase, sql: string): SqliteStatement {
+    let cache = this.statements.get(database);
+    if (!cache) this.statements.set(database, (cache = new Map()));
+    let statement = cache.get(sql);
+    if (!statement) cache.set(sql, (statement = database.prepare(sql)));
+    return statement;
+  }
+}
+
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,144 @@
+import { Injectable } from '@nestjs/common';
+import { Test, type TestingModule } from '@nestjs/testing';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { ClsModule } from 'nestjs-cls';
+import { ClsPluginTransactional, TransactionHost } from '@nestjs-cls/transactional';
+import { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
+import { DataSource } from 'typeorm';
+import {
+  createInboxMigration,
+  createOutboxMigration,
+  IntegrationEventHandler,
+  IntegrationEventPublisher,
+  type IIntegrationEventHandler,
+  type IntegrationEventContext,
+} from 'nestjs-integration-events';
+import { IntegrationEventsTestingModule, IntegrationEventsTestKit } from 'nestjs-integration-events/testing';
+import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
+
+/** Relay polls (20 ms in the testing module) that a transaction below stays open across. */
+const TEN_POLLS_MS = 200;
+
+/**
+ * Writes a ledger entry per order in its inbox transaction; `busy-…` orders take 5 ms in it, and the
+ * first attempt for `slow-failure` fails late.
+ */
+@Injectable()
+@IntegrationEventHandler(OrderCreatedIntegrationEvent)
+class LedgerHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  readonly started: string[] = [];
+  constructor(private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>) {}
+
+  async handle(event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): Promise<void> {
+    this.started.push(event.orderId);
+    await this.txHost.tx.query('INSERT INTO ledger_entries (order_id) VALUES (?)', [event.orderId]);
+    if (event.orderId.startsWith('busy-')) await new Promise((resolve) => setTimeout(resolve, 5));
+    if (event.orderId === 'slow-failure' && context.attempt === 1) {
+      // Stays in its transaction while the other delivery is handled (if it is let in), then fails.
+      await new Promise((resolve) => setTimeout(resolve, TEN_POLLS_MS));
+      throw new Error('failed late');
+    }
+  }
+}
+
+/**
+ * SQLite through TypeORM has one connection, shared by every transaction: the library's own work must
+ * stay out of the application's transactions and out of each other's (`SqliteConnection`).
+ */
+describe('SQLite: one connection for every transaction', () => {
+  let moduleRef: TestingModule;
+  let kit: IntegrationEventsTestKit;
+  let host: TransactionHost<TransactionalAdapterTypeOrm>;
+  let dataSource: DataSource;
+
+  beforeEach(async () => {
+    moduleRef = await Test.createTestingModule({
+      imports: [
+        TypeOrmModule.forRoot({
+          type: 'better-sqlite3',
+          database: ':memory:',
+          migrations: [createOutboxMigration(), createInboxMigration()],
+          migrationsRun: true,
+        }),
+        ClsModule.forRoot({
+          global: true,
+          plugins: [new ClsPluginTransactional({ imports: [TypeOrmModule], adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }) })],
+        }),
+        IntegrationEventsTestingModule.forRoot({ serviceName: 'ledger' }),
+      ],
+      providers: [LedgerHandler],
+    }).compile();
+    moduleRef.useLogger(false);
+    await moduleRef.init();
+    kit = moduleRef.get(IntegrationEventsTestKit);
+    host = moduleRef.get(TransactionHost);
+    dataSource = moduleRef.get(DataSource);
+    await dataSource.query('CREATE TABLE ledger_entries (order_id TEXT NOT NULL)');
+  });
+
+  afterEach(async () => {
+    await moduleRef?.close();
+  });
+
+  const publishedOrders = () => kit.publishedEvents(OrderCreatedIntegrationEvent).map((event) => event.orderId);
+  const outboxRows = () => dataSource.query('SELECT status FROM integration_events_outbox') as Promise<Array<{ status: string }>>;
+
+  it('never publishes the event of a transaction that rolls back, however long it stays open', async () => {
+    const publisher = moduleRef.get(IntegrationEventPublisher);
+    await expect(
+      host.withTransaction(async () => {
+        // Not handed to the relay at the commit (delayed), so only a claim could find it.
+        await publisher.publish(new OrderCreatedIntegrationEvent('rolled-back'), { delay: 1 });
+        // The scenario: the relay polls while this transaction is open (a claim run inside it would see the row).
+        await new Promise((resolve) => setTimeout(resolve, TEN_POLLS_MS));
+        throw new Error('rolled back');
+      }),
+    ).rejects.toThrow('rolled back');
+
+    await kit.drain();
+    expect(publishedOrders()).toEqual([]);
+    expect(await outboxRows()).toEqual([]);
+  });
+
+  it('marks a published row sent for good, though a transaction open meanwhile rolls back', async () => {
+    const publisher = moduleRef.get(IntegrationEventPublisher);
+    await host.withTransaction(() => publisher.publish(new OrderCreatedIntegrationEvent('committed')));
+    // The relay publishes it at once and marks it within 50 ms: while this transaction is open.
+    await expect(
+      host.withTransaction(async () => {
+        await new Promise((resolve) => setTimeout(resolve, TEN_POLLS_MS));
+        throw new Error('rolled back');
+      }),
+    ).rejects.toThrow('rolled back');
+
+    await kit.drain();
+    expect(publishedOrders()).toEqual(['committed']);
+    expect(await outboxRows()).toEqual([{ status: 'sent' }]);
+  });
+
+  it('runs handler transactions one after another: a rollback never takes another handler\'s committed work', async () => {
+    await kit.deliver(new OrderCreatedIntegrationEvent('slow-failure'));
+    await kit.deliver(new OrderCreatedIntegrationEvent('quick-success'));
+    await kit.drain();
+
+    const handler = moduleRef.get(LedgerHandler);
+    expect(handler.started.filter((id) => id === 'quick-success')).toHaveLength(1);
+    const entries = (await dataSource.query('SELECT order_id FROM ledger_entries ORDER BY order_id')) as Array<{ order_id: string }>;
+    expect(entries.map((entry) => entry.order_id)).toEqual(['quick-success', 'slow-failure']);
+    const inbox = (await dataSource.query('SELECT count(*) AS handled FROM integration_events_inbox')) as Array<{ handled: number }>;
+    expect(inbox[0]!.handled).toBe(2);
+  });
+
+  it('lets the relay\'s statements in between handler transactions that keep coming', async () => {
+    const handler = moduleRef.get(LedgerHandler);
+    for (let n = 0; n < 100; n++) await kit.deliver(new OrderCreatedIntegrationEvent(`busy-${n}`));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(handler.started).toHaveLength(1);
+
+    // A standalone publish runs between transactions: it must not wait for the whole run of 100.
+    await moduleRef.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('standalone'), { standalone: true });
+    expect(handler.started.length).toBeLessThan(50);
+    await kit.drain();
+    expect(handler.started).toHaveLength(101);
+  });
+});
