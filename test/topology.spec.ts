@@ -91,6 +91,21 @@ describe('topology', () => {
     expect(second.get(OrderCreatedRecorder).received.length).toBeGreaterThan(0);
   });
 
+  it('starts again with other retry delays on the wait queues of the old ones, and retries on them', async () => {
+    const first = await start(ns, { providers: [OrderCreatedRecorder], options: { consumer: { retry: { initialDelayMs: 40, maxDelayMs: 160, jitter: 0 } } } });
+    await first.close();
+    apps.splice(0);
+
+    // Other delays: tiers 0, 60 and 120 ms instead of 0 and 80 ms; the 0 ms queue is declared by both.
+    const second = await start(ns, { providers: [OrderCreatedRecorder], options: { consumer: { retry: { initialDelayMs: 30, maxDelayMs: 200, jitter: 0 } } } });
+    const recorder = second.get(OrderCreatedRecorder);
+    recorder.behaviour = (_event, context) => {
+      if (context.attempt < 3) throw new Error('transient');
+    };
+    const [id] = await publishMany(second, 1);
+    await eventually(() => expect(recorder.received.filter((r) => r.context.messageId === id).map((r) => r.context.attempt)).toEqual([1, 2, 3]));
+  });
+
   it('declares quorum queues when asked', async () => {
     const app = await start(ns, { providers: [SendConfirmationEmail], options: { consumer: { queueType: 'quorum' } } });
     const ids = await publishMany(app, 2);

@@ -14,7 +14,10 @@ export function waitQueueName(queue: string, tierMs: number): string {
  * - one wait queue per retry tier, with no consumer: a copy published there with a per-message TTL
  *   expires at the head of the queue and is dead-lettered by RabbitMQ, through the default exchange,
  *   straight back to the handler's queue (never through the topic exchange, so other handlers of the
- *   event do not run again). The tier's TTL cap (`x-message-ttl`) bounds any copy that would outstay it.
+ *   event do not run again). Wait queues carry no queue-wide TTL (every copy has its own, within its
+ *   tier), so their arguments do not depend on the retry delays: a service restarted with other delays
+ *   declares the queues it shares with the old ones unchanged, and copies left in the others still
+ *   expire back to the handler's queue.
  * - its dead-letter queue.
  *
  * Quorum wait queues dead-letter at-least-once (`x-dead-letter-strategy`), which RabbitMQ requires to
@@ -37,7 +40,6 @@ export async function declareHandlerTopology(
         ...type,
         'x-dead-letter-exchange': '',
         'x-dead-letter-routing-key': handler.queue,
-        'x-message-ttl': handler.retryPolicy.tierCeiling(tier),
         ...(queueType === 'quorum' ? { 'x-dead-letter-strategy': 'at-least-once', 'x-overflow': 'reject-publish' } : {}),
       },
     });
