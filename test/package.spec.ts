@@ -3,6 +3,7 @@ import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile, readdir } from 'n
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { DEFAULT_RETRY_POLICY, RetryPolicy } from '../libs/integration-events/src/retry/retry-policy';
 import { REPO_ROOT } from './support/child-service';
 import { TEST_DATABASE_URL, TEST_RABBITMQ_URL } from './support/services';
 import { TestNamespace } from './support/test-namespace';
@@ -107,7 +108,12 @@ describe('the packed npm package', () => {
 
   afterAll(async () => {
     await rm(workDir, { recursive: true, force: true });
-    ns.trackQueue(`${schema()}.hello`);
+    // The consumer project's handler queue, with its dead-letter queue and its wait queues (default delays).
+    const hello = ns.trackQueue(`${schema()}.hello`);
+    ns.trackQueue(`${hello}.dlq`);
+    const { maxAttempts, initialDelayMs, multiplier, maxDelayMs, jitter } = DEFAULT_RETRY_POLICY;
+    const defaults = new RetryPolicy(maxAttempts, initialDelayMs, multiplier, maxDelayMs, jitter, () => true);
+    for (const tier of defaults.tiers()) ns.trackQueue(`${hello}.retry.${tier}ms`);
     await (await ns.sql()).query(`DROP SCHEMA IF EXISTS "${schema()}" CASCADE`);
     await ns?.cleanup();
   });
