@@ -55,7 +55,7 @@ export class RetryPolicy {
     return tier;
   }
 
-  /** The longest delay a tier holds (its queue's TTL cap): the next tier's lower bound, or `maxDelayMs`. */
+  /** The longest delay a tier holds (no copy waits longer in its queue): the next tier's lower bound, or `maxDelayMs`. */
   tierCeiling(tier: number): number {
     return this.tiers().find((bound) => bound > tier) ?? this.maxDelayMs;
   }
