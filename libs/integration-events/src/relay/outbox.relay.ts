@@ -167,9 +167,18 @@ export class OutboxRelay {
       else stale.push(record.id);
     }
     if (stale.length > 0) {
-      await withRetries(() => this.database.store.release(stale, this.handoff.token));
-      this.logger.debug(`Released ${stale.length} handed-over row(s) whose lease was half gone at their commit; they go out through a claim`);
-      this.wakeSignal.notify();
+      try {
+        await withRetries(() => this.database.store.release(stale, this.handoff.token));
+        this.logger.debug(`Released ${stale.length} handed-over row(s) whose lease was half gone at their commit; they go out through a claim`);
+        this.wakeSignal.notify();
+      } catch (error) {
+        // The fresh rows, taken from the handoff already, must still go out now; the stale ones are
+        // claimed once their lease (half gone) runs out.
+        this.logger.warn(
+          `Could not release ${stale.length} handed-over row(s) whose lease was half gone; they go out through a claim ` +
+            `when it ends: ${(error as Error).message}`,
+        );
+      }
     }
     if (fresh.length > 0) await this.publishAndMark(fresh, this.handoff.token);
   }
