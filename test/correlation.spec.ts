@@ -12,7 +12,7 @@ import {
 } from 'nestjs-integration-events';
 import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
 import { eventually } from './support/eventually';
-import { infrastructureImports, testOptions } from './support/test-app';
+import { infrastructureImports, testOptions, trackHandlerQueues } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
 
 @IntegrationEvent({ name: 'payments.payment-taken', version: 1 })
@@ -70,7 +70,7 @@ describe('correlation and causation', () => {
     app = moduleRef.createNestApplication();
     await app.listen(0, '127.0.0.1');
     baseUrl = await app.getUrl();
-    ns.trackQueue(`${ns.serviceName}.TakePayment`);
+    trackHandlerQueues(ns, app);
   });
 
   afterAll(async () => {

@@ -17,7 +17,7 @@ import {
 import { IntegrationEventsHealthIndicator } from 'nestjs-integration-events/terminus';
 import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
 import { eventually } from './support/eventually';
-import { infrastructureImports, testOptions } from './support/test-app';
+import { infrastructureImports, testOptions, trackHandlerQueues } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
 
 const spanExporter = new InMemorySpanExporter();
@@ -73,8 +73,7 @@ describe('observability', () => {
     moduleRef.useLogger(['error']);
     app = moduleRef.createNestApplication();
     await app.listen(0, '127.0.0.1');
-    ns.trackQueue(`${ns.serviceName}.TracedHandler`);
-    ns.trackQueue(`${ns.serviceName}.TracedHandler.dlq`);
+    trackHandlerQueues(ns, app);
   });
 
   afterAll(async () => {

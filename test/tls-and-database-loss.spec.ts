@@ -2,7 +2,7 @@ import type { TestingModule } from '@nestjs/testing';
 import { IntegrationEventPublisher, OutboxRelay } from 'nestjs-integration-events';
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
 import { eventually } from './support/eventually';
-import { startTestApp } from './support/test-app';
+import { startTestApp, trackHandlerQueues } from './support/test-app';
 import { TcpProxy } from './support/tcp-proxy';
 import { TestNamespace } from './support/test-namespace';
 import { TlsTerminator } from './support/tls-terminator';
@@ -75,8 +75,7 @@ describe('database connection loss', () => {
     }).compile();
     app.useLogger(process.env.TEST_LOGS ? console : ['error']);
     await app.init();
-    ns.trackQueue(`${ns.serviceName}.OrderCreatedRecorder`);
-    ns.trackQueue(`${ns.serviceName}.OrderCreatedRecorder.dlq`);
+    trackHandlerQueues(ns, app);
   });
 
   afterAll(async () => {

@@ -78,10 +78,15 @@ export async function startTestApp(ns: TestNamespace, options: TestAppOptions = 
     await moduleRef.close().catch(() => undefined);
     throw error;
   }
-  for (const handler of moduleRef.get(IntegrationEventConsumers).handlers) {
+  trackHandlerQueues(ns, moduleRef);
+  return moduleRef;
+}
+
+/** Tracks every queue the app's handlers declare (their own, dead-letter and wait queues) for cleanup. */
+export function trackHandlerQueues(ns: TestNamespace, app: Pick<TestingModule, 'get'>): void {
+  for (const handler of app.get(IntegrationEventConsumers).handlers) {
     for (const queue of [handler.queue, handler.deadLetterQueue, ...handler.waitQueues]) ns.trackQueue(queue);
   }
-  return moduleRef;
 }
 
 export type { Type };
