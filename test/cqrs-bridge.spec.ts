@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { CqrsModule, CommandBus, EventBus, EventsHandler, type IEventHandler } from '@nestjs/cqrs';
 import type { TestingModule } from '@nestjs/testing';
-import { TransactionHost } from '@nestjs-cls/transactional';
+import { Propagation, TransactionHost } from '@nestjs-cls/transactional';
 import type { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
 import {
   DomainEventDispatchDepthError,
@@ -194,6 +194,57 @@ describe('@nestjs/cqrs bridge', () => {
       }),
     ).rejects.toThrow('abort');
     expect(await outboxPayloads()).not.toContain('o-ship-rolled-back/parcel-0');
+  });
+
+  it('follows savepoints: a rolled-back one takes its domain events with it, handled or not; a released one keeps them', async () => {
+    const eventBus = app.get(EventBus);
+    const nested = (work: () => Promise<void>) => txHost.withTransaction(Propagation.Nested, work);
+    await txHost.withTransaction(async () => {
+      eventBus.publish(new OrderShippedDomainEvent('sp-outer', 1));
+      await nested(async () => {
+        eventBus.publish(new OrderShippedDomainEvent('sp-released', 1));
+        eventBus.publish(new OrderFlaggedDomainEvent('sp-released'));
+      });
+      // Fails before its release: its events were never handled, and never will be.
+      await nested(async () => {
+        eventBus.publish(new OrderShippedDomainEvent('sp-rolled-back', 1));
+        eventBus.publish(new OrderFlaggedDomainEvent('sp-rolled-back'));
+        throw new Error('nested step fails');
+      }).catch(() => undefined);
+      // Handled at the inner release, then the enclosing savepoint rolls back: gone too, sagas included.
+      await nested(async () => {
+        await nested(async () => {
+          await txHost.tx.query(`INSERT INTO "${ns.schema}".orders (id) VALUES ('sp-placed-then-rolled-back')`);
+          eventBus.publish(new OrderPlacedDomainEvent('sp-placed-then-rolled-back'));
+        });
+        throw new Error('enclosing step fails');
+      }).catch(() => undefined);
+    });
+
+    const payloads = await outboxPayloads();
+    expect(payloads).toEqual(expect.arrayContaining(['sp-outer/parcel-0', 'sp-released/parcel-0']));
+    expect(payloads.filter((id: string) => id.startsWith('sp-rolled-back') || id.startsWith('sp-placed'))).toEqual([]);
+    expect(probe.flaggedHandled).toEqual(['sp-released']);
+    expect(probe.placedHandled.map((h) => h.orderId)).toEqual(['sp-placed-then-rolled-back']);
+    await eventually(() => expect(delivered()).toEqual(expect.arrayContaining(['sp-outer/parcel-0', 'sp-released/parcel-0'])));
+    await consistently(() => expect(probe.warehouseNotified).toEqual([]), { forMs: 300 });
+  });
+
+  it('keeps the events raised before a savepoint whose handlers fail, and handles them at their own commit', async () => {
+    const eventBus = app.get(EventBus);
+    await txHost.withTransaction(async () => {
+      eventBus.publish(new OrderShippedDomainEvent('before-failing-savepoint', 1));
+      await txHost
+        .withTransaction(Propagation.Nested, async () => {
+          probe.failWith = new Error('handler fails at the release');
+          eventBus.publish(new OrderPlacedDomainEvent('in-failing-savepoint'));
+        })
+        .catch(() => undefined);
+      probe.failWith = undefined;
+    });
+    expect(await outboxPayloads()).toContain('before-failing-savepoint/parcel-0');
+    expect(probe.placedHandled.map((h) => h.orderId)).toEqual(['in-failing-savepoint']);
+    await eventually(() => expect(delivered()).toContain('before-failing-savepoint/parcel-0'));
   });
 
   it('refuses a converter-backed domain event outside a transaction instead of dropping its integration events', () => {

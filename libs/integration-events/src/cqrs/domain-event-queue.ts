@@ -1,16 +1,24 @@
 import type { QueryRunner } from 'typeorm';
+import { OutboxCommitSubscriber } from '../outbox/outbox-commit.subscriber';
 
 /** A domain event published inside a transaction, with what `EventBus.publish()` was given along with it. */
 export interface QueuedDomainEvent {
   readonly event: object;
   readonly dispatcherContext: unknown;
   readonly asyncContext: unknown;
+  /**
+   * The savepoint depth it belongs to (1 = the transaction itself): raised there, or handled in a
+   * savepoint of that depth. A rollback of that savepoint undoes it; a release moves it to the parent.
+   */
+  depth: number;
 }
 
 /**
  * The domain events of one transaction: `pending` wait for in-transaction dispatch (before the commit),
  * `dispatched` have been handled and wait for the commit, after which they go to the EventBus stream
- * (sagas, other subscribers). Kept on the transaction's query runner, so it lives and dies with it.
+ * (sagas, other subscribers). Kept on the transaction's query runner, so it lives and dies with it, and
+ * follows its savepoints as the outbox rows do (`OutboxCommitSubscriber`): a savepoint's release handles
+ * the events raised in it, its rollback drops them, handled or not.
  */
 export class DomainEventQueue {
   readonly pending: QueuedDomainEvent[] = [];
@@ -18,12 +26,14 @@ export class DomainEventQueue {
 
   private static readonly KEY = Symbol('nestjs-integration-events:domain-events');
 
+  private constructor(private readonly queryRunner: QueryRunner) {}
+
   /** The queue of the transaction running on `queryRunner`, created on first use. */
   static of(queryRunner: QueryRunner): DomainEventQueue {
     const data = queryRunner.data as Record<PropertyKey, unknown>;
     let queue = data[DomainEventQueue.KEY] as DomainEventQueue | undefined;
     if (!queue) {
-      queue = new DomainEventQueue();
+      queue = new DomainEventQueue(queryRunner);
       data[DomainEventQueue.KEY] = queue;
     }
     return queue;
@@ -40,5 +50,37 @@ export class DomainEventQueue {
     const queue = data[DomainEventQueue.KEY] as DomainEventQueue | undefined;
     delete data[DomainEventQueue.KEY];
     return queue;
+  }
+
+  /** The transaction's savepoint depth now (1 when TypeORM does not tell: savepoints are then not followed). */
+  get depth(): number {
+    return OutboxCommitSubscriber.depthOf(this.queryRunner) ?? 1;
+  }
+
+  /** Queues an event raised now, at the current depth. */
+  add(event: object, dispatcherContext: unknown, asyncContext: unknown): void {
+    this.pending.push({ event, dispatcherContext, asyncContext, depth: this.depth });
+  }
+
+  /** Takes out the pending events raised at `depth` or deeper: those whose savepoint (or transaction) commits now. */
+  takePending(depth: number): QueuedDomainEvent[] {
+    const taken: QueuedDomainEvent[] = [];
+    for (let i = 0; i < this.pending.length; ) {
+      if (this.pending[i]!.depth >= depth) taken.push(...this.pending.splice(i, 1));
+      else i++;
+    }
+    return taken;
+  }
+
+  /** A savepoint was released, back to `depth`: what belonged to it now belongs to the enclosing level. */
+  released(depth: number): void {
+    for (const item of [...this.pending, ...this.dispatched]) if (item.depth > depth) item.depth = depth;
+  }
+
+  /** A savepoint rolled back, to `depth`: what was raised or handled in it never happened. */
+  rolledBack(depth: number): void {
+    for (const list of [this.pending, this.dispatched]) {
+      for (let i = list.length - 1; i >= 0; i--) if (list[i]!.depth > depth) list.splice(i, 1);
+    }
   }
 }

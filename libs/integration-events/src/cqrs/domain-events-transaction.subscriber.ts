@@ -13,8 +13,8 @@ export interface DomainEventTransactionHooks {
  * Hooks the domain events of a nestjs-cls transaction onto TypeORM's commit. TypeORM awaits
  * `beforeTransactionCommit` subscribers inside the transaction, before `COMMIT`, and rolls back when
  * one throws: that is where the handlers run. A savepoint release fires it too, so events raised in a
- * nested transaction are handled when it completes; the stream only sees events once the outermost
- * transaction has committed.
+ * nested transaction are handled when it completes; a savepoint rollback drops the events raised or
+ * handled in it; the stream only sees events once the outermost transaction has committed.
  */
 export class DomainEventsTransactionSubscriber implements EntitySubscriberInterface {
   constructor(private readonly hooks: DomainEventTransactionHooks) {}
@@ -25,13 +25,26 @@ export class DomainEventsTransactionSubscriber implements EntitySubscriberInterf
   }
 
   afterTransactionCommit(event: TransactionCommitEvent): void {
-    if (event.queryRunner.isTransactionActive) return;
-    const queue = DomainEventQueue.take(event.queryRunner);
+    const { queryRunner } = event;
+    if (queryRunner.isTransactionActive) {
+      // A savepoint was released: its events now belong to the enclosing level.
+      const queue = DomainEventQueue.find(queryRunner);
+      queue?.released(queue.depth);
+      return;
+    }
+    const queue = DomainEventQueue.take(queryRunner);
     if (queue && queue.dispatched.length > 0) this.hooks.forwardAfterCommit(queue);
   }
 
   afterTransactionRollback(event: TransactionRollbackEvent): void {
-    // Rolled back: the events never happened. Nothing is forwarded.
-    if (!event.queryRunner.isTransactionActive) DomainEventQueue.take(event.queryRunner);
+    const { queryRunner } = event;
+    if (!queryRunner.isTransactionActive) {
+      // Rolled back: the events never happened. Nothing is forwarded.
+      DomainEventQueue.take(queryRunner);
+      return;
+    }
+    // A savepoint rolled back: the events raised or handled in it never happened.
+    const queue = DomainEventQueue.find(queryRunner);
+    queue?.rolledBack(queue.depth);
   }
 }

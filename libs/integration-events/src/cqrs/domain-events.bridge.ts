@@ -101,17 +101,23 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap,
    */
   async dispatchBeforeCommit(queue: DomainEventQueue): Promise<void> {
     const { maxDispatchDepth } = this.config.options.cqrs;
-    for (let round = 1; queue.pending.length > 0; round++) {
+    // The level that commits now (a savepoint's release, or the transaction): only its own events and
+    // its savepoints' are handled; events raised further out wait for their own level's commit.
+    const level = queue.depth;
+    for (let round = 1; ; round++) {
+      const items = queue.takePending(level);
+      if (items.length === 0) return;
       if (round > maxDispatchDepth) {
         throw new DomainEventDispatchDepthError(
           maxDispatchDepth,
-          queue.pending.map((item) => item.event.constructor.name),
+          items.map((item) => item.event.constructor.name),
         );
       }
-      for (const item of queue.pending.splice(0)) {
+      for (const item of items) {
         await this.registry.dispatch(item.event);
         const integrationEvents = await this.converters.convert(item.event);
         if (integrationEvents.length > 0) await this.integrationEvents.publish(integrationEvents);
+        item.depth = level;
         queue.dispatched.push(item);
       }
     }

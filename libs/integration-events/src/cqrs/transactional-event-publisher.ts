@@ -24,7 +24,7 @@ export class TransactionalEventPublisher<EventBase extends IEvent = IEvent> impl
   publish<T extends EventBase>(event: T, dispatcherContext?: unknown, asyncContext?: unknown): unknown {
     const queue = this.context.currentQueue();
     if (queue) {
-      queue.pending.push({ event, dispatcherContext, asyncContext });
+      queue.add(event, dispatcherContext, asyncContext);
       return undefined;
     }
     this.context.assertPublishableOutsideTransaction(event);
@@ -34,7 +34,7 @@ export class TransactionalEventPublisher<EventBase extends IEvent = IEvent> impl
   publishAll<T extends EventBase>(events: T[], dispatcherContext?: unknown, asyncContext?: unknown): unknown {
     const queue = this.context.currentQueue();
     if (queue) {
-      for (const event of events) queue.pending.push({ event, dispatcherContext, asyncContext });
+      for (const event of events) queue.add(event, dispatcherContext, asyncContext);
       return undefined;
     }
     for (const event of events) this.context.assertPublishableOutsideTransaction(event);
