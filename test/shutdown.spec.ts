@@ -1,10 +1,14 @@
 import { Injectable } from '@nestjs/common';
+import { CqrsModule, EventBus } from '@nestjs/cqrs';
 import type { TestingModule } from '@nestjs/testing';
 import { TransactionHost } from '@nestjs-cls/transactional';
 import type { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
 import {
+  IntegrationEvent,
+  IntegrationEventConverter,
   IntegrationEventHandler,
   IntegrationEventPublisher,
+  type IIntegrationEventConverter,
   type IIntegrationEventHandler,
   type IntegrationEventContext,
 } from 'nestjs-integration-events';
@@ -31,6 +35,37 @@ class SlowHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEve
     this.work.started.push(context.messageId);
     await new Promise((resolve) => setTimeout(resolve, 400));
     await this.txHost.tx.query(`INSERT INTO ${this.work.table} (order_id, message_id) VALUES ($1, $2)`, [event.orderId, context.messageId]);
+  }
+}
+
+class ParcelPackedDomainEvent {
+  constructor(readonly orderId: string) {}
+}
+
+@IntegrationEvent({ name: 'shipping.parcel-packed', version: 1 })
+class ParcelPackedIntegrationEvent {
+  constructor(readonly orderId: string) {}
+}
+
+@IntegrationEventConverter(ParcelPackedDomainEvent)
+class ParcelPackedConverter implements IIntegrationEventConverter<ParcelPackedDomainEvent, ParcelPackedIntegrationEvent> {
+  convert(event: ParcelPackedDomainEvent): ParcelPackedIntegrationEvent[] {
+    return [new ParcelPackedIntegrationEvent(event.orderId)];
+  }
+}
+
+/** A slow handler that raises a domain event (turned into an integration event by the cqrs bridge) when done. */
+@IntegrationEventHandler(OrderCreatedIntegrationEvent)
+class PackParcel implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  constructor(
+    private readonly work: Work,
+    private readonly eventBus: EventBus,
+  ) {}
+
+  async handle(event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): Promise<void> {
+    this.work.started.push(context.messageId);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    this.eventBus.publish(new ParcelPackedDomainEvent(event.orderId));
   }
 }
 
@@ -78,6 +113,23 @@ describe('graceful shutdown', () => {
     // Nothing the first instance finished was done again by the second.
     expect(second.get(Work).started.filter((id) => startedByFirst.includes(id))).toEqual([]);
     await consistently(async () => expect(await done()).toHaveLength(6), { forMs: 500 });
+  });
+
+  it('keeps the cqrs bridge for the handlers it drains: their domain events still become integration events', async () => {
+    const app = await startTestApp(ns, {
+      imports: [CqrsModule.forRoot()],
+      providers: [Work, PackParcel, ParcelPackedConverter],
+      options: { consumer: { shutdownTimeoutMs: 5_000 } },
+    });
+    apps.push(app);
+    await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('packed-at-shutdown'), { standalone: true });
+    await eventually(() => expect(app.get(Work).started).toHaveLength(1));
+
+    await apps.splice(apps.indexOf(app), 1)[0]!.close();
+    const packed = (await ns.outboxRows()).filter((row) => row.event_name === 'shipping.parcel-packed');
+    expect(packed).toHaveLength(1);
+    // No queue is bound for it here: the next app's relay would flag it unroutable.
+    await (await ns.sql()).query(`DELETE FROM ${ns.outboxTable} WHERE event_name = 'shipping.parcel-packed'`);
   });
 
   it('lets the relay finish its batch: rows are either sent or still pending, never lost', async () => {

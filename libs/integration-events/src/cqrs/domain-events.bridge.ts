@@ -1,4 +1,4 @@
-import { Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import { Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import { EventBus } from '@nestjs/cqrs';
 import { getTransactionHostToken, type TransactionHost } from '@nestjs-cls/transactional';
@@ -25,7 +25,7 @@ import { TransactionalEventPublisher } from './transactional-event-publisher';
  * transaction nothing changes.
  */
 @Injectable()
-export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap, OnModuleDestroy {
+export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger('IntegrationEvents:DomainEvents');
   private readonly registry = new DomainEventHandlerRegistry();
   private readonly subscriber = new DomainEventsTransactionSubscriber(this);
@@ -75,7 +75,12 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap,
     );
   }
 
-  onModuleDestroy(): void {
+  /**
+   * Unhooks at the very end of shutdown, not in `onModuleDestroy`: Nest runs the providers' hooks before
+   * the module's own, which drains the handlers in flight (and HTTP requests run until the server is
+   * disposed); their domain events must still be handled in their transaction.
+   */
+  onApplicationShutdown(): void {
     const subscribers = this.eventBus ? this.database.dataSource.subscribers : undefined;
     const index = subscribers?.indexOf(this.subscriber) ?? -1;
     if (index >= 0) subscribers!.splice(index, 1);
