@@ -115,6 +115,22 @@ describe('correlation and causation', () => {
     expect(response.headers.get('x-correlation-id')).toMatch(/^[0-9a-f-]{36}$/);
   });
 
+  it('continues the flow under the message\'s own id when another publisher sent an id it could not send on', async () => {
+    // 300 characters: no AMQP correlation_id (255 bytes at most) could carry it, so a follow-up event
+    // that kept it could never be published.
+    const tooLong = 'c'.repeat(300);
+    const messageId = await ns.publishRaw('ordering.order-created', JSON.stringify({ orderId: 'foreign-flow' }), {
+      headers: { 'ie-correlation-id': tooLong, 'ie-causation-id': 'has spaces in it' },
+    });
+    // The follow-up event went out (not stuck in the outbox), in a flow named after the handled message.
+    await eventually(() => expect(flow(messageId!).map((m) => m.fields.routingKey)).toEqual(['payments.payment-taken']));
+    expect(flow(messageId!)[0]!.properties.headers).toMatchObject({ 'ie-causation-id': messageId });
+    const context = app.get(TakePayment).contexts.find((c) => c.messageId === messageId)!;
+    expect(context.correlationId).toBeUndefined();
+    expect(context.causationId).toBeUndefined();
+    expect(context.headers['ie-correlation-id']).toBe(tooLong);
+  });
+
   it('lets an event published outside any request or handler start its own flow', async () => {
     const [id] = await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('standalone'), { standalone: true });
     await eventually(() => expect(flow(id!)).toHaveLength(2));

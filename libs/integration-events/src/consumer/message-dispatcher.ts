@@ -1,6 +1,7 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { context as otelContext, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { MessageHeaders } from '../envelope/message-headers';
+import { isValidCorrelationId } from '../envelope/message-headers.factory';
 import type { DiscoveredHandler } from '../discovery/discovered-handler';
 import { CorrelationContext } from '../correlation/correlation.context';
 import { HandlerTimeoutError } from '../errors/handler-timeout.error';
@@ -114,8 +115,10 @@ export class MessageDispatcher {
       eventVersion: decoded.eventVersion,
       occurredAt: decoded.occurredAt,
       sourceService: stringHeader(message.headers[MessageHeaders.SourceService]),
-      correlationId: stringHeader(message.headers[MessageHeaders.CorrelationId]),
-      causationId: stringHeader(message.headers[MessageHeaders.CausationId]),
+      // What another publisher sent: taken only if this library could send it on (else the flow continues
+      // under this message's id, as for a message without one).
+      correlationId: idHeader(message.headers[MessageHeaders.CorrelationId]),
+      causationId: idHeader(message.headers[MessageHeaders.CausationId]),
       attempt,
       redelivered: message.redelivered,
       headers: message.headers,
@@ -237,6 +240,10 @@ function isRetryable(retryable: (error: unknown) => boolean, error: unknown): bo
 
 function stringHeader(value: unknown): string | undefined {
   return typeof value === 'string' ? value : undefined;
+}
+
+function idHeader(value: unknown): string | undefined {
+  return isValidCorrelationId(value) ? value : undefined;
 }
 
 function numberHeader(value: unknown): number | undefined {

@@ -1,14 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { type CallHandler, type ExecutionContext, Injectable, type NestInterceptor } from '@nestjs/common';
 import { Observable } from 'rxjs';
+import { isValidCorrelationId } from '../envelope/message-headers.factory';
 import { CorrelationContext } from './correlation.context';
 
 /** Header carrying the correlation id in and out of HTTP requests. */
 export const CORRELATION_ID_HTTP_HEADER = 'x-correlation-id';
 /** Header naming the request itself; its value becomes the causation id of what the request publishes. */
 export const REQUEST_ID_HTTP_HEADER = 'x-request-id';
-
-const ID_PATTERN = /^[\x21-\x7e]{1,200}$/;
 
 interface HttpRequestLike {
   headers?: Record<string, string | string[] | undefined>;
@@ -49,5 +48,5 @@ export class CorrelationInterceptor implements NestInterceptor {
 function header(request: HttpRequestLike, name: string): string | undefined {
   const raw = request.headers?.[name];
   const value = Array.isArray(raw) ? raw[0] : raw;
-  return value !== undefined && ID_PATTERN.test(value) ? value : undefined;
+  return isValidCorrelationId(value) ? value : undefined;
 }
