@@ -212,6 +212,15 @@ describe('inbox at boot', () => {
     ).rejects.toThrow(InboxTableMissingError);
   });
 
+  it('leaves the inbox out of the cleanup in a service that has no inbox table and no handler using it', async () => {
+    const app = await startTestApp(ns, { providers: [], options: { inbox: { table: 'no_inbox_here' } } });
+    try {
+      await expect(app.get(CleanupWorker).runOnce()).resolves.toEqual({ outbox: 0, inbox: 0 });
+    } finally {
+      await app.close();
+    }
+  });
+
   it('fails boot when a handler uses the inbox but nestjs-cls transactions are not registered', async () => {
     const moduleRef = await Test.createTestingModule({
       imports: [

@@ -113,8 +113,12 @@ export class OutboxDatabase implements OnModuleInit {
 
   /** Fails boot with a clear error when the inbox table was never created. */
   async assertInboxTableExists(): Promise<void> {
-    const { table } = this.get().inboxStore;
-    if (!(await this.exists(table))) throw new InboxTableMissingError(table.qualified);
+    if (!(await this.inboxTableExists())) throw new InboxTableMissingError(this.get().inboxStore.table.qualified);
+  }
+
+  /** Whether the inbox table exists (a service whose handlers do not use the inbox may have none). */
+  inboxTableExists(): Promise<boolean> {
+    return this.exists(this.get().inboxStore.table);
   }
 
   private async exists(table: OutboxTableName): Promise<boolean> {

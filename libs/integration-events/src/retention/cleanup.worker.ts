@@ -6,7 +6,8 @@ import { OutboxDatabase } from '../outbox/outbox-database';
 const PAUSE_BETWEEN_BATCHES_MS = 50;
 
 /**
- * Deletes sent outbox rows older than `outbox.retentionMs` and inbox rows older than `inbox.retentionMs`,
+ * Deletes sent outbox rows older than `outbox.retentionMs` and inbox rows older than `inbox.retentionMs`
+ * (when the inbox table exists),
  * every `cleanup.intervalMs`, in batches of `cleanup.batchSize`. Each batch is one short statement that
  * skips rows locked by anyone else, so it never holds up the relay or another instance's cleanup.
  */
@@ -39,7 +40,8 @@ export class CleanupWorker {
     const { outbox, inbox, cleanup } = this.config.options;
     const deleted = { outbox: 0, inbox: 0 };
     deleted.outbox = await this.drain((limit) => this.database.store.deleteSent(outbox.retentionMs, limit), cleanup.batchSize);
-    if (inbox.enabled) {
+    // The inbox table is only required where a handler uses it: a publish-only service may have none.
+    if (inbox.enabled && (await this.database.inboxTableExists())) {
       deleted.inbox = await this.drain((limit) => this.database.inboxStore.deleteOlderThan(inbox.retentionMs, limit), cleanup.batchSize);
     }
     if (deleted.outbox + deleted.inbox > 0) {
