@@ -6,6 +6,7 @@ import {
   type IIntegrationEventHandler,
   type IntegrationEventContext,
 } from 'nestjs-integration-events';
+import { RabbitMqConnection } from '../libs/integration-events/src/transport/rabbitmq/rabbitmq.connection';
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
 import { eventually } from './support/eventually';
 import { startTestApp } from './support/test-app';
@@ -119,6 +120,37 @@ describe('broker connection failures', () => {
 
     const [id] = await publish(app, 'after-conflict');
     await eventually(() => expect(app.get(SecondHandler).ids).toContain(id), { timeoutMs: 15_000 });
+  });
+
+  it('replaces a connection that dies while its channels are being opened, instead of keeping it for live', async () => {
+    await proxy.accept();
+    const app = await start({ providers: [OrderCreatedRecorder] });
+    // A channel whose setup the test holds open on the next connection (its first setup, on this one, passes).
+    let setups = 0;
+    let heldChannelClosed = false;
+    let release: () => void = () => undefined;
+    app.get(RabbitMqConnection).manage({
+      name: 'test-gate',
+      setup: async (channel) => {
+        setups++;
+        if (setups !== 2) return;
+        channel.once('close', () => (heldChannelClosed = true));
+        await new Promise<void>((resolve) => (release = resolve));
+      },
+    });
+    await eventually(() => expect(setups).toBe(1));
+    proxy.cut();
+    await eventually(() => expect(setups).toBe(2), { timeoutMs: 10_000 });
+    // The reconnection is still setting up its channels when it dies too: the setup ends only after
+    // the service has seen its connection close.
+    proxy.cut();
+    await eventually(() => expect(heldChannelClosed).toBe(true));
+    release();
+
+    const [id] = await publish(app, 'after-a-cut-during-setup');
+    await eventually(() => expect(app.get(OrderCreatedRecorder).received.map((r) => r.context.messageId)).toContain(id), {
+      timeoutMs: 15_000,
+    });
   });
 
   it('keeps the other consumers and the relay running when the broker was down at boot and one queue cannot be declared once it is up', async () => {

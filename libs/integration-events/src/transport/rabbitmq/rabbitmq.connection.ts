@@ -190,12 +190,30 @@ export class RabbitMqConnection {
       this.logger.error(`A "${event}" listener threw: ${this.describe(error)}`),
     );
     this.channelsTried = false;
-    if (!this.booting) {
-      this.model = model;
-      await Promise.all(this.channels.map((channel) => channel.openOrRetry(model)));
-    } else {
-      for (const channel of this.channels) await channel.open(model);
-      this.model = model;
+    // amqplib listens to the connection only once setup has returned. Without an 'error' listener
+    // meanwhile, a connection that dies during setup throws from its socket handler before it closes
+    // its channels, so their pending opens (and this setup) would hang; and a close meanwhile must fail
+    // the setup, or the dead connection would be taken for a live one and never replaced.
+    model.on('error', () => undefined);
+    let closedDuringSetup = false;
+    const onClose = (): void => {
+      closedDuringSetup = true;
+    };
+    model.once('close', onClose);
+    try {
+      if (!this.booting) {
+        this.model = model;
+        await Promise.all(this.channels.map((channel) => channel.openOrRetry(model)));
+      } else {
+        for (const channel of this.channels) await channel.open(model);
+        this.model = model;
+      }
+    } finally {
+      model.off('close', onClose);
+    }
+    if (closedDuringSetup) {
+      if (this.model === model) this.model = undefined;
+      throw new Error('The connection closed while its channels were being opened');
     }
     this.channelsTried = true;
     this.onConnected?.();
