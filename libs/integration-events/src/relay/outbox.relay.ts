@@ -159,27 +159,26 @@ export class OutboxRelay {
    */
   private async relayHandedOff(): Promise<void> {
     const { batchSize, leaseMs } = this.config.options.relay;
-    const now = Date.now();
-    const fresh: ClaimedOutboxRecord[] = [];
-    const stale: string[] = [];
-    for (const { record, leasedAt } of this.handoff.take(batchSize)) {
-      if (now - leasedAt < leaseMs / 2) fresh.push(record);
-      else stale.push(record.id);
-    }
+    const isFresh = (leasedAt: number): boolean => Date.now() - leasedAt < leaseMs / 2;
+    const taken = this.handoff.take(batchSize);
+    const stale = taken.filter(({ leasedAt }) => !isFresh(leasedAt)).map(({ record }) => record.id);
     if (stale.length > 0) {
       try {
         await withRetries(() => this.database.store.release(stale, this.handoff.token));
         this.logger.debug(`Released ${stale.length} handed-over row(s) whose lease was half gone at their commit; they go out through a claim`);
         this.wakeSignal.notify();
       } catch (error) {
-        // The fresh rows, taken from the handoff already, must still go out now; the stale ones are
-        // claimed once their lease (half gone) runs out.
+        // The fresh rows, taken from the handoff already, must still go out; the stale ones are claimed
+        // once their lease (half gone) runs out.
         this.logger.warn(
           `Could not release ${stale.length} handed-over row(s) whose lease was half gone; they go out through a claim ` +
             `when it ends: ${(error as Error).message}`,
         );
       }
     }
+    // Looked at again after the release, which may have waited out its retries: a row whose lease is half
+    // gone by now is left to its lease too, never published on one that may run out meanwhile.
+    const fresh = taken.filter(({ leasedAt }) => isFresh(leasedAt)).map(({ record }) => record);
     if (fresh.length > 0) await this.publishAndMark(fresh, this.handoff.token);
   }
 
