@@ -143,7 +143,8 @@ describe('command line: nestjs-integration-events dlq | outbox', () => {
       `UPDATE ${ns.outboxTable} SET locked_until = now() - interval '1 second', available_at = now() + interval '1 hour' WHERE id = $1`,
       [id],
     );
-    expect(await json('outbox', 'skip', id!, '--schema', ns.schema)).toEqual({ skipped: [id], leftAlone: [] });
+    // Ids as an operator may paste them, in capitals: the row is skipped, and not listed as left alone.
+    expect(await json('outbox', 'skip', id!.toUpperCase(), '--schema', ns.schema)).toEqual({ skipped: [id], leftAlone: [] });
   });
 
   it('says how to use it, with exit code 2, when called wrongly', async () => {

@@ -49,7 +49,7 @@ export async function outboxCommand({ positional, options }: ParsedArguments, ou
       }
       case 'retry': {
         const retried = await operations.retry(selection(options, ids));
-        const leftAlone = ids.filter((id) => !retried.includes(id));
+        const leftAlone = notIn(ids, retried);
         output.result(ids.length > 0 ? { retried, leftAlone } : { retried }, () => [
           `Made ${retried.length} row(s) due now`,
           ...leftAloneLines(leftAlone, 'already sent'),
@@ -59,7 +59,7 @@ export async function outboxCommand({ positional, options }: ParsedArguments, ou
       case 'skip': {
         if (ids.length === 0) throw new UsageError('outbox skip needs row ids');
         const skipped = await operations.skip({ ids });
-        const leftAlone = ids.filter((id) => !skipped.includes(id));
+        const leftAlone = notIn(ids, skipped);
         output.result({ skipped, leftAlone }, () => [
           `Skipped ${skipped.length} row(s)`,
           ...leftAloneLines(leftAlone, 'already sent or skipped'),
@@ -72,6 +72,12 @@ export async function outboxCommand({ positional, options }: ParsedArguments, ou
   } finally {
     await dataSource.destroy();
   }
+}
+
+/** The given ids that are not among `changed` (PostgreSQL returns UUIDs in lower case). */
+function notIn(ids: readonly string[], changed: readonly string[]): string[] {
+  const seen = new Set(changed.map((id) => id.toLowerCase()));
+  return ids.filter((id) => !seen.has(id.toLowerCase()));
 }
 
 /** The given rows an action did not change, and the reasons it can have had. */
