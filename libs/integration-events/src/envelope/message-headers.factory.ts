@@ -36,7 +36,6 @@ export function buildMessageHeaders(
   };
 }
 
-/** Checks a correlation id given by the caller: printable ASCII without spaces, 1-200 characters. */
 /**
  * Whether `value` may be a correlation or causation id: 1-200 printable ASCII characters, no spaces
  * (it travels as a header and in the AMQP `correlation_id` property, which holds at most 255 bytes).
@@ -45,6 +44,7 @@ export function isValidCorrelationId(value: unknown): value is string {
   return typeof value === 'string' && CORRELATION_ID_PATTERN.test(value);
 }
 
+/** Checks a correlation (or causation) id given by the caller; throws `InvalidPublishOptionsError` naming `option`. */
 export function validateCorrelationId(value: unknown, option = 'correlationId'): string {
   if (!isValidCorrelationId(value)) {
     throw new InvalidPublishOptionsError(option, 'use 1-200 printable ASCII characters without spaces.');
