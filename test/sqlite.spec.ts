@@ -8,6 +8,7 @@ import { DataSource } from 'typeorm';
 import {
   createInboxMigration,
   createOutboxMigration,
+  IntegrationEvent,
   IntegrationEventHandler,
   IntegrationEventPublisher,
   type IIntegrationEventHandler,
@@ -41,6 +42,21 @@ class LedgerHandler implements IIntegrationEventHandler<OrderCreatedIntegrationE
   }
 }
 
+@IntegrationEvent({ name: 'ledger.slow-entry', version: 1 })
+class SlowEntryEvent {
+  constructor(readonly n: number) {}
+}
+
+/** 200 ms in its inbox transaction, with a timeout of 300 ms: three at once take turns for 600 ms. */
+@IntegrationEventHandler(SlowEntryEvent, { timeoutMs: 300, concurrency: 3 })
+class SlowEntryHandler implements IIntegrationEventHandler<SlowEntryEvent> {
+  readonly attempts: Array<[number, number]> = [];
+  async handle(event: SlowEntryEvent, context: IntegrationEventContext): Promise<void> {
+    this.attempts.push([event.n, context.attempt]);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
 /**
  * SQLite through TypeORM has one connection, shared by every transaction: the library's own work must
  * stay out of the application's transactions and out of each other's (`SqliteConnection`).
@@ -66,7 +82,7 @@ describe('SQLite: one connection for every transaction', () => {
         }),
         IntegrationEventsTestingModule.forRoot({ serviceName: 'ledger' }),
       ],
-      providers: [LedgerHandler],
+      providers: [LedgerHandler, SlowEntryHandler],
     }).compile();
     moduleRef.useLogger(false);
     await moduleRef.init();
@@ -127,6 +143,18 @@ describe('SQLite: one connection for every transaction', () => {
     expect(entries.map((entry) => entry.order_id)).toEqual(['quick-success', 'slow-failure']);
     const inbox = (await dataSource.query('SELECT count(*) AS handled FROM integration_events_inbox')) as Array<{ handled: number }>;
     expect(inbox[0]!.handled).toBe(2);
+  });
+
+  it('starts a handler\'s timeout when its transaction\'s turn comes, not while it waits for the others', async () => {
+    for (let n = 1; n <= 3; n++) await kit.deliver(new SlowEntryEvent(n));
+    await kit.drain();
+    // Each ran once, on its first attempt: none timed out waiting behind the others.
+    expect(moduleRef.get(SlowEntryHandler).attempts.sort()).toEqual([
+      [1, 1],
+      [2, 1],
+      [3, 1],
+    ]);
+    expect(kit.broker.findQueue('ledger.SlowEntryHandler.dlq')?.depth).toBe(0);
   });
 
   it('lets the relay\'s statements in between handler transactions that keep coming', async () => {

@@ -173,18 +173,28 @@ export class MessageDispatcher {
     const handle = async (): Promise<void> => {
       await handler.instance.handle(event, context);
     };
-    const call = this.correlation.run(
-      { correlationId: context.correlationId ?? context.messageId, causationId: context.messageId },
-      async () => (handler.inbox ? this.inbox.runOnce(handler.queue, context.messageId, attemptState, handle) : handle().then(() => true)),
-    );
+    // The clock starts when the call does: at once, or with the inbox on SQLite when its transaction's
+    // turn comes (time spent waiting for other handlers' transactions is not this handler's).
     let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<never>((_resolve, reject) => {
+    let expire: (error: Error) => void = () => undefined;
+    const timedOut = new Promise<never>((_resolve, reject) => (expire = reject));
+    const startClock = (): void => {
+      if (timer) return;
       timer = setTimeout(() => {
         const error = new HandlerTimeoutError(handler.name, handler.timeoutMs);
         attemptState.abandon(error);
-        reject(error);
+        expire(error);
       }, handler.timeoutMs);
-    });
+    };
+    const call = this.correlation.run(
+      { correlationId: context.correlationId ?? context.messageId, causationId: context.messageId },
+      async () => {
+        if (handler.inbox) return this.inbox.runOnce(handler.queue, context.messageId, attemptState, handle, startClock);
+        startClock();
+        await handle();
+        return true;
+      },
+    );
     try {
       return await Promise.race([call, timedOut]);
     } finally {

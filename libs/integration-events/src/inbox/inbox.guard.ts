@@ -31,15 +31,24 @@ export class InboxGuard {
   }
 
   /**
+   * @param onTurn called when the transaction is about to start: at once, or on SQLite once it is this
+   *   call's turn
    * @returns `false` when the message was already handled (nothing ran)
    * @throws what the handler threw (the transaction rolled back, nothing recorded)
    */
-  async runOnce(handlerKey: string, messageId: string, abandoned: AbandonState, call: () => Promise<void>): Promise<boolean> {
+  async runOnce(
+    handlerKey: string,
+    messageId: string,
+    abandoned: AbandonState,
+    call: () => Promise<void>,
+    onTurn: () => void = () => undefined,
+  ): Promise<boolean> {
     const host = this.managers.host();
     if (!host) throw new TransactionsNotConfiguredError('The inbox (inbox.enabled)');
     // The caller runs this in a fresh CLS context, so this is always a new transaction.
     const run = (): Promise<boolean> => {
-      // Given up while waiting for its turn (SQLite): nothing to start.
+      // Its turn has come (at once, but on SQLite): the handler's time starts now.
+      onTurn();
       if (abandoned.aborted) return Promise.reject(abandoned.reason ?? new Error('The attempt was abandoned'));
       return host.withTransaction(async () => {
         const manager = host.tx as unknown as EntityManager;
