@@ -1,7 +1,8 @@
-import type { TestingModule } from '@nestjs/testing';
+import { Test, type TestingModule } from '@nestjs/testing';
 import {
   IntegrationEventHandler,
   IntegrationEventPublisher,
+  IntegrationEventsModule,
   OutboxRelay,
   type IIntegrationEventHandler,
   type IntegrationEventContext,
@@ -9,7 +10,7 @@ import {
 import { RabbitMqConnection } from '../libs/integration-events/src/transport/rabbitmq/rabbitmq.connection';
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
 import { eventually } from './support/eventually';
-import { startTestApp } from './support/test-app';
+import { infrastructureImports, startTestApp, testOptions, trackHandlerQueues } from './support/test-app';
 import { TcpProxy } from './support/tcp-proxy';
 import { TestNamespace } from './support/test-namespace';
 
@@ -148,6 +149,49 @@ describe('broker connection failures', () => {
     release();
 
     const [id] = await publish(app, 'after-a-cut-during-setup');
+    await eventually(() => expect(app.get(OrderCreatedRecorder).received.map((r) => r.context.messageId)).toContain(id), {
+      timeoutMs: 15_000,
+    });
+  });
+
+  it('starts anyway when the connection dies while boot declares the topology, and connects again', async () => {
+    await proxy.accept();
+    const app = await Test.createTestingModule({
+      imports: [
+        ...infrastructureImports(ns),
+        IntegrationEventsModule.forRoot(
+          testOptions(ns, { rabbitmq: { url: `amqp://guest:guest@127.0.0.1:${proxy.port}`, reconnectInitialDelayMs: 100, reconnectMaxDelayMs: 500 } }),
+        ),
+      ],
+      providers: [OrderCreatedRecorder],
+    }).compile();
+    app.useLogger(['error']);
+    apps.push(app);
+    // A channel whose first setup (during boot) the test holds open while it cuts the connection.
+    let setups = 0;
+    let heldChannelClosed = false;
+    let release: () => void = () => undefined;
+    app.get(RabbitMqConnection).manage({
+      name: 'test-gate',
+      setup: async (channel) => {
+        setups++;
+        if (setups !== 1) return;
+        channel.once('close', () => (heldChannelClosed = true));
+        await new Promise<void>((resolve) => (release = resolve));
+        // A declaration on the channel the dead connection took with it: it fails ("Channel closed").
+        await channel.checkExchange('amq.topic');
+      },
+    });
+    const booting = app.init();
+    await eventually(() => expect(setups).toBe(1), { timeoutMs: 10_000 });
+    proxy.cut();
+    await eventually(() => expect(heldChannelClosed).toBe(true));
+    release();
+    // Not "refused" (BrokerConnectionError): the broker went away, so boot goes on and connects again.
+    await booting;
+    trackHandlerQueues(ns, app);
+
+    const [id] = await publish(app, 'after-a-cut-during-boot');
     await eventually(() => expect(app.get(OrderCreatedRecorder).received.map((r) => r.context.messageId)).toContain(id), {
       timeoutMs: 15_000,
     });

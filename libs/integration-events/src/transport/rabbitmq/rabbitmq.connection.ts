@@ -193,13 +193,19 @@ export class RabbitMqConnection {
     // amqplib listens to the connection only once setup has returned. Without an 'error' listener
     // meanwhile, a connection that dies during setup throws from its socket handler before it closes
     // its channels, so their pending opens (and this setup) would hang; and a close meanwhile must fail
-    // the setup, or the dead connection would be taken for a live one and never replaced.
-    model.on('error', () => undefined);
-    let closedDuringSetup = false;
+    // the setup (as a transient failure: amqplib connects again), or the dead connection would be taken
+    // for a live one and never replaced.
+    let cause: Error | undefined;
+    model.on('error', (error: Error) => (cause ??= error));
+    let closed = false;
     const onClose = (): void => {
-      closedDuringSetup = true;
+      closed = true;
+      // Dead from now on: channel reopen timers and one-off channels must not use it.
+      if (this.model === model) this.model = undefined;
     };
     model.once('close', onClose);
+    const closedError = (): Error =>
+      new Error(`The connection closed while its channels were being opened${cause ? `: ${this.describe(cause)}` : ''}`);
     try {
       if (!this.booting) {
         this.model = model;
@@ -208,12 +214,16 @@ export class RabbitMqConnection {
         for (const channel of this.channels) await channel.open(model);
         this.model = model;
       }
+    } catch (error) {
+      // On the connection boot waits for, a channel's open fails when the connection dies under it:
+      // that is the connection's failure, not a refusal.
+      throw closed ? closedError() : error;
     } finally {
       model.off('close', onClose);
     }
-    if (closedDuringSetup) {
+    if (closed) {
       if (this.model === model) this.model = undefined;
-      throw new Error('The connection closed while its channels were being opened');
+      throw closedError();
     }
     this.channelsTried = true;
     this.onConnected?.();
