@@ -47,13 +47,13 @@ class SlowEntryEvent {
   constructor(readonly n: number) {}
 }
 
-/** 200 ms in its inbox transaction, with a timeout of 300 ms: three at once take turns for 600 ms. */
-@IntegrationEventHandler(SlowEntryEvent, { timeoutMs: 300, concurrency: 3 })
+/** 400 ms in its inbox transaction, with a timeout of 1 s: three at once take turns for 1.2 s. */
+@IntegrationEventHandler(SlowEntryEvent, { timeoutMs: 1_000, concurrency: 3 })
 class SlowEntryHandler implements IIntegrationEventHandler<SlowEntryEvent> {
   readonly attempts: Array<[number, number]> = [];
   async handle(event: SlowEntryEvent, context: IntegrationEventContext): Promise<void> {
     this.attempts.push([event.n, context.attempt]);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await new Promise((resolve) => setTimeout(resolve, 400));
   }
 }
 

@@ -173,27 +173,25 @@ export class MessageDispatcher {
     const handle = async (): Promise<void> => {
       await handler.instance.handle(event, context);
     };
-    // The clock starts when the call does: at once, or with the inbox on SQLite when its transaction's
-    // turn comes (time spent waiting for other handlers' transactions is not this handler's).
+    // `timeoutMs` bounds the call; with the inbox on SQLite, where inbox transactions take turns, it
+    // bounds the wait for the turn and then, afresh, the call (waiting behind other handlers is not this
+    // one's time, but a turn that never comes must not hold the message for ever). On PostgreSQL the
+    // turn comes at once.
     let timer: NodeJS.Timeout | undefined;
     let expire: (error: Error) => void = () => undefined;
     const timedOut = new Promise<never>((_resolve, reject) => (expire = reject));
     const startClock = (): void => {
-      if (timer) return;
+      clearTimeout(timer);
       timer = setTimeout(() => {
         const error = new HandlerTimeoutError(handler.name, handler.timeoutMs);
         attemptState.abandon(error);
         expire(error);
       }, handler.timeoutMs);
     };
+    startClock();
     const call = this.correlation.run(
       { correlationId: context.correlationId ?? context.messageId, causationId: context.messageId },
-      async () => {
-        if (handler.inbox) return this.inbox.runOnce(handler.queue, context.messageId, attemptState, handle, startClock);
-        startClock();
-        await handle();
-        return true;
-      },
+      async () => (handler.inbox ? this.inbox.runOnce(handler.queue, context.messageId, attemptState, handle, startClock) : handle().then(() => true)),
     );
     try {
       return await Promise.race([call, timedOut]);

@@ -32,7 +32,7 @@ export class InboxGuard {
 
   /**
    * @param onTurn called when the transaction is about to start: at once, or on SQLite once it is this
-   *   call's turn
+   *   call's turn (the caller restarts its timeout there)
    * @returns `false` when the message was already handled (nothing ran)
    * @throws what the handler threw (the transaction rolled back, nothing recorded)
    */
@@ -47,9 +47,9 @@ export class InboxGuard {
     if (!host) throw new TransactionsNotConfiguredError('The inbox (inbox.enabled)');
     // The caller runs this in a fresh CLS context, so this is always a new transaction.
     const run = (): Promise<boolean> => {
-      // Its turn has come (at once, but on SQLite): the handler's time starts now.
-      onTurn();
+      // Given up while waiting for its turn (SQLite): nothing to start. Else the handler's time starts now.
       if (abandoned.aborted) return Promise.reject(abandoned.reason ?? new Error('The attempt was abandoned'));
+      onTurn();
       return host.withTransaction(async () => {
         const manager = host.tx as unknown as EntityManager;
         if (!(await this.database.inboxStore.record(manager, handlerKey, messageId))) return false;
