@@ -178,7 +178,8 @@ export class OutboxRelay {
     }
     // Looked at again after the release, which may have waited out its retries: a row whose lease is half
     // gone by now is left to its lease too, never published on one that may run out meanwhile.
-    const fresh = taken.filter(({ leasedAt }) => isFresh(leasedAt)).map(({ record }) => record);
+    const released = new Set(stale);
+    const fresh = taken.filter(({ record, leasedAt }) => !released.has(record.id) && isFresh(leasedAt)).map(({ record }) => record);
     if (fresh.length > 0) await this.publishAndMark(fresh, this.handoff.token);
   }
 
