@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { DataSource } from 'typeorm';
+import { DataSource, QueryRunnerAlreadyReleasedError } from 'typeorm';
 import { createInboxMigration, createOutboxMigration } from 'nestjs-integration-events';
 import { OutboxTableName } from '../libs/integration-events/src/outbox/outbox-table-name';
 import type { OutboxStore } from '../libs/integration-events/src/outbox/outbox.store';
@@ -257,6 +257,28 @@ describe.each([
 });
 
 describe('PostgreSQL prepared statements', () => {
+  it('never runs on the connection of a query runner TypeORM has released (its connection failed)', async () => {
+    const fixture = await postgresFixture(true);
+    const queryRunner = fixture.dataSource.createQueryRunner();
+    try {
+      await queryRunner.startTransaction();
+      // What TypeORM does when the connection raises an error: the runner is released (its client goes
+      // back to the pool with the error), while the transaction still looks active.
+      await (queryRunner as unknown as { releasePostgresConnection(error: Error): Promise<void> }).releasePostgresConnection(
+        new Error('terminating connection due to administrator command'),
+      );
+      expect(queryRunner.isTransactionActive).toBe(true);
+      const before = (await fixture.rows()).length;
+      await expect(
+        fixture.outbox.insert(queryRunner.manager, [{ id: randomUUID(), eventName: 'x', eventVersion: 1, payload: '{}', headers: {}, occurredAt: new Date() }]),
+      ).rejects.toBeInstanceOf(QueryRunnerAlreadyReleasedError);
+      expect((await fixture.rows()).length).toBe(before);
+    } finally {
+      await fixture.close();
+    }
+  });
+
+
   it.each([
     [true, 1],
     [false, 0],

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { type DataSource, type EntityManager, QueryFailedError, type QueryRunner } from 'typeorm';
+import { type DataSource, type EntityManager, QueryFailedError, type QueryRunner, QueryRunnerAlreadyReleasedError } from 'typeorm';
 
 /** What a statement returned: its rows and how many rows it touched. */
 export interface StatementResult<Row> {
@@ -37,6 +37,9 @@ export class PostgresStatements {
     const queryRunner = manager.queryRunner;
     if (!queryRunner) return this.onPool(sql, params);
     if (!this.prepared) return fromTypeOrm(await queryRunner.query(sql, [...params], true));
+    // TypeORM releases a query runner whose connection failed but keeps its client, which the pool may
+    // already have ended or handed to someone else: never send anything on it (as TypeORM's own query()).
+    if (queryRunner.isReleased) throw new QueryRunnerAlreadyReleasedError();
     const client = (await queryRunner.connect()) as PgQueryable;
     return this.run(client, sql, params, queryRunner);
   }
