@@ -23,6 +23,25 @@ class SecondHandler implements IIntegrationEventHandler<OrderCreatedIntegrationE
 }
 
 /**
+ * Registers a channel on the app's connection whose `held`-th setup waits until `release()`, then makes
+ * a declaration (which fails if the connection died meanwhile, as a real channel's would).
+ */
+function holdChannelSetup(app: Pick<TestingModule, 'get'>, held: number) {
+  const gate = { setups: 0, heldChannelClosed: false, release: (): void => undefined };
+  app.get(RabbitMqConnection).manage({
+    name: 'test-gate',
+    setup: async (channel) => {
+      gate.setups++;
+      if (gate.setups !== held) return;
+      channel.once('close', () => (gate.heldChannelClosed = true));
+      await new Promise<void>((resolve) => (gate.release = resolve));
+      await channel.checkExchange('amq.topic');
+    },
+  });
+  return gate;
+}
+
+/**
  * The broker as the network sees it: down at boot, connections cut, a half-dead path. Through a TCP
  * proxy, so the shared RabbitMQ is never touched.
  */
@@ -127,26 +146,15 @@ describe('broker connection failures', () => {
     await proxy.accept();
     const app = await start({ providers: [OrderCreatedRecorder] });
     // A channel whose setup the test holds open on the next connection (its first setup, on this one, passes).
-    let setups = 0;
-    let heldChannelClosed = false;
-    let release: () => void = () => undefined;
-    app.get(RabbitMqConnection).manage({
-      name: 'test-gate',
-      setup: async (channel) => {
-        setups++;
-        if (setups !== 2) return;
-        channel.once('close', () => (heldChannelClosed = true));
-        await new Promise<void>((resolve) => (release = resolve));
-      },
-    });
-    await eventually(() => expect(setups).toBe(1));
+    const gate = holdChannelSetup(app, 2);
+    await eventually(() => expect(gate.setups).toBe(1));
     proxy.cut();
-    await eventually(() => expect(setups).toBe(2), { timeoutMs: 10_000 });
+    await eventually(() => expect(gate.setups).toBe(2), { timeoutMs: 10_000 });
     // The reconnection is still setting up its channels when it dies too: the setup ends only after
     // the service has seen its connection close.
     proxy.cut();
-    await eventually(() => expect(heldChannelClosed).toBe(true));
-    release();
+    await eventually(() => expect(gate.heldChannelClosed).toBe(true));
+    gate.release();
 
     const [id] = await publish(app, 'after-a-cut-during-setup');
     await eventually(() => expect(app.get(OrderCreatedRecorder).received.map((r) => r.context.messageId)).toContain(id), {
@@ -168,25 +176,12 @@ describe('broker connection failures', () => {
     app.useLogger(['error']);
     apps.push(app);
     // A channel whose first setup (during boot) the test holds open while it cuts the connection.
-    let setups = 0;
-    let heldChannelClosed = false;
-    let release: () => void = () => undefined;
-    app.get(RabbitMqConnection).manage({
-      name: 'test-gate',
-      setup: async (channel) => {
-        setups++;
-        if (setups !== 1) return;
-        channel.once('close', () => (heldChannelClosed = true));
-        await new Promise<void>((resolve) => (release = resolve));
-        // A declaration on the channel the dead connection took with it: it fails ("Channel closed").
-        await channel.checkExchange('amq.topic');
-      },
-    });
+    const gate = holdChannelSetup(app, 1);
     const booting = app.init();
-    await eventually(() => expect(setups).toBe(1), { timeoutMs: 10_000 });
+    await eventually(() => expect(gate.setups).toBe(1), { timeoutMs: 10_000 });
     proxy.cut();
-    await eventually(() => expect(heldChannelClosed).toBe(true));
-    release();
+    await eventually(() => expect(gate.heldChannelClosed).toBe(true));
+    gate.release();
     // Not "refused" (BrokerConnectionError): the broker went away, so boot goes on and connects again.
     await booting;
     trackHandlerQueues(ns, app);
