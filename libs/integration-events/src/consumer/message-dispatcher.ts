@@ -175,8 +175,7 @@ export class MessageDispatcher {
     };
     // `timeoutMs` bounds the call; with the inbox on SQLite, where inbox transactions take turns, it
     // bounds the wait for the turn and then, afresh, the call (waiting behind other handlers is not this
-    // one's time, but a turn that never comes must not hold the message for ever). On PostgreSQL the
-    // turn comes at once.
+    // one's time, but a turn that never comes must not hold the message for ever).
     let timer: NodeJS.Timeout | undefined;
     let expire: (error: Error) => void = () => undefined;
     const timedOut = new Promise<never>((_resolve, reject) => (expire = reject));

@@ -31,8 +31,8 @@ export class InboxGuard {
   }
 
   /**
-   * @param onTurn called when the transaction is about to start: at once, or on SQLite once it is this
-   *   call's turn (the caller restarts its timeout there)
+   * @param onTurn on SQLite, called when this call's turn comes after waiting for the others (the caller
+   *   restarts its timeout there); on PostgreSQL there is no wait and it is not called
    * @returns `false` when the message was already handled (nothing ran)
    * @throws what the handler threw (the transaction rolled back, nothing recorded)
    */
@@ -47,9 +47,8 @@ export class InboxGuard {
     if (!host) throw new TransactionsNotConfiguredError('The inbox (inbox.enabled)');
     // The caller runs this in a fresh CLS context, so this is always a new transaction.
     const run = (): Promise<boolean> => {
-      // Given up while waiting for its turn (SQLite): nothing to start. Else the handler's time starts now.
+      // Given up while waiting for its turn (SQLite): nothing to start.
       if (abandoned.aborted) return Promise.reject(abandoned.reason ?? new Error('The attempt was abandoned'));
-      onTurn();
       return host.withTransaction(async () => {
         const manager = host.tx as unknown as EntityManager;
         if (!(await this.database.inboxStore.record(manager, handlerKey, messageId))) return false;
@@ -60,6 +59,10 @@ export class InboxGuard {
     };
     // On SQLite, transactions open at once would nest on its one connection: they take turns.
     const sqlite = this.database.sqlite;
-    return sqlite ? sqlite.exclusive(run) : run();
+    if (!sqlite) return run();
+    return sqlite.exclusive(() => {
+      if (!abandoned.aborted) onTurn();
+      return run();
+    });
   }
 }
