@@ -4,6 +4,8 @@ import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/o
 import { eventually } from './support/eventually';
 import { startTestApp, trackHandlerQueues } from './support/test-app';
 import { TcpProxy } from './support/tcp-proxy';
+import { FatalAtReadyProxy } from './support/fatal-at-ready-proxy';
+import { CapturingLogger } from './support/capturing-logger';
 import { TestNamespace } from './support/test-namespace';
 import { TlsTerminator } from './support/tls-terminator';
 import { TEST_DATABASE_URL } from './support/services';
@@ -102,5 +104,68 @@ describe('database connection loss', () => {
     });
     expect(app.get(OutboxRelay).isRunning).toBe(true);
     await eventually(async () => expect((await ns.outboxRows()).every((r) => r.status === 'sent')).toBe(true));
+  });
+});
+
+describe('a database connection terminated as the pool hands it out', () => {
+  let ns: TestNamespace;
+  let proxy: FatalAtReadyProxy;
+  let app: TestingModule;
+  const logger = new CapturingLogger();
+
+  beforeAll(async () => {
+    ns = await TestNamespace.create();
+    proxy = await FatalAtReadyProxy.start({ host: '127.0.0.1', port: 5432 }, TEST_DATABASE_URL);
+    const url = new URL(TEST_DATABASE_URL);
+    url.port = String(proxy.port);
+    app = await Test.createTestingModule({
+      imports: [
+        TypeOrmModule.forRoot({ type: 'postgres', url: url.toString(), schema: ns.schema, extra: { max: 4, allowExitOnIdle: true } }),
+        ClsModule.forRoot({
+          global: true,
+          plugins: [new ClsPluginTransactional({ imports: [TypeOrmModule], adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }) })],
+        }),
+        // The relay polls rarely: the rows of this process reach it at their commit, without a poll.
+        IntegrationEventsModule.forRoot(testOptions(ns, { relay: { pollIntervalMs: 60_000 } })),
+      ],
+      providers: [OrderCreatedRecorder],
+    }).compile();
+    app.useLogger(logger);
+    await app.init();
+    trackHandlerQueues(ns, app);
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await proxy?.stop();
+    await ns?.cleanup();
+  });
+
+  it('does not crash the service when the FATAL comes in the same read as the ReadyForQuery, and goes on', async () => {
+    const publisher = app.get(IntegrationEventPublisher);
+    const recorder = app.get(OrderCreatedRecorder);
+    const [first] = await publisher.publish(new OrderCreatedIntegrationEvent('before-fatal'), { standalone: true });
+    await eventually(() => expect(recorder.received.map((r) => r.context.messageId)).toEqual([first]));
+    // Marked sent: the relay is done with it and the service is idle.
+    await eventually(async () => expect((await ns.outboxRows()).map((r) => r.status)).toEqual(['sent']));
+
+    const dataSource = app.get(DataSource);
+    const pool = (dataSource.driver as unknown as { master: { connect(): Promise<{ release(): void }>; idleCount: number; totalCount: number } }).master;
+    // Take all of the pool's connections, so that the next query needs a new one.
+    await eventually(() => expect(pool.idleCount).toBe(pool.totalCount));
+    const held = await Promise.all(Array.from({ length: pool.totalCount }, () => pool.connect()));
+    expect(pool.totalCount).toBe(held.length);
+    proxy.arm();
+    // node-postgres hands the new connection to TypeORM on its ReadyForQuery and reads the FATAL in the
+    // same turn, before TypeORM listens for its errors: without a listener, an uncaught exception. The
+    // connection is dead, so the query on it fails; the service stays up.
+    await expect(dataSource.query('SELECT 1')).rejects.toThrow(/not queryable/);
+    expect(proxy.terminated).toBe(1);
+    expect(logger.lines.filter((line) => line.startsWith('warn') && line.includes('terminating connection due to administrator command'))).toHaveLength(1);
+    // The pool dropped the dead connection; the next ones work, and events go through.
+    expect(pool.totalCount).toBe(held.length);
+    for (const client of held) client.release();
+    const [second] = await publisher.publish(new OrderCreatedIntegrationEvent('after-fatal'), { standalone: true });
+    await eventually(() => expect(recorder.received.map((r) => r.context.messageId)).toEqual([first, second]));
   });
 });

@@ -16,12 +16,14 @@ import { OutboxCommitSubscriber } from './outbox-commit.subscriber';
 import type { OutboxStore } from './outbox.store';
 import { OutboxTableName } from './outbox-table-name';
 import { PostgresOutboxStore } from './postgres-outbox.store';
+import { PostgresPoolGuard } from './postgres-pool-guard';
 import { PostgresStatements } from './postgres-statements';
 
 /**
  * Connects the library to the application's TypeORM DataSource: finds it by name (so `forRootAsync`
  * options can choose it), builds the outbox store on it, and hooks the commit subscriber that tells
- * the relay about committed rows.
+ * the relay about committed rows. On PostgreSQL it also guards the pool's new connections (see
+ * `PostgresPoolGuard`).
  */
 @Injectable()
 export class OutboxDatabase implements OnModuleInit {
@@ -33,6 +35,7 @@ export class OutboxDatabase implements OnModuleInit {
         inboxStore: InboxStore;
         dialect: 'postgres' | 'sqlite';
         sqlite?: SqliteConnection;
+        poolGuard?: PostgresPoolGuard;
       }
     | undefined;
   private readonly subscriber: OutboxCommitSubscriber;
@@ -83,6 +86,7 @@ export class OutboxDatabase implements OnModuleInit {
         dialect,
         store: new PostgresOutboxStore(dataSource, table, statements),
         inboxStore: new PostgresInboxStore(dataSource, inboxTable, statements),
+        poolGuard: new PostgresPoolGuard(dataSource),
       };
     } else {
       const sqlite = new SqliteConnection(dataSource);
@@ -98,8 +102,12 @@ export class OutboxDatabase implements OnModuleInit {
     dataSource.subscribers.push(this.subscriber);
   }
 
-  /** Unhooks the commit subscriber. Called once the relay has stopped (commits made while consumers drain still wake it). */
+  /**
+   * Unhooks the commit subscriber and the pool guard. Called once the relay has stopped (commits made
+   * while consumers drain still wake it).
+   */
   detach(): void {
+    this.resolved?.poolGuard?.release();
     const subscribers = this.resolved?.dataSource.subscribers;
     const index = subscribers?.indexOf(this.subscriber) ?? -1;
     if (index >= 0) subscribers!.splice(index, 1);
