@@ -8,6 +8,7 @@ import {
   DomainEventOutsideTransactionError,
   IntegrationEventConverter,
   InvalidIntegrationEventConverterError,
+  TransactionAbortedError,
   type IIntegrationEventConverter,
 } from 'nestjs-integration-events';
 import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
@@ -72,6 +73,19 @@ class OrderShippedConverter implements IIntegrationEventConverter<OrderShippedDo
   }
 }
 
+class StockReservedDomainEvent {
+  constructor(readonly orderId: string) {}
+}
+
+/** Runs a statement that fails and swallows the error: the transaction is left aborted. */
+@EventsHandler(StockReservedDomainEvent)
+class SwallowingStockHandler implements IEventHandler<StockReservedDomainEvent> {
+  constructor(private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>) {}
+  async handle(): Promise<void> {
+    await this.txHost.tx.query('SELECT 1 / 0').catch(() => undefined);
+  }
+}
+
 @Injectable()
 @IntegrationEventConverter(OrderPlacedDomainEvent)
 class ConverterWithoutConvert {}
@@ -100,6 +114,7 @@ describe('@nestjs/cqrs bridge', () => {
         PingHandler,
         PongHandler,
         OrderShippedConverter,
+        SwallowingStockHandler,
       ],
       options: { consumer: { enabled: false }, cqrs: { maxDispatchDepth: 5 } },
     });
@@ -194,6 +209,25 @@ describe('@nestjs/cqrs bridge', () => {
       }),
     ).rejects.toThrow('abort');
     expect(await outboxPayloads()).not.toContain('o-ship-rolled-back/parcel-0');
+  });
+
+  it('fails the commit when a domain-event handler left the transaction aborted: no integration event, no saga', async () => {
+    const attempt = txHost.withTransaction(async () => {
+      await txHost.tx.query(`INSERT INTO ${probe.table} (id) VALUES ($1)`, ['o-swallowed']);
+      const eventBus = app.get(EventBus);
+      eventBus.publish(new OrderPlacedDomainEvent('o-swallowed'));
+      eventBus.publish(new OrderShippedDomainEvent('o-swallowed', 1));
+      eventBus.publish(new StockReservedDomainEvent('o-swallowed'));
+    });
+    await expect(attempt).rejects.toThrow(TransactionAbortedError);
+    // The handlers ran (and wrote the outbox rows) before the commit, which failed instead of rolling back silently.
+    expect(probe.placedHandled.map((h) => h.orderId)).toEqual(['o-swallowed']);
+    expect(await orderRows('o-swallowed')).toBe(0);
+    expect(await outboxPayloads()).not.toEqual(expect.arrayContaining(['o-swallowed']));
+    await app.get(CommandBus).execute(new PlaceOrderCommand('o-after-swallowed'));
+    await eventually(() => expect(delivered()).toContain('o-after-swallowed'));
+    await eventually(() => expect(probe.warehouseNotified).toEqual(['o-after-swallowed']));
+    expect(delivered().filter((id) => id.startsWith('o-swallowed'))).toEqual([]);
   });
 
   it('follows savepoints: a rolled-back one takes its domain events with it, handled or not; a released one keeps them', async () => {

@@ -76,6 +76,27 @@ class SlowWrite implements IIntegrationEventHandler<SlowWriteIntegrationEvent> {
   }
 }
 
+@IntegrationEvent({ name: 'inbox.swallowed-failure', version: 1 })
+class SwallowedFailureIntegrationEvent {
+  constructor(readonly orderId: string) {}
+}
+
+/** Writes, then on its first attempt runs a statement that fails and swallows the error: the transaction is aborted. */
+@IntegrationEventHandler(SwallowedFailureIntegrationEvent)
+class SwallowsFailure implements IIntegrationEventHandler<SwallowedFailureIntegrationEvent> {
+  readonly attempts: number[] = [];
+  constructor(
+    private readonly ledger: Ledger,
+    private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>,
+  ) {}
+
+  async handle(event: SwallowedFailureIntegrationEvent, context: IntegrationEventContext): Promise<void> {
+    this.attempts.push(context.attempt);
+    await this.txHost.tx.query(`INSERT INTO ${this.ledger.table} (order_id, message_id) VALUES ($1, $2)`, [event.orderId, `attempt-${context.attempt}`]);
+    if (context.attempt === 1) await this.txHost.tx.query('SELECT 1 / 0').catch(() => undefined);
+  }
+}
+
 /** Touches no database: opts out of the inbox and sees every delivery. */
 @IntegrationEventHandler(OrderCreatedIntegrationEvent, { inbox: false })
 class CountDeliveries implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
@@ -95,7 +116,7 @@ describe('inbox', () => {
     ns = await TestNamespace.create();
     await (await ns.sql()).query(`CREATE TABLE "${ns.schema}".ledger (order_id text NOT NULL, message_id text NOT NULL)`);
     app = await startTestApp(ns, {
-      providers: [Ledger, TakePayment, CountDeliveries, SlowWrite],
+      providers: [Ledger, TakePayment, CountDeliveries, SlowWrite, SwallowsFailure],
       options: {
         consumer: { retry: { initialDelayMs: 20, maxDelayMs: 40 } },
         outbox: { retentionMs: 60_000 },
@@ -163,6 +184,18 @@ describe('inbox', () => {
     );
     const { rows } = await (await ns.sql()).query(`SELECT handler FROM ${ns.inboxTable} WHERE message_id = 'm-slow'`);
     expect(rows).toEqual([{ handler: `${ns.serviceName}.SlowWrite` }]);
+  });
+
+  it('fails an attempt whose handler left its transaction aborted, instead of acknowledging what a COMMIT would roll back', async () => {
+    const handler = app.get(SwallowsFailure);
+    await ns.publishRaw('inbox.swallowed-failure', body('swallowed'), { messageId: 'm-swallowed' });
+    // Attempt 1 wrote, then caught a failed statement and returned: PostgreSQL had aborted its
+    // transaction, and its COMMIT would have rolled back the write and the inbox record silently.
+    await eventually(async () => expect((await ledgerRows('swallowed')).map((r: { message_id: string }) => r.message_id)).toEqual(['attempt-2']));
+    expect(handler.attempts).toEqual([1, 2]);
+    const { rows } = await (await ns.sql()).query(`SELECT handler FROM ${ns.inboxTable} WHERE message_id = 'm-swallowed'`);
+    expect(rows).toEqual([{ handler: `${ns.serviceName}.SwallowsFailure` }]);
+    expect(await ns.queueDepth(`${ns.serviceName}.SwallowsFailure`)).toBe(0);
   });
 
   it('deletes inbox rows and sent outbox rows past their retention, in batches, and nothing else', async () => {

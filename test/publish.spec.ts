@@ -1,8 +1,8 @@
 import type { TestingModule } from '@nestjs/testing';
-import { TransactionHost } from '@nestjs-cls/transactional';
+import { Propagation, TransactionHost } from '@nestjs-cls/transactional';
 import type { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
 import { DataSource } from 'typeorm';
-import { IntegrationEventPublisher, NoActiveTransactionError } from 'nestjs-integration-events';
+import { IntegrationEventPublisher, NoActiveTransactionError, TransactionAbortedError } from 'nestjs-integration-events';
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
 import { consistently, eventually } from './support/eventually';
 import { TEST_DATABASE_URL } from './support/services';
@@ -83,6 +83,39 @@ describe('publish() in the business transaction', () => {
     const db = await ns.sql();
     const { rows } = await db.query(`SELECT payload FROM ${ns.outboxTable}`);
     expect(rows.map((r: { payload: string }) => JSON.parse(r.payload).orderId)).not.toContain('o-rollback');
+  });
+
+  it('fails the commit of a transaction PostgreSQL aborted (a failed statement caught), and delivers nothing of it', async () => {
+    const probe = await ns.probe('ordering.order-created');
+    // The statement after the publish fails; the caller catches the error and returns normally. The
+    // transaction is aborted, so PostgreSQL would answer its COMMIT with a ROLLBACK, and no error.
+    const attempt = txHost.withTransaction(async () => {
+      await insertOrder('o-aborted');
+      const [id] = await publisher.publish(new OrderCreatedIntegrationEvent('o-aborted'));
+      await insertOrder('o-aborted').catch(() => undefined); // a duplicate key, swallowed
+      return id;
+    });
+    await expect(attempt).rejects.toThrow(TransactionAbortedError);
+    await expect(attempt).rejects.toThrow(/aborted the transaction after one of its statements failed/);
+
+    await txHost.withTransaction(() => publisher.publish(new OrderCreatedIntegrationEvent('o-after-aborted')));
+    await eventually(() => expect(probe.messages.map((m) => JSON.parse(m.content.toString()).orderId)).toContain('o-after-aborted'));
+    await consistently(() => expect(probe.messages.map((m) => JSON.parse(m.content.toString()).orderId)).not.toContain('o-aborted'));
+    expect(recorder.received.map((r) => r.event.orderId)).not.toContain('o-aborted');
+    expect(await orderExists('o-aborted')).toBe(false);
+    const { rows } = await (await ns.sql()).query(`SELECT payload FROM ${ns.outboxTable}`);
+    expect(rows.map((r: { payload: string }) => JSON.parse(r.payload).orderId)).not.toContain('o-aborted');
+  });
+
+  it('leaves a transaction alone that undid its failed statement with a savepoint', async () => {
+    const [id] = await txHost.withTransaction(async () => {
+      await insertOrder('o-savepoint');
+      const ids = await publisher.publish(new OrderCreatedIntegrationEvent('o-savepoint'));
+      await txHost.withTransaction(Propagation.Nested, () => insertOrder('o-savepoint')).catch(() => undefined);
+      return ids;
+    });
+    await eventually(() => expect(recorder.received.map((r) => r.context.messageId)).toContain(id));
+    expect(await orderExists('o-savepoint')).toBe(true);
   });
 
   it('writes through an explicit EntityManager and its transaction', async () => {

@@ -74,3 +74,4 @@ export { InvalidIntegrationEventConverterError } from './errors/invalid-integrat
 export { NonRetryableError } from './errors/non-retryable.error';
 export { HandlerTimeoutError } from './errors/handler-timeout.error';
 export { TransportNotReadyError } from './errors/transport-not-ready.error';
+export { TransactionAbortedError } from './errors/transaction-aborted.error';

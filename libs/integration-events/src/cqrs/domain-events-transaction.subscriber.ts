@@ -1,4 +1,6 @@
 import type { EntitySubscriberInterface, TransactionCommitEvent, TransactionRollbackEvent } from 'typeorm';
+import { assertTransactionNotAborted } from '../outbox/aborted-transaction';
+import { OutboxCommitSubscriber } from '../outbox/outbox-commit.subscriber';
 import { DomainEventQueue } from './domain-event-queue';
 
 /** What the subscriber asks of the bridge at each end of a transaction. */
@@ -20,8 +22,16 @@ export class DomainEventsTransactionSubscriber implements EntitySubscriberInterf
   constructor(private readonly hooks: DomainEventTransactionHooks) {}
 
   async beforeTransactionCommit(event: TransactionCommitEvent): Promise<void> {
-    const queue = DomainEventQueue.find(event.queryRunner);
-    if (queue && queue.pending.length > 0) await this.hooks.dispatchBeforeCommit(queue);
+    const { queryRunner } = event;
+    const queue = DomainEventQueue.find(queryRunner);
+    if (!queue) return;
+    if (queue.pending.length > 0) await this.hooks.dispatchBeforeCommit(queue);
+    // A handler that caught a failed statement leaves the transaction aborted: its COMMIT would roll
+    // back silently and the stream would see events that never happened. (Checked here, after the
+    // handlers: the outbox's own check runs before them.)
+    if (OutboxCommitSubscriber.depthOf(queryRunner) === 1 && queue.dispatched.length > 0) {
+      await assertTransactionNotAborted(queryRunner, 'The transaction that raised domain events');
+    }
   }
 
   afterTransactionCommit(event: TransactionCommitEvent): void {

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import { TransactionsNotConfiguredError } from '../errors/transactions-not-configured.error';
 import { EntityManagerResolver } from '../outbox/entity-manager.resolver';
+import { assertTransactionNotAborted } from '../outbox/aborted-transaction';
 import { OutboxDatabase } from '../outbox/outbox-database';
 
 /** Tells whether the attempt was given up (its timeout passed) and why; an `AbortSignal` fits. */
@@ -54,6 +55,9 @@ export class InboxGuard {
         if (!(await this.database.inboxStore.record(manager, handlerKey, messageId))) return false;
         await call();
         if (abandoned.aborted) throw abandoned.reason ?? new Error('The attempt was abandoned');
+        // The handler caught a failed statement: committing would roll back its writes and the inbox
+        // record silently, and the message would be acknowledged as handled.
+        if (manager.queryRunner) await assertTransactionNotAborted(manager.queryRunner, "The handler's transaction");
         return true;
       });
     };

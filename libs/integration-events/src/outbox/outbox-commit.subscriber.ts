@@ -5,6 +5,7 @@ import type {
   TransactionRollbackEvent,
   TransactionStartEvent,
 } from 'typeorm';
+import { assertTransactionNotAborted } from './aborted-transaction';
 import type { ClaimedOutboxRecord } from './outbox-record';
 
 /** Key under which a transaction's query runner keeps what it wrote to the outbox. */
@@ -40,7 +41,8 @@ export interface CommittedOutboxWrites {
  * commit, which broadcasts `afterTransactionCommit`. `publish()` notes its rows on the query runner,
  * with the savepoint depth they were written at; this subscriber follows the savepoints (a rolled-back
  * savepoint drops the rows written in it, a released one folds them into its parent) and reports what
- * is left when the outermost transaction commits. A rollback reports nothing.
+ * is left when the outermost transaction commits. A rollback reports nothing, and neither does the
+ * commit of a transaction PostgreSQL had aborted: that commit fails (`TransactionAbortedError`).
  */
 export class OutboxCommitSubscriber implements EntitySubscriberInterface {
   constructor(private readonly onCommitted: (writes: CommittedOutboxWrites) => void) {}
@@ -69,6 +71,14 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
   afterTransactionStart(event: TransactionStartEvent): void {
     // A new outermost transaction: nothing from an earlier one (a failed COMMIT) may leak into it.
     if (OutboxCommitSubscriber.depthOf(event.queryRunner) === 1) delete (event.queryRunner.data as QueryRunnerData)[OUTBOX_WRITES];
+  }
+
+  async beforeTransactionCommit(event: TransactionCommitEvent): Promise<void> {
+    // Its COMMIT would be a silent ROLLBACK, and this subscriber would then hand rows that were never
+    // stored to the relay. (A savepoint's RELEASE fails on its own in an aborted transaction.)
+    const { queryRunner } = event;
+    if (OutboxCommitSubscriber.depthOf(queryRunner) !== 1 || !(queryRunner.data as QueryRunnerData)[OUTBOX_WRITES]) return;
+    await assertTransactionNotAborted(queryRunner, 'The transaction that published integration events');
   }
 
   afterTransactionCommit(event: TransactionCommitEvent): void {
