@@ -97,6 +97,30 @@ class SwallowsFailure implements IIntegrationEventHandler<SwallowedFailureIntegr
   }
 }
 
+@IntegrationEvent({ name: 'inbox.long-hold', version: 1 })
+class LongHoldIntegrationEvent {
+  constructor(readonly orderId: string) {}
+}
+
+/**
+ * Attempt 1 holds its inbox record (and so the row lock) for 1.2 s, far past its 300 ms timeout; the
+ * retries meanwhile wait on that lock, and time out too. Notes whether each call began already given up.
+ */
+@IntegrationEventHandler(LongHoldIntegrationEvent, { timeoutMs: 300 })
+class LongHold implements IIntegrationEventHandler<LongHoldIntegrationEvent> {
+  readonly calls: Array<{ attempt: number; abandonedAtStart: boolean }> = [];
+  constructor(
+    private readonly ledger: Ledger,
+    private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>,
+  ) {}
+
+  async handle(event: LongHoldIntegrationEvent, context: IntegrationEventContext): Promise<void> {
+    this.calls.push({ attempt: context.attempt, abandonedAtStart: context.signal.aborted });
+    await this.txHost.tx.query(`INSERT INTO ${this.ledger.table} (order_id, message_id) VALUES ($1, $2)`, [event.orderId, `attempt-${context.attempt}`]);
+    if (context.attempt === 1) await new Promise((resolve) => setTimeout(resolve, 1_200));
+  }
+}
+
 /** Touches no database: opts out of the inbox and sees every delivery. */
 @IntegrationEventHandler(OrderCreatedIntegrationEvent, { inbox: false })
 class CountDeliveries implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
@@ -116,7 +140,7 @@ describe('inbox', () => {
     ns = await TestNamespace.create();
     await (await ns.sql()).query(`CREATE TABLE "${ns.schema}".ledger (order_id text NOT NULL, message_id text NOT NULL)`);
     app = await startTestApp(ns, {
-      providers: [Ledger, TakePayment, CountDeliveries, SlowWrite, SwallowsFailure],
+      providers: [Ledger, TakePayment, CountDeliveries, SlowWrite, SwallowsFailure, LongHold],
       options: {
         consumer: { retry: { initialDelayMs: 20, maxDelayMs: 40 } },
         outbox: { retentionMs: 60_000 },
@@ -184,6 +208,18 @@ describe('inbox', () => {
     );
     const { rows } = await (await ns.sql()).query(`SELECT handler FROM ${ns.inboxTable} WHERE message_id = 'm-slow'`);
     expect(rows).toEqual([{ handler: `${ns.serviceName}.SlowWrite` }]);
+  });
+
+  it('never calls the handler for an attempt given up while it waited for an earlier attempt\'s inbox record', async () => {
+    const handler = app.get(LongHold);
+    await ns.publishRaw('inbox.long-hold', body('held'), { messageId: 'm-held' });
+    await eventually(async () => expect(await ledgerRows('held')).toHaveLength(1), { timeoutMs: 10_000 });
+    await consistently(async () => expect(await ledgerRows('held')).toHaveLength(1), { forMs: 300 });
+    // Attempt 1 ran and was given up; retries timed out waiting on its lock. Once it rolled back, the
+    // retries that had been given up must not run the handler (their effects elsewhere would happen).
+    expect(handler.calls[0]).toEqual({ attempt: 1, abandonedAtStart: false });
+    expect(handler.calls.filter((call) => call.abandonedAtStart)).toEqual([]);
+    expect((await ledgerRows('held')).map((r: { message_id: string }) => r.message_id)).not.toContain('attempt-1');
   });
 
   it('fails an attempt whose handler left its transaction aborted, instead of acknowledging what a COMMIT would roll back', async () => {

@@ -53,6 +53,9 @@ export class InboxGuard {
       return host.withTransaction(async () => {
         const manager = host.tx as unknown as EntityManager;
         if (!(await this.database.inboxStore.record(manager, handlerKey, messageId))) return false;
+        // Given up while the record waited for an earlier attempt's lock (PostgreSQL): the handler's
+        // effects elsewhere must not happen for an attempt already counted as failed.
+        if (abandoned.aborted) throw abandoned.reason ?? new Error('The attempt was abandoned');
         await call();
         if (abandoned.aborted) throw abandoned.reason ?? new Error('The attempt was abandoned');
         // The handler caught a failed statement: committing would roll back its writes and the inbox
