@@ -2,7 +2,7 @@ import type { TestingModule } from '@nestjs/testing';
 import { Propagation, TransactionHost } from '@nestjs-cls/transactional';
 import type { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
 import { DataSource } from 'typeorm';
-import { IntegrationEventPublisher, NoActiveTransactionError, TransactionAbortedError } from 'nestjs-integration-events';
+import { IntegrationEventPublisher, InvalidPublishOptionsError, NoActiveTransactionError, TransactionAbortedError } from 'nestjs-integration-events';
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
 import { consistently, eventually } from './support/eventually';
 import { TEST_DATABASE_URL } from './support/services';
@@ -172,6 +172,24 @@ describe('publish() in the business transaction', () => {
     } finally {
       await other.destroy();
     }
+  });
+
+  it('refuses publish options that could not be sent or read back, writing nothing', async () => {
+    const before = (await ns.outboxRows()).length;
+    const publish = (options: Parameters<IntegrationEventPublisher['publish']>[1]) =>
+      publisher.publish(new OrderCreatedIntegrationEvent('o-bad-options'), { standalone: true, ...options });
+    // Before 1970 amqplib cannot encode the timestamp property: the row would fail to publish for ever.
+    await expect(publish({ occurredAt: new Date('1969-07-20T20:17:00Z') })).rejects.toThrow(/occurredAt.*1970-01-01T00:00:00.000Z to 9999-12-31/s);
+    // A five-digit year's ISO form (+010000-…) is not what consumers accept: every one would dead-letter it.
+    await expect(publish({ occurredAt: new Date(Date.UTC(10000, 0, 1)) })).rejects.toThrow(InvalidPublishOptionsError);
+    await expect(publish({ occurredAt: new Date('not a date') })).rejects.toThrow(InvalidPublishOptionsError);
+    await expect(publish({ delay: -1 })).rejects.toThrow(InvalidPublishOptionsError);
+    await expect(publish({ delay: 10, deliverAt: new Date() })).rejects.toThrow(InvalidPublishOptionsError);
+    expect(await ns.outboxRows()).toHaveLength(before);
+    // The edges are fine.
+    await publish({ occurredAt: new Date(0) });
+    await publish({ occurredAt: new Date(Date.UTC(9999, 11, 31, 23, 59, 59, 999)) });
+    await eventually(() => expect(recorder.received.filter((r) => r.event.orderId === 'o-bad-options').map((r) => r.context.occurredAt.toISOString()).sort()).toEqual(['1970-01-01T00:00:00.000Z', '9999-12-31T23:59:59.999Z']));
   });
 
   it('writes its own durable row with { standalone: true } and delivers it', async () => {

@@ -23,6 +23,9 @@ import { serializeEvent } from './serialize-event';
  * has committed. A rolled-back transaction takes its events with it.
  */
 /** When a delayed event becomes due, from `delay` / `deliverAt`; `undefined` for "at once". */
+/** The last instant whose ISO 8601 form has a four-digit year. */
+const LATEST_OCCURRED_AT = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
 function deliveryTime(options: PublishOptions): Date | undefined {
   const { delay, deliverAt } = options;
   if (delay !== undefined && deliverAt !== undefined) {
@@ -119,6 +122,11 @@ export class IntegrationEventPublisher {
     const occurredAt = options.occurredAt ?? new Date();
     if (!(occurredAt instanceof Date) || Number.isNaN(occurredAt.getTime())) {
       throw new InvalidPublishOptionsError('occurredAt', 'pass a valid Date.');
+    }
+    // AMQP's timestamp property is unsigned (amqplib cannot encode an earlier one: the row would fail
+    // for ever), and consumers read the header as ISO 8601 with a four-digit year.
+    if (occurredAt.getTime() < 0 || occurredAt.getTime() > LATEST_OCCURRED_AT) {
+      throw new InvalidPublishOptionsError('occurredAt', 'pass a Date from 1970-01-01T00:00:00.000Z to 9999-12-31T23:59:59.999Z.');
     }
     const availableAt = deliveryTime(options);
     const ambient = this.correlation.current();

@@ -39,7 +39,8 @@ export interface PublishOptions {
   causationId?: string;
 
   /**
-   * When the event happened.
+   * When the event happened: from 1970-01-01T00:00:00.000Z to 9999-12-31T23:59:59.999Z (AMQP's
+   * `timestamp` property is unsigned; the header is ISO 8601 with a four-digit year).
    * @default now
    */
   occurredAt?: Date;
