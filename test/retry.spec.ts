@@ -139,6 +139,21 @@ describe('retries and the dead-letter queue', () => {
     expect(callsFor(id)[2]!.context.headers).toMatchObject({ 'ie-attempt': 3, 'ie-last-error': 'Error: transient' });
   });
 
+  it('retries and dead-letters a message of another publisher that names its event only by routing key', async () => {
+    // No ie-event-name header: the routing key names the event. A retry copy comes back from its wait
+    // queue with the handler's queue as routing key, so the copy must carry the name itself.
+    recorder.behaviour = (_event, context) => {
+      throw new Error(`always fails (attempt ${context.attempt})`);
+    };
+    const body = JSON.stringify({ orderId: 'no-name-header', placedAt: '2026-11-26T06:00:00.000Z' });
+    const id = (await ns.publishRaw('ordering.order-created', body, { headers: { 'ie-event-name': undefined } }))!;
+    await eventually(() => expect(deadLetters.map((d) => d.messageId)).toContain(id), { timeoutMs: 10_000 });
+    expect(callsFor(id)).toHaveLength(10);
+    const deadLetter = deadLetters.find((d) => d.messageId === id)!;
+    expect(deadLetter).toMatchObject({ reason: 'max-attempts', attempts: 10 });
+    expect(deadLetter.headers['ie-event-name']).toBe('ordering.order-created');
+  });
+
   it('waits between attempts as the policy says: 40, 80, 160, 160 ms (no jitter), never less', async () => {
     const times: number[] = [];
     recorder.behaviour = () => {

@@ -20,6 +20,8 @@ export type Disposition =
       readonly nextAttempt: number;
       readonly delayMs: number;
       readonly failure: FailureDetails;
+      /** The event's name, as decoded (from its header, or its routing key when the header is absent). */
+      readonly eventName: string;
     }
   /** Give up: move the message to the handler's dead-letter queue. */
   | {

@@ -153,7 +153,7 @@ export class MessageDispatcher {
         `Handler ${handler.name} failed message ${decoded.messageId} (attempt ${attempt} of ${policy.maxAttempts}), ` +
           `retrying in ${delayMs} ms: ${failure.name}: ${failure.message}`,
       );
-      return { action: 'retry', attempt, nextAttempt, delayMs, failure };
+      return { action: 'retry', attempt, nextAttempt, delayMs, failure, eventName: decoded.eventName };
     }
   }
 

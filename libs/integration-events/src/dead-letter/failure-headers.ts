@@ -13,6 +13,14 @@ function withoutBrokerHeaders(headers: Headers): Record<string, unknown> {
   return result;
 }
 
+/**
+ * The event's name for a copy, when the original named it only by its routing key (another publisher):
+ * a copy comes back to the handler's queue with the queue as routing key, so it must carry the name.
+ */
+function eventNameHeader(headers: Headers, eventName: string | undefined): Record<string, unknown> {
+  return headers[MessageHeaders.EventName] === undefined && eventName !== undefined ? { [MessageHeaders.EventName]: eventName } : {};
+}
+
 function firstFailureAt(headers: Headers, failedAt: Date): string {
   const earlier = headers[MessageHeaders.FirstFailureAt];
   return typeof earlier === 'string' && !Number.isNaN(Date.parse(earlier)) ? earlier : failedAt.toISOString();
@@ -22,6 +30,7 @@ function firstFailureAt(headers: Headers, failedAt: Date): string {
 export function retryCopyHeaders(headers: Headers, retry: RetryDisposition): Record<string, unknown> {
   return {
     ...withoutBrokerHeaders(headers),
+    ...eventNameHeader(headers, retry.eventName),
     [MessageHeaders.Attempt]: retry.nextAttempt,
     [MessageHeaders.FirstFailureAt]: firstFailureAt(headers, retry.failure.failedAt),
     [MessageHeaders.LastFailureAt]: retry.failure.failedAt.toISOString(),
@@ -38,6 +47,7 @@ export function deadLetterHeaders(
   const failedAt = deadLetter.failure.failedAt;
   const result: Record<string, unknown> = {
     ...withoutBrokerHeaders(headers),
+    ...eventNameHeader(headers, deadLetter.eventName),
     [MessageHeaders.DeadLetterReason]: deadLetter.reason,
     [MessageHeaders.Attempts]: deadLetter.attempts,
     [MessageHeaders.FirstFailureAt]: firstFailureAt(headers, failedAt),
