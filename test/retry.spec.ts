@@ -154,6 +154,22 @@ describe('retries and the dead-letter queue', () => {
     expect(deadLetter.headers['ie-event-name']).toBe('ordering.order-created');
   });
 
+  it('retries and dead-letters a message with the most application headers publish() allows, and long non-ASCII errors', async () => {
+    // 32 KiB of application headers (the cap), plus the failure headers of an error whose message and
+    // stack are three-byte characters: every copy must still fit amqplib's 64 KiB header table.
+    const headers = Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`h${i}`, 'v'.repeat(i === 7 ? 4_080 : 4_096)]));
+    recorder.behaviour = () => {
+      throw new Error('€'.repeat(5_000));
+    };
+    const [id] = await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('big-headers'), { standalone: true, headers });
+    await eventually(() => expect(deadLetters.map((d) => d.messageId)).toContain(id), { timeoutMs: 10_000 });
+    expect(callsFor(id!)).toHaveLength(10);
+    const deadLetter = deadLetters.find((d) => d.messageId === id)!;
+    expect(deadLetter).toMatchObject({ reason: 'max-attempts', attempts: 10 });
+    expect(deadLetter.headers.h7).toBe('v'.repeat(4_080));
+    expect(String(deadLetter.headers['ie-error-message'])).toMatch(/^€{999}…$/);
+  });
+
   it('waits between attempts as the policy says: 40, 80, 160, 160 ms (no jitter), never less', async () => {
     const times: number[] = [];
     recorder.behaviour = () => {

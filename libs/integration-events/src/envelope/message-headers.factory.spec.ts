@@ -132,6 +132,18 @@ describe('buildMessageHeaders', () => {
       expect(buildMessageHeaders(CONTRACT, headers)).toMatchObject(headers);
     });
 
+    it('accepts the numbers AMQP carries at their edges, and paired surrogates (emoji)', () => {
+      const headers = {
+        minLong: -(2 ** 63),
+        bigInteger: 2 ** 62,
+        beyondLong: 2 ** 64, // sent as a double
+        fraction: 2 ** 50 - 0.5,
+        micros: 1_790_000_000_000_000, // an integer: fine
+        emoji: 'ok \u{1F600}',
+      };
+      expect(buildMessageHeaders(CONTRACT, headers)).toMatchObject(headers);
+    });
+
     it.each<[string, unknown]>([
       ['a string over 4096 characters', 'v'.repeat(4_097)],
       ['NaN', Number.NaN],
@@ -143,11 +155,20 @@ describe('buildMessageHeaders', () => {
       ['a Date', new Date(0)],
       ['a BigInt', 1n],
       ['a Buffer', Buffer.from('x')],
+      // amqplib encodes numbers from 2^50 up as 64-bit integers: a fraction there, or below -2^63, throws.
+      ['a fraction from 2^50 up', 2 ** 50 + 0.5],
+      ['a microsecond clock reading with a fraction', 1_790_000_000_000_000.5],
+      ['an integer below -2^63', -(2 ** 64)],
+      // PostgreSQL's jsonb refuses NUL; an unpaired surrogate has no UTF-8 form.
+      ['a string with NUL', 'a\u0000b'],
+      ['a string with an unpaired high surrogate', 'a\uD83D'],
+      ['a string with an unpaired low surrogate', '\uDE00b'],
     ])('refuses %s', (_case, value) => {
       const error = headersRefusal({ tenant: value });
       expect(error.option).toBe('headers.tenant');
       expect(error.message).toBe(
-        'Invalid publish() option "headers.tenant": values are strings (at most 4096 characters), finite numbers or booleans.',
+        'Invalid publish() option "headers.tenant": values are strings (at most 4096 characters, no NUL or unpaired surrogate), ' +
+          'booleans, or numbers AMQP carries: integers from -2^63, fractions below 2^50 in magnitude.',
       );
     });
   });
@@ -156,6 +177,18 @@ describe('buildMessageHeaders', () => {
     it('accepts 32 application headers', () => {
       const headers = Object.fromEntries(Array.from({ length: 32 }, (_, i) => [`h${i}`, i]));
       expect(Object.keys(buildMessageHeaders(CONTRACT, headers))).toHaveLength(32 + 5);
+    });
+
+    it('accepts headers of up to 32 KiB in all, names included, and refuses more', () => {
+      // Seven of 4,096 ASCII characters and one of 4,080: 32,768 bytes with the names' 16.
+      const atLimit: MessageHeadersRecord = Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`h${i}`, 'v'.repeat(i === 7 ? 4_080 : 4_096)]));
+      expect(Object.keys(buildMessageHeaders(CONTRACT, atLimit))).toHaveLength(8 + 5);
+      const error = headersRefusal({ ...atLimit, h7: 'v'.repeat(4_081) });
+      expect(error.option).toBe('headers');
+      expect(error.message).toMatch(/they take 32769 bytes .*at most 32768/);
+      // Characters outside ASCII count by their UTF-8 bytes: 4,096 three-byte characters are 12 KiB.
+      const wide = Object.fromEntries(Array.from({ length: 3 }, (_, i) => [`w${i}`, '€'.repeat(4_096)]));
+      expect(headersRefusal(wide).message).toMatch(/they take 36870 bytes/);
     });
 
     it('refuses 33 application headers', () => {

@@ -5,6 +5,17 @@ import type { HeaderValue, MessageHeadersRecord } from './outgoing-message';
 const HEADER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const MAX_APPLICATION_HEADERS = 32;
 const MAX_HEADER_STRING_LENGTH = 4_096;
+/**
+ * amqplib encodes a message's header table into one 64 KiB buffer. The application's share is half of
+ * it: the rest is for the library's own headers, trace headers and, on a failure, the retry and
+ * dead-letter headers (an error message and stack of up to 5,000 characters).
+ */
+const MAX_APPLICATION_HEADER_BYTES = 32_768;
+/** Below -2^63 amqplib cannot encode an integer; from 2^50 up it encodes numbers as integers, so no fraction. */
+const MIN_HEADER_INTEGER = -(2 ** 63);
+const MAX_HEADER_FRACTION = 2 ** 50;
+/** NUL (PostgreSQL's jsonb refuses it) and unpaired surrogates (not encodable as UTF-8). */
+const UNSENDABLE_CHARACTER = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const CORRELATION_ID_PATTERN = /^[\x21-\x7e]{1,200}$/;
 
 /** What the contract headers of one message are built from. */
@@ -62,6 +73,7 @@ function validateApplicationHeaders(headers: MessageHeadersRecord | undefined): 
     throw new InvalidPublishOptionsError('headers', `pass at most ${MAX_APPLICATION_HEADERS} headers.`);
   }
   const result: MessageHeadersRecord = {};
+  let bytes = 0;
   for (const [name, value] of entries) {
     if (!HEADER_NAME_PATTERN.test(name)) {
       throw new InvalidPublishOptionsError(
@@ -80,18 +92,27 @@ function validateApplicationHeaders(headers: MessageHeadersRecord | undefined): 
     if (!isHeaderValue(value)) {
       throw new InvalidPublishOptionsError(
         `headers.${name}`,
-        `values are strings (at most ${MAX_HEADER_STRING_LENGTH} characters), finite numbers or booleans.`,
+        `values are strings (at most ${MAX_HEADER_STRING_LENGTH} characters, no NUL or unpaired surrogate), ` +
+          'booleans, or numbers AMQP carries: integers from -2^63, fractions below 2^50 in magnitude.',
       );
     }
+    bytes += name.length + (typeof value === 'string' ? Buffer.byteLength(value) : 8);
     result[name] = value;
+  }
+  if (bytes > MAX_APPLICATION_HEADER_BYTES) {
+    throw new InvalidPublishOptionsError(
+      'headers',
+      `they take ${bytes} bytes (names and values, UTF-8); at most ${MAX_APPLICATION_HEADER_BYTES} fit beside the library's own in an AMQP header table.`,
+    );
   }
   return result;
 }
 
 function isHeaderValue(value: unknown): value is HeaderValue {
-  return (
-    typeof value === 'boolean' ||
-    (typeof value === 'number' && Number.isFinite(value)) ||
-    (typeof value === 'string' && value.length <= MAX_HEADER_STRING_LENGTH)
-  );
+  if (typeof value === 'boolean') return true;
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) return false;
+    return Number.isInteger(value) ? value >= MIN_HEADER_INTEGER : Math.abs(value) < MAX_HEADER_FRACTION;
+  }
+  return typeof value === 'string' && value.length <= MAX_HEADER_STRING_LENGTH && !UNSENDABLE_CHARACTER.test(value);
 }
