@@ -152,6 +152,8 @@ describe('retries and the dead-letter queue', () => {
     const deadLetter = deadLetters.find((d) => d.messageId === id)!;
     expect(deadLetter).toMatchObject({ reason: 'max-attempts', attempts: 10 });
     expect(deadLetter.headers['ie-event-name']).toBe('ordering.order-created');
+    await eventually(async () => expect(await ns.queueDepth(`${queue()}.dlq`)).toBe(1));
+    await ns.drainQueue(`${queue()}.dlq`);
   });
 
   it('retries and dead-letters a message with the most application headers publish() allows, and long non-ASCII errors', async () => {
@@ -168,6 +170,8 @@ describe('retries and the dead-letter queue', () => {
     expect(deadLetter).toMatchObject({ reason: 'max-attempts', attempts: 10 });
     expect(deadLetter.headers.h7).toBe('v'.repeat(4_080));
     expect(String(deadLetter.headers['ie-error-message'])).toMatch(/^€{999}…$/);
+    await eventually(async () => expect(await ns.queueDepth(`${queue()}.dlq`)).toBe(1));
+    await ns.drainQueue(`${queue()}.dlq`);
   });
 
   it('waits between attempts as the policy says: 40, 80, 160, 160 ms (no jitter), never less', async () => {
