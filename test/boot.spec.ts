@@ -44,6 +44,17 @@ class RequestScopedHandler implements IIntegrationEventHandler<OrderCreatedInteg
   handle(): void {}
 }
 
+/** `maxAttempts` belongs under `retry`: at the top level it would be silently ignored. */
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { maxAttempts: 3 } as never)
+class MisplacedOptionHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  handle(): void {}
+}
+
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { prefetch: null } as never)
+class NullPrefetchHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  handle(): void {}
+}
+
 /** Wiring mistakes fail `app.init()` with an error that names the culprit and the fix. */
 describe('boot', () => {
   let ns: TestNamespace;
@@ -72,6 +83,13 @@ describe('boot', () => {
     const boot = startTestApp(ns, { providers: [FirstClaimant, SecondClaimant] });
     await expect(boot).rejects.toBeInstanceOf(DuplicateHandlerQueueError);
     await expect(boot).rejects.toThrow(/FirstClaimant and SecondClaimant both resolve to queue "shared"/);
+  });
+
+  it('refuses a handler option it does not know (a misplaced retry option), and null where a value belongs', async () => {
+    await expect(startTestApp(ns, { providers: [MisplacedOptionHandler] })).rejects.toThrow(
+      /MisplacedOptionHandler: it has an unknown option "maxAttempts"\. The handler options are queue, prefetch, .*under retry/s,
+    );
+    await expect(startTestApp(ns, { providers: [NullPrefetchHandler] })).rejects.toThrow(/NullPrefetchHandler: prefetch null is not a whole number/);
   });
 
   it('refuses a request-scoped handler', async () => {

@@ -4,7 +4,9 @@ import { IntegrationEventHandlerDiscovery } from '../decorators/integration-even
 import { findIntegrationEventMetadata } from '../decorators/integration-event-metadata';
 import { DuplicateHandlerQueueError } from '../errors/duplicate-handler-queue.error';
 import { InvalidIntegrationEventHandlerError } from '../errors/invalid-integration-event-handler.error';
+import type { IntegrationEventHandlerOptions } from '../decorators/integration-event-handler-options.interface';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
+import { orDefault } from '../util/or-default';
 import { resolveRetryPolicy, RetryPolicyOptionError } from '../retry/resolve-retry-policy';
 import type { RetryPolicy } from '../retry/retry-policy';
 import type { IIntegrationEventHandler } from '../consumer/integration-event-handler.interface';
@@ -56,7 +58,8 @@ export class IntegrationEventHandlerExplorer {
             "@IntegrationEvent({ name: '<service>.<event>', version: 1 }) to it.",
         );
       }
-      const queue = metadata.options.queue ?? `${serviceName}.${name}`;
+      const options = checkedHandlerOptions(name, metadata.options);
+      const queue = orDefault(options.queue, `${serviceName}.${name}`);
       if (!QUEUE_PATTERN.test(queue)) {
         throw new InvalidIntegrationEventHandlerError(
           name,
@@ -64,15 +67,15 @@ export class IntegrationEventHandlerExplorer {
             'not starting with "amq.".',
         );
       }
-      const prefetch = metadata.options.prefetch ?? consumer.prefetch;
+      const prefetch = orDefault(options.prefetch, consumer.prefetch);
       if (!Number.isInteger(prefetch) || prefetch < 1 || prefetch > 65_535) {
         throw new InvalidIntegrationEventHandlerError(name, `prefetch ${String(prefetch)} is not a whole number from 1 to 65535.`);
       }
-      const concurrency = metadata.options.concurrency ?? consumer.concurrency;
+      const concurrency = orDefault(options.concurrency, consumer.concurrency);
       if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 65_535) {
         throw new InvalidIntegrationEventHandlerError(name, `concurrency ${String(concurrency)} is not a whole number from 1 to 65535.`);
       }
-      const deadLetterQueue = metadata.options.deadLetterQueue ?? `${queue}.dlq`;
+      const deadLetterQueue = orDefault(options.deadLetterQueue, `${queue}.dlq`);
       if (!QUEUE_PATTERN.test(deadLetterQueue) || deadLetterQueue === queue) {
         throw new InvalidIntegrationEventHandlerError(
           name,
@@ -81,16 +84,16 @@ export class IntegrationEventHandlerExplorer {
       }
       let retryPolicy: RetryPolicy;
       try {
-        retryPolicy = resolveRetryPolicy(consumer.retry, metadata.options.retry);
+        retryPolicy = resolveRetryPolicy(consumer.retry, options.retry);
       } catch (error) {
         if (!(error instanceof RetryPolicyOptionError)) throw error;
         throw new InvalidIntegrationEventHandlerError(name, `retry.${error.field} ${JSON.stringify(error.value)}: ${error.expected}.`);
       }
-      const timeoutMs = metadata.options.timeoutMs ?? consumer.handlerTimeoutMs;
+      const timeoutMs = orDefault(options.timeoutMs, consumer.handlerTimeoutMs);
       if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 86_400_000) {
         throw new InvalidIntegrationEventHandlerError(name, `timeoutMs ${String(timeoutMs)} is not a whole number from 1 to 86400000.`);
       }
-      const inbox = metadata.options.inbox ?? inboxOptions.enabled;
+      const inbox = orDefault(options.inbox, inboxOptions.enabled);
       if (typeof inbox !== 'boolean') {
         throw new InvalidIntegrationEventHandlerError(name, `inbox ${JSON.stringify(inbox)} is not true or false.`);
       }
@@ -115,4 +118,32 @@ export class IntegrationEventHandlerExplorer {
     }
     return [...new Set(byQueue.values())];
   }
+}
+
+/** The options `@IntegrationEventHandler` takes; any other key is a mistake (a typo, an option of another level). */
+const HANDLER_OPTION_KEYS: ReadonlyArray<keyof IntegrationEventHandlerOptions> = [
+  'queue',
+  'prefetch',
+  'concurrency',
+  'retry',
+  'timeoutMs',
+  'deadLetterQueue',
+  'inbox',
+];
+
+/** Refuses handler options that are not an object, or that hold a key no handler option has. */
+function checkedHandlerOptions(name: string, options: unknown): IntegrationEventHandlerOptions {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new InvalidIntegrationEventHandlerError(name, 'its options are not an object.');
+  }
+  for (const key of Object.keys(options)) {
+    if (!(HANDLER_OPTION_KEYS as readonly string[]).includes(key)) {
+      throw new InvalidIntegrationEventHandlerError(
+        name,
+        `it has an unknown option ${JSON.stringify(key)}. The handler options are ${HANDLER_OPTION_KEYS.join(', ')}` +
+          ' (attempts and delays go under retry).',
+      );
+    }
+  }
+  return options as IntegrationEventHandlerOptions;
 }

@@ -8,7 +8,7 @@ import { resolveOptions } from './resolve-options';
 const URL_WITH_PASSWORD = 'amqp://guest:s3cret-pw@localhost:5672';
 const MINIMAL: IntegrationEventsModuleOptions = { serviceName: 'ordering', rabbitmq: { url: URL_WITH_PASSWORD } };
 
-type Sections = 'rabbitmq' | 'outbox' | 'relay' | 'consumer';
+type Sections = 'rabbitmq' | 'outbox' | 'inbox' | 'relay' | 'consumer';
 
 /** The minimal options with some fields of one section replaced; values are untyped on purpose. */
 function withSection(section: Sections, values: Record<string, unknown>): IntegrationEventsModuleOptions {
@@ -259,6 +259,19 @@ describe('resolveOptions', () => {
       ['dataSourceName empty', withTop({ dataSourceName: '' }), 'dataSourceName', '', 'give the name of a TypeORM DataSource'],
       ['dataSourceName not a string', withTop({ dataSourceName: 1 }), 'dataSourceName', 1, 'or leave it out for "default"'],
       ['transactionConnectionName not a string', withTop({ transactionConnectionName: 1 }), 'transactionConnectionName', 1, 'give the connectionName of ClsPluginTransactional'],
+      // null is a value, not "left out": refused, never quietly replaced by the default.
+      ['relay.batchSize null', withSection('relay', { batchSize: null }), 'relay.batchSize', null, 'use a whole number'],
+      ['relay.enabled null', withSection('relay', { enabled: null }), 'relay.enabled', null, 'use true or false'],
+      ['outbox.table null', withSection('outbox', { table: null }), 'outbox.table', null, 'use an SQL identifier'],
+      ['inbox.schema null', withSection('inbox', { schema: null }), 'inbox.schema', null, 'use an SQL identifier'],
+      ['consumer.queueType null', withSection('consumer', { queueType: null }), 'consumer.queueType', null, 'use "classic" or "quorum"'],
+      ['rabbitmq.exchange null', withSection('rabbitmq', { exchange: null }), 'rabbitmq.exchange', null, 'use 1-200 letters'],
+      ['rabbitmq.connectionName null', withSection('rabbitmq', { connectionName: null }), 'rabbitmq.connectionName', null, 'use a non-empty string'],
+      ['rabbitmq.socketOptions null', withSection('rabbitmq', { socketOptions: null }), 'rabbitmq.socketOptions', null, 'pass an object'],
+      ['dataSourceName null', withTop({ dataSourceName: null }), 'dataSourceName', null, 'give the name of a TypeORM DataSource'],
+      ['consumer.retry null', withSection('consumer', { retry: null }), 'consumer.retry', null, 'pass an object of retry options'],
+      ['consumer.retry.maxAttempts null', withSection('consumer', { retry: { maxAttempts: null } }), 'consumer.retry.maxAttempts', null, 'use a whole number'],
+      ['consumer.retry.retryable null', withSection('consumer', { retry: { retryable: null } }), 'consumer.retry.retryable', null, 'pass a function'],
     ];
 
     it.each(cases)('%s', (_case, options, field, value, fix) => {

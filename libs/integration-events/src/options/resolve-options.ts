@@ -7,6 +7,7 @@ import { SQL_IDENTIFIER_PATTERN } from '../outbox/outbox-table-name';
 import { DEFAULT_OPTIONS } from './default-options';
 import type { IntegrationEventsModuleOptions } from './integration-events-module-options.interface';
 import type { ResolvedIntegrationEventsOptions } from './resolved-options';
+import { orDefault } from '../util/or-default';
 
 const SERVICE_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,99}$/;
 /** AMQP short strings: letters, digits, `-_.:`, and not RabbitMQ's reserved `amq.` prefix. */
@@ -103,16 +104,16 @@ export function resolveOptions(input: IntegrationEventsModuleOptions): ResolvedI
   if (schema !== undefined && (typeof schema !== 'string' || !SQL_IDENTIFIER_PATTERN.test(schema))) {
     fail('outbox.schema', schema, 'use an SQL identifier: a letter or "_", then letters, digits or "_", at most 63');
   }
-  const table = outbox.table ?? DEFAULT_OPTIONS.outbox.table;
+  const table = orDefault(outbox.table, DEFAULT_OPTIONS.outbox.table);
   if (typeof table !== 'string' || !SQL_IDENTIFIER_PATTERN.test(table)) {
     fail('outbox.table', table, 'use an SQL identifier: a letter or "_", then letters, digits or "_", at most 63');
   }
 
-  const inboxSchema = inbox.schema ?? schema;
+  const inboxSchema = orDefault(inbox.schema, schema);
   if (inboxSchema !== undefined && (typeof inboxSchema !== 'string' || !SQL_IDENTIFIER_PATTERN.test(inboxSchema))) {
     fail('inbox.schema', inboxSchema, 'use an SQL identifier: a letter or "_", then letters, digits or "_", at most 63');
   }
-  const inboxTable = inbox.table ?? DEFAULT_OPTIONS.inbox.table;
+  const inboxTable = orDefault(inbox.table, DEFAULT_OPTIONS.inbox.table);
   if (typeof inboxTable !== 'string' || !SQL_IDENTIFIER_PATTERN.test(inboxTable)) {
     fail('inbox.table', inboxTable, 'use an SQL identifier: a letter or "_", then letters, digits or "_", at most 63');
   }
@@ -139,7 +140,7 @@ export function resolveOptions(input: IntegrationEventsModuleOptions): ResolvedI
     fail('relay.retryMaxDelayMs', relayResolved.retryMaxDelayMs, 'make it at least relay.retryInitialDelayMs');
   }
 
-  const queueType = consumer.queueType ?? DEFAULT_OPTIONS.consumer.queueType;
+  const queueType = orDefault(consumer.queueType, DEFAULT_OPTIONS.consumer.queueType);
   if (queueType !== 'classic' && queueType !== 'quorum') {
     fail('consumer.queueType', queueType, 'use "classic" or "quorum"');
   }
@@ -153,7 +154,7 @@ export function resolveOptions(input: IntegrationEventsModuleOptions): ResolvedI
     );
   }
 
-  const retry = (consumer.retry ?? {}) as RetryPolicyOptions;
+  const retry = orDefault(consumer.retry, {}) as RetryPolicyOptions;
   try {
     resolveRetryPolicy(retry);
   } catch (error) {
@@ -165,7 +166,7 @@ export function resolveOptions(input: IntegrationEventsModuleOptions): ResolvedI
     fail('consumer.onDeadLetter', onDeadLetter, 'pass a function (deadLetter) => void, or leave it out');
   }
 
-  const dataSourceName = input.dataSourceName ?? DEFAULT_OPTIONS.dataSourceName;
+  const dataSourceName = orDefault(input.dataSourceName, DEFAULT_OPTIONS.dataSourceName);
   if (typeof dataSourceName !== 'string' || dataSourceName.length === 0) {
     fail('dataSourceName', dataSourceName, 'give the name of a TypeORM DataSource, or leave it out for "default"');
   }
@@ -227,13 +228,13 @@ function resolveRabbitMq(rabbitmq: Section, serviceName: string): NonNullable<Re
       'give an AMQP URL such as "amqp://user:password@localhost:5672" (or "amqps://" for TLS)',
     );
   }
-  const socketOptions = rabbitmq.socketOptions ?? {};
+  const socketOptions = orDefault(rabbitmq.socketOptions, {});
   if (!isRecord(socketOptions)) fail('rabbitmq.socketOptions', socketOptions, 'pass an object of amqplib socket options');
-  const exchange = rabbitmq.exchange ?? DEFAULT_OPTIONS.rabbitmq.exchange;
+  const exchange = orDefault(rabbitmq.exchange, DEFAULT_OPTIONS.rabbitmq.exchange);
   if (typeof exchange !== 'string' || !EXCHANGE_PATTERN.test(exchange)) {
     fail('rabbitmq.exchange', exchange, 'use 1-200 letters, digits, "-", "_", "." or ":", not starting with "amq."');
   }
-  const connectionName = rabbitmq.connectionName ?? serviceName;
+  const connectionName = orDefault(rabbitmq.connectionName, serviceName);
   if (typeof connectionName !== 'string' || connectionName.length === 0 || connectionName.length > 200) {
     fail('rabbitmq.connectionName', connectionName, 'use a non-empty string of at most 200 characters');
   }
@@ -259,7 +260,7 @@ function resolveInProcess(inProcess: Section): NonNullable<ResolvedIntegrationEv
   if (!(broker instanceof InProcessBroker)) {
     fail('inProcess.broker', typeof broker, 'pass an InProcessBroker instance (new InProcessBroker()), the same for every service of the process');
   }
-  const exchange = inProcess.exchange ?? DEFAULT_OPTIONS.inProcess.exchange;
+  const exchange = orDefault(inProcess.exchange, DEFAULT_OPTIONS.inProcess.exchange);
   if (typeof exchange !== 'string' || !EXCHANGE_PATTERN.test(exchange)) {
     fail('inProcess.exchange', exchange, 'use 1-200 letters, digits, "-", "_", "." or ":"');
   }
@@ -299,7 +300,7 @@ function integer<S extends SectionName>(
   max: number,
 ): number {
   const defaults = DEFAULT_OPTIONS[sectionName] as Record<string, unknown>;
-  const value = values[key] ?? defaults[key];
+  const value = orDefault(values[key], defaults[key]);
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
     fail(`${sectionName}.${key}`, value, `use a whole number from ${min} to ${max}`);
   }
@@ -308,7 +309,7 @@ function integer<S extends SectionName>(
 
 function boolean<S extends SectionName>(values: Section, sectionName: S, key: keyof (typeof DEFAULT_OPTIONS)[S] & string): boolean {
   const defaults = DEFAULT_OPTIONS[sectionName] as Record<string, unknown>;
-  const value = values[key] ?? defaults[key];
+  const value = orDefault(values[key], defaults[key]);
   if (typeof value !== 'boolean') fail(`${sectionName}.${key}`, value, 'use true or false');
   return value;
 }

@@ -47,7 +47,8 @@ export function resolveRetryPolicy(...layers: ReadonlyArray<RetryPolicyOptions |
   }
   const multiplier = number(merged, 'multiplier', DEFAULT_RETRY_POLICY.multiplier, 1, 100);
   const jitter = number(merged, 'jitter', DEFAULT_RETRY_POLICY.jitter, 0, 1);
-  const retryable = merged.retryable ?? (() => true);
+  // Only undefined is "left out" (a layer's undefined keeps the layer below): null is refused below.
+  const retryable = 'retryable' in merged ? merged.retryable : () => true;
   if (typeof retryable !== 'function') {
     throw new RetryPolicyOptionError('retryable', retryable, 'pass a function (error) => boolean');
   }
@@ -55,7 +56,7 @@ export function resolveRetryPolicy(...layers: ReadonlyArray<RetryPolicyOptions |
 }
 
 function integer(values: Record<string, unknown>, key: string, fallback: number, min: number, max: number): number {
-  const value = values[key] ?? fallback;
+  const value = key in values ? values[key] : fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
     throw new RetryPolicyOptionError(key, value, `use a whole number from ${min} to ${max}`);
   }
@@ -63,7 +64,7 @@ function integer(values: Record<string, unknown>, key: string, fallback: number,
 }
 
 function number(values: Record<string, unknown>, key: string, fallback: number, min: number, max: number): number {
-  const value = values[key] ?? fallback;
+  const value = key in values ? values[key] : fallback;
   if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
     throw new RetryPolicyOptionError(key, value, `use a number from ${min} to ${max}`);
   }
