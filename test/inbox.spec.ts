@@ -2,8 +2,10 @@ import { Injectable } from '@nestjs/common';
 import type { TestingModule } from '@nestjs/testing';
 import { Test } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { TransactionHost } from '@nestjs-cls/transactional';
-import type { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
+import { ClsPluginTransactional, TransactionHost } from '@nestjs-cls/transactional';
+import { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
+import { ClsModule } from 'nestjs-cls';
+import { DataSource } from 'typeorm';
 import {
   CleanupWorker,
   InboxTableMissingError,
@@ -287,6 +289,30 @@ describe('inbox at boot', () => {
       await expect(app.get(CleanupWorker).runOnce()).resolves.toEqual({ outbox: 0, inbox: 0 });
     } finally {
       await app.close();
+    }
+  });
+
+  it('fails boot when the nestjs-cls transactions run on another DataSource than the library\'s', async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        // The application's DataSource, where its nestjs-cls transactions run...
+        TypeOrmModule.forRoot({ type: 'postgres', url: TEST_DATABASE_URL, extra: { allowExitOnIdle: true } }),
+        // ...and the one the library is told to use, with its outbox and inbox.
+        TypeOrmModule.forRoot({ name: 'events', type: 'postgres', url: TEST_DATABASE_URL, schema: ns.schema, extra: { allowExitOnIdle: true } }),
+        ClsModule.forRoot({
+          global: true,
+          plugins: [new ClsPluginTransactional({ imports: [TypeOrmModule], adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }) })],
+        }),
+        IntegrationEventsModule.forRoot({ ...testOptions(ns), dataSourceName: 'events' }),
+      ],
+      providers: [InboxOnlyHandler],
+    }).compile();
+    try {
+      const boot = moduleRef.init();
+      await expect(boot).rejects.toThrow(TransactionsNotConfiguredError);
+      await expect(boot).rejects.toThrow(/on the DataSource the library uses \("events"\).*getDataSourceToken\('events'\)/s);
+    } finally {
+      await moduleRef.close();
     }
   });
 

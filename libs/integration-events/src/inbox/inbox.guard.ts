@@ -4,6 +4,7 @@ import { TransactionsNotConfiguredError } from '../errors/transactions-not-confi
 import { EntityManagerResolver } from '../outbox/entity-manager.resolver';
 import { assertTransactionNotAborted } from '../outbox/aborted-transaction';
 import { OutboxDatabase } from '../outbox/outbox-database';
+import { IntegrationEventsConfig } from '../options/integration-events.config';
 
 /** Tells whether the attempt was given up (its timeout passed) and why; an `AbortSignal` fits. */
 export interface AbandonState {
@@ -23,11 +24,22 @@ export class InboxGuard {
   constructor(
     private readonly managers: EntityManagerResolver,
     private readonly database: OutboxDatabase,
+    private readonly config: IntegrationEventsConfig,
   ) {}
 
-  /** Fails boot when the inbox cannot work: no nestjs-cls transactions, or no inbox table. */
+  /**
+   * Fails boot when the inbox cannot work: no nestjs-cls transactions, transactions on another
+   * DataSource (every handler call would fail: the inbox table is not there, publish() refuses the
+   * transaction), or no inbox table.
+   */
   async assertReady(): Promise<void> {
-    if (!this.managers.host()) throw new TransactionsNotConfiguredError('The inbox (inbox.enabled)');
+    const host = this.managers.host();
+    if (!host) throw new TransactionsNotConfiguredError('The inbox (inbox.enabled)');
+    // Outside a transaction the host gives its adapter's fallback: the DataSource's own manager.
+    const hostDataSource = (host.tx as Partial<EntityManager> | undefined)?.connection;
+    if (hostDataSource !== this.database.dataSource) {
+      throw new TransactionsNotConfiguredError('The inbox (inbox.enabled)', this.config.options.dataSourceName);
+    }
     await this.database.assertInboxTableExists();
   }
 
