@@ -143,6 +143,21 @@ describe.each([
     expect(await store.rows()).toHaveLength(0);
   });
 
+  it('writes thousands of rows from one call, in a transaction or on their own, and on their own all or none', async () => {
+    // 7,000 rows: more than one SQLite statement can carry (32,766 parameters, 10 a row).
+    const record = (id: string) => ({ id, eventName: 'x', eventVersion: 1, payload: '{}', headers: {}, occurredAt: new Date() });
+    const many = (count: number) => Array.from({ length: count }, () => record(randomUUID()));
+    await store.dataSource.transaction((manager) => store.outbox.insert(manager, many(7_000)));
+    expect(await store.rows()).toHaveLength(7_000);
+    await store.outbox.insert(store.dataSource.manager, many(7_000));
+    expect(await store.rows()).toHaveLength(14_000);
+    // On their own, a failure in the last rows (a duplicate id) leaves none of the call's rows.
+    const failing = many(7_000);
+    failing[6_999] = record(failing[0]!.id);
+    await expect(store.outbox.insert(store.dataSource.manager, failing)).rejects.toThrow();
+    expect(await store.rows()).toHaveLength(14_000);
+  });
+
   it('claims due rows oldest first with their contents, and never the same row twice while its lease runs', async () => {
     const ids = await store.insertPending(5);
     const first = await store.outbox.claim(3, 60_000, randomUUID());

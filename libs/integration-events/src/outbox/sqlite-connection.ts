@@ -4,6 +4,8 @@ import { type DataSource, QueryFailedError } from 'typeorm';
 interface SqliteDatabase {
   readonly inTransaction: boolean;
   prepare(sql: string): SqliteStatement;
+  /** better-sqlite3's wrapper: the returned function runs `fn` between BEGIN and COMMIT (ROLLBACK if it throws). */
+  transaction(fn: () => void): () => void;
 }
 
 interface SqliteStatement {
@@ -38,16 +40,29 @@ export class SqliteConnection {
   constructor(private readonly dataSource: DataSource) {}
 
   /** Runs one statement outside any transaction, once none is open; its rows (if it returns any) and changes. */
-  async run<Row>(sql: string, params: readonly unknown[] = []): Promise<{ rows: Row[]; changes: number }> {
-    // The look and the statement run in one synchronous step: nothing can begin a transaction between them.
+  run<Row>(sql: string, params: readonly unknown[] = []): Promise<{ rows: Row[]; changes: number }> {
+    return this.betweenTransactions((database) => this.execute<Row>(database, sql, params));
+  }
+
+  /** Runs `statements` in one transaction of their own (all or none), once no other is open. */
+  runAtomically(statements: ReadonlyArray<{ readonly sql: string; readonly params: readonly unknown[] }>): Promise<void> {
+    return this.betweenTransactions((database) => {
+      database.transaction(() => {
+        for (const { sql, params } of statements) this.execute(database, sql, params);
+      })();
+    });
+  }
+
+  /** Calls `work` once no transaction is open, in the same synchronous step as the look: nothing can begin one between them. */
+  private async betweenTransactions<T>(work: (database: SqliteDatabase) => T): Promise<T> {
     const database = this.database();
-    if (!database.inTransaction) return this.execute<Row>(database, sql, params);
+    if (!database.inTransaction) return work(database);
     this.waiting++;
     try {
       for (let waitMs = 1; ; waitMs = Math.min(MAX_WAIT_MS, waitMs * 2)) {
         await pause(waitMs);
         const current = this.database();
-        if (!current.inTransaction) return this.execute<Row>(current, sql, params);
+        if (!current.inTransaction) return work(current);
       }
     } finally {
       this.waiting--;

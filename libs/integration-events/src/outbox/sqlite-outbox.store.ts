@@ -5,6 +5,9 @@ import type { OutboxStore } from './outbox.store';
 import type { OutboxTableName } from './outbox-table-name';
 import { SqliteConnection } from './sqlite-connection';
 
+/** Rows per INSERT: 10 parameters each, within SQLite's 32,766 a statement. */
+const MAX_ROWS_PER_INSERT = 3_000;
+
 interface ClaimedRow {
   id: string;
   event_name: string;
@@ -39,17 +42,29 @@ export class SqliteOutboxStore implements OutboxStore {
     const now = Date.now();
     const lockedUntil = lease ? now + lease.leaseMs : null;
     const leaseToken = lease?.token ?? null;
-    const values: unknown[] = [];
-    for (const r of records) {
-      const availableAt = r.availableAt ? r.availableAt.getTime() : now;
-      values.push(r.id, r.eventName, r.eventVersion, r.payload, JSON.stringify(r.headers), r.occurredAt.toISOString(), availableAt, now, lockedUntil, leaseToken);
+    // SQLite takes at most 32,766 parameters a statement: a large publish() goes in several.
+    const statements: Array<{ sql: string; params: unknown[] }> = [];
+    for (let start = 0; start < records.length; start += MAX_ROWS_PER_INSERT) {
+      const chunk = records.slice(start, start + MAX_ROWS_PER_INSERT);
+      const params: unknown[] = [];
+      for (const r of chunk) {
+        const availableAt = r.availableAt ? r.availableAt.getTime() : now;
+        params.push(r.id, r.eventName, r.eventVersion, r.payload, JSON.stringify(r.headers), r.occurredAt.toISOString(), availableAt, now, lockedUntil, leaseToken);
+      }
+      const sql =
+        `INSERT INTO ${this.t} (id, event_name, event_version, payload, headers, occurred_at, available_at, created_at, locked_until, lease_token) VALUES ` +
+        chunk.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ');
+      statements.push({ sql, params });
     }
-    const sql =
-      `INSERT INTO ${this.t} (id, event_name, event_version, payload, headers, occurred_at, available_at, created_at, locked_until, lease_token) VALUES ` +
-      records.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ');
-    // In the caller's transaction; a standalone publish waits for a moment outside every transaction.
-    if (manager.queryRunner?.isTransactionActive) await manager.query(sql, values);
-    else await this.connection.run(sql, values);
+    // In the caller's transaction; a standalone publish waits for a moment outside every transaction,
+    // and its statements then commit together.
+    if (manager.queryRunner?.isTransactionActive) {
+      for (const { sql, params } of statements) await manager.query(sql, params);
+    } else if (statements.length === 1) {
+      await this.connection.run(statements[0]!.sql, statements[0]!.params);
+    } else {
+      await this.connection.runAtomically(statements);
+    }
   }
 
   async claim(limit: number, leaseMs: number, leaseToken: string): Promise<ClaimedOutboxRecord[]> {
