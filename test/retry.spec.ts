@@ -1,6 +1,7 @@
 import type { TestingModule } from '@nestjs/testing';
 import {
   HandlerTimeoutError,
+  IntegrationEvent,
   IntegrationEventHandler,
   IntegrationEventPublisher,
   NonRetryableError,
@@ -37,24 +38,42 @@ class PickyHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEv
   }
 }
 
+@IntegrationEvent({ name: 'retry.one-at-a-time', version: 1 })
+class OneAtATimeIntegrationEvent {
+  constructor(readonly orderId: string) {}
+}
+
+/** One call at a time, one attempt, 300 ms: every message it gets is dead-lettered at once. */
+@IntegrationEventHandler(OneAtATimeIntegrationEvent, { concurrency: 1, timeoutMs: 300, retry: { maxAttempts: 1 }, inbox: false })
+class OneAtATime implements IIntegrationEventHandler<OneAtATimeIntegrationEvent> {
+  readonly calls: string[] = [];
+  handle(event: OneAtATimeIntegrationEvent): void {
+    this.calls.push(event.orderId);
+    throw new Error('refused');
+  }
+}
+
 /** Consumer side of retries: attempts, backoff, dead-letter queue, policy per handler. */
 describe('retries and the dead-letter queue', () => {
   let ns: TestNamespace;
   let app: TestingModule;
   let recorder: OrderCreatedRecorder;
   let deadLetters: DeadLetter[];
+  /** Set by a test: the onDeadLetter hook then waits for it (a webhook that hangs). */
+  let hookHangsUntil: Promise<void> | undefined;
   const queue = () => `${ns.serviceName}.OrderCreatedRecorder`;
 
   beforeAll(async () => {
     ns = await TestNamespace.create();
     deadLetters = [];
     app = await startTestApp(ns, {
-      providers: [OrderCreatedRecorder, AuditTrail, PickyHandler],
+      providers: [OrderCreatedRecorder, AuditTrail, PickyHandler, OneAtATime],
       options: {
         consumer: {
           retry: { initialDelayMs: 40, maxDelayMs: 160, jitter: 0 },
-          onDeadLetter: (deadLetter) => {
+          onDeadLetter: async (deadLetter) => {
             deadLetters.push(deadLetter);
+            await hookHangsUntil;
           },
         },
       },
@@ -172,6 +191,24 @@ describe('retries and the dead-letter queue', () => {
     expect(String(deadLetter.headers['ie-error-message'])).toMatch(/^€{999}…$/);
     await eventually(async () => expect(await ns.queueDepth(`${queue()}.dlq`)).toBe(1));
     await ns.drainQueue(`${queue()}.dlq`);
+  });
+
+  it('bounds a hanging onDeadLetter hook by the handler\'s timeout, so the handler\'s queue goes on', async () => {
+    let release!: () => void;
+    hookHangsUntil = new Promise<void>((resolve) => (release = resolve));
+    try {
+      const handler = app.get(OneAtATime);
+      await ns.publishRaw('retry.one-at-a-time', JSON.stringify({ orderId: 'first' }));
+      await eventually(() => expect(deadLetters.map((d) => d.eventName)).toContain('retry.one-at-a-time'));
+      // The hook hangs with the handler's only slot; the next message waits at most its 300 ms timeout.
+      await ns.publishRaw('retry.one-at-a-time', JSON.stringify({ orderId: 'second' }));
+      await eventually(() => expect(handler.calls).toEqual(['first', 'second']), { timeoutMs: 5_000 });
+      await eventually(async () => expect(await ns.queueDepth(`${ns.serviceName}.OneAtATime.dlq`)).toBe(2));
+    } finally {
+      release();
+      hookHangsUntil = undefined;
+    }
+    await ns.drainQueue(`${ns.serviceName}.OneAtATime.dlq`);
   });
 
   it('waits between attempts as the policy says: 40, 80, 160, 160 ms (no jitter), never less', async () => {

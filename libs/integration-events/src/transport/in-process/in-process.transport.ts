@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import type { Disposition } from '../../consumer/disposition';
+import { callDeadLetterHook } from '../../dead-letter/dead-letter-hook';
 import { deadLetterHeaders, retryCopyHeaders, toDeadLetter } from '../../dead-letter/failure-headers';
 import type { DiscoveredHandler } from '../../discovery/discovered-handler';
 import type { OutgoingMessage } from '../../envelope/outgoing-message';
@@ -155,11 +156,6 @@ export class InProcessTransport implements IntegrationEventTransport {
         `(${disposition.reason}, ${disposition.attempts} attempt(s)): ${disposition.failure.name}: ${disposition.failure.message}`,
     );
     const hook = this.options.consumer.onDeadLetter;
-    if (!hook) return;
-    try {
-      await hook(toDeadLetter(disposition, headers, message.content, handler));
-    } catch (error) {
-      this.logger.error(`onDeadLetter threw for message ${disposition.messageId ?? '(no id)'}: ${(error as Error).message}`);
-    }
+    if (hook) await callDeadLetterHook(hook, toDeadLetter(disposition, headers, message.content, handler), handler.timeoutMs, this.logger);
   }
 }

@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import type { ConfirmChannel, ConsumeMessage, Message, Options } from 'amqplib';
 import type { Disposition } from '../../consumer/disposition';
+import { callDeadLetterHook } from '../../dead-letter/dead-letter-hook';
 import { deadLetterHeaders, retryCopyHeaders, toDeadLetter } from '../../dead-letter/failure-headers';
 import type { DiscoveredHandler } from '../../discovery/discovered-handler';
 import type { ResolvedIntegrationEventsOptions } from '../../options/resolved-options';
@@ -218,7 +219,12 @@ export class RabbitMqConsumer {
       `Dead-lettered message ${disposition.messageId ?? '(no id)'} from ${this.handler.queue} to ${this.handler.deadLetterQueue} ` +
         `(${disposition.reason}, ${disposition.attempts} attempt(s)): ${disposition.failure.name}: ${disposition.failure.message}`,
     );
-    await this.notifyDeadLetter(toDeadLetter(disposition, deadLetteredHeaders, message.content, this.handler));
+    await callDeadLetterHook(
+      this.options.consumer.onDeadLetter,
+      toDeadLetter(disposition, deadLetteredHeaders, message.content, this.handler),
+      this.handler.timeoutMs,
+      this.logger,
+    );
   }
 
   /**
@@ -285,15 +291,6 @@ export class RabbitMqConsumer {
     }
   }
 
-  private async notifyDeadLetter(deadLetter: Parameters<NonNullable<ResolvedIntegrationEventsOptions['consumer']['onDeadLetter']>>[0]): Promise<void> {
-    const hook = this.options.consumer.onDeadLetter;
-    if (!hook) return;
-    try {
-      await hook(deadLetter);
-    } catch (error) {
-      this.logger.error(`onDeadLetter threw for message ${deadLetter.messageId ?? '(no id)'}: ${(error as Error).message}`);
-    }
-  }
 }
 
 /** A copy as the broker names it when it returns one: the queue it was sent to, and the message id. */
