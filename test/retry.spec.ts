@@ -193,6 +193,29 @@ describe('retries and the dead-letter queue', () => {
     await ns.drainQueue(`${queue()}.dlq`);
   });
 
+  it('retries and dead-letters a message whose headers leave no room for the failure headers, instead of looping', async () => {
+    // Another publisher filled the header table to the brim: the retry copy's failure headers do not fit
+    // amqplib's 64 KiB. Copies then leave the application's headers out; the message is never lost.
+    const picky = app.get(PickyHandler);
+    picky.behaviour = () => {
+      throw new Error('€'.repeat(2_000));
+    };
+    const headers = Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`h${String(i).padStart(2, '0')}`, 'v'.repeat(4_070)]));
+    const body = JSON.stringify({ orderId: 'full-headers', placedAt: '2026-11-26T06:00:00.000Z' });
+    const id = (await ns.publishRaw('ordering.order-created', body, { headers }))!;
+    await eventually(() => expect(deadLetters.map((d) => d.messageId)).toContain(id), { timeoutMs: 10_000 });
+    expect(picky.calls.filter((c) => c.messageId === id).map((c) => c.attempt)).toEqual([1, 2, 3]);
+    // From the first retry on, the copies carry the library's headers only, and say what they left out.
+    const retried = picky.calls.find((c) => c.messageId === id && c.attempt === 2)!;
+    expect(retried.headers).not.toHaveProperty('h00');
+    expect(retried.headers['ie-dropped-headers']).toBe(Object.keys(headers).join(','));
+    const deadLetter = deadLetters.find((d) => d.messageId === id)!;
+    expect(deadLetter).toMatchObject({ reason: 'max-attempts', attempts: 3 });
+    expect(deadLetter.body.toString()).toBe(body);
+    await eventually(async () => expect(await ns.queueDepth(`${ns.serviceName}.PickyHandler.dlq`)).toBe(1));
+    await ns.drainQueue(`${ns.serviceName}.PickyHandler.dlq`);
+  });
+
   it('bounds a hanging onDeadLetter hook by the handler\'s timeout, so the handler\'s queue goes on', async () => {
     let release!: () => void;
     hookHangsUntil = new Promise<void>((resolve) => (release = resolve));

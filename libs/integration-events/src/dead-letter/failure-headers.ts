@@ -21,6 +21,31 @@ function eventNameHeader(headers: Headers, eventName: string | undefined): Recor
   return headers[MessageHeaders.EventName] === undefined && eventName !== undefined ? { [MessageHeaders.EventName]: eventName } : {};
 }
 
+/**
+ * Smaller forms of a copy's headers, for a copy amqplib cannot encode: its header table takes at most
+ * 64 KiB, and another publisher's client may have sent more than that, or close to it. First the
+ * failure's stack goes and its message is cut to 200 characters; then the application's headers go
+ * too: only the library's own (`ie-*`) remain, and `ie-dropped-headers` names what was left out. The
+ * message itself (its body) is always kept: in the handler's queue again, or in its dead-letter queue.
+ */
+export function smallerCopyHeaders(headers: Headers): Array<Record<string, unknown>> {
+  const compact: Record<string, unknown> = { ...headers };
+  delete compact[MessageHeaders.ErrorStack];
+  for (const name of [MessageHeaders.ErrorMessage, MessageHeaders.LastError]) {
+    const value = compact[name];
+    if (typeof value === 'string' && value.length > 200) compact[name] = `${value.slice(0, 199)}…`;
+  }
+  const libraryOnly: Record<string, unknown> = {};
+  const dropped: string[] = [];
+  for (const [name, value] of Object.entries(compact)) {
+    if (name.toLowerCase().startsWith('ie-')) libraryOnly[name] = value;
+    else dropped.push(name);
+  }
+  const droppedList = dropped.join(',');
+  libraryOnly[MessageHeaders.DroppedHeaders] = droppedList.length > 1_000 ? `${droppedList.slice(0, 999)}…` : droppedList;
+  return [compact, libraryOnly];
+}
+
 function firstFailureAt(headers: Headers, failedAt: Date): string {
   const earlier = headers[MessageHeaders.FirstFailureAt];
   return typeof earlier === 'string' && !Number.isNaN(Date.parse(earlier)) ? earlier : failedAt.toISOString();

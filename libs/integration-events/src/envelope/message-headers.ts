@@ -49,6 +49,10 @@ export const MessageHeaders = {
   Queue: 'ie-queue',
   /** When the message was dead-lettered (ISO 8601). */
   DeadLetteredAt: 'ie-dead-lettered-at',
+
+  // Only on a retry or dead-letter copy whose headers did not fit amqplib's 64 KiB header table.
+  /** Comma-separated names of the application headers left out of the copy. */
+  DroppedHeaders: 'ie-dropped-headers',
 } as const;
 
 /** Headers describing failures: removed when a dead letter is requeued, so its attempts start afresh. */

@@ -2,7 +2,8 @@ import { Logger } from '@nestjs/common';
 import type { ConfirmChannel, ConsumeMessage, Message, Options } from 'amqplib';
 import type { Disposition } from '../../consumer/disposition';
 import { callDeadLetterHook } from '../../dead-letter/dead-letter-hook';
-import { deadLetterHeaders, retryCopyHeaders, toDeadLetter } from '../../dead-letter/failure-headers';
+import { MessageHeaders } from '../../envelope/message-headers';
+import { deadLetterHeaders, retryCopyHeaders, smallerCopyHeaders, toDeadLetter } from '../../dead-letter/failure-headers';
 import type { DiscoveredHandler } from '../../discovery/discovered-handler';
 import type { ResolvedIntegrationEventsOptions } from '../../options/resolved-options';
 import type { DispatchFunction } from '../integration-event-transport';
@@ -243,29 +244,62 @@ export class RabbitMqConsumer {
   ): Promise<boolean> {
     const { properties } = message;
     return new Promise((resolve) => {
-      try {
-        channel.sendToQueue(
-          queue,
-          message.content,
-          { ...copyProperties(properties, this.copyHeaders.fill(headers)), ...extra, mandatory: true },
-          (error) => {
-            const returned = this.takeReturned(copyKey(queue, properties.messageId));
-            if (error) this.logger.error(`Copy of message ${String(properties.messageId)} to ${queue} was not confirmed: ${String(error)}`);
-            else if (returned) {
-              this.logger.error(
-                `Copy of message ${String(properties.messageId)} to ${queue} was returned: the queue does not exist (deleted?); ` +
-                  `declaring ${this.handler.queue}'s queues again, the message comes back from its queue`,
-              );
-              this.channel?.recycle();
-            }
-            resolve(!error && !returned);
-          },
-        );
-      } catch (error) {
-        this.logger.error(`Copy of message ${String(properties.messageId)} to ${queue} failed: ${(error as Error).message}`);
-        resolve(false);
+      // A copy amqplib cannot encode (headers over its 64 KiB table) is tried again with smaller headers;
+      // giving it back to its queue instead would bring it back to the handler, failing the same way.
+      const candidates = [headers, ...smallerCopyHeaders(headers)];
+      for (const [index, candidate] of candidates.entries()) {
+        const sent = this.trySendCopy(channel, message, queue, candidate, extra, resolve);
+        if (sent === 'too-big') continue;
+        if (sent === 'sent' && index > 0) {
+          this.logger.warn(
+            `Copy of message ${String(properties.messageId)} to ${queue} did not fit amqplib's 64 KiB header table: sent ` +
+              (index === 1 ? "without the failure's stack" : `with only the library's headers (left out: ${String(candidate[MessageHeaders.DroppedHeaders])})`),
+          );
+        }
+        if (sent === 'failed') resolve(false);
+        return;
       }
+      resolve(false);
     });
+  }
+
+  /**
+   * Sends one copy: `sent`, and `resolve` then gets whether the copy is in `queue`. amqplib refuses a
+   * copy on the spot, before sending anything, when it cannot encode it (`too-big`, a RangeError) or
+   * when the channel is gone (`failed`, logged).
+   */
+  private trySendCopy(
+    channel: ConfirmChannel,
+    message: ConsumeMessage,
+    queue: string,
+    headers: Record<string, unknown>,
+    extra: Pick<Options.Publish, 'expiration'>,
+    resolve: (placed: boolean) => void,
+  ): 'sent' | 'too-big' | 'failed' {
+    const { properties } = message;
+    try {
+      channel.sendToQueue(
+        queue,
+        message.content,
+        { ...copyProperties(properties, this.copyHeaders.fill(headers)), ...extra, mandatory: true },
+        (error) => {
+          const returned = this.takeReturned(copyKey(queue, properties.messageId));
+          if (error) this.logger.error(`Copy of message ${String(properties.messageId)} to ${queue} was not confirmed: ${String(error)}`);
+          else if (returned) {
+            this.logger.error(
+              `Copy of message ${String(properties.messageId)} to ${queue} was returned: the queue does not exist (deleted?); ` +
+                `declaring ${this.handler.queue}'s queues again, the message comes back from its queue`,
+            );
+            this.channel?.recycle();
+          }
+          resolve(!error && !returned);
+        },
+      );
+      return 'sent';
+    } catch (error) {
+      this.logger.error(`Copy of message ${String(properties.messageId)} to ${queue} failed: ${(error as Error).message}`);
+      return error instanceof RangeError ? 'too-big' : 'failed';
+    }
   }
 
   private onReturnedCopy(message: Message): void {
