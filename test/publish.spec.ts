@@ -107,6 +107,35 @@ describe('publish() in the business transaction', () => {
     expect(rows.map((r: { payload: string }) => JSON.parse(r.payload).orderId)).not.toContain('o-aborted');
   });
 
+  it('tells an aborted transaction from a healthy one where node-postgres keeps no transaction status (before 8.21)', async () => {
+    const hideStatus = () => {
+      const client = (txHost.tx.queryRunner as unknown as { databaseConnection: Record<string, unknown> }).databaseConnection;
+      client.getTransactionStatus = undefined; // shadows the method on this client only
+      return () => delete client.getTransactionStatus;
+    };
+    let restore: (() => void) | undefined;
+    try {
+      await expect(
+        txHost.withTransaction(async () => {
+          restore = hideStatus();
+          await insertOrder('o-aborted-old-pg');
+          await publisher.publish(new OrderCreatedIntegrationEvent('o-aborted-old-pg'));
+          await insertOrder('o-aborted-old-pg').catch(() => undefined);
+        }),
+      ).rejects.toThrow(TransactionAbortedError);
+      restore?.();
+      const [id] = await txHost.withTransaction(async () => {
+        restore = hideStatus();
+        return publisher.publish(new OrderCreatedIntegrationEvent('o-healthy-old-pg'));
+      });
+      await eventually(() => expect(recorder.received.map((r) => r.context.messageId)).toContain(id));
+    } finally {
+      restore?.();
+    }
+    expect(recorder.received.map((r) => r.event.orderId)).not.toContain('o-aborted-old-pg');
+    expect(await orderExists('o-aborted-old-pg')).toBe(false);
+  });
+
   it('leaves a transaction alone that undid its failed statement with a savepoint', async () => {
     const [id] = await txHost.withTransaction(async () => {
       await insertOrder('o-savepoint');

@@ -1,4 +1,5 @@
 import type { QueryRunner } from 'typeorm';
+import { checkAfterDomainEvents } from '../outbox/aborted-transaction';
 import { OutboxCommitSubscriber } from '../outbox/outbox-commit.subscriber';
 
 /** A domain event published inside a transaction, with what `EventBus.publish()` was given along with it. */
@@ -35,6 +36,7 @@ export class DomainEventQueue {
     if (!queue) {
       queue = new DomainEventQueue(queryRunner);
       data[DomainEventQueue.KEY] = queue;
+      checkAfterDomainEvents(queryRunner, true);
     }
     return queue;
   }
@@ -49,6 +51,7 @@ export class DomainEventQueue {
     const data = queryRunner.data as Record<PropertyKey, unknown>;
     const queue = data[DomainEventQueue.KEY] as DomainEventQueue | undefined;
     delete data[DomainEventQueue.KEY];
+    checkAfterDomainEvents(queryRunner, false);
     return queue;
   }
 

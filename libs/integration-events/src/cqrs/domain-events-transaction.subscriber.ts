@@ -27,9 +27,9 @@ export class DomainEventsTransactionSubscriber implements EntitySubscriberInterf
     if (!queue) return;
     if (queue.pending.length > 0) await this.hooks.dispatchBeforeCommit(queue);
     // A handler that caught a failed statement leaves the transaction aborted: its COMMIT would roll
-    // back silently and the stream would see events that never happened. (Checked here, after the
-    // handlers: the outbox's own check runs before them.)
-    if (OutboxCommitSubscriber.depthOf(queryRunner) === 1 && queue.dispatched.length > 0) {
+    // back silently, the stream would see events that never happened, and the relay would get the
+    // outbox rows. Checked here, after the handlers, for the outbox too (see isCheckedAfterDomainEvents).
+    if (OutboxCommitSubscriber.depthOf(queryRunner) === 1) {
       await assertTransactionNotAborted(queryRunner, 'The transaction that raised domain events');
     }
   }

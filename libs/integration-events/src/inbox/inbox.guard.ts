@@ -36,7 +36,7 @@ export class InboxGuard {
     const host = this.managers.host();
     if (!host) throw new TransactionsNotConfiguredError('The inbox (inbox.enabled)');
     // Outside a transaction the host gives its adapter's fallback: the DataSource's own manager.
-    const hostDataSource = (host.tx as Partial<EntityManager> | undefined)?.connection;
+    const hostDataSource = (host.tx as Partial<EntityManager> | undefined)?.dataSource;
     if (hostDataSource !== this.database.dataSource) {
       throw new TransactionsNotConfiguredError('The inbox (inbox.enabled)', this.config.options.dataSourceName);
     }

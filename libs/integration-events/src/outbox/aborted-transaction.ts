@@ -3,26 +3,64 @@ import { TransactionAbortedError } from '../errors/transaction-aborted.error';
 
 /** The parts of a node-postgres client used here. */
 interface PgClientState {
-  /** The session's status from the server's last ReadyForQuery: idle, in a transaction, or in a failed one. */
+  /**
+   * The session's status from the server's last ReadyForQuery: idle, in a transaction, or in a failed
+   * one (node-postgres 8.21 on; its native client may answer `null`).
+   */
   getTransactionStatus?(): 'I' | 'T' | 'E' | null;
-  /** Whether that ReadyForQuery has come for everything sent so far (not part of node-postgres' typings). */
+  /** Whether that ReadyForQuery has come for everything sent so far (not in node-postgres' typings). */
   readyForQuery?: unknown;
   query(text: string): Promise<unknown>;
 }
 
+/** PostgreSQL's SQLSTATE for a statement sent to an aborted transaction. */
+const IN_FAILED_SQL_TRANSACTION = '25P02';
+
+/** Set on a transaction whose domain events the cqrs bridge handles at its commit: it checks after them. */
+const CHECKED_AFTER_DOMAIN_EVENTS = Symbol('nestjs-integration-events:checked-after-domain-events');
+
 /**
  * Throws `TransactionAbortedError` when `queryRunner`'s PostgreSQL transaction is aborted (a statement
  * in it failed and nothing rolled back to a savepoint since), which its `COMMIT` would silently turn
- * into a rollback. On SQLite, where a failed statement does not abort the transaction, it never throws.
+ * into a rollback. SQLite, where a failed statement does not abort the transaction, is never checked.
  *
- * node-postgres keeps the status the server sent with its last ReadyForQuery, so this usually costs no
- * round trip. But a failed statement's error reaches its caller before its ReadyForQuery does: while
- * that message is still due, a `SELECT 1` queued behind it brings it (and fails on its own if the
- * transaction is aborted, which is ignored: the status says it).
+ * node-postgres (8.21 on) keeps the status the server sent with its last ReadyForQuery, so this usually
+ * costs no round trip. But a failed statement's error reaches its caller before its ReadyForQuery does:
+ * while that message is still due, a `SELECT 1` queued behind it brings it. Without the status (an older
+ * node-postgres, its native client) the `SELECT 1` itself answers: it fails with 25P02 in an aborted
+ * transaction.
  */
 export async function assertTransactionNotAborted(queryRunner: QueryRunner, what: string): Promise<void> {
+  if (queryRunner.dataSource.options.type !== 'postgres') return;
   const client = (queryRunner as unknown as { databaseConnection?: PgClientState }).databaseConnection;
-  if (typeof client?.getTransactionStatus !== 'function') return;
-  if (client.readyForQuery !== true) await client.query('SELECT 1').catch(() => undefined);
-  if (client.getTransactionStatus() === 'E') throw new TransactionAbortedError(what);
+  if (!client) return;
+  if (typeof client.getTransactionStatus === 'function' && typeof client.readyForQuery === 'boolean') {
+    if (!client.readyForQuery) await client.query('SELECT 1').catch(() => undefined);
+    const status = client.getTransactionStatus();
+    if (status === 'E') throw new TransactionAbortedError(what);
+    if (status === 'T') return;
+  }
+  try {
+    await client.query('SELECT 1');
+  } catch (error) {
+    if ((error as { code?: unknown }).code === IN_FAILED_SQL_TRANSACTION) throw new TransactionAbortedError(what);
+    // Anything else (a connection lost) is the COMMIT's to report.
+  }
+}
+
+/** Marks `queryRunner`'s transaction as checked by the cqrs bridge once its domain-event handlers ran. */
+export function checkAfterDomainEvents(queryRunner: QueryRunner, on: boolean): void {
+  const data = queryRunner.data as Record<PropertyKey, unknown>;
+  if (on) data[CHECKED_AFTER_DOMAIN_EVENTS] = true;
+  else delete data[CHECKED_AFTER_DOMAIN_EVENTS];
+}
+
+/**
+ * Whether the cqrs bridge checks `queryRunner`'s transaction after its handlers. TypeORM runs the
+ * before-commit subscribers side by side: a check that threw while handlers still ran would roll back
+ * under them, and their later statements would run outside the transaction. So the outbox's own check
+ * leaves such transactions to the bridge's, which comes after everything they do.
+ */
+export function isCheckedAfterDomainEvents(queryRunner: QueryRunner): boolean {
+  return (queryRunner.data as Record<PropertyKey, unknown>)[CHECKED_AFTER_DOMAIN_EVENTS] === true;
 }

@@ -5,7 +5,7 @@ import type {
   TransactionRollbackEvent,
   TransactionStartEvent,
 } from 'typeorm';
-import { assertTransactionNotAborted } from './aborted-transaction';
+import { assertTransactionNotAborted, isCheckedAfterDomainEvents } from './aborted-transaction';
 import type { ClaimedOutboxRecord } from './outbox-record';
 
 /** Key under which a transaction's query runner keeps what it wrote to the outbox. */
@@ -78,6 +78,7 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
     // stored to the relay. (A savepoint's RELEASE fails on its own in an aborted transaction.)
     const { queryRunner } = event;
     if (OutboxCommitSubscriber.depthOf(queryRunner) !== 1 || !(queryRunner.data as QueryRunnerData)[OUTBOX_WRITES]) return;
+    if (isCheckedAfterDomainEvents(queryRunner)) return;
     await assertTransactionNotAborted(queryRunner, 'The transaction that published integration events');
   }
 
