@@ -271,6 +271,27 @@ describe.each([
   });
 });
 
+describe('SQLite outbox store', () => {
+  it('keeps none of a large insert that failed in the caller\'s transaction, though the caller commits', async () => {
+    // SQLite does not abort a transaction on a failed statement: without a savepoint, the statements of
+    // the insert that ran before the failing one would commit with the caller's other work.
+    const fixture = await sqliteFixture();
+    try {
+      const record = (id: string) => ({ id, eventName: 'x', eventVersion: 1, payload: '{}', headers: {}, occurredAt: new Date() });
+      const failing = Array.from({ length: 7_000 }, () => record(randomUUID()));
+      failing[6_999] = record(failing[0]!.id); // the third statement fails on a duplicate id
+      const kept = record(randomUUID());
+      await fixture.dataSource.transaction(async (manager) => {
+        await expect(fixture.outbox.insert(manager, failing)).rejects.toThrow();
+        await fixture.outbox.insert(manager, [kept]);
+      });
+      expect((await fixture.rows()).map((row) => row.id)).toEqual([kept.id]);
+    } finally {
+      await fixture.close();
+    }
+  });
+});
+
 describe('PostgreSQL prepared statements', () => {
   it('never runs on the connection of a query runner TypeORM has released (its connection failed)', async () => {
     const fixture = await postgresFixture(true);

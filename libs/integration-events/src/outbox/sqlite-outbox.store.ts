@@ -7,6 +7,8 @@ import { SqliteConnection } from './sqlite-connection';
 
 /** Rows per INSERT: 10 parameters each, within SQLite's 32,766 a statement. */
 const MAX_ROWS_PER_INSERT = 3_000;
+/** Around the statements of one large insert in the caller's transaction (TypeORM's own are `typeorm_<n>`). */
+const INSERT_SAVEPOINT = 'nestjs_ie_outbox_insert';
 
 interface ClaimedRow {
   id: string;
@@ -59,7 +61,21 @@ export class SqliteOutboxStore implements OutboxStore {
     // In the caller's transaction; a standalone publish waits for a moment outside every transaction,
     // and its statements then commit together.
     if (manager.queryRunner?.isTransactionActive) {
-      for (const { sql, params } of statements) await manager.query(sql, params);
+      if (statements.length === 1) {
+        await manager.query(statements[0]!.sql, statements[0]!.params);
+        return;
+      }
+      // A failed statement does not undo the earlier ones in a SQLite transaction: a caller that catches
+      // the error and commits would keep part of a publish() that threw. A savepoint makes it all or none.
+      await manager.query(`SAVEPOINT ${INSERT_SAVEPOINT}`);
+      try {
+        for (const { sql, params } of statements) await manager.query(sql, params);
+      } catch (error) {
+        await manager.query(`ROLLBACK TO ${INSERT_SAVEPOINT}`);
+        throw error;
+      } finally {
+        await manager.query(`RELEASE ${INSERT_SAVEPOINT}`);
+      }
     } else if (statements.length === 1) {
       await this.connection.run(statements[0]!.sql, statements[0]!.params);
     } else {
