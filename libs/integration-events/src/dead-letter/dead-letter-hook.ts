@@ -1,4 +1,5 @@
 import type { Logger } from '@nestjs/common';
+import { failureDetails } from '../consumer/failure-details';
 import type { DeadLetter } from './dead-letter.interface';
 
 /**
@@ -15,7 +16,8 @@ export async function callDeadLetterHook(
 ): Promise<void> {
   if (!hook) return;
   const id = deadLetter.messageId ?? '(no id)';
-  const failed = (error: unknown): void => logger.error(`onDeadLetter threw for message ${id}: ${error instanceof Error ? error.message : String(error)}`);
+  // failureDetails describes anything thrown without throwing itself (a rejection handled here must not become unhandled).
+  const failed = (error: unknown): void => logger.error(`onDeadLetter threw for message ${id}: ${failureDetails(error).message}`);
   let call: Promise<void>;
   try {
     call = Promise.resolve(hook(deadLetter));

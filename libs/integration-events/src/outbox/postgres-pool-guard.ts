@@ -29,7 +29,7 @@ export class PostgresPoolGuard {
   private readonly onConnect = (client: PgEventEmitter): void => {
     const onError = (error: Error): void => {
       if (client.listenerCount('error') > 1) return;
-      this.logger.warn(`A PostgreSQL connection failed while the pool was handing it over; it is discarded: ${error.message}`);
+      this.logger.warn(`A PostgreSQL connection failed while nobody listened for its errors (the pool had handed it out): ${error.message}`);
     };
     client.on('error', onError);
   };

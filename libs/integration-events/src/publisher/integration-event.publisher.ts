@@ -17,15 +17,10 @@ import { activeTraceHeaders } from '../telemetry/trace-context';
 import type { PublishOptions } from './publish-options.interface';
 import { serializeEvent } from './serialize-event';
 
-/**
- * Publishes integration events through the transactional outbox: `publish()` writes one outbox row
- * per event in the caller's transaction, and the relay sends the rows to RabbitMQ once that transaction
- * has committed. A rolled-back transaction takes its events with it.
- */
-/** When a delayed event becomes due, from `delay` / `deliverAt`; `undefined` for "at once". */
 /** The last instant whose ISO 8601 form has a four-digit year. */
 const LATEST_OCCURRED_AT = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
+/** When a delayed event becomes due, from `delay` / `deliverAt`; `undefined` for "at once". */
 function deliveryTime(options: PublishOptions): Date | undefined {
   const { delay, deliverAt } = options;
   if (delay !== undefined && deliverAt !== undefined) {
@@ -46,6 +41,11 @@ function deliveryTime(options: PublishOptions): Date | undefined {
   return undefined;
 }
 
+/**
+ * Publishes integration events through the transactional outbox: `publish()` writes one outbox row
+ * per event in the caller's transaction, and the relay sends the rows to RabbitMQ once that transaction
+ * has committed. A rolled-back transaction takes its events with it.
+ */
 @Injectable()
 export class IntegrationEventPublisher {
   constructor(
@@ -81,7 +81,7 @@ export class IntegrationEventPublisher {
     const records = this.buildRecords(list, options);
 
     const manager = this.managers.resolve(options.manager);
-    if (manager && manager.connection !== this.database.dataSource) {
+    if (manager && manager.dataSource !== this.database.dataSource) {
       throw new InvalidPublishOptionsError(
         'manager',
         'this EntityManager belongs to another DataSource than the outbox\'s (see the module\'s "dataSourceName" option).',
