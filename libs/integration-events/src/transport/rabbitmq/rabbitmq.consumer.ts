@@ -246,10 +246,14 @@ export class RabbitMqConsumer {
     return new Promise((resolve) => {
       // A copy amqplib cannot encode (headers over its 64 KiB table) is tried again with smaller headers;
       // giving it back to its queue instead would bring it back to the handler, failing the same way.
-      const candidates = [headers, ...smallerCopyHeaders(headers)];
-      for (const [index, candidate] of candidates.entries()) {
+      let candidates: Array<Record<string, unknown>> = [headers];
+      for (let index = 0; index < candidates.length; index++) {
+        const candidate = candidates[index]!;
         const sent = this.trySendCopy(channel, message, queue, candidate, extra, resolve);
-        if (sent === 'too-big') continue;
+        if (sent === 'too-big') {
+          if (index === 0) candidates = [headers, ...smallerCopyHeaders(headers)];
+          continue;
+        }
         if (sent === 'sent' && index > 0) {
           this.logger.warn(
             `Copy of message ${String(properties.messageId)} to ${queue} did not fit amqplib's 64 KiB header table: sent ` +
