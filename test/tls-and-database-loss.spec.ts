@@ -53,6 +53,32 @@ describe('amqps (TLS)', () => {
 });
 
 /** PostgreSQL restarted or unreachable: the relay and the consumers recover by themselves. */
+/** An app whose TypeORM DataSource (a pool of at most 4) reaches PostgreSQL through a proxy on `port`. */
+async function startAppThroughDatabaseProxy(
+  ns: TestNamespace,
+  port: number,
+  pollIntervalMs: number,
+  logger: Parameters<TestingModule['useLogger']>[0],
+): Promise<TestingModule> {
+  const url = new URL(TEST_DATABASE_URL);
+  url.port = String(port);
+  const app = await Test.createTestingModule({
+    imports: [
+      TypeOrmModule.forRoot({ type: 'postgres', url: url.toString(), schema: ns.schema, extra: { max: 4, allowExitOnIdle: true } }),
+      ClsModule.forRoot({
+        global: true,
+        plugins: [new ClsPluginTransactional({ imports: [TypeOrmModule], adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }) })],
+      }),
+      IntegrationEventsModule.forRoot(testOptions(ns, { relay: { pollIntervalMs } })),
+    ],
+    providers: [OrderCreatedRecorder],
+  }).compile();
+  app.useLogger(logger);
+  await app.init();
+  trackHandlerQueues(ns, app);
+  return app;
+}
+
 describe('database connection loss', () => {
   let ns: TestNamespace;
   let proxy: TcpProxy;
@@ -62,22 +88,7 @@ describe('database connection loss', () => {
     ns = await TestNamespace.create();
     proxy = await TcpProxy.create({ host: '127.0.0.1', port: 5432 });
     await proxy.accept();
-    const url = new URL(TEST_DATABASE_URL);
-    url.port = String(proxy.port);
-    app = await Test.createTestingModule({
-      imports: [
-        TypeOrmModule.forRoot({ type: 'postgres', url: url.toString(), schema: ns.schema, extra: { max: 4, allowExitOnIdle: true } }),
-        ClsModule.forRoot({
-          global: true,
-          plugins: [new ClsPluginTransactional({ imports: [TypeOrmModule], adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }) })],
-        }),
-        IntegrationEventsModule.forRoot(testOptions(ns, { relay: { pollIntervalMs: 100 } })),
-      ],
-      providers: [OrderCreatedRecorder],
-    }).compile();
-    app.useLogger(process.env.TEST_LOGS ? console : ['error']);
-    await app.init();
-    trackHandlerQueues(ns, app);
+    app = await startAppThroughDatabaseProxy(ns, proxy.port, 100, process.env.TEST_LOGS ? console : ['error']);
   });
 
   afterAll(async () => {
@@ -116,23 +127,8 @@ describe('a database connection terminated as the pool hands it out', () => {
   beforeAll(async () => {
     ns = await TestNamespace.create();
     proxy = await FatalAtReadyProxy.start({ host: '127.0.0.1', port: 5432 }, TEST_DATABASE_URL);
-    const url = new URL(TEST_DATABASE_URL);
-    url.port = String(proxy.port);
-    app = await Test.createTestingModule({
-      imports: [
-        TypeOrmModule.forRoot({ type: 'postgres', url: url.toString(), schema: ns.schema, extra: { max: 4, allowExitOnIdle: true } }),
-        ClsModule.forRoot({
-          global: true,
-          plugins: [new ClsPluginTransactional({ imports: [TypeOrmModule], adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }) })],
-        }),
-        // The relay polls rarely: the rows of this process reach it at their commit, without a poll.
-        IntegrationEventsModule.forRoot(testOptions(ns, { relay: { pollIntervalMs: 60_000 } })),
-      ],
-      providers: [OrderCreatedRecorder],
-    }).compile();
-    app.useLogger(logger);
-    await app.init();
-    trackHandlerQueues(ns, app);
+    // The relay polls rarely: the rows of this process reach it at their commit, without a poll.
+    app = await startAppThroughDatabaseProxy(ns, proxy.port, 60_000, logger);
   });
 
   afterAll(async () => {
