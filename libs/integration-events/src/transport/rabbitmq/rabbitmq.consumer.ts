@@ -246,24 +246,21 @@ export class RabbitMqConsumer {
     return new Promise((resolve) => {
       // A copy amqplib cannot encode (headers over its 64 KiB table) is tried again with smaller headers;
       // giving it back to its queue instead would bring it back to the handler, failing the same way.
-      let candidates: Array<Record<string, unknown>> = [headers];
-      for (let index = 0; index < candidates.length; index++) {
-        const candidate = candidates[index]!;
-        const sent = this.trySendCopy(channel, message, queue, candidate, extra, resolve);
-        if (sent === 'too-big') {
-          if (index === 0) candidates = [headers, ...smallerCopyHeaders(headers)];
-          continue;
+      let sent = this.trySendCopy(channel, message, queue, headers, extra, resolve);
+      if (sent === 'too-big') {
+        for (const [index, smaller] of smallerCopyHeaders(headers).entries()) {
+          sent = this.trySendCopy(channel, message, queue, smaller, extra, resolve);
+          if (sent === 'too-big') continue;
+          if (sent === 'sent') {
+            this.logger.warn(
+              `Copy of message ${String(properties.messageId)} to ${queue} did not fit amqplib's 64 KiB header table: sent ` +
+                (index === 0 ? "without the failure's stack" : `with only the library's headers (left out: ${String(smaller[MessageHeaders.DroppedHeaders])})`),
+            );
+          }
+          break;
         }
-        if (sent === 'sent' && index > 0) {
-          this.logger.warn(
-            `Copy of message ${String(properties.messageId)} to ${queue} did not fit amqplib's 64 KiB header table: sent ` +
-              (index === 1 ? "without the failure's stack" : `with only the library's headers (left out: ${String(candidate[MessageHeaders.DroppedHeaders])})`),
-          );
-        }
-        if (sent === 'failed') resolve(false);
-        return;
       }
-      resolve(false);
+      if (sent !== 'sent') resolve(false);
     });
   }
 
