@@ -1,5 +1,5 @@
 import type { QueryRunner } from 'typeorm';
-import { checkAfterDomainEvents } from '../outbox/aborted-transaction';
+import { DOMAIN_EVENT_QUEUE_KEY } from '../outbox/aborted-transaction';
 import { OutboxCommitSubscriber } from '../outbox/outbox-commit.subscriber';
 
 /** A domain event published inside a transaction, with what `EventBus.publish()` was given along with it. */
@@ -25,7 +25,7 @@ export class DomainEventQueue {
   readonly pending: QueuedDomainEvent[] = [];
   readonly dispatched: QueuedDomainEvent[] = [];
 
-  private static readonly KEY = Symbol('nestjs-integration-events:domain-events');
+  private static readonly KEY = DOMAIN_EVENT_QUEUE_KEY;
 
   private constructor(private readonly queryRunner: QueryRunner) {}
 
@@ -36,7 +36,6 @@ export class DomainEventQueue {
     if (!queue) {
       queue = new DomainEventQueue(queryRunner);
       data[DomainEventQueue.KEY] = queue;
-      checkAfterDomainEvents(queryRunner, true);
     }
     return queue;
   }
@@ -51,7 +50,6 @@ export class DomainEventQueue {
     const data = queryRunner.data as Record<PropertyKey, unknown>;
     const queue = data[DomainEventQueue.KEY] as DomainEventQueue | undefined;
     delete data[DomainEventQueue.KEY];
-    checkAfterDomainEvents(queryRunner, false);
     return queue;
   }
 

@@ -16,8 +16,11 @@ interface PgClientState {
 /** PostgreSQL's SQLSTATE for a statement sent to an aborted transaction. */
 const IN_FAILED_SQL_TRANSACTION = '25P02';
 
-/** Set on a transaction whose domain events the cqrs bridge handles at its commit: it checks after them. */
-const CHECKED_AFTER_DOMAIN_EVENTS = Symbol('nestjs-integration-events:checked-after-domain-events');
+/**
+ * Where a transaction's query runner keeps its domain events (`DomainEventQueue`, the cqrs bridge's),
+ * defined here so that the outbox can see whether the bridge will check the transaction after them.
+ */
+export const DOMAIN_EVENT_QUEUE_KEY = Symbol('nestjs-integration-events:domain-events');
 
 /**
  * Throws `TransactionAbortedError` when `queryRunner`'s PostgreSQL transaction is aborted (a statement
@@ -48,19 +51,13 @@ export async function assertTransactionNotAborted(queryRunner: QueryRunner, what
   }
 }
 
-/** Marks `queryRunner`'s transaction as checked by the cqrs bridge once its domain-event handlers ran. */
-export function checkAfterDomainEvents(queryRunner: QueryRunner, on: boolean): void {
-  const data = queryRunner.data as Record<PropertyKey, unknown>;
-  if (on) data[CHECKED_AFTER_DOMAIN_EVENTS] = true;
-  else delete data[CHECKED_AFTER_DOMAIN_EVENTS];
-}
-
 /**
- * Whether the cqrs bridge checks `queryRunner`'s transaction after its handlers. TypeORM runs the
+ * Whether the cqrs bridge checks `queryRunner`'s transaction after its handlers (it has domain events
+ * there, so the bridge's before-commit subscriber runs them, then checks). TypeORM runs the
  * before-commit subscribers side by side: a check that threw while handlers still ran would roll back
  * under them, and their later statements would run outside the transaction. So the outbox's own check
  * leaves such transactions to the bridge's, which comes after everything they do.
  */
 export function isCheckedAfterDomainEvents(queryRunner: QueryRunner): boolean {
-  return (queryRunner.data as Record<PropertyKey, unknown>)[CHECKED_AFTER_DOMAIN_EVENTS] === true;
+  return (queryRunner.data as Record<PropertyKey, unknown>)[DOMAIN_EVENT_QUEUE_KEY] !== undefined;
 }
