@@ -104,6 +104,13 @@ export interface InProcessOptions {
    * @default 'integration-events'
    */
   exchange?: string;
+  /**
+   * The longest a retry copy waits in the broker before its next attempt, whatever the handler's retry
+   * policy says (the attempts and their headers still follow the policy): a short value makes tests of
+   * failing handlers fast. The testing module sets 50.
+   * @default undefined (the policy's delay)
+   */
+  maxRetryDelayMs?: number;
 }
 
 /** Where the outbox table lives. Both names are validated as SQL identifiers, never concatenated raw. */

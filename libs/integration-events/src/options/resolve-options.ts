@@ -38,7 +38,7 @@ const KNOWN_KEYS = {
     'reconnectMaxDelayMs',
     'connectionName',
   ],
-  inProcess: ['broker', 'exchange'],
+  inProcess: ['broker', 'exchange', 'maxRetryDelayMs'],
   outbox: ['schema', 'table', 'maxPayloadBytes', 'retentionMs', 'preparedStatements'],
   inbox: ['enabled', 'schema', 'table', 'retentionMs'],
   cleanup: ['enabled', 'intervalMs', 'batchSize'],
@@ -264,7 +264,12 @@ function resolveInProcess(inProcess: Section): NonNullable<ResolvedIntegrationEv
   if (typeof exchange !== 'string' || !EXCHANGE_PATTERN.test(exchange)) {
     fail('inProcess.exchange', exchange, 'use 1-200 letters, digits, "-", "_", "." or ":"');
   }
-  return { broker, exchange };
+  // No default: left out, a retry waits what its policy says.
+  const maxRetryDelayMs = inProcess.maxRetryDelayMs;
+  if (maxRetryDelayMs !== undefined && (typeof maxRetryDelayMs !== 'number' || !Number.isInteger(maxRetryDelayMs) || maxRetryDelayMs < 0)) {
+    fail('inProcess.maxRetryDelayMs', maxRetryDelayMs, 'use a whole number of milliseconds, 0 or more, or leave it out');
+  }
+  return { broker, exchange, maxRetryDelayMs };
 }
 
 type SectionName = Exclude<keyof typeof KNOWN_KEYS, ''>;

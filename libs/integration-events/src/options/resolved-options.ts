@@ -21,7 +21,9 @@ export interface ResolvedIntegrationEventsOptions {
   }
     | undefined;
   /** Present when the transport is the in-process broker. */
-  readonly inProcess: { readonly broker: InProcessBroker; readonly exchange: string } | undefined;
+  readonly inProcess:
+    | { readonly broker: InProcessBroker; readonly exchange: string; readonly maxRetryDelayMs: number | undefined }
+    | undefined;
   readonly outbox: {
     readonly schema: string | undefined;
     readonly table: string;

@@ -1,7 +1,8 @@
-import { type DynamicModule, Module, type OnModuleDestroy } from '@nestjs/common';
+import { type DynamicModule, Module, type OnApplicationShutdown, type OnModuleDestroy } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import { IntegrationEventsModule } from '../integration-events.module';
 import type { IntegrationEventsModuleOptions } from '../options/integration-events-module-options.interface';
+import { resolveOptions } from '../options/resolve-options';
 import { OutboxDatabase } from '../outbox/outbox-database';
 import { OutboxRelay } from '../relay/outbox.relay';
 import { InProcessBroker } from '../transport/in-process/in-process-broker';
@@ -9,13 +10,28 @@ import { IntegrationEventsTestKit } from './integration-events.test-kit';
 
 /** Options of `IntegrationEventsTestingModule.forRoot()`: the module's, minus the transport. */
 export type IntegrationEventsTestingOptions = Omit<IntegrationEventsModuleOptions, 'rabbitmq' | 'inProcess'> & {
-  /** Share one broker between the services of a test so they talk to each other. @default a new one */
+  /**
+   * Share one broker between the services of a test so they talk to each other (it is then yours to
+   * close). @default a new one for each application, closed when the application closes
+   */
   broker?: InProcessBroker;
 };
 
+/** The longest a retry copy waits in the testing module's broker, whatever the handler's policy says. */
+const TESTING_MAX_RETRY_DELAY_MS = 50;
+
+/** Whether the broker was made for this application (so this module closes it). */
+const BROKER_IS_OWN = Symbol('IntegrationEventsTesting:brokerIsOwn');
+
+/** Provides the application's broker to the library's module and to the kit. */
+@Module({})
+class TestingBrokerModule {}
+
 /**
  * `IntegrationEventsModule` for tests: on an in-process broker, with short delays (relay poll 20 ms,
- * retries 10 ms doubling to 50 ms, cleanup off), and an `IntegrationEventsTestKit` to inject.
+ * each retry held at most 50 ms whatever the handler's policy says, cleanup off), and an
+ * `IntegrationEventsTestKit` to inject. Each application gets a broker of its own unless `broker` is
+ * given, so nothing one test leaves in it reaches the next.
  *
  * @example
  * ```ts
@@ -35,33 +51,41 @@ export type IntegrationEventsTestingOptions = Omit<IntegrationEventsModuleOption
  * ```
  */
 @Module({})
-export class IntegrationEventsTestingModule implements OnModuleDestroy {
+export class IntegrationEventsTestingModule implements OnModuleDestroy, OnApplicationShutdown {
   constructor(private readonly moduleRef: ModuleRef) {}
 
   static forRoot(options: IntegrationEventsTestingOptions): DynamicModule {
-    const { broker = new InProcessBroker(), ...rest } = options;
+    const { broker: sharedBroker, ...rest } = options;
     const exchange = 'integration-events';
+    const moduleOptions = (broker: InProcessBroker): IntegrationEventsModuleOptions => ({
+      ...rest,
+      inProcess: { broker, exchange, maxRetryDelayMs: TESTING_MAX_RETRY_DELAY_MS },
+      relay: { pollIntervalMs: 20, ...rest.relay },
+      consumer: { shutdownTimeoutMs: 1_000, ...rest.consumer },
+      cleanup: { enabled: false, ...rest.cleanup },
+    });
+    // A bad option fails here, where forRoot() is called, as with IntegrationEventsModule.forRoot().
+    resolveOptions(moduleOptions(sharedBroker ?? new InProcessBroker()));
+    const brokerModule: DynamicModule = {
+      module: TestingBrokerModule,
+      providers: [
+        // A factory, not a value: each application compiled from this module gets a broker of its own.
+        { provide: InProcessBroker, useFactory: () => sharedBroker ?? new InProcessBroker() },
+        { provide: BROKER_IS_OWN, useValue: sharedBroker === undefined },
+      ],
+      exports: [InProcessBroker, BROKER_IS_OWN],
+    };
     return {
       module: IntegrationEventsTestingModule,
       imports: [
-        IntegrationEventsModule.forRoot({
-          ...rest,
-          inProcess: { broker, exchange },
-          relay: { pollIntervalMs: 20, ...rest.relay },
-          consumer: {
-            shutdownTimeoutMs: 1_000,
-            ...rest.consumer,
-            retry: { initialDelayMs: 10, maxDelayMs: 50, ...rest.consumer?.retry },
-          },
-          cleanup: { enabled: false, ...rest.cleanup },
-        }),
+        brokerModule,
+        IntegrationEventsModule.forRootAsync({ imports: [brokerModule], inject: [InProcessBroker], useFactory: moduleOptions }),
       ],
       providers: [
-        { provide: InProcessBroker, useValue: broker },
         {
           provide: IntegrationEventsTestKit,
-          inject: [ModuleRef],
-          useFactory: (moduleRef: ModuleRef) =>
+          inject: [InProcessBroker, ModuleRef],
+          useFactory: (broker: InProcessBroker, moduleRef: ModuleRef) =>
             new IntegrationEventsTestKit(
               broker,
               exchange,
@@ -70,11 +94,16 @@ export class IntegrationEventsTestingModule implements OnModuleDestroy {
             ),
         },
       ],
-      exports: [IntegrationEventsTestKit, InProcessBroker],
+      exports: [IntegrationEventsTestKit, brokerModule],
     };
   }
 
   onModuleDestroy(): void {
     this.moduleRef.get(IntegrationEventsTestKit, { strict: false }).dispose();
+  }
+
+  /** After the library's shutdown (consumers stopped, relay done): a broker made for this application closes with it. */
+  onApplicationShutdown(): void {
+    if (this.moduleRef.get<boolean>(BROKER_IS_OWN, { strict: false })) this.moduleRef.get(InProcessBroker, { strict: false }).close();
   }
 }

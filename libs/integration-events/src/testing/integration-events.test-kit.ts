@@ -111,10 +111,14 @@ export class IntegrationEventsTestKit {
     let quietRounds = 0;
     for (;;) {
       this.services().relay.wake();
-      const left = await this.workLeft();
-      quietRounds = left ? 0 : quietRounds + 1;
-      if (quietRounds >= 2) return;
-      if (Date.now() > deadline) throw new DrainTimeoutError(timeoutMs, left ?? 'none');
+      const left = await this.workLeft(deadline);
+      if (left === undefined) {
+        // Idle twice in a row is done, even past the deadline: nothing was left.
+        if (++quietRounds >= 2) return;
+      } else {
+        quietRounds = 0;
+        if (Date.now() >= deadline) throw new DrainTimeoutError(timeoutMs, left);
+      }
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
   }
@@ -124,12 +128,23 @@ export class IntegrationEventsTestKit {
     this.untap();
   }
 
-  private async workLeft(): Promise<string | undefined> {
-    const { pending } = await this.services().database.store.backlog();
-    if (pending > 0) return `${pending} due outbox row(s) of ${this.serviceName}`;
+  /** What is still going on, or undefined when idle; waits past `deadline` by half a second at most. */
+  private async workLeft(deadline: number): Promise<string | undefined> {
+    // The broker first: a handler in flight keeps its transaction open, and on SQLite the outbox query
+    // waits for open transactions to end.
     if (this.broker.busy) {
       return this.broker.delayed > 0 ? `${this.broker.delayed} retry(ies) waiting in the broker` : 'messages in flight in the broker';
     }
-    return undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const outOfTime = new Promise<'out-of-time'>((resolve) => {
+      timer = setTimeout(() => resolve('out-of-time'), Math.max(500, deadline - Date.now()));
+    });
+    try {
+      const backlog = await Promise.race([this.services().database.store.backlog(), outOfTime]);
+      if (backlog === 'out-of-time') return `the count of ${this.serviceName}'s due outbox rows, which waited for an open transaction`;
+      return backlog.pending > 0 ? `${backlog.pending} due outbox row(s) of ${this.serviceName}` : undefined;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }

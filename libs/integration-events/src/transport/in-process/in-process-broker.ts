@@ -43,6 +43,7 @@ export class InProcessBroker {
     let queue = this.queues.get(name);
     if (!queue) {
       queue = new InProcessQueue(name);
+      if (this.closed) queue.close();
       this.queues.set(name, queue);
     }
     return queue;
@@ -109,11 +110,15 @@ export class InProcessBroker {
     return this.timers.size;
   }
 
-  /** Drops delayed deliveries and refuses new messages (at the end of a test or of the process). */
+  /**
+   * Drops delayed deliveries, refuses new messages and stops delivering (at the end of a test or of the
+   * process): a message a consumer gives back afterwards stays in its queue instead of coming straight back.
+   */
   close(): void {
     this.closed = true;
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
+    for (const queue of this.queues.values()) queue.close();
   }
 
   private assertOpen(): void {

@@ -27,6 +27,7 @@ export class InProcessQueue {
   private next = 0;
   private scheduled = false;
   private unackedCount = 0;
+  private closed = false;
 
   constructor(readonly name: string) {}
 
@@ -75,6 +76,11 @@ export class InProcessQueue {
     };
   }
 
+  /** Stops delivering (the broker closed): what is ready stays, nothing is handed out again. */
+  close(): void {
+    this.closed = true;
+  }
+
   /** Deliveries happen on a later tick, never inside `push()`: like a broker, never re-entrant. */
   private schedule(): void {
     if (this.scheduled) return;
@@ -86,7 +92,7 @@ export class InProcessQueue {
   }
 
   private deliver(): void {
-    while (this.ready.length > 0) {
+    while (!this.closed && this.ready.length > 0) {
       const subscriber = this.nextWithRoom();
       if (!subscriber) return;
       const message = this.ready.shift()!;

@@ -15,7 +15,8 @@ import type { InProcessDelivery } from './in-process-queue';
 interface Consumer {
   readonly handler: DiscoveredHandler;
   cancel: (() => void) | undefined;
-  readonly inFlight: Set<Promise<void>>;
+  /** Each call in progress, with its delivery (returned to the queue if shutdown gives up on the call). */
+  readonly inFlight: Map<Promise<void>, InProcessDelivery>;
   readonly abort: AbortController;
   stopping: boolean;
 }
@@ -49,7 +50,7 @@ export class InProcessTransport implements IntegrationEventTransport {
     for (const handler of handlers) {
       this.broker.bind(this.exchange, handler.event.name, handler.queue);
       this.broker.queue(handler.deadLetterQueue);
-      const consumer: Consumer = { handler, cancel: undefined, inFlight: new Set(), abort: new AbortController(), stopping: false };
+      const consumer: Consumer = { handler, cancel: undefined, inFlight: new Map(), abort: new AbortController(), stopping: false };
       consumer.cancel = this.broker
         .queue(handler.queue)
         // In process a delivery costs no round trip: holding more than the calls that can run buys nothing.
@@ -100,8 +101,11 @@ export class InProcessTransport implements IntegrationEventTransport {
         if (consumer.inFlight.size === 0) return;
         let timer: NodeJS.Timeout | undefined;
         const timedOut = new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)));
-        await Promise.race([Promise.allSettled([...consumer.inFlight]), timedOut]);
+        await Promise.race([Promise.allSettled([...consumer.inFlight.keys()]), timedOut]);
         clearTimeout(timer);
+        // As RabbitMQ does when a channel closes: the calls still running lose their messages to the
+        // queue, for another instance (or the next start); a late settle is then a no-op.
+        for (const delivery of consumer.inFlight.values()) delivery.requeue();
       }),
     );
   }
@@ -135,7 +139,7 @@ export class InProcessTransport implements IntegrationEventTransport {
         delivery.requeue();
       })
       .finally(() => consumer.inFlight.delete(work));
-    consumer.inFlight.add(work);
+    consumer.inFlight.set(work, delivery);
   }
 
   private async settle(consumer: Consumer, delivery: InProcessDelivery, disposition: Disposition): Promise<void> {
@@ -145,17 +149,20 @@ export class InProcessTransport implements IntegrationEventTransport {
     if (consumer.stopping) return delivery.requeue();
     if (disposition.action === 'retry') {
       const copy: InProcessMessage = { ...message, headers: retryCopyHeaders(message.headers, disposition), redelivered: false };
-      this.broker.sendToQueueLater(handler.queue, copy, disposition.delayMs);
+      // `inProcess.maxRetryDelayMs` shortens the wait (tests); the headers keep the policy's attempt count.
+      const cap = this.options.inProcess?.maxRetryDelayMs ?? Number.POSITIVE_INFINITY;
+      this.broker.sendToQueueLater(handler.queue, copy, Math.min(disposition.delayMs, cap));
       return delivery.ack();
     }
     const headers = deadLetterHeaders(message.headers, disposition, handler);
     this.broker.sendToQueue(handler.deadLetterQueue, { ...message, headers, redelivered: false });
-    delivery.ack();
     this.logger.warn(
       `Dead-lettered message ${disposition.messageId ?? '(no id)'} from ${handler.queue} to ${handler.deadLetterQueue} ` +
         `(${disposition.reason}, ${disposition.attempts} attempt(s)): ${disposition.failure.name}: ${disposition.failure.message}`,
     );
     const hook = this.options.consumer.onDeadLetter;
+    // The hook runs in the handler's slot, as on RabbitMQ: here the slot is the unacked delivery.
     if (hook) await callDeadLetterHook(hook, toDeadLetter(disposition, headers, message.content, handler), handler.timeoutMs, this.logger);
+    delivery.ack();
   }
 }

@@ -1,0 +1,209 @@
+/**
+ * What the testing module and its kit promise around the edges: `drain()` ends (done or timed out) even
+ * when a handler hangs, a handler's own retry policy boots and is fast, the `onDeadLetter` hook is part of
+ * the work `drain()` waits for, each application gets a broker of its own, and a call that outlives
+ * shutdown gives its message back, as on RabbitMQ. SQLite in memory and the in-process broker: the
+ * documented set-up for users' tests.
+ */
+import { Injectable, Module, type ModuleMetadata } from '@nestjs/common';
+import { Test, type TestingModule } from '@nestjs/testing';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { ClsModule } from 'nestjs-cls';
+import { ClsPluginTransactional } from '@nestjs-cls/transactional';
+import { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
+import { DataSource } from 'typeorm';
+import {
+  createInboxMigration,
+  createOutboxMigration,
+  type DeadLetter,
+  IntegrationEventHandler,
+  NonRetryableError,
+  type IIntegrationEventHandler,
+  type IntegrationEventContext,
+} from 'nestjs-integration-events';
+import {
+  DrainTimeoutError,
+  InProcessBroker,
+  IntegrationEventsTestingModule,
+  type IntegrationEventsTestingOptions,
+  IntegrationEventsTestKit,
+} from 'nestjs-integration-events/testing';
+import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
+import { eventually } from './support/eventually';
+
+/** What the handler of a test does with each event; one per application. */
+@Injectable()
+class Behaviour {
+  calls: Array<{ orderId: string; attempt: number }> = [];
+  act: (event: OrderCreatedIntegrationEvent) => Promise<void> | void = () => undefined;
+}
+
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { queue: 'shipping.order-created' })
+class OrderCreatedHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  constructor(private readonly behaviour: Behaviour) {}
+  async handle(event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): Promise<void> {
+    this.behaviour.calls.push({ orderId: event.orderId, attempt: context.attempt });
+    await this.behaviour.act(event);
+  }
+}
+
+/** The same, with a retry policy of its own that production would keep: seconds between attempts. */
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, {
+  queue: 'shipping.slow-retries',
+  retry: { maxAttempts: 3, initialDelayMs: 5_000, maxDelayMs: 60_000 },
+})
+class SlowRetriesHandler extends OrderCreatedHandler {}
+
+const persistence: ModuleMetadata['imports'] = [
+  TypeOrmModule.forRoot({ type: 'better-sqlite3', database: ':memory:', migrations: [createOutboxMigration(), createInboxMigration()], migrationsRun: true }),
+  ClsModule.forRoot({
+    global: true,
+    plugins: [new ClsPluginTransactional({ imports: [TypeOrmModule], adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }) })],
+  }),
+];
+
+describe('the testing module and kit, at the edges', () => {
+  const apps: TestingModule[] = [];
+
+  const start = async (
+    options: Partial<IntegrationEventsTestingOptions> = {},
+    handlers: ModuleMetadata['providers'] = [OrderCreatedHandler],
+  ): Promise<{ app: TestingModule; kit: IntegrationEventsTestKit; behaviour: Behaviour }> => {
+    const app = await Test.createTestingModule({
+      imports: [...persistence!, IntegrationEventsTestingModule.forRoot({ serviceName: 'shipping', ...options })],
+      providers: [Behaviour, ...handlers!],
+    }).compile();
+    app.useLogger(false);
+    await app.init();
+    apps.push(app);
+    return { app, kit: app.get(IntegrationEventsTestKit), behaviour: app.get(Behaviour) };
+  };
+
+  afterEach(async () => {
+    for (const app of apps.splice(0)) await app.close();
+  });
+
+  it('times drain() out with DrainTimeoutError while a handler hangs (the inbox transaction open on SQLite)', async () => {
+    const { kit, behaviour } = await start({ consumer: { shutdownTimeoutMs: 100 } });
+    let release!: () => void;
+    const hanging = new Promise<void>((resolve) => (release = resolve));
+    behaviour.act = () => hanging;
+    try {
+      await kit.deliver(new OrderCreatedIntegrationEvent('hangs'));
+      await eventually(() => expect(behaviour.calls).toHaveLength(1));
+      const error = await kit.drain({ timeoutMs: 300 }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(DrainTimeoutError);
+      expect((error as DrainTimeoutError).remaining).toBe('messages in flight in the broker');
+    } finally {
+      release();
+    }
+  });
+
+  it('boots a handler whose own retry policy waits seconds, and runs its attempts without the waits', async () => {
+    const { kit, behaviour } = await start({}, [SlowRetriesHandler]);
+    behaviour.act = () => {
+      throw new Error('carrier down');
+    };
+    await kit.deliver(new OrderCreatedIntegrationEvent('slow-policy'));
+    await kit.drain({ timeoutMs: 5_000 });
+
+    // The policy's three attempts, each retry held at most 50 ms instead of its 5 and 10 s.
+    expect(behaviour.calls).toEqual([1, 2, 3].map((attempt) => ({ orderId: 'slow-policy', attempt })));
+    expect(kit.broker.findQueue('shipping.slow-retries.dlq')?.depth).toBe(1);
+  });
+
+  it('counts the onDeadLetter hook as part of the work: drain() waits for it, and hooks run one per slot', async () => {
+    const hooked: string[] = [];
+    let running = 0;
+    let mostAtOnce = 0;
+    const { kit, behaviour } = await start({
+      consumer: {
+        concurrency: 1,
+        onDeadLetter: async (deadLetter: DeadLetter) => {
+          mostAtOnce = Math.max(mostAtOnce, ++running);
+          // The hook's own work (a call to an alerting service, say): long enough to be seen.
+          await new Promise((done) => setTimeout(done, 50));
+          hooked.push(deadLetter.messageId!);
+          running--;
+        },
+      },
+    });
+    behaviour.act = (event) => {
+      throw new NonRetryableError(`no carrier for ${event.orderId}`);
+    };
+    const first = await kit.deliver(new OrderCreatedIntegrationEvent('poison-1'));
+    const second = await kit.deliver(new OrderCreatedIntegrationEvent('poison-2'));
+    await kit.drain();
+
+    expect(hooked).toEqual([first, second]);
+    expect(mostAtOnce).toBe(1);
+  });
+
+  it('gives each application a broker of its own, closed with it: a retry left by one test never reaches the next', async () => {
+    // One module, two applications, as a spec file does with one module and an app per test.
+    @Module({ imports: [...persistence!, IntegrationEventsTestingModule.forRoot({ serviceName: 'shipping' })], providers: [Behaviour, OrderCreatedHandler] })
+    class AppModule {}
+    const boot = async () => {
+      const app = await Test.createTestingModule({ imports: [AppModule] }).compile();
+      app.useLogger(false);
+      await app.init();
+      apps.push(app);
+      return { app, kit: app.get(IntegrationEventsTestKit), behaviour: app.get(Behaviour) };
+    };
+
+    const first = await boot();
+    first.behaviour.act = () => {
+      throw new Error('fails in the first test');
+    };
+    await first.kit.deliver(new OrderCreatedIntegrationEvent('left-behind'));
+    await eventually(() => expect(first.kit.broker.delayed).toBe(1));
+    await first.app.close();
+    expect(first.kit.broker.delayed).toBe(0);
+
+    const second = await boot();
+    expect(second.kit.broker).not.toBe(first.kit.broker);
+    await second.kit.deliver(new OrderCreatedIntegrationEvent('own'));
+    await second.kit.drain();
+    expect(second.behaviour.calls).toEqual([{ orderId: 'own', attempt: 1 }]);
+  });
+
+  it('returns the message of a call that outlives shutdown to its queue, for another instance', async () => {
+    const broker = new InProcessBroker();
+    const leaving = await start({ broker, consumer: { shutdownTimeoutMs: 100 } });
+    let release!: () => void;
+    const hanging = new Promise<void>((resolve) => (release = resolve));
+    leaving.behaviour.act = () => hanging;
+    let closing: Promise<void> | undefined;
+    try {
+      await leaving.kit.deliver(new OrderCreatedIntegrationEvent('outlives-shutdown'));
+      await eventually(() => expect(leaving.behaviour.calls).toHaveLength(1));
+      const staying = await start({ broker });
+      // The hung call keeps its SQLite transaction, so the closing application waits for it past its
+      // consumers' stop; the message must not wait with it.
+      apps.splice(apps.indexOf(leaving.app), 1);
+      closing = leaving.app.close();
+      await eventually(() => expect(staying.behaviour.calls).toEqual([{ orderId: 'outlives-shutdown', attempt: 1 }]));
+      await staying.kit.drain();
+    } finally {
+      release();
+      await closing;
+      broker.close();
+    }
+  });
+});
+
+describe('InProcessBroker.close()', () => {
+  it('stops delivering: a message given back after it stays in its queue instead of coming straight back', async () => {
+    const broker = new InProcessBroker();
+    let deliveries = 0;
+    broker.queue('q').subscribe((delivery) => {
+      deliveries++;
+      broker.close();
+      delivery.requeue();
+    }, 1);
+    broker.sendToQueue('q', { content: Buffer.from('{}'), messageId: 'm', routingKey: 'q', headers: {}, properties: {}, redelivered: false });
+    await eventually(() => expect(broker.findQueue('q')?.depth).toBe(1));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(deliveries).toBe(1);
+  });
+});
