@@ -333,6 +333,16 @@ describe('resolveOptions', () => {
       expect(error.field).toBe('inProcess.broker');
       expect(error.expected).toContain('new InProcessBroker()');
     });
+
+    it('takes inProcess.maxRetryDelayMs as a whole number of 0 or more, and refuses anything else', () => {
+      const broker = new InProcessBroker();
+      expect(resolveOptions({ serviceName: 'ordering', inProcess: { broker, maxRetryDelayMs: 50 } }).inProcess?.maxRetryDelayMs).toBe(50);
+      expect(resolveOptions({ serviceName: 'ordering', inProcess: { broker } }).inProcess?.maxRetryDelayMs).toBeUndefined();
+      for (const bad of [-1, 1.5, '50', null]) {
+        const error = refusal({ serviceName: 'ordering', inProcess: { broker, maxRetryDelayMs: bad as number } });
+        expect(error.field).toBe('inProcess.maxRetryDelayMs');
+      }
+    });
   });
 
   describe('payload and body limits', () => {
