@@ -44,6 +44,15 @@ export function IntegrationEventHandler(
           'undefined, the event and the handler import each other: break the circular import.',
       );
     }
+    const existing = Reflect.getOwnMetadata(IntegrationEventHandlerDiscovery.KEY, target) as IntegrationEventHandlerMetadata | undefined;
+    if (existing) {
+      // Nest's metadata keeps one value per class: the second decorator would silently replace the first.
+      throw new InvalidIntegrationEventHandlerError(
+        target.name,
+        `it has two @IntegrationEventHandler decorators (${existing.event.name} and ${event.name}). A class handles ` +
+          'one event: write one handler class per event.',
+      );
+    }
     IntegrationEventHandlerDiscovery({ event, options: { ...options } })(target);
   };
 }

@@ -12,6 +12,19 @@ import type { RetryPolicy } from '../retry/retry-policy';
 import type { IIntegrationEventHandler } from '../consumer/integration-event-handler.interface';
 import type { DiscoveredHandler } from './discovered-handler';
 
+type ProviderWrapper = ReturnType<DiscoveryService['getProviders']>[number];
+
+/**
+ * The provider's class: its instance's constructor when there is an instance (a factory provider's
+ * metatype is the factory), else its metatype — what Nest's own discovery reads metadata from. Nothing
+ * for values without a class (`useValue: null`), which cannot be handlers.
+ */
+function providerClass(wrapper: ProviderWrapper): Function | undefined {
+  const instance = wrapper.instance as { constructor?: unknown } | null | undefined;
+  const cls = (instance !== null && instance !== undefined ? instance.constructor : undefined) ?? wrapper.metatype;
+  return typeof cls === 'function' ? cls : undefined;
+}
+
 /** AMQP queue names: letters, digits, `-_.:`, and not RabbitMQ's reserved `amq.` prefix. */
 const QUEUE_PATTERN = /^(?!amq\.)[A-Za-z0-9_.:-]{1,200}$/;
 
@@ -30,12 +43,19 @@ export class IntegrationEventHandlerExplorer {
   explore(): DiscoveredHandler[] {
     const { serviceName, consumer, inbox: inboxOptions } = this.config.options;
     const byQueue = new Map<string, DiscoveredHandler>();
+    // One instance under two tokens (`useExisting`) is one handler.
+    const seen = new Set<unknown>();
 
-    for (const wrapper of this.discovery.getProviders({ metadataKey: IntegrationEventHandlerDiscovery.KEY })) {
+    // Every provider, not only those indexed under the decorator's key: that index holds the decorated
+    // class itself, so a subclass provided in its place (`useClass`, `overrideProvider()`) would be missed.
+    // The metadata is read through the prototype chain, as `getMetadataByDecorator` does.
+    for (const wrapper of this.discovery.getProviders()) {
+      const cls = providerClass(wrapper);
+      if (!cls) continue;
       const metadata = this.discovery.getMetadataByDecorator(IntegrationEventHandlerDiscovery, wrapper);
-      const metatype = wrapper.metatype as { name?: string } | null;
-      const name = metatype?.name ?? String(wrapper.name);
-      if (!metadata) continue;
+      if (!metadata || (wrapper.instance !== undefined && seen.has(wrapper.instance))) continue;
+      seen.add(wrapper.instance);
+      const name = cls.name || String(wrapper.name);
       if (!wrapper.isDependencyTreeStatic() || wrapper.isTransient) {
         throw new InvalidIntegrationEventHandlerError(
           name,

@@ -1,0 +1,55 @@
+/**
+ * How handlers are found: however the application provides a handler class (a factory, a subclass in its
+ * place, an alias), it is consumed once, under its class's name, against the real RabbitMQ.
+ */
+import type { Provider } from '@nestjs/common';
+import type { TestingModule } from '@nestjs/testing';
+import { IntegrationEventConsumers, IntegrationEventPublisher } from 'nestjs-integration-events';
+import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
+import { eventually } from './support/eventually';
+import { startTestApp } from './support/test-app';
+import { TestNamespace } from './support/test-namespace';
+
+/** A test double put in the handler's place, as `overrideProvider(...).useClass(...)` does: not decorated itself. */
+class RecorderSpy extends OrderCreatedRecorder {}
+
+describe('handler discovery', () => {
+  let ns: TestNamespace;
+  let app: TestingModule | undefined;
+
+  beforeEach(async () => {
+    ns = await TestNamespace.create();
+  });
+
+  afterEach(async () => {
+    await app?.close();
+    app = undefined;
+    await ns.cleanup();
+  });
+
+  /** Boots with `providers`, publishes one event, and returns the handlers found and the instance that handled it. */
+  const bootAndDeliver = async (providers: Provider[]) => {
+    app = await startTestApp(ns, { providers });
+    const handlers = app.get(IntegrationEventConsumers).handlers.map((handler) => ({ name: handler.name, queue: handler.queue }));
+    await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('found'), { standalone: true });
+    const recorder = app.get(OrderCreatedRecorder);
+    await eventually(() => expect(recorder.received.map((r) => r.event.orderId)).toEqual(['found']));
+    return { handlers, recorder };
+  };
+
+  it('names a handler made by a factory after its class, not after the factory', async () => {
+    const { handlers } = await bootAndDeliver([{ provide: OrderCreatedRecorder, useFactory: () => new OrderCreatedRecorder() }]);
+    expect(handlers).toEqual([{ name: 'OrderCreatedRecorder', queue: `${ns.serviceName}.OrderCreatedRecorder` }]);
+  });
+
+  it('finds an undecorated subclass provided in the handler\'s place', async () => {
+    const { handlers, recorder } = await bootAndDeliver([{ provide: OrderCreatedRecorder, useClass: RecorderSpy }]);
+    expect(recorder).toBeInstanceOf(RecorderSpy);
+    expect(handlers).toEqual([{ name: 'RecorderSpy', queue: `${ns.serviceName}.RecorderSpy` }]);
+  });
+
+  it('consumes a handler that is also provided under an alias once', async () => {
+    const { handlers } = await bootAndDeliver([OrderCreatedRecorder, { provide: 'recorder-alias', useExisting: OrderCreatedRecorder }]);
+    expect(handlers).toEqual([{ name: 'OrderCreatedRecorder', queue: `${ns.serviceName}.OrderCreatedRecorder` }]);
+  });
+});
