@@ -205,6 +205,27 @@ describe.each([
     expect((await store.outbox.claim(1, 60_000, randomUUID())).map((row) => [row.id, row.attempts])).toEqual([[id, 1]]);
   });
 
+  it('counts the pending rows that failed at least so many times, with the last error of the one that failed most', async () => {
+    const [once, thrice, sentAfterFailing] = await store.insertPending(3);
+    const fail = async (id: string, error: string) => {
+      await store.makeDue();
+      const token = randomUUID();
+      await store.outbox.claim(3, 60_000, token);
+      await store.outbox.markFailed([{ id, error, retryInMs: 0 }], token);
+      await store.outbox.release([once!, thrice!, sentAfterFailing!], token);
+    };
+    await fail(once!, 'nacked once');
+    for (const n of [1, 2, 3]) await fail(thrice!, `nacked ${n}`);
+    for (const n of [1, 2, 3, 4]) await fail(sentAfterFailing!, `nacked ${n}`);
+    const token = randomUUID();
+    await store.outbox.claim(3, 60_000, token);
+    await store.outbox.markSent([sentAfterFailing!], token);
+
+    expect(await store.outbox.failing(1)).toEqual({ rows: 2, lastError: 'nacked 3' });
+    expect(await store.outbox.failing(3)).toEqual({ rows: 1, lastError: 'nacked 3' });
+    expect(await store.outbox.failing(4)).toEqual({ rows: 0, lastError: null });
+  });
+
   it('holds a delayed row back until it is due', async () => {
     await store.dataSource.transaction((manager) =>
       store.outbox.insert(manager, [

@@ -1,6 +1,6 @@
 import type { TestingModule } from '@nestjs/testing';
 import { TransactionHost } from '@nestjs-cls/transactional';
-import { IntegrationEvent, IntegrationEventPublisher, OutboxRelay } from 'nestjs-integration-events';
+import { IntegrationEvent, IntegrationEventPublisher, IntegrationEventsHealth, OutboxRelay } from 'nestjs-integration-events';
 import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
 import { eventually } from './support/eventually';
 import { startTestApp } from './support/test-app';
@@ -232,5 +232,39 @@ describe('outbox relay', () => {
     });
     expect(message.properties.messageId).toBe(id);
     await channel.close();
+  });
+
+  it('reports a row the broker keeps refusing as unhealthy once its failures span maxLagMs, though its wait never grows', async () => {
+    const channel = await (await ns.amqp()).createChannel();
+    await channel.assertExchange(ns.exchange, 'topic', { durable: true });
+    const queue = ns.trackQueue(`${ns.serviceName}.full`);
+    await channel.assertQueue(queue, { arguments: { 'x-max-length': 0, 'x-overflow': 'reject-publish' } });
+    await channel.bindQueue(queue, ns.exchange, 'ordering.order-created');
+    await channel.close();
+
+    const app = await start({ pollIntervalMs: 20, retryInitialDelayMs: 20, retryMaxDelayMs: 40 });
+    const health = app.get(IntegrationEventsHealth);
+    await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('refused'), { standalone: true });
+    // 1 s of failures: 52 attempts, the waits between them at least 10 ms, then 20 ms (half of each step).
+    const report = await eventually(
+      async () => {
+        const checked = await health.check({ maxLagMs: 1_000 });
+        expect(checked.healthy).toBe(false);
+        return checked;
+      },
+      { timeoutMs: 20_000 },
+    );
+    expect(report.outbox.failing).toBe(1);
+    expect(report.problems).toEqual([expect.stringMatching(/^1 outbox row\(s\) failed to publish 52 times or more, for at least 1 s \(last error: message nacked\)$/)]);
+    // Due again after each short delay, the row never waited long: the backlog's age alone missed it.
+    expect(report.outbox.lagMs).toBeLessThan(1_000);
+    const attempts = (await ns.outboxRows())[0]!.attempts;
+    expect(attempts).toBeGreaterThanOrEqual(52);
+
+    // A deployment without the relay (consumers only) reports the figure, and is not down for it.
+    const consumersOnly = await startTestApp(ns, { options: { relay: { enabled: false }, consumer: { enabled: false } } });
+    apps.push(consumersOnly);
+    const elsewhere = await consumersOnly.get(IntegrationEventsHealth).check({ maxLagMs: 1_000 });
+    expect(elsewhere).toMatchObject({ healthy: true, problems: [], outbox: { failing: 1 } });
   });
 });

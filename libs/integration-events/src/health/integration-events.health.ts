@@ -3,6 +3,7 @@ import { IntegrationEventConsumers } from '../consumer/integration-event-consume
 import { IntegrationEventsConfig } from '../options/integration-events.config';
 import { OutboxDatabase } from '../outbox/outbox-database';
 import { OutboxRelay } from '../relay/outbox.relay';
+import { failedAttemptsSpanning } from '../relay/retry-delay';
 import { TransportHost } from '../transport/transport-host';
 
 /** The state of this service's integration events, as a health check sees it. */
@@ -13,12 +14,19 @@ export interface IntegrationEventsHealthReport {
   readonly broker: { readonly connected: boolean; readonly transport: string };
   readonly relay: { readonly enabled: boolean; readonly running: boolean };
   readonly consumers: { readonly handlers: number; readonly attached: number };
-  readonly outbox: { readonly backlog: number; readonly lagMs: number; readonly maxLagMs: number };
+  readonly outbox: {
+    readonly backlog: number;
+    readonly lagMs: number;
+    readonly maxLagMs: number;
+    /** Pending rows that have failed to publish for at least `maxLagMs` (see `check()`). */
+    readonly failing: number;
+  };
 }
 
 /**
  * Answers "are integration events flowing?": the broker connection is up, the relay runs (where enabled),
- * every handler has a consumer attached, and the oldest due outbox row is not older than `maxLagMs`.
+ * every handler has a consumer attached, and, where the relay runs, the oldest due outbox row is not
+ * older than `maxLagMs` and no row has been failing to publish for that long.
  * Framework-free; `nestjs-integration-events/terminus` wraps it as a @nestjs/terminus health indicator.
  */
 @Injectable()
@@ -46,11 +54,27 @@ export class IntegrationEventsHealth {
     }
     let backlog = 0;
     let lagMs = 0;
+    let failing = 0;
     try {
       const { pending, oldestDueAt } = await this.database.store.backlog();
       backlog = pending;
       lagMs = oldestDueAt ? Math.max(0, Date.now() - oldestDueAt.getTime()) : 0;
-      if (lagMs > maxLagMs) problems.push(`the oldest due outbox row waits for ${Math.round(lagMs / 1000)} s (more than ${maxLagMs / 1000} s)`);
+      // A row the broker keeps refusing is due again after each retry delay, so its wait never grows:
+      // count the rows whose failed attempts span maxLagMs or more.
+      const attempts = failedAttemptsSpanning(maxLagMs, relayOptions.retryInitialDelayMs, relayOptions.retryMaxDelayMs);
+      const failed = await this.database.store.failing(attempts);
+      failing = failed.rows;
+      // The outbox is the relay's work: where it is off (a consumer-only deployment), another deployment
+      // publishes these rows, and this one's health does not depend on them.
+      if (relayOptions.enabled && lagMs > maxLagMs) {
+        problems.push(`the oldest due outbox row waits for ${Math.round(lagMs / 1000)} s (more than ${maxLagMs / 1000} s)`);
+      }
+      if (relayOptions.enabled && failing > 0) {
+        problems.push(
+          `${failing} outbox row(s) failed to publish ${attempts} times or more, for at least ${maxLagMs / 1000} s ` +
+            `(last error: ${failed.lastError ?? 'none recorded'})`,
+        );
+      }
     } catch (error) {
       problems.push(`the outbox cannot be read: ${(error as Error).message}`);
     }
@@ -60,7 +84,7 @@ export class IntegrationEventsHealth {
       broker: { connected, transport: transport.description },
       relay: { enabled: relayOptions.enabled, running },
       consumers: status,
-      outbox: { backlog, lagMs, maxLagMs },
+      outbox: { backlog, lagMs, maxLagMs, failing },
     };
   }
 }

@@ -30,6 +30,12 @@ export interface OutboxStore {
   markUnroutable(ids: readonly string[], reason: string, leaseToken: string): Promise<void>;
   /** Pending rows that are due, and since when the oldest of them has been due (for metrics and health). */
   backlog(): Promise<{ pending: number; oldestDueAt: Date | null }>;
+  /**
+   * Pending rows whose publishing failed `minAttempts` times or more (for health: a row the broker keeps
+   * refusing is due again after each retry delay, so the backlog's age alone never shows it), and the
+   * last error of the one that failed most.
+   */
+  failing(minAttempts: number): Promise<{ rows: number; lastError: string | null }>;
   /** Deletes up to `limit` rows sent more than `olderThanMs` ago; returns how many. */
   deleteSent(olderThanMs: number, limit: number): Promise<number>;
 }

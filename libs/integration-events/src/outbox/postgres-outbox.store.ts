@@ -33,6 +33,7 @@ export class PostgresOutboxStore implements OutboxStore {
   private readonly releaseSql: string;
   private readonly deleteSentSql: string;
   private readonly backlogSql: string;
+  private readonly failingSql: string;
 
   constructor(
     private readonly dataSource: DataSource,
@@ -74,6 +75,8 @@ export class PostgresOutboxStore implements OutboxStore {
       "AND sent_at < now() - $1 * interval '1 millisecond' ORDER BY sent_at LIMIT $2 FOR UPDATE SKIP LOCKED)";
     this.backlogSql =
       `SELECT count(*)::int AS pending, min(available_at) AS oldest FROM ${t} WHERE status = 'pending' AND available_at <= now()`;
+    const failingRows = `FROM ${t} WHERE status = 'pending' AND attempts >= $1`;
+    this.failingSql = `SELECT count(*)::int AS rows, (SELECT last_error ${failingRows} ORDER BY attempts DESC, seq LIMIT 1) AS last_error ${failingRows}`;
     this.releaseSql = `UPDATE ${t} SET locked_until = NULL, lease_token = NULL WHERE id = ANY($1::uuid[]) AND ${held}`;
     this.markUnroutableSql =
       `UPDATE ${t} SET status = 'unroutable', locked_until = NULL, lease_token = NULL, last_error = $3 ` +
@@ -142,6 +145,11 @@ export class PostgresOutboxStore implements OutboxStore {
 
   async release(ids: readonly string[], leaseToken: string): Promise<void> {
     if (ids.length > 0) await this.dataSource.query(this.releaseSql, [ids, leaseToken]);
+  }
+
+  async failing(minAttempts: number): Promise<{ rows: number; lastError: string | null }> {
+    const [row] = (await this.dataSource.query(this.failingSql, [minAttempts])) as Array<{ rows: number; last_error: string | null }>;
+    return { rows: row?.rows ?? 0, lastError: row?.last_error ?? null };
   }
 
   async backlog(): Promise<{ pending: number; oldestDueAt: Date | null }> {

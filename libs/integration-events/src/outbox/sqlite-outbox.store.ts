@@ -142,6 +142,17 @@ export class SqliteOutboxStore implements OutboxStore {
     );
   }
 
+  async failing(minAttempts: number): Promise<{ rows: number; lastError: string | null }> {
+    const failingRows = `FROM ${this.t} WHERE status = 'pending' AND attempts >= ?`;
+    const {
+      rows: [row],
+    } = await this.connection.run<{ rows: number; last_error: string | null }>(
+      `SELECT count(*) AS rows, (SELECT last_error ${failingRows} ORDER BY attempts DESC, seq LIMIT 1) AS last_error ${failingRows}`,
+      [minAttempts, minAttempts],
+    );
+    return { rows: row?.rows ?? 0, lastError: row?.last_error ?? null };
+  }
+
   async backlog(): Promise<{ pending: number; oldestDueAt: Date | null }> {
     const {
       rows: [row],

@@ -1,4 +1,4 @@
-import { exponentialBackoff } from './retry-delay';
+import { exponentialBackoff, failedAttemptsSpanning } from './retry-delay';
 
 const lowest = (): number => 0;
 const middle = (): number => 0.5;
@@ -77,5 +77,34 @@ describe('exponentialBackoff', () => {
       expect(exponentialBackoff(attempt, 1_000, 60_000, lowest)).toBe(500);
       expect(exponentialBackoff(attempt, 1_000, 60_000, highest)).toBe(1_000);
     });
+  });
+});
+
+describe('failedAttemptsSpanning', () => {
+  it('counts the failures whose shortest waits add up to the duration', () => {
+    // Halves of the steps 1, 2, 4, 8, 16, 32, 60 s: 0.5 + 1 + 2 + 4 + 8 + 16 + 30 = 61.5 s ≥ 60 s after the 8th failure.
+    expect(failedAttemptsSpanning(60_000, 1_000, 60_000)).toBe(8);
+    expect(failedAttemptsSpanning(61_500, 1_000, 60_000)).toBe(8);
+    expect(failedAttemptsSpanning(61_501, 1_000, 60_000)).toBe(9);
+    expect(failedAttemptsSpanning(500, 1_000, 60_000)).toBe(2);
+    expect(failedAttemptsSpanning(501, 1_000, 60_000)).toBe(3);
+    // Capped from the first step: 20 ms per failure.
+    expect(failedAttemptsSpanning(1_000, 40, 40)).toBe(51);
+  });
+
+  it('matches the waits the relay draws at their shortest', () => {
+    for (const [duration, initial, max] of [[60_000, 1_000, 60_000], [1_000, 20, 40], [3_600_000, 7, 90_000]] as const) {
+      const attempts = failedAttemptsSpanning(duration, initial, max);
+      const waited = (failures: number) =>
+        Array.from({ length: failures - 1 }, (_, i) => exponentialBackoff(i + 1, initial, max, lowest)).reduce((a, b) => a + b, 0);
+      expect(waited(attempts)).toBeGreaterThanOrEqual(duration);
+      expect(waited(attempts - 1)).toBeLessThan(duration);
+    }
+  });
+
+  it('takes every row with a failure for no duration, and no row for an endless one', () => {
+    expect(failedAttemptsSpanning(0, 1_000, 60_000)).toBe(1);
+    expect(failedAttemptsSpanning(Number.NaN, 1_000, 60_000)).toBe(1);
+    expect(failedAttemptsSpanning(Number.POSITIVE_INFINITY, 1_000, 60_000)).toBe(2 ** 31 - 1);
   });
 });

@@ -8,3 +8,26 @@ export function exponentialBackoff(attempt: number, initialMs: number, maxMs: nu
   const step = Math.min(maxMs, initialMs * 2 ** Math.min(Math.max(attempt, 1) - 1, 40));
   return Math.round(step / 2 + random() * (step / 2));
 }
+
+/**
+ * The fewest failed attempts that prove a row has been failing for at least `durationMs`: between its
+ * first and its n-th failure it waited at least half of each step before, whatever the jitter drew.
+ * At most 2^31 − 1 (the attempts column's range), which no row reaches.
+ */
+export function failedAttemptsSpanning(durationMs: number, initialMs: number, maxMs: number): number {
+  const most = 2 ** 31 - 1;
+  if (!(durationMs > 0)) return 1;
+  let attempts = 1;
+  let waited = 0;
+  for (;;) {
+    const half = Math.floor(Math.min(maxMs, initialMs * 2 ** Math.min(attempts - 1, 40)) / 2);
+    if (half <= 0) return most;
+    if (half === Math.floor(maxMs / 2)) {
+      // The step is at its cap from here on: the rest is a division.
+      return Math.min(most, attempts + Math.ceil(Math.max(0, durationMs - waited) / half));
+    }
+    if (waited >= durationMs) return attempts;
+    waited += half;
+    attempts++;
+  }
+}

@@ -4,8 +4,8 @@ import { IntegrationEventsHealth } from '../health/integration-events.health';
 
 /**
  * A @nestjs/terminus health indicator for integration events: up when the broker is connected, the relay
- * runs, every handler has a consumer and the outbox lag is under `maxLagMs`; down (with the reasons)
- * otherwise.
+ * runs, every handler has a consumer and, where the relay runs, no outbox row has waited or failed to
+ * publish for `maxLagMs`; down (with the reasons) otherwise.
  *
  * @example
  * ```ts
