@@ -8,8 +8,10 @@ import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, Periodic
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { TransactionHost } from '@nestjs-cls/transactional';
 import {
+  IntegrationEvent,
   IntegrationEventHandler,
   IntegrationEventPublisher,
+  NonRetryableError,
   IntegrationEventsHealth,
   IntegrationEventsModule,
   type IIntegrationEventHandler,
@@ -43,6 +45,21 @@ class OrdersController {
   }
 }
 
+@IntegrationEvent({ name: 'observability.refused', version: 1 })
+class RefusedIntegrationEvent {
+  constructor(readonly n: number) {}
+}
+
+/** Refuses every event it gets: each one goes to its dead-letter queue at once. */
+@IntegrationEventHandler(RefusedIntegrationEvent, { inbox: false })
+class RefusingHandler implements IIntegrationEventHandler<RefusedIntegrationEvent> {
+  calls = 0;
+  handle(): void {
+    this.calls++;
+    throw new NonRetryableError('refused');
+  }
+}
+
 @IntegrationEventHandler(OrderCreatedIntegrationEvent)
 class TracedHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
   readonly traceIds: string[] = [];
@@ -68,7 +85,7 @@ describe('observability', () => {
     const moduleRef = await Test.createTestingModule({
       imports: [...infrastructureImports(ns), TerminusModule, IntegrationEventsModule.forRoot(testOptions(ns))],
       controllers: [OrdersController],
-      providers: [TracedHandler, IntegrationEventsHealthIndicator],
+      providers: [TracedHandler, RefusingHandler, IntegrationEventsHealthIndicator],
     }).compile();
     moduleRef.useLogger(['error']);
     app = moduleRef.createNestApplication();
@@ -142,12 +159,35 @@ describe('observability', () => {
     expect(metric('integration_events.outbox.lag')!.dataPoints[0]?.value).toBe(0);
   });
 
+  it('counts a dead letter once it is in its queue: a copy that could not be placed is not counted', async () => {
+    const dlq = `${ns.serviceName}.RefusingHandler.dlq`;
+    const channel = await (await ns.amqp()).createChannel();
+    await channel.deleteQueue(dlq);
+    await channel.close();
+    await app.get(IntegrationEventPublisher).publish(new RefusedIntegrationEvent(1), { standalone: true });
+    // The first copy comes back (no queue), the message is handled again and its second copy placed.
+    await eventually(async () => expect(await ns.queueDepth(dlq)).toBe(1), { timeoutMs: 15_000 });
+    expect(app.get(RefusingHandler).calls).toBe(2);
+
+    await metricReader.collect();
+    await metricReader.forceFlush();
+    const exported = metricExporter.getMetrics().flatMap((resource) => resource.scopeMetrics.flatMap((scope) => scope.metrics));
+    const points = (name: string) =>
+      (exported.filter((m) => m.descriptor.name === name).at(-1)?.dataPoints ?? []).filter((p) => p.attributes['integration_events.handler'] === 'RefusingHandler');
+    expect(points('integration_events.dead_lettered').map((p) => [p.attributes['integration_events.event.name'], p.value])).toEqual([
+      ['observability.refused', 1],
+    ]);
+    // Both handler calls happened, and each ended in a decision to dead-letter.
+    expect(points('integration_events.handled').map((p) => [p.attributes['integration_events.outcome'], p.value])).toEqual([['dead_letter', 2]]);
+    await ns.drainQueue(dlq);
+  });
+
   it('reports health, and a lagging outbox as down', async () => {
     expect(await app.get(IntegrationEventsHealth).check()).toMatchObject({
       healthy: true,
       broker: { connected: true },
       relay: { enabled: true, running: true },
-      consumers: { handlers: 1, attached: 1 },
+      consumers: { handlers: 2, attached: 2 },
       outbox: { backlog: 0 },
     });
     const indicator = await app.get(IntegrationEventsHealthIndicator).isHealthy('events');

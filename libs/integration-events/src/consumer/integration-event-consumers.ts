@@ -32,7 +32,10 @@ export class IntegrationEventConsumers {
   start(handlers: readonly DiscoveredHandler[]): void {
     this.handlerList = handlers;
     this.started = true;
-    this.transports.transport.startConsumers(handlers, (handler, message, signal) => this.dispatcher.dispatch(handler, message, signal));
+    this.transports.transport.startConsumers(handlers, {
+      dispatch: (handler, message, signal) => this.dispatcher.dispatch(handler, message, signal),
+      placed: (handler, disposition) => this.dispatcher.placed(handler, disposition),
+    });
   }
 
   /** The handlers being consumed for, with every queue each one declares. */

@@ -10,6 +10,7 @@ import { InboxGuard } from '../inbox/inbox.guard';
 import { IntegrationEventsMetrics } from '../telemetry/integration-events.metrics';
 import { INSTRUMENTATION_NAME, TelemetryAttributes as A } from '../telemetry/telemetry-attributes';
 import { extractTraceContext } from '../telemetry/trace-context';
+import type { CopyDisposition } from '../transport/integration-event-transport';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
 import { readAttempt } from './attempt-header';
 import type { Disposition } from './disposition';
@@ -73,17 +74,21 @@ export class MessageDispatcher {
     span.setAttribute(A.Outcome, outcome);
     if (disposition.action !== 'ack') {
       span.setStatus({ code: SpanStatusCode.ERROR, message: `${disposition.failure.name}: ${disposition.failure.message}` });
-      if (disposition.action === 'retry') {
-        span.setAttribute(A.Attempt, disposition.attempt);
-        this.metrics.recordRetried(eventName, handler.name);
-      } else {
-        span.setAttribute(A.Reason, disposition.reason);
-        this.metrics.recordDeadLettered(eventName, handler.name, disposition.reason);
-      }
+      if (disposition.action === 'retry') span.setAttribute(A.Attempt, disposition.attempt);
+      else span.setAttribute(A.Reason, disposition.reason);
     }
     span.end();
     this.metrics.recordHandled(eventName, handler.name, this.lastWasDuplicate.delete(message) ? 'duplicate' : outcome, seconds);
     return disposition;
+  }
+
+  /**
+   * A retry copy or a dead letter is in its queue: counted here, not when decided, since a copy that
+   * could not be placed sends the message back to its queue to be decided again.
+   */
+  placed(handler: DiscoveredHandler, disposition: CopyDisposition): void {
+    if (disposition.action === 'retry') this.metrics.recordRetried(disposition.eventName, handler.name);
+    else this.metrics.recordDeadLettered(disposition.eventName ?? handler.event.name, handler.name, disposition.reason);
   }
 
   /** Deliveries the inbox found already handled (for the `duplicate` outcome). */

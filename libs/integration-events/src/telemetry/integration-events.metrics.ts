@@ -12,8 +12,8 @@ import { INSTRUMENTATION_NAME, TelemetryAttributes as A } from './telemetry-attr
  * |---|---|---|
  * | `integration_events.published` | counter | event name, outcome (`confirmed`, `unroutable`, `failed`) |
  * | `integration_events.handled` | counter | event name, handler, outcome (`ack`, `retry`, `dead_letter`, `duplicate`) |
- * | `integration_events.retried` | counter | event name, handler |
- * | `integration_events.dead_lettered` | counter | event name, handler, reason |
+ * | `integration_events.retried` | counter | event name, handler (retry copies placed in their wait queue) |
+ * | `integration_events.dead_lettered` | counter | event name, handler, reason (messages placed in their dead-letter queue) |
  * | `integration_events.handler.duration` | histogram, seconds | event name, handler, outcome |
  * | `integration_events.outbox.backlog` | gauge, rows | service (pending rows that are due) |
  * | `integration_events.outbox.lag` | gauge, seconds | service (age of the oldest due pending row) |

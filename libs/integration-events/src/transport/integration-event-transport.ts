@@ -8,6 +8,16 @@ import type { PublishOutcome } from './publish-outcome';
 /** Turns one delivery into a disposition (the library's `MessageDispatcher`). */
 export type DispatchFunction = (handler: DiscoveredHandler, message: IncomingMessage, shutdown: AbortSignal) => Promise<Disposition>;
 
+/** A disposition that moves the message: a retry copy or a dead letter. */
+export type CopyDisposition = Exclude<Disposition, { readonly action: 'ack' }>;
+
+/** What consumers call: `dispatch` for each delivery, `placed` once a failed one's copy is in its queue. */
+export interface ConsumerCallbacks {
+  readonly dispatch: DispatchFunction;
+  /** The copy a disposition asked for is in its queue and the original is settled (for metrics). */
+  readonly placed: (handler: DiscoveredHandler, disposition: CopyDisposition) => void;
+}
+
 /** Operations on one transport's dead-letter queues. */
 export interface DeadLetterOperations {
   list(deadLetterQueue: string, limit?: number): Promise<{ total: number; messages: DeadLetterSummary[] }>;
@@ -29,7 +39,7 @@ export interface IntegrationEventTransport {
   enablePublishing(): void;
 
   /** Starts one consumer per handler, subscribing once connected. Call before `connect()`. */
-  startConsumers(handlers: readonly DiscoveredHandler[], dispatch: DispatchFunction): void;
+  startConsumers(handlers: readonly DiscoveredHandler[], callbacks: ConsumerCallbacks): void;
 
   /** Connects (or waits for the first attempt; see each transport). */
   connect(): Promise<void>;

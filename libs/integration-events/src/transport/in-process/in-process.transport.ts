@@ -5,7 +5,7 @@ import { deadLetterHeaders, retryCopyHeaders, toDeadLetter } from '../../dead-le
 import type { DiscoveredHandler } from '../../discovery/discovered-handler';
 import type { OutgoingMessage } from '../../envelope/outgoing-message';
 import type { ResolvedIntegrationEventsOptions } from '../../options/resolved-options';
-import type { DeadLetterOperations, DispatchFunction, IntegrationEventTransport } from '../integration-event-transport';
+import type { ConsumerCallbacks, DeadLetterOperations, IntegrationEventTransport } from '../integration-event-transport';
 import type { PublishOutcome } from '../publish-outcome';
 import type { InProcessBroker } from './in-process-broker';
 import { InProcessDeadLetters } from './in-process-dead-letters';
@@ -46,7 +46,7 @@ export class InProcessTransport implements IntegrationEventTransport {
 
   enablePublishing(): void {}
 
-  startConsumers(handlers: readonly DiscoveredHandler[], dispatch: DispatchFunction): void {
+  startConsumers(handlers: readonly DiscoveredHandler[], callbacks: ConsumerCallbacks): void {
     for (const handler of handlers) {
       this.broker.bind(this.exchange, handler.event.name, handler.queue);
       this.broker.queue(handler.deadLetterQueue);
@@ -54,7 +54,7 @@ export class InProcessTransport implements IntegrationEventTransport {
       consumer.cancel = this.broker
         .queue(handler.queue)
         // In process a delivery costs no round trip: holding more than the calls that can run buys nothing.
-        .subscribe((delivery) => this.onDelivery(consumer, delivery, dispatch), handler.concurrency);
+        .subscribe((delivery) => this.onDelivery(consumer, delivery, callbacks), handler.concurrency);
       this.consumers.push(consumer);
       this.logger.log(`${handler.name} consumes "${handler.event.name}" v${handler.event.version} from ${handler.queue} (in-process)`);
     }
@@ -122,18 +122,18 @@ export class InProcessTransport implements IntegrationEventTransport {
     return this.connected;
   }
 
-  private onDelivery(consumer: Consumer, delivery: InProcessDelivery, dispatch: DispatchFunction): void {
+  private onDelivery(consumer: Consumer, delivery: InProcessDelivery, callbacks: ConsumerCallbacks): void {
     if (consumer.stopping) {
       delivery.requeue();
       return;
     }
     const { message } = delivery;
-    const work = dispatch(
+    const work = callbacks.dispatch(
       consumer.handler,
       { body: message.content, messageId: message.messageId, routingKey: message.routingKey, headers: message.headers, redelivered: message.redelivered },
       consumer.abort.signal,
     )
-      .then((disposition) => this.settle(consumer, delivery, disposition))
+      .then((disposition) => this.settle(consumer, delivery, disposition, callbacks))
       .catch((error: unknown) => {
         this.logger.error(`Settling message ${String(message.messageId)} failed: ${(error as Error).message}`);
         delivery.requeue();
@@ -142,7 +142,7 @@ export class InProcessTransport implements IntegrationEventTransport {
     consumer.inFlight.set(work, delivery);
   }
 
-  private async settle(consumer: Consumer, delivery: InProcessDelivery, disposition: Disposition): Promise<void> {
+  private async settle(consumer: Consumer, delivery: InProcessDelivery, disposition: Disposition, callbacks: ConsumerCallbacks): Promise<void> {
     const { handler } = consumer;
     const { message } = delivery;
     if (disposition.action === 'ack') return delivery.ack();
@@ -152,10 +152,13 @@ export class InProcessTransport implements IntegrationEventTransport {
       // `inProcess.maxRetryDelayMs` shortens the wait (tests); the headers keep the policy's attempt count.
       const cap = this.options.inProcess?.maxRetryDelayMs ?? Number.POSITIVE_INFINITY;
       this.broker.sendToQueueLater(handler.queue, copy, Math.min(disposition.delayMs, cap));
-      return delivery.ack();
+      delivery.ack();
+      callbacks.placed(handler, disposition);
+      return;
     }
     const headers = deadLetterHeaders(message.headers, disposition, handler);
     this.broker.sendToQueue(handler.deadLetterQueue, { ...message, headers, redelivered: false });
+    callbacks.placed(handler, disposition);
     this.logger.warn(
       `Dead-lettered message ${disposition.messageId ?? '(no id)'} from ${handler.queue} to ${handler.deadLetterQueue} ` +
         `(${disposition.reason}, ${disposition.attempts} attempt(s)): ${disposition.failure.name}: ${disposition.failure.message}`,

@@ -6,7 +6,7 @@ import { MessageHeaders } from '../../envelope/message-headers';
 import { deadLetterHeaders, retryCopyHeaders, smallerCopyHeaders, toDeadLetter } from '../../dead-letter/failure-headers';
 import type { DiscoveredHandler } from '../../discovery/discovered-handler';
 import type { ResolvedIntegrationEventsOptions } from '../../options/resolved-options';
-import type { DispatchFunction } from '../integration-event-transport';
+import type { ConsumerCallbacks } from '../integration-event-transport';
 import { AckCoalescer } from './ack-coalescer';
 import { copyProperties } from './copy-properties';
 import { declareHandlerTopology, waitQueueName } from './handler-topology';
@@ -61,7 +61,7 @@ export class RabbitMqConsumer {
   constructor(
     readonly handler: DiscoveredHandler,
     private readonly connection: RabbitMqConnection,
-    private readonly dispatch: DispatchFunction,
+    private readonly callbacks: ConsumerCallbacks,
     private readonly options: ResolvedIntegrationEventsOptions,
   ) {}
 
@@ -169,7 +169,7 @@ export class RabbitMqConsumer {
 
   private async process(channel: ConfirmChannel, acks: AckCoalescer, message: ConsumeMessage): Promise<void> {
     const headers = (message.properties.headers ?? {}) as Record<string, unknown>;
-    const disposition = await this.dispatch(
+    const disposition = await this.callbacks.dispatch(
       this.handler,
       {
         body: message.content,
@@ -205,8 +205,9 @@ export class RabbitMqConsumer {
       const copied = await this.copy(channel, message, waitQueueName(this.handler.queue, tier), retryCopyHeaders(headers, disposition), {
         expiration: String(disposition.delayMs),
       });
-      if (copied) acks.ack(message);
-      else await this.returnToQueue(acks, message);
+      if (!copied) return this.returnToQueue(acks, message);
+      acks.ack(message);
+      this.callbacks.placed(this.handler, disposition);
       return;
     }
     const deadLetteredHeaders = deadLetterHeaders(headers, disposition, this.handler);
@@ -216,6 +217,7 @@ export class RabbitMqConsumer {
       return;
     }
     acks.ack(message);
+    this.callbacks.placed(this.handler, disposition);
     this.logger.warn(
       `Dead-lettered message ${disposition.messageId ?? '(no id)'} from ${this.handler.queue} to ${this.handler.deadLetterQueue} ` +
         `(${disposition.reason}, ${disposition.attempts} attempt(s)): ${disposition.failure.name}: ${disposition.failure.message}`,

@@ -3,7 +3,7 @@ import { DeadLetterQueueOperations } from '../../dead-letter/dead-letter-queue.o
 import type { DiscoveredHandler } from '../../discovery/discovered-handler';
 import type { OutgoingMessage } from '../../envelope/outgoing-message';
 import { IntegrationEventsConfig } from '../../options/integration-events.config';
-import type { DeadLetterOperations, DispatchFunction, IntegrationEventTransport } from '../integration-event-transport';
+import type { ConsumerCallbacks, DeadLetterOperations, IntegrationEventTransport } from '../integration-event-transport';
 import type { PublishOutcome } from '../publish-outcome';
 import { RabbitMqConnection } from './rabbitmq.connection';
 import { RabbitMqConsumer } from './rabbitmq.consumer';
@@ -32,9 +32,9 @@ export class RabbitMqTransport implements IntegrationEventTransport {
     this.publisher.register();
   }
 
-  startConsumers(handlers: readonly DiscoveredHandler[], dispatch: DispatchFunction): void {
+  startConsumers(handlers: readonly DiscoveredHandler[], callbacks: ConsumerCallbacks): void {
     this.consumers = handlers.map((handler) => {
-      const consumer = new RabbitMqConsumer(handler, this.connection, dispatch, this.config.options);
+      const consumer = new RabbitMqConsumer(handler, this.connection, callbacks, this.config.options);
       consumer.start();
       this.logger.log(`${handler.name} consumes "${handler.event.name}" v${handler.event.version} from ${handler.queue}`);
       return consumer;
