@@ -3,7 +3,7 @@ import { Test } from '@nestjs/testing';
 import { TerminusModule } from '@nestjs/terminus';
 import { context, metrics, propagation, trace, SpanKind } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { TransactionHost } from '@nestjs-cls/transactional';
@@ -38,7 +38,9 @@ class OrdersController {
     // Stands for the HTTP instrumentation of a real application: a SERVER span around the request.
     const tracer = trace.getTracer('test-http');
     return tracer.startActiveSpan('POST /orders', { kind: SpanKind.SERVER }, async (span) => {
-      await this.txHost.withTransaction(() => this.publisher.publish(new OrderCreatedIntegrationEvent('traced')));
+      // Baggage the request carries (a tenant, say), set as an HTTP instrumentation would from its header.
+      const withBaggage = propagation.setBaggage(context.active(), propagation.createBaggage({ tenant: { value: 'acme' } }));
+      await context.with(withBaggage, () => this.txHost.withTransaction(() => this.publisher.publish(new OrderCreatedIntegrationEvent('traced'))));
       span.end();
       return { traceId: span.spanContext().traceId };
     });
@@ -63,8 +65,10 @@ class RefusingHandler implements IIntegrationEventHandler<RefusedIntegrationEven
 @IntegrationEventHandler(OrderCreatedIntegrationEvent)
 class TracedHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
   readonly traceIds: string[] = [];
+  readonly tenants: Array<string | undefined> = [];
   handle(): void {
     this.traceIds.push(trace.getActiveSpan()?.spanContext().traceId ?? 'none');
+    this.tenants.push(propagation.getActiveBaggage()?.getEntry('tenant')?.value);
     trace.getTracer('test-handler').startSpan('work inside the handler').end();
   }
 }
@@ -77,7 +81,8 @@ describe('observability', () => {
   beforeAll(async () => {
     const contextManager = new AsyncLocalStorageContextManager().enable();
     context.setGlobalContextManager(contextManager);
-    propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+    // The W3C trace context and baggage: every field of the registered propagator travels, not only traceparent.
+    propagation.setGlobalPropagator(new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }));
     trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spanExporter)] }));
     metrics.setGlobalMeterProvider(new MeterProvider({ readers: [metricReader] }));
 
@@ -106,6 +111,8 @@ describe('observability', () => {
     const response = await fetch(`${await app.getUrl()}/orders`, { method: 'POST' });
     const { traceId } = (await response.json()) as { traceId: string };
     await eventually(() => expect(app.get(TracedHandler).traceIds).toContain(traceId));
+    // The request's baggage reached the handler in the other service, through the outbox row and the relay.
+    expect(app.get(TracedHandler).tenants[app.get(TracedHandler).traceIds.indexOf(traceId)]).toBe('acme');
     // The CONSUMER span ends once the handler has returned and the message is settled.
     const spans = await eventually(() => {
       const finished = spanExporter.getFinishedSpans().filter((span) => span.spanContext().traceId === traceId);

@@ -1,10 +1,22 @@
-import { context, propagation, type Context } from '@opentelemetry/api';
-
-/** W3C Trace Context header names; they travel in the message headers as they would over HTTP. */
-export const TRACE_HEADERS = ['traceparent', 'tracestate'] as const;
+import { context, propagation, ROOT_CONTEXT, type Context, type TextMapGetter } from '@opentelemetry/api';
 
 /**
- * The active trace context as W3C headers (`traceparent`, `tracestate`), to store with an outbox row at
+ * Reads message headers for the registered propagator: strings as they are, and byte strings (how AMQP
+ * hands back some header values) as UTF-8.
+ */
+const headerGetter: TextMapGetter<Readonly<Record<string, unknown>>> = {
+  keys: (headers) => Object.keys(headers),
+  get: (headers, key) => {
+    const value = headers[key];
+    if (typeof value === 'string') return value;
+    if (Buffer.isBuffer(value)) return value.toString('utf8');
+    return undefined;
+  },
+};
+
+/**
+ * The active context as the registered propagator writes it (W3C `traceparent`/`tracestate`, and
+ * `baggage`, B3 or others if the application registered them), to store with an outbox row at
  * `publish()`. Empty when no OpenTelemetry SDK is registered or no span is active: the API is a no-op.
  */
 export function activeTraceHeaders(): Record<string, string> {
@@ -13,22 +25,20 @@ export function activeTraceHeaders(): Record<string, string> {
   return carrier;
 }
 
-/** The trace context carried by message headers (the parent of the next span). */
+/**
+ * The context carried by message headers (the parent of the next span), read by the registered
+ * propagator from the headers alone: a message without any starts a trace of its own, whatever context
+ * happens to be active where it is read.
+ */
 export function extractTraceContext(headers: Readonly<Record<string, unknown>>): Context {
-  const carrier: Record<string, string> = {};
-  for (const name of TRACE_HEADERS) {
-    const value = headers[name];
-    if (typeof value === 'string') carrier[name] = value;
-    else if (Buffer.isBuffer(value)) carrier[name] = value.toString('utf8');
-  }
-  return propagation.extract(context.active(), carrier);
+  return propagation.extract(ROOT_CONTEXT, headers, headerGetter);
 }
 
-/** `headers` with the trace context of `ctx` written over any previous one. */
+/** `headers` with the context of `ctx` written over any previous one (every field the propagator uses). */
 export function withTraceContext(headers: Readonly<Record<string, unknown>>, ctx: Context): Record<string, unknown> {
   const carrier: Record<string, string> = {};
   propagation.inject(ctx, carrier);
   const result: Record<string, unknown> = { ...headers };
-  for (const name of TRACE_HEADERS) delete result[name];
+  for (const name of propagation.fields()) delete result[name];
   return { ...result, ...carrier };
 }
