@@ -1,12 +1,21 @@
-import { Injectable, type OnModuleDestroy } from '@nestjs/common';
-import { metrics, type BatchObservableCallback, type Counter, type Histogram, type ObservableGauge } from '@opentelemetry/api';
+import { Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import {
+  metrics,
+  type BatchObservableCallback,
+  type Counter,
+  type Histogram,
+  type Meter,
+  type MeterProvider,
+  type ObservableGauge,
+} from '@opentelemetry/api';
 import { OutboxDatabase } from '../outbox/outbox-database';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
 import { INSTRUMENTATION_NAME, TelemetryAttributes as A } from './telemetry-attributes';
 
 /**
  * The library's metrics, through the OpenTelemetry metrics API: without an SDK they cost nothing; with
- * one (and, say, its Prometheus exporter) they are exported with the application's own.
+ * one (and, say, its Prometheus exporter) they are exported with the application's own, whenever the
+ * application registers it (before or after the module starts).
  *
  * | metric | type | attributes |
  * |---|---|---|
@@ -18,65 +27,107 @@ import { INSTRUMENTATION_NAME, TelemetryAttributes as A } from './telemetry-attr
  * | `integration_events.outbox.backlog` | gauge, rows | service (pending rows that are due) |
  * | `integration_events.outbox.lag` | gauge, seconds | service (age of the oldest due pending row) |
  */
+/** The instruments, made from one meter provider's meter. */
+class Instruments {
+  readonly meter: Meter;
+  readonly published: Counter;
+  readonly handled: Counter;
+  readonly retried: Counter;
+  readonly deadLettered: Counter;
+  readonly duration: Histogram;
+  readonly backlog: ObservableGauge;
+  readonly lag: ObservableGauge;
+
+  constructor(readonly provider: MeterProvider) {
+    this.meter = provider.getMeter(INSTRUMENTATION_NAME);
+    this.published = this.meter.createCounter('integration_events.published', {
+      description: 'Messages handed to the broker by the relay, by outcome',
+    });
+    this.handled = this.meter.createCounter('integration_events.handled', {
+      description: 'Deliveries handled by an integration event handler, by outcome',
+    });
+    this.retried = this.meter.createCounter('integration_events.retried', {
+      description: 'Failed handler attempts whose retry copy was placed in its wait queue',
+    });
+    this.deadLettered = this.meter.createCounter('integration_events.dead_lettered', {
+      description: 'Messages placed in a dead-letter queue',
+    });
+    this.duration = this.meter.createHistogram('integration_events.handler.duration', {
+      description: 'Time a handler call took',
+      unit: 's',
+    });
+    this.backlog = this.meter.createObservableGauge('integration_events.outbox.backlog', {
+      description: 'Pending outbox rows that are due',
+    });
+    this.lag = this.meter.createObservableGauge('integration_events.outbox.lag', {
+      description: 'Age of the oldest due pending outbox row',
+      unit: 's',
+    });
+  }
+}
+
 @Injectable()
-export class IntegrationEventsMetrics implements OnModuleDestroy {
-  private readonly meter = metrics.getMeter(INSTRUMENTATION_NAME);
-  private readonly published: Counter = this.meter.createCounter('integration_events.published', {
-    description: 'Messages handed to the broker by the relay, by outcome',
-  });
-  private readonly handled: Counter = this.meter.createCounter('integration_events.handled', {
-    description: 'Deliveries handled by an integration event handler, by outcome',
-  });
-  private readonly retried: Counter = this.meter.createCounter('integration_events.retried', {
-    description: 'Failed handler attempts scheduled for a retry',
-  });
-  private readonly deadLettered: Counter = this.meter.createCounter('integration_events.dead_lettered', {
-    description: 'Messages moved to a dead-letter queue',
-  });
-  private readonly duration: Histogram = this.meter.createHistogram('integration_events.handler.duration', {
-    description: 'Time a handler call took',
-    unit: 's',
-  });
-  private readonly backlog: ObservableGauge = this.meter.createObservableGauge('integration_events.outbox.backlog', {
-    description: 'Pending outbox rows that are due',
-  });
-  private readonly lag: ObservableGauge = this.meter.createObservableGauge('integration_events.outbox.lag', {
-    description: 'Age of the oldest due pending outbox row',
-    unit: 's',
-  });
+export class IntegrationEventsMetrics implements OnApplicationBootstrap, OnModuleDestroy {
+  /**
+   * Made from the global meter provider of the moment, and made again when it changes: the metrics API
+   * has no proxy, so instruments made before the application registers its SDK would stay no-ops.
+   */
+  private current: Instruments | undefined;
+  private destroyed = false;
+
   private readonly observeOutbox: BatchObservableCallback = async (result) => {
+    const { backlog, lag } = this.instruments();
     const { pending, oldestDueAt } = await this.database.store.backlog();
     const attributes = { 'service.name': this.config.options.serviceName };
-    result.observe(this.backlog, pending, attributes);
-    result.observe(this.lag, oldestDueAt ? Math.max(0, (Date.now() - oldestDueAt.getTime()) / 1000) : 0, attributes);
+    result.observe(backlog, pending, attributes);
+    result.observe(lag, oldestDueAt ? Math.max(0, (Date.now() - oldestDueAt.getTime()) / 1000) : 0, attributes);
   };
 
   constructor(
     private readonly config: IntegrationEventsConfig,
     private readonly database: OutboxDatabase,
-  ) {
-    this.meter.addBatchObservableCallback(this.observeOutbox, [this.backlog, this.lag]);
+  ) {}
+
+  /** After every module's `onModuleInit`, where an application may start its SDK: the gauges register. */
+  onApplicationBootstrap(): void {
+    this.instruments();
   }
 
   onModuleDestroy(): void {
-    this.meter.removeBatchObservableCallback(this.observeOutbox, [this.backlog, this.lag]);
+    this.destroyed = true;
+    this.unobserve();
   }
 
   recordPublished(eventName: string, outcome: 'confirmed' | 'unroutable' | 'failed', count = 1): void {
-    this.published.add(count, { [A.EventName]: eventName, [A.Outcome]: outcome });
+    this.instruments().published.add(count, { [A.EventName]: eventName, [A.Outcome]: outcome });
   }
 
   recordHandled(eventName: string, handler: string, outcome: 'ack' | 'retry' | 'dead_letter' | 'duplicate', seconds: number | undefined): void {
+    const instruments = this.instruments();
     const attributes = { [A.EventName]: eventName, [A.Handler]: handler, [A.Outcome]: outcome };
-    this.handled.add(1, attributes);
-    if (seconds !== undefined) this.duration.record(seconds, attributes);
+    instruments.handled.add(1, attributes);
+    if (seconds !== undefined) instruments.duration.record(seconds, attributes);
   }
 
   recordRetried(eventName: string, handler: string): void {
-    this.retried.add(1, { [A.EventName]: eventName, [A.Handler]: handler });
+    this.instruments().retried.add(1, { [A.EventName]: eventName, [A.Handler]: handler });
   }
 
   recordDeadLettered(eventName: string, handler: string, reason: string): void {
-    this.deadLettered.add(1, { [A.EventName]: eventName, [A.Handler]: handler, [A.Reason]: reason });
+    this.instruments().deadLettered.add(1, { [A.EventName]: eventName, [A.Handler]: handler, [A.Reason]: reason });
+  }
+
+  private instruments(): Instruments {
+    const provider = metrics.getMeterProvider();
+    if (this.current?.provider !== provider) {
+      this.unobserve();
+      this.current = new Instruments(provider);
+      if (!this.destroyed) this.current.meter.addBatchObservableCallback(this.observeOutbox, [this.current.backlog, this.current.lag]);
+    }
+    return this.current;
+  }
+
+  private unobserve(): void {
+    this.current?.meter.removeBatchObservableCallback(this.observeOutbox, [this.current.backlog, this.current.lag]);
   }
 }
