@@ -130,6 +130,24 @@ describe('boot', () => {
     }
   });
 
+  it('refuses isGlobal returned by a forRootAsync() factory, where Nest would ignore it', async () => {
+    @Module({
+      imports: [
+        ...infrastructureImports(ns),
+        IntegrationEventsModule.forRootAsync({ useFactory: () => ({ ...testOptions(ns), isGlobal: false }) }),
+      ],
+    })
+    class AppModule {}
+    const outcome = await NestFactory.createApplicationContext(AppModule, { logger: false }).then(
+      async (app) => {
+        await app.close();
+        return 'booted';
+      },
+      (error: unknown) => error,
+    );
+    expect(outcome).toMatchObject({ field: 'isGlobal', message: expect.stringContaining('forRootAsync({ isGlobal, useFactory })') });
+  });
+
   it('fails boot when the outbox table was never created', async () => {
     await expect(startTestApp(ns, { options: { outbox: { table: 'no_such_outbox' } } })).rejects.toThrow(
       OutboxTableMissingError,

@@ -197,7 +197,8 @@ export interface RelayOptions {
 
   /**
    * Delay before the first retry of a row whose publish failed (nack, timeout, channel closed), in ms.
-   * Doubles on each further failure of that row.
+   * Doubles on each further failure of that row; each delay is drawn between half this step and the
+   * whole step, so rows that failed together spread out.
    * @default 1000
    */
   retryInitialDelayMs?: number;

@@ -1,5 +1,6 @@
 import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
 import { INTEGRATION_EVENTS_OPTIONS } from '../integration-events.module-definition';
+import { InvalidIntegrationEventsOptionsError } from '../errors/invalid-options.error';
 import type { IntegrationEventsModuleOptions } from './integration-events-module-options.interface';
 import { resolveOptions } from './resolve-options';
 import type { ResolvedIntegrationEventsOptions } from './resolved-options';
@@ -20,7 +21,18 @@ export class IntegrationEventsConfig implements OnModuleInit {
   }
 
   get options(): ResolvedIntegrationEventsOptions {
-    this.resolved ??= resolveOptions(this.raw);
+    if (!this.resolved) {
+      // Nest takes `isGlobal` out of forRoot()'s options; here it can only come from a forRootAsync()
+      // factory, where Nest never reads it.
+      if (typeof this.raw === 'object' && this.raw !== null && 'isGlobal' in this.raw) {
+        throw new InvalidIntegrationEventsOptionsError(
+          'isGlobal',
+          (this.raw as { isGlobal: unknown }).isGlobal,
+          'give it to forRootAsync({ isGlobal, useFactory }) itself: what the factory returns are the module options, where Nest never reads it',
+        );
+      }
+      this.resolved = resolveOptions(this.raw);
+    }
     return this.resolved;
   }
 }
