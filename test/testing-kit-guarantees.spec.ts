@@ -139,6 +139,42 @@ describe('the testing module and kit, at the edges', () => {
     expect(mostAtOnce).toBe(1);
   });
 
+  it('never gives back a message whose dead letter is placed, though its onDeadLetter hook outlives shutdown', async () => {
+    const broker = new InProcessBroker();
+    let releaseHook!: () => void;
+    const hookHangs = new Promise<void>((resolve) => (releaseHook = resolve));
+    let hookStarted = false;
+    const leaving = await start({
+      broker,
+      consumer: {
+        shutdownTimeoutMs: 100,
+        onDeadLetter: async () => {
+          hookStarted = true;
+          await hookHangs;
+        },
+      },
+    });
+    leaving.behaviour.act = () => {
+      throw new NonRetryableError('refused');
+    };
+    try {
+      await leaving.kit.deliver(new OrderCreatedIntegrationEvent('dead-before-shutdown'));
+      await eventually(() => expect(hookStarted).toBe(true));
+      apps.splice(apps.indexOf(leaving.app), 1);
+      await leaving.app.close();
+
+      expect(broker.findQueue('shipping.order-created.dlq')?.depth).toBe(1);
+      const queue = broker.findQueue('shipping.order-created')!;
+      expect([queue.depth, queue.unacked]).toEqual([0, 0]);
+      const staying = await start({ broker });
+      await staying.kit.drain();
+      expect(staying.behaviour.calls).toEqual([]);
+    } finally {
+      releaseHook();
+      broker.close();
+    }
+  });
+
   it('gives each application a broker of its own, closed with it: a retry left by one test never reaches the next', async () => {
     // One module, two applications, as a spec file does with one module and an app per test.
     @Module({ imports: [...persistence!, IntegrationEventsTestingModule.forRoot({ serviceName: 'shipping' })], providers: [Behaviour, OrderCreatedHandler] })

@@ -12,11 +12,17 @@ import { InProcessDeadLetters } from './in-process-dead-letters';
 import type { InProcessMessage } from './in-process-message';
 import type { InProcessDelivery } from './in-process-queue';
 
+/** A delivery being handled; `copied` once its dead letter is in its queue (only the ack is left). */
+interface HeldDelivery {
+  readonly delivery: InProcessDelivery;
+  copied: boolean;
+}
+
 interface Consumer {
   readonly handler: DiscoveredHandler;
   cancel: (() => void) | undefined;
-  /** Each call in progress, with its delivery (returned to the queue if shutdown gives up on the call). */
-  readonly inFlight: Map<Promise<void>, InProcessDelivery>;
+  /** Each call in progress, with its delivery (settled by shutdown if it gives up on the call). */
+  readonly inFlight: Map<Promise<void>, HeldDelivery>;
   readonly abort: AbortController;
   stopping: boolean;
 }
@@ -104,8 +110,12 @@ export class InProcessTransport implements IntegrationEventTransport {
         await Promise.race([Promise.allSettled([...consumer.inFlight.keys()]), timedOut]);
         clearTimeout(timer);
         // As RabbitMQ does when a channel closes: the calls still running lose their messages to the
-        // queue, for another instance (or the next start); a late settle is then a no-op.
-        for (const delivery of consumer.inFlight.values()) delivery.requeue();
+        // queue, for another instance (or the next start); a late settle is then a no-op. A message
+        // whose dead letter is placed (its onDeadLetter hook still running) is done: acked.
+        for (const held of consumer.inFlight.values()) {
+          if (held.copied) held.delivery.ack();
+          else held.delivery.requeue();
+        }
       }),
     );
   }
@@ -128,22 +138,26 @@ export class InProcessTransport implements IntegrationEventTransport {
       return;
     }
     const { message } = delivery;
+    const held: HeldDelivery = { delivery, copied: false };
     const work = callbacks.dispatch(
       consumer.handler,
       { body: message.content, messageId: message.messageId, routingKey: message.routingKey, headers: message.headers, redelivered: message.redelivered },
       consumer.abort.signal,
     )
-      .then((disposition) => this.settle(consumer, delivery, disposition, callbacks))
+      .then((disposition) => this.settle(consumer, held, disposition, callbacks))
       .catch((error: unknown) => {
         this.logger.error(`Settling message ${String(message.messageId)} failed: ${(error as Error).message}`);
-        delivery.requeue();
+        // Never back to its queue once its dead letter is placed: it would be handled twice.
+        if (held.copied) delivery.ack();
+        else delivery.requeue();
       })
       .finally(() => consumer.inFlight.delete(work));
-    consumer.inFlight.set(work, delivery);
+    consumer.inFlight.set(work, held);
   }
 
-  private async settle(consumer: Consumer, delivery: InProcessDelivery, disposition: Disposition, callbacks: ConsumerCallbacks): Promise<void> {
+  private async settle(consumer: Consumer, held: HeldDelivery, disposition: Disposition, callbacks: ConsumerCallbacks): Promise<void> {
     const { handler } = consumer;
+    const { delivery } = held;
     const { message } = delivery;
     if (disposition.action === 'ack') return delivery.ack();
     if (consumer.stopping) return delivery.requeue();
@@ -158,13 +172,15 @@ export class InProcessTransport implements IntegrationEventTransport {
     }
     const headers = deadLetterHeaders(message.headers, disposition, handler);
     this.broker.sendToQueue(handler.deadLetterQueue, { ...message, headers, redelivered: false });
+    held.copied = true;
     callbacks.placed(handler, disposition);
     this.logger.warn(
       `Dead-lettered message ${disposition.messageId ?? '(no id)'} from ${handler.queue} to ${handler.deadLetterQueue} ` +
         `(${disposition.reason}, ${disposition.attempts} attempt(s)): ${disposition.failure.name}: ${disposition.failure.message}`,
     );
     const hook = this.options.consumer.onDeadLetter;
-    // The hook runs in the handler's slot, as on RabbitMQ: here the slot is the unacked delivery.
+    // The hook runs in the handler's slot (RabbitMQ's consumer holds the slot itself and acks first;
+    // here the prefetch is the slot, so the ack waits for the hook).
     if (hook) await callDeadLetterHook(hook, toDeadLetter(disposition, headers, message.content, handler), handler.timeoutMs, this.logger);
     delivery.ack();
   }
