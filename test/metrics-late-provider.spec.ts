@@ -31,14 +31,20 @@ describe('metrics with a meter provider registered after the application started
     const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
     const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 60_000 });
     metrics.setGlobalMeterProvider(new MeterProvider({ readers: [reader] }));
+    const exportedNames = async () => {
+      await reader.collect();
+      await reader.forceFlush();
+      const exported = exporter.getMetrics().flatMap((resource) => resource.scopeMetrics.flatMap((scope) => scope.metrics));
+      return new Set(exported.filter((m) => m.dataPoints.length > 0).map((m) => m.descriptor.name));
+    };
+
+    // An idle service: nothing counted yet, the outbox gauges follow the new provider all the same.
+    await eventually(async () => expect(await exportedNames()).toContain('integration_events.outbox.lag'), { timeoutMs: 5_000 });
 
     await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('late-provider'), { standalone: true });
     await eventually(() => expect(app.get(OrderCreatedRecorder).received).toHaveLength(1));
     const names = await eventually(async () => {
-      await reader.collect();
-      await reader.forceFlush();
-      const exported = exporter.getMetrics().flatMap((resource) => resource.scopeMetrics.flatMap((scope) => scope.metrics));
-      const found = new Set(exported.filter((m) => m.dataPoints.length > 0).map((m) => m.descriptor.name));
+      const found = await exportedNames();
       expect(found).toContain('integration_events.handled');
       return found;
     });

@@ -12,21 +12,9 @@ import { OutboxDatabase } from '../outbox/outbox-database';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
 import { INSTRUMENTATION_NAME, TelemetryAttributes as A } from './telemetry-attributes';
 
-/**
- * The library's metrics, through the OpenTelemetry metrics API: without an SDK they cost nothing; with
- * one (and, say, its Prometheus exporter) they are exported with the application's own, whenever the
- * application registers it (before or after the module starts).
- *
- * | metric | type | attributes |
- * |---|---|---|
- * | `integration_events.published` | counter | event name, outcome (`confirmed`, `unroutable`, `failed`) |
- * | `integration_events.handled` | counter | event name, handler, outcome (`ack`, `retry`, `dead_letter`, `duplicate`) |
- * | `integration_events.retried` | counter | event name, handler (retry copies placed in their wait queue) |
- * | `integration_events.dead_lettered` | counter | event name, handler, reason (messages placed in their dead-letter queue) |
- * | `integration_events.handler.duration` | histogram, seconds | event name, handler, outcome |
- * | `integration_events.outbox.backlog` | gauge, rows | service (pending rows that are due) |
- * | `integration_events.outbox.lag` | gauge, seconds | service (age of the oldest due pending row) |
- */
+/** How often a meter provider registered after the start is looked for when nothing is counted. */
+const PROVIDER_CHECK_INTERVAL_MS = 1_000;
+
 /** The instruments, made from one meter provider's meter. */
 class Instruments {
   readonly meter: Meter;
@@ -66,6 +54,21 @@ class Instruments {
   }
 }
 
+/**
+ * The library's metrics, through the OpenTelemetry metrics API: without an SDK they cost nothing; with
+ * one (and, say, its Prometheus exporter) they are exported with the application's own, whenever the
+ * application registers it (before or after the module starts).
+ *
+ * | metric | type | attributes |
+ * |---|---|---|
+ * | `integration_events.published` | counter | event name, outcome (`confirmed`, `unroutable`, `failed`) |
+ * | `integration_events.handled` | counter | event name, handler, outcome (`ack`, `retry`, `dead_letter`, `duplicate`) |
+ * | `integration_events.retried` | counter | event name, handler (retry copies placed in their wait queue) |
+ * | `integration_events.dead_lettered` | counter | event name, handler, reason (messages placed in their dead-letter queue) |
+ * | `integration_events.handler.duration` | histogram, seconds | event name, handler, outcome |
+ * | `integration_events.outbox.backlog` | gauge, rows | service (pending rows that are due) |
+ * | `integration_events.outbox.lag` | gauge, seconds | service (age of the oldest due pending row) |
+ */
 @Injectable()
 export class IntegrationEventsMetrics implements OnApplicationBootstrap, OnModuleDestroy {
   /**
@@ -74,6 +77,8 @@ export class IntegrationEventsMetrics implements OnApplicationBootstrap, OnModul
    */
   private current: Instruments | undefined;
   private destroyed = false;
+  /** Looks for a newly registered provider now and then, so the outbox gauges follow it while nothing is counted. */
+  private watch: NodeJS.Timeout | undefined;
 
   private readonly observeOutbox: BatchObservableCallback = async (result) => {
     const { backlog, lag } = this.instruments();
@@ -91,10 +96,13 @@ export class IntegrationEventsMetrics implements OnApplicationBootstrap, OnModul
   /** After every module's `onModuleInit`, where an application may start its SDK: the gauges register. */
   onApplicationBootstrap(): void {
     this.instruments();
+    this.watch = setInterval(() => this.instruments(), PROVIDER_CHECK_INTERVAL_MS);
+    this.watch.unref();
   }
 
   onModuleDestroy(): void {
     this.destroyed = true;
+    clearInterval(this.watch);
     this.unobserve();
   }
 
