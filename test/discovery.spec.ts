@@ -4,7 +4,7 @@
  */
 import type { Provider } from '@nestjs/common';
 import type { TestingModule } from '@nestjs/testing';
-import { IntegrationEventConsumers, IntegrationEventPublisher } from 'nestjs-integration-events';
+import { IntegrationEventConsumers, IntegrationEventPublisher, InvalidIntegrationEventHandlerError } from 'nestjs-integration-events';
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
 import { eventually } from './support/eventually';
 import { startTestApp } from './support/test-app';
@@ -46,6 +46,19 @@ describe('handler discovery', () => {
     const { handlers, recorder } = await bootAndDeliver([{ provide: OrderCreatedRecorder, useClass: RecorderSpy }]);
     expect(recorder).toBeInstanceOf(RecorderSpy);
     expect(handlers).toEqual([{ name: 'RecorderSpy', queue: `${ns.serviceName}.RecorderSpy` }]);
+  });
+
+  it('refuses a decorated handler and an undecorated subclass of it as two providers, which would consume the event twice', async () => {
+    const outcome = await startTestApp(ns, { providers: [OrderCreatedRecorder, { provide: 'spy', useClass: RecorderSpy }] }).then(
+      async (booted) => {
+        await booted.close();
+        return 'booted';
+      },
+      (error: unknown) => error,
+    );
+    expect(outcome).toBeInstanceOf(InvalidIntegrationEventHandlerError);
+    expect((outcome as Error).message).toMatch(/RecorderSpy.*OrderCreatedRecorder|OrderCreatedRecorder.*RecorderSpy/);
+    expect((outcome as Error).message).toContain('both would consume OrderCreatedIntegrationEvent');
   });
 
   it('consumes a handler that is also provided under an alias once', async () => {

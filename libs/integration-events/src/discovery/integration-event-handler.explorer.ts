@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DiscoveryService } from '@nestjs/core';
-import { IntegrationEventHandlerDiscovery } from '../decorators/integration-event-handler.decorator';
+import { IntegrationEventHandlerDiscovery, type IntegrationEventHandlerMetadata } from '../decorators/integration-event-handler.decorator';
 import { findIntegrationEventMetadata } from '../decorators/integration-event-metadata';
 import { DuplicateHandlerQueueError } from '../errors/duplicate-handler-queue.error';
 import { InvalidIntegrationEventHandlerError } from '../errors/invalid-integration-event-handler.error';
@@ -45,17 +45,31 @@ export class IntegrationEventHandlerExplorer {
     const byQueue = new Map<string, DiscoveredHandler>();
     // One instance under two tokens (`useExisting`) is one handler.
     const seen = new Set<unknown>();
+    // The class each decorator's metadata was found on: a subclass that is not decorated itself shares
+    // its ancestor's, and two classes consuming one decorator's event twice is refused.
+    const classByMetadata = new Map<IntegrationEventHandlerMetadata, Function>();
 
     // Every provider, not only those indexed under the decorator's key: that index holds the decorated
     // class itself, so a subclass provided in its place (`useClass`, `overrideProvider()`) would be missed.
-    // The metadata is read through the prototype chain, as `getMetadataByDecorator` does.
+    // The metadata is read through the prototype chain.
     for (const wrapper of this.discovery.getProviders()) {
       const cls = providerClass(wrapper);
       if (!cls) continue;
-      const metadata = this.discovery.getMetadataByDecorator(IntegrationEventHandlerDiscovery, wrapper);
+      const metadata = Reflect.getMetadata(IntegrationEventHandlerDiscovery.KEY, cls) as IntegrationEventHandlerMetadata | undefined;
       if (!metadata || (wrapper.instance !== undefined && seen.has(wrapper.instance))) continue;
       seen.add(wrapper.instance);
       const name = cls.name || String(wrapper.name);
+      const sharing = classByMetadata.get(metadata);
+      // (The same class provided twice is two instances on one queue: refused below, as a duplicate queue.)
+      if (sharing !== undefined && sharing !== cls) {
+        throw new InvalidIntegrationEventHandlerError(
+          name,
+          `it and ${sharing.name} are both providers and carry one @IntegrationEventHandler (a subclass inherits ` +
+            `it): both would consume ${metadata.event.name}. Provide only one of them (a subclass in the handler's ` +
+            'place: useClass or overrideProvider), or give the subclass an @IntegrationEventHandler of its own.',
+        );
+      }
+      classByMetadata.set(metadata, cls);
       if (!wrapper.isDependencyTreeStatic() || wrapper.isTransient) {
         throw new InvalidIntegrationEventHandlerError(
           name,
