@@ -24,10 +24,11 @@ export class IntegrationEventsConfig implements OnModuleInit {
     if (!this.resolved) {
       // Nest takes `isGlobal` out of forRoot()'s options; here it can only come from a forRootAsync()
       // factory, where Nest never reads it.
-      if (typeof this.raw === 'object' && this.raw !== null && 'isGlobal' in this.raw) {
+      const isGlobal = typeof this.raw === 'object' && this.raw !== null ? (this.raw as { isGlobal?: unknown }).isGlobal : undefined;
+      if (isGlobal !== undefined) {
         throw new InvalidIntegrationEventsOptionsError(
           'isGlobal',
-          (this.raw as { isGlobal: unknown }).isGlobal,
+          isGlobal,
           'give it to forRootAsync({ isGlobal, useFactory }) itself: what the factory returns are the module options, where Nest never reads it',
         );
       }

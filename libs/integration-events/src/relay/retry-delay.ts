@@ -5,8 +5,13 @@
  * @param attempt failed attempts so far, from 1
  */
 export function exponentialBackoff(attempt: number, initialMs: number, maxMs: number, random = Math.random): number {
-  const step = Math.min(maxMs, initialMs * 2 ** Math.min(Math.max(attempt, 1) - 1, 40));
+  const step = backoffStep(attempt, initialMs, maxMs);
   return Math.round(step / 2 + random() * (step / 2));
+}
+
+/** The step of failed attempt `attempt` (from 1): `initialMs` doubled per attempt, capped at `maxMs`. */
+function backoffStep(attempt: number, initialMs: number, maxMs: number): number {
+  return Math.min(maxMs, initialMs * 2 ** Math.min(Math.max(attempt, 1) - 1, 40));
 }
 
 /**
@@ -20,7 +25,7 @@ export function failedAttemptsSpanning(durationMs: number, initialMs: number, ma
   let attempts = 1;
   let waited = 0;
   for (;;) {
-    const half = Math.floor(Math.min(maxMs, initialMs * 2 ** Math.min(attempts - 1, 40)) / 2);
+    const half = Math.floor(backoffStep(attempts, initialMs, maxMs) / 2);
     if (half <= 0) return most;
     if (half === Math.floor(maxMs / 2)) {
       // The step is at its cap from here on: the rest is a division.
