@@ -52,6 +52,16 @@ describe('outbox relay', () => {
     return { db, markAttempts };
   };
 
+  /** A queue bound to the order events that refuses every message: RabbitMQ nacks what is routed to it. */
+  const bindRefusingQueue = async () => {
+    const channel = await (await ns.amqp()).createChannel();
+    await channel.assertExchange(ns.exchange, 'topic', { durable: true });
+    const queue = ns.trackQueue(`${ns.serviceName}.full`);
+    await channel.assertQueue(queue, { arguments: { 'x-max-length': 0, 'x-overflow': 'reject-publish' } });
+    await channel.bindQueue(queue, ns.exchange, 'ordering.order-created');
+    return { channel, queue };
+  };
+
   it('is woken by the commit itself, without waiting for its poll', async () => {
     const probe = await ns.probe('ordering.order-created');
     // A poll this long would fail the test's deadline: only the commit's wake-up can deliver in time.
@@ -200,12 +210,7 @@ describe('outbox relay', () => {
   });
 
   it('keeps a row the broker nacked, records the failure, and sends it on a later try', async () => {
-    const channel = await (await ns.amqp()).createChannel();
-    await channel.assertExchange(ns.exchange, 'topic', { durable: true });
-    const queue = ns.trackQueue(`${ns.serviceName}.full`);
-    // A queue that refuses every message: RabbitMQ nacks what is routed to it.
-    await channel.assertQueue(queue, { arguments: { 'x-max-length': 0, 'x-overflow': 'reject-publish' } });
-    await channel.bindQueue(queue, ns.exchange, 'ordering.order-created');
+    const { channel, queue } = await bindRefusingQueue();
 
     const app = await start({ retryInitialDelayMs: 1_500, retryMaxDelayMs: 1_500 });
     const [id] = await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('nacked'), {
@@ -235,12 +240,7 @@ describe('outbox relay', () => {
   });
 
   it('reports a row the broker keeps refusing as unhealthy once its failures span maxLagMs, though its wait never grows', async () => {
-    const channel = await (await ns.amqp()).createChannel();
-    await channel.assertExchange(ns.exchange, 'topic', { durable: true });
-    const queue = ns.trackQueue(`${ns.serviceName}.full`);
-    await channel.assertQueue(queue, { arguments: { 'x-max-length': 0, 'x-overflow': 'reject-publish' } });
-    await channel.bindQueue(queue, ns.exchange, 'ordering.order-created');
-    await channel.close();
+    await (await bindRefusingQueue()).channel.close();
 
     const app = await start({ pollIntervalMs: 20, retryInitialDelayMs: 20, retryMaxDelayMs: 40 });
     const health = app.get(IntegrationEventsHealth);
