@@ -4,11 +4,29 @@
  */
 import type { Provider } from '@nestjs/common';
 import type { TestingModule } from '@nestjs/testing';
-import { IntegrationEventConsumers, IntegrationEventPublisher, InvalidIntegrationEventHandlerError } from 'nestjs-integration-events';
+import {
+  IntegrationEventConsumers,
+  IntegrationEventHandler,
+  IntegrationEventPublisher,
+  InvalidIntegrationEventHandlerError,
+  type IIntegrationEventHandler,
+  type IntegrationEventContext,
+} from 'nestjs-integration-events';
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
 import { eventually } from './support/eventually';
 import { startTestApp } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
+
+/** A decorated base that is never provided itself, and two undecorated subclasses: two handlers. */
+@IntegrationEventHandler(OrderCreatedIntegrationEvent)
+abstract class OrderCreatedNotifier implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  readonly ids: string[] = [];
+  handle(_event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): void {
+    this.ids.push(context.messageId);
+  }
+}
+class EmailNotifier extends OrderCreatedNotifier {}
+class SmsNotifier extends OrderCreatedNotifier {}
 
 /** A test double put in the handler's place, as `overrideProvider(...).useClass(...)` does: not decorated itself. */
 class RecorderSpy extends OrderCreatedRecorder {}
@@ -59,6 +77,14 @@ describe('handler discovery', () => {
     expect(outcome).toBeInstanceOf(InvalidIntegrationEventHandlerError);
     expect((outcome as Error).message).toMatch(/RecorderSpy.*OrderCreatedRecorder|OrderCreatedRecorder.*RecorderSpy/);
     expect((outcome as Error).message).toContain('both would consume OrderCreatedIntegrationEvent');
+  });
+
+  it('consumes two undecorated subclasses of a decorated base that is not provided, each on its own queue', async () => {
+    const { handlers } = await bootAndDeliver([OrderCreatedRecorder, EmailNotifier, SmsNotifier]);
+    expect(handlers.map((handler) => handler.queue).sort()).toEqual(
+      ['EmailNotifier', 'OrderCreatedRecorder', 'SmsNotifier'].map((name) => `${ns.serviceName}.${name}`),
+    );
+    await eventually(() => expect([app!.get(EmailNotifier).ids.length, app!.get(SmsNotifier).ids.length]).toEqual([1, 1]));
   });
 
   it('consumes a handler that is also provided under an alias once', async () => {

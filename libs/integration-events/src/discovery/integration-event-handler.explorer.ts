@@ -46,7 +46,7 @@ export class IntegrationEventHandlerExplorer {
     // One instance under two tokens (`useExisting`) is one handler.
     const seen = new Set<unknown>();
     // The class each decorator's metadata was found on: a subclass that is not decorated itself shares
-    // its ancestor's, and two classes consuming one decorator's event twice is refused.
+    // its ancestor's (see the check below).
     const classByMetadata = new Map<IntegrationEventHandlerMetadata, Function>();
 
     // Every provider, not only those indexed under the decorator's key: that index holds the decorated
@@ -60,8 +60,11 @@ export class IntegrationEventHandlerExplorer {
       seen.add(wrapper.instance);
       const name = cls.name || String(wrapper.name);
       const sharing = classByMetadata.get(metadata);
+      // A decorated class and a subclass of it that is not decorated itself, both providers, would both
+      // consume; two undecorated subclasses of a decorated base that is not provided are two handlers.
       // (The same class provided twice is two instances on one queue: refused below, as a duplicate queue.)
-      if (sharing !== undefined && sharing !== cls) {
+      const ownsMetadata = (candidate: Function) => Reflect.getOwnMetadata(IntegrationEventHandlerDiscovery.KEY, candidate) === metadata;
+      if (sharing !== undefined && sharing !== cls && (ownsMetadata(sharing) || ownsMetadata(cls))) {
         throw new InvalidIntegrationEventHandlerError(
           name,
           `it and ${sharing.name} are both providers and carry one @IntegrationEventHandler (a subclass inherits ` +
