@@ -148,6 +148,13 @@ describe('boot', () => {
     expect(outcome).toMatchObject({ field: 'isGlobal', message: expect.stringContaining('forRootAsync({ isGlobal, useFactory })') });
   });
 
+  it('boots with isGlobal: undefined in what a forRootAsync() factory returns (an optional setting left out)', async () => {
+    const app = await startTestApp(ns, {
+      integrationEventsModule: IntegrationEventsModule.forRootAsync({ useFactory: () => ({ ...testOptions(ns), isGlobal: undefined }) }),
+    });
+    await app.close();
+  });
+
   it('fails boot when the outbox table was never created', async () => {
     await expect(startTestApp(ns, { options: { outbox: { table: 'no_such_outbox' } } })).rejects.toThrow(
       OutboxTableMissingError,
