@@ -76,7 +76,8 @@ export class IntegrationEventsHealth {
         );
       }
     } catch (error) {
-      if (relayOptions.enabled) problems.push(`the outbox cannot be read: ${(error as Error).message}`);
+      // Unlike its lag, an outbox this deployment cannot read is its own problem (its database).
+      problems.push(`the outbox cannot be read: ${(error as Error).message}`);
     }
     return {
       healthy: problems.length === 0,
