@@ -1,4 +1,4 @@
-import { Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import {
   metrics,
   type BatchObservableCallback,
@@ -75,6 +75,7 @@ export class IntegrationEventsMetrics implements OnApplicationBootstrap, OnModul
    * Made from the global meter provider of the moment, and made again when it changes: the metrics API
    * has no proxy, so instruments made before the application registers its SDK would stay no-ops.
    */
+  private readonly logger = new Logger('IntegrationEvents:Metrics');
   private current: Instruments | undefined;
   private destroyed = false;
   /** Looks for a newly registered provider now and then, so the outbox gauges follow it while nothing is counted. */
@@ -96,7 +97,15 @@ export class IntegrationEventsMetrics implements OnApplicationBootstrap, OnModul
   /** After every module's `onModuleInit`, where an application may start its SDK: the gauges register. */
   onApplicationBootstrap(): void {
     this.instruments();
-    this.watch = setInterval(() => this.instruments(), PROVIDER_CHECK_INTERVAL_MS);
+    clearInterval(this.watch);
+    this.watch = setInterval(() => {
+      try {
+        this.instruments();
+      } catch (error) {
+        // A meter provider that throws must not become an uncaught exception of a timer.
+        this.logger.warn(`Metrics: the meter provider failed: ${(error as Error).message}`);
+      }
+    }, PROVIDER_CHECK_INTERVAL_MS);
     this.watch.unref();
   }
 
