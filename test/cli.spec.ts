@@ -130,11 +130,19 @@ describe('command line: nestjs-integration-events dlq | outbox', () => {
     const leaseOf = async () =>
       (await db.query(`SELECT status, lease_token FROM ${ns.outboxTable} WHERE id = $1`, [id])).rows[0] as { status: string; lease_token: string | null };
 
-    expect(await json('outbox', 'retry', id!, '--schema', ns.schema)).toEqual({ retried: [], leftAlone: [id] });
+    // A given id left alone fails the command (exit 1), as `dlq` does for ids it did not find: a script's
+    // `outbox skip $ID || alert` must not take "nothing changed" for done.
+    const leftAloneJson = async (...args: string[]) => {
+      const result = await cli(...args, '--json');
+      expect(result).toMatchObject({ code: 1, stderr: '' });
+      return JSON.parse(result.stdout);
+    };
+    expect(await leftAloneJson('outbox', 'retry', id!, '--schema', ns.schema)).toEqual({ retried: [], leftAlone: [id] });
     expect(await json('outbox', 'retry', '--all-stuck', '--schema', ns.schema)).toEqual({ retried: [] });
-    expect(await json('outbox', 'skip', id!, '--schema', ns.schema)).toEqual({ skipped: [], leftAlone: [id] });
+    expect(await leftAloneJson('outbox', 'skip', id!, '--schema', ns.schema)).toEqual({ skipped: [], leftAlone: [id] });
     expect(await leaseOf()).toEqual({ status: 'pending', lease_token: token });
     const text = await cli('outbox', 'skip', id!, '--schema', ns.schema);
+    expect(text.code).toBe(1);
     expect(text.stdout).toContain(`Left alone 1 row(s) (already sent or skipped, being published by a relay right now, or not in the outbox):\n  ${id}`);
 
     // Once its lease has run out (the relay is gone), the row is the operator's again. (Not due for an

@@ -14,7 +14,10 @@ export function parseArguments(argv: readonly string[]): ParsedArguments {
     if (arg === '-h') {
       options.help = true;
     } else if (arg.startsWith('--')) {
-      const [name, inline] = arg.slice(2).split('=', 2) as [string, string | undefined];
+      // Only the first `=` separates: a value may hold more (`--database-url=postgres://…?sslmode=require`).
+      const equals = arg.indexOf('=');
+      const name = equals === -1 ? arg.slice(2) : arg.slice(2, equals);
+      const inline = equals === -1 ? undefined : arg.slice(equals + 1);
       if (inline !== undefined) options[name] = inline;
       else if (SWITCHES.has(name)) options[name] = true;
       else {

@@ -54,6 +54,8 @@ export async function outboxCommand({ positional, options }: ParsedArguments, ou
           `Made ${retried.length} row(s) due now`,
           ...leftAloneLines(leftAlone, 'already sent'),
         ]);
+        // Like `dlq`: a given id that was not changed is a failure (`retry $ID || alert`).
+        if (leftAlone.length > 0) process.exitCode = 1;
         return;
       }
       case 'skip': {
@@ -64,6 +66,7 @@ export async function outboxCommand({ positional, options }: ParsedArguments, ou
           `Skipped ${skipped.length} row(s)`,
           ...leftAloneLines(leftAlone, 'already sent or skipped'),
         ]);
+        if (leftAlone.length > 0) process.exitCode = 1;
         return;
       }
       default:

@@ -1,0 +1,20 @@
+import { parseArguments, UsageError } from './cli-arguments';
+
+describe('parseArguments', () => {
+  it('keeps every "=" after the first in a --flag=value', () => {
+    const url = 'postgres://ops:p=ss@db:5432/app?sslmode=require&options=-c%20search_path%3Dordering';
+    expect(parseArguments(['outbox', 'list', `--database-url=${url}`, '--schema=ordering']).options).toEqual({
+      'database-url': url,
+      schema: 'ordering',
+    });
+  });
+
+  it('takes --flag value, switches, and positional arguments', () => {
+    expect(parseArguments(['dlq', 'requeue', 'q.dlq', '--all', '--url', 'amqp://h', '--json', 'id-1'])).toEqual({
+      positional: ['dlq', 'requeue', 'q.dlq', 'id-1'],
+      options: { all: true, url: 'amqp://h', json: true },
+    });
+    expect(parseArguments(['--limit=']).options).toEqual({ limit: '' });
+    expect(() => parseArguments(['--url'])).toThrow(UsageError);
+  });
+});
