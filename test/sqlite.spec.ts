@@ -11,6 +11,7 @@ import {
   IntegrationEvent,
   IntegrationEventHandler,
   IntegrationEventPublisher,
+  OutboxAdminService,
   type IIntegrationEventHandler,
   type IntegrationEventContext,
 } from 'nestjs-integration-events';
@@ -168,5 +169,11 @@ describe('SQLite: one connection for every transaction', () => {
     expect(handler.started.length).toBeLessThan(50);
     await kit.drain();
     expect(handler.started).toHaveLength(101);
+  });
+
+  it('says OutboxAdminService is PostgreSQL-only, instead of failing with a SQL syntax error', async () => {
+    const admin = moduleRef.get(OutboxAdminService);
+    await expect(admin.list()).rejects.toThrow('OutboxAdminService works on a PostgreSQL outbox only');
+    await expect(admin.skip({ ids: ['0190d6a5-0000-7000-8000-000000000000'] })).rejects.toThrow('PostgreSQL outbox only');
   });
 });
