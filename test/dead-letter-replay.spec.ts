@@ -1,5 +1,6 @@
 import type { TestingModule } from '@nestjs/testing';
 import { DeadLetterService, IntegrationEventPublisher, NonRetryableError } from 'nestjs-integration-events';
+import { DeadLetterQueueOperations } from '../libs/integration-events/src/dead-letter/dead-letter-queue.operations';
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
 import { consistently, eventually } from './support/eventually';
 import { startTestApp } from './support/test-app';
@@ -91,6 +92,27 @@ describe('dead-letter replay (DeadLetterService)', () => {
     await eventually(() => expect(handledIds().map((c) => c.messageId).sort()).toEqual([ids[4], ids[5]].sort()));
     await consistently(() => expect(handledIds().map((c) => c.messageId)).not.toContain(ids[2]), { forMs: 200 });
     expect(await ns.queueDepth(dlq())).toBe(0);
+  });
+
+  it('keeps a dead letter whose queue is deleted between the check and the copy (the copy comes back)', async () => {
+    // The race, made to happen: the operations find the queue, then it is gone when the copy is sent.
+    // (The library's internals, as Jest maps the package to its source.)
+    const exists = jest
+      .spyOn(DeadLetterQueueOperations.prototype as unknown as { queueExists: () => Promise<boolean> }, 'queueExists')
+      .mockResolvedValue(true);
+    const gone = ns.trackQueue(`${ns.serviceName}.gone`);
+    const channel = await (await ns.amqp()).createChannel();
+    try {
+      channel.sendToQueue(dlq(), Buffer.from('{"orderId":"orphan"}'), { messageId: 'orphan-1', headers: { 'ie-queue': gone } });
+      await eventually(async () => expect((await deadLetters.list(dlq())).messages.map((m) => m.messageId)).toContain('orphan-1'));
+
+      await expect(deadLetters.requeue(dlq(), { messageIds: ['orphan-1'] })).rejects.toThrow(`Queue "${gone}" is gone`);
+      expect((await deadLetters.list(dlq())).messages.map((m) => m.messageId)).toContain('orphan-1');
+    } finally {
+      exists.mockRestore();
+      await channel.close();
+    }
+    expect(await deadLetters.purge(dlq(), { messageIds: ['orphan-1'] })).toEqual({ purged: 1, missing: [] });
   });
 
   it('purges all', async () => {

@@ -165,11 +165,29 @@ function toStored(message: GetMessage): StoredDeadLetter {
   };
 }
 
+/**
+ * Sends the copy, `mandatory`: a queue deleted since it was checked returns the copy (RabbitMQ would
+ * confirm one routed nowhere, and the dead letter would then be acked and lost). Copies go one at a
+ * time, so a return before this copy's confirm is this copy's.
+ */
 function publishCopy(channel: ConfirmChannel, queue: string, message: GetMessage): Promise<void> {
   const { properties } = message;
   return new Promise((resolve, reject) => {
-    channel.sendToQueue(queue, message.content, copyProperties(properties, requeuedHeaders(properties.headers ?? {})), (error) =>
-      error ? reject(new Error(`The broker did not confirm the requeued copy of ${String(properties.messageId)}`)) : resolve(),
+    let returned = false;
+    const onReturn = (): void => {
+      returned = true;
+    };
+    channel.on('return', onReturn);
+    channel.sendToQueue(
+      queue,
+      message.content,
+      { ...copyProperties(properties, requeuedHeaders(properties.headers ?? {})), mandatory: true },
+      (error) => {
+        channel.off('return', onReturn);
+        if (error) reject(new Error(`The broker did not confirm the requeued copy of ${String(properties.messageId)}`));
+        else if (returned) reject(new Error(`Queue "${queue}" is gone: the copy of ${String(properties.messageId)} was returned; it stays a dead letter, nothing more was requeued`));
+        else resolve();
+      },
     );
   });
 }
