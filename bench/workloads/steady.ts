@@ -6,6 +6,9 @@
  * - dual-write  commit, then publish directly with amqplib (awaiting the confirm), plain consumer;
  * - ours        IntegrationEventPublisher.publish() in the transaction, relay in the producer process,
  *               our consumer (inbox on, the default) in another process;
+ * - ours-no-inbox  ours with the consumer's inbox off (`inbox: false`): what idempotent consumption
+ *               costs in this workload (a diagnostic row; the bound printed with the target is for a
+ *               client without one);
  * - ours-cqrs   the same through the CommandBus: AggregateRoot + @EventsHandler that publishes;
  * - ours-commit-only  publish() with the relay off and no consumer: what the outbox row alone costs the
  *               commit (a diagnostic row: the delivery's CPU is not competing with the transactions).
@@ -13,12 +16,13 @@
 import { fmtLatency, fmtMs, fmtRate, fmtRatio, fmtRss, fmtSpread, leftAtLastCommit, metric, ratio, type Runs, type Workload } from '../lib/report';
 import { runTransactions } from './transactions';
 
-const MODES = { 'baseline-c': 'plain', 'dual-write': 'dual-write', ours: 'ours', 'ours-cqrs': 'ours-cqrs', 'ours-commit-only': 'ours-commit-only' } as const;
-const CONSUMERS = { 'baseline-c': 'none', 'dual-write': 'plain', ours: 'ours', 'ours-cqrs': 'ours', 'ours-commit-only': 'none' } as const;
+const MODES = { 'baseline-c': 'plain', 'dual-write': 'dual-write', ours: 'ours', 'ours-no-inbox': 'ours', 'ours-cqrs': 'ours-cqrs', 'ours-commit-only': 'ours-commit-only' } as const;
+const CONSUMERS = { 'baseline-c': 'none', 'dual-write': 'plain', ours: 'ours', 'ours-no-inbox': 'ours', 'ours-cqrs': 'ours', 'ours-commit-only': 'none' } as const;
 const LABELS: Record<string, string> = {
   'baseline-c': 'C: transaction, no event',
   'dual-write': 'C: dual write (commit, then publish)',
   ours: 'ours: publish() in the transaction',
+  'ours-no-inbox': 'ours: publish(), consumer with inbox: false',
   'ours-cqrs': 'ours: cqrs bridge (@EventsHandler)',
   'ours-commit-only': 'ours: publish(), relay and consumer off',
 };
@@ -36,6 +40,7 @@ export const steady: Workload = {
         count: context.options.transactions,
         warmup: context.options.warmup,
         concurrency: context.options.concurrency,
+        inbox: variant !== 'ours-no-inbox',
       },
       context,
     ),
@@ -87,6 +92,7 @@ export const steady: Workload = {
         measured:
           `${r.median.toFixed(2)}× (${fmtRate(metric(runs[variant], 'commitsPerSec'), '/s')} vs ${fmtRate(metric(runs['baseline-c'], 'commitsPerSec'), '/s')}; ` +
           `for reference: dual write ${ratio(runs['dual-write'], runs['baseline-c'], 'commitsPerSec').median.toFixed(2)}×, ` +
+          `ours with the consumer's inbox off ${ratio(runs['ours-no-inbox'], runs['baseline-c'], 'commitsPerSec').median.toFixed(2)}×, ` +
           `ours with relay and consumer off ${ratio(runs['ours-commit-only'], runs['baseline-c'], 'commitsPerSec').median.toFixed(2)}×` +
           `${bound})`,
         met: r.median >= 0.9,

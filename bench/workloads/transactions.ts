@@ -21,6 +21,8 @@ export interface TransactionsSpec {
   rate?: number;
   /** Who receives the events: our consumer (inbox on), a plain amqplib consumer, or a bound queue nobody reads. */
   consumer: 'ours' | 'plain' | 'sink' | 'none';
+  /** Our consumer's inbox (idempotent consumption): on unless false, as in the library. */
+  inbox?: boolean;
 }
 
 async function pipelineBacklog(schema: string, outbox: boolean, queue: string): Promise<{ outboxPending: number; queueReady: number }> {
@@ -70,7 +72,7 @@ export async function runTransactions(label: string, spec: TransactionsSpec, con
           schema: ns.schema,
           serviceName: `${ns.serviceName}-c`,
           queue: queueName,
-          inbox: true,
+          inbox: spec.inbox ?? true,
           prefetch: options.prefetch,
           expected: total,
           ...(spec.rate && spec.warmup > 0 ? { warmFrom: spec.count } : {}),
