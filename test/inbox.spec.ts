@@ -294,6 +294,32 @@ describe('inbox at boot', () => {
     }
   });
 
+  it('runs a full cleanup on request with cleanup off, and cleans the inbox of a handler that opts in alone', async () => {
+    // The README's set-up for running the cleanup on one's own schedule, in a service whose module turns
+    // the inbox off and whose one handler turns it on for itself.
+    const app = await startTestApp(ns, {
+      providers: [OptsIntoInbox],
+      options: {
+        inbox: { enabled: false, retentionMs: 60_000 },
+        outbox: { retentionMs: 60_000 },
+        cleanup: { enabled: false, batchSize: 7 },
+      },
+    });
+    try {
+      const db = await ns.sql();
+      await db.query(`INSERT INTO ${ns.inboxTable} (handler, message_id, handled_at) SELECT 'h', 'manual-' || i, now() - interval '2 minutes' FROM generate_series(1, 20) i`);
+      await db.query(
+        `INSERT INTO ${ns.outboxTable} (id, event_name, event_version, payload, headers, occurred_at, status, sent_at, available_at, created_at)
+         SELECT gen_random_uuid(), 'cleanup.manual', 1, '{}', '{}', now(), 'sent', now() - interval '2 minutes', now(), now() FROM generate_series(1, 15)`,
+      );
+      // Every old row, batch after batch (7 + 7 + 6 and 7 + 7 + 1), not one batch of each.
+      await expect(app.get(CleanupWorker).runOnce()).resolves.toEqual({ outbox: 15, inbox: 20 });
+      expect((await db.query(`SELECT count(*)::int AS n FROM ${ns.inboxTable} WHERE message_id LIKE 'manual-%'`)).rows[0].n).toBe(0);
+    } finally {
+      await app.close();
+    }
+  });
+
   it('fails boot when the nestjs-cls transactions run on another DataSource than the library\'s', async () => {
     const moduleRef = await Test.createTestingModule({
       imports: [
@@ -333,6 +359,11 @@ describe('inbox at boot', () => {
     }
   });
 });
+
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { inbox: true })
+class OptsIntoInbox implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  handle(): void {}
+}
 
 @IntegrationEventHandler(OrderCreatedIntegrationEvent)
 class InboxOnlyHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {

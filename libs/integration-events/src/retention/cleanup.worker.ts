@@ -16,7 +16,10 @@ export class CleanupWorker {
   private readonly logger = new Logger('IntegrationEvents:Cleanup');
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
+  /** Not scheduling runs (before `start()`, after `stop()`). */
   private stopped = true;
+  /** Set while `stop()` waits: a run in progress ends after its current batch. */
+  private interrupted = false;
 
   constructor(
     private readonly config: IntegrationEventsConfig,
@@ -32,16 +35,25 @@ export class CleanupWorker {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
-    await this.running;
+    this.interrupted = true;
+    try {
+      await this.running;
+    } finally {
+      this.interrupted = false;
+    }
   }
 
-  /** One full run: every old row goes, batch after batch. Returns how many rows were deleted. */
+  /**
+   * One full run: every old row goes, batch after batch (also with `cleanup.enabled: false`, for a
+   * service that runs it on its own schedule). Returns how many rows were deleted.
+   */
   async runOnce(): Promise<{ outbox: number; inbox: number }> {
     const { outbox, inbox, cleanup } = this.config.options;
     const deleted = { outbox: 0, inbox: 0 };
     deleted.outbox = await this.drain((limit) => this.database.store.deleteSent(outbox.retentionMs, limit), cleanup.batchSize);
     // The inbox table is only required where a handler uses it: a publish-only service may have none.
-    if (inbox.enabled && (await this.database.inboxTableExists())) {
+    // Where it exists it is cleaned, whatever `inbox.enabled` says: a handler may opt in on its own.
+    if (await this.database.inboxTableExists()) {
       deleted.inbox = await this.drain((limit) => this.database.inboxStore.deleteOlderThan(inbox.retentionMs, limit), cleanup.batchSize);
     }
     if (deleted.outbox + deleted.inbox > 0) {
@@ -55,7 +67,7 @@ export class CleanupWorker {
     for (;;) {
       const deleted = await deleteBatch(batchSize);
       total += deleted;
-      if (deleted < batchSize || this.stopped) return total;
+      if (deleted < batchSize || this.interrupted) return total;
       await new Promise((resolve) => setTimeout(resolve, PAUSE_BETWEEN_BATCHES_MS));
     }
   }
