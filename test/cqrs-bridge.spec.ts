@@ -73,6 +73,19 @@ class OrderShippedConverter implements IIntegrationEventConverter<OrderShippedDo
   }
 }
 
+/** A subclass: converted by its base class's converter, as a base's @EventsHandler receives it. */
+class ExpressShippedDomainEvent extends OrderShippedDomainEvent {}
+
+/** A subclass with a converter of its own: only that one applies. */
+class ReturnShippedDomainEvent extends OrderShippedDomainEvent {}
+
+@IntegrationEventConverter(ReturnShippedDomainEvent)
+class ReturnShippedConverter implements IIntegrationEventConverter<ReturnShippedDomainEvent, OrderCreatedIntegrationEvent> {
+  convert(event: ReturnShippedDomainEvent): OrderCreatedIntegrationEvent {
+    return new OrderCreatedIntegrationEvent(`${event.orderId}/return`);
+  }
+}
+
 class StockReservedDomainEvent {
   constructor(readonly orderId: string) {}
 }
@@ -114,6 +127,7 @@ describe('@nestjs/cqrs bridge', () => {
         PingHandler,
         PongHandler,
         OrderShippedConverter,
+        ReturnShippedConverter,
         SwallowingStockHandler,
       ],
       options: { consumer: { enabled: false }, cqrs: { maxDispatchDepth: 5 } },
@@ -283,6 +297,16 @@ describe('@nestjs/cqrs bridge', () => {
 
   it('refuses a converter-backed domain event outside a transaction instead of dropping its integration events', () => {
     expect(() => app.get(EventBus).publish(new OrderShippedDomainEvent('o-no-tx', 1))).toThrow(DomainEventOutsideTransactionError);
+    expect(() => app.get(EventBus).publish(new ExpressShippedDomainEvent('o-no-tx-express', 1))).toThrow(DomainEventOutsideTransactionError);
+  });
+
+  it('converts a subclass of a converted domain event with its nearest class\'s converters, once', async () => {
+    await txHost.withTransaction(async () => {
+      app.get(EventBus).publish(new ExpressShippedDomainEvent('o-express', 1));
+      app.get(EventBus).publish(new ReturnShippedDomainEvent('o-return', 1));
+    });
+    const payloads = await outboxPayloads();
+    expect(payloads.filter((id) => id.startsWith('o-express') || id.startsWith('o-return')).sort()).toEqual(['o-express/parcel-0', 'o-return/return']);
   });
 
   it('fails boot on a converter without convert()', async () => {

@@ -13,12 +13,15 @@ interface DiscoveredConverter {
 @Injectable()
 export class IntegrationEventConverterRegistry {
   private readonly byDomainEvent = new Map<Function, DiscoveredConverter[]>();
+  /** Each domain event class seen, with the converters that apply to it (see `convertersOf`). */
+  private readonly byClassSeen = new Map<Function, readonly DiscoveredConverter[]>();
 
   constructor(private readonly discovery: DiscoveryService) {}
 
   /** Finds and checks the converters; a broken one fails boot. */
   explore(): void {
     this.byDomainEvent.clear();
+    this.byClassSeen.clear();
     for (const wrapper of this.discovery.getProviders({ metadataKey: IntegrationEventConverterDiscovery.KEY })) {
       const metadata = this.discovery.getMetadataByDecorator(IntegrationEventConverterDiscovery, wrapper);
       if (!metadata) continue;
@@ -41,12 +44,12 @@ export class IntegrationEventConverterRegistry {
 
   /** True when some converter handles this domain event's class. */
   has(domainEvent: object): boolean {
-    return this.byDomainEvent.has(domainEvent.constructor);
+    return this.convertersOf(domainEvent).length > 0;
   }
 
   /** Runs every converter of the event's class and collects the integration events they return. */
   async convert(domainEvent: object): Promise<object[]> {
-    const converters = this.byDomainEvent.get(domainEvent.constructor) ?? [];
+    const converters = this.convertersOf(domainEvent);
     const events: object[] = [];
     for (const converter of converters) {
       const result: ConverterResult<object> = await converter.instance.convert(domainEvent);
@@ -55,6 +58,29 @@ export class IntegrationEventConverterRegistry {
       else events.push(result as object);
     }
     return events;
+  }
+
+  /**
+   * The converters of the nearest class in the event's class chain that has any, as `@EventsHandler`s
+   * of a base class receive its subclasses' events (cqrs reads the event id through the chain). A
+   * subclass with converters of its own gets only those, so no event is converted twice.
+   */
+  private convertersOf(domainEvent: object): readonly DiscoveredConverter[] {
+    const type = domainEvent.constructor;
+    if (typeof type !== 'function') return [];
+    let converters = this.byClassSeen.get(type);
+    if (!converters) {
+      converters = [];
+      for (let current: unknown = type; typeof current === 'function' && current !== Function.prototype; current = Object.getPrototypeOf(current)) {
+        const own = this.byDomainEvent.get(current as Function);
+        if (own) {
+          converters = own;
+          break;
+        }
+      }
+      this.byClassSeen.set(type, converters);
+    }
+    return converters;
   }
 
   get size(): number {
