@@ -295,6 +295,38 @@ describe('@nestjs/cqrs bridge', () => {
     await eventually(() => expect(delivered()).toContain('before-failing-savepoint/parcel-0'));
   });
 
+  it('runs the handlers of an event object published anew, once its transaction committed or rolled back', async () => {
+    const eventBus = app.get(EventBus);
+    // A constant instance, say: handled in its transaction, then published again outside one.
+    const reused = new OrderPlacedDomainEvent('o-reused');
+    await txHost.withTransaction(async () => {
+      await txHost.tx.query(`INSERT INTO ${probe.table} (id) VALUES ($1)`, ['o-reused']);
+      eventBus.publish(reused);
+    });
+    expect(probe.placedHandled).toEqual([{ orderId: 'o-reused', inTransaction: true, rowVisibleInTransaction: true }]);
+    // The commit's forward down the stream is done in the turn after the commit (an ordering barrier, not a wait).
+    await new Promise((resolve) => setImmediate(resolve));
+    eventBus.publish(reused);
+    await eventually(() => expect(probe.placedHandled.map((h) => h.inTransaction)).toEqual([true, false]));
+
+    // Handled in a transaction (at its savepoint's release) that then rolled back: that never happened.
+    const rolledBack = new OrderPlacedDomainEvent('o-reused-rolled-back');
+    await expect(
+      txHost.withTransaction(async () => {
+        await txHost.withTransaction(Propagation.Nested, async () => {
+          await txHost.tx.query(`INSERT INTO ${probe.table} (id) VALUES ($1)`, ['o-reused-rolled-back']);
+          eventBus.publish(rolledBack);
+        });
+        expect(probe.placedHandled.filter((h) => h.orderId === 'o-reused-rolled-back').map((h) => h.inTransaction)).toEqual([true]);
+        throw new Error('abort');
+      }),
+    ).rejects.toThrow('abort');
+    eventBus.publish(rolledBack);
+    await eventually(() =>
+      expect(probe.placedHandled.filter((h) => h.orderId === 'o-reused-rolled-back').map((h) => h.inTransaction)).toEqual([true, false]),
+    );
+  });
+
   it('refuses a converter-backed domain event outside a transaction instead of dropping its integration events', () => {
     expect(() => app.get(EventBus).publish(new OrderShippedDomainEvent('o-no-tx', 1))).toThrow(DomainEventOutsideTransactionError);
     expect(() => app.get(EventBus).publish(new ExpressShippedDomainEvent('o-no-tx-express', 1))).toThrow(DomainEventOutsideTransactionError);

@@ -76,6 +76,15 @@ export class DomainEventHandlerRegistry {
     return ran;
   }
 
+  /**
+   * The event's handlers may run again: its transaction rolled back (they ran in it, for nothing), or its
+   * forward down the stream is done (an event object published again later, such as a constant
+   * instance, is a new occurrence).
+   */
+  forget(event: object): void {
+    this.handledInTransaction.delete(event);
+  }
+
   private guard(handler: HandlerWrapper): HandlerWrapper {
     const guarded = {
       handle: (event: IEvent): unknown => {

@@ -78,10 +78,19 @@ export class DomainEventQueue {
     for (const item of [...this.pending, ...this.dispatched]) if (item.depth > depth) item.depth = depth;
   }
 
-  /** A savepoint rolled back, to `depth`: what was raised or handled in it never happened. */
-  rolledBack(depth: number): void {
+  /**
+   * A savepoint rolled back, to `depth`: what was raised or handled in it never happened.
+   * @returns the handled events dropped
+   */
+  rolledBack(depth: number): QueuedDomainEvent[] {
+    const dropped: QueuedDomainEvent[] = [];
     for (const list of [this.pending, this.dispatched]) {
-      for (let i = list.length - 1; i >= 0; i--) if (list[i]!.depth > depth) list.splice(i, 1);
+      for (let i = list.length - 1; i >= 0; i--) {
+        if (list[i]!.depth <= depth) continue;
+        const [item] = list.splice(i, 1);
+        if (list === this.dispatched) dropped.push(item!);
+      }
     }
+    return dropped;
   }
 }

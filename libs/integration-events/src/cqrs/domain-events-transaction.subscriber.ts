@@ -1,7 +1,7 @@
 import type { EntitySubscriberInterface, TransactionCommitEvent, TransactionRollbackEvent } from 'typeorm';
 import { assertTransactionNotAborted } from '../outbox/aborted-transaction';
 import { OutboxCommitSubscriber } from '../outbox/outbox-commit.subscriber';
-import { DomainEventQueue } from './domain-event-queue';
+import { DomainEventQueue, type QueuedDomainEvent } from './domain-event-queue';
 
 /** What the subscriber asks of the bridge at each end of a transaction. */
 export interface DomainEventTransactionHooks {
@@ -9,6 +9,8 @@ export interface DomainEventTransactionHooks {
   dispatchBeforeCommit(queue: DomainEventQueue): Promise<void>;
   /** Sends the handled domain events down the EventBus stream, the transaction having committed. */
   forwardAfterCommit(queue: DomainEventQueue): void;
+  /** Forgets that these events' handlers ran in their transaction or savepoint, which rolled back. */
+  forgetHandled(items: readonly QueuedDomainEvent[]): void;
 }
 
 /**
@@ -50,11 +52,13 @@ export class DomainEventsTransactionSubscriber implements EntitySubscriberInterf
     const { queryRunner } = event;
     if (!queryRunner.isTransactionActive) {
       // Rolled back: the events never happened. Nothing is forwarded.
-      DomainEventQueue.take(queryRunner);
+      const queue = DomainEventQueue.take(queryRunner);
+      if (queue && queue.dispatched.length > 0) this.hooks.forgetHandled(queue.dispatched);
       return;
     }
     // A savepoint rolled back: the events raised or handled in it never happened.
     const queue = DomainEventQueue.find(queryRunner);
-    queue?.rolledBack(queue.depth);
+    const dropped = queue?.rolledBack(queue.depth);
+    if (dropped && dropped.length > 0) this.hooks.forgetHandled(dropped);
   }
 }

@@ -10,7 +10,7 @@ import { EntityManagerResolver } from '../outbox/entity-manager.resolver';
 import { OutboxDatabase } from '../outbox/outbox-database';
 import { IntegrationEventPublisher } from '../publisher/integration-event.publisher';
 import { DomainEventHandlerRegistry } from './domain-event-handler-registry';
-import { DomainEventQueue } from './domain-event-queue';
+import { DomainEventQueue, type QueuedDomainEvent } from './domain-event-queue';
 import { DomainEventsTransactionSubscriber } from './domain-events-transaction.subscriber';
 import { IntegrationEventConverterRegistry } from './integration-event-converter.registry';
 import { TransactionalEventPublisher } from './transactional-event-publisher';
@@ -120,10 +120,11 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap,
       }
       for (const item of items) {
         await this.registry.dispatch(item.event);
-        const integrationEvents = await this.converters.convert(item.event);
-        if (integrationEvents.length > 0) await this.integrationEvents.publish(integrationEvents);
+        // Handled from now on: a failure below rolls it back with the rest (and its handlers are forgotten).
         item.depth = level;
         queue.dispatched.push(item);
+        const integrationEvents = await this.converters.convert(item.event);
+        if (integrationEvents.length > 0) await this.integrationEvents.publish(integrationEvents);
       }
     }
   }
@@ -133,8 +134,14 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap,
     const inner = this.publisher?.inner;
     if (!inner) return;
     const forward = async (): Promise<void> => {
-      for (const { event, dispatcherContext, asyncContext } of queue.dispatched) {
-        (inner.publish as (e: object, d?: unknown, a?: unknown) => unknown)(event, dispatcherContext, asyncContext);
+      try {
+        for (const { event, dispatcherContext, asyncContext } of queue.dispatched) {
+          (inner.publish as (e: object, d?: unknown, a?: unknown) => unknown)(event, dispatcherContext, asyncContext);
+        }
+      } finally {
+        // The stream calls its handlers as the event goes through (a publisher that defers to a later
+        // microtask or to the next turn included); after that the same object may be published anew.
+        setImmediate(() => this.forgetHandled(queue.dispatched));
       }
     };
     // The CLS context still holds the committed transaction's EntityManager: a saga reacting here must
@@ -142,6 +149,11 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap,
     const host = this.transactionHost();
     const run = host ? host.withoutTransaction(forward) : forward();
     run.catch((error: unknown) => this.logger.error(`Forwarding committed domain events failed: ${(error as Error).message}`));
+  }
+
+  /** @internal Their handlers may run again: rolled back, or forwarded (see `DomainEventHandlerRegistry.forget`). */
+  forgetHandled(items: readonly QueuedDomainEvent[]): void {
+    for (const { event } of items) this.registry.forget(event);
   }
 
   private findEventBus(): EventBus | undefined {
