@@ -1,14 +1,21 @@
 import { Injectable } from '@nestjs/common';
 import { CqrsModule, CommandBus, EventBus, EventsHandler, type IEventHandler } from '@nestjs/cqrs';
 import type { TestingModule } from '@nestjs/testing';
+import { Test } from '@nestjs/testing';
+import { TypeOrmModule } from '@nestjs/typeorm';
 import { Propagation, TransactionHost } from '@nestjs-cls/transactional';
-import type { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
+import { ClsPluginTransactional } from '@nestjs-cls/transactional';
+import { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
+import { ClsModule } from 'nestjs-cls';
+import { DataSource } from 'typeorm';
 import {
   DomainEventDispatchDepthError,
   DomainEventOutsideTransactionError,
   IntegrationEventConverter,
+  IntegrationEventsModule,
   InvalidIntegrationEventConverterError,
   TransactionAbortedError,
+  TransactionsNotConfiguredError,
   type IIntegrationEventConverter,
 } from 'nestjs-integration-events';
 import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
@@ -24,7 +31,8 @@ import {
   WarehouseSaga,
 } from './fixtures/ordering-domain';
 import { consistently, eventually } from './support/eventually';
-import { startTestApp } from './support/test-app';
+import { TEST_DATABASE_URL } from './support/services';
+import { startTestApp, testOptions } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
 
 class PingDomainEvent {
@@ -339,6 +347,36 @@ describe('@nestjs/cqrs bridge', () => {
     });
     const payloads = await outboxPayloads();
     expect(payloads.filter((id) => id.startsWith('o-express') || id.startsWith('o-return')).sort()).toEqual(['o-express/parcel-0', 'o-return/return']);
+  });
+
+  it('refuses a domain event raised in a transaction on another DataSource than the outbox\'s, instead of never handling it', async () => {
+    const other = await TestNamespace.create();
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        // The application's DataSource, where its nestjs-cls transactions run...
+        TypeOrmModule.forRoot({ type: 'postgres', url: TEST_DATABASE_URL, extra: { allowExitOnIdle: true } }),
+        // ...and the one the library is told to use.
+        TypeOrmModule.forRoot({ name: 'events', type: 'postgres', url: TEST_DATABASE_URL, schema: other.schema, extra: { allowExitOnIdle: true } }),
+        ClsModule.forRoot({
+          global: true,
+          plugins: [new ClsPluginTransactional({ imports: [TypeOrmModule], adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }) })],
+        }),
+        CqrsModule.forRoot(),
+        IntegrationEventsModule.forRoot({ ...testOptions(other), dataSourceName: 'events', consumer: { enabled: false } }),
+      ],
+    }).compile();
+    try {
+      await moduleRef.init();
+      const host = moduleRef.get<TransactionHost<TransactionalAdapterTypeOrm>>(TransactionHost);
+      const eventBus = moduleRef.get(EventBus);
+      // Queued on that transaction, the event would wait for a commit hook that DataSource does not have.
+      await expect(host.withTransaction(async () => eventBus.publish(new StockReservedDomainEvent('o-elsewhere')))).rejects.toThrow(
+        TransactionsNotConfiguredError,
+      );
+    } finally {
+      await moduleRef.close();
+      await other.cleanup();
+    }
   });
 
   it('fails boot on a converter without convert()', async () => {

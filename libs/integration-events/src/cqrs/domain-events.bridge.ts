@@ -5,6 +5,7 @@ import { getTransactionHostToken, type TransactionHost } from '@nestjs-cls/trans
 import { DomainEventDispatchDepthError } from '../errors/domain-event-dispatch-depth.error';
 import { DomainEventOutsideTransactionError } from '../errors/domain-event-outside-transaction.error';
 import { InvalidIntegrationEventConverterError } from '../errors/invalid-integration-event-converter.error';
+import { TransactionsNotConfiguredError } from '../errors/transactions-not-configured.error';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
 import { EntityManagerResolver } from '../outbox/entity-manager.resolver';
 import { OutboxDatabase } from '../outbox/outbox-database';
@@ -89,10 +90,18 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap,
     }
   }
 
-  /** @internal The queue of the ambient transaction, if any. */
+  /**
+   * @internal The queue of the ambient transaction, if any.
+   * @throws TransactionsNotConfiguredError when that transaction runs on another DataSource than the
+   *   outbox's: its commit would never run the queued events' handlers (nothing hooks that DataSource)
+   */
   currentQueue(): DomainEventQueue | undefined {
     const queryRunner = this.managers.resolve(undefined)?.queryRunner;
-    return queryRunner?.isTransactionActive ? DomainEventQueue.of(queryRunner) : undefined;
+    if (!queryRunner?.isTransactionActive) return undefined;
+    if (queryRunner.connection !== this.database.dataSource) {
+      throw new TransactionsNotConfiguredError('The cqrs bridge (domain events raised in a transaction)', this.config.options.dataSourceName);
+    }
+    return DomainEventQueue.of(queryRunner);
   }
 
   /** @internal */
