@@ -1,4 +1,5 @@
 import { Injectable } from '@nestjs/common';
+import { CqrsModule, EventBus, EventsHandler, type IEventHandler } from '@nestjs/cqrs';
 import type { TestingModule } from '@nestjs/testing';
 import { Test } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
@@ -265,6 +266,80 @@ describe('inbox', () => {
     // Rows not sent are never deleted, however old.
     expect(await count("status = 'pending'")).toBe(6);
     expect(await count("status = 'unroutable'")).toBe(2);
+  });
+});
+
+class StockCountedDomainEvent {
+  constructor(
+    readonly orderId: string,
+    readonly attempt: number,
+  ) {}
+}
+
+@Injectable()
+class AttemptSignals {
+  table = '';
+  readonly byAttempt = new Map<number, AbortSignal>();
+}
+
+/** Raises a domain event; its @EventsHandler does the work, at the commit (the cqrs bridge). */
+@IntegrationEventHandler(SlowWriteIntegrationEvent, { timeoutMs: 300, queue: 'count-stock' })
+class CountStock implements IIntegrationEventHandler<SlowWriteIntegrationEvent> {
+  constructor(
+    private readonly eventBus: EventBus,
+    private readonly signals: AttemptSignals,
+  ) {}
+
+  handle(event: SlowWriteIntegrationEvent, context: IntegrationEventContext): void {
+    this.signals.byAttempt.set(context.attempt, context.signal);
+    this.eventBus.publish(new StockCountedDomainEvent(event.orderId, context.attempt));
+  }
+}
+
+/** Writes, then on the first attempt outlasts that attempt's timeout before returning. */
+@EventsHandler(StockCountedDomainEvent)
+class StockCountedHandler implements IEventHandler<StockCountedDomainEvent> {
+  constructor(
+    private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>,
+    private readonly signals: AttemptSignals,
+  ) {}
+
+  async handle(event: StockCountedDomainEvent): Promise<void> {
+    await this.txHost.tx.query(`INSERT INTO ${this.signals.table} (order_id, message_id) VALUES ($1, $2)`, [event.orderId, `attempt-${event.attempt}`]);
+    const signal = this.signals.byAttempt.get(event.attempt)!;
+    if (event.attempt === 1) await new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
+  }
+}
+
+describe('inbox with the cqrs bridge', () => {
+  let ns: TestNamespace;
+  let app: TestingModule;
+
+  beforeAll(async () => {
+    ns = await TestNamespace.create();
+    await (await ns.sql()).query(`CREATE TABLE "${ns.schema}".ledger (order_id text NOT NULL, message_id text NOT NULL)`);
+    app = await startTestApp(ns, {
+      imports: [CqrsModule.forRoot()],
+      providers: [AttemptSignals, CountStock, StockCountedHandler],
+      options: { consumer: { retry: { initialDelayMs: 20, maxDelayMs: 40 } } },
+    });
+    app.get(AttemptSignals).table = `"${ns.schema}".ledger`;
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await ns?.cleanup();
+  });
+
+  it('rolls back an attempt abandoned while its domain-event handlers ran at the commit', async () => {
+    await ns.publishRaw('inbox.slow-write', JSON.stringify({ orderId: 'counted' }), { messageId: 'm-counted' });
+    const rows = async () =>
+      (await (await ns.sql()).query(`SELECT message_id FROM "${ns.schema}".ledger WHERE order_id = 'counted'`)).rows.map((r: { message_id: string }) => r.message_id);
+    // Attempt 1's domain-event handler wrote at the commit and returned after the attempt's 300 ms
+    // timeout: committing it would record the message as handled by an attempt counted as failed.
+    await eventually(async () => expect(await rows()).toHaveLength(1), { timeoutMs: 10_000 });
+    await consistently(async () => expect(await rows()).toEqual([expect.not.stringMatching(/^attempt-1$/)]), { forMs: 500 });
+    expect(app.get(AttemptSignals).byAttempt.size).toBeGreaterThanOrEqual(2);
   });
 });
 

@@ -1,4 +1,5 @@
 import type { EntitySubscriberInterface, TransactionCommitEvent, TransactionRollbackEvent } from 'typeorm';
+import { AbandonedAttempt } from '../inbox/abandoned-attempt';
 import { assertTransactionNotAborted } from '../outbox/aborted-transaction';
 import { OutboxCommitSubscriber } from '../outbox/outbox-commit.subscriber';
 import { DomainEventQueue, type QueuedDomainEvent } from './domain-event-queue';
@@ -27,7 +28,12 @@ export class DomainEventsTransactionSubscriber implements EntitySubscriberInterf
     const { queryRunner } = event;
     const queue = DomainEventQueue.find(queryRunner);
     if (!queue) return;
-    if (queue.pending.length > 0) await this.hooks.dispatchBeforeCommit(queue);
+    if (queue.pending.length > 0) {
+      await this.hooks.dispatchBeforeCommit(queue);
+      // An inbox attempt given up (timeout, shutdown) while those handlers ran must not commit: the
+      // inbox's own last check ran before them.
+      AbandonedAttempt.assertNot(queryRunner);
+    }
     // A handler that caught a failed statement leaves the transaction aborted: its COMMIT would roll
     // back silently, the stream would see events that never happened, and the relay would get the
     // outbox rows. Checked here, after the handlers, for the outbox too (see isCheckedAfterDomainEvents).

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import { TransactionsNotConfiguredError } from '../errors/transactions-not-configured.error';
 import { EntityManagerResolver } from '../outbox/entity-manager.resolver';
+import { AbandonedAttempt } from './abandoned-attempt';
 import { assertTransactionNotAborted } from '../outbox/aborted-transaction';
 import { OutboxDatabase } from '../outbox/outbox-database';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
@@ -64,6 +65,8 @@ export class InboxGuard {
       if (abandoned.aborted) return Promise.reject(abandoned.reason ?? new Error('The attempt was abandoned'));
       return host.withTransaction(async () => {
         const manager = host.tx as unknown as EntityManager;
+        // Code run at the commit (the cqrs bridge's domain-event handlers) checks it again after itself.
+        if (manager.queryRunner) AbandonedAttempt.attach(manager.queryRunner, abandoned);
         if (!(await this.database.inboxStore.record(manager, handlerKey, messageId))) return false;
         // Given up while the record waited for an earlier attempt's lock (PostgreSQL): the handler's
         // effects elsewhere must not happen for an attempt already counted as failed.
