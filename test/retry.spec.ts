@@ -268,6 +268,26 @@ describe('retries and the dead-letter queue', () => {
     });
   });
 
+  it('keeps another publisher\'s x- headers and properties on retry and dead-letter copies, and drops the broker\'s', async () => {
+    recorder.behaviour = (_event, context) => {
+      throw context.attempt < 2 ? new Error('transient') : new NonRetryableError('refused');
+    };
+    const id = (await ns.publishRaw('ordering.order-created', JSON.stringify({ orderId: 'foreign-x' }), {
+      headers: { 'x-tenant-id': 'acme', 'x-request-id': 'r-42' },
+      properties: { priority: 3, replyTo: 'replies' },
+    }))!;
+    await eventually(async () => expect(await ns.queueDepth(`${queue()}.dlq`)).toBe(1));
+    // The retry came back through the wait queue, which RabbitMQ dead-letters with its own x-death.
+    expect(callsFor(id).map((r) => [r.context.attempt, r.context.headers['x-tenant-id'], r.context.headers['x-request-id']])).toEqual([
+      [1, 'acme', 'r-42'],
+      [2, 'acme', 'r-42'],
+    ]);
+    const [dead] = await ns.drainQueue(`${queue()}.dlq`);
+    expect(dead!.properties).toMatchObject({ messageId: id, priority: 3, replyTo: 'replies' });
+    expect(dead!.properties.headers).toMatchObject({ 'x-tenant-id': 'acme', 'x-request-id': 'r-42', 'ie-dead-letter-reason': 'non-retryable' });
+    expect(Object.keys(dead!.properties.headers!).filter((name) => name.startsWith('x-')).sort()).toEqual(['x-request-id', 'x-tenant-id']);
+  });
+
   it('gives a retry copy none of the headers of the dead-letter copy made before it', async () => {
     // Both copies go out through the consumer's one reused headers object (ReusedHeadersTable).
     recorder.behaviour = (event, context) => {

@@ -80,7 +80,11 @@ export class TestNamespace {
   async publishRaw(
     routingKey: string,
     body: Buffer | string,
-    { headers = {}, messageId = randomBytes(8).toString('hex') }: { headers?: Record<string, unknown>; messageId?: string | null } = {},
+    {
+      headers = {},
+      messageId = randomBytes(8).toString('hex'),
+      properties = {},
+    }: { headers?: Record<string, unknown>; messageId?: string | null; properties?: Pick<amqp.Options.Publish, 'priority' | 'replyTo'> } = {},
   ): Promise<string | null> {
     const channel = await (await this.amqp()).createConfirmChannel();
     await channel.assertExchange(this.exchange, 'topic', { durable: true });
@@ -88,6 +92,7 @@ export class TestNamespace {
       ...(messageId === null ? {} : { messageId }),
       persistent: true,
       contentType: 'application/json',
+      ...properties,
       headers: {
         'ie-event-name': routingKey,
         'ie-event-version': 1,

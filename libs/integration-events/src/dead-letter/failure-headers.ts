@@ -6,10 +6,26 @@ type Headers = Readonly<Record<string, unknown>>;
 type RetryDisposition = Extract<Disposition, { action: 'retry' }>;
 type DeadLetterDisposition = Extract<Disposition, { action: 'dead-letter' }>;
 
+/**
+ * Headers RabbitMQ sets on a message as it moves (dead-lettering, quorum-queue redeliveries, federation):
+ * they describe that trip, not the message. Other `x-` headers are an application's (another publisher's
+ * `x-tenant-id`, say) and travel with every copy.
+ */
+function isBrokerHeader(name: string): boolean {
+  const lower = name.toLowerCase();
+  return (
+    lower === 'x-death' ||
+    lower.startsWith('x-first-death-') ||
+    lower.startsWith('x-last-death-') ||
+    lower === 'x-delivery-count' ||
+    lower === 'x-received-from'
+  );
+}
+
 /** The headers a message arrived with, minus the broker's own (`x-death` and friends). */
 function withoutBrokerHeaders(headers: Headers): Record<string, unknown> {
   const result: Record<string, unknown> = {};
-  for (const [name, value] of Object.entries(headers)) if (!name.toLowerCase().startsWith('x-')) result[name] = value;
+  for (const [name, value] of Object.entries(headers)) if (!isBrokerHeader(name)) result[name] = value;
   return result;
 }
 
