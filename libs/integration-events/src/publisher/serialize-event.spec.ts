@@ -219,6 +219,26 @@ describe('serializeEvent', () => {
       expect(error.reason).toBe('is a function, which JSON drops');
     });
 
+    it('refuses an event whose data sits only in getters (a #private field behind them), which would be sent as {}', () => {
+      class OrderShipped {
+        readonly #orderId: string;
+        constructor(orderId: string) {
+          this.#orderId = orderId;
+        }
+        get orderId(): string {
+          return this.#orderId;
+        }
+      }
+      class ExpressShipped extends OrderShipped {}
+      for (const event of [new OrderShipped('o-1'), new ExpressShipped('o-2')]) {
+        const error = refusal(event);
+        expect(error.path).toBe('$');
+        expect(error.reason).toBe('has no own fields, only getters ("orderId"), which JSON leaves out: the body would be {}; give the event fields');
+      }
+      // A marker event, with nothing to carry, still goes.
+      expect(serialize(new Marker())).toBe('{}');
+    });
+
     it('refuses a sparse array, naming the index of the hole', () => {
       const sparse: number[] = [1];
       sparse[2] = 3;

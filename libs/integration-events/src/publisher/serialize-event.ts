@@ -92,8 +92,13 @@ function assertJsonSafe(
   } else {
     const keys = Object.keys(object);
     const prototype: unknown = Object.getPrototypeOf(object);
-    if (!isRoot && keys.length === 0 && prototype !== Object.prototype && prototype !== null) {
-      refuse(`is a ${object.constructor?.name ?? 'class'} instance with no own fields, which JSON turns into {}`);
+    if (keys.length === 0 && prototype !== Object.prototype && prototype !== null) {
+      // An event may carry nothing (a marker), but not data that only its getters show.
+      if (!isRoot) refuse(`is a ${object.constructor?.name ?? 'class'} instance with no own fields, which JSON turns into {}`);
+      const getter = firstGetter(prototype as object);
+      if (getter !== undefined) {
+        refuse(`has no own fields, only getters ("${getter}"), which JSON leaves out: the body would be {}; give the event fields`);
+      }
     }
     for (const key of keys) {
       if (FORBIDDEN_KEYS.has(key)) refuse(`has the key "${key}", which is refused to prevent prototype pollution`);
@@ -103,6 +108,16 @@ function assertJsonSafe(
     }
   }
   ancestors.delete(object);
+}
+
+/** The name of a getter defined along `prototype`'s chain (below Object.prototype), if any. */
+function firstGetter(prototype: object): string | undefined {
+  for (let current: object | null = prototype; current && current !== Object.prototype; current = Object.getPrototypeOf(current) as object | null) {
+    for (const [name, descriptor] of Object.entries(Object.getOwnPropertyDescriptors(current))) {
+      if (descriptor.get) return name;
+    }
+  }
+  return undefined;
 }
 
 function childPath(path: string, key: string): string {
