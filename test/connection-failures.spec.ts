@@ -124,6 +124,17 @@ describe('broker connection failures', () => {
     expect(Date.now() - stopping).toBeLessThan(10_000);
   });
 
+  it('shuts down on a half-dead connection that nothing detects (heartbeats off): the consumers\' cancel is not awaited for ever', async () => {
+    await proxy.accept();
+    const app = await start({ providers: [OrderCreatedRecorder, SecondHandler] }, 0);
+    await eventually(() => expect(proxy.connections).toBe(1));
+    // What a blocked connection (a broker alarm) looks like to the client too: nothing is answered.
+    proxy.freeze();
+    const closing = apps.splice(0, 1)[0]!.close().then(() => 'closed' as const);
+    const outcome = await Promise.race([closing, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 30_000).unref())]);
+    expect(outcome).toBe('closed');
+  });
+
   it('keeps the other consumers and the relay running when one queue cannot be re-declared after a reconnect', async () => {
     await proxy.accept();
     const app = await start({ providers: [OrderCreatedRecorder, SecondHandler] });

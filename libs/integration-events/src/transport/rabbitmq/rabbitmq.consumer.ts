@@ -8,6 +8,7 @@ import type { DiscoveredHandler } from '../../discovery/discovered-handler';
 import type { ResolvedIntegrationEventsOptions } from '../../options/resolved-options';
 import type { ConsumerCallbacks } from '../integration-event-transport';
 import { AckCoalescer } from './ack-coalescer';
+import { cancelQuietly } from './close-quietly';
 import { copyProperties } from './copy-properties';
 import { declareHandlerTopology, waitQueueName } from './handler-topology';
 import type { ManagedChannel } from './managed-channel';
@@ -112,7 +113,9 @@ export class RabbitMqConsumer {
     this.stopping = true;
     const consumer = this.consumer;
     this.consumer = undefined;
-    if (consumer) await consumer.channel.cancel(consumer.tag).catch(() => undefined);
+    // Bounded: a connection that is half-dead (no heartbeats) or blocked by the broker never answers,
+    // and the handlers' signals must fire regardless. Deliveries arriving after this are left alone.
+    if (consumer) await cancelQuietly(consumer.channel, consumer.tag);
     this.abort.abort(new Error('The application is shutting down'));
     if (this.inFlight.size > 0) {
       let timer: NodeJS.Timeout | undefined;
