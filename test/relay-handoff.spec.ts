@@ -1,3 +1,4 @@
+import { Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import type { TestingModule } from '@nestjs/testing';
 import { Propagation, TransactionHost } from '@nestjs-cls/transactional';
 import type { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
@@ -115,6 +116,34 @@ describe('outbox relay handoff', () => {
     // A relay polling every 100 ms, well inside the 30 s lease the row was written with.
     await start({ pollIntervalMs: 100 });
     await eventually(() => expect(orderIds(probe.messages)).toEqual(['late']), { timeoutMs: 3_000 });
+  });
+
+  it('releases the lease of rows committed while the application closes, after the relay stopped', async () => {
+    // A transaction still running when app.close() begins (an HTTP request, say), committing after the
+    // library's shutdown phase: Nest closes the HTTP server after beforeApplicationShutdown.
+    let written!: () => void;
+    const wasWritten = new Promise<void>((resolve) => (written = resolve));
+    let commit!: () => void;
+    const mayCommit = new Promise<void>((resolve) => (commit = resolve));
+    let committed: Promise<unknown> | undefined;
+    @Injectable()
+    class LateRequest implements OnApplicationShutdown {
+      async onApplicationShutdown(): Promise<void> {
+        commit();
+        await committed;
+      }
+    }
+    const { app, txHost, publisher } = await start({}, { providers: [LateRequest] });
+    committed = txHost.withTransaction(async () => {
+      await publish(publisher, 'committed-while-closing');
+      written();
+      await mayCommit;
+    });
+    await wasWritten;
+    await apps.splice(apps.indexOf(app), 1)[0]!.close();
+    await committed;
+    const { rows } = await (await ns.sql()).query(`SELECT status, lease_token, locked_until FROM ${ns.outboxTable}`);
+    expect(rows).toEqual([{ status: 'pending', lease_token: null, locked_until: null }]);
   });
 
   it('sends a row whose lease was half gone at its commit through a claim, once', async () => {

@@ -4,6 +4,7 @@ import {
   Logger,
   Module,
   type OnApplicationBootstrap,
+  type OnApplicationShutdown,
   type OnModuleDestroy,
 } from '@nestjs/common';
 import { APP_INTERCEPTOR, DiscoveryModule } from '@nestjs/core';
@@ -87,7 +88,7 @@ import { TransportHost } from './transport/transport-host';
 })
 export class IntegrationEventsModule
   extends IntegrationEventsConfigurableModule
-  implements OnApplicationBootstrap, OnModuleDestroy, BeforeApplicationShutdown
+  implements OnApplicationBootstrap, OnModuleDestroy, BeforeApplicationShutdown, OnApplicationShutdown
 {
   private readonly logger = new Logger('IntegrationEvents');
 
@@ -141,13 +142,24 @@ export class IntegrationEventsModule
 
   /**
    * Second phase, before TypeORM closes its DataSource (`onApplicationShutdown`): finish the relay's
-   * batch, unhook from the DataSource, close the connection.
+   * batch, close the connection.
    */
   async beforeApplicationShutdown(): Promise<void> {
     await this.consumers.stop();
     await this.relay.stop();
     await this.cleanup.stop();
-    this.database.detach();
     await this.transports.transport.close();
+  }
+
+  /**
+   * Last phase: unhook from the DataSource. Until now, transactions still committing (HTTP requests run
+   * until Nest disposes of the server, after the phase above) are checked at their commit as usual, and
+   * rows they leased to the stopped relay are released for other instances, not left for the lease's
+   * length. Nest runs this before TypeORM's own hook when TypeORM's module was imported first (global
+   * modules shut down in the reverse of their order).
+   */
+  async onApplicationShutdown(): Promise<void> {
+    await this.relay.releasesSettled();
+    this.database.detach();
   }
 }

@@ -62,6 +62,8 @@ export class OutboxRelay {
   ) {}
 
   private readonly tracer = trace.getTracer(INSTRUMENTATION_NAME);
+  /** Releases of handed-over rows refused after a stop, still running (see `releasesSettled`). */
+  private readonly releasing = new Set<Promise<void>>();
 
   get isRunning(): boolean {
     return this.loop !== undefined;
@@ -81,6 +83,20 @@ export class OutboxRelay {
     await this.loop;
   }
 
+  /**
+   * Waits for the releases of rows committed after the relay stopped (HTTP requests finishing during
+   * shutdown, say), so that they end before the DataSource closes and other instances can claim the
+   * rows at once instead of after their lease.
+   */
+  async releasesSettled(): Promise<void> {
+    while (this.releasing.size > 0) await Promise.all([...this.releasing]);
+  }
+
+  private track(release: Promise<void>): void {
+    this.releasing.add(release);
+    void release.finally(() => this.releasing.delete(release));
+  }
+
   /** Wakes the relay now instead of at the next poll. */
   wake(): void {
     this.wakeSignal.notify();
@@ -93,7 +109,7 @@ export class OutboxRelay {
       capacity: batchSize * HANDOFF_BATCHES,
       canPublish: () => !this.stopping && this.transports.transport.canPublish,
       onHandedOff: () => this.wakeSignal.ring(),
-      onRefused: (records) => void this.releaseQuietly(records.map((record) => record.id)),
+      onRefused: (records) => this.track(this.releaseQuietly(records.map((record) => record.id))),
     });
     let failures = 0;
     // The first round claims whatever is due; after that, a claim every poll interval, or sooner when
