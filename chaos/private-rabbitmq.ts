@@ -113,6 +113,25 @@ export class PrivateRabbitMq {
     await this.ctl(['start_app']);
   }
 
+  /**
+   * Raises a memory alarm on the node (its high watermark set to 1 MB, far below what it uses), or
+   * clears it (back to RabbitMQ's default 0.4 of the machine's memory). During the alarm RabbitMQ blocks
+   * every connection that publishes.
+   */
+  async memoryAlarm(on: boolean): Promise<void> {
+    await this.ctl(on ? ['set_vm_memory_high_watermark', 'absolute', '1000000'] : ['set_vm_memory_high_watermark', '0.4']);
+  }
+
+  /** Each client connection's name (`connection_name`) and state: running, blocking, blocked, ... */
+  async connections(vhost: string): Promise<Array<{ name: string; state: string }>> {
+    const out = await this.ctl(['list_connections', '--no-table-headers', 'vhost', 'state', 'client_properties']);
+    return out
+      .split('\n')
+      .map((line) => line.split('\t'))
+      .filter(([lineVhost]) => lineVhost === vhost)
+      .map(([, state, properties]) => ({ name: /"connection_name","([^"]*)"/.exec(properties ?? '')?.[1] ?? '?', state: state ?? '?' }));
+  }
+
   async queues(vhost: string): Promise<QueueDepth[]> {
     const out = await this.ctl(['list_queues', '-p', vhost, '--no-table-headers', 'name', 'messages_ready', 'messages_unacknowledged']);
     return out

@@ -224,4 +224,57 @@ export const SCENARIOS: readonly Scenario[] = [
       context.note('no faults: orders round-robin over both ordering processes; both relays claim from one outbox');
     },
   },
+  {
+    key: 'g',
+    title: 'RabbitMQ memory alarm (8 s) under load, payments resumed into a backlog while it holds',
+    orderingInstances: 1,
+    paymentsInstances: 1,
+    loadMs: 25_000,
+    async inject(context) {
+      const [payments] = context.payments;
+      const pid = payments!.pid!;
+      const queue = 'payments.order-created';
+      const depth = async (): Promise<number> => {
+        const found = (await context.rabbitmq.queues(context.vhost)).find((q) => q.name === queue);
+        return found ? found.ready + found.unacked : NaN;
+      };
+      await pause(4_000);
+      // Payments frozen for a moment: its queue fills, as it would behind a slow consumer.
+      process.kill(pid, 'SIGSTOP');
+      let frozen = true;
+      let atResume = NaN;
+      let atEnd = NaN;
+      let states: Array<{ name: string; state: string }> = [];
+      try {
+        await pause(3_000);
+        await context.rabbitmq.memoryAlarm(true);
+        // In effect once ordering's relay, publishing, is blocked.
+        await waitFor('the alarm to block a publishing connection', async () => (await context.rabbitmq.connections(context.vhost)).some((c) => c.state === 'blocked'), {
+          timeoutMs: 15_000,
+        });
+        atResume = await depth();
+        process.kill(pid, 'SIGCONT');
+        frozen = false;
+        log(`  memory alarm raised; payments resumed with ${atResume} messages in its queue`);
+        // Payments handles the backlog: each handled message writes an OrderPaid outbox row, which its
+        // relay tries to publish, which blocks its publishing connection. Its consuming one goes on.
+        await pause(8_000);
+        atEnd = await depth();
+        states = await context.rabbitmq.connections(context.vhost);
+      } finally {
+        if (frozen) process.kill(pid, 'SIGCONT');
+        await context.rabbitmq.memoryAlarm(false);
+      }
+      const described = states.map((c) => `${c.name}: ${c.state}`).join(', ');
+      log(`  memory alarm cleared after 8 s: payments' queue went from ${atResume} to ${atEnd} messages; connections then: ${described}`);
+      context.note(
+        `memory alarm for 8 s: payments' queue went from ${atResume} to ${atEnd} messages while it held (connections at its end: ${described})`,
+      );
+      // A consumer whose connection the alarm blocked acks nothing more (a message or so at most).
+      if (!(atResume > 0 && atEnd <= atResume / 2)) {
+        throw new Error(`payments did not work through its queue during the memory alarm (${atResume} → ${atEnd} messages)`);
+      }
+      await pause(3_000);
+    },
+  },
 ];

@@ -111,7 +111,8 @@ describe('broker connection failures', () => {
       providers: [OrderCreatedRecorder],
       options: { relay: { confirmTimeoutMs: 500, leaseMs: 1_000, retryInitialDelayMs: 100, retryMaxDelayMs: 200 } },
     }, 1);
-    await eventually(() => expect(proxy.connections).toBe(1));
+    // The consuming connection, then the publishing one.
+    await eventually(() => expect(proxy.connections).toBe(2));
     proxy.freeze();
     const [id] = await publish(app, 'through-a-frozen-path');
     // Heartbeats (1 s) notice the dead path; the connection is replaced and the row goes out on it.
@@ -127,12 +128,31 @@ describe('broker connection failures', () => {
   it('shuts down on a half-dead connection that nothing detects (heartbeats off): the consumers\' cancel is not awaited for ever', async () => {
     await proxy.accept();
     const app = await start({ providers: [OrderCreatedRecorder, SecondHandler] }, 0);
-    await eventually(() => expect(proxy.connections).toBe(1));
+    await eventually(() => expect(proxy.connections).toBe(2));
     // What a blocked connection (a broker alarm) looks like to the client too: nothing is answered.
     proxy.freeze();
     const closing = apps.splice(0, 1)[0]!.close().then(() => 'closed' as const);
     const outcome = await Promise.race([closing, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 30_000).unref())]);
     expect(outcome).toBe('closed');
+  });
+
+  it('keeps consuming while its publishing connection hangs, as RabbitMQ leaves a connection that published during an alarm', async () => {
+    await proxy.accept();
+    // Heartbeats off: the hung connection stays (a blocked connection's heartbeats are not checked either).
+    const app = await start({ providers: [OrderCreatedRecorder] }, 0);
+    await eventually(() => expect(proxy.connections).toBe(2));
+    const queue = `${ns.serviceName}.OrderCreatedRecorder`;
+    // The second connection opened is the publishing one (the consuming one opens first, at boot).
+    proxy.freeze(1);
+    const ids: Array<string | null> = [];
+    for (const orderId of ['during-alarm-1', 'during-alarm-2', 'during-alarm-3']) {
+      // Published by another service, straight to the broker.
+      ids.push(await ns.publishRaw('ordering.order-created', JSON.stringify({ orderId, placedAt: '2026-11-27T06:00:00.000Z' })));
+    }
+    await eventually(() => expect(app.get(OrderCreatedRecorder).received.map((r) => r.context.messageId)).toEqual(ids), { timeoutMs: 5_000 });
+    // Their acks reached the broker too: once the service is gone, none of them is back in the queue.
+    await apps.splice(0, 1)[0]!.close();
+    expect(await ns.queueDepth(queue)).toBe(0);
   });
 
   it('keeps the other consumers and the relay running when one queue cannot be re-declared after a reconnect', async () => {

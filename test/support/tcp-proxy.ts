@@ -69,9 +69,14 @@ export class TcpProxy {
     }
   }
 
-  /** Open connections go silent both ways while their sockets stay open. */
-  freeze(): void {
-    for (const pair of this.pairs) pair.frozen = true;
+  /**
+   * Open connections go silent both ways while their sockets stay open: all of them, or only the
+   * `nth` (0-based, in the order they were opened).
+   */
+  freeze(nth?: number): void {
+    [...this.pairs].forEach((pair, index) => {
+      if (nth === undefined || index === nth) pair.frozen = true;
+    });
   }
 
   /** Number of open connections through the proxy. */

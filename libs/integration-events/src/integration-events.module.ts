@@ -33,7 +33,7 @@ import { IntegrationEventPublisher } from './publisher/integration-event.publish
 import { OutboxRelay } from './relay/outbox.relay';
 import { RelayHandoff } from './relay/relay-handoff';
 import { WakeSignal } from './relay/wake-signal';
-import { RabbitMqConnection } from './transport/rabbitmq/rabbitmq.connection';
+import { RabbitMqConnection, RabbitMqPublishingConnection } from './transport/rabbitmq/rabbitmq.connection';
 import { RabbitMqPublisher } from './transport/rabbitmq/rabbitmq.publisher';
 import { RabbitMqTransport } from './transport/rabbitmq/rabbitmq.transport';
 import { TransportHost } from './transport/transport-host';
@@ -66,6 +66,7 @@ import { TransportHost } from './transport/transport-host';
     EntityManagerResolver,
     IntegrationEventPublisher,
     RabbitMqConnection,
+    RabbitMqPublishingConnection,
     RabbitMqPublisher,
     RabbitMqTransport,
     TransportHost,

@@ -19,14 +19,24 @@ const TRANSIENT_CODES = new Set([
   'EPIPE',
 ]);
 
+/** What a connection carries (see `RabbitMqConnection`). */
+export type RabbitMqConnectionRole = 'consuming' | 'publishing';
+
 /**
- * The service's one RabbitMQ connection. Reconnection is amqplib's own (`recovery` option: backoff
- * with jitter, forever); this class adds what amqplib leaves to its users: reopening every managed
- * channel (and so re-declaring topology and re-subscribing consumers) on each new connection, and
- * telling a broker that is merely down at boot from one that refuses us.
+ * One of the service's two RabbitMQ connections: this one, the consuming connection, carries the
+ * handlers' consumer channels (their topology, deliveries and acks); `RabbitMqPublishingConnection`
+ * carries everything that publishes. RabbitMQ blocks a connection that publishes during a memory or
+ * disk alarm and then reads nothing more from it, acks included: on a shared connection one publish
+ * would stop every consumer of the service, though consuming is what frees the broker's memory.
+ *
+ * Reconnection is amqplib's own (`recovery` option: backoff with jitter, forever); this class adds what
+ * amqplib leaves to its users: reopening every managed channel (and so re-declaring topology and
+ * re-subscribing consumers) on each new connection, and telling a broker that is merely down at boot
+ * from one that refuses us.
  */
 @Injectable()
 export class RabbitMqConnection {
+  protected readonly role: RabbitMqConnectionRole = 'consuming';
   private readonly logger = new Logger('IntegrationEvents:RabbitMQ');
   private readonly channels: ManagedChannel[] = [];
   private recovering: RecoveringChannelModel | undefined;
@@ -61,6 +71,11 @@ export class RabbitMqConnection {
    */
   get isBlocked(): boolean {
     return this.blocked;
+  }
+
+  /** Whether any channel is kept on this connection (a service without handlers opens no consuming connection). */
+  get isInUse(): boolean {
+    return this.channels.length > 0;
   }
 
   /**
@@ -105,7 +120,7 @@ export class RabbitMqConnection {
     const recovering = await amqp.connect(this.urlWithHeartbeat(), {
       timeout: 10_000,
       ...socketOptions,
-      clientProperties: { ...clientProperties, connection_name: rabbitmq.connectionName },
+      clientProperties: { ...clientProperties, connection_name: `${rabbitmq.connectionName} (${this.role})` },
       recovery: {
         waitForConnect: false,
         initialDelay: rabbitmq.reconnectInitialDelayMs,
@@ -115,7 +130,7 @@ export class RabbitMqConnection {
       },
     });
     this.recovering = recovering;
-    recovering.on('error', (error: Error) => this.logger.warn(`Connection error: ${this.describe(error)}`));
+    recovering.on('error', (error: Error) => this.logger.warn(`Connection error (${this.role}): ${this.describe(error)}`));
     recovering.on('blocked', (reason: string) => {
       this.blocked = true;
       this.logger.warn(`The broker blocked publishing (${reason}); the relay waits until it is unblocked`);
@@ -127,7 +142,7 @@ export class RabbitMqConnection {
     recovering.on('disconnect', (error: Error) => {
       this.model = undefined;
       this.blocked = false;
-      this.logger.warn(`Disconnected from ${rabbitmq.redactedUrl}: ${this.describe(error)}; reconnecting`);
+      this.logger.warn(`Disconnected from ${rabbitmq.redactedUrl} (${this.role}): ${this.describe(error)}; reconnecting`);
     });
     recovering.on('reconnect-scheduled', ({ attempt, delay }: { attempt: number; delay: number }) =>
       this.logger.debug?.(`Reconnect attempt ${attempt} in ${delay} ms`),
@@ -161,7 +176,7 @@ export class RabbitMqConnection {
       recovering.on('connect', onConnect);
       recovering.on('connect-failed', onFailed);
     });
-    recovering.on('connect-failed', (error: Error) => this.logger.warn(`Connecting failed: ${this.describe(error)}`));
+    recovering.on('connect-failed', (error: Error) => this.logger.warn(`Connecting failed (${this.role}): ${this.describe(error)}`));
   }
 
   /** Closes every channel, then the connection (and stops reconnecting). Never waits long on a dead broker. */
@@ -229,7 +244,7 @@ export class RabbitMqConnection {
     this.onConnected?.();
     this.logger.log(
       `${this.connectedOnce ? 'Reconnected' : 'Connected'} to ${this.config.options.rabbitmq!.redactedUrl} ` +
-        `(${this.channels.length} channel${this.channels.length === 1 ? '' : 's'})`,
+        `(${this.role}, ${this.channels.length} channel${this.channels.length === 1 ? '' : 's'})`,
     );
     this.connectedOnce = true;
   }
@@ -254,4 +269,13 @@ function isTransient(error: Error): boolean {
   if ([...TRANSIENT_CODES].some((transient) => error.message.includes(transient))) return true;
   // The broker accepted the socket but hung up during the handshake: it is starting or stopping.
   return /Socket closed abruptly|socket hang up|Connection closed/i.test(error.message);
+}
+
+/**
+ * The service's publishing connection: the relay's channel, the consumers' retry and dead-letter copies,
+ * and the dead-letter queue operations. A broker alarm blocks only this one (see `RabbitMqConnection`).
+ */
+@Injectable()
+export class RabbitMqPublishingConnection extends RabbitMqConnection {
+  protected override readonly role: RabbitMqConnectionRole = 'publishing';
 }

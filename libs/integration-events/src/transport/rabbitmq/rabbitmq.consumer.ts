@@ -46,6 +46,8 @@ const COPY_FAILURE_PAUSE_MS = 1_000;
 export class RabbitMqConsumer {
   private readonly logger = new Logger('IntegrationEvents:Consumer');
   private channel: ManagedChannel | undefined;
+  /** Where retry and dead-letter copies are published: a channel of the publishing connection. */
+  private copies: ManagedChannel | undefined;
   /** The subscription on the current channel; a new one after each reconnect. */
   private consumer: Subscription | undefined;
   private readonly inFlight = new Set<Promise<void>>();
@@ -62,6 +64,7 @@ export class RabbitMqConsumer {
   constructor(
     readonly handler: DiscoveredHandler,
     private readonly connection: RabbitMqConnection,
+    private readonly publishing: RabbitMqConnection,
     private readonly callbacks: ConsumerCallbacks,
     private readonly options: ResolvedIntegrationEventsOptions,
   ) {}
@@ -71,14 +74,26 @@ export class RabbitMqConsumer {
     return this.consumer !== undefined && this.consumer.channel === this.channel?.current;
   }
 
-  /** Registers the consumer's channel; it declares its topology and subscribes when the connection opens. */
+  /**
+   * Registers the consumer's channel, which declares its topology and subscribes when the consuming
+   * connection opens, and its copies' channel on the publishing connection (a publish during a broker
+   * alarm blocks that connection, never the deliveries and acks of this one).
+   */
   start(): void {
     if (this.stopping) return;
     const { handler } = this;
+    this.copies = this.publishing.manage({
+      name: `copies:${handler.queue}`,
+      setup: (channel) => {
+        channel.on('return', (message: Message) => this.onReturnedCopy(message));
+        // Its unconfirmed copies fail when it closes (amqplib calls back every pending confirm).
+        channel.once('close', () => this.returnedCopies.clear());
+        return Promise.resolve();
+      },
+    });
     this.channel = this.connection.manage({
       name: `consumer:${handler.queue}`,
       setup: async (channel) => {
-        channel.on('return', (message: Message) => this.onReturnedCopy(message));
         await channel.prefetch(handler.prefetch);
         await declareHandlerTopology(channel, handler, this.options.rabbitmq!.exchange, this.options.consumer.queueType);
         const acks = new AckCoalescer(channel, (error, messages) =>
@@ -92,7 +107,6 @@ export class RabbitMqConsumer {
         // ones waiting for a slot must not start after that (they would run twice).
         channel.once('close', () => {
           subscription.waiting.length = 0;
-          this.returnedCopies.clear();
           if (this.consumer === subscription) this.consumer = undefined;
         });
         const { consumerTag } = await channel.consume(handler.queue, (message) => this.onDelivery(subscription, message), {
@@ -131,7 +145,10 @@ export class RabbitMqConsumer {
     }
     // Acks of the last handlers are due at the end of this turn of the event loop: send them before the channel goes.
     consumer?.acks.flush();
-    if (this.channel) await this.connection.release(this.channel);
+    await Promise.all([
+      this.channel ? this.connection.release(this.channel) : undefined,
+      this.copies ? this.publishing.release(this.copies) : undefined,
+    ]);
   }
 
   private onDelivery(subscription: Subscription, message: ConsumeMessage | null): void {
@@ -151,7 +168,7 @@ export class RabbitMqConsumer {
 
   /** Calls the handler for `message`; when it is settled, starts the next delivery waiting on the current channel. */
   private run(subscription: Subscription, message: ConsumeMessage): void {
-    const work = this.process(subscription.channel, subscription.acks, message)
+    const work = this.process(subscription.acks, message)
       .catch(async (error: unknown) => {
         // A fault of ours, not the handler's (those are retried or dead-lettered): give the message back
         // to its queue after a pause rather than hold it unsettled for the channel's life.
@@ -170,7 +187,7 @@ export class RabbitMqConsumer {
     this.inFlight.add(work);
   }
 
-  private async process(channel: ConfirmChannel, acks: AckCoalescer, message: ConsumeMessage): Promise<void> {
+  private async process(acks: AckCoalescer, message: ConsumeMessage): Promise<void> {
     const headers = (message.properties.headers ?? {}) as Record<string, unknown>;
     const disposition = await this.callbacks.dispatch(
       this.handler,
@@ -183,11 +200,10 @@ export class RabbitMqConsumer {
       },
       this.abort.signal,
     );
-    await this.settle(channel, acks, message, headers, disposition);
+    await this.settle(acks, message, headers, disposition);
   }
 
   private async settle(
-    channel: ConfirmChannel,
     acks: AckCoalescer,
     message: ConsumeMessage,
     headers: Record<string, unknown>,
@@ -205,7 +221,7 @@ export class RabbitMqConsumer {
     }
     if (disposition.action === 'retry') {
       const tier = this.handler.retryPolicy.tierFor(disposition.delayMs);
-      const copied = await this.copy(channel, message, waitQueueName(this.handler.queue, tier), retryCopyHeaders(headers, disposition), {
+      const copied = await this.copy(message, waitQueueName(this.handler.queue, tier), retryCopyHeaders(headers, disposition), {
         expiration: String(disposition.delayMs),
       });
       if (!copied) return this.returnToQueue(acks, message);
@@ -214,7 +230,7 @@ export class RabbitMqConsumer {
       return;
     }
     const deadLetteredHeaders = deadLetterHeaders(headers, disposition, this.handler);
-    const copied = await this.copy(channel, message, this.handler.deadLetterQueue, deadLetteredHeaders, {});
+    const copied = await this.copy(message, this.handler.deadLetterQueue, deadLetteredHeaders, {});
     if (!copied) {
       await this.returnToQueue(acks, message);
       return;
@@ -236,18 +252,25 @@ export class RabbitMqConsumer {
   /**
    * Publishes a copy of `message` straight to `queue` (default exchange) and waits for its confirm.
    * `mandatory`: a queue deleted while the service runs (by an operator, a policy) would otherwise take
-   * the copy silently, confirmed. A returned copy counts as not placed, and the channel is reopened,
-   * which declares this handler's queues again; the original then comes back from its queue.
+   * the copy silently, confirmed. A returned copy counts as not placed, and the consumer's channel is
+   * reopened, which declares this handler's queues again; the original then comes back from its queue.
    * @returns whether the copy is in `queue`
    */
   private copy(
-    channel: ConfirmChannel,
     message: ConsumeMessage,
     queue: string,
     headers: Record<string, unknown>,
     extra: Pick<Options.Publish, 'expiration'>,
   ): Promise<boolean> {
     const { properties } = message;
+    const channel = this.copies?.current;
+    if (!channel || this.publishing.isBlocked) {
+      // Blocked (a broker alarm): the copy would wait for the alarm's end in this handler's slot; the
+      // original goes back to its queue instead, and the slot serves messages that succeed meanwhile.
+      const why = channel ? 'the broker blocks publishing (a memory or disk alarm)' : 'the publishing connection is down';
+      this.logger.error(`Copy of message ${String(properties.messageId)} to ${queue} could not be sent: ${why}`);
+      return Promise.resolve(false);
+    }
     return new Promise((resolve) => {
       // A copy amqplib cannot encode (headers over its 64 KiB table) is tried again with smaller headers;
       // giving it back to its queue instead would bring it back to the handler, failing the same way.

@@ -6,7 +6,7 @@ import { IntegrationEventsConfig } from '../../options/integration-events.config
 import { WakeSignal } from '../../relay/wake-signal';
 import type { PublishOutcome } from '../publish-outcome';
 import type { ManagedChannel } from './managed-channel';
-import { RabbitMqConnection } from './rabbitmq.connection';
+import { RabbitMqConnection, RabbitMqPublishingConnection } from './rabbitmq.connection';
 import { toPublishOptions } from './rabbitmq-message.mapper';
 import { ReusedHeadersTable } from './reused-headers-table';
 
@@ -29,7 +29,8 @@ export class RabbitMqPublisher {
 
   constructor(
     private readonly config: IntegrationEventsConfig,
-    private readonly connection: RabbitMqConnection,
+    private readonly connection: RabbitMqPublishingConnection,
+    private readonly consuming: RabbitMqConnection,
     private readonly wakeSignal: WakeSignal,
   ) {}
 
@@ -48,11 +49,17 @@ export class RabbitMqPublisher {
   }
 
   /**
-   * True when a publishing channel is open, the connection's setup is complete (so this service's own
-   * queues and bindings exist before it publishes) and the broker is not blocking publishes.
+   * True when a publishing channel is open, the broker is not blocking publishes, and the consuming
+   * connection (if the service has handlers) has tried its channels, so that this service's own queues
+   * and bindings exist before it publishes.
    */
   get isReady(): boolean {
-    return this.channel?.current !== undefined && this.connection.isConnected && !this.connection.isBlocked;
+    return (
+      this.channel?.current !== undefined &&
+      this.connection.isConnected &&
+      !this.connection.isBlocked &&
+      (!this.consuming.isInUse || this.consuming.isConnected)
+    );
   }
 
   /**

@@ -5,11 +5,14 @@ import type { OutgoingMessage } from '../../envelope/outgoing-message';
 import { IntegrationEventsConfig } from '../../options/integration-events.config';
 import type { ConsumerCallbacks, DeadLetterOperations, IntegrationEventTransport } from '../integration-event-transport';
 import type { PublishOutcome } from '../publish-outcome';
-import { RabbitMqConnection } from './rabbitmq.connection';
+import { RabbitMqConnection, RabbitMqPublishingConnection } from './rabbitmq.connection';
 import { RabbitMqConsumer } from './rabbitmq.consumer';
 import { RabbitMqPublisher } from './rabbitmq.publisher';
 
-/** The RabbitMQ transport: one connection (amqplib recovery), a confirm-channel publisher, a consumer per handler. */
+/**
+ * The RabbitMQ transport: a consuming and a publishing connection (amqplib recovery; see
+ * `RabbitMqConnection` for why two), a confirm-channel publisher, a consumer per handler.
+ */
 @Injectable()
 export class RabbitMqTransport implements IntegrationEventTransport {
   private readonly logger = new Logger('IntegrationEvents:Consumer');
@@ -19,9 +22,11 @@ export class RabbitMqTransport implements IntegrationEventTransport {
   constructor(
     private readonly config: IntegrationEventsConfig,
     private readonly connection: RabbitMqConnection,
+    private readonly publishing: RabbitMqPublishingConnection,
     private readonly publisher: RabbitMqPublisher,
   ) {
-    this.deadLetters = new DeadLetterQueueOperations(() => this.connection.openChannel());
+    // Operations publish (a requeue): on the publishing connection, so an alarm never blocks consumers.
+    this.deadLetters = new DeadLetterQueueOperations(() => this.publishing.openChannel());
   }
 
   get description(): string {
@@ -34,19 +39,26 @@ export class RabbitMqTransport implements IntegrationEventTransport {
 
   startConsumers(handlers: readonly DiscoveredHandler[], callbacks: ConsumerCallbacks): void {
     this.consumers = handlers.map((handler) => {
-      const consumer = new RabbitMqConsumer(handler, this.connection, callbacks, this.config.options);
+      const consumer = new RabbitMqConsumer(handler, this.connection, this.publishing, callbacks, this.config.options);
       consumer.start();
       this.logger.log(`${handler.name} consumes "${handler.event.name}" v${handler.event.version} from ${handler.queue}`);
       return consumer;
     });
   }
 
-  connect(): Promise<void> {
-    return this.connection.connect();
+  /**
+   * Connects the consuming connection first (when there are handlers), so that on a first boot their
+   * queues and bindings exist before anything is published, then the publishing one.
+   */
+  async connect(): Promise<void> {
+    if (this.connection.isInUse) await this.connection.connect();
+    await this.publishing.connect();
   }
 
   onReady(listener: () => void): void {
+    // The publisher is ready once both have set up their channels, whichever comes last.
     this.connection.onConnected = listener;
+    this.publishing.onConnected = listener;
   }
 
   get canPublish(): boolean {
@@ -63,8 +75,8 @@ export class RabbitMqTransport implements IntegrationEventTransport {
     await Promise.all(consumers.map((consumer) => consumer.stop(timeoutMs)));
   }
 
-  close(): Promise<void> {
-    return this.connection.close();
+  async close(): Promise<void> {
+    await Promise.all([this.connection.close(), this.publishing.close()]);
   }
 
   get attachedConsumers(): number {
@@ -72,6 +84,6 @@ export class RabbitMqTransport implements IntegrationEventTransport {
   }
 
   get isConnected(): boolean {
-    return this.connection.isConnected;
+    return this.publishing.isConnected && (!this.connection.isInUse || this.connection.isConnected);
   }
 }
