@@ -9,6 +9,7 @@ import {
   type IIntegrationEventHandler,
   type IntegrationEventContext,
 } from 'nestjs-integration-events';
+import { RabbitMqPublishingConnection } from '../libs/integration-events/src/transport/rabbitmq/rabbitmq.connection';
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
 import { consistently, eventually } from './support/eventually';
 import { startTestApp } from './support/test-app';
@@ -286,6 +287,27 @@ describe('retries and the dead-letter queue', () => {
     expect(dead!.properties).toMatchObject({ messageId: id, priority: 3, replyTo: 'replies' });
     expect(dead!.properties.headers).toMatchObject({ 'x-tenant-id': 'acme', 'x-request-id': 'r-42', 'ie-dead-letter-reason': 'non-retryable' });
     expect(Object.keys(dead!.properties.headers!).filter((name) => name.startsWith('x-')).sort()).toEqual(['x-request-id', 'x-tenant-id']);
+  });
+
+  it('returns a failed message to its queue, attempt unchanged, while the broker blocks publishing, instead of holding its slot', async () => {
+    // What RabbitMQ's 'connection.blocked' (a memory or disk alarm) makes the publishing connection say.
+    const publishing = app.get(RabbitMqPublishingConnection);
+    let blocked = true;
+    Object.defineProperty(publishing, 'isBlocked', { configurable: true, get: () => blocked });
+    try {
+      recorder.behaviour = (_event, context) => {
+        if (context.attempt < 2) throw new Error('transient');
+      };
+      // Published by another service (this one's relay waits while blocked).
+      const id = (await ns.publishRaw('ordering.order-created', JSON.stringify({ orderId: 'during-an-alarm' })))!;
+      await eventually(() => expect(callsFor(id).length).toBeGreaterThanOrEqual(2), { timeoutMs: 5_000 });
+      expect(callsFor(id).map((r) => r.context.attempt).slice(0, 2)).toEqual([1, 1]);
+      blocked = false;
+      await eventually(() => expect(callsFor(id).map((r) => r.context.attempt)).toContain(2), { timeoutMs: 5_000 });
+      expect(await ns.queueDepth(`${queue()}.dlq`)).toBe(0);
+    } finally {
+      delete (publishing as { isBlocked?: boolean }).isBlocked;
+    }
   });
 
   it('gives a retry copy none of the headers of the dead-letter copy made before it', async () => {
