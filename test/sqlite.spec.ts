@@ -1,4 +1,5 @@
 import { Injectable } from '@nestjs/common';
+import { CqrsModule, EventBus } from '@nestjs/cqrs';
 import { Test, type TestingModule } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { ClsModule } from 'nestjs-cls';
@@ -175,5 +176,57 @@ describe('SQLite: one connection for every transaction', () => {
     const admin = moduleRef.get(OutboxAdminService);
     await expect(admin.list()).rejects.toThrow('OutboxAdminService works on a PostgreSQL outbox only');
     await expect(admin.skip({ ids: ['0190d6a5-0000-7000-8000-000000000000'] })).rejects.toThrow('PostgreSQL outbox only');
+  });
+});
+
+@IntegrationEvent({ name: 'ledger.outlasts-timeout', version: 1 })
+class OutlastsTimeoutEvent {
+  constructor(readonly n: number) {}
+}
+
+/** Outlasts its 100 ms timeout (returning once its signal fired), and is not retried. */
+@IntegrationEventHandler(OutlastsTimeoutEvent, { timeoutMs: 100, retry: { maxAttempts: 1 } })
+class OutlastsTimeoutHandler implements IIntegrationEventHandler<OutlastsTimeoutEvent> {
+  calls = 0;
+  async handle(_event: OutlastsTimeoutEvent, context: IntegrationEventContext): Promise<void> {
+    this.calls++;
+    const { signal } = context;
+    await new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
+  }
+}
+
+class StockCountedDomainEvent {
+  constructor(readonly sku: string) {}
+}
+
+describe('SQLite: the inbox and the cqrs bridge on the one connection', () => {
+  it('lets a later transaction that raises domain events commit after an inbox attempt was abandoned', async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        TypeOrmModule.forRoot({ type: 'better-sqlite3', database: ':memory:', migrations: [createOutboxMigration(), createInboxMigration()], migrationsRun: true }),
+        ClsModule.forRoot({
+          global: true,
+          plugins: [new ClsPluginTransactional({ imports: [TypeOrmModule], adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }) })],
+        }),
+        CqrsModule.forRoot(),
+        IntegrationEventsTestingModule.forRoot({ serviceName: 'stock' }),
+      ],
+      providers: [OutlastsTimeoutHandler],
+    }).compile();
+    moduleRef.useLogger(false);
+    await moduleRef.init();
+    try {
+      const kit = moduleRef.get(IntegrationEventsTestKit);
+      await kit.deliver(new OutlastsTimeoutEvent(1));
+      await kit.drain();
+      expect(moduleRef.get(OutlastsTimeoutHandler).calls).toBe(1);
+      // Every transaction runs on the query runner that attempt ran on: its abandoned state must not
+      // follow them to their commit.
+      const host = moduleRef.get<TransactionHost<TransactionalAdapterTypeOrm>>(TransactionHost);
+      const eventBus = moduleRef.get(EventBus);
+      await expect(host.withTransaction(async () => eventBus.publish(new StockCountedDomainEvent('sku-1')))).resolves.toBeUndefined();
+    } finally {
+      await moduleRef.close();
+    }
   });
 });

@@ -13,6 +13,15 @@ export const AbandonedAttempt = {
     (queryRunner.data as Record<PropertyKey, unknown>)[KEY] = state;
   },
 
+  /**
+   * Unties it once the transaction has ended: a query runner may outlive its transaction (TypeORM runs
+   * every transaction of a better-sqlite3 DataSource on the same one).
+   */
+  detach(queryRunner: QueryRunner, state: AbandonState): void {
+    const data = queryRunner.data as Record<PropertyKey, unknown>;
+    if (data[KEY] === state) delete data[KEY];
+  },
+
   /** Throws the reason when the attempt running in `queryRunner`'s transaction was given up. */
   assertNot(queryRunner: QueryRunner): void {
     const state = (queryRunner.data as Record<PropertyKey, unknown>)[KEY] as AbandonState | undefined;

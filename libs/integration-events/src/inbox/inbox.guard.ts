@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import type { EntityManager } from 'typeorm';
+import type { EntityManager, QueryRunner } from 'typeorm';
 import { TransactionsNotConfiguredError } from '../errors/transactions-not-configured.error';
 import { EntityManagerResolver } from '../outbox/entity-manager.resolver';
 import { AbandonedAttempt } from './abandoned-attempt';
@@ -63,10 +63,12 @@ export class InboxGuard {
     const run = (): Promise<boolean> => {
       // Given up while waiting for its turn (SQLite): nothing to start.
       if (abandoned.aborted) return Promise.reject(abandoned.reason ?? new Error('The attempt was abandoned'));
+      let runner: QueryRunner | undefined;
       return host.withTransaction(async () => {
         const manager = host.tx as unknown as EntityManager;
         // Code run at the commit (the cqrs bridge's domain-event handlers) checks it again after itself.
-        if (manager.queryRunner) AbandonedAttempt.attach(manager.queryRunner, abandoned);
+        runner = manager.queryRunner;
+        if (runner) AbandonedAttempt.attach(runner, abandoned);
         if (!(await this.database.inboxStore.record(manager, handlerKey, messageId))) return false;
         // Given up while the record waited for an earlier attempt's lock (PostgreSQL): the handler's
         // effects elsewhere must not happen for an attempt already counted as failed.
@@ -77,6 +79,8 @@ export class InboxGuard {
         // record silently, and the message would be acknowledged as handled.
         if (manager.queryRunner) await assertTransactionNotAborted(manager.queryRunner, "The handler's transaction");
         return true;
+      }).finally(() => {
+        if (runner) AbandonedAttempt.detach(runner, abandoned);
       });
     };
     // On SQLite, transactions open at once would nest on its one connection: they take turns.
