@@ -333,6 +333,46 @@ describe('@nestjs/cqrs bridge', () => {
     await eventually(() =>
       expect(probe.placedHandled.filter((h) => h.orderId === 'o-reused-rolled-back').map((h) => h.inTransaction)).toEqual([true, false]),
     );
+
+    // Handled at a savepoint's release, inside a savepoint that then rolled back, the transaction committing.
+    const inSavepoint = new OrderPlacedDomainEvent('o-reused-savepoint');
+    await txHost.withTransaction(async () => {
+      await txHost
+        .withTransaction(Propagation.Nested, async () => {
+          await txHost.withTransaction(Propagation.Nested, async () => eventBus.publish(inSavepoint));
+          throw new Error('undo this savepoint');
+        })
+        .catch(() => undefined);
+    });
+    eventBus.publish(inSavepoint);
+    await eventually(() =>
+      expect(probe.placedHandled.filter((h) => h.orderId === 'o-reused-savepoint').map((h) => h.inTransaction)).toEqual([true, false]),
+    );
+  });
+
+  it('runs the handlers of one event object once per transaction when two transactions overlap', async () => {
+    const eventBus = app.get(EventBus);
+    const shared = new OrderPlacedDomainEvent('o-shared');
+    let finish!: () => void;
+    const mayFinish = new Promise<void>((resolve) => (finish = resolve));
+    let handledInSecond!: () => void;
+    const secondHandledIt = new Promise<void>((resolve) => (handledInSecond = resolve));
+    // The second transaction handles it first (at its savepoint's release) and commits last.
+    const second = txHost.withTransaction(async () => {
+      await txHost.withTransaction(Propagation.Nested, async () => eventBus.publish(shared));
+      handledInSecond();
+      await mayFinish;
+    });
+    await secondHandledIt;
+    await txHost.withTransaction(async () => eventBus.publish(shared));
+    // The first's forward down the stream is done in the turn after its commit (an ordering barrier).
+    await new Promise((resolve) => setImmediate(resolve));
+    finish();
+    await second;
+    await consistently(
+      () => expect(probe.placedHandled.filter((h) => h.orderId === 'o-shared').map((h) => h.inTransaction)).toEqual([true, true]),
+      { forMs: 300 },
+    );
   });
 
   it('refuses a converter-backed domain event outside a transaction instead of dropping its integration events', () => {

@@ -29,7 +29,11 @@ interface StaticHandlerEntry {
 export class DomainEventHandlerRegistry {
   private readonly logger = new Logger('IntegrationEvents:DomainEvents');
   private readonly entries: StaticHandlerEntry[] = [];
-  private readonly handledInTransaction = new WeakSet<object>();
+  /**
+   * Event objects whose handlers ran in a transaction not yet forwarded (or rolled back), counted: the
+   * same object (a constant instance) may be in two transactions at once.
+   */
+  private readonly handledInTransaction = new WeakMap<object, number>();
   /** Set only while `dispatch()` pushes an event through one operator, synchronously. */
   private collector: Array<Promise<unknown>> | undefined;
 
@@ -72,7 +76,7 @@ export class DomainEventHandlerRegistry {
         await promise;
       }
     }
-    this.handledInTransaction.add(event);
+    this.handledInTransaction.set(event, (this.handledInTransaction.get(event) ?? 0) + 1);
     return ran;
   }
 
@@ -82,7 +86,9 @@ export class DomainEventHandlerRegistry {
    * instance, is a new occurrence).
    */
   forget(event: object): void {
-    this.handledInTransaction.delete(event);
+    const count = this.handledInTransaction.get(event) ?? 0;
+    if (count > 1) this.handledInTransaction.set(event, count - 1);
+    else this.handledInTransaction.delete(event);
   }
 
   private guard(handler: HandlerWrapper): HandlerWrapper {
