@@ -1,5 +1,9 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
 import { Test, type TestingModule } from '@nestjs/testing';
 import {
+  BrokerConnectionError,
   IntegrationEventHandler,
   IntegrationEventPublisher,
   IntegrationEventsModule,
@@ -12,6 +16,7 @@ import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/o
 import { eventually } from './support/eventually';
 import { infrastructureImports, startTestApp, testOptions, trackHandlerQueues } from './support/test-app';
 import { TcpProxy } from './support/tcp-proxy';
+import { TEST_RABBITMQ_URL } from './support/services';
 import { TestNamespace } from './support/test-namespace';
 
 @IntegrationEventHandler(OrderCreatedIntegrationEvent)
@@ -235,5 +240,36 @@ describe('broker connection failures', () => {
 
     await eventually(() => expect(app.get(SecondHandler).ids).toEqual([id]), { timeoutMs: 15_000 });
     await eventually(async () => expect((await ns.outboxRows()).find((row) => row.id === id)?.status).toBe('sent'));
+  });
+});
+
+describe('broker connection limits', () => {
+  const ctl = (...args: string[]) => promisify(execFile)('rabbitmqctl', ['-q', ...args]);
+
+  it('fails boot when the vhost allows one connection, closing the consuming one it had opened', async () => {
+    const ns = await TestNamespace.create();
+    const vhost = `ie-limit-${randomBytes(4).toString('hex')}`;
+    await ctl('add_vhost', vhost);
+    try {
+      await ctl('set_permissions', '-p', vhost, 'guest', '.*', '.*', '.*');
+      await ctl('set_vhost_limits', '-p', vhost, '{"max-connections": 1}');
+      const url = new URL(TEST_RABBITMQ_URL);
+      url.pathname = `/${vhost}`;
+      const moduleRef = await Test.createTestingModule({
+        imports: [...infrastructureImports(ns), IntegrationEventsModule.forRoot(testOptions(ns, { rabbitmq: { url: url.toString() } }))],
+        providers: [OrderCreatedRecorder],
+      }).compile();
+      moduleRef.useLogger(false);
+      try {
+        await expect(moduleRef.init()).rejects.toThrow(BrokerConnectionError);
+        // Nothing of the failed application stays connected, before anyone closes it (its consumers would run on).
+        await eventually(async () => expect((await ctl('list_connections', 'vhost')).stdout.split('\n').filter((line) => line.trim() === vhost)).toEqual([]));
+      } finally {
+        await moduleRef.close().catch(() => undefined);
+      }
+    } finally {
+      await ctl('delete_vhost', vhost);
+      await ns.cleanup();
+    }
   });
 });

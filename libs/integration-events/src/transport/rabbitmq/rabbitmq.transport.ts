@@ -52,7 +52,13 @@ export class RabbitMqTransport implements IntegrationEventTransport {
    */
   async connect(): Promise<void> {
     if (this.connection.isInUse) await this.connection.connect();
-    await this.publishing.connect();
+    try {
+      await this.publishing.connect();
+    } catch (error) {
+      // Boot fails (a connection limit reached, say): the consumers must not go on in a failed application.
+      await this.connection.close();
+      throw error;
+    }
   }
 
   onReady(listener: () => void): void {
