@@ -395,6 +395,27 @@ describe('inbox at boot', () => {
     }
   });
 
+  it('ends a run asked for with runOnce() after its current batch when the application stops', async () => {
+    const app = await startTestApp(ns, {
+      providers: [],
+      options: { outbox: { retentionMs: 60_000 }, inbox: { retentionMs: 60_000 }, cleanup: { enabled: false, batchSize: 7 } },
+    });
+    let run: Promise<{ outbox: number; inbox: number }> | undefined;
+    try {
+      const db = await ns.sql();
+      await db.query(
+        `INSERT INTO ${ns.outboxTable} (id, event_name, event_version, payload, headers, occurred_at, status, sent_at, available_at, created_at)
+         SELECT gen_random_uuid(), 'cleanup.stopped', 1, '{}', '{}', now(), 'sent', now() - interval '2 minutes', now(), now() FROM generate_series(1, 30)`,
+      );
+      run = app.get(CleanupWorker).runOnce();
+    } finally {
+      // Shutdown waits for the run, which stops after the batch it is in (a cron-driven run, say).
+      await app.close();
+    }
+    expect((await run)!.outbox).toBe(7);
+    await (await ns.sql()).query(`DELETE FROM ${ns.outboxTable} WHERE event_name = 'cleanup.stopped'`);
+  });
+
   it('fails boot when the nestjs-cls transactions run on another DataSource than the library\'s', async () => {
     const moduleRef = await Test.createTestingModule({
       imports: [

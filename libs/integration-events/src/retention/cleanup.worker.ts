@@ -16,6 +16,8 @@ export class CleanupWorker {
   private readonly logger = new Logger('IntegrationEvents:Cleanup');
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
+  /** Every run in progress, scheduled or asked for with `runOnce()`. */
+  private readonly runs = new Set<Promise<unknown>>();
   /** Not scheduling runs (before `start()`, after `stop()`). */
   private stopped = true;
   /** Set while `stop()` waits: a run in progress ends after its current batch. */
@@ -31,13 +33,13 @@ export class CleanupWorker {
     this.schedule();
   }
 
-  /** Stops scheduling and waits for a run in progress to end (after its current batch). */
+  /** Stops scheduling and waits for the runs in progress (yours included) to end after their current batch. */
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
     this.interrupted = true;
     try {
-      await this.running;
+      await Promise.allSettled([this.running, ...this.runs]);
     } finally {
       this.interrupted = false;
     }
@@ -47,7 +49,14 @@ export class CleanupWorker {
    * One full run: every old row goes, batch after batch (also with `cleanup.enabled: false`, for a
    * service that runs it on its own schedule). Returns how many rows were deleted.
    */
-  async runOnce(): Promise<{ outbox: number; inbox: number }> {
+  runOnce(): Promise<{ outbox: number; inbox: number }> {
+    const run = this.deleteOldRows();
+    this.runs.add(run);
+    void run.finally(() => this.runs.delete(run)).catch(() => undefined);
+    return run;
+  }
+
+  private async deleteOldRows(): Promise<{ outbox: number; inbox: number }> {
     const { outbox, inbox, cleanup } = this.config.options;
     const deleted = { outbox: 0, inbox: 0 };
     deleted.outbox = await this.drain((limit) => this.database.store.deleteSent(outbox.retentionMs, limit), cleanup.batchSize);
