@@ -176,7 +176,8 @@ export const SCENARIOS: readonly Scenario[] = [
         // next outage cuts live connections again rather than finding them still down.
         const back = await waitFor(
           'every service to reconnect to RabbitMQ',
-          async () => services.every((service, i) => service.brokerReconnects > reconnectsBefore[i]!) && Date.now(),
+          // Both connections of each (consuming and publishing: each logs its own "Reconnected").
+          async () => services.every((service, i) => service.brokerReconnects >= reconnectsBefore[i]! + 2) && Date.now(),
           { timeoutMs: 60_000 },
         ).catch((error: unknown) => {
           log(`!! ${errorMessage(error)}`);

@@ -133,11 +133,14 @@ export class RabbitMqConnection {
     recovering.on('error', (error: Error) => this.logger.warn(`Connection error (${this.role}): ${this.describe(error)}`));
     recovering.on('blocked', (reason: string) => {
       this.blocked = true;
-      this.logger.warn(`The broker blocked publishing (${reason}); the relay waits until it is unblocked`);
+      this.logger.warn(
+        `The broker blocked the ${this.role} connection (${reason})` +
+          (this.role === 'publishing' ? '; the relay waits until it is unblocked, the consumers go on' : ''),
+      );
     });
     recovering.on('unblocked', () => {
       this.blocked = false;
-      this.logger.log('The broker unblocked publishing');
+      this.logger.log(`The broker unblocked the ${this.role} connection`);
     });
     recovering.on('disconnect', (error: Error) => {
       this.model = undefined;
