@@ -233,10 +233,21 @@ describe('serializeEvent', () => {
       for (const event of [new OrderShipped('o-1'), new ExpressShipped('o-2')]) {
         const error = refusal(event);
         expect(error.path).toBe('$');
-        expect(error.reason).toBe('has no own fields, only getters ("orderId"), which JSON leaves out: the body would be {}; give the event fields');
+        expect(error.reason).toBe('has no own fields, only getters ("orderId") over its own state, which JSON leaves out: the body would be {}; give the event fields');
       }
-      // A marker event, with nothing to carry, still goes.
+      // A marker event, with nothing to carry, still goes, convenience getters of constants included.
+      class BaseEvent {
+        get kind(): string {
+          return this.constructor.name;
+        }
+      }
+      class CacheCleared extends BaseEvent {
+        get scope(): string {
+          return 'all';
+        }
+      }
       expect(serialize(new Marker())).toBe('{}');
+      expect(serialize(new CacheCleared())).toBe('{}');
     });
 
     it('refuses a sparse array, naming the index of the hole', () => {

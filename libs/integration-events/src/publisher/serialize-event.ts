@@ -95,9 +95,9 @@ function assertJsonSafe(
     if (keys.length === 0 && prototype !== Object.prototype && prototype !== null) {
       // An event may carry nothing (a marker), but not data that only its getters show.
       if (!isRoot) refuse(`is a ${object.constructor?.name ?? 'class'} instance with no own fields, which JSON turns into {}`);
-      const getter = firstGetter(prototype as object);
+      const getter = getterOfInstanceState(object, prototype as object);
       if (getter !== undefined) {
-        refuse(`has no own fields, only getters ("${getter}"), which JSON leaves out: the body would be {}; give the event fields`);
+        refuse(`has no own fields, only getters ("${getter}") over its own state, which JSON leaves out: the body would be {}; give the event fields`);
       }
     }
     for (const key of keys) {
@@ -110,11 +110,28 @@ function assertJsonSafe(
   ancestors.delete(object);
 }
 
-/** The name of a getter defined along `prototype`'s chain (below Object.prototype), if any. */
-function firstGetter(prototype: object): string | undefined {
+/**
+ * The name of a getter along `prototype`'s chain (below Object.prototype) that shows state of `object`
+ * itself (`#private` fields, say): it reads differently on a bare object of the same class, as the
+ * consumer's rebuilt event would be, or fails there. Getters of constants pass. Only asked of an event
+ * with no own fields, which is rare.
+ */
+function getterOfInstanceState(object: object, prototype: object): string | undefined {
+  const bare: object = Object.create(prototype) as object;
   for (let current: object | null = prototype; current && current !== Object.prototype; current = Object.getPrototypeOf(current) as object | null) {
     for (const [name, descriptor] of Object.entries(Object.getOwnPropertyDescriptors(current))) {
-      if (descriptor.get) return name;
+      if (!descriptor.get) continue;
+      let shown: string | undefined;
+      try {
+        shown = JSON.stringify(descriptor.get.call(object));
+      } catch {
+        continue; // fails on the event itself: not a field it carries
+      }
+      try {
+        if (JSON.stringify(descriptor.get.call(bare)) !== shown) return name;
+      } catch {
+        return name;
+      }
     }
   }
   return undefined;
