@@ -13,7 +13,7 @@ import {
 } from 'nestjs-integration-events';
 import { RabbitMqConnection } from '../libs/integration-events/src/transport/rabbitmq/rabbitmq.connection';
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
-import { eventually } from './support/eventually';
+import { consistently, eventually } from './support/eventually';
 import { infrastructureImports, startTestApp, testOptions, trackHandlerQueues } from './support/test-app';
 import { TcpProxy } from './support/tcp-proxy';
 import { TEST_RABBITMQ_URL } from './support/services';
@@ -176,6 +176,23 @@ describe('broker connection failures', () => {
 
     const [id] = await publish(app, 'after-conflict');
     await eventually(() => expect(app.get(SecondHandler).ids).toContain(id), { timeoutMs: 15_000 });
+  });
+
+  it('publishes after a reconnect only once the consuming connection has set its channels up again', async () => {
+    await proxy.accept();
+    const app = await start({ providers: [OrderCreatedRecorder] });
+    // A channel of the consuming connection whose setup the test holds on the next connection.
+    const gate = holdChannelSetup(app, 2);
+    await eventually(() => expect(gate.setups).toBe(1));
+    proxy.cut();
+    await eventually(() => expect(gate.setups).toBe(2), { timeoutMs: 10_000 });
+    // The publishing connection is back meanwhile; its events must wait for this service's queues.
+    const [id] = await publish(app, 'while-consumers-set-up');
+    await consistently(async () => expect((await ns.outboxRows()).find((row) => row.id === id)?.status).toBe('pending'), { forMs: 1_000 });
+    gate.release();
+    await eventually(() => expect(app.get(OrderCreatedRecorder).received.map((r) => r.context.messageId)).toContain(id), {
+      timeoutMs: 10_000,
+    });
   });
 
   it('replaces a connection that dies while its channels are being opened, instead of keeping it for live', async () => {
