@@ -162,7 +162,7 @@ export const SCENARIOS: readonly Scenario[] = [
       for (let outage = 1; outage <= 2; outage++) {
         await pause(outage === 1 ? 4_000 : 3_000);
         const before = await outboxInFlight(context.databaseUrl).catch(() => undefined);
-        const reconnectsBefore = services.map((service) => service.brokerReconnects);
+        const reconnectsBefore = services.map((service) => ({ ...service.brokerReconnects }));
         const down = Date.now();
         await context.rabbitmq.stopApp();
         log(`  rabbitmqctl stop_app (ordering outbox: ${before?.unsent ?? '?'} unsent)`);
@@ -176,8 +176,14 @@ export const SCENARIOS: readonly Scenario[] = [
         // next outage cuts live connections again rather than finding them still down.
         const back = await waitFor(
           'every service to reconnect to RabbitMQ',
-          // Both connections of each (consuming and publishing: each logs its own "Reconnected").
-          async () => services.every((service, i) => service.brokerReconnects >= reconnectsBefore[i]! + 2) && Date.now(),
+          // Both connections of each (consuming and publishing: each logs its own "Reconnected"); the
+          // example's services both have handlers, so both have a consuming connection.
+          async () =>
+            services.every(
+              (service, i) =>
+                service.brokerReconnects.consuming > reconnectsBefore[i]!.consuming &&
+                service.brokerReconnects.publishing > reconnectsBefore[i]!.publishing,
+            ) && Date.now(),
           { timeoutMs: 60_000 },
         ).catch((error: unknown) => {
           log(`!! ${errorMessage(error)}`);

@@ -9,8 +9,8 @@ export type ServiceName = 'ordering' | 'payments';
 
 /** The library logs this, at log level, for each delivery its inbox recognised as already handled. */
 const DUPLICATE_SKIPPED = /Skipped duplicate delivery of message/;
-/** ... and this when its RabbitMQ connection is back after a loss. */
-const BROKER_RECONNECTED = /Reconnected to amqps?:\/\//;
+/** ... and this when one of its RabbitMQ connections is back after a loss (`(consuming, …)` or `(publishing, …)`). */
+const BROKER_RECONNECTED = /Reconnected to amqps?:\/\/\S+ \((consuming|publishing),/;
 
 export interface ServiceLaunch {
   readonly name: ServiceName;
@@ -37,7 +37,8 @@ export class ServiceProcess {
   private supervising = true;
   incarnations = 0;
   duplicateSkips = 0;
-  brokerReconnects = 0;
+  /** Reconnections seen in its log, per connection. */
+  readonly brokerReconnects = { consuming: 0, publishing: 0 };
   crashes = 0;
   readonly label: string;
 
@@ -75,7 +76,8 @@ export class ServiceProcess {
         this.recent.push(line);
         if (this.recent.length > 40) this.recent.shift();
         if (DUPLICATE_SKIPPED.test(line)) this.duplicateSkips += 1;
-        if (BROKER_RECONNECTED.test(line)) this.brokerReconnects += 1;
+        const reconnected = BROKER_RECONNECTED.exec(line);
+        if (reconnected) this.brokerReconnects[reconnected[1] as 'consuming' | 'publishing'] += 1;
       });
     }
     child.once('exit', (code, signal) => {

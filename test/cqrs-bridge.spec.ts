@@ -350,6 +350,23 @@ describe('@nestjs/cqrs bridge', () => {
     );
   });
 
+  it('forgets the handlers it ran in a transaction whose connection died at the COMMIT, whose ROLLBACK fails too', async () => {
+    const eventBus = app.get(EventBus);
+    const ping = new PingDomainEvent(50);
+    const ran = () => probe.pingPong.filter((entry) => entry === 'ping 50').length;
+    await expect(
+      txHost.withTransaction(async () => {
+        const [{ pid }] = (await txHost.tx.query('SELECT pg_backend_pid() AS pid')) as Array<{ pid: number }>;
+        eventBus.publish(ping);
+        // The handler runs before the COMMIT, which then finds the connection gone.
+        await (await ns.sql()).query('SELECT pg_terminate_backend($1)', [pid]);
+      }),
+    ).rejects.toThrow();
+    expect(ran()).toBe(1);
+    eventBus.publish(ping);
+    await eventually(() => expect(ran()).toBe(2));
+  });
+
   it('runs the handlers of one event object once per transaction when two transactions overlap', async () => {
     const eventBus = app.get(EventBus);
     const shared = new OrderPlacedDomainEvent('o-shared');

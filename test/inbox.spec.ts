@@ -416,6 +416,28 @@ describe('inbox at boot', () => {
     await (await ns.sql()).query(`DELETE FROM ${ns.outboxTable} WHERE event_name = 'cleanup.stopped'`);
   });
 
+  it('waits, on stop(), for a runOnce() started while it waits, and ends it after its batch too', async () => {
+    const app = await startTestApp(ns, { providers: [], options: { outbox: { retentionMs: 60_000 }, cleanup: { enabled: false, batchSize: 7 } } });
+    try {
+      await (await ns.sql()).query(
+        `INSERT INTO ${ns.outboxTable} (id, event_name, event_version, payload, headers, occurred_at, status, sent_at, available_at, created_at)
+         SELECT gen_random_uuid(), 'cleanup.late', 1, '{}', '{}', now(), 'sent', now() - interval '2 minutes', now(), now() FROM generate_series(1, 30)`,
+      );
+      const worker = app.get(CleanupWorker);
+      const first = worker.runOnce();
+      // A second run starts the moment the first ends, while stop() waits (a cron firing, say).
+      const second = first.then(() => worker.runOnce());
+      const stopping = worker.stop();
+      await stopping;
+      const state = await Promise.race([second.then(() => 'settled'), new Promise((resolve) => setImmediate(() => resolve('running')))]);
+      expect(state).toBe('settled');
+      expect((await first).outbox + (await second).outbox).toBeLessThan(30);
+    } finally {
+      await app.close();
+      await (await ns.sql()).query(`DELETE FROM ${ns.outboxTable} WHERE event_name = 'cleanup.late'`);
+    }
+  });
+
   it('fails boot when the nestjs-cls transactions run on another DataSource than the library\'s', async () => {
     const moduleRef = await Test.createTestingModule({
       imports: [

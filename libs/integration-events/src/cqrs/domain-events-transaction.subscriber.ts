@@ -54,6 +54,18 @@ export class DomainEventsTransactionSubscriber implements EntitySubscriberInterf
     if (queue && queue.dispatched.length > 0) this.hooks.forwardAfterCommit(queue);
   }
 
+  /**
+   * The whole transaction rolls back: its events never happened. Forgotten here, before the ROLLBACK
+   * statement, as that statement fails on a connection that died (at the COMMIT, say), and TypeORM then
+   * never says the transaction ended. Savepoints are followed after their rollback, below.
+   */
+  beforeTransactionRollback(event: TransactionRollbackEvent): void {
+    const { queryRunner } = event;
+    if (OutboxCommitSubscriber.depthOf(queryRunner) !== 1) return;
+    const queue = DomainEventQueue.take(queryRunner);
+    if (queue && queue.dispatched.length > 0) this.hooks.forgetHandled(queue.dispatched);
+  }
+
   afterTransactionRollback(event: TransactionRollbackEvent): void {
     const { queryRunner } = event;
     if (!queryRunner.isTransactionActive) {

@@ -245,9 +245,33 @@ describe('serializeEvent', () => {
         get scope(): string {
           return 'all';
         }
+        get at(): string {
+          return new Date().toISOString();
+        }
       }
       expect(serialize(new Marker())).toBe('{}');
       expect(serialize(new CacheCleared())).toBe('{}');
+      // State the consumer would not get back, whatever its type: a BigInt, or kept in a WeakMap.
+      class Paid {
+        readonly #amount: bigint;
+        constructor(amount: bigint) {
+          this.#amount = amount;
+        }
+        get amount(): bigint {
+          return this.#amount;
+        }
+      }
+      const notes = new WeakMap<object, string>();
+      class Noted {
+        constructor(note: string) {
+          notes.set(this, note);
+        }
+        get note(): string | undefined {
+          return notes.get(this);
+        }
+      }
+      expect(refusal(new Paid(10n)).reason).toContain('only getters ("amount")');
+      expect(refusal(new Noted('hello')).reason).toContain('only getters ("note")');
     });
 
     it('refuses a sparse array, naming the index of the hole', () => {

@@ -112,23 +112,25 @@ function assertJsonSafe(
 
 /**
  * The name of a getter along `prototype`'s chain (below Object.prototype) that shows state of `object`
- * itself (`#private` fields, say): it reads differently on a bare object of the same class, as the
- * consumer's rebuilt event would be, or fails there. Getters of constants pass. Only asked of an event
- * with no own fields, which is rare.
+ * itself (`#private` fields, a WeakMap keyed by the instance): defined on the event, but failing or
+ * `undefined` on a bare object of the same class, as the consumer's rebuilt event would be. Getters of
+ * constants or computed values (a clock, a class name) pass. Only asked of an event with no own fields,
+ * which is rare.
  */
 function getterOfInstanceState(object: object, prototype: object): string | undefined {
   const bare: object = Object.create(prototype) as object;
   for (let current: object | null = prototype; current && current !== Object.prototype; current = Object.getPrototypeOf(current) as object | null) {
     for (const [name, descriptor] of Object.entries(Object.getOwnPropertyDescriptors(current))) {
       if (!descriptor.get) continue;
-      let shown: string | undefined;
+      let shown: unknown;
       try {
-        shown = JSON.stringify(descriptor.get.call(object));
+        shown = descriptor.get.call(object);
       } catch {
         continue; // fails on the event itself: not a field it carries
       }
+      if (shown === undefined) continue;
       try {
-        if (JSON.stringify(descriptor.get.call(bare)) !== shown) return name;
+        if (descriptor.get.call(bare) === undefined) return name;
       } catch {
         return name;
       }

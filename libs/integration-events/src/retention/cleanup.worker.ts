@@ -39,7 +39,9 @@ export class CleanupWorker {
     clearTimeout(this.timer);
     this.interrupted = true;
     try {
-      await Promise.allSettled([this.running, ...this.runs]);
+      await this.running;
+      // Runs started while this waits are interrupted too.
+      while (this.runs.size > 0) await Promise.allSettled([...this.runs]);
     } finally {
       this.interrupted = false;
     }
