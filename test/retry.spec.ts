@@ -217,6 +217,22 @@ describe('retries and the dead-letter queue', () => {
     await ns.drainQueue(`${ns.serviceName}.PickyHandler.dlq`);
   });
 
+  it('tells onDeadLetter the headers of the copy in the dead-letter queue when the full set did not fit', async () => {
+    const picky = app.get(PickyHandler);
+    picky.behaviour = () => {
+      throw new NonRetryableError('€'.repeat(2_000));
+    };
+    const headers = Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`h${String(i).padStart(2, '0')}`, 'v'.repeat(4_070)]));
+    const id = (await ns.publishRaw('ordering.order-created', JSON.stringify({ orderId: 'full-headers-dead' }), { headers }))!;
+    await eventually(() => expect(deadLetters.map((d) => d.messageId)).toContain(id), { timeoutMs: 10_000 });
+    await eventually(async () => expect(await ns.queueDepth(`${ns.serviceName}.PickyHandler.dlq`)).toBe(1));
+    const [dlqCopy] = await ns.drainQueue(`${ns.serviceName}.PickyHandler.dlq`);
+    const deadLetter = deadLetters.find((d) => d.messageId === id)!;
+    // Only the library's headers fitted, with the names of those left out.
+    expect(dlqCopy!.properties.headers).not.toHaveProperty('h00');
+    expect(deadLetter.headers).toEqual(dlqCopy!.properties.headers);
+  });
+
   it('bounds a hanging onDeadLetter hook by the handler\'s timeout, so the handler\'s queue goes on', async () => {
     let release!: () => void;
     hookHangsUntil = new Promise<void>((resolve) => (release = resolve));

@@ -229,8 +229,7 @@ export class RabbitMqConsumer {
       this.callbacks.placed(this.handler, disposition);
       return;
     }
-    const deadLetteredHeaders = deadLetterHeaders(headers, disposition, this.handler);
-    const copied = await this.copy(message, this.handler.deadLetterQueue, deadLetteredHeaders, {});
+    const copied = await this.copy(message, this.handler.deadLetterQueue, deadLetterHeaders(headers, disposition, this.handler), {});
     if (!copied) {
       await this.returnToQueue(acks, message);
       return;
@@ -243,7 +242,8 @@ export class RabbitMqConsumer {
     );
     await callDeadLetterHook(
       this.options.consumer.onDeadLetter,
-      toDeadLetter(disposition, deadLetteredHeaders, message.content, this.handler),
+      // The headers of the copy in the dead-letter queue (smaller ones if the full set did not fit).
+      toDeadLetter(disposition, copied, message.content, this.handler),
       this.handler.timeoutMs,
       this.logger,
     );
@@ -254,14 +254,15 @@ export class RabbitMqConsumer {
    * `mandatory`: a queue deleted while the service runs (by an operator, a policy) would otherwise take
    * the copy silently, confirmed. A returned copy counts as not placed, and the consumer's channel is
    * reopened, which declares this handler's queues again; the original then comes back from its queue.
-   * @returns whether the copy is in `queue`
+   * @returns the headers of the copy now in `queue` (those given, or smaller ones), or `undefined` when
+   *   it could not be placed
    */
   private copy(
     message: ConsumeMessage,
     queue: string,
     headers: Record<string, unknown>,
     extra: Pick<Options.Publish, 'expiration'>,
-  ): Promise<boolean> {
+  ): Promise<Record<string, unknown> | undefined> {
     const { properties } = message;
     const channel = this.copies?.current;
     if (!channel || this.publishing.isBlocked) {
@@ -269,15 +270,16 @@ export class RabbitMqConsumer {
       // original goes back to its queue instead, and the slot serves messages that succeed meanwhile.
       const why = channel ? 'the broker blocks publishing (a memory or disk alarm)' : 'the publishing connection is down';
       this.logger.error(`Copy of message ${String(properties.messageId)} to ${queue} could not be sent: ${why}`);
-      return Promise.resolve(false);
+      return Promise.resolve(undefined);
     }
     return new Promise((resolve) => {
       // A copy amqplib cannot encode (headers over its 64 KiB table) is tried again with smaller headers;
       // giving it back to its queue instead would bring it back to the handler, failing the same way.
-      let sent = this.trySendCopy(channel, message, queue, headers, extra, resolve);
+      const placedWith = (sentHeaders: Record<string, unknown>) => (placed: boolean) => resolve(placed ? sentHeaders : undefined);
+      let sent = this.trySendCopy(channel, message, queue, headers, extra, placedWith(headers));
       if (sent === 'too-big') {
         for (const [index, smaller] of smallerCopyHeaders(headers).entries()) {
-          sent = this.trySendCopy(channel, message, queue, smaller, extra, resolve);
+          sent = this.trySendCopy(channel, message, queue, smaller, extra, placedWith(smaller));
           if (sent === 'too-big') continue;
           if (sent === 'sent') {
             this.logger.warn(
@@ -288,7 +290,7 @@ export class RabbitMqConsumer {
           break;
         }
       }
-      if (sent !== 'sent') resolve(false);
+      if (sent !== 'sent') resolve(undefined);
     });
   }
 
