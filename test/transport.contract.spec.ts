@@ -6,6 +6,7 @@ import {
   IntegrationEvent,
   IntegrationEventHandler,
   IntegrationEventPublisher,
+  NonRetryableError,
   type IIntegrationEventHandler,
   type IntegrationEventContext,
 } from 'nestjs-integration-events';
@@ -38,7 +39,7 @@ interface TransportFixture {
   readonly ns: TestNamespace;
   start(options: TestAppOptions): Promise<TestingModule>;
   /** Publishes raw bytes as a foreign publisher would (valid contract headers unless overridden). */
-  injectRaw(routingKey: string, body: string, messageId: string): Promise<void>;
+  injectRaw(routingKey: string, body: string, messageId: string, headers?: Record<string, unknown>): Promise<void>;
   /** Takes every message out of a dead-letter queue. */
   drainDeadLetters(queue: string): Promise<RawMessage[]>;
   close(): Promise<void>;
@@ -49,8 +50,8 @@ async function rabbitMqFixture(): Promise<TransportFixture> {
   return {
     ns,
     start: (options) => startTestApp(ns, options),
-    injectRaw: async (routingKey, body, messageId) => {
-      await ns.publishRaw(routingKey, body, { messageId });
+    injectRaw: async (routingKey, body, messageId, headers = {}) => {
+      await ns.publishRaw(routingKey, body, { messageId, headers });
     },
     drainDeadLetters: async (queue) =>
       (await ns.drainQueue(queue)).map((m) => ({
@@ -68,12 +69,12 @@ async function inProcessFixture(): Promise<TransportFixture> {
   return {
     ns,
     start: (options) => startTestApp(ns, { ...options, options: { ...options.options, inProcess: { broker } } }),
-    injectRaw: async (routingKey, body, messageId) => {
+    injectRaw: async (routingKey, body, messageId, headers = {}) => {
       broker.publish(ns.exchange, {
         content: Buffer.from(body),
         messageId,
         routingKey,
-        headers: { 'ie-event-name': routingKey, 'ie-event-version': 1, 'ie-occurred-at': new Date().toISOString() },
+        headers: { 'ie-event-name': routingKey, 'ie-event-version': 1, 'ie-occurred-at': new Date().toISOString(), ...headers },
         properties: {},
         redelivered: false,
       });
@@ -201,6 +202,23 @@ describe.each([
       'ie-handler': 'OrderCreatedRecorder',
       'ie-queue': queue(),
     });
+  });
+
+  it('keeps another publisher\'s x- headers on the retries and the dead letter, and adds none of the broker\'s', async () => {
+    const app = await start();
+    app.get(OrderCreatedRecorder).behaviour = (_event, context) => {
+      throw context.attempt < 2 ? new Error('transient') : new NonRetryableError('refused');
+    };
+    const body = JSON.stringify({ orderId: 'foreign', placedAt: new Date().toISOString() });
+    await fixture.injectRaw('ordering.order-created', body, 'foreign-1', { 'x-tenant-id': 'acme' });
+    await eventually(() => expect(calls(app, 'foreign-1').map((r) => [r.context.attempt, r.context.headers['x-tenant-id']])).toEqual([[1, 'acme'], [2, 'acme']]));
+    const [dead] = await eventually(async () => {
+      const drained = await fixture.drainDeadLetters(`${queue()}.dlq`);
+      expect(drained).toHaveLength(1);
+      return drained;
+    });
+    expect(dead!.headers).toMatchObject({ 'x-tenant-id': 'acme', 'ie-dead-letter-reason': 'non-retryable' });
+    expect(Object.keys(dead!.headers).filter((name) => name.startsWith('x-'))).toEqual(['x-tenant-id']);
   });
 
   it('dead-letters a poison message at once and goes on', async () => {
