@@ -91,7 +91,10 @@ export interface RabbitMqOptions {
    */
   reconnectMaxDelayMs?: number;
 
-  /** Name shown for this connection in the RabbitMQ management UI. @default `<serviceName>` */
+  /**
+   * Name shown for this service's connections in the RabbitMQ management UI, followed by ` (consuming)`
+   * or ` (publishing)`. @default `<serviceName>`
+   */
   connectionName?: string;
 }
 
@@ -183,8 +186,8 @@ export interface RelayOptions {
   leaseMs?: number;
 
   /**
-   * How long to wait for the broker's confirm of a published message, in ms, before the row counts
-   * as failed and is tried again.
+   * How long one batch may take to be published and confirmed, in ms (window waits and socket
+   * back-pressure included); a row not confirmed by then counts as failed and is tried again.
    * @default 10000
    */
   confirmTimeoutMs?: number;
