@@ -102,7 +102,11 @@ export class IntegrationEventsTestingModule implements OnModuleDestroy, OnApplic
     this.moduleRef.get(IntegrationEventsTestKit, { strict: false }).dispose();
   }
 
-  /** After the library's shutdown (consumers stopped, relay done): a broker made for this application closes with it. */
+  /**
+   * After the library's `beforeApplicationShutdown` (consumers stopped, relay done, transport closed): a
+   * broker made for this application closes with it. The library's own `onApplicationShutdown` may run
+   * after this one (it only unhooks from the DataSource).
+   */
   onApplicationShutdown(): void {
     if (this.moduleRef.get<boolean>(BROKER_IS_OWN, { strict: false })) this.moduleRef.get(InProcessBroker, { strict: false }).close();
   }
