@@ -11,7 +11,7 @@ import {
   type IIntegrationEventHandler,
   type IntegrationEventContext,
 } from 'nestjs-integration-events';
-import { RabbitMqConnection } from '../libs/integration-events/src/transport/rabbitmq/rabbitmq.connection';
+import { RabbitMqConnection, RabbitMqPublishingConnection } from '../libs/integration-events/src/transport/rabbitmq/rabbitmq.connection';
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
 import { consistently, eventually } from './support/eventually';
 import { infrastructureImports, startTestApp, testOptions, trackHandlerQueues } from './support/test-app';
@@ -178,15 +178,24 @@ describe('broker connection failures', () => {
     await eventually(() => expect(app.get(SecondHandler).ids).toContain(id), { timeoutMs: 15_000 });
   });
 
-  it('publishes after a reconnect only once the consuming connection has set its channels up again', async () => {
+  /**
+   * Starts the recorder's service, cuts its connections, and returns once the consuming connection's
+   * next setup is held at a gate (a channel whose first setup, on the first connection, passes).
+   */
+  const cutAndHoldTheConsumingSetup = async () => {
     await proxy.accept();
     const app = await start({ providers: [OrderCreatedRecorder] });
-    // A channel of the consuming connection whose setup the test holds on the next connection.
     const gate = holdChannelSetup(app, 2);
     await eventually(() => expect(gate.setups).toBe(1));
     proxy.cut();
     await eventually(() => expect(gate.setups).toBe(2), { timeoutMs: 10_000 });
+    return { app, gate };
+  };
+
+  it('publishes after a reconnect only once the consuming connection has set its channels up again', async () => {
+    const { app, gate } = await cutAndHoldTheConsumingSetup();
     // The publishing connection is back meanwhile; its events must wait for this service's queues.
+    await eventually(() => expect(app.get(RabbitMqPublishingConnection).isConnected).toBe(true), { timeoutMs: 10_000 });
     const [id] = await publish(app, 'while-consumers-set-up');
     await consistently(async () => expect((await ns.outboxRows()).find((row) => row.id === id)?.status).toBe('pending'), { forMs: 1_000 });
     gate.release();
@@ -196,13 +205,7 @@ describe('broker connection failures', () => {
   });
 
   it('replaces a connection that dies while its channels are being opened, instead of keeping it for live', async () => {
-    await proxy.accept();
-    const app = await start({ providers: [OrderCreatedRecorder] });
-    // A channel whose setup the test holds open on the next connection (its first setup, on this one, passes).
-    const gate = holdChannelSetup(app, 2);
-    await eventually(() => expect(gate.setups).toBe(1));
-    proxy.cut();
-    await eventually(() => expect(gate.setups).toBe(2), { timeoutMs: 10_000 });
+    const { app, gate } = await cutAndHoldTheConsumingSetup();
     // The reconnection is still setting up its channels when it dies too: the setup ends only after
     // the service has seen its connection close.
     proxy.cut();

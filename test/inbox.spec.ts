@@ -23,6 +23,7 @@ import { consistently, eventually } from './support/eventually';
 import { TEST_DATABASE_URL } from './support/services';
 import { startTestApp, testOptions } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
+import { untilAborted } from './support/until-aborted';
 
 @IntegrationEvent({ name: 'payments.payment-taken', version: 1 })
 class PaymentTakenIntegrationEvent {
@@ -73,7 +74,7 @@ class SlowWrite implements IIntegrationEventHandler<SlowWriteIntegrationEvent> {
     await this.txHost.tx.query(`INSERT INTO ${this.ledger.table} (order_id, message_id) VALUES ($1, $2)`, [event.orderId, `attempt-${context.attempt}`]);
     if (context.attempt === 1) {
       const { signal } = context;
-      await new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
+      await untilAborted(signal);
     }
     call.finishedAt = Date.now();
   }
@@ -133,6 +134,13 @@ class CountDeliveries implements IIntegrationEventHandler<OrderCreatedIntegratio
   }
 }
 
+/** A namespace with the ledger table the handlers above write to. */
+async function ledgerNamespace(): Promise<TestNamespace> {
+  const ns = await TestNamespace.create();
+  await (await ns.sql()).query(`CREATE TABLE "${ns.schema}".ledger (order_id text NOT NULL, message_id text NOT NULL)`);
+  return ns;
+}
+
 /** Idempotent consumption: the inbox, and the cleanup of old rows. */
 describe('inbox', () => {
   let ns: TestNamespace;
@@ -140,8 +148,7 @@ describe('inbox', () => {
   let ledger: Ledger;
 
   beforeAll(async () => {
-    ns = await TestNamespace.create();
-    await (await ns.sql()).query(`CREATE TABLE "${ns.schema}".ledger (order_id text NOT NULL, message_id text NOT NULL)`);
+    ns = await ledgerNamespace();
     app = await startTestApp(ns, {
       providers: [Ledger, TakePayment, CountDeliveries, SlowWrite, SwallowsFailure, LongHold],
       options: {
@@ -307,7 +314,7 @@ class StockCountedHandler implements IEventHandler<StockCountedDomainEvent> {
   async handle(event: StockCountedDomainEvent): Promise<void> {
     await this.txHost.tx.query(`INSERT INTO ${this.signals.table} (order_id, message_id) VALUES ($1, $2)`, [event.orderId, `attempt-${event.attempt}`]);
     const signal = this.signals.byAttempt.get(event.attempt)!;
-    if (event.attempt === 1) await new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
+    if (event.attempt === 1) await untilAborted(signal);
   }
 }
 
@@ -316,8 +323,7 @@ describe('inbox with the cqrs bridge', () => {
   let app: TestingModule;
 
   beforeAll(async () => {
-    ns = await TestNamespace.create();
-    await (await ns.sql()).query(`CREATE TABLE "${ns.schema}".ledger (order_id text NOT NULL, message_id text NOT NULL)`);
+    ns = await ledgerNamespace();
     app = await startTestApp(ns, {
       imports: [CqrsModule.forRoot()],
       providers: [AttemptSignals, CountStock, StockCountedHandler],

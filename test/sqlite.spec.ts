@@ -18,6 +18,7 @@ import {
 } from 'nestjs-integration-events';
 import { IntegrationEventsTestingModule, IntegrationEventsTestKit } from 'nestjs-integration-events/testing';
 import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
+import { untilAborted } from './support/until-aborted';
 
 /** Relay polls (20 ms in the testing module) that a transaction below stays open across. */
 const TEN_POLLS_MS = 200;
@@ -191,7 +192,7 @@ class OutlastsTimeoutHandler implements IIntegrationEventHandler<OutlastsTimeout
   async handle(_event: OutlastsTimeoutEvent, context: IntegrationEventContext): Promise<void> {
     this.calls++;
     const { signal } = context;
-    await new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
+    await untilAborted(signal);
   }
 }
 
