@@ -15,7 +15,6 @@ const PAUSE_BETWEEN_BATCHES_MS = 50;
 export class CleanupWorker {
   private readonly logger = new Logger('IntegrationEvents:Cleanup');
   private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
   /** Every run in progress, scheduled or asked for with `runOnce()`. */
   private readonly runs = new Set<Promise<unknown>>();
   /** Not scheduling runs (before `start()`, after `stop()`). */
@@ -39,7 +38,6 @@ export class CleanupWorker {
     clearTimeout(this.timer);
     this.interrupted = true;
     try {
-      await this.running;
       // Runs started while this waits are interrupted too.
       while (this.runs.size > 0) await Promise.allSettled([...this.runs]);
     } finally {
@@ -86,13 +84,9 @@ export class CleanupWorker {
   private schedule(): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
-      this.running = this.runOnce()
-        .then(() => undefined)
+      void this.runOnce()
         .catch((error: unknown) => this.logger.error(`Cleanup failed (will try again): ${(error as Error).message}`))
-        .finally(() => {
-          this.running = undefined;
-          this.schedule();
-        });
+        .finally(() => this.schedule());
     }, this.config.options.cleanup.intervalMs);
     this.timer.unref();
   }
