@@ -151,6 +151,36 @@ describe('outbox relay', () => {
     expect((await ns.outboxRows()).map((row) => [row.id, row.status])).toEqual([[id, 'sent']]);
   });
 
+  it('runs again when start() comes while stop() is marking its last batch', async () => {
+    const probe = await ns.probe('ordering.order-created');
+    // Marks wait for an advisory lock the test holds: the stopping relay is held in its last phase.
+    const db = await ns.sql();
+    await db.query(
+      `CREATE FUNCTION "${ns.schema}".hold_mark() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_advisory_xact_lock(4242); RETURN NEW; END $$`,
+    );
+    await db.query(`CREATE TRIGGER hold_mark BEFORE UPDATE ON ${ns.outboxTable} FOR EACH ROW WHEN (NEW.status = 'sent') EXECUTE FUNCTION "${ns.schema}".hold_mark()`);
+    await db.query('SELECT pg_advisory_lock(4242)');
+    const app = await start({ pollIntervalMs: 3_600_000 });
+    const relay = app.get(OutboxRelay);
+    await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('before-the-stop'), { standalone: true });
+    await eventually(() => expect(probe.messages).toHaveLength(1));
+    // Its mark waits (for up to 50 ms, for rows to share it) when the stop comes; then it waits for the lock.
+    const stopping = relay.stop();
+    await eventually(async () =>
+      expect(
+        (await db.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE%' AND query LIKE $1", [`%${ns.schema}%`]))
+          .rows[0].n,
+      ).toBe(1),
+    );
+    relay.start();
+    await db.query('SELECT pg_advisory_unlock(4242)');
+    await stopping;
+    await eventually(() => expect(relay.isRunning).toBe(true), { timeoutMs: 2_000 });
+    await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('after-the-restart'), { standalone: true });
+    await eventually(() => expect(probe.messages).toHaveLength(2));
+    await db.query(`DROP TRIGGER hold_mark ON ${ns.outboxTable}`);
+  });
+
   it('marks rows whose mark failed once the database lets it, instead of leaving them to go out again after their lease', async () => {
     const probe = await ns.probe('ordering.order-created');
     // Every statement that marks a row sent fails, until the test drops the trigger.

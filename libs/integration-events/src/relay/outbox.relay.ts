@@ -70,9 +70,16 @@ export class OutboxRelay {
   }
 
   start(): void {
-    // Started again while a stop() is pending: the running loop simply carries on.
     this.stopping = false;
-    if (this.loop) return;
+    if (this.loop) {
+      // Started again while a stop() is pending: the loop carries on if it has not left its rounds yet;
+      // if it has (it is marking its last batch, closing the handoff), a new one starts once it ends.
+      const restart = (): void => {
+        if (!this.stopping && !this.loop) this.start();
+      };
+      void this.loop.then(restart, restart);
+      return;
+    }
     this.loop = this.run().finally(() => (this.loop = undefined));
   }
 
