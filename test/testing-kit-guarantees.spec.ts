@@ -34,7 +34,7 @@ import { eventually } from './support/eventually';
 /** What the handler of a test does with each event; one per application. */
 @Injectable()
 class Behaviour {
-  calls: Array<{ orderId: string; attempt: number }> = [];
+  calls: Array<{ orderId: string; attempt: number; tenant?: unknown }> = [];
   act: (event: OrderCreatedIntegrationEvent) => Promise<void> | void = () => undefined;
 }
 
@@ -42,7 +42,7 @@ class Behaviour {
 class OrderCreatedHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
   constructor(private readonly behaviour: Behaviour) {}
   async handle(event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): Promise<void> {
-    this.behaviour.calls.push({ orderId: event.orderId, attempt: context.attempt });
+    this.behaviour.calls.push({ orderId: event.orderId, attempt: context.attempt, tenant: context.headers['x-tenant-id'] });
     await this.behaviour.act(event);
   }
 }
@@ -97,6 +97,20 @@ describe('the testing module and kit, at the edges', () => {
     } finally {
       release();
     }
+  });
+
+  it('delivers another publisher\'s x- headers with deliver(), kept on the retry', async () => {
+    const { kit, behaviour } = await start();
+    behaviour.act = () => {
+      if (behaviour.calls.length === 1) throw new Error('transient');
+    };
+    await kit.deliver(new OrderCreatedIntegrationEvent('tenant-order'), { headers: { 'x-tenant-id': 'acme', region: 'eu' } });
+    await kit.drain();
+    expect(behaviour.calls).toEqual([
+      { orderId: 'tenant-order', attempt: 1, tenant: 'acme' },
+      { orderId: 'tenant-order', attempt: 2, tenant: 'acme' },
+    ]);
+    await expect(kit.deliver(new OrderCreatedIntegrationEvent('bad'), { headers: { 'x-bad': {} as never } })).rejects.toThrow(/headers\.x-bad/);
   });
 
   it('boots a handler whose own retry policy waits seconds, and runs its attempts without the waits', async () => {

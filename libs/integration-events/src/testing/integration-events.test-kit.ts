@@ -8,6 +8,7 @@ import { serializeEvent } from '../publisher/serialize-event';
 import type { OutboxDatabase } from '../outbox/outbox-database';
 import type { OutboxRelay } from '../relay/outbox.relay';
 import type { InProcessBroker } from '../transport/in-process/in-process-broker';
+import { InvalidPublishOptionsError } from '../errors/invalid-publish-options.error';
 import { DrainTimeoutError } from './drain-timeout.error';
 import type { PublishedMessage } from './published-message';
 
@@ -68,7 +69,9 @@ export class IntegrationEventsTestKit {
 
   /**
    * Delivers an event to this service's handlers as if another service had published it (straight to
-   * the broker, with the contract headers). Call `drain()` to wait for the handlers.
+   * the broker, with the contract headers). Call `drain()` to wait for the handlers. `headers` are
+   * checked as `publish()` checks them, except that `x-` headers are allowed: another publisher may send
+   * `x-tenant-id`, and retries and dead letters keep it.
    * @returns the message id
    */
   async deliver(
@@ -77,16 +80,26 @@ export class IntegrationEventsTestKit {
   ): Promise<string> {
     const { name, version } = getIntegrationEventMetadata(event.constructor);
     const messageId = options.messageId ?? newMessageId();
-    const headers = buildMessageHeaders(
-      {
-        eventName: name,
-        eventVersion: version,
-        occurredAt: new Date(),
-        sourceService: options.sourceService ?? 'test',
-        correlationId: options.correlationId ?? messageId,
-      },
-      options.headers,
-    );
+    const given = Object.entries(options.headers ?? {});
+    const foreign = given.filter(([header]) => header.toLowerCase().startsWith('x-'));
+    for (const [header, value] of foreign) {
+      if (!['string', 'number', 'boolean'].includes(typeof value)) {
+        throw new InvalidPublishOptionsError(`headers.${header}`, 'use a string, a number or a boolean.');
+      }
+    }
+    const headers = {
+      ...Object.fromEntries(foreign),
+      ...buildMessageHeaders(
+        {
+          eventName: name,
+          eventVersion: version,
+          occurredAt: new Date(),
+          sourceService: options.sourceService ?? 'test',
+          correlationId: options.correlationId ?? messageId,
+        },
+        options.headers === undefined ? undefined : Object.fromEntries(given.filter(([header]) => !header.toLowerCase().startsWith('x-'))),
+      ),
+    };
     this.broker.publish(this.exchange, {
       content: Buffer.from(serializeEvent(name, event, 64)),
       messageId,
