@@ -111,6 +111,7 @@ describe('the testing module and kit, at the edges', () => {
       { orderId: 'tenant-order', attempt: 2, tenant: 'acme' },
     ]);
     await expect(kit.deliver(new OrderCreatedIntegrationEvent('bad'), { headers: { 'x-bad': {} as never } })).rejects.toThrow(/headers\.x-bad/);
+    await expect(kit.deliver(new OrderCreatedIntegrationEvent('bad'), { headers: null as never })).rejects.toThrow(/"headers"/);
   });
 
   it('boots a handler whose own retry policy waits seconds, and runs its attempts without the waits', async () => {

@@ -70,14 +70,17 @@ export class OutboxRelay {
   }
 
   start(): void {
+    const stopPending = this.stopping;
     this.stopping = false;
     if (this.loop) {
       // Started again while a stop() is pending: the loop carries on if it has not left its rounds yet;
       // if it has (it is marking its last batch, closing the handoff), a new one starts once it ends.
-      const restart = (): void => {
-        if (!this.stopping && !this.loop) this.start();
-      };
-      void this.loop.then(restart, restart);
+      if (stopPending) {
+        const restart = (): void => {
+          if (!this.stopping && !this.loop) this.start();
+        };
+        void this.loop.then(restart, restart);
+      }
       return;
     }
     this.loop = this.run().finally(() => (this.loop = undefined));
