@@ -4,6 +4,7 @@ import { promisify } from 'node:util';
 import { Test, type TestingModule } from '@nestjs/testing';
 import {
   BrokerConnectionError,
+  DeadLetterService,
   IntegrationEventHandler,
   IntegrationEventPublisher,
   IntegrationEventsModule,
@@ -158,6 +159,23 @@ describe('broker connection failures', () => {
     // Their acks reached the broker too: once the service is gone, none of them is back in the queue.
     await apps.splice(0, 1)[0]!.close();
     expect(await ns.queueDepth(queue)).toBe(0);
+  });
+
+  it('lists and purges dead letters while its publishing connection hangs (a broker alarm blocks only that one)', async () => {
+    await proxy.accept();
+    const app = await start({ providers: [OrderCreatedRecorder] }, 0);
+    await eventually(() => expect(proxy.connections).toBe(2));
+    const deadLetterQueue = `${ns.serviceName}.OrderCreatedRecorder.dlq`;
+    const channel = await (await ns.amqp()).createConfirmChannel();
+    channel.sendToQueue(deadLetterQueue, Buffer.from('{}'), { messageId: 'dead-1', persistent: true });
+    await channel.waitForConfirms();
+    await channel.close();
+    proxy.freeze(1);
+    const deadLetters = app.get(DeadLetterService);
+    const within = <T>(work: Promise<T>) =>
+      Promise.race([work, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 10_000).unref())]);
+    expect(await within(deadLetters.list(deadLetterQueue))).toMatchObject({ total: 1, messages: [{ messageId: 'dead-1' }] });
+    expect(await within(deadLetters.purge(deadLetterQueue, { messageIds: ['dead-1'] }))).toEqual({ purged: 1, missing: [] });
   });
 
   it('keeps the other consumers and the relay running when one queue cannot be re-declared after a reconnect', async () => {

@@ -40,12 +40,20 @@ export type DeadLetterSelection = { readonly all: true } | { readonly messageIds
  * dead-letter queue before its copy is confirmed where it goes.
  */
 export class DeadLetterQueueOperations {
-  constructor(private readonly openChannel: () => Promise<ConfirmChannel>) {}
+  /**
+   * @param openChannel opens a channel that may publish (a requeue's copies)
+   * @param openReadingChannel opens one that only reads and acknowledges (listing, purging): the service
+   *   passes its consuming connection's, which a broker alarm never blocks
+   */
+  constructor(
+    private readonly openChannel: () => Promise<ConfirmChannel>,
+    private readonly openReadingChannel: () => Promise<ConfirmChannel> = openChannel,
+  ) {}
 
   /** Up to `limit` dead letters, oldest first, and how many there are in all. */
   async list(deadLetterQueue: string, limit = 100): Promise<{ total: number; messages: DeadLetterSummary[] }> {
     const messages: DeadLetterSummary[] = [];
-    const total = await this.scan(deadLetterQueue, async (message) => {
+    const total = await this.scan(deadLetterQueue, this.openReadingChannel, async (message) => {
       if (messages.length < limit) messages.push(summarizeDeadLetter(toStored(message)));
       return messages.length < limit ? 'keep' : 'stop';
     });
@@ -55,7 +63,7 @@ export class DeadLetterQueueOperations {
   /** Everything about one dead letter, or `undefined` when it is not in the queue. */
   async show(deadLetterQueue: string, messageId: string): Promise<DeadLetterDetails | undefined> {
     let found: DeadLetterDetails | undefined;
-    await this.scan(deadLetterQueue, async (message) => {
+    await this.scan(deadLetterQueue, this.openReadingChannel, async (message) => {
       if (message.properties.messageId !== messageId) return 'keep';
       found = describeDeadLetter(toStored(message));
       return 'stop';
@@ -72,7 +80,7 @@ export class DeadLetterQueueOperations {
     const requeued: string[] = [];
     const wanted = selectionSet(selection);
     const existing = new Map<string, boolean>();
-    await this.scan(deadLetterQueue, async (message, channel) => {
+    await this.scan(deadLetterQueue, this.openChannel, async (message, channel) => {
       const id = String(message.properties.messageId ?? '');
       if (wanted && !wanted.has(id)) return 'keep';
       const target = requeueTarget(message.properties.headers ?? {}, deadLetterQueue);
@@ -90,7 +98,7 @@ export class DeadLetterQueueOperations {
   /** Deletes the selected dead letters for good. */
   async purge(deadLetterQueue: string, selection: DeadLetterSelection): Promise<{ purged: number; missing: string[] }> {
     if ('all' in selection) {
-      const channel = await this.openChannel();
+      const channel = await this.openReadingChannel();
       try {
         return { purged: (await channel.purgeQueue(deadLetterQueue)).messageCount, missing: [] };
       } finally {
@@ -99,7 +107,7 @@ export class DeadLetterQueueOperations {
     }
     const wanted = new Set(selection.messageIds);
     const purged = new Set<string>();
-    await this.scan(deadLetterQueue, async (message) => {
+    await this.scan(deadLetterQueue, this.openReadingChannel, async (message) => {
       const id = String(message.properties.messageId ?? '');
       if (!wanted.has(id)) return 'keep';
       purged.add(id);
@@ -115,9 +123,10 @@ export class DeadLetterQueueOperations {
    */
   private async scan(
     queue: string,
+    open: () => Promise<ConfirmChannel>,
     visit: (message: GetMessage, channel: ConfirmChannel) => Promise<'ack' | 'keep' | 'stop'>,
   ): Promise<number> {
-    const channel = await this.openChannel();
+    const channel = await open();
     try {
       const { messageCount } = await channel.checkQueue(queue).catch((error: Error) => {
         throw /NOT.FOUND/.test(error.message) ? new Error(`Queue "${queue}" does not exist`) : error;
@@ -137,7 +146,7 @@ export class DeadLetterQueueOperations {
   }
 
   private async queueExists(queue: string): Promise<boolean> {
-    const channel = await this.openChannel();
+    const channel = await this.openReadingChannel();
     channel.on('error', () => undefined);
     try {
       await channel.checkQueue(queue);

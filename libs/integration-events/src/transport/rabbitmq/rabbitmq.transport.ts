@@ -25,8 +25,12 @@ export class RabbitMqTransport implements IntegrationEventTransport {
     private readonly publishing: RabbitMqPublishingConnection,
     private readonly publisher: RabbitMqPublisher,
   ) {
-    // Operations publish (a requeue): on the publishing connection, so an alarm never blocks consumers.
-    this.deadLetters = new DeadLetterQueueOperations(() => this.publishing.openChannel());
+    // A requeue publishes: on the publishing connection, so an alarm never blocks the consumers. Reading
+    // (list, show, purge) goes on the consuming connection when there is one: an alarm never blocks it.
+    this.deadLetters = new DeadLetterQueueOperations(
+      () => this.publishing.openChannel(),
+      () => (this.connection.isInUse && this.connection.isConnected ? this.connection : this.publishing).openChannel(),
+    );
   }
 
   get description(): string {
