@@ -1,6 +1,7 @@
 import type { TestingModule } from '@nestjs/testing';
 import { TransactionHost } from '@nestjs-cls/transactional';
 import { IntegrationEvent, IntegrationEventPublisher, IntegrationEventsHealth, OutboxRelay } from 'nestjs-integration-events';
+import { TransportHost } from '../libs/integration-events/src/transport/transport-host';
 import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
 import { eventually } from './support/eventually';
 import { startTestApp } from './support/test-app';
@@ -153,33 +154,55 @@ describe('outbox relay', () => {
 
   it('runs again when start() comes while stop() is marking its last batch', async () => {
     const probe = await ns.probe('ordering.order-created');
-    // Marks wait for an advisory lock the test holds: the stopping relay is held in its last phase.
+    // Marks wait for an advisory lock the test holds (a key of this namespace's own).
     const db = await ns.sql();
+    const key = `hashtext('${ns.schema}')`;
     await db.query(
-      `CREATE FUNCTION "${ns.schema}".hold_mark() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_advisory_xact_lock(4242); RETURN NEW; END $$`,
+      `CREATE FUNCTION "${ns.schema}".hold_mark() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_advisory_xact_lock(${key}); RETURN NEW; END $$`,
     );
     await db.query(`CREATE TRIGGER hold_mark BEFORE UPDATE ON ${ns.outboxTable} FOR EACH ROW WHEN (NEW.status = 'sent') EXECUTE FUNCTION "${ns.schema}".hold_mark()`);
-    await db.query('SELECT pg_advisory_lock(4242)');
-    const app = await start({ pollIntervalMs: 3_600_000 });
-    const relay = app.get(OutboxRelay);
-    await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('before-the-stop'), { standalone: true });
-    // Looked at every millisecond: the stop must come within the 50 ms its mark waits for company.
-    await eventually(() => expect(probe.messages).toHaveLength(1), { intervalMs: 1 });
-    // Its mark waits (for up to 50 ms, for rows to share it) when the stop comes; then it waits for the lock.
-    const stopping = relay.stop();
-    await eventually(async () =>
-      expect(
-        (await db.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE%' AND query LIKE $1", [`%${ns.schema}%`]))
-          .rows[0].n,
-      ).toBe(1),
-    );
-    relay.start();
-    await db.query('SELECT pg_advisory_unlock(4242)');
-    await stopping;
-    await eventually(() => expect(relay.isRunning).toBe(true), { timeoutMs: 2_000 });
-    await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('after-the-restart'), { standalone: true });
-    await eventually(() => expect(probe.messages).toHaveLength(2));
-    await db.query(`DROP TRIGGER hold_mark ON ${ns.outboxTable}`);
+    await db.query(`SELECT pg_advisory_lock(${key})`);
+    try {
+      const app = await start({ pollIntervalMs: 3_600_000 });
+      const relay = app.get(OutboxRelay);
+      const txHost = app.get(TransactionHost);
+      const publisher = app.get(IntegrationEventPublisher);
+      // The relay's first publish waits until the test lets it go.
+      const transport = app.get(TransportHost).transport;
+      const publish = transport.publish.bind(transport);
+      let publishing!: () => void;
+      const inPublish = new Promise<void>((resolve) => (publishing = resolve));
+      let letGo!: () => void;
+      const gate = new Promise<void>((resolve) => (letGo = resolve));
+      jest.spyOn(transport, 'publish').mockImplementationOnce(async (messages) => {
+        publishing();
+        await gate;
+        return publish(messages);
+      });
+      await txHost.withTransaction(() => publisher.publish(new OrderCreatedIntegrationEvent('first')));
+      await inPublish;
+      // A second row is handed over meanwhile; the stop comes while the first batch is out. Once it is
+      // confirmed the relay leaves its rounds (its stop is pending, a row waits) and marks the batch:
+      // that mark waits for the lock, in the stop's last phase.
+      await txHost.withTransaction(() => publisher.publish(new OrderCreatedIntegrationEvent('second')));
+      const stopping = relay.stop();
+      letGo();
+      await eventually(async () =>
+        expect(
+          (await db.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE%' AND query LIKE $1", [`%${ns.schema}%`]))
+            .rows[0].n,
+        ).toBe(1),
+      );
+      relay.start();
+      await db.query(`SELECT pg_advisory_unlock(${key})`);
+      await stopping;
+      // Running again: it claims the second row, which the stop gave back, and sends it.
+      await eventually(() => expect(relay.isRunning).toBe(true));
+      await eventually(() => expect(probe.messages.map((m) => (JSON.parse(m.content.toString()) as { orderId: string }).orderId)).toEqual(['first', 'second']));
+    } finally {
+      await db.query('SELECT pg_advisory_unlock_all()');
+      await db.query(`DROP TRIGGER IF EXISTS hold_mark ON ${ns.outboxTable}`);
+    }
   });
 
   it('marks rows whose mark failed once the database lets it, instead of leaving them to go out again after their lease', async () => {
