@@ -103,6 +103,7 @@ export class IntegrationEventsModule
     private readonly consumers: IntegrationEventConsumers,
     private readonly inbox: InboxGuard,
     private readonly cleanup: CleanupWorker,
+    private readonly bridge: DomainEventsBridge,
   ) {
     super();
   }
@@ -153,7 +154,7 @@ export class IntegrationEventsModule
   }
 
   /**
-   * Last phase: unhook from the DataSource. Until now, transactions still committing (HTTP requests run
+   * Last phase: unhook from the DataSource (the outbox's commit hook, then the cqrs bridge's). Until now, transactions still committing (HTTP requests run
    * until Nest disposes of the server, after the phase above) are checked at their commit as usual, and
    * rows they leased to the stopped relay are released for other instances, not left for the lease's
    * length. Nest runs this before TypeORM's own hook when TypeORM's module was imported first (global
@@ -162,5 +163,6 @@ export class IntegrationEventsModule
   async onApplicationShutdown(): Promise<void> {
     await this.relay.releasesSettled();
     this.database.detach();
+    this.bridge.detach();
   }
 }

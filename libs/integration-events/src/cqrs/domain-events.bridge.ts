@@ -1,4 +1,4 @@
-import { Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { Injectable, Logger, type OnApplicationBootstrap, type OnModuleInit } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import { EventBus } from '@nestjs/cqrs';
 import { getTransactionHostToken, type TransactionHost } from '@nestjs-cls/transactional';
@@ -26,7 +26,7 @@ import { TransactionalEventPublisher } from './transactional-event-publisher';
  * transaction nothing changes.
  */
 @Injectable()
-export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap, OnApplicationShutdown {
+export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap {
   private readonly logger = new Logger('IntegrationEvents:DomainEvents');
   private readonly registry = new DomainEventHandlerRegistry();
   private readonly subscriber = new DomainEventsTransactionSubscriber(this);
@@ -77,11 +77,12 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap,
   }
 
   /**
-   * Unhooks at the very end of shutdown, not in `onModuleDestroy`: Nest runs the providers' hooks before
-   * the module's own, which drains the handlers in flight (and HTTP requests run until the server is
-   * disposed); their domain events must still be handled in their transaction.
+   * Unhooks, at the very end of shutdown: the module calls it from its `onApplicationShutdown`, after
+   * the outbox's commit hook is gone, not from a hook of its own (Nest runs the providers' hooks before
+   * the module's). Until then the handlers being drained and the HTTP requests still running (until the
+   * server is disposed) have their domain events handled in their transactions, converters included.
    */
-  onApplicationShutdown(): void {
+  detach(): void {
     const subscribers = this.eventBus ? this.database.dataSource.subscribers : undefined;
     const index = subscribers?.indexOf(this.subscriber) ?? -1;
     if (index >= 0) subscribers!.splice(index, 1);
