@@ -256,8 +256,9 @@ export const SCENARIOS: readonly Scenario[] = [
         await pause(3_000);
         await context.rabbitmq.memoryAlarm(true);
         // In effect once ordering's relay, publishing, is blocked.
+        // Within payments' heartbeat allowance (it is frozen meanwhile): about 20 s.
         await waitFor('the alarm to block a publishing connection', async () => (await context.rabbitmq.connections(context.vhost)).some((c) => c.state === 'blocked'), {
-          timeoutMs: 15_000,
+          timeoutMs: 8_000,
         });
         atResume = await depth();
         process.kill(pid, 'SIGCONT');

@@ -380,11 +380,14 @@ describe('@nestjs/cqrs bridge', () => {
       handledInSecond();
       await mayFinish;
     });
-    await secondHandledIt;
-    await txHost.withTransaction(async () => eventBus.publish(shared));
-    // The first's forward down the stream is done in the turn after its commit (an ordering barrier).
-    await new Promise((resolve) => setImmediate(resolve));
-    finish();
+    try {
+      await secondHandledIt;
+      await txHost.withTransaction(async () => eventBus.publish(shared));
+      // The first's forward down the stream is done in the turn after its commit (an ordering barrier).
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      finish();
+    }
     await second;
     await consistently(
       () => expect(probe.placedHandled.filter((h) => h.orderId === 'o-shared').map((h) => h.inTransaction)).toEqual([true, true]),
@@ -431,8 +434,11 @@ describe('@nestjs/cqrs bridge', () => {
         TransactionsNotConfiguredError,
       );
     } finally {
-      await moduleRef.close();
-      await other.cleanup();
+      try {
+        await moduleRef.close();
+      } finally {
+        await other.cleanup();
+      }
     }
   });
 

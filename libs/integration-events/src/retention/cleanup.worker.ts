@@ -78,6 +78,8 @@ export class CleanupWorker {
       total += deleted;
       if (deleted < batchSize || this.interrupted) return total;
       await new Promise((resolve) => setTimeout(resolve, PAUSE_BETWEEN_BATCHES_MS));
+      // A stop() that came during the pause: the batch before it was the last.
+      if (this.interrupted) return total;
     }
   }
 
