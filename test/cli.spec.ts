@@ -24,6 +24,11 @@ class NobodyListensEvent {
   constructor(readonly n: number) {}
 }
 
+@IntegrationEvent({ name: 'nobody.hears', version: 1 })
+class NobodyHearsEvent {
+  constructor(readonly n: number) {}
+}
+
 /** The operators' command line, as built (`npm run build`), against the real services. */
 describe('command line: nestjs-integration-events dlq | outbox', () => {
   let ns: TestNamespace;
@@ -161,6 +166,21 @@ describe('command line: nestjs-integration-events dlq | outbox', () => {
     expect(result.stderr).toContain('give the message ids to act on, or --all');
     expect(result.stderr).toContain('Usage: nestjs-integration-events');
     expect((await cli('outbox', 'list', '--schema', 'x; drop table y')).code).toBe(2);
+  });
+
+  it('refuses an option the action does not take, before touching anything', async () => {
+    // Unroutable: it stays in the outbox, and `retry --all-unroutable` would make it pending again.
+    const [id] = await app.get(IntegrationEventPublisher).publish(new NobodyHearsEvent(1), { standalone: true });
+    await eventually(async () => expect((await ns.outboxRows()).find((r) => r.id === id)?.status).toBe('unroutable'));
+    const typo = await cli('outbox', 'retry', '--all-unroutable', '--shema', ns.schema);
+    expect(typo).toMatchObject({ code: 2, stdout: '' });
+    expect(typo.stderr).toContain('outbox retry does not take --shema');
+    expect((await cli('outbox', 'skip', id!, '--all-stuck', '--schema', ns.schema)).stderr).toContain('outbox skip does not take --all-stuck');
+    const limit = await cli('dlq', 'list', dlq(), '--limt', '5');
+    expect(limit).toMatchObject({ code: 2, stdout: '' });
+    expect(limit.stderr).toContain('dlq list does not take --limt');
+    // Nothing was changed: the row is still unroutable.
+    expect((await ns.outboxRows()).find((r) => r.id === id)?.status).toBe('unroutable');
   });
 
   it('never prints the password of a URL it cannot use', async () => {

@@ -1,4 +1,4 @@
-import { parseArguments, UsageError } from './cli-arguments';
+import { assertKnownOptions, parseArguments, UsageError } from './cli-arguments';
 
 describe('parseArguments', () => {
   it('keeps every "=" after the first in a --flag=value', () => {
@@ -16,5 +16,15 @@ describe('parseArguments', () => {
     });
     expect(parseArguments(['--limit=']).options).toEqual({ limit: '' });
     expect(() => parseArguments(['--url'])).toThrow(UsageError);
+  });
+});
+
+describe('assertKnownOptions', () => {
+  it('refuses an option the command does not take, naming it, and takes --json and --help everywhere', () => {
+    const { options } = parseArguments(['outbox', 'retry', '--all-stuck', '--shema', 'ordering', '--json']);
+    expect(() => assertKnownOptions(options, 'outbox retry', ['schema', 'all-stuck'])).toThrow(
+      new UsageError('outbox retry does not take --shema'),
+    );
+    expect(() => assertKnownOptions({ json: true, help: true, schema: 'x' }, 'outbox list', ['schema'])).not.toThrow();
   });
 });

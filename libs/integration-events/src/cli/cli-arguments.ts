@@ -32,5 +32,20 @@ export function parseArguments(argv: readonly string[]): ParsedArguments {
   return { positional, options };
 }
 
+/** Options every command takes. */
+const COMMON_OPTIONS = ['json', 'help'];
+
+/**
+ * Refuses options that `command` does not take, before it connects anywhere: a mistyped `--shema`
+ * would otherwise be ignored, and the command would act on the default schema's table.
+ */
+export function assertKnownOptions(options: ParsedArguments['options'], command: string, known: readonly string[]): void {
+  const allowed = new Set([...COMMON_OPTIONS, ...known]);
+  const unknown = Object.keys(options).filter((name) => !allowed.has(name));
+  if (unknown.length > 0) {
+    throw new UsageError(`${command} does not take ${unknown.map((name) => `--${name}`).join(', ')}`);
+  }
+}
+
 /** A mistake in how the command was called: printed with the usage, exit code 2. */
 export class UsageError extends Error {}

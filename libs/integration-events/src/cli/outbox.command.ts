@@ -3,15 +3,25 @@ import { DEFAULT_OPTIONS } from '../options/default-options';
 import { OutboxOperations, type OutboxFilter, type OutboxSelection } from '../outbox/outbox.operations';
 import { OutboxTableName, SQL_IDENTIFIER_PATTERN } from '../outbox/outbox-table-name';
 import { redactSecrets, redactUrl } from '../util/redact-url';
-import { type ParsedArguments, UsageError } from './cli-arguments';
+import { assertKnownOptions, type ParsedArguments, UsageError } from './cli-arguments';
 import type { Output } from './output';
 
 const FILTERS: readonly OutboxFilter[] = ['stuck', 'failed', 'unroutable', 'pending', 'skipped', 'sent'];
+
+/** The options of each action, besides `--database-url`, `--schema`, `--table`, `--json` and `--help`. */
+const OUTBOX_OPTIONS: Readonly<Record<string, readonly string[]>> = {
+  list: ['status', 'limit'],
+  retry: ['all-unroutable', 'all-failed', 'all-stuck'],
+  skip: [],
+};
 
 /** `outbox list|retry|skip …` against the PostgreSQL outbox table. */
 export async function outboxCommand({ positional, options }: ParsedArguments, output: Output): Promise<void> {
   const [action, ...ids] = positional;
   if (!action) throw new UsageError('outbox needs an action');
+  const known = Object.hasOwn(OUTBOX_OPTIONS, action) ? OUTBOX_OPTIONS[action] : undefined;
+  if (!known) throw new UsageError(`unknown outbox action "${action}"`);
+  assertKnownOptions(options, `outbox ${action}`, ['database-url', 'schema', 'table', ...known]);
   const schema = typeof options.schema === 'string' ? options.schema : undefined;
   const tableName = typeof options.table === 'string' ? options.table : DEFAULT_OPTIONS.outbox.table;
   for (const identifier of [schema, tableName]) {
