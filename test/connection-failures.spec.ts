@@ -178,6 +178,50 @@ describe('broker connection failures', () => {
     expect(await within(deadLetters.purge(deadLetterQueue, { messageIds: ['dead-1'] }))).toEqual({ purged: 1, missing: [] });
   });
 
+  it('fails a requeue and keeps the dead letter when the broker blocks publishing, or never confirms the copy', async () => {
+    await proxy.accept();
+    const app = await start({ providers: [OrderCreatedRecorder], options: { relay: { confirmTimeoutMs: 500, leaseMs: 1_000 } } }, 0);
+    await eventually(() => expect(proxy.connections).toBe(2));
+    const queue = `${ns.serviceName}.OrderCreatedRecorder`;
+    const deadLetterQueue = `${queue}.dlq`;
+    const channel = await (await ns.amqp()).createConfirmChannel();
+    const body = JSON.stringify({ orderId: 'dead', placedAt: '2026-11-27T06:00:00.000Z' });
+    channel.sendToQueue(deadLetterQueue, Buffer.from(body), { messageId: 'dead-1', persistent: true, headers: { 'ie-queue': queue } });
+    await channel.waitForConfirms();
+    await channel.close();
+    const deadLetters = app.get(DeadLetterService);
+
+    // An alarm the publishing connection was told of: nothing is tried.
+    const publishing = app.get(RabbitMqPublishingConnection);
+    Object.defineProperty(publishing, 'isBlocked', { configurable: true, get: () => true });
+    try {
+      await expect(deadLetters.requeue(deadLetterQueue, { all: true })).rejects.toThrow('The broker is blocking publishing');
+    } finally {
+      delete (publishing as { isBlocked?: boolean }).isBlocked;
+    }
+
+    // The connection hangs once the requeue's channel is open (blocked at its publish): the copy's
+    // confirm never comes, and the requeue gives up after relay.confirmTimeoutMs.
+    const open = jest.spyOn(publishing, 'openChannel').mockImplementation(async function (this: RabbitMqPublishingConnection) {
+      const opened = await RabbitMqPublishingConnection.prototype.openChannel.call(this);
+      proxy.freeze(1);
+      return opened;
+    });
+    try {
+      const started = Date.now();
+      await expect(deadLetters.requeue(deadLetterQueue, { all: true })).rejects.toThrow(
+        'The broker did not confirm the requeued copy of dead-1 within 500 ms',
+      );
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      open.mockRestore();
+    }
+    // The dead letter is back in its queue (it was read on the consuming connection), and no copy
+    // reached the handler.
+    expect(await ns.queueDepth(deadLetterQueue)).toBe(1);
+    expect(app.get(OrderCreatedRecorder).received).toEqual([]);
+  });
+
   it('keeps the other consumers and the relay running when one queue cannot be re-declared after a reconnect', async () => {
     await proxy.accept();
     const app = await start({ providers: [OrderCreatedRecorder, SecondHandler] });

@@ -115,6 +115,46 @@ describe('dead-letter replay (DeadLetterService)', () => {
     expect(await deadLetters.purge(dlq(), { messageIds: ['orphan-1'] })).toEqual({ purged: 1, missing: [] });
   });
 
+  it('counts a dead-letter queue without reading a message when the limit is 0 (an overview)', async () => {
+    const queue = ns.trackQueue(`${ns.serviceName}.counted.dlq`);
+    const connection = await ns.amqp();
+    const channel = await connection.createConfirmChannel();
+    try {
+      await channel.assertQueue(queue, { durable: true });
+      channel.sendToQueue(queue, Buffer.from('{}'), { messageId: 'counted-1' });
+      await channel.waitForConfirms();
+      const operations = new DeadLetterQueueOperations(() => connection.createConfirmChannel());
+      expect(await operations.list(queue, 0)).toEqual({ total: 1, messages: [] });
+      await expect(operations.list(queue, -1)).rejects.toThrow('must be a whole number from 0');
+      // Never read: the broker has not delivered it to anyone yet.
+      const message = await channel.get(queue, { noAck: true });
+      expect(message && { id: message.properties.messageId, redelivered: message.fields.redelivered }).toEqual({ id: 'counted-1', redelivered: false });
+    } finally {
+      await channel.close();
+    }
+  });
+
+  it('counts each message it purges, also two with one id, and refuses to requeue a dead letter that names no queue', async () => {
+    const queue = ns.trackQueue(`${ns.serviceName}.elsewhere.dead`);
+    const connection = await ns.amqp();
+    const channel = await connection.createConfirmChannel();
+    try {
+      await channel.assertQueue(queue, { durable: true });
+      // Dead-lettered twice (a duplicate delivery), and one moved here by another tool, without failure headers.
+      for (const messageId of ['twice', 'twice', 'moved']) channel.sendToQueue(queue, Buffer.from('{}'), { messageId });
+      await channel.waitForConfirms();
+      const operations = new DeadLetterQueueOperations(() => connection.createConfirmChannel());
+      await expect(operations.requeue(queue, { messageIds: ['moved'] })).rejects.toThrow(
+        `Dead letter moved in "${queue}" does not say which queue it came from`,
+      );
+      expect((await operations.list(queue)).messages.map((m) => m.messageId)).toEqual(['twice', 'twice', 'moved']);
+      expect(await operations.purge(queue, { messageIds: ['twice', 'nowhere'] })).toEqual({ purged: 2, missing: ['nowhere'] });
+      expect(await ns.queueDepth(queue)).toBe(1);
+    } finally {
+      await channel.close();
+    }
+  });
+
   it('purges all', async () => {
     recorder.behaviour = () => {
       throw new NonRetryableError('again');

@@ -243,6 +243,9 @@ describe.each([
     const ids = await publish(app, 'broken-1', 'broken-2');
     const deadLetters = app.get(DeadLetterService);
     await eventually(async () => expect((await deadLetters.list(`${queue()}.dlq`)).total).toBe(2));
+    // A limit of 0: only the count; a limit that is not a whole number is refused.
+    expect(await deadLetters.list(`${queue()}.dlq`, 0)).toEqual({ total: 2, messages: [] });
+    await expect(deadLetters.list(`${queue()}.dlq`, 1.5)).rejects.toThrow('must be a whole number from 0');
     app.get(OrderCreatedRecorder).behaviour = () => undefined;
     expect((await deadLetters.requeue(`${queue()}.dlq`, { messageIds: [ids[0]!] })).requeued).toEqual([ids[0]]);
     await eventually(() => expect(calls(app, ids[0]!).map((r) => r.context.attempt)).toEqual([1, 1]));

@@ -1,13 +1,20 @@
 import * as amqp from 'amqplib';
 import { DeadLetterQueueOperations } from '../dead-letter/dead-letter-queue.operations';
+import { closeQuietly } from '../transport/rabbitmq/close-quietly';
 import { redactSecrets, redactUrl } from '../util/redact-url';
-import { type ParsedArguments, UsageError } from './cli-arguments';
+import { assertKnownOptions, type ParsedArguments, UsageError } from './cli-arguments';
 import type { Output } from './output';
+
+/** The options of each action, besides `--url`, `--json` and `--help`. */
+const DLQ_OPTIONS: Readonly<Record<string, readonly string[]>> = { list: ['limit'], show: [], requeue: ['all'], purge: ['all'] };
 
 /** `dlq list|show|requeue|purge …` against a RabbitMQ broker. */
 export async function dlqCommand({ positional, options }: ParsedArguments, output: Output): Promise<void> {
   const [action, queue, ...ids] = positional;
   if (!action || !queue) throw new UsageError('dlq needs an action and a dead-letter queue');
+  const known = Object.hasOwn(DLQ_OPTIONS, action) ? DLQ_OPTIONS[action] : undefined;
+  if (!known) throw new UsageError(`unknown dlq action "${action}"`);
+  assertKnownOptions(options, `dlq ${action}`, ['url', ...known]);
   const url = typeof options.url === 'string' ? options.url : (process.env.RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672');
   let connection: amqp.ChannelModel;
   try {
@@ -16,11 +23,18 @@ export async function dlqCommand({ positional, options }: ParsedArguments, outpu
     throw new Error(`Cannot connect to ${redactUrl(url)}: ${redactSecrets((error as Error).message, url)}`);
   }
   connection.on('error', () => undefined);
-  const operations = new DeadLetterQueueOperations(async () => {
-    const channel = await connection.createConfirmChannel();
-    channel.on('error', () => undefined);
-    return channel;
-  });
+  let blocked = false;
+  connection.on('blocked', () => (blocked = true));
+  connection.on('unblocked', () => (blocked = false));
+  const operations = new DeadLetterQueueOperations(
+    async () => {
+      const channel = await connection.createConfirmChannel();
+      channel.on('error', () => undefined);
+      return channel;
+    },
+    undefined,
+    { isBlocked: () => blocked },
+  );
   try {
     switch (action) {
       case 'list': {
@@ -67,7 +81,8 @@ export async function dlqCommand({ positional, options }: ParsedArguments, outpu
         throw new UsageError(`unknown dlq action "${action}"`);
     }
   } finally {
-    await connection.close().catch(() => undefined);
+    // Bounded: a connection the broker blocked (an alarm) never answers the close.
+    await closeQuietly(connection);
   }
 }
 

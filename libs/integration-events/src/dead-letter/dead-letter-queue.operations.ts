@@ -28,6 +28,9 @@ export interface DeadLetterDetails extends DeadLetterSummary {
   readonly firstFailureAt: string | undefined;
 }
 
+/** How long a requeue waits for the broker to confirm one copy, unless told otherwise. */
+const DEFAULT_CONFIRM_TIMEOUT_MS = 10_000;
+
 /** Which dead letters an operation applies to. */
 export type DeadLetterSelection = { readonly all: true } | { readonly messageIds: readonly string[] };
 
@@ -44,19 +47,31 @@ export class DeadLetterQueueOperations {
    * @param openChannel opens a channel that may publish (a requeue's copies)
    * @param openReadingChannel opens one that only reads and acknowledges (listing, purging): the service
    *   passes its consuming connection's, which a broker alarm never blocks
+   * @param publishing how long a requeue waits for each copy's confirm, and whether the broker blocks
+   *   publishing on `openChannel`'s connection right now (a memory or disk alarm): a requeue then fails at once
    */
   constructor(
     private readonly openChannel: () => Promise<ConfirmChannel>,
     private readonly openReadingChannel: () => Promise<ConfirmChannel> = openChannel,
+    private readonly publishing: { readonly confirmTimeoutMs?: number; readonly isBlocked?: () => boolean } = {},
   ) {}
 
-  /** Up to `limit` dead letters, oldest first, and how many there are in all. */
+  /**
+   * Up to `limit` dead letters, oldest first, and how many there are in all. With `limit` 0 only the
+   * count: no message is read.
+   */
   async list(deadLetterQueue: string, limit = 100): Promise<{ total: number; messages: DeadLetterSummary[] }> {
+    assertListLimit(limit);
     const messages: DeadLetterSummary[] = [];
-    const total = await this.scan(deadLetterQueue, this.openReadingChannel, async (message) => {
-      if (messages.length < limit) messages.push(summarizeDeadLetter(toStored(message)));
-      return messages.length < limit ? 'keep' : 'stop';
-    });
+    const total = await this.scan(
+      deadLetterQueue,
+      this.openReadingChannel,
+      async (message) => {
+        messages.push(summarizeDeadLetter(toStored(message)));
+        return 'keep';
+      },
+      limit,
+    );
     return { total, messages };
   }
 
@@ -77,21 +92,34 @@ export class DeadLetterQueueOperations {
    * afresh. A dead letter leaves the queue only once its copy is confirmed.
    */
   async requeue(deadLetterQueue: string, selection: DeadLetterSelection): Promise<{ requeued: string[]; missing: string[] }> {
+    if (this.publishing.isBlocked?.()) {
+      throw new Error('The broker is blocking publishing (a memory or disk alarm): nothing was requeued; try again once the alarm has cleared');
+    }
+    const confirmTimeoutMs = this.publishing.confirmTimeoutMs ?? DEFAULT_CONFIRM_TIMEOUT_MS;
     const requeued: string[] = [];
     const wanted = selectionSet(selection);
     const existing = new Map<string, boolean>();
-    await this.scan(deadLetterQueue, this.openChannel, async (message, channel) => {
-      const id = String(message.properties.messageId ?? '');
-      if (wanted && !wanted.has(id)) return 'keep';
-      const target = requeueTarget(message.properties.headers ?? {}, deadLetterQueue);
-      if (!existing.has(target)) existing.set(target, await this.queueExists(target));
-      if (!existing.get(target)) {
-        throw new Error(`Queue "${target}" does not exist (has its service been started?); nothing more was requeued`);
-      }
-      await publishCopy(channel, target, message);
-      requeued.push(id);
-      return 'ack';
-    });
+    // Dead letters are read (and acknowledged) on a reading channel, copies sent on a publishing one: when
+    // the broker blocks the publishing connection mid-way, the copy's confirm times out, and the reading
+    // channel, still answered, closes and puts the dead letter back.
+    let copies: ConfirmChannel | undefined;
+    try {
+      await this.scan(deadLetterQueue, this.openReadingChannel, async (message) => {
+        const id = String(message.properties.messageId ?? '');
+        if (wanted && !wanted.has(id)) return 'keep';
+        const target = requeueTarget(message.properties.headers ?? {}, deadLetterQueue, toStored(message).messageId);
+        if (!existing.has(target)) existing.set(target, await this.queueExists(target));
+        if (!existing.get(target)) {
+          throw new Error(`Queue "${target}" does not exist (has its service been started?); nothing more was requeued`);
+        }
+        copies ??= await this.openChannel();
+        await publishCopy(copies, target, message, confirmTimeoutMs);
+        requeued.push(id);
+        return 'ack';
+      });
+    } finally {
+      if (copies) await closeQuietly(copies);
+    }
     return { requeued, missing: wanted ? [...wanted].filter((id) => !requeued.includes(id)) : [] };
   }
 
@@ -106,35 +134,40 @@ export class DeadLetterQueueOperations {
       }
     }
     const wanted = new Set(selection.messageIds);
-    const purged = new Set<string>();
+    const found = new Set<string>();
+    let purged = 0;
     await this.scan(deadLetterQueue, this.openReadingChannel, async (message) => {
       const id = String(message.properties.messageId ?? '');
       if (!wanted.has(id)) return 'keep';
-      purged.add(id);
+      // Counted per message: one id can be dead-lettered twice (a duplicate delivery).
+      found.add(id);
+      purged++;
       return 'ack';
     });
-    return { purged: purged.size, missing: [...wanted].filter((id) => !purged.has(id)) };
+    return { purged, missing: [...wanted].filter((id) => !found.has(id)) };
   }
 
   /**
-   * Reads the queue once through (as many messages as it held when the scan began), handing each to
-   * `visit`: `ack` removes it, `keep` leaves it, `stop` ends the scan. Kept messages go back in order.
+   * Reads the queue once through (as many messages as it held when the scan began, at most `maxReads`),
+   * handing each to `visit`: `ack` removes it, `keep` leaves it, `stop` ends the scan. Kept messages go
+   * back in order.
    * @returns how many messages the queue held
    */
   private async scan(
     queue: string,
     open: () => Promise<ConfirmChannel>,
-    visit: (message: GetMessage, channel: ConfirmChannel) => Promise<'ack' | 'keep' | 'stop'>,
+    visit: (message: GetMessage) => Promise<'ack' | 'keep' | 'stop'>,
+    maxReads = Infinity,
   ): Promise<number> {
     const channel = await open();
     try {
       const { messageCount } = await channel.checkQueue(queue).catch((error: Error) => {
         throw /NOT.FOUND/.test(error.message) ? new Error(`Queue "${queue}" does not exist`) : error;
       });
-      for (let read = 0; read < messageCount; read++) {
+      for (let read = 0; read < Math.min(messageCount, maxReads); read++) {
         const message = await channel.get(queue, { noAck: false });
         if (!message) break;
-        const verdict = await visit(message, channel);
+        const verdict = await visit(message);
         if (verdict === 'ack') channel.ack(message);
         if (verdict === 'stop') break;
       }
@@ -159,6 +192,13 @@ export class DeadLetterQueueOperations {
   }
 }
 
+/** Refuses a `list()` limit that is not a whole number from 0 (0: only the count). */
+export function assertListLimit(limit: number): void {
+  if (!Number.isSafeInteger(limit) || limit < 0) {
+    throw new RangeError(`The limit of a dead-letter list must be a whole number from 0 (0: only the count), not ${String(limit)}`);
+  }
+}
+
 function selectionSet(selection: DeadLetterSelection): Set<string> | undefined {
   return 'all' in selection ? undefined : new Set(selection.messageIds);
 }
@@ -177,24 +217,36 @@ function toStored(message: GetMessage): StoredDeadLetter {
 /**
  * Sends the copy, `mandatory`: a queue deleted since it was checked returns the copy (RabbitMQ would
  * confirm one routed nowhere, and the dead letter would then be acked and lost). Copies go one at a
- * time, so a return before this copy's confirm is this copy's.
+ * time, so a return before this copy's confirm is this copy's. A copy not confirmed within
+ * `confirmTimeoutMs` (the broker blocked the connection, say) fails the requeue: its dead letter stays.
  */
-function publishCopy(channel: ConfirmChannel, queue: string, message: GetMessage): Promise<void> {
+function publishCopy(channel: ConfirmChannel, queue: string, message: GetMessage, confirmTimeoutMs: number): Promise<void> {
   const { properties } = message;
+  const id = String(properties.messageId);
   return new Promise((resolve, reject) => {
     let returned = false;
     const onReturn = (): void => {
       returned = true;
     };
+    const timer = setTimeout(() => {
+      channel.off('return', onReturn);
+      reject(
+        new Error(
+          `The broker did not confirm the requeued copy of ${id} within ${confirmTimeoutMs} ms (is publishing blocked by an alarm?); ` +
+            'it stays a dead letter, nothing more was requeued (the copy may still arrive: requeued again, its handler\'s inbox skips it once handled)',
+        ),
+      );
+    }, confirmTimeoutMs);
     channel.on('return', onReturn);
     channel.sendToQueue(
       queue,
       message.content,
       { ...copyProperties(properties, requeuedHeaders(properties.headers ?? {})), mandatory: true },
       (error) => {
+        clearTimeout(timer);
         channel.off('return', onReturn);
-        if (error) reject(new Error(`The broker did not confirm the requeued copy of ${String(properties.messageId)}`));
-        else if (returned) reject(new Error(`Queue "${queue}" is gone: the copy of ${String(properties.messageId)} was returned; it stays a dead letter, nothing more was requeued`));
+        if (error) reject(new Error(`The broker did not confirm the requeued copy of ${id}`));
+        else if (returned) reject(new Error(`Queue "${queue}" is gone: the copy of ${id} was returned; it stays a dead letter, nothing more was requeued`));
         else resolve();
       },
     );

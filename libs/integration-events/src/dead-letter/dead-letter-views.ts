@@ -12,11 +12,23 @@ export interface StoredDeadLetter {
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-/** Where a requeued dead letter goes: the queue its failure headers name, else the DLQ's name without `.dlq`. */
-export function requeueTarget(headers: Readonly<Record<string, unknown>>, deadLetterQueue: string): string {
-  const queue = headers[MessageHeaders.Queue];
-  if (typeof queue === 'string' && queue.length > 0) return queue;
-  return deadLetterQueue.endsWith('.dlq') ? deadLetterQueue.slice(0, -'.dlq'.length) : deadLetterQueue;
+/**
+ * Where a requeued dead letter goes: the queue its failure headers name, else the DLQ's name without
+ * `.dlq`.
+ * @throws when neither tells (a message another tool put there, in a queue named otherwise), rather
+ *   than send it back into the dead-letter queue itself with its failure headers gone
+ */
+export function requeueTarget(headers: Readonly<Record<string, unknown>>, deadLetterQueue: string, messageId: string | undefined): string {
+  const named = headers[MessageHeaders.Queue];
+  const target =
+    typeof named === 'string' && named.length > 0 ? named : deadLetterQueue.endsWith('.dlq') ? deadLetterQueue.slice(0, -'.dlq'.length) : '';
+  if (target === '' || target === deadLetterQueue) {
+    throw new Error(
+      `Dead letter ${messageId ?? '(no id)'} in "${deadLetterQueue}" does not say which queue it came from (no ${MessageHeaders.Queue} header, ` +
+        `and the queue's name does not end in ".dlq"); nothing more was requeued`,
+    );
+  }
+  return target;
 }
 
 function header(message: StoredDeadLetter, name: string): string | undefined {

@@ -1,14 +1,16 @@
-import type { DeadLetterDetails, DeadLetterSelection, DeadLetterSummary } from '../../dead-letter/dead-letter-queue.operations';
+import { assertListLimit, type DeadLetterDetails, type DeadLetterSelection, type DeadLetterSummary } from '../../dead-letter/dead-letter-queue.operations';
 import { describeDeadLetter, requeueTarget, summarizeDeadLetter } from '../../dead-letter/dead-letter-views';
 import { requeuedHeaders } from '../../dead-letter/failure-headers';
 import type { DeadLetterOperations } from '../integration-event-transport';
 import type { InProcessBroker } from './in-process-broker';
+import type { InProcessMessage } from './in-process-message';
 
 /** Dead-letter operations on the in-process broker's queues: the same contract as on RabbitMQ. */
 export class InProcessDeadLetters implements DeadLetterOperations {
   constructor(private readonly broker: InProcessBroker) {}
 
   async list(deadLetterQueue: string, limit = 100): Promise<{ total: number; messages: DeadLetterSummary[] }> {
+    assertListLimit(limit);
     const messages = this.existing(deadLetterQueue).peek();
     return { total: messages.length, messages: messages.slice(0, limit).map(summarizeDeadLetter) };
   }
@@ -20,9 +22,14 @@ export class InProcessDeadLetters implements DeadLetterOperations {
 
   async requeue(deadLetterQueue: string, selection: DeadLetterSelection): Promise<{ requeued: string[]; missing: string[] }> {
     const wanted = 'all' in selection ? undefined : new Set(selection.messageIds);
-    const taken = this.existing(deadLetterQueue).take((m) => !wanted || wanted.has(m.messageId ?? ''));
+    const selected = (m: InProcessMessage): boolean => !wanted || wanted.has(m.messageId ?? '');
+    const queue = this.existing(deadLetterQueue);
+    // Every target is checked before anything moves, as RabbitMQ refuses a requeue to a missing queue
+    // (here the copy would go to a queue made on the spot, that nobody reads).
+    for (const message of queue.peek().filter(selected)) this.existing(requeueTarget(message.headers, deadLetterQueue, message.messageId));
+    const taken = queue.take(selected);
     for (const message of taken) {
-      const target = requeueTarget(message.headers, deadLetterQueue);
+      const target = requeueTarget(message.headers, deadLetterQueue, message.messageId);
       this.broker.sendToQueue(target, { ...message, headers: requeuedHeaders(message.headers), redelivered: false });
     }
     const requeued = taken.map((m) => m.messageId ?? '');

@@ -30,6 +30,7 @@ export class RabbitMqTransport implements IntegrationEventTransport {
     this.deadLetters = new DeadLetterQueueOperations(
       () => this.publishing.openChannel(),
       () => (this.connection.isInUse && this.connection.isConnected ? this.connection : this.publishing).openChannel(),
+      { confirmTimeoutMs: config.options.relay.confirmTimeoutMs, isBlocked: () => this.publishing.isBlocked },
     );
   }
 
