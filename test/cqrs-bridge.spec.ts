@@ -1,5 +1,5 @@
-import { Injectable } from '@nestjs/common';
-import { CqrsModule, CommandBus, EventBus, EventsHandler, type IEventHandler } from '@nestjs/cqrs';
+import { Injectable, Module } from '@nestjs/common';
+import { CqrsModule, CommandBus, CommandHandler, EventBus, EventsHandler, type ICommandHandler, type IEventHandler } from '@nestjs/cqrs';
 import type { TestingModule } from '@nestjs/testing';
 import { Test } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
@@ -12,7 +12,9 @@ import {
   DomainEventDispatchDepthError,
   DomainEventOutsideTransactionError,
   IntegrationEventConverter,
+  IntegrationEventHandler,
   IntegrationEventsModule,
+  type IntegrationEventContext,
   InvalidIntegrationEventConverterError,
   TransactionAbortedError,
   TransactionsNotConfiguredError,
@@ -38,6 +40,36 @@ import { TestNamespace } from './support/test-namespace';
 class PingDomainEvent {
   constructor(readonly n: number) {}
 }
+
+class NoteOrderCommand {
+  constructor(readonly orderId: string) {}
+}
+
+@CommandHandler(NoteOrderCommand)
+class NoteOrderHandler implements ICommandHandler<NoteOrderCommand> {
+  readonly noted: string[] = [];
+
+  async execute(command: NoteOrderCommand): Promise<void> {
+    this.noted.push(command.orderId);
+  }
+}
+
+/** An integration-event handler that sends a command, as a consuming service does. */
+@IntegrationEventHandler(OrderCreatedIntegrationEvent)
+class NotesOrders {
+  readonly calls: Array<{ orderId: string; attempt: number }> = [];
+
+  constructor(private readonly commands: CommandBus) {}
+
+  async handle(event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): Promise<void> {
+    this.calls.push({ orderId: event.orderId, attempt: context.attempt });
+    await this.commands.execute(new NoteOrderCommand(event.orderId));
+  }
+}
+
+/** A feature module importing the plain CqrsModule: Nest bootstraps it after the (global) library. */
+@Module({ imports: [CqrsModule], providers: [NoteOrderHandler, NotesOrders] })
+class OrderNotesModule {}
 class PongDomainEvent {
   constructor(readonly n: number) {}
 }
@@ -439,6 +471,31 @@ describe('@nestjs/cqrs bridge', () => {
       } finally {
         await other.cleanup();
       }
+    }
+  });
+
+  it('holds the deliveries waiting at boot until CqrsModule has registered its command handlers', async () => {
+    const other = await TestNamespace.create();
+    try {
+      // A first boot declares the handler's queue; a backlog then waits there for the next one.
+      await (await startTestApp(other, { imports: [OrderNotesModule] })).close();
+      other.trackQueue(`${other.serviceName}.NotesOrders`);
+      const orderIds = ['backlog-1', 'backlog-2', 'backlog-3', 'backlog-4', 'backlog-5'];
+      for (const orderId of orderIds) {
+        await other.publishRaw('ordering.order-created', JSON.stringify({ orderId, placedAt: '2026-11-27T06:00:00.000Z' }));
+      }
+      await eventually(async () => expect(await other.queueDepth(`${other.serviceName}.NotesOrders`)).toBe(5));
+
+      const app = await startTestApp(other, { imports: [OrderNotesModule] });
+      try {
+        await eventually(() => expect([...app.get(NoteOrderHandler).noted].sort()).toEqual(orderIds));
+        // Each handled by one call, at its first attempt: no call found the CommandBus without its handler.
+        expect(app.get(NotesOrders).calls.map((call) => [call.orderId, call.attempt]).sort()).toEqual(orderIds.map((id) => [id, 1]));
+      } finally {
+        await app.close();
+      }
+    } finally {
+      await other.cleanup();
     }
   });
 

@@ -12,6 +12,7 @@ import { IntegrationEventConsumers } from './consumer/integration-event-consumer
 import { MessageDispatcher } from './consumer/message-dispatcher';
 import { CorrelationContext } from './correlation/correlation.context';
 import { CorrelationInterceptor } from './correlation/correlation.interceptor';
+import { CqrsHandlersReady } from './cqrs/cqrs-handlers-ready';
 import { DomainEventsBridge } from './cqrs/domain-events.bridge';
 import { DeadLetterService } from './dead-letter/dead-letter.service';
 import { OutboxAdminService } from './outbox/outbox-admin.service';
@@ -76,6 +77,7 @@ import { TransportHost } from './transport/transport-host';
     IntegrationEventConsumers,
     IntegrationEventConverterRegistry,
     DomainEventsBridge,
+    CqrsHandlersReady,
     CorrelationContext,
     { provide: APP_INTERCEPTOR, useClass: CorrelationInterceptor },
     DeadLetterService,

@@ -1,4 +1,5 @@
 import { Injectable } from '@nestjs/common';
+import { CqrsHandlersReady } from '../cqrs/cqrs-handlers-ready';
 import type { DiscoveredHandler } from '../discovery/discovered-handler';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
 import { waitQueueName } from '../transport/rabbitmq/handler-topology';
@@ -26,6 +27,7 @@ export class IntegrationEventConsumers {
     private readonly config: IntegrationEventsConfig,
     private readonly transports: TransportHost,
     private readonly dispatcher: MessageDispatcher,
+    private readonly cqrs: CqrsHandlersReady,
   ) {}
 
   /** Starts a consumer per handler; they subscribe when the transport connects. */
@@ -33,7 +35,12 @@ export class IntegrationEventConsumers {
     this.handlerList = handlers;
     this.started = true;
     this.transports.transport.startConsumers(handlers, {
-      dispatch: (handler, message, signal) => this.dispatcher.dispatch(handler, message, signal),
+      // Deliveries that come before CqrsModule has registered its handlers (see CqrsHandlersReady) wait.
+      dispatch: (handler, message, signal) => {
+        const cqrsReady = this.cqrs.whenReady();
+        if (!cqrsReady) return this.dispatcher.dispatch(handler, message, signal);
+        return cqrsReady.then(() => this.dispatcher.dispatch(handler, message, signal));
+      },
       placed: (handler, disposition) => this.dispatcher.placed(handler, disposition),
     });
   }
