@@ -30,7 +30,13 @@ export class RabbitMqTransport implements IntegrationEventTransport {
     this.deadLetters = new DeadLetterQueueOperations(
       () => this.publishing.openChannel(),
       () => (this.connection.isInUse && this.connection.isConnected ? this.connection : this.publishing).openChannel(),
-      { confirmTimeoutMs: config.options.relay.confirmTimeoutMs, isBlocked: () => this.publishing.isBlocked },
+      {
+        // Read when used: the options are resolved (and a bad one refused) at bootstrap, not while providers are built.
+        get confirmTimeoutMs() {
+          return config.options.relay.confirmTimeoutMs;
+        },
+        isBlocked: () => this.publishing.isBlocked,
+      },
     );
   }
 
