@@ -55,6 +55,17 @@ class NullPrefetchHandler implements IIntegrationEventHandler<OrderCreatedIntegr
   handle(): void {}
 }
 
+/** `null` would pass the name pattern as the string "null", and amqplib would declare a server-named queue. */
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { queue: null } as never)
+class NullQueueHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  handle(): void {}
+}
+
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { deadLetterQueue: null } as never)
+class NullDeadLetterQueueHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  handle(): void {}
+}
+
 /** Wiring mistakes fail `app.init()` with an error that names the culprit and the fix. */
 describe('boot', () => {
   let ns: TestNamespace;
@@ -90,6 +101,10 @@ describe('boot', () => {
       /MisplacedOptionHandler: it has an unknown option "maxAttempts"\. The handler options are queue, prefetch, .*under retry/s,
     );
     await expect(startTestApp(ns, { providers: [NullPrefetchHandler] })).rejects.toThrow(/NullPrefetchHandler: prefetch null is not a whole number/);
+    await expect(startTestApp(ns, { providers: [NullQueueHandler] })).rejects.toThrow(/NullQueueHandler: queue null is not a valid queue name/);
+    await expect(startTestApp(ns, { providers: [NullDeadLetterQueueHandler] })).rejects.toThrow(
+      /NullDeadLetterQueueHandler: deadLetterQueue null is not a valid queue name/,
+    );
   });
 
   it('refuses a request-scoped handler', async () => {

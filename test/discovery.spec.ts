@@ -60,10 +60,11 @@ describe('handler discovery', () => {
     expect(handlers).toEqual([{ name: 'OrderCreatedRecorder', queue: `${ns.serviceName}.OrderCreatedRecorder` }]);
   });
 
-  it('finds an undecorated subclass provided in the handler\'s place', async () => {
+  it('finds an undecorated subclass provided in the handler\'s place, and keeps the handler\'s name and queue', async () => {
     const { handlers, recorder } = await bootAndDeliver([{ provide: OrderCreatedRecorder, useClass: RecorderSpy }]);
     expect(recorder).toBeInstanceOf(RecorderSpy);
-    expect(handlers).toEqual([{ name: 'RecorderSpy', queue: `${ns.serviceName}.RecorderSpy` }]);
+    // Swapping the implementation does not move the handler to a new queue (nor restart its inbox).
+    expect(handlers).toEqual([{ name: 'OrderCreatedRecorder', queue: `${ns.serviceName}.OrderCreatedRecorder` }]);
   });
 
   it('refuses a decorated handler and an undecorated subclass of it as two providers, which would consume the event twice', async () => {

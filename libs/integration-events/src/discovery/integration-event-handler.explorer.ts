@@ -58,12 +58,17 @@ export class IntegrationEventHandlerExplorer {
       const metadata = Reflect.getMetadata(IntegrationEventHandlerDiscovery.KEY, cls) as IntegrationEventHandlerMetadata | undefined;
       if (!metadata || (wrapper.instance !== undefined && seen.has(wrapper.instance))) continue;
       seen.add(wrapper.instance);
-      const name = cls.name || String(wrapper.name);
+      const ownsMetadata = (candidate: Function) => Reflect.getOwnMetadata(IntegrationEventHandlerDiscovery.KEY, candidate) === metadata;
+      // A subclass provided in the decorated class's place (`{ provide: OrderCreatedHandler, useClass:
+      // TracedOrderCreatedHandler }`, `overrideProvider()`) is that handler under its name: its default
+      // queue (and inbox key) stay the same, not a new queue while the old one fills up unread.
+      const token = wrapper.token;
+      const inPlaceOf = typeof token === 'function' && token !== cls && cls.prototype instanceof token && ownsMetadata(token) ? token : undefined;
+      const name = inPlaceOf?.name || cls.name || String(wrapper.name);
       const sharing = classByMetadata.get(metadata);
       // A decorated class and a subclass of it that is not decorated itself, both providers, would both
       // consume; two undecorated subclasses of a decorated base that is not provided are two handlers.
       // (The same class provided twice is two instances on one queue: refused below, as a duplicate queue.)
-      const ownsMetadata = (candidate: Function) => Reflect.getOwnMetadata(IntegrationEventHandlerDiscovery.KEY, candidate) === metadata;
       if (sharing !== undefined && sharing !== cls && (ownsMetadata(sharing) || ownsMetadata(cls))) {
         throw new InvalidIntegrationEventHandlerError(
           name,
@@ -97,7 +102,7 @@ export class IntegrationEventHandlerExplorer {
       }
       const options = checkedHandlerOptions(name, metadata.options);
       const queue = orDefault(options.queue, `${serviceName}.${name}`);
-      if (!QUEUE_PATTERN.test(queue)) {
+      if (typeof queue !== 'string' || !QUEUE_PATTERN.test(queue)) {
         throw new InvalidIntegrationEventHandlerError(
           name,
           `queue ${JSON.stringify(queue)} is not a valid queue name: use 1-200 letters, digits, "-", "_", "." or ":", ` +
@@ -113,7 +118,7 @@ export class IntegrationEventHandlerExplorer {
         throw new InvalidIntegrationEventHandlerError(name, `concurrency ${String(concurrency)} is not a whole number from 1 to 65535.`);
       }
       const deadLetterQueue = orDefault(options.deadLetterQueue, `${queue}.dlq`);
-      if (!QUEUE_PATTERN.test(deadLetterQueue) || deadLetterQueue === queue) {
+      if (typeof deadLetterQueue !== 'string' || !QUEUE_PATTERN.test(deadLetterQueue) || deadLetterQueue === queue) {
         throw new InvalidIntegrationEventHandlerError(
           name,
           `deadLetterQueue ${JSON.stringify(deadLetterQueue)} is not a valid queue name, or is the handler's own queue.`,
