@@ -189,6 +189,29 @@ describe('observability', () => {
     await ns.drainQueue(dlq);
   });
 
+  it('labels spans and metrics with the handler\'s event, never with a message\'s own event-name header', async () => {
+    const stray = `stray-${ns.serviceName}`;
+    const dlq = `${ns.serviceName}.TracedHandler.dlq`;
+    // Another publisher's message on the handler's routing key, naming some other event: poison.
+    await ns.publishRaw('ordering.order-created', JSON.stringify({ orderId: 'stray', placedAt: '2026-11-27T06:00:00.000Z' }), {
+      headers: { 'ie-event-name': stray },
+    });
+    await eventually(async () => expect(await ns.queueDepth(dlq)).toBe(1));
+    await metricReader.collect();
+    await metricReader.forceFlush();
+    const exported = metricExporter.getMetrics().flatMap((resource) => resource.scopeMetrics.flatMap((scope) => scope.metrics));
+    const labels = exported.flatMap((m) => m.dataPoints.map((p) => p.attributes['integration_events.event.name']));
+    expect(labels).not.toContain(stray);
+    const deadLettered = (exported.filter((m) => m.descriptor.name === 'integration_events.dead_lettered').at(-1)?.dataPoints ?? []).filter(
+      (p) => p.attributes['integration_events.handler'] === 'TracedHandler',
+    );
+    expect(deadLettered.map((p) => [p.attributes['integration_events.event.name'], p.attributes['integration_events.reason'], p.value])).toEqual([
+      ['ordering.order-created', 'poison', 1],
+    ]);
+    expect(spanExporter.getFinishedSpans().map((span) => span.name)).not.toContain(`process ${stray}`);
+    await ns.drainQueue(dlq);
+  });
+
   it('reports health, and a lagging outbox as down', async () => {
     expect(await app.get(IntegrationEventsHealth).check()).toMatchObject({
       healthy: true,

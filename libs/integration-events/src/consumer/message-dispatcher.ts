@@ -42,7 +42,10 @@ export class MessageDispatcher {
    * current while the handler runs; then the outcome as metrics.
    */
   async dispatch(handler: DiscoveredHandler, message: IncomingMessage, shutdown: AbortSignal): Promise<Disposition> {
-    const eventName = typeof message.headers[MessageHeaders.EventName] === 'string' ? String(message.headers[MessageHeaders.EventName]) : message.routingKey;
+    // The handler's event, never the message's header: a publisher's stray or hostile value must not name
+    // spans or become a metric label (a new time series per value). A message whose header disagrees is
+    // refused as poison anyway.
+    const eventName = handler.event.name;
     const parent = extractTraceContext(message.headers);
     const span = this.tracer.startSpan(
       `process ${eventName}`,
@@ -87,8 +90,8 @@ export class MessageDispatcher {
    * could not be placed sends the message back to its queue to be decided again.
    */
   placed(handler: DiscoveredHandler, disposition: CopyDisposition): void {
-    if (disposition.action === 'retry') this.metrics.recordRetried(disposition.eventName, handler.name);
-    else this.metrics.recordDeadLettered(disposition.eventName ?? handler.event.name, handler.name, disposition.reason);
+    if (disposition.action === 'retry') this.metrics.recordRetried(handler.event.name, handler.name);
+    else this.metrics.recordDeadLettered(handler.event.name, handler.name, disposition.reason);
   }
 
   /** Deliveries the inbox found already handled (for the `duplicate` outcome). */
