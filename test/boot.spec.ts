@@ -111,6 +111,15 @@ describe('boot', () => {
     await expect(startTestApp(ns, { providers: [RequestScopedHandler] })).rejects.toThrow(/must be singletons/);
   });
 
+  it('refuses an isGlobal that is not a boolean, which Nest would read as true', () => {
+    const options = { ...testOptions(ns), isGlobal: 'false' as never };
+    expect(() => IntegrationEventsModule.forRoot(options)).toThrow(/"isGlobal" \(got "false"\): use true \(the default\) or false/);
+    expect(() => IntegrationEventsModule.forRootAsync({ isGlobal: 'false' as never, useFactory: () => testOptions(ns) })).toThrow(
+      InvalidIntegrationEventsOptionsError,
+    );
+    expect(IntegrationEventsModule.forRoot({ ...testOptions(ns), isGlobal: false }).global).toBe(false);
+  });
+
   it('refuses a bad option where forRoot() is called', () => {
     const call = () => IntegrationEventsModule.forRoot(testOptions(ns, { relay: { batchSize: 0 } }));
     expect(call).toThrow(InvalidIntegrationEventsOptionsError);

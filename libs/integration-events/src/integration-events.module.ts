@@ -24,8 +24,10 @@ import { IntegrationEventConverterRegistry } from './cqrs/integration-event-conv
 import { IntegrationEventHandlerExplorer } from './discovery/integration-event-handler.explorer';
 import {
   IntegrationEventsConfigurableModule,
+  type INTEGRATION_EVENTS_ASYNC_OPTIONS_TYPE,
   type INTEGRATION_EVENTS_OPTIONS_TYPE,
 } from './integration-events.module-definition';
+import { InvalidIntegrationEventsOptionsError } from './errors/invalid-options.error';
 import { IntegrationEventsConfig } from './options/integration-events.config';
 import { resolveOptions } from './options/resolve-options';
 import { EntityManagerResolver } from './outbox/entity-manager.resolver';
@@ -112,8 +114,15 @@ export class IntegrationEventsModule
 
   /** Validates the options now, so a bad one fails where `forRoot()` is called. */
   static override forRoot(options: typeof INTEGRATION_EVENTS_OPTIONS_TYPE): DynamicModule {
+    assertIsGlobal(options);
     resolveOptions(options);
     return super.forRoot(options);
+  }
+
+  /** Checks `isGlobal` now; the options themselves are checked when the factory has given them. */
+  static override forRootAsync(options: typeof INTEGRATION_EVENTS_ASYNC_OPTIONS_TYPE): DynamicModule {
+    assertIsGlobal(options);
+    return super.forRootAsync(options);
   }
 
   async onApplicationBootstrap(): Promise<void> {
@@ -166,5 +175,16 @@ export class IntegrationEventsModule
     await this.relay.releasesSettled();
     this.database.detach();
     this.bridge.detach();
+  }
+}
+
+/**
+ * `isGlobal` must be a boolean: Nest reads any truthy value as true, so `isGlobal: process.env.X` set to
+ * "false" would leave the module global.
+ */
+function assertIsGlobal(options: unknown): void {
+  const isGlobal = typeof options === 'object' && options !== null ? (options as { isGlobal?: unknown }).isGlobal : undefined;
+  if (isGlobal !== undefined && typeof isGlobal !== 'boolean') {
+    throw new InvalidIntegrationEventsOptionsError('isGlobal', isGlobal, 'use true (the default) or false');
   }
 }
