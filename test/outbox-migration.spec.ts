@@ -1,5 +1,5 @@
 import { DataSource } from 'typeorm';
-import { createOutboxMigration } from 'nestjs-integration-events';
+import { createInboxMigration, createOutboxMigration } from 'nestjs-integration-events';
 import { TEST_DATABASE_URL } from './support/services';
 import { TestNamespace } from './support/test-namespace';
 
@@ -35,6 +35,36 @@ describe('outbox migration', () => {
       await dataSource.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
       await dataSource.query(`DROP TABLE IF EXISTS "${ns.schema}_migrations"`);
       await dataSource.destroy();
+    }
+  });
+
+  it('runs as a role that may not create schemas, into a schema made for it', async () => {
+    // As a DBA sets it up: the application's role owns its schema, but has no CREATE on the database.
+    const role = `${ns.schema}_app`;
+    const schema = `${ns.schema}_dba`;
+    const admin = await ns.sql();
+    await admin.query(`CREATE ROLE "${role}" LOGIN`);
+    await admin.query(`CREATE SCHEMA "${schema}" AUTHORIZATION "${role}"`);
+    const url = new URL(TEST_DATABASE_URL);
+    url.username = role;
+    url.password = '';
+    const dataSource = new DataSource({
+      type: 'postgres',
+      url: url.toString(),
+      schema,
+      migrations: [createOutboxMigration({ schema }), createInboxMigration({ schema })],
+    });
+    try {
+      const [{ allowed }] = (await admin.query('SELECT has_database_privilege($1, current_database(), $2) AS allowed', [role, 'CREATE'])).rows;
+      expect(allowed).toBe(false);
+      await dataSource.initialize();
+      await dataSource.runMigrations();
+      const [row] = await dataSource.query(`SELECT to_regclass('"${schema}".integration_events_outbox') AS outbox, to_regclass('"${schema}".integration_events_inbox') AS inbox`);
+      expect(row).toEqual({ outbox: `${schema}.integration_events_outbox`, inbox: `${schema}.integration_events_inbox` });
+    } finally {
+      if (dataSource.isInitialized) await dataSource.destroy();
+      await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await admin.query(`DROP ROLE IF EXISTS "${role}"`);
     }
   });
 

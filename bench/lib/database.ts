@@ -17,7 +17,8 @@ export interface TableOptions {
 export async function createTables(resources: Resources, schema: string, tables: TableOptions): Promise<void> {
   resources.schema(schema);
   await withDb(async (db) => {
-    const runner = { query: (text: string) => db.query(text) } as never;
+    // As much of a QueryRunner as the migrations use: query(text, parameters) giving the rows.
+    const runner = { query: async (text: string, parameters?: unknown[]) => (await db.query(text, parameters)).rows } as never;
     await db.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
     if (tables.outbox) await new (createOutboxMigration({ schema }))().up(runner);
     if (tables.inbox) await new (createInboxMigration({ schema }))().up(runner);

@@ -25,7 +25,8 @@ export class TestNamespace {
     const ns = new TestNamespace();
     const db = await ns.sql();
     for (const Migration of [createOutboxMigration({ schema: ns.schema }), createInboxMigration({ schema: ns.schema })]) {
-      await new Migration().up({ query: (text: string) => db.query(text) } as never);
+      // As much of a QueryRunner as the migrations use: query(text, parameters) giving the rows.
+      await new Migration().up({ query: async (text: string, parameters?: unknown[]) => (await db.query(text, parameters)).rows } as never);
     }
     return ns;
   }

@@ -3,6 +3,7 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
 import { DEFAULT_OPTIONS } from '../options/default-options';
 import { isSqlite } from '../outbox/migrations/create-outbox-migration';
 import { OutboxTableName } from '../outbox/outbox-table-name';
+import { createSchemaIfMissing } from '../outbox/migrations/create-schema-if-missing';
 
 /** Where to create the inbox table; must match the module's `inbox` options. */
 export interface InboxMigrationOptions {
@@ -43,7 +44,7 @@ export function createInboxMigration(options: InboxMigrationOptions = {}): new (
         await queryRunner.query(`CREATE INDEX ${table.derived('handled_at_idx')} ON ${t} (handled_at)`);
         return;
       }
-      if (table.schema) await queryRunner.query(`CREATE SCHEMA IF NOT EXISTS "${table.schema}"`);
+      if (table.schema) await createSchemaIfMissing(queryRunner, table.schema);
       // The key is (handler's queue, message id): the queue is the handler's stable identity, so one
       // event handled by two handlers is two rows, and renaming a handler class keeps its history.
       await queryRunner.query(`

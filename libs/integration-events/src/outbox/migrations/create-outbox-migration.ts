@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { MigrationInterface, QueryRunner } from 'typeorm';
 import { DEFAULT_OPTIONS } from '../../options/default-options';
 import { OutboxTableName } from '../outbox-table-name';
+import { createSchemaIfMissing } from './create-schema-if-missing';
 
 /** True on TypeORM's SQLite drivers (the embedded store). */
 export function isSqlite(queryRunner: QueryRunner): boolean {
@@ -76,7 +77,7 @@ export function createOutboxMigration(options: OutboxMigrationOptions = {}): new
 
     async up(queryRunner: QueryRunner): Promise<void> {
       if (isSqlite(queryRunner)) return createSqliteOutbox(queryRunner, table);
-      if (table.schema) await queryRunner.query(`CREATE SCHEMA IF NOT EXISTS "${table.schema}"`);
+      if (table.schema) await createSchemaIfMissing(queryRunner, table.schema);
       await queryRunner.query(`
         CREATE TABLE ${t} (
           seq           bigint GENERATED ALWAYS AS IDENTITY,
