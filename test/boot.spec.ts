@@ -1,5 +1,11 @@
 import { Injectable, Module, Scope } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { Test } from '@nestjs/testing';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { ClsPluginTransactional } from '@nestjs-cls/transactional';
+import { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
+import { ClsModule } from 'nestjs-cls';
+import { DataSource } from 'typeorm';
 import {
   BrokerConnectionError,
   DuplicateHandlerQueueError,
@@ -9,10 +15,12 @@ import {
   InvalidIntegrationEventHandlerError,
   InvalidIntegrationEventsOptionsError,
   OutboxTableMissingError,
+  TransactionsNotConfiguredError,
   type IIntegrationEventHandler,
 } from 'nestjs-integration-events';
 import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
 import { consistently } from './support/eventually';
+import { TEST_DATABASE_URL } from './support/services';
 import { infrastructureImports, startTestApp, testOptions } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
 
@@ -177,6 +185,44 @@ describe('boot', () => {
       integrationEventsModule: IntegrationEventsModule.forRootAsync({ useFactory: () => ({ ...testOptions(ns), isGlobal: undefined }) }),
     });
     await app.close();
+  });
+
+  it('fails boot when transactionConnectionName names no nestjs-cls plugin, or one on another DataSource', async () => {
+    // A typo: publish() in @Transactional('main') would otherwise fail at run time as if outside a transaction.
+    const typo = await startTestApp(ns, { options: { transactionConnectionName: 'mian', consumer: { enabled: false } } }).then(
+      async (booted) => {
+        await booted.close();
+        return 'booted';
+      },
+      (error: unknown) => error,
+    );
+    expect(typo).toBeInstanceOf(TransactionsNotConfiguredError);
+    expect((typo as Error).message).toMatch(/"transactionConnectionName" \("mian"\) needs @nestjs-cls\/transactional/);
+
+    // A plugin named so, but on the application's other DataSource.
+    const elsewhere = Test.createTestingModule({
+      imports: [
+        TypeOrmModule.forRoot({ type: 'postgres', url: TEST_DATABASE_URL, extra: { allowExitOnIdle: true } }),
+        TypeOrmModule.forRoot({ name: 'events', type: 'postgres', url: TEST_DATABASE_URL, schema: ns.schema, extra: { allowExitOnIdle: true } }),
+        ClsModule.forRoot({
+          global: true,
+          plugins: [
+            new ClsPluginTransactional({
+              connectionName: 'main',
+              imports: [TypeOrmModule],
+              adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }),
+            }),
+          ],
+        }),
+        IntegrationEventsModule.forRoot({ ...testOptions(ns), dataSourceName: 'events', transactionConnectionName: 'main', consumer: { enabled: false } }),
+      ],
+    }).compile();
+    const moduleRef = await elsewhere;
+    try {
+      await expect(moduleRef.init()).rejects.toThrow(/needs @nestjs-cls\/transactional on the DataSource the library uses \("events"\)/);
+    } finally {
+      await moduleRef.close();
+    }
   });
 
   it('fails boot when the outbox table was never created', async () => {

@@ -32,6 +32,7 @@ import { IntegrationEventsConfig } from './options/integration-events.config';
 import { resolveOptions } from './options/resolve-options';
 import { EntityManagerResolver } from './outbox/entity-manager.resolver';
 import { OutboxDatabase } from './outbox/outbox-database';
+import { assertTransactionHostFits } from './outbox/transaction-host-check';
 import { IntegrationEventPublisher } from './publisher/integration-event.publisher';
 import { OutboxRelay } from './relay/outbox.relay';
 import { RelayHandoff } from './relay/relay-handoff';
@@ -108,6 +109,7 @@ export class IntegrationEventsModule
     private readonly inbox: InboxGuard,
     private readonly cleanup: CleanupWorker,
     private readonly bridge: DomainEventsBridge,
+    private readonly managers: EntityManagerResolver,
   ) {
     super();
   }
@@ -129,6 +131,7 @@ export class IntegrationEventsModule
     const { relay, consumer, serviceName, cleanup } = this.config.options;
     const handlers = this.explorer.explore();
     await this.database.assertTableExists();
+    assertTransactionHostFits(this.managers, this.database, this.config, this.logger);
     if (consumer.enabled && handlers.some((handler) => handler.inbox)) await this.inbox.assertReady();
     // Consumers first: on a first connection their queues and bindings are declared before the
     // publishing channel opens, so an event this service also consumes is never unroutable at first boot.
