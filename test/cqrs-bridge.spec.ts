@@ -32,6 +32,7 @@ import {
   PlaceOrderHandler,
   WarehouseSaga,
 } from './fixtures/ordering-domain';
+import { CapturingLogger } from './support/capturing-logger';
 import { consistently, eventually } from './support/eventually';
 import { TEST_DATABASE_URL } from './support/services';
 import { startTestApp, testOptions } from './support/test-app';
@@ -67,8 +68,17 @@ class NotesOrders {
   }
 }
 
+class OrderNotedDomainEvent {
+  constructor(readonly orderId: string) {}
+}
+
+@EventsHandler(OrderNotedDomainEvent)
+class OrderNotedHandler implements IEventHandler<OrderNotedDomainEvent> {
+  handle(): void {}
+}
+
 /** A feature module importing the plain CqrsModule: Nest bootstraps it after the (global) library. */
-@Module({ imports: [CqrsModule], providers: [NoteOrderHandler, NotesOrders] })
+@Module({ imports: [CqrsModule], providers: [NoteOrderHandler, NotesOrders, OrderNotedHandler] })
 class OrderNotesModule {}
 class PongDomainEvent {
   constructor(readonly n: number) {}
@@ -486,8 +496,11 @@ describe('@nestjs/cqrs bridge', () => {
       }
       await eventually(async () => expect(await other.queueDepth(`${other.serviceName}.NotesOrders`)).toBe(5));
 
-      const app = await startTestApp(other, { imports: [OrderNotesModule] });
+      const logger = new CapturingLogger();
+      const app = await startTestApp(other, { imports: [OrderNotesModule], logger });
       try {
+        // The bridge counts the handlers once CqrsModule has bound them, not before.
+        await eventually(() => expect(logger.text).toContain('Domain events are dispatched in their transaction: 1 handler(s)'));
         await eventually(() => expect([...app.get(NoteOrderHandler).noted].sort()).toEqual(orderIds));
         // Each handled by one call, at its first attempt: no call found the CommandBus without its handler.
         expect(app.get(NotesOrders).calls.map((call) => [call.orderId, call.attempt]).sort()).toEqual(orderIds.map((id) => [id, 1]));

@@ -43,6 +43,11 @@ export class CqrsHandlersReady implements OnModuleInit {
     void this.registered.then(() => (this.ready = true));
   }
 
+  /** Resolves once CqrsModule has registered its handlers; at once when there is no CqrsModule. */
+  registration(): Promise<void> {
+    return this.registered ?? Promise.resolve();
+  }
+
   /** `undefined` once the handlers are registered (or there is no CqrsModule); else a promise of it. */
   whenReady(): Promise<void> | undefined {
     if (this.ready || !this.registered) return undefined;

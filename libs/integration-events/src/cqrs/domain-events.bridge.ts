@@ -10,6 +10,7 @@ import { IntegrationEventsConfig } from '../options/integration-events.config';
 import { EntityManagerResolver } from '../outbox/entity-manager.resolver';
 import { OutboxDatabase } from '../outbox/outbox-database';
 import { IntegrationEventPublisher } from '../publisher/integration-event.publisher';
+import { CqrsHandlersReady } from './cqrs-handlers-ready';
 import { DomainEventHandlerRegistry } from './domain-event-handler-registry';
 import { DomainEventQueue, type QueuedDomainEvent } from './domain-event-queue';
 import { DomainEventsTransactionSubscriber } from './domain-events-transaction.subscriber';
@@ -40,6 +41,7 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
     private readonly managers: EntityManagerResolver,
     private readonly converters: IntegrationEventConverterRegistry,
     private readonly integrationEvents: IntegrationEventPublisher,
+    private readonly cqrsReady: CqrsHandlersReady,
   ) {}
 
   /** Installs the bridge before CqrsModule registers its handlers (at application bootstrap). */
@@ -71,8 +73,9 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
       this.publisher = new TransactionalEventPublisher(eventBus.publisher, this);
       eventBus.publisher = this.publisher;
     }
-    this.logger.log(
-      `Domain events are dispatched in their transaction: ${this.registry.size} handler(s), ${this.converters.size} converter(s)`,
+    // Counted once CqrsModule has bound its handlers: Nest may bootstrap it after this module.
+    void this.cqrsReady.registration().then(() =>
+      this.logger.log(`Domain events are dispatched in their transaction: ${this.registry.size} handler(s), ${this.converters.size} converter(s)`),
     );
   }
 
