@@ -5,6 +5,7 @@ import { OutboxTableName } from '../libs/integration-events/src/outbox/outbox-ta
 import type { OutboxStore } from '../libs/integration-events/src/outbox/outbox.store';
 import { PostgresOutboxStore } from '../libs/integration-events/src/outbox/postgres-outbox.store';
 import { PostgresStatements } from '../libs/integration-events/src/outbox/postgres-statements';
+import { SqliteConnection } from '../libs/integration-events/src/outbox/sqlite-connection';
 import { SqliteOutboxStore } from '../libs/integration-events/src/outbox/sqlite-outbox.store';
 import { type InboxStore, PostgresInboxStore, SqliteInboxStore } from '../libs/integration-events/src/inbox/inbox.store';
 import { TEST_DATABASE_URL } from './support/services';
@@ -158,6 +159,21 @@ describe.each([
     expect(await store.rows()).toHaveLength(14_000);
   });
 
+  it('releases and marks any number of ids in one call, more than SQLite takes parameters', async () => {
+    // A shutdown releases up to ten batches' worth of handed-over rows at once (10 × 10,000 at most).
+    const ids = await store.insertPending(33_000);
+    const token = randomUUID();
+    expect(await store.outbox.claim(33_000, 60_000, token)).toHaveLength(33_000);
+    await store.outbox.release(ids, token);
+    const again = randomUUID();
+    expect(await store.outbox.claim(33_000, 60_000, again)).toHaveLength(33_000);
+    await store.outbox.markUnroutable(ids.slice(0, 30_000), 'no queue bound', again);
+    await store.outbox.markSent(ids, again);
+    const counts = new Map<string, number>();
+    for (const row of await store.rows()) counts.set(row.status, (counts.get(row.status) ?? 0) + 1);
+    expect(Object.fromEntries(counts)).toEqual({ unroutable: 30_000, sent: 3_000 });
+  });
+
   it('claims due rows oldest first with their contents, and never the same row twice while its lease runs', async () => {
     const ids = await store.insertPending(5);
     const first = await store.outbox.claim(3, 60_000, randomUUID());
@@ -307,6 +323,25 @@ describe('SQLite outbox store', () => {
         await fixture.outbox.insert(manager, [kept]);
       });
       expect((await fixture.rows()).map((row) => row.id)).toEqual([kept.id]);
+    } finally {
+      await fixture.close();
+    }
+  });
+});
+
+describe('SQLite statements', () => {
+  it('keeps at most 100 prepared, however many row counts standalone publishes have had', async () => {
+    const fixture = await sqliteFixture();
+    try {
+      const connection = new SqliteConnection(fixture.dataSource);
+      const outbox = new SqliteOutboxStore(fixture.dataSource, new OutboxTableName(undefined, 'integration_events_outbox'), connection);
+      const record = () => ({ id: randomUUID(), eventName: 'x', eventVersion: 1, payload: '{}', headers: {}, occurredAt: new Date() });
+      // Standalone (no transaction): one INSERT text per row count.
+      for (let rows = 1; rows <= 150; rows++) await outbox.insert(fixture.dataSource.manager, Array.from({ length: rows }, record));
+      const database = (fixture.dataSource.driver as unknown as { databaseConnection: object }).databaseConnection;
+      const cached = (connection as unknown as { statements: WeakMap<object, Map<string, unknown>> }).statements.get(database);
+      expect(cached?.size).toBe(100);
+      expect(await fixture.rows()).toHaveLength((150 * 151) / 2);
     } finally {
       await fixture.close();
     }

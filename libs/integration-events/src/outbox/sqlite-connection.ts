@@ -103,14 +103,27 @@ export class SqliteConnection {
     return database;
   }
 
+  /** A prepared statement per SQL text, the least recently used dropped past `MAX_CACHED_STATEMENTS`. */
   private statement(database: SqliteDatabase, sql: string): SqliteStatement {
     let cache = this.statements.get(database);
     if (!cache) this.statements.set(database, (cache = new Map()));
     let statement = cache.get(sql);
-    if (!statement) cache.set(sql, (statement = database.prepare(sql)));
+    if (statement) {
+      cache.delete(sql);
+    } else {
+      statement = database.prepare(sql);
+      if (cache.size >= MAX_CACHED_STATEMENTS) cache.delete(cache.keys().next().value!);
+    }
+    cache.set(sql, statement);
     return statement;
   }
 }
+
+/**
+ * Statements kept prepared per database. The relay's and the cleanup's are a handful; a standalone
+ * publish's multi-row INSERT has one text per row count, and those must not pile up for ever.
+ */
+const MAX_CACHED_STATEMENTS = 100;
 
 function pause(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

@@ -109,8 +109,8 @@ export class SqliteOutboxStore implements OutboxStore {
     if (ids.length === 0) return;
     await this.connection.run(
       `UPDATE ${this.t} SET status = 'sent', sent_at = ?, locked_until = NULL, lease_token = NULL, last_error = NULL ` +
-        `WHERE id IN (${placeholders(ids)}) AND status = 'pending' AND lease_token = ?`,
-      [Date.now(), ...ids, leaseToken],
+        `WHERE id IN ${ID_LIST} AND status = 'pending' AND lease_token = ?`,
+      [Date.now(), JSON.stringify(ids), leaseToken],
     );
   }
 
@@ -128,8 +128,8 @@ export class SqliteOutboxStore implements OutboxStore {
   async release(ids: readonly string[], leaseToken: string): Promise<void> {
     if (ids.length === 0) return;
     await this.connection.run(
-      `UPDATE ${this.t} SET locked_until = NULL, lease_token = NULL WHERE id IN (${placeholders(ids)}) AND status = 'pending' AND lease_token = ?`,
-      [...ids, leaseToken],
+      `UPDATE ${this.t} SET locked_until = NULL, lease_token = NULL WHERE id IN ${ID_LIST} AND status = 'pending' AND lease_token = ?`,
+      [JSON.stringify(ids), leaseToken],
     );
   }
 
@@ -137,8 +137,8 @@ export class SqliteOutboxStore implements OutboxStore {
     if (ids.length === 0) return;
     await this.connection.run(
       `UPDATE ${this.t} SET status = 'unroutable', locked_until = NULL, lease_token = NULL, last_error = ? ` +
-        `WHERE id IN (${placeholders(ids)}) AND status = 'pending' AND lease_token = ?`,
-      [reason.slice(0, 2_000), ...ids, leaseToken],
+        `WHERE id IN ${ID_LIST} AND status = 'pending' AND lease_token = ?`,
+      [reason.slice(0, 2_000), JSON.stringify(ids), leaseToken],
     );
   }
 
@@ -172,6 +172,8 @@ export class SqliteOutboxStore implements OutboxStore {
   }
 }
 
-function placeholders(values: readonly unknown[]): string {
-  return values.map(() => '?').join(', ');
-}
+/**
+ * A list of ids as one parameter (a JSON array): one statement for any number of ids, so it is prepared
+ * once, and never past SQLite's 32,766 parameters (a shutdown releases up to ten batches' worth).
+ */
+const ID_LIST = '(SELECT value FROM json_each(?))';
