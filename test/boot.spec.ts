@@ -18,7 +18,8 @@ import {
   TransactionsNotConfiguredError,
   type IIntegrationEventHandler,
 } from 'nestjs-integration-events';
-import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
+import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
+import { CapturingLogger } from './support/capturing-logger';
 import { consistently } from './support/eventually';
 import { TEST_DATABASE_URL } from './support/services';
 import { infrastructureImports, startTestApp, testOptions } from './support/test-app';
@@ -223,6 +224,20 @@ describe('boot', () => {
     } finally {
       await moduleRef.close();
     }
+  });
+
+  it('warns when the inbox handlers can hold every connection of the pool, and not when they cannot', async () => {
+    const bootWith = async (concurrency: number) => {
+      const logger = new CapturingLogger();
+      // The test DataSource's pool has 8 connections.
+      const app = await startTestApp(ns, { providers: [OrderCreatedRecorder], options: { consumer: { concurrency } }, logger });
+      await app.close();
+      return logger.lines.filter((line) => line.includes('may hold'));
+    };
+    expect(await bootWith(10)).toEqual([
+      expect.stringContaining('Handlers with the inbox may hold 10 database connections at once (their concurrency), and the pool has 8'),
+    ]);
+    expect(await bootWith(4)).toEqual([]);
   });
 
   it('fails boot when the outbox table was never created', async () => {

@@ -37,7 +37,8 @@ export class PersistenceModule {
       imports: [
         TypeOrmModule.forRoot(
           options.database.kind === 'postgres'
-            ? { type: 'postgres', url: options.database.url, ...common }
+            ? // A pool larger than the inbox handlers' concurrency (10 each): each of their calls holds a connection.
+              { type: 'postgres', url: options.database.url, extra: { max: 20 }, ...common }
             : { type: 'better-sqlite3', database: ':memory:', ...common },
         ),
         ClsModule.forRoot({

@@ -17,6 +17,7 @@ import { DomainEventsBridge } from './cqrs/domain-events.bridge';
 import { DeadLetterService } from './dead-letter/dead-letter.service';
 import { OutboxAdminService } from './outbox/outbox-admin.service';
 import { InboxGuard } from './inbox/inbox.guard';
+import { warnIfInboxCanFillThePool } from './inbox/pool-size-check';
 import { CleanupWorker } from './retention/cleanup.worker';
 import { IntegrationEventsMetrics } from './telemetry/integration-events.metrics';
 import { IntegrationEventsHealth } from './health/integration-events.health';
@@ -132,7 +133,10 @@ export class IntegrationEventsModule
     const handlers = this.explorer.explore();
     await this.database.assertTableExists();
     assertTransactionHostFits(this.managers, this.database, this.config, this.logger);
-    if (consumer.enabled && handlers.some((handler) => handler.inbox)) await this.inbox.assertReady();
+    if (consumer.enabled && handlers.some((handler) => handler.inbox)) {
+      await this.inbox.assertReady();
+      warnIfInboxCanFillThePool(this.database.dataSource, handlers, this.logger);
+    }
     // Consumers first: on a first connection their queues and bindings are declared before the
     // publishing channel opens, so an event this service also consumes is never unroutable at first boot.
     const transport = this.transports.transport;
