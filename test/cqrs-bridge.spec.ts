@@ -1,4 +1,4 @@
-import { Injectable, Module } from '@nestjs/common';
+import { Global, Injectable, Module, type OnApplicationBootstrap } from '@nestjs/common';
 import { CqrsModule, CommandBus, CommandHandler, EventBus, EventsHandler, type ICommandHandler, type IEventHandler } from '@nestjs/cqrs';
 import type { TestingModule } from '@nestjs/testing';
 import { Test } from '@nestjs/testing';
@@ -75,6 +75,19 @@ class OrderNotedDomainEvent {
 @EventsHandler(OrderNotedDomainEvent)
 class OrderNotedHandler implements IEventHandler<OrderNotedDomainEvent> {
   handle(): void {}
+}
+
+/**
+ * A global module whose bootstrap takes a while, imported after the library: Nest bootstraps it after the
+ * library's consumers have started, and CqrsModule (not global) only after it, so deliveries surely come
+ * before CqrsModule has registered its handlers.
+ */
+@Global()
+@Module({})
+class SlowBootstrapModule implements OnApplicationBootstrap {
+  async onApplicationBootstrap(): Promise<void> {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
 }
 
 /** A feature module importing the plain CqrsModule: Nest bootstraps it after the (global) library. */
@@ -497,7 +510,7 @@ describe('@nestjs/cqrs bridge', () => {
       await eventually(async () => expect(await other.queueDepth(`${other.serviceName}.NotesOrders`)).toBe(5));
 
       const logger = new CapturingLogger();
-      const app = await startTestApp(other, { imports: [OrderNotesModule], logger });
+      const app = await startTestApp(other, { imports: [SlowBootstrapModule, OrderNotesModule], logger });
       try {
         // The bridge counts the handlers once CqrsModule has bound them, not before.
         await eventually(() => expect(logger.text).toContain('Domain events are dispatched in their transaction: 1 handler(s)'));

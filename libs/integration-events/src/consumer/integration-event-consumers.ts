@@ -37,7 +37,7 @@ export class IntegrationEventConsumers {
     this.transports.transport.startConsumers(handlers, {
       // Deliveries that come before CqrsModule has registered its handlers (see CqrsHandlersReady) wait.
       dispatch: (handler, message, signal) => {
-        const cqrsReady = this.cqrs.whenReady();
+        const cqrsReady = this.cqrs.whenReady(signal);
         if (!cqrsReady) return this.dispatcher.dispatch(handler, message, signal);
         return cqrsReady.then(() => this.dispatcher.dispatch(handler, message, signal));
       },

@@ -1,55 +1,60 @@
 import { Logger } from '@nestjs/common';
-import type { ModuleRef } from '@nestjs/core';
-import type { EventBus } from '@nestjs/cqrs';
+import type { ModuleRef, ModulesContainer } from '@nestjs/core';
+import { CqrsModule, type EventBus } from '@nestjs/cqrs';
 import { CqrsHandlersReady } from './cqrs-handlers-ready';
 
 describe('CqrsHandlersReady', () => {
-  const withBus = (eventBus: Partial<EventBus> | undefined) => {
+  const withBus = (eventBus: Partial<EventBus> | undefined, modules: Function[] = [CqrsModule]) => {
     const moduleRef = {
       get: () => {
         if (!eventBus) throw new Error('not found');
         return eventBus;
       },
     } as unknown as ModuleRef;
-    const ready = new CqrsHandlersReady(moduleRef);
+    const container = new Map(modules.map((metatype, i) => [String(i), { metatype }])) as unknown as ModulesContainer;
+    const ready = new CqrsHandlersReady(moduleRef, container);
     ready.onModuleInit();
     return ready;
   };
+  const never = new AbortController().signal;
 
   afterEach(() => jest.useRealTimers());
 
-  it('never holds a delivery without CqrsModule', () => {
-    expect(withBus(undefined).whenReady()).toBeUndefined();
+  it('never holds a delivery without CqrsModule, even with an EventBus (a test double)', () => {
+    expect(withBus(undefined).whenReady(never)).toBeUndefined();
+    expect(withBus({ registerSagas: () => undefined }, []).whenReady(never)).toBeUndefined();
   });
 
-  it('holds deliveries until the EventBus registers its handlers, then lets them through, registering as before', async () => {
+  it('holds deliveries until CqrsModule has registered its sagas, last, then lets them through', async () => {
     const registered: unknown[] = [];
-    const eventBus = { register: (handlers: unknown[] = []) => void registered.push(...handlers) } as Partial<EventBus>;
+    const eventBus = { registerSagas: (sagas: unknown[] = []) => void registered.push(...sagas) } as Partial<EventBus>;
     const ready = withBus(eventBus);
     let released = false;
-    void ready.whenReady()!.then(() => (released = true));
-    await Promise.resolve();
+    void ready.whenReady(never)!.then(() => (released = true));
+    await new Promise(setImmediate);
     expect(released).toBe(false);
-    eventBus.register!(['SomeHandler' as never]);
+    eventBus.registerSagas!(['SomeSaga' as never]);
     await new Promise(setImmediate);
     expect(released).toBe(true);
-    expect(registered).toEqual(['SomeHandler']);
-    expect(ready.whenReady()).toBeUndefined();
+    expect(registered).toEqual(['SomeSaga']);
+    expect(ready.whenReady(never)).toBeUndefined();
   });
 
-  it('goes ahead with a warning when the handlers are never registered (an EventBus without CqrsModule)', async () => {
+  it('gives a waiting delivery up when the consumer shuts down, and says every 10 s that deliveries wait', async () => {
     jest.useFakeTimers();
     const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
     try {
-      const ready = withBus({ register: () => undefined });
-      let released = false;
-      void ready.whenReady()!.then(() => (released = true));
-      await jest.advanceTimersByTimeAsync(9_999);
-      expect(released).toBe(false);
-      await jest.advanceTimersByTimeAsync(1);
-      expect(released).toBe(true);
-      expect(warn).toHaveBeenCalledWith(expect.stringContaining('CqrsModule has not registered its handlers 10 s after the first delivery'));
-      expect(ready.whenReady()).toBeUndefined();
+      const ready = withBus({ registerSagas: () => undefined });
+      const shutdown = new AbortController();
+      const waiting = ready.whenReady(shutdown.signal)!;
+      await jest.advanceTimersByTimeAsync(10_000);
+      expect(warn).toHaveBeenCalledWith(expect.stringContaining('Deliveries are waiting for CqrsModule to register its handlers'));
+      shutdown.abort();
+      await expect(waiting).rejects.toThrow('The application shut down while the message waited for CqrsModule');
+      ready.onApplicationShutdown();
+      warn.mockClear();
+      await jest.advanceTimersByTimeAsync(30_000);
+      expect(warn).not.toHaveBeenCalled();
     } finally {
       warn.mockRestore();
     }

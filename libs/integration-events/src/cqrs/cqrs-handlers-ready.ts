@@ -1,46 +1,61 @@
-import { Injectable, Logger, type OnModuleInit } from '@nestjs/common';
-import { ModuleRef } from '@nestjs/core';
-import { EventBus } from '@nestjs/cqrs';
+import { Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { ModuleRef, ModulesContainer } from '@nestjs/core';
+import { CqrsModule, EventBus } from '@nestjs/cqrs';
 
-/** How long deliveries wait for CqrsModule's handlers before they go ahead without them, with a warning. */
-const WAIT_LIMIT_MS = 10_000;
+/** How often a delivery still waiting for CqrsModule is reported. */
+const WAITING_WARNING_MS = 10_000;
 
 /**
- * Tells when @nestjs/cqrs has registered its command, query and event handlers. CqrsModule does that in
- * its own `onApplicationBootstrap`, which Nest may run after this module's, where the consumers start:
- * always for a plain `CqrsModule` imported by a feature module (global modules go first), and for
+ * Tells when @nestjs/cqrs has registered its command, query and event handlers and sagas. CqrsModule does
+ * that in its own `onApplicationBootstrap`, which Nest may run after this module's, where the consumers
+ * start: always for a plain `CqrsModule` imported by a feature module (global modules go first), and for
  * `CqrsModule.forRoot()` imported after this module. A message delivered before then (a backlog waiting
  * at deploy) would find no command handler, and the domain events its handler raises no `@EventsHandler`,
- * while the inbox recorded it as handled. So the consumers hold deliveries until then.
+ * while the inbox recorded it as handled. So the consumers hold deliveries until then. Only when the
+ * application has CqrsModule: an EventBus provided otherwise (a test double) never holds anything.
  */
 @Injectable()
-export class CqrsHandlersReady implements OnModuleInit {
+export class CqrsHandlersReady implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger('IntegrationEvents:Consumers');
   private registered: Promise<void> | undefined;
-  private waiting: Promise<void> | undefined;
   private ready = true;
+  private warning: NodeJS.Timeout | undefined;
 
-  constructor(private readonly moduleRef: ModuleRef) {}
+  constructor(
+    private readonly moduleRef: ModuleRef,
+    private readonly modules: ModulesContainer,
+  ) {}
 
   /** Watches for the registration (before any bootstrap hook runs). */
   onModuleInit(): void {
+    if (![...this.modules.values()].some((module) => module.metatype === CqrsModule)) return;
     const eventBus = this.findEventBus();
     if (!eventBus) return;
     this.ready = false;
     this.registered = new Promise((resolve) => {
-      // CqrsModule registers the event handlers first, then commands, queries and sagas in the same
-      // synchronous call: by the time a promise continuation runs, all of them are registered.
-      const register = eventBus.register;
+      // CqrsModule registers the event, command and query handlers, then the sagas, last, in one
+      // synchronous call; a user registering handlers by hand earlier does not count.
+      const registerSagas = eventBus.registerSagas;
       let seen = false;
-      eventBus.register = function (this: EventBus, ...args: Parameters<EventBus['register']>) {
-        if (!seen) {
-          seen = true;
-          resolve();
+      eventBus.registerSagas = function (this: EventBus, ...args: Parameters<EventBus['registerSagas']>) {
+        try {
+          return registerSagas.apply(this, args);
+        } finally {
+          if (!seen) {
+            seen = true;
+            resolve();
+          }
         }
-        return register.apply(this, args);
       };
     });
-    void this.registered.then(() => (this.ready = true));
+    void this.registered.then(() => {
+      this.ready = true;
+      clearInterval(this.warning);
+    });
+  }
+
+  onApplicationShutdown(): void {
+    clearInterval(this.warning);
   }
 
   /** Resolves once CqrsModule has registered its handlers; at once when there is no CqrsModule. */
@@ -48,25 +63,26 @@ export class CqrsHandlersReady implements OnModuleInit {
     return this.registered ?? Promise.resolve();
   }
 
-  /** `undefined` once the handlers are registered (or there is no CqrsModule); else a promise of it. */
-  whenReady(): Promise<void> | undefined {
-    if (this.ready || !this.registered) return undefined;
-    this.waiting ??= new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.logger.warn(
-          `CqrsModule has not registered its handlers ${WAIT_LIMIT_MS / 1000} s after the first delivery; handling messages without waiting ` +
-            'any longer (is EventBus provided without CqrsModule?)',
-        );
-        this.ready = true;
-        resolve();
-      }, WAIT_LIMIT_MS);
-      timer.unref();
-      void this.registered!.then(() => {
-        clearTimeout(timer);
+  /**
+   * `undefined` once the handlers are registered (or there is no CqrsModule); else a promise of it, which
+   * rejects when `signal` (the consumer's shutdown) fires first: the delivery then goes back to its queue.
+   */
+  whenReady(signal: AbortSignal): Promise<void> | undefined {
+    const registered = this.registered;
+    if (this.ready || !registered) return undefined;
+    this.warning ??= setInterval(() => {
+      if (this.ready) return;
+      this.logger.warn('Deliveries are waiting for CqrsModule to register its handlers: Nest has not bootstrapped it yet');
+    }, WAITING_WARNING_MS).unref();
+    return new Promise((resolve, reject) => {
+      const shutdown = (): void => reject(new Error('The application shut down while the message waited for CqrsModule to register its handlers'));
+      if (signal.aborted) return shutdown();
+      signal.addEventListener('abort', shutdown, { once: true });
+      void registered.then(() => {
+        signal.removeEventListener('abort', shutdown);
         resolve();
       });
     });
-    return this.waiting;
   }
 
   private findEventBus(): EventBus | undefined {
