@@ -219,6 +219,11 @@ describe('broker connection failures', () => {
     // The dead letter is back in its queue (it was read on the consuming connection), and no copy
     // reached the handler.
     expect(await ns.queueDepth(deadLetterQueue)).toBe(1);
+    // With the connection still hanging, a new requeue cannot even open its channel: it gives up as soon.
+    await expect(deadLetters.requeue(deadLetterQueue, { all: true })).rejects.toThrow(
+      'The broker did not open a channel for the requeue within 500 ms',
+    );
+    expect(await ns.queueDepth(deadLetterQueue)).toBe(1);
     expect(app.get(OrderCreatedRecorder).received).toEqual([]);
   });
 

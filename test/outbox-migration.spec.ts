@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { createInboxMigration, createOutboxMigration } from 'nestjs-integration-events';
 import { TEST_DATABASE_URL } from './support/services';
@@ -43,11 +44,13 @@ describe('outbox migration', () => {
     const role = `${ns.schema}_app`;
     const schema = `${ns.schema}_dba`;
     const admin = await ns.sql();
-    await admin.query(`CREATE ROLE "${role}" LOGIN`);
+    // A password too, for a TEST_DATABASE_URL whose server does not trust local logins.
+    const password = randomUUID();
+    await admin.query(`CREATE ROLE "${role}" LOGIN PASSWORD '${password}'`);
     await admin.query(`CREATE SCHEMA "${schema}" AUTHORIZATION "${role}"`);
     const url = new URL(TEST_DATABASE_URL);
     url.username = role;
-    url.password = '';
+    url.password = password;
     const dataSource = new DataSource({
       type: 'postgres',
       url: url.toString(),

@@ -42,6 +42,8 @@ interface TransportFixture {
   injectRaw(routingKey: string, body: string, messageId: string, headers?: Record<string, unknown>): Promise<void>;
   /** Takes every message out of a dead-letter queue. */
   drainDeadLetters(queue: string): Promise<RawMessage[]>;
+  /** Puts a message straight into a (dead-letter) queue, as another tool would. */
+  putDeadLetter(queue: string, body: string, messageId: string, headers: Record<string, unknown>): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -59,6 +61,12 @@ async function rabbitMqFixture(): Promise<TransportFixture> {
         headers: m.properties.headers ?? {},
         body: m.content.toString('utf8'),
       })),
+    putDeadLetter: async (queue, body, messageId, headers) => {
+      const channel = await (await ns.amqp()).createConfirmChannel();
+      channel.sendToQueue(queue, Buffer.from(body), { messageId, headers, persistent: true });
+      await channel.waitForConfirms();
+      await channel.close();
+    },
     close: () => ns.cleanup(),
   };
 }
@@ -85,6 +93,9 @@ async function inProcessFixture(): Promise<TransportFixture> {
         headers: { ...m.headers },
         body: m.content.toString('utf8'),
       })),
+    putDeadLetter: async (queue, body, messageId, headers) => {
+      broker.sendToQueue(queue, { content: Buffer.from(body), messageId, routingKey: queue, headers, properties: {}, redelivered: false });
+    },
     close: async () => {
       broker.close();
       await ns.cleanup();
@@ -252,5 +263,24 @@ describe.each([
     expect(await deadLetters.purge(`${queue()}.dlq`, { all: true })).toEqual({ purged: 1, missing: [] });
     expect((await deadLetters.list(`${queue()}.dlq`)).total).toBe(0);
     expect(randomUUID()).toBeDefined();
+  });
+
+  it('requeues in queue order and stops at a dead letter whose queue does not exist, leaving it and the ones after it', async () => {
+    const app = await start({});
+    const deadLetters = app.get(DeadLetterService);
+    const dlq = `${queue()}.dlq`;
+    const body = JSON.stringify({ orderId: 'replayed', placedAt: '2026-11-27T06:00:00.000Z' });
+    const contract = { 'ie-event-name': 'ordering.order-created', 'ie-event-version': 1, 'ie-occurred-at': new Date().toISOString() };
+    const gone = `${queue()}.gone`;
+    await fixture.putDeadLetter(dlq, body, 'first', { ...contract, 'ie-queue': queue() });
+    await fixture.putDeadLetter(dlq, body, 'orphan', { ...contract, 'ie-queue': gone });
+    await fixture.putDeadLetter(dlq, body, 'last', { ...contract, 'ie-queue': queue() });
+    await expect(deadLetters.requeue(dlq, { all: true })).rejects.toThrow(
+      `Queue "${gone}" does not exist (has its service been started?); nothing more was requeued`,
+    );
+    await eventually(() => expect(calls(app, 'first')).toHaveLength(1));
+    expect((await deadLetters.list(dlq)).messages.map((m) => m.messageId)).toEqual(['orphan', 'last']);
+    expect(calls(app, 'last')).toHaveLength(0);
+    await deadLetters.purge(dlq, { all: true });
   });
 });

@@ -102,7 +102,9 @@ export class DeadLetterQueueOperations {
     // Dead letters are read (and acknowledged) on a reading channel, copies sent on a publishing one: when
     // the broker blocks the publishing connection mid-way, the copy's confirm times out, and the reading
     // channel, still answered, closes and puts the dead letter back.
-    let copies: ConfirmChannel | undefined;
+    // Opened first, within the confirm timeout: a connection the broker has stopped reading (an alarm)
+    // never answers the open either.
+    const copies = await withinTime(this.openChannel(), confirmTimeoutMs, 'The broker did not open a channel for the requeue', (late) => void closeQuietly(late));
     try {
       await this.scan(deadLetterQueue, this.openReadingChannel, async (message) => {
         const id = String(message.properties.messageId ?? '');
@@ -112,13 +114,15 @@ export class DeadLetterQueueOperations {
         if (!existing.get(target)) {
           throw new Error(`Queue "${target}" does not exist (has its service been started?); nothing more was requeued`);
         }
-        copies ??= await this.openChannel();
+        if (this.publishing.isBlocked?.()) {
+          throw new Error('The broker began blocking publishing (a memory or disk alarm); nothing more was requeued: try again once the alarm has cleared');
+        }
         await publishCopy(copies, target, message, confirmTimeoutMs);
         requeued.push(id);
         return 'ack';
       });
     } finally {
-      if (copies) await closeQuietly(copies);
+      await closeQuietly(copies);
     }
     return { requeued, missing: wanted ? [...wanted].filter((id) => !requeued.includes(id)) : [] };
   }
@@ -190,6 +194,31 @@ export class DeadLetterQueueOperations {
       await closeQuietly(channel);
     }
   }
+}
+
+/**
+ * `work`'s result, or a rejection with `message` after `timeoutMs`; what `work` gives after that is
+ * handed to `late` (to close it).
+ */
+function withinTime<T>(work: Promise<T>, timeoutMs: number, message: string, late: (value: T) => void): Promise<T> {
+  return new Promise((resolve, reject) => {
+    let expired = false;
+    const timer = setTimeout(() => {
+      expired = true;
+      reject(new Error(`${message} within ${timeoutMs} ms (is publishing blocked by an alarm?); nothing was requeued`));
+    }, timeoutMs);
+    work.then(
+      (value) => {
+        clearTimeout(timer);
+        if (expired) late(value);
+        else resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        if (!expired) reject(error);
+      },
+    );
+  });
 }
 
 /** Refuses a `list()` limit that is not a whole number from 0 (0: only the count). */

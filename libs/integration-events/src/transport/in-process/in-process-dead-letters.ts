@@ -3,7 +3,6 @@ import { describeDeadLetter, requeueTarget, summarizeDeadLetter } from '../../de
 import { requeuedHeaders } from '../../dead-letter/failure-headers';
 import type { DeadLetterOperations } from '../integration-event-transport';
 import type { InProcessBroker } from './in-process-broker';
-import type { InProcessMessage } from './in-process-message';
 
 /** Dead-letter operations on the in-process broker's queues: the same contract as on RabbitMQ. */
 export class InProcessDeadLetters implements DeadLetterOperations {
@@ -22,17 +21,21 @@ export class InProcessDeadLetters implements DeadLetterOperations {
 
   async requeue(deadLetterQueue: string, selection: DeadLetterSelection): Promise<{ requeued: string[]; missing: string[] }> {
     const wanted = 'all' in selection ? undefined : new Set(selection.messageIds);
-    const selected = (m: InProcessMessage): boolean => !wanted || wanted.has(m.messageId ?? '');
     const queue = this.existing(deadLetterQueue);
-    // Every target is checked before anything moves, as RabbitMQ refuses a requeue to a missing queue
-    // (here the copy would go to a queue made on the spot, that nobody reads).
-    for (const message of queue.peek().filter(selected)) this.existing(requeueTarget(message.headers, deadLetterQueue, message.messageId));
-    const taken = queue.take(selected);
-    for (const message of taken) {
+    const requeued: string[] = [];
+    // One at a time, in queue order, as on RabbitMQ: a dead letter whose queue is missing stops the
+    // requeue there, the ones before it requeued, it and the ones after it left in place (here the copy
+    // would otherwise go to a queue made on the spot, that nobody reads).
+    for (const message of queue.peek().filter((m) => !wanted || wanted.has(m.messageId ?? ''))) {
       const target = requeueTarget(message.headers, deadLetterQueue, message.messageId);
-      this.broker.sendToQueue(target, { ...message, headers: requeuedHeaders(message.headers), redelivered: false });
+      if (!this.broker.findQueue(target)) {
+        throw new Error(`Queue "${target}" does not exist (has its service been started?); nothing more was requeued`);
+      }
+      for (const taken of queue.take((m) => m === message)) {
+        this.broker.sendToQueue(target, { ...taken, headers: requeuedHeaders(taken.headers), redelivered: false });
+        requeued.push(taken.messageId ?? '');
+      }
     }
-    const requeued = taken.map((m) => m.messageId ?? '');
     return { requeued, missing: wanted ? [...wanted].filter((id) => !requeued.includes(id)) : [] };
   }
 
