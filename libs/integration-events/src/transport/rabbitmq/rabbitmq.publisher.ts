@@ -142,7 +142,8 @@ export class RabbitMqPublisher {
     // (releasing their window slots); their rows are retried. Nothing here waits on the broker.
     this.logger.warn(`No confirm within ${timeoutMs} ms; recycling the publishing channel`);
     this.channel?.recycle();
-    return settled.map((value) => value ?? { status: 'failed', reason: `no confirm within ${timeoutMs} ms` });
+    // Array.from visits every index: `settled` has holes where no confirm came, which map() would skip.
+    return Array.from(settled, (value) => value ?? { status: 'failed', reason: `no confirm within ${timeoutMs} ms` });
   }
 
   /** Whether `promise` settles before `deadline`. */
