@@ -1,8 +1,10 @@
+import type { EventEmitter } from 'node:events';
 import { Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import type { TestingModule } from '@nestjs/testing';
 import { Propagation, TransactionHost } from '@nestjs-cls/transactional';
 import type { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
 import { IntegrationEventPublisher, OutboxRelay } from 'nestjs-integration-events';
+import { RabbitMqPublishingConnection } from '../libs/integration-events/src/transport/rabbitmq/rabbitmq.connection';
 import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
 import { CapturingLogger } from './support/capturing-logger';
 import { consistently, eventually } from './support/eventually';
@@ -50,6 +52,29 @@ describe('outbox relay handoff', () => {
     expect(lease).toEqual({ lease_token: expect.stringMatching(/^[0-9a-f-]{36}$/), held: true });
     await eventually(() => expect(orderIds(probe.messages)).toEqual(['leased']), { timeoutMs: 3_000 });
     await eventually(async () => expect((await ns.outboxRows()).map((row) => row.status)).toEqual(['sent']));
+  });
+
+  it('leases at most ten batches\' worth of rows to one transaction that publishes many times; the rest wait for a claim', async () => {
+    // Batches of 2: the lane holds 20 rows.
+    const { txHost, publisher } = await start({ batchSize: 2 });
+    const leased = await txHost.withTransaction(async () => {
+      for (let i = 0; i < 25; i++) await publish(publisher, `bulk-${i}`);
+      const rows = (await txHost.tx.query(`SELECT lease_token FROM ${ns.outboxTable} ORDER BY seq`)) as Array<{ lease_token: string | null }>;
+      return rows.map((row) => row.lease_token !== null);
+    });
+    expect(leased).toEqual([...Array<boolean>(20).fill(true), ...Array<boolean>(5).fill(false)]);
+  });
+
+  it('publishes as soon as the broker unblocks the publishing connection, not at its next poll', async () => {
+    const probe = await ns.probe('ordering.order-created');
+    const { app, txHost, publisher } = await start();
+    // What amqplib reports during a memory alarm, and when it clears.
+    const recovering = (app.get(RabbitMqPublishingConnection) as unknown as { recovering: EventEmitter }).recovering;
+    recovering.emit('blocked', 'memory alarm (test)');
+    await txHost.withTransaction(() => publish(publisher, 'during-alarm'));
+    await consistently(() => expect(probe.messages).toHaveLength(0), { forMs: 300 });
+    recovering.emit('unblocked');
+    await eventually(() => expect(orderIds(probe.messages)).toEqual(['during-alarm']), { timeoutMs: 3_000 });
   });
 
   it('sends what the transaction kept: not what a rolled-back savepoint wrote, and what a released one did', async () => {

@@ -56,6 +56,12 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
     return typeof depth === 'number' && depth >= 1 ? depth : undefined;
   }
 
+  /** How many rows the transaction of `queryRunner` has written under the relay's lease so far. */
+  static leasedRows(queryRunner: QueryRunner): number {
+    const writes = (queryRunner.data as QueryRunnerData)[OUTBOX_WRITES] as OutboxWrites | undefined;
+    return writes ? writes.leased.reduce((sum, write) => sum + write.records.length, 0) : 0;
+  }
+
   /** Called by `publish()` after writing rows through a transaction's query runner. */
   static noteWrite(queryRunner: QueryRunner, leased?: { depth: number; leasedAt: number; records: readonly ClaimedOutboxRecord[] }): void {
     const data = queryRunner.data as QueryRunnerData;

@@ -100,7 +100,7 @@ export class IntegrationEventPublisher {
     const leasedAt = Date.now();
     const lease =
       (queryRunner === undefined || depth !== undefined) && records.every((record) => record.availableAt === undefined)
-        ? this.handoff.leaseForInsert()
+        ? this.handoff.leaseForInsert(records.length + (queryRunner ? OutboxCommitSubscriber.leasedRows(queryRunner) : 0))
         : undefined;
 
     await this.database.store.insert(target, records, lease);

@@ -52,6 +52,13 @@ describe('RelayHandoff', () => {
     expect(handoff.leaseForInsert()).toBeDefined();
   });
 
+  it('counts the rows a lease would bring: never past capacity with those waiting', () => {
+    open(3);
+    handoff.handOff([record('a')], 1);
+    expect(handoff.leaseForInsert(2)).toBeDefined();
+    expect(handoff.leaseForInsert(3)).toBeUndefined();
+  });
+
   it('hands rows over in order with when they were leased, and rings the relay', () => {
     open();
     handoff.handOff([record('a')], 10);

@@ -65,9 +65,14 @@ export class RelayHandoff {
     return this.waiting.splice(0);
   }
 
-  /** The lease for rows about to be written, or `undefined` when they should wait for a claim instead. */
-  leaseForInsert(): OutboxLease | undefined {
-    if (!this.lease || this.waiting.length >= this.capacity || !this.canPublish()) return undefined;
+  /**
+   * The lease for rows about to be written, or `undefined` when they should wait for a claim instead.
+   * @param rows how many rows the lease would hold once handed over: those about to be written and those
+   *   their transaction has leased already (they all arrive at its commit), so one transaction that
+   *   publishes many times never takes the lane past `capacity`
+   */
+  leaseForInsert(rows = 1): OutboxLease | undefined {
+    if (!this.lease || this.waiting.length + rows > this.capacity || !this.canPublish()) return undefined;
     return this.lease;
   }
 

@@ -52,7 +52,10 @@ export class RabbitMqConnection {
   private channelsTried = false;
   private blocked = false;
 
-  /** Called after each connection's setup completed (the relay is woken by it). */
+  /**
+   * Called after each connection's setup completed, and when the broker unblocks it (the relay is woken
+   * by it, instead of at its next poll).
+   */
   onConnected: (() => void) | undefined;
 
   constructor(private readonly config: IntegrationEventsConfig) {}
@@ -141,6 +144,7 @@ export class RabbitMqConnection {
     recovering.on('unblocked', () => {
       this.blocked = false;
       this.logger.log(`The broker unblocked the ${this.role} connection`);
+      this.onConnected?.();
     });
     recovering.on('disconnect', (error: Error) => {
       this.model = undefined;
