@@ -282,6 +282,16 @@ describe('serializeEvent', () => {
       expect(error.reason).toBe('has a hole at index 1, which JSON turns into null');
     });
 
+    it('refuses an array carrying a field besides its items (a match() result\'s index), which JSON leaves out', () => {
+      const match = 'order-42'.match(/(\d+)/)!;
+      const error = refusal({ parts: match });
+      expect(error.path).toBe('$.parts');
+      expect(error.reason).toBe('is an array with a field ("index"), which JSON leaves out');
+      // An array subclass's items survive: it goes as the plain array its items make.
+      class Lines extends Array<string> {}
+      expect(() => serializeEvent('x', { lines: Lines.from(['a', 'b']) }, 64)).not.toThrow();
+    });
+
     it('refuses undefined inside an array, with the path of the item', () => {
       const error = refusal({ lines: ['a', undefined, 'c'] });
       expect(error.path).toBe('$.lines[1]');

@@ -80,6 +80,9 @@ function assertJsonSafe(
 
   ancestors.add(object);
   if (Array.isArray(object)) {
+    // Holes are refused below; past them, a key that is not an index is a field JSON leaves out.
+    const extra = Object.keys(object).find((key) => !/^(0|[1-9]\d*)$/.test(key) || Number(key) >= object.length);
+    if (extra !== undefined) refuse(`is an array with a field ("${extra}"), which JSON leaves out`);
     for (let index = 0; index < object.length; index++) {
       if (!(index in object)) refuse(`has a hole at index ${index}, which JSON turns into null`);
       const item: unknown = object[index];
