@@ -16,7 +16,9 @@ import {
   createInboxMigration,
   createOutboxMigration,
   type DeadLetter,
+  IntegrationEvent,
   IntegrationEventHandler,
+  IntegrationEventPublisher,
   NonRetryableError,
   type IIntegrationEventHandler,
   type IntegrationEventContext,
@@ -53,6 +55,15 @@ class OrderCreatedHandler implements IIntegrationEventHandler<OrderCreatedIntegr
   retry: { maxAttempts: 3, initialDelayMs: 5_000, maxDelayMs: 60_000 },
 })
 class SlowRetriesHandler extends OrderCreatedHandler {}
+
+/** The same event name, a later version. */
+@IntegrationEvent({ name: 'ordering.order-created', version: 2 })
+class OrderCreatedV2IntegrationEvent {
+  constructor(
+    readonly orderId: string,
+    readonly currency: string,
+  ) {}
+}
 
 const persistence: ModuleMetadata['imports'] = [
   TypeOrmModule.forRoot({ type: 'better-sqlite3', database: ':memory:', migrations: [createOutboxMigration(), createInboxMigration()], migrationsRun: true }),
@@ -112,6 +123,28 @@ describe('the testing module and kit, at the edges', () => {
     ]);
     await expect(kit.deliver(new OrderCreatedIntegrationEvent('bad'), { headers: { 'x-bad': {} as never } })).rejects.toThrow(/headers\.x-bad/);
     await expect(kit.deliver(new OrderCreatedIntegrationEvent('bad'), { headers: null as never })).rejects.toThrow(/"headers"/);
+  });
+
+  it('refuses to deliver an event no handler of the application receives, instead of dropping it', async () => {
+    const { kit } = await start({}, []);
+    await expect(kit.deliver(new OrderCreatedIntegrationEvent('nobody-listens'))).rejects.toThrow(
+      'No queue is bound for ordering.order-created: no handler of it in this application',
+    );
+  });
+
+  it('gives publishedEvents() only the class\'s version, and refuses one its consumers would dead-letter as poison', async () => {
+    const { app, kit } = await start({}, []);
+    const publisher = app.get(IntegrationEventPublisher);
+    await publisher.publish(new OrderCreatedIntegrationEvent('fine'), { standalone: true });
+    await kit.drain();
+    expect(kit.publishedEvents(OrderCreatedIntegrationEvent).map((event) => event.orderId)).toEqual(['fine']);
+    expect(kit.publishedEvents(OrderCreatedV2IntegrationEvent)).toEqual([]);
+    // An empty orderId fails @MinLength(1): a real consumer refuses it.
+    await publisher.publish(new OrderCreatedIntegrationEvent(''), { standalone: true });
+    await kit.drain();
+    expect(() => kit.publishedEvents(OrderCreatedIntegrationEvent)).toThrow(
+      /fails the validation rules of OrderCreatedIntegrationEvent \(orderId: .*\): its consumers would dead-letter it as poison/,
+    );
   });
 
   it('boots a handler whose own retry policy waits seconds, and runs its attempts without the waits', async () => {

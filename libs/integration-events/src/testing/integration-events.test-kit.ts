@@ -1,4 +1,5 @@
 import { plainToInstance } from 'class-transformer';
+import { validateSync } from 'class-validator';
 import { getIntegrationEventMetadata, type IntegrationEventClass } from '../decorators/integration-event-metadata';
 import { buildMessageHeaders } from '../envelope/message-headers.factory';
 import { newMessageId } from '../envelope/message-id';
@@ -54,12 +55,28 @@ export class IntegrationEventsTestKit {
     return this.recorded;
   }
 
-  /** The published events of one class, rebuilt as instances (like a handler would receive them). */
+  /**
+   * The published events of one class (its name and version), rebuilt as instances as a handler would
+   * receive them.
+   * @throws when one fails the class's class-validator rules (synchronous ones): its consumers would
+   *   refuse it as poison, so a test asserting on it must not pass
+   */
   publishedEvents<T extends object>(eventClass: IntegrationEventClass<T>): T[] {
-    const { name } = getIntegrationEventMetadata(eventClass);
+    const { name, version } = getIntegrationEventMetadata(eventClass);
     return this.recorded
-      .filter((message) => message.eventName === name)
-      .map((message) => plainToInstance(eventClass as unknown as new () => T, message.payload as object));
+      .filter((message) => message.eventName === name && message.eventVersion === version)
+      .map((message) => {
+        const event = plainToInstance(eventClass as unknown as new () => T, message.payload as object);
+        const violations = validateSync(event, { forbidUnknownValues: false });
+        if (violations.length > 0) {
+          const details = violations.map((v) => `${v.property}: ${Object.values(v.constraints ?? { nested: 'invalid nested value' }).join(', ')}`);
+          throw new Error(
+            `Published ${name} v${version} ${String(message.messageId)} fails the validation rules of ${eventClass.name} (${details.join('; ')}): ` +
+              'its consumers would dead-letter it as poison',
+          );
+        }
+        return event;
+      });
   }
 
   /** Forgets what was recorded. */
@@ -73,6 +90,7 @@ export class IntegrationEventsTestKit {
    * checked as `publish()` checks them, except that `x-` headers are allowed: another publisher may send
    * `x-tenant-id`, and retries and dead letters keep it.
    * @returns the message id
+   * @throws when no queue is bound for the event (no handler of it in the application, or not initialised)
    */
   async deliver(
     event: object,
@@ -102,7 +120,7 @@ export class IntegrationEventsTestKit {
         entries ? Object.fromEntries(entries.filter(([header]) => !header.toLowerCase().startsWith('x-'))) : given,
       ),
     };
-    this.broker.publish(this.exchange, {
+    const routed = this.broker.publish(this.exchange, {
       content: Buffer.from(serializeEvent(name, event, 64)),
       messageId,
       routingKey: name,
@@ -110,6 +128,13 @@ export class IntegrationEventsTestKit {
       properties: {},
       redelivered: false,
     });
+    // Dropped silently, a negative test ("nothing is charged") would pass without testing anything.
+    if (!routed) {
+      throw new Error(
+        `No queue is bound for ${name}: no handler of it in this application. Is it among the providers, and was the application ` +
+          'initialised (init()) before deliver()?',
+      );
+    }
     return messageId;
   }
 
