@@ -1,6 +1,4 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { promisify } from 'node:util';
 import { Test, type TestingModule } from '@nestjs/testing';
 import {
   BrokerConnectionError,
@@ -16,6 +14,7 @@ import { RabbitMqConnection, RabbitMqPublishingConnection } from '../libs/integr
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
 import { consistently, eventually } from './support/eventually';
 import { infrastructureImports, startTestApp, testOptions, trackHandlerQueues } from './support/test-app';
+import { rabbitmqctl } from './support/rabbitmqctl';
 import { TcpProxy } from './support/tcp-proxy';
 import { TEST_RABBITMQ_URL } from './support/services';
 import { TestNamespace } from './support/test-namespace';
@@ -125,6 +124,9 @@ describe('broker connection failures', () => {
     await eventually(() => expect(app.get(OrderCreatedRecorder).received.map((r) => r.context.messageId)).toContain(id), {
       timeoutMs: 20_000,
     });
+    // The publish that got no confirm counted as a failed attempt (not left to its lease running out).
+    await eventually(async () => expect((await ns.outboxRows()).find((row) => row.id === id)?.status).toBe('sent'));
+    expect((await ns.outboxRows()).find((row) => row.id === id)!.attempts).toBeGreaterThanOrEqual(1);
     const stopping = Date.now();
     await app.get(OutboxRelay).stop();
     await apps.splice(0, 1)[0]!.close();
@@ -331,12 +333,12 @@ describe('broker connection failures', () => {
 });
 
 describe('broker connection limits', () => {
-  const ctl = (...args: string[]) => promisify(execFile)('rabbitmqctl', ['-q', ...args]);
+  const ctl = (...args: string[]) => rabbitmqctl('-q', ...args);
 
   it('fails boot when the vhost allows one connection, closing the consuming one it had opened', async () => {
-    const ns = await TestNamespace.create();
     const vhost = `ie-limit-${randomBytes(4).toString('hex')}`;
     await ctl('add_vhost', vhost);
+    const ns = await TestNamespace.create();
     try {
       await ctl('set_permissions', '-p', vhost, 'guest', '.*', '.*', '.*');
       await ctl('set_vhost_limits', '-p', vhost, '{"max-connections": 1}');

@@ -1,10 +1,7 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { promisify } from 'node:util';
 import { Client } from 'pg';
+import { rabbitmqctl } from './rabbitmqctl';
 import { TEST_DATABASE_URL, TEST_RABBITMQ_URL } from './services';
-
-const run = promisify(execFile);
 
 /**
  * A private database and RabbitMQ vhost, for tests that run whole services whose schema, exchange and
@@ -24,8 +21,16 @@ export async function createIsolatedEnvironment(): Promise<IsolatedEnvironment> 
   const admin = new Client({ connectionString: TEST_DATABASE_URL });
   await admin.connect();
   await admin.query(`CREATE DATABASE ${database}`);
-  await run('rabbitmqctl', ['add_vhost', vhost]);
-  await run('rabbitmqctl', ['set_permissions', '-p', vhost, 'guest', '.*', '.*', '.*']);
+  try {
+    await rabbitmqctl('add_vhost', vhost);
+    await rabbitmqctl('set_permissions', '-p', vhost, 'guest', '.*', '.*', '.*');
+  } catch (error) {
+    // Nothing left behind when the vhost cannot be made (no rabbitmqctl, say).
+    await rabbitmqctl('delete_vhost', vhost).catch(() => undefined);
+    await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+    await admin.end();
+    throw error;
+  }
 
   const databaseUrl = new URL(TEST_DATABASE_URL);
   databaseUrl.pathname = `/${database}`;
@@ -37,7 +42,7 @@ export async function createIsolatedEnvironment(): Promise<IsolatedEnvironment> 
     rabbitmqUrl: rabbitmqUrl.toString(),
     async cleanup() {
       try {
-        await run('rabbitmqctl', ['delete_vhost', vhost]);
+        await rabbitmqctl('delete_vhost', vhost);
       } finally {
         await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
         await admin.end();
