@@ -77,19 +77,6 @@ class OrderNotedHandler implements IEventHandler<OrderNotedDomainEvent> {
   handle(): void {}
 }
 
-/**
- * A global module whose bootstrap takes a while, imported after the library: Nest bootstraps it after the
- * library's consumers have started, and CqrsModule (not global) only after it, so deliveries surely come
- * before CqrsModule has registered its handlers.
- */
-@Global()
-@Module({})
-class SlowBootstrapModule implements OnApplicationBootstrap {
-  async onApplicationBootstrap(): Promise<void> {
-    await new Promise((resolve) => setTimeout(resolve, 500));
-  }
-}
-
 /** A feature module importing the plain CqrsModule: Nest bootstraps it after the (global) library. */
 @Module({ imports: [CqrsModule], providers: [NoteOrderHandler, NotesOrders, OrderNotedHandler] })
 class OrderNotesModule {}
@@ -510,7 +497,20 @@ describe('@nestjs/cqrs bridge', () => {
       await eventually(async () => expect(await other.queueDepth(`${other.serviceName}.NotesOrders`)).toBe(5));
 
       const logger = new CapturingLogger();
-      const app = await startTestApp(other, { imports: [SlowBootstrapModule, OrderNotesModule], logger });
+      /**
+       * A global module imported after the library: Nest bootstraps it after the library's consumers have
+       * started, and CqrsModule (not global) only after it. It holds the bootstrap until the backlog has
+       * been delivered to the consumer (none left ready in the queue), so every delivery surely comes
+       * before CqrsModule has registered its handlers.
+       */
+      @Global()
+      @Module({})
+      class BootstrapsOnceDelivered implements OnApplicationBootstrap {
+        async onApplicationBootstrap(): Promise<void> {
+          await eventually(async () => expect(await other.queueDepth(`${other.serviceName}.NotesOrders`)).toBe(0));
+        }
+      }
+      const app = await startTestApp(other, { imports: [BootstrapsOnceDelivered, OrderNotesModule], logger });
       try {
         // The bridge counts the handlers once CqrsModule has bound them, not before.
         await eventually(() => expect(logger.text).toContain('Domain events are dispatched in their transaction: 1 handler(s)'));
