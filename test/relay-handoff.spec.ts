@@ -65,6 +65,19 @@ describe('outbox relay handoff', () => {
     expect(leased).toEqual([...Array<boolean>(20).fill(true), ...Array<boolean>(5).fill(false)]);
   });
 
+  it('leases nothing more to a transaction once it wrote rows for a claim, so none of its later rows overtakes them', async () => {
+    const { txHost, publisher } = await start({ batchSize: 2 });
+    const events = (prefix: string, count: number) => Array.from({ length: count }, (_, i) => new OrderCreatedIntegrationEvent(`${prefix}-${i}`));
+    const leased = await txHost.withTransaction(async () => {
+      await publisher.publish(events('fits', 15));
+      await publisher.publish(events('too-many', 10)); // 25 > 20: for a claim
+      await publisher.publish(events('would-fit', 1)); // 16 <= 20, but after rows waiting for a claim
+      const rows = (await txHost.tx.query(`SELECT lease_token FROM ${ns.outboxTable} ORDER BY seq`)) as Array<{ lease_token: string | null }>;
+      return rows.map((row) => row.lease_token !== null);
+    });
+    expect(leased).toEqual([...Array<boolean>(15).fill(true), ...Array<boolean>(11).fill(false)]);
+  });
+
   it('publishes as soon as the broker unblocks the publishing connection, not at its next poll', async () => {
     const probe = await ns.probe('ordering.order-created');
     const { app, txHost, publisher } = await start();

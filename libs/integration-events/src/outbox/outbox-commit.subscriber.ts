@@ -62,6 +62,11 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
     return writes ? writes.leased.reduce((sum, write) => sum + write.records.length, 0) : 0;
   }
 
+  /** Whether the transaction of `queryRunner` has written rows without the relay's lease (for a claim). */
+  static wroteUnleasedRows(queryRunner: QueryRunner): boolean {
+    return ((queryRunner.data as QueryRunnerData)[OUTBOX_WRITES] as OutboxWrites | undefined)?.claimNeeded === true;
+  }
+
   /** Called by `publish()` after writing rows through a transaction's query runner. */
   static noteWrite(queryRunner: QueryRunner, leased?: { depth: number; leasedAt: number; records: readonly ClaimedOutboxRecord[] }): void {
     const data = queryRunner.data as QueryRunnerData;

@@ -95,11 +95,14 @@ export class IntegrationEventPublisher {
     const queryRunner = inTransaction ? target.queryRunner! : undefined;
 
     // Rows due at once go to this process's relay straight after the commit, leased to it from the
-    // insert (see RelayHandoff), when savepoints can be followed and the relay takes them.
+    // insert (see RelayHandoff), when savepoints can be followed and the relay takes them. Once a
+    // transaction has written rows for a claim, the rest of it goes that way too: a later, leased row
+    // would be handed over and published before them.
     const depth = queryRunner ? OutboxCommitSubscriber.depthOf(queryRunner) : undefined;
     const leasedAt = Date.now();
     const lease =
-      (queryRunner === undefined || depth !== undefined) && records.every((record) => record.availableAt === undefined)
+      (queryRunner === undefined || (depth !== undefined && !OutboxCommitSubscriber.wroteUnleasedRows(queryRunner))) &&
+      records.every((record) => record.availableAt === undefined)
         ? this.handoff.leaseForInsert(records.length + (queryRunner ? OutboxCommitSubscriber.leasedRows(queryRunner) : 0))
         : undefined;
 
