@@ -4,11 +4,12 @@ import { CqrsModule, type EventBus } from '@nestjs/cqrs';
 import { CqrsHandlersReady } from './cqrs-handlers-ready';
 
 describe('CqrsHandlersReady', () => {
-  const withBus = (eventBus: Partial<EventBus> | undefined, modules: Function[] = [CqrsModule]) => {
+  const withBus = (eventBus: Partial<EventBus> | Array<Partial<EventBus>> | undefined, modules: Function[] = [CqrsModule]) => {
     const moduleRef = {
-      get: () => {
+      get: (_token: unknown, options: { each?: boolean }) => {
         if (!eventBus) throw new Error('not found');
-        return eventBus;
+        const all = Array.isArray(eventBus) ? eventBus : [eventBus];
+        return options.each ? all : all.at(-1);
       },
     } as unknown as ModuleRef;
     const container = new Map(modules.map((metatype, i) => [String(i), { metatype }])) as unknown as ModulesContainer;
@@ -38,6 +39,23 @@ describe('CqrsHandlersReady', () => {
     expect(released).toBe(true);
     expect(registered).toEqual(['SomeSaga']);
     expect(ready.whenReady(never)).toBeUndefined();
+  });
+
+  it('waits for every CqrsModule\'s buses (forRoot() and a plain one in a feature module), with one wait per consumer', async () => {
+    const global = { registerSagas: () => undefined } as Partial<EventBus>;
+    const feature = { registerSagas: () => undefined } as Partial<EventBus>;
+    const ready = withBus([global, feature]);
+    const signal = new AbortController().signal;
+    const waiting = ready.whenReady(signal)!;
+    expect(ready.whenReady(signal)).toBe(waiting);
+    let released = false;
+    void waiting.then(() => (released = true));
+    global.registerSagas!([]);
+    await new Promise(setImmediate);
+    expect(released).toBe(false);
+    feature.registerSagas!([]);
+    await new Promise(setImmediate);
+    expect(released).toBe(true);
   });
 
   it('gives a waiting delivery up when the consumer shuts down, and says every 10 s that deliveries wait', async () => {

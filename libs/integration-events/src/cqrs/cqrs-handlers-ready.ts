@@ -20,34 +20,23 @@ export class CqrsHandlersReady implements OnModuleInit, OnApplicationShutdown {
   private registered: Promise<void> | undefined;
   private ready = true;
   private warning: NodeJS.Timeout | undefined;
+  private readonly waits = new WeakMap<AbortSignal, Promise<void>>();
 
   constructor(
     private readonly moduleRef: ModuleRef,
     private readonly modules: ModulesContainer,
   ) {}
 
-  /** Watches for the registration (before any bootstrap hook runs). */
+  /**
+   * Watches for the registration (before any bootstrap hook runs), of every CqrsModule: an application
+   * may import `CqrsModule.forRoot()` and a plain `CqrsModule` too, each with its own buses.
+   */
   onModuleInit(): void {
     if (![...this.modules.values()].some((module) => module.metatype === CqrsModule)) return;
-    const eventBus = this.findEventBus();
-    if (!eventBus) return;
+    const eventBuses = this.findEventBuses();
+    if (eventBuses.length === 0) return;
     this.ready = false;
-    this.registered = new Promise((resolve) => {
-      // CqrsModule registers the event, command and query handlers, then the sagas, last, in one
-      // synchronous call; a user registering handlers by hand earlier does not count.
-      const registerSagas = eventBus.registerSagas;
-      let seen = false;
-      eventBus.registerSagas = function (this: EventBus, ...args: Parameters<EventBus['registerSagas']>) {
-        try {
-          return registerSagas.apply(this, args);
-        } finally {
-          if (!seen) {
-            seen = true;
-            resolve();
-          }
-        }
-      };
-    });
+    this.registered = Promise.all(eventBuses.map((eventBus) => sagasRegistered(eventBus))).then(() => undefined);
     void this.registered.then(() => {
       this.ready = true;
       clearInterval(this.warning);
@@ -74,22 +63,52 @@ export class CqrsHandlersReady implements OnModuleInit, OnApplicationShutdown {
       if (this.ready) return;
       this.logger.warn('Deliveries are waiting for CqrsModule to register its handlers: Nest has not bootstrapped it yet');
     }, WAITING_WARNING_MS).unref();
-    return new Promise((resolve, reject) => {
-      const shutdown = (): void => reject(new Error('The application shut down while the message waited for CqrsModule to register its handlers'));
-      if (signal.aborted) return shutdown();
-      signal.addEventListener('abort', shutdown, { once: true });
-      void registered.then(() => {
-        signal.removeEventListener('abort', shutdown);
-        resolve();
+    // One wait (and one abort listener) per consumer's signal, however many of its deliveries wait.
+    let wait = this.waits.get(signal);
+    if (!wait) {
+      wait = new Promise((resolve, reject) => {
+        const shutdown = (): void => reject(new Error('The application shut down while the message waited for CqrsModule to register its handlers'));
+        if (signal.aborted) return shutdown();
+        signal.addEventListener('abort', shutdown, { once: true });
+        void registered.then(() => {
+          signal.removeEventListener('abort', shutdown);
+          resolve();
+        });
       });
-    });
+      // Each delivery awaits it; none left unawaited must report an unhandled rejection.
+      wait.catch(() => undefined);
+      this.waits.set(signal, wait);
+    }
+    return wait;
   }
 
-  private findEventBus(): EventBus | undefined {
+  private findEventBuses(): EventBus[] {
     try {
-      return this.moduleRef.get(EventBus, { strict: false });
+      return this.moduleRef.get(EventBus, { strict: false, each: true });
     } catch {
-      return undefined;
+      return [];
     }
   }
+}
+
+/**
+ * Resolves when CqrsModule has registered `eventBus`'s handlers: it registers the event, command and
+ * query handlers, then the sagas, last, in one synchronous call (a user registering handlers by hand
+ * earlier does not count).
+ */
+function sagasRegistered(eventBus: EventBus): Promise<void> {
+  return new Promise((resolve) => {
+    const registerSagas = eventBus.registerSagas;
+    let seen = false;
+    eventBus.registerSagas = function (this: EventBus, ...args: Parameters<EventBus['registerSagas']>) {
+      try {
+        return registerSagas.apply(this, args);
+      } finally {
+        if (!seen) {
+          seen = true;
+          resolve();
+        }
+      }
+    };
+  });
 }
