@@ -80,9 +80,14 @@ function assertJsonSafe(
 
   ancestors.add(object);
   if (Array.isArray(object)) {
-    // Holes are refused below; past them, a key that is not an index is a field JSON leaves out.
-    const extra = Object.keys(object).find((key) => !/^(0|[1-9]\d*)$/.test(key) || Number(key) >= object.length);
-    if (extra !== undefined) refuse(`is an array with a field ("${extra}"), which JSON leaves out`);
+    // Holes are refused below; past them, a key that is not an index is a field JSON leaves out. Only
+    // an array with more keys than items can have one (with fewer, or as many and a hole, its hole is
+    // refused anyway).
+    const keys = Object.keys(object);
+    if (keys.length > object.length) {
+      const extra = keys.find((key) => !/^(0|[1-9]\d*)$/.test(key) || Number(key) >= object.length);
+      refuse(`is an array with a field ("${extra}"), which JSON leaves out`);
+    }
     for (let index = 0; index < object.length; index++) {
       if (!(index in object)) refuse(`has a hole at index ${index}, which JSON turns into null`);
       const item: unknown = object[index];
