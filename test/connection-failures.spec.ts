@@ -338,8 +338,9 @@ describe('broker connection limits', () => {
   it('fails boot when the vhost allows one connection, closing the consuming one it had opened', async () => {
     const vhost = `ie-limit-${randomBytes(4).toString('hex')}`;
     await ctl('add_vhost', vhost);
-    const ns = await TestNamespace.create();
+    let ns: TestNamespace | undefined;
     try {
+      ns = await TestNamespace.create();
       await ctl('set_permissions', '-p', vhost, 'guest', '.*', '.*', '.*');
       await ctl('set_vhost_limits', '-p', vhost, '{"max-connections": 1}');
       const url = new URL(TEST_RABBITMQ_URL);
@@ -360,7 +361,7 @@ describe('broker connection limits', () => {
       try {
         await ctl('delete_vhost', vhost);
       } finally {
-        await ns.cleanup();
+        await ns?.cleanup();
       }
     }
   });

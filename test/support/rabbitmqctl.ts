@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
  * or as `TEST_RABBITMQCTL` says, split on spaces, for a broker elsewhere, e.g. the docker-compose one:
  * `TEST_RABBITMQCTL="docker compose exec -T rabbitmq rabbitmqctl" npm test`.
  */
-const COMMAND = (process.env.TEST_RABBITMQCTL ?? 'rabbitmqctl').split(/\s+/).filter((part) => part.length > 0);
+const COMMAND = (process.env.TEST_RABBITMQCTL || 'rabbitmqctl').split(/\s+/).filter((part) => part.length > 0);
 
 export async function rabbitmqctl(...args: string[]): Promise<{ stdout: string; stderr: string }> {
   const [file, ...prefix] = COMMAND;
