@@ -146,7 +146,8 @@ export class InProcessTransport implements IntegrationEventTransport {
     )
       .then((disposition) => this.settle(consumer, held, disposition, callbacks))
       .catch((error: unknown) => {
-        this.logger.error(`Settling message ${String(message.messageId)} failed: ${(error as Error).message}`);
+        if (consumer.stopping) this.logger.log(`Message ${String(message.messageId)} goes back to its queue at shutdown: ${(error as Error).message}`);
+        else this.logger.error(`Settling message ${String(message.messageId)} failed: ${(error as Error).message}`);
         // Never back to its queue once its dead letter is placed: it would be handled twice.
         if (held.copied) delivery.ack();
         else delivery.requeue();

@@ -170,12 +170,18 @@ export class RabbitMqConsumer {
   private run(subscription: Subscription, message: ConsumeMessage): void {
     const work = this.process(subscription.acks, message)
       .catch(async (error: unknown) => {
+        // Shutting down (a delivery still waiting to start, say): left unacknowledged, the channel's close
+        // returns it to the queue; nothing failed.
+        if (this.stopping) {
+          this.logger.log(`Message ${String(message.properties.messageId)} on ${this.handler.queue} goes back to the queue at shutdown: ${(error as Error).message}`);
+          return;
+        }
         // A fault of ours, not the handler's (those are retried or dead-lettered): give the message back
         // to its queue after a pause rather than hold it unsettled for the channel's life.
         this.logger.error(
           `Processing message ${String(message.properties.messageId)} on ${this.handler.queue} failed; returning it to the queue: ${(error as Error).message}`,
         );
-        if (!this.stopping) await this.returnToQueue(subscription.acks, message);
+        await this.returnToQueue(subscription.acks, message);
       })
       .finally(() => {
         this.inFlight.delete(work);
