@@ -150,6 +150,12 @@ describe('dead-letter replay (DeadLetterService)', () => {
       expect((await operations.list(queue)).messages.map((m) => m.messageId)).toEqual(['twice', 'twice', 'moved']);
       expect(await operations.purge(queue, { messageIds: ['twice', 'nowhere'] })).toEqual({ purged: 2, missing: ['nowhere'] });
       expect(await ns.queueDepth(queue)).toBe(1);
+      // A dead letter without a message id (another publisher's poison) is picked by the empty id.
+      channel.sendToQueue(queue, Buffer.from('not json'), {});
+      await channel.waitForConfirms();
+      expect((await operations.list(queue)).messages.map((m) => m.messageId)).toEqual(['moved', undefined]);
+      expect(await operations.purge(queue, { messageIds: [''] })).toEqual({ purged: 1, missing: [] });
+      expect((await operations.list(queue)).messages.map((m) => m.messageId)).toEqual(['moved']);
     } finally {
       await channel.close();
     }
