@@ -125,6 +125,27 @@ class LongHold implements IIntegrationEventHandler<LongHoldIntegrationEvent> {
   }
 }
 
+@IntegrationEvent({ name: 'inbox.slow-commit', version: 1 })
+class SlowCommitIntegrationEvent {
+  constructor(readonly orderId: string) {}
+}
+
+/**
+ * Writes a row whose deferred trigger makes the COMMIT take 600 ms, past the 400 ms timeout: the handler
+ * itself is done in a few milliseconds. One attempt only, so a timeout would dead-letter the message.
+ */
+@IntegrationEventHandler(SlowCommitIntegrationEvent, { timeoutMs: 400, retry: { maxAttempts: 1 } })
+class SlowCommit implements IIntegrationEventHandler<SlowCommitIntegrationEvent> {
+  constructor(
+    private readonly ledger: Ledger,
+    private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>,
+  ) {}
+
+  async handle(event: SlowCommitIntegrationEvent): Promise<void> {
+    await this.txHost.tx.query(`INSERT INTO ${this.ledger.table.replace(/ledger$/, 'slow_commit')} (order_id) VALUES ($1)`, [event.orderId]);
+  }
+}
+
 /** Touches no database: opts out of the inbox and sees every delivery. */
 @IntegrationEventHandler(OrderCreatedIntegrationEvent, { inbox: false })
 class CountDeliveries implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
@@ -137,7 +158,17 @@ class CountDeliveries implements IIntegrationEventHandler<OrderCreatedIntegratio
 /** A namespace with the ledger table the handlers above write to. */
 async function ledgerNamespace(): Promise<TestNamespace> {
   const ns = await TestNamespace.create();
-  await (await ns.sql()).query(`CREATE TABLE "${ns.schema}".ledger (order_id text NOT NULL, message_id text NOT NULL)`);
+  const db = await ns.sql();
+  await db.query(`CREATE TABLE "${ns.schema}".ledger (order_id text NOT NULL, message_id text NOT NULL)`);
+  // A row here makes its transaction's COMMIT take 600 ms (a deferred trigger runs at the commit).
+  await db.query(`CREATE TABLE "${ns.schema}".slow_commit (order_id text NOT NULL)`);
+  await db.query(
+    `CREATE FUNCTION "${ns.schema}".sleep_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.6); RETURN NULL; END $$`,
+  );
+  await db.query(
+    `CREATE CONSTRAINT TRIGGER sleep_at_commit AFTER INSERT ON "${ns.schema}".slow_commit DEFERRABLE INITIALLY DEFERRED ` +
+      `FOR EACH ROW EXECUTE FUNCTION "${ns.schema}".sleep_at_commit()`,
+  );
   return ns;
 }
 
@@ -150,7 +181,7 @@ describe('inbox', () => {
   beforeAll(async () => {
     ns = await ledgerNamespace();
     app = await startTestApp(ns, {
-      providers: [Ledger, TakePayment, CountDeliveries, SlowWrite, SwallowsFailure, LongHold],
+      providers: [Ledger, TakePayment, CountDeliveries, SlowWrite, SwallowsFailure, LongHold, SlowCommit],
       options: {
         consumer: { retry: { initialDelayMs: 20, maxDelayMs: 40 } },
         outbox: { retentionMs: 60_000 },
@@ -220,6 +251,21 @@ describe('inbox', () => {
     );
     const { rows } = await (await ns.sql()).query(`SELECT handler FROM ${ns.inboxTable} WHERE message_id = 'm-slow'`);
     expect(rows).toEqual([{ handler: `${ns.serviceName}.SlowWrite` }]);
+  });
+
+  it('acknowledges an attempt whose timeout passes while its COMMIT is on its way, instead of dead-lettering what committed', async () => {
+    await ns.publishRaw('inbox.slow-commit', body('slow-commit'), { messageId: 'm-slow-commit' });
+    const committed = async () => (await (await ns.sql()).query(`SELECT 1 FROM "${ns.schema}".slow_commit WHERE order_id = 'slow-commit'`)).rows;
+    await eventually(async () => expect(await committed()).toHaveLength(1), { timeoutMs: 10_000 });
+    await consistently(
+      async () => {
+        expect(await ns.queueDepth(`${ns.serviceName}.SlowCommit.dlq`)).toBe(0);
+        expect(await ns.queueDepth(`${ns.serviceName}.SlowCommit`)).toBe(0);
+      },
+      { forMs: 1_000 },
+    );
+    const { rows } = await (await ns.sql()).query(`SELECT handler FROM ${ns.inboxTable} WHERE message_id = 'm-slow-commit'`);
+    expect(rows).toEqual([{ handler: `${ns.serviceName}.SlowCommit` }]);
   });
 
   it('never calls the handler for an attempt given up while it waited for an earlier attempt\'s inbox record', async () => {

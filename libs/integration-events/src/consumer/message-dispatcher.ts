@@ -187,12 +187,18 @@ export class MessageDispatcher {
     let timer: NodeJS.Timeout | undefined;
     let expire: (error: Error) => void = () => undefined;
     const timedOut = new Promise<never>((_resolve, reject) => (expire = reject));
+    const giveUp = (): void => {
+      const error = new HandlerTimeoutError(handler.name, handler.timeoutMs);
+      attemptState.abandon(error);
+      expire(error);
+    };
     const startClock = (): void => {
       clearTimeout(timer);
       timer = setTimeout(() => {
-        const error = new HandlerTimeoutError(handler.name, handler.timeoutMs);
-        attemptState.abandon(error);
-        expire(error);
+        // Its COMMIT is on its way (the last check passed): that decides, not the clock. A commit that has
+        // not ended after another `timeoutMs` is given up on as before.
+        if (attemptState.committing) timer = setTimeout(giveUp, handler.timeoutMs);
+        else giveUp();
       }, handler.timeoutMs);
     };
     startClock();
@@ -216,6 +222,7 @@ export class MessageDispatcher {
  */
 class AttemptState {
   private abandonedWith: Error | undefined;
+  private commitBegun = false;
   private controller: AbortController | undefined;
   private combined: AbortSignal | undefined;
 
@@ -227,6 +234,15 @@ class AttemptState {
 
   get reason(): Error | undefined {
     return this.abandonedWith;
+  }
+
+  /** The last check before its inbox transaction's COMMIT passed (see `AbandonState.beginCommit`). */
+  get committing(): boolean {
+    return this.commitBegun;
+  }
+
+  beginCommit(): void {
+    if (!this.abandonedWith) this.commitBegun = true;
   }
 
   get signal(): AbortSignal {

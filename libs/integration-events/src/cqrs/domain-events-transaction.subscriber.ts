@@ -39,6 +39,8 @@ export class DomainEventsTransactionSubscriber implements EntitySubscriberInterf
     // outbox rows. Checked here, after the handlers, for the outbox too (see isCheckedAfterDomainEvents).
     if (OutboxCommitSubscriber.depthOf(queryRunner) === 1) {
       await assertTransactionNotAborted(queryRunner, 'The transaction that raised domain events');
+      // The last check before this inbox attempt's COMMIT (the inbox left it to this subscriber).
+      AbandonedAttempt.assertNotAndBeginCommit(queryRunner);
     }
   }
 

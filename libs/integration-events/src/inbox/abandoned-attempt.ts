@@ -27,4 +27,10 @@ export const AbandonedAttempt = {
     const state = (queryRunner.data as Record<PropertyKey, unknown>)[KEY] as AbandonState | undefined;
     if (state?.aborted) throw state.reason ?? new Error('The attempt was abandoned');
   },
+
+  /** The same, as the last check before `COMMIT`: the attempt then commits (see `AbandonState.beginCommit`). */
+  assertNotAndBeginCommit(queryRunner: QueryRunner): void {
+    AbandonedAttempt.assertNot(queryRunner);
+    ((queryRunner.data as Record<PropertyKey, unknown>)[KEY] as AbandonState | undefined)?.beginCommit?.();
+  },
 };

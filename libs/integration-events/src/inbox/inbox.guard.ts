@@ -3,7 +3,7 @@ import type { EntityManager, QueryRunner } from 'typeorm';
 import { TransactionsNotConfiguredError } from '../errors/transactions-not-configured.error';
 import { EntityManagerResolver } from '../outbox/entity-manager.resolver';
 import { AbandonedAttempt } from './abandoned-attempt';
-import { assertTransactionNotAborted } from '../outbox/aborted-transaction';
+import { assertTransactionNotAborted, isCheckedAfterDomainEvents } from '../outbox/aborted-transaction';
 import { OutboxDatabase } from '../outbox/outbox-database';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
 
@@ -11,6 +11,12 @@ import { IntegrationEventsConfig } from '../options/integration-events.config';
 export interface AbandonState {
   readonly aborted: boolean;
   readonly reason: unknown;
+  /**
+   * Told when the attempt's last check before `COMMIT` passed: the transaction commits now, and a
+   * timeout that passes meanwhile waits for that commit's outcome (for a while) instead of giving the
+   * attempt up while its effects are being committed.
+   */
+  beginCommit?(): void;
 }
 
 /**
@@ -78,6 +84,8 @@ export class InboxGuard {
         // The handler caught a failed statement: committing would roll back its writes and the inbox
         // record silently, and the message would be acknowledged as handled.
         if (manager.queryRunner) await assertTransactionNotAborted(manager.queryRunner, "The handler's transaction");
+        // The last check, unless the cqrs bridge runs domain-event handlers at the commit and checks after them.
+        if (!(manager.queryRunner && isCheckedAfterDomainEvents(manager.queryRunner))) abandoned.beginCommit?.();
         return true;
       }).finally(() => {
         if (runner) AbandonedAttempt.detach(runner, abandoned);
