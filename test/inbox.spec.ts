@@ -131,10 +131,10 @@ class SlowCommitIntegrationEvent {
 }
 
 /**
- * Writes a row whose deferred trigger makes the COMMIT take 600 ms, past the 400 ms timeout: the handler
+ * Writes a row whose deferred trigger makes the COMMIT take 1.5 s, past the 1 s timeout: the handler
  * itself is done in a few milliseconds. One attempt only, so a timeout would dead-letter the message.
  */
-@IntegrationEventHandler(SlowCommitIntegrationEvent, { timeoutMs: 400, retry: { maxAttempts: 1 } })
+@IntegrationEventHandler(SlowCommitIntegrationEvent, { timeoutMs: 1_000, retry: { maxAttempts: 1 } })
 class SlowCommit implements IIntegrationEventHandler<SlowCommitIntegrationEvent> {
   constructor(
     private readonly ledger: Ledger,
@@ -160,10 +160,10 @@ async function ledgerNamespace(): Promise<TestNamespace> {
   const ns = await TestNamespace.create();
   const db = await ns.sql();
   await db.query(`CREATE TABLE "${ns.schema}".ledger (order_id text NOT NULL, message_id text NOT NULL)`);
-  // A row here makes its transaction's COMMIT take 600 ms (a deferred trigger runs at the commit).
+  // A row here makes its transaction's COMMIT take 1.5 s (a deferred trigger runs at the commit).
   await db.query(`CREATE TABLE "${ns.schema}".slow_commit (order_id text NOT NULL)`);
   await db.query(
-    `CREATE FUNCTION "${ns.schema}".sleep_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.6); RETURN NULL; END $$`,
+    `CREATE FUNCTION "${ns.schema}".sleep_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(1.5); RETURN NULL; END $$`,
   );
   await db.query(
     `CREATE CONSTRAINT TRIGGER sleep_at_commit AFTER INSERT ON "${ns.schema}".slow_commit DEFERRABLE INITIALLY DEFERRED ` +
@@ -262,7 +262,7 @@ describe('inbox', () => {
         expect(await ns.queueDepth(`${ns.serviceName}.SlowCommit.dlq`)).toBe(0);
         expect(await ns.queueDepth(`${ns.serviceName}.SlowCommit`)).toBe(0);
       },
-      { forMs: 1_000 },
+      { forMs: 1_500 },
     );
     const { rows } = await (await ns.sql()).query(`SELECT handler FROM ${ns.inboxTable} WHERE message_id = 'm-slow-commit'`);
     expect(rows).toEqual([{ handler: `${ns.serviceName}.SlowCommit` }]);
@@ -364,6 +364,32 @@ class StockCountedHandler implements IEventHandler<StockCountedDomainEvent> {
   }
 }
 
+class SlowCommitRaisedDomainEvent {
+  constructor(readonly orderId: string) {}
+}
+
+/** The same through the cqrs bridge: the write that makes the COMMIT slow is done by a domain-event handler. */
+@IntegrationEventHandler(SlowCommitIntegrationEvent, { timeoutMs: 1_000, retry: { maxAttempts: 1 } })
+class SlowCommitThroughCqrs implements IIntegrationEventHandler<SlowCommitIntegrationEvent> {
+  constructor(private readonly eventBus: EventBus) {}
+
+  handle(event: SlowCommitIntegrationEvent): void {
+    this.eventBus.publish(new SlowCommitRaisedDomainEvent(event.orderId));
+  }
+}
+
+@EventsHandler(SlowCommitRaisedDomainEvent)
+class SlowCommitRaisedHandler implements IEventHandler<SlowCommitRaisedDomainEvent> {
+  constructor(
+    private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>,
+    private readonly signals: AttemptSignals,
+  ) {}
+
+  async handle(event: SlowCommitRaisedDomainEvent): Promise<void> {
+    await this.txHost.tx.query(`INSERT INTO ${this.signals.table.replace(/ledger$/, 'slow_commit')} (order_id) VALUES ($1)`, [event.orderId]);
+  }
+}
+
 describe('inbox with the cqrs bridge', () => {
   let ns: TestNamespace;
   let app: TestingModule;
@@ -372,7 +398,7 @@ describe('inbox with the cqrs bridge', () => {
     ns = await ledgerNamespace();
     app = await startTestApp(ns, {
       imports: [CqrsModule.forRoot()],
-      providers: [AttemptSignals, CountStock, StockCountedHandler],
+      providers: [AttemptSignals, CountStock, StockCountedHandler, SlowCommitThroughCqrs, SlowCommitRaisedHandler],
       options: { consumer: { retry: { initialDelayMs: 20, maxDelayMs: 40 } } },
     });
     app.get(AttemptSignals).table = `"${ns.schema}".ledger`;
@@ -392,6 +418,19 @@ describe('inbox with the cqrs bridge', () => {
     await eventually(async () => expect(await rows()).toHaveLength(1), { timeoutMs: 10_000 });
     await consistently(async () => expect(await rows()).toEqual([expect.not.stringMatching(/^attempt-1$/)]), { forMs: 500 });
     expect(app.get(AttemptSignals).byAttempt.size).toBeGreaterThanOrEqual(2);
+  });
+
+  it('acknowledges an attempt whose timeout passes while its COMMIT is on its way, after its domain-event handlers', async () => {
+    await ns.publishRaw('inbox.slow-commit', JSON.stringify({ orderId: 'slow-commit-cqrs' }), { messageId: 'm-slow-commit-cqrs' });
+    const committed = async () => (await (await ns.sql()).query(`SELECT 1 FROM "${ns.schema}".slow_commit WHERE order_id = 'slow-commit-cqrs'`)).rows;
+    await eventually(async () => expect(await committed()).toHaveLength(1), { timeoutMs: 10_000 });
+    await consistently(
+      async () => {
+        expect(await ns.queueDepth(`${ns.serviceName}.SlowCommitThroughCqrs.dlq`)).toBe(0);
+        expect(await ns.queueDepth(`${ns.serviceName}.SlowCommitThroughCqrs`)).toBe(0);
+      },
+      { forMs: 1_500 },
+    );
   });
 });
 

@@ -84,6 +84,8 @@ export class InboxGuard {
         // The handler caught a failed statement: committing would roll back its writes and the inbox
         // record silently, and the message would be acknowledged as handled.
         if (manager.queryRunner) await assertTransactionNotAborted(manager.queryRunner, "The handler's transaction");
+        // Given up during that check (a round trip on older node-postgres): not committed, not counted twice.
+        if (abandoned.aborted) throw abandoned.reason ?? new Error('The attempt was abandoned');
         // The last check, unless the cqrs bridge runs domain-event handlers at the commit and checks after them.
         if (!(manager.queryRunner && isCheckedAfterDomainEvents(manager.queryRunner))) abandoned.beginCommit?.();
         return true;
