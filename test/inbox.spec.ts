@@ -172,6 +172,23 @@ async function ledgerNamespace(): Promise<TestNamespace> {
   return ns;
 }
 
+/**
+ * Publishes an `inbox.slow-commit` event for `handler`, whose COMMIT outlasts its timeout, and checks it
+ * was handled once: its row committed, and the message neither dead-lettered nor left in its queue.
+ */
+async function expectHandledDespiteSlowCommit(ns: TestNamespace, handler: string, orderId: string): Promise<void> {
+  await ns.publishRaw('inbox.slow-commit', JSON.stringify({ orderId }), { messageId: `m-${orderId}` });
+  const committed = async () => (await (await ns.sql()).query(`SELECT 1 FROM "${ns.schema}".slow_commit WHERE order_id = $1`, [orderId])).rows;
+  await eventually(async () => expect(await committed()).toHaveLength(1), { timeoutMs: 10_000 });
+  await consistently(
+    async () => {
+      expect(await ns.queueDepth(`${ns.serviceName}.${handler}.dlq`)).toBe(0);
+      expect(await ns.queueDepth(`${ns.serviceName}.${handler}`)).toBe(0);
+    },
+    { forMs: 1_500 },
+  );
+}
+
 /** Idempotent consumption: the inbox, and the cleanup of old rows. */
 describe('inbox', () => {
   let ns: TestNamespace;
@@ -254,16 +271,7 @@ describe('inbox', () => {
   });
 
   it('acknowledges an attempt whose timeout passes while its COMMIT is on its way, instead of dead-lettering what committed', async () => {
-    await ns.publishRaw('inbox.slow-commit', body('slow-commit'), { messageId: 'm-slow-commit' });
-    const committed = async () => (await (await ns.sql()).query(`SELECT 1 FROM "${ns.schema}".slow_commit WHERE order_id = 'slow-commit'`)).rows;
-    await eventually(async () => expect(await committed()).toHaveLength(1), { timeoutMs: 10_000 });
-    await consistently(
-      async () => {
-        expect(await ns.queueDepth(`${ns.serviceName}.SlowCommit.dlq`)).toBe(0);
-        expect(await ns.queueDepth(`${ns.serviceName}.SlowCommit`)).toBe(0);
-      },
-      { forMs: 1_500 },
-    );
+    await expectHandledDespiteSlowCommit(ns, 'SlowCommit', 'slow-commit');
     const { rows } = await (await ns.sql()).query(`SELECT handler FROM ${ns.inboxTable} WHERE message_id = 'm-slow-commit'`);
     expect(rows).toEqual([{ handler: `${ns.serviceName}.SlowCommit` }]);
   });
@@ -421,16 +429,7 @@ describe('inbox with the cqrs bridge', () => {
   });
 
   it('acknowledges an attempt whose timeout passes while its COMMIT is on its way, after its domain-event handlers', async () => {
-    await ns.publishRaw('inbox.slow-commit', JSON.stringify({ orderId: 'slow-commit-cqrs' }), { messageId: 'm-slow-commit-cqrs' });
-    const committed = async () => (await (await ns.sql()).query(`SELECT 1 FROM "${ns.schema}".slow_commit WHERE order_id = 'slow-commit-cqrs'`)).rows;
-    await eventually(async () => expect(await committed()).toHaveLength(1), { timeoutMs: 10_000 });
-    await consistently(
-      async () => {
-        expect(await ns.queueDepth(`${ns.serviceName}.SlowCommitThroughCqrs.dlq`)).toBe(0);
-        expect(await ns.queueDepth(`${ns.serviceName}.SlowCommitThroughCqrs`)).toBe(0);
-      },
-      { forMs: 1_500 },
-    );
+    await expectHandledDespiteSlowCommit(ns, 'SlowCommitThroughCqrs', 'slow-commit-cqrs');
   });
 });
 
