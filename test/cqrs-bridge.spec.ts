@@ -1,5 +1,5 @@
 import { Global, Injectable, Module, type OnApplicationBootstrap } from '@nestjs/common';
-import { CqrsModule, CommandBus, CommandHandler, EventBus, EventsHandler, type ICommandHandler, type IEventHandler } from '@nestjs/cqrs';
+import { CqrsModule, CommandBus, CommandHandler, EventBus, EventsHandler, type ICommandHandler, type IEventHandler, type IEventPublisher } from '@nestjs/cqrs';
 import type { TestingModule } from '@nestjs/testing';
 import { Test } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
@@ -152,6 +152,57 @@ class SwallowingStockHandler implements IEventHandler<StockReservedDomainEvent> 
 @Injectable()
 @IntegrationEventConverter(OrderPlacedDomainEvent)
 class ConverterWithoutConvert {}
+
+class ParcelPackedDomainEvent {
+  constructor(
+    readonly orderId: string,
+    readonly fail = false,
+  ) {}
+}
+
+@Injectable()
+class PackingProbe {
+  readonly handled: string[] = [];
+}
+
+@EventsHandler(ParcelPackedDomainEvent)
+class ParcelPackedHandler implements IEventHandler<ParcelPackedDomainEvent> {
+  constructor(private readonly probe: PackingProbe) {}
+  handle(event: ParcelPackedDomainEvent): void {
+    this.probe.handled.push(event.orderId);
+    if (event.fail) throw new Error(`packing ${event.orderId} failed`);
+  }
+}
+
+@IntegrationEventConverter(ParcelPackedDomainEvent)
+class ParcelPackedConverter implements IIntegrationEventConverter<ParcelPackedDomainEvent, OrderCreatedIntegrationEvent> {
+  convert(event: ParcelPackedDomainEvent): OrderCreatedIntegrationEvent {
+    return new OrderCreatedIntegrationEvent(`${event.orderId}/packed`);
+  }
+}
+
+/** Publishes on the EventBus its module can inject. */
+@Injectable()
+class Packing {
+  constructor(readonly eventBus: EventBus) {}
+}
+
+/** A feature module importing the plain CqrsModule, beside `CqrsModule.forRoot()`: it gets a bus of its own. */
+@Module({ imports: [CqrsModule], providers: [Packing], exports: [Packing] })
+class PackingModule {}
+
+@Injectable()
+class RootPacking {
+  constructor(readonly eventBus: EventBus) {}
+}
+
+/** An application's own cqrs publisher (one that would send events to a broker, say). */
+class OwnEventPublisher implements IEventPublisher {
+  readonly published: object[] = [];
+  publish(event: object): void {
+    this.published.push(event);
+  }
+}
 
 /** Item 1 and 2 of the cqrs bridge: domain events handled in their transaction; converters. */
 describe('@nestjs/cqrs bridge', () => {
@@ -520,6 +571,88 @@ describe('@nestjs/cqrs bridge', () => {
       } finally {
         await app.close();
       }
+    } finally {
+      await other.cleanup();
+    }
+  });
+
+  it('bridges every EventBus: a feature module importing the plain CqrsModule beside CqrsModule.forRoot() has one of its own', async () => {
+    const other = await TestNamespace.create();
+    try {
+      const logger = new CapturingLogger();
+      const app = await startTestApp(other, {
+        imports: [CqrsModule.forRoot(), PackingModule],
+        providers: [PackingProbe, ParcelPackedHandler, ParcelPackedConverter, RootPacking],
+        options: { consumer: { enabled: false } },
+        logger,
+      });
+      try {
+        await eventually(() => expect(logger.text).toContain('Domain events are dispatched in their transaction: 1 handler(s) on each of 2 EventBuses, 1 converter(s)'));
+        expect(logger.text).not.toContain("not cqrs's in-memory one");
+        const buses = { feature: app.get(Packing).eventBus, root: app.get(RootPacking).eventBus };
+        // The set-up this test is about: two CqrsModule instances, two buses.
+        expect(buses.feature).not.toBe(buses.root);
+        const host = app.get<TransactionHost<TransactionalAdapterTypeOrm>>(TransactionHost);
+        const probe = app.get(PackingProbe);
+        const outboxOrderIds = async () =>
+          (await (await other.sql()).query(`SELECT payload FROM ${other.outboxTable}`)).rows.map((r: { payload: string }) => JSON.parse(r.payload).orderId).sort();
+        for (const [name, bus] of Object.entries(buses)) {
+          // A handler's throw reaches the caller and rolls back the transaction: it ran inside it, awaited.
+          await expect(host.withTransaction(async () => bus.publish(new ParcelPackedDomainEvent(`${name}-fails`, true)))).rejects.toThrow(
+            `packing ${name}-fails failed`,
+          );
+          await host.withTransaction(async () => bus.publish(new ParcelPackedDomainEvent(`${name}-ok`)));
+        }
+        // Each event's converter wrote its integration event in the transaction, and only for the committed ones.
+        expect(await outboxOrderIds()).toEqual(['feature-ok/packed', 'root-ok/packed']);
+        // Each handler ran once per event: in the transaction, and not again from the stream after the commit.
+        await consistently(() => expect(probe.handled).toEqual(['feature-fails', 'feature-ok', 'root-fails', 'root-ok']));
+      } finally {
+        await app.close();
+      }
+    } finally {
+      await other.cleanup();
+    }
+  });
+
+  it('warns at boot that handlers may run twice when the EventBus publishes through the application\'s own publisher', async () => {
+    const other = await TestNamespace.create();
+    try {
+      const logger = new CapturingLogger();
+      const ownPublisher = new OwnEventPublisher();
+      const app = await startTestApp(other, {
+        imports: [CqrsModule.forRoot({ eventPublisher: ownPublisher })],
+        providers: [PackingProbe, ParcelPackedHandler, RootPacking],
+        options: { consumer: { enabled: false } },
+        logger,
+      });
+      try {
+        expect(logger.text).toContain("The EventBus publishes through OwnEventPublisher, not cqrs's in-memory one");
+        // Still the bridge: handled in the transaction, then handed to the application's publisher.
+        await app.get<TransactionHost<TransactionalAdapterTypeOrm>>(TransactionHost).withTransaction(async () =>
+          app.get(RootPacking).eventBus.publish(new ParcelPackedDomainEvent('own-1')),
+        );
+        expect(app.get(PackingProbe).handled).toEqual(['own-1']);
+        await eventually(() => expect(ownPublisher.published).toEqual([new ParcelPackedDomainEvent('own-1')]));
+      } finally {
+        await app.close();
+      }
+    } finally {
+      await other.cleanup();
+    }
+  });
+
+  it('fails boot when converters are provided and the bridge is turned off, instead of never writing their integration events', async () => {
+    const other = await TestNamespace.create();
+    try {
+      const boot = await startTestApp(other, { imports: [CqrsModule.forRoot()], providers: [ParcelPackedConverter], options: { cqrs: { enabled: false } } }).then(
+        async (app) => {
+          await app.close();
+          return 'booted';
+        },
+        (error: Error) => error.message,
+      );
+      expect(boot).toContain('converters need the cqrs bridge, and cqrs.enabled is false');
     } finally {
       await other.cleanup();
     }

@@ -2,11 +2,23 @@ import type { QueryRunner } from 'typeorm';
 import { DOMAIN_EVENT_QUEUE_KEY } from '../outbox/aborted-transaction';
 import { OutboxCommitSubscriber } from '../outbox/outbox-commit.subscriber';
 
+/** The `EventBus` a domain event was published on: its handlers run the event, its stream gets it. */
+export interface DomainEventRoute {
+  /** Runs the event's handlers bound to this bus, awaited, one after the other; returns how many ran. */
+  dispatch(event: object): Promise<number>;
+  /** Sends the (committed) event down this bus's stream, through the publisher the bridge wrapped. */
+  forward(event: object, dispatcherContext: unknown, asyncContext: unknown): void;
+  /** The event's handlers on this bus may run it again (see `DomainEventHandlerRegistry.forget`). */
+  forget(event: object): void;
+}
+
 /** A domain event published inside a transaction, with what `EventBus.publish()` was given along with it. */
 export interface QueuedDomainEvent {
   readonly event: object;
   readonly dispatcherContext: unknown;
   readonly asyncContext: unknown;
+  /** The bus it was published on. */
+  readonly route: DomainEventRoute;
   /**
    * The savepoint depth it belongs to (1 = the transaction itself): raised there, or handled in a
    * savepoint of that depth. A rollback of that savepoint undoes it; a release moves it to the parent.
@@ -59,8 +71,8 @@ export class DomainEventQueue {
   }
 
   /** Queues an event raised now, at the current depth. */
-  add(event: object, dispatcherContext: unknown, asyncContext: unknown): void {
-    this.pending.push({ event, dispatcherContext, asyncContext, depth: this.depth });
+  add(event: object, dispatcherContext: unknown, asyncContext: unknown, route: DomainEventRoute): void {
+    this.pending.push({ event, dispatcherContext, asyncContext, route, depth: this.depth });
   }
 
   /** Takes out the pending events raised at `depth` or deeper: those whose savepoint (or transaction) commits now. */

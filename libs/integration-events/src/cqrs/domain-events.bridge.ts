@@ -10,12 +10,11 @@ import { IntegrationEventsConfig } from '../options/integration-events.config';
 import { EntityManagerResolver } from '../outbox/entity-manager.resolver';
 import { OutboxDatabase } from '../outbox/outbox-database';
 import { IntegrationEventPublisher } from '../publisher/integration-event.publisher';
+import { BridgedEventBus } from './bridged-event-bus';
 import { CqrsHandlersReady } from './cqrs-handlers-ready';
-import { DomainEventHandlerRegistry } from './domain-event-handler-registry';
 import { DomainEventQueue, type QueuedDomainEvent } from './domain-event-queue';
 import { DomainEventsTransactionSubscriber } from './domain-events-transaction.subscriber';
 import { IntegrationEventConverterRegistry } from './integration-event-converter.registry';
-import { TransactionalEventPublisher } from './transactional-event-publisher';
 
 /**
  * The @nestjs/cqrs bridge. Inside a nestjs-cls transaction, domain events published on the EventBus
@@ -24,15 +23,14 @@ import { TransactionalEventPublisher } from './transactional-event-publisher';
  * `@IntegrationEventConverter`s publish integration events into the same outbox transaction. A throw
  * rolls everything back. After the commit the events go down the EventBus stream as usual (sagas and
  * other subscribers see them then), with the handlers that already ran them skipped. Outside a
- * transaction nothing changes.
+ * transaction nothing changes. Every EventBus of the application is bridged (one per CqrsModule imported).
  */
 @Injectable()
 export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap {
   private readonly logger = new Logger('IntegrationEvents:DomainEvents');
-  private readonly registry = new DomainEventHandlerRegistry();
   private readonly subscriber = new DomainEventsTransactionSubscriber(this);
-  private eventBus: EventBus | undefined;
-  private publisher: TransactionalEventPublisher | undefined;
+  /** Every EventBus of the application (one per CqrsModule imported), each bridged. */
+  private buses: BridgedEventBus[] = [];
 
   constructor(
     private readonly config: IntegrationEventsConfig,
@@ -46,10 +44,19 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
 
   /** Installs the bridge before CqrsModule registers its handlers (at application bootstrap). */
   onModuleInit(): void {
-    if (!this.config.options.cqrs.enabled) return;
     this.converters.explore();
-    this.eventBus = this.findEventBus();
-    if (!this.eventBus) {
+    if (!this.config.options.cqrs.enabled) {
+      // Their domain events would pass by, and their integration events would never be written.
+      if (this.converters.size > 0) {
+        throw new InvalidIntegrationEventConverterError(
+          'IntegrationEventConverter',
+          'converters need the cqrs bridge, and cqrs.enabled is false: enable it, or remove the converters.',
+        );
+      }
+      return;
+    }
+    const eventBuses = this.findEventBuses();
+    if (eventBuses.length === 0) {
       if (this.converters.size > 0) {
         throw new InvalidIntegrationEventConverterError(
           'IntegrationEventConverter',
@@ -58,25 +65,36 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
       }
       return;
     }
-    this.registry.install(this.eventBus);
-    this.publisher = new TransactionalEventPublisher(this.eventBus.publisher, this);
-    this.eventBus.publisher = this.publisher;
+    this.buses = eventBuses.map((eventBus) => new BridgedEventBus(eventBus, this));
     this.database.dataSource.subscribers.push(this.subscriber);
   }
 
   onApplicationBootstrap(): void {
-    const eventBus = this.eventBus;
-    if (!eventBus || !this.publisher) return;
-    if (eventBus.publisher !== this.publisher) {
+    if (this.buses.length === 0) return;
+    for (const bus of this.buses) {
       // Someone replaced the EventBus publisher after us (e.g. in their own onModuleInit): wrap theirs.
-      this.logger.log('The EventBus publisher was replaced after the bridge was installed; wrapping the new one');
-      this.publisher = new TransactionalEventPublisher(eventBus.publisher, this);
-      eventBus.publisher = this.publisher;
+      if (bus.wrapReplacedPublisher()) this.logger.log('The EventBus publisher was replaced after the bridge was installed; wrapping the new one');
+      if (!bus.publishesToItsOwnStream) {
+        this.logger.warn(
+          `The EventBus publishes through ${bus.inner.constructor?.name || 'a publisher of your own'}, not cqrs's in-memory one. Events handled in a ` +
+            'transaction are handed to it after the commit, and their @EventsHandler handlers skip them only if it passes the same ' +
+            'object to the bus stream before the next turn of the event loop: an event that comes back later or as another ' +
+            'object (through a broker and an IMessageSource) runs those handlers a second time, outside the transaction.',
+        );
+      }
     }
     // Counted once CqrsModule has bound its handlers: Nest may bootstrap it after this module.
-    void this.cqrsReady.registration().then(() =>
-      this.logger.log(`Domain events are dispatched in their transaction: ${this.registry.size} handler(s), ${this.converters.size} converter(s)`),
-    );
+    void this.cqrsReady.registration().then(() => {
+      // Each CqrsModule binds every handler of the application to its own bus.
+      const counts = this.buses.map((bus) => bus.handlerCount);
+      const handlers =
+        counts.length === 1
+          ? `${counts[0]} handler(s)`
+          : counts.every((count) => count === counts[0])
+            ? `${counts[0]} handler(s) on each of ${counts.length} EventBuses`
+            : `${counts.join(' + ')} handler(s) on ${counts.length} EventBuses`;
+      this.logger.log(`Domain events are dispatched in their transaction: ${handlers}, ${this.converters.size} converter(s)`);
+    });
   }
 
   /**
@@ -86,12 +104,10 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
    * server is disposed) have their domain events handled in their transactions, converters included.
    */
   detach(): void {
-    const subscribers = this.eventBus ? this.database.dataSource.subscribers : undefined;
+    const subscribers = this.buses.length > 0 ? this.database.dataSource.subscribers : undefined;
     const index = subscribers?.indexOf(this.subscriber) ?? -1;
     if (index >= 0) subscribers!.splice(index, 1);
-    if (this.eventBus && this.publisher && this.eventBus.publisher === this.publisher) {
-      this.eventBus.publisher = this.publisher.inner;
-    }
+    for (const bus of this.buses) bus.detach();
   }
 
   /**
@@ -132,7 +148,7 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
         );
       }
       for (const item of items) {
-        await this.registry.dispatch(item.event);
+        await item.route.dispatch(item.event);
         // Handled from now on: a failure below rolls it back with the rest (and its handlers are forgotten).
         item.depth = level;
         queue.dispatched.push(item);
@@ -144,13 +160,9 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
 
   /** @internal Sends the committed events down the stream, outside the finished transaction's context. */
   forwardAfterCommit(queue: DomainEventQueue): void {
-    const inner = this.publisher?.inner;
-    if (!inner) return;
     const forward = async (): Promise<void> => {
       try {
-        for (const { event, dispatcherContext, asyncContext } of queue.dispatched) {
-          (inner.publish as (e: object, d?: unknown, a?: unknown) => unknown)(event, dispatcherContext, asyncContext);
-        }
+        for (const { event, dispatcherContext, asyncContext, route } of queue.dispatched) route.forward(event, dispatcherContext, asyncContext);
       } finally {
         // The stream calls its handlers as the event goes through (a publisher that defers to a later
         // microtask or to the next turn included); after that the same object may be published anew.
@@ -166,14 +178,14 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
 
   /** @internal Their handlers may run again: rolled back, or forwarded (see `DomainEventHandlerRegistry.forget`). */
   forgetHandled(items: readonly QueuedDomainEvent[]): void {
-    for (const { event } of items) this.registry.forget(event);
+    for (const { event, route } of items) route.forget(event);
   }
 
-  private findEventBus(): EventBus | undefined {
+  private findEventBuses(): EventBus[] {
     try {
-      return this.moduleRef.get(EventBus, { strict: false });
+      return [...new Set(this.moduleRef.get(EventBus, { strict: false, each: true }))];
     } catch {
-      return undefined;
+      return [];
     }
   }
 

@@ -1,5 +1,5 @@
 import type { IEvent, IEventPublisher } from '@nestjs/cqrs';
-import type { DomainEventQueue } from './domain-event-queue';
+import type { DomainEventQueue, DomainEventRoute } from './domain-event-queue';
 
 /** What the publisher needs to know about the current transaction and the converters. */
 export interface TransactionalEventPublisherContext {
@@ -16,15 +16,20 @@ export interface TransactionalEventPublisherContext {
  * commit and sent down the stream after it.
  */
 export class TransactionalEventPublisher<EventBase extends IEvent = IEvent> implements IEventPublisher<EventBase> {
+  /**
+   * @param route the bus this publisher is installed on: an event queued here is handled, and later
+   *   forwarded, by that bus
+   */
   constructor(
     readonly inner: IEventPublisher<EventBase>,
     private readonly context: TransactionalEventPublisherContext,
+    private readonly route: DomainEventRoute,
   ) {}
 
   publish<T extends EventBase>(event: T, dispatcherContext?: unknown, asyncContext?: unknown): unknown {
     const queue = this.context.currentQueue();
     if (queue) {
-      queue.add(event, dispatcherContext, asyncContext);
+      queue.add(event, dispatcherContext, asyncContext, this.route);
       return undefined;
     }
     this.context.assertPublishableOutsideTransaction(event);
@@ -34,7 +39,7 @@ export class TransactionalEventPublisher<EventBase extends IEvent = IEvent> impl
   publishAll<T extends EventBase>(events: T[], dispatcherContext?: unknown, asyncContext?: unknown): unknown {
     const queue = this.context.currentQueue();
     if (queue) {
-      for (const event of events) queue.add(event, dispatcherContext, asyncContext);
+      for (const event of events) queue.add(event, dispatcherContext, asyncContext, this.route);
       return undefined;
     }
     for (const event of events) this.context.assertPublishableOutsideTransaction(event);

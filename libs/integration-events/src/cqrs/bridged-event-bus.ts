@@ -1,0 +1,72 @@
+import type { EventBus, IEvent } from '@nestjs/cqrs';
+import { DomainEventHandlerRegistry } from './domain-event-handler-registry';
+import type { DomainEventRoute } from './domain-event-queue';
+import { TransactionalEventPublisher, type TransactionalEventPublisherContext } from './transactional-event-publisher';
+
+/**
+ * One `EventBus` with the bridge installed: its handlers taken over for in-transaction dispatch, its
+ * publisher wrapped. An application has one bus per `CqrsModule` it imports (`CqrsModule.forRoot()` in
+ * the root and a plain `CqrsModule` in a feature module make two), and each bus dispatches to its own
+ * handler bindings and stream: an event queued in a transaction is handled, and later forwarded, by the
+ * bus it was published on.
+ */
+export class BridgedEventBus implements DomainEventRoute {
+  private readonly registry = new DomainEventHandlerRegistry();
+  private publisher: TransactionalEventPublisher;
+
+  constructor(
+    readonly eventBus: EventBus,
+    private readonly context: TransactionalEventPublisherContext,
+  ) {
+    this.registry.install(eventBus);
+    this.publisher = new TransactionalEventPublisher(eventBus.publisher, context, this);
+    eventBus.publisher = this.publisher;
+  }
+
+  /** Number of singleton handlers bound to this bus so far. */
+  get handlerCount(): number {
+    return this.registry.size;
+  }
+
+  /**
+   * Whether the bus publishes straight into its own stream, as cqrs's in-memory publisher does (which
+   * @nestjs/cqrs does not export): a forwarded event then reaches the handlers' guards at once.
+   */
+  get publishesToItsOwnStream(): boolean {
+    return (this.publisher.inner as { subject$?: unknown }).subject$ === this.eventBus.subject$;
+  }
+
+  /** The publisher the bridge forwards to (the bus's own, or the application's). */
+  get inner(): TransactionalEventPublisher['inner'] {
+    return this.publisher.inner;
+  }
+
+  /**
+   * Wraps the bus's publisher again when it was replaced after the bridge was installed (e.g. in an
+   * application's `onModuleInit`).
+   * @returns whether it was replaced
+   */
+  wrapReplacedPublisher(): boolean {
+    if (this.eventBus.publisher === this.publisher) return false;
+    this.publisher = new TransactionalEventPublisher(this.eventBus.publisher, this.context, this);
+    this.eventBus.publisher = this.publisher;
+    return true;
+  }
+
+  /** Gives the bus its publisher back (at shutdown). */
+  detach(): void {
+    if (this.eventBus.publisher === this.publisher) this.eventBus.publisher = this.publisher.inner;
+  }
+
+  dispatch(event: IEvent): Promise<number> {
+    return this.registry.dispatch(event);
+  }
+
+  forward(event: object, dispatcherContext: unknown, asyncContext: unknown): void {
+    (this.publisher.inner.publish as (e: object, d?: unknown, a?: unknown) => unknown)(event, dispatcherContext, asyncContext);
+  }
+
+  forget(event: object): void {
+    this.registry.forget(event);
+  }
+}
