@@ -45,6 +45,8 @@ describe('hostile input', () => {
       ['bad-occurred-at', valid('x'), { 'ie-occurred-at': 'yesterday' }, /ie-occurred-at/],
       ['bad-version', valid('x'), { 'ie-event-version': 'one' }, /ie-event-version/],
       ['no-message-id', valid('x'), {}, /message_id/, null],
+      // A double amqplib decodes but cannot encode again: the dead letter leaves it out rather than loop.
+      ['double-attempt', 'null', { 'ie-attempt': { '!': 'double', value: -1e300 } }, /is null, not a JSON object/],
     ];
     const recorder = app.get(OrderCreatedRecorder);
     const goodIds: string[] = [];
@@ -55,7 +57,13 @@ describe('hostile input', () => {
       await ns.publishRaw('ordering.order-created', valid(goodId), { messageId: goodId });
     }
     // Forged attempt counts are clamped, not trusted: these are well-formed and handled.
-    for (const [id, attempt] of [['forged-negative', -3], ['forged-huge', 10 ** 9], ['forged-text', 'DROP TABLE']] as const) {
+    const forged = [
+      ['forged-negative', -3],
+      ['forged-huge', 10 ** 9],
+      ['forged-text', 'DROP TABLE'],
+      ['forged-double', { '!': 'double', value: -1e300 }],
+    ] as const;
+    for (const [id, attempt] of forged) {
       await ns.publishRaw('ordering.order-created', valid(id), { messageId: id, headers: { 'ie-attempt': attempt } });
       goodIds.push(id);
     }

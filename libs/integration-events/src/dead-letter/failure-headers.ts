@@ -38,11 +38,13 @@ function eventNameHeader(headers: Headers, eventName: string | undefined): Recor
 }
 
 /**
- * Smaller forms of a copy's headers, for a copy amqplib cannot encode: its header table takes at most
- * 64 KiB, and another publisher's client may have sent more than that, or close to it. First the
- * failure's stack goes and its message is cut to 200 characters; then the application's headers go
- * too: only the library's own (`ie-*`) remain, and `ie-dropped-headers` names what was left out. The
- * message itself (its body) is always kept: in the handler's queue again, or in its dead-letter queue.
+ * Other forms of a copy's headers, for a copy amqplib cannot encode: its header table takes at most
+ * 64 KiB, and another publisher's client may have sent more than that, or close to it, or values
+ * amqplib decodes but cannot encode again (a ±1e300 double, a fraction over 2^50, a nested table with a "!" key). First
+ * the failure's stack goes and its message is cut to 200 characters; then the application's headers go
+ * too: only the library's own (`ie-*`) remain, and `ie-dropped-headers` names what was left out; last,
+ * of those only the ones amqplib surely encodes remain, within its table (see `encodedSize`). The message itself (its
+ * body) is always kept: in the handler's queue again, or in its dead-letter queue.
  */
 export function smallerCopyHeaders(headers: Headers): Array<Record<string, unknown>> {
   const compact: Record<string, unknown> = { ...headers };
@@ -57,9 +59,48 @@ export function smallerCopyHeaders(headers: Headers): Array<Record<string, unkno
     if (name.toLowerCase().startsWith('ie-')) libraryOnly[name] = value;
     else dropped.push(name);
   }
-  const droppedList = dropped.join(',');
-  libraryOnly[MessageHeaders.DroppedHeaders] = droppedList.length > 1_000 ? `${droppedList.slice(0, 999)}…` : droppedList;
-  return [compact, libraryOnly];
+  libraryOnly[MessageHeaders.DroppedHeaders] = droppedHeadersValue(dropped);
+  const encodable: Record<string, unknown> = {};
+  // Room for the dropped-headers list (at most 1,000 characters, 3 bytes each) under amqplib's 64 KiB.
+  let room = 60_000;
+  for (const [name, value] of Object.entries(libraryOnly)) {
+    if (name === MessageHeaders.DroppedHeaders) continue;
+    const size = encodedSize(name, value);
+    if (size !== undefined && size <= room) {
+      encodable[name] = value;
+      room -= size;
+    } else dropped.push(name);
+  }
+  encodable[MessageHeaders.DroppedHeaders] = droppedHeadersValue(dropped);
+  return [compact, libraryOnly, encodable];
+}
+
+function droppedHeadersValue(names: readonly string[]): string {
+  const list = names.join(',');
+  return list.length > 1_000 ? `${list.slice(0, 999)}…` : list;
+}
+
+/**
+ * The bytes one header takes in amqplib's table, when amqplib surely encodes it: a name of at most 255
+ * bytes, and a string, a boolean, a safe integer (sent as a long) or a fraction under 2^50 (a double).
+ * `undefined` for anything else: a NaN or an out-of-range number (amqplib sends those as a long and
+ * fails), a table or an array (a "!" key in one is taken as a type tag), a name decoded from invalid
+ * UTF-8 grown past 255 bytes.
+ */
+function encodedSize(name: string, value: unknown): number | undefined {
+  const nameBytes = Buffer.byteLength(name, 'utf8');
+  if (nameBytes > 255) return undefined;
+  switch (typeof value) {
+    case 'string':
+      return 1 + nameBytes + 1 + 4 + Buffer.byteLength(value, 'utf8');
+    case 'boolean':
+      return 1 + nameBytes + 1 + 1;
+    case 'number':
+      // amqplib's own rule: a fraction under 2^50 is a double; anything else it sends as a long.
+      return Number.isSafeInteger(value) || (Math.abs(value) < 2 ** 50 && !Number.isInteger(value)) ? 1 + nameBytes + 1 + 8 : undefined;
+    default:
+      return undefined;
+  }
 }
 
 function firstFailureAt(headers: Headers, failedAt: Date): string {

@@ -21,3 +21,32 @@ export function copyProperties(properties: MessageProperties, headers: Record<st
     headers,
   };
 }
+
+/** The properties amqplib sends as AMQP short strings: at most 255 bytes each. */
+const SHORT_STRING_PROPERTIES = ['messageId', 'contentType', 'contentEncoding', 'correlationId', 'appId', 'type', 'replyTo'] as const;
+
+/**
+ * `options` without the properties amqplib cannot encode again: a short string received from another
+ * client with invalid UTF-8 is decoded with replacement characters and may no longer fit its 255 bytes;
+ * a timestamp near 2^64 is decoded into a number past it. For a copy's last form, so that a message that cannot be copied whole is still copied.
+ * @returns the options, and the names of the properties left out
+ */
+export function withEncodableProperties(options: Options.Publish): { options: Options.Publish; dropped: string[] } {
+  const result: Options.Publish = { ...options };
+  const dropped: string[] = [];
+  for (const name of SHORT_STRING_PROPERTIES) {
+    const value: unknown = result[name];
+    if (value === undefined) continue;
+    if (typeof value !== 'string' || Buffer.byteLength(value, 'utf8') > 255) {
+      delete result[name];
+      dropped.push(name);
+    }
+  }
+  // Decoded from 64 bits into a number: near 2^64 it rounds up past what can be encoded again.
+  const timestamp: unknown = result.timestamp;
+  if (timestamp !== undefined && !(typeof timestamp === 'number' && Number.isSafeInteger(timestamp) && timestamp >= 0)) {
+    delete result.timestamp;
+    dropped.push('timestamp');
+  }
+  return { options: result, dropped };
+}

@@ -9,7 +9,7 @@ import type { ResolvedIntegrationEventsOptions } from '../../options/resolved-op
 import type { ConsumerCallbacks } from '../integration-event-transport';
 import { AckCoalescer } from './ack-coalescer';
 import { cancelQuietly } from './close-quietly';
-import { copyProperties } from './copy-properties';
+import { copyProperties, withEncodableProperties } from './copy-properties';
 import { declareHandlerTopology, waitQueueName } from './handler-topology';
 import type { ManagedChannel } from './managed-channel';
 import type { RabbitMqConnection } from './rabbitmq.connection';
@@ -279,31 +279,48 @@ export class RabbitMqConsumer {
       return Promise.resolve(undefined);
     }
     return new Promise((resolve) => {
-      // A copy amqplib cannot encode (headers over its 64 KiB table) is tried again with smaller headers;
-      // giving it back to its queue instead would bring it back to the handler, failing the same way.
-      const placedWith = (sentHeaders: Record<string, unknown>) => (placed: boolean) => resolve(placed ? sentHeaders : undefined);
-      let sent = this.trySendCopy(channel, message, queue, headers, extra, placedWith(headers));
-      if (sent === 'too-big') {
-        for (const [index, smaller] of smallerCopyHeaders(headers).entries()) {
-          sent = this.trySendCopy(channel, message, queue, smaller, extra, placedWith(smaller));
-          if (sent === 'too-big') continue;
-          if (sent === 'sent') {
-            this.logger.warn(
-              `Copy of message ${String(properties.messageId)} to ${queue} did not fit amqplib's 64 KiB header table: sent ` +
-                (index === 0 ? "without the failure's stack" : `with only the library's headers (left out: ${String(smaller[MessageHeaders.DroppedHeaders])})`),
-            );
-          }
-          break;
-        }
+      // A copy amqplib cannot encode (headers over its 64 KiB table, values or properties it decoded but
+      // cannot encode again) is tried again in other forms; giving it back to its queue instead would
+      // bring it back to the handler, failing the same way, for ever. Every other form leaves out the
+      // properties amqplib cannot encode.
+      const onPlaced = (sentHeaders: Record<string, unknown> | undefined) => resolve(sentHeaders);
+      let sent = this.trySendCopy(channel, message, queue, headers, extra, onPlaced, false);
+      if (sent !== 'unencodable') {
+        if (sent === 'failed') resolve(undefined);
+        return;
       }
-      if (sent !== 'sent') resolve(undefined);
+      const forms = [headers, ...smallerCopyHeaders(headers)];
+      // The first form only differs by the properties left out: pointless when they all encode.
+      const propertiesEncode = withEncodableProperties(copyProperties(properties, headers)).dropped.length === 0;
+      for (const [index, form] of forms.entries()) {
+        if (index === 0 && propertiesEncode) continue;
+        sent = this.trySendCopy(channel, message, queue, form, extra, onPlaced, true);
+        if (sent === 'unencodable') continue;
+        if (sent === 'sent') {
+          this.logger.warn(
+            `Copy of message ${String(properties.messageId)} to ${queue} could not be encoded whole: sent ` +
+              [
+                "with the properties amqplib can encode",
+                "without the failure's stack",
+                "with only the library's headers",
+                "with only the library's headers amqplib can encode",
+              ][index] +
+              (form[MessageHeaders.DroppedHeaders] ? ` (left out: ${String(form[MessageHeaders.DroppedHeaders])})` : ''),
+          );
+        } else resolve(undefined);
+        return;
+      }
+      resolve(undefined);
     });
   }
 
   /**
-   * Sends one copy: `sent`, and `resolve` then gets whether the copy is in `queue`. amqplib refuses a
-   * copy on the spot, before sending anything, when it cannot encode it (`too-big`, a RangeError) or
-   * when the channel is gone (`failed`, logged).
+   * Sends one copy: `sent`, and `onPlaced` then gets the headers sent when the copy is in `queue`, else
+   * `undefined`. amqplib refuses a copy on the spot, before sending anything, when it cannot encode it
+   * (`unencodable`: a RangeError or a TypeError from its codec) or when the channel is gone (`failed`,
+   * an IllegalOperationError; logged).
+   * @param encodablePropertiesOnly leave out the short-string properties amqplib cannot encode again, and
+   *   name them in `ie-dropped-headers`
    */
   private trySendCopy(
     channel: ConfirmChannel,
@@ -311,31 +328,42 @@ export class RabbitMqConsumer {
     queue: string,
     headers: Record<string, unknown>,
     extra: Pick<Options.Publish, 'expiration'>,
-    resolve: (placed: boolean) => void,
-  ): 'sent' | 'too-big' | 'failed' {
+    onPlaced: (sentHeaders: Record<string, unknown> | undefined) => void,
+    encodablePropertiesOnly: boolean,
+  ): 'sent' | 'unencodable' | 'failed' {
     const { properties } = message;
+    let options = copyProperties(properties, headers);
+    if (encodablePropertiesOnly) {
+      const encodable = withEncodableProperties(options);
+      options = encodable.options;
+      if (encodable.dropped.length > 0) {
+        const listed = [headers[MessageHeaders.DroppedHeaders], ...encodable.dropped.map((name) => `${name} (property)`)];
+        headers = { ...headers, [MessageHeaders.DroppedHeaders]: listed.filter(Boolean).join(',') };
+      }
+    }
+    const sentHeaders = headers;
+    // The broker returns the copy under the id it was sent with (none, when it was left out).
+    const key = copyKey(queue, options.messageId);
     try {
-      channel.sendToQueue(
-        queue,
-        message.content,
-        { ...copyProperties(properties, this.copyHeaders.fill(headers)), ...extra, mandatory: true },
-        (error) => {
-          const returned = this.takeReturned(copyKey(queue, properties.messageId));
-          if (error) this.logger.error(`Copy of message ${String(properties.messageId)} to ${queue} was not confirmed: ${String(error)}`);
-          else if (returned) {
-            this.logger.error(
-              `Copy of message ${String(properties.messageId)} to ${queue} was returned: the queue does not exist (deleted?); ` +
-                `declaring ${this.handler.queue}'s queues again, the message comes back from its queue`,
-            );
-            this.channel?.recycle();
-          }
-          resolve(!error && !returned);
-        },
-      );
+      channel.sendToQueue(queue, message.content, { ...options, headers: this.copyHeaders.fill(sentHeaders), ...extra, mandatory: true }, (error) => {
+        const returned = this.takeReturned(key);
+        if (error) this.logger.error(`Copy of message ${String(properties.messageId)} to ${queue} was not confirmed: ${String(error)}`);
+        else if (returned) {
+          this.logger.error(
+            `Copy of message ${String(properties.messageId)} to ${queue} was returned: the queue does not exist (deleted?); ` +
+              `declaring ${this.handler.queue}'s queues again, the message comes back from its queue`,
+          );
+          this.channel?.recycle();
+        }
+        onPlaced(!error && !returned ? sentHeaders : undefined);
+      });
       return 'sent';
     } catch (error) {
       this.logger.error(`Copy of message ${String(properties.messageId)} to ${queue} failed: ${(error as Error).message}`);
-      return error instanceof RangeError ? 'too-big' : 'failed';
+      // By name: Node's Buffer writes throw RangeErrors of the main realm, which `instanceof` misses in a VM
+      // context (Jest's); a closed channel throws amqplib's IllegalOperationError.
+      const name = (error as Error | undefined)?.name;
+      return name === 'RangeError' || name === 'TypeError' ? 'unencodable' : 'failed';
     }
   }
 

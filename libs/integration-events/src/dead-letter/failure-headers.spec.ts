@@ -1,0 +1,55 @@
+import { dirname, join } from 'node:path';
+import { smallerCopyHeaders } from './failure-headers';
+
+/** amqplib's own header-table encoder (its package exports only its API, so it is loaded by path). */
+const { encodeTable } = require(join(dirname(require.resolve('amqplib')), 'lib', 'codec.js')) as {
+  encodeTable(buffer: Buffer, table: Record<string, unknown>, offset: number): number;
+};
+
+/** What amqplib does with a copy's header table: throws when it cannot encode it. */
+function encodes(headers: Record<string, unknown>): boolean {
+  try {
+    encodeTable(Buffer.alloc(65_536), headers, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('smallerCopyHeaders', () => {
+  it('leaves out, in its last form, every library header amqplib would fail on, and names them', () => {
+    const headers = {
+      'ie-event-name': 'ordering.order-created',
+      'ie-attempt': Number.NaN,
+      'ie-weight': -1e300,
+      'ie-big-fraction': 2 ** 50 + 0.5,
+      'ie-fraction': 0.25,
+      'ie-nested': { '!': 'not a type' },
+      [`ie-${'\uFFFD'.repeat(90)}`]: 'a name grown past 255 bytes',
+      'ie-flag': true,
+      tenant: 'acme',
+    };
+    expect(encodes(headers)).toBe(false);
+    const forms = smallerCopyHeaders(headers);
+    const last = forms[forms.length - 1]!;
+    expect(last).toEqual({
+      'ie-event-name': 'ordering.order-created',
+      'ie-fraction': 0.25,
+      'ie-flag': true,
+      'ie-dropped-headers': `tenant,ie-attempt,ie-weight,ie-big-fraction,ie-nested,ie-${'\uFFFD'.repeat(90)}`,
+    });
+    expect(encodes(last)).toBe(true);
+    // The forms before keep what they can: the application's headers go only in the second.
+    expect(forms[0]).toHaveProperty('tenant', 'acme');
+    expect(forms[1]).not.toHaveProperty('tenant');
+  });
+
+  it('keeps its last form within amqplib\'s table, however large the library headers another client sent', () => {
+    const headers = Object.fromEntries(Array.from({ length: 4 }, (_, i) => [`ie-huge-${i}`, '€'.repeat(8_000)]));
+    expect(encodes(headers)).toBe(false);
+    const last = smallerCopyHeaders(headers).at(-1)!;
+    expect(Object.keys(last)).toEqual(['ie-huge-0', 'ie-huge-1', 'ie-dropped-headers']);
+    expect(last['ie-dropped-headers']).toBe('ie-huge-2,ie-huge-3');
+    expect(encodes(last)).toBe(true);
+  });
+});
