@@ -9,6 +9,7 @@ import {
   type IIntegrationEventHandler,
   type IntegrationEventContext,
 } from 'nestjs-integration-events';
+import { Validate, ValidatorConstraint, type ValidatorConstraintInterface } from 'class-validator';
 import { RabbitMqPublishingConnection } from '../libs/integration-events/src/transport/rabbitmq/rabbitmq.connection';
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
 import { consistently, eventually } from './support/eventually';
@@ -54,6 +55,35 @@ class OneAtATime implements IIntegrationEventHandler<OneAtATimeIntegrationEvent>
   }
 }
 
+/** The rule's lookup service: down for the first `failures` checks. */
+const ruleService = { failures: 0, checks: 0 };
+
+@ValidatorConstraint({ name: 'knownCustomer', async: true })
+class KnownCustomer implements ValidatorConstraintInterface {
+  async validate(): Promise<boolean> {
+    ruleService.checks++;
+    if (ruleService.failures > 0) {
+      ruleService.failures--;
+      throw new Error('customer directory unavailable');
+    }
+    return true;
+  }
+}
+
+@IntegrationEvent({ name: 'retry.customer-checked', version: 1 })
+class CustomerCheckedIntegrationEvent {
+  @Validate(KnownCustomer)
+  readonly customerId!: string;
+}
+
+@IntegrationEventHandler(CustomerCheckedIntegrationEvent, { inbox: false })
+class CustomerChecked implements IIntegrationEventHandler<CustomerCheckedIntegrationEvent> {
+  readonly calls: Array<{ customerId: string; attempt: number }> = [];
+  handle(event: CustomerCheckedIntegrationEvent, context: IntegrationEventContext): void {
+    this.calls.push({ customerId: event.customerId, attempt: context.attempt });
+  }
+}
+
 /** Consumer side of retries: attempts, backoff, dead-letter queue, policy per handler. */
 describe('retries and the dead-letter queue', () => {
   let ns: TestNamespace;
@@ -68,7 +98,7 @@ describe('retries and the dead-letter queue', () => {
     ns = await TestNamespace.create();
     deadLetters = [];
     app = await startTestApp(ns, {
-      providers: [OrderCreatedRecorder, AuditTrail, PickyHandler, OneAtATime],
+      providers: [OrderCreatedRecorder, AuditTrail, PickyHandler, OneAtATime, CustomerChecked],
       options: {
         consumer: {
           retry: { initialDelayMs: 40, maxDelayMs: 160, jitter: 0 },
@@ -99,6 +129,16 @@ describe('retries and the dead-letter queue', () => {
   const publish = async (orderId: string) =>
     (await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent(orderId), { standalone: true }))[0]!;
   const callsFor = (id: string) => recorder.received.filter((r) => r.context.messageId === id);
+
+  it('retries a message whose async validation rule failed (its service was down), instead of dead-lettering it as poison', async () => {
+    ruleService.failures = 2;
+    ruleService.checks = 0;
+    const id = await ns.publishRaw('retry.customer-checked', JSON.stringify({ customerId: 'c-1' }));
+    await eventually(() => expect(app.get(CustomerChecked).calls).toEqual([{ customerId: 'c-1', attempt: 3 }]));
+    expect(ruleService.checks).toBe(3);
+    expect(deadLetters.map((d) => d.messageId)).not.toContain(id);
+    expect(await ns.queueDepth(`${ns.serviceName}.CustomerChecked.dlq`)).toBe(0);
+  });
 
   it('calls an always-failing handler exactly 10 times, then dead-letters the message with why', async () => {
     recorder.behaviour = (_event, context) => {
@@ -210,6 +250,34 @@ describe('retries and the dead-letter queue', () => {
     const retried = picky.calls.find((c) => c.messageId === id && c.attempt === 2)!;
     expect(retried.headers).not.toHaveProperty('h00');
     expect(retried.headers['ie-dropped-headers']).toBe(Object.keys(headers).join(','));
+    const deadLetter = deadLetters.find((d) => d.messageId === id)!;
+    expect(deadLetter).toMatchObject({ reason: 'max-attempts', attempts: 3 });
+    expect(deadLetter.body.toString()).toBe(body);
+    await eventually(async () => expect(await ns.queueDepth(`${ns.serviceName}.PickyHandler.dlq`)).toBe(1));
+    await ns.drainQueue(`${ns.serviceName}.PickyHandler.dlq`);
+  });
+
+  it('retries and dead-letters a message whose library headers amqplib decodes but cannot encode again, instead of looping', async () => {
+    // Another client (pika, Java) sent doubles amqplib reads as numbers and would write as longs, and fails
+    // to: a fraction over 2^50 and -1e300. Every copy carrying them fails to encode; the last form leaves
+    // them out. (RabbitMQ itself refuses a NaN or an infinite double.)
+    const picky = app.get(PickyHandler);
+    picky.behaviour = () => {
+      throw new Error('not yet');
+    };
+    const headers = {
+      'ie-tenant-weight': { '!': 'double', value: 2 ** 50 + 0.5 },
+      'ie-priority-score': { '!': 'double', value: -1e300 },
+      tenant: 'acme',
+    };
+    const body = JSON.stringify({ orderId: 'odd-doubles', placedAt: '2026-11-26T06:00:00.000Z' });
+    const id = (await ns.publishRaw('ordering.order-created', body, { headers }))!;
+    await eventually(() => expect(deadLetters.map((d) => d.messageId)).toContain(id), { timeoutMs: 10_000 });
+    expect(picky.calls.filter((c) => c.messageId === id).map((c) => c.attempt)).toEqual([1, 2, 3]);
+    expect(picky.calls.find((c) => c.messageId === id && c.attempt === 1)!.headers['ie-tenant-weight']).toBe(2 ** 50 + 0.5);
+    const retried = picky.calls.find((c) => c.messageId === id && c.attempt === 2)!;
+    expect(retried.headers).not.toHaveProperty('ie-tenant-weight');
+    expect(retried.headers['ie-dropped-headers']).toBe('tenant,ie-tenant-weight,ie-priority-score');
     const deadLetter = deadLetters.find((d) => d.messageId === id)!;
     expect(deadLetter).toMatchObject({ reason: 'max-attempts', attempts: 3 });
     expect(deadLetter.body.toString()).toBe(body);

@@ -51,6 +51,32 @@ class EventWithThrowingRule {
   orderId!: string;
 }
 
+@ValidatorConstraint({ name: 'throwsAtOnce' })
+class ThrowsAtOnce implements ValidatorConstraintInterface {
+  validate(value: unknown): boolean {
+    return (value as string).startsWith('o-');
+  }
+}
+
+@IntegrationEvent({ name: 'ordering.order-created', version: 4 })
+class EventWithBrittleRule {
+  @Validate(ThrowsAtOnce)
+  orderId!: string;
+}
+
+@ValidatorConstraint({ name: 'neverAnswers', async: true })
+class NeverAnswers implements ValidatorConstraintInterface {
+  validate(): Promise<boolean> {
+    return new Promise(() => undefined);
+  }
+}
+
+@IntegrationEvent({ name: 'ordering.order-created', version: 3 })
+class EventWithHangingRule {
+  @Validate(NeverAnswers)
+  orderId!: string;
+}
+
 @IntegrationEvent({ name: 'ordering.order-cancelled' })
 class StrictConstructorEvent {
   readonly orderId: string;
@@ -334,9 +360,27 @@ describe('decodeMessage', () => {
         expect(reason).toContain('orderId: orderId must be longer than or equal to 1 characters');
       });
 
-      it('refuses a body whose custom rule throws, with the error, instead of failing the delivery', async () => {
-        const reason = await poisonReason({}, handlerFor(EventWithThrowingRule));
-        expect(reason).toBe('validating EventWithThrowingRule threw: the rule service is down');
+      it('fails the attempt, not the message, when a custom rule throws: the message may be good once the rule\'s service is back', async () => {
+        const decoded = await decode({}, handlerFor(EventWithThrowingRule));
+        expect(decoded).toMatchObject({
+          ok: false,
+          reason: 'validating EventWithThrowingRule failed: the rule service is down',
+          validationFailed: { messageId: 'msg-1', eventName: 'ordering.order-created', eventVersion: 2, error: new Error('the rule service is down') },
+        });
+      });
+
+      it('refuses as poison a body on which a synchronous rule throws: it throws the same way on every attempt', async () => {
+        const reason = await poisonReason({ body: { orderId: 42 }, headers: headersWith({ [MessageHeaders.EventVersion]: 4 }) }, handlerFor(EventWithBrittleRule));
+        expect(reason).toMatch(/^validating EventWithBrittleRule threw: .*startsWith/);
+      });
+
+      it('fails the attempt when an async rule does not answer within the handler\'s timeout', async () => {
+        const handler = { ...handlerFor(EventWithHangingRule), timeoutMs: 50 };
+        const decoded = await decode({ headers: headersWith({ [MessageHeaders.EventVersion]: 3 }) }, handler);
+        expect(decoded).toMatchObject({
+          ok: false,
+          validationFailed: { error: new Error("validating EventWithHangingRule took longer than the handler's timeoutMs (50 ms)") },
+        });
       });
 
       it('refuses a date field that is not a date, naming it', async () => {

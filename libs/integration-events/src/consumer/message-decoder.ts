@@ -16,7 +16,21 @@ export type DecodedMessage =
       readonly eventVersion: number;
       readonly occurredAt: Date;
     }
-  | { readonly ok: false; readonly reason: string };
+  | {
+      readonly ok: false;
+      readonly reason: string;
+      /**
+       * Set when the class's validation itself failed (an async rule rejected, or validating took longer
+       * than the handler's timeout), not the message: a failed attempt, retried as a handler's failure
+       * is, not poison. The message's contract fields are then known to be valid.
+       */
+      readonly validationFailed?: {
+        readonly error: Error;
+        readonly messageId: string;
+        readonly eventName: string;
+        readonly eventVersion: number;
+      };
+    };
 
 export interface DecodeLimits {
   readonly maxBodyBytes: number;
@@ -31,12 +45,14 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * Checks a message against the wire contract and rebuilds the handler's event class from it. Every
  * check that can fail on hostile input runs before the next, more expensive one: size, UTF-8, depth,
  * JSON, shape, keys, headers, then class-transformer and class-validator. A failure is a poison
- * message: retrying cannot fix it.
+ * message, which retrying cannot fix; except when an async rule fails (`validationFailed`). Async rules
+ * have `timeoutMs` (the handler's, by default) to answer.
  */
 export async function decodeMessage(
   handler: DiscoveredHandler,
   message: IncomingMessage,
   limits: DecodeLimits,
+  timeoutMs: number = handler.timeoutMs,
 ): Promise<DecodedMessage> {
   const poison = (reason: string): DecodedMessage => ({ ok: false, reason });
   const { body, headers } = message;
@@ -97,11 +113,26 @@ export async function decodeMessage(
   const invalidDate = findInvalidDate(event, '$', limits.maxDepth);
   if (invalidDate) return poison(`body has an invalid date at ${invalidDate}`);
   let violations: Awaited<ReturnType<typeof validate>> = [];
-  try {
-    if (hasValidationRules(handler.eventClass)) violations = await validate(event, { forbidUnknownValues: false });
-  } catch (error) {
-    // A custom rule that throws cannot pass on a retry either.
-    return poison(`validating ${handler.eventClass.name} threw: ${(error as Error)?.message ?? String(error)}`);
+  if (hasValidationRules(handler.eventClass)) {
+    let validation: Promise<typeof violations>;
+    try {
+      validation = validate(event, { forbidUnknownValues: false });
+    } catch (error) {
+      // A synchronous rule that throws on this message (class-validator runs them at once) does so again.
+      return poison(`validating ${handler.eventClass.name} threw: ${(error as Error)?.message ?? String(error)}`);
+    }
+    try {
+      violations = await withinTimeout(validation, timeoutMs, handler.eventClass.name);
+    } catch (thrown) {
+      // An async rule that looks something up may fail for a while (a database, a service down): the
+      // attempt failed, the message may still be good.
+      const error = thrown instanceof Error ? thrown : new Error(String(thrown));
+      return {
+        ok: false,
+        reason: `validating ${handler.eventClass.name} failed: ${error.message}`,
+        validationFailed: { error, messageId, eventName: handler.event.name, eventVersion },
+      };
+    }
   }
   if (violations.length > 0) {
     const details = violations
@@ -111,6 +142,15 @@ export async function decodeMessage(
     return poison(`body fails the validation rules of ${handler.eventClass.name}: ${details}`);
   }
   return { ok: true, event, messageId, eventName: handler.event.name, eventVersion, occurredAt };
+}
+
+/** `promise`, or a rejection once `timeoutMs` has passed (an async rule that hangs must not hold the message). */
+function withinTimeout<T>(promise: Promise<T>, timeoutMs: number, className: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`validating ${className} took longer than the handler's timeoutMs (${timeoutMs} ms)`)), timeoutMs);
+  });
+  return Promise.race([promise, timedOut]).finally(() => clearTimeout(timer));
 }
 
 const validationRulesByClass = new WeakMap<Function, boolean>();

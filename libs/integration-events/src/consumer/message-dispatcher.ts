@@ -102,7 +102,14 @@ export class MessageDispatcher {
     const policy = handler.retryPolicy;
     const attempt = readAttempt(message.headers, policy.maxAttempts);
 
+    // The handler's timeout bounds the class's async validation rules and the call together.
+    const started = performance.now();
     const decoded = await decodeMessage(handler, message, consumer);
+    if (!decoded.ok && decoded.validationFailed) {
+      const { error, ...contract } = decoded.validationFailed;
+      this.logger.warn(`Validating message ${contract.messageId} for ${handler.name} failed: ${error.message}`);
+      return this.afterFailure(handler, attempt, error, contract);
+    }
     if (!decoded.ok) {
       this.logger.warn(`Poison message ${describeId(message.messageId)} on ${handler.queue}: ${decoded.reason}`);
       return {
@@ -138,31 +145,42 @@ export class MessageDispatcher {
     };
 
     try {
-      const ran = await this.callWithTimeout(handler, decoded.event, context, attemptState);
+      const ran = await this.callWithTimeout(handler, decoded.event, context, attemptState, performance.now() - started);
       if (!ran) {
         this.lastWasDuplicate.add(message);
         this.logger.log(`Skipped duplicate delivery of message ${decoded.messageId} to ${handler.name}: already handled`);
       }
       return { action: 'ack' };
     } catch (error) {
-      const failure = failureDetails(error);
-      const base = { failure, messageId: decoded.messageId, eventName: decoded.eventName, eventVersion: decoded.eventVersion };
-      if (error instanceof NonRetryableError || !isRetryable(policy.retryable, error)) {
-        this.logger.warn(`Handler ${handler.name} refused message ${decoded.messageId} (not retryable): ${failure.name}: ${failure.message}`);
-        return { action: 'dead-letter', reason: 'non-retryable', attempts: attempt, ...base };
-      }
-      if (attempt >= policy.maxAttempts) {
-        this.logger.warn(`Handler ${handler.name} failed message ${decoded.messageId} on its last attempt (${attempt}): ${failure.name}: ${failure.message}`);
-        return { action: 'dead-letter', reason: 'max-attempts', attempts: attempt, ...base };
-      }
-      const nextAttempt = attempt + 1;
-      const delayMs = policy.delayBefore(nextAttempt);
-      this.logger.warn(
-        `Handler ${handler.name} failed message ${decoded.messageId} (attempt ${attempt} of ${policy.maxAttempts}), ` +
-          `retrying in ${delayMs} ms: ${failure.name}: ${failure.message}`,
-      );
-      return { action: 'retry', attempt, nextAttempt, delayMs, failure, eventName: decoded.eventName };
+      return this.afterFailure(handler, attempt, error, decoded);
     }
+  }
+
+  /** What becomes of a message whose attempt failed: a retry, or its dead-letter queue. */
+  private afterFailure(
+    handler: DiscoveredHandler,
+    attempt: number,
+    error: unknown,
+    decoded: { readonly messageId: string; readonly eventName: string; readonly eventVersion: number },
+  ): Disposition {
+    const policy = handler.retryPolicy;
+    const failure = failureDetails(error);
+    const base = { failure, messageId: decoded.messageId, eventName: decoded.eventName, eventVersion: decoded.eventVersion };
+    if (error instanceof NonRetryableError || !isRetryable(policy.retryable, error)) {
+      this.logger.warn(`Handler ${handler.name} refused message ${decoded.messageId} (not retryable): ${failure.name}: ${failure.message}`);
+      return { action: 'dead-letter', reason: 'non-retryable', attempts: attempt, ...base };
+    }
+    if (attempt >= policy.maxAttempts) {
+      this.logger.warn(`Handler ${handler.name} failed message ${decoded.messageId} on its last attempt (${attempt}): ${failure.name}: ${failure.message}`);
+      return { action: 'dead-letter', reason: 'max-attempts', attempts: attempt, ...base };
+    }
+    const nextAttempt = attempt + 1;
+    const delayMs = policy.delayBefore(nextAttempt);
+    this.logger.warn(
+      `Handler ${handler.name} failed message ${decoded.messageId} (attempt ${attempt} of ${policy.maxAttempts}), ` +
+        `retrying in ${delayMs} ms: ${failure.name}: ${failure.message}`,
+    );
+    return { action: 'retry', attempt, nextAttempt, delayMs, failure, eventName: decoded.eventName };
   }
 
   /**
@@ -177,6 +195,7 @@ export class MessageDispatcher {
     event: object,
     context: IntegrationEventContext,
     attemptState: AttemptState,
+    spentMs: number,
   ): Promise<boolean> {
     const handle = async (): Promise<void> => {
       await handler.instance.handle(event, context);
@@ -192,19 +211,20 @@ export class MessageDispatcher {
       attemptState.abandon(error);
       expire(error);
     };
-    const startClock = (): void => {
+    const startClock = (budgetMs = handler.timeoutMs): void => {
       clearTimeout(timer);
       timer = setTimeout(() => {
         // Its COMMIT is on its way (the last check passed): that decides, not the clock. A commit that has
         // not ended after another `timeoutMs` is given up on as before.
         if (attemptState.committing) timer = setTimeout(giveUp, handler.timeoutMs);
         else giveUp();
-      }, handler.timeoutMs);
+      }, budgetMs);
     };
-    startClock();
+    // What validating the message took (async rules) is part of the call's time.
+    startClock(Math.max(1, handler.timeoutMs - spentMs));
     const call = this.correlation.run(
       { correlationId: context.correlationId ?? context.messageId, causationId: context.messageId },
-      async () => (handler.inbox ? this.inbox.runOnce(handler.queue, context.messageId, attemptState, handle, startClock) : handle().then(() => true)),
+      async () => (handler.inbox ? this.inbox.runOnce(handler.queue, context.messageId, attemptState, handle, () => startClock()) : handle().then(() => true)),
     );
     try {
       return await Promise.race([call, timedOut]);
