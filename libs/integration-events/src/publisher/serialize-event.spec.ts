@@ -274,6 +274,92 @@ describe('serializeEvent', () => {
       expect(refusal(new Noted('hello')).reason).toContain('only getters ("note")');
     });
 
+    it('refuses a class instance with fields beside a getter over state JSON leaves out, which its consumers would not get back', () => {
+      class Money {
+        readonly #cents: number;
+        constructor(
+          readonly currency: string,
+          cents: number,
+        ) {
+          this.#cents = cents;
+        }
+        get cents(): number {
+          return this.#cents;
+        }
+      }
+      const error = refusal({ orderId: 'o-1', price: new Money('EUR', 1250) });
+      expect(error.path).toBe('$.price');
+      expect(error.reason).toBe(
+        'has a getter ("cents") over state of its own that JSON leaves out (#private fields, non-enumerable properties, a WeakMap ' +
+          'keyed by the instance): the copy its consumers rebuild would not have it; make that state a field',
+      );
+      class Flagged {
+        constructor(
+          readonly orderId: string,
+          flag?: boolean,
+        ) {
+          Object.defineProperty(this, 'secretFlag', { value: flag, enumerable: false });
+        }
+        get flagged(): boolean | undefined {
+          return (this as unknown as { secretFlag?: boolean }).secretFlag;
+        }
+      }
+      expect(refusal(new Flagged('o-1', true))).toMatchObject({ path: '$', reason: expect.stringContaining('has a getter ("flagged")') });
+      // A default the constructor gives is not enough: the consumer's copy gets the default, not the value.
+      class Discount {
+        #percent = 0;
+        constructor(
+          readonly code: string,
+          percent = 0,
+        ) {
+          this.#percent = percent;
+        }
+        get percent(): number {
+          return this.#percent;
+        }
+      }
+      expect(refusal({ discount: new Discount('SPRING', 15) }).reason).toContain('has a getter ("percent")');
+      // Getters computed from the fields, or of constants, pass; so does a getter a field of the same name hides.
+      class Line {
+        constructor(
+          readonly quantity: number,
+          readonly unitCents: number,
+        ) {}
+        get totalCents(): number {
+          return this.quantity * this.unitCents;
+        }
+        get kind(): string {
+          return 'line';
+        }
+      }
+      expect(serialize({ line: new Line(2, 300) })).toBe('{"line":{"quantity":2,"unitCents":300}}');
+      // #private state the constructor always sets the same way (a constant, a memo) comes back with it.
+      class Priced {
+        readonly #currency = 'EUR';
+        #label: string | undefined;
+        constructor(readonly cents: number) {}
+        get currency(): string {
+          return this.#currency;
+        }
+        get label(): string {
+          return (this.#label ??= `${this.cents / 100} ${this.#currency}`);
+        }
+      }
+      expect(serialize({ price: new Priced(1250) })).toBe('{"price":{"cents":1250}}');
+      // A getter that sets a field as it runs: the field goes too, so it is checked too.
+      class LazyTotal {
+        constructor(readonly cents: number) {}
+        get doubled(): number {
+          (this as unknown as { cache?: bigint }).cache ??= BigInt(this.cents);
+          return this.cents * 2;
+        }
+      }
+      expect(refusal({ lazy: new LazyTotal(5) })).toMatchObject({ path: '$.lazy.cache', reason: expect.stringContaining('BigInt') });
+      expect(serialize({ shadowed: Object.defineProperty(new Line(1, 1), 'totalCents', { value: 1, enumerable: true }) })).toBe(
+        '{"shadowed":{"quantity":1,"unitCents":1,"totalCents":1}}',
+      );
+    });
+
     it('refuses a sparse array, naming the index of the hole', () => {
       const sparse: number[] = [1];
       sparse[2] = 3;
