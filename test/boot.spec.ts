@@ -240,6 +240,25 @@ describe('boot', () => {
     expect(await bootWith(4)).toEqual([]);
   });
 
+  it('warns when a handler\'s deliveries can wait past RabbitMQ\'s consumer_timeout, and not when they cannot', async () => {
+    const bootWith = async (consumer: { concurrency: number; prefetch: number; handlerTimeoutMs: number }) => {
+      const logger = new CapturingLogger();
+      const app = await startTestApp(ns, { providers: [OrderCreatedRecorder], options: { consumer }, logger });
+      await app.close();
+      return logger.lines.filter((line) => line.includes('consumer_timeout'));
+    };
+    // 50 in hand, one at a time, up to 60 s each: the last is acknowledged after 50 min at worst.
+    const warnings = await bootWith({ concurrency: 1, prefetch: 50, handlerTimeoutMs: 60_000 });
+    expect(warnings).toEqual([
+      expect.stringContaining(
+        'Handler OrderCreatedRecorder: a message can wait up to 50 min before it is acknowledged (prefetch 50 ÷ concurrency 1, rounded up, × timeoutMs 60000)',
+      ),
+    ]);
+    expect(warnings[0]).toContain('Give it prefetch: 30 (or less)');
+    // The defaults: 5 rounds of 60 s.
+    expect(await bootWith({ concurrency: 10, prefetch: 50, handlerTimeoutMs: 60_000 })).toEqual([]);
+  });
+
   it('fails boot when the outbox table was never created', async () => {
     await expect(startTestApp(ns, { options: { outbox: { table: 'no_such_outbox' } } })).rejects.toThrow(
       OutboxTableMissingError,

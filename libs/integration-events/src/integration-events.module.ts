@@ -18,6 +18,7 @@ import { DeadLetterService } from './dead-letter/dead-letter.service';
 import { OutboxAdminService } from './outbox/outbox-admin.service';
 import { InboxGuard } from './inbox/inbox.guard';
 import { warnIfInboxCanFillThePool } from './inbox/pool-size-check';
+import { warnIfDeliveriesCanOutwaitConsumerTimeout } from './consumer/consumer-timeout-check';
 import { CleanupWorker } from './retention/cleanup.worker';
 import { IntegrationEventsMetrics } from './telemetry/integration-events.metrics';
 import { IntegrationEventsHealth } from './health/integration-events.health';
@@ -137,6 +138,7 @@ export class IntegrationEventsModule
       await this.inbox.assertReady();
       warnIfInboxCanFillThePool(this.database.dataSource, handlers, this.logger);
     }
+    if (consumer.enabled && !this.config.options.inProcess) warnIfDeliveriesCanOutwaitConsumerTimeout(handlers, this.logger);
     // Consumers first: on a first connection their queues and bindings are declared before the
     // publishing channel opens, so an event this service also consumes is never unroutable at first boot.
     const transport = this.transports.transport;
