@@ -88,7 +88,17 @@ describe('command line: nestjs-integration-events dlq | outbox', () => {
     expect(await json('dlq', 'requeue', dlq(), ids[0]!)).toEqual({ requeued: [ids[0]], missing: [] });
     await eventually(() => expect(recorder.received.map((r) => [r.context.messageId, r.context.attempt])).toEqual([[ids[0], 1]]));
 
-    expect(await json('dlq', 'purge', dlq(), '--all')).toEqual({ purged: 2, missing: [] });
+    // A dead letter without a message id (another publisher's poison) is shown by the empty id.
+    const channel = await (await ns.amqp()).createConfirmChannel();
+    try {
+      channel.sendToQueue(dlq(), Buffer.from('no id here'), {});
+      await channel.waitForConfirms();
+    } finally {
+      await channel.close();
+    }
+    expect(await json('dlq', 'show', dlq(), '')).toMatchObject({ body: 'no id here' });
+
+    expect(await json('dlq', 'purge', dlq(), '--all')).toEqual({ purged: 3, missing: [] });
     expect(await ns.queueDepth(dlq())).toBe(0);
   });
 

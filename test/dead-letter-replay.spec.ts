@@ -154,6 +154,7 @@ describe('dead-letter replay (DeadLetterService)', () => {
       channel.sendToQueue(queue, Buffer.from('not json'), {});
       await channel.waitForConfirms();
       expect((await operations.list(queue)).messages.map((m) => m.messageId)).toEqual(['moved', undefined]);
+      expect(await operations.show(queue, '')).toMatchObject({ body: 'not json' });
       expect(await operations.purge(queue, { messageIds: [''] })).toEqual({ purged: 1, missing: [] });
       expect((await operations.list(queue)).messages.map((m) => m.messageId)).toEqual(['moved']);
     } finally {

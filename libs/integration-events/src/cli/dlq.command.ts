@@ -53,7 +53,8 @@ export async function dlqCommand({ positional, options }: ParsedArguments, outpu
       }
       case 'show': {
         const [messageId] = ids;
-        if (!messageId) throw new UsageError('dlq show needs a message id');
+        // '' is an id: it picks a dead letter without one.
+        if (messageId === undefined) throw new UsageError('dlq show needs a message id');
         const found = await operations.show(queue, messageId);
         if (!found) throw new Error(`No dead letter ${messageId} in ${queue}`);
         output.result(found, () => [JSON.stringify(found, null, 2)]);

@@ -79,7 +79,7 @@ export class DeadLetterQueueOperations {
   async show(deadLetterQueue: string, messageId: string): Promise<DeadLetterDetails | undefined> {
     let found: DeadLetterDetails | undefined;
     await this.scan(deadLetterQueue, this.openReadingChannel, async (message) => {
-      if (message.properties.messageId !== messageId) return 'keep';
+      if (String(message.properties.messageId ?? '') !== messageId) return 'keep';
       found = describeDeadLetter(toStored(message));
       return 'stop';
     });
