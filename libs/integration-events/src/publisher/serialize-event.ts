@@ -104,10 +104,9 @@ function assertJsonSafe(
     if (prototype !== Object.prototype && prototype !== null) {
       // An event may carry nothing (a marker), but not data that only its getters show.
       if (keys.length === 0 && !isRoot) refuse(`is a ${object.constructor?.name ?? 'class'} instance with no own fields, which JSON turns into {}`);
-      const getters = gettersOf(prototype as object);
-      const getter = getters.length === 0 ? undefined : getterOfInstanceState(object, prototype as object, getters, keys);
+      const getter = getterOfInstanceState(object, prototype as object, keys);
       // A getter may have set a field as it ran (a lazy cache): JSON sends it too, so it is checked too.
-      if (getters.length > 0) keys = Object.keys(object);
+      if (Object.keys(object).length !== keys.length) keys = Object.keys(object);
       if (getter !== undefined) {
         refuse(
           keys.length === 0
@@ -156,14 +155,11 @@ function gettersOf(prototype: object): ReadonlyArray<readonly [string, () => unk
  * such a copy, and is refused when it fails or is `undefined` there while it shows a value on the event,
  * or shows another plain value (a number, a string...) while it gives the same one twice on the event.
  * Getters of constants or of values computed from the fields pass; so do getters that fail on the event
- * itself, and ones whose value changes by itself (a clock).
+ * itself, and ones whose value changes by itself (a clock). Classes without getters (most) cost a lookup.
  */
-function getterOfInstanceState(
-  object: object,
-  prototype: object,
-  getters: ReadonlyArray<readonly [string, () => unknown]>,
-  keys: readonly string[],
-): string | undefined {
+function getterOfInstanceState(object: object, prototype: object, keys: readonly string[]): string | undefined {
+  const getters = gettersOf(prototype);
+  if (getters.length === 0) return undefined;
   let copy: object | undefined;
   for (const [name, get] of getters) {
     // A field of the same name is what JSON sends, and what the consumer gets back.
