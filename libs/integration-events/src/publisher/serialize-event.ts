@@ -22,8 +22,7 @@ const LOSSY_BUILT_INS: ReadonlyArray<[abstract new (...args: never[]) => object,
  *
  * What passes: strings, finite numbers, booleans, null, valid Dates (sent as ISO 8601 strings; declare
  * the field with `@Type(() => Date)` to get a Date back), arrays without holes of those, and objects
- * (plain, or class instances with at least one own field and no getter over state JSON leaves out) of
- * those. `undefined` object fields are left
+ * (plain, or class instances with at least one own field) of those. `undefined` object fields are left
  * out, as JSON does. Everything else is refused with the path to the offending value.
  */
 export function serializeEvent(eventName: string, event: object, maxDepth: number): string {
@@ -99,21 +98,14 @@ function assertJsonSafe(
       assertJsonSafe(eventName, item, itemPath, depth + 1, maxDepth, ancestors, false);
     }
   } else {
-    let keys = Object.keys(object);
+    const keys = Object.keys(object);
     const prototype: unknown = Object.getPrototypeOf(object);
-    if (prototype !== Object.prototype && prototype !== null) {
+    if (keys.length === 0 && prototype !== Object.prototype && prototype !== null) {
       // An event may carry nothing (a marker), but not data that only its getters show.
-      if (keys.length === 0 && !isRoot) refuse(`is a ${object.constructor?.name ?? 'class'} instance with no own fields, which JSON turns into {}`);
-      const getter = getterOfInstanceState(object, prototype as object, keys);
-      // A getter may have set a field as it ran (a lazy cache): JSON sends it too, so it is checked too.
-      if (Object.keys(object).length !== keys.length) keys = Object.keys(object);
+      if (!isRoot) refuse(`is a ${object.constructor?.name ?? 'class'} instance with no own fields, which JSON turns into {}`);
+      const getter = getterOfInstanceState(object, prototype as object);
       if (getter !== undefined) {
-        refuse(
-          keys.length === 0
-            ? `has no own fields, only getters ("${getter}") over its own state, which JSON leaves out: the body would be {}; give the event fields`
-            : `has a getter ("${getter}") over state of its own that JSON leaves out (#private fields, non-enumerable properties, ` +
-                'a WeakMap keyed by the instance): the copy its consumers rebuild would not have it; make that state a field',
-        );
+        refuse(`has no own fields, only getters ("${getter}") over its own state, which JSON leaves out: the body would be {}; give the event fields`);
       }
     }
     for (const key of keys) {
@@ -126,83 +118,33 @@ function assertJsonSafe(
   ancestors.delete(object);
 }
 
-/** The getters along each class's prototype chain (below Object.prototype), found once per class. */
-const gettersByPrototype = new WeakMap<object, ReadonlyArray<readonly [string, () => unknown]>>();
-
-function gettersOf(prototype: object): ReadonlyArray<readonly [string, () => unknown]> {
-  let getters = gettersByPrototype.get(prototype);
-  if (!getters) {
-    const found: Array<readonly [string, () => unknown]> = [];
-    const seen = new Set<string>();
-    for (let current: object | null = prototype; current && current !== Object.prototype; current = Object.getPrototypeOf(current) as object | null) {
-      for (const [name, descriptor] of Object.entries(Object.getOwnPropertyDescriptors(current))) {
-        // A subclass's accessor hides its base's of the same name.
-        if (seen.has(name)) continue;
-        seen.add(name);
-        if (descriptor.get) found.push([name, descriptor.get]);
+/**
+ * The name of a getter along `prototype`'s chain (below Object.prototype) that shows state of `object`
+ * itself (`#private` fields, a WeakMap keyed by the instance): defined on the event, but failing or
+ * `undefined` on a bare object of the same class, as the consumer's rebuilt event would be. Getters of
+ * constants or computed values (a clock, a class name) pass. Only asked of an event with no own fields,
+ * which is rare.
+ */
+function getterOfInstanceState(object: object, prototype: object): string | undefined {
+  const bare: object = Object.create(prototype) as object;
+  for (let current: object | null = prototype; current && current !== Object.prototype; current = Object.getPrototypeOf(current) as object | null) {
+    for (const [name, descriptor] of Object.entries(Object.getOwnPropertyDescriptors(current))) {
+      if (!descriptor.get) continue;
+      let shown: unknown;
+      try {
+        shown = descriptor.get.call(object);
+      } catch {
+        continue; // fails on the event itself: not a field it carries
+      }
+      if (shown === undefined) continue;
+      try {
+        if (descriptor.get.call(bare) === undefined) return name;
+      } catch {
+        return name;
       }
     }
-    getters = found;
-    gettersByPrototype.set(prototype, getters);
-  }
-  return getters;
-}
-
-/**
- * The name of a getter along `prototype`'s chain that shows state of `object` JSON leaves out
- * (`#private` fields, non-enumerable properties, a WeakMap keyed by the instance). The consumer rebuilds
- * the object as class-transformer does, `new Class()` and its fields assigned: the getter is asked on
- * such a copy, and is refused when it fails or is `undefined` there while it shows a value on the event,
- * or shows another plain value (a number, a string...) while it gives the same one twice on the event.
- * Getters of constants or of values computed from the fields pass; so do getters that fail on the event
- * itself, and ones whose value changes by itself (a clock). Classes without getters (most) cost a lookup.
- */
-function getterOfInstanceState(object: object, prototype: object, keys: readonly string[]): string | undefined {
-  const getters = gettersOf(prototype);
-  if (getters.length === 0) return undefined;
-  let copy: object | undefined;
-  for (const [name, get] of getters) {
-    // A field of the same name is what JSON sends, and what the consumer gets back.
-    if (keys.includes(name)) continue;
-    let shown: unknown;
-    try {
-      shown = get.call(object);
-    } catch {
-      continue; // fails on the event itself: not a field it carries
-    }
-    if (shown === undefined) continue;
-    copy ??= rebuiltAsConsumerWould(object, prototype, keys);
-    let rebuilt: unknown;
-    try {
-      rebuilt = get.call(copy);
-    } catch {
-      return name;
-    }
-    if (rebuilt === undefined) return name;
-    if (isPlainValue(shown) && !Object.is(shown, rebuilt) && Object.is(shown, get.call(object))) return name;
   }
   return undefined;
-}
-
-/** `new Class()` with `object`'s own fields assigned; a bare object of the class when that constructor throws. */
-function rebuiltAsConsumerWould(object: object, prototype: object, keys: readonly string[]): object {
-  let copy: object;
-  try {
-    const constructor = (prototype as { constructor?: unknown }).constructor;
-    if (typeof constructor !== 'function') throw new TypeError('no constructor');
-    copy = new (constructor as new () => object)();
-    if (Object.getPrototypeOf(copy) !== prototype) throw new TypeError('another prototype');
-  } catch {
-    copy = Object.create(prototype) as object;
-  }
-  for (const key of keys) {
-    Object.defineProperty(copy, key, { value: (object as Record<string, unknown>)[key], enumerable: true, writable: true, configurable: true });
-  }
-  return copy;
-}
-
-function isPlainValue(value: unknown): boolean {
-  return value === null || (typeof value !== 'object' && typeof value !== 'function');
 }
 
 function childPath(path: string, key: string): string {
