@@ -251,7 +251,7 @@ describe('boot', () => {
     const warnings = await bootWith({ concurrency: 1, prefetch: 50, handlerTimeoutMs: 60_000 });
     expect(warnings).toEqual([
       expect.stringContaining(
-        'Handler OrderCreatedRecorder: a message can wait up to 50 min before it is acknowledged (prefetch 50 ÷ concurrency 1, rounded up, × timeoutMs 60000)',
+        'Handler OrderCreatedRecorder: a message can wait 50 min or more before it is acknowledged (prefetch 50 ÷ concurrency 1, rounded up, × timeoutMs 60000)',
       ),
     ]);
     expect(warnings[0]).toContain('Give it prefetch: 30 (or less)');

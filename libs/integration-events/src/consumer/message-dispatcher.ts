@@ -220,11 +220,13 @@ export class MessageDispatcher {
         else giveUp();
       }, budgetMs);
     };
-    // What validating the message took (async rules) is part of the call's time.
-    startClock(Math.max(1, handler.timeoutMs - spentMs));
+    // What validating the message took (async rules) is part of the call's time, also when the clock
+    // starts again at its turn (SQLite).
+    const budgetMs = Math.max(1, handler.timeoutMs - spentMs);
+    startClock(budgetMs);
     const call = this.correlation.run(
       { correlationId: context.correlationId ?? context.messageId, causationId: context.messageId },
-      async () => (handler.inbox ? this.inbox.runOnce(handler.queue, context.messageId, attemptState, handle, () => startClock()) : handle().then(() => true)),
+      async () => (handler.inbox ? this.inbox.runOnce(handler.queue, context.messageId, attemptState, handle, () => startClock(budgetMs)) : handle().then(() => true)),
     );
     try {
       return await Promise.race([call, timedOut]);
