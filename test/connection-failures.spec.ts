@@ -6,6 +6,7 @@ import {
   IntegrationEventHandler,
   IntegrationEventPublisher,
   IntegrationEventsModule,
+  NonRetryableError,
   OutboxRelay,
   type IIntegrationEventHandler,
   type IntegrationEventContext,
@@ -24,6 +25,19 @@ class SecondHandler implements IIntegrationEventHandler<OrderCreatedIntegrationE
   readonly ids: string[] = [];
   handle(_event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): void {
     this.ids.push(context.messageId);
+  }
+}
+
+/** One call at a time with five in hand; its first call runs `onFirstCall`, then fails for good. */
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { concurrency: 1, prefetch: 5, inbox: false })
+class OneAtATime implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  readonly calls: string[] = [];
+  onFirstCall: () => Promise<void> = async () => undefined;
+  async handle(_event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): Promise<void> {
+    this.calls.push(context.messageId);
+    if (this.calls.length > 1) return;
+    await this.onFirstCall();
+    throw new NonRetryableError('refused');
   }
 }
 
@@ -161,6 +175,36 @@ describe('broker connection failures', () => {
     // Their acks reached the broker too: once the service is gone, none of them is back in the queue.
     await apps.splice(0, 1)[0]!.close();
     expect(await ns.queueDepth(queue)).toBe(0);
+  });
+
+  it('starts none of the deliveries waiting for a slot once their channel is closing, though the close is not answered', async () => {
+    await proxy.accept();
+    // Heartbeats off: the silent connection stays, as a half-dead one does until heartbeats notice.
+    const app = await start({ providers: [OneAtATime] }, 0);
+    await eventually(() => expect(proxy.connections).toBe(2));
+    const queue = `${ns.serviceName}.OneAtATime`;
+    // Its dead-letter queue is gone: the dead-letter copy comes back, and the consumer's channel is closed for a new one.
+    const channel = await (await ns.amqp()).createChannel();
+    await channel.deleteQueue(`${queue}.dlq`);
+    await channel.close();
+    const handler = app.get(OneAtATime);
+    let allPublished = (): void => undefined;
+    const published = new Promise<void>((resolve) => (allPublished = resolve));
+    handler.onFirstCall = async () => {
+      // All five are in the process (published, none ready in the queue): four wait for the one slot.
+      await published;
+      await eventually(async () => expect(await ns.queueDepth(queue)).toBe(0));
+      // The consuming connection (opened first) goes silent: the broker never answers the channel's close.
+      proxy.freeze(0);
+    };
+    for (let i = 1; i <= 5; i++) {
+      await ns.publishRaw('ordering.order-created', JSON.stringify({ orderId: `held-${i}`, placedAt: '2026-11-27T06:00:00.000Z' }));
+    }
+    allPublished();
+    await eventually(() => expect(handler.calls).toHaveLength(1));
+    // The first message goes back to its queue after a pause; the four waiting must not start meanwhile:
+    // the close returns them to the queue, and they would run twice.
+    await consistently(() => expect(handler.calls).toHaveLength(1), { forMs: 2_500 });
   });
 
   it('lists and purges dead letters while its publishing connection hangs (a broker alarm blocks only that one)', async () => {

@@ -21,6 +21,8 @@ interface Subscription {
   tag: string;
   readonly acks: AckCoalescer;
   readonly waiting: ConsumeMessage[];
+  /** Its channel is closing (recycled): nothing more starts from it. */
+  retired: boolean;
 }
 
 /** Pause before a message whose copy could not be placed is returned to its queue (no hot loop). */
@@ -102,13 +104,10 @@ export class RabbitMqConsumer {
               `the broker delivers them again: ${error.message}`,
           ),
         );
-        const subscription: Subscription = { channel, tag: '', acks, waiting: [] };
+        const subscription: Subscription = { channel, tag: '', acks, waiting: [], retired: false };
         // The broker returns this channel's unacknowledged deliveries to the queue when it closes: the
         // ones waiting for a slot must not start after that (they would run twice).
-        channel.once('close', () => {
-          subscription.waiting.length = 0;
-          if (this.consumer === subscription) this.consumer = undefined;
-        });
+        channel.once('close', () => this.retire(subscription));
         const { consumerTag } = await channel.consume(handler.queue, (message) => this.onDelivery(subscription, message), {
           noAck: false,
         });
@@ -155,13 +154,13 @@ export class RabbitMqConsumer {
     if (message === null) {
       // The broker cancelled the consumer (the queue was deleted): reopen, which re-declares the queue.
       this.logger.warn(`Queue ${this.handler.queue} cancelled our consumer (deleted?); re-declaring it`);
-      if (!this.stopping) this.channel?.recycle();
+      if (!this.stopping) this.recycleChannel();
       return;
     }
     subscription.acks.track(message);
-    // After cancel, deliveries already on the wire are left unacknowledged: closing the channel
-    // returns them to the queue for the next consumer.
-    if (this.stopping) return;
+    // After cancel, or once the channel is closing, deliveries already on the wire are left
+    // unacknowledged: the channel's close returns them to the queue for the next consumer.
+    if (this.stopping || subscription.retired) return;
     if (this.inFlight.size < this.handler.concurrency) this.run(subscription, message);
     else subscription.waiting.push(message);
   }
@@ -353,7 +352,7 @@ export class RabbitMqConsumer {
             `Copy of message ${String(properties.messageId)} to ${queue} was returned: the queue does not exist (deleted?); ` +
               `declaring ${this.handler.queue}'s queues again, the message comes back from its queue`,
           );
-          this.channel?.recycle();
+          this.recycleChannel();
         }
         onPlaced(!error && !returned ? sentHeaders : undefined);
       });
@@ -365,6 +364,23 @@ export class RabbitMqConsumer {
       const name = (error as Error | undefined)?.name;
       return name === 'RangeError' || name === 'TypeError' ? 'unencodable' : 'failed';
     }
+  }
+
+  /**
+   * Closes the consumer's channel for a fresh one (which declares the handler's queues again). Its
+   * deliveries waiting for a slot are dropped at once, not when the broker has answered the close (a
+   * round trip, or heartbeats on a half-dead connection): the close returns them to the queue, and
+   * started meanwhile they would run twice. Calls already running finish; their acks fail, logged.
+   */
+  private recycleChannel(): void {
+    if (this.consumer) this.retire(this.consumer);
+    this.channel?.recycle();
+  }
+
+  private retire(subscription: Subscription): void {
+    subscription.retired = true;
+    subscription.waiting.length = 0;
+    if (this.consumer === subscription) this.consumer = undefined;
   }
 
   private onReturnedCopy(message: Message): void {
