@@ -128,8 +128,48 @@ describe('the testing module and kit, at the edges', () => {
   it('refuses to deliver an event no handler of the application receives, instead of dropping it', async () => {
     const { kit } = await start({}, []);
     await expect(kit.deliver(new OrderCreatedIntegrationEvent('nobody-listens'))).rejects.toThrow(
-      'No queue is bound for ordering.order-created: no handler of it in this application',
+      'No handler of ordering.order-created consumes in this application',
     );
+  });
+
+  it('refuses it too when another application on a shared broker consumes it, and records nothing', async () => {
+    const broker = new InProcessBroker();
+    try {
+      const other = await start({ broker, serviceName: 'billing' });
+      const { kit } = await start({ broker }, []);
+      await expect(kit.deliver(new OrderCreatedIntegrationEvent('elsewhere'))).rejects.toThrow(
+        'No handler of ordering.order-created consumes in this application',
+      );
+      await other.kit.drain();
+      expect(other.behaviour.calls).toEqual([]);
+      expect(kit.published).toEqual([]);
+    } finally {
+      for (const app of apps.splice(0)) await app.close();
+      broker.close();
+    }
+  });
+
+  it('gives published as a copy: one kept from before an action, or before clear(), does not change', async () => {
+    const { kit } = await start();
+    const before = kit.published;
+    await kit.deliver(new OrderCreatedIntegrationEvent('counted'));
+    await kit.drain();
+    expect(before).toEqual([]);
+    const after = kit.published;
+    expect(after.map((message) => message.eventName)).toEqual(['ordering.order-created']);
+    kit.clear();
+    expect(after).toHaveLength(1);
+    expect(kit.published).toEqual([]);
+  });
+
+  it('delivers an event as deep as the module\'s consumer.maxDepth allows', async () => {
+    const { kit, behaviour } = await start({ consumer: { maxDepth: 100 } });
+    const deep: Record<string, unknown> = {};
+    let level = deep;
+    for (let i = 0; i < 70; i++) level = level.next = {} as Record<string, unknown>;
+    await kit.deliver(Object.assign(new OrderCreatedIntegrationEvent('deep'), { trail: deep }));
+    await kit.drain();
+    expect(behaviour.calls.map((call) => call.orderId)).toEqual(['deep']);
   });
 
   it('gives publishedEvents() only the class\'s version, and refuses one its consumers would dead-letter as poison', async () => {
@@ -289,5 +329,24 @@ describe('InProcessBroker.close()', () => {
     await eventually(() => expect(broker.findQueue('q')?.depth).toBe(1));
     await new Promise((resolve) => setImmediate(resolve));
     expect(deliveries).toBe(1);
+  });
+});
+
+describe('InProcessQueue.subscribe()', () => {
+  it('cancels once: a second call of the cancel function leaves the other subscribers alone', async () => {
+    const broker = new InProcessBroker();
+    const queue = broker.queue('q');
+    const seen: string[] = [];
+    const cancelMine = queue.subscribe(() => seen.push('mine'), 1);
+    queue.subscribe((delivery) => {
+      seen.push('library');
+      delivery.ack();
+    }, 1);
+    cancelMine();
+    cancelMine();
+    expect(queue.consumerCount).toBe(1);
+    broker.sendToQueue('q', { content: Buffer.from('{}'), messageId: 'm', routingKey: 'q', headers: {}, properties: {}, redelivered: false });
+    await eventually(() => expect(seen).toEqual(['library']));
+    broker.close();
   });
 });

@@ -1,6 +1,8 @@
 import { type DynamicModule, Module, type OnApplicationShutdown, type OnModuleDestroy } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
+import { IntegrationEventConsumers } from '../consumer/integration-event-consumers';
 import { IntegrationEventsModule } from '../integration-events.module';
+import { IntegrationEventsConfig } from '../options/integration-events.config';
 import type { IntegrationEventsModuleOptions } from '../options/integration-events-module-options.interface';
 import { resolveOptions } from '../options/resolve-options';
 import { OutboxDatabase } from '../outbox/outbox-database';
@@ -90,7 +92,12 @@ export class IntegrationEventsTestingModule implements OnModuleDestroy, OnApplic
               broker,
               exchange,
               options.serviceName,
-              () => ({ relay: moduleRef.get(OutboxRelay, { strict: false }), database: moduleRef.get(OutboxDatabase, { strict: false }) }),
+              () => ({
+                relay: moduleRef.get(OutboxRelay, { strict: false }),
+                database: moduleRef.get(OutboxDatabase, { strict: false }),
+                consumers: moduleRef.get(IntegrationEventConsumers, { strict: false }),
+                config: moduleRef.get(IntegrationEventsConfig, { strict: false }),
+              }),
             ),
         },
       ],

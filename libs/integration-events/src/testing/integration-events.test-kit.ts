@@ -8,6 +8,8 @@ import type { MessageHeadersRecord } from '../envelope/outgoing-message';
 import { serializeEvent } from '../publisher/serialize-event';
 import type { OutboxDatabase } from '../outbox/outbox-database';
 import type { OutboxRelay } from '../relay/outbox.relay';
+import type { IntegrationEventConsumers } from '../consumer/integration-event-consumers';
+import type { IntegrationEventsConfig } from '../options/integration-events.config';
 import type { InProcessBroker } from '../transport/in-process/in-process-broker';
 import { InvalidPublishOptionsError } from '../errors/invalid-publish-options.error';
 import { DrainTimeoutError } from './drain-timeout.error';
@@ -19,7 +21,7 @@ import type { PublishedMessage } from './published-message';
  * `drain()` to run the relay and the consumers until nothing is left — so a test never sleeps.
  */
 export class IntegrationEventsTestKit {
-  private readonly recorded: PublishedMessage[] = [];
+  private recorded: PublishedMessage[] = [];
   private readonly untap: () => void;
 
   constructor(
@@ -28,7 +30,12 @@ export class IntegrationEventsTestKit {
     private readonly exchange: string,
     private readonly serviceName: string,
     /** Resolved on use: the kit is built before the module's own providers are. */
-    private readonly services: () => { relay: OutboxRelay; database: OutboxDatabase },
+    private readonly services: () => {
+      relay: OutboxRelay;
+      database: OutboxDatabase;
+      consumers: IntegrationEventConsumers;
+      config: IntegrationEventsConfig;
+    },
   ) {
     this.untap = broker.tap((exchangeName, message, routed) => {
       if (exchangeName !== this.exchange) return;
@@ -50,9 +57,12 @@ export class IntegrationEventsTestKit {
     });
   }
 
-  /** Every message published on the exchange so far, in order (this service's and the others'). */
+  /**
+   * Every message published on the exchange so far, in order (this service's and the others'): a copy,
+   * taken now (one kept from before an action does not grow with it).
+   */
   get published(): readonly PublishedMessage[] {
-    return this.recorded;
+    return [...this.recorded];
   }
 
   /**
@@ -81,7 +91,7 @@ export class IntegrationEventsTestKit {
 
   /** Forgets what was recorded. */
   clear(): void {
-    this.recorded.length = 0;
+    this.recorded = [];
   }
 
   /**
@@ -90,13 +100,23 @@ export class IntegrationEventsTestKit {
    * checked as `publish()` checks them, except that `x-` headers are allowed: another publisher may send
    * `x-tenant-id`, and retries and dead letters keep it.
    * @returns the message id
-   * @throws when no queue is bound for the event (no handler of it in the application, or not initialised)
+   * @throws when no handler of this application consumes the event (none among its providers, the
+   *   consumers off, or not initialised), whatever other applications on a shared broker consume
    */
   async deliver(
     event: object,
     options: { messageId?: string; headers?: MessageHeadersRecord; correlationId?: string; sourceService?: string } = {},
   ): Promise<string> {
     const { name, version } = getIntegrationEventMetadata(event.constructor);
+    const { consumers, config } = this.services();
+    // Dropped, or handled by another application on a shared broker, a negative test ("nothing is
+    // charged") would pass without testing anything. Checked before anything is published or recorded.
+    if (!consumers.handlers.some((handler) => handler.eventName === name) || !config.options.consumer.enabled) {
+      throw new Error(
+        `No handler of ${name} consumes in this application. Is it among the providers, is consumer.enabled on, and was the ` +
+          'application initialised (init()) before deliver()?',
+      );
+    }
     const messageId = options.messageId ?? newMessageId();
     const given = options.headers;
     // Anything but an object goes to the usual check as it is, to be refused there.
@@ -121,20 +141,14 @@ export class IntegrationEventsTestKit {
       ),
     };
     const routed = this.broker.publish(this.exchange, {
-      content: Buffer.from(serializeEvent(name, event, 64)),
+      content: Buffer.from(serializeEvent(name, event, config.options.consumer.maxDepth)),
       messageId,
       routingKey: name,
       headers,
       properties: {},
       redelivered: false,
     });
-    // Dropped silently, a negative test ("nothing is charged") would pass without testing anything.
-    if (!routed) {
-      throw new Error(
-        `No queue is bound for ${name}: no handler of it in this application. Is it among the providers, and was the application ` +
-          'initialised (init()) before deliver()?',
-      );
-    }
+    if (!routed) throw new Error(`No queue is bound for ${name}: the application's consumers have not declared theirs yet`);
     return messageId;
   }
 

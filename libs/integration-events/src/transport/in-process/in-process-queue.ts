@@ -71,6 +71,8 @@ export class InProcessQueue {
     this.subscribers.push(subscriber);
     this.schedule();
     return () => {
+      // Once only: a second call must not take another subscriber out.
+      if (!subscriber.active) return;
       subscriber.active = false;
       this.subscribers.splice(this.subscribers.indexOf(subscriber), 1);
     };
