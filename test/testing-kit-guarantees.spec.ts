@@ -143,6 +143,10 @@ describe('the testing module and kit, at the edges', () => {
       await other.kit.drain();
       expect(other.behaviour.calls).toEqual([]);
       expect(kit.published).toEqual([]);
+      // An application closed on the shared broker has no consumer any more, though its queue stays bound.
+      const closing = await start({ broker, serviceName: 'archive' });
+      await closing.app.close();
+      await expect(closing.kit.deliver(new OrderCreatedIntegrationEvent('after-close'))).rejects.toThrow('and not closed?');
     } finally {
       for (const app of apps.splice(0)) await app.close();
       broker.close();

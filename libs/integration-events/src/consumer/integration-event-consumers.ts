@@ -57,6 +57,11 @@ export class IntegrationEventConsumers {
     }));
   }
 
+  /** Whether the consumers run: started, and not stopped (at shutdown). */
+  get running(): boolean {
+    return this.started;
+  }
+
   /** Number of handlers, and how many of them are subscribed right now. */
   get status(): { handlers: number; attached: number } {
     return { handlers: this.handlerList.length, attached: this.started ? this.transports.transport.attachedConsumers : 0 };

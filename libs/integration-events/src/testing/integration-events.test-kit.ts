@@ -111,10 +111,10 @@ export class IntegrationEventsTestKit {
     const { consumers, config } = this.services();
     // Dropped, or handled by another application on a shared broker, a negative test ("nothing is
     // charged") would pass without testing anything. Checked before anything is published or recorded.
-    if (!consumers.handlers.some((handler) => handler.eventName === name) || !config.options.consumer.enabled) {
+    if (!consumers.running || !consumers.handlers.some((handler) => handler.eventName === name)) {
       throw new Error(
-        `No handler of ${name} consumes in this application. Is it among the providers, is consumer.enabled on, and was the ` +
-          'application initialised (init()) before deliver()?',
+        `No handler of ${name} consumes in this application. Is it among the providers, is consumer.enabled on, was the ` +
+          'application initialised (init()) before deliver(), and not closed?',
       );
     }
     const messageId = options.messageId ?? newMessageId();

@@ -154,7 +154,7 @@ export class RabbitMqConsumer {
     if (message === null) {
       // The broker cancelled the consumer (the queue was deleted): reopen, which re-declares the queue.
       this.logger.warn(`Queue ${this.handler.queue} cancelled our consumer (deleted?); re-declaring it`);
-      if (!this.stopping) this.recycleChannel();
+      this.recycleChannel(subscription);
       return;
     }
     subscription.acks.track(message);
@@ -372,8 +372,10 @@ export class RabbitMqConsumer {
    * round trip, or heartbeats on a half-dead connection): the close returns them to the queue, and
    * started meanwhile they would run twice. Calls already running finish; their acks fail, logged.
    */
-  private recycleChannel(): void {
-    if (this.consumer) this.retire(this.consumer);
+  private recycleChannel(subscription = this.consumer): void {
+    // At shutdown the channel goes anyway, once the calls in flight are done: closing it now would fail their acks.
+    if (this.stopping) return;
+    if (subscription) this.retire(subscription);
     this.channel?.recycle();
   }
 
