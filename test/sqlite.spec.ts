@@ -13,11 +13,13 @@ import {
   IntegrationEventHandler,
   IntegrationEventPublisher,
   OutboxAdminService,
+  TransactionTurns,
   type IIntegrationEventHandler,
   type IntegrationEventContext,
 } from 'nestjs-integration-events';
 import { IntegrationEventsTestingModule, IntegrationEventsTestKit } from 'nestjs-integration-events/testing';
 import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
+import { eventually } from './support/eventually';
 import { untilAborted } from './support/until-aborted';
 
 /** Relay polls (20 ms in the testing module) that a transaction below stays open across. */
@@ -60,6 +62,27 @@ class SlowEntryHandler implements IIntegrationEventHandler<SlowEntryEvent> {
   }
 }
 
+@IntegrationEvent({ name: 'ledger.gated-entry', version: 1 })
+class GatedEntryEvent {
+  constructor(readonly orderId: string) {}
+}
+
+/** Writes its entry, then stays in its inbox transaction until `open()`; its first attempt then fails. */
+@IntegrationEventHandler(GatedEntryEvent)
+class GatedEntryHandler implements IIntegrationEventHandler<GatedEntryEvent> {
+  readonly attempts: number[] = [];
+  open: () => void = () => undefined;
+  private readonly gate = new Promise<void>((resolve) => (this.open = resolve));
+  constructor(private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>) {}
+
+  async handle(event: GatedEntryEvent, context: IntegrationEventContext): Promise<void> {
+    this.attempts.push(context.attempt);
+    await this.txHost.tx.query('INSERT INTO ledger_entries (order_id) VALUES (?)', [`${event.orderId}/attempt-${context.attempt}`]);
+    await this.gate;
+    if (context.attempt === 1) throw new Error('fails after the gate');
+  }
+}
+
 /**
  * SQLite through TypeORM has one connection, shared by every transaction: the library's own work must
  * stay out of the application's transactions and out of each other's (`SqliteConnection`).
@@ -85,7 +108,7 @@ describe('SQLite: one connection for every transaction', () => {
         }),
         IntegrationEventsTestingModule.forRoot({ serviceName: 'ledger' }),
       ],
-      providers: [LedgerHandler, SlowEntryHandler],
+      providers: [LedgerHandler, SlowEntryHandler, GatedEntryHandler],
     }).compile();
     moduleRef.useLogger(false);
     await moduleRef.init();
@@ -171,6 +194,22 @@ describe('SQLite: one connection for every transaction', () => {
     expect(handler.started.length).toBeLessThan(50);
     await kit.drain();
     expect(handler.started).toHaveLength(101);
+  });
+
+  it('runs an application transaction given to TransactionTurns after an inbox transaction open meanwhile, so its rollback cannot take it', async () => {
+    const handler = moduleRef.get(GatedEntryHandler);
+    await kit.deliver(new GatedEntryEvent('gated'));
+    await eventually(() => expect(handler.attempts).toEqual([1]));
+    // An HTTP request's command while the handler's transaction is open: on the shared connection it
+    // would become a savepoint of it, "committed" now and undone when the handler's attempt fails.
+    const request = moduleRef
+      .get(TransactionTurns)
+      .run(() => host.withTransaction(async () => host.tx.query('INSERT INTO ledger_entries (order_id) VALUES (?)', ['request'])));
+    handler.open();
+    await request;
+    await kit.drain();
+    const entries = (await dataSource.query('SELECT order_id FROM ledger_entries ORDER BY rowid')) as Array<{ order_id: string }>;
+    expect(entries.map((entry) => entry.order_id).sort()).toEqual(['gated/attempt-2', 'request']);
   });
 
   it('says OutboxAdminService is PostgreSQL-only, instead of failing with a SQL syntax error', async () => {

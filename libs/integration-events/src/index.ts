@@ -33,6 +33,7 @@ export type { DeadLetter, DeadLetterReason } from './dead-letter/dead-letter.int
 export { DeadLetterService } from './dead-letter/dead-letter.service';
 export type { DeadLetterDetails, DeadLetterSelection, DeadLetterSummary } from './dead-letter/dead-letter-queue.operations';
 export { OutboxAdminService } from './outbox/outbox-admin.service';
+export { TransactionTurns } from './outbox/transaction-turns';
 export type { OutboxFilter, OutboxRowSummary, OutboxSelection } from './outbox/outbox.operations';
 
 export { IntegrationEventPublisher } from './publisher/integration-event.publisher';

@@ -16,6 +16,7 @@ import { CqrsHandlersReady } from './cqrs/cqrs-handlers-ready';
 import { DomainEventsBridge } from './cqrs/domain-events.bridge';
 import { DeadLetterService } from './dead-letter/dead-letter.service';
 import { OutboxAdminService } from './outbox/outbox-admin.service';
+import { TransactionTurns } from './outbox/transaction-turns';
 import { InboxGuard } from './inbox/inbox.guard';
 import { warnIfInboxCanFillThePool } from './inbox/pool-size-check';
 import { warnIfDeliveriesCanOutwaitConsumerTimeout } from './consumer/consumer-timeout-check';
@@ -87,12 +88,22 @@ import { TransportHost } from './transport/transport-host';
     { provide: APP_INTERCEPTOR, useClass: CorrelationInterceptor },
     DeadLetterService,
     OutboxAdminService,
+    TransactionTurns,
     InboxGuard,
     CleanupWorker,
     IntegrationEventsMetrics,
     IntegrationEventsHealth,
   ],
-  exports: [IntegrationEventPublisher, OutboxRelay, IntegrationEventConsumers, DeadLetterService, OutboxAdminService, CleanupWorker, IntegrationEventsHealth],
+  exports: [
+    IntegrationEventPublisher,
+    OutboxRelay,
+    IntegrationEventConsumers,
+    DeadLetterService,
+    OutboxAdminService,
+    TransactionTurns,
+    CleanupWorker,
+    IntegrationEventsHealth,
+  ],
 })
 export class IntegrationEventsModule
   extends IntegrationEventsConfigurableModule
