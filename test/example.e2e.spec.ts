@@ -102,6 +102,21 @@ describe.each(modes)('example: ordering and payments, %s', (_name, mode) => {
     }
   });
 
+  it('keeps every good order placed while refused ones roll back and payments come in, all at once', async () => {
+    // In embedded mode the requests share SQLite's one connection with the inbox transactions: they take turns.
+    const results = await Promise.all(
+      Array.from({ length: 12 }, async (_, i) => {
+        const refused = i % 3 === 0;
+        const response = await placeOrder(`racer-${i}`, refused ? 5_000_000 : 2_000 + i);
+        expect(response.status).toBe(refused ? 422 : 201);
+        return refused ? undefined : ((await response.json()) as { id: string }).id;
+      }),
+    );
+    for (const id of results.filter((value): value is string => value !== undefined)) {
+      await eventually(async () => expect(((await (await fetch(`${ordering}/orders/${id}`)).json()) as { status: string }).status).toBe('paid'));
+    }
+  });
+
   it('refuses an order a domain-event handler rejects, and nothing of it reaches payments', async () => {
     const response = await placeOrder('big-spender', 5_000_000);
     expect(response.status).toBe(422);

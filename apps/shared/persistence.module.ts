@@ -38,7 +38,14 @@ export class PersistenceModule {
         TypeOrmModule.forRoot(
           options.database.kind === 'postgres'
             ? // A pool larger than the inbox handlers' concurrency (10 each): each of their calls holds a connection.
-              { type: 'postgres', url: options.database.url, extra: { max: 20 }, ...common }
+              // Idle connections kept (no reconnect after a quiet spell), and waits on locks and statements
+              // bounded below the handlers' 60 s timeout (a timed-out call keeps its connection until they end).
+              {
+                type: 'postgres',
+                url: options.database.url,
+                extra: { max: 20, idleTimeoutMillis: 0, lock_timeout: 30_000, statement_timeout: 50_000 },
+                ...common,
+              }
             : { type: 'better-sqlite3', database: ':memory:', ...common },
         ),
         ClsModule.forRoot({

@@ -1,5 +1,6 @@
 import { CommandHandler, EventPublisher, type ICommandHandler } from '@nestjs/cqrs';
 import { InjectTransactionHost, Transactional, TransactionHost } from '@nestjs-cls/transactional';
+import { NonRetryableError } from 'nestjs-integration-events';
 import type { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
 import { OrderPaidLogEntry } from '../order-paid-log.entity';
 import { OrdersRepository } from '../orders.repository';
@@ -26,7 +27,8 @@ export class OrderPaidHandler implements ICommandHandler<OrderPaidCommand> {
     // execution (markPaid() is idempotent, so the order alone would not show a second one).
     await this.txHost.tx.getRepository(OrderPaidLogEntry).insert({ orderId, handledBy: process.pid });
     const order = await this.orders.find(orderId, { forUpdate: true });
-    if (!order) throw new Error(`Order ${orderId} does not exist`);
+    // The order was committed before its OrderCreated was published: a retry cannot make it appear.
+    if (!order) throw new NonRetryableError(`Order ${orderId} does not exist`);
     this.eventPublisher.mergeObjectContext(order).markPaid(paidAt);
     await this.orders.save(order);
     order.commit();
