@@ -23,7 +23,12 @@ import { OutboxDatabase } from './outbox-database';
 export class TransactionTurns {
   constructor(private readonly database: OutboxDatabase) {}
 
-  run<T>(work: () => Promise<T>): Promise<T> {
+  /**
+   * There is no time limit on the wait: an inbox attempt abandoned at its timeout keeps the turn until
+   * its handler returns. Reads take the turn too when they must not see an open inbox transaction's
+   * uncommitted rows (on SQLite a read runs inside whatever transaction is open).
+   */
+  async run<T>(work: () => Promise<T>): Promise<T> {
     const sqlite = this.database.sqlite;
     return sqlite ? sqlite.exclusive(work) : work();
   }
