@@ -1,4 +1,3 @@
-import { Logger } from '@nestjs/common';
 import type { EventBus, EventOperator, IEvent, IEventHandler } from '@nestjs/cqrs';
 import { of } from 'rxjs';
 
@@ -27,7 +26,6 @@ interface StaticHandlerEntry {
  * from the stream, after the commit.
  */
 export class DomainEventHandlerRegistry {
-  private readonly logger = new Logger('IntegrationEvents:DomainEvents');
   private readonly entries: StaticHandlerEntry[] = [];
   /**
    * Event objects whose handlers ran in a transaction not yet forwarded (or rolled back), counted: the
@@ -115,10 +113,5 @@ export class DomainEventHandlerRegistry {
       get: (target, property) =>
         property === 'instance' ? guarded : Reflect.get(target, property, target),
     });
-  }
-
-  /** Logs once at boot what the registry took over. */
-  logSummary(): void {
-    this.logger.log(`In-transaction dispatch covers ${this.entries.length} domain event handler(s)`);
   }
 }
