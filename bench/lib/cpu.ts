@@ -10,7 +10,14 @@ import { DATABASE_URL, RABBITMQ_URL } from './helpers';
 
 const TICK_MS = 10; // USER_HZ = 100 on Linux
 
-function readStat(pid: number): { cpuMs: number; childrenMs: number; ppid: number } | undefined {
+/** A process's CPU so far (its own, and its reaped children's) and its parent. */
+interface ProcStat {
+  cpuMs: number;
+  childrenMs: number;
+  ppid: number;
+}
+
+function readStat(pid: number): ProcStat | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the command name (which may contain spaces), from field 3 on.
@@ -73,7 +80,10 @@ function localPort(url: string, fallback: number): number | undefined {
 }
 
 export interface CpuSample {
+  /** CPU the machine used (user, nice, system, irq, softirq); not steal, which another guest used. */
   machineBusyMs: number;
+  /** Time the hypervisor ran another guest while this one had work (reported apart, not as busy). */
+  machineStealMs: number;
   wallMs: number;
   parts: Record<string, number>;
 }
@@ -99,12 +109,13 @@ export class CpuMeter {
     for (const [label, pid] of Object.entries(children)) parts[label] = readStat(pid)?.cpuMs ?? NaN;
     if (this.postmaster) parts.postgres = this.tree(this.postmaster);
     if (this.rabbit) parts.rabbitmq = this.tree(this.rabbit);
-    return { machineBusyMs: (user! + nice! + system! + irq! + softirq! + steal!) * TICK_MS, wallMs: Date.now(), parts };
+    return { machineBusyMs: (user! + nice! + system! + irq! + softirq!) * TICK_MS, machineStealMs: steal! * TICK_MS, wallMs: Date.now(), parts };
   }
 
   /**
    * CPU per event (ms) of each part between two samples, "other" (the rest of the machine: the parent,
-   * other jobs) and the machine's busy share (% of all cores).
+   * other jobs, the kernel's own threads) and the machine's busy share (% of all cores); steal (% of all
+   * cores: the hypervisor running another guest) apart, in neither.
    */
   static perEvent(a: CpuSample, b: CpuSample, events: number, cores: number): Record<string, number> {
     const out: Record<string, number> = {};
@@ -118,27 +129,53 @@ export class CpuMeter {
     out['cpu.other'] = Math.max(0, busy - known) / events;
     out['cpu.total'] = busy / events;
     out.machineBusyPct = (busy / ((b.wallMs - a.wallMs) * cores)) * 100;
+    out.machineStealPct = ((b.machineStealMs - a.machineStealMs) / ((b.wallMs - a.wallMs) * cores)) * 100;
     return out;
+  }
+
+  /** How many processes PostgreSQL runs now (the postmaster and its children), if it is local. */
+  postgresProcesses(): number | undefined {
+    return this.postmaster ? this.members(this.postmaster).size : undefined;
+  }
+
+  /**
+   * Waits (up to `timeoutMs`) until PostgreSQL runs at most `count` processes: the backends of a client
+   * that just disconnected (pgbench) are exiting. A sample taken meanwhile can miss one's CPU entirely:
+   * read after the postmaster, gone before its own line is read, and not yet in the postmaster's counters.
+   */
+  async settlePostgres(count: number | undefined, timeoutMs = 5_000): Promise<void> {
+    if (count === undefined) return;
+    const deadline = Date.now() + timeoutMs;
+    while ((this.postgresProcesses() ?? 0) > count && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
   }
 
   /** A process and its descendants: live ones, plus what exited ones left in their parent's counters. */
   private tree(root: number): number {
+    let ms = 0;
+    for (const stat of this.members(root).values()) ms += stat.cpuMs + stat.childrenMs;
+    return ms;
+  }
+
+  /** The live processes of a tree, by pid. */
+  private members(root: number): Map<number, ProcStat> {
     const all = pids()
       .map((pid) => ({ pid, stat: readStat(pid) }))
-      .filter((p) => p.stat);
-    const inTree = new Set([root]);
+      .filter((p): p is { pid: number; stat: ProcStat } => p.stat !== undefined);
+    const inTree = new Map<number, ProcStat>();
+    const rootStat = all.find((p) => p.pid === root)?.stat;
+    if (rootStat) inTree.set(root, rootStat);
     let grew = true;
     while (grew) {
       grew = false;
       for (const p of all) {
-        if (!inTree.has(p.pid) && inTree.has(p.stat!.ppid)) {
-          inTree.add(p.pid);
+        if (!inTree.has(p.pid) && inTree.has(p.stat.ppid)) {
+          inTree.set(p.pid, p.stat);
           grew = true;
         }
       }
     }
-    let ms = 0;
-    for (const p of all) if (inTree.has(p.pid)) ms += p.stat!.cpuMs + p.stat!.childrenMs;
-    return ms;
+    return inTree;
   }
 }

@@ -208,6 +208,11 @@ export function renderTargets(targets: Target[]): string {
   return [line(titles), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n');
 }
 
+/** A steal share for the CPU table: one decimal (usually 0), blank for runs recorded before it was. */
+function steal(pct: number): string {
+  return Number.isFinite(pct) ? pct.toFixed(1) : '';
+}
+
 /** The CPU table: per workload and variant, CPU ms per event of each process and server. */
 export function renderCpuTable(entries: Array<{ workload: string; variant: string; runs: VariantRun[] }>): string {
   const parts = ['producer', 'publisher', 'relay', 'consumer', 'postgres', 'rabbitmq', 'other', 'total'];
@@ -220,8 +225,9 @@ export function renderCpuTable(entries: Array<{ workload: string; variant: strin
         return Number.isFinite(s.median) ? s.median.toFixed(3) : '';
       }),
       fmtNumber(metric(e.runs, 'machineBusyPct').median),
+      steal(metric(e.runs, 'machineStealPct').median),
     ]);
-  const titles = ['Workload / variant', ...parts, 'busy %'];
+  const titles = ['Workload / variant', ...parts, 'busy %', 'steal %'];
   const widths = titles.map((t, i) => Math.max(t.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
   return [line(titles), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n');
