@@ -254,6 +254,7 @@ async function main(): Promise<void> {
     timelinesDir: options.timelines ? join(resultsDir, `${stamp}-timelines`) : undefined,
   };
   const resources = new Resources();
+  removeOnFatal = () => resources.cleanup();
   const cpu = CpuMeter.create();
   const onSignal = () => {
     console.error('\ninterrupted: stopping children and removing what this run created');
@@ -368,8 +369,12 @@ async function main(): Promise<void> {
   process.exitCode = failedChecks.length > 0 || failures.length > 0 ? 1 : 0;
 }
 
-main().catch((error: unknown) => {
+/** Removes what the run created, on a fatal error (set once the run has something to remove). */
+let removeOnFatal: () => Promise<void> = async () => undefined;
+
+main().catch(async (error: unknown) => {
   console.error(error);
   killChildren();
+  await removeOnFatal();
   process.exit(1);
 });

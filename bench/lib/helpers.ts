@@ -122,33 +122,49 @@ export class Resources {
     return names[0]!;
   }
 
+  /**
+   * Removes everything registered, and forgets it. Never throws: what could not be removed is named on
+   * stderr (the names carry this run's id: `bench_<id>_…` schemas, `bench-<id>-…` queues and exchanges).
+   */
   async cleanup(): Promise<void> {
-    if (this.queues.size + this.exchanges.size > 0) {
-      const connection = await amqp.connect(RABBITMQ_URL).catch(() => undefined);
-      if (connection) {
-        for (const name of this.queues) {
-          const channel = await connection.createChannel();
-          await channel.deleteQueue(name).catch(() => undefined);
-          await channel.close().catch(() => undefined);
-        }
-        for (const name of this.exchanges) {
-          const channel = await connection.createChannel();
-          await channel.deleteExchange(name).catch(() => undefined);
-          await channel.close().catch(() => undefined);
-        }
-        await connection.close().catch(() => undefined);
+    const failed: string[] = [];
+    const attempt = async (what: string, work: () => Promise<unknown>) => {
+      try {
+        await work();
+      } catch (error) {
+        failed.push(`${what} (${(error as Error)?.message ?? String(error)})`);
       }
+    };
+    if (this.queues.size + this.exchanges.size > 0) {
+      await attempt('the RabbitMQ connection for cleaning up', async () => {
+        const connection = await amqp.connect(RABBITMQ_URL);
+        try {
+          for (const name of this.queues) await attempt(`queue ${name}`, () => deleteOn(connection, (channel) => channel.deleteQueue(name)));
+          for (const name of this.exchanges) await attempt(`exchange ${name}`, () => deleteOn(connection, (channel) => channel.deleteExchange(name)));
+        } finally {
+          await connection.close().catch(() => undefined);
+        }
+      });
     }
     if (this.schemas.size > 0) {
-      const db = new Client({ connectionString: DATABASE_URL });
-      await db.connect();
-      for (const name of this.schemas) await db.query(`DROP SCHEMA IF EXISTS "${name}" CASCADE`).catch(() => undefined);
-      await db.end();
+      await attempt('the PostgreSQL connection for cleaning up', () =>
+        withDb(async (db) => {
+          for (const name of this.schemas) await attempt(`schema ${name}`, () => db.query(`DROP SCHEMA IF EXISTS "${name}" CASCADE`));
+        }),
+      );
     }
     this.schemas.clear();
     this.exchanges.clear();
     this.queues.clear();
+    if (failed.length > 0) console.error(`cleanup: could not remove ${failed.join('; ')}`);
   }
+}
+
+/** Runs one deletion on a channel of its own (a failed one closes its channel). */
+async function deleteOn(connection: amqp.ChannelModel, work: (channel: amqp.Channel) => Promise<unknown>): Promise<void> {
+  const channel = await connection.createChannel();
+  await work(channel);
+  await channel.close().catch(() => undefined);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -198,6 +214,28 @@ export function countChecks(label: string, expected: number, counts: HandledCoun
     check(`${label}: duplicate handler calls`, 0, counts.duplicates),
     check(`${label}: unexpected messages`, 0, counts.unexpected),
   ];
+}
+
+/**
+ * Messages still in the given queues (ready ones: run once their consumers stopped, when every message
+ * handled was acked and anything left over is a duplicate, a retry or a dead letter). A queue that
+ * does not exist counts as empty.
+ */
+export async function messagesLeft(queues: readonly string[]): Promise<number> {
+  const connection = await amqp.connect(RABBITMQ_URL);
+  try {
+    let left = 0;
+    for (const queue of queues) {
+      // A missing queue closes its channel: one channel per look.
+      const channel = await connection.createChannel();
+      const found = await channel.checkQueue(queue).catch(() => undefined);
+      left += found?.messageCount ?? 0;
+      if (found) await channel.close();
+    }
+    return left;
+  } finally {
+    await connection.close().catch(() => undefined);
+  }
 }
 
 /** Commit → handler latencies (ms) of messages `from`…`to - 1`. */

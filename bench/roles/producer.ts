@@ -61,6 +61,14 @@ class PlaceOrder {
   constructor(readonly n: number) {}
 }
 
+/**
+ * Transactions that call `publish()` and then throw, run before the warm-up in the modes that publish
+ * through `Orders` (numbered past every other: total…total+ROLLED_BACK-1). They roll back, and their
+ * events must never reach a consumer, which counts any number outside its range as unexpected.
+ */
+const ROLLED_BACK = 20;
+class DeliberateRollback extends Error {}
+
 export const run: Role = async (raw, io) => {
   const args = raw as unknown as Args;
   const ours = args.mode.startsWith('ours');
@@ -72,10 +80,11 @@ export const run: Role = async (raw, io) => {
   class Orders {
     constructor(private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>) {}
     @Transactional()
-    async place(n: number, publisher?: IntegrationEventPublisher): Promise<void> {
+    async place(n: number, publisher?: IntegrationEventPublisher, rollBack = false): Promise<void> {
       const id = randomUUID();
       await this.txHost.tx.query(insertOrder, [id, CUSTOMER_ID, AMOUNT_CENTS]);
       if (publisher) await publisher.publish(new BenchOrderPlaced(n, id));
+      if (rollBack) throw new DeliberateRollback(`transaction ${n} rolled back on purpose`);
     }
   }
 
@@ -126,6 +135,7 @@ export const run: Role = async (raw, io) => {
   });
 
   let transaction: (n: number) => Promise<void>;
+  let rollingBack: ((n: number) => Promise<void>) | undefined;
   let closeBroker = async () => {};
   if (cqrs) {
     const commandBus = app.get(CommandBus);
@@ -134,6 +144,7 @@ export const run: Role = async (raw, io) => {
     const orders = app.get(Orders);
     const publisher = app.get(IntegrationEventPublisher);
     transaction = (n) => orders.place(n, publisher);
+    rollingBack = (n) => orders.place(n, publisher, true);
   } else if (args.mode === 'dual-write') {
     const orders = app.get(Orders);
     const connection = await amqp.connect(RABBITMQ_URL);
@@ -194,6 +205,23 @@ export const run: Role = async (raw, io) => {
 
   io.send({ type: 'ready' });
   await io.next('go');
+  let rolledBack = 0;
+  if (rollingBack) {
+    const roll = rollingBack;
+    await Promise.all(
+      Array.from({ length: ROLLED_BACK }, async (_, i) => {
+        try {
+          await roll(total + i);
+        } catch (error) {
+          if (error instanceof DeliberateRollback) rolledBack++;
+          else {
+            errors++;
+            firstError ??= String((error as Error)?.stack ?? error);
+          }
+        }
+      }),
+    );
+  }
   // Warm the pool, the JIT and (for ours) the relay and the consumer: at the rate when paced (the
   // pipeline's steady state at that rate is what is measured), as fast as possible otherwise.
   if (args.rate) {
@@ -217,5 +245,5 @@ export const run: Role = async (raw, io) => {
   await closeBroker();
   await app.close();
   if (firstError) console.error(`first error of ${errors}: ${firstError}`);
-  return { t0, tEnd, committedAt, errors };
+  return { t0, tEnd, committedAt, errors, rolledBack, rollbacksPlanned: rollingBack ? ROLLED_BACK : 0 };
 };

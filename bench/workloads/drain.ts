@@ -5,8 +5,8 @@
 import { cpus } from 'node:os';
 import { EVENT_NAME } from '../lib/contract';
 import { CpuMeter } from '../lib/cpu';
-import { createTables, fillOutbox, lastSentAt, outboxStatus } from '../lib/database';
-import { check, countChecks, Namespace, type HandledCounts } from '../lib/helpers';
+import { countRows, createTables, fillOutbox, lastSentAt, outboxStatus } from '../lib/database';
+import { check, countChecks, inboxTable, messagesLeft, Namespace, type Check, type HandledCounts } from '../lib/helpers';
 import { ChildHandle, peakRssMb, type HeapSample } from '../lib/processes';
 import type { RunContext, VariantRun } from '../lib/report';
 
@@ -43,6 +43,7 @@ export async function runDrain(label: string, spec: DrainSpec, context: RunConte
   try {
     // The consumer first: its queue must be bound before anything is published.
     let consumer: ChildHandle;
+    let queues: string[];
     if (spec.consumer === 'ours') {
       consumer = await ChildHandle.start(
         harness,
@@ -60,10 +61,11 @@ export async function runDrain(label: string, spec: DrainSpec, context: RunConte
         },
         { profile: true, exposeGc: spec.heapCheckAfterMs !== undefined },
       );
-      resources.queue(...(consumer.ready.queues as string[]));
+      queues = consumer.ready.queues as string[];
+      resources.queue(...queues);
     } else {
       const queue = ns.queue('sink');
-      resources.queue(queue);
+      queues = [resources.queue(queue)];
       consumer = await ChildHandle.start(harness, 'plain-consumer', `${tag}-consumer`, {
         exchange: ns.exchange,
         queue,
@@ -122,6 +124,13 @@ export async function runDrain(label: string, spec: DrainSpec, context: RunConte
     const t0 = relayed.t0 as number;
     const status = await outboxStatus(ns.schema);
     const sentAt = await lastSentAt(ns.schema);
+    const checks: Check[] = [check(`${label}: outbox rows sent`, spec.rows, status.sent ?? 0), ...countChecks(label, spec.rows, consumed.counts as HandledCounts)];
+    if (spec.consumer === 'ours') {
+      // The variant ran with the inbox it names.
+      checks.push(check(`${label}: inbox records`, spec.inbox ? spec.rows : 0, await countRows(inboxTable(ns.schema))));
+    }
+    // Both stopped, every message handled acked: one still queued is a duplicate, retry or dead letter the counts missed.
+    checks.push(check(`${label}: messages left in the queues`, 0, await messagesLeft(queues)));
     return {
       metrics: {
         handledPerSec: spec.rows / (((consumed.last as number) - t0) / 1_000),
@@ -130,7 +139,7 @@ export async function runDrain(label: string, spec: DrainSpec, context: RunConte
         'rss.consumer': peakRssMb(consumed),
         ...CpuMeter.perEvent(cpuBefore, cpuAfter, spec.rows, cpus().length),
       },
-      checks: [check(`${label}: outbox rows sent`, spec.rows, status.sent ?? 0), ...countChecks(label, spec.rows, consumed.counts as HandledCounts)],
+      checks,
       details: spec.rssSampleMs ? { t0, rssRelay: relay.rssSamples, rssConsumer: consumer.rssSamples, heapChecks } : undefined,
     };
   } finally {

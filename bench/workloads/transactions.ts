@@ -7,7 +7,7 @@ import * as amqp from 'amqplib';
 import { CpuMeter } from '../lib/cpu';
 import { EVENT_NAME } from '../lib/contract';
 import { countRows, createTables, outboxStatus } from '../lib/database';
-import { check, countChecks, lastOf, latencies, latencySummary, Namespace, outboxTable, RABBITMQ_URL, type Check, type HandledCounts } from '../lib/helpers';
+import { check, countChecks, inboxTable, lastOf, latencies, latencySummary, messagesLeft, Namespace, outboxTable, RABBITMQ_URL, type Check, type HandledCounts } from '../lib/helpers';
 import { MachineStalls, writeTimeline } from '../lib/machine-stalls';
 import { ChildHandle, peakRssMb } from '../lib/processes';
 import type { RunContext, VariantRun } from '../lib/report';
@@ -161,12 +161,33 @@ export async function runTransactions(label: string, spec: TransactionsSpec, con
       'rss.producer': peakRssMb(produced),
     };
     const checks: Check[] = [check(`${label}: failed transactions`, 0, produced.errors as number)];
+    // Transactions that published, then threw (before the warm-up): rolled back, nothing of theirs
+    // stored; a consumer that received one counts it as unexpected.
+    const rollbacks = produced.rollbacksPlanned as number;
+    if (rollbacks > 0) checks.push(check(`${label}: transactions rolled back after publish()`, rollbacks, produced.rolledBack as number));
     checks.push(check(`${label}: order rows`, total, await countRows(`"${ns.schema}".orders`)));
     if (ours) {
       const status = await outboxStatus(ns.schema);
       const expectedRows = publishes ? total : 0;
       checks.push(check(`${label}: outbox rows`, expectedRows, await countRows(outboxTable(ns.schema))));
       if (spec.consumer !== 'sink' && spec.consumer !== 'none') checks.push(check(`${label}: outbox rows sent`, expectedRows, status.sent ?? 0));
+      if (spec.consumer === 'sink') {
+        // Nobody reads the queue: what the relay marked sent must be there, and it must have sent some.
+        const sent = status.sent ?? 0;
+        checks.push(check(`${label}: the relay published`, 'yes', publishes && sent === 0 ? 'no' : 'yes'));
+        checks.push(check(`${label}: messages in the unread queue = rows marked sent`, sent, await messagesLeft([queueName])));
+      }
+    }
+    if (spec.consumer === 'ours') {
+      // The variant ran with the inbox it names (a handler's inbox option miswired would not show otherwise).
+      const inbox = spec.inbox ?? true;
+      checks.push(check(`${label}: inbox records`, inbox ? total : 0, await countRows(inboxTable(ns.schema))));
+    }
+    if (consumer && spec.consumer !== 'sink') {
+      // Consumers stopped, every message handled was acked: a message still queued (a duplicate the
+      // relay sent late, a retry, a dead letter) is one the counts above did not see.
+      const queues = spec.consumer === 'ours' ? (consumer.ready.queues as string[]) : [queueName];
+      checks.push(check(`${label}: messages left in the queues (handler, retry, dead-letter)`, 0, await messagesLeft(queues)));
     }
     if (consumed) {
       metrics['rss.consumer'] = peakRssMb(consumed);
