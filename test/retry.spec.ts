@@ -337,9 +337,9 @@ describe('retries and the dead-letter queue', () => {
     await ns.drainQueue(`${queue()}.dlq`);
   });
 
-  it('dead-letters at once on NonRetryableError', async () => {
+  it('dead-letters at once on NonRetryableError, with the cause it wraps', async () => {
     recorder.behaviour = () => {
-      throw new NonRetryableError('customer does not exist');
+      throw new NonRetryableError('customer does not exist', { cause: new RangeError('customer 42 not in the ledger') });
     };
     const id = await publish('not-retryable');
     await eventually(async () => expect(await ns.queueDepth(`${queue()}.dlq`)).toBe(1));
@@ -349,8 +349,9 @@ describe('retries and the dead-letter queue', () => {
       'ie-dead-letter-reason': 'non-retryable',
       'ie-attempts': 1,
       'ie-error-name': 'NonRetryableError',
-      'ie-error-message': 'customer does not exist',
+      'ie-error-message': 'customer does not exist; caused by RangeError: customer 42 not in the ledger',
     });
+    expect(String(dead!.properties.headers!['ie-error-stack'])).toContain('Caused by: RangeError: customer 42 not in the ledger');
   });
 
   it('keeps another publisher\'s x- headers and properties on retry and dead-letter copies, and drops the broker\'s', async () => {

@@ -1,3 +1,4 @@
+import { NonRetryableError } from '../errors/non-retryable.error';
 import { failureDetails } from './failure-details';
 
 describe('failureDetails', () => {
@@ -29,6 +30,35 @@ describe('failureDetails', () => {
     });
     expect(failureDetails(hostile)).toMatchObject({ name: 'NonError' });
     expect(failureDetails(hostile).message).toMatch(/^non-Error thrown: /);
+  });
+
+  it("follows the error's cause chain, in the message and after the stack", () => {
+    const root = new TypeError('customer 42 missing');
+    const middle = new Error('lookup failed', { cause: root });
+    const details = failureDetails(new NonRetryableError('refused', { cause: middle }));
+    expect(details.message).toBe('refused; caused by Error: lookup failed; caused by TypeError: customer 42 missing');
+    const stack = details.stack!.split('\n');
+    expect(stack[0]).toBe('NonRetryableError: refused');
+    expect(stack).toContain('Caused by: Error: lookup failed');
+    expect(stack).toContain('Caused by: TypeError: customer 42 missing');
+    expect(stack.indexOf('Caused by: Error: lookup failed')).toBeLessThan(stack.indexOf('Caused by: TypeError: customer 42 missing'));
+  });
+
+  it('ends a cause chain at a value that is not an Error, a cycle, or a getter that throws', () => {
+    expect(failureDetails(new Error('refused', { cause: { code: 'E42' } })).message).toBe('refused; caused by {"code":"E42"}');
+
+    const a = new Error('a');
+    const b = new Error('b', { cause: a });
+    a.cause = b;
+    expect(failureDetails(a).message).toBe('a; caused by Error: b');
+
+    const hostileCause = new Error('inner');
+    Object.defineProperty(hostileCause, 'message', {
+      get() {
+        throw new Error('no');
+      },
+    });
+    expect(failureDetails(new Error('outer', { cause: hostileCause }))).toMatchObject({ name: 'Error', message: 'outer' });
   });
 
   it('describes values that are not Errors, even ones JSON cannot print', () => {

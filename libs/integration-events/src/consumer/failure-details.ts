@@ -4,19 +4,31 @@ const MAX_MESSAGE = 1_000;
 const MAX_STACK_LINES = 20;
 const MAX_STACK = 4_000;
 
+/** How many causes (`error.cause`, its cause, …) a failure's details follow. */
+const MAX_CAUSES = 5;
+const MAX_CAUSE_STACK_LINES = 10;
+
 /**
- * Name, message and a trimmed stack of whatever a handler threw, for headers and the hook. Never
- * throws, whatever was thrown: an `Error` whose `message` is not a string (a subclass that redeclares
- * the field), or whose properties are getters that throw, is still described.
+ * Name, message and a trimmed stack of whatever a handler threw, for headers and the hook. An error's
+ * `cause` chain (as `new NonRetryableError('refused', { cause })` keeps the original) is followed: each
+ * cause is named after the message ("; caused by TypeError: …") and its stack after the error's
+ * ("Caused by: …"), since V8's stack leaves it out. Never throws, whatever was thrown: an `Error` whose
+ * `message` is not a string (a subclass that redeclares the field), or whose properties are getters
+ * that throw, is still described.
  */
 export function failureDetails(error: unknown, failedAt = new Date()): FailureDetails {
   if (error instanceof Error) {
     try {
       const stack = stringProperty(error, 'stack');
+      const causes = causesOf(error);
+      const stackParts = [
+        ...(stack ? [stack.split('\n').slice(0, MAX_STACK_LINES).join('\n')] : []),
+        ...causes.map((cause) => `Caused by: ${(cause.stack ?? cause.summary).split('\n').slice(0, MAX_CAUSE_STACK_LINES).join('\n')}`),
+      ];
       return {
         name: trim(stringProperty(error, 'name') || 'Error', 200),
-        message: trim(stringProperty(error, 'message') ?? '', MAX_MESSAGE),
-        stack: stack ? trim(stack.split('\n').slice(0, MAX_STACK_LINES).join('\n'), MAX_STACK) : undefined,
+        message: trim((stringProperty(error, 'message') ?? '') + causes.map((cause) => `; caused by ${cause.summary}`).join(''), MAX_MESSAGE),
+        stack: stackParts.length > 0 ? trim(stackParts.join('\n'), MAX_STACK) : undefined,
         failedAt,
       };
     } catch {
@@ -24,6 +36,27 @@ export function failureDetails(error: unknown, failedAt = new Date()): FailureDe
     }
   }
   return { name: 'NonError', message: trim(`non-Error thrown: ${safeString(error)}`, MAX_MESSAGE), stack: undefined, failedAt };
+}
+
+/** The causes of `error`, outermost first (at most MAX_CAUSES; a cycle ends the chain). */
+function causesOf(error: Error): Array<{ summary: string; stack: string | undefined }> {
+  const causes: Array<{ summary: string; stack: string | undefined }> = [];
+  const seen = new Set<unknown>([error]);
+  try {
+    let cause: unknown = error.cause;
+    while (cause !== undefined && cause !== null && !seen.has(cause) && causes.length < MAX_CAUSES) {
+      seen.add(cause);
+      if (!(cause instanceof Error)) {
+        causes.push({ summary: safeString(cause), stack: undefined });
+        break;
+      }
+      causes.push({ summary: `${stringProperty(cause, 'name') || 'Error'}: ${stringProperty(cause, 'message') ?? ''}`, stack: stringProperty(cause, 'stack') });
+      cause = cause.cause;
+    }
+  } catch {
+    // A cause's getter threw: the chain ends there; the error itself is still described.
+  }
+  return causes;
 }
 
 /** `error[key]` as text: a string as it is, nothing for undefined or null, anything else converted. */
