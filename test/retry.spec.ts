@@ -213,7 +213,11 @@ describe('retries and the dead-letter queue', () => {
     expect(deadLetter).toMatchObject({ reason: 'max-attempts', attempts: 10 });
     expect(deadLetter.headers['ie-event-name']).toBe('ordering.order-created');
     await eventually(async () => expect(await ns.queueDepth(`${queue()}.dlq`)).toBe(1));
-    await ns.drainQueue(`${queue()}.dlq`);
+    const [dead] = await ns.drainQueue(`${queue()}.dlq`);
+    // The calls made are in ie-attempts; the retry copies' attempt and last error are not kept.
+    expect(dead!.properties.headers).toMatchObject({ 'ie-attempts': 10, 'ie-error-message': 'always fails (attempt 10)' });
+    expect(dead!.properties.headers).not.toHaveProperty('ie-attempt');
+    expect(dead!.properties.headers).not.toHaveProperty('ie-last-error');
   });
 
   it('retries and dead-letters a message with the most application headers publish() allows, and long non-ASCII errors', async () => {

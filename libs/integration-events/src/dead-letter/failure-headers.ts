@@ -141,7 +141,10 @@ export function deadLetterHeaders(
     [MessageHeaders.DeadLetteredAt]: new Date().toISOString(),
   };
   if (deadLetter.failure.stack) result[MessageHeaders.ErrorStack] = deadLetter.failure.stack;
+  // The retry headers' last error is in ie-error-*; their attempt, in ie-attempts (the calls made, which
+  // a stale or lowered attempt count can differ from). A dead letter moved back by hand then starts afresh.
   delete result[MessageHeaders.LastError];
+  delete result[MessageHeaders.Attempt];
   return result;
 }
 
