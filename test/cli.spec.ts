@@ -85,7 +85,7 @@ describe('command line: nestjs-integration-events dlq | outbox', () => {
 
     recorder.behaviour = () => undefined;
     recorder.received.length = 0;
-    expect(await json('dlq', 'requeue', dlq(), ids[0]!)).toEqual({ requeued: [ids[0]], missing: [] });
+    expect(await json('dlq', 'requeue', dlq(), ids[0]!)).toEqual({ requeued: [ids[0]], missing: [], withoutConsumers: [] });
     await eventually(() => expect(recorder.received.map((r) => [r.context.messageId, r.context.attempt])).toEqual([[ids[0], 1]]));
 
     // A dead letter without a message id (another publisher's poison) is shown by the empty id.

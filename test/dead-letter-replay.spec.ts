@@ -69,7 +69,7 @@ describe('dead-letter replay (DeadLetterService)', () => {
     recorder.behaviour = () => undefined; // the bug is fixed
     recorder.received.length = 0;
     const result = await deadLetters.requeue(dlq(), { messageIds: [ids[0]!] });
-    expect(result).toEqual({ requeued: [ids[0]], missing: [] });
+    expect(result).toEqual({ requeued: [ids[0]], missing: [], withoutConsumers: [] });
     await eventually(() => expect(handledIds().map((c) => c.messageId)).toEqual([ids[0]]));
     const context = handledIds()[0]!;
     expect(context.attempt).toBe(1);
@@ -80,7 +80,7 @@ describe('dead-letter replay (DeadLetterService)', () => {
   it('requeues some, reporting the ids it did not find', async () => {
     recorder.received.length = 0;
     const result = await deadLetters.requeue(dlq(), { messageIds: [ids[1]!, ids[3]!, 'no-such-id'] });
-    expect(result).toEqual({ requeued: [ids[1], ids[3]], missing: ['no-such-id'] });
+    expect(result).toEqual({ requeued: [ids[1], ids[3]], missing: ['no-such-id'], withoutConsumers: [] });
     await eventually(() => expect(handledIds().map((c) => c.messageId).sort()).toEqual([ids[1], ids[3]].sort()));
     expect((await deadLetters.list(dlq())).messages.map((m) => m.messageId)).toEqual([ids[2], ids[4], ids[5]]);
   });
@@ -98,8 +98,8 @@ describe('dead-letter replay (DeadLetterService)', () => {
     // The race, made to happen: the operations find the queue, then it is gone when the copy is sent.
     // (The library's internals, as Jest maps the package to its source.)
     const exists = jest
-      .spyOn(DeadLetterQueueOperations.prototype as unknown as { queueExists: () => Promise<boolean> }, 'queueExists')
-      .mockResolvedValue(true);
+      .spyOn(DeadLetterQueueOperations.prototype as unknown as { inspectQueue: () => Promise<{ exists: boolean; consumers: number }> }, 'inspectQueue')
+      .mockResolvedValue({ exists: true, consumers: 1 });
     const gone = ns.trackQueue(`${ns.serviceName}.gone`);
     const channel = await (await ns.amqp()).createChannel();
     try {

@@ -7,6 +7,7 @@ import {
   IntegrationEventHandler,
   IntegrationEventPublisher,
   NonRetryableError,
+  RequeueInterruptedError,
   type IIntegrationEventHandler,
   type IntegrationEventContext,
 } from 'nestjs-integration-events';
@@ -44,6 +45,8 @@ interface TransportFixture {
   drainDeadLetters(queue: string): Promise<RawMessage[]>;
   /** Puts a message straight into a (dead-letter) queue, as another tool would. */
   putDeadLetter(queue: string, body: string, messageId: string, headers: Record<string, unknown>): Promise<void>;
+  /** Makes a queue nobody consumes (a renamed handler's old one). */
+  declareQueue(queue: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -65,6 +68,11 @@ async function rabbitMqFixture(): Promise<TransportFixture> {
       const channel = await (await ns.amqp()).createConfirmChannel();
       channel.sendToQueue(queue, Buffer.from(body), { messageId, headers, persistent: true });
       await channel.waitForConfirms();
+      await channel.close();
+    },
+    declareQueue: async (queue) => {
+      const channel = await (await ns.amqp()).createChannel();
+      await channel.assertQueue(ns.trackQueue(queue), { durable: true });
       await channel.close();
     },
     close: () => ns.cleanup(),
@@ -95,6 +103,9 @@ async function inProcessFixture(): Promise<TransportFixture> {
       })),
     putDeadLetter: async (queue, body, messageId, headers) => {
       broker.sendToQueue(queue, { content: Buffer.from(body), messageId, routingKey: queue, headers, properties: {}, redelivered: false });
+    },
+    declareQueue: async (queue) => {
+      broker.queue(queue);
     },
     close: async () => {
       broker.close();
@@ -275,12 +286,31 @@ describe.each([
     await fixture.putDeadLetter(dlq, body, 'first', { ...contract, 'ie-queue': queue() });
     await fixture.putDeadLetter(dlq, body, 'orphan', { ...contract, 'ie-queue': gone });
     await fixture.putDeadLetter(dlq, body, 'last', { ...contract, 'ie-queue': queue() });
-    await expect(deadLetters.requeue(dlq, { all: true })).rejects.toThrow(
-      `Queue "${gone}" does not exist (has its service been started?); nothing more was requeued`,
-    );
+    const interrupted = await deadLetters.requeue(dlq, { all: true }).catch((error: unknown) => error);
+    // It names what went back before it stopped, which is no longer in the dead-letter queue.
+    expect(interrupted).toBeInstanceOf(RequeueInterruptedError);
+    expect(interrupted).toMatchObject({
+      requeued: ['first'],
+      message: `Queue "${gone}" does not exist (has its service been started?). Requeued before that, and gone from the dead-letter queue: 1 (first).`,
+    });
     await eventually(() => expect(calls(app, 'first')).toHaveLength(1));
     expect((await deadLetters.list(dlq)).messages.map((m) => m.messageId)).toEqual(['orphan', 'last']);
     expect(calls(app, 'last')).toHaveLength(0);
     await deadLetters.purge(dlq, { all: true });
+  });
+
+  it('names the queues a requeue sent to that have no consumer (a renamed handler\'s old queue)', async () => {
+    const app = await start({});
+    const deadLetters = app.get(DeadLetterService);
+    const dlq = `${queue()}.dlq`;
+    const body = JSON.stringify({ orderId: 'replayed', placedAt: '2026-11-27T06:00:00.000Z' });
+    const contract = { 'ie-event-name': 'ordering.order-created', 'ie-event-version': 1, 'ie-occurred-at': new Date().toISOString() };
+    const old = `${queue()}.old-name`;
+    await fixture.declareQueue(old);
+    await fixture.putDeadLetter(dlq, body, 'to-old', { ...contract, 'ie-queue': old });
+    await fixture.putDeadLetter(dlq, body, 'to-live', { ...contract, 'ie-queue': queue() });
+    await eventually(async () => expect((await deadLetters.list(dlq)).total).toBe(2));
+    expect(await deadLetters.requeue(dlq, { all: true })).toEqual({ requeued: ['to-old', 'to-live'], missing: [], withoutConsumers: [old] });
+    await eventually(() => expect(calls(app, 'to-live')).toHaveLength(1));
   });
 });

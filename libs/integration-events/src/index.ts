@@ -76,3 +76,4 @@ export { NonRetryableError } from './errors/non-retryable.error';
 export { HandlerTimeoutError } from './errors/handler-timeout.error';
 export { TransportNotReadyError } from './errors/transport-not-ready.error';
 export { TransactionAbortedError } from './errors/transaction-aborted.error';
+export { RequeueInterruptedError } from './errors/requeue-interrupted.error';

@@ -65,6 +65,9 @@ export async function dlqCommand({ positional, options }: ParsedArguments, outpu
         output.result(result, () => [
           `Requeued ${result.requeued.length} message(s) from ${queue}`,
           ...(result.missing.length > 0 ? [`Not found: ${result.missing.join(', ')}`] : []),
+          ...result.withoutConsumers.map(
+            (target) => `Warning: ${target} has no consumer (a handler renamed or removed?): what went there waits for one`,
+          ),
         ]);
         if (result.missing.length > 0) process.exitCode = 1;
         return;

@@ -2,6 +2,7 @@ import type { ConfirmChannel, GetMessage } from 'amqplib';
 import { closeQuietly } from '../transport/rabbitmq/close-quietly';
 import { copyProperties } from '../transport/rabbitmq/copy-properties';
 import { describeDeadLetter, requeueTarget, summarizeDeadLetter, type StoredDeadLetter } from './dead-letter-views';
+import { RequeueInterruptedError } from '../errors/requeue-interrupted.error';
 import { requeuedHeaders } from './failure-headers';
 
 /** One dead letter, as listed. */
@@ -90,15 +91,23 @@ export class DeadLetterQueueOperations {
    * Sends the selected dead letters back to their handler's queue (never through the topic exchange:
    * other handlers of the event do not run again). Each keeps its message id and starts its attempts
    * afresh. A dead letter leaves the queue only once its copy is confirmed.
+   * @returns the ids requeued, those selected but not found, and the target queues that had no
+   *   consumer when checked (a handler renamed or removed leaves its old queue behind: what goes there
+   *   waits for a consumer that may never come)
+   * @throws RequeueInterruptedError when it stops part-way (a target queue missing, the broker blocking
+   *   publishing, a copy not confirmed), naming what was requeued before
    */
-  async requeue(deadLetterQueue: string, selection: DeadLetterSelection): Promise<{ requeued: string[]; missing: string[] }> {
+  async requeue(
+    deadLetterQueue: string,
+    selection: DeadLetterSelection,
+  ): Promise<{ requeued: string[]; missing: string[]; withoutConsumers: string[] }> {
     if (this.publishing.isBlocked?.()) {
       throw new Error('The broker is blocking publishing (a memory or disk alarm): nothing was requeued; try again once the alarm has cleared');
     }
     const confirmTimeoutMs = this.publishing.confirmTimeoutMs ?? DEFAULT_CONFIRM_TIMEOUT_MS;
     const requeued: string[] = [];
     const wanted = selectionSet(selection);
-    const existing = new Map<string, boolean>();
+    const targets = new Map<string, { exists: boolean; consumers: number }>();
     // Dead letters are read (and acknowledged) on a reading channel, copies sent on a publishing one: when
     // the broker blocks the publishing connection mid-way, the copy's confirm times out, and the reading
     // channel, still answered, closes and puts the dead letter back.
@@ -110,21 +119,26 @@ export class DeadLetterQueueOperations {
         const id = String(message.properties.messageId ?? '');
         if (wanted && !wanted.has(id)) return 'keep';
         const target = requeueTarget(message.properties.headers ?? {}, deadLetterQueue, toStored(message).messageId);
-        if (!existing.has(target)) existing.set(target, await this.queueExists(target));
-        if (!existing.get(target)) {
-          throw new Error(`Queue "${target}" does not exist (has its service been started?); nothing more was requeued`);
-        }
+        let found = targets.get(target);
+        if (!found) targets.set(target, (found = await this.inspectQueue(target)));
+        if (!found.exists) throw new Error(`Queue "${target}" does not exist (has its service been started?)`);
         if (this.publishing.isBlocked?.()) {
-          throw new Error('The broker began blocking publishing (a memory or disk alarm); nothing more was requeued: try again once the alarm has cleared');
+          throw new Error('The broker began blocking publishing (a memory or disk alarm): try again once the alarm has cleared');
         }
         await publishCopy(copies, target, message, confirmTimeoutMs);
         requeued.push(id);
         return 'ack';
       });
+    } catch (error) {
+      throw new RequeueInterruptedError(requeued, error);
     } finally {
       await closeQuietly(copies);
     }
-    return { requeued, missing: wanted ? [...wanted].filter((id) => !requeued.includes(id)) : [] };
+    return {
+      requeued,
+      missing: wanted ? [...wanted].filter((id) => !requeued.includes(id)) : [],
+      withoutConsumers: [...targets].filter(([, target]) => target.exists && target.consumers === 0).map(([queue]) => queue),
+    };
   }
 
   /** Deletes the selected dead letters for good. */
@@ -182,14 +196,15 @@ export class DeadLetterQueueOperations {
     }
   }
 
-  private async queueExists(queue: string): Promise<boolean> {
+  /** Whether `queue` exists, and how many consumers it has now. */
+  private async inspectQueue(queue: string): Promise<{ exists: boolean; consumers: number }> {
     const channel = await this.openReadingChannel();
     channel.on('error', () => undefined);
     try {
-      await channel.checkQueue(queue);
-      return true;
+      const { consumerCount } = await channel.checkQueue(queue);
+      return { exists: true, consumers: consumerCount };
     } catch {
-      return false;
+      return { exists: false, consumers: 0 };
     } finally {
       await closeQuietly(channel);
     }
@@ -262,7 +277,7 @@ function publishCopy(channel: ConfirmChannel, queue: string, message: GetMessage
       reject(
         new Error(
           `The broker did not confirm the requeued copy of ${id} within ${confirmTimeoutMs} ms (is publishing blocked by an alarm?); ` +
-            'it stays a dead letter, nothing more was requeued (the copy may still arrive: requeued again, its handler\'s inbox skips it once handled)',
+            'it stays a dead letter (the copy may still arrive: requeued again, its handler\'s inbox skips it once handled)',
         ),
       );
     }, confirmTimeoutMs);
@@ -274,8 +289,8 @@ function publishCopy(channel: ConfirmChannel, queue: string, message: GetMessage
       (error) => {
         clearTimeout(timer);
         channel.off('return', onReturn);
-        if (error) reject(new Error(`The broker did not confirm the requeued copy of ${id}`));
-        else if (returned) reject(new Error(`Queue "${queue}" is gone: the copy of ${id} was returned; it stays a dead letter, nothing more was requeued`));
+        if (error) reject(new Error(`The broker did not confirm the requeued copy of ${id}; it stays a dead letter`));
+        else if (returned) reject(new Error(`Queue "${queue}" is gone: the copy of ${id} was returned; it stays a dead letter`));
         else resolve();
       },
     );

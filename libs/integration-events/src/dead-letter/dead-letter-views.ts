@@ -25,7 +25,7 @@ export function requeueTarget(headers: Readonly<Record<string, unknown>>, deadLe
   if (target === '' || target === deadLetterQueue) {
     throw new Error(
       `Dead letter ${messageId ?? '(no id)'} in "${deadLetterQueue}" does not say which queue it came from (no ${MessageHeaders.Queue} header, ` +
-        `and the queue's name does not end in ".dlq"); nothing more was requeued`,
+        `and the queue's name does not end in ".dlq")`,
     );
   }
   return target;

@@ -44,8 +44,12 @@ export class DeadLetterService {
     return this.operations.show(deadLetterQueue, messageId);
   }
 
-  /** Sends dead letters back to their handler's queue; they keep their id and start their attempts afresh. */
-  requeue(deadLetterQueue: string, selection: DeadLetterSelection): Promise<{ requeued: string[]; missing: string[] }> {
+  /**
+   * Sends dead letters back to their handler's queue; they keep their id and start their attempts afresh.
+   * `withoutConsumers` names the target queues that had no consumer (a handler renamed or removed).
+   * @throws RequeueInterruptedError when it stops part-way, with the ids requeued before
+   */
+  requeue(deadLetterQueue: string, selection: DeadLetterSelection): Promise<{ requeued: string[]; missing: string[]; withoutConsumers: string[] }> {
     return this.operations.requeue(deadLetterQueue, selection);
   }
 

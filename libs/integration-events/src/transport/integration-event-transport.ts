@@ -22,7 +22,7 @@ export interface ConsumerCallbacks {
 export interface DeadLetterOperations {
   list(deadLetterQueue: string, limit?: number): Promise<{ total: number; messages: DeadLetterSummary[] }>;
   show(deadLetterQueue: string, messageId: string): Promise<DeadLetterDetails | undefined>;
-  requeue(deadLetterQueue: string, selection: DeadLetterSelection): Promise<{ requeued: string[]; missing: string[] }>;
+  requeue(deadLetterQueue: string, selection: DeadLetterSelection): Promise<{ requeued: string[]; missing: string[]; withoutConsumers: string[] }>;
   purge(deadLetterQueue: string, selection: DeadLetterSelection): Promise<{ purged: number; missing: string[] }>;
 }
 

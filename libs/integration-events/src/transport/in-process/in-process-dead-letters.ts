@@ -1,6 +1,7 @@
 import { assertListLimit, type DeadLetterDetails, type DeadLetterSelection, type DeadLetterSummary } from '../../dead-letter/dead-letter-queue.operations';
 import { describeDeadLetter, requeueTarget, summarizeDeadLetter } from '../../dead-letter/dead-letter-views';
 import { requeuedHeaders } from '../../dead-letter/failure-headers';
+import { RequeueInterruptedError } from '../../errors/requeue-interrupted.error';
 import type { DeadLetterOperations } from '../integration-event-transport';
 import type { InProcessBroker } from './in-process-broker';
 
@@ -19,24 +20,30 @@ export class InProcessDeadLetters implements DeadLetterOperations {
     return message ? describeDeadLetter(message) : undefined;
   }
 
-  async requeue(deadLetterQueue: string, selection: DeadLetterSelection): Promise<{ requeued: string[]; missing: string[] }> {
+  async requeue(
+    deadLetterQueue: string,
+    selection: DeadLetterSelection,
+  ): Promise<{ requeued: string[]; missing: string[]; withoutConsumers: string[] }> {
     const wanted = 'all' in selection ? undefined : new Set(selection.messageIds);
     const queue = this.existing(deadLetterQueue);
     const requeued: string[] = [];
+    const withoutConsumers = new Set<string>();
     // One at a time, in queue order, as on RabbitMQ: a dead letter whose queue is missing stops the
     // requeue there, the ones before it requeued, it and the ones after it left in place (here the copy
     // would otherwise go to a queue made on the spot, that nobody reads).
     for (const message of queue.peek().filter((m) => !wanted || wanted.has(m.messageId ?? ''))) {
       const target = requeueTarget(message.headers, deadLetterQueue, message.messageId);
-      if (!this.broker.findQueue(target)) {
-        throw new Error(`Queue "${target}" does not exist (has its service been started?); nothing more was requeued`);
+      const targetQueue = this.broker.findQueue(target);
+      if (!targetQueue) {
+        throw new RequeueInterruptedError(requeued, new Error(`Queue "${target}" does not exist (has its service been started?)`));
       }
+      if (targetQueue.consumerCount === 0) withoutConsumers.add(target);
       for (const taken of queue.take((m) => m === message)) {
         this.broker.sendToQueue(target, { ...taken, headers: requeuedHeaders(taken.headers), redelivered: false });
         requeued.push(taken.messageId ?? '');
       }
     }
-    return { requeued, missing: wanted ? [...wanted].filter((id) => !requeued.includes(id)) : [] };
+    return { requeued, missing: wanted ? [...wanted].filter((id) => !requeued.includes(id)) : [], withoutConsumers: [...withoutConsumers] };
   }
 
   async purge(deadLetterQueue: string, selection: DeadLetterSelection): Promise<{ purged: number; missing: string[] }> {
