@@ -147,6 +147,30 @@ describe('broker connection failures', () => {
     expect(Date.now() - stopping).toBeLessThan(10_000);
   });
 
+  it('counts an attempt only for the row a batch sent: those it never wrote (their window slot never came) are released untouched', async () => {
+    await proxy.accept();
+    // A window of one message; a retry far off, so that an attempt counted shows as a row held back.
+    const app = await start({
+      providers: [OrderCreatedRecorder],
+      options: { relay: { maxUnconfirmed: 1, confirmTimeoutMs: 500, leaseMs: 1_000, retryInitialDelayMs: 60_000, retryMaxDelayMs: 60_000 } },
+    }, 0);
+    await eventually(() => expect(proxy.connections).toBe(2));
+    // The publishing connection hangs: the first message is written and never confirmed; the other two
+    // wait for its window slot until the batch's time runs out.
+    proxy.freeze(1);
+    const ids = await app
+      .get(IntegrationEventPublisher)
+      .publish(['unsent-1', 'unsent-2', 'unsent-3'].map((orderId) => new OrderCreatedIntegrationEvent(orderId)), { standalone: true });
+    await eventually(async () => {
+      const { rows } = await (await ns.sql()).query(`SELECT id, attempts, last_error IS NOT NULL AS failed, lease_token FROM ${ns.outboxTable} ORDER BY seq`);
+      expect(rows).toEqual([
+        { id: ids[0], attempts: 1, failed: true, lease_token: null },
+        { id: ids[1], attempts: 0, failed: false, lease_token: null },
+        { id: ids[2], attempts: 0, failed: false, lease_token: null },
+      ]);
+    });
+  });
+
   it('shuts down on a half-dead connection that nothing detects (heartbeats off): the consumers\' cancel is not awaited for ever', async () => {
     await proxy.accept();
     const app = await start({ providers: [OrderCreatedRecorder, SecondHandler] }, 0);

@@ -184,6 +184,31 @@ describe('outbox relay handoff', () => {
     expect(rows).toEqual([{ status: 'pending', lease_token: null, locked_until: null }]);
   });
 
+  it('gives up the lease of rows handed over while it cannot publish, so that any instance claims them at once', async () => {
+    const probe = await ns.probe('ordering.order-created');
+    // A lease of a minute: the row is free long before it would run out.
+    const { app, txHost, publisher } = await start({ leaseMs: 60_000 });
+    const publishing = app.get(RabbitMqPublishingConnection);
+    try {
+      await txHost.withTransaction(async () => {
+        await publish(publisher, 'handed-over-while-blocked');
+        // Written leased to this relay; before the commit, the broker starts blocking its publishing
+        // connection (a memory or disk alarm, as RabbitMQ reports it).
+        Object.defineProperty(publishing, 'isBlocked', { configurable: true, get: () => true });
+      });
+      await eventually(async () => {
+        const { rows } = await (await ns.sql()).query(`SELECT status, lease_token, locked_until FROM ${ns.outboxTable}`);
+        expect(rows).toEqual([{ status: 'pending', lease_token: null, locked_until: null }]);
+      });
+      expect(probe.messages).toHaveLength(0);
+    } finally {
+      delete (publishing as { isBlocked?: boolean }).isBlocked;
+    }
+    // Unblocked, the relay (asked to look) claims it.
+    app.get(OutboxRelay).wake();
+    await eventually(() => expect(orderIds(probe.messages)).toEqual(['handed-over-while-blocked']), { timeoutMs: 3_000 });
+  });
+
   it('sends a row whose lease was half gone at its commit through a claim, once', async () => {
     const probe = await ns.probe('ordering.order-created');
     const logger = new CapturingLogger();

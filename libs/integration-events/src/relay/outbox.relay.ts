@@ -130,6 +130,13 @@ export class OutboxRelay {
       while (!this.stopping) {
         try {
           if (!this.transports.transport.canPublish) {
+            // Rows handed over wait for no one: their lease goes, so that an instance that can publish
+            // claims them now (this one too, once its connection is back).
+            const held = this.handoff.take(Infinity);
+            if (held.length > 0) {
+              await this.releaseQuietly(held.map(({ record }) => record.id));
+              this.wakeSignal.notify();
+            }
             // Rows confirmed before the connection went are marked now, not when it comes back.
             await this.settleMarks();
             await this.wakeSignal.wait(pollIntervalMs);
@@ -244,6 +251,7 @@ export class OutboxRelay {
     }
 
     const sent: string[] = [];
+    const unsent: string[] = [];
     const unroutable = new Map<string, string[]>();
     const failed: FailedOutboxRecord[] = [];
     outcomes.forEach((outcome, index) => {
@@ -254,10 +262,20 @@ export class OutboxRelay {
       span.end();
       this.metrics.recordPublished(row.eventName, outcome.status);
       if (outcome.status === 'confirmed') sent.push(row.id);
+      else if (outcome.status === 'unsent') unsent.push(row.id);
       else if (outcome.status === 'unroutable') unroutable.set(outcome.reason, [...(unroutable.get(outcome.reason) ?? []), row.id]);
       else failed.push({ id: row.id, error: outcome.reason, retryInMs: this.retryDelay(row) });
     });
 
+    if (unsent.length > 0) {
+      // Never written to the connection (its channel closed, or the batch's time ran out, first): not an
+      // attempt. Their lease goes, so that a claim (this relay's, or another instance's) takes them now.
+      await withRetries(() => store.release(unsent, leaseToken)).then(
+        () => this.wakeSignal.notify(),
+        (error: unknown) =>
+          this.logger.warn(`Could not release ${unsent.length} outbox row(s) left unsent; they go out when their lease ends: ${(error as Error).message}`),
+      );
+    }
     // Confirmed rows wait for the next ones (a batch's worth, or MARK_LINGER_MS) to share one mark;
     // failures are marked at once, with whatever confirmed rows wait.
     this.confirmed.add(sent, leaseToken);

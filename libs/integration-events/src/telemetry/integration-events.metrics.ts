@@ -115,7 +115,7 @@ export class IntegrationEventsMetrics implements OnApplicationBootstrap, OnModul
     this.unobserve();
   }
 
-  recordPublished(eventName: string, outcome: 'confirmed' | 'unroutable' | 'failed', count = 1): void {
+  recordPublished(eventName: string, outcome: 'confirmed' | 'unroutable' | 'failed' | 'unsent', count = 1): void {
     this.instruments().published.add(count, { [A.EventName]: eventName, [A.Outcome]: outcome });
   }
 

@@ -93,9 +93,11 @@ export class RabbitMqPublisher {
               resolve(this.outcomeOf(message.messageId, error));
             });
           } catch (error) {
-            // amqplib throws synchronously when the channel is already closed or a frame cannot be encoded.
+            // amqplib throws synchronously when the channel is already closed (nothing was sent: not an
+            // attempt) or a frame cannot be encoded (it fails the same way each time: an attempt).
             this.releaseSlot();
-            resolve({ status: 'failed', reason: (error as Error).message });
+            const reason = (error as Error).message;
+            resolve((error as Error | undefined)?.name === 'IllegalOperationError' ? { status: 'unsent', reason } : { status: 'failed', reason });
           }
         }),
       );
@@ -105,7 +107,7 @@ export class RabbitMqPublisher {
       }
     }
     for (; index < messages.length; index++) {
-      outcomes.push(Promise.resolve({ status: 'failed', reason: 'not published: the channel closed or the batch ran out of time' }));
+      outcomes.push(Promise.resolve({ status: 'unsent', reason: 'not sent: the channel closed or the batch ran out of time before its turn' }));
     }
     return this.settleBy(outcomes, deadline, relay.confirmTimeoutMs);
   }
