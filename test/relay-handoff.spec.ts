@@ -209,6 +209,26 @@ describe('outbox relay handoff', () => {
     await eventually(() => expect(orderIds(probe.messages)).toEqual(['handed-over-while-blocked']), { timeoutMs: 3_000 });
   });
 
+  it('measures a handed-over row\'s lease on a monotonic clock: a wall clock stepped back does not make it look fresh', async () => {
+    const probe = await ns.probe('ordering.order-created');
+    const logger = new CapturingLogger();
+    const { txHost, publisher } = await start({ leaseMs: 1_000, confirmTimeoutMs: 500 }, { logger });
+    const wallClock = Date.now.bind(Date);
+    const steppedBack = jest.spyOn(Date, 'now');
+    try {
+      await txHost.withTransaction(async () => {
+        await publish(publisher, 'clock-stepped-back');
+        await new Promise((resolve) => setTimeout(resolve, 700));
+        // NTP steps the clock back 10 s before the commit: by the wall clock, the lease just began.
+        steppedBack.mockImplementation(() => wallClock() - 10_000);
+      });
+      await eventually(() => expect(logger.text).toContain('Released 1 handed-over row(s) whose lease was half gone'), { timeoutMs: 3_000 });
+    } finally {
+      steppedBack.mockRestore();
+    }
+    await eventually(() => expect(orderIds(probe.messages)).toEqual(['clock-stepped-back']), { timeoutMs: 3_000 });
+  });
+
   it('sends a row whose lease was half gone at its commit through a claim, once', async () => {
     const probe = await ns.probe('ordering.order-created');
     const logger = new CapturingLogger();

@@ -99,7 +99,8 @@ export class IntegrationEventPublisher {
     // transaction has written rows for a claim, the rest of it goes that way too: a later, leased row
     // would be handed over and published before them.
     const depth = queryRunner ? OutboxCommitSubscriber.depthOf(queryRunner) : undefined;
-    const leasedAt = Date.now();
+    // Monotonic (performance.now()): how long a lease has run must not follow a wall clock stepped back.
+    const leasedAt = performance.now();
     const lease =
       (queryRunner === undefined || (depth !== undefined && !OutboxCommitSubscriber.wroteUnleasedRows(queryRunner))) &&
       records.every((record) => record.availableAt === undefined)

@@ -192,7 +192,8 @@ export class OutboxRelay {
    */
   private async relayHandedOff(): Promise<void> {
     const { batchSize, leaseMs } = this.config.options.relay;
-    const isFresh = (leasedAt: number): boolean => Date.now() - leasedAt < leaseMs / 2;
+    // Monotonic: a wall clock stepped back would make an expired lease look fresh.
+    const isFresh = (leasedAt: number): boolean => performance.now() - leasedAt < leaseMs / 2;
     const taken = this.handoff.take(batchSize);
     const stale = taken.filter(({ leasedAt }) => !isFresh(leasedAt)).map(({ record }) => record.id);
     if (stale.length > 0) {

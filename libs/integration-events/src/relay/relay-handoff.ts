@@ -13,7 +13,7 @@ export interface OutboxLease {
 /** A committed row handed to the relay, with when its lease was taken. */
 export interface HandedOffRecord {
   readonly record: ClaimedOutboxRecord;
-  /** `Date.now()` just before the insert: the lease cannot have started earlier. */
+  /** `performance.now()` just before the insert: the lease cannot have started earlier. */
   readonly leasedAt: number;
 }
 
