@@ -65,6 +65,61 @@ describe('outbox relay handoff', () => {
     expect(leased).toEqual([...Array<boolean>(20).fill(true), ...Array<boolean>(5).fill(false)]);
   });
 
+  it('counts the rows leased to every open transaction: concurrent ones never take the lane past ten batches', async () => {
+    // Batches of 2: the lane holds 20 rows. Two transactions open at once, 15 rows each.
+    const { txHost, publisher } = await start({ batchSize: 2 });
+    const events = (prefix: string) => Array.from({ length: 15 }, (_, i) => new OrderCreatedIntegrationEvent(`${prefix}-${i}`));
+    const leasedOf = async (prefix: string) =>
+      ((await txHost.tx.query(`SELECT lease_token FROM ${ns.outboxTable} WHERE payload::jsonb->>'orderId' LIKE $1`, [`${prefix}-%`])) as Array<{
+        lease_token: string | null;
+      }>).filter((row) => row.lease_token !== null).length;
+    let firstWrote!: () => void;
+    const wrote = new Promise<void>((resolve) => (firstWrote = resolve));
+    let finishFirst!: () => void;
+    const mayFinish = new Promise<void>((resolve) => (finishFirst = resolve));
+    const first = txHost.withTransaction(async () => {
+      await publisher.publish(events('first'));
+      firstWrote();
+      await mayFinish;
+      return leasedOf('first');
+    });
+    await wrote;
+    // The first is still open: its 15 leased rows leave room for 5, not 15.
+    const second = await txHost.withTransaction(async () => {
+      await publisher.publish(events('second'));
+      return leasedOf('second');
+    });
+    finishFirst();
+    expect([await first, second]).toEqual([15, 0]);
+  });
+
+  it('gives the lane room of a rolled-back transaction (or savepoint) back at once', async () => {
+    const { txHost, publisher } = await start({ batchSize: 2 });
+    const events = (prefix: string, count: number) => Array.from({ length: count }, (_, i) => new OrderCreatedIntegrationEvent(`${prefix}-${i}`));
+    const leased = async () =>
+      ((await txHost.tx.query(`SELECT lease_token FROM ${ns.outboxTable}`)) as Array<{ lease_token: string | null }>).filter((row) => row.lease_token !== null)
+        .length;
+    // Fills the lane (20 rows), then rolls back.
+    await expect(
+      txHost.withTransaction(async () => {
+        await publisher.publish(events('rolled-back', 20));
+        throw new Error('rolled back');
+      }),
+    ).rejects.toThrow('rolled back');
+    // A savepoint that fills it and rolls back, inside a transaction that then leases the whole lane.
+    const afterSavepoint = await txHost.withTransaction(async () => {
+      await expect(
+        txHost.withTransaction(Propagation.Nested, async () => {
+          await publisher.publish(events('savepoint', 20));
+          throw new Error('savepoint rolled back');
+        }),
+      ).rejects.toThrow('savepoint rolled back');
+      await publisher.publish(events('after', 20));
+      return leased();
+    });
+    expect(afterSavepoint).toBe(20);
+  });
+
   it('leases nothing more to a transaction once it wrote rows for a claim, so none of its later rows overtakes them', async () => {
     const { txHost, publisher } = await start({ batchSize: 2 });
     const events = (prefix: string, count: number) => Array.from({ length: count }, (_, i) => new OrderCreatedIntegrationEvent(`${prefix}-${i}`));

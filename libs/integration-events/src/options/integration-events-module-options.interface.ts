@@ -170,8 +170,9 @@ export interface RelayOptions {
   pollIntervalMs?: number;
 
   /**
-   * Rows claimed (or handed-over rows published) per round. Up to 10 batches of rows committed in this
-   * process may wait for the relay in memory; past that, rows are written for a claim instead.
+   * Rows claimed (or handed-over rows published) per round. Up to 10 batches of rows written in this
+   * process (waiting for the relay in memory, or leased to transactions still open) go to the relay
+   * directly; past that, rows are written for a claim instead.
    * @default 200
    */
   batchSize?: number;

@@ -6,6 +6,7 @@ import type {
   TransactionStartEvent,
 } from 'typeorm';
 import { assertTransactionNotAborted, isCheckedAfterDomainEvents } from './aborted-transaction';
+import type { LaneReservation } from '../relay/relay-handoff';
 import type { ClaimedOutboxRecord } from './outbox-record';
 
 /** Key under which a transaction's query runner keeps what it wrote to the outbox. */
@@ -18,6 +19,8 @@ interface LeasedWrite {
   depth: number;
   readonly leasedAt: number;
   readonly records: readonly ClaimedOutboxRecord[];
+  /** The room these rows hold in the relay's lane until the transaction ends. */
+  readonly reservation: LaneReservation;
 }
 
 /** What one transaction wrote to the outbox so far. */
@@ -30,7 +33,7 @@ interface OutboxWrites {
 /** What a committed transaction wrote: unleased rows to claim, and leased rows to hand to the relay. */
 export interface CommittedOutboxWrites {
   readonly claimNeeded: boolean;
-  readonly leased: ReadonlyArray<{ readonly leasedAt: number; readonly records: readonly ClaimedOutboxRecord[] }>;
+  readonly leased: ReadonlyArray<{ readonly leasedAt: number; readonly records: readonly ClaimedOutboxRecord[]; readonly reservation: LaneReservation }>;
 }
 
 /**
@@ -41,11 +44,15 @@ export interface CommittedOutboxWrites {
  * commit, which broadcasts `afterTransactionCommit`. `publish()` notes its rows on the query runner,
  * with the savepoint depth they were written at; this subscriber follows the savepoints (a rolled-back
  * savepoint drops the rows written in it, a released one folds them into its parent) and reports what
- * is left when the outermost transaction commits. A rollback reports nothing, and neither does the
- * commit of a transaction PostgreSQL had aborted: that commit fails (`TransactionAbortedError`).
+ * is left when the outermost transaction commits. A rollback reports only the lane room its leased rows
+ * held (`onDiscarded`), and so does the commit of a transaction PostgreSQL had aborted: that commit
+ * fails (`TransactionAbortedError`).
  */
 export class OutboxCommitSubscriber implements EntitySubscriberInterface {
-  constructor(private readonly onCommitted: (writes: CommittedOutboxWrites) => void) {}
+  constructor(
+    private readonly onCommitted: (writes: CommittedOutboxWrites) => void,
+    private readonly onDiscarded: (reservations: LaneReservation[]) => void = () => undefined,
+  ) {}
 
   /**
    * The query runner's savepoint depth (1 = in a transaction, no savepoint), or `undefined` when this
@@ -56,19 +63,16 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
     return typeof depth === 'number' && depth >= 1 ? depth : undefined;
   }
 
-  /** How many rows the transaction of `queryRunner` has written under the relay's lease so far. */
-  static leasedRows(queryRunner: QueryRunner): number {
-    const writes = (queryRunner.data as QueryRunnerData)[OUTBOX_WRITES] as OutboxWrites | undefined;
-    return writes ? writes.leased.reduce((sum, write) => sum + write.records.length, 0) : 0;
-  }
-
   /** Whether the transaction of `queryRunner` has written rows without the relay's lease (for a claim). */
   static wroteUnleasedRows(queryRunner: QueryRunner): boolean {
     return ((queryRunner.data as QueryRunnerData)[OUTBOX_WRITES] as OutboxWrites | undefined)?.claimNeeded === true;
   }
 
   /** Called by `publish()` after writing rows through a transaction's query runner. */
-  static noteWrite(queryRunner: QueryRunner, leased?: { depth: number; leasedAt: number; records: readonly ClaimedOutboxRecord[] }): void {
+  static noteWrite(
+    queryRunner: QueryRunner,
+    leased?: { depth: number; leasedAt: number; records: readonly ClaimedOutboxRecord[]; reservation: LaneReservation },
+  ): void {
     const data = queryRunner.data as QueryRunnerData;
     let writes = data[OUTBOX_WRITES] as OutboxWrites | undefined;
     if (!writes) {
@@ -81,7 +85,7 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
 
   afterTransactionStart(event: TransactionStartEvent): void {
     // A new outermost transaction: nothing from an earlier one (a failed COMMIT) may leak into it.
-    if (OutboxCommitSubscriber.depthOf(event.queryRunner) === 1) delete (event.queryRunner.data as QueryRunnerData)[OUTBOX_WRITES];
+    if (OutboxCommitSubscriber.depthOf(event.queryRunner) === 1) this.forget(event.queryRunner);
   }
 
   async beforeTransactionCommit(event: TransactionCommitEvent): Promise<void> {
@@ -114,11 +118,23 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
     const writes = data[OUTBOX_WRITES] as OutboxWrites | undefined;
     if (!writes) return;
     if (!queryRunner.isTransactionActive) {
-      delete data[OUTBOX_WRITES];
+      this.forget(queryRunner);
       return;
     }
     // A savepoint rolled back: the rows written in it (or in savepoints inside it) are gone.
     const depth = OutboxCommitSubscriber.depthOf(queryRunner) ?? 0;
-    for (let i = writes.leased.length - 1; i >= 0; i--) if (writes.leased[i]!.depth > depth) writes.leased.splice(i, 1);
+    const gone: LaneReservation[] = [];
+    for (let i = writes.leased.length - 1; i >= 0; i--) {
+      if (writes.leased[i]!.depth > depth) gone.push(...writes.leased.splice(i, 1).map((write) => write.reservation));
+    }
+    if (gone.length > 0) this.onDiscarded(gone);
+  }
+
+  /** Drops what a transaction that did not commit wrote, giving back the lane room of its leased rows. */
+  private forget(queryRunner: QueryRunner): void {
+    const data = queryRunner.data as QueryRunnerData;
+    const writes = data[OUTBOX_WRITES] as OutboxWrites | undefined;
+    delete data[OUTBOX_WRITES];
+    if (writes && writes.leased.length > 0) this.onDiscarded(writes.leased.map((write) => write.reservation));
   }
 }

@@ -46,10 +46,13 @@ export class OutboxDatabase implements OnModuleInit {
     wakeSignal: WakeSignal,
     handoff: RelayHandoff,
   ) {
-    this.subscriber = new OutboxCommitSubscriber((writes) => {
-      for (const { records, leasedAt } of writes.leased) handoff.handOff(records, leasedAt);
-      if (writes.claimNeeded) wakeSignal.notify();
-    });
+    this.subscriber = new OutboxCommitSubscriber(
+      (writes) => {
+        for (const { records, leasedAt, reservation } of writes.leased) handoff.handOff(records, leasedAt, reservation);
+        if (writes.claimNeeded) wakeSignal.notify();
+      },
+      (reservations) => handoff.discard(reservations),
+    );
   }
 
   onModuleInit(): void {

@@ -101,20 +101,25 @@ export class IntegrationEventPublisher {
     const depth = queryRunner ? OutboxCommitSubscriber.depthOf(queryRunner) : undefined;
     // Monotonic (performance.now()): how long a lease has run must not follow a wall clock stepped back.
     const leasedAt = performance.now();
-    const lease =
+    const granted =
       (queryRunner === undefined || (depth !== undefined && !OutboxCommitSubscriber.wroteUnleasedRows(queryRunner))) &&
       records.every((record) => record.availableAt === undefined)
-        ? this.handoff.leaseForInsert(records.length + (queryRunner ? OutboxCommitSubscriber.leasedRows(queryRunner) : 0))
+        ? this.handoff.leaseForInsert(records.length)
         : undefined;
 
-    await this.database.store.insert(target, records, lease);
+    try {
+      await this.database.store.insert(target, records, granted?.lease);
+    } catch (error) {
+      if (granted) this.handoff.discard([granted.reservation]);
+      throw error;
+    }
 
-    const handedOff = lease ? records.map(toHandedOffRecord) : undefined;
+    const handedOff = granted ? records.map(toHandedOffRecord) : undefined;
     if (queryRunner) {
       // Told to the relay when (and only if) this transaction commits.
-      OutboxCommitSubscriber.noteWrite(queryRunner, handedOff && { depth: depth!, leasedAt, records: handedOff });
+      OutboxCommitSubscriber.noteWrite(queryRunner, handedOff && { depth: depth!, leasedAt, records: handedOff, reservation: granted!.reservation });
     } else if (handedOff) {
-      this.handoff.handOff(handedOff, leasedAt);
+      this.handoff.handOff(handedOff, leasedAt, granted!.reservation);
     } else {
       this.wakeSignal.notify();
     }

@@ -39,7 +39,7 @@ describe('RelayHandoff', () => {
 
   it('leases under its own token while open, and not while the relay cannot publish', () => {
     open();
-    expect(handoff.leaseForInsert()).toEqual({ token: handoff.token, leaseMs: 30_000 });
+    expect(handoff.leaseForInsert()?.lease).toEqual({ token: handoff.token, leaseMs: 30_000 });
     canPublish = false;
     expect(handoff.leaseForInsert()).toBeUndefined();
   });
@@ -55,8 +55,36 @@ describe('RelayHandoff', () => {
   it('counts the rows a lease would bring: never past capacity with those waiting', () => {
     open(3);
     handoff.handOff([record('a')], 1);
-    expect(handoff.leaseForInsert(2)).toBeDefined();
     expect(handoff.leaseForInsert(3)).toBeUndefined();
+    expect(handoff.leaseForInsert(2)).toBeDefined();
+  });
+
+  it('counts the rows leased to every transaction still open, until they are handed over or rolled back', () => {
+    open(4);
+    // Two transactions open at once, each with rows leased: together they fill the lane.
+    const first = handoff.leaseForInsert(2)!;
+    const second = handoff.leaseForInsert(2)!;
+    expect(handoff.leaseForInsert(1)).toBeUndefined();
+    // The first commits: its rows wait for the relay, and still count until it takes them.
+    handoff.handOff([record('a'), record('b')], 1, first.reservation);
+    expect(handoff.leaseForInsert(1)).toBeUndefined();
+    handoff.take(2);
+    // The second rolls back: its room comes back too.
+    handoff.discard([second.reservation]);
+    expect(handoff.leaseForInsert(4)).toBeDefined();
+  });
+
+  it('lets go of a reservation older than the lease (a transaction that never ended)', () => {
+    const now = jest.spyOn(performance, 'now').mockReturnValue(1_000);
+    try {
+      open(2);
+      expect(handoff.leaseForInsert(2)).toBeDefined();
+      expect(handoff.leaseForInsert(1)).toBeUndefined();
+      now.mockReturnValue(1_000 + 30_001);
+      expect(handoff.leaseForInsert(2)).toBeDefined();
+    } finally {
+      now.mockRestore();
+    }
   });
 
   it('hands rows over in order with when they were leased, and rings the relay', () => {

@@ -10,6 +10,16 @@ export interface OutboxLease {
   readonly leaseMs: number;
 }
 
+/**
+ * Room in the lane held for rows leased to a transaction still open (they arrive at its commit): given
+ * back when they are handed over, or rolled back.
+ */
+export interface LaneReservation {
+  readonly rows: number;
+  /** `performance.now()` when it was taken: one older than the lease is let go (its rows are stale anyway). */
+  readonly at: number;
+}
+
 /** A committed row handed to the relay, with when its lease was taken. */
 export interface HandedOffRecord {
   readonly record: ClaimedOutboxRecord;
@@ -25,15 +35,17 @@ export interface HandedOffRecord {
  * rows with it and hands nothing over. Nothing can be lost on this lane: the rows are in the outbox,
  * and if this process dies (or the handoff never comes) their lease runs out and any relay claims them.
  *
- * The lane is bounded (`capacity` rows waiting): past it, or while the relay cannot publish, rows are
- * written without a lease and the relay claims them from the table, as rows committed by other
- * processes are.
+ * The lane is bounded (`capacity` rows, waiting or leased to transactions still open): past it, or
+ * while the relay cannot publish, rows are written without a lease and the relay claims them from the
+ * table, as rows committed by other processes are.
  */
 @Injectable()
 export class RelayHandoff {
   /** One token per process run: a restarted process never mistakes an old lease for its own. */
   readonly token = randomUUID();
   private readonly waiting: HandedOffRecord[] = [];
+  /** Rows leased to transactions still open. */
+  private readonly reserved = new Set<LaneReservation>();
   private lease: OutboxLease | undefined;
   private canPublish: () => boolean = () => false;
   private capacity = 0;
@@ -62,22 +74,42 @@ export class RelayHandoff {
   /** Closes the lane: `publish()` writes unleased rows from now on. Returns the rows still waiting. */
   close(): HandedOffRecord[] {
     this.lease = undefined;
+    this.reserved.clear();
     return this.waiting.splice(0);
   }
 
   /**
-   * The lease for rows about to be written, or `undefined` when they should wait for a claim instead.
-   * @param rows how many rows the lease would hold once handed over: those about to be written and those
-   *   their transaction has leased already (they all arrive at its commit), so one transaction that
-   *   publishes many times never takes the lane past `capacity`
+   * The lease for `rows` rows about to be written, with the room it holds in the lane until they are
+   * handed over (`handOff`) or gone (`discard`), or `undefined` when they should wait for a claim
+   * instead: the rows waiting, those leased to every transaction still open and these must fit in
+   * `capacity`, however many transactions publish at once.
    */
-  leaseForInsert(rows = 1): OutboxLease | undefined {
-    if (!this.lease || this.waiting.length + rows > this.capacity || !this.canPublish()) return undefined;
-    return this.lease;
+  leaseForInsert(rows = 1): { lease: OutboxLease; reservation: LaneReservation } | undefined {
+    if (!this.lease || this.waiting.length + this.reservedRows() + rows > this.capacity || !this.canPublish()) return undefined;
+    const reservation = { rows, at: performance.now() };
+    this.reserved.add(reservation);
+    return { lease: this.lease, reservation };
+  }
+
+  /** Gives back the room of rows leased but never handed over (rolled back, or their insert failed). */
+  discard(reservations: Iterable<LaneReservation>): void {
+    for (const reservation of reservations) this.reserved.delete(reservation);
+  }
+
+  /** Rows held for open transactions; a reservation older than the lease is let go (a transaction never ended). */
+  private reservedRows(): number {
+    let rows = 0;
+    const expired = performance.now() - (this.lease?.leaseMs ?? 0);
+    for (const reservation of this.reserved) {
+      if (reservation.at < expired) this.reserved.delete(reservation);
+      else rows += reservation.rows;
+    }
+    return rows;
   }
 
   /** Rows written under the lease whose transaction committed (or that were written outside one). */
-  handOff(records: readonly ClaimedOutboxRecord[], leasedAt: number): void {
+  handOff(records: readonly ClaimedOutboxRecord[], leasedAt: number, reservation?: LaneReservation): void {
+    if (reservation) this.reserved.delete(reservation);
     if (records.length === 0) return;
     if (!this.lease) {
       this.onRefused(records);
