@@ -242,10 +242,13 @@ export class OutboxRelay {
       for (const span of spans) span.end();
       if (!(error instanceof TransportNotReadyError)) throw error;
       // The connection dropped before the publish: nothing was sent. Hand the rows back (their attempt
-      // count untouched); they go out once the broker is back.
-      await store.release(
-        rows.map((row) => row.id),
-        leaseToken,
+      // count untouched); they go out once the broker is back. Retried as marks are: a release that
+      // fails leaves them leased until the lease runs out.
+      await withRetries(() =>
+        store.release(
+          rows.map((row) => row.id),
+          leaseToken,
+        ),
       );
       this.wakeSignal.notify();
       return;
