@@ -1,6 +1,8 @@
 import type { TestingModule } from '@nestjs/testing';
 import { TransactionHost } from '@nestjs-cls/transactional';
 import { IntegrationEvent, IntegrationEventPublisher, IntegrationEventsHealth, OutboxRelay } from 'nestjs-integration-events';
+import type { ConfirmChannel } from 'amqplib';
+import { RabbitMqPublisher } from '../libs/integration-events/src/transport/rabbitmq/rabbitmq.publisher';
 import { TransportHost } from '../libs/integration-events/src/transport/transport-host';
 import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
 import { eventually } from './support/eventually';
@@ -261,6 +263,27 @@ describe('outbox relay', () => {
       expect(row?.last_error).toContain('NO_ROUTE');
       expect(row?.last_error).toContain('nobody.listens');
     });
+  });
+
+  it('sends a row its channel refused as closing on a fresh channel, once, with no attempt counted', async () => {
+    const probe = await ns.probe('ordering.order-created');
+    const app = await start({ retryInitialDelayMs: 60_000, retryMaxDelayMs: 60_000 });
+    // amqplib refuses a publish on a channel it is closing (after a channel error, say) with an
+    // IllegalOperationError, before sending anything. That channel keeps refusing until the broker has
+    // answered its close: the relay must neither spin on it nor count an attempt.
+    const managed = (app.get(RabbitMqPublisher) as unknown as { channel: { current: ConfirmChannel | undefined } }).channel;
+    await eventually(() => expect(managed.current).toBeDefined());
+    const closing = managed.current!;
+    let refused = 0;
+    closing.publish = () => {
+      refused++;
+      throw Object.assign(new Error('Channel closing'), { name: 'IllegalOperationError' });
+    };
+    const [id] = await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('on-a-closing-channel'), { standalone: true });
+    await eventually(() => expect(probe.messages.map((m) => m.properties.messageId)).toEqual([id]), { timeoutMs: 5_000 });
+    expect(managed.current).not.toBe(closing);
+    expect(refused).toBe(1);
+    await eventually(async () => expect((await ns.outboxRows()).map((row) => [row.status, row.attempts, row.last_error])).toEqual([['sent', 0, null]]));
   });
 
   it('keeps a row the broker nacked, records the failure, and sends it on a later try', async () => {

@@ -74,13 +74,15 @@ export class RabbitMqPublisher {
     if (!channel) throw new TransportNotReadyError();
     const { relay } = this.config.options;
     const rabbitmq = this.config.options.rabbitmq!;
-    const deadline = Date.now() + relay.confirmTimeoutMs;
+    // Monotonic: a wall clock stepped back must not stretch a batch past its rows' lease.
+    const deadline = performance.now() + relay.confirmTimeoutMs;
     const outcomes: Array<Promise<PublishOutcome>> = [];
 
     let index = 0;
+    let closing = false;
     for (; index < messages.length; index++) {
       if (this.unconfirmed >= relay.maxUnconfirmed && !(await this.windowSlot(deadline))) break;
-      if (this.channel?.current !== channel) break;
+      if (closing || this.channel?.current !== channel) break;
       const message = messages[index]!;
       this.unconfirmed++;
       let writable = true;
@@ -97,7 +99,13 @@ export class RabbitMqPublisher {
             // attempt) or a frame cannot be encoded (it fails the same way each time: an attempt).
             this.releaseSlot();
             const reason = (error as Error).message;
-            resolve((error as Error | undefined)?.name === 'IllegalOperationError' ? { status: 'unsent', reason } : { status: 'failed', reason });
+            if ((error as Error | undefined)?.name !== 'IllegalOperationError') return resolve({ status: 'failed', reason });
+            // The channel is closing (amqplib closed it on an error, and waits for the broker's answer):
+            // let it go now, so that the relay waits for a fresh one instead of claiming the rows again
+            // onto this one, and send nothing more of the batch on it.
+            closing = true;
+            if (this.channel?.current === channel) this.channel?.recycle();
+            resolve({ status: 'unsent', reason });
           }
         }),
       );
@@ -151,7 +159,7 @@ export class RabbitMqPublisher {
   /** Whether `promise` settles before `deadline`. */
   private async before(promise: Promise<unknown>, deadline: number): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()))));
+    const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, deadline - performance.now()))));
     const result = await Promise.race([promise.then(() => true as const), timedOut]);
     clearTimeout(timer);
     return result;
