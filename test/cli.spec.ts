@@ -102,6 +102,32 @@ describe('command line: nestjs-integration-events dlq | outbox', () => {
     expect(await ns.queueDepth(dlq())).toBe(0);
   });
 
+  it('says what a requeue did before it stopped, and warns of a target queue without consumer', async () => {
+    const dead = ns.trackQueue(`${ns.serviceName}.cli-partial.dlq`);
+    const idle = ns.trackQueue(`${ns.serviceName}.cli-idle`);
+    const gone = `${ns.serviceName}.cli-gone`;
+    const channel = await (await ns.amqp()).createConfirmChannel();
+    try {
+      await channel.assertQueue(dead, { durable: true });
+      await channel.assertQueue(idle, { durable: true });
+      channel.sendToQueue(dead, Buffer.from('{}'), { messageId: 'to-idle', headers: { 'ie-queue': idle } });
+      channel.sendToQueue(dead, Buffer.from('{}'), { messageId: 'to-nowhere', headers: { 'ie-queue': gone } });
+      channel.sendToQueue(dead, Buffer.from('{}'), { messageId: 'to-idle-later', headers: { 'ie-queue': idle } });
+      await channel.waitForConfirms();
+    } finally {
+      await channel.close();
+    }
+    // Stopped at the dead letter whose queue is gone: the one before it went back, and is named.
+    const partial = await cli('dlq', 'requeue', dead, '--all', '--json');
+    expect(partial.code).toBe(1);
+    expect(JSON.parse(partial.stdout)).toEqual({ error: expect.stringContaining(`Queue "${gone}" does not exist`), requeued: ['to-idle'] });
+    const text = await cli('dlq', 'requeue', dead, 'to-idle-later');
+    expect(text).toMatchObject({ code: 0, stderr: '' });
+    expect(text.stdout).toContain(`Warning: ${idle} has no consumer`);
+    expect(await ns.queueDepth(idle)).toBe(2);
+    expect(await ns.queueDepth(dead)).toBe(1);
+  });
+
   it('lists stuck outbox rows, retries and skips them', async () => {
     const publisher = app.get(IntegrationEventPublisher);
     const [unroutable] = await publisher.publish(new NobodyCaresEvent(1), { standalone: true });

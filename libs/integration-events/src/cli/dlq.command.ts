@@ -1,5 +1,6 @@
 import * as amqp from 'amqplib';
 import { DeadLetterQueueOperations } from '../dead-letter/dead-letter-queue.operations';
+import { RequeueInterruptedError } from '../errors/requeue-interrupted.error';
 import { closeQuietly } from '../transport/rabbitmq/close-quietly';
 import { redactSecrets, redactUrl } from '../util/redact-url';
 import { assertKnownOptions, type ParsedArguments, UsageError } from './cli-arguments';
@@ -61,7 +62,14 @@ export async function dlqCommand({ positional, options }: ParsedArguments, outpu
         return;
       }
       case 'requeue': {
-        const result = await operations.requeue(queue, selection(options, ids));
+        let result: Awaited<ReturnType<DeadLetterQueueOperations['requeue']>>;
+        try {
+          result = await operations.requeue(queue, selection(options, ids));
+        } catch (error) {
+          if (!(error instanceof RequeueInterruptedError)) throw error;
+          output.partialFailure(error, { requeued: error.requeued });
+          return;
+        }
         output.result(result, () => [
           `Requeued ${result.requeued.length} message(s) from ${queue}`,
           ...(result.missing.length > 0 ? [`Not found: ${result.missing.join(', ')}`] : []),

@@ -5,4 +5,15 @@ export class Output {
   result(value: unknown, text: () => string[]): void {
     process.stdout.write(this.json ? `${JSON.stringify(value, null, 2)}\n` : `${text().join('\n')}\n`);
   }
+
+  /**
+   * A command that failed part-way: with `--json`, what it did before (`value`, with the error's
+   * message) goes to standard output as its result; as text, the error's message (which says it) goes
+   * to standard error. Either way the exit code is 1.
+   */
+  partialFailure(error: Error, value: Record<string, unknown>): void {
+    if (this.json) process.stdout.write(`${JSON.stringify({ error: error.message, ...value }, null, 2)}\n`);
+    else process.stderr.write(`${error.message}\n`);
+    process.exitCode = 1;
+  }
 }

@@ -101,20 +101,22 @@ export class DeadLetterQueueOperations {
     deadLetterQueue: string,
     selection: DeadLetterSelection,
   ): Promise<{ requeued: string[]; missing: string[]; withoutConsumers: string[] }> {
-    if (this.publishing.isBlocked?.()) {
-      throw new Error('The broker is blocking publishing (a memory or disk alarm): nothing was requeued; try again once the alarm has cleared');
-    }
     const confirmTimeoutMs = this.publishing.confirmTimeoutMs ?? DEFAULT_CONFIRM_TIMEOUT_MS;
     const requeued: string[] = [];
     const wanted = selectionSet(selection);
     const targets = new Map<string, { exists: boolean; consumers: number }>();
-    // Dead letters are read (and acknowledged) on a reading channel, copies sent on a publishing one: when
-    // the broker blocks the publishing connection mid-way, the copy's confirm times out, and the reading
-    // channel, still answered, closes and puts the dead letter back.
-    // Opened first, within the confirm timeout: a connection the broker has stopped reading (an alarm)
-    // never answers the open either.
-    const copies = await withinTime(this.openChannel(), confirmTimeoutMs, 'The broker did not open a channel for the requeue', (late) => void closeQuietly(late));
+    let copies: ConfirmChannel | undefined;
     try {
+      if (this.publishing.isBlocked?.()) {
+        throw new Error('The broker is blocking publishing (a memory or disk alarm): try again once the alarm has cleared');
+      }
+      // Dead letters are read (and acknowledged) on a reading channel, copies sent on a publishing one:
+      // when the broker blocks the publishing connection mid-way, the copy's confirm times out, and the
+      // reading channel, still answered, closes and puts the dead letter back.
+      // Opened first, within the confirm timeout: a connection the broker has stopped reading (an alarm)
+      // never answers the open either.
+      const channel = await withinTime(this.openChannel(), confirmTimeoutMs, 'The broker did not open a channel for the requeue', (late) => void closeQuietly(late));
+      copies = channel;
       await this.scan(deadLetterQueue, this.openReadingChannel, async (message) => {
         const id = String(message.properties.messageId ?? '');
         if (wanted && !wanted.has(id)) return 'keep';
@@ -125,14 +127,14 @@ export class DeadLetterQueueOperations {
         if (this.publishing.isBlocked?.()) {
           throw new Error('The broker began blocking publishing (a memory or disk alarm): try again once the alarm has cleared');
         }
-        await publishCopy(copies, target, message, confirmTimeoutMs);
+        await publishCopy(channel, target, message, confirmTimeoutMs);
         requeued.push(id);
         return 'ack';
       });
     } catch (error) {
       throw new RequeueInterruptedError(requeued, error);
     } finally {
-      await closeQuietly(copies);
+      if (copies) await closeQuietly(copies);
     }
     return {
       requeued,

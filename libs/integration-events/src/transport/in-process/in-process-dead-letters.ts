@@ -25,23 +25,25 @@ export class InProcessDeadLetters implements DeadLetterOperations {
     selection: DeadLetterSelection,
   ): Promise<{ requeued: string[]; missing: string[]; withoutConsumers: string[] }> {
     const wanted = 'all' in selection ? undefined : new Set(selection.messageIds);
-    const queue = this.existing(deadLetterQueue);
     const requeued: string[] = [];
     const withoutConsumers = new Set<string>();
-    // One at a time, in queue order, as on RabbitMQ: a dead letter whose queue is missing stops the
-    // requeue there, the ones before it requeued, it and the ones after it left in place (here the copy
-    // would otherwise go to a queue made on the spot, that nobody reads).
-    for (const message of queue.peek().filter((m) => !wanted || wanted.has(m.messageId ?? ''))) {
-      const target = requeueTarget(message.headers, deadLetterQueue, message.messageId);
-      const targetQueue = this.broker.findQueue(target);
-      if (!targetQueue) {
-        throw new RequeueInterruptedError(requeued, new Error(`Queue "${target}" does not exist (has its service been started?)`));
+    try {
+      const queue = this.existing(deadLetterQueue);
+      // One at a time, in queue order, as on RabbitMQ: a dead letter whose queue is missing stops the
+      // requeue there, the ones before it requeued, it and the ones after it left in place (here the copy
+      // would otherwise go to a queue made on the spot, that nobody reads).
+      for (const message of queue.peek().filter((m) => !wanted || wanted.has(m.messageId ?? ''))) {
+        const target = requeueTarget(message.headers, deadLetterQueue, message.messageId);
+        const targetQueue = this.broker.findQueue(target);
+        if (!targetQueue) throw new Error(`Queue "${target}" does not exist (has its service been started?)`);
+        if (targetQueue.consumerCount === 0) withoutConsumers.add(target);
+        for (const taken of queue.take((m) => m === message)) {
+          this.broker.sendToQueue(target, { ...taken, headers: requeuedHeaders(taken.headers), redelivered: false });
+          requeued.push(taken.messageId ?? '');
+        }
       }
-      if (targetQueue.consumerCount === 0) withoutConsumers.add(target);
-      for (const taken of queue.take((m) => m === message)) {
-        this.broker.sendToQueue(target, { ...taken, headers: requeuedHeaders(taken.headers), redelivered: false });
-        requeued.push(taken.messageId ?? '');
-      }
+    } catch (error) {
+      throw new RequeueInterruptedError(requeued, error);
     }
     return { requeued, missing: wanted ? [...wanted].filter((id) => !requeued.includes(id)) : [], withoutConsumers: [...withoutConsumers] };
   }
