@@ -44,6 +44,16 @@ describe('failureDetails', () => {
     expect(stack.indexOf('Caused by: Error: lookup failed')).toBeLessThan(stack.indexOf('Caused by: TypeError: customer 42 missing'));
   });
 
+  it('keeps room for the causes when the error\'s own message or stack is long', () => {
+    const details = failureDetails(new Error('x'.repeat(5_000), { cause: new TypeError('the root') }));
+    expect(details.message).toHaveLength(1_000);
+    expect(details.message.endsWith('; caused by TypeError: the root')).toBe(true);
+    expect(details.stack!.length).toBeLessThanOrEqual(4_000);
+    expect(details.stack).toContain('Caused by: TypeError: the root');
+    // No message of its own: the causes alone, without a leading separator.
+    expect(failureDetails(new Error('', { cause: new Error('inner') })).message).toBe('caused by Error: inner');
+  });
+
   it('ends a cause chain at a value that is not an Error, a cycle, or a getter that throws', () => {
     expect(failureDetails(new Error('refused', { cause: { code: 'E42' } })).message).toBe('refused; caused by {"code":"E42"}');
 

@@ -21,14 +21,15 @@ export function failureDetails(error: unknown, failedAt = new Date()): FailureDe
     try {
       const stack = stringProperty(error, 'stack');
       const causes = causesOf(error);
-      const stackParts = [
-        ...(stack ? [stack.split('\n').slice(0, MAX_STACK_LINES).join('\n')] : []),
-        ...causes.map((cause) => `Caused by: ${(cause.stack ?? cause.summary).split('\n').slice(0, MAX_CAUSE_STACK_LINES).join('\n')}`),
-      ];
+      const ownStack = stack ? stack.split('\n').slice(0, MAX_STACK_LINES).join('\n') : '';
+      const causeStacks = causes
+        .map((cause) => `Caused by: ${(cause.stack ?? cause.summary).split('\n').slice(0, MAX_CAUSE_STACK_LINES).join('\n')}`)
+        .join('\n');
+      const joinedStack = joinWithin(ownStack, causeStacks, MAX_STACK, '\n');
       return {
         name: trim(stringProperty(error, 'name') || 'Error', 200),
-        message: trim((stringProperty(error, 'message') ?? '') + causes.map((cause) => `; caused by ${cause.summary}`).join(''), MAX_MESSAGE),
-        stack: stackParts.length > 0 ? trim(stackParts.join('\n'), MAX_STACK) : undefined,
+        message: joinWithin(stringProperty(error, 'message') ?? '', causes.map((cause) => `caused by ${cause.summary}`).join('; '), MAX_MESSAGE, '; '),
+        stack: joinedStack === '' ? undefined : joinedStack,
         failedAt,
       };
     } catch {
@@ -69,6 +70,18 @@ function stringProperty(error: Error, key: 'name' | 'message' | 'stack'): string
 /** Details of a message refused before any handler call. */
 export function poisonDetails(reason: string, failedAt = new Date()): FailureDetails {
   return { name: 'PoisonMessage', message: trim(reason, MAX_MESSAGE), stack: undefined, failedAt };
+}
+
+/**
+ * `head`, `separator` and `tail` within `max` characters. When they do not fit, `head` (the error's own
+ * message or stack) gets what `tail` (its causes) leaves, but at least half: a long outer message must
+ * not cut the causes, which hold the root of the failure, entirely.
+ */
+function joinWithin(head: string, tail: string, max: number, separator: string): string {
+  if (tail === '') return trim(head, max);
+  if (head === '') return trim(tail, max);
+  const headRoom = Math.max(Math.floor(max / 2), max - separator.length - tail.length);
+  return trim(`${trim(head, headRoom)}${separator}${tail}`, max);
 }
 
 function trim(text: string, max: number): string {
