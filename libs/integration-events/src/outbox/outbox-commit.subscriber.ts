@@ -45,8 +45,8 @@ export interface CommittedOutboxWrites {
  * with the savepoint depth they were written at; this subscriber follows the savepoints (a rolled-back
  * savepoint drops the rows written in it, a released one folds them into its parent) and reports what
  * is left when the outermost transaction commits. A rollback reports only the lane room its leased rows
- * held (`onDiscarded`), and so does the commit of a transaction PostgreSQL had aborted: that commit
- * fails (`TransactionAbortedError`).
+ * held (`onDiscarded`), and so does the commit of a transaction PostgreSQL had aborted, which fails
+ * (`TransactionAbortedError`).
  */
 export class OutboxCommitSubscriber implements EntitySubscriberInterface {
   constructor(
@@ -94,7 +94,13 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
     const { queryRunner } = event;
     if (OutboxCommitSubscriber.depthOf(queryRunner) !== 1 || !(queryRunner.data as QueryRunnerData)[OUTBOX_WRITES]) return;
     if (isCheckedAfterDomainEvents(queryRunner)) return;
-    await assertTransactionNotAborted(queryRunner, 'The transaction that published integration events');
+    try {
+      await assertTransactionNotAborted(queryRunner, 'The transaction that published integration events');
+    } catch (error) {
+      // It can never commit: its rows are gone, whether or not its caller rolls back.
+      this.forget(queryRunner);
+      throw error;
+    }
   }
 
   afterTransactionCommit(event: TransactionCommitEvent): void {

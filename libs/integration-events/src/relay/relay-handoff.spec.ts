@@ -74,13 +74,15 @@ describe('RelayHandoff', () => {
     expect(handoff.leaseForInsert(4)).toBeDefined();
   });
 
-  it('lets go of a reservation older than the lease (a transaction that never ended)', () => {
+  it('lets go of a reservation older than half the lease (a transaction that never ended)', () => {
     const now = jest.spyOn(performance, 'now').mockReturnValue(1_000);
     try {
       open(2);
       expect(handoff.leaseForInsert(2)).toBeDefined();
       expect(handoff.leaseForInsert(1)).toBeUndefined();
-      now.mockReturnValue(1_000 + 30_001);
+      now.mockReturnValue(1_000 + 14_999);
+      expect(handoff.leaseForInsert(1)).toBeUndefined();
+      now.mockReturnValue(1_000 + 15_001);
       expect(handoff.leaseForInsert(2)).toBeDefined();
     } finally {
       now.mockRestore();

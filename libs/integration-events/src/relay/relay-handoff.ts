@@ -16,7 +16,7 @@ export interface OutboxLease {
  */
 export interface LaneReservation {
   readonly rows: number;
-  /** `performance.now()` when it was taken: one older than the lease is let go (its rows are stale anyway). */
+  /** `performance.now()` when it was taken: one older than half the lease is let go (its rows are stale anyway). */
   readonly at: number;
 }
 
@@ -96,10 +96,13 @@ export class RelayHandoff {
     for (const reservation of reservations) this.reserved.delete(reservation);
   }
 
-  /** Rows held for open transactions; a reservation older than the lease is let go (a transaction never ended). */
+  /**
+   * Rows held for open transactions. A reservation older than half the lease is let go (a transaction
+   * that never ended, a rollback that failed): rows handed over that late are released as stale anyway.
+   */
   private reservedRows(): number {
     let rows = 0;
-    const expired = performance.now() - (this.lease?.leaseMs ?? 0);
+    const expired = performance.now() - (this.lease?.leaseMs ?? 0) / 2;
     for (const reservation of this.reserved) {
       if (reservation.at < expired) this.reserved.delete(reservation);
       else rows += reservation.rows;
