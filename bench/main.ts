@@ -254,7 +254,12 @@ async function main(): Promise<void> {
     timelinesDir: options.timelines ? join(resultsDir, `${stamp}-timelines`) : undefined,
   };
   const resources = new Resources();
-  removeOnFatal = () => resources.cleanup();
+  removeOnFatal = async () => {
+    // Bounded: a fatal error must end the run even when a server no longer answers.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([resources.cleanup(), new Promise((resolve) => (timer = setTimeout(resolve, 30_000)))]);
+    clearTimeout(timer);
+  };
   const cpu = CpuMeter.create();
   const onSignal = () => {
     console.error('\ninterrupted: stopping children and removing what this run created');
@@ -306,14 +311,16 @@ async function main(): Promise<void> {
               .join(', ');
             log(`${shown}${bad.length ? `  COUNTS OFF: ${bad.map((c) => `${c.what} expected ${c.expected}, got ${c.actual}`).join('; ')}` : ''}`);
           } finally {
-            await resources.cleanup();
+            const left = await resources.cleanup();
+            if (left.length > 0) failures.push(`${workload.name} ${variant}: cleanup could not remove ${left.join('; ')}`);
           }
         }
       }
       completed.push({ workload, runs, rounds, variants });
     } catch (error) {
       killChildren();
-      await resources.cleanup();
+      const left = await resources.cleanup();
+      if (left.length > 0) failures.push(`${workload.name}: cleanup could not remove ${left.join('; ')}`);
       const message = `${workload.name}: ${(error as Error).stack ?? String(error)}`;
       failures.push(message);
       console.error(`${elapsed()}  [${workload.name}] FAILED: ${message}`);

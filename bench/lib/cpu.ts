@@ -29,6 +29,15 @@ function readStat(pid: number): ProcStat | undefined {
   }
 }
 
+/** A process's command line ('' once it is gone); PostgreSQL names each backend's kind there. */
+function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 function pids(): number[] {
   return readdirSync('/proc')
     .filter((name) => /^\d+$/.test(name))
@@ -133,22 +142,23 @@ export class CpuMeter {
     return out;
   }
 
-  /** How many processes PostgreSQL runs now (the postmaster and its children), if it is local. */
-  postgresProcesses(): number | undefined {
-    return this.postmaster ? this.members(this.postmaster).size : undefined;
+  /** The processes PostgreSQL runs now (the postmaster and its children), if it is local. */
+  postgresPids(): Set<number> | undefined {
+    return this.postmaster ? new Set(this.members(this.postmaster).keys()) : undefined;
   }
 
   /**
-   * Waits (up to `timeoutMs`) until PostgreSQL runs at most `count` processes: the backends of a client
-   * that just disconnected (pgbench) are exiting. A sample taken meanwhile can miss one's CPU entirely:
-   * read after the postmaster, gone before its own line is read, and not yet in the postmaster's counters.
+   * Waits (up to `timeoutMs`) until the client backends PostgreSQL started since `before` have exited:
+   * those of a client that just disconnected (pgbench) are still exiting, and a sample taken meanwhile
+   * can miss one's CPU entirely (read after the postmaster, gone before its own line is read, and not yet
+   * in the postmaster's counters). Autovacuum workers started meanwhile are not waited for.
    */
-  async settlePostgres(count: number | undefined, timeoutMs = 5_000): Promise<void> {
-    if (count === undefined) return;
+  async settlePostgres(before: Set<number> | undefined, timeoutMs = 5_000): Promise<void> {
+    if (!before || !this.postmaster) return;
     const deadline = Date.now() + timeoutMs;
-    while ((this.postgresProcesses() ?? 0) > count && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    const exiting = (): boolean =>
+      [...this.members(this.postmaster!).keys()].some((pid) => !before.has(pid) && !commandLine(pid).includes('autovacuum'));
+    while (exiting() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
   }
 
   /** A process and its descendants: live ones, plus what exited ones left in their parent's counters. */

@@ -123,10 +123,11 @@ export class Resources {
   }
 
   /**
-   * Removes everything registered, and forgets it. Never throws: what could not be removed is named on
-   * stderr (the names carry this run's id: `bench_<id>_…` schemas, `bench-<id>-…` queues and exchanges).
+   * Removes everything registered, and forgets it. Never throws: returns (and names on stderr) what could
+   * not be removed (the names carry this run's id: `bench_<id>_…` schemas, `bench-<id>-…` queues and
+   * exchanges), which the caller counts as a failure of the run.
    */
-  async cleanup(): Promise<void> {
+  async cleanup(): Promise<string[]> {
     const failed: string[] = [];
     const attempt = async (what: string, work: () => Promise<unknown>) => {
       try {
@@ -138,6 +139,7 @@ export class Resources {
     if (this.queues.size + this.exchanges.size > 0) {
       await attempt('the RabbitMQ connection for cleaning up', async () => {
         const connection = await amqp.connect(RABBITMQ_URL);
+        connection.on('error', () => undefined);
         try {
           for (const name of this.queues) await attempt(`queue ${name}`, () => deleteOn(connection, (channel) => channel.deleteQueue(name)));
           for (const name of this.exchanges) await attempt(`exchange ${name}`, () => deleteOn(connection, (channel) => channel.deleteExchange(name)));
@@ -157,12 +159,15 @@ export class Resources {
     this.exchanges.clear();
     this.queues.clear();
     if (failed.length > 0) console.error(`cleanup: could not remove ${failed.join('; ')}`);
+    return failed;
   }
 }
 
 /** Runs one deletion on a channel of its own (a failed one closes its channel). */
 async function deleteOn(connection: amqp.ChannelModel, work: (channel: amqp.Channel) => Promise<unknown>): Promise<void> {
   const channel = await connection.createChannel();
+  // A channel the broker closes emits 'error': without a listener, amqplib would throw it out of the socket.
+  channel.on('error', () => undefined);
   await work(channel);
   await channel.close().catch(() => undefined);
 }
@@ -223,11 +228,13 @@ export function countChecks(label: string, expected: number, counts: HandledCoun
  */
 export async function messagesLeft(queues: readonly string[]): Promise<number> {
   const connection = await amqp.connect(RABBITMQ_URL);
+  connection.on('error', () => undefined);
   try {
     let left = 0;
     for (const queue of queues) {
-      // A missing queue closes its channel: one channel per look.
+      // A missing queue closes its channel (an 'error' event, listened to): one channel per look.
       const channel = await connection.createChannel();
+      channel.on('error', () => undefined);
       const found = await channel.checkQueue(queue).catch(() => undefined);
       left += found?.messageCount ?? 0;
       if (found) await channel.close();

@@ -47,11 +47,11 @@ export const floor: Workload = {
     const { options, resources } = context;
     const ns = new Namespace(`floor-${variant}`);
     await createTables(resources, ns.schema, { outbox: true, orders: true });
-    const processes = context.cpu.postgresProcesses();
+    const backends = context.cpu.postgresPids();
     const cpuBefore = context.cpu.sample({});
     const { transactions, tps, failed } = await runPgbenchScript(script(variant as Variant, ns.schema), options.concurrency, options.floorSeconds);
     // pgbench's backends are still exiting: their CPU counts once they are gone.
-    await context.cpu.settlePostgres(processes);
+    await context.cpu.settlePostgres(backends);
     const cpuAfter = context.cpu.sample({});
     const orders = await countRows(`"${ns.schema}".orders`);
     const outboxRows = await countRows(outboxTable(ns.schema));

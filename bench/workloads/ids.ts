@@ -118,11 +118,11 @@ export const ids: Workload = {
     await createTables(resources, ns.schema, { [table]: true });
     await fill(ns.schema, table, kind, options.idsRows);
     const walBefore = await walPosition();
-    const processes = context.cpu.postgresProcesses();
+    const backends = context.cpu.postgresPids();
     const cpuBefore = context.cpu.sample({});
     const { transactions, tps, failed } = await runPgbenchScript(script(table, kind, ns.schema), options.concurrency, options.idsSeconds);
     // pgbench's backends are still exiting: their CPU counts once they are gone.
-    await context.cpu.settlePostgres(processes);
+    await context.cpu.settlePostgres(backends);
     const cpuAfter = context.cpu.sample({});
     const walBytes = await walBytesBetween(walBefore, await walPosition());
     const rows = await countRows(table === 'inbox' ? inboxTable(ns.schema) : outboxTable(ns.schema));

@@ -15,6 +15,17 @@ import { ChildHandle, peakRssMb } from '../lib/processes';
 import { fmtLatency, fmtMs, fmtNumber, fmtRate, fmtRss, fmtSpread, leftAtLastCommit, metric, type RunContext, type Runs, type VariantRun, type Workload } from '../lib/report';
 import { runTransactions } from './transactions';
 
+/**
+ * Whether most rounds carried `rate` within the target, each round judged whole: its p99 within 25 ms
+ * and the rate achieved (latency runs from the commit, so a producer that cannot reach the rate shows
+ * only the events it did commit). Medians taken apart could pair one round's p99 with another's rate.
+ */
+function withinTarget(runs: VariantRun[] | undefined, rate: number): boolean {
+  const rounds = runs ?? [];
+  const within = rounds.filter((run) => (run.metrics['latency.p99'] ?? Infinity) <= 25 && (run.metrics.achievedRate ?? 0) >= rate * 0.98);
+  return rounds.length > 0 && within.length * 2 > rounds.length;
+}
+
 async function rawPaced(context: RunContext): Promise<VariantRun> {
   const { options, harness, resources } = context;
   const ns = new Namespace('paced-raw');
@@ -127,8 +138,8 @@ export const paced: Workload = {
       rss: fmtRss(runs[variant]),
     }));
     const p99 = metric(runs.ours, 'latency.p99');
-    // The highest rate tried below which every rate tried (it included) was achieved with its p99 (median
-    // of rounds) within the target.
+    // The highest rate tried below which every rate tried (it included) was carried within the target
+    // in most rounds (each round judged whole).
     const tried = [
       { rate: options.rate, variant: 'ours' },
       { rate: options.lowRate, variant: 'ours-low' },
@@ -138,7 +149,7 @@ export const paced: Workload = {
       .map(({ rate, variant }) => {
         const achieved = metric(runs[variant], 'achievedRate').median;
         const p99 = metric(runs[variant], 'latency.p99');
-        return { rate, variant, achieved, p99, within: p99.median <= 25 && achieved >= rate * 0.98 };
+        return { rate, variant, achieved, p99, within: withinTarget(runs[variant], rate) };
       });
     const firstMiss = tried.findIndex(({ within }) => !within);
     const highest = firstMiss === 0 ? undefined : tried[(firstMiss === -1 ? tried.length : firstMiss) - 1]!.rate;
@@ -163,9 +174,7 @@ export const paced: Workload = {
           `all handled ${fmtMs(metric(runs.ours, 'warmup.drainMs'))} ms after its last commit${warmupTimedOut(runs.ours)}` +
           `${sweep}; idle probe, samples ≥ ${STALL_MS} ms (longest timer delay / fdatasync, ms), median of rounds: ` +
           `during ours at ${fmtNumber(options.rate)}/s ${stallsOf(runs.ours)}, during raw amqplib ${stallsOf(runs.amqplib)})`,
-        // Latency runs from the commit: a producer that cannot reach the rate shows only the events it
-        // did commit, so the target counts only when the rate was achieved too (as in the sweep).
-        met: p99.median <= 25 && metric(runs.ours, 'achievedRate').median >= options.rate * 0.98,
+        met: withinTarget(runs.ours, options.rate),
       },
     ];
     return { rows, targets };
