@@ -276,12 +276,17 @@ describe.each([
     expect(randomUUID()).toBeDefined();
   });
 
+  /** A valid order-created body and its contract headers, as a dead letter to requeue carries them. */
+  const replayable = () => ({
+    body: JSON.stringify({ orderId: 'replayed', placedAt: '2026-11-27T06:00:00.000Z' }),
+    contract: { 'ie-event-name': 'ordering.order-created', 'ie-event-version': 1, 'ie-occurred-at': new Date().toISOString() },
+  });
+
   it('requeues in queue order and stops at a dead letter whose queue does not exist, leaving it and the ones after it', async () => {
     const app = await start({});
     const deadLetters = app.get(DeadLetterService);
     const dlq = `${queue()}.dlq`;
-    const body = JSON.stringify({ orderId: 'replayed', placedAt: '2026-11-27T06:00:00.000Z' });
-    const contract = { 'ie-event-name': 'ordering.order-created', 'ie-event-version': 1, 'ie-occurred-at': new Date().toISOString() };
+    const { body, contract } = replayable();
     const gone = `${queue()}.gone`;
     await fixture.putDeadLetter(dlq, body, 'first', { ...contract, 'ie-queue': queue() });
     await fixture.putDeadLetter(dlq, body, 'orphan', { ...contract, 'ie-queue': gone });
@@ -303,8 +308,7 @@ describe.each([
     const app = await start({});
     const deadLetters = app.get(DeadLetterService);
     const dlq = `${queue()}.dlq`;
-    const body = JSON.stringify({ orderId: 'replayed', placedAt: '2026-11-27T06:00:00.000Z' });
-    const contract = { 'ie-event-name': 'ordering.order-created', 'ie-event-version': 1, 'ie-occurred-at': new Date().toISOString() };
+    const { body, contract } = replayable();
     const old = `${queue()}.old-name`;
     await fixture.declareQueue(old);
     await fixture.putDeadLetter(dlq, body, 'to-old', { ...contract, 'ie-queue': old });
