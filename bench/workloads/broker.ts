@@ -6,7 +6,7 @@
 import { cpus } from 'node:os';
 import { EVENT_NAME } from '../lib/contract';
 import { CpuMeter } from '../lib/cpu';
-import { check, countChecks, Namespace, type HandledCounts } from '../lib/helpers';
+import { check, countChecks, messagesLeft, Namespace, type HandledCounts } from '../lib/helpers';
 import { ChildHandle, peakRssMb } from '../lib/processes';
 import { fmtRate, fmtRss, fmtSpread, metric, type Runs, type VariantRun, type Workload } from '../lib/report';
 
@@ -49,7 +49,11 @@ export const broker: Workload = {
           'rss.consumer': peakRssMb(con),
           ...CpuMeter.perEvent(cpuBefore, cpuAfter, count, cpus().length),
         },
-        checks: [check('Limit A: nacked', 0, pub.nacked as number), ...countChecks('Limit A', count, con.counts as HandledCounts)],
+        checks: [
+          check('Limit A: nacked', 0, pub.nacked as number),
+          ...countChecks('Limit A', count, con.counts as HandledCounts),
+          check('Limit A: messages left in the queue', 0, await messagesLeft([queue])),
+        ],
       };
     } finally {
       publisher.kill();

@@ -9,7 +9,7 @@
  * stall probe (lib/machine-stalls.ts), which tells the machine's own stalls from the pipeline's tail.
  */
 import { EVENT_NAME } from '../lib/contract';
-import { countChecks, check, lastOf, latencies, latencySummary, Namespace, type HandledCounts } from '../lib/helpers';
+import { countChecks, check, lastOf, latencies, latencySummary, messagesLeft, Namespace, type HandledCounts } from '../lib/helpers';
 import { MachineStalls, STALL_MS, writeTimeline } from '../lib/machine-stalls';
 import { ChildHandle, peakRssMb } from '../lib/processes';
 import { fmtLatency, fmtMs, fmtNumber, fmtRate, fmtRss, fmtSpread, leftAtLastCommit, metric, type RunContext, type Runs, type VariantRun, type Workload } from '../lib/report';
@@ -68,7 +68,11 @@ async function rawPaced(context: RunContext): Promise<VariantRun> {
         'rss.consumer': peakRssMb(con),
         ...MachineStalls.summarize(probed, published.t0 as number, lastOf(handledAt, 0, count)),
       },
-      checks: [check('paced amqplib: nacked', 0, pub.nacked as number), ...countChecks('paced amqplib', count, con.counts as HandledCounts)],
+      checks: [
+        check('paced amqplib: nacked', 0, pub.nacked as number),
+        ...countChecks('paced amqplib', count, con.counts as HandledCounts),
+        check('paced amqplib: messages left in the queue', 0, await messagesLeft([queue])),
+      ],
     };
   } finally {
     publisher?.kill();
