@@ -212,6 +212,38 @@ describe('SQLite: one connection for every transaction', () => {
     expect(entries.map((entry) => entry.order_id).sort()).toEqual(['gated/attempt-2', 'request']);
   });
 
+  it('gives up a TransactionTurns turn still waited for when its signal fires: the work never runs, the turns after it do', async () => {
+    const handler = moduleRef.get(GatedEntryHandler);
+    await kit.deliver(new GatedEntryEvent('gated-long'));
+    await eventually(() => expect(handler.attempts).toEqual([1]));
+    const turns = moduleRef.get(TransactionTurns);
+    let ran = false;
+    const controller = new AbortController();
+    const given = turns.run(async () => {
+      ran = true;
+    }, { signal: controller.signal });
+    const next = turns.run(() => host.withTransaction(async () => host.tx.query('INSERT INTO ledger_entries (order_id) VALUES (?)', ['after-the-given-up'])));
+    let outcome = 'waiting';
+    given.then(
+      () => (outcome = 'ran'),
+      (error: Error) => (outcome = `rejected: ${error.message}`),
+    );
+    controller.abort(new Error('the request gave up'));
+    try {
+      // Given up while the inbox transaction still holds the turn.
+      await eventually(() => expect(outcome).toBe('rejected: the request gave up'), { timeoutMs: 2_000 });
+      // One given up before its call: refused at once.
+      await expect(turns.run(async () => undefined, { signal: AbortSignal.abort(new Error('already')) })).rejects.toThrow('already');
+    } finally {
+      handler.open();
+    }
+    await next;
+    await kit.drain();
+    expect(ran).toBe(false);
+    const entries = (await dataSource.query('SELECT order_id FROM ledger_entries ORDER BY rowid')) as Array<{ order_id: string }>;
+    expect(entries.map((entry) => entry.order_id).sort()).toEqual(['after-the-given-up', 'gated-long/attempt-2']);
+  });
+
   it('says OutboxAdminService is PostgreSQL-only, instead of failing with a SQL syntax error', async () => {
     const admin = moduleRef.get(OutboxAdminService);
     await expect(admin.list()).rejects.toThrow('OutboxAdminService works on a PostgreSQL outbox only');

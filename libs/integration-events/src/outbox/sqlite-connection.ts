@@ -75,14 +75,41 @@ export class SqliteConnection {
    * leave it none: the relay would wait for as long as handlers keep coming). An application
    * transaction that begins in the moment before `work` opens its own still nests with it: keep the
    * application's own transactions from overlapping on SQLite.
+   * @param signal gives the turn up while it is still waited for: the result rejects with its reason,
+   *   `work` never starts, and the turns after it go on (once `work` has started, it decides)
    */
-  exclusive<T>(work: () => Promise<T>): Promise<T> {
-    const result = this.turn.then(async () => {
-      for (let waitMs = 1; this.database().inTransaction || this.waiting > 0; waitMs = Math.min(MAX_WAIT_MS, waitMs * 2)) await pause(waitMs);
+  exclusive<T>(work: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    let gaveUp = signal?.aborted === true;
+    let started = false;
+    const turn = this.turn.then(async () => {
+      for (let waitMs = 1; !gaveUp && (this.database().inTransaction || this.waiting > 0); waitMs = Math.min(MAX_WAIT_MS, waitMs * 2)) {
+        await pause(waitMs);
+      }
+      if (gaveUp) return undefined as T;
+      started = true;
       return work();
     });
-    this.turn = result.catch(() => undefined);
-    return result;
+    this.turn = turn.catch(() => undefined);
+    if (!signal) return turn;
+    if (gaveUp) return Promise.reject(signal.reason);
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = (): void => {
+        if (started) return;
+        gaveUp = true;
+        reject(signal.reason);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      turn.then(
+        (value) => {
+          signal.removeEventListener('abort', onAbort);
+          if (!gaveUp) resolve(value);
+        },
+        (error: unknown) => {
+          signal.removeEventListener('abort', onAbort);
+          if (!gaveUp) reject(error);
+        },
+      );
+    });
   }
 
   private execute<Row>(database: SqliteDatabase, sql: string, params: readonly unknown[]): { rows: Row[]; changes: number } {

@@ -24,12 +24,18 @@ export class TransactionTurns {
   constructor(private readonly database: OutboxDatabase) {}
 
   /**
-   * There is no time limit on the wait: an inbox attempt abandoned at its timeout keeps the turn until
-   * its handler returns. Reads take the turn too when they must not see an open inbox transaction's
-   * uncommitted rows (on SQLite a read runs inside whatever transaction is open).
+   * The wait has no time limit of its own (an inbox attempt abandoned at its timeout keeps the turn until
+   * its handler returns): pass `signal` (`AbortSignal.timeout(5_000)`, a request's) to give the turn up
+   * while it is still waited for. The result then rejects with the signal's reason and `work` never
+   * starts; once `work` has started, the signal is `work`'s to honour. Reads take the turn too when
+   * they must not see an open inbox transaction's uncommitted rows (on SQLite a read runs inside
+   * whatever transaction is open).
    */
-  async run<T>(work: () => Promise<T>): Promise<T> {
+  async run<T>(work: () => Promise<T>, options: { signal?: AbortSignal } = {}): Promise<T> {
     const sqlite = this.database.sqlite;
-    return sqlite ? sqlite.exclusive(work) : work();
+    if (sqlite) return sqlite.exclusive(work, options.signal);
+    // At once on PostgreSQL, unless given up already: the same contract on both stores.
+    options.signal?.throwIfAborted();
+    return work();
   }
 }
