@@ -202,6 +202,25 @@ describe('broker connection failures', () => {
     expect(await ns.queueDepth(queue)).toBe(0);
   });
 
+  it('gives a message back to its queue when its retry copy is never confirmed, instead of holding the handler\'s slot', async () => {
+    await proxy.accept();
+    // Heartbeats off: nothing else would ever notice the hung publishing connection.
+    const app = await start({ providers: [OrderCreatedRecorder], options: { relay: { confirmTimeoutMs: 500, leaseMs: 1_000 } } }, 0);
+    await eventually(() => expect(proxy.connections).toBe(2));
+    const recorder = app.get(OrderCreatedRecorder);
+    recorder.behaviour = () => {
+      throw new Error('transient');
+    };
+    // The publishing connection (the second opened) hangs: the retry copy is written, never confirmed.
+    proxy.freeze(1);
+    const id = await ns.publishRaw('ordering.order-created', JSON.stringify({ orderId: 'copy-unconfirmed', placedAt: '2026-11-27T06:00:00.000Z' }));
+    // Given back after the copy's 500 ms, and called again: its attempt unchanged, as no copy was placed.
+    await eventually(
+      () => expect(recorder.received.filter((r) => r.context.messageId === id).map((r) => r.context.attempt).slice(0, 2)).toEqual([1, 1]),
+      { timeoutMs: 5_000 },
+    );
+  });
+
   it('starts none of the deliveries waiting for a slot once their channel is closing, though the close is not answered', async () => {
     await proxy.accept();
     // Heartbeats off: the silent connection stays, as a half-dead one does until heartbeats notice.

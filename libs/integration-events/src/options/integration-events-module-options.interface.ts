@@ -188,7 +188,9 @@ export interface RelayOptions {
 
   /**
    * How long one batch may take to be published and confirmed, in ms (window waits and socket
-   * back-pressure included); a row not confirmed by then counts as failed and is tried again.
+   * back-pressure included); a row not confirmed by then counts as failed and is tried again. Also how
+   * long a consumer waits for the confirm of a retry or dead-letter copy (the message then goes back to
+   * its queue), and a dead-letter requeue for each copy's.
    * @default 10000
    */
   confirmTimeoutMs?: number;

@@ -277,7 +277,28 @@ export class RabbitMqConsumer {
       this.logger.error(`Copy of message ${String(properties.messageId)} to ${queue} could not be sent: ${why}`);
       return Promise.resolve(undefined);
     }
-    return new Promise((resolve) => {
+    return new Promise((settle) => {
+      // A confirm that never comes (a half-dead connection, heartbeats off or not yet due) must not hold
+      // the handler's slot: after relay.confirmTimeoutMs the copy counts as not placed (the original goes
+      // back to its queue; should the copy arrive after all, the message is handled twice, never lost)
+      // and the channel, unhealthy, is opened afresh.
+      const timeoutMs = this.options.relay.confirmTimeoutMs;
+      let done = false;
+      const timer = setTimeout(() => {
+        if (done) return;
+        this.logger.error(
+          `Copy of message ${String(properties.messageId)} to ${queue} was not confirmed within ${timeoutMs} ms (relay.confirmTimeoutMs); ` +
+            `the message goes back to its queue, and the copies' channel is opened afresh`,
+        );
+        this.copies?.recycle();
+        resolve(undefined);
+      }, timeoutMs);
+      const resolve = (sentHeaders: Record<string, unknown> | undefined): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        settle(sentHeaders);
+      };
       // A copy amqplib cannot encode (headers over its 64 KiB table, values or properties it decoded but
       // cannot encode again) is tried again in other forms; giving it back to its queue instead would
       // bring it back to the handler, failing the same way, for ever. Every other form leaves out the
