@@ -11,7 +11,9 @@ import {
   type IIntegrationEventHandler,
   type IntegrationEventContext,
 } from 'nestjs-integration-events';
+import type { ConfirmChannel } from 'amqplib';
 import { RabbitMqConnection, RabbitMqPublishingConnection } from '../libs/integration-events/src/transport/rabbitmq/rabbitmq.connection';
+import { RabbitMqTransport } from '../libs/integration-events/src/transport/rabbitmq/rabbitmq.transport';
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
 import { consistently, eventually } from './support/eventually';
 import { infrastructureImports, startTestApp, testOptions, trackHandlerQueues } from './support/test-app';
@@ -219,6 +221,44 @@ describe('broker connection failures', () => {
       () => expect(recorder.received.filter((r) => r.context.messageId === id).map((r) => r.context.attempt).slice(0, 2)).toEqual([1, 1]),
       { timeoutMs: 5_000 },
     );
+  });
+
+  it('waits on for a copy sent just before a broker alarm (which holds every confirm) instead of giving the message back', async () => {
+    await proxy.accept();
+    const app = await start({ providers: [OrderCreatedRecorder], options: { relay: { confirmTimeoutMs: 500, leaseMs: 1_000 } } }, 0);
+    await eventually(() => expect(proxy.connections).toBe(2));
+    const recorder = app.get(OrderCreatedRecorder);
+    recorder.behaviour = () => {
+      throw new Error('transient');
+    };
+    // The copy is written; then the broker raises an alarm: it blocks the publishing connection, and
+    // answers nothing there (the frozen proxy) until the alarm ends.
+    const [consumer] = (app.get(RabbitMqTransport) as unknown as { consumers: Array<{ copies: { current: ConfirmChannel } }> }).consumers;
+    const publishing = app.get(RabbitMqPublishingConnection);
+    let blocked = false;
+    Object.defineProperty(publishing, 'isBlocked', { configurable: true, get: () => blocked });
+    const copies = consumer!.copies.current;
+    const send = copies.sendToQueue.bind(copies);
+    copies.sendToQueue = (...args: Parameters<ConfirmChannel['sendToQueue']>) => {
+      const written = send(...args);
+      proxy.freeze(1);
+      blocked = true;
+      return written;
+    };
+    try {
+      const id = await ns.publishRaw('ordering.order-created', JSON.stringify({ orderId: 'copy-before-alarm', placedAt: '2026-11-27T06:00:00.000Z' }));
+      await eventually(() => expect(recorder.received.filter((r) => r.context.messageId === id)).toHaveLength(1));
+      // Five confirm timeouts (a message given back returns within one and its pause of a second): the
+      // message stays with its copy, not given back to be handled again.
+      await consistently(() => expect(recorder.received.filter((r) => r.context.messageId === id)).toHaveLength(1), { forMs: 2_500 });
+      // The alarm ends (its connection still hangs here): the next timeout gives it back.
+      blocked = false;
+      await eventually(() => expect(recorder.received.filter((r) => r.context.messageId === id).map((r) => r.context.attempt)).toEqual([1, 1]), {
+        timeoutMs: 3_000,
+      });
+    } finally {
+      delete (publishing as { isBlocked?: boolean }).isBlocked;
+    }
   });
 
   it('starts none of the deliveries waiting for a slot once their channel is closing, though the close is not answered', async () => {

@@ -273,7 +273,9 @@ export class RabbitMqConsumer {
     if (!channel || this.publishing.isBlocked) {
       // Blocked (a broker alarm): the copy would wait for the alarm's end in this handler's slot; the
       // original goes back to its queue instead, and the slot serves messages that succeed meanwhile.
-      const why = channel ? 'the broker blocks publishing (a memory or disk alarm)' : 'the publishing connection is down';
+      const why = channel
+        ? 'the broker blocks publishing (a memory or disk alarm)'
+        : 'no channel for copies is open (the publishing connection is down, or the channel is being opened afresh)';
       this.logger.error(`Copy of message ${String(properties.messageId)} to ${queue} could not be sent: ${why}`);
       return Promise.resolve(undefined);
     }
@@ -284,15 +286,28 @@ export class RabbitMqConsumer {
       // and the channel, unhealthy, is opened afresh.
       const timeoutMs = this.options.relay.confirmTimeoutMs;
       let done = false;
-      const timer = setTimeout(() => {
+      let timer: NodeJS.Timeout | undefined;
+      const giveUp = (): void => {
         if (done) return;
+        if (this.stopping) {
+          // Shutting down: the channel is closing anyway, and the message returns to its queue with it.
+          resolve(undefined);
+          return;
+        }
+        if (this.publishing.isBlocked) {
+          // A broker alarm holds every confirm until it ends, then the copy is placed: giving the message
+          // back now would make it certain to be handled twice. Wait on, as for the alarm's end.
+          timer = setTimeout(giveUp, timeoutMs).unref();
+          return;
+        }
         this.logger.error(
           `Copy of message ${String(properties.messageId)} to ${queue} was not confirmed within ${timeoutMs} ms (relay.confirmTimeoutMs); ` +
             `the message goes back to its queue, and the copies' channel is opened afresh`,
         );
-        this.copies?.recycle();
+        if (this.copies?.current === channel) this.copies.recycle();
         resolve(undefined);
-      }, timeoutMs);
+      };
+      timer = setTimeout(giveUp, timeoutMs).unref();
       const resolve = (sentHeaders: Record<string, unknown> | undefined): void => {
         if (done) return;
         done = true;

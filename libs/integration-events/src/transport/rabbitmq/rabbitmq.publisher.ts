@@ -81,8 +81,9 @@ export class RabbitMqPublisher {
     let index = 0;
     let closing = false;
     for (; index < messages.length; index++) {
+      if (closing) break;
       if (this.unconfirmed >= relay.maxUnconfirmed && !(await this.windowSlot(deadline))) break;
-      if (closing || this.channel?.current !== channel) break;
+      if (this.channel?.current !== channel) break;
       const message = messages[index]!;
       this.unconfirmed++;
       let writable = true;
