@@ -204,15 +204,23 @@ describe('broker connection failures', () => {
     expect(await ns.queueDepth(queue)).toBe(0);
   });
 
-  it('gives a message back to its queue when its retry copy is never confirmed, instead of holding the handler\'s slot', async () => {
+  /**
+   * A service whose handler always fails, with copies' confirms waited for 500 ms and heartbeats off:
+   * nothing else would ever notice a hung publishing connection.
+   */
+  const startAlwaysFailing = async () => {
     await proxy.accept();
-    // Heartbeats off: nothing else would ever notice the hung publishing connection.
     const app = await start({ providers: [OrderCreatedRecorder], options: { relay: { confirmTimeoutMs: 500, leaseMs: 1_000 } } }, 0);
     await eventually(() => expect(proxy.connections).toBe(2));
     const recorder = app.get(OrderCreatedRecorder);
     recorder.behaviour = () => {
       throw new Error('transient');
     };
+    return { app, recorder };
+  };
+
+  it('gives a message back to its queue when its retry copy is never confirmed, instead of holding the handler\'s slot', async () => {
+    const { recorder } = await startAlwaysFailing();
     // The publishing connection (the second opened) hangs: the retry copy is written, never confirmed.
     proxy.freeze(1);
     const id = await ns.publishRaw('ordering.order-created', JSON.stringify({ orderId: 'copy-unconfirmed', placedAt: '2026-11-27T06:00:00.000Z' }));
@@ -224,13 +232,7 @@ describe('broker connection failures', () => {
   });
 
   it('waits on for a copy sent just before a broker alarm (which holds every confirm) instead of giving the message back', async () => {
-    await proxy.accept();
-    const app = await start({ providers: [OrderCreatedRecorder], options: { relay: { confirmTimeoutMs: 500, leaseMs: 1_000 } } }, 0);
-    await eventually(() => expect(proxy.connections).toBe(2));
-    const recorder = app.get(OrderCreatedRecorder);
-    recorder.behaviour = () => {
-      throw new Error('transient');
-    };
+    const { app, recorder } = await startAlwaysFailing();
     // The copy is written; then the broker raises an alarm: it blocks the publishing connection, and
     // answers nothing there (the frozen proxy) until the alarm ends.
     const [consumer] = (app.get(RabbitMqTransport) as unknown as { consumers: Array<{ copies: { current: ConfirmChannel } }> }).consumers;
