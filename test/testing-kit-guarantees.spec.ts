@@ -191,6 +191,18 @@ describe('the testing module and kit, at the edges', () => {
     );
   });
 
+  it('refuses in publishedEvents() an event whose date field holds something a consumer cannot read as a date', async () => {
+    const { app, kit } = await start({}, []);
+    // Typed as a Date, but a string at run time (from a DTO, say): publish() sends it as it is, and a
+    // consumer's @Type(() => Date) makes an invalid date of it, which it dead-letters as poison.
+    const event = Object.assign(new OrderCreatedIntegrationEvent('dated'), { placedAt: 'next tuesday' as unknown as Date });
+    await app.get(IntegrationEventPublisher).publish(event, { standalone: true });
+    await kit.drain();
+    expect(() => kit.publishedEvents(OrderCreatedIntegrationEvent)).toThrow(
+      /has an invalid date at \$\.placedAt once rebuilt as OrderCreatedIntegrationEvent: its consumers would dead-letter it as poison/,
+    );
+  });
+
   it('boots a handler whose own retry policy waits seconds, and runs its attempts without the waits', async () => {
     const { kit, behaviour } = await start({}, [SlowRetriesHandler]);
     behaviour.act = () => {

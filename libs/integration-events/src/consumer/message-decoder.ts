@@ -179,7 +179,7 @@ function toInteger(value: unknown): number | undefined {
  * Path of the first Date that class-transformer built from something that is not a date. The path is
  * built on the way back from a find only: a valid body allocates no strings here.
  */
-function findInvalidDate(value: unknown, path: string, depthLeft: number): string | undefined {
+export function findInvalidDate(value: unknown, path: string, depthLeft: number): string | undefined {
   const found = invalidDateBelow(value, depthLeft);
   return found === undefined ? undefined : path + found;
 }

@@ -6,6 +6,7 @@ import { newMessageId } from '../envelope/message-id';
 import { MessageHeaders } from '../envelope/message-headers';
 import type { MessageHeadersRecord } from '../envelope/outgoing-message';
 import { serializeEvent } from '../publisher/serialize-event';
+import { findInvalidDate } from '../consumer/message-decoder';
 import type { OutboxDatabase } from '../outbox/outbox-database';
 import type { OutboxRelay } from '../relay/outbox.relay';
 import type { IntegrationEventConsumers } from '../consumer/integration-event-consumers';
@@ -68,15 +69,24 @@ export class IntegrationEventsTestKit {
   /**
    * The published events of one class (its name and version), rebuilt as instances as a handler would
    * receive them.
-   * @throws when one fails the class's class-validator rules (synchronous ones): its consumers would
-   *   refuse it as poison, so a test asserting on it must not pass
+   * @throws when one fails the class's class-validator rules (synchronous ones), or a date field of the
+   *   class gets something that is not a date: its consumers would refuse it as poison, so a test
+   *   asserting on it must not pass
    */
   publishedEvents<T extends object>(eventClass: IntegrationEventClass<T>): T[] {
     const { name, version } = getIntegrationEventMetadata(eventClass);
+    const { maxDepth } = this.services().config.options.consumer;
     return this.recorded
       .filter((message) => message.eventName === name && message.eventVersion === version)
       .map((message) => {
         const event = plainToInstance(eventClass as unknown as new () => T, message.payload as object);
+        const invalidDate = findInvalidDate(event, '$', maxDepth);
+        if (invalidDate) {
+          throw new Error(
+            `Published ${name} v${version} ${String(message.messageId)} has an invalid date at ${invalidDate} once rebuilt as ${eventClass.name}: ` +
+              'its consumers would dead-letter it as poison',
+          );
+        }
         const violations = validateSync(event, { forbidUnknownValues: false });
         if (violations.length > 0) {
           const details = violations.map((v) => `${v.property}: ${Object.values(v.constraints ?? { nested: 'invalid nested value' }).join(', ')}`);
