@@ -15,6 +15,7 @@ import type { ConfirmChannel } from 'amqplib';
 import { RabbitMqConnection, RabbitMqPublishingConnection } from '../libs/integration-events/src/transport/rabbitmq/rabbitmq.connection';
 import { RabbitMqTransport } from '../libs/integration-events/src/transport/rabbitmq/rabbitmq.transport';
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
+import { CapturingLogger } from './support/capturing-logger';
 import { consistently, eventually } from './support/eventually';
 import { infrastructureImports, startTestApp, testOptions, trackHandlerQueues } from './support/test-app';
 import { rabbitmqctl } from './support/rabbitmqctl';
@@ -265,14 +266,11 @@ describe('broker connection failures', () => {
 
   it('starts none of the deliveries waiting for a slot once their channel is closing, though the close is not answered', async () => {
     await proxy.accept();
+    const logger = new CapturingLogger();
     // Heartbeats off: the silent connection stays, as a half-dead one does until heartbeats notice.
-    const app = await start({ providers: [OneAtATime] }, 0);
+    const app = await start({ providers: [OneAtATime], logger }, 0);
     await eventually(() => expect(proxy.connections).toBe(2));
     const queue = `${ns.serviceName}.OneAtATime`;
-    // Its dead-letter queue is gone: the dead-letter copy comes back, and the consumer's channel is closed for a new one.
-    const channel = await (await ns.amqp()).createChannel();
-    await channel.deleteQueue(`${queue}.dlq`);
-    await channel.close();
     const handler = app.get(OneAtATime);
     let allPublished = (): void => undefined;
     const published = new Promise<void>((resolve) => (allPublished = resolve));
@@ -280,8 +278,14 @@ describe('broker connection failures', () => {
       // All five are in the process (published, none ready in the queue): four wait for the one slot.
       await published;
       await eventually(async () => expect(await ns.queueDepth(queue)).toBe(0));
-      // The consuming connection (opened first) goes silent: the broker never answers the channel's close.
-      proxy.freeze(0);
+      // What the consuming connection (opened first) sends no longer reaches the broker: the channel's
+      // close is never answered.
+      proxy.mute(0);
+      // The handler's queue is deleted: the broker cancels the consumer, which closes its channel for a new one.
+      const channel = await (await ns.amqp()).createChannel();
+      await channel.deleteQueue(queue);
+      await channel.close();
+      await eventually(() => expect(logger.lines.filter((line) => line.includes('cancelled our consumer'))).toHaveLength(1));
     };
     for (let i = 1; i <= 5; i++) {
       await ns.publishRaw('ordering.order-created', JSON.stringify({ orderId: `held-${i}`, placedAt: '2026-11-27T06:00:00.000Z' }));

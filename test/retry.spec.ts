@@ -55,6 +55,23 @@ class OneAtATime implements IIntegrationEventHandler<OneAtATimeIntegrationEvent>
   }
 }
 
+@IntegrationEvent({ name: 'retry.copy-returned', version: 1 })
+class CopyReturnedIntegrationEvent {
+  constructor(readonly orderId: string) {}
+}
+
+/** Its calls for 'slow' wait for `gate`; the others fail their first attempt. */
+@IntegrationEventHandler(CopyReturnedIntegrationEvent, { inbox: false })
+class CopyReturned implements IIntegrationEventHandler<CopyReturnedIntegrationEvent> {
+  readonly calls: Array<{ orderId: string; attempt: number; redelivered: boolean }> = [];
+  gate: Promise<void> = Promise.resolve();
+  async handle(event: CopyReturnedIntegrationEvent, context: IntegrationEventContext): Promise<void> {
+    this.calls.push({ orderId: event.orderId, attempt: context.attempt, redelivered: context.redelivered });
+    if (event.orderId === 'slow') await this.gate;
+    else if (context.attempt === 1) throw new Error('transient');
+  }
+}
+
 /** The rule's lookup service: down for the first `failures` checks. */
 const ruleService = { failures: 0, checks: 0 };
 
@@ -98,7 +115,7 @@ describe('retries and the dead-letter queue', () => {
     ns = await TestNamespace.create();
     deadLetters = [];
     app = await startTestApp(ns, {
-      providers: [OrderCreatedRecorder, AuditTrail, PickyHandler, OneAtATime, CustomerChecked],
+      providers: [OrderCreatedRecorder, AuditTrail, PickyHandler, OneAtATime, CustomerChecked, CopyReturned],
       options: {
         consumer: {
           retry: { initialDelayMs: 40, maxDelayMs: 160, jitter: 0 },
@@ -426,7 +443,7 @@ describe('retries and the dead-letter queue', () => {
     await channel.close();
 
     // RabbitMQ would confirm a copy sent to no queue: the copy is mandatory, so it comes back, the
-    // consumer's channel is reopened (declaring the queue), and the message is handled and dead-lettered again.
+    // handler's queues are declared again, and the message is handled and dead-lettered again.
     const id = await publish('dlq-deleted');
     await eventually(async () => expect(await ns.queueDepth(`${queue()}.dlq`)).toBe(1), { timeoutMs: 15_000 });
     const [dead] = await ns.drainQueue(`${queue()}.dlq`);
@@ -448,6 +465,34 @@ describe('retries and the dead-letter queue', () => {
     const id = await publish('wait-queue-deleted');
     await eventually(() => expect(callsFor(id).map((r) => r.context.attempt)).toEqual([1, 1, 2]), { timeoutMs: 15_000 });
     await consistently(() => expect(callsFor(id)).toHaveLength(3), { forMs: 300 });
+  });
+
+  it('keeps the acks of the other calls on the consumer\'s channel when a copy comes back from a deleted wait queue', async () => {
+    const handler = app.get(CopyReturned);
+    const handlerQueue = `${ns.serviceName}.CopyReturned`;
+    const waitQueue = `${handlerQueue}.retry.0ms`;
+    let openGate!: () => void;
+    handler.gate = new Promise<void>((resolve) => (openGate = resolve));
+    const channel = await (await ns.amqp()).createChannel();
+    await channel.deleteQueue(waitQueue);
+    await channel.close();
+    const publishEvent = (orderId: string) => app.get(IntegrationEventPublisher).publish(new CopyReturnedIntegrationEvent(orderId), { standalone: true });
+    const exists = (queue: string) => ns.queueDepth(queue).then(() => true, () => false);
+
+    // A call that is still running on the consumer's channel when another message's retry copy comes back.
+    await publishEvent('slow');
+    await eventually(() => expect(handler.calls.map((call) => call.orderId)).toEqual(['slow']));
+    await publishEvent('returned');
+    await eventually(async () => expect(await exists(waitQueue)).toBe(true), { timeoutMs: 10_000 });
+    openGate();
+    await eventually(() => expect(handler.calls.filter((call) => call.orderId === 'returned').map((call) => call.attempt)).toEqual([1, 1, 2]), {
+      timeoutMs: 15_000,
+    });
+    // Its ack went out on the channel it came on: it did not come back to run again.
+    await consistently(() => expect(handler.calls.filter((call) => call.orderId === 'slow')).toEqual([{ orderId: 'slow', attempt: 1, redelivered: false }]), {
+      forMs: 500,
+    });
+    expect(await ns.queueDepth(handlerQueue)).toBe(0);
   });
 
   it('applies a handler\'s own policy: its attempts, its retryable errors, its timeout', async () => {

@@ -7,7 +7,7 @@ import * as net from 'node:net';
  */
 export class TcpProxy {
   private server: net.Server | undefined;
-  private readonly pairs = new Set<{ client: net.Socket; upstream: net.Socket; frozen: boolean }>();
+  private readonly pairs = new Set<{ client: net.Socket; upstream: net.Socket; frozen: boolean; muted: boolean }>();
   /** The proxy's port; fixed at construction so a service can be given it before it accepts. */
   readonly port: number;
 
@@ -32,9 +32,9 @@ export class TcpProxy {
     if (this.server) return;
     const server = net.createServer((client) => {
       const upstream = net.connect(this.target.port, this.target.host);
-      const pair = { client, upstream, frozen: false };
+      const pair = { client, upstream, frozen: false, muted: false };
       this.pairs.add(pair);
-      client.on('data', (data) => pair.frozen || upstream.write(data));
+      client.on('data', (data) => pair.frozen || pair.muted || upstream.write(data));
       upstream.on('data', (data) => pair.frozen || client.write(data));
       const end = (): void => {
         this.pairs.delete(pair);
@@ -76,6 +76,17 @@ export class TcpProxy {
   freeze(nth?: number): void {
     [...this.pairs].forEach((pair, index) => {
       if (nth === undefined || index === nth) pair.frozen = true;
+    });
+  }
+
+  /**
+   * What the client sends on the `nth` open connection (0-based, in the order they were opened) no
+   * longer reaches the service, while the service's frames still reach the client: a request the
+   * client makes is never answered.
+   */
+  mute(nth: number): void {
+    [...this.pairs].forEach((pair, index) => {
+      if (index === nth) pair.muted = true;
     });
   }
 

@@ -8,7 +8,7 @@ import type { DiscoveredHandler } from '../../discovery/discovered-handler';
 import type { ResolvedIntegrationEventsOptions } from '../../options/resolved-options';
 import type { ConsumerCallbacks } from '../integration-event-transport';
 import { AckCoalescer } from './ack-coalescer';
-import { cancelQuietly } from './close-quietly';
+import { cancelQuietly, closeQuietly } from './close-quietly';
 import { copyProperties, withEncodableProperties } from './copy-properties';
 import { declareHandlerTopology, waitQueueName } from './handler-topology';
 import type { ManagedChannel } from './managed-channel';
@@ -62,6 +62,8 @@ export class RabbitMqConsumer {
    */
   private readonly returnedCopies = new Map<string, number>();
   private stopping = false;
+  /** The handler's queues are being declared again (`declareTopologyAgain()`): copies returned meanwhile share it. */
+  private declaring = false;
 
   constructor(
     readonly handler: DiscoveredHandler,
@@ -257,8 +259,8 @@ export class RabbitMqConsumer {
   /**
    * Publishes a copy of `message` straight to `queue` (default exchange) and waits for its confirm.
    * `mandatory`: a queue deleted while the service runs (by an operator, a policy) would otherwise take
-   * the copy silently, confirmed. A returned copy counts as not placed, and the consumer's channel is
-   * reopened, which declares this handler's queues again; the original then comes back from its queue.
+   * the copy silently, confirmed. A returned copy counts as not placed, and this handler's queues are
+   * declared again (on a channel of their own); the original then comes back from its queue.
    * @returns the headers of the copy now in `queue` (those given, or smaller ones), or `undefined` when
    *   it could not be placed
    */
@@ -388,7 +390,7 @@ export class RabbitMqConsumer {
             `Copy of message ${String(properties.messageId)} to ${queue} was returned: the queue does not exist (deleted?); ` +
               `declaring ${this.handler.queue}'s queues again, the message comes back from its queue`,
           );
-          this.recycleChannel();
+          this.declareTopologyAgain();
         }
         onPlaced(!error && !returned ? sentHeaders : undefined);
       });
@@ -400,6 +402,35 @@ export class RabbitMqConsumer {
       const name = (error as Error | undefined)?.name;
       return name === 'RangeError' || name === 'TypeError' ? 'unencodable' : 'failed';
     }
+  }
+
+  /**
+   * Declares the handler's queues again after a copy came back from one deleted while the service runs,
+   * on a channel of its own: the consumer's channel goes on, so the acks of the calls running on it (and
+   * of those whose copies were confirmed with the returned one) are not lost to its close, which would
+   * bring their messages back to run again. Copies returned together share one declaration. A failed
+   * one (a queue re-created by hand with other arguments) is logged; the message it was for comes back
+   * from its queue and tries again.
+   */
+  private declareTopologyAgain(): void {
+    if (this.declaring || this.stopping) return;
+    this.declaring = true;
+    // A connection that never answers (heartbeats off) must not keep the copies returned later from
+    // declaring again.
+    const bound = setTimeout(() => (this.declaring = false), this.options.relay.confirmTimeoutMs).unref();
+    void (async () => {
+      let channel: ConfirmChannel | undefined;
+      try {
+        channel = await this.connection.openChannel();
+        await declareHandlerTopology(channel, this.handler, this.options.rabbitmq!.exchange, this.options.consumer.queueType);
+      } catch (error) {
+        this.logger.error(`Could not declare ${this.handler.queue}'s queues again: ${(error as Error).message}`);
+      } finally {
+        clearTimeout(bound);
+        this.declaring = false;
+        if (channel) await closeQuietly(channel);
+      }
+    })();
   }
 
   /**
