@@ -14,6 +14,8 @@ import { INSTRUMENTATION_NAME, TelemetryAttributes as A } from './telemetry-attr
 
 /** How often a meter provider registered after the start is looked for when nothing is counted. */
 const PROVIDER_CHECK_INTERVAL_MS = 1_000;
+/** Failed counts are warned about at most this often. */
+const FAILURE_WARNING_INTERVAL_MS = 60_000;
 
 /** The instruments, made from one meter provider's meter. */
 class Instruments {
@@ -78,6 +80,8 @@ export class IntegrationEventsMetrics implements OnApplicationBootstrap, OnModul
   private readonly logger = new Logger('IntegrationEvents:Metrics');
   private current: Instruments | undefined;
   private destroyed = false;
+  /** When the last failed count was warned about (`performance.now()`). */
+  private lastFailureWarning: number | undefined;
   /** Looks for a newly registered provider now and then, so the outbox gauges follow it while nothing is counted. */
   private watch: NodeJS.Timeout | undefined;
 
@@ -116,22 +120,40 @@ export class IntegrationEventsMetrics implements OnApplicationBootstrap, OnModul
   }
 
   recordPublished(eventName: string, outcome: 'confirmed' | 'unroutable' | 'failed' | 'unsent', count = 1): void {
-    this.instruments().published.add(count, { [A.EventName]: eventName, [A.Outcome]: outcome });
+    this.record((instruments) => instruments.published.add(count, { [A.EventName]: eventName, [A.Outcome]: outcome }));
   }
 
   recordHandled(eventName: string, handler: string, outcome: 'ack' | 'retry' | 'dead_letter' | 'duplicate', seconds: number | undefined): void {
-    const instruments = this.instruments();
-    const attributes = { [A.EventName]: eventName, [A.Handler]: handler, [A.Outcome]: outcome };
-    instruments.handled.add(1, attributes);
-    if (seconds !== undefined) instruments.duration.record(seconds, attributes);
+    this.record((instruments) => {
+      const attributes = { [A.EventName]: eventName, [A.Handler]: handler, [A.Outcome]: outcome };
+      instruments.handled.add(1, attributes);
+      if (seconds !== undefined) instruments.duration.record(seconds, attributes);
+    });
   }
 
   recordRetried(eventName: string, handler: string): void {
-    this.instruments().retried.add(1, { [A.EventName]: eventName, [A.Handler]: handler });
+    this.record((instruments) => instruments.retried.add(1, { [A.EventName]: eventName, [A.Handler]: handler }));
   }
 
   recordDeadLettered(eventName: string, handler: string, reason: string): void {
-    this.instruments().deadLettered.add(1, { [A.EventName]: eventName, [A.Handler]: handler, [A.Reason]: reason });
+    this.record((instruments) => instruments.deadLettered.add(1, { [A.EventName]: eventName, [A.Handler]: handler, [A.Reason]: reason }));
+  }
+
+  /**
+   * Counts something; never throws. The counts are taken after the work they count (a message handled
+   * and acknowledged, rows published): a meter provider that throws must not fail that work, which
+   * would then be done again (a message given back to its queue, rows sent twice). Warned about at
+   * most once a minute.
+   */
+  private record(write: (instruments: Instruments) => void): void {
+    try {
+      write(this.instruments());
+    } catch (error) {
+      const now = performance.now();
+      if (this.lastFailureWarning !== undefined && now - this.lastFailureWarning < FAILURE_WARNING_INTERVAL_MS) return;
+      this.lastFailureWarning = now;
+      this.logger.warn(`Metrics: the meter provider failed, the count is lost: ${(error as Error).message}`);
+    }
   }
 
   private instruments(): Instruments {
