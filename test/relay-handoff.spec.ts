@@ -3,7 +3,8 @@ import { Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import type { TestingModule } from '@nestjs/testing';
 import { Propagation, TransactionHost } from '@nestjs-cls/transactional';
 import type { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
-import { IntegrationEventPublisher, OutboxRelay } from 'nestjs-integration-events';
+import { IntegrationEventPublisher, OutboxRelay, TransactionAbortedError } from 'nestjs-integration-events';
+import { DataSource } from 'typeorm';
 import { RabbitMqPublishingConnection } from '../libs/integration-events/src/transport/rabbitmq/rabbitmq.connection';
 import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
 import { CapturingLogger } from './support/capturing-logger';
@@ -118,6 +119,32 @@ describe('outbox relay handoff', () => {
       return leased();
     });
     expect(afterSavepoint).toBe(20);
+  });
+
+  it('gives the lane room back when a commit fails because PostgreSQL had aborted the transaction, before any rollback', async () => {
+    const { app, publisher } = await start({ batchSize: 2 });
+    const dataSource = app.get(DataSource);
+    const events = (prefix: string, count: number) => Array.from({ length: count }, (_, i) => new OrderCreatedIntegrationEvent(`${prefix}-${i}`));
+    // A hand-made transaction fills the lane (20 rows), then a statement fails in it and is caught: its
+    // COMMIT would be a silent rollback, so the commit fails instead.
+    const aborted = dataSource.createQueryRunner();
+    const other = dataSource.createQueryRunner();
+    try {
+      await aborted.startTransaction();
+      await publisher.publish(events('aborted', 20), { manager: aborted.manager });
+      await expect(aborted.query('SELECT 1 / 0')).rejects.toThrow('division by zero');
+      await expect(aborted.commitTransaction()).rejects.toThrow(TransactionAbortedError);
+      // Its caller has not rolled back yet: the room is free already, as its rows can never be stored.
+      await other.startTransaction();
+      await publisher.publish(events('next', 20), { manager: other.manager });
+      const rows = (await other.query(`SELECT lease_token FROM ${ns.outboxTable}`)) as Array<{ lease_token: string | null }>;
+      expect(rows.filter((row) => row.lease_token !== null)).toHaveLength(20);
+    } finally {
+      if (other.isTransactionActive) await other.rollbackTransaction();
+      if (aborted.isTransactionActive) await aborted.rollbackTransaction();
+      await other.release();
+      await aborted.release();
+    }
   });
 
   it('leases nothing more to a transaction once it wrote rows for a claim, so none of its later rows overtakes them', async () => {

@@ -1,6 +1,6 @@
 import type { TestingModule } from '@nestjs/testing';
 import { TransactionHost } from '@nestjs-cls/transactional';
-import { IntegrationEvent, IntegrationEventPublisher, IntegrationEventsHealth, OutboxRelay } from 'nestjs-integration-events';
+import { IntegrationEvent, IntegrationEventPublisher, IntegrationEventsHealth, OutboxRelay, TransportNotReadyError } from 'nestjs-integration-events';
 import type { ConfirmChannel } from 'amqplib';
 import { RabbitMqPublisher } from '../libs/integration-events/src/transport/rabbitmq/rabbitmq.publisher';
 import { TransportHost } from '../libs/integration-events/src/transport/transport-host';
@@ -284,6 +284,42 @@ describe('outbox relay', () => {
     expect(managed.current).not.toBe(closing);
     expect(refused).toBe(1);
     await eventually(async () => expect((await ns.outboxRows()).map((row) => [row.status, row.attempts, row.last_error])).toEqual([['sent', 0, null]]));
+  });
+
+  it('tries again to release rows a dropped connection kept it from publishing, instead of leaving them to their lease', async () => {
+    const probe = await ns.probe('ordering.order-created');
+    // The first statement that gives a row's lease up untouched (no attempt counted) fails; every such
+    // statement is counted in a sequence, which no rollback undoes.
+    const db = await ns.sql();
+    const releases = `"${ns.schema}".release_attempts`;
+    await db.query(`CREATE SEQUENCE ${releases}`);
+    await db.query(
+      `CREATE FUNCTION "${ns.schema}".refuse_first_release() RETURNS trigger LANGUAGE plpgsql AS ` +
+        `$$ BEGIN IF nextval('${releases}') = 1 THEN RAISE EXCEPTION 'release refused by the test'; END IF; RETURN NEW; END $$`,
+    );
+    await db.query(
+      `CREATE TRIGGER refuse_first_release BEFORE UPDATE ON ${ns.outboxTable} FOR EACH ROW ` +
+        "WHEN (OLD.lease_token IS NOT NULL AND NEW.lease_token IS NULL AND NEW.status = 'pending' AND NEW.attempts = OLD.attempts) " +
+        `EXECUTE FUNCTION "${ns.schema}".refuse_first_release()`,
+    );
+    // A lease far longer than the test, and no poll within it: the row goes out within the deadline only
+    // if its lease was given up and a claim asked for.
+    const app = await start({ pollIntervalMs: 3_600_000, leaseMs: 600_000 });
+    const transport = app.get(TransportHost).transport;
+    const publish = transport.publish.bind(transport);
+    let dropped = 0;
+    transport.publish = async (messages) => {
+      // The connection went between the relay's check and its publish: nothing was sent.
+      if (dropped++ === 0) throw new TransportNotReadyError();
+      return publish(messages);
+    };
+
+    const [id] = await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('after-a-drop'), { standalone: true });
+    await eventually(() => expect(probe.messages.map((m) => m.properties.messageId)).toEqual([id]), { timeoutMs: 10_000 });
+    await eventually(async () => expect((await ns.outboxRows()).map((row) => [row.status, row.attempts, row.last_error])).toEqual([['sent', 0, null]]));
+    // Refused once, then given up on the second try.
+    expect(Number((await db.query(`SELECT last_value FROM ${releases}`)).rows[0].last_value)).toBe(2);
+    expect(dropped).toBe(2);
   });
 
   it('keeps a row the broker nacked, records the failure, and sends it on a later try', async () => {
