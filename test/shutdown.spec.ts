@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
-import { CqrsModule, EventBus } from '@nestjs/cqrs';
+import { CqrsModule, EventBus, ofType, Saga, type ICommand, type IEvent } from '@nestjs/cqrs';
+import { filter, type Observable, tap } from 'rxjs';
 import type { TestingModule } from '@nestjs/testing';
 import { TransactionHost } from '@nestjs-cls/transactional';
 import type { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
@@ -69,6 +70,20 @@ class PackParcel implements IIntegrationEventHandler<OrderCreatedIntegrationEven
   }
 }
 
+/** A saga that only watches: the domain events that reached the EventBus stream after their commit. */
+@Injectable()
+class PackingSagas {
+  readonly seen: string[] = [];
+
+  @Saga()
+  parcelPacked = (events$: Observable<IEvent>): Observable<ICommand> =>
+    events$.pipe(
+      ofType(ParcelPackedDomainEvent),
+      tap((event) => this.seen.push(event.orderId)),
+      filter((): boolean => false),
+    ) as Observable<never>;
+}
+
 /** Graceful shutdown: drain what is in flight, hand back what is not, lose nothing, do nothing twice. */
 describe('graceful shutdown', () => {
   let ns: TestNamespace;
@@ -130,6 +145,22 @@ describe('graceful shutdown', () => {
     expect(packed).toHaveLength(1);
     // No queue is bound for it here: the next app's relay would flag it unroutable.
     await (await ns.sql()).query(`DELETE FROM ${ns.outboxTable} WHERE event_name = 'shipping.parcel-packed'`);
+  });
+
+  it('keeps the EventBus subscribed until the handlers it drains are done: their domain events still reach the sagas', async () => {
+    // CqrsModule imported after this library's module: Nest shuts it down first, and its EventBus would
+    // end every saga's and handler's subscription before the drain.
+    const app = await startTestApp(ns, {
+      imports: [CqrsModule.forRoot()],
+      providers: [Work, PackParcel, PackingSagas],
+      options: { consumer: { shutdownTimeoutMs: 5_000 } },
+    });
+    apps.push(app);
+    await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('watched-at-shutdown'), { standalone: true });
+    await eventually(() => expect(app.get(Work).started).toHaveLength(1));
+
+    await apps.splice(apps.indexOf(app), 1)[0]!.close();
+    expect(app.get(PackingSagas).seen).toEqual(['watched-at-shutdown']);
   });
 
   it('lets the relay finish its batch: rows are either sent or still pending, never lost', async () => {

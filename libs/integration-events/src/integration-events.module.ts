@@ -171,6 +171,8 @@ export class IntegrationEventsModule
    */
   async onModuleDestroy(): Promise<void> {
     await this.consumers.stop();
+    // The domain events of the drained handlers have reached the EventBus stream: it may let go now.
+    this.bridge.releaseSubscriptions();
   }
 
   /**
@@ -179,6 +181,7 @@ export class IntegrationEventsModule
    */
   async beforeApplicationShutdown(): Promise<void> {
     await this.consumers.stop();
+    this.bridge.releaseSubscriptions();
     await this.relay.stop();
     await this.cleanup.stop();
     await this.transports.transport.close();

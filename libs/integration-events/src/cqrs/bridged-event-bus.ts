@@ -13,6 +13,10 @@ import { TransactionalEventPublisher, type TransactionalEventPublisherContext } 
 export class BridgedEventBus implements DomainEventRoute {
   private readonly registry = new DomainEventHandlerRegistry();
   private publisher: TransactionalEventPublisher;
+  /** The bus's own `onModuleDestroy` while it is held back (see `holdSubscriptions()`). */
+  private ownDestroy: (() => unknown) | undefined;
+  /** Nest asked the bus to end its subscriptions while they were held. */
+  private destroyAsked = false;
 
   constructor(
     readonly eventBus: EventBus,
@@ -21,6 +25,33 @@ export class BridgedEventBus implements DomainEventRoute {
     this.registry.install(eventBus);
     this.publisher = new TransactionalEventPublisher(eventBus.publisher, context, this);
     eventBus.publisher = this.publisher;
+    this.holdSubscriptions();
+  }
+
+  /**
+   * The bus's `onModuleDestroy` ends every handler's and saga's subscription to its stream. Nest may
+   * call it before the consumers have drained (CqrsModule is shut down first when it was imported after
+   * this library's module, or in a feature module): the domain events of the handlers still running
+   * would then reach no saga and no request-scoped handler after their commit. Held back until
+   * `releaseSubscriptions()`, called once the consumers have stopped.
+   */
+  private holdSubscriptions(): void {
+    const bus = this.eventBus as unknown as { onModuleDestroy?: () => unknown };
+    const own = bus.onModuleDestroy;
+    if (typeof own !== 'function') return;
+    this.ownDestroy = () => own.call(bus);
+    bus.onModuleDestroy = () => {
+      this.destroyAsked = true;
+    };
+  }
+
+  /** Ends the bus's subscriptions now if Nest asked for it meanwhile; a later call of Nest's goes straight to the bus. */
+  releaseSubscriptions(): void {
+    const ownDestroy = this.ownDestroy;
+    if (!ownDestroy) return;
+    this.ownDestroy = undefined;
+    delete (this.eventBus as unknown as { onModuleDestroy?: unknown }).onModuleDestroy;
+    if (this.destroyAsked) ownDestroy();
   }
 
   /** Number of singleton handlers bound to this bus so far. */

@@ -98,12 +98,21 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
   }
 
   /**
+   * Lets every EventBus end its handlers' and sagas' subscriptions, held back until the consumers have
+   * drained (the module calls it then); ended now if Nest already asked.
+   */
+  releaseSubscriptions(): void {
+    for (const bus of this.buses) bus.releaseSubscriptions();
+  }
+
+  /**
    * Unhooks, at the very end of shutdown: the module calls it from its `onApplicationShutdown`, after
    * the outbox's commit hook is gone, not from a hook of its own (Nest runs the providers' hooks before
    * the module's). Until then the handlers being drained and the HTTP requests still running (until the
    * server is disposed) have their domain events handled in their transactions, converters included.
    */
   detach(): void {
+    this.releaseSubscriptions();
     const subscribers = this.buses.length > 0 ? this.database.dataSource.subscribers : undefined;
     const index = subscribers?.indexOf(this.subscriber) ?? -1;
     if (index >= 0) subscribers!.splice(index, 1);
