@@ -371,6 +371,27 @@ describe('PostgreSQL prepared statements', () => {
   });
 
 
+  it('prepares a statement afresh when a column it returns changed type, or the server dropped it, instead of failing for ever', async () => {
+    const fixture = await postgresFixture(true);
+    const table = `${(fixture.outbox as unknown as { claimSql: string }).claimSql.match(/^UPDATE (\S+)/)![1]}`;
+    try {
+      // One connection in the pool: every claim runs on the connection that prepared it.
+      await fixture.dataSource.destroy();
+      Object.assign(fixture.dataSource.options, { extra: { max: 1 } });
+      await fixture.dataSource.initialize();
+      await fixture.insertPending(3);
+      expect(await fixture.outbox.claim(1, 60_000, randomUUID())).toHaveLength(1);
+      // A migration widens a column the claim returns: the prepared plan's result type no longer fits.
+      await fixture.dataSource.query(`ALTER TABLE ${table} ALTER COLUMN event_name TYPE varchar(300)`);
+      expect(await fixture.outbox.claim(1, 60_000, randomUUID())).toHaveLength(1);
+      // A pooler's reset (DISCARD ALL) drops every prepared statement of the connection.
+      await fixture.dataSource.query('DISCARD ALL');
+      expect(await fixture.outbox.claim(1, 60_000, randomUUID())).toHaveLength(1);
+    } finally {
+      await fixture.close();
+    }
+  });
+
   it.each([
     [true, 1],
     [false, 0],

@@ -26,6 +26,8 @@ interface PgQueryable {
  */
 export class PostgresStatements {
   private readonly names = new Map<string, string>();
+  /** Names given afresh so far (`renew()`): each renewed name is new to every connection. */
+  private generation = 0;
 
   constructor(
     private readonly dataSource: DataSource,
@@ -60,23 +62,61 @@ export class PostgresStatements {
 
   private async run<Row>(target: PgQueryable, sql: string, params: readonly unknown[], queryRunner: QueryRunner | undefined): Promise<StatementResult<Row>> {
     this.dataSource.logger.logQuery(sql, [...params], queryRunner);
-    try {
+    const execute = async (): Promise<StatementResult<Row>> => {
       const result = await target.query({ name: this.nameOf(sql), text: sql, values: params });
       return { rows: result.rows as Row[], rowCount: result.rowCount ?? 0 };
+    };
+    let failure: unknown;
+    try {
+      return await execute();
     } catch (error) {
-      this.dataSource.logger.logQueryError(error as Error, sql, [...params], queryRunner);
-      throw new QueryFailedError(sql, [...params], error as Error);
+      failure = error;
     }
+    if (isStalePreparedStatement(failure)) {
+      // node-postgres would only ever bind the statement it prepared on that connection again: under a
+      // new name, every connection prepares it afresh. Run again at once on its own; in a transaction the
+      // failure aborted it, and the caller's retry gets the new name.
+      this.renew(sql);
+      if (!queryRunner) {
+        try {
+          return await execute();
+        } catch (error) {
+          failure = error;
+        }
+      }
+    }
+    this.dataSource.logger.logQueryError(failure as Error, sql, [...params], queryRunner);
+    throw new QueryFailedError(sql, [...params], failure as Error);
   }
 
   private nameOf(sql: string): string {
     let name = this.names.get(sql);
     if (!name) {
-      name = `nestjs_ie_${createHash('sha1').update(sql).digest('hex').slice(0, 20)}`;
+      name = `${STATEMENT_NAME_PREFIX}${createHash('sha1').update(sql).digest('hex').slice(0, 20)}`;
       this.names.set(sql, name);
     }
     return name;
   }
+
+  /** Gives `sql` a name no connection has prepared yet. */
+  private renew(sql: string): void {
+    const base = this.nameOf(sql).replace(/_\d+$/, '');
+    this.generation++;
+    this.names.set(sql, `${base}_${this.generation}`);
+  }
+}
+
+/** Every statement this library prepares is named so: `nestjs_ie_` and 20 hex digits (then `_N` once renewed). */
+const STATEMENT_NAME_PREFIX = 'nestjs_ie_';
+
+/**
+ * Whether PostgreSQL refused to run a named statement a connection had prepared: a column it returns
+ * changed type since (a migration: "cached plan must not change result type", 0A000), or the server no
+ * longer has it (`DISCARD ALL`, `DEALLOCATE`, a pooler's reset: 26000).
+ */
+function isStalePreparedStatement(error: unknown): boolean {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  return code === '26000' || (code === '0A000' && typeof message === 'string' && message.includes('cached plan must not change result type'));
 }
 
 function fromTypeOrm<Row>(result: { records?: unknown[]; affected?: number | null }): StatementResult<Row> {
