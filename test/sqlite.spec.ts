@@ -13,6 +13,7 @@ import {
   IntegrationEventHandler,
   IntegrationEventPublisher,
   OutboxAdminService,
+  TransactionAbortedError,
   TransactionTurns,
   type IIntegrationEventHandler,
   type IntegrationEventContext,
@@ -136,6 +137,22 @@ describe('SQLite: one connection for every transaction', () => {
         throw new Error('rolled back');
       }),
     ).rejects.toThrow('rolled back');
+
+    await kit.drain();
+    expect(publishedOrders()).toEqual([]);
+    expect(await outboxRows()).toEqual([]);
+  });
+
+  it('refuses to publish in a transaction SQLite has rolled back itself (INSERT OR ROLLBACK), instead of committing the row on its own', async () => {
+    const publisher = moduleRef.get(IntegrationEventPublisher);
+    await dataSource.query('CREATE TABLE seats (seat TEXT PRIMARY KEY)');
+    await dataSource.query("INSERT INTO seats VALUES ('1A')");
+    const booking = host.withTransaction(async () => {
+      // A conflict that makes SQLite roll the whole transaction back; the caller catches it and goes on.
+      await expect(host.tx.query("INSERT OR ROLLBACK INTO seats VALUES ('1A')")).rejects.toThrow('UNIQUE');
+      await publisher.publish(new OrderCreatedIntegrationEvent('seat-taken'));
+    });
+    await expect(booking).rejects.toThrow(TransactionAbortedError);
 
     await kit.drain();
     expect(publishedOrders()).toEqual([]);

@@ -39,6 +39,15 @@ export class SqliteConnection {
 
   constructor(private readonly dataSource: DataSource) {}
 
+  /**
+   * Whether SQLite has a transaction open on the connection. A transaction TypeORM still counts as active
+   * may be gone: a conflict clause (`INSERT OR ROLLBACK`), a trigger's `RAISE(ROLLBACK)` or a full disk
+   * rolls the whole of it back, and the statements sent after that run on their own, committed at once.
+   */
+  get inTransaction(): boolean {
+    return this.database().inTransaction;
+  }
+
   /** Runs one statement outside any transaction, once none is open; its rows (if it returns any) and changes. */
   run<Row>(sql: string, params: readonly unknown[] = []): Promise<{ rows: Row[]; changes: number }> {
     return this.betweenTransactions((database) => this.execute<Row>(database, sql, params));

@@ -4,6 +4,7 @@ import type { OutboxLease } from '../relay/relay-handoff';
 import type { OutboxStore } from './outbox.store';
 import type { OutboxTableName } from './outbox-table-name';
 import { SqliteConnection } from './sqlite-connection';
+import { TransactionAbortedError } from '../errors/transaction-aborted.error';
 
 /** Rows per INSERT: 10 parameters each, within SQLite's 32,766 a statement. */
 const MAX_ROWS_PER_INSERT = 3_000;
@@ -61,6 +62,9 @@ export class SqliteOutboxStore implements OutboxStore {
     // In the caller's transaction; a standalone publish waits for a moment outside every transaction,
     // and its statements then commit together.
     if (manager.queryRunner?.isTransactionActive) {
+      // SQLite rolled the caller's transaction back itself: the rows would commit on their own, and the
+      // relay would send the events of a transaction that failed.
+      if (!this.connection.inTransaction) throw new TransactionAbortedError('The transaction that published integration events', 'SQLite');
       if (statements.length === 1) {
         await manager.query(statements[0]!.sql, statements[0]!.params);
         return;
