@@ -183,6 +183,8 @@ describe('broker connection failures', () => {
     const closing = apps.splice(0, 1)[0]!.close().then(() => 'closed' as const);
     const outcome = await Promise.race([closing, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 30_000).unref())]);
     expect(outcome).toBe('closed');
+    // Its sockets are closed too: one left open, waiting for an answer, would keep the process alive.
+    await eventually(() => expect(proxy.connections).toBe(0), { timeoutMs: 2_000 });
   });
 
   it('keeps consuming while its publishing connection hangs, as RabbitMQ leaves a connection that published during an alarm', async () => {

@@ -195,9 +195,14 @@ export class RabbitMqConnection {
     this.model = undefined;
     if (!recovering) return;
     // amqplib's close waits for the broker's CloseOk; on a half-dead connection that never comes.
+    let modelClosed = false;
+    model?.once('close', () => (modelClosed = true));
     const closed = recovering.close().catch(() => undefined);
     if (model) await closeQuietly(model);
     await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 2_000).unref())]);
+    // Given up on: amqplib ends its socket only once the broker has answered, and an open socket keeps
+    // the process alive (with heartbeats off, for as long as TCP takes to give up).
+    if (model && !modelClosed) (model as unknown as { connection?: { stream?: { destroy?(): void } } }).connection?.stream?.destroy?.();
   }
 
   /**
