@@ -498,15 +498,19 @@ describe('inbox at boot', () => {
         `INSERT INTO ${ns.outboxTable} (id, event_name, event_version, payload, headers, occurred_at, status, sent_at, available_at, created_at)
          SELECT gen_random_uuid(), 'cleanup.stopped', 1, '{}', '{}', now(), 'sent', now() - interval '2 minutes', now(), now() FROM generate_series(1, 30)`,
       );
+      await db.query(`INSERT INTO ${ns.inboxTable} (handler, message_id, handled_at) SELECT 'h', 'stopped-' || i, now() - interval '2 minutes' FROM generate_series(1, 10) i`);
       run = app.get(CleanupWorker).runOnce();
     } finally {
       // Shutdown waits for the run, which stops after the batch it is in (a cron-driven run, say).
       await app.close();
     }
     try {
-      expect((await run)!.outbox).toBe(7);
+      // Stopped in the outbox's batches: the inbox is left for the next run.
+      expect(await run).toEqual({ outbox: 7, inbox: 0 });
+      expect((await (await ns.sql()).query(`SELECT count(*)::int AS n FROM ${ns.inboxTable} WHERE message_id LIKE 'stopped-%'`)).rows[0].n).toBe(10);
     } finally {
       await (await ns.sql()).query(`DELETE FROM ${ns.outboxTable} WHERE event_name = 'cleanup.stopped'`);
+      await (await ns.sql()).query(`DELETE FROM ${ns.inboxTable} WHERE message_id LIKE 'stopped-%'`);
     }
   });
 

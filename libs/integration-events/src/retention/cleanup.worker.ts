@@ -62,7 +62,8 @@ export class CleanupWorker {
     deleted.outbox = await this.drain((limit) => this.database.store.deleteSent(outbox.retentionMs, limit), cleanup.batchSize);
     // The inbox table is only required where a handler uses it: a publish-only service may have none.
     // Where it exists it is cleaned, whatever `inbox.enabled` says: a handler may opt in on its own.
-    if (await this.database.inboxTableExists()) {
+    // A stop() that came during the outbox's batches ends the run there: the inbox waits for the next.
+    if (!this.interrupted && (await this.database.inboxTableExists()) && !this.interrupted) {
       deleted.inbox = await this.drain((limit) => this.database.inboxStore.deleteOlderThan(inbox.retentionMs, limit), cleanup.batchSize);
     }
     if (deleted.outbox + deleted.inbox > 0) {
