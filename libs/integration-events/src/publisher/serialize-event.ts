@@ -22,7 +22,7 @@ const LOSSY_BUILT_INS: ReadonlyArray<[abstract new (...args: never[]) => object,
  *
  * What passes: strings, finite numbers, booleans, null, valid Dates (sent as ISO 8601 strings; declare
  * the field with `@Type(() => Date)` to get a Date back), arrays without holes of those, and objects
- * (plain, or class instances with at least one own field and no getter over state outside their fields) of those. `undefined` object fields are left
+ * (plain, or class instances with at least one own field) of those. `undefined` object fields are left
  * out, as JSON does. Everything else is refused with the path to the offending value.
  */
 export function serializeEvent(eventName: string, event: object, maxDepth: number): string {
@@ -103,16 +103,12 @@ function assertJsonSafe(
   } else {
     const keys = Object.keys(object);
     const prototype: unknown = Object.getPrototypeOf(object);
-    if (prototype !== Object.prototype && prototype !== null) {
+    if (keys.length === 0 && prototype !== Object.prototype && prototype !== null) {
       // An event may carry nothing (a marker), but not data that only its getters show.
-      if (keys.length === 0 && !isRoot) refuse(`is a ${object.constructor?.name ?? 'class'} instance with no own fields, which JSON turns into {}`);
+      if (!isRoot) refuse(`is a ${object.constructor?.name ?? 'class'} instance with no own fields, which JSON turns into {}`);
       const getter = getterOfInstanceState(object, prototype as object);
       if (getter !== undefined) {
-        refuse(
-          keys.length === 0
-            ? `has no own fields, only getters ("${getter}") over its own state, which JSON leaves out: the body would be {}; give the event fields`
-            : `has a getter ("${getter}") over state that is not in its fields (a #private field, a WeakMap), which JSON leaves out; make it a field`,
-        );
+        refuse(`has no own fields, only getters ("${getter}") over its own state, which JSON leaves out: the body would be {}; give the event fields`);
       }
     }
     for (const key of keys) {
@@ -127,48 +123,31 @@ function assertJsonSafe(
 
 /**
  * The name of a getter along `prototype`'s chain (below Object.prototype) that shows state of `object`
- * not in its own fields (`#private` fields, a WeakMap keyed by the instance): defined on the event, but
- * failing or `undefined` on an object of the same class with only those fields, as the consumer's
- * rebuilt event would be. Getters computed from the fields, or of constants or other state (a clock, a
- * class name), pass. A class's getters are looked up once.
+ * itself (`#private` fields, a WeakMap keyed by the instance): defined on the event, but failing or
+ * `undefined` on a bare object of the same class, as the consumer's rebuilt event would be. Getters of
+ * constants or computed values (a clock, a class name) pass. Only asked of an event with no own fields,
+ * which is rare.
  */
 function getterOfInstanceState(object: object, prototype: object): string | undefined {
-  const getters = gettersAlong(prototype);
-  if (getters.length === 0) return undefined;
-  const rebuilt: object = Object.assign(Object.create(prototype) as object, object);
-  for (const [name, get] of getters) {
-    let shown: unknown;
-    try {
-      shown = get.call(object);
-    } catch {
-      continue; // fails on the event itself: not a field it carries
-    }
-    if (shown === undefined) continue;
-    try {
-      if (get.call(rebuilt) === undefined) return name;
-    } catch {
-      return name;
+  const bare: object = Object.create(prototype) as object;
+  for (let current: object | null = prototype; current && current !== Object.prototype; current = Object.getPrototypeOf(current) as object | null) {
+    for (const [name, descriptor] of Object.entries(Object.getOwnPropertyDescriptors(current))) {
+      if (!descriptor.get) continue;
+      let shown: unknown;
+      try {
+        shown = descriptor.get.call(object);
+      } catch {
+        continue; // fails on the event itself: not a field it carries
+      }
+      if (shown === undefined) continue;
+      try {
+        if (descriptor.get.call(bare) === undefined) return name;
+      } catch {
+        return name;
+      }
     }
   }
   return undefined;
-}
-
-/** Getters defined along a prototype chain, below Object.prototype; by prototype, once. */
-const gettersByPrototype = new WeakMap<object, ReadonlyArray<readonly [string, () => unknown]>>();
-
-function gettersAlong(prototype: object): ReadonlyArray<readonly [string, () => unknown]> {
-  let getters = gettersByPrototype.get(prototype);
-  if (!getters) {
-    const found: Array<readonly [string, () => unknown]> = [];
-    for (let current: object | null = prototype; current && current !== Object.prototype; current = Object.getPrototypeOf(current) as object | null) {
-      for (const [name, descriptor] of Object.entries(Object.getOwnPropertyDescriptors(current))) {
-        if (descriptor.get) found.push([name, descriptor.get]);
-      }
-    }
-    getters = found;
-    gettersByPrototype.set(prototype, getters);
-  }
-  return getters;
 }
 
 function childPath(path: string, key: string): string {
