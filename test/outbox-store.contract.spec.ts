@@ -387,6 +387,17 @@ describe('PostgreSQL prepared statements', () => {
       // A pooler's reset (DISCARD ALL) drops every prepared statement of the connection.
       await fixture.dataSource.query('DISCARD ALL');
       expect(await fixture.outbox.claim(1, 60_000, randomUUID())).toHaveLength(1);
+      // The same through a query runner's manager outside a transaction (autocommit: run again at once).
+      const queryRunner = fixture.dataSource.createQueryRunner();
+      try {
+        const row = () => [{ id: randomUUID(), eventName: 'x', eventVersion: 1, payload: '{}', headers: {}, occurredAt: new Date() }];
+        await fixture.outbox.insert(queryRunner.manager, row());
+        await queryRunner.query('DISCARD ALL');
+        await fixture.outbox.insert(queryRunner.manager, row());
+      } finally {
+        await queryRunner.release();
+      }
+      expect(await fixture.rows()).toHaveLength(5);
     } finally {
       await fixture.close();
     }

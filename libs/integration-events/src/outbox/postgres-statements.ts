@@ -74,10 +74,10 @@ export class PostgresStatements {
     }
     if (isStalePreparedStatement(failure)) {
       // node-postgres would only ever bind the statement it prepared on that connection again: under a
-      // new name, every connection prepares it afresh. Run again at once on its own; in a transaction the
-      // failure aborted it, and the caller's retry gets the new name.
+      // new name, every connection prepares it afresh. Run again at once outside a transaction; in one,
+      // the failure aborted it, and the caller's retry gets the new name.
       this.renew(sql);
-      if (!queryRunner) {
+      if (!queryRunner?.isTransactionActive) {
         try {
           return await execute();
         } catch (error) {
@@ -115,8 +115,10 @@ const STATEMENT_NAME_PREFIX = 'nestjs_ie_';
  * longer has it (`DISCARD ALL`, `DEALLOCATE`, a pooler's reset: 26000).
  */
 function isStalePreparedStatement(error: unknown): boolean {
-  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
-  return code === '26000' || (code === '0A000' && typeof message === 'string' && message.includes('cached plan must not change result type'));
+  const { code, routine, message } = (error ?? {}) as { code?: unknown; routine?: unknown; message?: unknown };
+  if (code === '26000') return true;
+  // By the server's routine, which lc_messages does not translate (the message is its English text).
+  return code === '0A000' && (routine === 'RevalidateCachedQuery' || (typeof message === 'string' && message.includes('cached plan must not change result type')));
 }
 
 function fromTypeOrm<Row>(result: { records?: unknown[]; affected?: number | null }): StatementResult<Row> {
