@@ -294,8 +294,8 @@ describe('broker connection failures', () => {
     }
     allPublished();
     await eventually(() => expect(handler.calls).toHaveLength(1));
-    // The first message goes back to its queue after a pause; the four waiting must not start meanwhile:
-    // the close returns them to the queue, and they would run twice.
+    // The first call ends (its ack fails on the closing channel); the four waiting must not start: the
+    // close, once answered, would return them to the queue, and they would run twice.
     await consistently(() => expect(handler.calls).toHaveLength(1), { forMs: 2_500 });
   });
 

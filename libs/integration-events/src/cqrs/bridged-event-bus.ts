@@ -39,7 +39,7 @@ export class BridgedEventBus implements DomainEventRoute {
     const bus = this.eventBus as unknown as { onModuleDestroy?: () => unknown };
     const own = bus.onModuleDestroy;
     if (typeof own !== 'function') return;
-    this.ownDestroy = () => own.call(bus);
+    this.ownDestroy = own;
     bus.onModuleDestroy = () => {
       this.destroyAsked = true;
     };
@@ -50,8 +50,9 @@ export class BridgedEventBus implements DomainEventRoute {
     const ownDestroy = this.ownDestroy;
     if (!ownDestroy) return;
     this.ownDestroy = undefined;
-    delete (this.eventBus as unknown as { onModuleDestroy?: unknown }).onModuleDestroy;
-    if (this.destroyAsked) ownDestroy();
+    const bus = this.eventBus as unknown as { onModuleDestroy: () => unknown };
+    bus.onModuleDestroy = ownDestroy;
+    if (this.destroyAsked) bus.onModuleDestroy();
   }
 
   /** Number of singleton handlers bound to this bus so far. */

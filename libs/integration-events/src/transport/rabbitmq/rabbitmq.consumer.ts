@@ -62,8 +62,8 @@ export class RabbitMqConsumer {
    */
   private readonly returnedCopies = new Map<string, number>();
   private stopping = false;
-  /** The handler's queues are being declared again (`declareTopologyAgain()`): copies returned meanwhile share it. */
-  private declaring = false;
+  /** The declaration of the handler's queues under way (`declareTopologyAgain()`): copies returned meanwhile share it. */
+  private declaring: object | undefined;
 
   constructor(
     readonly handler: DiscoveredHandler,
@@ -414,20 +414,24 @@ export class RabbitMqConsumer {
    */
   private declareTopologyAgain(): void {
     if (this.declaring || this.stopping) return;
-    this.declaring = true;
+    const attempt = {};
+    this.declaring = attempt;
     // A connection that never answers (heartbeats off) must not keep the copies returned later from
     // declaring again.
-    const bound = setTimeout(() => (this.declaring = false), this.options.relay.confirmTimeoutMs).unref();
+    const bound = setTimeout(() => {
+      if (this.declaring === attempt) this.declaring = undefined;
+    }, this.options.relay.confirmTimeoutMs).unref();
     void (async () => {
       let channel: ConfirmChannel | undefined;
       try {
         channel = await this.connection.openChannel();
         await declareHandlerTopology(channel, this.handler, this.options.rabbitmq!.exchange, this.options.consumer.queueType);
       } catch (error) {
-        this.logger.error(`Could not declare ${this.handler.queue}'s queues again: ${(error as Error).message}`);
+        // At shutdown the connection closes under it: nothing to report.
+        if (!this.stopping) this.logger.error(`Could not declare ${this.handler.queue}'s queues again: ${(error as Error).message}`);
       } finally {
         clearTimeout(bound);
-        this.declaring = false;
+        if (this.declaring === attempt) this.declaring = undefined;
         if (channel) await closeQuietly(channel);
       }
     })();
