@@ -93,7 +93,8 @@ describe('failedAttemptsSpanning', () => {
   });
 
   it('matches the waits the relay draws at their shortest', () => {
-    for (const [duration, initial, max] of [[60_000, 1_000, 60_000], [1_000, 20, 40], [3_600_000, 7, 90_000]] as const) {
+    // Odd steps and steps of 1 ms included: the shortest wait is half the step, rounded (1 ms for 1 ms).
+    for (const [duration, initial, max] of [[60_000, 1_000, 60_000], [1_000, 20, 40], [3_600_000, 7, 90_000], [60_000, 1, 60_000], [500, 1, 1], [1_000, 3, 7]] as const) {
       const attempts = failedAttemptsSpanning(duration, initial, max);
       const waited = (failures: number) =>
         Array.from({ length: failures - 1 }, (_, i) => exponentialBackoff(i + 1, initial, max, lowest)).reduce((a, b) => a + b, 0);

@@ -16,8 +16,9 @@ function backoffStep(attempt: number, initialMs: number, maxMs: number): number 
 
 /**
  * The fewest failed attempts that prove a row has been failing for at least `durationMs`: between its
- * first and its n-th failure it waited at least half of each step before, whatever the jitter drew.
- * At most 2^31 − 1 (the attempts column's range), which no row reaches.
+ * first and its n-th failure it waited at least half of each step before, rounded as
+ * `exponentialBackoff()` rounds it (a step of 1 ms waits 1 ms), whatever the jitter drew. At most
+ * 2^31 − 1 (the attempts column's range), which no row reaches.
  */
 export function failedAttemptsSpanning(durationMs: number, initialMs: number, maxMs: number): number {
   const most = 2 ** 31 - 1;
@@ -25,9 +26,9 @@ export function failedAttemptsSpanning(durationMs: number, initialMs: number, ma
   let attempts = 1;
   let waited = 0;
   for (;;) {
-    const half = Math.floor(backoffStep(attempts, initialMs, maxMs) / 2);
+    const half = Math.round(backoffStep(attempts, initialMs, maxMs) / 2);
     if (half <= 0) return most;
-    if (half === Math.floor(maxMs / 2)) {
+    if (half === Math.round(maxMs / 2)) {
       // The step is at its cap from here on: the rest is a division.
       return Math.min(most, attempts + Math.ceil(Math.max(0, durationMs - waited) / half));
     }
