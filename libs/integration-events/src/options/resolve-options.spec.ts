@@ -259,6 +259,7 @@ describe('resolveOptions', () => {
       ['dataSourceName empty', withTop({ dataSourceName: '' }), 'dataSourceName', '', 'give the name of a TypeORM DataSource'],
       ['dataSourceName not a string', withTop({ dataSourceName: 1 }), 'dataSourceName', 1, 'or leave it out for "default"'],
       ['transactionConnectionName not a string', withTop({ transactionConnectionName: 1 }), 'transactionConnectionName', 1, 'give the connectionName of ClsPluginTransactional'],
+      ['transactionConnectionName empty (nestjs-cls would take its default plugin)', withTop({ transactionConnectionName: '' }), 'transactionConnectionName', '', 'give the connectionName of ClsPluginTransactional'],
       // null is a value, not "left out": refused, never quietly replaced by the default.
       ['relay.batchSize null', withSection('relay', { batchSize: null }), 'relay.batchSize', null, 'use a whole number'],
       ['relay.enabled null', withSection('relay', { enabled: null }), 'relay.enabled', null, 'use true or false'],

@@ -171,8 +171,9 @@ export function resolveOptions(input: IntegrationEventsModuleOptions): ResolvedI
     fail('dataSourceName', dataSourceName, 'give the name of a TypeORM DataSource, or leave it out for "default"');
   }
   const transactionConnectionName = input.transactionConnectionName;
-  if (transactionConnectionName !== undefined && typeof transactionConnectionName !== 'string') {
-    fail('transactionConnectionName', transactionConnectionName, 'give the connectionName of ClsPluginTransactional');
+  // nestjs-cls takes '' for its default plugin: a name read from an unset variable would quietly mean that.
+  if (transactionConnectionName !== undefined && (typeof transactionConnectionName !== 'string' || transactionConnectionName.length === 0)) {
+    fail('transactionConnectionName', transactionConnectionName, 'give the connectionName of ClsPluginTransactional, or leave it out for the default plugin');
   }
 
   return {
