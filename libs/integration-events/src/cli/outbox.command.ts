@@ -87,10 +87,20 @@ export async function outboxCommand({ positional, options }: ParsedArguments, ou
   }
 }
 
-/** The given ids that are not among `changed` (PostgreSQL returns UUIDs in lower case). */
+/** The given ids that are not among `changed`, compared in PostgreSQL's own form of a UUID. */
 function notIn(ids: readonly string[], changed: readonly string[]): string[] {
-  const seen = new Set(changed.map((id) => id.toLowerCase()));
-  return ids.filter((id) => !seen.has(id.toLowerCase()));
+  const seen = new Set(changed.map(canonicalUuid));
+  return ids.filter((id) => !seen.has(canonicalUuid(id)));
+}
+
+/**
+ * A UUID as PostgreSQL prints it (lower case, hyphens at 8-4-4-4-12), from any form it accepts (upper
+ * case, braces, hyphens left out or elsewhere); anything else as given.
+ */
+function canonicalUuid(id: string): string {
+  const hex = id.replace(/^\{(.*)\}$/, '$1').replace(/-/g, '').toLowerCase();
+  if (!/^[0-9a-f]{32}$/.test(hex)) return id;
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
 /** The given rows an action did not change, and the reasons it can have had. */
