@@ -1,7 +1,7 @@
 import * as amqp from 'amqplib';
 import { DeadLetterQueueOperations } from '../dead-letter/dead-letter-queue.operations';
 import { RequeueInterruptedError } from '../errors/requeue-interrupted.error';
-import { closeQuietly } from '../transport/rabbitmq/close-quietly';
+import { closeConnectionQuietly } from '../transport/rabbitmq/close-quietly';
 import { redactSecrets, redactUrl } from '../util/redact-url';
 import { assertKnownOptions, type ParsedArguments, UsageError } from './cli-arguments';
 import type { Output } from './output';
@@ -93,8 +93,9 @@ export async function dlqCommand({ positional, options }: ParsedArguments, outpu
         throw new UsageError(`unknown dlq action "${action}"`);
     }
   } finally {
-    // Bounded: a connection the broker blocked (an alarm) never answers the close.
-    await closeQuietly(connection);
+    // Bounded: a connection the broker blocked (an alarm) never answers the close; its socket is then
+    // destroyed, or it would keep the command running until the alarm ends.
+    await closeConnectionQuietly(connection);
   }
 }
 

@@ -14,6 +14,28 @@ export function closeQuietly(closable: Channel | ChannelModel, timeoutMs = CLOSE
 }
 
 /**
+ * Closes a connection as `closeQuietly()` does, and destroys its socket once the broker's answer was
+ * given up on: amqplib ends the socket only when the broker has answered the close, and an open socket
+ * keeps the process alive (with heartbeats off, or a blocked connection the broker still sends
+ * heartbeats on, for as long as it lasts).
+ */
+export async function closeConnectionQuietly(model: ChannelModel, timeoutMs = CLOSE_TIMEOUT_MS): Promise<void> {
+  let closed = false;
+  const onClose = (): void => {
+    closed = true;
+  };
+  model.once('close', onClose);
+  await closeQuietly(model, timeoutMs);
+  model.off('close', onClose);
+  if (!closed) destroySocket(model);
+}
+
+/** Destroys a connection's socket (amqplib 2's `ChannelModel.connection.stream`), for a close given up on. */
+export function destroySocket(model: ChannelModel): void {
+  (model as unknown as { connection?: { stream?: { destroy?(): void } } }).connection?.stream?.destroy?.();
+}
+
+/**
  * Cancels a consumer the same way: on a half-dead connection, or one the broker has blocked (a memory
  * or disk alarm: it stops reading the socket), its CancelOk never comes either.
  */

@@ -5,7 +5,7 @@ import { BrokerConnectionError } from '../../errors/broker-connection.error';
 import { TransportNotReadyError } from '../../errors/transport-not-ready.error';
 import { IntegrationEventsConfig } from '../../options/integration-events.config';
 import { redactSecrets } from '../../util/redact-url';
-import { closeQuietly } from './close-quietly';
+import { closeQuietly, destroySocket } from './close-quietly';
 import { ManagedChannel, type ManagedChannelSpec } from './managed-channel';
 
 /** Socket-level failures: the broker is not there (yet). Waiting fixes these; nothing else. */
@@ -202,7 +202,7 @@ export class RabbitMqConnection {
     await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 2_000).unref())]);
     // Given up on: amqplib ends its socket only once the broker has answered, and an open socket keeps
     // the process alive (with heartbeats off, for as long as TCP takes to give up).
-    if (model && !modelClosed) (model as unknown as { connection?: { stream?: { destroy?(): void } } }).connection?.stream?.destroy?.();
+    if (model && !modelClosed) destroySocket(model);
   }
 
   /**
