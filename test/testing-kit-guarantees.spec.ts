@@ -110,6 +110,14 @@ describe('the testing module and kit, at the edges', () => {
     }
   });
 
+  it('refuses a drain() timeout that would never pass (NaN, 0, negative, Infinity) instead of waiting for ever', async () => {
+    const { kit } = await start();
+    for (const timeoutMs of [Number.NaN, 0, -1, Number.POSITIVE_INFINITY]) {
+      await expect(kit.drain({ timeoutMs })).rejects.toThrow(`drain({ timeoutMs }) takes a positive number of milliseconds, not ${timeoutMs}`);
+    }
+    await kit.drain({ timeoutMs: 1_000 });
+  });
+
   it('delivers another publisher\'s x- headers with deliver(), kept on the retry', async () => {
     const { kit, behaviour } = await start();
     behaviour.act = () => {

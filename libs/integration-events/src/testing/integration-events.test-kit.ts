@@ -171,6 +171,10 @@ export class IntegrationEventsTestKit {
    * @throws DrainTimeoutError after `timeoutMs`, saying what was left
    */
   async drain({ timeoutMs = 10_000 }: { timeoutMs?: number } = {}): Promise<void> {
+    if (typeof timeoutMs !== 'number' || !(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
+      // NaN would make the deadline never pass: a drain that never gives up.
+      throw new RangeError(`drain({ timeoutMs }) takes a positive number of milliseconds, not ${String(timeoutMs)}`);
+    }
     const deadline = Date.now() + timeoutMs;
     let quietRounds = 0;
     for (;;) {
