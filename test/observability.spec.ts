@@ -232,5 +232,11 @@ describe('observability', () => {
     expect(report.healthy).toBe(false);
     expect(report.problems.join()).toMatch(/oldest due outbox row waits for 6\d s/);
     expect(await app.get(IntegrationEventsHealthIndicator).isHealthy('events', { maxLagMs: 30_000 })).toMatchObject({ events: { status: 'down' } });
+    // A lag limit that would mean "always down" (null taken as 0) or "never checked" (NaN) is refused.
+    for (const maxLagMs of [null, Number.NaN, 0, -1]) {
+      await expect(app.get(IntegrationEventsHealth).check({ maxLagMs: maxLagMs as number })).rejects.toThrow(
+        `The health check's maxLagMs takes a positive number of milliseconds, not ${String(maxLagMs)}`,
+      );
+    }
   });
 });

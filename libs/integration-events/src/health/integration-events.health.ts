@@ -41,6 +41,10 @@ export class IntegrationEventsHealth {
 
   /** @param maxLagMs how old the oldest due outbox row may be (default 60 s) */
   async check({ maxLagMs = 60_000 }: { maxLagMs?: number } = {}): Promise<IntegrationEventsHealthReport> {
+    if (typeof maxLagMs !== 'number' || !(maxLagMs > 0)) {
+      // null would count as 0 (down whenever a row is due), NaN would switch the lag check off.
+      throw new RangeError(`The health check's maxLagMs takes a positive number of milliseconds, not ${String(maxLagMs)}`);
+    }
     const { relay: relayOptions, consumer } = this.config.options;
     const transport = this.transports.transport;
     const problems: string[] = [];
