@@ -11,6 +11,7 @@ import {
   type IIntegrationEventHandler,
   type IntegrationEventContext,
 } from 'nestjs-integration-events';
+import * as amqp from 'amqplib';
 import type { ConfirmChannel } from 'amqplib';
 import { RabbitMqConnection, RabbitMqPublishingConnection } from '../libs/integration-events/src/transport/rabbitmq/rabbitmq.connection';
 import { RabbitMqTransport } from '../libs/integration-events/src/transport/rabbitmq/rabbitmq.transport';
@@ -481,6 +482,20 @@ describe('broker connection limits', () => {
       await ctl('set_vhost_limits', '-p', vhost, '{"max-connections": 1}');
       const url = new URL(TEST_RABBITMQ_URL);
       url.pathname = `/${vhost}`;
+      // A message already waits in the handler's queue, as after a deploy.
+      const queue = `${ns.serviceName}.OrderCreatedRecorder`;
+      const seed = await amqp.connect(url.toString());
+      const seeding = await seed.createConfirmChannel();
+      await seeding.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'classic' } });
+      seeding.sendToQueue(queue, Buffer.from(JSON.stringify({ orderId: 'waiting-at-boot', placedAt: '2026-11-27T06:00:00.000Z' })), {
+        messageId: 'm-waiting-at-boot',
+        persistent: true,
+        contentType: 'application/json',
+        headers: { 'ie-event-name': 'ordering.order-created', 'ie-event-version': 1, 'ie-occurred-at': new Date().toISOString() },
+      });
+      await seeding.waitForConfirms();
+      await seed.close();
+      await eventually(async () => expect((await ctl('list_connections', 'vhost')).stdout.split('\n').filter((line) => line.trim() === vhost)).toEqual([]));
       const moduleRef = await Test.createTestingModule({
         imports: [...infrastructureImports(ns), IntegrationEventsModule.forRoot(testOptions(ns, { rabbitmq: { url: url.toString() } }))],
         providers: [OrderCreatedRecorder],
@@ -488,6 +503,8 @@ describe('broker connection limits', () => {
       moduleRef.useLogger(false);
       try {
         await expect(moduleRef.init()).rejects.toThrow(BrokerConnectionError);
+        // The consumers had not subscribed yet: no handler ran in the application that failed to start.
+        expect(moduleRef.get(OrderCreatedRecorder).received.map((call) => call.context.messageId)).toEqual([]);
         // Nothing of the failed application stays connected, before anyone closes it (its consumers would run on).
         await eventually(async () => expect((await ctl('list_connections', 'vhost')).stdout.split('\n').filter((line) => line.trim() === vhost)).toEqual([]));
       } finally {

@@ -62,6 +62,10 @@ export class RabbitMqConsumer {
    */
   private readonly returnedCopies = new Map<string, number>();
   private stopping = false;
+  /** Whether a channel set up may subscribe at once (`subscribe()` was called). */
+  private subscribing = false;
+  /** The subscription of the channel set up before `subscribe()`, waiting for it. */
+  private pendingSubscription: { channel: ConfirmChannel; subscribe: () => Promise<void> } | undefined;
   /** The declaration of the handler's queues under way (`declareTopologyAgain()`): copies returned meanwhile share it. */
   private declaring: object | undefined;
 
@@ -110,13 +114,36 @@ export class RabbitMqConsumer {
         // The broker returns this channel's unacknowledged deliveries to the queue when it closes: the
         // ones waiting for a slot must not start after that (they would run twice).
         channel.once('close', () => this.retire(subscription));
-        const { consumerTag } = await channel.consume(handler.queue, (message) => this.onDelivery(subscription, message), {
-          noAck: false,
-        });
-        subscription.tag = consumerTag;
-        this.consumer = subscription;
+        const subscribe = async (): Promise<void> => {
+          const { consumerTag } = await channel.consume(handler.queue, (message) => this.onDelivery(subscription, message), {
+            noAck: false,
+          });
+          subscription.tag = consumerTag;
+          this.consumer = subscription;
+        };
+        if (this.subscribing) await subscribe();
+        else this.pendingSubscription = { channel, subscribe };
       },
     });
+  }
+
+  /**
+   * Lets the consumer take deliveries. Until then (boot: the transport calls this once every connection
+   * it needs is up) its channel is set up and its queues declared, but it does not subscribe: a handler
+   * must not run in an application whose boot then fails (a queue that cannot be declared, the
+   * publishing connection refused), where its ack would die with the connection and its work run again.
+   */
+  async subscribe(): Promise<void> {
+    this.subscribing = true;
+    const pending = this.pendingSubscription;
+    this.pendingSubscription = undefined;
+    if (!pending || this.stopping || this.channel?.current !== pending.channel) return;
+    try {
+      await pending.subscribe();
+    } catch (error) {
+      // Its channel closed meanwhile: the fresh one subscribes as it is set up.
+      this.logger.warn(`${this.handler.queue}: subscribing failed, it subscribes once its channel is opened afresh: ${(error as Error).message}`);
+    }
   }
 
   /**

@@ -59,7 +59,8 @@ export class RabbitMqTransport implements IntegrationEventTransport {
 
   /**
    * Connects the consuming connection first (when there are handlers), so that on a first boot their
-   * queues and bindings exist before anything is published, then the publishing one.
+   * queues and bindings exist before anything is published, then the publishing one; only then do the
+   * consumers subscribe, so that no handler runs in an application whose boot fails.
    */
   async connect(): Promise<void> {
     if (this.connection.isInUse) await this.connection.connect();
@@ -70,6 +71,7 @@ export class RabbitMqTransport implements IntegrationEventTransport {
       await this.connection.close();
       throw error;
     }
+    await Promise.all(this.consumers.map((consumer) => consumer.subscribe()));
   }
 
   onReady(listener: () => void): void {
