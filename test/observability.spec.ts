@@ -223,6 +223,23 @@ describe('observability', () => {
     const indicator = await app.get(IntegrationEventsHealthIndicator).isHealthy('events');
     expect(indicator).toMatchObject({ events: { status: 'up' } });
 
+    // The lag is measured on the database's clock: a service clock an hour ahead does not show as an
+    // hour of lag on a row due just now (that the relay cannot send: another relay's lease holds it).
+    const db = await ns.sql();
+    const { rows: [fresh] } = await db.query(
+      `INSERT INTO ${ns.outboxTable} (id, event_name, event_version, payload, headers, occurred_at, available_at, locked_until)
+       VALUES (gen_random_uuid(), 'stuck.event', 1, '{}', '{}', now(), now(), now() + interval '1 hour') RETURNING id`,
+    );
+    const skewed = jest.spyOn(Date, 'now').mockReturnValue(Date.now() + 3_600_000);
+    try {
+      const skewedReport = await app.get(IntegrationEventsHealth).check({ maxLagMs: 30_000 });
+      expect(skewedReport.outbox.backlog).toBe(1);
+      expect(skewedReport.outbox.lagMs).toBeLessThan(30_000);
+    } finally {
+      skewed.mockRestore();
+    }
+    await db.query(`DELETE FROM ${ns.outboxTable} WHERE id = $1`, [(fresh as { id: string }).id]);
+
     // A row due for a minute that the relay cannot send (it waits under another relay's lease).
     await (await ns.sql()).query(
       `INSERT INTO ${ns.outboxTable} (id, event_name, event_version, payload, headers, occurred_at, available_at, locked_until)

@@ -60,9 +60,9 @@ export class IntegrationEventsHealth {
     let lagMs = 0;
     let failing = 0;
     try {
-      const { pending, oldestDueAt } = await this.database.store.backlog();
-      backlog = pending;
-      lagMs = oldestDueAt ? Math.max(0, Date.now() - oldestDueAt.getTime()) : 0;
+      const due = await this.database.store.backlog();
+      backlog = due.pending;
+      lagMs = due.lagMs;
       // A row the broker keeps refusing is due again after each retry delay, so its wait never grows:
       // count the rows whose failed attempts span maxLagMs or more.
       const attempts = failedAttemptsSpanning(maxLagMs, relayOptions.retryInitialDelayMs, relayOptions.retryMaxDelayMs);

@@ -28,8 +28,12 @@ export interface OutboxStore {
   release(ids: readonly string[], leaseToken: string): Promise<void>;
   /** Flags rows the broker returned as unroutable; they wait for an operator, not for the relay. */
   markUnroutable(ids: readonly string[], reason: string, leaseToken: string): Promise<void>;
-  /** Pending rows that are due, and since when the oldest of them has been due (for metrics and health). */
-  backlog(): Promise<{ pending: number; oldestDueAt: Date | null }>;
+  /**
+   * Pending rows that are due, since when the oldest of them has been due, and for how long in ms (0 for
+   * none), on the database's clock: a service whose clock is off would show its skew as lag (for metrics
+   * and health).
+   */
+  backlog(): Promise<{ pending: number; oldestDueAt: Date | null; lagMs: number }>;
   /**
    * Pending rows whose publishing failed `minAttempts` times or more (for health: a row the broker keeps
    * refusing is due again after each retry delay, so the backlog's age alone never shows it), and the

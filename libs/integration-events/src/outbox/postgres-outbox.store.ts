@@ -74,7 +74,8 @@ export class PostgresOutboxStore implements OutboxStore {
       `DELETE FROM ${t} WHERE id IN (SELECT id FROM ${t} WHERE status = 'sent' ` +
       "AND sent_at < now() - $1 * interval '1 millisecond' ORDER BY sent_at LIMIT $2 FOR UPDATE SKIP LOCKED)";
     this.backlogSql =
-      `SELECT count(*)::int AS pending, min(available_at) AS oldest FROM ${t} WHERE status = 'pending' AND available_at <= now()`;
+      'SELECT count(*)::int AS pending, min(available_at) AS oldest, ' +
+      `COALESCE(extract(epoch FROM now() - min(available_at)) * 1000, 0)::float8 AS lag_ms FROM ${t} WHERE status = 'pending' AND available_at <= now()`;
     const failingRows = `FROM ${t} WHERE status = 'pending' AND attempts >= $1`;
     this.failingSql = `SELECT count(*)::int AS rows, (SELECT last_error ${failingRows} ORDER BY attempts DESC, seq LIMIT 1) AS last_error ${failingRows}`;
     this.releaseSql = `UPDATE ${t} SET locked_until = NULL, lease_token = NULL WHERE id = ANY($1::uuid[]) AND ${held}`;
@@ -152,9 +153,9 @@ export class PostgresOutboxStore implements OutboxStore {
     return { rows: row?.rows ?? 0, lastError: row?.last_error ?? null };
   }
 
-  async backlog(): Promise<{ pending: number; oldestDueAt: Date | null }> {
-    const [row] = (await this.dataSource.query(this.backlogSql)) as Array<{ pending: number; oldest: Date | null }>;
-    return { pending: row?.pending ?? 0, oldestDueAt: row?.oldest ?? null };
+  async backlog(): Promise<{ pending: number; oldestDueAt: Date | null; lagMs: number }> {
+    const [row] = (await this.dataSource.query(this.backlogSql)) as Array<{ pending: number; oldest: Date | null; lag_ms: number }>;
+    return { pending: row?.pending ?? 0, oldestDueAt: row?.oldest ?? null, lagMs: Math.max(0, row?.lag_ms ?? 0) };
   }
 
   async deleteSent(olderThanMs: number, limit: number): Promise<number> {

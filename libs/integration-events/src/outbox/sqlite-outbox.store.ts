@@ -160,14 +160,17 @@ export class SqliteOutboxStore implements OutboxStore {
     return { rows: row?.rows ?? 0, lastError: row?.last_error ?? null };
   }
 
-  async backlog(): Promise<{ pending: number; oldestDueAt: Date | null }> {
+  async backlog(): Promise<{ pending: number; oldestDueAt: Date | null; lagMs: number }> {
+    // Times here are the process's own (it writes them): its clock is the database's.
+    const now = Date.now();
     const {
       rows: [row],
     } = await this.connection.run<{ pending: number; oldest: number | null }>(
       `SELECT count(*) AS pending, min(available_at) AS oldest FROM ${this.t} WHERE status = 'pending' AND available_at <= ?`,
-      [Date.now()],
+      [now],
     );
-    return { pending: row?.pending ?? 0, oldestDueAt: row?.oldest == null ? null : new Date(row.oldest) };
+    const oldest = row?.oldest ?? null;
+    return { pending: row?.pending ?? 0, oldestDueAt: oldest === null ? null : new Date(oldest), lagMs: oldest === null ? 0 : Math.max(0, now - oldest) };
   }
 
   async deleteSent(olderThanMs: number, limit: number): Promise<number> {

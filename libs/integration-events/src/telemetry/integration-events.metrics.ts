@@ -87,10 +87,10 @@ export class IntegrationEventsMetrics implements OnApplicationBootstrap, OnModul
 
   private readonly observeOutbox: BatchObservableCallback = async (result) => {
     const { backlog, lag } = this.instruments();
-    const { pending, oldestDueAt } = await this.database.store.backlog();
+    const { pending, lagMs } = await this.database.store.backlog();
     const attributes = { 'service.name': this.config.options.serviceName };
     result.observe(backlog, pending, attributes);
-    result.observe(lag, oldestDueAt ? Math.max(0, (Date.now() - oldestDueAt.getTime()) / 1000) : 0, attributes);
+    result.observe(lag, lagMs / 1000, attributes);
   };
 
   constructor(
