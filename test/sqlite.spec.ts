@@ -34,10 +34,19 @@ const TEN_POLLS_MS = 200;
 @IntegrationEventHandler(OrderCreatedIntegrationEvent)
 class LedgerHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
   readonly started: string[] = [];
+  /** What the retries of `seat-conflict…` orders were told of the attempt before. */
+  readonly lastErrors: Array<[string, unknown]> = [];
   constructor(private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>) {}
 
   async handle(event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): Promise<void> {
     this.started.push(event.orderId);
+    if (event.orderId.startsWith('seat-conflict') && context.attempt > 1) this.lastErrors.push([event.orderId, context.headers['ie-last-error']]);
+    if (event.orderId.startsWith('seat-conflict') && context.attempt === 1) {
+      // A conflict that makes SQLite roll the whole transaction back (the seat is taken), caught or not.
+      const conflict = this.txHost.tx.query("INSERT OR ROLLBACK INTO seats VALUES ('1A')");
+      if (event.orderId === 'seat-conflict-rethrown') await conflict;
+      else await conflict.catch(() => undefined);
+    }
     await this.txHost.tx.query('INSERT INTO ledger_entries (order_id) VALUES (?)', [event.orderId]);
     if (event.orderId.startsWith('busy-')) await new Promise((resolve) => setTimeout(resolve, 5));
     if (event.orderId === 'slow-failure' && context.attempt === 1) {
@@ -163,6 +172,30 @@ describe('SQLite: one connection for every transaction', () => {
     await kit.drain();
     expect(publishedOrders()).toEqual(['next-booking']);
     expect(await outboxRows()).toEqual([{ status: 'sent' }]);
+  });
+
+  it('fails an inbox attempt whose transaction SQLite rolled back itself, caught or rethrown, and goes on working after it', async () => {
+    await dataSource.query('CREATE TABLE seats (seat TEXT PRIMARY KEY)');
+    await dataSource.query("INSERT INTO seats VALUES ('1A')");
+    const ids = [await kit.deliver(new OrderCreatedIntegrationEvent('seat-conflict')), await kit.deliver(new OrderCreatedIntegrationEvent('seat-conflict-rethrown'))];
+    await kit.drain();
+    // Each failed its first attempt (not acknowledged as handled), and its retry was handled once.
+    expect(moduleRef.get(LedgerHandler).started.filter((orderId) => orderId.startsWith('seat-conflict')).sort()).toEqual([
+      'seat-conflict',
+      'seat-conflict',
+      'seat-conflict-rethrown',
+      'seat-conflict-rethrown',
+    ]);
+    // The caught conflict failed the attempt as TransactionAbortedError, not as a failed COMMIT.
+    const lastErrors = new Map(moduleRef.get(LedgerHandler).lastErrors);
+    expect(String(lastErrors.get('seat-conflict'))).toMatch(/^TransactionAbortedError: The handler's transaction was not committed: SQLite had rolled/);
+    expect(String(lastErrors.get('seat-conflict-rethrown'))).toContain('UNIQUE constraint failed');
+    const inbox = (await dataSource.query(`SELECT message_id FROM integration_events_inbox WHERE message_id IN (?, ?)`, ids)) as unknown[];
+    expect(inbox).toHaveLength(2);
+    // TypeORM's rollbacks went through: the next transaction is one of its own, and its event goes out.
+    await host.withTransaction(() => moduleRef.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('after-the-conflicts')));
+    await kit.drain();
+    expect(publishedOrders()).toContain('after-the-conflicts');
   });
 
   it('marks a published row sent for good, though a transaction open meanwhile rolls back', async () => {

@@ -34,6 +34,7 @@ export const DOMAIN_EVENT_QUEUE_KEY = Symbol('nestjs-integration-events:domain-e
  * transaction.
  */
 export async function assertTransactionNotAborted(queryRunner: QueryRunner, what: string): Promise<void> {
+  if (reopenIfRolledBackBySqlite(queryRunner)) throw new TransactionAbortedError(what, 'SQLite');
   if (queryRunner.dataSource.options.type !== 'postgres') return;
   const client = (queryRunner as unknown as { databaseConnection?: PgClientState }).databaseConnection;
   if (!client) return;
@@ -60,4 +61,29 @@ export async function assertTransactionNotAborted(queryRunner: QueryRunner, what
  */
 export function isCheckedAfterDomainEvents(queryRunner: QueryRunner): boolean {
   return (queryRunner.data as Record<PropertyKey, unknown>)[DOMAIN_EVENT_QUEUE_KEY] !== undefined;
+}
+
+/** The parts of a better-sqlite3 `Database` used here. */
+interface SqliteDatabaseState {
+  readonly inTransaction: boolean;
+  exec(sql: string): unknown;
+}
+
+/**
+ * On SQLite, a statement with a conflict clause such as `INSERT OR ROLLBACK`, a trigger's
+ * `RAISE(ROLLBACK)` or a full disk rolls the whole transaction back while TypeORM still counts it as
+ * open; TypeORM's own ROLLBACK (or COMMIT) of it then fails, and its one query runner, shared by every
+ * transaction, keeps counting one for good: every later transaction becomes a savepoint of one that is
+ * gone. When `queryRunner`'s outermost transaction is in that state, this opens one again, so that the
+ * ROLLBACK TypeORM sends next goes through.
+ * @returns whether it was (the caller's work since then ran, and committed, on its own)
+ */
+export function reopenIfRolledBackBySqlite(queryRunner: QueryRunner): boolean {
+  if (queryRunner.dataSource.options.type !== 'better-sqlite3' || !queryRunner.isTransactionActive) return false;
+  const depth = (queryRunner as unknown as { transactionDepth?: unknown }).transactionDepth;
+  if (depth !== 1) return false;
+  const database = (queryRunner.dataSource.driver as unknown as { databaseConnection?: SqliteDatabaseState }).databaseConnection;
+  if (!database || database.inTransaction) return false;
+  database.exec('BEGIN');
+  return true;
 }

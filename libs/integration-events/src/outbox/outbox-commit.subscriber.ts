@@ -5,7 +5,7 @@ import type {
   TransactionRollbackEvent,
   TransactionStartEvent,
 } from 'typeorm';
-import { assertTransactionNotAborted, isCheckedAfterDomainEvents } from './aborted-transaction';
+import { assertTransactionNotAborted, isCheckedAfterDomainEvents, reopenIfRolledBackBySqlite } from './aborted-transaction';
 import type { LaneReservation } from '../relay/relay-handoff';
 import type { ClaimedOutboxRecord } from './outbox-record';
 
@@ -101,6 +101,11 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
       this.forget(queryRunner);
       throw error;
     }
+  }
+
+  beforeTransactionRollback(event: TransactionRollbackEvent): void {
+    // SQLite rolled it back itself: TypeORM's ROLLBACK would fail and leave it counting a transaction.
+    reopenIfRolledBackBySqlite(event.queryRunner);
   }
 
   afterTransactionCommit(event: TransactionCommitEvent): void {
