@@ -88,6 +88,23 @@ function trim(text: string, max: number): string {
   return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
 
+/**
+ * The message of whatever was thrown (an Error, `null`, a string, an object without a prototype);
+ * never throws itself.
+ */
+export function thrownMessage(thrown: unknown): string {
+  try {
+    if (thrown instanceof Error) return String(thrown.message);
+    if (typeof thrown === 'object' && thrown !== null) {
+      const { message } = thrown as { message?: unknown };
+      if (typeof message === 'string') return message;
+    }
+  } catch {
+    // A getter, or a proxy, that throws: described below.
+  }
+  return safeString(thrown);
+}
+
 function safeString(value: unknown): string {
   try {
     return typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value));

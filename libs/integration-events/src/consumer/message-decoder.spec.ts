@@ -77,6 +77,27 @@ class EventWithHangingRule {
   orderId!: string;
 }
 
+@IntegrationEvent({ name: 'ordering.order-cancelled', version: 2 })
+class ThrowsNullWhenBuilt {
+  constructor() {
+    // Not an Error: what the decoder must survive.
+    throw null;
+  }
+}
+
+@ValidatorConstraint({ name: 'rejectsWithABareObject', async: true })
+class RejectsWithABareObject implements ValidatorConstraintInterface {
+  validate(): Promise<boolean> {
+    return Promise.reject(Object.create(null));
+  }
+}
+
+@IntegrationEvent({ name: 'ordering.order-created', version: 5 })
+class EventWithBareRejection {
+  @Validate(RejectsWithABareObject)
+  orderId!: string;
+}
+
 @IntegrationEvent({ name: 'ordering.order-cancelled' })
 class StrictConstructorEvent {
   readonly orderId: string;
@@ -412,6 +433,15 @@ describe('decodeMessage', () => {
         );
         expect(reason).toMatch(/^body cannot be turned into StrictConstructorEvent: /);
       });
+    });
+
+    it('describes what a constructor or a rule threw, whatever it is (null, an object without a prototype), instead of throwing itself', async () => {
+      const headers = headersWith({ [MessageHeaders.EventName]: 'ordering.order-cancelled', [MessageHeaders.EventVersion]: 2 });
+      expect(await poisonReason({ routingKey: 'ordering.order-cancelled', headers, body: { orderId: 'o-1' } }, handlerFor(ThrowsNullWhenBuilt, 'Nulls'))).toBe(
+        'body cannot be turned into ThrowsNullWhenBuilt: null',
+      );
+      const decoded = await decode({ headers: headersWith({ [MessageHeaders.EventVersion]: 5 }) }, handlerFor(EventWithBareRejection));
+      expect(decoded).toMatchObject({ ok: false, reason: 'validating EventWithBareRejection failed: {}' });
     });
 
     it('checks the headers before reading the body', async () => {

@@ -5,6 +5,7 @@ import { FORBIDDEN_KEYS } from '../publisher/serialize-event';
 import type { DiscoveredHandler } from '../discovery/discovered-handler';
 import type { IncomingMessage } from './incoming-message';
 import { exceedsJsonDepth } from './json-depth';
+import { thrownMessage } from './failure-details';
 
 /** A message turned into an event instance and its contract fields, or the reason it cannot be. */
 export type DecodedMessage =
@@ -108,7 +109,7 @@ export async function decodeMessage(
   try {
     event = plainToInstance(handler.eventClass as new () => object, plain);
   } catch (error) {
-    return poison(`body cannot be turned into ${handler.eventClass.name}: ${(error as Error).message}`);
+    return poison(`body cannot be turned into ${handler.eventClass.name}: ${thrownMessage(error)}`);
   }
   const invalidDate = findInvalidDate(event, '$', limits.maxDepth);
   if (invalidDate) return poison(`body has an invalid date at ${invalidDate}`);
@@ -119,14 +120,14 @@ export async function decodeMessage(
       validation = validate(event, { forbidUnknownValues: false });
     } catch (error) {
       // A synchronous rule that throws on this message (class-validator runs them at once) does so again.
-      return poison(`validating ${handler.eventClass.name} threw: ${(error as Error)?.message ?? String(error)}`);
+      return poison(`validating ${handler.eventClass.name} threw: ${thrownMessage(error)}`);
     }
     try {
       violations = await withinTimeout(validation, timeoutMs, handler.eventClass.name);
     } catch (thrown) {
       // An async rule that looks something up may fail for a while (a database, a service down): the
       // attempt failed, the message may still be good.
-      const error = thrown instanceof Error ? thrown : new Error(String(thrown));
+      const error = thrown instanceof Error ? thrown : new Error(thrownMessage(thrown));
       return {
         ok: false,
         reason: `validating ${handler.eventClass.name} failed: ${error.message}`,
