@@ -48,17 +48,6 @@ export class SqliteConnection {
     return this.database().inTransaction;
   }
 
-  /**
-   * Opens a transaction again after SQLite rolled back the one TypeORM still counts (see
-   * `inTransaction`): TypeORM's ROLLBACK (or COMMIT) of it then finds one and goes through, and its query
-   * runner, shared by every transaction, stops counting one. Otherwise that ROLLBACK fails, and every
-   * later transaction would be taken for a savepoint of one that is gone.
-   */
-  beginAgain(): void {
-    const database = this.database();
-    if (!database.inTransaction) this.statement(database, 'BEGIN').run();
-  }
-
   /** Runs one statement outside any transaction, once none is open; its rows (if it returns any) and changes. */
   run<Row>(sql: string, params: readonly unknown[] = []): Promise<{ rows: Row[]; changes: number }> {
     return this.betweenTransactions((database) => this.execute<Row>(database, sql, params));

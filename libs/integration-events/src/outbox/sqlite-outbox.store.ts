@@ -63,11 +63,9 @@ export class SqliteOutboxStore implements OutboxStore {
     // and its statements then commit together.
     if (manager.queryRunner?.isTransactionActive) {
       // SQLite rolled the caller's transaction back itself: the rows would commit on their own, and the
-      // relay would send the events of a transaction that failed.
-      if (!this.connection.inTransaction) {
-        this.connection.beginAgain();
-        throw new TransactionAbortedError('The transaction that published integration events', 'SQLite');
-      }
+      // relay would send the events of a transaction that failed. (The rollback that follows goes through:
+      // see OutboxCommitSubscriber.beforeTransactionRollback.)
+      if (!this.connection.inTransaction) throw new TransactionAbortedError('The transaction that published integration events', 'SQLite');
       if (statements.length === 1) {
         await manager.query(statements[0]!.sql, statements[0]!.params);
         return;
