@@ -1,4 +1,4 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, type Provider } from '@nestjs/common';
 import { CqrsModule, EventBus, ofType, Saga, type ICommand, type IEvent } from '@nestjs/cqrs';
 import { filter, type Observable, tap } from 'rxjs';
 import type { TestingModule } from '@nestjs/testing';
@@ -130,17 +130,25 @@ describe('graceful shutdown', () => {
     await consistently(async () => expect(await done()).toHaveLength(6), { forMs: 500 });
   });
 
-  it('keeps the cqrs bridge for the handlers it drains: their domain events still become integration events', async () => {
+  /**
+   * Starts an application whose PackParcel handler (with the cqrs bridge, CqrsModule imported after this
+   * library's module) gets an order, and closes it while the handler runs.
+   */
+  const closeWhilePacking = async (providers: Provider[], orderId: string) => {
     const app = await startTestApp(ns, {
       imports: [CqrsModule.forRoot()],
-      providers: [Work, PackParcel, ParcelPackedConverter],
+      providers: [Work, PackParcel, ...providers],
       options: { consumer: { shutdownTimeoutMs: 5_000 } },
     });
     apps.push(app);
-    await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('packed-at-shutdown'), { standalone: true });
+    await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent(orderId), { standalone: true });
     await eventually(() => expect(app.get(Work).started).toHaveLength(1));
-
     await apps.splice(apps.indexOf(app), 1)[0]!.close();
+    return app;
+  };
+
+  it('keeps the cqrs bridge for the handlers it drains: their domain events still become integration events', async () => {
+    await closeWhilePacking([ParcelPackedConverter], 'packed-at-shutdown');
     const packed = (await ns.outboxRows()).filter((row) => row.event_name === 'shipping.parcel-packed');
     expect(packed).toHaveLength(1);
     // No queue is bound for it here: the next app's relay would flag it unroutable.
@@ -150,16 +158,7 @@ describe('graceful shutdown', () => {
   it('keeps the EventBus subscribed until the handlers it drains are done: their domain events still reach the sagas', async () => {
     // CqrsModule imported after this library's module: Nest shuts it down first, and its EventBus would
     // end every saga's and handler's subscription before the drain.
-    const app = await startTestApp(ns, {
-      imports: [CqrsModule.forRoot()],
-      providers: [Work, PackParcel, PackingSagas],
-      options: { consumer: { shutdownTimeoutMs: 5_000 } },
-    });
-    apps.push(app);
-    await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('watched-at-shutdown'), { standalone: true });
-    await eventually(() => expect(app.get(Work).started).toHaveLength(1));
-
-    await apps.splice(apps.indexOf(app), 1)[0]!.close();
+    const app = await closeWhilePacking([PackingSagas], 'watched-at-shutdown');
     expect(app.get(PackingSagas).seen).toEqual(['watched-at-shutdown']);
   });
 
