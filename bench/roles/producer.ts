@@ -6,6 +6,8 @@
  * - `dual-write`   the naive dual write: the same commit, then a direct amqplib publish awaiting its confirm.
  * - `ours`         `IntegrationEventPublisher.publish()` in the transaction; the relay runs in this process.
  * - `ours-commit-only` the same with the relay off (and no consumer anywhere): the commit path alone.
+ * - `hand-outbox`  a hand-written outbox row, no library: the same row (id, name, version, JSON payload,
+ *                  the same headers) inserted with one more `query()` in the transaction; nothing relays it.
  * - `ours-cqrs`    through the CommandBus: an AggregateRoot applies a domain event, an `@EventsHandler`
  *                  publishes the integration event (the cqrs bridge runs it inside the transaction).
  * - `ours-cqrs-off` the same CommandBus path, but the `@EventsHandler` publishes nothing.
@@ -18,12 +20,12 @@ import type { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adap
 import * as amqp from 'amqplib';
 import { IntegrationEventPublisher } from 'nestjs-integration-events';
 import type { Role } from '../child';
-import { AMOUNT_CENTS, CUSTOMER_ID, EVENT_NAME, wireMessage } from '../lib/contract';
+import { AMOUNT_CENTS, CUSTOMER_ID, EVENT_NAME, eventBody, wireMessage } from '../lib/contract';
 import { BenchOrderPlaced } from '../lib/event';
-import { now, RABBITMQ_URL, sleep } from '../lib/helpers';
+import { now, outboxTable, RABBITMQ_URL, sleep } from '../lib/helpers';
 import { createApp } from '../lib/nest';
 
-export type ProducerMode = 'plain' | 'dual-write' | 'ours' | 'ours-commit-only' | 'ours-cqrs' | 'ours-cqrs-off';
+export type ProducerMode = 'plain' | 'dual-write' | 'hand-outbox' | 'ours' | 'ours-commit-only' | 'ours-cqrs' | 'ours-cqrs-off';
 
 interface Args {
   mode: ProducerMode;
@@ -80,6 +82,9 @@ export const run: Role = async (raw, io) => {
   const cqrs = args.mode.startsWith('ours-cqrs');
   const ordersTable = `"${args.schema}".orders`;
   const insertOrder = `INSERT INTO ${ordersTable} (id, customer_id, amount_cents) VALUES ($1, $2, $3)`;
+  const insertOutboxRow =
+    `INSERT INTO ${outboxTable(args.schema)} (id, event_name, event_version, payload, headers, occurred_at) ` +
+    'VALUES ($1, $2, $3, $4, $5, $6)';
 
   @Injectable()
   class Orders {
@@ -90,6 +95,27 @@ export const run: Role = async (raw, io) => {
       await this.txHost.tx.query(insertOrder, [id, CUSTOMER_ID, AMOUNT_CENTS]);
       if (publisher) await publisher.publish(new BenchOrderPlaced(n, id));
       if (rollBack) throw new DeliberateRollback(`transaction ${n} rolled back on purpose`);
+    }
+  }
+
+  /** What a team writing its own outbox would do: the row in the same transaction, nothing else. */
+  @Injectable()
+  class HandWrittenOutbox {
+    constructor(private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>) {}
+    @Transactional()
+    async place(n: number): Promise<void> {
+      const id = randomUUID();
+      await this.txHost.tx.query(insertOrder, [id, CUSTOMER_ID, AMOUNT_CENTS]);
+      const messageId = randomUUID();
+      const occurredAt = new Date();
+      const headers = {
+        'ie-event-name': EVENT_NAME,
+        'ie-event-version': 1,
+        'ie-occurred-at': occurredAt.toISOString(),
+        'ie-source-service': args.serviceName,
+        'ie-correlation-id': messageId,
+      };
+      await this.txHost.tx.query(insertOutboxRow, [messageId, EVENT_NAME, 1, eventBody(n, id), JSON.stringify(headers), occurredAt.toISOString()]);
     }
   }
 
@@ -137,7 +163,7 @@ export const run: Role = async (raw, io) => {
           },
         }
       : {}),
-    providers: cqrs ? [PlaceOrderHandler, args.mode === 'ours-cqrs' ? PublishingHandler : NonPublishingHandler] : [Orders],
+    providers: cqrs ? [PlaceOrderHandler, args.mode === 'ours-cqrs' ? PublishingHandler : NonPublishingHandler] : [Orders, HandWrittenOutbox],
   });
 
   let transaction: (n: number) => Promise<void>;
@@ -152,6 +178,9 @@ export const run: Role = async (raw, io) => {
     const publisher = app.get(IntegrationEventPublisher);
     transaction = (n) => orders.place(n, publisher);
     rollingBack = (n) => orders.place(n, publisher, true);
+  } else if (args.mode === 'hand-outbox') {
+    const outbox = app.get(HandWrittenOutbox);
+    transaction = (n) => outbox.place(n);
   } else if (args.mode === 'dual-write') {
     const orders = app.get(Orders);
     const connection = await amqp.connect(RABBITMQ_URL);

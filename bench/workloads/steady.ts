@@ -4,6 +4,11 @@
  *
  * - baseline-c  the transaction alone, no library (commits/s is the yardstick);
  * - dual-write  commit, then publish directly with amqplib (awaiting the confirm), plain consumer;
+ * - hand-outbox the same outbox row written by hand (one more query() in the transaction), no relay:
+ *               what the row costs without the library, beside ours-commit-only;
+ * - hand-pipeline the hand-written row, relayed by Limit B's hand-written relay (a process of its own,
+ *               pausing HAND_RELAY_IDLE_MS when a claim finds nothing) to a plain consumer: what a team
+ *               would build instead of the library, beside ours-no-inbox;
  * - ours        IntegrationEventPublisher.publish() in the transaction, relay in the producer process,
  *               our consumer (inbox on, the default) in another process;
  * - ours-no-inbox  ours with the consumer's inbox off (`inbox: false`): what idempotent consumption
@@ -17,11 +22,15 @@ import { cpus } from 'node:os';
 import { fmtLatency, fmtMs, fmtRate, fmtRatio, fmtRss, fmtSpread, leftAtLastCommit, metric, ratio, type Runs, type Workload } from '../lib/report';
 import { runTransactions } from './transactions';
 
-const MODES = { 'baseline-c': 'plain', 'dual-write': 'dual-write', ours: 'ours', 'ours-no-inbox': 'ours', 'ours-cqrs': 'ours-cqrs', 'ours-commit-only': 'ours-commit-only' } as const;
-const CONSUMERS = { 'baseline-c': 'none', 'dual-write': 'plain', ours: 'ours', 'ours-no-inbox': 'ours', 'ours-cqrs': 'ours', 'ours-commit-only': 'none' } as const;
+const MODES = { 'baseline-c': 'plain', 'dual-write': 'dual-write', 'hand-outbox': 'hand-outbox', 'hand-pipeline': 'hand-outbox', ours: 'ours', 'ours-no-inbox': 'ours', 'ours-cqrs': 'ours-cqrs', 'ours-commit-only': 'ours-commit-only' } as const;
+const CONSUMERS = { 'baseline-c': 'none', 'dual-write': 'plain', 'hand-outbox': 'none', 'hand-pipeline': 'plain', ours: 'ours', 'ours-no-inbox': 'ours', 'ours-cqrs': 'ours', 'ours-commit-only': 'none' } as const;
+/** The hand-written relay's pause after a claim that found nothing: the library's shortest poll interval. */
+const HAND_RELAY_IDLE_MS = 10;
 const LABELS: Record<string, string> = {
   'baseline-c': 'C: transaction, no event',
   'dual-write': 'C: dual write (commit, then publish)',
+  'hand-outbox': 'C: hand-written outbox row, nothing relays it',
+  'hand-pipeline': 'C: hand-written outbox row, relay (Limit B\'s) and plain consumer',
   ours: 'ours: publish() in the transaction',
   'ours-no-inbox': 'ours: publish(), consumer with inbox: false',
   'ours-cqrs': 'ours: cqrs bridge (@EventsHandler)',
@@ -42,6 +51,7 @@ export const steady: Workload = {
         warmup: context.options.warmup,
         concurrency: context.options.concurrency,
         inbox: variant !== 'ours-no-inbox',
+        ...(variant === 'hand-pipeline' ? { handRelay: { idlePollMs: HAND_RELAY_IDLE_MS } } : {}),
       },
       context,
     ),
@@ -97,7 +107,9 @@ export const steady: Workload = {
           `${r.median.toFixed(2)}× (${fmtRate(metric(runs[variant], 'commitsPerSec'), '/s')} vs ${fmtRate(metric(runs['baseline-c'], 'commitsPerSec'), '/s')}; ` +
           `for reference: dual write ${ratio(runs['dual-write'], runs['baseline-c'], 'commitsPerSec').median.toFixed(2)}×, ` +
           `ours with the consumer's inbox off ${ratio(runs['ours-no-inbox'], runs['baseline-c'], 'commitsPerSec').median.toFixed(2)}×, ` +
-          `ours with relay and consumer off ${ratio(runs['ours-commit-only'], runs['baseline-c'], 'commitsPerSec').median.toFixed(2)}×` +
+          `ours with relay and consumer off ${ratio(runs['ours-commit-only'], runs['baseline-c'], 'commitsPerSec').median.toFixed(2)}×, ` +
+          `hand-written outbox row alone ${ratio(runs['hand-outbox'], runs['baseline-c'], 'commitsPerSec').median.toFixed(2)}×, ` +
+          `hand-written row, relay and consumer ${ratio(runs['hand-pipeline'], runs['baseline-c'], 'commitsPerSec').median.toFixed(2)}×` +
           `${bound})`,
         met: r.median >= 0.9,
       };

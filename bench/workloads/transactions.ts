@@ -23,6 +23,11 @@ export interface TransactionsSpec {
   consumer: 'ours' | 'plain' | 'sink' | 'none';
   /** Our consumer's inbox (idempotent consumption): on unless false, as in the library. */
   inbox?: boolean;
+  /**
+   * Limit B's hand-written relay (claim, publish with confirms, mark sent; a short pause when the
+   * claim finds nothing), in a process of its own, for the producer's hand-written outbox rows.
+   */
+  handRelay?: { idlePollMs: number };
 }
 
 async function pipelineBacklog(schema: string, outbox: boolean, queue: string): Promise<{ outboxPending: number; queueReady: number }> {
@@ -52,7 +57,8 @@ export async function runTransactions(label: string, spec: TransactionsSpec, con
   const ours = spec.mode.startsWith('ours');
   const total = spec.count + spec.warmup;
   const publishes = spec.mode !== 'plain' && spec.mode !== 'ours-cqrs-off';
-  await createTables(resources, ns.schema, { orders: true, outbox: ours, inbox: ours });
+  const outbox = ours || spec.mode === 'hand-outbox';
+  await createTables(resources, ns.schema, { orders: true, outbox, inbox: ours });
   resources.exchange(ns.exchange);
   const tag = `${label}-r${context.round}`;
   const children: ChildHandle[] = [];
@@ -96,6 +102,18 @@ export async function runTransactions(label: string, spec: TransactionsSpec, con
     }
     if (consumer) children.push(consumer);
 
+    let relay: ChildHandle | undefined;
+    if (spec.handRelay) {
+      relay = await ChildHandle.start(harness, 'raw-relay', `${tag}-relay`, {
+        exchange: ns.exchange,
+        schema: ns.schema,
+        batchSize: options.batchSize,
+        idlePollMs: spec.handRelay.idlePollMs,
+      });
+      children.push(relay);
+      relay.send({ type: 'go' });
+    }
+
     const producer = await ChildHandle.start(
       harness,
       'producer',
@@ -138,18 +156,23 @@ export async function runTransactions(label: string, spec: TransactionsSpec, con
       producer.send({ type: 'measure' });
     }
     await producer.next('started', 600_000);
-    const pids = { producer: producer.pid, ...(consumer && spec.consumer !== 'sink' ? { consumer: consumer.pid } : {}) };
+    const pids = {
+      producer: producer.pid,
+      ...(relay ? { relay: relay.pid } : {}),
+      ...(consumer && spec.consumer !== 'sink' ? { consumer: consumer.pid } : {}),
+    };
     const cpuBefore = context.cpu.sample(pids);
     await producer.next('finished', 1_800_000);
     // Where the events are at the last commit: still in the outbox (the relay is behind) or in the queue
     // (the consumer is behind). One look, after the clock stopped.
-    const backlog = spec.consumer === 'ours' || spec.consumer === 'plain' ? await pipelineBacklog(ns.schema, ours, queueName) : undefined;
+    const backlog = spec.consumer === 'ours' || spec.consumer === 'plain' ? await pipelineBacklog(ns.schema, outbox, queueName) : undefined;
     if (consumer && spec.consumer !== 'sink') await consumer.next('done', 300_000);
     const cpuAfter = context.cpu.sample(pids);
     // Anything delivered twice would arrive now.
     if (consumer) await new Promise((resolve) => setTimeout(resolve, 300));
 
     const produced = await producer.stop();
+    const relayed = relay ? await relay.stop() : undefined;
     const consumed = consumer ? await consumer.stop() : undefined;
     const probed = await probe?.stop();
 
@@ -160,13 +183,14 @@ export async function runTransactions(label: string, spec: TransactionsSpec, con
       commitsPerSec: spec.count / ((tEnd - t0) / 1_000),
       'rss.producer': peakRssMb(produced),
     };
+    if (relayed) metrics['rss.relay'] = peakRssMb(relayed);
     const checks: Check[] = [check(`${label}: failed transactions`, 0, produced.errors as number)];
     // Transactions that published, then threw (before the warm-up): rolled back, nothing of theirs
     // stored; a consumer that received one counts it as unexpected.
     const rollbacks = produced.rollbacksPlanned as number;
     if (rollbacks > 0) checks.push(check(`${label}: transactions rolled back after publish()`, rollbacks, produced.rolledBack as number));
     checks.push(check(`${label}: order rows`, total, await countRows(`"${ns.schema}".orders`)));
-    if (ours) {
+    if (outbox) {
       const status = await outboxStatus(ns.schema);
       const expectedRows = publishes ? total : 0;
       checks.push(check(`${label}: outbox rows`, expectedRows, await countRows(outboxTable(ns.schema))));
