@@ -40,6 +40,23 @@ class GatedHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEv
   }
 }
 
+/** Handles at once; records each call and whether the broker said it was delivered before. */
+@Injectable()
+class Calls {
+  readonly ids: string[] = [];
+  readonly redelivered: string[] = [];
+}
+
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { queue: 'quick', prefetch: 8, concurrency: 3, inbox: false })
+class QuickHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  constructor(private readonly calls: Calls) {}
+
+  handle(_event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): void {
+    this.calls.ids.push(context.messageId);
+    if (context.redelivered) this.calls.redelivered.push(context.messageId);
+  }
+}
+
 /** `prefetch` deliveries in hand, `concurrency` calls at once, the rest waiting in the process. */
 describe('prefetch and concurrency', () => {
   let ns: TestNamespace;
@@ -49,6 +66,8 @@ describe('prefetch and concurrency', () => {
     ns = await TestNamespace.create();
     ns.trackQueue('gated');
     ns.trackQueue('gated.dlq');
+    ns.trackQueue('quick');
+    ns.trackQueue('quick.dlq');
   });
 
   afterEach(async () => {
@@ -134,6 +153,43 @@ describe('prefetch and concurrency', () => {
     } finally {
       await proxy.stop();
     }
+  });
+
+  describe('acks held for consumer.ackDelayMs', () => {
+    const startQuick = async () => {
+      // The longest window allowed: what is acked before it passes was not held for it.
+      const app = await startTestApp(ns, { providers: [Calls, QuickHandler], options: { consumer: { ackDelayMs: 1_000 } } });
+      apps.push(app);
+      return app;
+    };
+
+    it('go at once when half the prefetch is waiting: the broker keeps delivering within the window', async () => {
+      const app = await startQuick();
+      const calls = app.get(Calls);
+      // 8 in hand (prefetch): all handled at once, their acks due. Held for the whole window, the 32
+      // others would come 8 a second (the last after 4 s); acked 4 at a time, they come at once.
+      const ids = await publish(app, 40);
+      await eventually(() => expect([...calls.ids].sort()).toEqual([...ids].sort()), { timeoutMs: 2_000 });
+      await eventually(async () => expect(await ns.queueDepth('quick')).toBe(0));
+      expect(calls.redelivered).toEqual([]);
+    });
+
+    it('are sent at shutdown within the window: nothing goes back to the queue, nothing runs again', async () => {
+      const first = await startQuick();
+      const ids = await publish(first, 2);
+      await eventually(() => expect(first.get(Calls).ids).toHaveLength(2));
+      await apps.splice(0, 1)[0]!.close();
+      expect(await ns.queueDepth('quick')).toBe(0);
+
+      const second = await startQuick();
+      await consistently(() => expect(second.get(Calls).ids).toEqual([]), { forMs: 300 });
+      expect([...first.get(Calls).ids].sort()).toEqual([...ids].sort());
+    });
+
+    it('refuses an ackDelayMs outside 0..1000 at boot', async () => {
+      await expect(startTestApp(ns, { providers: [], options: { consumer: { ackDelayMs: 1_001 } } })).rejects.toThrow(/consumer\.ackDelayMs/);
+      await expect(startTestApp(ns, { providers: [], options: { consumer: { ackDelayMs: -1 } } })).rejects.toThrow(/consumer\.ackDelayMs/);
+    });
   });
 
   it('refuses a concurrency that is not a whole number from 1 to 65535 at boot, naming the handler', async () => {

@@ -46,6 +46,7 @@ export const DEFAULT_OPTIONS = {
     maxBodyBytes: 1024 * 1024,
     maxDepth: 64,
     shutdownTimeoutMs: 10_000,
+    ackDelayMs: 5,
     handlerTimeoutMs: 60_000,
   },
   cqrs: {

@@ -268,6 +268,18 @@ export interface ConsumerOptions {
   shutdownTimeoutMs?: number;
 
   /**
+   * The longest the ack of a handled message waits for others, in ms, so that the acks of several
+   * messages leave as one frame (with `multiple`): when messages arrive one at a time, each would
+   * otherwise cost the consumer and the broker a frame of its own. 0 sends the acks of one turn of the
+   * event loop at its end. Acks go at once when enough are waiting that the broker would otherwise
+   * hold back deliveries (half the prefetch, or what it leaves beyond `concurrency`). A process that dies
+   * within the window has those messages delivered again (the inbox skips them), as for one dying
+   * just before its ack.
+   * @default 5
+   */
+  ackDelayMs?: number;
+
+  /**
    * How failing handlers are retried (attempts, backoff, which errors). Per handler with
    * `@IntegrationEventHandler(Event, { retry })`.
    * @default { maxAttempts: 10, initialDelayMs: 1000, multiplier: 2, maxDelayMs: 300000, jitter: 0.2 }

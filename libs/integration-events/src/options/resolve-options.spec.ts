@@ -93,6 +93,7 @@ describe('resolveOptions', () => {
         maxBodyBytes: 1_048_576,
         maxDepth: 64,
         shutdownTimeoutMs: 10_000,
+        ackDelayMs: 5,
         retry: {},
         handlerTimeoutMs: 60_000,
         onDeadLetter: undefined,
@@ -141,6 +142,7 @@ describe('resolveOptions', () => {
           maxBodyBytes: 1_024,
           maxDepth: 1_000,
           shutdownTimeoutMs: 0,
+          ackDelayMs: 0,
           retry: { maxAttempts: 3, initialDelayMs: 10, multiplier: 3, maxDelayMs: 90, jitter: 0, retryable: () => false },
           handlerTimeoutMs: 5,
           onDeadLetter: () => undefined,
@@ -256,6 +258,7 @@ describe('resolveOptions', () => {
       ['consumer.maxDepth 0', withSection('consumer', { maxDepth: 0 }), 'consumer.maxDepth', 0, 'from 1 to 1000'],
       ['consumer.maxDepth too big', withSection('consumer', { maxDepth: 1_001 }), 'consumer.maxDepth', 1_001, 'from 1 to 1000'],
       ['consumer.shutdownTimeoutMs negative', withSection('consumer', { shutdownTimeoutMs: -1 }), 'consumer.shutdownTimeoutMs', -1, 'from 0 to 3600000'],
+      ['consumer.ackDelayMs too big', withSection('consumer', { ackDelayMs: 1_001 }), 'consumer.ackDelayMs', 1_001, 'from 0 to 1000'],
       ['dataSourceName empty', withTop({ dataSourceName: '' }), 'dataSourceName', '', 'give the name of a TypeORM DataSource'],
       ['dataSourceName not a string', withTop({ dataSourceName: 1 }), 'dataSourceName', 1, 'or leave it out for "default"'],
       ['transactionConnectionName not a string', withTop({ transactionConnectionName: 1 }), 'transactionConnectionName', 1, 'give the connectionName of ClsPluginTransactional'],
@@ -296,6 +299,7 @@ describe('resolveOptions', () => {
       ['consumer', 'maxBodyBytes', 256 * 1024, 128 * 1024 * 1024],
       ['consumer', 'maxDepth', 1, 1_000],
       ['consumer', 'shutdownTimeoutMs', 0, 3_600_000],
+      ['consumer', 'ackDelayMs', 0, 1_000],
     ] as const)('accepts %s.%s at both ends of its range (%d, %d)', (section, key, min, max) => {
       for (const value of [min, max]) {
         const resolved = resolveOptions(withSection(section, { [key]: value }));

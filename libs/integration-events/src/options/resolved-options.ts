@@ -60,6 +60,7 @@ export interface ResolvedIntegrationEventsOptions {
     readonly maxBodyBytes: number;
     readonly maxDepth: number;
     readonly shutdownTimeoutMs: number;
+    readonly ackDelayMs: number;
     /** Validated; merged with each handler's own options at discovery. */
     readonly retry: RetryPolicyOptions;
     readonly handlerTimeoutMs: number;

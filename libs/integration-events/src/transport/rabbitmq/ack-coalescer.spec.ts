@@ -1,5 +1,5 @@
 import type { Message } from 'amqplib';
-import { AckCoalescer, type AckChannel } from './ack-coalescer';
+import { AckCoalescer, acksHeldAtMost, type AckChannel } from './ack-coalescer';
 
 /** A channel that records the frames it is asked to send, and can be made to fail. */
 class RecordingChannel implements AckChannel {
@@ -122,5 +122,70 @@ describe('AckCoalescer', () => {
     expect(channel.frames).toHaveLength(4_999);
     expect(channel.frames.every((frame) => !frame.includes('multiple'))).toBe(true);
     expect((acks as unknown as { unsettled: Map<Message, boolean> }).unsettled.size).toBe(1);
+  });
+
+  describe('with a window (consumer.ackDelayMs)', () => {
+    beforeEach(() => jest.useFakeTimers());
+    afterEach(() => jest.useRealTimers());
+
+    function windowed(count: number, windowMs: number, flushAt = Infinity) {
+      const channel = new RecordingChannel();
+      const acks = new AckCoalescer(channel, () => undefined, windowMs, flushAt);
+      const messages = Array.from({ length: count }, (_, i) => delivery(i + 1));
+      for (const message of messages) acks.track(message);
+      return { channel, acks, messages };
+    }
+
+    it('holds acks of separate turns until the window has passed, then sends them as one frame', () => {
+      const { channel, acks, messages } = windowed(3, 5);
+      acks.ack(messages[0]!);
+      jest.advanceTimersByTime(2); // turns go by; a message arriving alone ends one
+      acks.ack(messages[1]!);
+      jest.advanceTimersByTime(2);
+      acks.ack(messages[2]!);
+      expect(channel.frames).toEqual([]);
+      jest.advanceTimersByTime(1); // 5 ms after the first ack
+      expect(channel.frames).toEqual(['ack 3 multiple']);
+      jest.advanceTimersByTime(50);
+      expect(channel.frames).toEqual(['ack 3 multiple']);
+    });
+
+    it('sends at once when flushAt acks are waiting, without waiting for the window', () => {
+      const { channel, acks, messages } = windowed(5, 1_000, 2);
+      acks.ack(messages[0]!);
+      expect(channel.frames).toEqual([]);
+      acks.ack(messages[1]!);
+      expect(channel.frames).toEqual(['ack 2 multiple']);
+      // The count starts again: the next one waits for a window of its own.
+      acks.ack(messages[2]!);
+      expect(channel.frames).toEqual(['ack 2 multiple']);
+      jest.advanceTimersByTime(1_000);
+      expect(channel.frames).toEqual(['ack 2 multiple', 'ack 3']);
+    });
+
+    it('counts an ack asked for twice once', () => {
+      const { channel, acks, messages } = windowed(3, 1_000, 2);
+      acks.ack(messages[0]!);
+      acks.ack(messages[0]!);
+      expect(channel.frames).toEqual([]);
+    });
+
+    it('sends what is waiting on flush() (shutdown), and nothing again when the window ends', () => {
+      const { channel, acks, messages } = windowed(2, 1_000);
+      acks.ack(messages[0]!);
+      acks.ack(messages[1]!);
+      acks.flush();
+      expect(channel.frames).toEqual(['ack 2 multiple']);
+      jest.advanceTimersByTime(1_000);
+      expect(channel.frames).toEqual(['ack 2 multiple']);
+    });
+  });
+
+  it('lets acks wait only while the broker can still fill every call slot and keep the next deliveries here', () => {
+    expect(acksHeldAtMost(50, 10)).toBe(25); // the defaults: half the prefetch
+    expect(acksHeldAtMost(12, 10)).toBe(2); // what the prefetch leaves beyond the calls
+    expect(acksHeldAtMost(10, 10)).toBe(1); // nothing to spare: at once
+    expect(acksHeldAtMost(1, 1)).toBe(1); // one at a time, in order
+    expect(acksHeldAtMost(3, 1)).toBe(1);
   });
 });

@@ -4,11 +4,15 @@ import type { Channel, Message } from 'amqplib';
 export type AckChannel = Pick<Channel, 'ack' | 'nack'>;
 
 /**
- * Settles one channel's deliveries with as few frames as it can. Acks asked for during one turn of the
- * event loop are sent together at its end: the finished deliveries older than every delivery still
- * running go as a single `basic.ack` with `multiple`, and any finished delivery younger than one still
- * running is acked on its own, so a slow handler never holds another's ack back. Handled in order — the
- * common case — a turn's N acks cost the consumer and the broker one frame.
+ * Settles one channel's deliveries with as few frames as it can. An ack waits up to `windowMs`
+ * (`consumer.ackDelayMs`; 0: to the end of the event loop's turn) for others, and the acks due then are
+ * sent together: the finished deliveries older than every delivery still running go as a single
+ * `basic.ack` with `multiple`, and any finished delivery younger than one still running is acked on its
+ * own, so a slow handler never holds another's ack back. Handled in order — the common case — N acks
+ * cost the consumer and the broker one frame. Messages arriving one at a time (a steady trickle) each
+ * end a turn of their own, which is why the window is measured in time and not in turns. Once
+ * `flushAt` acks are waiting they go at once, so that waiting acks never hold up the broker's deliveries
+ * (it sends no more than the prefetch unacknowledged).
  *
  * `multiple` acks every unsettled delivery of the channel up to its tag, which is why every delivery is
  * `track`ed as it arrives: what it covers is only ever finished deliveries (or ones already settled,
@@ -20,11 +24,15 @@ export type AckChannel = Pick<Channel, 'ack' | 'nack'>;
 export class AckCoalescer {
   /** Unsettled deliveries in arrival (delivery tag) order: true once finished, due for an ack. */
   private readonly unsettled = new Map<Message, boolean>();
-  private scheduled: NodeJS.Immediate | undefined;
+  private scheduled: { cancel(): void } | undefined;
+  /** Finished deliveries whose ack has not been sent yet. */
+  private due = 0;
 
   constructor(
     private readonly channel: AckChannel,
     private readonly onError: (error: Error, messages: readonly Message[]) => void,
+    private readonly windowMs = 0,
+    private readonly flushAt = Infinity,
   ) {}
 
   /** Records a delivery as it arrives, before its handler runs. */
@@ -32,27 +40,34 @@ export class AckCoalescer {
     this.unsettled.set(message, false);
   }
 
-  /** Acks `message` at the end of this turn of the event loop, with whatever else finished meanwhile. */
+  /** Acks `message` once the window has passed, with whatever else finished meanwhile (at once if `flushAt` are due). */
   ack(message: Message): void {
     if (!this.unsettled.has(message)) {
       // Not tracked (cannot happen through the consumer): never let it join a multiple ack.
       this.send([message]);
       return;
     }
+    if (this.unsettled.get(message) === true) return;
     this.unsettled.set(message, true);
-    this.scheduled ??= setImmediate(() => this.flush());
+    if (++this.due >= this.flushAt) {
+      this.flush();
+      return;
+    }
+    this.scheduled ??= this.schedule();
   }
 
   /** Nacks `message` now; it no longer counts as unsettled. */
   nack(message: Message, requeue: boolean): void {
+    if (this.unsettled.get(message) === true) this.due--;
     this.unsettled.delete(message);
     this.channel.nack(message, false, requeue);
   }
 
   /** Sends the pending acks now. */
   flush(): void {
-    if (this.scheduled) clearImmediate(this.scheduled);
+    this.scheduled?.cancel();
     this.scheduled = undefined;
+    this.due = 0;
 
     // Finished and older than every delivery still running: one multiple ack. Finished but younger
     // than one still running: one by one.
@@ -69,6 +84,16 @@ export class AckCoalescer {
     for (const message of younger) this.send([message]);
   }
 
+  /** Calls `flush()` once the window has passed (at the end of this turn for a window of 0). */
+  private schedule(): { cancel(): void } {
+    if (this.windowMs <= 0) {
+      const immediate = setImmediate(() => this.flush());
+      return { cancel: () => clearImmediate(immediate) };
+    }
+    const timer = setTimeout(() => this.flush(), this.windowMs);
+    return { cancel: () => clearTimeout(timer) };
+  }
+
   /** Acks `messages`, finished deliveries of the channel in tag order: the last one, with `multiple` if more than one. */
   private send(messages: readonly Message[]): void {
     try {
@@ -78,4 +103,13 @@ export class AckCoalescer {
       this.onError(error as Error, messages);
     }
   }
+}
+
+/**
+ * How many acks may wait for the window before they go at once: the broker sends no more than the
+ * prefetch unacknowledged, so waiting acks must leave it enough to keep every call slot busy (the
+ * prefetch beyond `concurrency`) and the next deliveries already here (half the prefetch).
+ */
+export function acksHeldAtMost(prefetch: number, concurrency: number): number {
+  return Math.max(1, Math.min(Math.floor(prefetch / 2), prefetch - concurrency));
 }

@@ -7,7 +7,7 @@ import { deadLetterHeaders, retryCopyHeaders, smallerCopyHeaders, toDeadLetter }
 import type { DiscoveredHandler } from '../../discovery/discovered-handler';
 import type { ResolvedIntegrationEventsOptions } from '../../options/resolved-options';
 import type { ConsumerCallbacks } from '../integration-event-transport';
-import { AckCoalescer } from './ack-coalescer';
+import { AckCoalescer, acksHeldAtMost } from './ack-coalescer';
 import { cancelQuietly, closeQuietly } from './close-quietly';
 import { copyProperties, withEncodableProperties } from './copy-properties';
 import { declareHandlerTopology, waitQueueName } from './handler-topology';
@@ -41,7 +41,7 @@ const COPY_FAILURE_PAUSE_MS = 1_000;
  *   `onDeadLetter` is called.
  *
  * "Publish, wait for the confirm, then ack": a crash in between may duplicate a message, never lose it.
- * Acks go through an `AckCoalescer`: those of one turn of the event loop leave as one frame.
+ * Acks go through an `AckCoalescer`: those of `consumer.ackDelayMs` leave as one frame.
  * On shutdown it stops taking deliveries, fires the handlers' abort signal and waits for the handlers in
  * flight; anything not settled returns to the queue when the channel closes.
  */
@@ -104,11 +104,15 @@ export class RabbitMqConsumer {
       setup: async (channel) => {
         await channel.prefetch(handler.prefetch);
         await declareHandlerTopology(channel, handler, this.options.rabbitmq!.exchange, this.options.consumer.queueType);
-        const acks = new AckCoalescer(channel, (error, messages) =>
-          this.logger.warn(
-            `Could not acknowledge ${messages.length} message(s) on ${handler.queue} (${messages.map((m) => String(m.properties.messageId)).join(', ')}); ` +
-              `the broker delivers them again: ${error.message}`,
-          ),
+        const acks = new AckCoalescer(
+          channel,
+          (error, messages) =>
+            this.logger.warn(
+              `Could not acknowledge ${messages.length} message(s) on ${handler.queue} (${messages.map((m) => String(m.properties.messageId)).join(', ')}); ` +
+                `the broker delivers them again: ${error.message}`,
+            ),
+          this.options.consumer.ackDelayMs,
+          acksHeldAtMost(handler.prefetch, handler.concurrency),
         );
         const subscription: Subscription = { channel, tag: '', acks, waiting: [], retired: false };
         // The broker returns this channel's unacknowledged deliveries to the queue when it closes: the
@@ -512,3 +516,4 @@ export class RabbitMqConsumer {
 function copyKey(queue: string, messageId: unknown): string {
   return `${queue}\u0000${String(messageId)}`;
 }
+
