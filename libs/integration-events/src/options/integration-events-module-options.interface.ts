@@ -270,11 +270,11 @@ export interface ConsumerOptions {
   /**
    * The longest the ack of a handled message waits for others, in ms, so that the acks of several
    * messages leave as one frame (with `multiple`): when messages arrive one at a time, each would
-   * otherwise cost the consumer and the broker a frame of its own. 0 sends the acks of one turn of the
-   * event loop at its end. Acks go at once when enough are waiting that the broker would otherwise
-   * hold back deliveries (half the prefetch, or what it leaves beyond `concurrency`). A process that dies
-   * within the window has those messages delivered again (the inbox skips them), as for one dying
-   * just before its ack.
+   * otherwise cost the consumer and the broker a frame of its own. 0: the acks of one turn of the event
+   * loop leave at its end. Once enough acks wait that the calls could run short of deliveries (half the
+   * prefetch, or what the prefetch leaves beyond `concurrency` if less), they leave at the end of the
+   * turn. A process that dies within the window has those messages delivered again, as for one dying
+   * just before its ack: with the inbox they are skipped, without it handled again.
    * @default 5
    */
   ackDelayMs?: number;

@@ -150,17 +150,29 @@ describe('AckCoalescer', () => {
       expect(channel.frames).toEqual(['ack 3 multiple']);
     });
 
-    it('sends at once when flushAt acks are waiting, without waiting for the window', () => {
+    it('sends at the end of the turn once flushAt acks are waiting, without waiting for the window', () => {
       const { channel, acks, messages } = windowed(5, 1_000, 2);
       acks.ack(messages[0]!);
+      jest.advanceTimersByTime(0);
       expect(channel.frames).toEqual([]);
       acks.ack(messages[1]!);
+      expect(channel.frames).toEqual([]);
+      jest.advanceTimersByTime(0); // the end of the turn
       expect(channel.frames).toEqual(['ack 2 multiple']);
       // The count starts again: the next one waits for a window of its own.
       acks.ack(messages[2]!);
+      jest.advanceTimersByTime(999);
       expect(channel.frames).toEqual(['ack 2 multiple']);
-      jest.advanceTimersByTime(1_000);
+      jest.advanceTimersByTime(1);
       expect(channel.frames).toEqual(['ack 2 multiple', 'ack 3']);
+    });
+
+    it('still sends a burst of one turn as one frame when every ack is due at once (flushAt 1)', () => {
+      const { channel, acks, messages } = windowed(4, 1_000, 1);
+      for (const message of messages) acks.ack(message);
+      expect(channel.frames).toEqual([]);
+      jest.advanceTimersByTime(0);
+      expect(channel.frames).toEqual(['ack 4 multiple']);
     });
 
     it('counts an ack asked for twice once', () => {

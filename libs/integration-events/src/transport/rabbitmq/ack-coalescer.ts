@@ -11,8 +11,8 @@ export type AckChannel = Pick<Channel, 'ack' | 'nack'>;
  * own, so a slow handler never holds another's ack back. Handled in order — the common case — N acks
  * cost the consumer and the broker one frame. Messages arriving one at a time (a steady trickle) each
  * end a turn of their own, which is why the window is measured in time and not in turns. Once
- * `flushAt` acks are waiting they go at once, so that waiting acks never hold up the broker's deliveries
- * (it sends no more than the prefetch unacknowledged).
+ * `flushAt` acks are waiting they go at the end of the turn without waiting for the window: the broker
+ * sends no more than the prefetch unacknowledged, and waiting acks must not leave the calls idle.
  *
  * `multiple` acks every unsettled delivery of the channel up to its tag, which is why every delivery is
  * `track`ed as it arrives: what it covers is only ever finished deliveries (or ones already settled,
@@ -24,7 +24,7 @@ export type AckChannel = Pick<Channel, 'ack' | 'nack'>;
 export class AckCoalescer {
   /** Unsettled deliveries in arrival (delivery tag) order: true once finished, due for an ack. */
   private readonly unsettled = new Map<Message, boolean>();
-  private scheduled: { cancel(): void } | undefined;
+  private scheduled: { readonly atTurnEnd: boolean; cancel(): void } | undefined;
   /** Finished deliveries whose ack has not been sent yet. */
   private due = 0;
 
@@ -40,7 +40,7 @@ export class AckCoalescer {
     this.unsettled.set(message, false);
   }
 
-  /** Acks `message` once the window has passed, with whatever else finished meanwhile (at once if `flushAt` are due). */
+  /** Acks `message` once the window has passed, with whatever else finished meanwhile (at the end of the turn once `flushAt` are due). */
   ack(message: Message): void {
     if (!this.unsettled.has(message)) {
       // Not tracked (cannot happen through the consumer): never let it join a multiple ack.
@@ -49,11 +49,12 @@ export class AckCoalescer {
     }
     if (this.unsettled.get(message) === true) return;
     this.unsettled.set(message, true);
-    if (++this.due >= this.flushAt) {
-      this.flush();
-      return;
+    const atTurnEnd = ++this.due >= this.flushAt || this.windowMs <= 0;
+    if (this.scheduled?.atTurnEnd === false && atTurnEnd) {
+      this.scheduled.cancel();
+      this.scheduled = undefined;
     }
-    this.scheduled ??= this.schedule();
+    this.scheduled ??= this.schedule(atTurnEnd);
   }
 
   /** Nacks `message` now; it no longer counts as unsettled. */
@@ -84,14 +85,15 @@ export class AckCoalescer {
     for (const message of younger) this.send([message]);
   }
 
-  /** Calls `flush()` once the window has passed (at the end of this turn for a window of 0). */
-  private schedule(): { cancel(): void } {
-    if (this.windowMs <= 0) {
+  /** Calls `flush()` at the end of this turn of the event loop, or once the window has passed. */
+  private schedule(atTurnEnd: boolean): { readonly atTurnEnd: boolean; cancel(): void } {
+    if (atTurnEnd) {
       const immediate = setImmediate(() => this.flush());
-      return { cancel: () => clearImmediate(immediate) };
+      return { atTurnEnd, cancel: () => clearImmediate(immediate) };
     }
-    const timer = setTimeout(() => this.flush(), this.windowMs);
-    return { cancel: () => clearTimeout(timer) };
+    // Not the process's reason to stay up: shutdown flushes before closing the channel.
+    const timer = setTimeout(() => this.flush(), this.windowMs).unref();
+    return { atTurnEnd, cancel: () => clearTimeout(timer) };
   }
 
   /** Acks `messages`, finished deliveries of the channel in tag order: the last one, with `multiple` if more than one. */
@@ -106,7 +108,7 @@ export class AckCoalescer {
 }
 
 /**
- * How many acks may wait for the window before they go at once: the broker sends no more than the
+ * How many acks may wait for the window before they go at the end of the turn: the broker sends no more than the
  * prefetch unacknowledged, so waiting acks must leave it enough to keep every call slot busy (the
  * prefetch beyond `concurrency`) and the next deliveries already here (half the prefetch).
  */

@@ -175,7 +175,7 @@ export class RabbitMqConsumer {
         );
       }
     }
-    // Acks of the last handlers are due at the end of this turn of the event loop: send them before the channel goes.
+    // Acks of the last handlers wait for consumer.ackDelayMs (or the end of this turn): send them before the channel goes.
     consumer?.acks.flush();
     await Promise.all([
       this.channel ? this.connection.release(this.channel) : undefined,
@@ -187,6 +187,8 @@ export class RabbitMqConsumer {
     if (message === null) {
       // The broker cancelled the consumer (the queue was deleted): reopen, which re-declares the queue.
       this.logger.warn(`Queue ${this.handler.queue} cancelled our consumer (deleted?); re-declaring it`);
+      // The channel is still open: the acks waiting for their window go now, before it closes.
+      subscription.acks.flush();
       this.recycleChannel(subscription);
       return;
     }
