@@ -119,6 +119,8 @@ const USAGE = `npm run bench -- [flags]
   --broker-messages N  Limit A: messages (default 30000; --full 100000)
   --inbox-messages N   inbox workload: messages (default 5000; --full 20000)
   --big-rows N         memory run: rows (default 1000000)
+  --ack-delay-ms N     our consumers' consumer.ackDelayMs (default: the library's, 5; 0 acks at the end
+                       of each event-loop turn), to measure what the ack window saves
   --prefetch N         every consumer's prefetch, ours and plain (default 50, the library's default; ours runs 10 calls at once, its default concurrency)
   --batch-size N       relay batch, ours and Limit B (default 200, the library's default)
   --window N           Limit A's confirm window (default 1000, the library's relay.maxUnconfirmed)
@@ -184,7 +186,10 @@ function parseArgs(argv: string[]): Options {
     else if (flag === '--backlog-inbox') explicit.backlogInbox = true;
     else if (flag === '--cpu-prof') explicit.cpuProf = true;
     else if (flag === '--timelines') explicit.timelines = true;
-    else if (flag === '--pool-idle-ms') {
+    else if (flag === '--ack-delay-ms') {
+      explicit.ackDelayMs = Number(value());
+      if (!Number.isInteger(explicit.ackDelayMs) || explicit.ackDelayMs < 0 || explicit.ackDelayMs > 1_000) throw new Error('--ack-delay-ms needs a whole number of ms from 0 to 1000');
+    } else if (flag === '--pool-idle-ms') {
       explicit.poolIdleMs = Number(value());
       if (!Number.isInteger(explicit.poolIdleMs) || explicit.poolIdleMs < 0) throw new Error('--pool-idle-ms needs a whole number of ms (0: never close)');
     }
@@ -276,7 +281,7 @@ async function main(): Promise<void> {
   console.log(
     `nestjs-integration-events benchmark, run ${Namespace.runId}: ${workloads.map((w) => w.name).join(', ')}; ` +
       `${info.cpus} CPUs (${info.cpuModel}), Node ${info.node}, PostgreSQL ${(info.postgres as { version?: string }).version}, RabbitMQ ${info.rabbitmq}; ` +
-      `paced: pg pools' idleTimeoutMillis ${options.poolIdleMs}`,
+      `paced: pg pools' idleTimeoutMillis ${options.poolIdleMs}; our consumers' ackDelayMs: ${options.ackDelayMs ?? 'the default'}`,
   );
 
   const rows: Row[] = [];

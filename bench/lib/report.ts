@@ -55,6 +55,8 @@ export interface Options {
   timelines: boolean;
   /** Paced: idleTimeoutMillis of the producer's and consumer's pg pools (0: idle connections are kept). */
   poolIdleMs: number;
+  /** Our consumers' `consumer.ackDelayMs`; the library's default when unset. */
+  ackDelayMs?: number;
 }
 
 /** One run of one variant of a workload (one round). */

@@ -17,6 +17,8 @@ interface Args {
   queue: string;
   inbox: boolean;
   prefetch?: number;
+  /** consumer.ackDelayMs; the library's default when omitted. */
+  ackDelayMs?: number;
   expected: number;
   recordTimes?: boolean;
   /** Send `warm` once every event numbered from this on (a paced run's warm-up) was handled. */
@@ -47,7 +49,10 @@ export const run: Role = async (raw, io) => {
       exchange: args.exchange,
       schema: args.schema,
       relay: { enabled: false },
-      consumer: args.prefetch ? { prefetch: args.prefetch } : {},
+      consumer: {
+        ...(args.prefetch ? { prefetch: args.prefetch } : {}),
+        ...(args.ackDelayMs !== undefined ? { ackDelayMs: args.ackDelayMs } : {}),
+      },
     },
     providers: [BenchHandler],
   });

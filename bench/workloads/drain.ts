@@ -56,6 +56,7 @@ export async function runDrain(label: string, spec: DrainSpec, context: RunConte
           queue: ns.queue('handler'),
           inbox: spec.inbox,
           prefetch: options.prefetch,
+          ackDelayMs: options.ackDelayMs,
           expected: spec.rows,
           recordTimes: spec.recordTimes,
         },

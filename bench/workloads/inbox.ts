@@ -45,6 +45,7 @@ async function runInbox(variant: string, context: RunContext): Promise<VariantRu
         queue,
         bindingKey: EVENT_NAME,
         prefetch: options.prefetch,
+        ackDelayMs: options.ackDelayMs,
         expected: count,
         recordTimes: false,
         startOnGo: true,

@@ -80,6 +80,7 @@ export async function runTransactions(label: string, spec: TransactionsSpec, con
           queue: queueName,
           inbox: spec.inbox ?? true,
           prefetch: options.prefetch,
+          ackDelayMs: options.ackDelayMs,
           expected: total,
           ...(spec.rate && spec.warmup > 0 ? { warmFrom: spec.count } : {}),
           ...(spec.rate ? { poolIdleMs: options.poolIdleMs } : {}),
