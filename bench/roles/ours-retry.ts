@@ -23,6 +23,8 @@ interface Args {
   failing: number;
   healthyRate: number;
   maxAttempts: number;
+  /** consumer.ackDelayMs; the library's default when omitted. */
+  ackDelayMs?: number;
 }
 
 @IntegrationEvent({ name: 'bench.work-item', version: 1 })
@@ -56,7 +58,7 @@ export const run: Role = async (raw, io) => {
       serviceName: args.serviceName,
       exchange: args.exchange,
       schema: args.schema,
-      consumer: { prefetch: 20, retry: { maxAttempts: args.maxAttempts, initialDelayMs: 10, multiplier: 2, maxDelayMs: 100, jitter: 0.2 } },
+      consumer: { prefetch: 20, ...(args.ackDelayMs !== undefined ? { ackDelayMs: args.ackDelayMs } : {}), retry: { maxAttempts: args.maxAttempts, initialDelayMs: 10, multiplier: 2, maxDelayMs: 100, jitter: 0.2 } },
     },
     providers: [WorkHandler],
   });

@@ -25,7 +25,7 @@ export const retry: Workload = {
       harness,
       'ours-retry',
       `retry-r${context.round}`,
-      { exchange: ns.exchange, schema: ns.schema, serviceName: ns.serviceName, failing: options.retryFailing, healthyRate: options.retryRate, maxAttempts: MAX_ATTEMPTS },
+      { exchange: ns.exchange, schema: ns.schema, serviceName: ns.serviceName, failing: options.retryFailing, healthyRate: options.retryRate, maxAttempts: MAX_ATTEMPTS, ackDelayMs: options.ackDelayMs },
       { profile: true },
     );
     resources.queue(...(child.ready.queues as string[]));
