@@ -6,8 +6,10 @@
  * - `dual-write`   the naive dual write: the same commit, then a direct amqplib publish awaiting its confirm.
  * - `ours`         `IntegrationEventPublisher.publish()` in the transaction; the relay runs in this process.
  * - `ours-commit-only` the same with the relay off (and no consumer anywhere): the commit path alone.
- * - `hand-outbox`  a hand-written outbox row, no library: the same row (id, name, version, JSON payload,
- *                  the same headers) inserted with one more `query()` in the transaction; nothing relays it.
+ * - `hand-outbox`  a hand-written outbox row, no library: in the library's table, with the same name,
+ *                  version, JSON payload and headers, inserted with one more `query()` in the transaction
+ *                  (unnamed, through TypeORM; a random v4 id from `randomUUID()`, where the library
+ *                  prepares its statement and uses time-ordered v7 ids); nothing relays it.
  * - `ours-cqrs`    through the CommandBus: an AggregateRoot applies a domain event, an `@EventsHandler`
  *                  publishes the integration event (the cqrs bridge runs it inside the transaction).
  * - `ours-cqrs-off` the same CommandBus path, but the `@EventsHandler` publishes nothing.
