@@ -518,4 +518,3 @@ export class RabbitMqConsumer {
 function copyKey(queue: string, messageId: unknown): string {
   return `${queue}\u0000${String(messageId)}`;
 }
-
