@@ -45,7 +45,6 @@ async function runInbox(variant: string, context: RunContext): Promise<VariantRu
         queue,
         bindingKey: EVENT_NAME,
         prefetch: options.prefetch,
-        ackDelayMs: options.ackDelayMs,
         expected: count,
         recordTimes: false,
         startOnGo: true,
@@ -60,6 +59,7 @@ async function runInbox(variant: string, context: RunContext): Promise<VariantRu
         queue,
         inbox: variant === 'ours-inbox',
         prefetch: options.prefetch,
+        ackDelayMs: options.ackDelayMs,
         expected: count,
         recordTimes: false,
       };
