@@ -2,11 +2,16 @@
  * A plain amqplib consumer, no framework: declares its queue, parses each body (as any real consumer
  * would), counts it and acks it. The consumer side of Limit A, Limit B, the dual write, and the
  * reference of the inbox workload.
+ *
+ * With `inbox`, a hand-written inbox: each message in a transaction of its own on a pg pool (BEGIN,
+ * INSERT of (handler, message id) into the library's inbox table ON CONFLICT DO NOTHING, the count if
+ * the row is new, COMMIT), then its ack — what a team would write for idempotent consumption.
  */
 import * as amqp from 'amqplib';
+import { Pool } from 'pg';
 import type { Role } from '../child';
 import { HandledCounter, numberOf } from '../lib/contract';
-import { now, RABBITMQ_URL } from '../lib/helpers';
+import { DATABASE_URL, inboxTable, now, RABBITMQ_URL } from '../lib/helpers';
 
 interface Args {
   exchange: string;
@@ -17,6 +22,8 @@ interface Args {
   /** Subscribe only on `go` (the queue is pre-loaded meanwhile). */
   startOnGo?: boolean;
   recordTimes?: boolean;
+  /** A hand-written inbox in this schema's inbox table, with at most `connections` transactions at once. */
+  inbox?: { schema: string; connections: number };
 }
 
 export const run: Role = async (raw, io) => {
@@ -28,9 +35,35 @@ export const run: Role = async (raw, io) => {
   await channel.bindQueue(args.queue, args.exchange, args.bindingKey);
   await channel.prefetch(args.prefetch);
   const counter = new HandledCounter(args.expected, args.recordTimes ?? true, () => io.send({ type: 'done' }), now, () => io.send({ type: 'first' }));
+  const pool = args.inbox ? new Pool({ connectionString: DATABASE_URL, max: args.inbox.connections }) : undefined;
+  const recordSql = args.inbox
+    ? `INSERT INTO ${inboxTable(args.inbox.schema)} (handler, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1`
+    : '';
+  let failure: unknown;
+  /** The message handled once: recorded in the inbox and counted in one transaction, then acked. */
+  const handleOnce = async (message: amqp.ConsumeMessage): Promise<void> => {
+    const client = await pool!.connect();
+    try {
+      await client.query('BEGIN');
+      const { rowCount } = await client.query(recordSql, ['plain-consumer', message.properties.messageId]);
+      if (rowCount === 1) counter.handle(numberOf(message.content));
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+    channel.ack(message);
+  };
   const subscribe = () =>
     channel.consume(args.queue, (message) => {
       if (!message) return;
+      if (pool) {
+        // A failure is the run's: left unacked, counted as missing.
+        handleOnce(message).catch((error: unknown) => (failure ??= error));
+        return;
+      }
       counter.handle(numberOf(message.content));
       channel.ack(message);
     });
@@ -42,5 +75,7 @@ export const run: Role = async (raw, io) => {
   await stop;
   await channel.close();
   await connection.close();
+  await pool?.end();
+  if (failure) console.error(`a hand-written inbox transaction failed: ${String((failure as Error)?.stack ?? failure)}`);
   return counter.result();
 };

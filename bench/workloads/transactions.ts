@@ -28,6 +28,8 @@ export interface TransactionsSpec {
    * claim finds nothing), in a process of its own, for the producer's hand-written outbox rows.
    */
   handRelay?: { idlePollMs: number };
+  /** The plain consumer with a hand-written inbox (a transaction per message recording its id), as many at once as ours runs calls. */
+  handInbox?: boolean;
 }
 
 async function pipelineBacklog(schema: string, outbox: boolean, queue: string): Promise<{ outboxPending: number; queueReady: number }> {
@@ -48,6 +50,9 @@ async function declareSink(exchange: string, queue: string): Promise<void> {
   await connection.close();
 }
 
+/** The hand-written inbox's transactions at once: as many as ours runs calls by default (`consumer.concurrency`). */
+const HAND_INBOX_CONNECTIONS = 10;
+
 /** Paced: the longest wait, after the warm-up's last commit, for its events to be all handled. */
 const WARM_DRAIN_MAX_MS = 30_000;
 
@@ -58,7 +63,7 @@ export async function runTransactions(label: string, spec: TransactionsSpec, con
   const total = spec.count + spec.warmup;
   const publishes = spec.mode !== 'plain' && spec.mode !== 'ours-cqrs-off';
   const outbox = ours || spec.mode === 'hand-outbox';
-  await createTables(resources, ns.schema, { orders: true, outbox, inbox: ours });
+  await createTables(resources, ns.schema, { orders: true, outbox, inbox: ours || spec.handInbox === true });
   resources.exchange(ns.exchange);
   const tag = `${label}-r${context.round}`;
   const children: ChildHandle[] = [];
@@ -96,6 +101,7 @@ export async function runTransactions(label: string, spec: TransactionsSpec, con
         bindingKey: EVENT_NAME,
         prefetch: options.prefetch,
         expected: total,
+        ...(spec.handInbox ? { inbox: { schema: ns.schema, connections: HAND_INBOX_CONNECTIONS } } : {}),
       });
     } else if (spec.consumer === 'sink') {
       // A queue nobody reads: the relay's messages are routable, and pile up there.
@@ -208,6 +214,7 @@ export async function runTransactions(label: string, spec: TransactionsSpec, con
       const inbox = spec.inbox ?? true;
       checks.push(check(`${label}: inbox records`, inbox ? total : 0, await countRows(inboxTable(ns.schema))));
     }
+    if (spec.handInbox) checks.push(check(`${label}: inbox records (hand-written)`, total, await countRows(inboxTable(ns.schema))));
     if (consumer && spec.consumer !== 'sink') {
       // Consumers stopped, every message handled was acked: a message still queued (a duplicate the
       // relay sent late, a retry, a dead letter) is one the counts above did not see.
