@@ -13,6 +13,9 @@ import type { Role } from '../child';
 import { HandledCounter, numberOf } from '../lib/contract';
 import { DATABASE_URL, inboxTable, now, RABBITMQ_URL } from '../lib/helpers';
 
+/** The hand-written inbox's transactions at once: as many as ours runs calls by default (`consumer.concurrency`). */
+export const HAND_INBOX_CONNECTIONS = 10;
+
 interface Args {
   exchange: string;
   queue: string;

@@ -13,6 +13,7 @@ import { EVENT_NAME, wireMessage } from '../lib/contract';
 import { countRows, createTables } from '../lib/database';
 import { check, countChecks, inboxTable, messagesLeft, Namespace, RABBITMQ_URL, type Check, type HandledCounts } from '../lib/helpers';
 import { ChildHandle, peakRssMb } from '../lib/processes';
+import { HAND_INBOX_CONNECTIONS } from '../roles/plain-consumer';
 import { fmtRate, fmtRatio, fmtRss, fmtSpread, metric, ratio, type RunContext, type Runs, type VariantRun, type Workload } from '../lib/report';
 
 /** Publishes `count` messages (numbered 0…count-1) to the exchange, confirmed. */
@@ -50,7 +51,7 @@ async function runInbox(variant: string, context: RunContext): Promise<VariantRu
         expected: count,
         recordTimes: false,
         startOnGo: true,
-        ...(variant === 'plain-inbox' ? { inbox: { schema: ns.schema, connections: 10 } } : {}),
+        ...(variant === 'plain-inbox' ? { inbox: { schema: ns.schema, connections: HAND_INBOX_CONNECTIONS } } : {}),
       });
       await preload(ns.exchange, count);
       consumer.send({ type: 'go' });

@@ -11,6 +11,7 @@ import { check, countChecks, inboxTable, lastOf, latencies, latencySummary, mess
 import { MachineStalls, writeTimeline } from '../lib/machine-stalls';
 import { ChildHandle, peakRssMb } from '../lib/processes';
 import type { RunContext, VariantRun } from '../lib/report';
+import { HAND_INBOX_CONNECTIONS } from '../roles/plain-consumer';
 import type { ProducerMode } from '../roles/producer';
 
 export interface TransactionsSpec {
@@ -49,9 +50,6 @@ async function declareSink(exchange: string, queue: string): Promise<void> {
   await channel.bindQueue(queue, exchange, EVENT_NAME);
   await connection.close();
 }
-
-/** The hand-written inbox's transactions at once: as many as ours runs calls by default (`consumer.concurrency`). */
-const HAND_INBOX_CONNECTIONS = 10;
 
 /** Paced: the longest wait, after the warm-up's last commit, for its events to be all handled. */
 const WARM_DRAIN_MAX_MS = 30_000;
