@@ -25,8 +25,13 @@ interface Args {
   /** Subscribe only on `go` (the queue is pre-loaded meanwhile). */
   startOnGo?: boolean;
   recordTimes?: boolean;
-  /** A hand-written inbox in this schema's inbox table, with at most `connections` transactions at once. */
-  inbox?: { schema: string; connections: number };
+  /**
+   * A hand-written inbox in this schema's inbox table, with at most `connections` transactions at once;
+   * `idleMs`: the pool's idleTimeoutMillis (paced runs: --pool-idle-ms, as ours'), pg's default when omitted.
+   */
+  inbox?: { schema: string; connections: number; idleMs?: number };
+  /** Send `warm` once every event numbered from this on (a paced run's warm-up) was handled. */
+  warmFrom?: number;
 }
 
 export const run: Role = async (raw, io) => {
@@ -38,7 +43,14 @@ export const run: Role = async (raw, io) => {
   await channel.bindQueue(args.queue, args.exchange, args.bindingKey);
   await channel.prefetch(args.prefetch);
   const counter = new HandledCounter(args.expected, args.recordTimes ?? true, () => io.send({ type: 'done' }), now, () => io.send({ type: 'first' }));
-  const pool = args.inbox ? new Pool({ connectionString: DATABASE_URL, max: args.inbox.connections }) : undefined;
+  if (args.warmFrom !== undefined) counter.watchRange(args.warmFrom, () => io.send({ type: 'warm', t: now() }));
+  const pool = args.inbox
+    ? new Pool({
+        connectionString: DATABASE_URL,
+        max: args.inbox.connections,
+        ...(args.inbox.idleMs !== undefined ? { idleTimeoutMillis: args.inbox.idleMs } : {}),
+      })
+    : undefined;
   const recordSql = args.inbox
     ? `INSERT INTO ${inboxTable(args.inbox.schema)} (handler, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1`
     : '';

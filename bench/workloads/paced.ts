@@ -5,7 +5,11 @@
  * rate it cannot sustain, latency only measures how long the queue has grown. With --sweep-rates, ours
  * runs at those rates too, and the target line names the highest rate tried up to which every rate tried
  * was achieved with its p99 within the target: the rate this machine carries within it.
- * Ours' counted events start once its warm-up's were all handled. Every variant runs beside an idle
+ * At the main rate, for reference, the same pipeline with the consumer's inbox off (`ours-no-inbox`),
+ * and what a team would write instead (steady.ts): the outbox row written by hand, relayed by Limit B's
+ * relay to a plain consumer (`hand-pipeline`, beside ours-no-inbox), and the same with a hand-written
+ * inbox (`hand-pipeline-inbox`, beside ours, whose inbox is on by default).
+ * The counted events start once the warm-up's were all handled. Every variant runs beside an idle
  * stall probe (lib/machine-stalls.ts), which tells the machine's own stalls from the pipeline's tail.
  */
 import { EVENT_NAME } from '../lib/contract';
@@ -13,7 +17,7 @@ import { countChecks, check, lastOf, latencies, latencySummary, messagesLeft, Na
 import { MachineStalls, STALL_MS, writeTimeline } from '../lib/machine-stalls';
 import { ChildHandle, peakRssMb } from '../lib/processes';
 import { fmtLatency, fmtMs, fmtNumber, fmtRate, fmtRss, fmtSpread, leftAtLastCommit, metric, type RunContext, type Runs, type VariantRun, type Workload } from '../lib/report';
-import { runTransactions } from './transactions';
+import { HAND_RELAY_IDLE_MS, runTransactions } from './transactions';
 
 /**
  * Whether most rounds carried `rate` within the target, each round judged whole: its p99 within 25 ms
@@ -91,9 +95,29 @@ function sweptRate(variant: string): number {
   return Number(variant.slice('ours-at-'.length));
 }
 
+/** The variants run at the main rate only, for reference: not the target's, not in the sweep. */
+const REFERENCES = ['ours-no-inbox', 'hand-pipeline', 'hand-pipeline-inbox'] as const;
+
 /** "2 (53 / 21)": probe samples ≥ STALL_MS, and its longest timer delay and flush (ms), medians of rounds. */
 function stallsOf(runs: VariantRun[] | undefined): string {
   return `${fmtNumber(metric(runs, 'stall.count').median)} (${fmtMs(metric(runs, 'stall.timerMaxMs'))} / ${fmtMs(metric(runs, 'stall.syncMaxMs'))})`;
+}
+
+/**
+ * "ours with inbox: false p99 19.0 ms (within), hand-written pipeline …": the reference variants at the
+ * main rate, each round judged as the target judges ours'.
+ */
+function references(runs: Runs, rate: number): string {
+  const labels: Record<(typeof REFERENCES)[number], string> = {
+    'ours-no-inbox': 'ours with inbox: false',
+    'hand-pipeline': 'hand-written pipeline',
+    'hand-pipeline-inbox': 'hand-written pipeline with a hand-written inbox',
+  };
+  return REFERENCES.map((variant) => {
+    const achieved = metric(runs[variant], 'achievedRate').median;
+    const rateNote = achieved >= rate * 0.98 ? '' : `, ${fmtNumber(achieved)}/s achieved`;
+    return `${labels[variant]} p99 ${fmtMs(metric(runs[variant], 'latency.p99'))} ms${rateNote} (${withinTarget(runs[variant], rate) ? 'within' : 'not within'} 25 ms)`;
+  }).join(', ');
 }
 
 /** " (not all within the wait in 1 of 3 rounds)" when the wait for the warm-up's events timed out. */
@@ -105,20 +129,26 @@ function warmupTimedOut(runs: VariantRun[] | undefined): string {
 export const paced: Workload = {
   name: 'paced',
   title: 'Latency at a paced rate',
-  variants: (options) => ['amqplib', 'ours', 'ours-low', ...sweptVariants(options)],
+  variants: (options) => ['amqplib', 'ours', ...REFERENCES, 'ours-low', ...sweptVariants(options)],
   run: (variant, context) => {
     if (variant === 'amqplib') return rawPaced(context);
-    const rate = variant === 'ours' ? context.options.rate : variant === 'ours-low' ? context.options.lowRate : sweptRate(variant);
+    const { options } = context;
+    const rate =
+      variant === 'ours' || (REFERENCES as readonly string[]).includes(variant) ? options.rate : variant === 'ours-low' ? options.lowRate : sweptRate(variant);
+    const hand = variant.startsWith('hand-');
     return runTransactions(
       `paced-${variant}`,
       {
-        mode: 'ours',
-        consumer: 'ours',
-        count: rate * context.options.pacedSeconds,
+        mode: hand ? 'hand-outbox' : 'ours',
+        consumer: hand ? 'plain' : 'ours',
+        count: rate * options.pacedSeconds,
         // Paced warm-up: --paced-warmup-seconds at the same rate before the clock starts.
-        warmup: rate * context.options.pacedWarmupSeconds,
-        concurrency: context.options.concurrency,
+        warmup: rate * options.pacedWarmupSeconds,
+        concurrency: options.concurrency,
         rate,
+        inbox: variant !== 'ours-no-inbox',
+        ...(hand ? { handRelay: { idlePollMs: HAND_RELAY_IDLE_MS } } : {}),
+        handInbox: variant === 'hand-pipeline-inbox',
       },
       context,
     );
@@ -128,11 +158,14 @@ export const paced: Workload = {
     const labels: Record<string, string> = {
       amqplib: 'A: raw amqplib publish → consume',
       ours: 'ours: publish() → relay → handler (inbox)',
+      'ours-no-inbox': 'ours, consumer with inbox: false',
+      'hand-pipeline': "hand-written outbox row, relay (Limit B's) and plain consumer",
+      'hand-pipeline-inbox': 'the same, the consumer with a hand-written inbox',
       'ours-low': `ours at ${fmtNumber(options.lowRate)}/s (same pipeline)`,
     };
     const swept = sweptVariants(options);
     for (const variant of swept) labels[variant] = `ours at ${fmtNumber(sweptRate(variant))}/s (--sweep-rates)`;
-    const rows = ['amqplib', 'ours', 'ours-low', ...swept].map((variant) => ({
+    const rows = ['amqplib', 'ours', ...REFERENCES, 'ours-low', ...swept].map((variant) => ({
       workload: title,
       variant: labels[variant]!,
       throughput: fmtRate(metric(runs[variant], 'achievedRate'), 'events/s'),
@@ -173,7 +206,7 @@ export const paced: Workload = {
         target: '≤ 25 ms',
         measured:
           `${fmtMs(p99)} ms, p50 ${fmtMs(metric(runs.ours, 'latency.p50'))} ms, at ${fmtNumber(metric(runs.ours, 'achievedRate').median)}/s achieved ` +
-          `(raw amqplib p99 ${fmtMs(metric(runs.amqplib, 'latency.p99'))} ms; ours at ${fmtNumber(options.lowRate)}/s: p99 ${fmtMs(metric(runs['ours-low'], 'latency.p99'))} ms; ` +
+          `(raw amqplib p99 ${fmtMs(metric(runs.amqplib, 'latency.p99'))} ms; at ${fmtNumber(options.rate)}/s, ${references(runs, options.rate)}; ours at ${fmtNumber(options.lowRate)}/s: p99 ${fmtMs(metric(runs['ours-low'], 'latency.p99'))} ms; ` +
           `ours in its first ${options.pacedWarmupSeconds} s after boot, not counted: p50 ${fmtMs(metric(runs.ours, 'warmup.p50'))} / p99 ${fmtMs(metric(runs.ours, 'warmup.p99'))} ms, ` +
           `all handled ${fmtMs(metric(runs.ours, 'warmup.drainMs'))} ms after its last commit${warmupTimedOut(runs.ours)}` +
           `${sweep}; idle probe, samples ≥ ${STALL_MS} ms (longest timer delay / fdatasync, ms), median of rounds: ` +

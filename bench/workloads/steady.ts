@@ -22,12 +22,10 @@
  */
 import { cpus } from 'node:os';
 import { fmtLatency, fmtMs, fmtRate, fmtRatio, fmtRss, fmtSpread, leftAtLastCommit, metric, ratio, type Runs, type Workload } from '../lib/report';
-import { runTransactions } from './transactions';
+import { HAND_RELAY_IDLE_MS, runTransactions } from './transactions';
 
 const MODES = { 'baseline-c': 'plain', 'dual-write': 'dual-write', 'hand-outbox': 'hand-outbox', 'hand-pipeline': 'hand-outbox', 'hand-pipeline-inbox': 'hand-outbox', ours: 'ours', 'ours-no-inbox': 'ours', 'ours-cqrs': 'ours-cqrs', 'ours-commit-only': 'ours-commit-only' } as const;
 const CONSUMERS = { 'baseline-c': 'none', 'dual-write': 'plain', 'hand-outbox': 'none', 'hand-pipeline': 'plain', 'hand-pipeline-inbox': 'plain', ours: 'ours', 'ours-no-inbox': 'ours', 'ours-cqrs': 'ours', 'ours-commit-only': 'none' } as const;
-/** The hand-written relay's pause after a claim that found nothing: the library's shortest poll interval. */
-const HAND_RELAY_IDLE_MS = 10;
 const LABELS: Record<string, string> = {
   'baseline-c': 'C: transaction, no event',
   'dual-write': 'C: dual write (commit, then publish)',

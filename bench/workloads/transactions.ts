@@ -51,6 +51,9 @@ async function declareSink(exchange: string, queue: string): Promise<void> {
   await connection.close();
 }
 
+/** The hand-written relay's pause after a claim that found nothing: the library's shortest poll interval. */
+export const HAND_RELAY_IDLE_MS = 10;
+
 /** Paced: the longest wait, after the warm-up's last commit, for its events to be all handled. */
 const WARM_DRAIN_MAX_MS = 30_000;
 
@@ -99,7 +102,10 @@ export async function runTransactions(label: string, spec: TransactionsSpec, con
         bindingKey: EVENT_NAME,
         prefetch: options.prefetch,
         expected: total,
-        ...(spec.handInbox ? { inbox: { schema: ns.schema, connections: HAND_INBOX_CONNECTIONS } } : {}),
+        ...(spec.handInbox
+          ? { inbox: { schema: ns.schema, connections: HAND_INBOX_CONNECTIONS, ...(spec.rate ? { idleMs: options.poolIdleMs } : {}) } }
+          : {}),
+        ...(spec.rate && spec.warmup > 0 ? { warmFrom: spec.count } : {}),
       });
     } else if (spec.consumer === 'sink') {
       // A queue nobody reads: the relay's messages are routable, and pile up there.
@@ -148,11 +154,11 @@ export async function runTransactions(label: string, spec: TransactionsSpec, con
       // Paced: the counted events start once the warm-up's were all handled, so that what a cold
       // pipeline left behind is not counted as the rate's latency; at most WARM_DRAIN_MAX_MS later.
       const warmed = await producer.next('warmed', 600_000);
-      if (spec.consumer === 'ours' && spec.warmup > 0) {
-        const ours = consumer!;
+      if ((spec.consumer === 'ours' || spec.consumer === 'plain') && spec.warmup > 0) {
+        const receiver = consumer!;
         // Only the wait's own timeout is let through; a consumer that died fails the run now.
-        const warm = await ours.next('warm', WARM_DRAIN_MAX_MS).catch((error: unknown) => {
-          if (ours.exitError) throw error;
+        const warm = await receiver.next('warm', WARM_DRAIN_MAX_MS).catch((error: unknown) => {
+          if (receiver.exitError) throw error;
           return undefined;
         });
         warmupDrainMs = warm ? Math.max(0, (warm.t as number) - (warmed.t as number)) : Infinity;
