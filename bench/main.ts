@@ -71,7 +71,7 @@ const DEFAULTS: Options = {
   poolIdleMs: 0,
 };
 
-/** Issue 6's sizes: 20,000 transactions, a 100,000-row backlog, and the paced sweep (about 10 minutes on 2 quiet cores). */
+/** Issue 6's sizes: 20,000 transactions, a 100,000-row backlog, and the paced sweep (about 18 minutes on 2 quiet cores). */
 const FULL: Partial<Options> = {
   transactions: 20_000,
   backlog: 100_000,
@@ -100,7 +100,7 @@ const USAGE = `npm run bench -- [flags]
   --all                issue 6's workloads, the former bench:relay/orders/retry, and ids
   --big                add the memory run (RSS through --big-rows rows, default 1,000,000)
   --full               issue 6's sizes: 20,000 transactions, 100,000-row backlog, 100,000 broker
-                       messages, 20,000 inbox messages, paced sweep 400,600,800/s (about 10
+                       messages, 20,000 inbox messages, paced sweep 400,600,800/s (about 18
                        minutes on 2 quiet cores)
   --quick              small sizes and 2 rounds (a smoke run of a few minutes)
   --rounds N           rounds per workload (default 3)

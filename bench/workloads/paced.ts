@@ -116,7 +116,10 @@ function references(runs: Runs, rate: number): string {
   return REFERENCES.map((variant) => {
     const achieved = metric(runs[variant], 'achievedRate').median;
     const rateNote = achieved >= rate * 0.98 ? '' : `, ${fmtNumber(achieved)}/s achieved`;
-    return `${labels[variant]} p99 ${fmtMs(metric(runs[variant], 'latency.p99'))} ms${rateNote} (${withinTarget(runs[variant], rate) ? 'within' : 'not within'} 25 ms)`;
+    return (
+      `${labels[variant]} p99 ${fmtMs(metric(runs[variant], 'latency.p99'))} ms${rateNote} ` +
+      `(${withinTarget(runs[variant], rate) ? 'within' : 'not within'} 25 ms)${warmupTimedOut(runs[variant])} [probe ${stallsOf(runs[variant])}]`
+    );
   }).join(', ');
 }
 

@@ -156,9 +156,10 @@ export async function runTransactions(label: string, spec: TransactionsSpec, con
       const warmed = await producer.next('warmed', 600_000);
       if ((spec.consumer === 'ours' || spec.consumer === 'plain') && spec.warmup > 0) {
         const receiver = consumer!;
-        // Only the wait's own timeout is let through; a consumer that died fails the run now.
+        // Only the wait's own timeout is let through; a consumer (or hand-written relay) that died fails the run now.
         const warm = await receiver.next('warm', WARM_DRAIN_MAX_MS).catch((error: unknown) => {
           if (receiver.exitError) throw error;
+          if (relay?.exitError) throw relay.exitError;
           return undefined;
         });
         warmupDrainMs = warm ? Math.max(0, (warm.t as number) - (warmed.t as number)) : Infinity;
