@@ -35,7 +35,7 @@ const FORMER = [relay, orders, retry, ids];
 const ALL: Workload[] = [...DEFAULT, memory, ...FORMER];
 
 /**
- * Sized so that the default run takes about 4 minutes on the 2-core machine of issue 6 when it is quiet
+ * Sized so that the default run takes about 10 minutes on the 2-core machine of issue 6 when it is quiet
  * (two to three times that under other load); --full gives issue 6's sizes.
  */
 const DEFAULTS: Options = {
