@@ -7,8 +7,9 @@
  * was achieved with its p99 within the target: the rate this machine carries within it.
  * At the main rate, for reference, the same pipeline with the consumer's inbox off (`ours-no-inbox`),
  * and what a team would write instead (steady.ts): the outbox row written by hand, relayed by Limit B's
- * relay to a plain consumer (`hand-pipeline`, beside ours-no-inbox), and the same with a hand-written
- * inbox (`hand-pipeline-inbox`, beside ours, whose inbox is on by default).
+ * relay (pausing PACED_HAND_RELAY_IDLE_MS after an empty claim) to a plain consumer (`hand-pipeline`,
+ * beside ours-no-inbox), and the same with a hand-written inbox (`hand-pipeline-inbox`, beside ours,
+ * whose inbox is on by default).
  * The counted events start once the warm-up's were all handled. Every variant runs beside an idle
  * stall probe (lib/machine-stalls.ts), which tells the machine's own stalls from the pipeline's tail.
  */
@@ -17,7 +18,7 @@ import { countChecks, check, lastOf, latencies, latencySummary, messagesLeft, Na
 import { MachineStalls, STALL_MS, writeTimeline } from '../lib/machine-stalls';
 import { ChildHandle, peakRssMb } from '../lib/processes';
 import { fmtLatency, fmtMs, fmtNumber, fmtRate, fmtRss, fmtSpread, leftAtLastCommit, metric, type RunContext, type Runs, type VariantRun, type Workload } from '../lib/report';
-import { HAND_RELAY_IDLE_MS, runTransactions } from './transactions';
+import { PACED_HAND_RELAY_IDLE_MS, runTransactions } from './transactions';
 
 /**
  * Whether most rounds carried `rate` within the target, each round judged whole: its p99 within 25 ms
@@ -150,7 +151,7 @@ export const paced: Workload = {
         concurrency: options.concurrency,
         rate,
         inbox: variant !== 'ours-no-inbox',
-        ...(hand ? { handRelay: { idlePollMs: HAND_RELAY_IDLE_MS } } : {}),
+        ...(hand ? { handRelay: { idlePollMs: PACED_HAND_RELAY_IDLE_MS } } : {}),
         handInbox: variant === 'hand-pipeline-inbox',
       },
       context,
