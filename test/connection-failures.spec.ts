@@ -45,6 +45,33 @@ class OneAtATime implements IIntegrationEventHandler<OrderCreatedIntegrationEven
   }
 }
 
+/** Fails every call, for good after two attempts; its first call waits for `release()` before failing. */
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { inbox: false, retry: { maxAttempts: 2, initialDelayMs: 50, maxDelayMs: 50 } })
+class FailsAfterRelease implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  readonly attempts: number[] = [];
+  release: () => void = () => undefined;
+  private readonly released = new Promise<void>((resolve) => (this.release = resolve));
+  async handle(_event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): Promise<void> {
+    this.attempts.push(context.attempt);
+    if (this.attempts.length === 1) await this.released;
+    throw new Error('transient');
+  }
+}
+
+/** Its first call waits for `release()`, then fails (to be retried); later calls succeed. */
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { inbox: false, retry: { maxAttempts: 3, initialDelayMs: 50, maxDelayMs: 50 } })
+class FirstCallFailsAfterRelease implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  readonly attempts: number[] = [];
+  release: () => void = () => undefined;
+  private readonly released = new Promise<void>((resolve) => (this.release = resolve));
+  async handle(_event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): Promise<void> {
+    this.attempts.push(context.attempt);
+    if (this.attempts.length > 1) return;
+    await this.released;
+    throw new Error('transient');
+  }
+}
+
 /**
  * Registers a channel on the app's connection whose `held`-th setup waits until `release()`, then makes
  * a declaration (which fails if the connection died meanwhile, as a real channel's would).
@@ -265,6 +292,48 @@ describe('broker connection failures', () => {
     } finally {
       delete (publishing as { isBlocked?: boolean }).isBlocked;
     }
+  });
+
+  it('places no copy for a call that fails after its channel closed: the broker gave the message back, and the attempt counts once', async () => {
+    await proxy.accept();
+    const logger = new CapturingLogger();
+    const app = await start({ providers: [FailsAfterRelease], logger });
+    await eventually(() => expect(proxy.connections).toBe(2));
+    const handler = app.get(FailsAfterRelease);
+    const dlq = `${ns.serviceName}.FailsAfterRelease.dlq`;
+    const id = await ns.publishRaw('ordering.order-created', JSON.stringify({ orderId: 'closed-mid-call', placedAt: '2026-11-27T06:00:00.000Z' }));
+    await eventually(() => expect(handler.attempts).toEqual([1]));
+    // The consuming connection (opened first) is lost while the call runs: the broker puts the message
+    // back, and delivers it again, attempt 1, once the consumer is back.
+    proxy.cut(0);
+    await eventually(() => expect(handler.attempts.slice(0, 2)).toEqual([1, 1]), { timeoutMs: 10_000 });
+    // Now the first call fails: a retry copy of it would be a second copy of the message.
+    handler.release();
+    await eventually(async () => expect(await ns.queueDepth(dlq)).toBe(1), { timeoutMs: 10_000 });
+    await consistently(async () => {
+      expect(await ns.queueDepth(dlq)).toBe(1);
+      expect([...handler.attempts].sort()).toEqual([1, 1, 2]);
+    }, { forMs: 1_500 });
+    expect(logger.lines.filter((line) => line.includes(`Message ${id}`) && line.includes('failed after its channel closed'))).toHaveLength(1);
+  });
+
+  it('still places the copy of a call that fails after its queue was deleted: the message went with the queue, the copy keeps it', async () => {
+    await proxy.accept();
+    const logger = new CapturingLogger();
+    const app = await start({ providers: [FirstCallFailsAfterRelease], logger });
+    const handler = app.get(FirstCallFailsAfterRelease);
+    const queue = `${ns.serviceName}.FirstCallFailsAfterRelease`;
+    await ns.publishRaw('ordering.order-created', JSON.stringify({ orderId: 'queue-deleted-mid-call', placedAt: '2026-11-27T06:00:00.000Z' }));
+    await eventually(() => expect(handler.attempts).toEqual([1]));
+    // The broker cancels the consumer and drops the queue with the message in it; the consumer closes
+    // its channel for a fresh one, which declares the queue again.
+    const channel = await (await ns.amqp()).createChannel();
+    await channel.deleteQueue(queue);
+    await channel.close();
+    await eventually(() => expect(logger.lines.filter((line) => line.includes('cancelled our consumer'))).toHaveLength(1));
+    await eventually(async () => expect(await ns.queueDepth(queue)).toBe(0));
+    handler.release();
+    await eventually(() => expect(handler.attempts).toEqual([1, 2]), { timeoutMs: 10_000 });
   });
 
   it('starts none of the deliveries waiting for a slot once their channel is closing, though the close is not answered', async () => {

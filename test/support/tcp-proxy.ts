@@ -61,12 +61,16 @@ export class TcpProxy {
     server?.close();
   }
 
-  /** Drops every open connection at once, as a crash or a restart would. */
-  cut(): void {
-    for (const pair of this.pairs) {
+  /**
+   * Drops open connections at once, as a crash or a restart would: all of them, or only the `nth`
+   * (0-based, in the order they were opened).
+   */
+  cut(nth?: number): void {
+    [...this.pairs].forEach((pair, index) => {
+      if (nth !== undefined && index !== nth) return;
       pair.client.destroy();
       pair.upstream.destroy();
-    }
+    });
   }
 
   /**

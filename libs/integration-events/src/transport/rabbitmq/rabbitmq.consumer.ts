@@ -23,6 +23,13 @@ interface Subscription {
   readonly waiting: ConsumeMessage[];
   /** Its channel is closing (recycled): nothing more starts from it. */
   retired: boolean;
+  /**
+   * Its channel has closed: the broker has put the deliveries it had not been told about back in their
+   * queue (to be delivered again), unless `cancelled`.
+   */
+  closed: boolean;
+  /** The broker cancelled the consumer (its queue was deleted): the deliveries in hand went with the queue. */
+  cancelled: boolean;
 }
 
 /** Pause before a message whose copy could not be placed is returned to its queue (no hot loop). */
@@ -114,10 +121,14 @@ export class RabbitMqConsumer {
           this.options.consumer.ackDelayMs,
           acksHeldAtMost(handler.prefetch, handler.concurrency),
         );
-        const subscription: Subscription = { channel, tag: '', acks, waiting: [], retired: false };
+        const subscription: Subscription = { channel, tag: '', acks, waiting: [], retired: false, closed: false, cancelled: false };
         // The broker returns this channel's unacknowledged deliveries to the queue when it closes: the
-        // ones waiting for a slot must not start after that (they would run twice).
-        channel.once('close', () => this.retire(subscription));
+        // ones waiting for a slot must not start after that (they would run twice), nor may the calls
+        // running then place copies of theirs (see `settle`).
+        channel.once('close', () => {
+          subscription.closed = true;
+          this.retire(subscription);
+        });
         const subscribe = async (): Promise<void> => {
           const { consumerTag } = await channel.consume(handler.queue, (message) => this.onDelivery(subscription, message), {
             noAck: false,
@@ -187,6 +198,8 @@ export class RabbitMqConsumer {
     if (message === null) {
       // The broker cancelled the consumer (the queue was deleted): reopen, which re-declares the queue.
       this.logger.warn(`Queue ${this.handler.queue} cancelled our consumer (deleted?); re-declaring it`);
+      // The deliveries in hand went with the queue: a call of theirs that fails still places its copy.
+      subscription.cancelled = true;
       // The channel is still open: the acks waiting for their window go now, before it closes.
       subscription.acks.flush();
       this.recycleChannel(subscription);
@@ -202,7 +215,7 @@ export class RabbitMqConsumer {
 
   /** Calls the handler for `message`; when it is settled, starts the next delivery waiting on the current channel. */
   private run(subscription: Subscription, message: ConsumeMessage): void {
-    const work = this.process(subscription.acks, message)
+    const work = this.process(subscription, message)
       .catch(async (error: unknown) => {
         // Shutting down (a delivery still waiting to start, say): left unacknowledged, the channel's close
         // returns it to the queue; nothing failed.
@@ -227,7 +240,7 @@ export class RabbitMqConsumer {
     this.inFlight.add(work);
   }
 
-  private async process(acks: AckCoalescer, message: ConsumeMessage): Promise<void> {
+  private async process(subscription: Subscription, message: ConsumeMessage): Promise<void> {
     const headers = (message.properties.headers ?? {}) as Record<string, unknown>;
     const disposition = await this.callbacks.dispatch(
       this.handler,
@@ -240,15 +253,16 @@ export class RabbitMqConsumer {
       },
       this.abort.signal,
     );
-    await this.settle(acks, message, headers, disposition);
+    await this.settle(subscription, message, headers, disposition);
   }
 
   private async settle(
-    acks: AckCoalescer,
+    subscription: Subscription,
     message: ConsumeMessage,
     headers: Record<string, unknown>,
     disposition: Disposition,
   ): Promise<void> {
+    const { acks } = subscription;
     if (disposition.action === 'ack') {
       acks.ack(message);
       return;
@@ -257,6 +271,16 @@ export class RabbitMqConsumer {
       // A handler that failed while the application shuts down (its signal fired, a client it uses was
       // closed) has not really failed: leave the message unacknowledged; closing the channel returns it
       // to the queue, attempt count untouched.
+      return;
+    }
+    if (subscription.closed && !subscription.cancelled) {
+      // The channel closed while the handler ran (the connection was lost, the broker closed it): the
+      // message is back in its queue and comes again with the same attempt. A retry or dead-letter copy
+      // now would be a second copy of it, certain: that attempt is not counted.
+      this.logger.warn(
+        `Message ${String(message.properties.messageId)} on ${this.handler.queue} failed after its channel closed ` +
+          `(${disposition.failure.name}: ${disposition.failure.message}); the broker delivers it again, and this attempt is not counted`,
+      );
       return;
     }
     if (disposition.action === 'retry') {
