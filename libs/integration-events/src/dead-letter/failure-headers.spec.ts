@@ -1,5 +1,5 @@
 import { dirname, join } from 'node:path';
-import { smallerCopyHeaders } from './failure-headers';
+import { deadLetterHeaders, smallerCopyHeaders } from './failure-headers';
 
 /** amqplib's own header-table encoder (its package exports only its API, so it is loaded by path). */
 const { encodeTable } = require(join(dirname(require.resolve('amqplib')), 'lib', 'codec.js')) as {
@@ -51,5 +51,37 @@ describe('smallerCopyHeaders', () => {
     expect(Object.keys(last)).toEqual(['ie-huge-0', 'ie-huge-1', 'ie-dropped-headers']);
     expect(last['ie-dropped-headers']).toBe('ie-huge-2,ie-huge-3');
     expect(encodes(last)).toBe(true);
+  });
+});
+
+describe('deadLetterHeaders', () => {
+  const handler = { name: 'OrderCreatedHandler', queue: 'ordering.OrderCreatedHandler' };
+  const earlier = {
+    'ie-event-name': 'ordering.order-created',
+    'ie-dead-letter-reason': 'max-attempts',
+    'ie-error-name': 'TypeError',
+    'ie-error-message': 'x is undefined',
+    'ie-error-stack': 'TypeError: x is undefined\n    at handle (order.handler.ts:12:3)',
+  };
+  const deadLetter = (stack: string | undefined) =>
+    ({
+      action: 'dead-letter',
+      reason: 'poison',
+      attempts: 0,
+      failure: { name: 'PoisonMessage', message: 'the body is not JSON', stack, failedAt: new Date('2026-11-27T06:00:00.000Z') },
+      messageId: 'm-1',
+      eventName: 'ordering.order-created',
+      eventVersion: 1,
+    }) as const;
+
+  it('drops the stack of an earlier failure when the new one has none (a dead letter moved back by hand, then poison)', () => {
+    const headers = deadLetterHeaders(earlier, deadLetter(undefined), handler);
+    expect(headers).toMatchObject({ 'ie-dead-letter-reason': 'poison', 'ie-error-name': 'PoisonMessage', 'ie-error-message': 'the body is not JSON' });
+    expect(headers).not.toHaveProperty('ie-error-stack');
+  });
+
+  it('carries the new failure\'s stack in place of the earlier one', () => {
+    const headers = deadLetterHeaders(earlier, deadLetter('PoisonMessage: the body is not JSON\n    at decode'), handler);
+    expect(headers['ie-error-stack']).toBe('PoisonMessage: the body is not JSON\n    at decode');
   });
 });

@@ -140,7 +140,10 @@ export function deadLetterHeaders(
     [MessageHeaders.Queue]: handler.queue,
     [MessageHeaders.DeadLetteredAt]: new Date().toISOString(),
   };
+  // A dead letter moved back by hand and dead-lettered again by a failure without a stack (poison, a
+  // thrown non-Error) must not keep the earlier failure's stack beside this one's name and message.
   if (deadLetter.failure.stack) result[MessageHeaders.ErrorStack] = deadLetter.failure.stack;
+  else delete result[MessageHeaders.ErrorStack];
   // The retry headers' last error is in ie-error-*; their attempt, in ie-attempts (the calls made, which
   // a stale or lowered attempt count can differ from). A dead letter moved back by hand then starts afresh.
   delete result[MessageHeaders.LastError];
