@@ -329,6 +329,31 @@ describe('SQLite outbox store', () => {
   });
 });
 
+describe('SQLite relay statements', () => {
+  it('dates a claim\'s lease from when it runs, not from before it waited for an application\'s transaction to end', async () => {
+    const fixture = await sqliteFixture();
+    const queryRunner = fixture.dataSource.createQueryRunner();
+    const clock = jest.spyOn(Date, 'now');
+    try {
+      const [id] = await fixture.insertPending(1);
+      const leaseMs = 1_000;
+      await queryRunner.startTransaction();
+      // The claim waits for the transaction to end; meanwhile ten leases' worth of time passes.
+      const claimed = fixture.outbox.claim(10, leaseMs, randomUUID());
+      const later = Date.now() + 10 * leaseMs;
+      clock.mockImplementation(() => later);
+      await queryRunner.commitTransaction();
+      expect((await claimed).map((row) => row.id)).toEqual([id]);
+      // Its lease runs from then: no other claim takes the row while it does.
+      expect(await fixture.outbox.claim(10, leaseMs, randomUUID())).toEqual([]);
+    } finally {
+      clock.mockRestore();
+      await queryRunner.release();
+      await fixture.close();
+    }
+  });
+});
+
 describe('SQLite statements', () => {
   it('keeps at most 100 prepared, however many row counts standalone publishes have had', async () => {
     const fixture = await sqliteFixture();

@@ -69,7 +69,7 @@ export class SqliteInboxStore implements InboxStore {
     const t = this.table.qualified;
     const { rows } = await this.connection.run(
       `DELETE FROM ${t} WHERE rowid IN (SELECT rowid FROM ${t} WHERE handled_at < ? ORDER BY handled_at LIMIT ?) RETURNING 1`,
-      [Date.now() - olderThanMs, limit],
+      () => [Date.now() - olderThanMs, limit],
     );
     return rows.length;
   }

@@ -48,9 +48,13 @@ export class SqliteConnection {
     return this.database().inTransaction;
   }
 
-  /** Runs one statement outside any transaction, once none is open; its rows (if it returns any) and changes. */
-  run<Row>(sql: string, params: readonly unknown[] = []): Promise<{ rows: Row[]; changes: number }> {
-    return this.betweenTransactions((database) => this.execute<Row>(database, sql, params));
+  /**
+   * Runs one statement outside any transaction, once none is open; its rows (if it returns any) and
+   * changes. `params` given as a function are made when the statement runs: a time among them (a lease's
+   * end, a cutoff) is read then, not before a wait for an application's transaction that may outlast it.
+   */
+  run<Row>(sql: string, params: readonly unknown[] | (() => readonly unknown[]) = []): Promise<{ rows: Row[]; changes: number }> {
+    return this.betweenTransactions((database) => this.execute<Row>(database, sql, typeof params === 'function' ? params() : params));
   }
 
   /** Runs `statements` in one transaction of their own (all or none), once no other is open. */

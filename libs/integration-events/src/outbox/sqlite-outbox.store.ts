@@ -89,13 +89,16 @@ export class SqliteOutboxStore implements OutboxStore {
   }
 
   async claim(limit: number, leaseMs: number, leaseToken: string): Promise<ClaimedOutboxRecord[]> {
-    const now = Date.now();
     const { rows } = await this.connection.run<ClaimedRow>(
       `UPDATE ${this.t} SET locked_until = ?, lease_token = ? WHERE id IN (` +
         `SELECT id FROM ${this.t} WHERE status = 'pending' AND available_at <= ? AND (locked_until IS NULL OR locked_until <= ?) ` +
         'ORDER BY available_at, seq LIMIT ?) ' +
         'RETURNING id, event_name, event_version, payload, headers, occurred_at, attempts, seq',
-      [now + leaseMs, leaseToken, now, now, limit],
+      // The time when it runs: a lease dated from before the wait could end before it starts.
+      () => {
+        const now = Date.now();
+        return [now + leaseMs, leaseToken, now, now, limit];
+      },
     );
     return rows
       .sort((a, b) => a.seq - b.seq)
@@ -115,17 +118,16 @@ export class SqliteOutboxStore implements OutboxStore {
     await this.connection.run(
       `UPDATE ${this.t} SET status = 'sent', sent_at = ?, locked_until = NULL, lease_token = NULL, last_error = NULL ` +
         `WHERE id IN ${ID_LIST} AND status = 'pending' AND lease_token = ?`,
-      [Date.now(), JSON.stringify(ids), leaseToken],
+      () => [Date.now(), JSON.stringify(ids), leaseToken],
     );
   }
 
   async markFailed(records: readonly FailedOutboxRecord[], leaseToken: string): Promise<void> {
-    const now = Date.now();
     for (const record of records) {
       await this.connection.run(
         `UPDATE ${this.t} SET attempts = attempts + 1, last_error = ?, locked_until = NULL, lease_token = NULL, available_at = ? ` +
           "WHERE id = ? AND status = 'pending' AND lease_token = ?",
-        [record.error.slice(0, 2_000), now + Math.max(0, Math.round(record.retryInMs)), record.id, leaseToken],
+        () => [record.error.slice(0, 2_000), Date.now() + Math.max(0, Math.round(record.retryInMs)), record.id, leaseToken],
       );
     }
   }
@@ -160,12 +162,12 @@ export class SqliteOutboxStore implements OutboxStore {
 
   async backlog(): Promise<{ pending: number; oldestDueAt: Date | null; lagMs: number }> {
     // Times here are the process's own (it writes them): its clock is the database's.
-    const now = Date.now();
+    let now = 0;
     const {
       rows: [row],
     } = await this.connection.run<{ pending: number; oldest: number | null }>(
       `SELECT count(*) AS pending, min(available_at) AS oldest FROM ${this.t} WHERE status = 'pending' AND available_at <= ?`,
-      [now],
+      () => [(now = Date.now())],
     );
     const oldest = row?.oldest ?? null;
     return { pending: row?.pending ?? 0, oldestDueAt: oldest === null ? null : new Date(oldest), lagMs: oldest === null ? 0 : Math.max(0, now - oldest) };
@@ -174,7 +176,7 @@ export class SqliteOutboxStore implements OutboxStore {
   async deleteSent(olderThanMs: number, limit: number): Promise<number> {
     const { rows } = await this.connection.run(
       `DELETE FROM ${this.t} WHERE id IN (SELECT id FROM ${this.t} WHERE status = 'sent' AND sent_at < ? ORDER BY sent_at LIMIT ?) RETURNING id`,
-      [Date.now() - olderThanMs, limit],
+      () => [Date.now() - olderThanMs, limit],
     );
     return rows.length;
   }
