@@ -1,5 +1,6 @@
 import type { TestingModule } from '@nestjs/testing';
-import { DeadLetterService, IntegrationEventPublisher, NonRetryableError } from 'nestjs-integration-events';
+import type { ConfirmChannel } from 'amqplib';
+import { DeadLetterService, IntegrationEventPublisher, NonRetryableError, RequeueInterruptedError } from 'nestjs-integration-events';
 import { DeadLetterQueueOperations } from '../libs/integration-events/src/dead-letter/dead-letter-queue.operations';
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
 import { consistently, eventually } from './support/eventually';
@@ -160,6 +161,71 @@ describe('dead-letter replay (DeadLetterService)', () => {
     } finally {
       await channel.close();
     }
+  });
+
+  /** A dead letter for `target` alone in a fresh dead-letter queue; both queues tracked for cleanup. */
+  const oneDeadLetter = async (name: string) => {
+    const deadLetterQueue = ns.trackQueue(`${ns.serviceName}.${name}.dlq`);
+    const target = ns.trackQueue(`${ns.serviceName}.${name}`);
+    const connection = await ns.amqp();
+    const channel = await connection.createConfirmChannel();
+    try {
+      for (const queue of [deadLetterQueue, target]) await channel.assertQueue(queue, { durable: true });
+      channel.sendToQueue(deadLetterQueue, Buffer.from('{}'), { messageId: name, headers: { 'ie-queue': target } });
+      await channel.waitForConfirms();
+    } finally {
+      await channel.close();
+    }
+    return { connection, deadLetterQueue, target };
+  };
+
+  it('copies no dead letter whose reading channel closed before its copy (a lost connection): it stays, and only there', async () => {
+    const { connection, deadLetterQueue, target } = await oneDeadLetter('closed-before-copy');
+    const readers: ConfirmChannel[] = [];
+    const operations = new DeadLetterQueueOperations(
+      () => connection.createConfirmChannel(),
+      async () => {
+        // The requeue's look at its target queue comes once the dead letter is read: the scan's channel closes then.
+        if (readers.length === 1) await readers[0]!.close();
+        const channel = await connection.createConfirmChannel();
+        readers.push(channel);
+        return channel;
+      },
+    );
+    const failure = (await operations.requeue(deadLetterQueue, { all: true }).catch((error: unknown) => error)) as RequeueInterruptedError;
+    expect(failure).toBeInstanceOf(RequeueInterruptedError);
+    expect(failure.requeued).toEqual([]);
+    expect(failure.message).toContain('closed before closed-before-copy was copied; it stays a dead letter');
+    expect(await ns.queueDepth(target)).toBe(0);
+    expect(await ns.queueDepth(deadLetterQueue)).toBe(1);
+  });
+
+  it('says so when the reading channel closed while the copy was on its way: the message is in both queues', async () => {
+    const { connection, deadLetterQueue, target } = await oneDeadLetter('closed-during-copy');
+    const readers: ConfirmChannel[] = [];
+    const operations = new DeadLetterQueueOperations(
+      async () => {
+        const copies = await connection.createConfirmChannel();
+        const send = copies.sendToQueue.bind(copies);
+        // The copy goes once the scan's channel has closed (the broker has put the dead letter back).
+        copies.sendToQueue = (...args: Parameters<ConfirmChannel['sendToQueue']>) => {
+          void readers[0]!.close().then(() => send(...args));
+          return true;
+        };
+        return copies;
+      },
+      async () => {
+        const channel = await connection.createConfirmChannel();
+        readers.push(channel);
+        return channel;
+      },
+    );
+    const failure = (await operations.requeue(deadLetterQueue, { all: true }).catch((error: unknown) => error)) as RequeueInterruptedError;
+    expect(failure).toBeInstanceOf(RequeueInterruptedError);
+    expect(failure.requeued).toEqual(['closed-during-copy']);
+    expect(failure.message).toContain(`its copy is in "${target}", and the dead letter is back in "${deadLetterQueue}" too`);
+    expect(await ns.queueDepth(target)).toBe(1);
+    expect(await ns.queueDepth(deadLetterQueue)).toBe(1);
   });
 
   it('purges all', async () => {

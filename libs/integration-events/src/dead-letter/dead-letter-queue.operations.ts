@@ -117,7 +117,7 @@ export class DeadLetterQueueOperations {
       // never answers the open either.
       const channel = await withinTime(this.openChannel(), confirmTimeoutMs, 'The broker did not open a channel for the requeue', (late) => void closeQuietly(late));
       copies = channel;
-      await this.scan(deadLetterQueue, this.openReadingChannel, async (message) => {
+      await this.scan(deadLetterQueue, this.openReadingChannel, async (message, reading) => {
         const id = String(message.properties.messageId ?? '');
         if (wanted && !wanted.has(id)) return 'keep';
         const target = requeueTarget(message.properties.headers ?? {}, deadLetterQueue, toStored(message).messageId);
@@ -127,8 +127,17 @@ export class DeadLetterQueueOperations {
         if (this.publishing.isBlocked?.()) {
           throw new Error('The broker began blocking publishing (a memory or disk alarm): try again once the alarm has cleared');
         }
+        // The reading channel closed meanwhile (its connection lost): the broker has put the dead letter
+        // back, and a copy now would make two of it.
+        if (reading.closed) throw new Error(`The channel reading "${deadLetterQueue}" closed before ${id || '(no id)'} was copied; it stays a dead letter`);
         await publishCopy(channel, target, message, confirmTimeoutMs);
         requeued.push(id);
+        if (reading.closed) {
+          throw new Error(
+            `The channel reading "${deadLetterQueue}" closed while ${id || '(no id)'} was being copied: its copy is in "${target}", ` +
+              `and the dead letter is back in "${deadLetterQueue}" too (purge it there by its id)`,
+          );
+        }
         return 'ack';
       });
     } catch (error) {
@@ -176,10 +185,13 @@ export class DeadLetterQueueOperations {
   private async scan(
     queue: string,
     open: () => Promise<ConfirmChannel>,
-    visit: (message: GetMessage) => Promise<'ack' | 'keep' | 'stop'>,
+    visit: (message: GetMessage, reading: { readonly closed: boolean }) => Promise<'ack' | 'keep' | 'stop'>,
     maxReads = Infinity,
   ): Promise<number> {
     const channel = await open();
+    // Once closed, the broker has put back what the channel held unacknowledged.
+    const reading = { closed: false };
+    channel.once('close', () => (reading.closed = true));
     try {
       const { messageCount } = await channel.checkQueue(queue).catch((error: Error) => {
         throw /NOT.FOUND/.test(error.message) ? new Error(`Queue "${queue}" does not exist`) : error;
@@ -187,7 +199,7 @@ export class DeadLetterQueueOperations {
       for (let read = 0; read < Math.min(messageCount, maxReads); read++) {
         const message = await channel.get(queue, { noAck: false });
         if (!message) break;
-        const verdict = await visit(message);
+        const verdict = await visit(message, reading);
         if (verdict === 'ack') channel.ack(message);
         if (verdict === 'stop') break;
       }

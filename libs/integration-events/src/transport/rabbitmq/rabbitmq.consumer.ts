@@ -198,7 +198,8 @@ export class RabbitMqConsumer {
     if (message === null) {
       // The broker cancelled the consumer (the queue was deleted): reopen, which re-declares the queue.
       this.logger.warn(`Queue ${this.handler.queue} cancelled our consumer (deleted?); re-declaring it`);
-      // The deliveries in hand went with the queue: a call of theirs that fails still places its copy.
+      // The deliveries in hand went with the queue (deleted, as a rule): a call of theirs that fails
+      // still places its copy, which keeps the message (and, should the queue have kept it, makes two).
       subscription.cancelled = true;
       // The channel is still open: the acks waiting for their window go now, before it closes.
       subscription.acks.flush();
