@@ -354,6 +354,49 @@ describe('SQLite relay statements', () => {
   });
 });
 
+describe('SQLite relay statements, once a transaction they waited for ends', () => {
+  it('read the time for a mark, a cleanup and the backlog when they run', async () => {
+    const fixture = await sqliteFixture();
+    const queryRunner = fixture.dataSource.createQueryRunner();
+    const real = Date.now.bind(Date);
+    let offset = 0;
+    const clock = jest.spyOn(Date, 'now').mockImplementation(() => real() + offset);
+    /** Runs `work` while a transaction is open (it waits for the commit); the clock moves on by `laterMs` meanwhile. */
+    const afterATransaction = async <T>(laterMs: number, work: () => Promise<T>): Promise<T> => {
+      offset = 0;
+      await queryRunner.startTransaction();
+      const result = work();
+      offset = laterMs;
+      await queryRunner.commitTransaction();
+      return result;
+    };
+    const row = async (id: string) =>
+      ((await fixture.dataSource.query('SELECT sent_at, available_at FROM integration_events_outbox WHERE id = ?', [id])) as Array<{ sent_at: number; available_at: number }>)[0]!;
+    try {
+      const [sent, failed] = await fixture.insertPending(2);
+      const token = randomUUID();
+      expect(await fixture.outbox.claim(10, 600_000, token)).toHaveLength(2);
+      await afterATransaction(60_000, () => fixture.outbox.markSent([sent!], token));
+      expect((await row(sent!)).sent_at).toBeGreaterThanOrEqual(real() + 50_000);
+      await afterATransaction(60_000, () => fixture.outbox.markFailed([{ id: failed!, error: 'refused', retryInMs: 1_000 }], token));
+      expect((await row(failed!)).available_at).toBeGreaterThanOrEqual(real() + 50_000);
+      // Due a minute before the backlog is read.
+      const backlog = await afterATransaction(121_000, () => fixture.outbox.backlog());
+      expect(backlog.pending).toBe(1);
+      expect(backlog.lagMs).toBeGreaterThanOrEqual(50_000);
+      // Sent a minute after the clock's start: past 100 s of retention only by the time the cleanup runs.
+      expect(await afterATransaction(200_000, () => fixture.outbox.deleteSent(100_000, 100))).toBe(1);
+      offset = 0;
+      await fixture.dataSource.transaction((manager) => fixture.inbox.record(manager, 'queue-a', 'm-1'));
+      expect(await afterATransaction(200_000, () => fixture.inbox.deleteOlderThan(100_000, 100))).toBe(1);
+    } finally {
+      clock.mockRestore();
+      await queryRunner.release();
+      await fixture.close();
+    }
+  });
+});
+
 describe('SQLite statements', () => {
   it('keeps at most 100 prepared, however many row counts standalone publishes have had', async () => {
     const fixture = await sqliteFixture();
