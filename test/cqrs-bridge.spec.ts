@@ -658,6 +658,32 @@ describe('@nestjs/cqrs bridge', () => {
     }
   });
 
+  it('fails boot on a converter provided in two modules, which would publish every integration event twice', async () => {
+    @Module({ providers: [ParcelPackedConverter] })
+    class PackingHere {}
+    @Module({ providers: [ParcelPackedConverter] })
+    class PackingThere {}
+    const other = await TestNamespace.create();
+    try {
+      const boot = await startTestApp(other, { imports: [CqrsModule.forRoot(), PackingHere, PackingThere] }).then(
+        async (app) => {
+          await app.close();
+          return 'booted';
+        },
+        (error: Error) => error.message,
+      );
+      expect(boot).toContain('@IntegrationEventConverter ParcelPackedConverter: it is provided twice (in two modules)');
+      // One instance under two tokens is one converter.
+      const app = await startTestApp(other, {
+        imports: [CqrsModule.forRoot()],
+        providers: [ParcelPackedConverter, { provide: 'PACKING_CONVERTER', useExisting: ParcelPackedConverter }],
+      });
+      await app.close();
+    } finally {
+      await other.cleanup();
+    }
+  });
+
   it('fails boot on a converter without convert()', async () => {
     const other = await TestNamespace.create();
     try {

@@ -22,10 +22,26 @@ export class IntegrationEventConverterRegistry {
   explore(): void {
     this.byDomainEvent.clear();
     this.byClassSeen.clear();
+    // One instance under two tokens (`useExisting`) is one converter.
+    const seen = new Set<unknown>();
+    // The converter each decorator's metadata was found on first: the same class provided in two modules
+    // (or a decorated class and a subclass inheriting its decorator) is two instances.
+    const nameByMetadata = new Map<object, string>();
     for (const wrapper of this.discovery.getProviders({ metadataKey: IntegrationEventConverterDiscovery.KEY })) {
       const metadata = this.discovery.getMetadataByDecorator(IntegrationEventConverterDiscovery, wrapper);
-      if (!metadata) continue;
+      if (!metadata || (wrapper.instance !== undefined && seen.has(wrapper.instance))) continue;
+      seen.add(wrapper.instance);
       const name = (wrapper.metatype as { name?: string } | null)?.name ?? String(wrapper.name);
+      const first = nameByMetadata.get(metadata);
+      if (first !== undefined) {
+        throw new InvalidIntegrationEventConverterError(
+          name,
+          `it is provided twice (${first === name ? 'in two modules' : `as ${first} too, which it inherits its decorator from`}): ` +
+            `each instance would convert every ${metadata.domainEvent.name} and publish its integration events again, ` +
+            'under new message ids (which no inbox recognises). Provide it once, in one module.',
+        );
+      }
+      nameByMetadata.set(metadata, name);
       if (!wrapper.isDependencyTreeStatic() || wrapper.isTransient) {
         throw new InvalidIntegrationEventConverterError(name, 'converters must be singletons (the default scope).');
       }
