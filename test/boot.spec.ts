@@ -22,7 +22,7 @@ import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/o
 import { CapturingLogger } from './support/capturing-logger';
 import { consistently } from './support/eventually';
 import { TEST_DATABASE_URL } from './support/services';
-import { infrastructureImports, startTestApp, testOptions } from './support/test-app';
+import { infrastructureImports, startTestApp, testOptions, type TestAppOptions } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
 
 class NotAnEvent {
@@ -103,6 +103,26 @@ describe('boot', () => {
     const boot = startTestApp(ns, { providers: [FirstClaimant, SecondClaimant] });
     await expect(boot).rejects.toBeInstanceOf(DuplicateHandlerQueueError);
     await expect(boot).rejects.toThrow(/FirstClaimant and SecondClaimant both resolve to queue "shared"/);
+  });
+
+  it('refuses an inbox that forgets messages before they can come again, for the handlers that use it', async () => {
+    const boots = async (options: TestAppOptions['options']) =>
+      startTestApp(ns, { providers: [OrderCreatedRecorder], options }).then(
+        async (app) => {
+          await app.close();
+          return 'booted';
+        },
+        (error: Error) => error.message,
+      );
+    // relay.leaseMs is 30 s by default: a message can be published again that long after it was handled.
+    expect(await boots({ inbox: { retentionMs: 59_999 }, consumer: { retry: { maxDelayMs: 1_000 } } })).toContain(
+      'OrderCreatedRecorder: its inbox forgets a handled message after inbox.retentionMs (59999 ms), less than twice the longest a message can take to come again (30000 ms',
+    );
+    // The retry delays count too: at most 5 minutes by default.
+    expect(await boots({ inbox: { retentionMs: 599_999 } })).toContain('(300000 ms: the larger of relay.leaseMs and its retry.maxDelayMs)');
+    expect(await boots({ inbox: { retentionMs: 600_000 } })).toBe('booted');
+    // Without the inbox nothing is remembered, and nothing to check.
+    expect(await boots({ inbox: { enabled: false, retentionMs: 1_000 } })).toBe('booted');
   });
 
   it('refuses a handler option it does not know (a misplaced retry option), and null where a value belongs', async () => {

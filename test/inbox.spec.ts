@@ -465,14 +465,15 @@ describe('inbox at boot', () => {
     const app = await startTestApp(ns, {
       providers: [OptsIntoInbox],
       options: {
-        inbox: { enabled: false, retentionMs: 60_000 },
+        // Twice the handler's longest retry delay (5 minutes by default), the least its inbox may keep.
+        inbox: { enabled: false, retentionMs: 600_000 },
         outbox: { retentionMs: 60_000 },
         cleanup: { enabled: false, batchSize: 7 },
       },
     });
     try {
       const db = await ns.sql();
-      await db.query(`INSERT INTO ${ns.inboxTable} (handler, message_id, handled_at) SELECT 'h', 'manual-' || i, now() - interval '2 minutes' FROM generate_series(1, 20) i`);
+      await db.query(`INSERT INTO ${ns.inboxTable} (handler, message_id, handled_at) SELECT 'h', 'manual-' || i, now() - interval '20 minutes' FROM generate_series(1, 20) i`);
       await db.query(
         `INSERT INTO ${ns.outboxTable} (id, event_name, event_version, payload, headers, occurred_at, status, sent_at, available_at, created_at)
          SELECT gen_random_uuid(), 'cleanup.manual', 1, '{}', '{}', now(), 'sent', now() - interval '2 minutes', now(), now() FROM generate_series(1, 15)`,

@@ -41,7 +41,7 @@ export class IntegrationEventHandlerExplorer {
   ) {}
 
   explore(): DiscoveredHandler[] {
-    const { serviceName, consumer, inbox: inboxOptions } = this.config.options;
+    const { serviceName, consumer, inbox: inboxOptions, relay } = this.config.options;
     const byQueue = new Map<string, DiscoveredHandler>();
     // One instance under two tokens (`useExisting`) is one handler.
     const seen = new Set<unknown>();
@@ -138,6 +138,17 @@ export class IntegrationEventHandlerExplorer {
       const inbox = orDefault(options.inbox, inboxOptions.enabled);
       if (typeof inbox !== 'boolean') {
         throw new InvalidIntegrationEventHandlerError(name, `inbox ${JSON.stringify(inbox)} is not true or false.`);
+      }
+      // A handled message can come again a lease after it was published (its mark was lost) or a retry
+      // delay after an attempt counted as failed whose COMMIT landed: its inbox record must still be there.
+      const comesAgainWithinMs = Math.max(relay.leaseMs, retryPolicy.maxDelayMs);
+      if (inbox && inboxOptions.retentionMs < 2 * comesAgainWithinMs) {
+        throw new InvalidIntegrationEventHandlerError(
+          name,
+          `its inbox forgets a handled message after inbox.retentionMs (${inboxOptions.retentionMs} ms), less than twice the ` +
+            `longest a message can take to come again (${comesAgainWithinMs} ms: the larger of relay.leaseMs and its ` +
+            'retry.maxDelayMs): a duplicate arriving after that would be handled again. Raise inbox.retentionMs (days are the norm).',
+        );
       }
       const existing = byQueue.get(queue) ?? byQueue.get(deadLetterQueue);
       if (existing) throw new DuplicateHandlerQueueError(queue, [existing.name, name]);
