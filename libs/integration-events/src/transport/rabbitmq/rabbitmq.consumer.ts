@@ -28,7 +28,7 @@ interface Subscription {
    * queue (to be delivered again), unless `cancelled`.
    */
   closed: boolean;
-  /** The broker cancelled the consumer (its queue was deleted): the deliveries in hand went with the queue. */
+  /** The broker cancelled the consumer (as it does when its queue is deleted): the deliveries in hand went with the queue. */
   cancelled: boolean;
 }
 
