@@ -1,5 +1,5 @@
 import { dirname, join } from 'node:path';
-import { deadLetterHeaders, smallerCopyHeaders } from './failure-headers';
+import { deadLetterHeaders, retryCopyHeaders, smallerCopyHeaders } from './failure-headers';
 
 /** amqplib's own header-table encoder (its package exports only its API, so it is loaded by path). */
 const { encodeTable } = require(join(dirname(require.resolve('amqplib')), 'lib', 'codec.js')) as {
@@ -83,5 +83,41 @@ describe('deadLetterHeaders', () => {
   it('carries the new failure\'s stack in place of the earlier one', () => {
     const headers = deadLetterHeaders(earlier, deadLetter('PoisonMessage: the body is not JSON\n    at decode'), handler);
     expect(headers['ie-error-stack']).toBe('PoisonMessage: the body is not JSON\n    at decode');
+  });
+});
+
+describe('retryCopyHeaders', () => {
+  it('leaves out what only a dead letter carries, when one moved back by hand fails again', () => {
+    const movedBack = {
+      'ie-event-name': 'ordering.order-created',
+      tenant: 'acme',
+      'ie-first-failure-at': '2026-11-26T06:00:00.000Z',
+      'ie-dead-letter-reason': 'max-attempts',
+      'ie-attempts': 10,
+      'ie-error-name': 'TypeError',
+      'ie-error-message': 'x is undefined',
+      'ie-error-stack': 'TypeError: x is undefined',
+      'ie-handler': 'OrderCreatedHandler',
+      'ie-queue': 'ordering.OrderCreatedHandler',
+      'ie-dead-lettered-at': '2026-11-26T07:00:00.000Z',
+    };
+    const failedAt = new Date('2026-11-27T06:00:00.000Z');
+    const headers = retryCopyHeaders(movedBack, {
+      action: 'retry',
+      attempt: 1,
+      nextAttempt: 2,
+      delayMs: 1_000,
+      failure: { name: 'Error', message: 'transient', stack: undefined, failedAt },
+      eventName: 'ordering.order-created',
+    });
+    expect(headers).toEqual({
+      'ie-event-name': 'ordering.order-created',
+      tenant: 'acme',
+      'ie-attempt': 2,
+      // The first failure stays the first, across the dead letter.
+      'ie-first-failure-at': '2026-11-26T06:00:00.000Z',
+      'ie-last-failure-at': '2026-11-27T06:00:00.000Z',
+      'ie-last-error': 'Error: transient',
+    });
   });
 });

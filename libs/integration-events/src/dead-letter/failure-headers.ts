@@ -103,6 +103,18 @@ function encodedSize(name: string, value: unknown): number | undefined {
   }
 }
 
+/** What only a dead letter carries; a retry copy has `ie-attempt` and `ie-last-error` in their place. */
+const DEAD_LETTER_ONLY_HEADERS: readonly string[] = [
+  MessageHeaders.DeadLetterReason,
+  MessageHeaders.Attempts,
+  MessageHeaders.ErrorName,
+  MessageHeaders.ErrorMessage,
+  MessageHeaders.ErrorStack,
+  MessageHeaders.Handler,
+  MessageHeaders.Queue,
+  MessageHeaders.DeadLetteredAt,
+];
+
 function firstFailureAt(headers: Headers, failedAt: Date): string {
   const earlier = headers[MessageHeaders.FirstFailureAt];
   return typeof earlier === 'string' && !Number.isNaN(Date.parse(earlier)) ? earlier : failedAt.toISOString();
@@ -110,7 +122,7 @@ function firstFailureAt(headers: Headers, failedAt: Date): string {
 
 /** Headers of the copy that waits for the next attempt: the original ones, plus where the failures stand. */
 export function retryCopyHeaders(headers: Headers, retry: RetryDisposition): Record<string, unknown> {
-  return {
+  const result: Record<string, unknown> = {
     ...withoutBrokerHeaders(headers),
     ...eventNameHeader(headers, retry.eventName),
     [MessageHeaders.Attempt]: retry.nextAttempt,
@@ -118,6 +130,10 @@ export function retryCopyHeaders(headers: Headers, retry: RetryDisposition): Rec
     [MessageHeaders.LastFailureAt]: retry.failure.failedAt.toISOString(),
     [MessageHeaders.LastError]: `${retry.failure.name}: ${retry.failure.message}`,
   };
+  // A dead letter moved back by hand and failing again is a message being retried, not a dead letter:
+  // its handler must not see the earlier give-up (its reason, error, count) as if it were this failure's.
+  for (const name of DEAD_LETTER_ONLY_HEADERS) delete result[name];
+  return result;
 }
 
 /** Headers of the dead-lettered copy: the original ones plus everything an operator needs to decide. */
