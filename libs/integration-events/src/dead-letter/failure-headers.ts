@@ -1,5 +1,5 @@
 import type { Disposition } from '../consumer/disposition';
-import { FAILURE_HEADERS, MessageHeaders } from '../envelope/message-headers';
+import { DEAD_LETTER_HEADERS, FAILURE_HEADERS, MessageHeaders } from '../envelope/message-headers';
 import type { DeadLetter } from './dead-letter.interface';
 
 type Headers = Readonly<Record<string, unknown>>;
@@ -103,18 +103,6 @@ function encodedSize(name: string, value: unknown): number | undefined {
   }
 }
 
-/** What only a dead letter carries; a retry copy has `ie-attempt` and `ie-last-error` in their place. */
-const DEAD_LETTER_ONLY_HEADERS: readonly string[] = [
-  MessageHeaders.DeadLetterReason,
-  MessageHeaders.Attempts,
-  MessageHeaders.ErrorName,
-  MessageHeaders.ErrorMessage,
-  MessageHeaders.ErrorStack,
-  MessageHeaders.Handler,
-  MessageHeaders.Queue,
-  MessageHeaders.DeadLetteredAt,
-];
-
 function firstFailureAt(headers: Headers, failedAt: Date): string {
   const earlier = headers[MessageHeaders.FirstFailureAt];
   return typeof earlier === 'string' && !Number.isNaN(Date.parse(earlier)) ? earlier : failedAt.toISOString();
@@ -132,7 +120,7 @@ export function retryCopyHeaders(headers: Headers, retry: RetryDisposition): Rec
   };
   // A dead letter moved back by hand and failing again is a message being retried, not a dead letter:
   // its handler must not see the earlier give-up (its reason, error, count) as if it were this failure's.
-  for (const name of DEAD_LETTER_ONLY_HEADERS) delete result[name];
+  for (const name of DEAD_LETTER_HEADERS) delete result[name];
   return result;
 }
 

@@ -55,12 +55,8 @@ export const MessageHeaders = {
   DroppedHeaders: 'ie-dropped-headers',
 } as const;
 
-/** Headers describing failures: removed when a dead letter is requeued, so its attempts start afresh. */
-export const FAILURE_HEADERS: readonly string[] = [
-  MessageHeaders.Attempt,
-  MessageHeaders.FirstFailureAt,
-  MessageHeaders.LastFailureAt,
-  MessageHeaders.LastError,
+/** What only a dead letter carries: a retry copy leaves them out (it has `ie-attempt` and `ie-last-error`). */
+export const DEAD_LETTER_HEADERS: readonly string[] = [
   MessageHeaders.DeadLetterReason,
   MessageHeaders.Attempts,
   MessageHeaders.ErrorName,
@@ -69,6 +65,15 @@ export const FAILURE_HEADERS: readonly string[] = [
   MessageHeaders.Handler,
   MessageHeaders.Queue,
   MessageHeaders.DeadLetteredAt,
+];
+
+/** Headers describing failures: removed when a dead letter is requeued, so its attempts start afresh. */
+export const FAILURE_HEADERS: readonly string[] = [
+  MessageHeaders.Attempt,
+  MessageHeaders.FirstFailureAt,
+  MessageHeaders.LastFailureAt,
+  MessageHeaders.LastError,
+  ...DEAD_LETTER_HEADERS,
 ];
 
 /** Header names reserved by the library. Application headers may not start with these prefixes. */
