@@ -119,8 +119,10 @@ describe('boot', () => {
       'OrderCreatedRecorder: its inbox forgets a handled message after inbox.retentionMs (59999 ms), less than twice the longest a message can take to come again (30000 ms',
     );
     // The retry delays count too: at most 5 minutes by default.
-    expect(await boots({ inbox: { retentionMs: 599_999 } })).toContain('(300000 ms: the larger of relay.leaseMs and its retry.maxDelayMs)');
+    expect(await boots({ inbox: { retentionMs: 599_999 } })).toContain('(300000 ms: the larger of relay.leaseMs and its longest retry delay)');
     expect(await boots({ inbox: { retentionMs: 600_000 } })).toBe('booted');
+    // A handler that is never retried has no retry delay.
+    expect(await boots({ inbox: { retentionMs: 60_000 }, consumer: { retry: { maxAttempts: 1 } } })).toBe('booted');
     // Without the inbox nothing is remembered, and nothing to check.
     expect(await boots({ inbox: { enabled: false, retentionMs: 1_000 } })).toBe('booted');
   });

@@ -110,6 +110,13 @@ describe('the testing module and kit, at the edges', () => {
     }
   });
 
+  it('boots with an inbox kept a minute: its retries wait 50 ms at most here, not the retry policy\'s 5 minutes', async () => {
+    const { kit, behaviour } = await start({ inbox: { retentionMs: 60_000 } });
+    await kit.deliver(new OrderCreatedIntegrationEvent('short-retention'));
+    await kit.drain();
+    expect(behaviour.calls.map((call) => call.orderId)).toEqual(['short-retention']);
+  });
+
   it('refuses a drain() timeout that would never pass (NaN, 0, negative, Infinity) instead of waiting for ever', async () => {
     const { kit } = await start();
     for (const timeoutMs of [Number.NaN, 0, -1, Number.POSITIVE_INFINITY]) {

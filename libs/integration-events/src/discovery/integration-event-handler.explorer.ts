@@ -41,7 +41,7 @@ export class IntegrationEventHandlerExplorer {
   ) {}
 
   explore(): DiscoveredHandler[] {
-    const { serviceName, consumer, inbox: inboxOptions, relay } = this.config.options;
+    const { serviceName, consumer, inbox: inboxOptions, relay, inProcess } = this.config.options;
     const byQueue = new Map<string, DiscoveredHandler>();
     // One instance under two tokens (`useExisting`) is one handler.
     const seen = new Set<unknown>();
@@ -141,13 +141,16 @@ export class IntegrationEventHandlerExplorer {
       }
       // A handled message can come again a lease after it was published (its mark was lost) or a retry
       // delay after an attempt counted as failed whose COMMIT landed: its inbox record must still be there.
-      const comesAgainWithinMs = Math.max(relay.leaseMs, retryPolicy.maxDelayMs);
+      // (The lease is this service's: a publishing service's own is the README's to warn about.)
+      const longestRetryDelayMs =
+        retryPolicy.maxAttempts > 1 ? Math.min(retryPolicy.maxDelayMs, inProcess?.maxRetryDelayMs ?? Infinity) : 0;
+      const comesAgainWithinMs = Math.max(relay.leaseMs, longestRetryDelayMs);
       if (inbox && inboxOptions.retentionMs < 2 * comesAgainWithinMs) {
         throw new InvalidIntegrationEventHandlerError(
           name,
           `its inbox forgets a handled message after inbox.retentionMs (${inboxOptions.retentionMs} ms), less than twice the ` +
             `longest a message can take to come again (${comesAgainWithinMs} ms: the larger of relay.leaseMs and its ` +
-            'retry.maxDelayMs): a duplicate arriving after that would be handled again. Raise inbox.retentionMs (days are the norm).',
+            'longest retry delay): a duplicate arriving after that would be handled again. Raise inbox.retentionMs (days are the norm).',
         );
       }
       const existing = byQueue.get(queue) ?? byQueue.get(deadLetterQueue);
