@@ -11,7 +11,7 @@ export const IntegrationEventConverterDiscovery = DiscoveryService.createDecorat
 
 /**
  * Marks a provider as the converter of one domain event class into integration events. Register the
- * class as a provider in any module; it is found at startup. Whenever the domain event is raised in a
+ * class as a provider in one module (in two, boot fails: each instance would convert); it is found at startup. Whenever the domain event is raised in a
  * transaction, `convert()` runs before the commit and its result is published in that transaction.
  */
 export function IntegrationEventConverter(domainEvent: abstract new (...args: never[]) => object): ClassDecorator {

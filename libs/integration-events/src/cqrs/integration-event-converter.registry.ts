@@ -25,7 +25,7 @@ export class IntegrationEventConverterRegistry {
     // One instance under two tokens (`useExisting`) is one converter.
     const seen = new Set<unknown>();
     // The converter each decorator's metadata was found on first: the same class provided in two modules
-    // (or a decorated class and a subclass inheriting its decorator) is two instances.
+    // is two instances, each converting every domain event.
     const nameByMetadata = new Map<object, string>();
     for (const wrapper of this.discovery.getProviders({ metadataKey: IntegrationEventConverterDiscovery.KEY })) {
       const metadata = this.discovery.getMetadataByDecorator(IntegrationEventConverterDiscovery, wrapper);
@@ -36,7 +36,7 @@ export class IntegrationEventConverterRegistry {
       if (first !== undefined) {
         throw new InvalidIntegrationEventConverterError(
           name,
-          `it is provided twice (${first === name ? 'in two modules' : `as ${first} too, which it inherits its decorator from`}): ` +
+          `it is provided twice (${first === name ? 'in two modules' : `also as ${first}`}): ` +
             `each instance would convert every ${metadata.domainEvent.name} and publish its integration events again, ` +
             'under new message ids (which no inbox recognises). Provide it once, in one module.',
         );

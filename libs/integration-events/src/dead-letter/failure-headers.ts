@@ -119,7 +119,7 @@ export function retryCopyHeaders(headers: Headers, retry: RetryDisposition): Rec
     [MessageHeaders.LastError]: `${retry.failure.name}: ${retry.failure.message}`,
   };
   // A dead letter moved back by hand and failing again is a message being retried, not a dead letter:
-  // its handler must not see the earlier give-up (its reason, error, count) as if it were this failure's.
+  // from its next attempt on, its handler no longer sees the earlier give-up (reason, error, count).
   for (const name of DEAD_LETTER_HEADERS) delete result[name];
   return result;
 }
