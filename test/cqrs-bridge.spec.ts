@@ -181,6 +181,15 @@ class ParcelPackedConverter implements IIntegrationEventConverter<ParcelPackedDo
   }
 }
 
+/** A converter provided in the decorated one's place (`useClass`), as a test or a decorator would. */
+class TracedParcelPackedConverter extends ParcelPackedConverter {
+  readonly converted: string[] = [];
+  override convert(event: ParcelPackedDomainEvent): OrderCreatedIntegrationEvent {
+    this.converted.push(event.orderId);
+    return super.convert(event);
+  }
+}
+
 /** Publishes on the EventBus its module can inject. */
 @Injectable()
 class Packing {
@@ -679,6 +688,37 @@ describe('@nestjs/cqrs bridge', () => {
         providers: [ParcelPackedConverter, { provide: 'PACKING_CONVERTER', useExisting: ParcelPackedConverter }],
       });
       await app.close();
+    } finally {
+      await other.cleanup();
+    }
+  });
+
+  it('runs a converter provided in its decorated base\'s place (useClass), and refuses it beside its base', async () => {
+    const other = await TestNamespace.create();
+    try {
+      const app = await startTestApp(other, {
+        imports: [CqrsModule.forRoot()],
+        providers: [{ provide: ParcelPackedConverter, useClass: TracedParcelPackedConverter }],
+        options: { consumer: { enabled: false } },
+      });
+      try {
+        await app.get<TransactionHost<TransactionalAdapterTypeOrm>>(TransactionHost).withTransaction(async () =>
+          app.get(EventBus).publish(new ParcelPackedDomainEvent('in-place')),
+        );
+        expect(app.get<TracedParcelPackedConverter>(ParcelPackedConverter).converted).toEqual(['in-place']);
+        const { rows } = await (await other.sql()).query(`SELECT payload FROM ${other.outboxTable}`);
+        expect(rows.map((row: { payload: string }) => JSON.parse(row.payload).orderId)).toEqual(['in-place/packed']);
+      } finally {
+        await app.close();
+      }
+      const boot = await startTestApp(other, { imports: [CqrsModule.forRoot()], providers: [ParcelPackedConverter, TracedParcelPackedConverter] }).then(
+        async (booted) => {
+          await booted.close();
+          return 'booted';
+        },
+        (error: Error) => error.message,
+      );
+      expect(boot).toMatch(/@IntegrationEventConverter (Traced)?ParcelPackedConverter: it is provided twice \(also as (Traced)?ParcelPackedConverter\)/);
     } finally {
       await other.cleanup();
     }

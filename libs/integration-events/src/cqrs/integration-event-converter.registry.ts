@@ -1,7 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { DiscoveryService } from '@nestjs/core';
+import { providerClass } from '../discovery/provider-class';
 import { InvalidIntegrationEventConverterError } from '../errors/invalid-integration-event-converter.error';
-import { IntegrationEventConverterDiscovery } from './integration-event-converter.decorator';
+import { IntegrationEventConverterDiscovery, type IntegrationEventConverterMetadata } from './integration-event-converter.decorator';
 import type { ConverterResult, IIntegrationEventConverter } from './integration-event-converter.interface';
 
 interface DiscoveredConverter {
@@ -25,13 +26,20 @@ export class IntegrationEventConverterRegistry {
     // One instance under two tokens (`useExisting`) is one converter.
     const seen = new Set<unknown>();
     // The converter each decorator's metadata was found on first: the same class provided in two modules
-    // is two instances, each converting every domain event.
+    // (or a decorated class and a subclass of it that inherits its decorator) is two instances, each
+    // converting every domain event.
     const nameByMetadata = new Map<object, string>();
-    for (const wrapper of this.discovery.getProviders({ metadataKey: IntegrationEventConverterDiscovery.KEY })) {
-      const metadata = this.discovery.getMetadataByDecorator(IntegrationEventConverterDiscovery, wrapper);
+    // Every provider, not only those indexed under the decorator's key: that index holds the decorated
+    // class itself, so a subclass provided in its place (`useClass`, `overrideProvider()`) would be
+    // missed, and its integration events never written. The metadata is read through the prototype chain.
+    for (const wrapper of this.discovery.getProviders()) {
+      const cls = providerClass(wrapper);
+      const metadata = cls
+        ? (Reflect.getMetadata(IntegrationEventConverterDiscovery.KEY, cls) as IntegrationEventConverterMetadata | undefined)
+        : undefined;
       if (!metadata || (wrapper.instance !== undefined && seen.has(wrapper.instance))) continue;
       seen.add(wrapper.instance);
-      const name = (wrapper.metatype as { name?: string } | null)?.name ?? String(wrapper.name);
+      const name = cls?.name || String(wrapper.name);
       const first = nameByMetadata.get(metadata);
       if (first !== undefined) {
         throw new InvalidIntegrationEventConverterError(

@@ -11,19 +11,7 @@ import { resolveRetryPolicy, RetryPolicyOptionError } from '../retry/resolve-ret
 import type { RetryPolicy } from '../retry/retry-policy';
 import type { IIntegrationEventHandler } from '../consumer/integration-event-handler.interface';
 import type { DiscoveredHandler } from './discovered-handler';
-
-type ProviderWrapper = ReturnType<DiscoveryService['getProviders']>[number];
-
-/**
- * The provider's class: its instance's constructor when there is an instance (a factory provider's
- * metatype is the factory), else its metatype — what Nest's own discovery reads metadata from. Nothing
- * for values without a class (`useValue: null`), which cannot be handlers.
- */
-function providerClass(wrapper: ProviderWrapper): Function | undefined {
-  const instance = wrapper.instance as { constructor?: unknown } | null | undefined;
-  const cls = (instance !== null && instance !== undefined ? instance.constructor : undefined) ?? wrapper.metatype;
-  return typeof cls === 'function' ? cls : undefined;
-}
+import { providerClass } from './provider-class';
 
 /** AMQP queue names: letters, digits, `-_.:`, and not RabbitMQ's reserved `amq.` prefix. */
 const QUEUE_PATTERN = /^(?!amq\.)[A-Za-z0-9_.:-]{1,200}$/;
