@@ -22,7 +22,7 @@ import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/o
 import { CapturingLogger } from './support/capturing-logger';
 import { consistently } from './support/eventually';
 import { TEST_DATABASE_URL } from './support/services';
-import { infrastructureImports, startTestApp, testOptions, type TestAppOptions } from './support/test-app';
+import { bootMessage, infrastructureImports, startTestApp, testOptions, type TestAppOptions } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
 
 class NotAnEvent {
@@ -106,14 +106,7 @@ describe('boot', () => {
   });
 
   it('refuses an inbox that forgets messages before they can come again, for the handlers that use it', async () => {
-    const boots = async (options: TestAppOptions['options']) =>
-      startTestApp(ns, { providers: [OrderCreatedRecorder], options }).then(
-        async (app) => {
-          await app.close();
-          return 'booted';
-        },
-        (error: Error) => error.message,
-      );
+    const boots = (options: TestAppOptions['options']) => bootMessage(ns, { providers: [OrderCreatedRecorder], options });
     // relay.leaseMs is 30 s by default: a message can be published again that long after it was handled.
     expect(await boots({ inbox: { retentionMs: 59_999 }, consumer: { retry: { maxDelayMs: 1_000 } } })).toContain(
       'OrderCreatedRecorder: its inbox forgets a handled message after inbox.retentionMs (59999 ms), less than twice the longest a message can take to come again (30000 ms',

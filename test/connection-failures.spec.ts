@@ -45,31 +45,31 @@ class OneAtATime implements IIntegrationEventHandler<OrderCreatedIntegrationEven
   }
 }
 
-/** Fails every call, for good after two attempts; its first call waits for `release()` before failing. */
-@IntegrationEventHandler(OrderCreatedIntegrationEvent, { inbox: false, retry: { maxAttempts: 2, initialDelayMs: 50, maxDelayMs: 50 } })
-class FailsAfterRelease implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+/** Records each call's attempt; its first call waits for `release()`, then fails (to be retried). */
+abstract class FirstCallHeld implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
   readonly attempts: number[] = [];
   release: () => void = () => undefined;
   private readonly released = new Promise<void>((resolve) => (this.release = resolve));
+  /** Whether a call after the first fails too. */
+  protected abstract readonly laterCallsFail: boolean;
   async handle(_event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): Promise<void> {
     this.attempts.push(context.attempt);
     if (this.attempts.length === 1) await this.released;
+    else if (!this.laterCallsFail) return;
     throw new Error('transient');
   }
 }
 
+/** Fails every call, for good after two attempts; its first call waits for `release()` before failing. */
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { inbox: false, retry: { maxAttempts: 2, initialDelayMs: 50, maxDelayMs: 50 } })
+class FailsAfterRelease extends FirstCallHeld {
+  protected readonly laterCallsFail = true;
+}
+
 /** Its first call waits for `release()`, then fails (to be retried); later calls succeed. */
 @IntegrationEventHandler(OrderCreatedIntegrationEvent, { inbox: false, retry: { maxAttempts: 3, initialDelayMs: 50, maxDelayMs: 50 } })
-class FirstCallFailsAfterRelease implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
-  readonly attempts: number[] = [];
-  release: () => void = () => undefined;
-  private readonly released = new Promise<void>((resolve) => (this.release = resolve));
-  async handle(_event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): Promise<void> {
-    this.attempts.push(context.attempt);
-    if (this.attempts.length > 1) return;
-    await this.released;
-    throw new Error('transient');
-  }
+class FirstCallFailsAfterRelease extends FirstCallHeld {
+  protected readonly laterCallsFail = false;
 }
 
 /**

@@ -35,7 +35,7 @@ import {
 import { CapturingLogger } from './support/capturing-logger';
 import { consistently, eventually } from './support/eventually';
 import { TEST_DATABASE_URL } from './support/services';
-import { startTestApp, testOptions } from './support/test-app';
+import { bootMessage, startTestApp, testOptions } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
 
 class PingDomainEvent {
@@ -654,13 +654,7 @@ describe('@nestjs/cqrs bridge', () => {
   it('fails boot when converters are provided and the bridge is turned off, instead of never writing their integration events', async () => {
     const other = await TestNamespace.create();
     try {
-      const boot = await startTestApp(other, { imports: [CqrsModule.forRoot()], providers: [ParcelPackedConverter], options: { cqrs: { enabled: false } } }).then(
-        async (app) => {
-          await app.close();
-          return 'booted';
-        },
-        (error: Error) => error.message,
-      );
+      const boot = await bootMessage(other, { imports: [CqrsModule.forRoot()], providers: [ParcelPackedConverter], options: { cqrs: { enabled: false } } });
       expect(boot).toContain('converters need the cqrs bridge, and cqrs.enabled is false');
     } finally {
       await other.cleanup();
@@ -674,13 +668,7 @@ describe('@nestjs/cqrs bridge', () => {
     class PackingThere {}
     const other = await TestNamespace.create();
     try {
-      const boot = await startTestApp(other, { imports: [CqrsModule.forRoot(), PackingHere, PackingThere] }).then(
-        async (app) => {
-          await app.close();
-          return 'booted';
-        },
-        (error: Error) => error.message,
-      );
+      const boot = await bootMessage(other, { imports: [CqrsModule.forRoot(), PackingHere, PackingThere] });
       expect(boot).toContain('@IntegrationEventConverter ParcelPackedConverter: it is provided twice (in two modules)');
       // One instance under two tokens is one converter.
       const app = await startTestApp(other, {
@@ -711,13 +699,7 @@ describe('@nestjs/cqrs bridge', () => {
       } finally {
         await app.close();
       }
-      const boot = await startTestApp(other, { imports: [CqrsModule.forRoot()], providers: [ParcelPackedConverter, TracedParcelPackedConverter] }).then(
-        async (booted) => {
-          await booted.close();
-          return 'booted';
-        },
-        (error: Error) => error.message,
-      );
+      const boot = await bootMessage(other, { imports: [CqrsModule.forRoot()], providers: [ParcelPackedConverter, TracedParcelPackedConverter] });
       expect(boot).toMatch(/@IntegrationEventConverter (Traced)?ParcelPackedConverter: it is provided twice \(also as (Traced)?ParcelPackedConverter\)/);
     } finally {
       await other.cleanup();

@@ -329,71 +329,65 @@ describe('SQLite outbox store', () => {
   });
 });
 
-describe('SQLite relay statements', () => {
-  it('dates a claim\'s lease from when it runs, not from before it waited for an application\'s transaction to end', async () => {
-    const fixture = await sqliteFixture();
-    const queryRunner = fixture.dataSource.createQueryRunner();
-    const clock = jest.spyOn(Date, 'now');
-    try {
-      const [id] = await fixture.insertPending(1);
-      const leaseMs = 1_000;
-      await queryRunner.startTransaction();
-      // The claim waits for the transaction to end; meanwhile ten leases' worth of time passes.
-      const claimed = fixture.outbox.claim(10, leaseMs, randomUUID());
-      const later = Date.now() + 10 * leaseMs;
-      clock.mockImplementation(() => later);
-      await queryRunner.commitTransaction();
-      expect((await claimed).map((row) => row.id)).toEqual([id]);
-      // Its lease runs from then: no other claim takes the row while it does.
-      expect(await fixture.outbox.claim(10, leaseMs, randomUUID())).toEqual([]);
-    } finally {
-      clock.mockRestore();
-      await queryRunner.release();
-      await fixture.close();
-    }
-  });
-});
-
 describe('SQLite relay statements, once a transaction they waited for ends', () => {
+  let fixture: StoreFixture;
+  let queryRunner: ReturnType<DataSource['createQueryRunner']>;
+  const real = Date.now.bind(Date);
+  /** How far the clock has moved on from the real one. */
+  let offset = 0;
+
+  beforeEach(async () => {
+    fixture = await sqliteFixture();
+    queryRunner = fixture.dataSource.createQueryRunner();
+    offset = 0;
+    jest.spyOn(Date, 'now').mockImplementation(() => real() + offset);
+  });
+
+  afterEach(async () => {
+    jest.restoreAllMocks();
+    await queryRunner.release();
+    await fixture.close();
+  });
+
+  /** Runs `work` while a transaction is open (it waits for the commit); the clock moves on by `laterMs` meanwhile, and stays there. */
+  const afterATransaction = async <T>(laterMs: number, work: () => Promise<T>): Promise<T> => {
+    offset = 0;
+    await queryRunner.startTransaction();
+    const result = work();
+    offset = laterMs;
+    await queryRunner.commitTransaction();
+    return result;
+  };
+
+  it('dates a claim\'s lease from when it runs, not from before it waited for an application\'s transaction to end', async () => {
+    const [id] = await fixture.insertPending(1);
+    const leaseMs = 1_000;
+    // The claim waits for the transaction to end; meanwhile ten leases' worth of time passes.
+    const claimed = await afterATransaction(10 * leaseMs, () => fixture.outbox.claim(10, leaseMs, randomUUID()));
+    expect(claimed.map((row) => row.id)).toEqual([id]);
+    // Its lease runs from then: no other claim takes the row while it does.
+    expect(await fixture.outbox.claim(10, leaseMs, randomUUID())).toEqual([]);
+  });
+
   it('read the time for a mark, a cleanup and the backlog when they run', async () => {
-    const fixture = await sqliteFixture();
-    const queryRunner = fixture.dataSource.createQueryRunner();
-    const real = Date.now.bind(Date);
-    let offset = 0;
-    const clock = jest.spyOn(Date, 'now').mockImplementation(() => real() + offset);
-    /** Runs `work` while a transaction is open (it waits for the commit); the clock moves on by `laterMs` meanwhile. */
-    const afterATransaction = async <T>(laterMs: number, work: () => Promise<T>): Promise<T> => {
-      offset = 0;
-      await queryRunner.startTransaction();
-      const result = work();
-      offset = laterMs;
-      await queryRunner.commitTransaction();
-      return result;
-    };
     const row = async (id: string) =>
       ((await fixture.dataSource.query('SELECT sent_at, available_at FROM integration_events_outbox WHERE id = ?', [id])) as Array<{ sent_at: number; available_at: number }>)[0]!;
-    try {
-      const [sent, failed] = await fixture.insertPending(2);
-      const token = randomUUID();
-      expect(await fixture.outbox.claim(10, 600_000, token)).toHaveLength(2);
-      await afterATransaction(60_000, () => fixture.outbox.markSent([sent!], token));
-      expect((await row(sent!)).sent_at).toBeGreaterThanOrEqual(real() + 50_000);
-      await afterATransaction(60_000, () => fixture.outbox.markFailed([{ id: failed!, error: 'refused', retryInMs: 1_000 }], token));
-      expect((await row(failed!)).available_at).toBeGreaterThanOrEqual(real() + 50_000);
-      // Due a minute before the backlog is read.
-      const backlog = await afterATransaction(121_000, () => fixture.outbox.backlog());
-      expect(backlog.pending).toBe(1);
-      expect(backlog.lagMs).toBeGreaterThanOrEqual(50_000);
-      // Sent a minute after the clock's start: past 100 s of retention only by the time the cleanup runs.
-      expect(await afterATransaction(200_000, () => fixture.outbox.deleteSent(100_000, 100))).toBe(1);
-      offset = 0;
-      await fixture.dataSource.transaction((manager) => fixture.inbox.record(manager, 'queue-a', 'm-1'));
-      expect(await afterATransaction(200_000, () => fixture.inbox.deleteOlderThan(100_000, 100))).toBe(1);
-    } finally {
-      clock.mockRestore();
-      await queryRunner.release();
-      await fixture.close();
-    }
+    const [sent, failed] = await fixture.insertPending(2);
+    const token = randomUUID();
+    expect(await fixture.outbox.claim(10, 600_000, token)).toHaveLength(2);
+    await afterATransaction(60_000, () => fixture.outbox.markSent([sent!], token));
+    expect((await row(sent!)).sent_at).toBeGreaterThanOrEqual(real() + 50_000);
+    await afterATransaction(60_000, () => fixture.outbox.markFailed([{ id: failed!, error: 'refused', retryInMs: 1_000 }], token));
+    expect((await row(failed!)).available_at).toBeGreaterThanOrEqual(real() + 50_000);
+    // Due a minute before the backlog is read.
+    const backlog = await afterATransaction(121_000, () => fixture.outbox.backlog());
+    expect(backlog.pending).toBe(1);
+    expect(backlog.lagMs).toBeGreaterThanOrEqual(50_000);
+    // Sent a minute after the clock's start: past 100 s of retention only by the time the cleanup runs.
+    expect(await afterATransaction(200_000, () => fixture.outbox.deleteSent(100_000, 100))).toBe(1);
+    offset = 0;
+    await fixture.dataSource.transaction((manager) => fixture.inbox.record(manager, 'queue-a', 'm-1'));
+    expect(await afterATransaction(200_000, () => fixture.inbox.deleteOlderThan(100_000, 100))).toBe(1);
   });
 });
 

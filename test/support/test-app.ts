@@ -82,6 +82,20 @@ export async function startTestApp(ns: TestNamespace, options: TestAppOptions = 
   return moduleRef;
 }
 
+/**
+ * What booting `startTestApp(ns, options)` comes to, for tests of what boot refuses: `'booted'` (the
+ * application closed again at once, so none is left running), or the message boot failed with.
+ */
+export async function bootMessage(ns: TestNamespace, options: TestAppOptions = {}): Promise<string> {
+  return startTestApp(ns, options).then(
+    async (app) => {
+      await app.close();
+      return 'booted';
+    },
+    (error: Error) => error.message,
+  );
+}
+
 /** Tracks every queue the app's handlers declare (their own, dead-letter and wait queues) for cleanup. */
 export function trackHandlerQueues(ns: TestNamespace, app: Pick<TestingModule, 'get'>): void {
   for (const handler of app.get(IntegrationEventConsumers).handlers) {
