@@ -44,7 +44,7 @@ interface TransportFixture {
   /** Takes every message out of a dead-letter queue. */
   drainDeadLetters(queue: string): Promise<RawMessage[]>;
   /** Puts a message straight into a (dead-letter) queue, as another tool would. */
-  putDeadLetter(queue: string, body: string, messageId: string, headers: Record<string, unknown>): Promise<void>;
+  putDeadLetter(queue: string, body: string, messageId: string | undefined, headers: Record<string, unknown>): Promise<void>;
   /** Makes a queue nobody consumes (a renamed handler's old one). */
   declareQueue(queue: string): Promise<void>;
   close(): Promise<void>;
@@ -301,6 +301,19 @@ describe.each([
     await eventually(() => expect(calls(app, 'first')).toHaveLength(1));
     expect((await deadLetters.list(dlq)).messages.map((m) => m.messageId)).toEqual(['orphan', 'last']);
     expect(calls(app, 'last')).toHaveLength(0);
+    await deadLetters.purge(dlq, { all: true });
+  });
+
+  it('picks a dead letter without a message id (another publisher\'s poison) by the empty id', async () => {
+    const app = await start({});
+    const deadLetters = app.get(DeadLetterService);
+    const dlq = `${queue()}.dlq`;
+    await fixture.putDeadLetter(dlq, 'not json', 'with-id', {});
+    await fixture.putDeadLetter(dlq, 'no id', undefined, {});
+    await eventually(async () => expect((await deadLetters.list(dlq)).total).toBe(2));
+    expect(await deadLetters.show(dlq, '')).toMatchObject({ body: 'no id' });
+    expect(await deadLetters.purge(dlq, { messageIds: [''] })).toEqual({ purged: 1, missing: [] });
+    expect((await deadLetters.list(dlq)).messages.map((m) => m.messageId)).toEqual(['with-id']);
     await deadLetters.purge(dlq, { all: true });
   });
 

@@ -16,7 +16,7 @@ export class InProcessDeadLetters implements DeadLetterOperations {
   }
 
   async show(deadLetterQueue: string, messageId: string): Promise<DeadLetterDetails | undefined> {
-    const message = this.existing(deadLetterQueue).peek().find((m) => m.messageId === messageId);
+    const message = this.existing(deadLetterQueue).peek().find((m) => (m.messageId ?? '') === messageId);
     return message ? describeDeadLetter(message) : undefined;
   }
 
