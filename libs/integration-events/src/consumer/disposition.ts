@@ -27,7 +27,7 @@ export type Disposition =
   | {
       readonly action: 'dead-letter';
       readonly reason: DeadLetterReason;
-      /** Handler calls made (0 when the message was refused before any). */
+      /** Handler calls made; for poison, the attempts before this delivery (by its `ie-attempt`). */
       readonly attempts: number;
       readonly failure: FailureDetails;
       readonly messageId: string | undefined;

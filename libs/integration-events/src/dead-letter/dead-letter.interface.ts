@@ -20,7 +20,10 @@ export interface DeadLetter {
   /** Class name of the handler. */
   readonly handler: string;
   readonly reason: DeadLetterReason;
-  /** Handler calls made (0 for poison messages). */
+  /**
+   * Handler calls made; for a poison message, none was made on this delivery: the attempts before it, by
+   * its `ie-attempt` (0 on a first delivery, more when a retry copy turned poison).
+   */
   readonly attempts: number;
   readonly firstFailureAt: Date;
   readonly lastFailureAt: Date;

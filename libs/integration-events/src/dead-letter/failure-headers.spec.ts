@@ -52,6 +52,39 @@ describe('smallerCopyHeaders', () => {
     expect(last['ie-dropped-headers']).toBe('ie-huge-2,ie-huge-3');
     expect(encodes(last)).toBe(true);
   });
+
+  it('keeps, in its last form, the failure and contract headers before the other ie-* headers another client sent', () => {
+    // About 65 KB of a sender's own small ie-* headers, arrived before the copy's failure headers.
+    const sent = Object.fromEntries(Array.from({ length: 2_600 }, (_, i) => [`ie-f-${String(i).padStart(4, '0')}`, '0123456789']));
+    const disposition = {
+      action: 'dead-letter',
+      reason: 'non-retryable',
+      attempts: 1,
+      messageId: 'm-1',
+      eventName: 'payments.x',
+      eventVersion: 1,
+      failure: { name: 'Error', message: 'no', stack: undefined, failedAt: new Date('2026-11-27T06:00:00.000Z') },
+    } as unknown as Parameters<typeof deadLetterHeaders>[1];
+    const last = smallerCopyHeaders(deadLetterHeaders(sent, disposition, { name: 'XHandler', queue: 'payments.XHandler' })).at(-1)!;
+    expect(last).toMatchObject({
+      'ie-dead-letter-reason': 'non-retryable',
+      'ie-attempts': 1,
+      'ie-queue': 'payments.XHandler',
+      'ie-handler': 'XHandler',
+      'ie-error-message': 'no',
+      'ie-event-name': 'payments.x',
+    });
+    expect(last['ie-dropped-headers']).toMatch(/^ie-f-\d{4}(,ie-f-\d{4})*/);
+    expect(encodes(last)).toBe(true);
+    // On a retry copy, the attempt (a dropped one would start the count again) and the event's name.
+    const retry = {
+      action: 'retry',
+      nextAttempt: 2,
+      eventName: 'payments.x',
+      failure: disposition.failure,
+    } as unknown as Parameters<typeof retryCopyHeaders>[1];
+    expect(smallerCopyHeaders(retryCopyHeaders(sent, retry)).at(-1)).toMatchObject({ 'ie-attempt': 2, 'ie-event-name': 'payments.x' });
+  });
 });
 
 describe('deadLetterHeaders', () => {

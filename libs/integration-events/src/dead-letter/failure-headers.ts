@@ -37,13 +37,25 @@ function eventNameHeader(headers: Headers, eventName: string | undefined): Recor
   return headers[MessageHeaders.EventName] === undefined && eventName !== undefined ? { [MessageHeaders.EventName]: eventName } : {};
 }
 
+/** The headers a copy's smallest form keeps before any other: its failure's, then the contract's and the flow's. */
+const KEPT_FIRST: readonly string[] = [
+  ...FAILURE_HEADERS,
+  MessageHeaders.EventName,
+  MessageHeaders.EventVersion,
+  MessageHeaders.OccurredAt,
+  MessageHeaders.SourceService,
+  MessageHeaders.CorrelationId,
+  MessageHeaders.CausationId,
+];
+
 /**
  * Other forms of a copy's headers, for a copy amqplib cannot encode: its header table takes at most
  * 64 KiB, and another publisher's client may have sent more than that, or close to it, or values
  * amqplib decodes but cannot encode again (a ±1e300 double, a fraction over 2^50, a nested table with a "!" key). First
  * the failure's stack goes and its message is cut to 200 characters; then the application's headers go
  * too: only the library's own (`ie-*`) remain, and `ie-dropped-headers` names what was left out; last,
- * of those only the ones amqplib surely encodes remain, within its table (see `encodedSize`). The message itself (its
+ * of those only the ones amqplib surely encodes remain, within its table (see `encodedSize`), the
+ * failure's and the contract's first (`KEPT_FIRST`). The message itself (its
  * body) is always kept: in the handler's queue again, or in its dead-letter queue.
  */
 export function smallerCopyHeaders(headers: Headers): Array<Record<string, unknown>> {
@@ -63,8 +75,13 @@ export function smallerCopyHeaders(headers: Headers): Array<Record<string, unkno
   const encodable: Record<string, unknown> = {};
   // Room for the dropped-headers list (at most 1,000 characters, 3 bytes each) under amqplib's 64 KiB.
   let room = 60_000;
-  for (const [name, value] of Object.entries(libraryOnly)) {
+  // The room goes first to what this copy says of itself (the failure, the contract, the flow), then to
+  // the other ie-* headers another client sent: never the dead-letter reason left out for a sender's own.
+  const first = KEPT_FIRST.filter((name) => name in libraryOnly);
+  const rest = Object.keys(libraryOnly).filter((name) => !first.includes(name));
+  for (const name of [...first, ...rest]) {
     if (name === MessageHeaders.DroppedHeaders) continue;
+    const value = libraryOnly[name];
     const size = encodedSize(name, value);
     if (size !== undefined && size <= room) {
       encodable[name] = value;
