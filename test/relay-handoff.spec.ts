@@ -304,14 +304,14 @@ describe('outbox relay handoff', () => {
         // NTP steps the clock back 10 s before the commit: by the wall clock, the lease just began.
         steppedBack.mockImplementation(() => wallClock() - 10_000);
       });
-      await eventually(() => expect(logger.text).toContain('Released 1 handed-over row(s) whose lease was half gone'), { timeoutMs: 3_000 });
+      await eventually(() => expect(logger.text).toContain('Released 1 handed-over row(s) whose lease was too far gone'), { timeoutMs: 3_000 });
     } finally {
       steppedBack.mockRestore();
     }
     await eventually(() => expect(orderIds(probe.messages)).toEqual(['clock-stepped-back']), { timeoutMs: 3_000 });
   });
 
-  it('sends a row whose lease was half gone at its commit through a claim, once', async () => {
+  it('sends a row whose lease was too far gone at its commit through a claim, once', async () => {
     const probe = await ns.probe('ordering.order-created');
     const logger = new CapturingLogger();
     const { txHost, publisher } = await start({ leaseMs: 1_000, confirmTimeoutMs: 500 }, { logger });
@@ -322,7 +322,23 @@ describe('outbox relay handoff', () => {
     });
     await eventually(() => expect(orderIds(probe.messages)).toEqual(['slow-commit']), { timeoutMs: 3_000 });
     await consistently(() => expect(probe.messages).toHaveLength(1), { forMs: 1_500 });
-    expect(logger.text).toContain('Released 1 handed-over row(s) whose lease was half gone');
+    expect(logger.text).toContain('Released 1 handed-over row(s) whose lease was too far gone');
+    expect((await ns.outboxRows()).map((row) => row.status)).toEqual(['sent']);
+  });
+
+  it('leaves a handed-over row room on its lease for a publish of confirmTimeoutMs and its mark, not just half the lease', async () => {
+    const probe = await ns.probe('ordering.order-created');
+    const logger = new CapturingLogger();
+    // A lease of 1 s, a confirm deadline of 500 ms: a row 350 ms into its lease (under half) could be
+    // confirmed at 850 ms and marked after its lease ran out, by when another relay may have sent it.
+    const { txHost, publisher } = await start({ leaseMs: 1_000, confirmTimeoutMs: 500 }, { logger });
+    await txHost.withTransaction(async () => {
+      await publish(publisher, 'short-of-room');
+      await new Promise((resolve) => setTimeout(resolve, 350));
+    });
+    await eventually(() => expect(orderIds(probe.messages)).toEqual(['short-of-room']), { timeoutMs: 3_000 });
+    await consistently(() => expect(probe.messages).toHaveLength(1), { forMs: 1_000 });
+    expect(logger.text).toContain('Released 1 handed-over row(s) whose lease was too far gone');
     expect((await ns.outboxRows()).map((row) => row.status)).toEqual(['sent']);
   });
 });

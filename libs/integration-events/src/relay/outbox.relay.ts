@@ -187,31 +187,36 @@ export class OutboxRelay {
 
   /**
    * Publishes a batch of rows handed over by `publish()` after their commit: no claim, they are held
-   * under the handoff's lease already. A row whose lease is half gone (a long commit, a slow broker)
-   * is released instead and claimed like any other, so it is never published on an expired lease.
+   * under the handoff's lease already, which began at the insert. A row with too little of it left (a
+   * long transaction, a slow broker) is released instead and claimed like any other, so it is never
+   * published on a lease that may run out before its mark.
    */
   private async relayHandedOff(): Promise<void> {
-    const { batchSize, leaseMs } = this.config.options.relay;
+    const { batchSize, leaseMs, confirmTimeoutMs } = this.config.options.relay;
+    // Fresh while the publish may take its whole confirmTimeoutMs and still leave a quarter of the lease
+    // (and the marks' linger) for the mark, and at most half the lease gone: a claimed row, whose lease
+    // begins at the claim, has at least half of it left when its confirm deadline passes.
+    const freshForMs = Math.min(leaseMs / 2, leaseMs - confirmTimeoutMs - MARK_LINGER_MS - leaseMs / 4);
     // Monotonic: a wall clock stepped back would make an expired lease look fresh.
-    const isFresh = (leasedAt: number): boolean => performance.now() - leasedAt < leaseMs / 2;
+    const isFresh = (leasedAt: number): boolean => performance.now() - leasedAt < freshForMs;
     const taken = this.handoff.take(batchSize);
     const stale = taken.filter(({ leasedAt }) => !isFresh(leasedAt)).map(({ record }) => record.id);
     if (stale.length > 0) {
       try {
         await withRetries(() => this.database.store.release(stale, this.handoff.token));
-        this.logger.debug(`Released ${stale.length} handed-over row(s) whose lease was half gone at their commit; they go out through a claim`);
+        this.logger.debug(`Released ${stale.length} handed-over row(s) whose lease was too far gone at their commit; they go out through a claim`);
         this.wakeSignal.notify();
       } catch (error) {
         // The fresh rows, taken from the handoff already, must still go out; the stale ones are claimed
-        // once their lease (half gone) runs out.
+        // once their lease runs out.
         this.logger.warn(
-          `Could not release ${stale.length} handed-over row(s) whose lease was half gone; they go out through a claim ` +
+          `Could not release ${stale.length} handed-over row(s) whose lease was too far gone; they go out through a claim ` +
             `when it ends: ${(error as Error).message}`,
         );
       }
     }
-    // Looked at again after the release, which may have waited out its retries: a row whose lease is half
-    // gone by now is left to its lease too, never published on one that may run out meanwhile.
+    // Looked at again after the release, which may have waited out its retries: a row whose lease is too
+    // far gone by now is left to its lease too, never published on one that may run out meanwhile.
     const released = new Set(stale);
     const fresh = taken.filter(({ record, leasedAt }) => !released.has(record.id) && isFresh(leasedAt)).map(({ record }) => record);
     if (fresh.length > 0) await this.publishAndMark(fresh, this.handoff.token);
