@@ -108,6 +108,39 @@ class PongHandler implements IEventHandler<PongDomainEvent> {
   }
 }
 
+class NestedPingDomainEvent {
+  constructor(readonly n: number) {}
+}
+class NestedPongDomainEvent {
+  constructor(readonly n: number) {}
+}
+
+/** NestedPing(n) → NestedPong(n+1) → ..., each raised in a savepoint of its handler, up to 50 levels deep. */
+@EventsHandler(NestedPingDomainEvent)
+class NestedPingHandler implements IEventHandler<NestedPingDomainEvent> {
+  constructor(
+    private readonly eventBus: EventBus,
+    private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>,
+  ) {}
+  async handle(event: NestedPingDomainEvent): Promise<void> {
+    await this.txHost.withTransaction(Propagation.Nested, async () => {
+      if (event.n < 50) this.eventBus.publish(new NestedPongDomainEvent(event.n + 1));
+    });
+  }
+}
+@EventsHandler(NestedPongDomainEvent)
+class NestedPongHandler implements IEventHandler<NestedPongDomainEvent> {
+  constructor(
+    private readonly eventBus: EventBus,
+    private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>,
+  ) {}
+  async handle(event: NestedPongDomainEvent): Promise<void> {
+    await this.txHost.withTransaction(Propagation.Nested, async () => {
+      if (event.n < 50) this.eventBus.publish(new NestedPingDomainEvent(event.n + 1));
+    });
+  }
+}
+
 /** Domain event turned into integration events by a converter, with no handler code. */
 class OrderShippedDomainEvent {
   constructor(
@@ -236,6 +269,8 @@ describe('@nestjs/cqrs bridge', () => {
         WarehouseSaga,
         PingHandler,
         PongHandler,
+        NestedPingHandler,
+        NestedPongHandler,
         OrderShippedConverter,
         ReturnShippedConverter,
         SwallowingStockHandler,
@@ -309,6 +344,54 @@ describe('@nestjs/cqrs bridge', () => {
     await expect(attempt).rejects.toBeInstanceOf(DomainEventDispatchDepthError);
     await expect(attempt).rejects.toThrow(/after 5 rounds.*waiting: (Ping|Pong)DomainEvent/);
     expect(await orderRows('o-cycle')).toBe(0);
+  });
+
+  it('counts the rounds of savepoints released inside handlers with their enclosing ones: a cycle through them stops at the limit', async () => {
+    const attempt = txHost.withTransaction(async () => {
+      await txHost.tx.query(`INSERT INTO "${ns.schema}".orders (id) VALUES ('o-nested-cycle')`);
+      app.get(EventBus).publish(new NestedPingDomainEvent(0));
+    });
+    // Each release dispatches its own rounds; counted apart, each would be round 1 and the chain would
+    // go its 50 levels (for ever, had the handlers no bound).
+    await expect(attempt).rejects.toBeInstanceOf(DomainEventDispatchDepthError);
+    await expect(attempt).rejects.toThrow(/after 5 rounds.*waiting: Nested(Ping|Pong)DomainEvent/);
+    expect(await orderRows('o-nested-cycle')).toBe(0);
+  });
+
+  it('gives a domain event raised while its transaction commits to its handlers after the commit, and refuses a converter-backed one', async () => {
+    const dataSource = app.get(DataSource);
+    const eventBus = app.get(EventBus);
+    // Code the transaction's work did not await (an application's own before-commit subscriber here)
+    // raises a domain event once the bridge has handled the transaction's: too late to handle it in it.
+    let raise: () => void = () => undefined;
+    const lateRaiser = {
+      beforeTransactionCommit: async () => {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        raise();
+      },
+    };
+    dataSource.subscribers.push(lateRaiser);
+    try {
+      raise = () => eventBus.publish(new OrderFlaggedDomainEvent('late-flag'));
+      await txHost.withTransaction(async () => {
+        await txHost.tx.query(`INSERT INTO "${ns.schema}".orders (id) VALUES ('o-late-plain')`);
+      });
+      raise = () => undefined;
+      // Not dropped: its handler runs once, after the commit, as plain cqrs would run it.
+      await eventually(() => expect(probe.flaggedHandled).toEqual(['late-flag']));
+      await consistently(() => expect(probe.flaggedHandled).toHaveLength(1), { forMs: 200 });
+      // One with a converter cannot have its integration event written any more: refused, nothing kept.
+      raise = () => eventBus.publish(new OrderShippedDomainEvent('late-shipped', 1));
+      const attempt = txHost.withTransaction(async () => {
+        await txHost.tx.query(`INSERT INTO "${ns.schema}".orders (id) VALUES ('o-late-converted')`);
+      });
+      await expect(attempt).rejects.toThrow(/OrderShippedDomainEvent has an @IntegrationEventConverter but was published while its transaction was committing/);
+      await expect(attempt).rejects.toBeInstanceOf(DomainEventOutsideTransactionError);
+      expect(await orderRows('o-late-converted')).toBe(0);
+      expect(await outboxPayloads()).not.toContain('late-shipped/parcel-0');
+    } finally {
+      dataSource.subscribers.splice(dataSource.subscribers.indexOf(lateRaiser), 1);
+    }
   });
 
   it('leaves cqrs as it was outside a transaction: handlers run, not awaited, no transaction', async () => {

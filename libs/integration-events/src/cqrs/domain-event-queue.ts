@@ -36,8 +36,19 @@ export interface QueuedDomainEvent {
 export class DomainEventQueue {
   readonly pending: QueuedDomainEvent[] = [];
   readonly dispatched: QueuedDomainEvent[] = [];
+  /**
+   * Raised once the transaction was committing (its domain events handled, its COMMIT under way): too
+   * late for its handlers to run in it. They go down the stream after the commit, unhandled there.
+   */
+  readonly late: QueuedDomainEvent[] = [];
+  /** Set when the outermost commit has handled its events: what is raised from then on is late. */
+  sealed = false;
+  /** Rounds of dispatch in progress, a savepoint's release inside a handler of the level outside it included. */
+  roundsInProgress = 0;
 
   private static readonly KEY = DOMAIN_EVENT_QUEUE_KEY;
+  /** Set on a query runner whose outermost commit began with no queue: a queue made from then on is sealed. */
+  private static readonly COMMITTING = Symbol('nestjs-integration-events:domain-events-committing');
 
   private constructor(private readonly queryRunner: QueryRunner) {}
 
@@ -47,9 +58,15 @@ export class DomainEventQueue {
     let queue = data[DomainEventQueue.KEY] as DomainEventQueue | undefined;
     if (!queue) {
       queue = new DomainEventQueue(queryRunner);
+      queue.sealed = data[DomainEventQueue.COMMITTING] === true;
       data[DomainEventQueue.KEY] = queue;
     }
     return queue;
+  }
+
+  /** The outermost commit of `queryRunner`'s transaction has begun, with no domain event so far. */
+  static markCommitting(queryRunner: QueryRunner): void {
+    (queryRunner.data as Record<PropertyKey, unknown>)[DomainEventQueue.COMMITTING] = true;
   }
 
   /** The queue of `queryRunner`'s transaction, if it has one. */
@@ -62,6 +79,7 @@ export class DomainEventQueue {
     const data = queryRunner.data as Record<PropertyKey, unknown>;
     const queue = data[DomainEventQueue.KEY] as DomainEventQueue | undefined;
     delete data[DomainEventQueue.KEY];
+    delete data[DomainEventQueue.COMMITTING];
     return queue;
   }
 
@@ -70,9 +88,9 @@ export class DomainEventQueue {
     return OutboxCommitSubscriber.depthOf(this.queryRunner) ?? 1;
   }
 
-  /** Queues an event raised now, at the current depth. */
+  /** Queues an event raised now, at the current depth (late, once the queue is sealed). */
   add(event: object, dispatcherContext: unknown, asyncContext: unknown, route: DomainEventRoute): void {
-    this.pending.push({ event, dispatcherContext, asyncContext, route, depth: this.depth });
+    (this.sealed ? this.late : this.pending).push({ event, dispatcherContext, asyncContext, route, depth: this.depth });
   }
 
   /** Takes out the pending events raised at `depth` or deeper: those whose savepoint (or transaction) commits now. */

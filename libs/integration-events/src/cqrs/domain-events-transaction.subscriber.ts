@@ -6,8 +6,11 @@ import { DomainEventQueue, type QueuedDomainEvent } from './domain-event-queue';
 
 /** What the subscriber asks of the bridge at each end of a transaction. */
 export interface DomainEventTransactionHooks {
-  /** Handles the queued domain events, in the transaction; a throw rolls it back. */
-  dispatchBeforeCommit(queue: DomainEventQueue): Promise<void>;
+  /**
+   * Handles the queued domain events, in the transaction; a throw rolls it back. At the outermost
+   * commit, seals the queue as it finds none left (see `DomainEventQueue.sealed`).
+   */
+  dispatchBeforeCommit(queue: DomainEventQueue, outermost: boolean): Promise<void>;
   /** Sends the handled domain events down the EventBus stream, the transaction having committed. */
   forwardAfterCommit(queue: DomainEventQueue): void;
   /** Forgets that these events' handlers ran in their transaction or savepoint, which rolled back. */
@@ -26,10 +29,16 @@ export class DomainEventsTransactionSubscriber implements EntitySubscriberInterf
 
   async beforeTransactionCommit(event: TransactionCommitEvent): Promise<void> {
     const { queryRunner } = event;
+    const outermost = OutboxCommitSubscriber.depthOf(queryRunner) === 1;
     const queue = DomainEventQueue.find(queryRunner);
-    if (!queue) return;
+    if (!queue) {
+      // An event raised from now on, by code the transaction's work did not await, is too late to be
+      // handled in it: it must not wait in a queue nobody dispatches (see `DomainEventQueue.sealed`).
+      if (outermost) DomainEventQueue.markCommitting(queryRunner);
+      return;
+    }
     if (queue.pending.length > 0) {
-      await this.hooks.dispatchBeforeCommit(queue);
+      await this.hooks.dispatchBeforeCommit(queue, outermost);
       // An inbox attempt given up (timeout, shutdown) while those handlers ran must not commit: the
       // inbox's own last check ran before them.
       AbandonedAttempt.assertNot(queryRunner);
@@ -37,7 +46,10 @@ export class DomainEventsTransactionSubscriber implements EntitySubscriberInterf
     // A handler that caught a failed statement leaves the transaction aborted: its COMMIT would roll
     // back silently, the stream would see events that never happened, and the relay would get the
     // outbox rows. Checked here, after the handlers, for the outbox too (see isCheckedAfterDomainEvents).
-    if (OutboxCommitSubscriber.depthOf(queryRunner) === 1) {
+    if (outermost) {
+      // Sealed by the rounds as they found none left, or now, with none raised yet: from then on an event
+      // raised is too late to be handled in the transaction.
+      queue.sealed = true;
       await assertTransactionNotAborted(queryRunner, 'The transaction that raised domain events');
       // The last check before this inbox attempt's COMMIT (the inbox left it to this subscriber).
       AbandonedAttempt.assertNotAndBeginCommit(queryRunner);
@@ -53,7 +65,7 @@ export class DomainEventsTransactionSubscriber implements EntitySubscriberInterf
       return;
     }
     const queue = DomainEventQueue.take(queryRunner);
-    if (queue && queue.dispatched.length > 0) this.hooks.forwardAfterCommit(queue);
+    if (queue && (queue.dispatched.length > 0 || queue.late.length > 0)) this.hooks.forwardAfterCommit(queue);
   }
 
   /**

@@ -138,40 +138,68 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
     if (this.converters.has(event)) throw new DomainEventOutsideTransactionError(event.constructor.name);
   }
 
+  /** @internal */
+  assertPublishableWhileCommitting(event: object): void {
+    if (this.converters.has(event)) throw new DomainEventOutsideTransactionError(event.constructor.name, 'committing');
+  }
+
   /**
    * @internal Handles the queue in rounds: every pending event's handlers, then its converters' integration
    * events; events raised meanwhile form the next round, until none is left or the depth limit is hit.
+   * At the outermost commit the queue is sealed as the last round finds none left.
    */
-  async dispatchBeforeCommit(queue: DomainEventQueue): Promise<void> {
+  async dispatchBeforeCommit(queue: DomainEventQueue, outermost: boolean): Promise<void> {
     const { maxDispatchDepth } = this.config.options.cqrs;
     // The level that commits now (a savepoint's release, or the transaction): only its own events and
     // its savepoints' are handled; events raised further out wait for their own level's commit.
     const level = queue.depth;
-    for (let round = 1; ; round++) {
-      const items = queue.takePending(level);
-      if (items.length === 0) return;
-      if (round > maxDispatchDepth) {
-        throw new DomainEventDispatchDepthError(
-          maxDispatchDepth,
-          items.map((item) => item.event.constructor.name),
-        );
+    // A savepoint released inside a handler dispatches its own rounds within this one's: they count
+    // together, or a cycle through nested transactions would start again at round 1 at each level.
+    const outerRounds = queue.roundsInProgress;
+    try {
+      for (let round = 1; ; round++) {
+        const items = queue.takePending(level);
+        if (items.length === 0) {
+          // In the same synchronous step as the check: an event raised after it, by code a handler did
+          // not await, is late (handled after the commit) instead of pending where no round takes it.
+          if (outermost) queue.sealed = true;
+          break;
+        }
+        queue.roundsInProgress = outerRounds + round;
+        if (queue.roundsInProgress > maxDispatchDepth) {
+          throw new DomainEventDispatchDepthError(
+            maxDispatchDepth,
+            items.map((item) => item.event.constructor.name),
+          );
+        }
+        for (const item of items) {
+          await item.route.dispatch(item.event);
+          // Handled from now on: a failure below rolls it back with the rest (and its handlers are forgotten).
+          item.depth = level;
+          queue.dispatched.push(item);
+          const integrationEvents = await this.converters.convert(item.event);
+          if (integrationEvents.length > 0) await this.integrationEvents.publish(integrationEvents);
+        }
       }
-      for (const item of items) {
-        await item.route.dispatch(item.event);
-        // Handled from now on: a failure below rolls it back with the rest (and its handlers are forgotten).
-        item.depth = level;
-        queue.dispatched.push(item);
-        const integrationEvents = await this.converters.convert(item.event);
-        if (integrationEvents.length > 0) await this.integrationEvents.publish(integrationEvents);
-      }
+    } finally {
+      queue.roundsInProgress = outerRounds;
     }
   }
 
   /** @internal Sends the committed events down the stream, outside the finished transaction's context. */
   forwardAfterCommit(queue: DomainEventQueue): void {
+    for (const { event } of queue.late) {
+      this.logger.warn(
+        `Domain event ${event.constructor.name} was published while its transaction was committing, after its domain events ` +
+          'had been handled: its handlers run after the commit, outside the transaction. The code that raised it was not ' +
+          'awaited: await it in the handler or command that starts it.',
+      );
+    }
     const forward = async (): Promise<void> => {
       try {
         for (const { event, dispatcherContext, asyncContext, route } of queue.dispatched) route.forward(event, dispatcherContext, asyncContext);
+        // Not handled in the transaction: their handlers run from the stream, as with plain cqrs.
+        for (const { event, dispatcherContext, asyncContext, route } of queue.late) route.forward(event, dispatcherContext, asyncContext);
       } finally {
         // The stream calls its handlers as the event goes through (a publisher that defers to a later
         // microtask or to the next turn included); after that the same object may be published anew.

@@ -7,13 +7,16 @@ export interface TransactionalEventPublisherContext {
   currentQueue(): DomainEventQueue | undefined;
   /** Throws when `event` must not be published outside a transaction (it has converters). */
   assertPublishableOutsideTransaction(event: object): void;
+  /** Throws when `event` must not be published in a transaction that is committing (it has converters). */
+  assertPublishableWhileCommitting(event: object): void;
 }
 
 /**
  * Installed as the EventBus's publisher, wrapping the one that was there (the default in-memory one,
  * or yours). Outside a transaction it passes every event straight through: cqrs behaves as it always
  * did. Inside a transaction it holds the event in the transaction's queue, to be handled before the
- * commit and sent down the stream after it.
+ * commit and sent down the stream after it; raised once that commit is under way (too late to be handled
+ * in it), it is sent down the stream after the commit, unhandled, or refused when it has converters.
  */
 export class TransactionalEventPublisher<EventBase extends IEvent = IEvent> implements IEventPublisher<EventBase> {
   /**
@@ -29,6 +32,7 @@ export class TransactionalEventPublisher<EventBase extends IEvent = IEvent> impl
   publish<T extends EventBase>(event: T, dispatcherContext?: unknown, asyncContext?: unknown): unknown {
     const queue = this.context.currentQueue();
     if (queue) {
+      if (queue.sealed) this.context.assertPublishableWhileCommitting(event);
       queue.add(event, dispatcherContext, asyncContext, this.route);
       return undefined;
     }
@@ -39,6 +43,7 @@ export class TransactionalEventPublisher<EventBase extends IEvent = IEvent> impl
   publishAll<T extends EventBase>(events: T[], dispatcherContext?: unknown, asyncContext?: unknown): unknown {
     const queue = this.context.currentQueue();
     if (queue) {
+      if (queue.sealed) for (const event of events) this.context.assertPublishableWhileCommitting(event);
       for (const event of events) queue.add(event, dispatcherContext, asyncContext, this.route);
       return undefined;
     }
