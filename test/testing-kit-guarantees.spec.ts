@@ -6,11 +6,13 @@
  * documented set-up for users' tests.
  */
 import { Injectable, Module, type ModuleMetadata } from '@nestjs/common';
+import { CommandHandler, CqrsModule, EventBus, type ICommandHandler, type IEvent, ofType, Saga } from '@nestjs/cqrs';
 import { Test, type TestingModule } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { ClsModule } from 'nestjs-cls';
-import { ClsPluginTransactional } from '@nestjs-cls/transactional';
+import { ClsPluginTransactional, Transactional, TransactionHost } from '@nestjs-cls/transactional';
 import { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
+import { map, type Observable } from 'rxjs';
 import { DataSource } from 'typeorm';
 import {
   createInboxMigration,
@@ -32,6 +34,8 @@ import {
 } from 'nestjs-integration-events/testing';
 import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
 import { eventually } from './support/eventually';
+import { infrastructureImports } from './support/test-app';
+import { TestNamespace } from './support/test-namespace';
 
 /** What the handler of a test does with each event; one per application. */
 @Injectable()
@@ -379,5 +383,79 @@ describe('InProcessQueue.subscribe()', () => {
     broker.sendToQueue('q', { content: Buffer.from('{}'), messageId: 'm', routingKey: 'q', headers: {}, properties: {}, redelivered: false });
     await eventually(() => expect(seen).toEqual(['library']));
     broker.close();
+  });
+});
+
+class ParcelRequestedDomainEvent {
+  constructor(readonly orderId: string) {}
+}
+
+class ShipParcelCommand {
+  constructor(readonly orderId: string) {}
+}
+
+@IntegrationEvent({ name: 'shipping.parcel-shipped', version: 1 })
+class ParcelShippedIntegrationEvent {
+  constructor(readonly orderId: string) {}
+}
+
+/** Asks for a parcel in its (inbox) transaction; a saga ships it after the commit. */
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { queue: 'shipping.request-parcel' })
+class RequestParcelHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  constructor(private readonly eventBus: EventBus) {}
+  async handle(event: OrderCreatedIntegrationEvent): Promise<void> {
+    this.eventBus.publish(new ParcelRequestedDomainEvent(event.orderId));
+  }
+}
+
+@Injectable()
+class ShippingSaga {
+  @Saga()
+  ship = (events$: Observable<IEvent>): Observable<ShipParcelCommand> =>
+    events$.pipe(
+      ofType(ParcelRequestedDomainEvent),
+      map((event) => new ShipParcelCommand(event.orderId)),
+    );
+}
+
+/** Takes its time in a transaction of its own before it publishes (a carrier's API, say). */
+@CommandHandler(ShipParcelCommand)
+class ShipParcelHandler implements ICommandHandler<ShipParcelCommand> {
+  constructor(
+    private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>,
+    private readonly publisher: IntegrationEventPublisher,
+  ) {}
+
+  @Transactional()
+  async execute({ orderId }: ShipParcelCommand): Promise<void> {
+    await this.txHost.tx.query('SELECT pg_sleep(0.3)');
+    await this.publisher.publish(new ParcelShippedIntegrationEvent(orderId));
+  }
+}
+
+describe('the testing kit on PostgreSQL', () => {
+  it('drain() waits for the transaction of a command a saga sent after a handler\'s commit', async () => {
+    const ns = await TestNamespace.create();
+    const app = await Test.createTestingModule({
+      imports: [
+        ...infrastructureImports(ns),
+        CqrsModule.forRoot(),
+        IntegrationEventsTestingModule.forRoot({ serviceName: 'shipping', outbox: { schema: ns.schema }, inbox: { schema: ns.schema } }),
+      ],
+      providers: [RequestParcelHandler, ShippingSaga, ShipParcelHandler],
+    }).compile();
+    app.useLogger(false);
+    try {
+      await app.init();
+      const kit = app.get(IntegrationEventsTestKit);
+      await kit.deliver(new OrderCreatedIntegrationEvent('o-saga'));
+      // The delivery is acked, and the outbox empty, while the command's transaction still runs: only
+      // that open transaction says there is work left.
+      await kit.drain();
+      expect(kit.publishedEvents(ParcelShippedIntegrationEvent)).toEqual([new ParcelShippedIntegrationEvent('o-saga')]);
+    } finally {
+      await app.close();
+      await ns.cleanup();
+    }
   });
 });

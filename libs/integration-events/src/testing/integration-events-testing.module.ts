@@ -1,4 +1,4 @@
-import { type DynamicModule, Module, type OnApplicationShutdown, type OnModuleDestroy } from '@nestjs/common';
+import { type DynamicModule, Module, type OnApplicationShutdown, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import { IntegrationEventConsumers } from '../consumer/integration-event-consumers';
 import { IntegrationEventsModule } from '../integration-events.module';
@@ -53,7 +53,7 @@ class TestingBrokerModule {}
  * ```
  */
 @Module({})
-export class IntegrationEventsTestingModule implements OnModuleDestroy, OnApplicationShutdown {
+export class IntegrationEventsTestingModule implements OnModuleInit, OnModuleDestroy, OnApplicationShutdown {
   constructor(private readonly moduleRef: ModuleRef) {}
 
   static forRoot(options: IntegrationEventsTestingOptions): DynamicModule {
@@ -103,6 +103,11 @@ export class IntegrationEventsTestingModule implements OnModuleDestroy, OnApplic
       ],
       exports: [IntegrationEventsTestKit, brokerModule],
     };
+  }
+
+  /** After the library's module (imported, so initialised first) has found the DataSource. */
+  onModuleInit(): void {
+    this.moduleRef.get(IntegrationEventsTestKit, { strict: false }).watchTransactions();
   }
 
   onModuleDestroy(): void {

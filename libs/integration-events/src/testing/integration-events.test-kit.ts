@@ -14,6 +14,7 @@ import type { IntegrationEventsConfig } from '../options/integration-events.conf
 import type { InProcessBroker } from '../transport/in-process/in-process-broker';
 import { InvalidPublishOptionsError } from '../errors/invalid-publish-options.error';
 import { DrainTimeoutError } from './drain-timeout.error';
+import { OpenTransactions } from './open-transactions';
 import type { PublishedMessage } from './published-message';
 
 /**
@@ -24,6 +25,7 @@ import type { PublishedMessage } from './published-message';
 export class IntegrationEventsTestKit {
   private recorded: PublishedMessage[] = [];
   private readonly untap: () => void;
+  private transactions: OpenTransactions | undefined;
 
   constructor(
     /** The broker the service runs on; share it with other services of the test to let them talk. */
@@ -164,8 +166,9 @@ export class IntegrationEventsTestKit {
 
   /**
    * Runs the relay and the consumers until nothing is left: no due row in this service's outbox, no
-   * message ready or in flight in a queue that has a consumer, no retry waiting in the broker — twice in
-   * a row, so work started by the last step is seen. Failing handlers are retried (with the testing
+   * message ready or in flight in a queue that has a consumer, no retry waiting in the broker, no
+   * transaction open on the outbox's DataSource (a command a saga sent after a commit) — twice in a
+   * row, so work started by the last step is seen. Failing handlers are retried (with the testing
    * module's short delays) until they succeed or are dead-lettered. Rows published with a delay that is
    * not yet due are not waited for.
    * @throws DrainTimeoutError after `timeoutMs`, saying what was left
@@ -191,9 +194,18 @@ export class IntegrationEventsTestKit {
     }
   }
 
+  /**
+   * @internal Follows the transactions of the outbox's DataSource from now on, for `drain()` (the testing
+   * module calls it as the application starts, once the DataSource is known).
+   */
+  watchTransactions(): void {
+    this.transactions ??= new OpenTransactions(this.services().database.dataSource);
+  }
+
   /** Stops recording (the testing module does it on shutdown). */
   dispose(): void {
     this.untap();
+    this.transactions?.detach();
   }
 
   /** What is still going on, or undefined when idle; waits past `deadline` by half a second at most. */
@@ -203,6 +215,10 @@ export class IntegrationEventsTestKit {
     if (this.broker.busy) {
       return this.broker.delayed > 0 ? `${this.broker.delayed} retry(ies) waiting in the broker` : 'messages in flight in the broker';
     }
+    // Then work begun outside a delivery, which shows in the outbox only at its commit: a command a saga
+    // sent after a handler's commit, a request, a handler call given up on at its timeoutMs.
+    const open = this.transactions?.count ?? 0;
+    if (open > 0) return `${open} transaction(s) open on the DataSource`;
     let timer: NodeJS.Timeout | undefined;
     const outOfTime = new Promise<'out-of-time'>((resolve) => {
       timer = setTimeout(() => resolve('out-of-time'), Math.max(500, deadline - Date.now()));
