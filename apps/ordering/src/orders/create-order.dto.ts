@@ -1,4 +1,4 @@
-import { IsInt, IsPositive, IsString, Length } from 'class-validator';
+import { IsInt, IsPositive, IsString, Length, Max } from 'class-validator';
 
 export class CreateOrderDto {
   @IsString()
@@ -7,5 +7,6 @@ export class CreateOrderDto {
 
   @IsInt()
   @IsPositive()
+  @Max(2_147_483_647) // the column's range (a PostgreSQL integer): a larger amount is a 400, not a failed INSERT
   amountCents!: number;
 }
