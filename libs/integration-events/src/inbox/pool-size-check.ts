@@ -16,7 +16,9 @@ export function warnIfInboxCanFillThePool(dataSource: DataSource, handlers: read
   const inboxCalls = handlers.filter((handler) => handler.inbox).reduce((sum, handler) => sum + handler.concurrency, 0);
   if (inboxCalls === 0) return;
   const max = (dataSource.driver as unknown as { master?: { options?: { max?: unknown } } }).master?.options?.max;
-  const poolSize = typeof max === 'number' ? max : PG_DEFAULT_POOL_MAX;
+  // pg-pool compares its size as given: a string from the environment ("50") counts as its number.
+  const given = typeof max === 'number' || typeof max === 'string' ? Number(max) : Number.NaN;
+  const poolSize = Number.isFinite(given) && given > 0 ? given : PG_DEFAULT_POOL_MAX;
   if (inboxCalls < poolSize) return;
   logger.warn(
     `Handlers with the inbox may hold ${inboxCalls} database connections at once (their concurrency), and the pool has ${poolSize}: ` +
