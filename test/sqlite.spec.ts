@@ -3,7 +3,7 @@ import { CqrsModule, EventBus } from '@nestjs/cqrs';
 import { Test, type TestingModule } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { ClsModule } from 'nestjs-cls';
-import { ClsPluginTransactional, TransactionHost } from '@nestjs-cls/transactional';
+import { ClsPluginTransactional, Propagation, TransactionHost } from '@nestjs-cls/transactional';
 import { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
 import { DataSource } from 'typeorm';
 import {
@@ -46,6 +46,17 @@ class LedgerHandler implements IIntegrationEventHandler<OrderCreatedIntegrationE
       const conflict = this.txHost.tx.query("INSERT OR ROLLBACK INTO seats VALUES ('1A')");
       if (event.orderId === 'seat-conflict-rethrown') await conflict;
       else await conflict.catch(() => undefined);
+    }
+    if (event.orderId.startsWith('nested-seat-conflict') && context.attempt > 1) this.lastErrors.push([event.orderId, context.headers['ie-last-error']]);
+    if (event.orderId.startsWith('nested-seat-conflict') && context.attempt === 1) {
+      // The same conflict in a savepoint: SQLite rolls back the whole transaction, savepoints and all.
+      const nested = this.txHost.withTransaction(Propagation.Nested, async () => {
+        const conflict = this.txHost.tx.query("INSERT OR ROLLBACK INTO seats VALUES ('1A')");
+        if (event.orderId === 'nested-seat-conflict-rethrown') await conflict;
+        else await conflict.catch(() => undefined);
+      });
+      if (event.orderId === 'nested-seat-conflict-rethrown') await nested;
+      else await nested.catch(() => undefined);
     }
     await this.txHost.tx.query('INSERT INTO ledger_entries (order_id) VALUES (?)', [event.orderId]);
     if (event.orderId.startsWith('busy-')) await new Promise((resolve) => setTimeout(resolve, 5));
@@ -174,6 +185,32 @@ describe('SQLite: one connection for every transaction', () => {
     expect(await outboxRows()).toEqual([{ status: 'sent' }]);
   });
 
+  it('fails a savepoint of a transaction SQLite rolled back with the reason, and refuses to publish in that transaction', async () => {
+    const publisher = moduleRef.get(IntegrationEventPublisher);
+    await dataSource.query('CREATE TABLE seats (seat TEXT PRIMARY KEY)');
+    await dataSource.query("INSERT INTO seats VALUES ('1A')");
+    let nestedError: unknown;
+    let published = false;
+    const booking = host.withTransaction(async () => {
+      nestedError = await host
+        .withTransaction(Propagation.Nested, async () => {
+          await host.tx.query("INSERT OR ROLLBACK INTO seats VALUES ('1A')").catch(() => undefined);
+        })
+        .catch((error: unknown) => error);
+      await publisher.publish(new OrderCreatedIntegrationEvent('after-a-rolled-back-savepoint'));
+      published = true;
+    });
+    // Refused by publish() itself, as in a transaction SQLite rolled back at its own level.
+    await expect(booking).rejects.toThrow(TransactionAbortedError);
+    expect(published).toBe(false);
+    // Not "no such savepoint": the savepoint's release says what happened to its transaction.
+    expect(nestedError).toBeInstanceOf(TransactionAbortedError);
+    await kit.drain();
+    expect(publishedOrders()).toEqual([]);
+    expect(await outboxRows()).toEqual([]);
+    expect((dataSource.driver as unknown as { databaseConnection: { inTransaction: boolean } }).databaseConnection.inTransaction).toBe(false);
+  });
+
   it('fails an inbox attempt whose transaction SQLite rolled back itself, caught or rethrown, and goes on working after it', async () => {
     await dataSource.query('CREATE TABLE seats (seat TEXT PRIMARY KEY)');
     await dataSource.query("INSERT INTO seats VALUES ('1A')");
@@ -196,6 +233,38 @@ describe('SQLite: one connection for every transaction', () => {
     await host.withTransaction(() => moduleRef.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('after-the-conflicts')));
     await kit.drain();
     expect(publishedOrders()).toContain('after-the-conflicts');
+  });
+
+  it('fails an inbox attempt whose transaction SQLite rolled back inside a savepoint, caught or rethrown, and goes on working after it', async () => {
+    await dataSource.query('CREATE TABLE seats (seat TEXT PRIMARY KEY)');
+    await dataSource.query("INSERT INTO seats VALUES ('1A')");
+    const ids = [
+      await kit.deliver(new OrderCreatedIntegrationEvent('nested-seat-conflict')),
+      await kit.deliver(new OrderCreatedIntegrationEvent('nested-seat-conflict-rethrown')),
+    ];
+    await kit.drain();
+    const handler = moduleRef.get(LedgerHandler);
+    // Each failed its first attempt and was handled once by its retry.
+    expect(handler.started.filter((orderId) => orderId.startsWith('nested-seat-conflict')).sort()).toEqual([
+      'nested-seat-conflict',
+      'nested-seat-conflict',
+      'nested-seat-conflict-rethrown',
+      'nested-seat-conflict-rethrown',
+    ]);
+    // Caught twice over, the conflict still failed the attempt: the transaction could not commit.
+    const lastErrors = new Map(handler.lastErrors);
+    expect(String(lastErrors.get('nested-seat-conflict'))).toMatch(/^TransactionAbortedError: .* was not committed: SQLite had rolled/);
+    expect(String(lastErrors.get('nested-seat-conflict-rethrown'))).toContain('UNIQUE constraint failed');
+    const inbox = (await dataSource.query(`SELECT message_id FROM integration_events_inbox WHERE message_id IN (?, ?)`, ids)) as unknown[];
+    expect(inbox).toHaveLength(2);
+    // TypeORM's savepoint and transaction rollbacks went through: no transaction is left open on the
+    // connection, the next one is one of its own, and its event goes out.
+    const connection = (dataSource.driver as unknown as { databaseConnection: { inTransaction: boolean } }).databaseConnection;
+    expect(connection.inTransaction).toBe(false);
+    await host.withTransaction(() => moduleRef.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('after-the-nested-conflicts')));
+    await kit.drain();
+    expect(publishedOrders()).toContain('after-the-nested-conflicts');
+    expect(connection.inTransaction).toBe(false);
   });
 
   it('marks a published row sent for good, though a transaction open meanwhile rolls back', async () => {

@@ -34,7 +34,7 @@ export const DOMAIN_EVENT_QUEUE_KEY = Symbol('nestjs-integration-events:domain-e
  * transaction.
  */
 export async function assertTransactionNotAborted(queryRunner: QueryRunner, what: string): Promise<void> {
-  if (reopenIfRolledBackBySqlite(queryRunner)) throw new TransactionAbortedError(what, 'SQLite');
+  if (reopenIfRolledBackBySqlite(queryRunner) || wasRolledBackBySqlite(queryRunner)) throw new TransactionAbortedError(what, 'SQLite');
   if (queryRunner.dataSource.options.type !== 'postgres') return;
   const client = (queryRunner as unknown as { databaseConnection?: PgClientState }).databaseConnection;
   if (!client) return;
@@ -69,21 +69,38 @@ interface SqliteDatabaseState {
   exec(sql: string): unknown;
 }
 
+/** Set on a query runner whose transaction SQLite rolled back and this module opened again, until its next one. */
+const ROLLED_BACK_BY_SQLITE = Symbol('nestjs-integration-events:rolled-back-by-sqlite');
+
 /**
  * On SQLite, a statement with a conflict clause such as `INSERT OR ROLLBACK`, a trigger's
- * `RAISE(ROLLBACK)` or a full disk rolls the whole transaction back while TypeORM still counts it as
- * open; TypeORM's own ROLLBACK (or COMMIT) of it then fails, and its one query runner, shared by every
- * transaction, keeps counting one for good: every later transaction becomes a savepoint of one that is
- * gone. When `queryRunner`'s outermost transaction is in that state, this opens one again, so that the
- * ROLLBACK TypeORM sends next goes through.
+ * `RAISE(ROLLBACK)` or a full disk rolls the whole transaction back (every savepoint in it too) while
+ * TypeORM still counts it as open; TypeORM's own ROLLBACK, ROLLBACK TO SAVEPOINT or RELEASE of it then
+ * fails, and its one query runner, shared by every transaction, keeps counting one (or a savepoint of
+ * one) for good: every later transaction becomes a savepoint of one that is gone. When `queryRunner`'s
+ * transaction is in that state, at whatever savepoint depth, this opens it again, with TypeORM's
+ * savepoints below that depth (`typeorm_1` …), so that the statement TypeORM sends next for this level
+ * goes through, and notes it: the transaction can no longer commit (`wasRolledBackBySqlite`).
  * @returns whether it was (the caller's work since then ran, and committed, on its own)
  */
 export function reopenIfRolledBackBySqlite(queryRunner: QueryRunner): boolean {
   if (queryRunner.dataSource.options.type !== 'better-sqlite3' || !queryRunner.isTransactionActive) return false;
   const depth = (queryRunner as unknown as { transactionDepth?: unknown }).transactionDepth;
-  if (depth !== 1) return false;
+  if (typeof depth !== 'number' || depth < 1) return false;
   const database = (queryRunner.dataSource.driver as unknown as { databaseConnection?: SqliteDatabaseState }).databaseConnection;
   if (!database || database.inTransaction) return false;
   database.exec('BEGIN');
+  for (let level = 1; level < depth; level++) database.exec(`SAVEPOINT typeorm_${level}`);
+  (queryRunner.data as Record<PropertyKey, unknown>)[ROLLED_BACK_BY_SQLITE] = true;
   return true;
+}
+
+/** Whether SQLite rolled back `queryRunner`'s transaction (and `reopenIfRolledBackBySqlite` opened it again). */
+export function wasRolledBackBySqlite(queryRunner: QueryRunner): boolean {
+  return (queryRunner.data as Record<PropertyKey, unknown>)[ROLLED_BACK_BY_SQLITE] === true;
+}
+
+/** A new transaction begins on `queryRunner`: what SQLite did to an earlier one no longer applies. */
+export function forgetRollbackBySqlite(queryRunner: QueryRunner): void {
+  delete (queryRunner.data as Record<PropertyKey, unknown>)[ROLLED_BACK_BY_SQLITE];
 }

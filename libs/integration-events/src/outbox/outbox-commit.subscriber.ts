@@ -5,7 +5,8 @@ import type {
   TransactionRollbackEvent,
   TransactionStartEvent,
 } from 'typeorm';
-import { assertTransactionNotAborted, isCheckedAfterDomainEvents, reopenIfRolledBackBySqlite } from './aborted-transaction';
+import { assertTransactionNotAborted, forgetRollbackBySqlite, isCheckedAfterDomainEvents, reopenIfRolledBackBySqlite } from './aborted-transaction';
+import { TransactionAbortedError } from '../errors/transaction-aborted.error';
 import type { LaneReservation } from '../relay/relay-handoff';
 import type { ClaimedOutboxRecord } from './outbox-record';
 
@@ -85,13 +86,21 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
 
   afterTransactionStart(event: TransactionStartEvent): void {
     // A new outermost transaction: nothing from an earlier one (a failed COMMIT) may leak into it.
-    if (OutboxCommitSubscriber.depthOf(event.queryRunner) === 1) this.forget(event.queryRunner);
+    if (OutboxCommitSubscriber.depthOf(event.queryRunner) === 1) {
+      this.forget(event.queryRunner);
+      forgetRollbackBySqlite(event.queryRunner);
+    }
   }
 
   async beforeTransactionCommit(event: TransactionCommitEvent): Promise<void> {
     // Its COMMIT would be a silent ROLLBACK, and this subscriber would then hand rows that were never
     // stored to the relay. (A savepoint's RELEASE fails on its own in an aborted transaction.)
     const { queryRunner } = event;
+    // A savepoint of a transaction SQLite rolled back: its RELEASE would fail with "no such savepoint";
+    // opened again, the savepoint fails as a whole with the reason, and its rollback goes through.
+    if ((OutboxCommitSubscriber.depthOf(queryRunner) ?? 1) > 1 && reopenIfRolledBackBySqlite(queryRunner)) {
+      throw new TransactionAbortedError('The nested transaction (savepoint)', 'SQLite');
+    }
     if (OutboxCommitSubscriber.depthOf(queryRunner) !== 1 || !(queryRunner.data as QueryRunnerData)[OUTBOX_WRITES]) return;
     if (isCheckedAfterDomainEvents(queryRunner)) return;
     try {

@@ -5,6 +5,7 @@ import type { OutboxStore } from './outbox.store';
 import type { OutboxTableName } from './outbox-table-name';
 import { SqliteConnection } from './sqlite-connection';
 import { TransactionAbortedError } from '../errors/transaction-aborted.error';
+import { wasRolledBackBySqlite } from './aborted-transaction';
 
 /** Rows per INSERT: 10 parameters each, within SQLite's 32,766 a statement. */
 const MAX_ROWS_PER_INSERT = 3_000;
@@ -65,7 +66,9 @@ export class SqliteOutboxStore implements OutboxStore {
       // SQLite rolled the caller's transaction back itself: the rows would commit on their own, and the
       // relay would send the events of a transaction that failed. (The rollback that follows goes through:
       // see OutboxCommitSubscriber.beforeTransactionRollback.)
-      if (!this.connection.inTransaction) throw new TransactionAbortedError('The transaction that published integration events', 'SQLite');
+      if (!this.connection.inTransaction || wasRolledBackBySqlite(manager.queryRunner)) {
+        throw new TransactionAbortedError('The transaction that published integration events', 'SQLite');
+      }
       if (statements.length === 1) {
         await manager.query(statements[0]!.sql, statements[0]!.params);
         return;
