@@ -72,6 +72,15 @@ class FirstCallFailsAfterRelease extends FirstCallHeld {
   protected readonly laterCallsFail = false;
 }
 
+/** Five deliveries at a time, one call at a time; its first call waits for `release()`. */
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { inbox: false, prefetch: 5, concurrency: 1 })
+class SlowFirstCall extends FirstCallHeld {
+  protected readonly laterCallsFail = false;
+  override async handle(event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): Promise<void> {
+    await super.handle(event, context).catch(() => undefined);
+  }
+}
+
 /**
  * Registers a channel on the app's connection whose `held`-th setup waits until `release()`, then makes
  * a declaration (which fails if the connection died meanwhile, as a real channel's would).
@@ -315,6 +324,39 @@ describe('broker connection failures', () => {
       expect([...handler.attempts].sort()).toEqual([1, 1, 2]);
     }, { forMs: 1_500 });
     expect(logger.lines.filter((line) => line.includes(`Message ${id}`) && line.includes('failed after its channel closed'))).toHaveLength(1);
+  });
+
+  it('does not consume again when the consuming connection comes back during the shutdown drain', async () => {
+    await proxy.accept();
+    const app = await start({ providers: [SlowFirstCall], options: { consumer: { shutdownTimeoutMs: 10_000 } } });
+    apps.splice(apps.indexOf(app), 1);
+    await eventually(() => expect(proxy.connections).toBe(2));
+    const handler = app.get(SlowFirstCall);
+    const queue = `${ns.serviceName}.SlowFirstCall`;
+    const consumers = async () => {
+      const channel = await (await ns.amqp()).createChannel();
+      try {
+        return (await channel.checkQueue(queue)).consumerCount;
+      } finally {
+        await channel.close();
+      }
+    };
+    for (let i = 0; i < 10; i++) await ns.publishRaw('ordering.order-created', JSON.stringify({ orderId: `drained-${i}`, placedAt: '2026-11-27T06:00:00.000Z' }));
+    await eventually(() => expect(handler.attempts).toEqual([1]));
+    // Shutdown cancels the consumer, then waits for the call in progress.
+    const closing = app.close();
+    try {
+      await eventually(async () => expect(await consumers()).toBe(0));
+      // The consuming connection (opened first) is lost and comes back while the drain waits.
+      proxy.cut(0);
+      await eventually(() => expect(proxy.connections).toBe(2), { timeoutMs: 5_000 });
+      // No consumer takes the queue's messages again: they stay for the other instances.
+      await consistently(async () => expect(await consumers()).toBe(0), { forMs: 1_000 });
+      expect(handler.attempts).toEqual([1]);
+    } finally {
+      handler.release();
+      await closing;
+    }
   });
 
   it('still places the copy of a call that fails after its queue was deleted: the message went with the queue, the copy keeps it', async () => {

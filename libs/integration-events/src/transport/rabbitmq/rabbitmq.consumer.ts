@@ -136,6 +136,9 @@ export class RabbitMqConsumer {
           subscription.tag = consumerTag;
           this.consumer = subscription;
         };
+        // A channel reopened while stop() drains (the connection lost and recovered meanwhile) must not
+        // consume again: its deliveries would wait unrun, kept from the other instances, until the close.
+        if (this.stopping) return;
         if (this.subscribing) await subscribe();
         else this.pendingSubscription = { channel, subscribe };
       },
