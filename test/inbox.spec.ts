@@ -21,7 +21,7 @@ import {
 import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
 import { consistently, eventually } from './support/eventually';
 import { TEST_DATABASE_URL } from './support/services';
-import { startTestApp, testOptions } from './support/test-app';
+import { startTestApp, testOptions, trackHandlerQueues } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
 import { untilAborted } from './support/until-aborted';
 
@@ -586,3 +586,79 @@ class OptsIntoInbox implements IIntegrationEventHandler<OrderCreatedIntegrationE
 class InboxOnlyHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
   handle(): void {}
 }
+
+@IntegrationEvent({ name: 'inbox.held-duplicate', version: 1 })
+class HeldDuplicateIntegrationEvent {
+  constructor(readonly n: number) {}
+}
+
+/** Two calls at once, one attempt each; the first stays in its transaction until `release()`. */
+@IntegrationEventHandler(HeldDuplicateIntegrationEvent, { concurrency: 2, retry: { maxAttempts: 1 } })
+class HeldDuplicate implements IIntegrationEventHandler<HeldDuplicateIntegrationEvent> {
+  calls = 0;
+  release: () => void = () => undefined;
+  private readonly released = new Promise<void>((resolve) => (this.release = resolve));
+  async handle(): Promise<void> {
+    if (++this.calls === 1) await this.released;
+  }
+}
+
+describe('inbox in REPEATABLE READ transactions (the adapter\'s defaultTxOptions)', () => {
+  it('acknowledges a concurrent duplicate as handled, instead of failing it on the serialization error', async () => {
+    const ns = await TestNamespace.create();
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        TypeOrmModule.forRoot({ type: 'postgres', url: TEST_DATABASE_URL, schema: ns.schema, extra: { max: 8, allowExitOnIdle: true } }),
+        ClsModule.forRoot({
+          global: true,
+          plugins: [
+            new ClsPluginTransactional({
+              imports: [TypeOrmModule],
+              adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource, defaultTxOptions: { isolationLevel: 'REPEATABLE READ' } }),
+            }),
+          ],
+        }),
+        IntegrationEventsModule.forRoot(testOptions(ns)),
+      ],
+      providers: [HeldDuplicate],
+    }).compile();
+    moduleRef.useLogger(false);
+    const handler = moduleRef.get(HeldDuplicate);
+    try {
+      await moduleRef.init();
+      trackHandlerQueues(ns, moduleRef);
+      const queue = `${ns.serviceName}.HeldDuplicate`;
+      const body = JSON.stringify({ n: 1 });
+      for (let i = 0; i < 2; i++) await ns.publishRaw('inbox.held-duplicate', body, { messageId: 'm-held-duplicate' });
+      await eventually(() => expect(handler.calls).toBe(1));
+      // The second copy's inbox record waits on the first one's, whose transaction is open.
+      const waitingOnTheRecord = async () =>
+        Number(
+          (
+            await (await ns.sql()).query(
+              "SELECT count(*) AS waiting FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1",
+              [`%${ns.schema}%integration_events_inbox%`],
+            )
+          ).rows[0].waiting,
+        );
+      await eventually(async () => expect(await waitingOnTheRecord()).toBe(1));
+      handler.release();
+      // Its one attempt did not fail: nothing dead-lettered, and the handler ran once.
+      await eventually(async () => {
+        const channel = await (await ns.amqp()).createChannel();
+        try {
+          expect((await channel.checkQueue(queue)).messageCount).toBe(0);
+        } finally {
+          await channel.close();
+        }
+        expect(await waitingOnTheRecord()).toBe(0);
+      });
+      await consistently(async () => expect(await ns.queueDepth(`${queue}.dlq`)).toBe(0), { forMs: 500 });
+      expect(handler.calls).toBe(1);
+    } finally {
+      handler.release();
+      await moduleRef.close();
+      await ns.cleanup();
+    }
+  });
+});

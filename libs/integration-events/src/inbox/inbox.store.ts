@@ -15,6 +15,9 @@ export interface InboxStore {
   deleteOlderThan(olderThanMs: number, limit: number): Promise<number>;
 }
 
+/** PostgreSQL's SQLSTATE for a serialization failure. */
+const SERIALIZATION_FAILURE = '40001';
+
 /**
  * The PostgreSQL inbox. A concurrent duplicate waits on the primary key until the first one's
  * transaction ends: it then sees the row (committed) or records its own (the first rolled back).
@@ -36,13 +39,30 @@ export class PostgresInboxStore implements InboxStore {
   }
 
   async record(manager: EntityManager, handler: string, messageId: string): Promise<boolean> {
-    const { rows } = await this.statements.onManager(manager, this.recordSql, [handler, messageId]);
-    return rows.length === 1;
+    try {
+      const { rows } = await this.statements.onManager(manager, this.recordSql, [handler, messageId]);
+      return rows.length === 1;
+    } catch (error) {
+      // In a REPEATABLE READ or SERIALIZABLE transaction (the adapter's defaultTxOptions), a concurrent
+      // attempt's record, committed while this one waited on it, is outside this transaction's snapshot,
+      // and PostgreSQL refuses to skip a row it cannot see. The message was handled if that record is
+      // there now (read outside the failed transaction, which can only roll back).
+      if ((error as { code?: unknown }).code !== SERIALIZATION_FAILURE || !(await this.isRecorded(handler, messageId))) throw error;
+      return false;
+    }
   }
 
   async deleteOlderThan(olderThanMs: number, limit: number): Promise<number> {
     const result = (await this.dataSource.query(this.deleteOldSql, [olderThanMs, limit])) as [unknown[], number];
     return result[1];
+  }
+
+  private async isRecorded(handler: string, messageId: string): Promise<boolean> {
+    const rows = (await this.dataSource.query(`SELECT 1 FROM ${this.table.qualified} WHERE handler = $1 AND message_id = $2`, [
+      handler,
+      messageId,
+    ])) as unknown[];
+    return rows.length > 0;
   }
 }
 
