@@ -1,4 +1,4 @@
-import { Global, Injectable, Module, type OnApplicationBootstrap } from '@nestjs/common';
+import { Global, Injectable, Module, type OnApplicationBootstrap, type OnModuleInit } from '@nestjs/common';
 import { CqrsModule, CommandBus, CommandHandler, EventBus, EventsHandler, type ICommandHandler, type IEventHandler, type IEventPublisher } from '@nestjs/cqrs';
 import type { TestingModule } from '@nestjs/testing';
 import { Test } from '@nestjs/testing';
@@ -238,6 +238,22 @@ class RootPacking {
   constructor(readonly eventBus: EventBus) {}
 }
 
+/** Wraps the EventBus's publisher in its `onModuleInit`, after the bridge installed its own: a tracing decorator, say. */
+@Injectable()
+class TracingPublisherDecorator implements OnModuleInit {
+  readonly traced: object[] = [];
+  constructor(private readonly eventBus: EventBus) {}
+  onModuleInit(): void {
+    const inner = this.eventBus.publisher;
+    this.eventBus.publisher = {
+      publish: (event: object, ...rest: unknown[]) => {
+        this.traced.push(event);
+        return (inner.publish as (...args: unknown[]) => unknown)(event, ...rest);
+      },
+    } as IEventPublisher;
+  }
+}
+
 /** An application's own cqrs publisher (one that would send events to a broker, say). */
 class OwnEventPublisher implements IEventPublisher {
   readonly published: object[] = [];
@@ -391,6 +407,53 @@ describe('@nestjs/cqrs bridge', () => {
       expect(await outboxPayloads()).not.toContain('late-shipped/parcel-0');
     } finally {
       dataSource.subscribers.splice(dataSource.subscribers.indexOf(lateRaiser), 1);
+    }
+  });
+
+  it('runs the handlers of an event object published outside a transaction while a transaction that handled it is still open', async () => {
+    const eventBus = app.get(EventBus);
+    // A constant instance: handled at a savepoint's release, in a transaction that then stays open.
+    const constant = new OrderFlaggedDomainEvent('constant');
+    let release = (): void => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const transaction = txHost.withTransaction(async () => {
+      await txHost.withTransaction(Propagation.Nested, async () => {
+        eventBus.publish(constant);
+      });
+      await held;
+    });
+    try {
+      await eventually(() => expect(probe.flaggedHandled).toEqual(['constant']));
+      // Published outside any transaction meanwhile: plain cqrs, its handler runs at once.
+      eventBus.publish(constant);
+      await eventually(() => expect(probe.flaggedHandled).toEqual(['constant', 'constant']));
+    } finally {
+      release();
+      await transaction;
+    }
+    // The transaction's forward after its commit runs no handler again.
+    await consistently(() => expect(probe.flaggedHandled).toHaveLength(2), { forMs: 200 });
+  });
+
+  it('sends a transaction\'s events down the stream in the order they were raised, a savepoint\'s included', async () => {
+    const eventBus = app.get(EventBus);
+    const streamed: string[] = [];
+    const subscription = eventBus.subscribe((event) => {
+      if (event instanceof OrderFlaggedDomainEvent && event.orderId.startsWith('in-order-')) streamed.push(event.orderId);
+    });
+    try {
+      await txHost.withTransaction(async () => {
+        eventBus.publish(new OrderFlaggedDomainEvent('in-order-1'));
+        await txHost.withTransaction(Propagation.Nested, async () => {
+          eventBus.publish(new OrderFlaggedDomainEvent('in-order-2'));
+        });
+      });
+      // Handled at the savepoint's release first, then at the commit...
+      expect(probe.flaggedHandled).toEqual(['in-order-2', 'in-order-1']);
+      // ...but streamed, after the commit, as raised.
+      await eventually(() => expect(streamed).toEqual(['in-order-1', 'in-order-2']));
+    } finally {
+      subscription.unsubscribe();
     }
   });
 
@@ -727,6 +790,38 @@ describe('@nestjs/cqrs bridge', () => {
         expect(app.get(PackingProbe).handled).toEqual(['own-1']);
         await eventually(() => expect(ownPublisher.published).toEqual([new ParcelPackedDomainEvent('own-1')]));
       } finally {
+        await app.close();
+      }
+    } finally {
+      await other.cleanup();
+    }
+  });
+
+  it('forwards committed converter-backed events through a publisher the application wrapped around the bridge\'s', async () => {
+    const other = await TestNamespace.create();
+    try {
+      const logger = new CapturingLogger();
+      const app = await startTestApp(other, {
+        imports: [CqrsModule.forRoot()],
+        providers: [PackingProbe, ParcelPackedHandler, ParcelPackedConverter, RootPacking, TracingPublisherDecorator],
+        options: { consumer: { enabled: false } },
+        logger,
+      });
+      const eventBus = app.get(RootPacking).eventBus;
+      const streamed: object[] = [];
+      const subscription = eventBus.subscribe((event) => streamed.push(event));
+      try {
+        await app.get<TransactionHost<TransactionalAdapterTypeOrm>>(TransactionHost).withTransaction(async () =>
+          eventBus.publish(new ParcelPackedDomainEvent('traced-1')),
+        );
+        expect(app.get(PackingProbe).handled).toEqual(['traced-1']);
+        // After the commit, through the application's wrapper (and the bridge's publisher it wraps) to the
+        // stream, where sagas and other subscribers see it.
+        await eventually(() => expect(streamed).toEqual([new ParcelPackedDomainEvent('traced-1')]));
+        expect(app.get(TracingPublisherDecorator).traced).toEqual([new ParcelPackedDomainEvent('traced-1')]);
+        expect(logger.text).not.toContain('Forwarding committed domain events failed');
+      } finally {
+        subscription.unsubscribe();
         await app.close();
       }
     } finally {

@@ -80,6 +80,9 @@ export class BridgedEventBus implements DomainEventRoute {
    */
   wrapReplacedPublisher(): boolean {
     if (this.eventBus.publisher === this.publisher) return false;
+    // The new publisher may wrap the one installed before (a decorator's `new Tracing(bus.publisher)`):
+    // committed events forwarded through it, outside any transaction, must pass that one untouched.
+    this.publisher.retire();
     this.publisher = new TransactionalEventPublisher(this.eventBus.publisher, this.context, this);
     this.eventBus.publisher = this.publisher;
     return true;
@@ -94,7 +97,8 @@ export class BridgedEventBus implements DomainEventRoute {
     return this.registry.dispatch(event);
   }
 
-  forward(event: object, dispatcherContext: unknown, asyncContext: unknown): void {
+  forward(event: object, dispatcherContext: unknown, asyncContext: unknown, handled: boolean): void {
+    if (handled) this.registry.markHandled(event);
     (this.publisher.inner.publish as (e: object, d?: unknown, a?: unknown) => unknown)(event, dispatcherContext, asyncContext);
   }
 

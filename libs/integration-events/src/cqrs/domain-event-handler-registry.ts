@@ -20,7 +20,7 @@ interface StaticHandlerEntry {
  *   bus's own filter decides which handlers apply (custom `eventIdProvider`s included), and the guard
  *   hands the handler's promise to the dispatcher instead of letting the bus swallow it.
  * - After the commit the event goes down the bus's normal stream for sagas and other subscribers; the
- *   guard skips handlers that already ran it, so no handler runs twice.
+ *   guard skips handlers that already ran it (marked as it is forwarded), so no handler runs twice.
  *
  * Request-scoped handlers are bound untouched: they are not dispatched in the transaction and run once,
  * from the stream, after the commit.
@@ -28,8 +28,8 @@ interface StaticHandlerEntry {
 export class DomainEventHandlerRegistry {
   private readonly entries: StaticHandlerEntry[] = [];
   /**
-   * Event objects whose handlers ran in a transaction not yet forwarded (or rolled back), counted: the
-   * same object (a constant instance) may be in two transactions at once.
+   * Event objects handled in their transaction and going down the stream now, counted: the same object (a
+   * constant instance) may be forwarded by two transactions at once.
    */
   private readonly handledInTransaction = new WeakMap<object, number>();
   /** Set only while `dispatch()` pushes an event through one operator, synchronously. */
@@ -74,14 +74,21 @@ export class DomainEventHandlerRegistry {
         await promise;
       }
     }
-    this.handledInTransaction.set(event, (this.handledInTransaction.get(event) ?? 0) + 1);
     return ran;
   }
 
   /**
-   * The event's handlers may run again: its transaction rolled back (they ran in it, for nothing), or its
-   * forward down the stream is done (an event object published again later, such as a constant
-   * instance, is a new occurrence).
+   * The event, handled in its transaction, now goes down the stream: its handlers skip it there until
+   * `forget()`. Marked only for that moment, so the same object published meanwhile elsewhere (a constant
+   * instance, outside a transaction) still runs them.
+   */
+  markHandled(event: object): void {
+    this.handledInTransaction.set(event, (this.handledInTransaction.get(event) ?? 0) + 1);
+  }
+
+  /**
+   * The event's handlers may run again: its forward down the stream is done (an event object published
+   * again later, such as a constant instance, is a new occurrence).
    */
   forget(event: object): void {
     const count = this.handledInTransaction.get(event) ?? 0;

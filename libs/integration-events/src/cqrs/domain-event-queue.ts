@@ -6,9 +6,12 @@ import { OutboxCommitSubscriber } from '../outbox/outbox-commit.subscriber';
 export interface DomainEventRoute {
   /** Runs the event's handlers bound to this bus, awaited, one after the other; returns how many ran. */
   dispatch(event: object): Promise<number>;
-  /** Sends the (committed) event down this bus's stream, through the publisher the bridge wrapped. */
-  forward(event: object, dispatcherContext: unknown, asyncContext: unknown): void;
-  /** The event's handlers on this bus may run it again (see `DomainEventHandlerRegistry.forget`). */
+  /**
+   * Sends the (committed) event down this bus's stream, through the publisher the bridge wrapped; with
+   * `handled`, its handlers that ran it in the transaction skip it there until `forget()`.
+   */
+  forward(event: object, dispatcherContext: unknown, asyncContext: unknown, handled: boolean): void;
+  /** The forwarded event's handlers on this bus may run it again (see `DomainEventHandlerRegistry.forget`). */
   forget(event: object): void;
 }
 
@@ -19,6 +22,8 @@ export interface QueuedDomainEvent {
   readonly asyncContext: unknown;
   /** The bus it was published on. */
   readonly route: DomainEventRoute;
+  /** Its place among the transaction's events as they were raised: the stream gets them in that order. */
+  readonly seq: number;
   /**
    * The savepoint depth it belongs to (1 = the transaction itself): raised there, or handled in a
    * savepoint of that depth. A rollback of that savepoint undoes it; a release moves it to the parent.
@@ -45,6 +50,7 @@ export class DomainEventQueue {
   sealed = false;
   /** Rounds of dispatch in progress, a savepoint's release inside a handler of the level outside it included. */
   roundsInProgress = 0;
+  private raised = 0;
 
   private static readonly KEY = DOMAIN_EVENT_QUEUE_KEY;
   /** Set on a query runner whose outermost commit began with no queue: a queue made from then on is sealed. */
@@ -90,7 +96,7 @@ export class DomainEventQueue {
 
   /** Queues an event raised now, at the current depth (late, once the queue is sealed). */
   add(event: object, dispatcherContext: unknown, asyncContext: unknown, route: DomainEventRoute): void {
-    (this.sealed ? this.late : this.pending).push({ event, dispatcherContext, asyncContext, route, depth: this.depth });
+    (this.sealed ? this.late : this.pending).push({ event, dispatcherContext, asyncContext, route, depth: this.depth, seq: this.raised++ });
   }
 
   /** Takes out the pending events raised at `depth` or deeper: those whose savepoint (or transaction) commits now. */
@@ -108,19 +114,10 @@ export class DomainEventQueue {
     for (const item of [...this.pending, ...this.dispatched]) if (item.depth > depth) item.depth = depth;
   }
 
-  /**
-   * A savepoint rolled back, to `depth`: what was raised or handled in it never happened.
-   * @returns the handled events dropped
-   */
-  rolledBack(depth: number): QueuedDomainEvent[] {
-    const dropped: QueuedDomainEvent[] = [];
+  /** A savepoint rolled back, to `depth`: what was raised or handled in it never happened. */
+  rolledBack(depth: number): void {
     for (const list of [this.pending, this.dispatched]) {
-      for (let i = list.length - 1; i >= 0; i--) {
-        if (list[i]!.depth <= depth) continue;
-        const [item] = list.splice(i, 1);
-        if (list === this.dispatched) dropped.push(item!);
-      }
+      for (let i = list.length - 1; i >= 0; i--) if (list[i]!.depth > depth) list.splice(i, 1);
     }
-    return dropped;
   }
 }

@@ -2,7 +2,7 @@ import type { EntitySubscriberInterface, TransactionCommitEvent, TransactionRoll
 import { AbandonedAttempt } from '../inbox/abandoned-attempt';
 import { assertTransactionNotAborted } from '../outbox/aborted-transaction';
 import { OutboxCommitSubscriber } from '../outbox/outbox-commit.subscriber';
-import { DomainEventQueue, type QueuedDomainEvent } from './domain-event-queue';
+import { DomainEventQueue } from './domain-event-queue';
 
 /** What the subscriber asks of the bridge at each end of a transaction. */
 export interface DomainEventTransactionHooks {
@@ -13,8 +13,6 @@ export interface DomainEventTransactionHooks {
   dispatchBeforeCommit(queue: DomainEventQueue, outermost: boolean): Promise<void>;
   /** Sends the handled domain events down the EventBus stream, the transaction having committed. */
   forwardAfterCommit(queue: DomainEventQueue): void;
-  /** Forgets that these events' handlers ran in their transaction or savepoint, which rolled back. */
-  forgetHandled(items: readonly QueuedDomainEvent[]): void;
 }
 
 /**
@@ -69,28 +67,24 @@ export class DomainEventsTransactionSubscriber implements EntitySubscriberInterf
   }
 
   /**
-   * The whole transaction rolls back: its events never happened. Forgotten here, before the ROLLBACK
-   * statement, as that statement fails on a connection that died (at the COMMIT, say), and TypeORM then
-   * never says the transaction ended. Savepoints are followed after their rollback, below.
+   * The whole transaction rolls back: its events never happened, and nothing is forwarded. Dropped here,
+   * before the ROLLBACK statement, as that statement fails on a connection that died (at the COMMIT, say),
+   * and TypeORM then never says the transaction ended. Savepoints are followed after their rollback, below.
    */
   beforeTransactionRollback(event: TransactionRollbackEvent): void {
     const { queryRunner } = event;
     if (OutboxCommitSubscriber.depthOf(queryRunner) !== 1) return;
-    const queue = DomainEventQueue.take(queryRunner);
-    if (queue && queue.dispatched.length > 0) this.hooks.forgetHandled(queue.dispatched);
+    DomainEventQueue.take(queryRunner);
   }
 
   afterTransactionRollback(event: TransactionRollbackEvent): void {
     const { queryRunner } = event;
     if (!queryRunner.isTransactionActive) {
-      // Rolled back: the events never happened. Nothing is forwarded.
-      const queue = DomainEventQueue.take(queryRunner);
-      if (queue && queue.dispatched.length > 0) this.hooks.forgetHandled(queue.dispatched);
+      DomainEventQueue.take(queryRunner);
       return;
     }
     // A savepoint rolled back: the events raised or handled in it never happened.
     const queue = DomainEventQueue.find(queryRunner);
-    const dropped = queue?.rolledBack(queue.depth);
-    if (dropped && dropped.length > 0) this.hooks.forgetHandled(dropped);
+    queue?.rolledBack(queue.depth);
   }
 }

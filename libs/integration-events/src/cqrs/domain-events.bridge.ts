@@ -196,14 +196,21 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
       );
     }
     const forward = async (): Promise<void> => {
+      const marked: QueuedDomainEvent[] = [];
       try {
-        for (const { event, dispatcherContext, asyncContext, route } of queue.dispatched) route.forward(event, dispatcherContext, asyncContext);
+        // In the order they were raised (a savepoint's events are handled at its release, before the
+        // events raised ahead of it, which wait for the commit), as plain cqrs would send them.
+        const handled = [...queue.dispatched].sort((a, b) => a.seq - b.seq);
+        for (const item of handled) {
+          marked.push(item);
+          item.route.forward(item.event, item.dispatcherContext, item.asyncContext, true);
+        }
         // Not handled in the transaction: their handlers run from the stream, as with plain cqrs.
-        for (const { event, dispatcherContext, asyncContext, route } of queue.late) route.forward(event, dispatcherContext, asyncContext);
+        for (const { event, dispatcherContext, asyncContext, route } of queue.late) route.forward(event, dispatcherContext, asyncContext, false);
       } finally {
         // The stream calls its handlers as the event goes through (a publisher that defers to a later
         // microtask or to the next turn included); after that the same object may be published anew.
-        setImmediate(() => this.forgetHandled(queue.dispatched));
+        setImmediate(() => this.forgetHandled(marked));
       }
     };
     // The CLS context still holds the committed transaction's EntityManager: a saga reacting here must
@@ -213,7 +220,7 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
     run.catch((error: unknown) => this.logger.error(`Forwarding committed domain events failed: ${(error as Error).message}`));
   }
 
-  /** @internal Their handlers may run again: rolled back, or forwarded (see `DomainEventHandlerRegistry.forget`). */
+  /** @internal Their handlers may run again: forwarded (see `DomainEventHandlerRegistry.forget`). */
   forgetHandled(items: readonly QueuedDomainEvent[]): void {
     for (const { event, route } of items) route.forget(event);
   }

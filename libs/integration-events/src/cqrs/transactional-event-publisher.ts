@@ -29,7 +29,16 @@ export class TransactionalEventPublisher<EventBase extends IEvent = IEvent> impl
     private readonly route: DomainEventRoute,
   ) {}
 
+  /** Replaced by a publisher wrapping this one: it passes every event straight through from now on. */
+  private retired = false;
+
+  /** See `retired`. */
+  retire(): void {
+    this.retired = true;
+  }
+
   publish<T extends EventBase>(event: T, dispatcherContext?: unknown, asyncContext?: unknown): unknown {
+    if (this.retired) return (this.inner.publish as (e: T, d?: unknown, a?: unknown) => unknown)(event, dispatcherContext, asyncContext);
     const queue = this.context.currentQueue();
     if (queue) {
       if (queue.sealed) this.context.assertPublishableWhileCommitting(event);
@@ -41,13 +50,13 @@ export class TransactionalEventPublisher<EventBase extends IEvent = IEvent> impl
   }
 
   publishAll<T extends EventBase>(events: T[], dispatcherContext?: unknown, asyncContext?: unknown): unknown {
-    const queue = this.context.currentQueue();
+    const queue = this.retired ? undefined : this.context.currentQueue();
     if (queue) {
       if (queue.sealed) for (const event of events) this.context.assertPublishableWhileCommitting(event);
       for (const event of events) queue.add(event, dispatcherContext, asyncContext, this.route);
       return undefined;
     }
-    for (const event of events) this.context.assertPublishableOutsideTransaction(event);
+    if (!this.retired) for (const event of events) this.context.assertPublishableOutsideTransaction(event);
     const inner = this.inner as IEventPublisher<EventBase> & {
       publishAll?: (e: T[], d?: unknown, a?: unknown) => unknown;
     };
