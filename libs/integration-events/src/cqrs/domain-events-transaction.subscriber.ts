@@ -37,7 +37,7 @@ export class DomainEventsTransactionSubscriber implements EntitySubscriberInterf
     }
     if (queue.pending.length > 0) {
       await this.hooks.dispatchBeforeCommit(queue, outermost);
-      // An inbox attempt given up (timeout, shutdown) while those handlers ran must not commit: the
+      // An inbox attempt given up (its timeout) while those handlers ran must not commit: the
       // inbox's own last check ran before them.
       AbandonedAttempt.assertNot(queryRunner);
     }

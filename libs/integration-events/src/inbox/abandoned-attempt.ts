@@ -4,7 +4,7 @@ import type { AbandonState } from './inbox.guard';
 const KEY = Symbol('nestjs-integration-events:abandoned-attempt');
 
 /**
- * Ties a handler attempt's abandon state (its timeout, a shutdown) to the transaction the inbox runs it
+ * Ties a handler attempt's abandon state (its timeout) to the transaction the inbox runs it
  * in, so that code running at that transaction's commit — the cqrs bridge's domain-event handlers,
  * before `COMMIT` — can refuse to commit an attempt given up meanwhile.
  */

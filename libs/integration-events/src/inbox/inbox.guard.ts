@@ -24,7 +24,8 @@ export interface AbandonState {
  * pair in the inbox, then runs the handler in it (its `@Transactional()` code, and the integration events
  * it publishes, join that transaction). The record, the handler's writes and its outbox rows commit
  * together or not at all; a duplicate finds the record and is skipped. A call whose attempt was abandoned
- * (timeout, shutdown) rolls back even if it finishes later, so its retry is not a second effect.
+ * (its timeout passed) rolls back even if it finishes later, so its retry is not a second effect. (Shutdown
+ * abandons nothing: it fires the handler's signal, and a call that still commits commits once.)
  */
 @Injectable()
 export class InboxGuard {
