@@ -21,7 +21,7 @@ import {
 import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
 import { consistently, eventually } from './support/eventually';
 import { TEST_DATABASE_URL } from './support/services';
-import { startTestApp, testOptions, trackHandlerQueues } from './support/test-app';
+import { infrastructureImports, startTestApp, testOptions, trackHandlerQueues } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
 import { untilAborted } from './support/until-aborted';
 
@@ -607,19 +607,7 @@ describe('inbox in REPEATABLE READ transactions (the adapter\'s defaultTxOptions
   it('acknowledges a concurrent duplicate as handled, instead of failing it on the serialization error', async () => {
     const ns = await TestNamespace.create();
     const moduleRef = await Test.createTestingModule({
-      imports: [
-        TypeOrmModule.forRoot({ type: 'postgres', url: TEST_DATABASE_URL, schema: ns.schema, extra: { max: 8, allowExitOnIdle: true } }),
-        ClsModule.forRoot({
-          global: true,
-          plugins: [
-            new ClsPluginTransactional({
-              imports: [TypeOrmModule],
-              adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource, defaultTxOptions: { isolationLevel: 'REPEATABLE READ' } }),
-            }),
-          ],
-        }),
-        IntegrationEventsModule.forRoot(testOptions(ns)),
-      ],
+      imports: [...infrastructureImports(ns, { isolationLevel: 'REPEATABLE READ' }), IntegrationEventsModule.forRoot(testOptions(ns))],
       providers: [HeldDuplicate],
     }).compile();
     moduleRef.useLogger(false);

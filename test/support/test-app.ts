@@ -42,8 +42,14 @@ export function testOptions(ns: TestNamespace, overrides: OptionOverrides = {}):
   };
 }
 
-/** The infrastructure modules a user's application has: TypeORM on PostgreSQL and nestjs-cls transactions. */
-export function infrastructureImports(ns: TestNamespace): NonNullable<ModuleMetadata['imports']> {
+/**
+ * The infrastructure modules a user's application has: TypeORM on PostgreSQL and nestjs-cls transactions
+ * (with the adapter's `defaultTxOptions`, if given).
+ */
+export function infrastructureImports(
+  ns: TestNamespace,
+  defaultTxOptions?: ConstructorParameters<typeof TransactionalAdapterTypeOrm>[0]['defaultTxOptions'],
+): NonNullable<ModuleMetadata['imports']> {
   return [
     TypeOrmModule.forRoot({ type: 'postgres', url: TEST_DATABASE_URL, schema: ns.schema, extra: { max: 8, allowExitOnIdle: true } }),
     ClsModule.forRoot({
@@ -51,7 +57,7 @@ export function infrastructureImports(ns: TestNamespace): NonNullable<ModuleMeta
       plugins: [
         new ClsPluginTransactional({
           imports: [TypeOrmModule],
-          adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }),
+          adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource, ...(defaultTxOptions ? { defaultTxOptions } : {}) }),
         }),
       ],
     }),
