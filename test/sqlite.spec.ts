@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { CqrsModule, EventBus } from '@nestjs/cqrs';
+import { CqrsModule, EventBus, EventsHandler, type IEventHandler } from '@nestjs/cqrs';
 import { Test, type TestingModule } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { ClsModule } from 'nestjs-cls';
@@ -211,6 +211,40 @@ describe('SQLite: one connection for every transaction', () => {
     expect((dataSource.driver as unknown as { databaseConnection: { inTransaction: boolean } }).databaseConnection.inTransaction).toBe(false);
   });
 
+  it('refuses to commit an application transaction SQLite rolled back at a savepoint, instead of keeping only what came after', async () => {
+    await dataSource.query('CREATE TABLE seats (seat TEXT PRIMARY KEY)');
+    await dataSource.query("INSERT INTO seats VALUES ('1A')");
+    const ledger = (orderId: string) => host.tx.query('INSERT INTO ledger_entries (order_id) VALUES (?)', [orderId]);
+    // No publish, no domain event: only the library's reopening is involved.
+    const booking = host.withTransaction(async () => {
+      await ledger('before-the-savepoint');
+      await host
+        .withTransaction(Propagation.Nested, async () => {
+          await host.tx.query("INSERT OR ROLLBACK INTO seats VALUES ('1A')");
+        })
+        .catch(() => undefined);
+      await ledger('after-the-savepoint');
+    });
+    await expect(booking).rejects.toThrow(TransactionAbortedError);
+    expect(await dataSource.query('SELECT order_id FROM ledger_entries')).toEqual([]);
+    expect((dataSource.driver as unknown as { databaseConnection: { inTransaction: boolean } }).databaseConnection.inTransaction).toBe(false);
+  });
+
+  it('refuses to publish in a savepoint opened after SQLite rolled its transaction back, whose release would commit the rows on their own', async () => {
+    const publisher = moduleRef.get(IntegrationEventPublisher);
+    await dataSource.query('CREATE TABLE seats (seat TEXT PRIMARY KEY)');
+    await dataSource.query("INSERT INTO seats VALUES ('1A')");
+    const booking = host.withTransaction(async () => {
+      await host.tx.query("INSERT OR ROLLBACK INTO seats VALUES ('1A')").catch(() => undefined);
+      await host.withTransaction(Propagation.Nested, () => publisher.publish(new OrderCreatedIntegrationEvent('in-a-later-savepoint')));
+    });
+    await expect(booking).rejects.toThrow(TransactionAbortedError);
+    await kit.drain();
+    expect(publishedOrders()).toEqual([]);
+    expect(await outboxRows()).toEqual([]);
+    expect((dataSource.driver as unknown as { databaseConnection: { inTransaction: boolean } }).databaseConnection.inTransaction).toBe(false);
+  });
+
   it('fails an inbox attempt whose transaction SQLite rolled back itself, caught or rethrown, and goes on working after it', async () => {
     await dataSource.query('CREATE TABLE seats (seat TEXT PRIMARY KEY)');
     await dataSource.query("INSERT INTO seats VALUES ('1A')");
@@ -396,7 +430,60 @@ class StockCountedDomainEvent {
   constructor(readonly sku: string) {}
 }
 
+class SeatHeldDomainEvent {
+  constructor(readonly seat: string) {}
+}
+
+/** Records each event it handles, in the transaction that raised it. */
+@EventsHandler(SeatHeldDomainEvent)
+class SeatHeldHandler implements IEventHandler<SeatHeldDomainEvent> {
+  readonly handled: string[] = [];
+  handle(event: SeatHeldDomainEvent): void {
+    this.handled.push(event.seat);
+  }
+}
+
 describe('SQLite: the inbox and the cqrs bridge on the one connection', () => {
+  it('runs no domain-event handler in a savepoint whose transaction SQLite rolled back, and fails its release', async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        TypeOrmModule.forRoot({ type: 'better-sqlite3', database: ':memory:', migrations: [createOutboxMigration(), createInboxMigration()], migrationsRun: true }),
+        ClsModule.forRoot({
+          global: true,
+          plugins: [new ClsPluginTransactional({ imports: [TypeOrmModule], adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }) })],
+        }),
+        CqrsModule.forRoot(),
+        IntegrationEventsTestingModule.forRoot({ serviceName: 'seats' }),
+      ],
+      providers: [SeatHeldHandler],
+    }).compile();
+    moduleRef.useLogger(false);
+    await moduleRef.init();
+    try {
+      const dataSource = moduleRef.get(DataSource);
+      await dataSource.query('CREATE TABLE seats (seat TEXT PRIMARY KEY)');
+      await dataSource.query("INSERT INTO seats VALUES ('1A')");
+      const host = moduleRef.get<TransactionHost<TransactionalAdapterTypeOrm>>(TransactionHost);
+      const eventBus = moduleRef.get(EventBus);
+      let nestedError: unknown;
+      const booking = host.withTransaction(async () => {
+        nestedError = await host
+          .withTransaction(Propagation.Nested, async () => {
+            eventBus.publish(new SeatHeldDomainEvent('1A'));
+            await host.tx.query("INSERT OR ROLLBACK INTO seats VALUES ('1A')").catch(() => undefined);
+          })
+          .catch((error: unknown) => error);
+        throw nestedError;
+      });
+      await expect(booking).rejects.toThrow(TransactionAbortedError);
+      expect(nestedError).toBeInstanceOf(TransactionAbortedError);
+      // Its handler would have run in a transaction that was gone, its writes committing on their own.
+      expect(moduleRef.get(SeatHeldHandler).handled).toEqual([]);
+    } finally {
+      await moduleRef.close();
+    }
+  });
+
   it('lets a later transaction that raises domain events commit after an inbox attempt was abandoned', async () => {
     const moduleRef = await Test.createTestingModule({
       imports: [

@@ -5,7 +5,13 @@ import type {
   TransactionRollbackEvent,
   TransactionStartEvent,
 } from 'typeorm';
-import { assertTransactionNotAborted, forgetRollbackBySqlite, isCheckedAfterDomainEvents, reopenIfRolledBackBySqlite } from './aborted-transaction';
+import {
+  assertTransactionNotAborted,
+  forgetRollbackBySqlite,
+  isCheckedAfterDomainEvents,
+  reopenIfRolledBackBySqlite,
+  wasRolledBackBySqlite,
+} from './aborted-transaction';
 import { TransactionAbortedError } from '../errors/transaction-aborted.error';
 import type { LaneReservation } from '../relay/relay-handoff';
 import type { ClaimedOutboxRecord } from './outbox-record';
@@ -84,6 +90,12 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
     else writes.claimNeeded = true;
   }
 
+  beforeTransactionStart(event: TransactionStartEvent): void {
+    // A savepoint about to open in a transaction SQLite rolled back: its SAVEPOINT would begin a new
+    // transaction of its own (a release then commits it, rows and all). Opened again first, and noted.
+    if ((OutboxCommitSubscriber.depthOf(event.queryRunner) ?? 0) >= 1) reopenIfRolledBackBySqlite(event.queryRunner);
+  }
+
   afterTransactionStart(event: TransactionStartEvent): void {
     // A new outermost transaction: nothing from an earlier one (a failed COMMIT) may leak into it.
     if (OutboxCommitSubscriber.depthOf(event.queryRunner) === 1) {
@@ -96,13 +108,21 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
     // Its COMMIT would be a silent ROLLBACK, and this subscriber would then hand rows that were never
     // stored to the relay. (A savepoint's RELEASE fails on its own in an aborted transaction.)
     const { queryRunner } = event;
-    // A savepoint of a transaction SQLite rolled back: its RELEASE would fail with "no such savepoint";
-    // opened again, the savepoint fails as a whole with the reason, and its rollback goes through.
-    if ((OutboxCommitSubscriber.depthOf(queryRunner) ?? 1) > 1 && reopenIfRolledBackBySqlite(queryRunner)) {
-      throw new TransactionAbortedError('The nested transaction (savepoint)', 'SQLite');
+    const depth = OutboxCommitSubscriber.depthOf(queryRunner);
+    if ((depth ?? 1) > 1) {
+      // A savepoint of a transaction SQLite rolled back: its RELEASE would fail with "no such savepoint";
+      // opened again, the savepoint fails as a whole with the reason, and its rollback goes through.
+      if (reopenIfRolledBackBySqlite(queryRunner)) throw new TransactionAbortedError('The nested transaction (savepoint)', 'SQLite');
+      return;
     }
-    if (OutboxCommitSubscriber.depthOf(queryRunner) !== 1 || !(queryRunner.data as QueryRunnerData)[OUTBOX_WRITES]) return;
-    if (isCheckedAfterDomainEvents(queryRunner)) return;
+    // The cqrs bridge checks the transaction after its domain-event handlers, which run side by side with this.
+    if (depth !== 1 || isCheckedAfterDomainEvents(queryRunner)) return;
+    if (!(queryRunner.data as QueryRunnerData)[OUTBOX_WRITES]) {
+      // Nothing of the library's in it, but SQLite rolled it back at a savepoint and it was opened again:
+      // committing now would keep what came after and silently lose what came before.
+      if (wasRolledBackBySqlite(queryRunner)) throw new TransactionAbortedError('The transaction', 'SQLite');
+      return;
+    }
     try {
       await assertTransactionNotAborted(queryRunner, 'The transaction that published integration events');
     } catch (error) {
