@@ -3,6 +3,7 @@ import type { EntityManager, QueryRunner } from 'typeorm';
 import { TransactionsNotConfiguredError } from '../errors/transactions-not-configured.error';
 import { EntityManagerResolver } from '../outbox/entity-manager.resolver';
 import { AbandonedAttempt } from './abandoned-attempt';
+import { InboxRecordConflict } from './inbox.store';
 import { assertTransactionNotAborted, isCheckedAfterDomainEvents } from '../outbox/aborted-transaction';
 import { OutboxDatabase } from '../outbox/outbox-database';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
@@ -90,9 +91,17 @@ export class InboxGuard {
         // The last check, unless the cqrs bridge runs domain-event handlers at the commit and checks after them.
         if (!(manager.queryRunner && isCheckedAfterDomainEvents(manager.queryRunner))) abandoned.beginCommit?.();
         return true;
-      }).finally(() => {
-        if (runner) AbandonedAttempt.detach(runner, abandoned);
-      });
+      })
+        .catch(async (error: unknown) => {
+          // A concurrent duplicate in a REPEATABLE READ or SERIALIZABLE transaction: rolled back now, its
+          // connection returned, it asks whether the first attempt's record is there (see InboxRecordConflict).
+          if (!(error instanceof InboxRecordConflict)) throw error;
+          if (await error.recordedNow()) return false;
+          throw error.serializationFailure;
+        })
+        .finally(() => {
+          if (runner) AbandonedAttempt.detach(runner, abandoned);
+        });
     };
     // On SQLite, transactions open at once would nest on its one connection: they take turns.
     const sqlite = this.database.sqlite;

@@ -19,6 +19,23 @@ export interface InboxStore {
 const SERIALIZATION_FAILURE = '40001';
 
 /**
+ * The inbox record of a REPEATABLE READ or SERIALIZABLE transaction met a concurrent attempt's record,
+ * committed while it waited on it and outside its snapshot: PostgreSQL refuses to skip a row it cannot
+ * see. The message was handled if that record is there now: `recordedNow()` says, asked once the failed
+ * transaction has let go of its connection (asked inside it, each such attempt would hold one connection
+ * while waiting for another).
+ */
+export class InboxRecordConflict extends Error {
+  constructor(
+    readonly serializationFailure: Error,
+    readonly recordedNow: () => Promise<boolean>,
+  ) {
+    super(serializationFailure.message);
+    this.name = serializationFailure.name;
+  }
+}
+
+/**
  * The PostgreSQL inbox. A concurrent duplicate waits on the primary key until the first one's
  * transaction ends: it then sees the row (committed) or records its own (the first rolled back).
  */
@@ -43,12 +60,8 @@ export class PostgresInboxStore implements InboxStore {
       const { rows } = await this.statements.onManager(manager, this.recordSql, [handler, messageId]);
       return rows.length === 1;
     } catch (error) {
-      // In a REPEATABLE READ or SERIALIZABLE transaction (the adapter's defaultTxOptions), a concurrent
-      // attempt's record, committed while this one waited on it, is outside this transaction's snapshot,
-      // and PostgreSQL refuses to skip a row it cannot see. The message was handled if that record is
-      // there now (read outside the failed transaction, which can only roll back).
-      if ((error as { code?: unknown }).code !== SERIALIZATION_FAILURE || !(await this.isRecorded(handler, messageId))) throw error;
-      return false;
+      if ((error as { code?: unknown }).code !== SERIALIZATION_FAILURE) throw error;
+      throw new InboxRecordConflict(error as Error, () => this.isRecorded(handler, messageId));
     }
   }
 
