@@ -1,4 +1,4 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, type ModuleMetadata } from '@nestjs/common';
 import { CqrsModule, EventBus, EventsHandler, type IEventHandler } from '@nestjs/cqrs';
 import { Test, type TestingModule } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
@@ -443,8 +443,34 @@ class SeatHeldHandler implements IEventHandler<SeatHeldDomainEvent> {
   }
 }
 
+class SeatRequestedDomainEvent {
+  constructor(readonly seat: string) {}
+}
+
+class SeatLoggedDomainEvent {
+  constructor(readonly seat: string) {}
+}
+
+/** Takes the seat, treating a conflict as "already taken" (a caught error SQLite answered by rolling all back). */
+@EventsHandler(SeatRequestedDomainEvent)
+class TakesSeat implements IEventHandler<SeatRequestedDomainEvent> {
+  constructor(private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>) {}
+  async handle(event: SeatRequestedDomainEvent): Promise<void> {
+    await this.txHost.tx.query('INSERT OR ROLLBACK INTO seats VALUES (?)', [event.seat]).catch(() => undefined);
+  }
+}
+
+@EventsHandler(SeatLoggedDomainEvent)
+class LogsSeat implements IEventHandler<SeatLoggedDomainEvent> {
+  constructor(private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>) {}
+  async handle(event: SeatLoggedDomainEvent): Promise<void> {
+    await this.txHost.tx.query('INSERT INTO seat_log (seat) VALUES (?)', [event.seat]);
+  }
+}
+
 describe('SQLite: the inbox and the cqrs bridge on the one connection', () => {
-  it('runs no domain-event handler in a savepoint whose transaction SQLite rolled back, and fails its release', async () => {
+  /** A service on SQLite with CqrsModule, seat 1A already taken. */
+  const seatsApp = async (providers: ModuleMetadata['providers']): Promise<TestingModule> => {
     const moduleRef = await Test.createTestingModule({
       imports: [
         TypeOrmModule.forRoot({ type: 'better-sqlite3', database: ':memory:', migrations: [createOutboxMigration(), createInboxMigration()], migrationsRun: true }),
@@ -455,14 +481,37 @@ describe('SQLite: the inbox and the cqrs bridge on the one connection', () => {
         CqrsModule.forRoot(),
         IntegrationEventsTestingModule.forRoot({ serviceName: 'seats' }),
       ],
-      providers: [SeatHeldHandler],
+      providers,
     }).compile();
     moduleRef.useLogger(false);
     await moduleRef.init();
+    const dataSource = moduleRef.get(DataSource);
+    await dataSource.query('CREATE TABLE seats (seat TEXT PRIMARY KEY)');
+    await dataSource.query("INSERT INTO seats VALUES ('1A')");
+    await dataSource.query('CREATE TABLE seat_log (seat TEXT NOT NULL)');
+    return moduleRef;
+  };
+
+  it('starts no further domain-event handler once one caught a statement SQLite answered by rolling the transaction back', async () => {
+    const moduleRef = await seatsApp([TakesSeat, LogsSeat]);
     try {
-      const dataSource = moduleRef.get(DataSource);
-      await dataSource.query('CREATE TABLE seats (seat TEXT PRIMARY KEY)');
-      await dataSource.query("INSERT INTO seats VALUES ('1A')");
+      const host = moduleRef.get<TransactionHost<TransactionalAdapterTypeOrm>>(TransactionHost);
+      const eventBus = moduleRef.get(EventBus);
+      const booking = host.withTransaction(async () => {
+        eventBus.publish(new SeatRequestedDomainEvent('1A'));
+        eventBus.publish(new SeatLoggedDomainEvent('1A'));
+      });
+      await expect(booking).rejects.toThrow(TransactionAbortedError);
+      // LogsSeat would have run in what SQLite left: no transaction, its row committed on its own.
+      expect(await moduleRef.get(DataSource).query('SELECT seat FROM seat_log')).toEqual([]);
+    } finally {
+      await moduleRef.close();
+    }
+  });
+
+  it('runs no domain-event handler in a savepoint whose transaction SQLite rolled back, and fails its release', async () => {
+    const moduleRef = await seatsApp([SeatHeldHandler]);
+    try {
       const host = moduleRef.get<TransactionHost<TransactionalAdapterTypeOrm>>(TransactionHost);
       const eventBus = moduleRef.get(EventBus);
       let nestedError: unknown;

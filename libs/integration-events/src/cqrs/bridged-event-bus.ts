@@ -93,8 +93,8 @@ export class BridgedEventBus implements DomainEventRoute {
     if (this.eventBus.publisher === this.publisher) this.eventBus.publisher = this.publisher.inner;
   }
 
-  dispatch(event: IEvent): Promise<number> {
-    return this.registry.dispatch(event);
+  dispatch(event: IEvent, afterEach?: () => void): Promise<number> {
+    return this.registry.dispatch(event, afterEach);
   }
 
   forward(event: object, dispatcherContext: unknown, asyncContext: unknown, handled: boolean): void {

@@ -57,9 +57,11 @@ export class DomainEventHandlerRegistry {
 
   /**
    * Runs every handler of `event`, one after the other, awaiting each; the first failure is thrown.
+   * @param afterEach called once each handler has finished, before the next starts; what it throws is
+   *   thrown
    * @returns how many handlers ran
    */
-  async dispatch(event: IEvent): Promise<number> {
+  async dispatch(event: IEvent, afterEach: () => void = () => undefined): Promise<number> {
     let ran = 0;
     for (const entry of this.entries) {
       const promises: Array<Promise<unknown>> = [];
@@ -72,6 +74,7 @@ export class DomainEventHandlerRegistry {
       for (const promise of promises) {
         ran++;
         await promise;
+        afterEach();
       }
     }
     return ran;

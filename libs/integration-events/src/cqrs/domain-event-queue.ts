@@ -1,11 +1,15 @@
 import type { QueryRunner } from 'typeorm';
-import { DOMAIN_EVENT_QUEUE_KEY } from '../outbox/aborted-transaction';
+import { DOMAIN_EVENT_QUEUE_KEY, reopenIfRolledBackBySqlite, wasRolledBackBySqlite } from '../outbox/aborted-transaction';
+import { TransactionAbortedError } from '../errors/transaction-aborted.error';
 import { OutboxCommitSubscriber } from '../outbox/outbox-commit.subscriber';
 
 /** The `EventBus` a domain event was published on: its handlers run the event, its stream gets it. */
 export interface DomainEventRoute {
-  /** Runs the event's handlers bound to this bus, awaited, one after the other; returns how many ran. */
-  dispatch(event: object): Promise<number>;
+  /**
+   * Runs the event's handlers bound to this bus, awaited, one after the other (calling `afterEach` after
+   * each, which may throw to stop them); returns how many ran.
+   */
+  dispatch(event: object, afterEach?: () => void): Promise<number>;
   /**
    * Sends the (committed) event down this bus's stream, through the publisher the bridge wrapped; with
    * `handled`, its handlers that ran it in the transaction skip it there until `forget()`.
@@ -87,6 +91,17 @@ export class DomainEventQueue {
     delete data[DomainEventQueue.KEY];
     delete data[DomainEventQueue.COMMITTING];
     return queue;
+  }
+
+  /**
+   * Throws `TransactionAbortedError` when SQLite has rolled the transaction back (a statement with a
+   * conflict clause, caught): its domain-event handlers must not run in it, their statements committing
+   * on their own. Checked before the handlers start and after each.
+   */
+  assertNotRolledBackBySqlite(): void {
+    if (reopenIfRolledBackBySqlite(this.queryRunner) || wasRolledBackBySqlite(this.queryRunner)) {
+      throw new TransactionAbortedError('The transaction that raised domain events', 'SQLite');
+    }
   }
 
   /** The transaction's savepoint depth now (1 when TypeORM does not tell: savepoints are then not followed). */

@@ -1,7 +1,6 @@
 import type { EntitySubscriberInterface, TransactionCommitEvent, TransactionRollbackEvent } from 'typeorm';
 import { AbandonedAttempt } from '../inbox/abandoned-attempt';
-import { assertTransactionNotAborted, reopenIfRolledBackBySqlite, wasRolledBackBySqlite } from '../outbox/aborted-transaction';
-import { TransactionAbortedError } from '../errors/transaction-aborted.error';
+import { assertTransactionNotAborted } from '../outbox/aborted-transaction';
 import { OutboxCommitSubscriber } from '../outbox/outbox-commit.subscriber';
 import { DomainEventQueue } from './domain-event-queue';
 
@@ -32,9 +31,7 @@ export class DomainEventsTransactionSubscriber implements EntitySubscriberInterf
     const queue = DomainEventQueue.find(queryRunner);
     // A transaction SQLite rolled back (opened again, at this level or below): its handlers must not run
     // in it; refused before any starts, as the other commit hooks may refuse it side by side with this.
-    if (queue && (reopenIfRolledBackBySqlite(queryRunner) || wasRolledBackBySqlite(queryRunner))) {
-      throw new TransactionAbortedError('The transaction that raised domain events', 'SQLite');
-    }
+    queue?.assertNotRolledBackBySqlite();
     if (!queue) {
       // An event raised from now on, by code the transaction's work did not await, is too late to be
       // handled in it: it must not wait in a queue nobody dispatches (see `DomainEventQueue.sealed`).

@@ -173,7 +173,9 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
           );
         }
         for (const item of items) {
-          await item.route.dispatch(item.event);
+          // A handler that caught a statement SQLite answered by rolling everything back: the next
+          // handler must not start in what is left (its statements would commit on their own).
+          await item.route.dispatch(item.event, () => queue.assertNotRolledBackBySqlite());
           // Handled from now on: a failure below rolls it back with the rest (and its handlers are forgotten).
           item.depth = level;
           queue.dispatched.push(item);
