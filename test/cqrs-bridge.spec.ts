@@ -7,7 +7,7 @@ import { Propagation, TransactionHost } from '@nestjs-cls/transactional';
 import { ClsPluginTransactional } from '@nestjs-cls/transactional';
 import { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
 import { ClsModule } from 'nestjs-cls';
-import { DataSource } from 'typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
 import {
   DomainEventDispatchDepthError,
   DomainEventOutsideTransactionError,
@@ -454,6 +454,49 @@ describe('@nestjs/cqrs bridge', () => {
       await eventually(() => expect(streamed).toEqual(['in-order-1', 'in-order-2']));
     } finally {
       subscription.unsubscribe();
+    }
+  });
+
+  it('runs the handlers of a late domain event that is the same object as one handled in the transaction, and of none a rolled-back savepoint raised late', async () => {
+    const dataSource = app.get(DataSource);
+    const eventBus = app.get(EventBus);
+    let raise: (manager: EntityManager) => Promise<void> = async () => undefined;
+    const lateRaiser = {
+      beforeTransactionCommit: async (event: { manager: EntityManager }) => {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        await raise(event.manager);
+      },
+    };
+    dataSource.subscribers.push(lateRaiser);
+    try {
+      // A constant instance, handled in the transaction and raised again, late, by code it did not await.
+      const constant = new OrderFlaggedDomainEvent('constant-late');
+      raise = async () => {
+        eventBus.publish(constant);
+      };
+      await txHost.withTransaction(async () => {
+        eventBus.publish(constant);
+      });
+      raise = async () => undefined;
+      await eventually(() => expect(probe.flaggedHandled).toEqual(['constant-late', 'constant-late']));
+      // Raised late in a savepoint that then rolls back: it never happened.
+      probe.flaggedHandled.length = 0;
+      raise = async (manager) => {
+        await manager
+          .transaction(async () => {
+            eventBus.publish(new OrderFlaggedDomainEvent('late-rolled-back'));
+            throw new Error('undone');
+          })
+          .catch(() => undefined);
+      };
+      await txHost.withTransaction(async () => {
+        await txHost.tx.query(`INSERT INTO "${ns.schema}".orders (id) VALUES ('o-late-savepoint')`);
+      });
+      raise = async () => undefined;
+      expect(await orderRows('o-late-savepoint')).toBe(1);
+      await consistently(() => expect(probe.flaggedHandled).toEqual([]), { forMs: 300 });
+    } finally {
+      dataSource.subscribers.splice(dataSource.subscribers.indexOf(lateRaiser), 1);
     }
   });
 

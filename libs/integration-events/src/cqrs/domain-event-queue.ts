@@ -131,7 +131,7 @@ export class DomainEventQueue {
 
   /** A savepoint rolled back, to `depth`: what was raised or handled in it never happened. */
   rolledBack(depth: number): void {
-    for (const list of [this.pending, this.dispatched]) {
+    for (const list of [this.pending, this.dispatched, this.late]) {
       for (let i = list.length - 1; i >= 0; i--) if (list[i]!.depth > depth) list.splice(i, 1);
     }
   }

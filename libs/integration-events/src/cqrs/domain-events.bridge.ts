@@ -207,12 +207,19 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
           marked.push(item);
           item.route.forward(item.event, item.dispatcherContext, item.asyncContext, true);
         }
-        // Not handled in the transaction: their handlers run from the stream, as with plain cqrs.
-        for (const { event, dispatcherContext, asyncContext, route } of queue.late) route.forward(event, dispatcherContext, asyncContext, false);
       } finally {
         // The stream calls its handlers as the event goes through (a publisher that defers to a later
         // microtask or to the next turn included); after that the same object may be published anew.
-        setImmediate(() => this.forgetHandled(marked));
+        setImmediate(() => {
+          this.forgetHandled(marked);
+          // Not handled in the transaction: their handlers run from the stream, as with plain cqrs. After
+          // the marks are gone, so that a late event that is the same object as a handled one runs them.
+          try {
+            for (const { event, dispatcherContext, asyncContext, route } of queue.late) route.forward(event, dispatcherContext, asyncContext, false);
+          } catch (error) {
+            this.logger.error(`Forwarding committed domain events failed: ${(error as Error).message}`);
+          }
+        });
       }
     };
     // The CLS context still holds the committed transaction's EntityManager: a saga reacting here must
