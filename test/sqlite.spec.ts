@@ -230,6 +230,21 @@ describe('SQLite: one connection for every transaction', () => {
     expect((dataSource.driver as unknown as { databaseConnection: { inTransaction: boolean } }).databaseConnection.inTransaction).toBe(false);
   });
 
+  it('fails the release of a savepoint opened after SQLite rolled its transaction back, though it did nothing of the library\'s', async () => {
+    await dataSource.query('CREATE TABLE seats (seat TEXT PRIMARY KEY)');
+    await dataSource.query("INSERT INTO seats VALUES ('1A')");
+    let nestedError: unknown;
+    const booking = host.withTransaction(async () => {
+      await host.tx.query("INSERT OR ROLLBACK INTO seats VALUES ('1A')").catch(() => undefined);
+      nestedError = await host
+        .withTransaction(Propagation.Nested, () => host.tx.query('INSERT INTO ledger_entries (order_id) VALUES (?)', ['in-a-later-savepoint']))
+        .catch((error: unknown) => error);
+    });
+    await expect(booking).rejects.toThrow(TransactionAbortedError);
+    expect(nestedError).toBeInstanceOf(TransactionAbortedError);
+    expect(await dataSource.query('SELECT order_id FROM ledger_entries')).toEqual([]);
+  });
+
   it('refuses to publish in a savepoint opened after SQLite rolled its transaction back, whose release would commit the rows on their own', async () => {
     const publisher = moduleRef.get(IntegrationEventPublisher);
     await dataSource.query('CREATE TABLE seats (seat TEXT PRIMARY KEY)');

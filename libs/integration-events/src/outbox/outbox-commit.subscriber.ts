@@ -111,8 +111,11 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
     const depth = OutboxCommitSubscriber.depthOf(queryRunner);
     if ((depth ?? 1) > 1) {
       // A savepoint of a transaction SQLite rolled back: its RELEASE would fail with "no such savepoint";
-      // opened again, the savepoint fails as a whole with the reason, and its rollback goes through.
-      if (reopenIfRolledBackBySqlite(queryRunner)) throw new TransactionAbortedError('The nested transaction (savepoint)', 'SQLite');
+      // opened again, the savepoint fails as a whole with the reason, and its rollback goes through. So
+      // does one of a transaction opened again before (its work goes with the transaction anyway).
+      if (reopenIfRolledBackBySqlite(queryRunner) || wasRolledBackBySqlite(queryRunner)) {
+        throw new TransactionAbortedError('The nested transaction (savepoint)', 'SQLite');
+      }
       return;
     }
     // The cqrs bridge checks the transaction after its domain-event handlers, which run side by side with this.
