@@ -145,6 +145,13 @@ describe('SQLite: one connection for every transaction', () => {
 
   const publishedOrders = () => kit.publishedEvents(OrderCreatedIntegrationEvent).map((event) => event.orderId);
   const outboxRows = () => dataSource.query('SELECT status FROM integration_events_outbox') as Promise<Array<{ status: string }>>;
+  /** Seat 1A, already taken: an `INSERT OR ROLLBACK` of it again makes SQLite roll the whole transaction back. */
+  const takeSeat1A = async () => {
+    await dataSource.query('CREATE TABLE seats (seat TEXT PRIMARY KEY)');
+    await dataSource.query("INSERT INTO seats VALUES ('1A')");
+  };
+  /** Whether SQLite itself has a transaction open on the one connection. */
+  const sqliteInTransaction = () => (dataSource.driver as unknown as { databaseConnection: { inTransaction: boolean } }).databaseConnection.inTransaction;
 
   it('never publishes the event of a transaction that rolls back, however long it stays open', async () => {
     const publisher = moduleRef.get(IntegrationEventPublisher);
@@ -165,8 +172,7 @@ describe('SQLite: one connection for every transaction', () => {
 
   it('refuses to publish in a transaction SQLite has rolled back itself (INSERT OR ROLLBACK), instead of committing the row on its own', async () => {
     const publisher = moduleRef.get(IntegrationEventPublisher);
-    await dataSource.query('CREATE TABLE seats (seat TEXT PRIMARY KEY)');
-    await dataSource.query("INSERT INTO seats VALUES ('1A')");
+    await takeSeat1A();
     const booking = host.withTransaction(async () => {
       // A conflict that makes SQLite roll the whole transaction back; the caller catches it and goes on.
       await expect(host.tx.query("INSERT OR ROLLBACK INTO seats VALUES ('1A')")).rejects.toThrow('UNIQUE');
@@ -187,8 +193,7 @@ describe('SQLite: one connection for every transaction', () => {
 
   it('fails a savepoint of a transaction SQLite rolled back with the reason, and refuses to publish in that transaction', async () => {
     const publisher = moduleRef.get(IntegrationEventPublisher);
-    await dataSource.query('CREATE TABLE seats (seat TEXT PRIMARY KEY)');
-    await dataSource.query("INSERT INTO seats VALUES ('1A')");
+    await takeSeat1A();
     let nestedError: unknown;
     let published = false;
     const booking = host.withTransaction(async () => {
@@ -208,12 +213,11 @@ describe('SQLite: one connection for every transaction', () => {
     await kit.drain();
     expect(publishedOrders()).toEqual([]);
     expect(await outboxRows()).toEqual([]);
-    expect((dataSource.driver as unknown as { databaseConnection: { inTransaction: boolean } }).databaseConnection.inTransaction).toBe(false);
+    expect(sqliteInTransaction()).toBe(false);
   });
 
   it('refuses to commit an application transaction SQLite rolled back at a savepoint, instead of keeping only what came after', async () => {
-    await dataSource.query('CREATE TABLE seats (seat TEXT PRIMARY KEY)');
-    await dataSource.query("INSERT INTO seats VALUES ('1A')");
+    await takeSeat1A();
     const ledger = (orderId: string) => host.tx.query('INSERT INTO ledger_entries (order_id) VALUES (?)', [orderId]);
     // No publish, no domain event: only the library's reopening is involved.
     const booking = host.withTransaction(async () => {
@@ -227,12 +231,11 @@ describe('SQLite: one connection for every transaction', () => {
     });
     await expect(booking).rejects.toThrow(TransactionAbortedError);
     expect(await dataSource.query('SELECT order_id FROM ledger_entries')).toEqual([]);
-    expect((dataSource.driver as unknown as { databaseConnection: { inTransaction: boolean } }).databaseConnection.inTransaction).toBe(false);
+    expect(sqliteInTransaction()).toBe(false);
   });
 
   it('fails the release of a savepoint opened after SQLite rolled its transaction back, though it did nothing of the library\'s', async () => {
-    await dataSource.query('CREATE TABLE seats (seat TEXT PRIMARY KEY)');
-    await dataSource.query("INSERT INTO seats VALUES ('1A')");
+    await takeSeat1A();
     let nestedError: unknown;
     const booking = host.withTransaction(async () => {
       await host.tx.query("INSERT OR ROLLBACK INTO seats VALUES ('1A')").catch(() => undefined);
@@ -247,8 +250,7 @@ describe('SQLite: one connection for every transaction', () => {
 
   it('refuses to publish in a savepoint opened after SQLite rolled its transaction back, whose release would commit the rows on their own', async () => {
     const publisher = moduleRef.get(IntegrationEventPublisher);
-    await dataSource.query('CREATE TABLE seats (seat TEXT PRIMARY KEY)');
-    await dataSource.query("INSERT INTO seats VALUES ('1A')");
+    await takeSeat1A();
     const booking = host.withTransaction(async () => {
       await host.tx.query("INSERT OR ROLLBACK INTO seats VALUES ('1A')").catch(() => undefined);
       await host.withTransaction(Propagation.Nested, () => publisher.publish(new OrderCreatedIntegrationEvent('in-a-later-savepoint')));
@@ -257,12 +259,11 @@ describe('SQLite: one connection for every transaction', () => {
     await kit.drain();
     expect(publishedOrders()).toEqual([]);
     expect(await outboxRows()).toEqual([]);
-    expect((dataSource.driver as unknown as { databaseConnection: { inTransaction: boolean } }).databaseConnection.inTransaction).toBe(false);
+    expect(sqliteInTransaction()).toBe(false);
   });
 
   it('fails an inbox attempt whose transaction SQLite rolled back itself, caught or rethrown, and goes on working after it', async () => {
-    await dataSource.query('CREATE TABLE seats (seat TEXT PRIMARY KEY)');
-    await dataSource.query("INSERT INTO seats VALUES ('1A')");
+    await takeSeat1A();
     const ids = [await kit.deliver(new OrderCreatedIntegrationEvent('seat-conflict')), await kit.deliver(new OrderCreatedIntegrationEvent('seat-conflict-rethrown'))];
     await kit.drain();
     // Each failed its first attempt (not acknowledged as handled), and its retry was handled once.
@@ -285,8 +286,7 @@ describe('SQLite: one connection for every transaction', () => {
   });
 
   it('fails an inbox attempt whose transaction SQLite rolled back inside a savepoint, caught or rethrown, and goes on working after it', async () => {
-    await dataSource.query('CREATE TABLE seats (seat TEXT PRIMARY KEY)');
-    await dataSource.query("INSERT INTO seats VALUES ('1A')");
+    await takeSeat1A();
     const ids = [
       await kit.deliver(new OrderCreatedIntegrationEvent('nested-seat-conflict')),
       await kit.deliver(new OrderCreatedIntegrationEvent('nested-seat-conflict-rethrown')),
@@ -308,12 +308,11 @@ describe('SQLite: one connection for every transaction', () => {
     expect(inbox).toHaveLength(2);
     // TypeORM's savepoint and transaction rollbacks went through: no transaction is left open on the
     // connection, the next one is one of its own, and its event goes out.
-    const connection = (dataSource.driver as unknown as { databaseConnection: { inTransaction: boolean } }).databaseConnection;
-    expect(connection.inTransaction).toBe(false);
+    expect(sqliteInTransaction()).toBe(false);
     await host.withTransaction(() => moduleRef.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('after-the-nested-conflicts')));
     await kit.drain();
     expect(publishedOrders()).toContain('after-the-nested-conflicts');
-    expect(connection.inTransaction).toBe(false);
+    expect(sqliteInTransaction()).toBe(false);
   });
 
   it('marks a published row sent for good, though a transaction open meanwhile rolls back', async () => {
