@@ -374,6 +374,19 @@ describe('decodeMessage', () => {
       });
     });
 
+    describe('keys named like the methods of every object', () => {
+      it.each([
+        ['{"orderId":"o-1","valueOf":1}', '"valueOf" at $'],
+        ['{"orderId":"o-1","meta":{"sale":3,"toString":"x"}}', '"toString" at $.meta'],
+        ['{"orderId":"o-1","lines":[{"sku":"a"},{"sku":"b","isPrototypeOf":2}]}', '"isPrototypeOf" at $.lines[1]'],
+        ['{"orderId":"o-1","meta":{"__defineSetter__":0}}', '"__defineSetter__" at $.meta'],
+      ])('refuses %s, which class-transformer would rebuild without the key', async (body, where) => {
+        expect(await poisonReason({ body })).toBe(
+          `body has the key ${where}, a method name of every object: class-transformer would leave it out of the rebuilt event`,
+        );
+      });
+    });
+
     describe('validation', () => {
       it('refuses a body that breaks the class-validator rules, naming the properties', async () => {
         const reason = await poisonReason({ body: { orderId: '', placedAt: '2026-11-26T06:00:00.000Z' } });

@@ -1,7 +1,7 @@
 import { plainToInstance } from 'class-transformer';
 import { getMetadataStorage, validate } from 'class-validator';
 import { MessageHeaders } from '../envelope/message-headers';
-import { FORBIDDEN_KEYS } from '../publisher/serialize-event';
+import { refusedKeyReason } from '../publisher/refused-keys';
 import type { DiscoveredHandler } from '../discovery/discovered-handler';
 import type { IncomingMessage } from './incoming-message';
 import { exceedsJsonDepth } from './json-depth';
@@ -103,7 +103,7 @@ export async function decodeMessage(
     return poison(`body is ${plain === null ? 'null' : Array.isArray(plain) ? 'an array' : `a ${typeof plain}`}, not a JSON object`);
   }
   const forbidden = findForbiddenKey(plain, '$');
-  if (forbidden) return poison(`body has the key ${forbidden}, refused to prevent prototype pollution`);
+  if (forbidden) return poison(`body has the key ${forbidden}`);
 
   let event: object;
   try {
@@ -202,10 +202,10 @@ function invalidDateBelow(value: unknown, depthLeft: number): string | undefined
   return undefined;
 }
 
-/** Path of the first `__proto__` / `constructor` / `prototype` key; depth is already bounded. */
+/** The first refused key (see `refusedKeyReason`), its path and why; depth is already bounded. */
 function findForbiddenKey(value: unknown, path: string): string | undefined {
   const found = forbiddenKeyBelow(value);
-  return found === undefined ? undefined : `"${found.key}" at ${path}${found.path}`;
+  return found === undefined ? undefined : `"${found.key}" at ${path}${found.path}, ${refusedKeyReason(found.key)}`;
 }
 
 /** The first forbidden key under `value` and the path to the object holding it, built on the way back only. */
@@ -219,7 +219,7 @@ function forbiddenKeyBelow(value: unknown): { key: string; path: string } | unde
     return undefined;
   }
   for (const key of Object.keys(value)) {
-    if (FORBIDDEN_KEYS.has(key)) return { key, path: '' };
+    if (refusedKeyReason(key) !== undefined) return { key, path: '' };
     const found = forbiddenKeyBelow((value as Record<string, unknown>)[key]);
     if (found) return { key: found.key, path: `.${key}${found.path}` };
   }

@@ -191,6 +191,10 @@ describe('serializeEvent', () => {
       ['a nested class instance with no own fields', { marker: new Marker() }, '$.marker', 'is a Marker instance with no own fields, which JSON turns into {}'],
       ['the key "constructor"', { meta: { constructor: 'x' } }, '$.meta', 'has the key "constructor", which is refused to prevent prototype pollution'],
       ['the key "prototype"', { prototype: {} }, '$', 'has the key "prototype", which is refused to prevent prototype pollution'],
+      ['the key "valueOf" (class-transformer would drop it)', { tagCounts: { sale: 3, valueOf: 1 } }, '$.tagCounts', 'has the key "valueOf", which is a method name of every object: class-transformer would leave it out of the rebuilt event'],
+      ['the key "toString" at the top', { toString: 'x' }, '$', 'has the key "toString", which is a method name of every object'],
+      ['the key "hasOwnProperty" in an array item', { lines: [{ hasOwnProperty: true }] }, '$.lines[0]', 'has the key "hasOwnProperty", which is a method name of every object'],
+      ['the key "__lookupGetter__"', { meta: { __lookupGetter__: 1 } }, '$.meta', 'has the key "__lookupGetter__", which is a method name of every object'],
       ['a BigInt in an array', { amounts: [1, 2n] }, '$.amounts[1]', 'is a BigInt'],
       ['a NaN deep inside', { a: [{ b: [{ c: Number.NaN }] }] }, '$.a[0].b[0].c', 'is NaN'],
     ];

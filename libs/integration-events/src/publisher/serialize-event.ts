@@ -1,7 +1,5 @@
 import { IntegrationEventSerializationError } from '../errors/integration-event-serialization.error';
-
-/** Keys that could reach an object's prototype when the body is rebuilt; refused on both ends. */
-export const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+import { refusedKeyReason } from './refused-keys';
 
 /** Built-ins that JSON.stringify turns into `{}` (or worse) without a word. */
 const LOSSY_BUILT_INS: ReadonlyArray<[abstract new (...args: never[]) => object, string]> = [
@@ -112,7 +110,8 @@ function assertJsonSafe(
       }
     }
     for (const key of keys) {
-      if (FORBIDDEN_KEYS.has(key)) refuse(`has the key "${key}", which is refused to prevent prototype pollution`);
+      const refusedBecause = refusedKeyReason(key);
+      if (refusedBecause !== undefined) refuse(`has the key "${key}", which is ${refusedBecause}`);
       const child: unknown = (object as Record<string, unknown>)[key];
       if (child === undefined) continue;
       assertJsonSafe(eventName, child, childPath(path, key), depth + 1, maxDepth, ancestors, false);
