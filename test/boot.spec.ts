@@ -53,6 +53,21 @@ class RequestScopedHandler implements IIntegrationEventHandler<OrderCreatedInteg
   handle(): void {}
 }
 
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { queue: 'billing.charge', deadLetterQueue: 'billing.dlq' })
+class ChargeHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  handle(): void {}
+}
+
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { queue: 'billing.refund', deadLetterQueue: 'billing.dlq' })
+class RefundHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  handle(): void {}
+}
+
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { queue: 'billing.audit', deadLetterQueue: 'billing.charge' })
+class DeadLettersIntoChargeQueue implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  handle(): void {}
+}
+
 /** `maxAttempts` belongs under `retry`: at the top level it would be silently ignored. */
 @IntegrationEventHandler(OrderCreatedIntegrationEvent, { maxAttempts: 3 } as never)
 class MisplacedOptionHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
@@ -103,6 +118,14 @@ describe('boot', () => {
     const boot = startTestApp(ns, { providers: [FirstClaimant, SecondClaimant] });
     await expect(boot).rejects.toBeInstanceOf(DuplicateHandlerQueueError);
     await expect(boot).rejects.toThrow(/FirstClaimant and SecondClaimant both resolve to queue "shared"/);
+  });
+
+  it('names the queue two handlers share when it is a dead-letter queue', async () => {
+    const boot = startTestApp(ns, { providers: [ChargeHandler, RefundHandler] });
+    await expect(boot).rejects.toBeInstanceOf(DuplicateHandlerQueueError);
+    await expect(boot).rejects.toThrow(/ChargeHandler and RefundHandler both resolve to queue "billing\.dlq"/);
+    const intoQueue = startTestApp(ns, { providers: [ChargeHandler, DeadLettersIntoChargeQueue] });
+    await expect(intoQueue).rejects.toThrow(/ChargeHandler and DeadLettersIntoChargeQueue both resolve to queue "billing\.charge"/);
   });
 
   it('refuses an inbox that forgets messages before they can come again, for the handlers that use it', async () => {

@@ -141,8 +141,10 @@ export class IntegrationEventHandlerExplorer {
             'longest retry delay): a duplicate arriving after that would be handled again. Raise inbox.retentionMs (days are the norm).',
         );
       }
-      const existing = byQueue.get(queue) ?? byQueue.get(deadLetterQueue);
-      if (existing) throw new DuplicateHandlerQueueError(queue, [existing.name, name]);
+      // Either of this handler's queues may be the one already taken: the error names that one.
+      const sharedName = byQueue.has(queue) ? queue : deadLetterQueue;
+      const existing = byQueue.get(sharedName);
+      if (existing) throw new DuplicateHandlerQueueError(sharedName, [existing.name, name]);
       const discovered: DiscoveredHandler = {
         name,
         instance: instance as IIntegrationEventHandler,
