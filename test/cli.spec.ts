@@ -205,6 +205,26 @@ describe('command line: nestjs-integration-events dlq | outbox', () => {
     expect((await cli('outbox', 'list', '--schema', 'x; drop table y')).code).toBe(2);
   });
 
+  it('says a wrong argument is a usage mistake (exit code 2) even when the broker or database does not answer', async () => {
+    const noBroker = ['--url', 'amqp://guest:guest@127.0.0.1:1'];
+    const noDatabase = ['--database-url', 'postgres://postgres@127.0.0.1:1/postgres'];
+    for (const [args, says] of [
+      [['dlq', 'requeue', 'some.dlq', ...noBroker], 'give the message ids to act on, or --all'],
+      [['dlq', 'purge', 'some.dlq', 'id-1', '--all', ...noBroker], 'give message ids or --all, not both'],
+      [['dlq', 'list', 'some.dlq', '--limit', '0', ...noBroker], '--limit must be a whole number from 1'],
+      [['dlq', 'show', 'some.dlq', ...noBroker], 'dlq show needs a message id'],
+      [['outbox', 'list', '--status', 'bogus', ...noDatabase], '--status must be one of'],
+      [['outbox', 'list', '--limit', 'x', ...noDatabase], '--limit must be a whole number from 1'],
+      [['outbox', 'retry', ...noDatabase], 'give the row ids to act on'],
+      [['outbox', 'skip', ...noDatabase], 'outbox skip needs row ids'],
+    ] as const) {
+      const result = await cli(...args);
+      expect({ args, code: result.code }).toEqual({ args, code: 2 });
+      expect(result.stderr).toContain(says);
+      expect(result.stderr).not.toContain('Cannot connect');
+    }
+  });
+
   it('refuses an option the action does not take, before touching anything', async () => {
     // Unroutable: it stays in the outbox, and `retry --all-unroutable` would make it pending again.
     const [id] = await app.get(IntegrationEventPublisher).publish(new NobodyHearsEvent(1), { standalone: true });

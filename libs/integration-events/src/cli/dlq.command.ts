@@ -16,6 +16,8 @@ export async function dlqCommand({ positional, options }: ParsedArguments, outpu
   const known = Object.hasOwn(DLQ_OPTIONS, action) ? DLQ_OPTIONS[action] : undefined;
   if (!known) throw new UsageError(`unknown dlq action "${action}"`);
   assertKnownOptions(options, `dlq ${action}`, ['url', ...known]);
+  // Usage is checked before connecting: a mistake exits with 2 whether or not the broker answers.
+  const request = dlqRequest(action, ids, options);
   const url = typeof options.url === 'string' ? options.url : (process.env.RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672');
   let connection: amqp.ChannelModel;
   try {
@@ -37,11 +39,9 @@ export async function dlqCommand({ positional, options }: ParsedArguments, outpu
     { isBlocked: () => blocked },
   );
   try {
-    switch (action) {
+    switch (request.action) {
       case 'list': {
-        const limit = Number(options.limit ?? 50);
-        if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a whole number from 1');
-        const { total, messages } = await operations.list(queue, limit);
+        const { total, messages } = await operations.list(queue, request.limit);
         output.result({ queue, total, messages }, () => [
           `${queue}: ${total} dead letter(s)${messages.length < total ? `, showing ${messages.length}` : ''}`,
           ...messages.map(
@@ -53,18 +53,15 @@ export async function dlqCommand({ positional, options }: ParsedArguments, outpu
         return;
       }
       case 'show': {
-        const [messageId] = ids;
-        // '' is an id: it picks a dead letter without one.
-        if (messageId === undefined) throw new UsageError('dlq show needs a message id');
-        const found = await operations.show(queue, messageId);
-        if (!found) throw new Error(`No dead letter ${messageId} in ${queue}`);
+        const found = await operations.show(queue, request.messageId);
+        if (!found) throw new Error(`No dead letter ${request.messageId} in ${queue}`);
         output.result(found, () => [JSON.stringify(found, null, 2)]);
         return;
       }
       case 'requeue': {
         let result: Awaited<ReturnType<DeadLetterQueueOperations['requeue']>>;
         try {
-          result = await operations.requeue(queue, selection(options, ids));
+          result = await operations.requeue(queue, request.selection);
         } catch (error) {
           if (!(error instanceof RequeueInterruptedError)) throw error;
           output.partialFailure(error, { requeued: error.requeued });
@@ -81,7 +78,7 @@ export async function dlqCommand({ positional, options }: ParsedArguments, outpu
         return;
       }
       case 'purge': {
-        const result = await operations.purge(queue, selection(options, ids));
+        const result = await operations.purge(queue, request.selection);
         output.result(result, () => [
           `Purged ${result.purged} message(s) from ${queue}`,
           ...(result.missing.length > 0 ? [`Not found: ${result.missing.join(', ')}`] : []),
@@ -89,8 +86,6 @@ export async function dlqCommand({ positional, options }: ParsedArguments, outpu
         if (result.missing.length > 0) process.exitCode = 1;
         return;
       }
-      default:
-        throw new UsageError(`unknown dlq action "${action}"`);
     }
   } finally {
     // Bounded: a connection the broker blocked (an alarm) never answers the close; its socket is then
@@ -99,7 +94,36 @@ export async function dlqCommand({ positional, options }: ParsedArguments, outpu
   }
 }
 
-function selection(options: ParsedArguments['options'], ids: string[]): { all: true } | { messageIds: string[] } {
+type Selection = { all: true } | { messageIds: string[] };
+
+/** What a `dlq` action was asked to do, its arguments checked. */
+type DlqRequest =
+  | { readonly action: 'list'; readonly limit: number }
+  | { readonly action: 'show'; readonly messageId: string }
+  | { readonly action: 'requeue' | 'purge'; readonly selection: Selection };
+
+function dlqRequest(action: string, ids: string[], options: ParsedArguments['options']): DlqRequest {
+  switch (action) {
+    case 'list': {
+      const limit = Number(options.limit ?? 50);
+      if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a whole number from 1');
+      return { action, limit };
+    }
+    case 'show': {
+      const [messageId] = ids;
+      // '' is an id: it picks a dead letter without one.
+      if (messageId === undefined) throw new UsageError('dlq show needs a message id');
+      return { action, messageId };
+    }
+    case 'requeue':
+    case 'purge':
+      return { action, selection: selection(options, ids) };
+    default:
+      throw new UsageError(`unknown dlq action "${action}"`);
+  }
+}
+
+function selection(options: ParsedArguments['options'], ids: string[]): Selection {
   if (options.all === true) {
     if (ids.length > 0) throw new UsageError('give message ids or --all, not both');
     return { all: true };

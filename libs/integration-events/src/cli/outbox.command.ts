@@ -27,6 +27,8 @@ export async function outboxCommand({ positional, options }: ParsedArguments, ou
   for (const identifier of [schema, tableName]) {
     if (identifier !== undefined && !SQL_IDENTIFIER_PATTERN.test(identifier)) throw new UsageError(`"${identifier}" is not a plain SQL identifier`);
   }
+  // Usage is checked before connecting: a mistake exits with 2 whether or not the database answers.
+  const request = outboxRequest(action, ids, options);
   const url =
     typeof options['database-url'] === 'string'
       ? options['database-url']
@@ -39,13 +41,9 @@ export async function outboxCommand({ positional, options }: ParsedArguments, ou
   }
   const operations = new OutboxOperations(dataSource, new OutboxTableName(schema, tableName));
   try {
-    switch (action) {
+    switch (request.action) {
       case 'list': {
-        const status = (options.status ?? 'stuck') as OutboxFilter;
-        if (!FILTERS.includes(status)) throw new UsageError(`--status must be one of ${FILTERS.join(', ')}`);
-        const limit = Number(options.limit ?? 50);
-        if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a whole number from 1');
-        const [rows, counts] = [await operations.list(status, limit), await operations.counts()];
+        const [rows, counts] = [await operations.list(request.status, request.limit), await operations.counts()];
         output.result({ counts, rows }, () => [
           `Outbox: ${counts.pending} pending (${counts.failed} failed at least once), ${counts.unroutable} unroutable, ` +
             `${counts.skipped} skipped, ${counts.sent} sent`,
@@ -58,7 +56,7 @@ export async function outboxCommand({ positional, options }: ParsedArguments, ou
         return;
       }
       case 'retry': {
-        const retried = await operations.retry(selection(options, ids));
+        const retried = await operations.retry(request.selection);
         const leftAlone = notIn(ids, retried);
         output.result(ids.length > 0 ? { retried, leftAlone } : { retried }, () => [
           `Made ${retried.length} row(s) due now`,
@@ -69,7 +67,6 @@ export async function outboxCommand({ positional, options }: ParsedArguments, ou
         return;
       }
       case 'skip': {
-        if (ids.length === 0) throw new UsageError('outbox skip needs row ids');
         const skipped = await operations.skip({ ids });
         const leftAlone = notIn(ids, skipped);
         output.result({ skipped, leftAlone }, () => [
@@ -79,8 +76,6 @@ export async function outboxCommand({ positional, options }: ParsedArguments, ou
         if (leftAlone.length > 0) process.exitCode = 1;
         return;
       }
-      default:
-        throw new UsageError(`unknown outbox action "${action}"`);
     }
   } finally {
     await dataSource.destroy();
@@ -107,6 +102,31 @@ function canonicalUuid(id: string): string {
 function leftAloneLines(ids: readonly string[], done: string): string[] {
   if (ids.length === 0) return [];
   return [`Left alone ${ids.length} row(s) (${done}, being published by a relay right now, or not in the outbox):`, ...ids.map((id) => `  ${id}`)];
+}
+
+/** What an `outbox` action was asked to do, its arguments checked. */
+type OutboxRequest =
+  | { readonly action: 'list'; readonly status: OutboxFilter; readonly limit: number }
+  | { readonly action: 'retry'; readonly selection: OutboxSelection }
+  | { readonly action: 'skip' };
+
+function outboxRequest(action: string, ids: string[], options: ParsedArguments['options']): OutboxRequest {
+  switch (action) {
+    case 'list': {
+      const status = (options.status ?? 'stuck') as OutboxFilter;
+      if (!FILTERS.includes(status)) throw new UsageError(`--status must be one of ${FILTERS.join(', ')}`);
+      const limit = Number(options.limit ?? 50);
+      if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a whole number from 1');
+      return { action, status, limit };
+    }
+    case 'retry':
+      return { action, selection: selection(options, ids) };
+    case 'skip':
+      if (ids.length === 0) throw new UsageError('outbox skip needs row ids');
+      return { action };
+    default:
+      throw new UsageError(`unknown outbox action "${action}"`);
+  }
 }
 
 function selection(options: ParsedArguments['options'], ids: string[]): OutboxSelection {
