@@ -1,9 +1,11 @@
 import type { TestingModule } from '@nestjs/testing';
+import * as amqp from 'amqplib';
 import type { ConfirmChannel } from 'amqplib';
 import { DeadLetterService, IntegrationEventPublisher, NonRetryableError, RequeueInterruptedError } from 'nestjs-integration-events';
 import { DeadLetterQueueOperations } from '../libs/integration-events/src/dead-letter/dead-letter-queue.operations';
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
 import { consistently, eventually } from './support/eventually';
+import { TEST_RABBITMQ_URL } from './support/services';
 import { startTestApp } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
 
@@ -226,6 +228,34 @@ describe('dead-letter replay (DeadLetterService)', () => {
     expect(failure.message).toContain(`its copy is in "${target}", and the dead letter is back in "${deadLetterQueue}" too`);
     expect(await ns.queueDepth(target)).toBe(1);
     expect(await ns.queueDepth(deadLetterQueue)).toBe(1);
+  });
+
+  it('says the copy may be in its queue already when the connection is lost before its confirm; the dead letter stays', async () => {
+    const { deadLetterQueue, target } = await oneDeadLetter('lost-before-confirm');
+    // One connection of its own for both channels, as on the command line; it is lost once the copy has been sent.
+    const connection = await amqp.connect(TEST_RABBITMQ_URL);
+    connection.on('error', () => undefined);
+    const operations = new DeadLetterQueueOperations(
+      async () => {
+        const copies = await connection.createConfirmChannel();
+        copies.on('error', () => undefined);
+        const send = copies.sendToQueue.bind(copies);
+        copies.sendToQueue = (...args: Parameters<ConfirmChannel['sendToQueue']>) => {
+          const sent = send(...args);
+          (connection as unknown as { connection: { stream: { destroy(error: Error): void } } }).connection.stream.destroy(new Error('connection lost'));
+          return sent;
+        };
+        return copies;
+      },
+      () => connection.createConfirmChannel(),
+    );
+    const failure = (await operations.requeue(deadLetterQueue, { all: true }).catch((error: unknown) => error)) as RequeueInterruptedError;
+    expect(failure).toBeInstanceOf(RequeueInterruptedError);
+    expect(failure.requeued).toEqual([]);
+    expect(failure.message).toContain(
+      `The channel closed before the broker confirmed the requeued copy of lost-before-confirm (channel closed): it stays a dead letter, and the copy may be in "${target}" already`,
+    );
+    await eventually(async () => expect(await ns.queueDepth(deadLetterQueue)).toBe(1));
   });
 
   it('purges all', async () => {

@@ -273,6 +273,18 @@ function toStored(message: GetMessage): StoredDeadLetter {
 }
 
 /**
+ * Why a copy's confirm failed. A nack means the broker did not take it; a channel that closed first
+ * (its connection lost) leaves it unknown: the copy may have reached its queue before the close.
+ */
+function unconfirmedCopy(error: Error, id: string, queue: string): string {
+  if (error.message === 'message nacked') return `The broker refused (nacked) the requeued copy of ${id}; it stays a dead letter`;
+  return (
+    `The channel closed before the broker confirmed the requeued copy of ${id} (${error.message}): it stays a dead letter, ` +
+    `and the copy may be in "${queue}" already; look there before requeueing it again (its handler's inbox skips it once handled)`
+  );
+}
+
+/**
  * Sends the copy, `mandatory`: a queue deleted since it was checked returns the copy (RabbitMQ would
  * confirm one routed nowhere, and the dead letter would then be acked and lost). Copies go one at a
  * time, so a return before this copy's confirm is this copy's. A copy not confirmed within
@@ -303,7 +315,7 @@ function publishCopy(channel: ConfirmChannel, queue: string, message: GetMessage
       (error) => {
         clearTimeout(timer);
         channel.off('return', onReturn);
-        if (error) reject(new Error(`The broker did not confirm the requeued copy of ${id}; it stays a dead letter`));
+        if (error) reject(new Error(unconfirmedCopy(error, id, queue)));
         else if (returned) reject(new Error(`Queue "${queue}" is gone: the copy of ${id} was returned; it stays a dead letter`));
         else resolve();
       },
