@@ -1,5 +1,5 @@
 import { dirname, join } from 'node:path';
-import { deadLetterHeaders, retryCopyHeaders, smallerCopyHeaders } from './failure-headers';
+import { deadLetterHeaders, requeuedHeaders, retryCopyHeaders, smallerCopyHeaders } from './failure-headers';
 
 /** amqplib's own header-table encoder (its package exports only its API, so it is loaded by path). */
 const { encodeTable } = require(join(dirname(require.resolve('amqplib')), 'lib', 'codec.js')) as {
@@ -15,6 +15,36 @@ function encodes(headers: Record<string, unknown>): boolean {
     return false;
   }
 }
+
+describe('copy headers', () => {
+  it("leave out another publisher's CC and BCC, which would send the copy to the queues they name too", () => {
+    const sent = { 'ie-event-name': 'payments.x', CC: ['audit'], BCC: ['spy'], cc: 'kept', 'x-death': [{}] };
+    const retry = {
+      action: 'retry',
+      attempt: 1,
+      nextAttempt: 2,
+      delayMs: 10,
+      eventName: 'payments.x',
+      failure: { name: 'Error', message: 'boom', failedAt: new Date() },
+    } as unknown as Parameters<typeof retryCopyHeaders>[1];
+    const retried = retryCopyHeaders(sent, retry);
+    expect(retried).not.toHaveProperty('CC');
+    expect(retried).not.toHaveProperty('BCC');
+    expect(retried).not.toHaveProperty('x-death');
+    expect(retried).toHaveProperty('cc', 'kept');
+    const deadLetter = {
+      action: 'dead-letter',
+      reason: 'max-attempts',
+      attempts: 3,
+      eventName: 'payments.x',
+      failure: { name: 'Error', message: 'boom', failedAt: new Date() },
+    } as unknown as Parameters<typeof deadLetterHeaders>[1];
+    const dead = deadLetterHeaders(sent, deadLetter, { name: 'XHandler', queue: 'payments.XHandler' });
+    expect(dead).not.toHaveProperty('CC');
+    expect(dead).not.toHaveProperty('BCC');
+    expect(requeuedHeaders(sent)).toEqual({ 'ie-event-name': 'payments.x', cc: 'kept' });
+  });
+});
 
 describe('smallerCopyHeaders', () => {
   it('leaves out, in its last form, every library header amqplib would fail on, and names them', () => {

@@ -1,5 +1,5 @@
 import type { Disposition } from '../consumer/disposition';
-import { DEAD_LETTER_HEADERS, FAILURE_HEADERS, MessageHeaders } from '../envelope/message-headers';
+import { DEAD_LETTER_HEADERS, FAILURE_HEADERS, MessageHeaders, ROUTING_HEADERS } from '../envelope/message-headers';
 import type { DeadLetter } from './dead-letter.interface';
 
 type Headers = Readonly<Record<string, unknown>>;
@@ -22,10 +22,14 @@ function isBrokerHeader(name: string): boolean {
   );
 }
 
-/** The headers a message arrived with, minus the broker's own (`x-death` and friends). */
+/**
+ * The headers a message arrived with, minus the broker's own (`x-death` and friends) and another
+ * publisher's routing headers (`CC`: RabbitMQ keeps it on delivery, and a copy carrying it would go to
+ * the queues it names too).
+ */
 function withoutBrokerHeaders(headers: Headers): Record<string, unknown> {
   const result: Record<string, unknown> = {};
-  for (const [name, value] of Object.entries(headers)) if (!isBrokerHeader(name)) result[name] = value;
+  for (const [name, value] of Object.entries(headers)) if (!isBrokerHeader(name) && !ROUTING_HEADERS.has(name)) result[name] = value;
   return result;
 }
 

@@ -100,7 +100,16 @@ describe('buildMessageHeaders', () => {
       },
     );
 
-    it.each(['iex', 'ie_custom', 'xray', 'x_custom', 'tenant', 'Tenant-Id', 'trace.id', '0', 'a'.repeat(128)])(
+    it.each(['CC', 'BCC'])('refuses %j, which RabbitMQ reads as more routing keys (and closes the channel over)', (name) => {
+      const error = headersRefusal({ [name]: 'ops' });
+      expect(error.option).toBe(`headers.${name}`);
+      expect(error.message).toBe(
+        `Invalid publish() option "headers.${name}": RabbitMQ reads the headers "CC" and "BCC" as more routing keys of the message ` +
+          '(and refuses it unless they are arrays); use another name.',
+      );
+    });
+
+    it.each(['iex', 'ie_custom', 'xray', 'x_custom', 'tenant', 'Tenant-Id', 'trace.id', '0', 'a'.repeat(128), 'cc', 'Bcc'])(
       'accepts %j',
       (name) => {
         expect(buildMessageHeaders(CONTRACT, { [name]: 'v' })[name]).toBe('v');

@@ -1,5 +1,5 @@
 import { InvalidPublishOptionsError } from '../errors/invalid-publish-options.error';
-import { MessageHeaders, RESERVED_HEADER_PREFIXES } from './message-headers';
+import { MessageHeaders, RESERVED_HEADER_PREFIXES, ROUTING_HEADERS } from './message-headers';
 import type { HeaderValue, MessageHeadersRecord } from './outgoing-message';
 
 const HEADER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -87,6 +87,12 @@ function validateApplicationHeaders(headers: MessageHeadersRecord | undefined): 
         `headers.${name}`,
         `names starting with ${RESERVED_HEADER_PREFIXES.map((p) => `"${p}"`).join(' or ')} are reserved ` +
           '(the library\'s contract headers and RabbitMQ\'s own).',
+      );
+    }
+    if (ROUTING_HEADERS.has(name)) {
+      throw new InvalidPublishOptionsError(
+        `headers.${name}`,
+        'RabbitMQ reads the headers "CC" and "BCC" as more routing keys of the message (and refuses it unless they are arrays); use another name.',
       );
     }
     if (!isHeaderValue(value)) {

@@ -79,5 +79,12 @@ export const FAILURE_HEADERS: readonly string[] = [
 /** Header names reserved by the library. Application headers may not start with these prefixes. */
 export const RESERVED_HEADER_PREFIXES = ['ie-', 'x-'] as const;
 
+/**
+ * Headers RabbitMQ reads as more routing keys of a publish ("sender-selected distribution", exact
+ * names): it closes the channel when they are not arrays of strings, and sends the message to the queues
+ * they name besides. Application headers may not use them, and copies leave out a foreign publisher's.
+ */
+export const ROUTING_HEADERS: ReadonlySet<string> = new Set(['CC', 'BCC']);
+
 /** Content type of every message body. */
 export const MESSAGE_CONTENT_TYPE = 'application/json';
