@@ -7,4 +7,9 @@ export interface IncomingMessage {
   /** Headers as received; untrusted. */
   readonly headers: Readonly<Record<string, unknown>>;
   readonly redelivered: boolean;
+  /**
+   * Whether it came through the topic exchange by its event name (its publish), not straight into this
+   * queue (a retry, a requeued dead letter).
+   */
+  readonly routed: boolean;
 }

@@ -120,6 +120,7 @@ function handlerFor(eventClass: IntegrationEventClass, name = 'OrderCreatedHandl
     retryPolicy: resolveRetryPolicy(),
     timeoutMs: 60_000,
     inbox: true,
+    otherVersions: new Map(),
   };
 }
 
@@ -141,6 +142,7 @@ interface MessageOverrides {
   readonly messageId?: unknown;
   readonly routingKey?: string;
   readonly headers?: Record<string, unknown>;
+  readonly routed?: boolean;
 }
 
 function message(overrides: MessageOverrides = {}): IncomingMessage {
@@ -151,6 +153,7 @@ function message(overrides: MessageOverrides = {}): IncomingMessage {
     routingKey: overrides.routingKey ?? 'ordering.order-created',
     headers: overrides.headers ?? HEADERS,
     redelivered: false,
+    routed: overrides.routed ?? true,
   };
 }
 
@@ -290,6 +293,30 @@ describe('decodeMessage', () => {
         expect(await poisonReason({ headers: headersWith({ [MessageHeaders.EventVersion]: version }) })).toBe(
           `unknown version ${shown} of "ordering.order-created"; handler OrderCreatedHandler knows version 2`,
         );
+      });
+
+      describe('of a version another handler of the service takes', () => {
+        const withSiblings = { ...HANDLER, otherVersions: new Map([[3, ['OrderCreatedV3Handler', 'AuditV3Handler']]]) };
+        const version = (value: number, routed = true) =>
+          decode({ headers: headersWith({ [MessageHeaders.EventVersion]: value }), routed }, withSiblings);
+
+        it('leaves a routed message to those handlers: not poison', async () => {
+          expect(await version(3)).toEqual({
+            ok: false,
+            reason: 'version 3 of "ordering.order-created" is for OrderCreatedV3Handler, AuditV3Handler',
+            otherVersion: { eventVersion: 3, handlers: ['OrderCreatedV3Handler', 'AuditV3Handler'] },
+          });
+        });
+
+        it('still refuses a version none of them takes', async () => {
+          const decoded = await version(4);
+          expect(decoded).toEqual({ ok: false, reason: 'unknown version 4 of "ordering.order-created"; handler OrderCreatedHandler knows version 2' });
+        });
+
+        it('still refuses a copy sent straight to this queue (a requeued dead letter), which they never got', async () => {
+          const decoded = await version(3, false);
+          expect(decoded).toEqual({ ok: false, reason: 'unknown version 3 of "ordering.order-created"; handler OrderCreatedHandler knows version 2' });
+        });
       });
     });
 

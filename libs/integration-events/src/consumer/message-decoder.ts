@@ -31,6 +31,12 @@ export type DecodedMessage =
         readonly eventName: string;
         readonly eventVersion: number;
       };
+      /**
+       * Set when the message is of another version of the event, which other handlers of this service
+       * take (`DiscoveredHandler.otherVersions`), and came by its event name: their queues got it too.
+       * Not poison: acknowledged here.
+       */
+      readonly otherVersion?: { readonly eventVersion: number; readonly handlers: readonly string[] };
     };
 
 export interface DecodeLimits {
@@ -73,6 +79,12 @@ export async function decodeMessage(
   const eventVersion = toInteger(headers[MessageHeaders.EventVersion]);
   if (eventVersion === undefined) return poison(`missing or malformed ${MessageHeaders.EventVersion} header`);
   if (eventVersion !== handler.event.version) {
+    // Routed here by its name, as to every queue of the event: another handler of this service takes it.
+    // A copy sent straight to this queue (a requeued dead letter) reached no other, and stays poison.
+    const handlers = message.routed ? handler.otherVersions.get(eventVersion) : undefined;
+    if (handlers) {
+      return { ok: false, reason: `version ${eventVersion} of "${handler.event.name}" is for ${handlers.join(', ')}`, otherVersion: { eventVersion, handlers } };
+    }
     return poison(
       `unknown version ${eventVersion} of "${handler.event.name}"; handler ${handler.name} knows version ${handler.event.version}`,
     );

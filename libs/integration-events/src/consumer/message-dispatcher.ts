@@ -81,7 +81,9 @@ export class MessageDispatcher {
       else span.setAttribute(A.Reason, disposition.reason);
     }
     span.end();
-    this.metrics.recordHandled(eventName, handler.name, this.lastWasDuplicate.delete(message) ? 'duplicate' : outcome, seconds);
+    const acknowledgedAs = this.acknowledgedAs.get(message);
+    this.acknowledgedAs.delete(message);
+    this.metrics.recordHandled(eventName, handler.name, acknowledgedAs ?? outcome, seconds);
     return disposition;
   }
 
@@ -94,8 +96,11 @@ export class MessageDispatcher {
     else this.metrics.recordDeadLettered(handler.event.name, handler.name, disposition.reason);
   }
 
-  /** Deliveries the inbox found already handled (for the `duplicate` outcome). */
-  private readonly lastWasDuplicate = new WeakSet<IncomingMessage>();
+  /**
+   * Deliveries acknowledged without a call: `duplicate`, those the inbox found already handled;
+   * `other_version`, those of a version another handler of this service takes.
+   */
+  private readonly acknowledgedAs = new WeakMap<IncomingMessage, 'duplicate' | 'other_version'>();
 
   private async decideFor(handler: DiscoveredHandler, message: IncomingMessage, shutdown: AbortSignal): Promise<Disposition> {
     const { consumer } = this.config.options;
@@ -105,6 +110,11 @@ export class MessageDispatcher {
     // The handler's timeout bounds the class's async validation rules and the call together.
     const started = performance.now();
     const decoded = await decodeMessage(handler, message, consumer);
+    if (!decoded.ok && decoded.otherVersion) {
+      this.acknowledgedAs.set(message, 'other_version');
+      this.logger.debug(`Left message ${describeId(message.messageId)} on ${handler.queue} to ${decoded.otherVersion.handlers.join(', ')}: ${decoded.reason}`);
+      return { action: 'ack' };
+    }
     if (!decoded.ok && decoded.validationFailed) {
       const { error, ...contract } = decoded.validationFailed;
       this.logger.warn(`Validating message ${contract.messageId} for ${handler.name} failed: ${error.message}`);
@@ -147,7 +157,7 @@ export class MessageDispatcher {
     try {
       const ran = await this.callWithTimeout(handler, decoded.event, context, attemptState, performance.now() - started);
       if (!ran) {
-        this.lastWasDuplicate.add(message);
+        this.acknowledgedAs.set(message, 'duplicate');
         this.logger.log(`Skipped duplicate delivery of message ${decoded.messageId} to ${handler.name}: already handled`);
       }
       return { action: 'ack' };

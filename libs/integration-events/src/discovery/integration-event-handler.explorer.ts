@@ -158,11 +158,31 @@ export class IntegrationEventHandlerExplorer {
         retryPolicy,
         timeoutMs,
         inbox,
+        otherVersions: new Map(),
       };
       byQueue.set(queue, discovered);
       byQueue.set(deadLetterQueue, discovered);
     }
-    return [...new Set(byQueue.values())];
+    const handlers = [...new Set(byQueue.values())];
+    withOtherVersions(handlers);
+    return handlers;
+  }
+}
+
+/**
+ * Tells each handler which other versions of its event this service's other handlers take (a service
+ * moving to a new version handles both for a while, one handler each): every queue bound to the event
+ * name gets every version, and each handler must leave the others' to them.
+ */
+function withOtherVersions(handlers: readonly DiscoveredHandler[]): void {
+  for (const handler of handlers) {
+    const otherVersions = handler.otherVersions as Map<number, string[]>;
+    for (const other of handlers) {
+      if (other.event.name !== handler.event.name || other.event.version === handler.event.version) continue;
+      const names = otherVersions.get(other.event.version);
+      if (names) names.push(other.name);
+      else otherVersions.set(other.event.version, [other.name]);
+    }
   }
 }
 

@@ -64,7 +64,7 @@ class Instruments {
  * | metric | type | attributes |
  * |---|---|---|
  * | `integration_events.published` | counter | event name, outcome (`confirmed`, `unroutable`, `failed`) |
- * | `integration_events.handled` | counter | event name, handler, outcome (`ack`, `retry`, `dead_letter`, `duplicate`) |
+ * | `integration_events.handled` | counter | event name, handler, outcome (`ack`, `retry`, `dead_letter`, `duplicate`, `other_version`) |
  * | `integration_events.retried` | counter | event name, handler (retry copies placed in their wait queue) |
  * | `integration_events.dead_lettered` | counter | event name, handler, reason (messages placed in their dead-letter queue) |
  * | `integration_events.handler.duration` | histogram, seconds | event name, handler, outcome |
@@ -123,7 +123,7 @@ export class IntegrationEventsMetrics implements OnApplicationBootstrap, OnModul
     this.record((instruments) => instruments.published.add(count, { [A.EventName]: eventName, [A.Outcome]: outcome }));
   }
 
-  recordHandled(eventName: string, handler: string, outcome: 'ack' | 'retry' | 'dead_letter' | 'duplicate', seconds: number | undefined): void {
+  recordHandled(eventName: string, handler: string, outcome: 'ack' | 'retry' | 'dead_letter' | 'duplicate' | 'other_version', seconds: number | undefined): void {
     this.record((instruments) => {
       const attributes = { [A.EventName]: eventName, [A.Handler]: handler, [A.Outcome]: outcome };
       instruments.handled.add(1, attributes);

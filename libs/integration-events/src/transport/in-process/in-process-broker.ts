@@ -84,22 +84,24 @@ export class InProcessBroker {
     const routed = targets !== undefined && targets.size > 0;
     for (const listener of this.taps) listener(exchange, message, routed);
     if (!routed) return false;
-    for (const name of targets) this.queue(name).push(message);
+    const delivered = { ...message, exchange };
+    for (const name of targets) this.queue(name).push(delivered);
     return true;
   }
 
   /** Puts the message straight into one queue (retries, dead letters, replays). */
   sendToQueue(queue: string, message: InProcessMessage): void {
     this.assertOpen();
-    this.queue(queue).push(message);
+    this.queue(queue).push(straight(message));
   }
 
   /** Puts the message into `queue` after `delayMs` (a retry waiting for its turn). */
   sendToQueueLater(queue: string, message: InProcessMessage, delayMs: number): void {
     this.assertOpen();
+    const copy = straight(message);
     const timer = setTimeout(() => {
       this.timers.delete(timer);
-      if (!this.closed) this.queue(queue).push(message);
+      if (!this.closed) this.queue(queue).push(copy);
     }, delayMs);
     timer.unref();
     this.timers.add(timer);
@@ -124,4 +126,11 @@ export class InProcessBroker {
   private assertOpen(): void {
     if (this.closed) throw new Error('The in-process broker is closed');
   }
+}
+
+/** A message put straight into a queue: a copy of one that was routed no longer says so. */
+function straight(message: InProcessMessage): InProcessMessage {
+  if (message.exchange === undefined) return message;
+  const { exchange: _routedThrough, ...rest } = message;
+  return rest;
 }

@@ -7,4 +7,6 @@ export interface InProcessMessage {
   /** Other properties kept as they are (content type, correlation id, ...). */
   readonly properties: Readonly<Record<string, unknown>>;
   readonly redelivered: boolean;
+  /** The exchange that routed it into its queue; absent when it was put there straight (`sendToQueue`). */
+  readonly exchange?: string;
 }

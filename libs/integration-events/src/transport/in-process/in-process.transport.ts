@@ -141,7 +141,14 @@ export class InProcessTransport implements IntegrationEventTransport {
     const held: HeldDelivery = { delivery, copied: false };
     const work = callbacks.dispatch(
       consumer.handler,
-      { body: message.content, messageId: message.messageId, routingKey: message.routingKey, headers: message.headers, redelivered: message.redelivered },
+      {
+        body: message.content,
+        messageId: message.messageId,
+        routingKey: message.routingKey,
+        headers: message.headers,
+        redelivered: message.redelivered,
+        routed: message.exchange === this.exchange,
+      },
       consumer.abort.signal,
     )
       .then((disposition) => this.settle(consumer, held, disposition, callbacks))

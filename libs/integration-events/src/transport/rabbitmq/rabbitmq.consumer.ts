@@ -254,6 +254,7 @@ export class RabbitMqConsumer {
         routingKey: message.fields.routingKey,
         headers,
         redelivered: message.fields.redelivered,
+        routed: message.fields.exchange === this.options.rabbitmq!.exchange,
       },
       this.abort.signal,
     );

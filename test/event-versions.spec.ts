@@ -1,0 +1,156 @@
+/**
+ * A service moving to a new version of an event handles both for a while, one handler each. Every queue
+ * bound to the event's name gets every version: each handler takes its own and leaves the other's to
+ * its sibling, and nothing is dead-lettered. A handler still dead-letters a version nobody in the
+ * service takes, and a copy sent straight to its queue (a requeued dead letter), which no sibling got.
+ */
+import { Injectable } from '@nestjs/common';
+import type { TestingModule } from '@nestjs/testing';
+import { IsInt, IsString } from 'class-validator';
+import {
+  type DeadLetter,
+  IntegrationEvent,
+  IntegrationEventHandler,
+  IntegrationEventPublisher,
+  type IIntegrationEventHandler,
+  type IntegrationEventContext,
+} from 'nestjs-integration-events';
+import { IntegrationEventsTestingModule, IntegrationEventsTestKit } from 'nestjs-integration-events/testing';
+import { Test } from '@nestjs/testing';
+import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
+import { consistently, eventually } from './support/eventually';
+import { infrastructureImports, startTestApp } from './support/test-app';
+import { TestNamespace } from './support/test-namespace';
+
+/** Version 2 of the fixture's `ordering.order-created`: the amount joined the contract. */
+@IntegrationEvent({ name: 'ordering.order-created', version: 2 })
+class OrderCreatedV2IntegrationEvent {
+  @IsString()
+  readonly orderId: string;
+
+  @IsInt()
+  readonly amountCents: number;
+
+  constructor(orderId: string, amountCents: number) {
+    this.orderId = orderId;
+    this.amountCents = amountCents;
+  }
+}
+
+/** A version 3 no handler of the service takes yet. */
+@IntegrationEvent({ name: 'ordering.order-created', version: 3 })
+class OrderCreatedV3IntegrationEvent {
+  constructor(readonly orderId: string) {}
+}
+
+@Injectable()
+@IntegrationEventHandler(OrderCreatedV2IntegrationEvent)
+class OrderCreatedV2Recorder implements IIntegrationEventHandler<OrderCreatedV2IntegrationEvent> {
+  readonly received: Array<{ event: OrderCreatedV2IntegrationEvent; context: IntegrationEventContext }> = [];
+
+  handle(event: OrderCreatedV2IntegrationEvent, context: IntegrationEventContext): void {
+    this.received.push({ event, context });
+  }
+}
+
+describe('two versions of one event, one handler each', () => {
+  let ns: TestNamespace;
+  const apps: TestingModule[] = [];
+
+  beforeEach(async () => {
+    ns = await TestNamespace.create();
+  });
+
+  afterEach(async () => {
+    for (const app of apps.splice(0)) await app.close();
+    await ns.cleanup();
+  });
+
+  const v1Queue = () => `${ns.serviceName}.OrderCreatedRecorder`;
+  const v2Queue = () => `${ns.serviceName}.OrderCreatedV2Recorder`;
+
+  it('gives each handler its own version and dead-letters neither on RabbitMQ', async () => {
+    const app = await startTestApp(ns, { providers: [OrderCreatedRecorder, OrderCreatedV2Recorder] });
+    apps.push(app);
+    const publisher = app.get(IntegrationEventPublisher);
+    const [v1] = await publisher.publish(new OrderCreatedIntegrationEvent('o-1'), { standalone: true });
+    const [v2] = await publisher.publish(new OrderCreatedV2IntegrationEvent('o-2', 1250), { standalone: true });
+    // A version neither handler takes is still refused, by both.
+    const v3 = await ns.publishRaw('ordering.order-created', JSON.stringify({ orderId: 'o-3' }), { headers: { 'ie-event-version': 3 } });
+
+    await eventually(() => expect(app.get(OrderCreatedRecorder).received.map((r) => r.context.messageId)).toEqual([v1]));
+    await eventually(() => expect(app.get(OrderCreatedV2Recorder).received.map((r) => r.context.messageId)).toEqual([v2]));
+    expect(app.get(OrderCreatedV2Recorder).received[0]!.event).toEqual(new OrderCreatedV2IntegrationEvent('o-2', 1250));
+    await eventually(async () => expect([await ns.queueDepth(`${v1Queue()}.dlq`), await ns.queueDepth(`${v2Queue()}.dlq`)]).toEqual([1, 1]));
+    await consistently(async () => {
+      expect([await ns.queueDepth(v1Queue()), await ns.queueDepth(v2Queue())]).toEqual([0, 0]);
+      expect([await ns.queueDepth(`${v1Queue()}.dlq`), await ns.queueDepth(`${v2Queue()}.dlq`)]).toEqual([1, 1]);
+    });
+    const channel = await (await ns.amqp()).createChannel();
+    try {
+      for (const queue of [`${v1Queue()}.dlq`, `${v2Queue()}.dlq`]) {
+        const letter = await channel.get(queue, { noAck: true });
+        expect(letter && letter.properties.messageId).toBe(v3);
+        expect(letter && letter.properties.headers?.['ie-dead-letter-reason']).toBe('poison');
+      }
+    } finally {
+      await channel.close();
+    }
+    expect(app.get(OrderCreatedRecorder).received).toHaveLength(1);
+    expect(app.get(OrderCreatedV2Recorder).received).toHaveLength(1);
+  });
+
+  it("dead-letters a copy of the other version sent straight to a handler's queue: no sibling got that one", async () => {
+    const app = await startTestApp(ns, { providers: [OrderCreatedRecorder, OrderCreatedV2Recorder] });
+    apps.push(app);
+    const channel = await (await ns.amqp()).createConfirmChannel();
+    try {
+      // As a requeue sends a dead letter back: through the default exchange, to the v1 handler's queue.
+      channel.sendToQueue(v1Queue(), Buffer.from(JSON.stringify({ orderId: 'o-9', amountCents: 1 })), {
+        messageId: 'straight-v2',
+        headers: { 'ie-event-name': 'ordering.order-created', 'ie-event-version': 2, 'ie-occurred-at': new Date().toISOString() },
+      });
+      await channel.waitForConfirms();
+    } finally {
+      await channel.close();
+    }
+    await eventually(async () => expect(await ns.queueDepth(`${v1Queue()}.dlq`)).toBe(1));
+    expect(app.get(OrderCreatedRecorder).received).toHaveLength(0);
+    expect(app.get(OrderCreatedV2Recorder).received).toHaveLength(0);
+  });
+
+  it('gives each handler its own version with the in-process broker of the testing module too', async () => {
+    const deadLetters: DeadLetter[] = [];
+    const app = await Test.createTestingModule({
+      imports: [
+        ...infrastructureImports(ns),
+        IntegrationEventsTestingModule.forRoot({
+          serviceName: ns.serviceName,
+          outbox: { schema: ns.schema },
+          inbox: { schema: ns.schema },
+          consumer: { onDeadLetter: (deadLetter: DeadLetter) => void deadLetters.push(deadLetter) },
+        }),
+      ],
+      providers: [OrderCreatedRecorder, OrderCreatedV2Recorder],
+    }).compile();
+    app.useLogger(['error']);
+    await app.init();
+    apps.push(app);
+    const kit = app.get(IntegrationEventsTestKit);
+    await kit.deliver(new OrderCreatedIntegrationEvent('o-1'));
+    await kit.deliver(new OrderCreatedV2IntegrationEvent('o-2', 7));
+    await kit.drain();
+    expect(app.get(OrderCreatedRecorder).received.map((r) => r.event.orderId)).toEqual(['o-1']);
+    expect(app.get(OrderCreatedV2Recorder).received.map((r) => r.event.orderId)).toEqual(['o-2']);
+    expect(deadLetters).toEqual([]);
+    // A version neither takes is dead-lettered by both, as on RabbitMQ.
+    const v3 = await kit.deliver(new OrderCreatedV3IntegrationEvent('o-3'));
+    await kit.drain();
+    expect(deadLetters.map((d) => [d.messageId, d.reason, d.queue]).sort()).toEqual([
+      [v3, 'poison', v1Queue()],
+      [v3, 'poison', v2Queue()],
+    ]);
+    expect(app.get(OrderCreatedRecorder).received).toHaveLength(1);
+    expect(app.get(OrderCreatedV2Recorder).received).toHaveLength(1);
+  });
+});
