@@ -1,8 +1,9 @@
 /**
- * A service moving to a new version of an event handles both for a while, one handler each. Every queue
- * bound to the event's name gets every version: each handler takes its own and leaves the other's to
- * its sibling, and nothing is dead-lettered. A handler still dead-letters a version nobody in the
- * service takes, and a copy sent straight to its queue (a requeued dead letter), which no sibling got.
+ * A service moving to a new version of an event handles both for a while, one handler each, paired with
+ * `replaces`. Every queue bound to the event's name gets every version: each handler takes its own and
+ * leaves the other's to its pair, and nothing is dead-lettered. A handler still dead-letters a version
+ * neither takes, a copy sent straight to its queue (a requeued dead letter), which its pair never got,
+ * and, when it is not paired (another job done with the same event), every version but its own.
  */
 import { Injectable } from '@nestjs/common';
 import type { TestingModule } from '@nestjs/testing';
@@ -19,7 +20,7 @@ import { IntegrationEventsTestingModule, IntegrationEventsTestKit } from 'nestjs
 import { Test } from '@nestjs/testing';
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
 import { consistently, eventually } from './support/eventually';
-import { infrastructureImports, startTestApp } from './support/test-app';
+import { bootMessage, infrastructureImports, startTestApp } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
 
 /** Version 2 of the fixture's `ordering.order-created`: the amount joined the contract. */
@@ -44,13 +45,46 @@ class OrderCreatedV3IntegrationEvent {
 }
 
 @Injectable()
-@IntegrationEventHandler(OrderCreatedV2IntegrationEvent)
+@IntegrationEventHandler(OrderCreatedV2IntegrationEvent, { replaces: OrderCreatedRecorder })
 class OrderCreatedV2Recorder implements IIntegrationEventHandler<OrderCreatedV2IntegrationEvent> {
   readonly received: Array<{ event: OrderCreatedV2IntegrationEvent; context: IntegrationEventContext }> = [];
 
   handle(event: OrderCreatedV2IntegrationEvent, context: IntegrationEventContext): void {
     this.received.push({ event, context });
   }
+}
+
+/** Version 3's handler, taking over from version 2's, which took over from version 1's: a chain of three. */
+@IntegrationEventHandler(OrderCreatedV3IntegrationEvent, { replaces: OrderCreatedV2Recorder })
+class OrderCreatedV3Recorder implements IIntegrationEventHandler<OrderCreatedV3IntegrationEvent> {
+  readonly received: string[] = [];
+  handle(_event: OrderCreatedV3IntegrationEvent, context: IntegrationEventContext): void {
+    this.received.push(context.messageId);
+  }
+}
+
+/** Another job done with version 1 of the same event, not paired with the version 2 handler. */
+@IntegrationEventHandler(OrderCreatedIntegrationEvent)
+class OrderAudit implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  handle(): void {}
+}
+
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { replaces: OrderCreatedRecorder })
+class ReplacesSameVersion implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  handle(): void {}
+}
+
+@IntegrationEvent({ name: 'billing.invoice-sent', version: 2 })
+class InvoiceSentIntegrationEvent {}
+
+@IntegrationEventHandler(InvoiceSentIntegrationEvent, { replaces: OrderCreatedRecorder })
+class ReplacesOtherEvent implements IIntegrationEventHandler<InvoiceSentIntegrationEvent> {
+  handle(): void {}
+}
+
+@IntegrationEventHandler(OrderCreatedV2IntegrationEvent, { replaces: 'OrderCreatedRecorder' } as never)
+class ReplacesNothing implements IIntegrationEventHandler<OrderCreatedV2IntegrationEvent> {
+  handle(): void {}
 }
 
 describe('two versions of one event, one handler each', () => {
@@ -117,6 +151,48 @@ describe('two versions of one event, one handler each', () => {
     await eventually(async () => expect(await ns.queueDepth(`${v1Queue()}.dlq`)).toBe(1));
     expect(app.get(OrderCreatedRecorder).received).toHaveLength(0);
     expect(app.get(OrderCreatedV2Recorder).received).toHaveLength(0);
+  });
+
+  it('pairs a chain of three (v3 replaces v2, which replaces v1): each takes its own version, none dead-letters', async () => {
+    const app = await startTestApp(ns, { providers: [OrderCreatedRecorder, OrderCreatedV2Recorder, OrderCreatedV3Recorder] });
+    apps.push(app);
+    const publisher = app.get(IntegrationEventPublisher);
+    const [v1] = await publisher.publish(new OrderCreatedIntegrationEvent('o-1'), { standalone: true });
+    const [v3] = await publisher.publish(new OrderCreatedV3IntegrationEvent('o-3'), { standalone: true });
+    await eventually(() => expect(app.get(OrderCreatedRecorder).received.map((r) => r.context.messageId)).toEqual([v1]));
+    await eventually(() => expect(app.get(OrderCreatedV3Recorder).received).toEqual([v3]));
+    const v3Queue = `${ns.serviceName}.OrderCreatedV3Recorder`;
+    await consistently(async () => {
+      const depths = await Promise.all([v1Queue(), v2Queue(), v3Queue].flatMap((q) => [ns.queueDepth(q), ns.queueDepth(`${q}.dlq`)]));
+      expect(depths).toEqual([0, 0, 0, 0, 0, 0]);
+    });
+    expect(app.get(OrderCreatedV2Recorder).received).toHaveLength(0);
+  });
+
+  it('leaves nothing to a handler it is not paired with: an unpaired one dead-letters the other version', async () => {
+    const app = await startTestApp(ns, { providers: [OrderCreatedRecorder, OrderCreatedV2Recorder, OrderAudit] });
+    apps.push(app);
+    const [v2] = await app.get(IntegrationEventPublisher).publish(new OrderCreatedV2IntegrationEvent('o-2', 5), { standalone: true });
+    await eventually(() => expect(app.get(OrderCreatedV2Recorder).received.map((r) => r.context.messageId)).toEqual([v2]));
+    const auditQueue = `${ns.serviceName}.OrderAudit`;
+    await eventually(async () => expect(await ns.queueDepth(`${auditQueue}.dlq`)).toBe(1));
+    await consistently(async () => expect([await ns.queueDepth(`${v1Queue()}.dlq`), await ns.queueDepth(`${v2Queue()}.dlq`)]).toEqual([0, 0]));
+    expect(app.get(OrderCreatedRecorder).received).toHaveLength(0);
+  });
+
+  it('refuses at boot a replaces that names no handler of the application, or one of another event or of the same version', async () => {
+    await expect(bootMessage(ns, { providers: [OrderCreatedV2Recorder] })).resolves.toBe(
+      '@IntegrationEventHandler OrderCreatedV2Recorder: replaces OrderCreatedRecorder, which is not an @IntegrationEventHandler ' +
+        'class provided in this application. Name the class of the handler of the other version, and keep it among the providers ' +
+        'while both versions are handled.',
+    );
+    await expect(bootMessage(ns, { providers: [OrderCreatedRecorder, ReplacesSameVersion] })).resolves.toContain(
+      'ReplacesSameVersion: replaces OrderCreatedRecorder, which handles version 1 of "ordering.order-created": replaces names the handler of another version',
+    );
+    await expect(bootMessage(ns, { providers: [OrderCreatedRecorder, ReplacesOtherEvent] })).resolves.toContain(
+      'ReplacesOtherEvent: replaces OrderCreatedRecorder, which handles version 1 of "ordering.order-created"',
+    );
+    await expect(bootMessage(ns, { providers: [ReplacesNothing] })).resolves.toContain('ReplacesNothing: replaces "OrderCreatedRecorder", which is not');
   });
 
   it('gives each handler its own version with the in-process broker of the testing module too', async () => {

@@ -47,4 +47,14 @@ export interface IntegrationEventHandlerOptions {
    * @default the module's `inbox.enabled`
    */
   inbox?: boolean;
+
+  /**
+   * The handler this one takes over from for another version of the same event (its class, a provider
+   * of this application), while a service moves from one version to the other. The routing key carries
+   * no version, so each of the two queues gets both versions: each handler acknowledges the other's
+   * version without a call instead of dead-lettering it. A version neither takes is still dead-lettered;
+   * so is one routed to a handler not paired this way (another job done with the same event).
+   * @default none
+   */
+  replaces?: abstract new (...args: never[]) => object;
 }

@@ -23,9 +23,9 @@ export interface DiscoveredHandler {
   /** Whether calls run in an inbox transaction (duplicates skipped). */
   readonly inbox: boolean;
   /**
-   * Other versions of its event that other handlers of this service take, with their names. Every queue
-   * bound to the event name gets every version: a message of one of these, routed here, is theirs (it
-   * is acknowledged here, not dead-lettered as a version this handler does not know).
+   * Other versions of its event that the handlers paired with it (`replaces`) take, with their names.
+   * Every queue bound to the event name gets every version: a message of one of these, routed here, is
+   * theirs (it is acknowledged here, not dead-lettered as a version this handler does not know).
    */
   readonly otherVersions: ReadonlyMap<number, readonly string[]>;
 }

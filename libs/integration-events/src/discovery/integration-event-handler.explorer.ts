@@ -36,6 +36,10 @@ export class IntegrationEventHandlerExplorer {
     // The class each decorator's metadata was found on: a subclass that is not decorated itself shares
     // its ancestor's (see the check below).
     const classByMetadata = new Map<IntegrationEventHandlerMetadata, Function>();
+    // For `replaces`: each handler under its class (and the decorated class a subclass stands in for),
+    // and the handlers that name one.
+    const byClass = new Map<Function, DiscoveredHandler>();
+    const replacing: Array<{ handler: DiscoveredHandler; replaces: unknown }> = [];
 
     // Every provider, not only those indexed under the decorator's key: that index holds the decorated
     // class itself, so a subclass provided in its place (`useClass`, `overrideProvider()`) would be missed.
@@ -162,23 +166,57 @@ export class IntegrationEventHandlerExplorer {
       };
       byQueue.set(queue, discovered);
       byQueue.set(deadLetterQueue, discovered);
+      byClass.set(cls, discovered);
+      if (inPlaceOf) byClass.set(inPlaceOf, discovered);
+      if (options.replaces !== undefined) replacing.push({ handler: discovered, replaces: options.replaces });
     }
     const handlers = [...new Set(byQueue.values())];
-    withOtherVersions(handlers);
+    withOtherVersions(handlers, replacing.map(({ handler, replaces }) => [handler, replacedHandler(handler, replaces, byClass)] as const));
     return handlers;
   }
 }
 
+/** The handler `handler`'s `replaces` option names, checked: one of this application, of its event, of another version. */
+function replacedHandler(handler: DiscoveredHandler, replaces: unknown, byClass: ReadonlyMap<Function, DiscoveredHandler>): DiscoveredHandler {
+  const named = typeof replaces === 'function' ? replaces.name || 'an anonymous class' : JSON.stringify(replaces) ?? String(replaces);
+  const replaced = typeof replaces === 'function' ? byClass.get(replaces) : undefined;
+  if (!replaced) {
+    throw new InvalidIntegrationEventHandlerError(
+      handler.name,
+      `replaces ${named}, which is not an @IntegrationEventHandler class provided in this application. Name the class of ` +
+        'the handler of the other version, and keep it among the providers while both versions are handled.',
+    );
+  }
+  if (replaced === handler || replaced.event.name !== handler.event.name || replaced.event.version === handler.event.version) {
+    throw new InvalidIntegrationEventHandlerError(
+      handler.name,
+      `replaces ${replaced.name}, which handles version ${replaced.event.version} of "${replaced.event.name}": replaces names ` +
+        `the handler of another version of its own event ("${handler.event.name}", version ${handler.event.version}).`,
+    );
+  }
+  return replaced;
+}
+
 /**
- * Tells each handler which other versions of its event this service's other handlers take (a service
- * moving to a new version handles both for a while, one handler each): every queue bound to the event
- * name gets every version, and each handler must leave the others' to them.
+ * Tells each handler the other versions its paired handlers take (`replaces`, both ways, and through a
+ * chain: v3 replaces v2, which replaces v1): every queue bound to the event name gets every version, and
+ * each of them leaves the others' to them. Handlers not paired leave nothing to anyone.
  */
-function withOtherVersions(handlers: readonly DiscoveredHandler[]): void {
+function withOtherVersions(handlers: readonly DiscoveredHandler[], pairs: ReadonlyArray<readonly [DiscoveredHandler, DiscoveredHandler]>): void {
+  const paired = new Map<DiscoveredHandler, DiscoveredHandler[]>();
+  for (const [a, b] of pairs) {
+    for (const [from, to] of [[a, b], [b, a]] as const) {
+      const list = paired.get(from);
+      if (list) list.push(to);
+      else paired.set(from, [to]);
+    }
+  }
   for (const handler of handlers) {
+    const group = new Set<DiscoveredHandler>([handler]);
+    for (const member of group) for (const next of paired.get(member) ?? []) group.add(next);
     const otherVersions = handler.otherVersions as Map<number, string[]>;
-    for (const other of handlers) {
-      if (other.event.name !== handler.event.name || other.event.version === handler.event.version) continue;
+    for (const other of group) {
+      if (other.event.version === handler.event.version) continue;
       const names = otherVersions.get(other.event.version);
       if (names) names.push(other.name);
       else otherVersions.set(other.event.version, [other.name]);
@@ -195,6 +233,7 @@ const HANDLER_OPTION_KEYS: ReadonlyArray<keyof IntegrationEventHandlerOptions> =
   'timeoutMs',
   'deadLetterQueue',
   'inbox',
+  'replaces',
 ];
 
 /** Refuses handler options that are not an object, or that hold a key no handler option has. */
