@@ -217,6 +217,9 @@ describe('command line: nestjs-integration-events dlq | outbox', () => {
       [['outbox', 'list', '--limit', 'x', ...noDatabase], '--limit must be a whole number from 1'],
       [['outbox', 'retry', ...noDatabase], 'give the row ids to act on'],
       [['outbox', 'skip', ...noDatabase], 'outbox skip needs row ids'],
+      [['outbox', 'skip', 'not-a-uuid', ...noDatabase], '"not-a-uuid" is not an outbox row id (a UUID)'],
+      [['outbox', 'retry', '0190a8c4-0000-7000-8000-00000000000', ...noDatabase], 'is not an outbox row id (a UUID)'],
+      [['dlq', 'list', 'some.dlq', '--limit', '1e30', ...noBroker], '--limit must be a whole number from 1'],
     ] as const) {
       const result = await cli(...args);
       expect({ args, code: result.code }).toEqual({ args, code: 2 });

@@ -106,7 +106,7 @@ function dlqRequest(action: string, ids: string[], options: ParsedArguments['opt
   switch (action) {
     case 'list': {
       const limit = Number(options.limit ?? 50);
-      if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a whole number from 1');
+      if (!Number.isSafeInteger(limit) || limit < 1) throw new UsageError('--limit must be a whole number from 1');
       return { action, limit };
     }
     case 'show': {

@@ -82,6 +82,14 @@ export async function outboxCommand({ positional, options }: ParsedArguments, ou
   }
 }
 
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** Refuses an id that is no UUID in any form PostgreSQL reads (the outbox's ids are UUIDs). */
+function assertRowIds(ids: readonly string[]): void {
+  const wrong = ids.find((id) => !UUID_PATTERN.test(canonicalUuid(id)));
+  if (wrong !== undefined) throw new UsageError(`"${wrong}" is not an outbox row id (a UUID)`);
+}
+
 /** The given ids that are not among `changed`, compared in PostgreSQL's own form of a UUID. */
 function notIn(ids: readonly string[], changed: readonly string[]): string[] {
   const seen = new Set(changed.map(canonicalUuid));
@@ -116,13 +124,15 @@ function outboxRequest(action: string, ids: string[], options: ParsedArguments['
       const status = (options.status ?? 'stuck') as OutboxFilter;
       if (!FILTERS.includes(status)) throw new UsageError(`--status must be one of ${FILTERS.join(', ')}`);
       const limit = Number(options.limit ?? 50);
-      if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a whole number from 1');
+      if (!Number.isSafeInteger(limit) || limit < 1) throw new UsageError('--limit must be a whole number from 1');
       return { action, status, limit };
     }
     case 'retry':
+      assertRowIds(ids);
       return { action, selection: selection(options, ids) };
     case 'skip':
       if (ids.length === 0) throw new UsageError('outbox skip needs row ids');
+      assertRowIds(ids);
       return { action };
     default:
       throw new UsageError(`unknown outbox action "${action}"`);
