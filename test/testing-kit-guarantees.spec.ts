@@ -144,6 +144,26 @@ describe('the testing module and kit, at the edges', () => {
     await expect(kit.deliver(new OrderCreatedIntegrationEvent('bad'), { headers: null as never })).rejects.toThrow(/"headers"/);
   });
 
+  it('refuses a message id or correlation id the consumer would refuse, before anything is delivered', async () => {
+    const { kit, behaviour } = await start();
+    for (const [options, option] of [
+      [{ messageId: 'order 1 created' }, 'messageId'],
+      [{ messageId: 'x'.repeat(201) }, 'messageId'],
+      [{ messageId: '' }, 'messageId'],
+      [{ correlationId: 'flow 7' }, 'correlationId'],
+    ] as const) {
+      await expect(kit.deliver(new OrderCreatedIntegrationEvent('bad-id'), options)).rejects.toThrow(
+        `Invalid publish() option "${option}": use 1-200 printable ASCII characters without spaces.`,
+      );
+    }
+    expect(kit.published).toEqual([]);
+    // A valid one goes through and reaches the handler under that id.
+    const messageId = await kit.deliver(new OrderCreatedIntegrationEvent('good-id'), { messageId: 'order-1-created', correlationId: 'flow-7' });
+    await kit.drain();
+    expect(messageId).toBe('order-1-created');
+    expect(behaviour.calls.map((call) => call.orderId)).toEqual(['good-id']);
+  });
+
   it('refuses to deliver an event no handler of the application receives, instead of dropping it', async () => {
     const { kit } = await start({}, []);
     await expect(kit.deliver(new OrderCreatedIntegrationEvent('nobody-listens'))).rejects.toThrow(

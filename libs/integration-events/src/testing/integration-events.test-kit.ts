@@ -1,7 +1,7 @@
 import { plainToInstance } from 'class-transformer';
 import { validateSync } from 'class-validator';
 import { getIntegrationEventMetadata, type IntegrationEventClass } from '../decorators/integration-event-metadata';
-import { buildMessageHeaders } from '../envelope/message-headers.factory';
+import { buildMessageHeaders, validateCorrelationId } from '../envelope/message-headers.factory';
 import { newMessageId } from '../envelope/message-id';
 import { MessageHeaders } from '../envelope/message-headers';
 import type { MessageHeadersRecord } from '../envelope/outgoing-message';
@@ -110,7 +110,8 @@ export class IntegrationEventsTestKit {
    * Delivers an event to this service's handlers as if another service had published it (straight to
    * the broker, with the contract headers). Call `drain()` to wait for the handlers. `headers` are
    * checked as `publish()` checks them, except that `x-` headers are allowed: another publisher may send
-   * `x-tenant-id`, and retries and dead letters keep it.
+   * `x-tenant-id`, and retries and dead letters keep it. A `messageId` or `correlationId` the consumer
+   * would refuse (not 1-200 printable ASCII characters without spaces) throws `InvalidPublishOptionsError`.
    * @returns the message id
    * @throws when no handler of this application consumes the event (none among its providers, the
    *   consumers off, or not initialised), whatever other applications on a shared broker consume
@@ -129,7 +130,10 @@ export class IntegrationEventsTestKit {
           'application initialised (init()) before deliver(), and not closed?',
       );
     }
-    const messageId = options.messageId ?? newMessageId();
+    // Checked as the consumer checks them: an id it refuses would make the delivery a dead letter, and a
+    // test asserting that nothing happened would pass without testing anything.
+    const messageId = options.messageId === undefined ? newMessageId() : validateCorrelationId(options.messageId, 'messageId');
+    const correlationId = options.correlationId === undefined ? messageId : validateCorrelationId(options.correlationId);
     const given = options.headers;
     // Anything but an object goes to the usual check as it is, to be refused there.
     const entries = typeof given === 'object' && given !== null && !Array.isArray(given) ? Object.entries(given) : undefined;
@@ -147,7 +151,7 @@ export class IntegrationEventsTestKit {
           eventVersion: version,
           occurredAt: new Date(),
           sourceService: options.sourceService ?? 'test',
-          correlationId: options.correlationId ?? messageId,
+          correlationId,
         },
         entries ? Object.fromEntries(entries.filter(([header]) => !header.toLowerCase().startsWith('x-'))) : given,
       ),
