@@ -82,11 +82,15 @@ export async function outboxCommand({ positional, options }: ParsedArguments, ou
   }
 }
 
-const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/**
+ * A UUID as PostgreSQL reads one: 32 hex digits in either case, a hyphen allowed after each of the
+ * usual groups (8-4-4-4-12, or none at all), the whole optionally in braces.
+ */
+const UUID_PATTERN = /^(?:\{[0-9a-f]{8}-?(?:[0-9a-f]{4}-?){3}[0-9a-f]{12}\}|[0-9a-f]{8}-?(?:[0-9a-f]{4}-?){3}[0-9a-f]{12})$/i;
 
-/** Refuses an id that is no UUID in any form PostgreSQL reads (the outbox's ids are UUIDs). */
+/** Refuses an id that is no UUID in a form PostgreSQL reads (the outbox's ids are UUIDs). */
 function assertRowIds(ids: readonly string[]): void {
-  const wrong = ids.find((id) => !UUID_PATTERN.test(canonicalUuid(id)));
+  const wrong = ids.find((id) => !UUID_PATTERN.test(id));
   if (wrong !== undefined) throw new UsageError(`"${wrong}" is not an outbox row id (a UUID)`);
 }
 
