@@ -82,6 +82,12 @@ class ReplacesOtherEvent implements IIntegrationEventHandler<InvoiceSentIntegrat
   handle(): void {}
 }
 
+/** What a circular import between the two handlers' files makes of `replaces`: undefined where the decorator runs. */
+@IntegrationEventHandler(OrderCreatedV2IntegrationEvent, { replaces: undefined })
+class ReplacesNotYetDefined implements IIntegrationEventHandler<OrderCreatedV2IntegrationEvent> {
+  handle(): void {}
+}
+
 @IntegrationEventHandler(OrderCreatedV2IntegrationEvent, { replaces: 'OrderCreatedRecorder' } as never)
 class ReplacesNothing implements IIntegrationEventHandler<OrderCreatedV2IntegrationEvent> {
   handle(): void {}
@@ -153,6 +159,25 @@ describe('two versions of one event, one handler each', () => {
     expect(app.get(OrderCreatedV2Recorder).received).toHaveLength(0);
   });
 
+  it('dead-letters the other version when it comes through another binding, which its pair never got', async () => {
+    const app = await startTestApp(ns, { providers: [OrderCreatedRecorder, OrderCreatedV2Recorder] });
+    apps.push(app);
+    // An operator's own binding of the v1 queue, for replays say.
+    const channel = await (await ns.amqp()).createChannel();
+    try {
+      await channel.bindQueue(v1Queue(), ns.exchange, 'replay.order-created');
+    } finally {
+      await channel.close();
+    }
+    await ns.publishRaw('replay.order-created', JSON.stringify({ orderId: 'o-5', amountCents: 5 }), {
+      messageId: 'other-binding',
+      headers: { 'ie-event-name': 'ordering.order-created', 'ie-event-version': 2 },
+    });
+    await eventually(async () => expect(await ns.queueDepth(`${v1Queue()}.dlq`)).toBe(1));
+    expect(await ns.queueDepth(v2Queue())).toBe(0);
+    expect(app.get(OrderCreatedV2Recorder).received).toHaveLength(0);
+  });
+
   it('pairs a chain of three (v3 replaces v2, which replaces v1): each takes its own version, none dead-letters', async () => {
     const app = await startTestApp(ns, { providers: [OrderCreatedRecorder, OrderCreatedV2Recorder, OrderCreatedV3Recorder] });
     apps.push(app);
@@ -193,6 +218,9 @@ describe('two versions of one event, one handler each', () => {
       'ReplacesOtherEvent: replaces OrderCreatedRecorder, which handles version 1 of "ordering.order-created"',
     );
     await expect(bootMessage(ns, { providers: [ReplacesNothing] })).resolves.toContain('ReplacesNothing: replaces "OrderCreatedRecorder", which is not');
+    await expect(bootMessage(ns, { providers: [OrderCreatedRecorder, ReplacesNotYetDefined] })).resolves.toContain(
+      "ReplacesNotYetDefined: replaces is undefined where the decorator ran: the class it names was not defined yet, most likely because the two handlers' files import each other.",
+    );
   });
 
   it('gives each handler its own version with the in-process broker of the testing module too', async () => {

@@ -8,8 +8,9 @@ export interface IncomingMessage {
   readonly headers: Readonly<Record<string, unknown>>;
   readonly redelivered: boolean;
   /**
-   * Whether it came through the topic exchange by its event name (its publish), not straight into this
-   * queue (a retry, a requeued dead letter).
+   * Whether it came through the topic exchange with its handler's event name as routing key (its publish,
+   * through the binding every queue of the event has), not straight into this queue (a retry, a requeued
+   * dead letter) nor through another binding.
    */
   readonly routed: boolean;
 }

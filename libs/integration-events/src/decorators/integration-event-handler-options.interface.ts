@@ -52,8 +52,10 @@ export interface IntegrationEventHandlerOptions {
    * The handler this one takes over from for another version of the same event (its class, a provider
    * of this application), while a service moves from one version to the other. The routing key carries
    * no version, so each of the two queues gets both versions: each handler acknowledges the other's
-   * version without a call instead of dead-lettering it. A version neither takes is still dead-lettered;
-   * so is one routed to a handler not paired this way (another job done with the same event).
+   * version without a call instead of dead-lettering it. Pairs that share a handler form one group (v3
+   * replaces v2, which replaces v1): each handler of a group leaves every other version of the group to
+   * its handler. A version no handler of the group takes is still dead-lettered; so is one routed to a
+   * handler in no group (another job done with the same event).
    * @default none
    */
   replaces?: abstract new (...args: never[]) => object;

@@ -168,7 +168,9 @@ export class IntegrationEventHandlerExplorer {
       byQueue.set(deadLetterQueue, discovered);
       byClass.set(cls, discovered);
       if (inPlaceOf) byClass.set(inPlaceOf, discovered);
-      if (options.replaces !== undefined) replacing.push({ handler: discovered, replaces: options.replaces });
+      // A key given as undefined is a class that was not defined yet where the decorator ran (the two
+      // handlers' files import each other): refused below, not read as "no pair".
+      if (Object.hasOwn(options, 'replaces')) replacing.push({ handler: discovered, replaces: options.replaces });
     }
     const handlers = [...new Set(byQueue.values())];
     withOtherVersions(handlers, replacing.map(({ handler, replaces }) => [handler, replacedHandler(handler, replaces, byClass)] as const));
@@ -180,6 +182,13 @@ export class IntegrationEventHandlerExplorer {
 function replacedHandler(handler: DiscoveredHandler, replaces: unknown, byClass: ReadonlyMap<Function, DiscoveredHandler>): DiscoveredHandler {
   const named = typeof replaces === 'function' ? replaces.name || 'an anonymous class' : JSON.stringify(replaces) ?? String(replaces);
   const replaced = typeof replaces === 'function' ? byClass.get(replaces) : undefined;
+  if (replaces === undefined) {
+    throw new InvalidIntegrationEventHandlerError(
+      handler.name,
+      'replaces is undefined where the decorator ran: the class it names was not defined yet, most likely because the ' +
+        "two handlers' files import each other. Break the circular import (or leave replaces out).",
+    );
+  }
   if (!replaced) {
     throw new InvalidIntegrationEventHandlerError(
       handler.name,
@@ -198,9 +207,10 @@ function replacedHandler(handler: DiscoveredHandler, replaces: unknown, byClass:
 }
 
 /**
- * Tells each handler the other versions its paired handlers take (`replaces`, both ways, and through a
- * chain: v3 replaces v2, which replaces v1): every queue bound to the event name gets every version, and
- * each of them leaves the others' to them. Handlers not paired leave nothing to anyone.
+ * Tells each handler the other versions the handlers of its group take: `replaces` pairs two handlers,
+ * both ways, and pairs that share a handler form one group (v3 replaces v2, which replaces v1; or two new
+ * handlers replacing one). Every queue bound to the event name gets every version, and each handler of
+ * a group leaves the other versions of the group to their handlers. Handlers in no group leave nothing.
  */
 function withOtherVersions(handlers: readonly DiscoveredHandler[], pairs: ReadonlyArray<readonly [DiscoveredHandler, DiscoveredHandler]>): void {
   const paired = new Map<DiscoveredHandler, DiscoveredHandler[]>();

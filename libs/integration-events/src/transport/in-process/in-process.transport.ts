@@ -147,7 +147,7 @@ export class InProcessTransport implements IntegrationEventTransport {
         routingKey: message.routingKey,
         headers: message.headers,
         redelivered: message.redelivered,
-        routed: message.exchange === this.exchange,
+        routed: message.exchange === this.exchange && message.routingKey === consumer.handler.event.name,
       },
       consumer.abort.signal,
     )

@@ -254,7 +254,7 @@ export class RabbitMqConsumer {
         routingKey: message.fields.routingKey,
         headers,
         redelivered: message.fields.redelivered,
-        routed: message.fields.exchange === this.options.rabbitmq!.exchange,
+        routed: message.fields.exchange === this.options.rabbitmq!.exchange && message.fields.routingKey === this.handler.event.name,
       },
       this.abort.signal,
     );
