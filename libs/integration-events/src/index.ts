@@ -49,6 +49,7 @@ export type { IIntegrationEventConverter, ConverterResult } from './cqrs/integra
 export { InProcessBroker } from './transport/in-process/in-process-broker';
 export { IntegrationEventsHealth, type IntegrationEventsHealthReport } from './health/integration-events.health';
 export { TelemetryAttributes } from './telemetry/telemetry-attributes';
+export { HANDLER_DURATION_BUCKETS_S } from './telemetry/integration-events.metrics';
 export type { InProcessMessage } from './transport/in-process/in-process-message';
 export type { IntegrationEventTransport, DeadLetterOperations } from './transport/integration-event-transport';
 export type { InProcessOptions } from './options/integration-events-module-options.interface';
