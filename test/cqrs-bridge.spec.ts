@@ -1,4 +1,4 @@
-import { Global, Injectable, Module, type OnApplicationBootstrap, type OnModuleInit } from '@nestjs/common';
+import { Global, Injectable, Logger, Module, type OnApplicationBootstrap, type OnModuleInit } from '@nestjs/common';
 import { CqrsModule, CommandBus, CommandHandler, EventBus, EventsHandler, type ICommandHandler, type IEventHandler, type IEventPublisher } from '@nestjs/cqrs';
 import type { TestingModule } from '@nestjs/testing';
 import { Test } from '@nestjs/testing';
@@ -7,7 +7,7 @@ import { Propagation, TransactionHost } from '@nestjs-cls/transactional';
 import { ClsPluginTransactional } from '@nestjs-cls/transactional';
 import { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
 import { ClsModule } from 'nestjs-cls';
-import { DataSource, type EntityManager } from 'typeorm';
+import { DataSource, type EntityManager, type EntitySubscriberInterface, type TransactionCommitEvent } from 'typeorm';
 import {
   DomainEventDispatchDepthError,
   DomainEventOutsideTransactionError,
@@ -541,6 +541,48 @@ describe('@nestjs/cqrs bridge', () => {
     await eventually(() => expect(delivered()).toContain('o-after-swallowed'));
     await eventually(() => expect(probe.warehouseNotified).toEqual(['o-after-swallowed']));
     expect(delivered().filter((id) => id.startsWith('o-swallowed'))).toEqual([]);
+  });
+
+  it("sends nothing down the stream when PostgreSQL answers the COMMIT with ROLLBACK (an application's commit hook caught a failed statement)", async () => {
+    await (await ns.sql()).query(`INSERT INTO ${probe.table} (id) VALUES ('hook-duplicate')`);
+    // An "audit must never break business" hook, running side by side with the bridge's: its statement
+    // goes once the bridge's handlers and check are done (a turn of the event loop later), and fails.
+    const swallowing: EntitySubscriberInterface = {
+      async beforeTransactionCommit(event: TransactionCommitEvent) {
+        await new Promise((resolve) => setImmediate(resolve));
+        await event.queryRunner.query(`INSERT INTO ${probe.table} (id) VALUES ('hook-duplicate')`).catch(() => undefined);
+      },
+    };
+    const streamed: string[] = [];
+    const subscription = app.get(EventBus).subscribe((event) => {
+      if (event instanceof OrderFlaggedDomainEvent) streamed.push(event.orderId);
+    });
+    const dataSource = app.get(DataSource);
+    const warn = jest.spyOn(Logger.prototype, 'warn');
+    dataSource.subscribers.push(swallowing);
+    try {
+      // No error: TypeORM does not look at what PostgreSQL answered the COMMIT.
+      await txHost.withTransaction(async () => {
+        await txHost.tx.query(`INSERT INTO ${probe.table} (id) VALUES ($1)`, ['o-hook-swallowed']);
+        app.get(EventBus).publish(new OrderFlaggedDomainEvent('o-hook-swallowed'));
+      });
+      expect(probe.flaggedHandled).toEqual(['o-hook-swallowed']);
+      expect(await orderRows('o-hook-swallowed')).toBe(0);
+      expect(warn.mock.calls.map(([message]) => String(message))).toContainEqual(
+        expect.stringContaining('A transaction that raised domain events was rolled back by PostgreSQL at its COMMIT'),
+      );
+      // A transaction that commits after it streams its event: the one before would have been streamed first.
+      dataSource.subscribers.splice(dataSource.subscribers.indexOf(swallowing), 1);
+      await txHost.withTransaction(async () => {
+        app.get(EventBus).publish(new OrderFlaggedDomainEvent('o-after-hook'));
+      });
+      await eventually(() => expect(streamed).toContain('o-after-hook'));
+      expect(streamed).toEqual(['o-after-hook']);
+    } finally {
+      if (dataSource.subscribers.includes(swallowing)) dataSource.subscribers.splice(dataSource.subscribers.indexOf(swallowing), 1);
+      subscription.unsubscribe();
+      warn.mockRestore();
+    }
   });
 
   it('follows savepoints: a rolled-back one takes its domain events with it, handled or not; a released one keeps them', async () => {

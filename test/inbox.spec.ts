@@ -6,7 +6,7 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { ClsPluginTransactional, TransactionHost } from '@nestjs-cls/transactional';
 import { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
 import { ClsModule } from 'nestjs-cls';
-import { DataSource } from 'typeorm';
+import { DataSource, type EntitySubscriberInterface, type TransactionCommitEvent } from 'typeorm';
 import {
   CleanupWorker,
   InboxTableMissingError,
@@ -298,6 +298,36 @@ describe('inbox', () => {
     const { rows } = await (await ns.sql()).query(`SELECT handler FROM ${ns.inboxTable} WHERE message_id = 'm-swallowed'`);
     expect(rows).toEqual([{ handler: `${ns.serviceName}.SwallowsFailure` }]);
     expect(await ns.queueDepth(`${ns.serviceName}.SwallowsFailure`)).toBe(0);
+  });
+
+  it("fails an attempt whose COMMIT PostgreSQL answered with ROLLBACK (an application's commit hook caught a failed statement), instead of acknowledging it", async () => {
+    // An "audit must never break business" hook: it fails a statement in the first attempt's transaction,
+    // after the inbox's last check, and swallows the error. TypeORM reports the COMMIT as done.
+    let armed = true;
+    const swallowing: EntitySubscriberInterface = {
+      async beforeTransactionCommit(event: TransactionCommitEvent) {
+        if (!armed) return;
+        const mine = (await event.queryRunner.query(`SELECT 1 FROM ${ledger.table} WHERE order_id = 'hooked'`)) as unknown[];
+        if (mine.length === 0) return;
+        armed = false;
+        await event.queryRunner.query('SELECT 1 / 0').catch(() => undefined);
+      },
+    };
+    const dataSource = app.get(DataSource);
+    const callsBefore = ledger.calls;
+    dataSource.subscribers.push(swallowing);
+    try {
+      await ns.publishRaw('ordering.order-created', body('hooked'), { messageId: 'm-hooked' });
+      // Attempt 1 rolled back at its COMMIT and failed; attempt 2 committed: the payment is taken once.
+      await eventually(async () => expect(await ledgerRows('hooked')).toHaveLength(1));
+    } finally {
+      dataSource.subscribers.splice(dataSource.subscribers.indexOf(swallowing), 1);
+    }
+    expect(armed).toBe(false);
+    expect(ledger.calls - callsBefore).toBe(2);
+    await consistently(async () => expect(await ledgerRows('hooked')).toHaveLength(1), { forMs: 300 });
+    expect(await paymentEvents('hooked')).toHaveLength(1);
+    expect(await ns.queueDepth(`${ns.serviceName}.TakePayment.dlq`)).toBe(0);
   });
 
   it('deletes inbox rows and sent outbox rows past their retention, in batches, and nothing else', async () => {

@@ -1,7 +1,8 @@
 import type { TestingModule } from '@nestjs/testing';
 import { Propagation, TransactionHost } from '@nestjs-cls/transactional';
 import type { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
-import { DataSource } from 'typeorm';
+import { Logger } from '@nestjs/common';
+import { DataSource, type EntitySubscriberInterface, type TransactionCommitEvent } from 'typeorm';
 import { IntegrationEventPublisher, InvalidPublishOptionsError, NoActiveTransactionError, TransactionAbortedError } from 'nestjs-integration-events';
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
 import { consistently, eventually } from './support/eventually';
@@ -105,6 +106,38 @@ describe('publish() in the business transaction', () => {
     expect(await orderExists('o-aborted')).toBe(false);
     const { rows } = await (await ns.sql()).query(`SELECT payload FROM ${ns.outboxTable}`);
     expect(rows.map((r: { payload: string }) => JSON.parse(r.payload).orderId)).not.toContain('o-aborted');
+  });
+
+  it("delivers nothing of a transaction whose COMMIT PostgreSQL answers with ROLLBACK: an application's commit hook caught a failed statement", async () => {
+    const probe = await ns.probe('ordering.order-created');
+    // An "audit must never break business" hook: TypeORM runs it side by side with the library's own
+    // check, its statement reaches PostgreSQL after that check passed, and it swallows the failure.
+    const swallowing: EntitySubscriberInterface = {
+      async beforeTransactionCommit(event: TransactionCommitEvent) {
+        await event.queryRunner.query(`INSERT INTO "${ns.schema}".orders (id) VALUES ('o-audit-twice')`).catch(() => undefined);
+      },
+    };
+    await (await ns.sql()).query(`INSERT INTO "${ns.schema}".orders (id) VALUES ('o-audit-twice')`);
+    const warn = jest.spyOn(Logger.prototype, 'warn');
+    dataSource.subscribers.push(swallowing);
+    try {
+      // No error: TypeORM does not look at what PostgreSQL answered the COMMIT.
+      await txHost.withTransaction(async () => {
+        await insertOrder('o-rolled-back-at-commit');
+        await publisher.publish(new OrderCreatedIntegrationEvent('o-rolled-back-at-commit'));
+      });
+    } finally {
+      dataSource.subscribers.splice(dataSource.subscribers.indexOf(swallowing), 1);
+    }
+    expect(await orderExists('o-rolled-back-at-commit')).toBe(false);
+    expect(warn.mock.calls.map(([message]) => String(message))).toContainEqual(
+      expect.stringContaining('A transaction that published integration events was rolled back by PostgreSQL at its COMMIT'),
+    );
+    warn.mockRestore();
+    await txHost.withTransaction(() => publisher.publish(new OrderCreatedIntegrationEvent('o-after-rolled-back')));
+    await eventually(() => expect(probe.messages.map((m) => JSON.parse(m.content.toString()).orderId)).toContain('o-after-rolled-back'));
+    await consistently(() => expect(probe.messages.map((m) => JSON.parse(m.content.toString()).orderId)).not.toContain('o-rolled-back-at-commit'));
+    expect(recorder.received.map((r) => r.event.orderId)).not.toContain('o-rolled-back-at-commit');
   });
 
   it('tells an aborted transaction from a healthy one where node-postgres keeps no transaction status (before 8.21)', async () => {

@@ -1,6 +1,7 @@
 import type { EntitySubscriberInterface, TransactionCommitEvent, TransactionRollbackEvent } from 'typeorm';
 import { AbandonedAttempt } from '../inbox/abandoned-attempt';
-import { assertTransactionNotAborted } from '../outbox/aborted-transaction';
+import { Logger } from '@nestjs/common';
+import { assertTransactionNotAborted, committedAsRollback, watchCommitOutcome } from '../outbox/aborted-transaction';
 import { OutboxCommitSubscriber } from '../outbox/outbox-commit.subscriber';
 import { DomainEventQueue } from './domain-event-queue';
 
@@ -23,6 +24,8 @@ export interface DomainEventTransactionHooks {
  * handled in it; the stream only sees events once the outermost transaction has committed.
  */
 export class DomainEventsTransactionSubscriber implements EntitySubscriberInterface {
+  private readonly logger = new Logger('IntegrationEvents:Cqrs');
+
   constructor(private readonly hooks: DomainEventTransactionHooks) {}
 
   async beforeTransactionCommit(event: TransactionCommitEvent): Promise<void> {
@@ -38,6 +41,8 @@ export class DomainEventsTransactionSubscriber implements EntitySubscriberInterf
       if (outermost) DomainEventQueue.markCommitting(queryRunner);
       return;
     }
+    // What PostgreSQL answers the COMMIT tells whether the events happened (see afterTransactionCommit).
+    if (outermost) watchCommitOutcome(queryRunner);
     if (queue.pending.length > 0) {
       await this.hooks.dispatchBeforeCommit(queue, outermost);
       // An inbox attempt given up (its timeout) while those handlers ran must not commit: the
@@ -66,7 +71,18 @@ export class DomainEventsTransactionSubscriber implements EntitySubscriberInterf
       return;
     }
     const queue = DomainEventQueue.take(queryRunner);
-    if (queue && (queue.dispatched.length > 0 || queue.late.length > 0)) this.hooks.forwardAfterCommit(queue);
+    if (!queue || (queue.dispatched.length === 0 && queue.late.length === 0)) return;
+    if (committedAsRollback(queryRunner)) {
+      // A statement failed after the last check and its error was caught (an application's commit hook,
+      // running beside this one): the COMMIT rolled back, and its events never happened.
+      this.logger.warn(
+        'A transaction that raised domain events was rolled back by PostgreSQL at its COMMIT (a statement failed after ' +
+          "the library's last check, and its error was caught, by a beforeTransactionCommit hook say): its events do not " +
+          'go down the EventBus stream.',
+      );
+      return;
+    }
+    this.hooks.forwardAfterCommit(queue);
   }
 
   /**

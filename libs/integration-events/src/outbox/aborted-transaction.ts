@@ -52,6 +52,60 @@ export async function assertTransactionNotAborted(queryRunner: QueryRunner, what
   }
 }
 
+/** Where a node-postgres client keeps the tag of the last statement it completed (`COMMIT`, `ROLLBACK` …). */
+const LAST_COMMAND_TAG = Symbol('nestjs-integration-events:last-command-tag');
+
+/** The parts of a node-postgres client (JavaScript, not native) used to follow command tags. */
+interface PgClientConnection {
+  connection?: { on?(event: 'commandComplete', listener: (message: { text?: unknown }) => void): unknown };
+  [LAST_COMMAND_TAG]?: unknown;
+}
+
+/**
+ * Starts noting, on `queryRunner`'s node-postgres connection (once per connection, for its life), the
+ * tag PostgreSQL completes each statement with. An aborted transaction's COMMIT completes as
+ * `ROLLBACK`, and TypeORM, which does not look, then runs its after-commit hooks all the same. The
+ * checks before COMMIT cannot see every abort: a `beforeTransactionCommit` hook of the application,
+ * running side by side with them, may send a statement after they passed, have it fail and catch the
+ * error. Call before the COMMIT is sent; read with `committedAsRollback`.
+ */
+export function watchCommitOutcome(queryRunner: QueryRunner): void {
+  if (queryRunner.dataSource.options.type !== 'postgres') return;
+  const client = (queryRunner as unknown as { databaseConnection?: PgClientConnection }).databaseConnection;
+  if (!client || client[LAST_COMMAND_TAG] !== undefined || typeof client.connection?.on !== 'function') return;
+  client[LAST_COMMAND_TAG] = '';
+  client.connection.on('commandComplete', (message) => {
+    client[LAST_COMMAND_TAG] = message.text;
+  });
+}
+
+/**
+ * Whether PostgreSQL answered `queryRunner`'s last statement, its COMMIT when asked from an
+ * after-commit hook, with ROLLBACK: the transaction was aborted, and nothing in it was stored (see
+ * `watchCommitOutcome`, which must have been called before that COMMIT).
+ */
+export function committedAsRollback(queryRunner: QueryRunner): boolean {
+  const client = (queryRunner as unknown as { databaseConnection?: PgClientConnection }).databaseConnection;
+  return client?.[LAST_COMMAND_TAG] === 'ROLLBACK';
+}
+
+/** Set on a query runner whose last transaction's COMMIT PostgreSQL answered with ROLLBACK. */
+const ROLLED_BACK_AT_COMMIT = Symbol('nestjs-integration-events:rolled-back-at-commit');
+
+/**
+ * Notes, on `queryRunner`, whether its COMMIT just now was answered with ROLLBACK (see
+ * `committedAsRollback`), for code that learns of the commit only once its connection went back to the
+ * pool, where the next statement's tag replaces it. Called from an after-commit hook.
+ */
+export function noteCommitOutcome(queryRunner: QueryRunner): void {
+  if (committedAsRollback(queryRunner)) (queryRunner.data as Record<PropertyKey, unknown>)[ROLLED_BACK_AT_COMMIT] = true;
+}
+
+/** Whether `queryRunner`'s transaction was rolled back at its COMMIT (noted by `noteCommitOutcome`). */
+export function wasRolledBackAtCommit(queryRunner: QueryRunner): boolean {
+  return (queryRunner.data as Record<PropertyKey, unknown>)[ROLLED_BACK_AT_COMMIT] === true;
+}
+
 /**
  * Whether the cqrs bridge checks `queryRunner`'s transaction after its handlers (it has domain events
  * there, so the bridge's before-commit subscriber runs them, then checks). TypeORM runs the

@@ -1,3 +1,4 @@
+import { Logger } from '@nestjs/common';
 import type {
   EntitySubscriberInterface,
   QueryRunner,
@@ -7,10 +8,13 @@ import type {
 } from 'typeorm';
 import {
   assertTransactionNotAborted,
+  committedAsRollback,
   forgetRollbackBySqlite,
   isCheckedAfterDomainEvents,
+  noteCommitOutcome,
   reopenIfRolledBackBySqlite,
   wasRolledBackBySqlite,
+  watchCommitOutcome,
 } from './aborted-transaction';
 import { TransactionAbortedError } from '../errors/transaction-aborted.error';
 import type { LaneReservation } from '../relay/relay-handoff';
@@ -56,6 +60,8 @@ export interface CommittedOutboxWrites {
  * (`TransactionAbortedError`).
  */
 export class OutboxCommitSubscriber implements EntitySubscriberInterface {
+  private readonly logger = new Logger('IntegrationEvents:Outbox');
+
   constructor(
     private readonly onCommitted: (writes: CommittedOutboxWrites) => void,
     private readonly onDiscarded: (reservations: LaneReservation[]) => void = () => undefined,
@@ -118,8 +124,11 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
       }
       return;
     }
+    if (depth !== 1) return;
+    // What PostgreSQL answers the COMMIT tells whether the rows were stored (see afterTransactionCommit).
+    if ((queryRunner.data as QueryRunnerData)[OUTBOX_WRITES]) watchCommitOutcome(queryRunner);
     // The cqrs bridge checks the transaction after its domain-event handlers, which run side by side with this.
-    if (depth !== 1 || isCheckedAfterDomainEvents(queryRunner)) return;
+    if (isCheckedAfterDomainEvents(queryRunner)) return;
     if (!(queryRunner.data as QueryRunnerData)[OUTBOX_WRITES]) {
       // Nothing of the library's in it, but SQLite rolled it back at a savepoint and it was opened again:
       // committing now would keep what came after and silently lose what came before.
@@ -142,6 +151,8 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
 
   afterTransactionCommit(event: TransactionCommitEvent): void {
     const { queryRunner } = event;
+    // For the inbox, which learns of the commit once the connection went back to the pool.
+    if (!queryRunner.isTransactionActive) noteCommitOutcome(queryRunner);
     const data = queryRunner.data as QueryRunnerData;
     const writes = data[OUTBOX_WRITES] as OutboxWrites | undefined;
     if (!writes) return;
@@ -149,6 +160,17 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
       // A savepoint was released: its rows now belong to the enclosing level.
       const depth = OutboxCommitSubscriber.depthOf(queryRunner) ?? 1;
       for (const write of writes.leased) if (write.depth > depth) write.depth = depth;
+      return;
+    }
+    if (committedAsRollback(queryRunner)) {
+      // A statement failed after the last check (an application's commit hook caught its error): the
+      // COMMIT rolled back, no row was stored, and none may be published.
+      this.logger.warn(
+        'A transaction that published integration events was rolled back by PostgreSQL at its COMMIT (a statement ' +
+          "failed after the library's last check, and its error was caught, by a beforeTransactionCommit hook say): " +
+          'its events are not published.',
+      );
+      this.forget(queryRunner);
       return;
     }
     delete data[OUTBOX_WRITES];
