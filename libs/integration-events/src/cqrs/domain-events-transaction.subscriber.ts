@@ -1,7 +1,7 @@
 import type { EntitySubscriberInterface, TransactionCommitEvent, TransactionRollbackEvent } from 'typeorm';
 import { AbandonedAttempt } from '../inbox/abandoned-attempt';
 import { Logger } from '@nestjs/common';
-import { assertTransactionNotAborted, committedAsRollback, watchCommitOutcome } from '../outbox/aborted-transaction';
+import { assertTransactionNotAborted, committedAsRollback } from '../outbox/aborted-transaction';
 import { OutboxCommitSubscriber } from '../outbox/outbox-commit.subscriber';
 import { DomainEventQueue } from './domain-event-queue';
 
@@ -41,8 +41,6 @@ export class DomainEventsTransactionSubscriber implements EntitySubscriberInterf
       if (outermost) DomainEventQueue.markCommitting(queryRunner);
       return;
     }
-    // What PostgreSQL answers the COMMIT tells whether the events happened (see afterTransactionCommit).
-    if (outermost) watchCommitOutcome(queryRunner);
     if (queue.pending.length > 0) {
       await this.hooks.dispatchBeforeCommit(queue, outermost);
       // An inbox attempt given up (its timeout) while those handlers ran must not commit: the

@@ -4,7 +4,7 @@ import { TransactionsNotConfiguredError } from '../errors/transactions-not-confi
 import { EntityManagerResolver } from '../outbox/entity-manager.resolver';
 import { AbandonedAttempt } from './abandoned-attempt';
 import { InboxRecordConflict } from './inbox.store';
-import { assertTransactionNotAborted, isCheckedAfterDomainEvents, wasRolledBackAtCommit, watchCommitOutcome } from '../outbox/aborted-transaction';
+import { assertTransactionNotAborted, isCheckedAfterDomainEvents, wasRolledBackAtCommit } from '../outbox/aborted-transaction';
 import { TransactionAbortedError } from '../errors/transaction-aborted.error';
 import { OutboxDatabase } from '../outbox/outbox-database';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
@@ -86,12 +86,9 @@ export class InboxGuard {
         if (abandoned.aborted) throw abandoned.reason ?? new Error('The attempt was abandoned');
         // The handler caught a failed statement: committing would roll back its writes and the inbox
         // record silently, and the message would be acknowledged as handled.
-        if (manager.queryRunner) {
-          await assertTransactionNotAborted(manager.queryRunner, "The handler's transaction");
-          // A statement may still fail after this check (an application's commit hook catching its error):
-          // what PostgreSQL answers the COMMIT tells, and is looked at once it has come (below).
-          watchCommitOutcome(manager.queryRunner);
-        }
+        // A statement may still fail after this check (an application's commit hook catching its error):
+        // what PostgreSQL answers the COMMIT tells, and is looked at once it has come (below).
+        if (manager.queryRunner) await assertTransactionNotAborted(manager.queryRunner, "The handler's transaction");
         // Given up during that check (a round trip on older node-postgres): not committed, not counted twice.
         if (abandoned.aborted) throw abandoned.reason ?? new Error('The attempt was abandoned');
         // The last check, unless the cqrs bridge runs domain-event handlers at the commit and checks after them.

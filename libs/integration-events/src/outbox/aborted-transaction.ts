@@ -67,7 +67,8 @@ interface PgClientConnection {
  * `ROLLBACK`, and TypeORM, which does not look, then runs its after-commit hooks all the same. The
  * checks before COMMIT cannot see every abort: a `beforeTransactionCommit` hook of the application,
  * running side by side with them, may send a statement after they passed, have it fail and catch the
- * error. Call before the COMMIT is sent; read with `committedAsRollback`.
+ * error. Called as each outermost transaction starts (by `OutboxCommitSubscriber`); read with
+ * `committedAsRollback`. node-postgres' native client has no such messages: there nothing is known.
  */
 export function watchCommitOutcome(queryRunner: QueryRunner): void {
   if (queryRunner.dataSource.options.type !== 'postgres') return;

@@ -107,6 +107,9 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
     if (OutboxCommitSubscriber.depthOf(event.queryRunner) === 1) {
       this.forget(event.queryRunner);
       forgetRollbackBySqlite(event.queryRunner);
+      // Whatever the transaction comes to hold by its COMMIT (rows or domain events written by commit
+      // hooks included), what PostgreSQL answers that COMMIT is known (see afterTransactionCommit).
+      watchCommitOutcome(event.queryRunner);
     }
   }
 
@@ -125,8 +128,6 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
       return;
     }
     if (depth !== 1) return;
-    // What PostgreSQL answers the COMMIT tells whether the rows were stored (see afterTransactionCommit).
-    if ((queryRunner.data as QueryRunnerData)[OUTBOX_WRITES]) watchCommitOutcome(queryRunner);
     // The cqrs bridge checks the transaction after its domain-event handlers, which run side by side with this.
     if (isCheckedAfterDomainEvents(queryRunner)) return;
     if (!(queryRunner.data as QueryRunnerData)[OUTBOX_WRITES]) {
