@@ -191,6 +191,26 @@ describe('SQLite: one connection for every transaction', () => {
     expect(await outboxRows()).toEqual([{ status: 'sent' }]);
   });
 
+  it('fails a publish() of several statements whose failure made SQLite roll the transaction back with that failure, not "no such savepoint"', async () => {
+    const publisher = moduleRef.get(IntegrationEventPublisher);
+    // The last row of a publish() too large for one statement makes SQLite roll everything back, as a
+    // full disk would.
+    await dataSource.query(
+      "CREATE TRIGGER outbox_full BEFORE INSERT ON integration_events_outbox WHEN NEW.payload LIKE '%\"full-disk\"%' " +
+        "BEGIN SELECT RAISE(ROLLBACK, 'database or disk is full (simulated)'); END",
+    );
+    const events = Array.from({ length: 3_500 }, (_, i) => new OrderCreatedIntegrationEvent(i === 3_499 ? 'full-disk' : `bulk-${i}`));
+    const bulk = host.withTransaction(() => publisher.publish(events));
+    await expect(bulk).rejects.toThrow('database or disk is full (simulated)');
+    expect(sqliteInTransaction()).toBe(false);
+    expect(await outboxRows()).toEqual([]);
+    await dataSource.query('DROP TRIGGER outbox_full');
+    // The rollback that followed went through: the next transaction is one of its own.
+    await host.withTransaction(() => publisher.publish(new OrderCreatedIntegrationEvent('after-full-disk')));
+    await kit.drain();
+    expect(publishedOrders()).toEqual(['after-full-disk']);
+  });
+
   it('fails a savepoint of a transaction SQLite rolled back with the reason, and refuses to publish in that transaction', async () => {
     const publisher = moduleRef.get(IntegrationEventPublisher);
     await takeSeat1A();

@@ -79,11 +79,15 @@ export class SqliteOutboxStore implements OutboxStore {
       try {
         for (const { sql, params } of statements) await manager.query(sql, params);
       } catch (error) {
-        await manager.query(`ROLLBACK TO ${INSERT_SAVEPOINT}`);
+        // Undone, unless the failure made SQLite roll the whole transaction back (a full disk, a trigger's
+        // RAISE(ROLLBACK)): the savepoint went with it, and the statement's own error is the one that says why.
+        if (this.connection.inTransaction) {
+          await manager.query(`ROLLBACK TO ${INSERT_SAVEPOINT}`);
+          await manager.query(`RELEASE ${INSERT_SAVEPOINT}`);
+        }
         throw error;
-      } finally {
-        await manager.query(`RELEASE ${INSERT_SAVEPOINT}`);
       }
+      await manager.query(`RELEASE ${INSERT_SAVEPOINT}`);
     } else if (statements.length === 1) {
       await this.connection.run(statements[0]!.sql, statements[0]!.params);
     } else {
