@@ -221,6 +221,7 @@ describe('command line: nestjs-integration-events dlq | outbox', () => {
       [['outbox', 'retry', '0190a8c4-0000-7000-8000-00000000000', ...noDatabase], 'is not an outbox row id (a UUID)'],
       [['outbox', 'skip', '0-190a8c40000-7000-8000-000000000000', ...noDatabase], 'is not an outbox row id (a UUID)'],
       [['outbox', 'skip', '{0190a8c4-0000-7000-8000-000000000000', ...noDatabase], 'is not an outbox row id (a UUID)'],
+      [['outbox', 'skip', '0190a8c4-0000-7000-8000-000000000000-', ...noDatabase], 'is not an outbox row id (a UUID)'],
       [['dlq', 'list', 'some.dlq', '--limit', '1e30', ...noBroker], '--limit must be a whole number from 1'],
     ] as const) {
       const result = await cli(...args);

@@ -83,10 +83,10 @@ export async function outboxCommand({ positional, options }: ParsedArguments, ou
 }
 
 /**
- * A UUID as PostgreSQL reads one: 32 hex digits in either case, a hyphen allowed after each of the
- * usual groups (8-4-4-4-12, or none at all), the whole optionally in braces.
+ * A UUID as PostgreSQL reads one: 32 hex digits in either case, a hyphen allowed after any group of
+ * four (so 8-4-4-4-12, none at all, or 4-4-4-…), the whole optionally in braces.
  */
-const UUID_PATTERN = /^(?:\{[0-9a-f]{8}-?(?:[0-9a-f]{4}-?){3}[0-9a-f]{12}\}|[0-9a-f]{8}-?(?:[0-9a-f]{4}-?){3}[0-9a-f]{12})$/i;
+const UUID_PATTERN = /^(?:\{(?:[0-9a-f]{4}-?){7}[0-9a-f]{4}\}|(?:[0-9a-f]{4}-?){7}[0-9a-f]{4})$/i;
 
 /** Refuses an id that is no UUID in a form PostgreSQL reads (the outbox's ids are UUIDs). */
 function assertRowIds(ids: readonly string[]): void {

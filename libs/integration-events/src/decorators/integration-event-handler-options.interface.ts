@@ -55,7 +55,9 @@ export interface IntegrationEventHandlerOptions {
    * version without a call instead of dead-lettering it. Pairs that share a handler form one group (v3
    * replaces v2, which replaces v1): each handler of a group leaves every other version of the group to
    * its handler. A version no handler of the group takes is still dead-lettered; so is one routed to a
-   * handler in no group (another job done with the same event).
+   * handler in no group (another job done with the same event), and a copy of another version of the
+   * group sent straight to a queue (a requeued dead letter) or through another binding, which the other
+   * handlers never got.
    * @default none
    */
   replaces?: abstract new (...args: never[]) => object;

@@ -110,8 +110,9 @@ export class IntegrationEventsTestKit {
    * Delivers an event to this service's handlers as if another service had published it (straight to
    * the broker, with the contract headers). Call `drain()` to wait for the handlers. `headers` are
    * checked as `publish()` checks them, except that `x-` headers are allowed: another publisher may send
-   * `x-tenant-id`, and retries and dead letters keep it. A `messageId` or `correlationId` the consumer
-   * would refuse (not 1-200 printable ASCII characters without spaces) throws `InvalidPublishOptionsError`.
+   * `x-tenant-id`, and retries and dead letters keep it. A `messageId` the consumer would refuse, or a
+   * `correlationId` `publish()` would refuse (not 1-200 printable ASCII characters without spaces), throws
+   * `InvalidPublishOptionsError`.
    * @returns the message id
    * @throws when no handler of this application consumes the event (none among its providers, the
    *   consumers off, or not initialised), whatever other applications on a shared broker consume
