@@ -12,6 +12,7 @@ import {
   IntegrationEventHandler,
   IntegrationEventPublisher,
   IntegrationEventsModule,
+  type IntegrationEventsModuleAsyncOptions,
   InvalidIntegrationEventHandlerError,
   InvalidIntegrationEventsOptionsError,
   OutboxTableMissingError,
@@ -174,13 +175,12 @@ describe('boot', () => {
   });
 
   it('fails forRootAsync() boot with a catchable error naming the option, instead of exiting the process', async () => {
+    // Typed with the exported name, as an application building its options elsewhere would.
+    const asyncOptions: IntegrationEventsModuleAsyncOptions = {
+      useFactory: async () => testOptions(ns, { consumer: { queueType: 'lazy' as never } }),
+    };
     @Module({
-      imports: [
-        ...infrastructureImports(ns),
-        IntegrationEventsModule.forRootAsync({
-          useFactory: async () => testOptions(ns, { consumer: { queueType: 'lazy' as never } }),
-        }),
-      ],
+      imports: [...infrastructureImports(ns), IntegrationEventsModule.forRootAsync(asyncOptions)],
     })
     class AppModule {}
     // NestFactory exits the process on errors thrown while providers are built (abortOnError): the

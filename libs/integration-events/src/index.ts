@@ -1,5 +1,5 @@
 export { IntegrationEventsModule } from './integration-events.module';
-export type { INTEGRATION_EVENTS_ASYNC_OPTIONS_TYPE as IntegrationEventsModuleAsyncOptions } from './integration-events.module-definition';
+export type { IntegrationEventsModuleAsyncOptions } from './integration-events.module-definition';
 export type {
   IntegrationEventsModuleOptions,
   RabbitMqOptions,

@@ -14,3 +14,6 @@ export const {
   .setClassMethodName('forRoot')
   .setExtras({ isGlobal: true }, (definition, extras) => ({ ...definition, global: extras.isGlobal }))
   .build();
+
+/** What `IntegrationEventsModule.forRootAsync()` takes: `useFactory` (or `useClass`, `useExisting`), `inject`, `imports`, `isGlobal`. */
+export type IntegrationEventsModuleAsyncOptions = typeof INTEGRATION_EVENTS_ASYNC_OPTIONS_TYPE;
