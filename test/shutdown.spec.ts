@@ -6,6 +6,7 @@ import { TransactionHost } from '@nestjs-cls/transactional';
 import type { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
 import {
   IntegrationEvent,
+  IntegrationEventConsumers,
   IntegrationEventConverter,
   IntegrationEventHandler,
   IntegrationEventPublisher,
@@ -84,6 +85,21 @@ class PackingSagas {
     ) as Observable<never>;
 }
 
+@IntegrationEvent({ name: 'shutdown.hangs', version: 1 })
+class HangsIntegrationEvent {
+  constructor(readonly orderId: string) {}
+}
+
+/** A handler whose call never settles, its abort signal ignored. */
+@IntegrationEventHandler(HangsIntegrationEvent, { inbox: false })
+class Hangs implements IIntegrationEventHandler<HangsIntegrationEvent> {
+  calls = 0;
+  handle(): Promise<void> {
+    this.calls++;
+    return new Promise(() => undefined);
+  }
+}
+
 /** Graceful shutdown: drain what is in flight, hand back what is not, lose nothing, do nothing twice. */
 describe('graceful shutdown', () => {
   let ns: TestNamespace;
@@ -128,6 +144,43 @@ describe('graceful shutdown', () => {
     // Nothing the first instance finished was done again by the second.
     expect(second.get(Work).started.filter((id) => startedByFirst.includes(id))).toEqual([]);
     await consistently(async () => expect(await done()).toHaveLength(6), { forMs: 500 });
+  });
+
+  it("waits, at app.close(), for a drain the application started itself (a preStop hook's stop()), before closing the connections", async () => {
+    const app = await start();
+    const [id] = await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('o-own-drain'), { standalone: true });
+    await eventually(() => expect(app.get(Work).started).toEqual([id]));
+    // The application's own drain, then the shutdown arrives while it runs.
+    const ownDrain = app.get(IntegrationEventConsumers).stop();
+    await apps.splice(0, 1)[0]!.close();
+    await ownDrain;
+    // The call finished and committed on open connections, and its message was acknowledged.
+    expect(await done()).toContain(id);
+    expect(await ns.queueDepth(`${ns.serviceName}.SlowHandler`)).toBe(0);
+  });
+
+  it('leaves no timer of a call that never settles keeping the process alive once app.close() returns', async () => {
+    const app = await startTestApp(ns, { providers: [Hangs], options: { consumer: { shutdownTimeoutMs: 300, handlerTimeoutMs: 60_000 } } });
+    apps.push(app);
+    // The timers of about a minute made from now on: the call's timeout among them.
+    const longTimers: NodeJS.Timeout[] = [];
+    const setTimer = global.setTimeout;
+    const spy = jest.spyOn(global, 'setTimeout').mockImplementation(((callback: () => void, ms?: number) => {
+      const timer = setTimer(callback, ms);
+      if ((ms ?? 0) > 50_000) longTimers.push(timer);
+      return timer;
+    }) as typeof setTimeout);
+    try {
+      await app.get(IntegrationEventPublisher).publish(new HangsIntegrationEvent('forever'), { standalone: true });
+      await eventually(() => expect(app.get(Hangs).calls).toBe(1));
+      await apps.splice(0, 1)[0]!.close();
+    } finally {
+      spy.mockRestore();
+    }
+    // The call still hangs (its drain was given up after 300 ms); its 60 s timeout holds nothing open.
+    expect(longTimers.length).toBeGreaterThan(0);
+    expect(longTimers.filter((timer) => timer.hasRef())).toEqual([]);
+    for (const timer of longTimers) clearTimeout(timer);
   });
 
   /**

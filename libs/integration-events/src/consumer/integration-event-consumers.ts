@@ -72,8 +72,14 @@ export class IntegrationEventConsumers {
    * Safe to call more than once.
    */
   async stop(): Promise<void> {
-    if (!this.started) return;
+    // A second call while the first still drains (an application's own drain, then app.close()) waits for
+    // that drain: the connections must not close under the handlers still in it.
+    if (!this.started) return this.stopping;
     this.started = false;
-    await this.transports.transport.stopConsumers(this.config.options.consumer.shutdownTimeoutMs);
+    this.stopping = this.transports.transport.stopConsumers(this.config.options.consumer.shutdownTimeoutMs);
+    await this.stopping;
   }
+
+  /** The drain of the last `stop()`, for a second call made while it runs. */
+  private stopping: Promise<void> | undefined;
 }

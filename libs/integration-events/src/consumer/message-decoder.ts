@@ -161,7 +161,7 @@ export async function decodeMessage(
 function withinTimeout<T>(promise: Promise<T>, timeoutMs: number, className: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`validating ${className} took longer than the handler's timeoutMs (${timeoutMs} ms)`)), timeoutMs);
+    timer = setTimeout(() => reject(new Error(`validating ${className} took longer than the handler's timeoutMs (${timeoutMs} ms)`)), timeoutMs).unref();
   });
   return Promise.race([promise, timedOut]).finally(() => clearTimeout(timer));
 }

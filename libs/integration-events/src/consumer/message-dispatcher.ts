@@ -223,12 +223,14 @@ export class MessageDispatcher {
     };
     const startClock = (budgetMs = handler.timeoutMs): void => {
       clearTimeout(timer);
+      // Unreferenced: after shutdown (its drain given up), a call that never settles must not keep the
+      // process alive until its timeout; while the service runs, its connections do.
       timer = setTimeout(() => {
         // Its COMMIT is on its way (the last check passed): that decides, not the clock. A commit that has
         // not ended after another `timeoutMs` is given up on as before.
-        if (attemptState.committing) timer = setTimeout(giveUp, handler.timeoutMs);
+        if (attemptState.committing) timer = setTimeout(giveUp, handler.timeoutMs).unref();
         else giveUp();
-      }, budgetMs);
+      }, budgetMs).unref();
     };
     // What validating the message took (async rules) is part of the call's time, also when the clock
     // starts again at its turn (SQLite).

@@ -27,7 +27,8 @@ export async function callDeadLetterHook(
   }
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<'timed-out'>((resolve) => {
-    timer = setTimeout(() => resolve('timed-out'), timeoutMs);
+    // Unreferenced: a hook that never settles must not keep the process alive after shutdown.
+    timer = setTimeout(() => resolve('timed-out'), timeoutMs).unref();
   });
   try {
     const outcome = await Promise.race([call.then(() => 'done' as const), timedOut]);
