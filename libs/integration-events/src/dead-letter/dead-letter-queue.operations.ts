@@ -106,6 +106,8 @@ export class DeadLetterQueueOperations {
     const wanted = selectionSet(selection);
     const targets = new Map<string, { exists: boolean; consumers: number }>();
     let copies: ConfirmChannel | undefined;
+    // Copied, and back in the dead-letter queue too (see below).
+    let inBothQueues: string | undefined;
     try {
       if (this.publishing.isBlocked?.()) {
         throw new Error('The broker is blocking publishing (a memory or disk alarm): try again once the alarm has cleared');
@@ -133,6 +135,7 @@ export class DeadLetterQueueOperations {
         await publishCopy(channel, target, message, confirmTimeoutMs);
         requeued.push(id);
         if (reading.closed) {
+          inBothQueues = id;
           throw new Error(
             `The channel reading "${deadLetterQueue}" closed while ${id || '(no id)'} was being copied: its copy is in "${target}", ` +
               `and the dead letter is back in "${deadLetterQueue}" too (purge it there by its id)`,
@@ -141,7 +144,7 @@ export class DeadLetterQueueOperations {
         return 'ack';
       });
     } catch (error) {
-      throw new RequeueInterruptedError(requeued, error);
+      throw new RequeueInterruptedError(requeued, error, inBothQueues);
     } finally {
       if (copies) await closeQuietly(copies);
     }

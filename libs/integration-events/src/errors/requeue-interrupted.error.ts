@@ -10,13 +10,22 @@ export class RequeueInterruptedError extends IntegrationEventsError {
     /** Message ids requeued before the stop (`''` for one without an id). */
     readonly requeued: readonly string[],
     cause: unknown,
+    /**
+     * The last of `requeued` when its copy was placed but its dead letter went back to the dead-letter
+     * queue too (its reading channel closed meanwhile): `cause` says so, and the summary leaves it out
+     * of those gone from the dead-letter queue.
+     */
+    inBothQueues?: string,
   ) {
     const reason = cause instanceof Error ? cause.message : String(cause);
+    const gone = inBothQueues === undefined ? requeued : requeued.slice(0, -1);
     super(
       `${reason}. ${
-        requeued.length === 0
-          ? 'Nothing was requeued.'
-          : `Requeued before that, and gone from the dead-letter queue: ${requeued.length} (${requeued.map((id) => id || '(no id)').join(', ')}).`
+        gone.length === 0
+          ? inBothQueues === undefined
+            ? 'Nothing was requeued.'
+            : 'Nothing was requeued before it.'
+          : `Requeued before that, and gone from the dead-letter queue: ${gone.length} (${gone.map((id) => id || '(no id)').join(', ')}).`
       }`,
       { cause },
     );
