@@ -12,6 +12,7 @@ import {
 import { Validate, ValidatorConstraint, type ValidatorConstraintInterface } from 'class-validator';
 import { RabbitMqPublishingConnection } from '../libs/integration-events/src/transport/rabbitmq/rabbitmq.connection';
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
+import { CapturingLogger } from './support/capturing-logger';
 import { consistently, eventually } from './support/eventually';
 import { startTestApp } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
@@ -101,6 +102,24 @@ class CustomerChecked implements IIntegrationEventHandler<CustomerCheckedIntegra
   }
 }
 
+@IntegrationEvent({ name: 'retry.broken-predicate', version: 1 })
+class BrokenPredicateIntegrationEvent {
+  constructor(readonly orderId: string) {}
+}
+
+/** Its retryable() predicate reads a field the error does not have, and throws. */
+@IntegrationEventHandler(BrokenPredicateIntegrationEvent, {
+  inbox: false,
+  retry: { maxAttempts: 2, retryable: (error) => (error as { response: { status: number } }).response.status >= 500 },
+})
+class BrokenPredicate implements IIntegrationEventHandler<BrokenPredicateIntegrationEvent> {
+  calls = 0;
+  handle(): void {
+    this.calls++;
+    throw new Error('no response at all');
+  }
+}
+
 /** Consumer side of retries: attempts, backoff, dead-letter queue, policy per handler. */
 describe('retries and the dead-letter queue', () => {
   let ns: TestNamespace;
@@ -111,11 +130,15 @@ describe('retries and the dead-letter queue', () => {
   let hookHangsUntil: Promise<void> | undefined;
   const queue = () => `${ns.serviceName}.OrderCreatedRecorder`;
 
+  /** What the service logs (warnings included), for the tests that assert on it. */
+  const logger = new CapturingLogger();
+
   beforeAll(async () => {
     ns = await TestNamespace.create();
     deadLetters = [];
     app = await startTestApp(ns, {
-      providers: [OrderCreatedRecorder, AuditTrail, PickyHandler, OneAtATime, CustomerChecked, CopyReturned],
+      providers: [OrderCreatedRecorder, AuditTrail, PickyHandler, OneAtATime, CustomerChecked, CopyReturned, BrokenPredicate],
+      logger,
       options: {
         consumer: {
           retry: { initialDelayMs: 40, maxDelayMs: 160, jitter: 0 },
@@ -493,6 +516,18 @@ describe('retries and the dead-letter queue', () => {
       forMs: 500,
     });
     expect(await ns.queueDepth(handlerQueue)).toBe(0);
+  });
+
+  it('retries a failure whose retryable() predicate throws, and says so in a warning naming the handler', async () => {
+    const [id] = await app.get(IntegrationEventPublisher).publish(new BrokenPredicateIntegrationEvent('o-broken'), { standalone: true });
+    const dlq = `${ns.serviceName}.BrokenPredicate.dlq`;
+    await eventually(async () => expect(await ns.queueDepth(dlq)).toBe(1));
+    expect(app.get(BrokenPredicate).calls).toBe(2);
+    expect((await ns.drainQueue(dlq))[0]!.properties.headers?.['ie-dead-letter-reason']).toBe('max-attempts');
+    expect(logger.lines.filter((line) => line.includes('retry.retryable() predicate of BrokenPredicate threw'))).toEqual([
+      `warn The retry.retryable() predicate of BrokenPredicate threw on message ${id} (TypeError: Cannot read properties of undefined (reading 'status')); the failure counts as retryable IntegrationEvents:Consumer`,
+      `warn The retry.retryable() predicate of BrokenPredicate threw on message ${id} (TypeError: Cannot read properties of undefined (reading 'status')); the failure counts as retryable IntegrationEvents:Consumer`,
+    ]);
   });
 
   it('applies a handler\'s own policy: its attempts, its retryable errors, its timeout', async () => {

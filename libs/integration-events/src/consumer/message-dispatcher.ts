@@ -176,7 +176,14 @@ export class MessageDispatcher {
     const policy = handler.retryPolicy;
     const failure = failureDetails(error);
     const base = { failure, messageId: decoded.messageId, eventName: decoded.eventName, eventVersion: decoded.eventVersion };
-    if (error instanceof NonRetryableError || !isRetryable(policy.retryable, error)) {
+    const predicateThrew = (thrown: unknown): void => {
+      const details = failureDetails(thrown);
+      this.logger.warn(
+        `The retry.retryable() predicate of ${handler.name} threw on message ${decoded.messageId} (${details.name}: ` +
+          `${details.message}); the failure counts as retryable`,
+      );
+    };
+    if (error instanceof NonRetryableError || !isRetryable(policy.retryable, error, predicateThrew)) {
       this.logger.warn(`Handler ${handler.name} refused message ${decoded.messageId} (not retryable): ${failure.name}: ${failure.message}`);
       return { action: 'dead-letter', reason: 'non-retryable', attempts: attempt, ...base };
     }
@@ -295,10 +302,12 @@ class AttemptState {
   }
 }
 
-function isRetryable(retryable: (error: unknown) => boolean, error: unknown): boolean {
+/** The policy's answer; one that throws counts as "retry" (nothing is lost), and `onThrow` says so. */
+function isRetryable(retryable: (error: unknown) => boolean, error: unknown, onThrow: (thrown: unknown) => void): boolean {
   try {
     return retryable(error) !== false;
-  } catch {
+  } catch (thrown) {
+    onThrow(thrown);
     return true;
   }
 }

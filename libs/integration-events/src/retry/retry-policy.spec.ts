@@ -26,6 +26,15 @@ describe('RetryPolicy', () => {
     it('survives absurd attempt numbers without overflowing', () => {
       const policy = resolveRetryPolicy({ maxDelayMs: 5_000 });
       expect(policy.delayBefore(1_000_000, () => 0)).toBe(5_000);
+      expect(resolveRetryPolicy({ multiplier: 1, maxDelayMs: 5_000 }).delayBefore(1_000_000, () => 0)).toBe(1_000);
+    });
+
+    it('keeps growing past 64 steps when the multiplier is small, up to the cap', () => {
+      const policy = resolveRetryPolicy({ initialDelayMs: 1_000, multiplier: 1.05, maxDelayMs: 300_000, maxAttempts: 150 });
+      // Attempt 100 waits 1.05^98 s, about 119 s (not the 22.7 s of 1.05^64).
+      expect(policy.delayBefore(100, () => 0)).toBe(Math.round(1_000 * 1.05 ** 98));
+      expect(policy.delayBefore(100, () => 0)).toBeGreaterThan(118_000);
+      expect(policy.delayBefore(150, () => 0)).toBe(300_000);
     });
   });
 

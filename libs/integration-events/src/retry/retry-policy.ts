@@ -29,7 +29,9 @@ export class RetryPolicy {
    */
   delayBefore(nextAttempt: number, random: () => number = Math.random): number {
     const exponent = Math.max(0, nextAttempt - 2);
-    const planned = Math.min(this.maxDelayMs, this.initialDelayMs * this.multiplier ** Math.min(exponent, 64));
+    // Not capped: a multiplier near 1 takes far more than 64 steps to reach maxDelayMs, and a power too
+    // large for a number is Infinity, which the cap turns into maxDelayMs.
+    const planned = Math.min(this.maxDelayMs, this.initialDelayMs * this.multiplier ** exponent);
     return Math.max(1, Math.round(planned * (1 - this.jitter * random())));
   }
 
