@@ -22,6 +22,16 @@ export function IntegrationEventConverter(domainEvent: abstract new (...args: ne
         `the domain event given is ${String(domainEvent)}, not a class. If it is undefined, look for a circular import.`,
       );
     }
+    const existing = Reflect.getOwnMetadata(IntegrationEventConverterDiscovery.KEY, target) as IntegrationEventConverterMetadata | undefined;
+    if (existing) {
+      // Nest's metadata keeps one value per class: the second decorator would silently replace the first,
+      // and the domain event it named would be converted by nothing.
+      throw new InvalidIntegrationEventConverterError(
+        target.name,
+        `it has two @IntegrationEventConverter decorators (${existing.domainEvent.name} and ${domainEvent.name}). A class ` +
+          'converts one domain event class: write one converter class per domain event.',
+      );
+    }
     IntegrationEventConverterDiscovery({ domainEvent })(target);
   };
 }
