@@ -1,4 +1,4 @@
-import { Global, Injectable, Logger, Module, type OnApplicationBootstrap, type OnModuleInit } from '@nestjs/common';
+import { Global, Injectable, Logger, Module, type ModuleMetadata, type OnApplicationBootstrap, type OnModuleInit } from '@nestjs/common';
 import { CqrsModule, CommandBus, CommandHandler, EventBus, EventsHandler, type ICommandHandler, type IEventHandler, type IEventPublisher } from '@nestjs/cqrs';
 import type { TestingModule } from '@nestjs/testing';
 import { Test } from '@nestjs/testing';
@@ -772,6 +772,45 @@ describe('@nestjs/cqrs bridge', () => {
       } finally {
         await other.cleanup();
       }
+    }
+  });
+
+  it('fails boot when converters have no nestjs-cls transactions to write in, or only on another DataSource', async () => {
+    const other = await TestNamespace.create();
+    const boot = async (imports: ModuleMetadata['imports']) => {
+      const moduleRef = await Test.createTestingModule({ imports, providers: [OrderShippedConverter] }).compile();
+      moduleRef.useLogger(false);
+      try {
+        await moduleRef.init();
+        return 'booted';
+      } catch (error) {
+        return (error as Error).message;
+      } finally {
+        await moduleRef.close();
+      }
+    };
+    const library = IntegrationEventsModule.forRoot({ ...testOptions(other), dataSourceName: 'events', consumer: { enabled: false } });
+    const events = TypeOrmModule.forRoot({ name: 'events', type: 'postgres', url: TEST_DATABASE_URL, schema: other.schema, extra: { allowExitOnIdle: true } });
+    try {
+      // No ClsPluginTransactional at all: every converted domain event would be refused at run time.
+      expect(await boot([events, CqrsModule.forRoot(), library])).toMatch(
+        /^The cqrs bridge's converters \(@IntegrationEventConverter\) needs @nestjs-cls\/transactional: register ClsModule\.forRoot/,
+      );
+      // Transactions only on the application's own DataSource, not the outbox's.
+      expect(
+        await boot([
+          TypeOrmModule.forRoot({ type: 'postgres', url: TEST_DATABASE_URL, extra: { allowExitOnIdle: true } }),
+          events,
+          ClsModule.forRoot({
+            global: true,
+            plugins: [new ClsPluginTransactional({ imports: [TypeOrmModule], adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }) })],
+          }),
+          CqrsModule.forRoot(),
+          library,
+        ]),
+      ).toMatch(/^The cqrs bridge's converters \(@IntegrationEventConverter\) needs @nestjs-cls\/transactional on the DataSource the library uses \("events"\)/);
+    } finally {
+      await other.cleanup();
     }
   });
 

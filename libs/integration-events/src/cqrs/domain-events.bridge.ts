@@ -1,5 +1,6 @@
 import { Injectable, Logger, type OnApplicationBootstrap, type OnModuleInit } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
+import type { EntityManager } from 'typeorm';
 import { EventBus } from '@nestjs/cqrs';
 import { getTransactionHostToken, type TransactionHost } from '@nestjs-cls/transactional';
 import { DomainEventDispatchDepthError } from '../errors/domain-event-dispatch-depth.error';
@@ -71,6 +72,7 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
 
   onApplicationBootstrap(): void {
     if (this.buses.length === 0) return;
+    if (this.converters.size > 0) this.assertConvertersCanWrite();
     for (const bus of this.buses) {
       // Someone replaced the EventBus publisher after us (e.g. in their own onModuleInit): wrap theirs.
       if (bus.wrapReplacedPublisher()) this.logger.log('The EventBus publisher was replaced after the bridge was installed; wrapping the new one');
@@ -117,6 +119,21 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
     const index = subscribers?.indexOf(this.subscriber) ?? -1;
     if (index >= 0) subscribers!.splice(index, 1);
     for (const bus of this.buses) bus.detach();
+  }
+
+  /**
+   * Converters write their integration events in the transaction that raised the domain event: without
+   * nestjs-cls transactions on the outbox's DataSource, every such event would be refused at run time
+   * (`DomainEventOutsideTransactionError`, or `TransactionsNotConfiguredError` in a transaction of
+   * another DataSource). Checked at boot, once every module (nestjs-cls's included) is initialised.
+   */
+  private assertConvertersCanWrite(): void {
+    const feature = "The cqrs bridge's converters (@IntegrationEventConverter)";
+    const host = this.managers.host();
+    if (!host) throw new TransactionsNotConfiguredError(feature);
+    // Outside a transaction the host gives its adapter's fallback: the DataSource's own manager.
+    const hostDataSource = (host.tx as Partial<EntityManager> | undefined)?.dataSource;
+    if (hostDataSource !== this.database.dataSource) throw new TransactionsNotConfiguredError(feature, this.config.options.dataSourceName);
   }
 
   /**
