@@ -169,6 +169,18 @@ class ReturnShippedConverter implements IIntegrationEventConverter<ReturnShipped
   }
 }
 
+/** A domain event whose converter returns whatever the event carries, right or wrong. */
+class HandsBackDomainEvent {
+  constructor(readonly give: unknown) {}
+}
+
+@IntegrationEventConverter(HandsBackDomainEvent)
+class HandsBackConverter implements IIntegrationEventConverter<HandsBackDomainEvent, OrderCreatedIntegrationEvent> {
+  convert(event: HandsBackDomainEvent): OrderCreatedIntegrationEvent {
+    return event.give as OrderCreatedIntegrationEvent;
+  }
+}
+
 class StockReservedDomainEvent {
   constructor(readonly orderId: string) {}
 }
@@ -289,6 +301,7 @@ describe('@nestjs/cqrs bridge', () => {
         NestedPongHandler,
         OrderShippedConverter,
         ReturnShippedConverter,
+        HandsBackConverter,
         SwallowingStockHandler,
       ],
       options: { consumer: { enabled: false }, cqrs: { maxDispatchDepth: 5 } },
@@ -583,6 +596,27 @@ describe('@nestjs/cqrs bridge', () => {
       subscription.unsubscribe();
       warn.mockRestore();
     }
+  });
+
+  it('fails the transaction, naming the converter, when convert() returns what is not an integration event or one object twice', async () => {
+    const shared = new OrderCreatedIntegrationEvent('o-twice');
+    for (const [give, says] of [
+      [false, 'convert() of a HandsBackDomainEvent returned false, not an integration event'],
+      [[new OrderCreatedIntegrationEvent('o-ok'), undefined], 'returned undefined, not an integration event'],
+      [{ orderId: 'o-plain' }, 'returned a plain object, not an integration event'],
+      [new StockReservedDomainEvent('o-domain'), 'returned a StockReservedDomainEvent (a class without @IntegrationEvent)'],
+      [[shared, shared], 'returned one OrderCreatedIntegrationEvent object twice'],
+    ] as const) {
+      const attempt = txHost.withTransaction(async () => {
+        await txHost.tx.query(`INSERT INTO ${probe.table} (id) VALUES ($1)`, ['o-hands-back']);
+        app.get(EventBus).publish(new HandsBackDomainEvent(give));
+      });
+      await expect(attempt).rejects.toThrow(InvalidIntegrationEventConverterError);
+      await expect(attempt).rejects.toThrow('@IntegrationEventConverter HandsBackConverter: convert() of a HandsBackDomainEvent ');
+      await expect(attempt).rejects.toThrow(says);
+      expect(await orderRows('o-hands-back')).toBe(0);
+    }
+    expect(await outboxPayloads()).not.toEqual(expect.arrayContaining(['o-ok', 'o-twice']));
   });
 
   it('follows savepoints: a rolled-back one takes its domain events with it, handled or not; a released one keeps them', async () => {

@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DiscoveryService } from '@nestjs/core';
 import { providerClass } from '../discovery/provider-class';
+import { findIntegrationEventMetadata } from '../decorators/integration-event-metadata';
 import { InvalidIntegrationEventConverterError } from '../errors/invalid-integration-event-converter.error';
 import { IntegrationEventConverterDiscovery, type IntegrationEventConverterMetadata } from './integration-event-converter.decorator';
 import type { ConverterResult, IIntegrationEventConverter } from './integration-event-converter.interface';
@@ -78,8 +79,24 @@ export class IntegrationEventConverterRegistry {
     for (const converter of converters) {
       const result: ConverterResult<object> = await converter.instance.convert(domainEvent);
       if (result === undefined || result === null) continue;
-      if (Array.isArray(result)) events.push(...(result as object[]));
-      else events.push(result as object);
+      for (const item of Array.isArray(result) ? (result as unknown[]) : [result]) {
+        // Said here, naming the converter: publish() would only say "events" was wrong.
+        if (typeof item !== 'object' || item === null || !findIntegrationEventMetadata(item.constructor)) {
+          throw new InvalidIntegrationEventConverterError(
+            converter.name,
+            `convert() of a ${domainEvent.constructor.name} returned ${describeResult(item)}, not an integration event: return an ` +
+              'instance of an @IntegrationEvent class, an array of them, or undefined.',
+          );
+        }
+        if (events.includes(item)) {
+          throw new InvalidIntegrationEventConverterError(
+            converter.name,
+            `convert() of a ${domainEvent.constructor.name} returned one ${item.constructor.name} object twice (with another converter ` +
+              'of it, or in one array): it would go out as two messages under two ids. Return a new instance for each event.',
+          );
+        }
+        events.push(item);
+      }
     }
     return events;
   }
@@ -110,4 +127,12 @@ export class IntegrationEventConverterRegistry {
   get size(): number {
     return [...this.byDomainEvent.values()].reduce((total, list) => total + list.length, 0);
   }
+}
+
+/** A converter's wrong result, for its error: the value for a primitive, the class for an object. */
+function describeResult(value: unknown): string {
+  if (value === null || typeof value !== 'object') return typeof value === 'string' ? JSON.stringify(value) : String(value);
+  if (value instanceof Promise) return 'a Promise (await it in convert(), or return it whole)';
+  const name = (value as { constructor?: { name?: unknown } }).constructor?.name;
+  return typeof name === 'string' && name !== 'Object' ? `a ${name} (a class without @IntegrationEvent)` : 'a plain object';
 }
