@@ -76,6 +76,7 @@ export class IntegrationEventConverterRegistry {
   async convert(domainEvent: object): Promise<object[]> {
     const converters = this.convertersOf(domainEvent);
     const events: object[] = [];
+    const seen = new Set<object>();
     for (const converter of converters) {
       const result: ConverterResult<object> = await converter.instance.convert(domainEvent);
       if (result === undefined || result === null) continue;
@@ -88,13 +89,14 @@ export class IntegrationEventConverterRegistry {
               'instance of an @IntegrationEvent class, an array of them, or undefined.',
           );
         }
-        if (events.includes(item)) {
+        if (seen.has(item)) {
           throw new InvalidIntegrationEventConverterError(
             converter.name,
             `convert() of a ${domainEvent.constructor.name} returned one ${item.constructor.name} object twice (with another converter ` +
               'of it, or in one array): it would go out as two messages under two ids. Return a new instance for each event.',
           );
         }
+        seen.add(item);
         events.push(item);
       }
     }
