@@ -226,8 +226,9 @@ describe('dead-letter replay (DeadLetterService)', () => {
     expect(failure).toBeInstanceOf(RequeueInterruptedError);
     expect(failure.requeued).toEqual(['closed-during-copy']);
     expect(failure.message).toContain(`its copy is in "${target}", and the dead letter is back in "${deadLetterQueue}" too`);
-    // Not also counted among those gone from the dead-letter queue.
+    // Not also counted among those gone from the dead-letter queue, and named for a script to purge.
     expect(failure.message).toMatch(/Nothing was requeued before it\.$/);
+    expect(failure.inBothQueues).toBe('closed-during-copy');
     expect(await ns.queueDepth(target)).toBe(1);
     expect(await ns.queueDepth(deadLetterQueue)).toBe(1);
   });

@@ -64,7 +64,7 @@ export async function dlqCommand({ positional, options }: ParsedArguments, outpu
           result = await operations.requeue(queue, request.selection);
         } catch (error) {
           if (!(error instanceof RequeueInterruptedError)) throw error;
-          output.partialFailure(error, { requeued: error.requeued });
+          output.partialFailure(error, { requeued: error.requeued, ...(error.inBothQueues === undefined ? {} : { inBothQueues: error.inBothQueues }) });
           return;
         }
         output.result(result, () => [

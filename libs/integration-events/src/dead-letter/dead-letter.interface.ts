@@ -21,8 +21,9 @@ export interface DeadLetter {
   readonly handler: string;
   readonly reason: DeadLetterReason;
   /**
-   * Handler calls made; for a poison message, none was made on this delivery: the attempts before it, by
-   * its `ie-attempt` (0 on a first delivery, more when a retry copy turned poison).
+   * Attempts counted (a call cut short by a shutdown or a lost channel is not); for a poison message, none
+   * was made on this delivery: the attempts before it, by its `ie-attempt` (0 on a first delivery, more
+   * when a retry copy turned poison).
    */
   readonly attempts: number;
   readonly firstFailureAt: Date;

@@ -35,7 +35,7 @@ export const MessageHeaders = {
   // Only on dead-lettered copies.
   /** `max-attempts`, `non-retryable` or `poison`. */
   DeadLetterReason: 'ie-dead-letter-reason',
-  /** Handler calls made before dead-lettering (for poison: the attempts before that delivery, by its `ie-attempt`). */
+  /** Attempts counted before dead-lettering (for poison: the attempts before that delivery, by its `ie-attempt`). */
   Attempts: 'ie-attempts',
   /** Name of the last error (its class). */
   ErrorName: 'ie-error-name',

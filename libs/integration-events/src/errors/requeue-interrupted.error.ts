@@ -3,7 +3,8 @@ import { IntegrationEventsError } from './integration-events.error';
 /**
  * A dead-letter requeue stopped part-way (a target queue missing, the broker blocking publishing, a copy
  * not confirmed). The dead letters in `requeued` went back to their queues and left the dead-letter
- * queue; the rest are still there. `cause` is what stopped it.
+ * queue, except `inBothQueues` when set (its copy was placed, and it is in the dead-letter queue too);
+ * the rest are still there. `cause` is what stopped it.
  */
 export class RequeueInterruptedError extends IntegrationEventsError {
   constructor(
@@ -15,7 +16,7 @@ export class RequeueInterruptedError extends IntegrationEventsError {
      * queue too (its reading channel closed meanwhile): `cause` says so, and the summary leaves it out
      * of those gone from the dead-letter queue.
      */
-    inBothQueues?: string,
+    readonly inBothQueues?: string,
   ) {
     const reason = cause instanceof Error ? cause.message : String(cause);
     const gone = inBothQueues === undefined ? requeued : requeued.slice(0, -1);

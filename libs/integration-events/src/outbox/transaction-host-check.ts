@@ -32,7 +32,9 @@ export function assertTransactionHostFits(
   logger.warn(
     `The nestjs-cls transactions found run on another DataSource than the outbox's${dataSourceName ? ` ("${dataSourceName}")` : ''}: ` +
       'publish() inside them is refused' +
-      (config.options.cqrs.enabled ? ', and so is a domain event raised on the EventBus inside them (TransactionsNotConfiguredError; cqrs.enabled: false turns the bridge off)' : '') +
+      (config.options.cqrs.enabled
+        ? ', and, with CqrsModule imported, so is a domain event raised on the EventBus inside them (TransactionsNotConfiguredError; cqrs.enabled: false turns the bridge off)'
+        : '') +
       '. Set "transactionConnectionName" to the connectionName of a ClsPluginTransactional on ' +
       "the outbox's DataSource, or publish with an explicit EntityManager.",
   );
