@@ -99,7 +99,8 @@ const ROLLED_BACK_AT_COMMIT = Symbol('nestjs-integration-events:rolled-back-at-c
  * pool, where the next statement's tag replaces it. Called from an after-commit hook.
  */
 export function noteCommitOutcome(queryRunner: QueryRunner): void {
-  if (committedAsRollback(queryRunner)) (queryRunner.data as Record<PropertyKey, unknown>)[ROLLED_BACK_AT_COMMIT] = true;
+  // Written at every commit, so a query runner an application reuses carries no earlier transaction's answer.
+  (queryRunner.data as Record<PropertyKey, unknown>)[ROLLED_BACK_AT_COMMIT] = committedAsRollback(queryRunner);
 }
 
 /** Whether `queryRunner`'s transaction was rolled back at its COMMIT (noted by `noteCommitOutcome`). */

@@ -8,11 +8,11 @@ import type {
 } from 'typeorm';
 import {
   assertTransactionNotAborted,
-  committedAsRollback,
   forgetRollbackBySqlite,
   isCheckedAfterDomainEvents,
   noteCommitOutcome,
   reopenIfRolledBackBySqlite,
+  wasRolledBackAtCommit,
   wasRolledBackBySqlite,
   watchCommitOutcome,
 } from './aborted-transaction';
@@ -152,7 +152,7 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
 
   afterTransactionCommit(event: TransactionCommitEvent): void {
     const { queryRunner } = event;
-    // For the inbox, which learns of the commit once the connection went back to the pool.
+    // Noted for the inbox too, which learns of the commit once the connection went back to the pool.
     if (!queryRunner.isTransactionActive) noteCommitOutcome(queryRunner);
     const data = queryRunner.data as QueryRunnerData;
     const writes = data[OUTBOX_WRITES] as OutboxWrites | undefined;
@@ -163,7 +163,7 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
       for (const write of writes.leased) if (write.depth > depth) write.depth = depth;
       return;
     }
-    if (committedAsRollback(queryRunner)) {
+    if (wasRolledBackAtCommit(queryRunner)) {
       // A statement failed after the last check (an application's commit hook caught its error): the
       // COMMIT rolled back, no row was stored, and none may be published.
       this.logger.warn(
