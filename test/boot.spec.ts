@@ -168,6 +168,13 @@ describe('boot', () => {
     expect(IntegrationEventsModule.forRoot({ ...testOptions(ns), isGlobal: false }).global).toBe(false);
   });
 
+  it('takes the default (global) for isGlobal: undefined, as for a key left out', () => {
+    // The builder spreads the given extras over its own: an own `undefined` must not replace the `true`.
+    expect(IntegrationEventsModule.forRoot({ ...testOptions(ns), isGlobal: undefined }).global).toBe(true);
+    expect(IntegrationEventsModule.forRootAsync({ isGlobal: undefined, useFactory: () => testOptions(ns) }).global).toBe(true);
+    expect(IntegrationEventsModule.forRoot(testOptions(ns)).global).toBe(true);
+  });
+
   it('refuses a bad option where forRoot() is called', () => {
     const call = () => IntegrationEventsModule.forRoot(testOptions(ns, { relay: { batchSize: 0 } }));
     expect(call).toThrow(InvalidIntegrationEventsOptionsError);

@@ -4,6 +4,7 @@ import type { IntegrationEventsModuleOptions } from './options/integration-event
 /**
  * `forRoot` / `forRootAsync` come from Nest's `ConfigurableModuleBuilder`. The module is global by
  * default, so `IntegrationEventPublisher` can be injected anywhere; pass `isGlobal: false` to opt out.
+ * (`isGlobal: undefined` takes the default too: the builder's extras spread it over the `true`.)
  */
 export const {
   ConfigurableModuleClass: IntegrationEventsConfigurableModule,
@@ -12,7 +13,7 @@ export const {
   ASYNC_OPTIONS_TYPE: INTEGRATION_EVENTS_ASYNC_OPTIONS_TYPE,
 } = new ConfigurableModuleBuilder<IntegrationEventsModuleOptions>()
   .setClassMethodName('forRoot')
-  .setExtras({ isGlobal: true }, (definition, extras) => ({ ...definition, global: extras.isGlobal }))
+  .setExtras({ isGlobal: true }, (definition, extras) => ({ ...definition, global: extras.isGlobal ?? true }))
   .build();
 
 /** What `IntegrationEventsModule.forRootAsync()` takes: `useFactory` (or `useClass`, `useExisting`), `inject`, `imports`, `isGlobal`. */
