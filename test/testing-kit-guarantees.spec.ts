@@ -21,6 +21,7 @@ import {
   IntegrationEvent,
   IntegrationEventHandler,
   IntegrationEventPublisher,
+  InvalidIntegrationEventsOptionsError,
   NonRetryableError,
   type IIntegrationEventHandler,
   type IntegrationEventContext,
@@ -119,6 +120,17 @@ describe('the testing module and kit, at the edges', () => {
     await kit.deliver(new OrderCreatedIntegrationEvent('short-retention'));
     await kit.drain();
     expect(behaviour.calls.map((call) => call.orderId)).toEqual(['short-retention']);
+  });
+
+  it('refuses a null or non-object option group, as IntegrationEventsModule.forRoot() does, instead of booting on its defaults', () => {
+    for (const group of ['relay', 'consumer', 'cleanup'] as const) {
+      for (const value of [null, 5, []]) {
+        expect(() => IntegrationEventsTestingModule.forRoot({ serviceName: 'kit', [group]: value as never })).toThrow(InvalidIntegrationEventsOptionsError);
+        expect(() => IntegrationEventsTestingModule.forRoot({ serviceName: 'kit', [group]: value as never })).toThrow(new RegExp(`"${group}"`));
+      }
+    }
+    // A group given as an object keeps the testing defaults it does not set.
+    expect(() => IntegrationEventsTestingModule.forRoot({ serviceName: 'kit', consumer: { prefetch: 5 } })).not.toThrow();
   });
 
   it('refuses a drain() timeout that would never pass (NaN, 0, negative, Infinity) instead of waiting for ever', async () => {

@@ -22,6 +22,16 @@ export type IntegrationEventsTestingOptions = Omit<IntegrationEventsModuleOption
 /** The longest a retry copy waits in the testing module's broker, whatever the handler's policy says. */
 const TESTING_MAX_RETRY_DELAY_MS = 50;
 
+/**
+ * The testing module's defaults under the user's options group. A value that is no object (`null`, a
+ * number) is passed on as given, so the options check refuses it as `IntegrationEventsModule.forRoot()`
+ * does, instead of a spread turning it into the defaults.
+ */
+function withTestingDefaults<T extends object>(defaults: T, given: T | undefined): T {
+  if (given === undefined) return defaults;
+  return typeof given === 'object' && given !== null && !Array.isArray(given) ? { ...defaults, ...given } : given;
+}
+
 /** Whether the broker was made for this application (so this module closes it). */
 const BROKER_IS_OWN = Symbol('IntegrationEventsTesting:brokerIsOwn');
 
@@ -31,7 +41,8 @@ class TestingBrokerModule {}
 
 /**
  * `IntegrationEventsModule` for tests: on an in-process broker, with short delays (relay poll 20 ms,
- * each retry held at most 50 ms whatever the handler's policy says, cleanup off), and an
+ * each retry held at most 50 ms whatever the handler's policy says, handlers given 1 s at shutdown
+ * instead of 10 s, cleanup off), and an
  * `IntegrationEventsTestKit` to inject. Each application gets a broker of its own unless `broker` is
  * given, so nothing one test leaves in it reaches the next.
  *
@@ -62,9 +73,9 @@ export class IntegrationEventsTestingModule implements OnModuleInit, OnModuleDes
     const moduleOptions = (broker: InProcessBroker): IntegrationEventsModuleOptions => ({
       ...rest,
       inProcess: { broker, exchange, maxRetryDelayMs: TESTING_MAX_RETRY_DELAY_MS },
-      relay: { pollIntervalMs: 20, ...rest.relay },
-      consumer: { shutdownTimeoutMs: 1_000, ...rest.consumer },
-      cleanup: { enabled: false, ...rest.cleanup },
+      relay: withTestingDefaults({ pollIntervalMs: 20 }, rest.relay),
+      consumer: withTestingDefaults({ shutdownTimeoutMs: 1_000 }, rest.consumer),
+      cleanup: withTestingDefaults({ enabled: false }, rest.cleanup),
     });
     // A bad option fails here, where forRoot() is called, as with IntegrationEventsModule.forRoot().
     resolveOptions(moduleOptions(sharedBroker ?? new InProcessBroker()));
