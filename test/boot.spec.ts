@@ -286,22 +286,40 @@ describe('boot', () => {
   });
 
   it('warns when a handler\'s deliveries can wait past RabbitMQ\'s consumer_timeout, and not when they cannot', async () => {
-    const bootWith = async (consumer: { concurrency: number; prefetch: number; handlerTimeoutMs: number }) => {
+    const bootWith = async (consumer: { concurrency: number; prefetch: number; handlerTimeoutMs: number; onDeadLetter?: () => void }) => {
       const logger = new CapturingLogger();
       const app = await startTestApp(ns, { providers: [OrderCreatedRecorder], options: { consumer }, logger });
       await app.close();
       return logger.lines.filter((line) => line.includes('consumer_timeout'));
     };
-    // 50 in hand, one at a time, up to 60 s each: the last is acknowledged after 50 min at worst.
+    // 50 in hand, one at a time, each slot held up to 60 s by the call and 10 s by its copy's confirm:
+    // the last waits for 49 of them, then its own, and is acknowledged after 58 min at worst.
     const warnings = await bootWith({ concurrency: 1, prefetch: 50, handlerTimeoutMs: 60_000 });
     expect(warnings).toEqual([
       expect.stringContaining(
-        'Handler OrderCreatedRecorder: a message can wait 50 min or more before it is acknowledged (prefetch 50 ÷ concurrency 1, rounded up, × timeoutMs 60000)',
+        'Handler OrderCreatedRecorder: a message can wait 58 min or more before it is acknowledged (prefetch 50 ÷ concurrency 1, rounded up, ' +
+          'less one: 49 call slot hold(s) of 70000 ms (timeoutMs 60000 + relay.confirmTimeoutMs 10000 for a copy) before its call starts, ' +
+          'then 70000 ms for its call and copy)',
       ),
     ]);
-    expect(warnings[0]).toContain('Give it prefetch: 30 (or less)');
-    // The defaults: 5 rounds of 60 s.
+    expect(warnings[0]).toContain('Give it prefetch: 25 (or less)');
+    // The defaults: 4 holds of 70 s, then its own.
     expect(await bootWith({ concurrency: 10, prefetch: 50, handlerTimeoutMs: 60_000 })).toEqual([]);
+    // Two 14-minute calls in a row fit in 30 min; with the hook after the first (its message acknowledged
+    // before it runs) they do not.
+    const atTheEdge = { concurrency: 1, prefetch: 2, handlerTimeoutMs: 14 * 60_000 };
+    expect(await bootWith(atTheEdge)).toEqual([]);
+    const withHook = await bootWith({ ...atTheEdge, onDeadLetter: () => undefined });
+    expect(withHook).toEqual([
+      expect.stringContaining(
+        'can wait 42 min or more before it is acknowledged (prefetch 2 ÷ concurrency 1, rounded up, less one: 1 call slot hold(s) of 1690000 ms ' +
+          '(timeoutMs 840000 + relay.confirmTimeoutMs 10000 for a copy + timeoutMs 840000 for the onDeadLetter hook) before its call starts, ' +
+          'then 850000 ms for its call and copy)',
+      ),
+    ]);
+    expect(withHook[0]).toContain('Give it prefetch: 1 (or less)');
+    // One call at a time with a hook, its own message acknowledged before the hook: no wait beyond its own.
+    expect(await bootWith({ concurrency: 10, prefetch: 10, handlerTimeoutMs: 16 * 60_000, onDeadLetter: () => undefined })).toEqual([]);
   });
 
   it('fails boot when the outbox table was never created', async () => {

@@ -149,7 +149,10 @@ export class IntegrationEventsModule
       await this.inbox.assertReady();
       warnIfInboxCanFillThePool(this.database.dataSource, handlers, this.logger);
     }
-    if (consumer.enabled && !this.config.options.inProcess) warnIfDeliveriesCanOutwaitConsumerTimeout(handlers, this.logger);
+    if (consumer.enabled && !this.config.options.inProcess) {
+      const holds = { confirmTimeoutMs: relay.confirmTimeoutMs, deadLetterHook: consumer.onDeadLetter !== undefined };
+      warnIfDeliveriesCanOutwaitConsumerTimeout(handlers, holds, this.logger);
+    }
     // Consumers first: on a first connection their queues and bindings are declared before the
     // publishing channel opens, so an event this service also consumes is never unroutable at first boot.
     const transport = this.transports.transport;
