@@ -174,7 +174,8 @@ describe('outbox relay handoff', () => {
 
   it('sends what the transaction kept: not what a rolled-back savepoint wrote, and what a released one did', async () => {
     const probe = await ns.probe('ordering.order-created');
-    const { txHost, publisher } = await start();
+    const logger = new CapturingLogger();
+    const { txHost, publisher } = await start({}, { logger });
     const nested = (fn: () => Promise<unknown>) => txHost.withTransaction(Propagation.Nested, fn);
     const failing = (fn: () => Promise<unknown>) =>
       nested(async () => {
@@ -197,6 +198,42 @@ describe('outbox relay handoff', () => {
     await eventually(() => expect(orderIds(probe.messages).sort()).toEqual([...kept].sort()), { timeoutMs: 3_000 });
     await consistently(() => expect(probe.messages).toHaveLength(kept.length), { forMs: 300 });
     await eventually(async () => expect((await ns.outboxRows()).map((row) => row.status)).toEqual(['sent', 'sent', 'sent']));
+    // TypeORM's own savepoints are followed: the rows kept were handed over, none released for a claim.
+    expect(logger.text).not.toContain('Released');
+  });
+
+  it('never sends a row undone by a ROLLBACK TO SAVEPOINT the application sent as SQL; sends the rows that stayed', async () => {
+    const probe = await ns.probe('ordering.order-created');
+    const logger = new CapturingLogger();
+    const { txHost, publisher } = await start({}, { logger });
+    await txHost.withTransaction(async () => {
+      await publish(publisher, 'before-the-savepoint');
+      // A savepoint of the application's own, which TypeORM does not count.
+      await txHost.tx.query('SAVEPOINT app_savepoint');
+      await publish(publisher, 'undone');
+      await txHost.tx.query('ROLLBACK TO SAVEPOINT app_savepoint');
+      await publish(publisher, 'after-the-rollback');
+    });
+    // In the transaction's order: the row after the rollback, written for a claim, does not overtake.
+    const kept = ['before-the-savepoint', 'after-the-rollback'];
+    await eventually(() => expect(orderIds(probe.messages)).toEqual(kept), { timeoutMs: 3_000 });
+    await consistently(() => expect(probe.messages).toHaveLength(kept.length), { forMs: 300 });
+    await eventually(async () => expect((await ns.outboxRows()).map((row) => row.status)).toEqual(['sent', 'sent']));
+    // The two rows leased before the application's rollback were released at the commit, not handed over.
+    expect(logger.text).toContain('Released 2 handed-over row(s)');
+  });
+
+  it('never sends a row undone by a rollback the application sent as SQL behind a comment', async () => {
+    const probe = await ns.probe('ordering.order-created');
+    const { txHost, publisher } = await start();
+    await txHost.withTransaction(async () => {
+      await txHost.tx.query('SAVEPOINT app_savepoint');
+      await publish(publisher, 'undone');
+      await txHost.tx.query('/* from a file */\n-- undo it\nROLLBACK TO SAVEPOINT app_savepoint');
+      await publish(publisher, 'kept');
+    });
+    await eventually(() => expect(orderIds(probe.messages)).toEqual(['kept']), { timeoutMs: 3_000 });
+    await consistently(() => expect(probe.messages).toHaveLength(1), { forMs: 300 });
   });
 
   it('hands nothing over from a transaction that rolls back', async () => {

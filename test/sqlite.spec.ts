@@ -170,6 +170,21 @@ describe('SQLite: one connection for every transaction', () => {
     expect(await outboxRows()).toEqual([]);
   });
 
+  it('never publishes a row undone by a ROLLBACK TO a savepoint the application sent as SQL; publishes the rows that stayed', async () => {
+    const publisher = moduleRef.get(IntegrationEventPublisher);
+    await host.withTransaction(async () => {
+      await publisher.publish(new OrderCreatedIntegrationEvent('before-the-savepoint'));
+      await host.tx.query('SAVEPOINT app_savepoint');
+      await publisher.publish(new OrderCreatedIntegrationEvent('undone'));
+      await host.tx.query('ROLLBACK TO app_savepoint');
+      await host.tx.query('RELEASE app_savepoint');
+      await publisher.publish(new OrderCreatedIntegrationEvent('after-the-rollback'));
+    });
+    await kit.drain();
+    expect(publishedOrders()).toEqual(['before-the-savepoint', 'after-the-rollback']);
+    expect(await outboxRows()).toEqual([{ status: 'sent' }, { status: 'sent' }]);
+  });
+
   it('refuses to publish in a transaction SQLite has rolled back itself (INSERT OR ROLLBACK), instead of committing the row on its own', async () => {
     const publisher = moduleRef.get(IntegrationEventPublisher);
     await takeSeat1A();

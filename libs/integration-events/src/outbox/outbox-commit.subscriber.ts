@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import type {
+  BeforeQueryEvent,
   EntitySubscriberInterface,
   QueryRunner,
   TransactionCommitEvent,
@@ -25,6 +26,19 @@ const OUTBOX_WRITES = Symbol('nestjs-integration-events:outbox-writes');
 
 type QueryRunnerData = Record<PropertyKey, unknown>;
 
+/** Set on a query runner while TypeORM itself rolls back (a savepoint or the transaction). */
+const OWN_ROLLBACK = Symbol('nestjs-integration-events:own-rollback');
+
+/** Set on a query runner whose transaction ran a rollback TypeORM did not send (see `beforeQuery`). */
+const SQL_ROLLBACK = Symbol('nestjs-integration-events:sql-rollback');
+
+/**
+ * A rollback sent as SQL (`ROLLBACK TO SAVEPOINT s`, `ROLLBACK`, `ABORT`), possibly after comments or
+ * other statements of a multi-statement string. A false match (the word in a literal) only costs the
+ * transaction's rows their handoff: they go out through a claim.
+ */
+const ROLLBACK_SQL = /(?:^|;)(?:\s|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)*(?:ROLLBACK|ABORT)\b/i;
+
 /** Rows written under the relay's lease at one savepoint depth (1 = the transaction itself). */
 interface LeasedWrite {
   depth: number;
@@ -44,7 +58,13 @@ interface OutboxWrites {
 /** What a committed transaction wrote: unleased rows to claim, and leased rows to hand to the relay. */
 export interface CommittedOutboxWrites {
   readonly claimNeeded: boolean;
-  readonly leased: ReadonlyArray<{ readonly leasedAt: number; readonly records: readonly ClaimedOutboxRecord[]; readonly reservation: LaneReservation }>;
+  readonly leased: ReadonlyArray<{
+    /** Set when an application's own ROLLBACK came after the rows: they are to be released and claimed, not published as they are. */
+    readonly unsure?: boolean;
+    readonly leasedAt: number;
+    readonly records: readonly ClaimedOutboxRecord[];
+    readonly reservation: LaneReservation;
+  }>;
 }
 
 /**
@@ -57,7 +77,9 @@ export interface CommittedOutboxWrites {
  * savepoint drops the rows written in it, a released one folds them into its parent) and reports what
  * is left when the outermost transaction commits. A rollback reports only the lane room its leased rows
  * held (`onDiscarded`), and so does the commit of a transaction PostgreSQL had aborted, which fails
- * (`TransactionAbortedError`).
+ * (`TransactionAbortedError`). A rollback the application sends as SQL (`ROLLBACK TO SAVEPOINT s` on
+ * a savepoint of its own), which TypeORM does not count, cannot be followed: the transaction's leased
+ * rows are then reported as unsure, to be released and claimed (only those still there go out).
  */
 export class OutboxCommitSubscriber implements EntitySubscriberInterface {
   private readonly logger = new Logger('IntegrationEvents:Outbox');
@@ -76,9 +98,14 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
     return typeof depth === 'number' && depth >= 1 ? depth : undefined;
   }
 
-  /** Whether the transaction of `queryRunner` has written rows without the relay's lease (for a claim). */
+  /**
+   * Whether the rest of `queryRunner`'s transaction writes its rows for a claim: it has written rows
+   * without the relay's lease, or run a rollback of its own as SQL (its leased rows go through a claim
+   * too, see `beforeQuery`, and later ones must not overtake them).
+   */
   static wroteUnleasedRows(queryRunner: QueryRunner): boolean {
-    return ((queryRunner.data as QueryRunnerData)[OUTBOX_WRITES] as OutboxWrites | undefined)?.claimNeeded === true;
+    const data = queryRunner.data as QueryRunnerData;
+    return data[SQL_ROLLBACK] === true || (data[OUTBOX_WRITES] as OutboxWrites | undefined)?.claimNeeded === true;
   }
 
   /** Called by `publish()` after writing rows through a transaction's query runner. */
@@ -107,6 +134,11 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
     if (OutboxCommitSubscriber.depthOf(event.queryRunner) === 1) {
       this.forget(event.queryRunner);
       forgetRollbackBySqlite(event.queryRunner);
+      const data = event.queryRunner.data as QueryRunnerData;
+      // SQLite's one query runner serves every transaction: a flag an earlier one left (a ROLLBACK
+      // that failed, so no after-rollback event) must not hide this one's own rollbacks.
+      delete data[SQL_ROLLBACK];
+      delete data[OWN_ROLLBACK];
       // Whatever the transaction comes to hold by its COMMIT (rows or domain events written by commit
       // hooks included), what PostgreSQL answers that COMMIT is known (see afterTransactionCommit).
       watchCommitOutcome(event.queryRunner);
@@ -148,6 +180,23 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
   beforeTransactionRollback(event: TransactionRollbackEvent): void {
     // SQLite rolled it back itself: TypeORM's ROLLBACK would fail and leave it counting a transaction.
     reopenIfRolledBackBySqlite(event.queryRunner);
+    (event.queryRunner.data as QueryRunnerData)[OWN_ROLLBACK] = true;
+  }
+
+  /**
+   * A ROLLBACK the application sends itself (`queryRunner.query('ROLLBACK TO SAVEPOINT s')`) may undo
+   * rows written since its savepoint, which TypeORM knows nothing of (nor which rows, nor whether an
+   * insert under way beside it is among them). Noted for the transaction: at its commit its leased rows
+   * are released instead of handed over, and its later rows are written for a claim, which sends those
+   * in the table in their order. TypeORM's own rollbacks, which this subscriber follows, are told apart
+   * by the flag its before-rollback event sets.
+   */
+  beforeQuery(event: BeforeQueryEvent): void {
+    const { queryRunner, query } = event;
+    if (!queryRunner?.isTransactionActive) return;
+    const data = queryRunner.data as QueryRunnerData;
+    if (data[SQL_ROLLBACK] === true || data[OWN_ROLLBACK] === true || !ROLLBACK_SQL.test(query)) return;
+    data[SQL_ROLLBACK] = true;
   }
 
   afterTransactionCommit(event: TransactionCommitEvent): void {
@@ -175,12 +224,18 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
       return;
     }
     delete data[OUTBOX_WRITES];
+    if (data[SQL_ROLLBACK] === true) {
+      // Rows an application's own ROLLBACK may have undone: released by the relay and claimed if there.
+      this.onCommitted({ claimNeeded: true, leased: writes.leased.map((write) => ({ ...write, unsure: true })) });
+      return;
+    }
     this.onCommitted(writes);
   }
 
   afterTransactionRollback(event: TransactionRollbackEvent): void {
     const { queryRunner } = event;
     const data = queryRunner.data as QueryRunnerData;
+    delete data[OWN_ROLLBACK];
     const writes = data[OUTBOX_WRITES] as OutboxWrites | undefined;
     if (!writes) return;
     if (!queryRunner.isTransactionActive) {

@@ -48,7 +48,11 @@ export class OutboxDatabase implements OnModuleInit {
   ) {
     this.subscriber = new OutboxCommitSubscriber(
       (writes) => {
-        for (const { records, leasedAt, reservation } of writes.leased) handoff.handOff(records, leasedAt, reservation);
+        for (const { records, leasedAt, reservation, unsure } of writes.leased) {
+          // Rows an application's own ROLLBACK may have undone: handed over as if their lease were gone,
+          // the relay releases them and claims those still there, never publishing one that is not.
+          handoff.handOff(records, unsure ? Number.NEGATIVE_INFINITY : leasedAt, reservation);
+        }
         if (writes.claimNeeded) wakeSignal.notify();
       },
       (reservations) => handoff.discard(reservations),

@@ -204,7 +204,10 @@ export class OutboxRelay {
     if (stale.length > 0) {
       try {
         await withRetries(() => this.database.store.release(stale, this.handoff.token));
-        this.logger.debug(`Released ${stale.length} handed-over row(s) whose lease was too far gone at their commit; they go out through a claim`);
+        this.logger.debug(
+          `Released ${stale.length} handed-over row(s) whose lease was too far gone at their commit, or which a ROLLBACK ` +
+            'sent as SQL may have undone; those still there go out through a claim',
+        );
         this.wakeSignal.notify();
       } catch (error) {
         // The fresh rows, taken from the handoff already, must still go out; the stale ones are claimed
