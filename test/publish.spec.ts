@@ -247,6 +247,8 @@ describe('publish() in the business transaction', () => {
     await expect(publish({ occurredAt: new Date('not a date') })).rejects.toThrow(InvalidPublishOptionsError);
     await expect(publish({ delay: -1 })).rejects.toThrow(InvalidPublishOptionsError);
     await expect(publish({ delay: 10, deliverAt: new Date() })).rejects.toThrow(InvalidPublishOptionsError);
+    // Its ISO form (+010000-…) is no time PostgreSQL reads: refused before the insert, not by it.
+    await expect(publish({ deliverAt: new Date(Date.UTC(10000, 0, 1)) })).rejects.toThrow(/deliverAt.*up to 9999-12-31T23:59:59.999Z/s);
     expect(await ns.outboxRows()).toHaveLength(before);
     // The edges are fine.
     await publish({ occurredAt: new Date(0) });

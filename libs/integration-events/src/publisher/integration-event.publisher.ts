@@ -36,6 +36,10 @@ function deliveryTime(options: PublishOptions): Date | undefined {
     if (!(deliverAt instanceof Date) || Number.isNaN(deliverAt.getTime())) {
       throw new InvalidPublishOptionsError('deliverAt', 'pass a valid Date.');
     }
+    // Past year 9999 its ISO form (+010000-…) is no time PostgreSQL reads: the insert would fail.
+    if (deliverAt.getTime() > LATEST_OCCURRED_AT) {
+      throw new InvalidPublishOptionsError('deliverAt', 'pass a Date up to 9999-12-31T23:59:59.999Z.');
+    }
     return deliverAt.getTime() > Date.now() ? deliverAt : undefined;
   }
   return undefined;

@@ -53,6 +53,6 @@ export interface PublishOptions {
    */
   delay?: number;
 
-  /** Publish the event at this time, not at once. A time in the past publishes at once. */
+  /** Publish the event at this time, not at once. A time in the past publishes at once; the latest is 9999-12-31T23:59:59.999Z. */
   deliverAt?: Date;
 }

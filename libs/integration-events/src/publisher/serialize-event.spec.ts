@@ -196,6 +196,12 @@ describe('serializeEvent', () => {
       ['the key "hasOwnProperty" in an array item', { lines: [{ hasOwnProperty: true }] }, '$.lines[0]', 'has the key "hasOwnProperty", which is a method name of every object'],
       ['the key "__lookupGetter__"', { meta: { __lookupGetter__: 1 } }, '$.meta', 'has the key "__lookupGetter__", which is a method name of every object'],
       ['a BigInt in an array', { amounts: [1, 2n] }, '$.amounts[1]', 'is a BigInt'],
+      ['a Number object', { n: new Number(5) }, '$.n', 'is a Number object (new Number(…)), which JSON turns into a plain number; pass the number'],
+      ['a String object', { s: new String('ab') }, '$.s', 'is a String object (new String(…)), which JSON turns into a plain string; pass the string'],
+      ['an empty String object', { s: new String('') }, '$.s', 'is a String object'],
+      ['a Boolean object', { b: new Boolean(false) }, '$.b', 'is a Boolean object (new Boolean(…)), which JSON turns into a plain boolean; pass the boolean'],
+      ['a BigInt object', { total: Object(10n) as object }, '$.total', 'is a BigInt object, which JSON cannot represent'],
+      ['a Symbol object', { kind: Object(Symbol('kind')) as object }, '$.kind', 'is a Symbol object, which JSON turns into {}'],
       ['a NaN deep inside', { a: [{ b: [{ c: Number.NaN }] }] }, '$.a[0].b[0].c', 'is NaN'],
     ];
 

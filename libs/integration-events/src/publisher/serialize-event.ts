@@ -12,6 +12,12 @@ const LOSSY_BUILT_INS: ReadonlyArray<[abstract new (...args: never[]) => object,
   [Promise, 'a Promise; await it before publishing'],
   [ArrayBuffer, 'an ArrayBuffer; encode binary data as a base64 string'],
   [DataView, 'a DataView; encode binary data as a base64 string'],
+  // Boxed primitives: JSON sends the primitive, so the consumer would not get the same value back.
+  [Number, 'a Number object (new Number(…)), which JSON turns into a plain number; pass the number'],
+  [String, 'a String object (new String(…)), which JSON turns into a plain string; pass the string'],
+  [Boolean, 'a Boolean object (new Boolean(…)), which JSON turns into a plain boolean; pass the boolean'],
+  [BigInt as unknown as abstract new () => object, 'a BigInt object, which JSON cannot represent; send it as a string'],
+  [Symbol as unknown as abstract new () => object, 'a Symbol object, which JSON turns into {}'],
 ];
 
 /**
