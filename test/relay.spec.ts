@@ -3,6 +3,7 @@ import { TransactionHost } from '@nestjs-cls/transactional';
 import { IntegrationEvent, IntegrationEventPublisher, IntegrationEventsHealth, OutboxRelay, TransportNotReadyError } from 'nestjs-integration-events';
 import type { ConfirmChannel } from 'amqplib';
 import { RabbitMqPublisher } from '../libs/integration-events/src/transport/rabbitmq/rabbitmq.publisher';
+import { OutboxDatabase } from '../libs/integration-events/src/outbox/outbox-database';
 import { TransportHost } from '../libs/integration-events/src/transport/transport-host';
 import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
 import { eventually } from './support/eventually';
@@ -54,6 +55,47 @@ describe('outbox relay', () => {
     const markAttempts = async () => Number((await db.query(`SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS n FROM ${attempts}`)).rows[0].n);
     return { db, markAttempts };
   };
+
+  it('marks a batch\'s confirmed rows before releasing its unsent ones, whose release may wait out its retries', async () => {
+    const probe = await ns.probe('ordering.order-created');
+    const app = await start({ pollIntervalMs: 3_600_000 });
+    const transport = app.get(TransportHost).transport;
+    const publish = transport.publish.bind(transport);
+    // The broker confirms the first row; the second is left unsent, as when the batch's time runs out first.
+    jest.spyOn(transport, 'publish').mockImplementationOnce(async (messages) => [
+      ...(await publish(messages.slice(0, 1))),
+      ...messages.slice(1).map(() => ({ status: 'unsent' as const, reason: 'the batch ran out of time (test)' })),
+    ]);
+    // The database refuses the first two releases (away for a moment): the release waits out 600 ms of retries.
+    const store = app.get(OutboxDatabase).store;
+    const steps: string[] = [];
+    const release = store.release.bind(store);
+    let releases = 0;
+    jest.spyOn(store, 'release').mockImplementation(async (ids, token) => {
+      if (++releases <= 2) {
+        steps.push('release refused');
+        throw new Error('database away (test)');
+      }
+      await release(ids, token);
+      steps.push('released');
+    });
+    const markSent = store.markSent.bind(store);
+    jest.spyOn(store, 'markSent').mockImplementation(async (ids, token) => {
+      await markSent(ids, token);
+      steps.push(`marked ${ids.length}`);
+    });
+    const [confirmed, unsent] = await app
+      .get(IntegrationEventPublisher)
+      .publish([new OrderCreatedIntegrationEvent('confirmed'), new OrderCreatedIntegrationEvent('unsent')], { standalone: true });
+    await eventually(() => expect(steps).toContain('released'));
+    expect(steps.indexOf('marked 1')).toBeGreaterThanOrEqual(0);
+    expect(steps.indexOf('marked 1')).toBeLessThan(steps.indexOf('released'));
+    // The unsent row goes out through the claim its release asks for.
+    await eventually(async () =>
+      expect(Object.fromEntries((await ns.outboxRows()).map((row) => [row.id, row.status]))).toEqual({ [confirmed!]: 'sent', [unsent!]: 'sent' }),
+    );
+    expect(probe.messages.map((m) => m.properties.messageId)).toEqual([confirmed, unsent]);
+  });
 
   /** A queue bound to the order events that refuses every message: RabbitMQ nacks what is routed to it. */
   const bindRefusingQueue = async () => {

@@ -279,7 +279,11 @@ export class OutboxRelay {
       else failed.push({ id: row.id, error: outcome.reason, retryInMs: this.retryDelay(row) });
     });
 
+    this.confirmed.add(sent, leaseToken);
     if (unsent.length > 0) {
+      // The confirmed rows' mark starts first: the release below may wait out its retries (the database
+      // away for a moment) for longer than their lease has left, and a late mark means a second send.
+      if (this.confirmed.size > 0) void this.startMarks();
       // Never written to the connection (its channel closed, or the batch's time ran out, first): not an
       // attempt. Their lease goes, so that a claim (this relay's, or another instance's) takes them now.
       await withRetries(() => store.release(unsent, leaseToken)).then(
@@ -290,7 +294,6 @@ export class OutboxRelay {
     }
     // Confirmed rows wait for the next ones (a batch's worth, or MARK_LINGER_MS) to share one mark;
     // failures are marked at once, with whatever confirmed rows wait.
-    this.confirmed.add(sent, leaseToken);
     const failures = unroutable.size > 0 || failed.length > 0 ? { unroutable, failed, leaseToken } : undefined;
     if (failures || this.confirmed.size >= this.config.options.relay.batchSize || this.confirmed.age() >= MARK_LINGER_MS) {
       // The marks started before are awaited: at most one set is marked while the loop publishes.
