@@ -22,7 +22,7 @@ import {
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
 import { CapturingLogger } from './support/capturing-logger';
 import { consistently } from './support/eventually';
-import { TEST_DATABASE_URL } from './support/services';
+import { TEST_DATABASE_URL, TEST_RABBITMQ_ADDRESS } from './support/services';
 import { bootMessage, infrastructureImports, startTestApp, testOptions, type TestAppOptions } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
 
@@ -329,7 +329,8 @@ describe('boot', () => {
   });
 
   it('fails boot when the broker refuses the credentials, without showing the password', async () => {
-    const boot = startTestApp(ns, { options: { rabbitmq: { url: 'amqp://guest:s3cr3t-pw@127.0.0.1:5672' } } });
+    const { host, port } = TEST_RABBITMQ_ADDRESS;
+    const boot = startTestApp(ns, { options: { rabbitmq: { url: `amqp://guest:s3cr3t-pw@${host}:${port}` } } });
     await expect(boot).rejects.toBeInstanceOf(BrokerConnectionError);
     const error = (await boot.catch((e: unknown) => e)) as Error;
     expect(error.message).toMatch(/ACCESS.REFUSED/);

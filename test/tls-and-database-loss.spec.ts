@@ -8,7 +8,7 @@ import { FatalAtReadyProxy } from './support/fatal-at-ready-proxy';
 import { CapturingLogger } from './support/capturing-logger';
 import { TestNamespace } from './support/test-namespace';
 import { TlsTerminator } from './support/tls-terminator';
-import { TEST_DATABASE_URL } from './support/services';
+import { TEST_DATABASE_URL, TEST_RABBITMQ_ADDRESS } from './support/services';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { ClsModule } from 'nestjs-cls';
 import { ClsPluginTransactional } from '@nestjs-cls/transactional';
@@ -24,7 +24,7 @@ describe('amqps (TLS)', () => {
 
   beforeAll(async () => {
     ns = await TestNamespace.create();
-    terminator = await TlsTerminator.start({ host: '127.0.0.1', port: 5672 });
+    terminator = await TlsTerminator.start(TEST_RABBITMQ_ADDRESS);
   });
 
   afterAll(async () => {
