@@ -247,8 +247,20 @@ describe('two versions of one event, one handler each', () => {
     expect(app.get(OrderCreatedRecorder).received.map((r) => r.event.orderId)).toEqual(['o-1']);
     expect(app.get(OrderCreatedV2Recorder).received.map((r) => r.event.orderId)).toEqual(['o-2']);
     expect(deadLetters).toEqual([]);
-    // A version neither takes is dead-lettered by both, as on RabbitMQ.
-    const v3 = await kit.deliver(new OrderCreatedV3IntegrationEvent('o-3'));
+    // A version neither takes: deliver() refuses it (each would dead-letter it)...
+    await expect(kit.deliver(new OrderCreatedV3IntegrationEvent('o-3'))).rejects.toThrow(
+      'No handler of version 3 of ordering.order-created consumes in this application (its handlers take version 1, 2)',
+    );
+    // ...and another publisher's copy of it is dead-lettered by both, as on RabbitMQ.
+    const v3 = 'o-3-from-elsewhere';
+    kit.broker.publish('integration-events', {
+      content: Buffer.from(JSON.stringify({ orderId: 'o-3' })),
+      messageId: v3,
+      routingKey: 'ordering.order-created',
+      headers: { 'ie-event-name': 'ordering.order-created', 'ie-event-version': 3, 'ie-occurred-at': new Date().toISOString() },
+      properties: {},
+      redelivered: false,
+    });
     await kit.drain();
     expect(deadLetters.map((d) => [d.messageId, d.reason, d.queue]).sort()).toEqual([
       [v3, 'poison', v1Queue()],

@@ -183,6 +183,16 @@ describe('the testing module and kit, at the edges', () => {
     );
   });
 
+  it('refuses to deliver a version of the event no handler of the application takes, which each would dead-letter', async () => {
+    const { kit, behaviour } = await start();
+    await expect(kit.deliver(new OrderCreatedV2IntegrationEvent('v2', 'EUR'))).rejects.toThrow(
+      'No handler of version 2 of ordering.order-created consumes in this application (its handlers take version 1)',
+    );
+    await kit.drain();
+    expect(kit.published).toEqual([]);
+    expect(behaviour.calls).toEqual([]);
+  });
+
   it('refuses it too when another application on a shared broker consumes it, and records nothing', async () => {
     const broker = new InProcessBroker();
     try {

@@ -11,6 +11,8 @@ export interface HandlerQueues {
   /** Class name of the handler. */
   readonly name: string;
   readonly eventName: string;
+  /** The version of the event the handler takes (`@IntegrationEvent({ version })` of its class). */
+  readonly eventVersion: number;
   readonly queue: string;
   readonly deadLetterQueue: string;
   /** One per retry tier (RabbitMQ only; the in-process broker holds delayed copies itself). */
@@ -51,6 +53,7 @@ export class IntegrationEventConsumers {
     return this.handlerList.map((handler) => ({
       name: handler.name,
       eventName: handler.event.name,
+      eventVersion: handler.event.version,
       queue: handler.queue,
       deadLetterQueue: handler.deadLetterQueue,
       waitQueues: rabbitMq ? handler.retryPolicy.tiers().map((tier) => waitQueueName(handler.queue, tier)) : [],

@@ -115,7 +115,8 @@ export class IntegrationEventsTestKit {
    * `InvalidPublishOptionsError`.
    * @returns the message id
    * @throws when no handler of this application consumes the event (none among its providers, the
-   *   consumers off, or not initialised), whatever other applications on a shared broker consume
+   *   consumers off, or not initialised), or not its version, whatever other applications on a shared
+   *   broker consume
    */
   async deliver(
     event: object,
@@ -129,6 +130,14 @@ export class IntegrationEventsTestKit {
       throw new Error(
         `No handler of ${name} consumes in this application. Is it among the providers, is consumer.enabled on, was the ` +
           'application initialised (init()) before deliver(), and not closed?',
+      );
+    }
+    // A version no handler takes is a dead letter (poison) for each of them: as silent for such a test.
+    if (!consumers.handlers.some((handler) => handler.eventName === name && handler.eventVersion === version)) {
+      const known = [...new Set(consumers.handlers.filter((handler) => handler.eventName === name).map((handler) => handler.eventVersion))];
+      throw new Error(
+        `No handler of version ${version} of ${name} consumes in this application (its handlers take version ${known.join(', ')}); ` +
+          'each would dead-letter it as poison.',
       );
     }
     // Checked as the consumer checks them: an id it refuses would make the delivery a dead letter, and a
