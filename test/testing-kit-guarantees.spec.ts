@@ -368,6 +368,35 @@ describe('the testing module and kit, at the edges', () => {
     expect(second.behaviour.calls).toEqual([{ orderId: 'own', attempt: 1 }]);
   });
 
+  it('starts no call still waiting for its turn (SQLite) once shutdown has begun: its message goes back to its queue', async () => {
+    const broker = new InProcessBroker();
+    const leaving = await start({ broker });
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    leaving.behaviour.act = () => gate;
+    let closing: Promise<void> | undefined;
+    try {
+      for (const orderId of ['first', 'second', 'third']) await leaving.kit.deliver(new OrderCreatedIntegrationEvent(orderId));
+      // One call holds the connection's turn; the other two deliveries are in hand, waiting for theirs.
+      await eventually(() => expect(leaving.behaviour.calls).toHaveLength(1));
+      await eventually(() => expect(broker.findQueue('shipping.order-created')?.depth).toBe(0));
+      apps.splice(apps.indexOf(leaving.app), 1);
+      closing = leaving.app.close();
+      // The running call finishes within the shutdown's second and commits; the waiting ones never start.
+      release();
+      await closing;
+      expect(leaving.behaviour.calls.map((call) => call.orderId)).toEqual(['first']);
+      // They are in the queue again, for the next instance.
+      const staying = await start({ broker });
+      await staying.kit.drain();
+      expect(staying.behaviour.calls.map((call) => call.orderId).sort()).toEqual(['second', 'third']);
+    } finally {
+      release();
+      await closing;
+      broker.close();
+    }
+  });
+
   it('returns the message of a call that outlives shutdown to its queue, for another instance', async () => {
     const broker = new InProcessBroker();
     const leaving = await start({ broker, consumer: { shutdownTimeoutMs: 100 } });

@@ -270,7 +270,8 @@ class AttemptState {
   private ended = false;
   private readonly onShutdown = (): void => this.controller?.abort(this.shutdown.reason);
 
-  constructor(private readonly shutdown: AbortSignal) {}
+  /** @param shutdown the consumer's signal, fired at shutdown (see `AbandonState.shutdown`) */
+  constructor(readonly shutdown: AbortSignal) {}
 
   get aborted(): boolean {
     return this.abandonedWith !== undefined;

@@ -19,6 +19,11 @@ export interface AbandonState {
    * attempt up while its effects are being committed.
    */
   beginCommit?(): void;
+  /**
+   * Fires when the application shuts down: a call still waiting for its turn (SQLite) never starts, and
+   * its message goes back to its queue, as a delivery not yet started does.
+   */
+  readonly shutdown?: AbortSignal;
 }
 
 /**
@@ -118,6 +123,6 @@ export class InboxGuard {
     return sqlite.exclusive(() => {
       if (!abandoned.aborted) onTurn();
       return run();
-    });
+    }, abandoned.shutdown);
   }
 }
