@@ -19,6 +19,7 @@ import {
   type IntegrationEventContext,
 } from 'nestjs-integration-events';
 import { IntegrationEventsTestingModule, IntegrationEventsTestKit } from 'nestjs-integration-events/testing';
+import { SqliteConnection } from '../libs/integration-events/src/outbox/sqlite-connection';
 import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
 import { eventually } from './support/eventually';
 import { untilAborted } from './support/until-aborted';
@@ -402,6 +403,22 @@ describe('SQLite: one connection for every transaction', () => {
     expect(handler.started.length).toBeLessThan(50);
     await kit.drain();
     expect(handler.started).toHaveLength(101);
+  });
+
+  it('runs the statements waiting for a moment between transactions in the order they came (a mark before the next claim)', async () => {
+    const connection = new SqliteConnection(dataSource);
+    await dataSource.query('CREATE TABLE statement_order (name TEXT NOT NULL)');
+    const runner = dataSource.createQueryRunner();
+    await runner.startTransaction();
+    const first = connection.run("INSERT INTO statement_order VALUES ('first')");
+    // The scenario: the first has waited long enough to look only every 20 ms; the second, just come,
+    // looks after 1 ms, right after the transaction ends.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const second = connection.run("INSERT INTO statement_order VALUES ('second')");
+    await runner.commitTransaction();
+    await runner.release();
+    await Promise.all([first, second]);
+    expect(await dataSource.query('SELECT name FROM statement_order ORDER BY rowid')).toEqual([{ name: 'first' }, { name: 'second' }]);
   });
 
   it('runs an application transaction given to TransactionTurns after an inbox transaction open meanwhile, so its rollback cannot take it', async () => {

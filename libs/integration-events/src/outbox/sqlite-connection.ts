@@ -33,8 +33,13 @@ const MAX_WAIT_MS = 20;
  */
 export class SqliteConnection {
   private turn: Promise<unknown> = Promise.resolve();
-  /** Statements waiting for a moment between transactions: the library's next transaction lets them go first. */
-  private waiting = 0;
+  /**
+   * Statements waiting for a moment between transactions, in the order they came (a batch's mark runs
+   * before the relay's next claim, which could otherwise take the rows again once their lease ran out
+   * behind a long transaction); the library's next transaction lets them go first.
+   */
+  private readonly waiting: Array<(database: SqliteDatabase | Error) => void> = [];
+  private polling = false;
   private readonly statements = new WeakMap<SqliteDatabase, Map<string, SqliteStatement>>();
 
   constructor(private readonly dataSource: DataSource) {}
@@ -66,19 +71,46 @@ export class SqliteConnection {
     });
   }
 
-  /** Calls `work` once no transaction is open, in the same synchronous step as the look: nothing can begin one between them. */
+  /**
+   * Calls `work` once no transaction is open, in the same synchronous step as the look (nothing can begin
+   * one between them), after the statements that were waiting before it.
+   */
   private async betweenTransactions<T>(work: (database: SqliteDatabase) => T): Promise<T> {
     const database = this.database();
-    if (!database.inTransaction) return work(database);
-    this.waiting++;
+    if (!database.inTransaction && this.waiting.length === 0) return work(database);
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.push((current) => {
+        if (current instanceof Error) return reject(current);
+        try {
+          resolve(work(current));
+        } catch (error) {
+          reject(error as Error);
+        }
+      });
+      void this.letWaitingThrough();
+    });
+  }
+
+  /** Looks, more and more slowly, for a moment with no transaction open, and runs every waiting statement in it. */
+  private async letWaitingThrough(): Promise<void> {
+    if (this.polling) return;
+    this.polling = true;
     try {
-      for (let waitMs = 1; ; waitMs = Math.min(MAX_WAIT_MS, waitMs * 2)) {
+      for (let waitMs = 1; this.waiting.length > 0; waitMs = Math.min(MAX_WAIT_MS, waitMs * 2)) {
         await pause(waitMs);
-        const current = this.database();
-        if (!current.inTransaction) return work(current);
+        let current: SqliteDatabase | Error;
+        try {
+          current = this.database();
+        } catch (error) {
+          current = error as Error;
+        }
+        if (!(current instanceof Error) && current.inTransaction) continue;
+        // Synchronous statements, one after the other: no transaction can begin among them.
+        for (const next of this.waiting.splice(0)) next(current);
+        waitMs = 0.5;
       }
     } finally {
-      this.waiting--;
+      this.polling = false;
     }
   }
 
@@ -95,7 +127,7 @@ export class SqliteConnection {
     let gaveUp = signal?.aborted === true;
     let started = false;
     const turn = this.turn.then(async () => {
-      for (let waitMs = 1; !gaveUp && (this.database().inTransaction || this.waiting > 0); waitMs = Math.min(MAX_WAIT_MS, waitMs * 2)) {
+      for (let waitMs = 1; !gaveUp && (this.database().inTransaction || this.waiting.length > 0); waitMs = Math.min(MAX_WAIT_MS, waitMs * 2)) {
         await pause(waitMs);
       }
       if (gaveUp) return undefined as T;
