@@ -6,7 +6,7 @@ import { RabbitMqPublisher } from '../libs/integration-events/src/transport/rabb
 import { OutboxDatabase } from '../libs/integration-events/src/outbox/outbox-database';
 import { TransportHost } from '../libs/integration-events/src/transport/transport-host';
 import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
-import { eventually } from './support/eventually';
+import { consistently, eventually } from './support/eventually';
 import { startTestApp } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
 
@@ -95,6 +95,28 @@ describe('outbox relay', () => {
       expect(Object.fromEntries((await ns.outboxRows()).map((row) => [row.id, row.status]))).toEqual({ [confirmed!]: 'sent', [unsent!]: 'sent' }),
     );
     expect(probe.messages.map((m) => m.properties.messageId)).toEqual([confirmed, unsent]);
+  });
+
+  it('waits out its backoff after a failed round, though commits keep waking it: the failing claim is not run at their rate', async () => {
+    const app = await start({ pollIntervalMs: 1_000 });
+    const store = app.get(OutboxDatabase).store;
+    let claims = 0;
+    jest.spyOn(store, 'claim').mockImplementation(async () => {
+      claims++;
+      throw new Error('permission denied for the outbox (test)');
+    });
+    const relay = app.get(OutboxRelay);
+    relay.wake();
+    await eventually(() => expect(claims).toBe(1));
+    // The first pause is 500-1,000 ms (half to all of pollIntervalMs); rings every 10 ms for 300 ms of it.
+    const ringing = setInterval(() => relay.wake(), 10);
+    try {
+      await consistently(() => expect(claims).toBe(1), { forMs: 300 });
+    } finally {
+      clearInterval(ringing);
+    }
+    // After the pause the claim is tried again.
+    await eventually(() => expect(claims).toBe(2), { timeoutMs: 3_000 });
   });
 
   /** A queue bound to the order events that refuses every message: RabbitMQ nacks what is routed to it. */

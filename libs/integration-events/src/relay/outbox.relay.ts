@@ -171,7 +171,11 @@ export class OutboxRelay {
           this.logger.error(`Relay round failed (retrying in ${delay} ms): ${(error as Error).message}`);
           // Whatever was not marked is still in the outbox: look there after the pause.
           claimAfterFailure = true;
-          await this.wakeSignal.wait(delay);
+          // The whole pause, though commits ring meanwhile (the claim that failed must not run again at
+          // their rate): rows handed over wait in the lane, and a claim request stays pending. Only a stop
+          // cuts it short.
+          const until = performance.now() + delay;
+          while (!this.stopping && performance.now() < until) await this.wakeSignal.wait(until - performance.now());
         }
       }
     } finally {
