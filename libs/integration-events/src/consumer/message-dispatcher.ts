@@ -1,4 +1,3 @@
-import { setMaxListeners } from 'node:events';
 import { Injectable, Logger } from '@nestjs/common';
 import { context as otelContext, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { MessageHeaders } from '../envelope/message-headers';
@@ -8,6 +7,7 @@ import { CorrelationContext } from '../correlation/correlation.context';
 import { HandlerTimeoutError } from '../errors/handler-timeout.error';
 import { NonRetryableError } from '../errors/non-retryable.error';
 import { InboxGuard } from '../inbox/inbox.guard';
+import { TurnRefusedAtShutdownError } from '../inbox/turn-refused-at-shutdown.error';
 import { IntegrationEventsMetrics } from '../telemetry/integration-events.metrics';
 import { INSTRUMENTATION_NAME, TelemetryAttributes as A } from '../telemetry/telemetry-attributes';
 import { extractTraceContext } from '../telemetry/trace-context';
@@ -163,6 +163,8 @@ export class MessageDispatcher {
       }
       return { action: 'ack' };
     } catch (error) {
+      // Never started (shutdown came first): not an attempt; the transport gives the message back.
+      if (error instanceof TurnRefusedAtShutdownError) throw error;
       return this.afterFailure(handler, attempt, error, decoded);
     }
   }
@@ -300,11 +302,9 @@ class AttemptState {
       this.controller = new AbortController();
       if (this.abandonedWith) this.controller.abort(this.abandonedWith);
       else if (this.shutdown.aborted) this.controller.abort(this.shutdown.reason);
-      else if (!this.ended) {
-        // One listener per running call that reads its signal: as many as calls run at once, no leak.
-        setMaxListeners(0, this.shutdown);
-        this.shutdown.addEventListener('abort', this.onShutdown, { once: true });
-      }
+      // One listener per running call that reads its signal (as many as calls run at once, which the
+      // transports allow for on the shutdown signal), removed when the call ends.
+      else if (!this.ended) this.shutdown.addEventListener('abort', this.onShutdown, { once: true });
     }
     return this.controller.signal;
   }

@@ -4,6 +4,7 @@ import { TransactionsNotConfiguredError } from '../errors/transactions-not-confi
 import { EntityManagerResolver } from '../outbox/entity-manager.resolver';
 import { AbandonedAttempt } from './abandoned-attempt';
 import { InboxRecordConflict } from './inbox.store';
+import { TurnRefusedAtShutdownError } from './turn-refused-at-shutdown.error';
 import { assertTransactionNotAborted, isCheckedAfterDomainEvents, wasRolledBackAtCommit } from '../outbox/aborted-transaction';
 import { TransactionAbortedError } from '../errors/transaction-aborted.error';
 import { OutboxDatabase } from '../outbox/outbox-database';
@@ -120,9 +121,16 @@ export class InboxGuard {
     // On SQLite, transactions open at once would nest on its one connection: they take turns.
     const sqlite = this.database.sqlite;
     if (!sqlite) return run();
-    return sqlite.exclusive(() => {
-      if (!abandoned.aborted) onTurn();
-      return run();
-    }, abandoned.shutdown);
+    let started = false;
+    return sqlite
+      .exclusive(() => {
+        started = true;
+        if (!abandoned.aborted) onTurn();
+        return run();
+      }, abandoned.shutdown)
+      .catch((error: unknown) => {
+        if (!started && abandoned.shutdown?.aborted) throw new TurnRefusedAtShutdownError(handlerKey);
+        throw error;
+      });
   }
 }

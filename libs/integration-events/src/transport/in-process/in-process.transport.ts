@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import { unlimitedAbortController } from '../../util/unlimited-abort-controller';
 import type { Disposition } from '../../consumer/disposition';
 import { callDeadLetterHook } from '../../dead-letter/dead-letter-hook';
 import { deadLetterHeaders, retryCopyHeaders, toDeadLetter } from '../../dead-letter/failure-headers';
@@ -56,7 +57,7 @@ export class InProcessTransport implements IntegrationEventTransport {
     for (const handler of handlers) {
       this.broker.bind(this.exchange, handler.event.name, handler.queue);
       this.broker.queue(handler.deadLetterQueue);
-      const consumer: Consumer = { handler, cancel: undefined, inFlight: new Map(), abort: new AbortController(), stopping: false };
+      const consumer: Consumer = { handler, cancel: undefined, inFlight: new Map(), abort: unlimitedAbortController(), stopping: false };
       consumer.cancel = this.broker
         .queue(handler.queue)
         // In process a delivery costs no round trip: holding more than the calls that can run buys nothing.

@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import { unlimitedAbortController } from '../../util/unlimited-abort-controller';
 import type { ConfirmChannel, ConsumeMessage, Message, Options } from 'amqplib';
 import type { Disposition } from '../../consumer/disposition';
 import { callDeadLetterHook } from '../../dead-letter/dead-letter-hook';
@@ -60,7 +61,8 @@ export class RabbitMqConsumer {
   /** The subscription on the current channel; a new one after each reconnect. */
   private consumer: Subscription | undefined;
   private readonly inFlight = new Set<Promise<void>>();
-  private readonly abort = new AbortController();
+  /** Fired at shutdown; running calls (and, on SQLite, calls waiting for their inbox turn) listen to it. */
+  private readonly abort = unlimitedAbortController();
   /** The headers of every retry and dead-letter copy, refilled just before its `sendToQueue()`. */
   private readonly copyHeaders = new ReusedHeadersTable();
   /**
