@@ -119,6 +119,24 @@ describe('outbox relay', () => {
     await eventually(() => expect(claims).toBe(2), { timeoutMs: 3_000 });
   });
 
+  it('sends rows handed over at commits during its backoff: only the claim that failed waits it out', async () => {
+    const probe = await ns.probe('ordering.order-created');
+    const app = await start({ pollIntervalMs: 5_000 });
+    const store = app.get(OutboxDatabase).store;
+    let claims = 0;
+    jest.spyOn(store, 'claim').mockImplementation(async () => {
+      claims++;
+      throw new Error('canceling statement due to statement timeout (test)');
+    });
+    app.get(OutboxRelay).wake();
+    await eventually(() => expect(claims).toBe(1));
+    // The pause is 2.5-5 s (half to all of pollIntervalMs); the row, handed over at its commit, goes at once.
+    await app.get(TransactionHost).withTransaction(() => app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('during-the-pause')));
+    await eventually(() => expect(probe.messages).toHaveLength(1), { timeoutMs: 1_500 });
+    await eventually(async () => expect((await ns.outboxRows()).map((row) => row.status)).toEqual(['sent']), { timeoutMs: 1_500 });
+    expect(claims).toBe(1);
+  });
+
   /** A queue bound to the order events that refuses every message: RabbitMQ nacks what is routed to it. */
   const bindRefusingQueue = async () => {
     const channel = await (await ns.amqp()).createChannel();

@@ -23,6 +23,7 @@ import {
   IntegrationEventHandler,
   IntegrationEventPublisher,
   InvalidIntegrationEventsOptionsError,
+  OutboxRelay,
   NonRetryableError,
   type IIntegrationEventHandler,
   type IntegrationEventContext,
@@ -425,6 +426,38 @@ describe('the testing module and kit, at the edges', () => {
     await kit.drain();
     expect(behaviour.calls).toHaveLength(15);
     expect(getEventListeners(shutdown, 'abort')).toHaveLength(0);
+  });
+
+  it('marks a confirmed row before the relay\'s next claim runs, though both wait behind a transaction that outlasts the lease', async () => {
+    // No handler: its inbox transactions would share the one connection with the test's own (on SQLite
+    // an application keeps its transactions from overlapping the library's). A queue takes the messages.
+    const { app, kit } = await start({ relay: { leaseMs: 1_000, confirmTimeoutMs: 400 } }, []);
+    kit.broker.bind('integration-events', 'ordering.order-created', 'marked-once-probe');
+    const dataSource = app.get(DataSource);
+    const runner = dataSource.createQueryRunner();
+    const transport = app.get(TransportHost).transport;
+    const publish = transport.publish.bind(transport);
+    let opened!: () => void;
+    const isOpen = new Promise<void>((resolve) => (opened = resolve));
+    // Once the broker has the row, an application transaction opens before the relay hears back, and
+    // the relay is asked to claim (rows another instance wrote, say) while the row's mark lingers for
+    // others to share it: the claim and the mark both wait for that transaction.
+    jest.spyOn(transport, 'publish').mockImplementationOnce(async (messages) => {
+      const outcomes = await publish(messages);
+      await runner.startTransaction();
+      app.get(OutboxRelay).wake();
+      opened();
+      return outcomes;
+    });
+    const [id] = await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('marked-once'), { standalone: true });
+    await isOpen;
+    // The scenario: the transaction outlasts the row's lease (1 s from its insert).
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await runner.commitTransaction();
+    await kit.drain();
+    expect(kit.published.filter((message) => message.messageId === id)).toHaveLength(1);
+    expect(kit.broker.findQueue('marked-once-probe')?.depth).toBe(1);
+    expect(await dataSource.query('SELECT status FROM integration_events_outbox')).toEqual([{ status: 'sent' }]);
   });
 
   it('returns the message of a call that outlives shutdown to its queue, for another instance', async () => {
