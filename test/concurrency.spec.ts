@@ -12,6 +12,7 @@ import { consistently, eventually } from './support/eventually';
 import { startTestApp } from './support/test-app';
 import { TcpProxy } from './support/tcp-proxy';
 import { TestNamespace } from './support/test-namespace';
+import { rabbitMqUrlVia, TEST_RABBITMQ_ADDRESS } from './support/services';
 
 /** Calls held until the gate opens or the application shuts down; counts how many run at once. */
 @Injectable()
@@ -122,12 +123,12 @@ describe('prefetch and concurrency', () => {
   });
 
   it('never starts a delivery of a channel that closed: the broker delivers it again, and it runs once', async () => {
-    const proxy = await TcpProxy.create({ host: '127.0.0.1', port: 5672 });
+    const proxy = await TcpProxy.create(TEST_RABBITMQ_ADDRESS);
     await proxy.accept();
     try {
       const app = await startTestApp(ns, {
         providers: [Gate, GatedHandler],
-        options: { rabbitmq: { url: `amqp://guest:guest@127.0.0.1:${proxy.port}`, reconnectInitialDelayMs: 100, reconnectMaxDelayMs: 500 } },
+        options: { rabbitmq: { url: rabbitMqUrlVia(proxy.port), reconnectInitialDelayMs: 100, reconnectMaxDelayMs: 500 } },
       });
       apps.push(app);
       const gate = app.get(Gate);

@@ -21,7 +21,7 @@ import { consistently, eventually } from './support/eventually';
 import { infrastructureImports, startTestApp, testOptions, trackHandlerQueues } from './support/test-app';
 import { rabbitmqctl } from './support/rabbitmqctl';
 import { TcpProxy } from './support/tcp-proxy';
-import { TEST_RABBITMQ_URL } from './support/services';
+import { rabbitMqUrlVia, TEST_RABBITMQ_ADDRESS, TEST_RABBITMQ_URL } from './support/services';
 import { TestNamespace } from './support/test-namespace';
 
 @IntegrationEventHandler(OrderCreatedIntegrationEvent)
@@ -111,7 +111,7 @@ describe('broker connection failures', () => {
 
   beforeEach(async () => {
     ns = await TestNamespace.create();
-    proxy = await TcpProxy.create({ host: '127.0.0.1', port: 5672 });
+    proxy = await TcpProxy.create(TEST_RABBITMQ_ADDRESS);
   });
 
   afterEach(async () => {
@@ -125,7 +125,7 @@ describe('broker connection failures', () => {
       ...options,
       options: {
         ...options.options,
-        rabbitmq: { url: `amqp://guest:guest@127.0.0.1:${proxy.port}`, reconnectInitialDelayMs: 100, reconnectMaxDelayMs: 500, heartbeatSeconds },
+        rabbitmq: { url: rabbitMqUrlVia(proxy.port), reconnectInitialDelayMs: 100, reconnectMaxDelayMs: 500, heartbeatSeconds },
       },
     });
     apps.push(app);
@@ -541,7 +541,7 @@ describe('broker connection failures', () => {
       imports: [
         ...infrastructureImports(ns),
         IntegrationEventsModule.forRoot(
-          testOptions(ns, { rabbitmq: { url: `amqp://guest:guest@127.0.0.1:${proxy.port}`, reconnectInitialDelayMs: 100, reconnectMaxDelayMs: 500 } }),
+          testOptions(ns, { rabbitmq: { url: rabbitMqUrlVia(proxy.port), reconnectInitialDelayMs: 100, reconnectMaxDelayMs: 500 } }),
         ),
       ],
       providers: [OrderCreatedRecorder],

@@ -6,6 +6,7 @@ import { eventually } from './support/eventually';
 import { startTestApp } from './support/test-app';
 import { TcpProxy } from './support/tcp-proxy';
 import { TestNamespace } from './support/test-namespace';
+import { rabbitMqUrlVia, TEST_RABBITMQ_ADDRESS, TEST_RABBITMQ_CREDENTIALS } from './support/services';
 
 /** A barrage of hostile messages against a live consumer (issue: bad input and security). */
 describe('hostile input', () => {
@@ -93,7 +94,7 @@ describe('credentials in logs', () => {
 
   beforeAll(async () => {
     ns = await TestNamespace.create();
-    proxy = await TcpProxy.create({ host: '127.0.0.1', port: 5672 });
+    proxy = await TcpProxy.create(TEST_RABBITMQ_ADDRESS);
   });
 
   afterAll(async () => {
@@ -107,7 +108,7 @@ describe('credentials in logs', () => {
       logger,
       providers: [OrderCreatedRecorder],
       options: {
-        rabbitmq: { url: `amqp://guest:guest@127.0.0.1:${proxy.port}/?x=s3cr3t-in-query`, reconnectInitialDelayMs: 50, reconnectMaxDelayMs: 100 },
+        rabbitmq: { url: rabbitMqUrlVia(proxy.port, { search: '?x=s3cr3t-in-query' }), reconnectInitialDelayMs: 50, reconnectMaxDelayMs: 100 },
       },
     });
     try {
@@ -116,14 +117,18 @@ describe('credentials in logs', () => {
       // Both connections (consuming, publishing) up, then both back after the cut: a close while one of
       // them is still opening would leave amqplib a connection that nobody listens to.
       for (const role of ['consuming', 'publishing']) {
-        await eventually(() => expect(logger.text).toMatch(new RegExp(`Connected to amqp://guest:\\*\\*\\*@127\\.0\\.0\\.1\\S* \\(${role}`)));
+        await eventually(() => expect(logger.text).toMatch(new RegExp(`Connected to amqp://${escapeRegExp(TEST_RABBITMQ_CREDENTIALS.username)}:\\*\\*\\*@127\\.0\\.0\\.1\\S* \\(${role}`)));
       }
       proxy.cut();
       for (const role of ['consuming', 'publishing']) await eventually(() => expect(logger.text).toMatch(new RegExp(`Reconnected to \\S+ \\(${role}`)));
     } finally {
       await app.close();
     }
-    expect(logger.text).not.toMatch(/guest:guest/);
+    expect(logger.text).not.toContain(`:${TEST_RABBITMQ_CREDENTIALS.password}@`);
     expect(logger.lines.length).toBeGreaterThan(3);
   });
 });
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}

@@ -8,7 +8,7 @@ import { FatalAtReadyProxy } from './support/fatal-at-ready-proxy';
 import { CapturingLogger } from './support/capturing-logger';
 import { TestNamespace } from './support/test-namespace';
 import { TlsTerminator } from './support/tls-terminator';
-import { TEST_DATABASE_URL, TEST_RABBITMQ_ADDRESS } from './support/services';
+import { databaseUrlVia, rabbitMqUrlVia, TEST_DATABASE_ADDRESS, TEST_DATABASE_URL, TEST_RABBITMQ_ADDRESS } from './support/services';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { ClsModule } from 'nestjs-cls';
 import { ClsPluginTransactional } from '@nestjs-cls/transactional';
@@ -35,7 +35,7 @@ describe('amqps (TLS)', () => {
   it('connects over TLS with the certificate given in rabbitmq.socketOptions, and delivers', async () => {
     const app = await startTestApp(ns, {
       providers: [OrderCreatedRecorder],
-      options: { rabbitmq: { url: `amqps://guest:guest@localhost:${terminator.port}`, socketOptions: { ca: [terminator.certificate] } } },
+      options: { rabbitmq: { url: rabbitMqUrlVia(terminator.port, { protocol: 'amqps:', host: 'localhost' }), socketOptions: { ca: [terminator.certificate] } } },
     });
     try {
       const [id] = await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('over-tls'), { standalone: true });
@@ -47,7 +47,7 @@ describe('amqps (TLS)', () => {
 
   it('refuses a certificate it was not told to trust', async () => {
     await expect(
-      startTestApp(ns, { options: { rabbitmq: { url: `amqps://guest:guest@localhost:${terminator.port}` } } }),
+      startTestApp(ns, { options: { rabbitmq: { url: rabbitMqUrlVia(terminator.port, { protocol: 'amqps:', host: 'localhost' }) } } }),
     ).rejects.toThrow(/self.signed certificate/);
   });
 });
@@ -60,11 +60,9 @@ async function startAppThroughDatabaseProxy(
   pollIntervalMs: number,
   logger: Parameters<TestingModule['useLogger']>[0],
 ): Promise<TestingModule> {
-  const url = new URL(TEST_DATABASE_URL);
-  url.port = String(port);
   const app = await Test.createTestingModule({
     imports: [
-      TypeOrmModule.forRoot({ type: 'postgres', url: url.toString(), schema: ns.schema, extra: { max: 4, allowExitOnIdle: true } }),
+      TypeOrmModule.forRoot({ type: 'postgres', url: databaseUrlVia(port), schema: ns.schema, extra: { max: 4, allowExitOnIdle: true } }),
       ClsModule.forRoot({
         global: true,
         plugins: [new ClsPluginTransactional({ imports: [TypeOrmModule], adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }) })],
@@ -86,7 +84,7 @@ describe('database connection loss', () => {
 
   beforeAll(async () => {
     ns = await TestNamespace.create();
-    proxy = await TcpProxy.create({ host: '127.0.0.1', port: 5432 });
+    proxy = await TcpProxy.create(TEST_DATABASE_ADDRESS);
     await proxy.accept();
     app = await startAppThroughDatabaseProxy(ns, proxy.port, 100, process.env.TEST_LOGS ? console : ['error']);
   });
@@ -126,7 +124,7 @@ describe('a database connection terminated as the pool hands it out', () => {
 
   beforeAll(async () => {
     ns = await TestNamespace.create();
-    proxy = await FatalAtReadyProxy.start({ host: '127.0.0.1', port: 5432 }, TEST_DATABASE_URL);
+    proxy = await FatalAtReadyProxy.start(TEST_DATABASE_ADDRESS, TEST_DATABASE_URL);
     // The relay polls rarely: the rows of this process reach it at their commit, without a poll.
     app = await startAppThroughDatabaseProxy(ns, proxy.port, 60_000, logger);
   });
