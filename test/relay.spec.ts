@@ -119,9 +119,9 @@ describe('outbox relay', () => {
     await eventually(() => expect(claims).toBe(2), { timeoutMs: 3_000 });
   });
 
-  it('sends rows handed over at commits during its backoff: only the claim that failed waits it out', async () => {
+  it('sends rows handed over at commits during its backoff, every batch of them: only the claim that failed waits it out', async () => {
     const probe = await ns.probe('ordering.order-created');
-    const app = await start({ pollIntervalMs: 5_000 });
+    const app = await start({ pollIntervalMs: 5_000, batchSize: 2 });
     const store = app.get(OutboxDatabase).store;
     let claims = 0;
     jest.spyOn(store, 'claim').mockImplementation(async () => {
@@ -130,10 +130,12 @@ describe('outbox relay', () => {
     });
     app.get(OutboxRelay).wake();
     await eventually(() => expect(claims).toBe(1));
-    // The pause is 2.5-5 s (half to all of pollIntervalMs); the row, handed over at its commit, goes at once.
-    await app.get(TransactionHost).withTransaction(() => app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('during-the-pause')));
-    await eventually(() => expect(probe.messages).toHaveLength(1), { timeoutMs: 1_500 });
-    await eventually(async () => expect((await ns.outboxRows()).map((row) => row.status)).toEqual(['sent']), { timeoutMs: 1_500 });
+    // The pause is 2.5-5 s (half to all of pollIntervalMs); five rows handed over at one commit, three
+    // batches of two, go at once.
+    const events = [1, 2, 3, 4, 5].map((n) => new OrderCreatedIntegrationEvent(`during-the-pause-${n}`));
+    await app.get(TransactionHost).withTransaction(() => app.get(IntegrationEventPublisher).publish(events));
+    await eventually(() => expect(probe.messages).toHaveLength(5), { timeoutMs: 1_500 });
+    await eventually(async () => expect((await ns.outboxRows()).map((row) => row.status)).toEqual(['sent', 'sent', 'sent', 'sent', 'sent']), { timeoutMs: 1_500 });
     expect(claims).toBe(1);
   });
 

@@ -460,6 +460,40 @@ describe('the testing module and kit, at the edges', () => {
     expect(await dataSource.query('SELECT status FROM integration_events_outbox')).toEqual([{ status: 'sent' }]);
   });
 
+  it('writes every mark under way (a set of two leases, one after the other) before the relay\'s next claim, behind a long transaction', async () => {
+    const { app, kit } = await start({ relay: { leaseMs: 1_000, confirmTimeoutMs: 400 } }, []);
+    kit.broker.bind('integration-events', 'ordering.order-created', 'marked-once-probe');
+    const dataSource = app.get(DataSource);
+    const runner = dataSource.createQueryRunner();
+    const transport = app.get(TransportHost).transport;
+    const publish = transport.publish.bind(transport);
+    let opened!: () => void;
+    const isOpen = new Promise<void>((resolve) => (opened = resolve));
+    let calls = 0;
+    // Two batches under two leases (a claimed row, a handed-over one) confirmed within the marks' 50 ms:
+    // one set of marks, written one after the other. An application transaction opens before the
+    // relay hears of the second, so the set's first mark waits for it, and the relay's next claim
+    // (every 20 ms here) comes due meanwhile.
+    jest.spyOn(transport, 'publish').mockImplementation(async (messages) => {
+      const outcomes = await publish(messages);
+      if (++calls === 2) {
+        await runner.startTransaction();
+        opened();
+      }
+      return outcomes;
+    });
+    const publisher = app.get(IntegrationEventPublisher);
+    const [claimed] = await publisher.publish(new OrderCreatedIntegrationEvent('claimed'), { standalone: true, delay: 1 });
+    const [handedOver] = await publisher.publish(new OrderCreatedIntegrationEvent('handed-over'), { standalone: true });
+    await isOpen;
+    // The scenario: the transaction outlasts both rows' lease (1 s).
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await runner.commitTransaction();
+    await kit.drain();
+    for (const id of [claimed, handedOver]) expect(kit.published.filter((message) => message.messageId === id)).toHaveLength(1);
+    expect(await dataSource.query('SELECT status FROM integration_events_outbox')).toEqual([{ status: 'sent' }, { status: 'sent' }]);
+  });
+
   it('returns the message of a call that outlives shutdown to its queue, for another instance', async () => {
     const broker = new InProcessBroker();
     const leaving = await start({ broker, consumer: { shutdownTimeoutMs: 100 } });

@@ -23,7 +23,8 @@ import { decodeMessage } from './message-decoder';
 /**
  * Turns one delivery into one handler call, whatever the transport: decode and check the message,
  * build the context, call `handle()` under its timeout, and decide from the handler's retry policy what
- * becomes of the message. Never throws: every outcome, a handler's exception included, is a `Disposition`.
+ * becomes of the message. Every outcome, a handler's exception included, is a `Disposition`; it throws
+ * only `TurnRefusedAtShutdownError` (a call that never started: the transport gives the message back).
  */
 @Injectable()
 export class MessageDispatcher {

@@ -150,10 +150,11 @@ export class OutboxRelay {
           if (this.wakeSignal.takeClaimRequest() || claimAfterFailure || performance.now() - lastClaimAt >= pollIntervalMs) {
             lastClaimAt = performance.now();
             claimAfterFailure = false;
-            // On SQLite the claim may wait behind an application's transaction, and marks due after it
-            // would wait behind the claim: a transaction outlasting the lease would let the claim take
-            // confirmed rows again. Their marks go first (they wait for that transaction all the same).
-            if (this.database.sqlite && this.confirmed.size > 0) await this.settleMarks();
+            // On SQLite the claim may wait behind an application's transaction, and marks due or under
+            // way (each of a set waits for the one before) would wait behind the claim: a transaction
+            // outlasting the lease would let the claim take confirmed rows again. Every mark goes first
+            // (they wait for that transaction all the same).
+            if (this.database.sqlite) await this.settleMarks();
             if ((await this.relayClaimed()) === batchSize) {
               this.wakeSignal.notify();
               more = true;
@@ -179,15 +180,18 @@ export class OutboxRelay {
           // their rate): rows handed over wait in the lane, and a claim request stays pending. Only a stop
           // cuts it short.
           const until = performance.now() + delay;
+          let handOffFailed = false;
           while (!this.stopping && performance.now() < until) {
             await this.wakeSignal.wait(until - performance.now());
-            // Rows this process hands over go out meanwhile (the claim that failed, and marks put back,
-            // wait out the pause): they would go stale waiting, and then need that claim. A failure
-            // among them is logged; the pause goes on.
-            if (this.stopping || this.handoff.size === 0 || !this.transports.transport.canPublish) continue;
-            await this.relayHandedOff().catch((handoffError: unknown) =>
-              this.logger.error(`Sending handed-over rows during the relay's pause failed: ${(handoffError as Error).message}`),
-            );
+            // Rows this process hands over go out meanwhile, all of them (the claim that failed, and
+            // marks put back, wait out the pause): they would go stale waiting, and then need that claim.
+            // Once that fails too, the rest of the pause is waited out as well.
+            while (!handOffFailed && !this.stopping && this.handoff.size > 0 && this.transports.transport.canPublish) {
+              await this.relayHandedOff().catch((handoffError: unknown) => {
+                handOffFailed = true;
+                this.logger.error(`Sending handed-over rows during the relay's pause failed: ${(handoffError as Error).message}`);
+              });
+            }
           }
         }
       }
