@@ -21,7 +21,7 @@ import { consistently, eventually } from './support/eventually';
 import { infrastructureImports, startTestApp, testOptions, trackHandlerQueues } from './support/test-app';
 import { rabbitmqctl } from './support/rabbitmqctl';
 import { TcpProxy } from './support/tcp-proxy';
-import { rabbitMqUrlVia, TEST_RABBITMQ_ADDRESS, TEST_RABBITMQ_URL } from './support/services';
+import { rabbitMqUrlVia, TEST_RABBITMQ_ADDRESS, TEST_RABBITMQ_CREDENTIALS, TEST_RABBITMQ_URL } from './support/services';
 import { TestNamespace } from './support/test-namespace';
 
 @IntegrationEventHandler(OrderCreatedIntegrationEvent)
@@ -589,7 +589,7 @@ describe('broker connection limits', () => {
     let ns: TestNamespace | undefined;
     try {
       ns = await TestNamespace.create();
-      await ctl('set_permissions', '-p', vhost, 'guest', '.*', '.*', '.*');
+      await ctl('set_permissions', '-p', vhost, TEST_RABBITMQ_CREDENTIALS.username, '.*', '.*', '.*');
       await ctl('set_vhost_limits', '-p', vhost, '{"max-connections": 1}');
       const url = new URL(TEST_RABBITMQ_URL);
       url.pathname = `/${vhost}`;

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
 import { rabbitmqctl } from './rabbitmqctl';
-import { TEST_DATABASE_URL, TEST_RABBITMQ_URL } from './services';
+import { TEST_DATABASE_URL, TEST_RABBITMQ_CREDENTIALS, TEST_RABBITMQ_URL } from './services';
 
 /**
  * A private database and RabbitMQ vhost, for tests that run whole services whose schema, exchange and
@@ -23,7 +23,7 @@ export async function createIsolatedEnvironment(): Promise<IsolatedEnvironment> 
   await admin.query(`CREATE DATABASE ${database}`);
   try {
     await rabbitmqctl('add_vhost', vhost);
-    await rabbitmqctl('set_permissions', '-p', vhost, 'guest', '.*', '.*', '.*');
+    await rabbitmqctl('set_permissions', '-p', vhost, TEST_RABBITMQ_CREDENTIALS.username, '.*', '.*', '.*');
   } catch (error) {
     // Nothing left behind when the vhost cannot be made (no rabbitmqctl, say).
     await rabbitmqctl('delete_vhost', vhost).catch(() => undefined);
