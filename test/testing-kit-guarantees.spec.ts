@@ -428,17 +428,23 @@ describe('the testing module and kit, at the edges', () => {
     expect(getEventListeners(shutdown, 'abort')).toHaveLength(0);
   });
 
-  it('marks a confirmed row before the relay\'s next claim runs, though both wait behind a transaction that outlasts the lease', async () => {
-    // No handler: its inbox transactions would share the one connection with the test's own (on SQLite
-    // an application keeps its transactions from overlapping the library's). A queue takes the messages.
+  /**
+   * A service with a 1 s lease and no handler (its inbox transactions would share the one connection
+   * with the test's own: on SQLite an application keeps its transactions from overlapping the
+   * library's); a queue takes the messages. `runner` opens the test's transaction.
+   */
+  const startWithShortLease = async () => {
     const { app, kit } = await start({ relay: { leaseMs: 1_000, confirmTimeoutMs: 400 } }, []);
     kit.broker.bind('integration-events', 'ordering.order-created', 'marked-once-probe');
     const dataSource = app.get(DataSource);
-    const runner = dataSource.createQueryRunner();
     const transport = app.get(TransportHost).transport;
-    const publish = transport.publish.bind(transport);
     let opened!: () => void;
     const isOpen = new Promise<void>((resolve) => (opened = resolve));
+    return { app, kit, dataSource, runner: dataSource.createQueryRunner(), transport, publish: transport.publish.bind(transport), isOpen, opened };
+  };
+
+  it('marks a confirmed row before the relay\'s next claim runs, though both wait behind a transaction that outlasts the lease', async () => {
+    const { app, kit, dataSource, runner, transport, publish, isOpen, opened } = await startWithShortLease();
     // Once the broker has the row, an application transaction opens before the relay hears back, and
     // the relay is asked to claim (rows another instance wrote, say) while the row's mark lingers for
     // others to share it: the claim and the mark both wait for that transaction.
@@ -461,14 +467,7 @@ describe('the testing module and kit, at the edges', () => {
   });
 
   it('writes every mark under way (a set of two leases, one after the other) before the relay\'s next claim, behind a long transaction', async () => {
-    const { app, kit } = await start({ relay: { leaseMs: 1_000, confirmTimeoutMs: 400 } }, []);
-    kit.broker.bind('integration-events', 'ordering.order-created', 'marked-once-probe');
-    const dataSource = app.get(DataSource);
-    const runner = dataSource.createQueryRunner();
-    const transport = app.get(TransportHost).transport;
-    const publish = transport.publish.bind(transport);
-    let opened!: () => void;
-    const isOpen = new Promise<void>((resolve) => (opened = resolve));
+    const { app, kit, dataSource, runner, transport, publish, isOpen, opened } = await startWithShortLease();
     let calls = 0;
     // Two batches under two leases (a claimed row, a handed-over one) confirmed within the marks' 50 ms:
     // one set of marks, written one after the other. An application transaction opens before the
