@@ -176,9 +176,8 @@ export class OutboxRelay {
           this.logger.error(`Relay round failed (retrying in ${delay} ms): ${(error as Error).message}`);
           // Whatever was not marked is still in the outbox: look there after the pause.
           claimAfterFailure = true;
-          // The whole pause, though commits ring meanwhile (the claim that failed must not run again at
-          // their rate): rows handed over wait in the lane, and a claim request stays pending. Only a stop
-          // cuts it short.
+          // The claim waits out the whole pause, though commits ring meanwhile (the claim that failed
+          // must not run again at their rate); a claim request stays pending. Only a stop cuts it short.
           const until = performance.now() + delay;
           let handOffFailed = false;
           while (!this.stopping && performance.now() < until) {
