@@ -118,6 +118,56 @@ describe('dead-letter replay (DeadLetterService)', () => {
     expect(await deadLetters.purge(dlq(), { messageIds: ['orphan-1'] })).toEqual({ purged: 1, missing: [] });
   });
 
+  it('says why a copy could not be sent at all (its channel closed), naming the dead letter, which stays', async () => {
+    const target = `${ns.serviceName}.OrderCreatedRecorder`;
+    const channel = await (await ns.amqp()).createConfirmChannel();
+    channel.sendToQueue(dlq(), Buffer.from('{"orderId":"unsent"}'), { messageId: 'unsent-1', headers: { 'ie-queue': target } });
+    await channel.waitForConfirms();
+    // amqplib's confirm channel class, whose instances the operations get from their connection.
+    const confirmChannelClass = Object.getPrototypeOf(channel) as ConfirmChannel;
+    await channel.close();
+    await eventually(async () => expect((await deadLetters.list(dlq())).messages.map((m) => m.messageId)).toContain('unsent-1'));
+    const send = jest.spyOn(confirmChannelClass, 'sendToQueue').mockImplementationOnce(() => {
+      throw new Error('Channel closed');
+    });
+    try {
+      const started = performance.now();
+      await expect(deadLetters.requeue(dlq(), { messageIds: ['unsent-1'] })).rejects.toThrow(
+        `The requeued copy of unsent-1 could not be sent to "${target}" (Channel closed); it stays a dead letter`,
+      );
+      // Not after the copy's confirm timeout (10 s): nothing waits for a confirm that cannot come.
+      expect(performance.now() - started).toBeLessThan(5_000);
+    } finally {
+      send.mockRestore();
+    }
+    expect((await deadLetters.list(dlq())).messages.map((m) => m.messageId)).toContain('unsent-1');
+    expect(await deadLetters.purge(dlq(), { messageIds: ['unsent-1'] })).toEqual({ purged: 1, missing: [] });
+  });
+
+  it('says why it cannot check a dead letter\'s queue when the broker refuses to say (another connection\'s exclusive queue), instead of "does not exist"', async () => {
+    const connection = await ns.amqp();
+    const holder = await connection.createChannel();
+    const locked = ns.trackQueue(`${ns.serviceName}.locked`);
+    await holder.assertQueue(locked, { exclusive: true });
+    const channel = await connection.createChannel();
+    try {
+      channel.sendToQueue(dlq(), Buffer.from('{"orderId":"locked"}'), { messageId: 'locked-1', headers: { 'ie-queue': locked } });
+      await eventually(async () => expect((await deadLetters.list(dlq())).messages.map((m) => m.messageId)).toContain('locked-1'));
+      const error = (await deadLetters.requeue(dlq(), { messageIds: ['locked-1'] }).then(
+        () => undefined,
+        (e: unknown) => e,
+      )) as Error;
+      expect(error).toBeInstanceOf(Error);
+      expect(error.message).toMatch(new RegExp(`Could not check queue "${locked}": .*RESOURCE_LOCKED`));
+      expect(error.message).not.toMatch(/does not exist/);
+      expect((await deadLetters.list(dlq())).messages.map((m) => m.messageId)).toContain('locked-1');
+    } finally {
+      await channel.close();
+      await holder.close();
+    }
+    expect(await deadLetters.purge(dlq(), { messageIds: ['locked-1'] })).toEqual({ purged: 1, missing: [] });
+  });
+
   it('counts a dead-letter queue without reading a message when the limit is 0 (an overview)', async () => {
     const queue = ns.trackQueue(`${ns.serviceName}.counted.dlq`);
     const connection = await ns.amqp();

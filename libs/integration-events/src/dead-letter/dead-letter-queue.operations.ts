@@ -220,8 +220,11 @@ export class DeadLetterQueueOperations {
     try {
       const { consumerCount } = await channel.checkQueue(queue);
       return { exists: true, consumers: consumerCount };
-    } catch {
-      return { exists: false, consumers: 0 };
+    } catch (error) {
+      // Only NOT_FOUND says it is not there; anything else (ACCESS_REFUSED, another connection's
+      // exclusive queue: RESOURCE_LOCKED) is said as it is.
+      if ((error as { code?: unknown }).code === 404) return { exists: false, consumers: 0 };
+      throw new Error(`Could not check queue "${queue}": ${(error as Error).message}`);
     } finally {
       await closeQuietly(channel);
     }
@@ -311,17 +314,25 @@ function publishCopy(channel: ConfirmChannel, queue: string, message: GetMessage
       );
     }, confirmTimeoutMs);
     channel.on('return', onReturn);
-    channel.sendToQueue(
-      queue,
-      message.content,
-      { ...copyProperties(properties, requeuedHeaders(properties.headers ?? {})), mandatory: true },
-      (error) => {
-        clearTimeout(timer);
-        channel.off('return', onReturn);
-        if (error) reject(new Error(unconfirmedCopy(error, id, queue)));
-        else if (returned) reject(new Error(`Queue "${queue}" is gone: the copy of ${id} was returned; it stays a dead letter`));
-        else resolve();
-      },
-    );
+    try {
+      channel.sendToQueue(
+        queue,
+        message.content,
+        { ...copyProperties(properties, requeuedHeaders(properties.headers ?? {})), mandatory: true },
+        (error) => {
+          clearTimeout(timer);
+          channel.off('return', onReturn);
+          if (error) reject(new Error(unconfirmedCopy(error, id, queue)));
+          else if (returned) reject(new Error(`Queue "${queue}" is gone: the copy of ${id} was returned; it stays a dead letter`));
+          else resolve();
+        },
+      );
+    } catch (error) {
+      // Not sent at all (the channel closed, headers amqplib cannot encode): no confirm is coming, and
+      // the timer must not keep the process (the command line) waiting for one.
+      clearTimeout(timer);
+      channel.off('return', onReturn);
+      reject(new Error(`The requeued copy of ${id} could not be sent to "${queue}" (${(error as Error).message}); it stays a dead letter`));
+    }
   });
 }
