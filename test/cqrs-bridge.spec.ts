@@ -275,6 +275,46 @@ class OwnEventPublisher implements IEventPublisher {
 }
 
 /** Item 1 and 2 of the cqrs bridge: domain events handled in their transaction; converters. */
+/** A notice published outside any transaction, whose handler fails (plain cqrs: logged, not awaited). */
+class StockNoticeEvent {
+  constructor(readonly sku: string) {}
+}
+
+/** Raised in a transaction; its handler, in its synchronous part, publishes a StockNoticeEvent outside it. */
+class StockCountedDomainEvent {
+  constructor(readonly sku: string) {}
+}
+
+@Injectable()
+class StockNoticeLog {
+  readonly notices: string[] = [];
+  readonly counted: string[] = [];
+}
+
+@EventsHandler(StockNoticeEvent)
+class FailingStockNoticeHandler implements IEventHandler<StockNoticeEvent> {
+  constructor(private readonly log: StockNoticeLog) {}
+  async handle(event: StockNoticeEvent): Promise<void> {
+    this.log.notices.push(event.sku);
+    throw new Error(`the notice about ${event.sku} could not be sent`);
+  }
+}
+
+@EventsHandler(StockCountedDomainEvent)
+class StockCountedHandler implements IEventHandler<StockCountedDomainEvent> {
+  constructor(
+    private readonly log: StockNoticeLog,
+    private readonly eventBus: EventBus,
+    private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>,
+  ) {}
+  handle(event: StockCountedDomainEvent): Promise<void> {
+    this.log.counted.push(event.sku);
+    // Outside the transaction, in this handler's synchronous part.
+    void this.txHost.withTransaction(Propagation.NotSupported, async () => this.eventBus.publish(new StockNoticeEvent(event.sku)));
+    return Promise.resolve();
+  }
+}
+
 describe('@nestjs/cqrs bridge', () => {
   let ns: TestNamespace;
   let app: TestingModule;
@@ -303,6 +343,9 @@ describe('@nestjs/cqrs bridge', () => {
         ReturnShippedConverter,
         HandsBackConverter,
         SwallowingStockHandler,
+        StockNoticeLog,
+        FailingStockNoticeHandler,
+        StockCountedHandler,
       ],
       options: { consumer: { enabled: false }, cqrs: { maxDispatchDepth: 5 } },
     });
@@ -511,6 +554,16 @@ describe('@nestjs/cqrs bridge', () => {
     } finally {
       dataSource.subscribers.splice(dataSource.subscribers.indexOf(lateRaiser), 1);
     }
+  });
+
+  it('does not make the transaction await the handlers of an event a handler publishes outside it (plain cqrs: not awaited)', async () => {
+    const log = app.get(StockNoticeLog);
+    await txHost.withTransaction(async () => {
+      app.get(EventBus).publish(new StockCountedDomainEvent('sku-1'));
+    });
+    expect(log.counted).toEqual(['sku-1']);
+    // The notice's handler ran, and failed, outside the transaction, which committed all the same.
+    await eventually(() => expect(log.notices).toEqual(['sku-1']));
   });
 
   it('leaves cqrs as it was outside a transaction: handlers run, not awaited, no transaction', async () => {

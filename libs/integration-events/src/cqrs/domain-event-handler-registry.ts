@@ -33,7 +33,7 @@ export class DomainEventHandlerRegistry {
    */
   private readonly handledInTransaction = new WeakMap<object, number>();
   /** Set only while `dispatch()` pushes an event through one operator, synchronously. */
-  private collector: Array<Promise<unknown>> | undefined;
+  private collecting: { readonly event: IEvent; readonly promises: Array<Promise<unknown>> } | undefined;
 
   install(eventBus: EventBus): void {
     const bind = eventBus.bind.bind(eventBus);
@@ -65,11 +65,13 @@ export class DomainEventHandlerRegistry {
     let ran = 0;
     for (const entry of this.entries) {
       const promises: Array<Promise<unknown>> = [];
-      this.collector = promises;
+      // Only this event's calls: another event a handler publishes in its synchronous part, outside the
+      // transaction (a NotSupported method, say), goes down the stream as plain cqrs has it.
+      this.collecting = { event, promises };
       try {
         of(event).pipe(entry.operator).subscribe();
       } finally {
-        this.collector = undefined;
+        this.collecting = undefined;
       }
       for (const promise of promises) {
         ran++;
@@ -103,14 +105,15 @@ export class DomainEventHandlerRegistry {
     const guarded = {
       handle: (event: IEvent): unknown => {
         const instance = handler.instance as IEventHandler;
-        if (this.collector) {
+        const collecting = this.collecting;
+        if (collecting && collecting.event === event) {
           let result: Promise<unknown>;
           try {
             result = Promise.resolve(instance.handle(event));
           } catch (error) {
             result = Promise.reject(error);
           }
-          this.collector.push(result);
+          collecting.promises.push(result);
           // The bus only sees a settled promise: the error belongs to the transaction, not to the
           // bus's "unhandled exception" logging.
           return result.catch(() => undefined);
