@@ -139,6 +139,31 @@ describe('outbox relay', () => {
     expect(claims).toBe(1);
   });
 
+  it('stops sending handed-over rows for the rest of its backoff once such a send has failed', async () => {
+    const app = await start({ pollIntervalMs: 10_000, batchSize: 2 });
+    const store = app.get(OutboxDatabase).store;
+    let claims = 0;
+    jest.spyOn(store, 'claim').mockImplementation(async () => {
+      claims++;
+      throw new Error('canceling statement due to statement timeout (test)');
+    });
+    const transport = app.get(TransportHost).transport;
+    let sends = 0;
+    jest.spyOn(transport, 'publish').mockImplementation(async () => {
+      sends++;
+      throw new Error('the broker refused the channel (test)');
+    });
+    app.get(OutboxRelay).wake();
+    await eventually(() => expect(claims).toBe(1));
+    // The pause is 5-10 s; five rows handed over at one commit, three batches of two. The first batch's
+    // send fails: the other two wait for the pause to end, instead of failing one after the other.
+    const events = [1, 2, 3, 4, 5].map((n) => new OrderCreatedIntegrationEvent(`failing-during-the-pause-${n}`));
+    await app.get(TransactionHost).withTransaction(() => app.get(IntegrationEventPublisher).publish(events));
+    await eventually(() => expect(sends).toBe(1), { timeoutMs: 1_500 });
+    await consistently(() => expect(sends).toBe(1), { forMs: 1_000 });
+    expect(claims).toBe(1);
+  });
+
   /** A queue bound to the order events that refuses every message: RabbitMQ nacks what is routed to it. */
   const bindRefusingQueue = async () => {
     const channel = await (await ns.amqp()).createChannel();
