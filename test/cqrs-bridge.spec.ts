@@ -315,6 +315,64 @@ class StockCountedHandler implements IEventHandler<StockCountedDomainEvent> {
   }
 }
 
+/** Raised in a transaction that another commit hook of the application fails while this event's handler runs. */
+class LedgerPostedDomainEvent {
+  constructor(
+    readonly entry: string,
+    /** Whether the handler waits and writes in a savepoint of its own (`Propagation.Nested`). */
+    readonly nested = false,
+  ) {}
+}
+
+/** Raised after a LedgerPostedDomainEvent, in the same transaction. */
+class LedgerClosedDomainEvent {
+  constructor(readonly entry: string) {}
+}
+
+@Injectable()
+class LedgerProbe {
+  table = '';
+  /** What PostsLedgerLine waits for before its statement. */
+  gate: Promise<void> = Promise.resolve();
+  /** Called by PostsLedgerLine as it begins to wait for the gate (in its savepoint, if nested). */
+  onWaiting: () => void = () => undefined;
+  /** Each PostsLedgerLine call, once its statement is answered: how it went. */
+  readonly posted: string[] = [];
+  readonly closed: string[] = [];
+}
+
+/** Waits for the probe's gate, then writes a row in the transaction. */
+@EventsHandler(LedgerPostedDomainEvent)
+class PostsLedgerLine implements IEventHandler<LedgerPostedDomainEvent> {
+  constructor(
+    private readonly probe: LedgerProbe,
+    private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>,
+  ) {}
+  async handle(event: LedgerPostedDomainEvent): Promise<void> {
+    const post = async (): Promise<void> => {
+      this.probe.onWaiting();
+      await this.probe.gate;
+      try {
+        await this.txHost.tx.query(`INSERT INTO ${this.probe.table} (id) VALUES ($1)`, [event.entry]);
+        this.probe.posted.push(`${event.entry}: written`);
+      } catch (error) {
+        this.probe.posted.push(`${event.entry}: ${(error as Error).message}`);
+        throw error;
+      }
+    };
+    if (event.nested) await this.txHost.withTransaction(Propagation.Nested, post);
+    else await post();
+  }
+}
+
+@EventsHandler(LedgerClosedDomainEvent)
+class ClosesLedger implements IEventHandler<LedgerClosedDomainEvent> {
+  constructor(private readonly probe: LedgerProbe) {}
+  handle(event: LedgerClosedDomainEvent): void {
+    this.probe.closed.push(event.entry);
+  }
+}
+
 describe('@nestjs/cqrs bridge', () => {
   let ns: TestNamespace;
   let app: TestingModule;
@@ -346,11 +404,15 @@ describe('@nestjs/cqrs bridge', () => {
         StockNoticeLog,
         FailingStockNoticeHandler,
         StockCountedHandler,
+        LedgerProbe,
+        PostsLedgerLine,
+        ClosesLedger,
       ],
       options: { consumer: { enabled: false }, cqrs: { maxDispatchDepth: 5 } },
     });
     probe = app.get(DomainProbe);
     probe.table = `"${ns.schema}".orders`;
+    app.get(LedgerProbe).table = probe.table;
     txHost = app.get(TransactionHost);
   });
 
@@ -649,6 +711,71 @@ describe('@nestjs/cqrs bridge', () => {
       subscription.unsubscribe();
       warn.mockRestore();
     }
+  });
+
+  it.each([
+    ['in the transaction', false],
+    ['in a savepoint of its own', true],
+  ])('lets the domain-event handler under way finish %s when another commit hook of the application fails, and starts none after it', async (_, nested) => {
+    const ledger = app.get(LedgerProbe);
+    ledger.posted.length = 0;
+    ledger.closed.length = 0;
+    const id = nested ? 'o-ledger-nested' : 'o-ledger';
+    let openGate!: () => void;
+    ledger.gate = new Promise<void>((resolve) => (openGate = resolve));
+    const handlerWaiting = new Promise<void>((resolve) => (ledger.onWaiting = resolve));
+    // TypeORM runs the commit hooks side by side and rolls back as soon as one throws: this one throws
+    // once the handler waits (its savepoint open, if nested), and the handler goes on once that rollback
+    // has begun. Only the transaction's commit fails, not the savepoint's release.
+    let failed = false;
+    const failingAudit: EntitySubscriberInterface = {
+      beforeTransactionCommit: async () => {
+        if (failed) return;
+        failed = true;
+        await handlerWaiting;
+        throw new Error('the audit trail is full');
+      },
+      beforeTransactionRollback: () => openGate(),
+    };
+    const streamed: string[] = [];
+    const subscription = app.get(EventBus).subscribe((event) => {
+      if (event instanceof LedgerPostedDomainEvent || event instanceof LedgerClosedDomainEvent) streamed.push(event.entry);
+    });
+    const dataSource = app.get(DataSource);
+    dataSource.subscribers.push(failingAudit);
+    try {
+      const attempt = txHost.withTransaction(async () => {
+        await txHost.tx.query(`INSERT INTO ${probe.table} (id) VALUES ($1)`, [id]);
+        const eventBus = app.get(EventBus);
+        eventBus.publish(new LedgerPostedDomainEvent(`${id}/line`, nested));
+        eventBus.publish(new LedgerClosedDomainEvent(id));
+        eventBus.publish(new OrderShippedDomainEvent(id, 1));
+      });
+      await expect(attempt).rejects.toThrow('the audit trail is full');
+      // The handler under way wrote its row in the transaction, before the ROLLBACK: the row went with it.
+      expect(ledger.posted).toEqual([`${id}/line: written`]);
+      // Nothing started after it: not the next handler, not the converter, not the stream.
+      await consistently(() => {
+        expect(ledger.closed).toEqual([]);
+        expect(streamed).toEqual([]);
+      });
+    } finally {
+      dataSource.subscribers.splice(dataSource.subscribers.indexOf(failingAudit), 1);
+      subscription.unsubscribe();
+      ledger.gate = Promise.resolve();
+      ledger.onWaiting = () => undefined;
+    }
+    // The same events in a transaction nothing fails: handled in it, committed. (It runs on the pool's
+    // last connection back, which a transaction left open there would make part of it.)
+    await txHost.withTransaction(async () => {
+      app.get(EventBus).publish(new LedgerPostedDomainEvent(`${id}-2/line`, nested));
+      app.get(EventBus).publish(new LedgerClosedDomainEvent(`${id}-2`));
+    });
+    expect(await orderRows(`${id}-2/line`)).toBe(1);
+    expect(ledger.closed).toEqual([`${id}-2`]);
+    expect(await orderRows(`${id}/line`)).toBe(0);
+    expect(await orderRows(id)).toBe(0);
+    expect(await outboxPayloads()).not.toContain(`${id}/parcel-0`);
   });
 
   it('fails the transaction, naming the converter, when convert() returns what is not an integration event or one object twice', async () => {

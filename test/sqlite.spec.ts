@@ -5,7 +5,7 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { ClsModule } from 'nestjs-cls';
 import { ClsPluginTransactional, Propagation, TransactionHost } from '@nestjs-cls/transactional';
 import { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
-import { DataSource } from 'typeorm';
+import { DataSource, type EntitySubscriberInterface } from 'typeorm';
 import {
   createInboxMigration,
   createOutboxMigration,
@@ -534,6 +534,21 @@ class LogsSeat implements IEventHandler<SeatLoggedDomainEvent> {
   }
 }
 
+class SeatClaimedDomainEvent {
+  constructor(readonly seat: string) {}
+}
+
+/** Waits for its gate, then takes the seat as TakesSeat does (a caught conflict SQLite answers by rolling all back). */
+@EventsHandler(SeatClaimedDomainEvent)
+class TakesSeatOnceOpened implements IEventHandler<SeatClaimedDomainEvent> {
+  gate: Promise<void> = Promise.resolve();
+  constructor(private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>) {}
+  async handle(event: SeatClaimedDomainEvent): Promise<void> {
+    await this.gate;
+    await this.txHost.tx.query('INSERT OR ROLLBACK INTO seats VALUES (?)', [event.seat]).catch(() => undefined);
+  }
+}
+
 describe('SQLite: the inbox and the cqrs bridge on the one connection', () => {
   /** A service on SQLite with CqrsModule, seat 1A already taken. */
   const seatsApp = async (providers: ModuleMetadata['providers']): Promise<TestingModule> => {
@@ -594,6 +609,50 @@ describe('SQLite: the inbox and the cqrs bridge on the one connection', () => {
       expect(nestedError).toBeInstanceOf(TransactionAbortedError);
       // Its handler would have run in a transaction that was gone, its writes committing on their own.
       expect(moduleRef.get(SeatHeldHandler).handled).toEqual([]);
+    } finally {
+      await moduleRef.close();
+    }
+  });
+
+  it('rolls back cleanly when another commit hook fails while a domain-event handler runs and SQLite rolls the transaction back under it', async () => {
+    const moduleRef = await seatsApp([TakesSeatOnceOpened, LogsSeat]);
+    const dataSource = moduleRef.get(DataSource);
+    try {
+      const takes = moduleRef.get(TakesSeatOnceOpened);
+      let openGate!: () => void;
+      takes.gate = new Promise<void>((resolve) => (openGate = resolve));
+      // TypeORM rolls back as soon as this hook throws; the handler goes on once that rollback has begun,
+      // and its caught conflict makes SQLite roll the whole transaction back before TypeORM's ROLLBACK.
+      const failingAudit: EntitySubscriberInterface = {
+        beforeTransactionCommit: async () => {
+          throw new Error('the audit trail is full');
+        },
+        beforeTransactionRollback: () => openGate(),
+      };
+      dataSource.subscribers.push(failingAudit);
+      const host = moduleRef.get<TransactionHost<TransactionalAdapterTypeOrm>>(TransactionHost);
+      const eventBus = moduleRef.get(EventBus);
+      const booking = host.withTransaction(async () => {
+        eventBus.publish(new SeatClaimedDomainEvent('1A'));
+        eventBus.publish(new SeatLoggedDomainEvent('1A'));
+      });
+      await expect(booking).rejects.toThrow('the audit trail is full');
+      dataSource.subscribers.splice(dataSource.subscribers.indexOf(failingAudit), 1);
+      // TypeORM's ROLLBACK went through: its one query runner is not left counting a transaction that is gone.
+      expect(dataSource.createQueryRunner().isTransactionActive).toBe(false);
+      // LogsSeat did not start after it.
+      expect(await dataSource.query('SELECT seat FROM seat_log')).toEqual([]);
+      // A later transaction is a transaction of its own: its rollback takes its rows.
+      const later = host.withTransaction(async () => {
+        eventBus.publish(new SeatLoggedDomainEvent('2B'));
+        await host.tx.query("INSERT INTO seats VALUES ('2B')");
+        throw new Error('changed my mind');
+      });
+      await expect(later).rejects.toThrow('changed my mind');
+      expect(await dataSource.query("SELECT seat FROM seats WHERE seat = '2B'")).toEqual([]);
+      await host.withTransaction(async () => eventBus.publish(new SeatLoggedDomainEvent('3C')));
+      expect(await dataSource.query('SELECT seat FROM seat_log')).toEqual([{ seat: '3C' }]);
+      expect(dataSource.createQueryRunner().isTransactionActive).toBe(false);
     } finally {
       await moduleRef.close();
     }

@@ -77,4 +77,5 @@ export { NonRetryableError } from './errors/non-retryable.error';
 export { HandlerTimeoutError } from './errors/handler-timeout.error';
 export { TransportNotReadyError } from './errors/transport-not-ready.error';
 export { TransactionAbortedError } from './errors/transaction-aborted.error';
+export { TransactionRollingBackError } from './errors/transaction-rolling-back.error';
 export { RequeueInterruptedError } from './errors/requeue-interrupted.error';

@@ -2,6 +2,7 @@ import type { QueryRunner } from 'typeorm';
 import { DOMAIN_EVENT_QUEUE_KEY, reopenIfRolledBackBySqlite, wasRolledBackBySqlite } from '../outbox/aborted-transaction';
 import { TransactionAbortedError } from '../errors/transaction-aborted.error';
 import { OutboxCommitSubscriber } from '../outbox/outbox-commit.subscriber';
+import { currentDispatch, LevelDispatch } from './level-dispatch';
 
 /** The `EventBus` a domain event was published on: its handlers run the event, its stream gets it. */
 export interface DomainEventRoute {
@@ -55,6 +56,14 @@ export class DomainEventQueue {
   /** Rounds of dispatch in progress, a savepoint's release inside a handler of the level outside it included. */
   roundsInProgress = 0;
   private raised = 0;
+  /** The dispatches under way in this transaction (see `LevelDispatch`). */
+  private readonly dispatches = new Set<LevelDispatch>();
+  /**
+   * The levels of the rollbacks waiting for dispatches now, one entry per rollback: a dispatch of such a
+   * level or deeper that begins meanwhile (a savepoint released by the handler being waited for) starts
+   * stopped.
+   */
+  private readonly rollingBack: number[] = [];
 
   private static readonly KEY = DOMAIN_EVENT_QUEUE_KEY;
   /** Set on a query runner whose outermost commit began with no queue: a queue made from then on is sealed. */
@@ -107,6 +116,51 @@ export class DomainEventQueue {
   /** The transaction's savepoint depth now (1 when TypeORM does not tell: savepoints are then not followed). */
   get depth(): number {
     return OutboxCommitSubscriber.depthOf(this.queryRunner) ?? 1;
+  }
+
+  /**
+   * Runs `dispatch` as the dispatch of `level`'s events (see `LevelDispatch`); what rolls the level
+   * back meanwhile stops it and waits for it (`stopDispatches`).
+   */
+  async runDispatch(level: number, dispatch: (current: LevelDispatch) => Promise<void>): Promise<void> {
+    const current = new LevelDispatch(level, currentDispatch.getStore());
+    if (this.rollingBack.some((rolledBack) => level >= rolledBack)) current.stop();
+    this.dispatches.add(current);
+    try {
+      await currentDispatch.run(current, () => dispatch(current));
+    } finally {
+      this.dispatches.delete(current);
+      current.end();
+    }
+  }
+
+  /**
+   * TypeORM is about to roll back the transaction's level `depth` (its savepoint, or the whole of it at
+   * 1): stops the dispatches that rollback takes, and returns a promise that settles once those under
+   * way have ended, so that their handlers' statements run in the transaction before its rollback, not
+   * after it on their own. Not the dispatches the calling code runs in: they wait for it. `undefined`
+   * when there are none.
+   *
+   * A rollback called from outside a dispatch under way is that of the level the dispatch commits (the
+   * commit failed beside it): `depth` counts the savepoints its handler has open meanwhile, which are
+   * closed by the time TypeORM, once the wait is over, reads the depth it rolls back.
+   */
+  stopDispatches(depth: number): Promise<void> | undefined {
+    if (this.dispatches.size === 0) return undefined;
+    const caller = currentDispatch.getStore();
+    let level = depth;
+    for (const dispatch of this.dispatches) if (dispatch.level < level && !caller?.runsWithin(dispatch)) level = dispatch.level;
+    const waited: Array<Promise<void>> = [];
+    for (const dispatch of this.dispatches) {
+      if (dispatch.level < level) continue;
+      dispatch.stop();
+      if (!caller?.runsWithin(dispatch)) waited.push(dispatch.ended);
+    }
+    if (waited.length === 0) return undefined;
+    this.rollingBack.push(level);
+    return Promise.all(waited).then(() => {
+      this.rollingBack.splice(this.rollingBack.indexOf(level), 1);
+    });
   }
 
   /** Queues an event raised now, at the current depth (late, once the queue is sealed). */

@@ -1,7 +1,7 @@
-import type { EntitySubscriberInterface, TransactionCommitEvent, TransactionRollbackEvent } from 'typeorm';
+import type { EntitySubscriberInterface, QueryRunner, TransactionCommitEvent, TransactionRollbackEvent } from 'typeorm';
 import { AbandonedAttempt } from '../inbox/abandoned-attempt';
 import { Logger } from '@nestjs/common';
-import { assertTransactionNotAborted, committedAsRollback } from '../outbox/aborted-transaction';
+import { assertTransactionNotAborted, committedAsRollback, reopenIfRolledBackBySqlite } from '../outbox/aborted-transaction';
 import { OutboxCommitSubscriber } from '../outbox/outbox-commit.subscriber';
 import { DomainEventQueue } from './domain-event-queue';
 
@@ -87,11 +87,32 @@ export class DomainEventsTransactionSubscriber implements EntitySubscriberInterf
    * The whole transaction rolls back: its events never happened, and nothing is forwarded. Dropped here,
    * before the ROLLBACK statement, as that statement fails on a connection that died (at the COMMIT, say),
    * and TypeORM then never says the transaction ended. Savepoints are followed after their rollback, below.
+   *
+   * TypeORM runs the before-commit subscribers side by side and rolls back as soon as one throws: the
+   * domain-event handlers of the level rolling back may still be running. They are stopped (none starts
+   * after the one under way) and waited for, so that what the running one still does goes into the
+   * transaction and is rolled back with it, instead of running on its own after the ROLLBACK. TypeORM
+   * reads the depth it rolls back after this wait, once that handler's own savepoints are closed.
    */
-  beforeTransactionRollback(event: TransactionRollbackEvent): void {
+  beforeTransactionRollback(event: TransactionRollbackEvent): void | Promise<void> {
     const { queryRunner } = event;
-    if (OutboxCommitSubscriber.depthOf(queryRunner) !== 1) return;
-    DomainEventQueue.take(queryRunner);
+    const queue = DomainEventQueue.find(queryRunner);
+    const dispatches = queue?.stopDispatches(queue.depth);
+    if (!dispatches) {
+      this.dropIfWhole(queryRunner);
+      return;
+    }
+    return dispatches.then(() => {
+      // SQLite may have rolled the transaction back under the handler waited for (a statement with a
+      // conflict clause, caught): opened again, so that TypeORM's ROLLBACK goes through and its one query
+      // runner does not go on counting a transaction. The outbox's own check ran before the wait.
+      reopenIfRolledBackBySqlite(queryRunner);
+      this.dropIfWhole(queryRunner);
+    });
+  }
+
+  private dropIfWhole(queryRunner: QueryRunner): void {
+    if (OutboxCommitSubscriber.depthOf(queryRunner) === 1) DomainEventQueue.take(queryRunner);
   }
 
   afterTransactionRollback(event: TransactionRollbackEvent): void {

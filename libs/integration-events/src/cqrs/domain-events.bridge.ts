@@ -14,6 +14,7 @@ import { IntegrationEventPublisher } from '../publisher/integration-event.publis
 import { BridgedEventBus } from './bridged-event-bus';
 import { CqrsHandlersReady } from './cqrs-handlers-ready';
 import { DomainEventQueue, type QueuedDomainEvent } from './domain-event-queue';
+import type { LevelDispatch } from './level-dispatch';
 import { DomainEventsTransactionSubscriber } from './domain-events-transaction.subscriber';
 import { IntegrationEventConverterRegistry } from './integration-event-converter.registry';
 
@@ -166,42 +167,57 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
    * At the outermost commit the queue is sealed as the last round finds none left.
    */
   async dispatchBeforeCommit(queue: DomainEventQueue, outermost: boolean): Promise<void> {
-    const { maxDispatchDepth } = this.config.options.cqrs;
     // The level that commits now (a savepoint's release, or the transaction): only its own events and
     // its savepoints' are handled; events raised further out wait for their own level's commit.
     const level = queue.depth;
     // A savepoint released inside a handler dispatches its own rounds within this one's: they count
     // together, or a cycle through nested transactions would start again at round 1 at each level.
     const outerRounds = queue.roundsInProgress;
-    try {
-      for (let round = 1; ; round++) {
-        const items = queue.takePending(level);
-        if (items.length === 0) {
-          // In the same synchronous step as the check: an event raised after it, by code a handler did
-          // not await, is late (handled after the commit) instead of pending where no round takes it.
-          if (outermost) queue.sealed = true;
-          break;
-        }
-        queue.roundsInProgress = outerRounds + round;
-        if (queue.roundsInProgress > maxDispatchDepth) {
-          throw new DomainEventDispatchDepthError(
-            maxDispatchDepth,
-            items.map((item) => item.event.constructor.name),
-          );
-        }
-        for (const item of items) {
-          // A handler that caught a statement SQLite answered by rolling everything back: the next
-          // handler must not start in what is left (its statements would commit on their own).
-          await item.route.dispatch(item.event, () => queue.assertNotRolledBackBySqlite());
-          // Handled from now on: a failure below rolls it back with the rest (and its handlers are forgotten).
-          item.depth = level;
-          queue.dispatched.push(item);
-          const integrationEvents = await this.converters.convert(item.event);
-          if (integrationEvents.length > 0) await this.integrationEvents.publish(integrationEvents);
-        }
+    // A rollback of this level that begins meanwhile (another commit hook of the application failed)
+    // stops it: nothing more starts, and the rollback waits for what runs.
+    await queue.runDispatch(level, async (dispatch) => {
+      try {
+        await this.dispatchRounds(queue, level, outermost, outerRounds, dispatch);
+      } finally {
+        queue.roundsInProgress = outerRounds;
       }
-    } finally {
-      queue.roundsInProgress = outerRounds;
+    });
+  }
+
+  private async dispatchRounds(queue: DomainEventQueue, level: number, outermost: boolean, outerRounds: number, dispatch: LevelDispatch): Promise<void> {
+    const { maxDispatchDepth } = this.config.options.cqrs;
+    for (let round = 1; ; round++) {
+      dispatch.assertRunning();
+      const items = queue.takePending(level);
+      if (items.length === 0) {
+        // In the same synchronous step as the check: an event raised after it, by code a handler did
+        // not await, is late (handled after the commit) instead of pending where no round takes it.
+        if (outermost) queue.sealed = true;
+        return;
+      }
+      queue.roundsInProgress = outerRounds + round;
+      if (queue.roundsInProgress > maxDispatchDepth) {
+        throw new DomainEventDispatchDepthError(
+          maxDispatchDepth,
+          items.map((item) => item.event.constructor.name),
+        );
+      }
+      for (const item of items) {
+        dispatch.assertRunning();
+        // A handler that caught a statement SQLite answered by rolling everything back: the next
+        // handler must not start in what is left (its statements would commit on their own).
+        await item.route.dispatch(item.event, () => {
+          dispatch.assertRunning();
+          queue.assertNotRolledBackBySqlite();
+        });
+        dispatch.assertRunning();
+        // Handled from now on: a failure below rolls it back with the rest (and its handlers are forgotten).
+        item.depth = level;
+        queue.dispatched.push(item);
+        const integrationEvents = await this.converters.convert(item.event);
+        dispatch.assertRunning();
+        if (integrationEvents.length > 0) await this.integrationEvents.publish(integrationEvents);
+      }
     }
   }
 

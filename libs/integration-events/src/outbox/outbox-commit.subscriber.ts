@@ -26,7 +26,7 @@ const OUTBOX_WRITES = Symbol('nestjs-integration-events:outbox-writes');
 
 type QueryRunnerData = Record<PropertyKey, unknown>;
 
-/** Set on a query runner while TypeORM itself rolls back (a savepoint or the transaction). */
+/** On a query runner while TypeORM itself rolls back (a savepoint or the transaction): how many such rollbacks are under way. */
 const OWN_ROLLBACK = Symbol('nestjs-integration-events:own-rollback');
 
 /** Set on a query runner whose transaction ran a rollback TypeORM did not send (see `beforeQuery`). */
@@ -180,7 +180,10 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
   beforeTransactionRollback(event: TransactionRollbackEvent): void {
     // SQLite rolled it back itself: TypeORM's ROLLBACK would fail and leave it counting a transaction.
     reopenIfRolledBackBySqlite(event.queryRunner);
-    (event.queryRunner.data as QueryRunnerData)[OWN_ROLLBACK] = true;
+    // Counted: a handler the cqrs bridge waits for (see its before-rollback hook) may roll back a
+    // savepoint of its own meanwhile, whose end must not clear this rollback's mark.
+    const data = event.queryRunner.data as QueryRunnerData;
+    data[OWN_ROLLBACK] = ((data[OWN_ROLLBACK] as number | undefined) ?? 0) + 1;
   }
 
   /**
@@ -195,7 +198,7 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
     const { queryRunner, query } = event;
     if (!queryRunner?.isTransactionActive) return;
     const data = queryRunner.data as QueryRunnerData;
-    if (data[SQL_ROLLBACK] === true || data[OWN_ROLLBACK] === true || !ROLLBACK_SQL.test(query)) return;
+    if (data[SQL_ROLLBACK] === true || data[OWN_ROLLBACK] !== undefined || !ROLLBACK_SQL.test(query)) return;
     data[SQL_ROLLBACK] = true;
   }
 
@@ -235,7 +238,9 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
   afterTransactionRollback(event: TransactionRollbackEvent): void {
     const { queryRunner } = event;
     const data = queryRunner.data as QueryRunnerData;
-    delete data[OWN_ROLLBACK];
+    const ownRollbacks = ((data[OWN_ROLLBACK] as number | undefined) ?? 1) - 1;
+    if (ownRollbacks > 0) data[OWN_ROLLBACK] = ownRollbacks;
+    else delete data[OWN_ROLLBACK];
     const writes = data[OUTBOX_WRITES] as OutboxWrites | undefined;
     if (!writes) return;
     if (!queryRunner.isTransactionActive) {
