@@ -1,5 +1,6 @@
 import type { TestingModule } from '@nestjs/testing';
 import { TransactionHost } from '@nestjs-cls/transactional';
+import type { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
 import { IntegrationEvent, IntegrationEventPublisher, IntegrationEventsHealth, OutboxRelay, TransportNotReadyError } from 'nestjs-integration-events';
 import type { ConfirmChannel } from 'amqplib';
 import { RabbitMqPublisher } from '../libs/integration-events/src/transport/rabbitmq/rabbitmq.publisher';
@@ -139,7 +140,15 @@ describe('outbox relay', () => {
     expect(claims).toBe(1);
   });
 
-  it('stops sending handed-over rows for the rest of its backoff once such a send has failed', async () => {
+  /** Each outbox row's id → whether a lease holds it. */
+  const leased = async () =>
+    Object.fromEntries(
+      (await (await ns.sql()).query(`SELECT id, lease_token IS NOT NULL AS leased FROM ${ns.outboxTable} ORDER BY seq`)).rows.map(
+        (row: { id: string; leased: boolean }) => [row.id, row.leased],
+      ),
+    );
+
+  it('stops sending handed-over rows for the rest of its backoff once such a send has failed, and gives up the lease of the others', async () => {
     const app = await start({ pollIntervalMs: 10_000, batchSize: 2 });
     const store = app.get(OutboxDatabase).store;
     let claims = 0;
@@ -158,9 +167,37 @@ describe('outbox relay', () => {
     // The pause is 5-10 s; five rows handed over at one commit, three batches of two. The first batch's
     // send fails: the other two wait for the pause to end, instead of failing one after the other.
     const events = [1, 2, 3, 4, 5].map((n) => new OrderCreatedIntegrationEvent(`failing-during-the-pause-${n}`));
-    await app.get(TransactionHost).withTransaction(() => app.get(IntegrationEventPublisher).publish(events));
+    const ids = await app.get(TransactionHost).withTransaction(() => app.get(IntegrationEventPublisher).publish(events));
     await eventually(() => expect(sends).toBe(1), { timeoutMs: 1_500 });
     await consistently(() => expect(sends).toBe(1), { forMs: 1_000 });
+    expect(claims).toBe(1);
+    // The batch whose send failed stays leased (it may have reached the broker); the other rows are free
+    // for any relay that can publish, instead of held here until the pause ends.
+    expect(await leased()).toEqual({ [ids[0]!]: true, [ids[1]!]: true, [ids[2]!]: false, [ids[3]!]: false, [ids[4]!]: false });
+  });
+
+  it('gives up the lease of rows handed over during its backoff while its broker connection is down', async () => {
+    const app = await start({ pollIntervalMs: 10_000 });
+    let claims = 0;
+    jest.spyOn(app.get(OutboxDatabase).store, 'claim').mockImplementation(async () => {
+      claims++;
+      throw new Error('canceling statement due to statement timeout (test)');
+    });
+    app.get(OutboxRelay).wake();
+    await eventually(() => expect(claims).toBe(1));
+    // The pause is 5-10 s. The row is leased at its insert, and the connection drops before its commit.
+    const transport = app.get(TransportHost).transport;
+    let connected = true;
+    jest.spyOn(transport, 'canPublish', 'get').mockImplementation(() => connected);
+    const txHost = app.get<TransactionHost<TransactionalAdapterTypeOrm>>(TransactionHost);
+    const [id] = await txHost.withTransaction(async () => {
+      const written = await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('committed-while-disconnected'));
+      const [{ leased: leasedAtInsert }] = await txHost.tx.query(`SELECT lease_token IS NOT NULL AS leased FROM ${ns.outboxTable}`);
+      expect(leasedAtInsert).toBe(true);
+      connected = false;
+      return written;
+    });
+    await eventually(async () => expect(await leased()).toEqual({ [id!]: false }), { timeoutMs: 1_500 });
     expect(claims).toBe(1);
   });
 

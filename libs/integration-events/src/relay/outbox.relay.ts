@@ -184,12 +184,18 @@ export class OutboxRelay {
             await this.wakeSignal.wait(until - performance.now());
             // Rows this process hands over go out meanwhile, all of them (the claim that failed, and
             // marks put back, wait out the pause): they would go stale waiting, and then need that claim.
-            // Once that fails too, the rest of the pause is waited out as well.
+            // Once that fails too, no more is sent before the pause ends.
             while (!handOffFailed && !this.stopping && this.handoff.size > 0 && this.transports.transport.canPublish) {
               await this.relayHandedOff().catch((handoffError: unknown) => {
                 handOffFailed = true;
                 this.logger.error(`Sending handed-over rows during the relay's pause failed: ${(handoffError as Error).message}`);
               });
+            }
+            if (!this.stopping && (handOffFailed || !this.transports.transport.canPublish)) {
+              // Rows handed over that cannot go out from here before the pause ends: their lease goes, so
+              // that an instance that can publish claims them now (this one, once the pause is over).
+              const held = this.handoff.take(Infinity);
+              if (held.length > 0) await this.releaseQuietly(held.map(({ record }) => record.id));
             }
           }
         }
