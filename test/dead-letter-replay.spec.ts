@@ -311,6 +311,29 @@ describe('dead-letter replay (DeadLetterService)', () => {
     await eventually(async () => expect(await ns.queueDepth(deadLetterQueue)).toBe(1));
   });
 
+  it("refuses to purge all of a queue that has consumers (a handler's queue, named by mistake), and purges nothing", async () => {
+    // A queue with a consumer holding one message unacknowledged, and two more ready.
+    const queue = ns.trackQueue(`${ns.serviceName}.busy-work`);
+    const channel = await (await ns.amqp()).createChannel();
+    try {
+      await channel.assertQueue(queue);
+      for (const n of [1, 2, 3]) channel.sendToQueue(queue, Buffer.from(`{"n":${n}}`), { messageId: `work-${n}` });
+      await channel.prefetch(1);
+      const held: unknown[] = [];
+      await channel.consume(queue, (message) => held.push(message));
+      await eventually(() => expect(held).toHaveLength(1));
+      await expect(deadLetters.purge(queue, { all: true })).rejects.toThrow(
+        `Queue "${queue}" has 1 consumer(s), and nothing consumes a dead-letter queue`,
+      );
+      expect((await channel.checkQueue(queue)).messageCount).toBe(2);
+    } finally {
+      await channel.close();
+    }
+    await expect(deadLetters.purge(`${ns.serviceName}.no-such-queue.dlq`, { all: true })).rejects.toThrow(
+      `Queue "${ns.serviceName}.no-such-queue.dlq" does not exist`,
+    );
+  });
+
   it('purges all', async () => {
     recorder.behaviour = () => {
       throw new NonRetryableError('again');

@@ -155,11 +155,24 @@ export class DeadLetterQueueOperations {
     };
   }
 
-  /** Deletes the selected dead letters for good. */
+  /**
+   * Deletes the selected dead letters for good. All of them only from a queue nothing consumes: a queue
+   * with consumers is a handler's (named by mistake, without `.dlq`), whose messages are not dead.
+   */
   async purge(deadLetterQueue: string, selection: DeadLetterSelection): Promise<{ purged: number; missing: string[] }> {
     if ('all' in selection) {
       const channel = await this.openReadingChannel();
       try {
+        const { consumerCount } = await channel.checkQueue(deadLetterQueue).catch((error: Error) => {
+          throw /NOT.FOUND/.test(error.message) ? new Error(`Queue "${deadLetterQueue}" does not exist`) : error;
+        });
+        if (consumerCount > 0) {
+          throw new Error(
+            `Queue "${deadLetterQueue}" has ${consumerCount} consumer(s), and nothing consumes a dead-letter queue: it looks like ` +
+              "a handler's queue, whose messages purging all would delete for good. Nothing was purged. Name its dead-letter " +
+              'queue, stop its consumers first, or purge by message id.',
+          );
+        }
         return { purged: (await channel.purgeQueue(deadLetterQueue)).messageCount, missing: [] };
       } finally {
         await closeQuietly(channel);
