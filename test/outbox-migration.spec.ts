@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { DataSource } from 'typeorm';
-import { createInboxMigration, createOutboxMigration } from 'nestjs-integration-events';
+import { createInboxMigration, createOutboxMigration, UnsupportedDatabaseError } from 'nestjs-integration-events';
 import { TEST_DATABASE_URL } from './support/services';
 import { TestNamespace } from './support/test-namespace';
 
@@ -68,6 +68,19 @@ describe('outbox migration', () => {
       if (dataSource.isInitialized) await dataSource.destroy();
       await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
       await admin.query(`DROP ROLE IF EXISTS "${role}"`);
+    }
+  });
+
+  it('refuses a database the library does not support with UnsupportedDatabaseError, before any statement', async () => {
+    for (const type of ['mysql', 'mariadb', 'sqlite']) {
+      const statements: string[] = [];
+      // Only what the migration reads of a query runner: its DataSource's type, and statements.
+      const queryRunner = { connection: { options: { type } }, query: async (sql: string) => statements.push(sql) } as never;
+      for (const Migration of [createOutboxMigration(), createInboxMigration()]) {
+        await expect(new Migration().up(queryRunner)).rejects.toThrow(UnsupportedDatabaseError);
+        await expect(new Migration().up(queryRunner)).rejects.toThrow(`this one is "${type}"`);
+      }
+      expect(statements).toEqual([]);
     }
   });
 

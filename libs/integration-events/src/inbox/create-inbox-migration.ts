@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { MigrationInterface, QueryRunner } from 'typeorm';
 import { DEFAULT_OPTIONS } from '../options/default-options';
-import { isSqlite } from '../outbox/migrations/create-outbox-migration';
+import { migrationDialect } from '../outbox/migrations/create-outbox-migration';
 import { OutboxTableName } from '../outbox/outbox-table-name';
 import { createSchemaIfMissing } from '../outbox/migrations/create-schema-if-missing';
 
@@ -36,7 +36,7 @@ export function createInboxMigration(options: InboxMigrationOptions = {}): new (
     readonly name = `CreateIntegrationEventsInbox${suffix}${MIGRATION_TIMESTAMP}`;
 
     async up(queryRunner: QueryRunner): Promise<void> {
-      if (isSqlite(queryRunner)) {
+      if (migrationDialect(queryRunner) === 'sqlite') {
         if (table.schema) throw new Error(`SQLite has no schemas: leave the inbox schema ("${table.schema}") out on SQLite`);
         await queryRunner.query(
           `CREATE TABLE ${t} (handler TEXT NOT NULL, message_id TEXT NOT NULL, handled_at INTEGER NOT NULL, PRIMARY KEY (handler, message_id))`,

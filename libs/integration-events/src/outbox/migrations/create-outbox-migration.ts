@@ -1,13 +1,21 @@
 import { createHash } from 'node:crypto';
 import type { MigrationInterface, QueryRunner } from 'typeorm';
+import { UnsupportedDatabaseError } from '../../errors/unsupported-database.error';
 import { DEFAULT_OPTIONS } from '../../options/default-options';
 import { OutboxTableName } from '../outbox-table-name';
 import { createSchemaIfMissing } from './create-schema-if-missing';
 
-/** True on TypeORM's SQLite drivers (the embedded store). */
-export function isSqlite(queryRunner: QueryRunner): boolean {
-  const type = (queryRunner as { connection?: { options?: { type?: string } } }).connection?.options?.type;
-  return type === 'better-sqlite3' || type === 'sqlite';
+/**
+ * The database the migration runs on: PostgreSQL, or SQLite through better-sqlite3 (the embedded store).
+ * @throws UnsupportedDatabaseError on any other, as the module does at boot, instead of a syntax error
+ *   from the PostgreSQL DDL (a migration may run before the module boots)
+ */
+export function migrationDialect(queryRunner: QueryRunner): 'postgres' | 'sqlite' {
+  const type = (queryRunner as { connection?: { options?: { type?: unknown } } }).connection?.options?.type;
+  // A bare object with `query()` standing in for a query runner (a script, a test) gets PostgreSQL's.
+  if (type === undefined || type === 'postgres') return 'postgres';
+  if (type === 'better-sqlite3') return 'sqlite';
+  throw new UnsupportedDatabaseError(String(type));
 }
 
 /** The SQLite outbox: the same columns, times as epoch milliseconds, no schemas. */
@@ -76,7 +84,7 @@ export function createOutboxMigration(options: OutboxMigrationOptions = {}): new
     readonly name = `CreateIntegrationEventsOutbox${suffix}${MIGRATION_TIMESTAMP}`;
 
     async up(queryRunner: QueryRunner): Promise<void> {
-      if (isSqlite(queryRunner)) return createSqliteOutbox(queryRunner, table);
+      if (migrationDialect(queryRunner) === 'sqlite') return createSqliteOutbox(queryRunner, table);
       if (table.schema) await createSchemaIfMissing(queryRunner, table.schema);
       await queryRunner.query(`
         CREATE TABLE ${t} (
