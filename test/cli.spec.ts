@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { TestingModule } from '@nestjs/testing';
-import { IntegrationEvent, IntegrationEventPublisher, NonRetryableError } from 'nestjs-integration-events';
+import { IntegrationEvent, IntegrationEventPublisher, NonRetryableError, OutboxAdminService } from 'nestjs-integration-events';
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
 import { REPO_ROOT } from './support/child-service';
 import { eventually } from './support/eventually';
@@ -126,6 +126,23 @@ describe('command line: nestjs-integration-events dlq | outbox', () => {
     expect(text.stdout).toContain(`Warning: ${idle} has no consumer`);
     expect(await ns.queueDepth(idle)).toBe(2);
     expect(await ns.queueDepth(dead)).toBe(1);
+  });
+
+  it('has OutboxAdminService refuse a filter, a limit or a selection of no kind it knows, and change nothing', async () => {
+    const admin = app.get(OutboxAdminService);
+    const [due] = await app
+      .get(IntegrationEventPublisher)
+      .publish(new NobodyHearsEvent(1), { standalone: true, deliverAt: new Date(Date.now() + 3_600_000) });
+    await expect(admin.list('everything' as never)).rejects.toThrow('Unknown outbox filter "everything": one of pending, failed');
+    await expect(admin.list('constructor' as never)).rejects.toThrow('Unknown outbox filter "constructor"');
+    await expect(admin.list('stuck', 0)).rejects.toThrow('The limit of an outbox list must be a whole number from 1, not 0');
+    await expect(admin.list('stuck', 2.5)).rejects.toThrow('not 2.5');
+    // Skipping "all pending" would take every event due, a mistyped endpoint parameter away.
+    await expect(admin.skip({ all: 'pending' } as never)).rejects.toThrow('{ all } with all one of unroutable, failed, stuck, not {"all":"pending"}');
+    await expect(admin.retry({} as never)).rejects.toThrow('An outbox selection is { ids } or { all }');
+    await expect(admin.skip({ ids: due } as never)).rejects.toThrow('The ids of an outbox selection must be an array of row ids');
+    expect((await ns.outboxRows()).find((row) => row.id === due)?.status).toBe('pending');
+    await (await ns.sql()).query(`DELETE FROM ${ns.outboxTable} WHERE id = $1`, [due]);
   });
 
   it('lists stuck outbox rows, retries and skips them', async () => {

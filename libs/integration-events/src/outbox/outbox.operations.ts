@@ -33,6 +33,9 @@ const FILTERS: Record<OutboxFilter, string> = {
   stuck: "(status = 'pending' AND attempts > 0) OR status = 'unroutable'",
 };
 
+/** The kinds of rows `retry` and `skip` take all of. */
+const SELECTABLE_KINDS: ReadonlyArray<'unroutable' | 'failed' | 'stuck'> = ['unroutable', 'failed', 'stuck'];
+
 /** No relay holds the row's lease (the claim's own condition). */
 const NOT_LEASED = '(locked_until IS NULL OR locked_until <= now())';
 
@@ -48,6 +51,12 @@ export class OutboxOperations {
   ) {}
 
   async list(filter: OutboxFilter = 'stuck', limit = 100): Promise<OutboxRowSummary[]> {
+    if (!Object.hasOwn(FILTERS, filter)) {
+      throw new RangeError(`Unknown outbox filter ${JSON.stringify(filter)}: one of ${Object.keys(FILTERS).join(', ')}`);
+    }
+    if (!Number.isSafeInteger(limit) || limit < 1) {
+      throw new RangeError(`The limit of an outbox list must be a whole number from 1, not ${String(limit)}`);
+    }
     const rows = (await this.dataSource.query(
       `SELECT id, event_name, event_version, status, attempts, last_error, created_at, available_at, sent_at
        FROM ${this.table.qualified} WHERE ${FILTERS[filter]} ORDER BY seq LIMIT $1`,
@@ -118,7 +127,17 @@ export class OutboxOperations {
    */
   private where(selection: OutboxSelection, allowed: string): { where: string; params: unknown[] } {
     const free = `${allowed} AND ${NOT_LEASED}`;
-    if ('ids' in selection) return { where: `id = ANY($1::uuid[]) AND ${free}`, params: [selection.ids] };
-    return { where: `(${FILTERS[selection.all]}) AND ${free}`, params: [] };
+    // Checked as it comes (from an admin endpoint, say): `{ all: 'pending' }` must not skip every row due.
+    if (typeof selection === 'object' && selection !== null && 'ids' in selection) {
+      if (!Array.isArray(selection.ids) || !selection.ids.every((id) => typeof id === 'string')) {
+        throw new TypeError('The ids of an outbox selection must be an array of row ids (strings)');
+      }
+      return { where: `id = ANY($1::uuid[]) AND ${free}`, params: [selection.ids] };
+    }
+    const all = (selection as { all?: unknown } | null)?.all;
+    if (!SELECTABLE_KINDS.includes(all as never)) {
+      throw new RangeError(`An outbox selection is { ids } or { all } with all one of ${SELECTABLE_KINDS.join(', ')}, not ${JSON.stringify(selection)}`);
+    }
+    return { where: `(${FILTERS[all as OutboxFilter]}) AND ${free}`, params: [] };
   }
 }
