@@ -43,6 +43,10 @@ describe('hostile input', () => {
       ['invalid-utf8', Buffer.concat([Buffer.from('{"orderId":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}')]), {}, /not valid UTF-8/],
       ['no-version', valid('x'), { 'ie-event-version': null }, /ie-event-version/],
       ['wrong-event', valid('x'), { 'ie-event-name': 'billing.invoice-sent' }, /is not the event of handler/],
+      // Tables, which amqplib decodes into objects: one whose toString is not a function, one whose
+      // "__proto__" field becomes its prototype. Neither can be turned into a string.
+      ['event-name-table', valid('x'), { 'ie-event-name': { toString: 'x' } }, /event \(a table\) is not the event of handler/],
+      ['event-name-proto', valid('x'), { 'ie-event-name': JSON.parse('{"__proto__":{"a":1}}') }, /event \(a table\) is not the event of handler/],
       ['bad-occurred-at', valid('x'), { 'ie-occurred-at': 'yesterday' }, /ie-occurred-at/],
       ['bad-version', valid('x'), { 'ie-event-version': 'one' }, /ie-event-version/],
       ['no-message-id', valid('x'), {}, /message_id/, null],

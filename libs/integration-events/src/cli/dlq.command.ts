@@ -1,3 +1,4 @@
+import { printable } from '../util/printable';
 import * as amqp from 'amqplib';
 import { DeadLetterQueueOperations } from '../dead-letter/dead-letter-queue.operations';
 import { RequeueInterruptedError } from '../errors/requeue-interrupted.error';
@@ -46,8 +47,9 @@ export async function dlqCommand({ positional, options }: ParsedArguments, outpu
           `${queue}: ${total} dead letter(s)${messages.length < total ? `, showing ${messages.length}` : ''}`,
           ...messages.map(
             (m) =>
-              `  ${m.messageId ?? '(no id)'}  ${m.eventName ?? '?'}  ${m.reason ?? '?'} after ${m.attempts ?? '?'} attempt(s)  ` +
-              `${m.deadLetteredAt ?? ''}  ${m.error ?? ''}`,
+              // What a message carries is printed escaped: a forged id or error must not drive the terminal.
+              `  ${printable(m.messageId ?? '(no id)', 200)}  ${printable(m.eventName ?? '?', 200)}  ${printable(m.reason ?? '?', 50)} ` +
+              `after ${m.attempts ?? '?'} attempt(s)  ${printable(m.deadLetteredAt ?? '', 50)}  ${printable(m.error ?? '')}`,
           ),
         ]);
         return;

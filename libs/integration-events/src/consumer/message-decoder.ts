@@ -1,5 +1,6 @@
 import { plainToInstance } from 'class-transformer';
 import { getMetadataStorage, validate } from 'class-validator';
+import { ISO_8601_PATTERN } from '../envelope/iso-8601';
 import { MessageHeaders } from '../envelope/message-headers';
 import { refusedKeyReason } from '../publisher/refused-keys';
 import type { DiscoveredHandler } from '../discovery/discovered-handler';
@@ -45,7 +46,6 @@ export interface DecodeLimits {
 }
 
 const MESSAGE_ID_PATTERN = /^[\x21-\x7e]{1,200}$/;
-const ISO_8601_PATTERN = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$/;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
@@ -61,6 +61,16 @@ export async function decodeMessage(
   limits: DecodeLimits,
   timeoutMs: number = handler.timeoutMs,
 ): Promise<DecodedMessage> {
+  try {
+    return await decode(handler, message, limits, timeoutMs);
+  } catch (error) {
+    // Whatever a message's content makes throw here is the message's fault, not ours: a fault of ours
+    // would give it back to its queue, where it comes again at once, for ever.
+    return { ok: false, reason: `the message could not be read: ${thrownMessage(error)}` };
+  }
+}
+
+async function decode(handler: DiscoveredHandler, message: IncomingMessage, limits: DecodeLimits, timeoutMs: number): Promise<DecodedMessage> {
   const poison = (reason: string): DecodedMessage => ({ ok: false, reason });
   const { body, headers } = message;
   if (body.length > limits.maxBodyBytes) {
@@ -74,7 +84,7 @@ export async function decodeMessage(
   const headerName = headers[MessageHeaders.EventName];
   const eventName = headerName === undefined ? message.routingKey : headerName;
   if (eventName !== handler.event.name) {
-    return poison(`event "${String(eventName)}" is not the event of handler ${handler.name} ("${handler.event.name}")`);
+    return poison(`event ${describeHeaderValue(eventName)} is not the event of handler ${handler.name} ("${handler.event.name}")`);
   }
   const eventVersion = toInteger(headers[MessageHeaders.EventVersion]);
   if (eventVersion === undefined) return poison(`missing or malformed ${MessageHeaders.EventVersion} header`);
@@ -181,6 +191,18 @@ function hasValidationRules(eventClass: Function): boolean {
     validationRulesByClass.set(eventClass, known);
   }
   return known;
+}
+
+/**
+ * A header's value for a poison reason, whatever it is: a string is quoted (control characters escaped)
+ * and cut to 200 characters; a table (an object, which may lack a prototype or carry a `toString` that
+ * is not a function) or another value is named by its type only.
+ */
+function describeHeaderValue(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 200 ? `${value.slice(0, 200)}…` : value);
+  if (value === undefined || value === null) return String(value);
+  if (typeof value === 'object') return Array.isArray(value) ? '(an array)' : Buffer.isBuffer(value) ? '(bytes)' : '(a table)';
+  return `(a ${typeof value}: ${String(value).slice(0, 50)})`;
 }
 
 function toInteger(value: unknown): number | undefined {

@@ -1,3 +1,4 @@
+import { printable } from '../util/printable';
 import { Injectable, Logger } from '@nestjs/common';
 import { context as otelContext, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { MessageHeaders } from '../envelope/message-headers';
@@ -114,7 +115,7 @@ export class MessageDispatcher {
     const decoded = await decodeMessage(handler, message, consumer);
     if (!decoded.ok && decoded.otherVersion) {
       this.acknowledgedAs.set(message, 'other_version');
-      this.logger.debug(`Left message ${describeId(message.messageId)} on ${handler.queue} to ${decoded.otherVersion.handlers.join(', ')}: ${decoded.reason}`);
+      this.logger.debug(`Left message ${describeId(message.messageId)} on ${handler.queue} to ${decoded.otherVersion.handlers.join(', ')}: ${printable(decoded.reason)}`);
       return { action: 'ack' };
     }
     if (!decoded.ok && decoded.validationFailed) {
@@ -123,7 +124,7 @@ export class MessageDispatcher {
       return this.afterFailure(handler, attempt, error, contract);
     }
     if (!decoded.ok) {
-      this.logger.warn(`Poison message ${describeId(message.messageId)} on ${handler.queue}: ${decoded.reason}`);
+      this.logger.warn(`Poison message ${describeId(message.messageId)} on ${handler.queue}: ${printable(decoded.reason)}`);
       return {
         action: 'dead-letter',
         reason: 'poison',
@@ -349,5 +350,5 @@ function numberHeader(value: unknown): number | undefined {
 }
 
 function describeId(messageId: unknown): string {
-  return typeof messageId === 'string' ? messageId.slice(0, 200) : '(no message_id)';
+  return typeof messageId === 'string' ? printable(messageId, 200) : '(no message_id)';
 }

@@ -150,6 +150,24 @@ describe('deadLetterHeaders', () => {
 });
 
 describe('retryCopyHeaders', () => {
+  it('keeps an earlier first failure only in the form the library writes, not free text V8 would parse as a date', () => {
+    const failedAt = new Date('2026-11-27T06:00:00.000Z');
+    const retry = (first: unknown) =>
+      retryCopyHeaders({ 'ie-first-failure-at': first }, {
+        action: 'retry',
+        attempt: 1,
+        nextAttempt: 2,
+        delayMs: 1_000,
+        failure: { name: 'Error', message: 'transient', stack: undefined, failedAt },
+        eventName: 'ordering.order-created',
+      })['ie-first-failure-at'];
+    const forged = `Jan 1 2020 (${'x'.repeat(60_000)})`;
+    expect(Number.isNaN(Date.parse(forged))).toBe(false);
+    expect(retry(forged)).toBe('2026-11-27T06:00:00.000Z');
+    expect(retry('2026-11-26T06:00:00.000+01:00')).toBe('2026-11-26T06:00:00.000+01:00');
+    expect(retry('2026-13-45T99:00:00Z')).toBe('2026-11-27T06:00:00.000Z');
+  });
+
   it('leaves out what only a dead letter carries, when one moved back by hand fails again', () => {
     const movedBack = {
       'ie-event-name': 'ordering.order-created',

@@ -1,3 +1,4 @@
+import { ISO_8601_PATTERN } from '../envelope/iso-8601';
 import type { Disposition } from '../consumer/disposition';
 import { DEAD_LETTER_HEADERS, FAILURE_HEADERS, MessageHeaders, ROUTING_HEADERS } from '../envelope/message-headers';
 import type { DeadLetter } from './dead-letter.interface';
@@ -126,7 +127,9 @@ function encodedSize(name: string, value: unknown): number | undefined {
 
 function firstFailureAt(headers: Headers, failedAt: Date): string {
   const earlier = headers[MessageHeaders.FirstFailureAt];
-  return typeof earlier === 'string' && !Number.isNaN(Date.parse(earlier)) ? earlier : failedAt.toISOString();
+  // Kept only in the form this library writes: the value comes from the message, and V8 parses long
+  // free text as a date (a forged one would crowd the queue and handler out of a copy that must shrink).
+  return typeof earlier === 'string' && ISO_8601_PATTERN.test(earlier) && !Number.isNaN(Date.parse(earlier)) ? earlier : failedAt.toISOString();
 }
 
 /** Headers of the copy that waits for the next attempt: the original ones, plus where the failures stand. */
