@@ -133,16 +133,23 @@ describe('command line: nestjs-integration-events dlq | outbox', () => {
     const [due] = await app
       .get(IntegrationEventPublisher)
       .publish(new NobodyHearsEvent(1), { standalone: true, deliverAt: new Date(Date.now() + 3_600_000) });
-    await expect(admin.list('everything' as never)).rejects.toThrow('Unknown outbox filter "everything": one of pending, failed');
-    await expect(admin.list('constructor' as never)).rejects.toThrow('Unknown outbox filter "constructor"');
-    await expect(admin.list('stuck', 0)).rejects.toThrow('The limit of an outbox list must be a whole number from 1, not 0');
-    await expect(admin.list('stuck', 2.5)).rejects.toThrow('not 2.5');
-    // Skipping "all pending" would take every event due, a mistyped endpoint parameter away.
-    await expect(admin.skip({ all: 'pending' } as never)).rejects.toThrow('{ all } with all one of unroutable, failed, stuck, not {"all":"pending"}');
-    await expect(admin.retry({} as never)).rejects.toThrow('An outbox selection is { ids } or { all }');
-    await expect(admin.skip({ ids: due } as never)).rejects.toThrow('The ids of an outbox selection must be an array of row ids');
-    expect((await ns.outboxRows()).find((row) => row.id === due)?.status).toBe('pending');
-    await (await ns.sql()).query(`DELETE FROM ${ns.outboxTable} WHERE id = $1`, [due]);
+    try {
+      await expect(admin.list('everything' as never)).rejects.toThrow('Unknown outbox filter "everything": one of pending, failed');
+      await expect(admin.list('constructor' as never)).rejects.toThrow('Unknown outbox filter "constructor"');
+      await expect(admin.list('stuck', 0)).rejects.toThrow('The limit of an outbox list must be a whole number from 1, not 0');
+      await expect(admin.list('stuck', 2.5)).rejects.toThrow('not 2.5');
+      // Skipping "all pending" would take every event due, a mistyped endpoint parameter away.
+      await expect(admin.skip({ all: 'pending' } as never)).rejects.toThrow('{ all } with all one of unroutable, failed, stuck, not {"all":"pending"}');
+      await expect(admin.retry({} as never)).rejects.toThrow('An outbox selection is { ids } or { all }');
+      await expect(admin.skip({ ids: due } as never)).rejects.toThrow('The ids of an outbox selection must be an array of row ids');
+      await expect(admin.retry({ ids: [due!, 'abc'] })).rejects.toThrow('"abc" is not an outbox row id (a UUID)');
+      await expect(admin.skip({ ids: [due!, 7] } as never)).rejects.toThrow('7 is not an outbox row id (a UUID)');
+      expect((await ns.outboxRows()).find((row) => row.id === due)?.status).toBe('pending');
+      // A row id in any form PostgreSQL reads is taken.
+      expect(await admin.skip({ ids: [due!.toUpperCase().replaceAll('-', '')] })).toEqual([due]);
+    } finally {
+      await (await ns.sql()).query(`DELETE FROM ${ns.outboxTable} WHERE id = $1`, [due]);
+    }
   });
 
   it('lists stuck outbox rows, retries and skips them', async () => {

@@ -72,7 +72,7 @@ describe('outbox migration', () => {
   });
 
   it('refuses a database the library does not support with UnsupportedDatabaseError, before any statement', async () => {
-    for (const type of ['mysql', 'mariadb', 'sqlite']) {
+    for (const type of ['mysql', 'mariadb', 'cockroachdb']) {
       const statements: string[] = [];
       // Only what the migration reads of a query runner: its DataSource's type, and statements.
       const queryRunner = { connection: { options: { type } }, query: async (sql: string) => statements.push(sql) } as never;

@@ -165,7 +165,7 @@ describe('outbox relay', () => {
     app.get(OutboxRelay).wake();
     await eventually(() => expect(claims).toBe(1));
     // The pause is 5-10 s; five rows handed over at one commit, three batches of two. The first batch's
-    // send fails: the other two wait for the pause to end, instead of failing one after the other.
+    // send fails: the other two are not sent during the pause (they would fail one after the other).
     const events = [1, 2, 3, 4, 5].map((n) => new OrderCreatedIntegrationEvent(`failing-during-the-pause-${n}`));
     const ids = await app.get(TransactionHost).withTransaction(() => app.get(IntegrationEventPublisher).publish(events));
     await eventually(() => expect(sends).toBe(1), { timeoutMs: 1_500 });

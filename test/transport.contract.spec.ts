@@ -273,6 +273,8 @@ describe.each([
     await eventually(() => expect(calls(app, ids[0]!).map((r) => r.context.attempt)).toEqual([1, 1]));
     expect(await deadLetters.purge(`${queue()}.dlq`, { all: true })).toEqual({ purged: 1, missing: [] });
     expect((await deadLetters.list(`${queue()}.dlq`)).total).toBe(0);
+    // The handler's own queue, named without ".dlq" by mistake: it has a consumer, and is refused.
+    await expect(deadLetters.purge(queue(), { all: true })).rejects.toThrow(`Queue "${queue()}" has 1 consumer(s), and nothing consumes a dead-letter queue`);
     expect(randomUUID()).toBeDefined();
   });
 

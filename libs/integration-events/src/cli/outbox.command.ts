@@ -1,3 +1,4 @@
+import { isOutboxRowId } from '../outbox/outbox-row-id';
 import { DataSource } from 'typeorm';
 import { DEFAULT_OPTIONS } from '../options/default-options';
 import { OutboxOperations, type OutboxFilter, type OutboxSelection } from '../outbox/outbox.operations';
@@ -82,15 +83,9 @@ export async function outboxCommand({ positional, options }: ParsedArguments, ou
   }
 }
 
-/**
- * A UUID as PostgreSQL reads one: 32 hex digits in either case, a hyphen allowed after any group of
- * four (so 8-4-4-4-12, none at all, or 4-4-4-…), the whole optionally in braces.
- */
-const UUID_PATTERN = /^(?:\{(?:[0-9a-f]{4}-?){7}[0-9a-f]{4}\}|(?:[0-9a-f]{4}-?){7}[0-9a-f]{4})$/i;
-
 /** Refuses an id that is no UUID in a form PostgreSQL reads (the outbox's ids are UUIDs). */
 function assertRowIds(ids: readonly string[]): void {
-  const wrong = ids.find((id) => !UUID_PATTERN.test(id));
+  const wrong = ids.find((id) => !isOutboxRowId(id));
   if (wrong !== undefined) throw new UsageError(`"${wrong}" is not an outbox row id (a UUID)`);
 }
 

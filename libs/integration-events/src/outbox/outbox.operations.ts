@@ -1,6 +1,7 @@
 import type { DataSource } from 'typeorm';
 import type { OutboxStatus } from './outbox-record';
 import type { OutboxTableName } from './outbox-table-name';
+import { isOutboxRowId } from './outbox-row-id';
 
 /** An outbox row, as an operator sees it. */
 export interface OutboxRowSummary {
@@ -129,9 +130,9 @@ export class OutboxOperations {
     const free = `${allowed} AND ${NOT_LEASED}`;
     // Checked as it comes (from an admin endpoint, say): `{ all: 'pending' }` must not skip every row due.
     if (typeof selection === 'object' && selection !== null && 'ids' in selection) {
-      if (!Array.isArray(selection.ids) || !selection.ids.every((id) => typeof id === 'string')) {
-        throw new TypeError('The ids of an outbox selection must be an array of row ids (strings)');
-      }
+      if (!Array.isArray(selection.ids)) throw new TypeError('The ids of an outbox selection must be an array of row ids (UUIDs)');
+      const wrong = selection.ids.find((id) => !isOutboxRowId(id));
+      if (wrong !== undefined) throw new RangeError(`${JSON.stringify(wrong) ?? String(wrong)} is not an outbox row id (a UUID)`);
       return { where: `id = ANY($1::uuid[]) AND ${free}`, params: [selection.ids] };
     }
     const all = (selection as { all?: unknown } | null)?.all;

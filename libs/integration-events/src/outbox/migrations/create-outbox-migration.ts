@@ -6,7 +6,8 @@ import { OutboxTableName } from '../outbox-table-name';
 import { createSchemaIfMissing } from './create-schema-if-missing';
 
 /**
- * The database the migration runs on: PostgreSQL, or SQLite through better-sqlite3 (the embedded store).
+ * The database the migration runs on: PostgreSQL, or SQLite (the embedded store, which the module runs on
+ * better-sqlite3).
  * @throws UnsupportedDatabaseError on any other, as the module does at boot, instead of a syntax error
  *   from the PostgreSQL DDL (a migration may run before the module boots)
  */
@@ -14,7 +15,9 @@ export function migrationDialect(queryRunner: QueryRunner): 'postgres' | 'sqlite
   const type = (queryRunner as { connection?: { options?: { type?: unknown } } }).connection?.options?.type;
   // A bare object with `query()` standing in for a query runner (a script, a test) gets PostgreSQL's.
   if (type === undefined || type === 'postgres') return 'postgres';
-  if (type === 'better-sqlite3') return 'sqlite';
+  // Also the `sqlite` driver: a migration run through a DataSource of its own on the file the
+  // application opens with better-sqlite3 writes the same tables.
+  if (type === 'better-sqlite3' || type === 'sqlite') return 'sqlite';
   throw new UnsupportedDatabaseError(String(type));
 }
 
