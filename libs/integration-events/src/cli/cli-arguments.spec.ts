@@ -19,6 +19,20 @@ describe('parseArguments', () => {
   });
 });
 
+describe('parseArguments: values from a script', () => {
+  it('takes everything after "--" as positional, dead-letter ids that read like options included', () => {
+    expect(parseArguments(['dlq', 'purge', 'q.dlq', '--json', '--', '--all', '--url=amqp://elsewhere', 'id-1'])).toEqual({
+      positional: ['dlq', 'purge', 'q.dlq', '--all', '--url=amqp://elsewhere', 'id-1'],
+      options: { json: true },
+    });
+  });
+
+  it('refuses an option given twice instead of letting the last win', () => {
+    expect(() => parseArguments(['dlq', 'list', 'q.dlq', '--url', 'amqp://a', '--url=amqp://b'])).toThrow(new UsageError('--url is given twice'));
+    expect(() => parseArguments(['dlq', 'purge', 'q.dlq', '--all', '--all'])).toThrow(new UsageError('--all is given twice'));
+  });
+});
+
 describe('assertKnownOptions', () => {
   it('refuses an option the command does not take, naming it, and takes --json and --help everywhere', () => {
     const { options } = parseArguments(['outbox', 'retry', '--all-stuck', '--shema', 'ordering', '--json']);

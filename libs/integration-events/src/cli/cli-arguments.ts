@@ -11,6 +11,11 @@ export function parseArguments(argv: readonly string[]): ParsedArguments {
   const options: Record<string, string | true> = {};
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
+    if (arg === '--') {
+      // Whatever follows is positional: ids from a script (a dead letter's id may read "--all").
+      positional.push(...argv.slice(i + 1));
+      break;
+    }
     if (arg === '-h') {
       options.help = true;
     } else if (arg.startsWith('--')) {
@@ -18,6 +23,8 @@ export function parseArguments(argv: readonly string[]): ParsedArguments {
       const equals = arg.indexOf('=');
       const name = equals === -1 ? arg.slice(2) : arg.slice(2, equals);
       const inline = equals === -1 ? undefined : arg.slice(equals + 1);
+      // Twice is a mistake, or a value from a script taken for an option: neither may win silently.
+      if (Object.hasOwn(options, name)) throw new UsageError(`--${name} is given twice`);
       if (inline !== undefined) options[name] = inline;
       else if (SWITCHES.has(name)) options[name] = true;
       else {

@@ -15,4 +15,5 @@ Outbox (PostgreSQL; DATABASE_URL or --database-url; --schema S, --table T as in 
                                                   make rows due now (unroutable/skipped become pending)
   outbox skip <row-id>...                         never send these rows (kept as 'skipped')
 
-Every command takes --json for machine-readable output. Exit codes: 0 done, 1 failed, 2 bad usage.`;
+Every command takes --json for machine-readable output. Arguments after -- are ids, never options
+(pass ids from a script that way). Exit codes: 0 done, 1 failed, 2 bad usage.`;
