@@ -72,6 +72,12 @@ describe('hostile input', () => {
       await ns.publishRaw('ordering.order-created', valid(id), { messageId: id, headers: { 'ie-attempt': attempt } });
       goodIds.push(id);
     }
+    // A header named "__proto__": amqplib makes it the headers object's prototype. Handled, with plain headers.
+    await ns.publishRaw('ordering.order-created', valid('proto-header'), {
+      messageId: 'proto-header',
+      headers: JSON.parse('{"__proto__":{"ie-attempt":7,"tenant":"forged"},"tenant":"acme"}'),
+    });
+    goodIds.push('proto-header');
 
     await eventually(() => expect(recorder.received.map((r) => r.context.messageId).sort()).toEqual([...goodIds].sort()), {
       timeoutMs: 20_000,
@@ -83,6 +89,11 @@ describe('hostile input', () => {
       expect(found?.properties.headers).toMatchObject({ 'ie-dead-letter-reason': 'poison' });
       expect(String(found?.properties.headers?.['ie-error-message'])).toMatch(reason);
     }
+    const protoHeaders = recorder.received.find((r) => r.context.messageId === 'proto-header')!.context;
+    expect(Object.getPrototypeOf(protoHeaders.headers)).toBe(Object.prototype);
+    expect(protoHeaders.headers).toMatchObject({ tenant: 'acme' });
+    expect(protoHeaders.headers['ie-attempt']).toBeUndefined();
+    expect(protoHeaders.attempt).toBe(1);
     expect(app.get(IntegrationEventConsumers).status).toEqual({ handlers: 1, attached: 1 });
     expect(await ns.queueDepth(queue())).toBe(0);
     // No prototype was polluted on the way.

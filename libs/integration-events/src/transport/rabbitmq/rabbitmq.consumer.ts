@@ -247,7 +247,7 @@ export class RabbitMqConsumer {
   }
 
   private async process(subscription: Subscription, message: ConsumeMessage): Promise<void> {
-    const headers = (message.properties.headers ?? {}) as Record<string, unknown>;
+    const headers = ownHeaders(message.properties.headers);
     const disposition = await this.callbacks.dispatch(
       this.handler,
       {
@@ -543,6 +543,17 @@ export class RabbitMqConsumer {
     }
   }
 
+}
+
+/**
+ * The message's headers as a plain object. amqplib fills a header table by assignment, so a header
+ * named `__proto__` (a publisher's) becomes the object's prototype (or takes it away): lookups would then
+ * find what the prototype holds, and a handler reading `context.headers` an object without the usual
+ * methods. Such a table is copied, its own headers only.
+ */
+function ownHeaders(headers: unknown): Record<string, unknown> {
+  if (headers === undefined || headers === null) return {};
+  return Object.getPrototypeOf(headers) === Object.prototype ? (headers as Record<string, unknown>) : { ...(headers as Record<string, unknown>) };
 }
 
 /** A copy as the broker names it when it returns one: the queue it was sent to, and the message id. */
