@@ -218,6 +218,24 @@ describe('the testing module and kit, at the edges', () => {
     }
   });
 
+  it('gives the deliveries it holds at shutdown back to their queue in the order they came, as RabbitMQ does', async () => {
+    const broker = new InProcessBroker();
+    try {
+      const { app, kit, behaviour } = await start({ broker, consumer: { concurrency: 3, shutdownTimeoutMs: 100 } });
+      // Each call waits for the shutdown, then fails: its message is given back, not counted.
+      behaviour.act = (_event, context) =>
+        new Promise<void>((_resolve, reject) => context.signal.addEventListener('abort', () => reject(new Error('stopped')), { once: true }));
+      for (const n of [1, 2, 3, 4]) await kit.deliver(new OrderCreatedIntegrationEvent(`held-${n}`));
+      await eventually(() => expect(behaviour.calls.length).toBeGreaterThan(0));
+      apps.splice(apps.indexOf(app), 1);
+      await app.close();
+      const queued = broker.queue('shipping.order-created').peek();
+      expect(queued.map((message) => JSON.parse(message.content.toString()).orderId)).toEqual(['held-1', 'held-2', 'held-3', 'held-4']);
+    } finally {
+      broker.close();
+    }
+  });
+
   it('gives published as a copy: one kept from before an action, or before clear(), does not change', async () => {
     const { kit } = await start();
     const before = kit.published;

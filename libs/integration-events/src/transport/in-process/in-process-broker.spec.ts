@@ -25,6 +25,20 @@ describe('InProcessBroker: what a queued message says of how it came', () => {
     broker.close();
   });
 
+  it('gives every bound queue headers of its own, as RabbitMQ does: what one handler writes there no other sees', () => {
+    const broker = new InProcessBroker();
+    broker.bind('events', 'ordering.order-created', 'billing');
+    broker.bind('events', 'ordering.order-created', 'shipping');
+    const published = { ...MESSAGE, headers: { tenant: 'acme' } };
+    broker.publish('events', published);
+    const [billing] = broker.queue('billing').peek();
+    const [shipping] = broker.queue('shipping').peek();
+    (billing!.headers as Record<string, unknown>).tenant = 'changed by billing';
+    expect(shipping!.headers).toEqual({ tenant: 'acme' });
+    expect(published.headers).toEqual({ tenant: 'acme' });
+    broker.close();
+  });
+
   it('sends a delayed copy straight to its queue as well', async () => {
     const broker = new InProcessBroker();
     broker.bind('events', 'ordering.order-created', 'handler');

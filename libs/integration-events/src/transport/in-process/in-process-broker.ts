@@ -84,8 +84,9 @@ export class InProcessBroker {
     const routed = targets !== undefined && targets.size > 0;
     for (const listener of this.taps) listener(exchange, message, routed);
     if (!routed) return false;
-    const delivered = { ...message, exchange };
-    for (const name of targets) this.queue(name).push(delivered);
+    // A copy each, headers included, as the broker gives every queue its own: a handler that writes to
+    // its `context.headers` changes no other handler's, nor what the testing kit recorded.
+    for (const name of targets) this.queue(name).push({ ...message, exchange, headers: { ...message.headers } });
     return true;
   }
 

@@ -4,7 +4,7 @@ import type { InProcessMessage } from './in-process-message';
 export interface InProcessDelivery {
   readonly message: InProcessMessage;
   ack(): void;
-  /** Gives the message back to the front of the queue (marked redelivered). */
+  /** Gives the message back to the queue, in the place it had (marked redelivered). */
   requeue(): void;
 }
 
@@ -22,7 +22,9 @@ interface Subscriber {
  * it did not finish.
  */
 export class InProcessQueue {
-  private readonly ready: InProcessMessage[] = [];
+  /** Ready messages, each with its place in the order they were pushed (where a requeue puts it back). */
+  private readonly ready: Array<{ readonly message: InProcessMessage; readonly place: number }> = [];
+  private pushed = 0;
   private readonly subscribers: Subscriber[] = [];
   private next = 0;
   private scheduled = false;
@@ -47,11 +49,11 @@ export class InProcessQueue {
 
   /** A copy of the ready messages, in order (for dead-letter listing). */
   peek(): readonly InProcessMessage[] {
-    return [...this.ready];
+    return this.ready.map((entry) => entry.message);
   }
 
   push(message: InProcessMessage): void {
-    this.ready.push(message);
+    this.ready.push({ message, place: this.pushed++ });
     this.schedule();
   }
 
@@ -59,7 +61,7 @@ export class InProcessQueue {
   take(predicate: (message: InProcessMessage) => boolean): InProcessMessage[] {
     const taken: InProcessMessage[] = [];
     for (let i = 0; i < this.ready.length; ) {
-      if (predicate(this.ready[i]!)) taken.push(...this.ready.splice(i, 1));
+      if (predicate(this.ready[i]!.message)) taken.push(this.ready.splice(i, 1)[0]!.message);
       else i++;
     }
     return taken;
@@ -97,7 +99,7 @@ export class InProcessQueue {
     while (!this.closed && this.ready.length > 0) {
       const subscriber = this.nextWithRoom();
       if (!subscriber) return;
-      const message = this.ready.shift()!;
+      const { message, place } = this.ready.shift()!;
       subscriber.unacked++;
       this.unackedCount++;
       let settled = false;
@@ -106,7 +108,12 @@ export class InProcessQueue {
         settled = true;
         subscriber.unacked--;
         this.unackedCount--;
-        if (requeue) this.ready.unshift({ ...message, redelivered: true });
+        if (requeue) {
+          // Back in its place, as RabbitMQ puts a requeued message: messages given back one by one, in
+          // whatever order, end up in the order they came.
+          const at = this.ready.findIndex((entry) => entry.place > place);
+          this.ready.splice(at === -1 ? this.ready.length : at, 0, { message: { ...message, redelivered: true }, place });
+        }
         this.schedule();
       };
       subscriber.onDelivery({ message, ack: () => settle(false), requeue: () => settle(true) });

@@ -1,3 +1,4 @@
+import { printable, printableId } from '../../util/printable';
 import { Logger } from '@nestjs/common';
 import { unlimitedAbortController } from '../../util/unlimited-abort-controller';
 import type { Disposition } from '../../consumer/disposition';
@@ -154,8 +155,8 @@ export class InProcessTransport implements IntegrationEventTransport {
     )
       .then((disposition) => this.settle(consumer, held, disposition, callbacks))
       .catch((error: unknown) => {
-        if (consumer.stopping) this.logger.log(`Message ${String(message.messageId)} goes back to its queue at shutdown: ${(error as Error).message}`);
-        else this.logger.error(`Settling message ${String(message.messageId)} failed: ${(error as Error).message}`);
+        if (consumer.stopping) this.logger.log(`Message ${printableId(message.messageId)} goes back to its queue at shutdown: ${(error as Error).message}`);
+        else this.logger.error(`Settling message ${printableId(message.messageId)} failed: ${(error as Error).message}`);
         // Never back to its queue once its dead letter is placed: it would be handled twice.
         if (held.copied) delivery.ack();
         else delivery.requeue();
@@ -184,8 +185,8 @@ export class InProcessTransport implements IntegrationEventTransport {
     held.copied = true;
     callbacks.placed(handler, disposition);
     this.logger.warn(
-      `Dead-lettered message ${disposition.messageId ?? '(no id)'} from ${handler.queue} to ${handler.deadLetterQueue} ` +
-        `(${disposition.reason}, ${disposition.attempts} attempt(s)): ${disposition.failure.name}: ${disposition.failure.message}`,
+      `Dead-lettered message ${printableId(disposition.messageId)} from ${handler.queue} to ${handler.deadLetterQueue} ` +
+        `(${disposition.reason}, ${disposition.attempts} attempt(s)): ${printable(`${disposition.failure.name}: ${disposition.failure.message}`)}`,
     );
     const hook = this.options.consumer.onDeadLetter;
     // The hook runs in the handler's slot (RabbitMQ's consumer holds the slot itself and acks first;
