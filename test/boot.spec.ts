@@ -337,6 +337,19 @@ describe('boot', () => {
     expect(error.message).not.toContain('s3cr3t-pw');
   });
 
+  it('starts when the broker\'s host name does not resolve (a container restarting), warning with the host', async () => {
+    const logger = new CapturingLogger();
+    const app = await startTestApp(ns, {
+      options: { rabbitmq: { url: 'amqp://guest:guest@rabbitmq-restarting.invalid:5672', reconnectInitialDelayMs: 100, reconnectMaxDelayMs: 200 } },
+      logger,
+    });
+    try {
+      expect(logger.text).toMatch(/RabbitMQ at amqp:\/\/guest:\*\*\*@rabbitmq-restarting\.invalid:5672\S* is unreachable \(.*ENOTFOUND/);
+    } finally {
+      await app.close();
+    }
+  });
+
   it('starts without a reachable broker and keeps committed events in the outbox meanwhile', async () => {
     const app = await startTestApp(ns, {
       options: { rabbitmq: { url: 'amqp://guest:guest@127.0.0.1:1', reconnectInitialDelayMs: 100, reconnectMaxDelayMs: 200 } },

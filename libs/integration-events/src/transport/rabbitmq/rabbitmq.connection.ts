@@ -8,8 +8,13 @@ import { redactSecrets } from '../../util/redact-url';
 import { closeQuietly, destroySocket } from './close-quietly';
 import { ManagedChannel, type ManagedChannelSpec } from './managed-channel';
 
-/** Socket-level failures: the broker is not there (yet). Waiting fixes these; nothing else. */
+/**
+ * Socket-level failures: the broker is not there (yet). Waiting fixes these; nothing else. A host name
+ * that does not resolve is among them: a container or a Kubernetes service without a ready pod has no
+ * DNS record while it restarts (a misspelt one never comes: the warning names the host).
+ */
 const TRANSIENT_CODES = new Set([
+  'ENOTFOUND',
   'ECONNREFUSED',
   'ECONNRESET',
   'ETIMEDOUT',
