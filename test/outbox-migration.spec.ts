@@ -84,6 +84,16 @@ describe('outbox migration', () => {
     }
   });
 
+  it("writes SQLite's tables through the sqlite driver too (a migration DataSource of its own on the application's file)", async () => {
+    for (const type of ['sqlite', 'better-sqlite3']) {
+      const statements: string[] = [];
+      const queryRunner = { connection: { options: { type } }, query: async (sql: string) => statements.push(sql) } as never;
+      for (const Migration of [createOutboxMigration(), createInboxMigration()]) await new Migration().up(queryRunner);
+      expect(statements.join('\n')).toContain('seq           INTEGER PRIMARY KEY AUTOINCREMENT');
+      expect(statements.join('\n')).toContain('handled_at INTEGER NOT NULL');
+    }
+  });
+
   it('refuses a schema or table name that is not a plain SQL identifier', () => {
     expect(() => createOutboxMigration({ table: 'outbox"; DROP TABLE users; --' })).toThrow(/not a plain SQL identifier/);
   });

@@ -30,6 +30,11 @@ describe('parseArguments: values from a script', () => {
   it('refuses an option given twice instead of letting the last win', () => {
     expect(() => parseArguments(['dlq', 'list', 'q.dlq', '--url', 'amqp://a', '--url=amqp://b'])).toThrow(new UsageError('--url is given twice'));
     expect(() => parseArguments(['dlq', 'purge', 'q.dlq', '--all', '--all'])).toThrow(new UsageError('--all is given twice'));
+    expect(parseArguments(['-h', '--help']).options).toEqual({ help: true });
+  });
+
+  it('does not take "--" for the value of an option', () => {
+    expect(() => parseArguments(['dlq', 'purge', 'q.dlq', '--url', '--', '--all'])).toThrow(new UsageError('--url needs a value'));
   });
 });
 

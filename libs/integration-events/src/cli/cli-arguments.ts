@@ -24,12 +24,12 @@ export function parseArguments(argv: readonly string[]): ParsedArguments {
       const name = equals === -1 ? arg.slice(2) : arg.slice(2, equals);
       const inline = equals === -1 ? undefined : arg.slice(equals + 1);
       // Twice is a mistake, or a value from a script taken for an option: neither may win silently.
-      if (Object.hasOwn(options, name)) throw new UsageError(`--${name} is given twice`);
+      if (Object.hasOwn(options, name) && name !== 'help') throw new UsageError(`--${name} is given twice`);
       if (inline !== undefined) options[name] = inline;
       else if (SWITCHES.has(name)) options[name] = true;
       else {
         const value = argv[++i];
-        if (value === undefined) throw new UsageError(`--${name} needs a value`);
+        if (value === undefined || value === '--') throw new UsageError(`--${name} needs a value`);
         options[name] = value;
       }
     } else {

@@ -1,4 +1,4 @@
-import { printable } from '../util/printable';
+import { printable, printableJson } from '../util/printable';
 import * as amqp from 'amqplib';
 import { DeadLetterQueueOperations } from '../dead-letter/dead-letter-queue.operations';
 import { RequeueInterruptedError } from '../errors/requeue-interrupted.error';
@@ -57,7 +57,7 @@ export async function dlqCommand({ positional, options }: ParsedArguments, outpu
       case 'show': {
         const found = await operations.show(queue, request.messageId);
         if (!found) throw new Error(`No dead letter ${request.messageId} in ${queue}`);
-        output.result(found, () => [JSON.stringify(found, null, 2)]);
+        output.result(found, () => [printableJson(found)]);
         return;
       }
       case 'requeue': {
@@ -73,7 +73,7 @@ export async function dlqCommand({ positional, options }: ParsedArguments, outpu
           `Requeued ${result.requeued.length} message(s) from ${queue}`,
           ...(result.missing.length > 0 ? [`Not found: ${result.missing.join(', ')}`] : []),
           ...result.withoutConsumers.map(
-            (target) => `Warning: ${target} has no consumer (a handler renamed or removed?): what went there waits for one`,
+            (target) => `Warning: ${printable(target, 300)} has no consumer (a handler renamed or removed?): what went there waits for one`,
           ),
         ]);
         if (result.missing.length > 0) process.exitCode = 1;

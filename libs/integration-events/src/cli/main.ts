@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { printable } from '../util/printable';
 import 'reflect-metadata';
 import { parseArguments, UsageError } from './cli-arguments';
 import { USAGE } from './cli-usage';
@@ -25,7 +26,8 @@ main(process.argv.slice(2)).catch((error: unknown) => {
     process.stderr.write(`${error.message}\n\n${USAGE}\n`);
     process.exitCode = 2;
   } else {
-    process.stderr.write(`${(error as Error).message}\n`);
+    // It may quote what a dead letter carries (its id, the queue it names).
+    process.stderr.write(`${printable(String((error as Error)?.message ?? error), 10_000)}\n`);
     process.exitCode = 1;
   }
 });

@@ -1,4 +1,4 @@
-import { printable } from '../util/printable';
+import { printable, printableId } from '../util/printable';
 import { Injectable, Logger } from '@nestjs/common';
 import { context as otelContext, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { MessageHeaders } from '../envelope/message-headers';
@@ -115,16 +115,16 @@ export class MessageDispatcher {
     const decoded = await decodeMessage(handler, message, consumer);
     if (!decoded.ok && decoded.otherVersion) {
       this.acknowledgedAs.set(message, 'other_version');
-      this.logger.debug(`Left message ${describeId(message.messageId)} on ${handler.queue} to ${decoded.otherVersion.handlers.join(', ')}: ${printable(decoded.reason)}`);
+      this.logger.debug(`Left message ${printableId(message.messageId)} on ${handler.queue} to ${decoded.otherVersion.handlers.join(', ')}: ${printable(decoded.reason)}`);
       return { action: 'ack' };
     }
     if (!decoded.ok && decoded.validationFailed) {
       const { error, ...contract } = decoded.validationFailed;
-      this.logger.warn(`Validating message ${contract.messageId} for ${handler.name} failed: ${error.message}`);
+      this.logger.warn(`Validating message ${contract.messageId} for ${handler.name} failed: ${printable(error.message)}`);
       return this.afterFailure(handler, attempt, error, contract);
     }
     if (!decoded.ok) {
-      this.logger.warn(`Poison message ${describeId(message.messageId)} on ${handler.queue}: ${printable(decoded.reason)}`);
+      this.logger.warn(`Poison message ${printableId(message.messageId)} on ${handler.queue}: ${printable(decoded.reason)}`);
       return {
         action: 'dead-letter',
         reason: 'poison',
@@ -185,22 +185,22 @@ export class MessageDispatcher {
       const details = failureDetails(thrown);
       this.logger.warn(
         `The retry.retryable() predicate of ${handler.name} threw on message ${decoded.messageId} (${details.name}: ` +
-          `${details.message}); the failure counts as retryable`,
+          `${printable(details.message)}); the failure counts as retryable`,
       );
     };
     if (error instanceof NonRetryableError || !isRetryable(policy.retryable, error, predicateThrew)) {
-      this.logger.warn(`Handler ${handler.name} refused message ${decoded.messageId} (not retryable): ${failure.name}: ${failure.message}`);
+      this.logger.warn(`Handler ${handler.name} refused message ${decoded.messageId} (not retryable): ${printable(`${failure.name}: ${failure.message}`)}`);
       return { action: 'dead-letter', reason: 'non-retryable', attempts: attempt, ...base };
     }
     if (attempt >= policy.maxAttempts) {
-      this.logger.warn(`Handler ${handler.name} failed message ${decoded.messageId} on its last attempt (${attempt}): ${failure.name}: ${failure.message}`);
+      this.logger.warn(`Handler ${handler.name} failed message ${decoded.messageId} on its last attempt (${attempt}): ${printable(`${failure.name}: ${failure.message}`)}`);
       return { action: 'dead-letter', reason: 'max-attempts', attempts: attempt, ...base };
     }
     const nextAttempt = attempt + 1;
     const delayMs = policy.delayBefore(nextAttempt);
     this.logger.warn(
       `Handler ${handler.name} failed message ${decoded.messageId} (attempt ${attempt} of ${policy.maxAttempts}), ` +
-        `retrying in ${delayMs} ms: ${failure.name}: ${failure.message}`,
+        `retrying in ${delayMs} ms: ${printable(`${failure.name}: ${failure.message}`)}`,
     );
     return { action: 'retry', attempt, nextAttempt, delayMs, failure, eventName: decoded.eventName };
   }
@@ -349,6 +349,4 @@ function numberHeader(value: unknown): number | undefined {
   return typeof value === 'number' && Number.isSafeInteger(value) ? value : undefined;
 }
 
-function describeId(messageId: unknown): string {
-  return typeof messageId === 'string' ? printable(messageId, 200) : '(no message_id)';
-}
+

@@ -1,3 +1,4 @@
+import { printable, printableId } from '../util/printable';
 import type { Logger } from '@nestjs/common';
 import { failureDetails } from '../consumer/failure-details';
 import type { DeadLetter } from './dead-letter.interface';
@@ -15,9 +16,9 @@ export async function callDeadLetterHook(
   logger: Pick<Logger, 'error' | 'warn'>,
 ): Promise<void> {
   if (!hook) return;
-  const id = deadLetter.messageId ?? '(no id)';
+  const id = printableId(deadLetter.messageId);
   // failureDetails describes anything thrown without throwing itself (a rejection handled here must not become unhandled).
-  const failed = (error: unknown): void => logger.error(`onDeadLetter threw for message ${id}: ${failureDetails(error).message}`);
+  const failed = (error: unknown): void => logger.error(`onDeadLetter threw for message ${id}: ${printable(failureDetails(error).message)}`);
   let call: Promise<void>;
   try {
     call = Promise.resolve(hook(deadLetter));

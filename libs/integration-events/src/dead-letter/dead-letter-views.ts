@@ -31,9 +31,18 @@ export function requeueTarget(headers: Readonly<Record<string, unknown>>, deadLe
   return target;
 }
 
+/**
+ * A header as text, whatever its type: it comes with the message, and a table (an object, which may lack
+ * a prototype or carry a `toString` that is not a function) is named by its type, never turned into a
+ * string, so that one hostile dead letter cannot break the listing of its queue.
+ */
 function header(message: StoredDeadLetter, name: string): string | undefined {
   const value = message.headers[name];
-  return value === undefined || value === null ? undefined : String(value);
+  if (value === undefined || value === null) return undefined;
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  if (Buffer.isBuffer(value)) return value.toString('utf8');
+  return Array.isArray(value) ? '(an array)' : '(a table)';
 }
 
 /** One line's worth of a dead letter, from its failure headers. */

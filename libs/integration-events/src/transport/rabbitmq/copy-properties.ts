@@ -50,3 +50,11 @@ export function withEncodableProperties(options: Options.Publish): { options: Op
   }
   return { options: result, dropped };
 }
+
+/**
+ * The `ie-dropped-headers` value of a copy that leaves out the properties `dropped`: the list the message
+ * carried (only if it is one: the header comes with the message, whatever its type), then those.
+ */
+export function droppedHeadersWithProperties(earlier: unknown, dropped: readonly string[]): string {
+  return [typeof earlier === 'string' ? earlier : '', ...dropped.map((name) => `${name} (property)`)].filter(Boolean).join(',');
+}

@@ -1,3 +1,4 @@
+import { printable, printableId } from '../../util/printable';
 import { Logger } from '@nestjs/common';
 import { unlimitedAbortController } from '../../util/unlimited-abort-controller';
 import type { ConfirmChannel, ConsumeMessage, Message, Options } from 'amqplib';
@@ -10,7 +11,7 @@ import type { ResolvedIntegrationEventsOptions } from '../../options/resolved-op
 import type { ConsumerCallbacks } from '../integration-event-transport';
 import { AckCoalescer, acksHeldAtMost } from './ack-coalescer';
 import { cancelQuietly, closeQuietly } from './close-quietly';
-import { copyProperties, withEncodableProperties } from './copy-properties';
+import { copyProperties, droppedHeadersWithProperties, withEncodableProperties } from './copy-properties';
 import { declareHandlerTopology, waitQueueName } from './handler-topology';
 import type { ManagedChannel } from './managed-channel';
 import type { RabbitMqConnection } from './rabbitmq.connection';
@@ -117,7 +118,7 @@ export class RabbitMqConsumer {
           channel,
           (error, messages) =>
             this.logger.warn(
-              `Could not acknowledge ${messages.length} message(s) on ${handler.queue} (${messages.map((m) => String(m.properties.messageId)).join(', ')}); ` +
+              `Could not acknowledge ${messages.length} message(s) on ${handler.queue} (${messages.map((m) => printableId(m.properties.messageId)).join(', ')}); ` +
                 `the broker delivers them again: ${error.message}`,
             ),
           this.options.consumer.ackDelayMs,
@@ -226,13 +227,13 @@ export class RabbitMqConsumer {
         // Shutting down (a delivery still waiting to start, say): left unacknowledged, the channel's close
         // returns it to the queue; nothing failed.
         if (this.stopping) {
-          this.logger.log(`Message ${String(message.properties.messageId)} on ${this.handler.queue} goes back to the queue at shutdown: ${(error as Error).message}`);
+          this.logger.log(`Message ${printableId(message.properties.messageId)} on ${this.handler.queue} goes back to the queue at shutdown: ${(error as Error).message}`);
           return;
         }
         // A fault of ours, not the handler's (those are retried or dead-lettered): give the message back
         // to its queue after a pause rather than hold it unsettled for the channel's life.
         this.logger.error(
-          `Processing message ${String(message.properties.messageId)} on ${this.handler.queue} failed; returning it to the queue: ${(error as Error).message}`,
+          `Processing message ${printableId(message.properties.messageId)} on ${this.handler.queue} failed; returning it to the queue: ${(error as Error).message}`,
         );
         await this.returnToQueue(subscription.acks, message);
       })
@@ -285,8 +286,8 @@ export class RabbitMqConsumer {
       // message is back in its queue and comes again with the same attempt. A retry or dead-letter copy
       // now would be a second copy of it, certain: that attempt is not counted.
       this.logger.warn(
-        `Message ${String(message.properties.messageId)} on ${this.handler.queue} failed after its channel closed ` +
-          `(${disposition.failure.name}: ${disposition.failure.message}); the broker delivers it again, and this attempt is not counted`,
+        `Message ${printableId(message.properties.messageId)} on ${this.handler.queue} failed after its channel closed ` +
+          `(${printable(`${disposition.failure.name}: ${disposition.failure.message}`)}); the broker delivers it again, and this attempt is not counted`,
       );
       return;
     }
@@ -308,8 +309,8 @@ export class RabbitMqConsumer {
     acks.ack(message);
     this.callbacks.placed(this.handler, disposition);
     this.logger.warn(
-      `Dead-lettered message ${disposition.messageId ?? '(no id)'} from ${this.handler.queue} to ${this.handler.deadLetterQueue} ` +
-        `(${disposition.reason}, ${disposition.attempts} attempt(s)): ${disposition.failure.name}: ${disposition.failure.message}`,
+      `Dead-lettered message ${printableId(disposition.messageId)} from ${this.handler.queue} to ${this.handler.deadLetterQueue} ` +
+        `(${disposition.reason}, ${disposition.attempts} attempt(s)): ${printable(`${disposition.failure.name}: ${disposition.failure.message}`)}`,
     );
     await callDeadLetterHook(
       this.options.consumer.onDeadLetter,
@@ -342,7 +343,7 @@ export class RabbitMqConsumer {
       const why = channel
         ? 'the broker blocks publishing (a memory or disk alarm)'
         : 'no channel for copies is open (the publishing connection is down, or the channel is being opened afresh)';
-      this.logger.error(`Copy of message ${String(properties.messageId)} to ${queue} could not be sent: ${why}`);
+      this.logger.error(`Copy of message ${printableId(properties.messageId)} to ${queue} could not be sent: ${why}`);
       return Promise.resolve(undefined);
     }
     return new Promise((settle) => {
@@ -367,7 +368,7 @@ export class RabbitMqConsumer {
           return;
         }
         this.logger.error(
-          `Copy of message ${String(properties.messageId)} to ${queue} was not confirmed within ${timeoutMs} ms (relay.confirmTimeoutMs); ` +
+          `Copy of message ${printableId(properties.messageId)} to ${queue} was not confirmed within ${timeoutMs} ms (relay.confirmTimeoutMs); ` +
             `the message goes back to its queue, and the copies' channel is opened afresh`,
         );
         if (this.copies?.current === channel) this.copies.recycle();
@@ -399,14 +400,14 @@ export class RabbitMqConsumer {
         if (sent === 'unencodable') continue;
         if (sent === 'sent') {
           this.logger.warn(
-            `Copy of message ${String(properties.messageId)} to ${queue} could not be encoded whole: sent ` +
+            `Copy of message ${printableId(properties.messageId)} to ${queue} could not be encoded whole: sent ` +
               [
                 "with the properties amqplib can encode",
                 "without the failure's stack",
                 "with only the library's headers",
                 "with only the library's headers amqplib can encode",
               ][index] +
-              (form[MessageHeaders.DroppedHeaders] ? ` (left out: ${String(form[MessageHeaders.DroppedHeaders])})` : ''),
+              (typeof form[MessageHeaders.DroppedHeaders] === 'string' ? ` (left out: ${printable(form[MessageHeaders.DroppedHeaders] as string)})` : ''),
           );
         } else resolve(undefined);
         return;
@@ -438,8 +439,7 @@ export class RabbitMqConsumer {
       const encodable = withEncodableProperties(options);
       options = encodable.options;
       if (encodable.dropped.length > 0) {
-        const listed = [headers[MessageHeaders.DroppedHeaders], ...encodable.dropped.map((name) => `${name} (property)`)];
-        headers = { ...headers, [MessageHeaders.DroppedHeaders]: listed.filter(Boolean).join(',') };
+        headers = { ...headers, [MessageHeaders.DroppedHeaders]: droppedHeadersWithProperties(headers[MessageHeaders.DroppedHeaders], encodable.dropped) };
       }
     }
     const sentHeaders = headers;
@@ -448,10 +448,10 @@ export class RabbitMqConsumer {
     try {
       channel.sendToQueue(queue, message.content, { ...options, headers: this.copyHeaders.fill(sentHeaders), ...extra, mandatory: true }, (error) => {
         const returned = this.takeReturned(key);
-        if (error) this.logger.error(`Copy of message ${String(properties.messageId)} to ${queue} was not confirmed: ${String(error)}`);
+        if (error) this.logger.error(`Copy of message ${printableId(properties.messageId)} to ${queue} was not confirmed: ${String(error)}`);
         else if (returned) {
           this.logger.error(
-            `Copy of message ${String(properties.messageId)} to ${queue} was returned: the queue does not exist (deleted?); ` +
+            `Copy of message ${printableId(properties.messageId)} to ${queue} was returned: the queue does not exist (deleted?); ` +
               `declaring ${this.handler.queue}'s queues again, the message comes back from its queue`,
           );
           this.declareTopologyAgain();
@@ -460,7 +460,7 @@ export class RabbitMqConsumer {
       });
       return 'sent';
     } catch (error) {
-      this.logger.error(`Copy of message ${String(properties.messageId)} to ${queue} failed: ${(error as Error).message}`);
+      this.logger.error(`Copy of message ${printableId(properties.messageId)} to ${queue} failed: ${(error as Error).message}`);
       // By name: Node's Buffer writes throw RangeErrors of the main realm, which `instanceof` misses in a VM
       // context (Jest's); a closed channel throws amqplib's IllegalOperationError.
       const name = (error as Error | undefined)?.name;
@@ -553,7 +553,19 @@ export class RabbitMqConsumer {
  */
 function ownHeaders(headers: unknown): Record<string, unknown> {
   if (headers === undefined || headers === null) return {};
-  return Object.getPrototypeOf(headers) === Object.prototype ? (headers as Record<string, unknown>) : { ...(headers as Record<string, unknown>) };
+  return plainTable(headers as Record<string, unknown>, 0);
+}
+
+/** `table`, or, when it or a table in it (up to 32 levels down) had its prototype replaced, a copy of their own entries. */
+function plainTable(table: Record<string, unknown>, depth: number): Record<string, unknown> {
+  let copy: Record<string, unknown> | undefined = Object.getPrototypeOf(table) === Object.prototype ? undefined : { ...table };
+  if (depth >= 32) return copy ?? table;
+  for (const [name, value] of Object.entries(table)) {
+    if (typeof value !== 'object' || value === null || Array.isArray(value) || Buffer.isBuffer(value)) continue;
+    const plain = plainTable(value as Record<string, unknown>, depth + 1);
+    if (plain !== value) (copy ??= { ...table })[name] = plain;
+  }
+  return copy ?? table;
 }
 
 /** A copy as the broker names it when it returns one: the queue it was sent to, and the message id. */
