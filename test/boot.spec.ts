@@ -344,7 +344,7 @@ describe('boot', () => {
       logger,
     });
     try {
-      expect(logger.text).toMatch(/RabbitMQ at amqp:\/\/guest:\*\*\*@rabbitmq-restarting\.invalid:5672\S* is unreachable \(.*ENOTFOUND/);
+      expect(logger.text).toMatch(/RabbitMQ at amqp:\/\/guest:\*\*\*@rabbitmq-restarting\.invalid:5672\S* is unreachable \(.*(ENOTFOUND|EAI_AGAIN)/);
     } finally {
       await app.close();
     }

@@ -29,6 +29,8 @@ describe('hostile input', () => {
   });
 
   it('dead-letters every hostile message with its reason, keeps consuming, and handles the good ones around them', async () => {
+    // A table whose "__proto__" field is bytes: amqplib makes them its prototype, so it passes for bytes.
+    const fakeBytes = Object.defineProperty({}, '__proto__', { value: Buffer.from('ordering.order-created'), enumerable: true });
     const deep = `${'['.repeat(20_000)}${']'.repeat(20_000)}`;
     const hostile: Array<[string, string | Buffer, Record<string, unknown>, RegExp, (string | null)?]> = [
       ['invalid-json', '{"orderId": "x", ', {}, /not valid JSON/],
@@ -47,6 +49,7 @@ describe('hostile input', () => {
       // "__proto__" field (void) takes its prototype away. Neither can be turned into a string.
       ['event-name-table', valid('x'), { 'ie-event-name': { toString: 'x' } }, /event \(a table\) is not the event of handler/],
       ['event-name-proto', valid('x'), { 'ie-event-name': JSON.parse('{"__proto__":null}') }, /event \(a table\) is not the event of handler/],
+      ['event-name-fake-bytes', valid('x'), { 'ie-event-name': fakeBytes }, /event \(a table\) is not the event of handler/],
       ['bad-occurred-at', valid('x'), { 'ie-occurred-at': 'yesterday' }, /ie-occurred-at/],
       ['bad-version', valid('x'), { 'ie-event-version': 'one' }, /ie-event-version/],
       ['no-message-id', valid('x'), {}, /message_id/, null],
@@ -75,7 +78,7 @@ describe('hostile input', () => {
     // A header named "__proto__": amqplib makes it the headers object's prototype. Handled, with plain headers.
     await ns.publishRaw('ordering.order-created', valid('proto-header'), {
       messageId: 'proto-header',
-      headers: JSON.parse('{"__proto__":{"ie-attempt":7,"tenant":"forged"},"tenant":"acme","nested":{"__proto__":{"a":1},"b":2}}'),
+      headers: JSON.parse('{"__proto__":{"ie-attempt":7,"tenant":"forged"},"tenant":"acme","nested":{"__proto__":{"a":1},"b":2},"listed":[{"__proto__":{"a":1},"c":3}]}'),
     });
     goodIds.push('proto-header');
 
@@ -83,13 +86,20 @@ describe('hostile input', () => {
       timeoutMs: 20_000,
     });
     await eventually(async () => expect(await ns.queueDepth(`${queue()}.dlq`)).toBe(hostile.length));
+    // And one sent straight into the dead-letter queue, which no consumer cleaned up on the way.
+    const straight = await (await ns.amqp()).createConfirmChannel();
+    straight.sendToQueue(`${queue()}.dlq`, Buffer.from('{}'), { messageId: 'straight-fake-bytes', headers: { 'ie-event-name': fakeBytes } });
+    await straight.waitForConfirms();
+    await straight.close();
     // One hostile dead letter does not break the listing of its queue: its table header is named by its type.
-    const listed = await app.get(DeadLetterService).list(`${queue()}.dlq`, hostile.length);
-    expect(listed.total).toBe(hostile.length);
-    expect(listed.messages.filter((m) => m.messageId?.startsWith('event-name-')).map((m) => [m.messageId, m.eventName])).toEqual(
+    const listed = await app.get(DeadLetterService).list(`${queue()}.dlq`, hostile.length + 1);
+    expect(listed.total).toBe(hostile.length + 1);
+    expect(listed.messages.filter((m) => /^(event-name-|straight-)/.test(m.messageId ?? '')).map((m) => [m.messageId, m.eventName])).toEqual(
       expect.arrayContaining([
         ['event-name-table', '(a table)'],
         ['event-name-proto', '(a table)'],
+        ['event-name-fake-bytes', '(a table)'],
+        ['straight-fake-bytes', '(a table)'],
       ]),
     );
     const dead = await ns.drainQueue(`${queue()}.dlq`);
@@ -102,6 +112,7 @@ describe('hostile input', () => {
     expect(Object.getPrototypeOf(protoHeaders.headers)).toBe(Object.prototype);
     expect(protoHeaders.headers).toMatchObject({ tenant: 'acme', nested: { b: 2 } });
     expect(Object.getPrototypeOf(protoHeaders.headers.nested)).toBe(Object.prototype);
+    expect(Object.getPrototypeOf((protoHeaders.headers.listed as object[])[0])).toBe(Object.prototype);
     expect(protoHeaders.headers['ie-attempt']).toBeUndefined();
     expect(protoHeaders.attempt).toBe(1);
     expect(app.get(IntegrationEventConsumers).status).toEqual({ handlers: 1, attached: 1 });

@@ -273,6 +273,11 @@ describe.each([
     await eventually(() => expect(calls(app, ids[0]!).map((r) => r.context.attempt)).toEqual([1, 1]));
     expect(await deadLetters.purge(`${queue()}.dlq`, { all: true })).toEqual({ purged: 1, missing: [] });
     expect((await deadLetters.list(`${queue()}.dlq`)).total).toBe(0);
+    // Selections of no shape they can be are refused, not read as "all" or as ids letter by letter.
+    for (const selection of [{ all: false }, { all: 'yes' }, { messageIds: 'abc' }, { messageIds: [1] }, { all: true, messageIds: [] }, null]) {
+      await expect(deadLetters.purge(`${queue()}.dlq`, selection as never)).rejects.toThrow('A dead-letter selection is { all: true } or { messageIds: string[] }');
+      await expect(deadLetters.requeue(`${queue()}.dlq`, selection as never)).rejects.toThrow('A dead-letter selection is');
+    }
     // The handler's own queue, named without ".dlq" by mistake: it has a consumer, and is refused.
     await expect(deadLetters.purge(queue(), { all: true })).rejects.toThrow(`Queue "${queue()}" has 1 consumer(s), and nothing consumes a dead-letter queue`);
     expect(randomUUID()).toBeDefined();

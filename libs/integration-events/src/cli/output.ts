@@ -1,3 +1,5 @@
+import { printable } from '../util/printable';
+
 /** Prints a command's result as text, or as JSON with `--json`. */
 export class Output {
   constructor(private readonly json: boolean) {}
@@ -13,7 +15,8 @@ export class Output {
    */
   partialFailure(error: Error, value: Record<string, unknown>): void {
     if (this.json) process.stdout.write(`${JSON.stringify({ error: error.message, ...value }, null, 2)}\n`);
-    else process.stderr.write(`${error.message}\n`);
+    // It may quote what dead letters carry (their ids, the queue they name).
+    else process.stderr.write(`${printable(error.message, 10_000)}\n`);
     process.exitCode = 1;
   }
 }

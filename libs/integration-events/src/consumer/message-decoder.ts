@@ -201,7 +201,7 @@ function hasValidationRules(eventClass: Function): boolean {
 function describeHeaderValue(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 200 ? `${value.slice(0, 200)}…` : value);
   if (value === undefined || value === null) return String(value);
-  if (typeof value === 'object') return Array.isArray(value) ? '(an array)' : Buffer.isBuffer(value) ? '(bytes)' : '(a table)';
+  if (typeof value === 'object') return Array.isArray(value) ? '(an array)' : ArrayBuffer.isView(value) ? '(bytes)' : '(a table)';
   return `(a ${typeof value}: ${String(value).slice(0, 50)})`;
 }
 

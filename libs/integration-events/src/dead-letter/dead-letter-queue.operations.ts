@@ -270,6 +270,26 @@ function withinTime<T>(work: Promise<T>, timeoutMs: number, message: string, lat
 }
 
 /** Refuses a `list()` limit that is not a whole number from 0 (0: only the count). */
+/**
+ * Refuses a selection of no shape it can be, as it comes (from an admin endpoint, say): `{ all: false }`
+ * or `{ all: 'yes' }` must not act on every dead letter, nor `{ messageIds: 'abc' }` on the ids a, b, c.
+ */
+export function assertDeadLetterSelection(selection: DeadLetterSelection): void {
+  const given = selection as { all?: unknown; messageIds?: unknown } | null;
+  if (typeof given === 'object' && given !== null && 'all' in given && !('messageIds' in given)) {
+    if (given.all === true) return;
+  } else if (typeof given === 'object' && given !== null && 'messageIds' in given && !('all' in given)) {
+    if (Array.isArray(given.messageIds) && given.messageIds.every((id) => typeof id === 'string')) return;
+  }
+  let shown: string;
+  try {
+    shown = JSON.stringify(selection) ?? String(selection);
+  } catch {
+    shown = 'what was given';
+  }
+  throw new TypeError(`A dead-letter selection is { all: true } or { messageIds: string[] }, not ${shown.slice(0, 200)}`);
+}
+
 export function assertListLimit(limit: number): void {
   if (!Number.isSafeInteger(limit) || limit < 0) {
     throw new RangeError(`The limit of a dead-letter list must be a whole number from 0 (0: only the count), not ${String(limit)}`);

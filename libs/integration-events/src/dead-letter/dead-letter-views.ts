@@ -41,7 +41,8 @@ function header(message: StoredDeadLetter, name: string): string | undefined {
   if (value === undefined || value === null) return undefined;
   if (typeof value === 'string') return value;
   if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
-  if (Buffer.isBuffer(value)) return value.toString('utf8');
+  // By its internal slot: a table whose `__proto__` field was bytes passes `Buffer.isBuffer` without being any.
+  if (ArrayBuffer.isView(value)) return Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('utf8');
   return Array.isArray(value) ? '(an array)' : '(a table)';
 }
 

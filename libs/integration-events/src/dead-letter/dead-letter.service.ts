@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { IntegrationEventConsumers } from '../consumer/integration-event-consumers';
 import type { DeadLetterOperations } from '../transport/integration-event-transport';
 import { TransportHost } from '../transport/transport-host';
-import type { DeadLetterDetails, DeadLetterSelection, DeadLetterSummary } from './dead-letter-queue.operations';
+import { assertDeadLetterSelection, type DeadLetterDetails, type DeadLetterSelection, type DeadLetterSummary } from './dead-letter-queue.operations';
 
 /**
  * Dead-letter queues of this service, for operators and admin endpoints: list, inspect, requeue (one,
@@ -49,12 +49,14 @@ export class DeadLetterService {
    * `withoutConsumers` names the target queues that had no consumer (a handler renamed or removed).
    * @throws RequeueInterruptedError when it stops part-way, with the ids requeued before
    */
-  requeue(deadLetterQueue: string, selection: DeadLetterSelection): Promise<{ requeued: string[]; missing: string[]; withoutConsumers: string[] }> {
+  async requeue(deadLetterQueue: string, selection: DeadLetterSelection): Promise<{ requeued: string[]; missing: string[]; withoutConsumers: string[] }> {
+    assertDeadLetterSelection(selection);
     return this.operations.requeue(deadLetterQueue, selection);
   }
 
   /** Deletes dead letters for good. */
-  purge(deadLetterQueue: string, selection: DeadLetterSelection): Promise<{ purged: number; missing: string[] }> {
+  async purge(deadLetterQueue: string, selection: DeadLetterSelection): Promise<{ purged: number; missing: string[] }> {
+    assertDeadLetterSelection(selection);
     return this.operations.purge(deadLetterQueue, selection);
   }
 }

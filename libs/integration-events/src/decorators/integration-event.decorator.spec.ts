@@ -123,6 +123,11 @@ describe('@IntegrationEvent', () => {
       },
     );
 
+    it('refuses a null version instead of taking it for 1 (null is a value; left out is 1)', () => {
+      const error = definitionError(() => decorate({ name: 'a.b', version: null } as unknown as IntegrationEventOptions));
+      expect(error.message).toContain('version null is not valid');
+    });
+
     it('refuses a version given as a string', () => {
       const error = definitionError(() => decorate({ name: 'a.b', version: '2' } as unknown as IntegrationEventOptions));
       expect(error.message).toContain('version "2" is not valid');

@@ -44,7 +44,8 @@ export function IntegrationEvent(options: IntegrationEventOptions): ClassDecorat
           "e.g. 'ordering.order-created'.",
       );
     }
-    const version = options.version ?? 1;
+    // Left out: 1. Null is a value, and refused below, as everywhere else in the options.
+    const version = options.version === undefined ? 1 : options.version;
     if (!Number.isInteger(version) || version < 1 || version > 1_000_000) {
       throw new IntegrationEventDefinitionError(
         className,

@@ -28,7 +28,7 @@ function deliveryTime(options: PublishOptions): Date | undefined {
   }
   if (delay !== undefined) {
     if (typeof delay !== 'number' || !Number.isInteger(delay) || delay < 0 || delay > 366 * 86_400_000) {
-      throw new InvalidPublishOptionsError('delay', 'use a whole number of milliseconds from 0 to one year.');
+      throw new InvalidPublishOptionsError('delay', 'use a whole number of milliseconds from 0 to 366 days (31,622,400,000).');
     }
     return delay === 0 ? undefined : new Date(Date.now() + delay);
   }

@@ -48,7 +48,7 @@ export interface PublishOptions {
   /**
    * Publish the event this many milliseconds after the `publish()` call, not at once (CAP's
    * PublishDelay): the row waits in the outbox and the relay sends it once it is due, within about
-   * `relay.pollIntervalMs`. A whole number from 0 to one year. Give `delay` or `deliverAt`, not both.
+   * `relay.pollIntervalMs`. A whole number from 0 to 366 days. Give `delay` or `deliverAt`, not both.
    * @default 0
    */
   delay?: number;

@@ -460,7 +460,8 @@ export class RabbitMqConsumer {
       });
       return 'sent';
     } catch (error) {
-      this.logger.error(`Copy of message ${printableId(properties.messageId)} to ${queue} failed: ${(error as Error).message}`);
+      // amqplib's reason may quote a header's value (an unknown type tag a publisher sent).
+      this.logger.error(`Copy of message ${printableId(properties.messageId)} to ${queue} failed: ${printable(String((error as Error)?.message))}`);
       // By name: Node's Buffer writes throw RangeErrors of the main realm, which `instanceof` misses in a VM
       // context (Jest's); a closed channel throws amqplib's IllegalOperationError.
       const name = (error as Error | undefined)?.name;
@@ -556,16 +557,31 @@ function ownHeaders(headers: unknown): Record<string, unknown> {
   return plainTable(headers as Record<string, unknown>, 0);
 }
 
-/** `table`, or, when it or a table in it (up to 32 levels down) had its prototype replaced, a copy of their own entries. */
+/**
+ * `table`, or, when it or a table in it (in an array too, such as `x-death`; up to 32 levels down) had
+ * its prototype replaced, a copy of their own entries, made only along the path that changed.
+ */
 function plainTable(table: Record<string, unknown>, depth: number): Record<string, unknown> {
   let copy: Record<string, unknown> | undefined = Object.getPrototypeOf(table) === Object.prototype ? undefined : { ...table };
   if (depth >= 32) return copy ?? table;
   for (const [name, value] of Object.entries(table)) {
-    if (typeof value !== 'object' || value === null || Array.isArray(value) || Buffer.isBuffer(value)) continue;
-    const plain = plainTable(value as Record<string, unknown>, depth + 1);
+    const plain = plainValue(value, depth + 1);
     if (plain !== value) (copy ??= { ...table })[name] = plain;
   }
   return copy ?? table;
+}
+
+function plainValue(value: unknown, depth: number): unknown {
+  // Bytes by their internal slot: a table whose `__proto__` field was bytes passes `Buffer.isBuffer`.
+  if (typeof value !== 'object' || value === null || ArrayBuffer.isView(value)) return value;
+  if (!Array.isArray(value)) return plainTable(value as Record<string, unknown>, depth);
+  if (depth >= 32) return value;
+  let copy: unknown[] | undefined;
+  value.forEach((item: unknown, index) => {
+    const plain = plainValue(item, depth + 1);
+    if (plain !== item) (copy ??= [...value])[index] = plain;
+  });
+  return copy ?? value;
 }
 
 /** A copy as the broker names it when it returns one: the queue it was sent to, and the message id. */
