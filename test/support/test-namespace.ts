@@ -18,7 +18,7 @@ export class TestNamespace {
   readonly inboxTable = `"${this.schema}"."integration_events_inbox"`;
   private readonly queues = new Set<string>();
   private db: Client | undefined;
-  private amqpConnection: amqp.ChannelModel | undefined;
+  private amqpConnection: Promise<amqp.ChannelModel> | undefined;
 
   /** Creates the schema and the outbox table. */
   static async create(): Promise<TestNamespace> {
@@ -67,10 +67,12 @@ export class TestNamespace {
 
   /** A plain amqplib connection, as a service written without this library would have. */
   async amqp(): Promise<amqp.ChannelModel> {
-    if (!this.amqpConnection) {
-      this.amqpConnection = await amqp.connect(TEST_RABBITMQ_URL);
-      this.amqpConnection.on('error', () => undefined);
-    }
+    // The promise is kept, not the connection: calls made at once (a Promise.all of queueDepth) share one
+    // connection instead of each opening its own, which cleanup would never close.
+    this.amqpConnection ??= amqp.connect(TEST_RABBITMQ_URL).then((connection) => {
+      connection.on('error', () => undefined);
+      return connection;
+    });
     return this.amqpConnection;
   }
 
