@@ -1,6 +1,6 @@
 /**
- * Every default, in one place. The JSDoc `@default` of each option in
- * `IntegrationEventsModuleOptions` repeats these values; keep the two in step.
+ * The module's option defaults, in one place (the retry policy's are `DEFAULT_RETRY_POLICY`). The JSDoc
+ * `@default` of each option in `IntegrationEventsModuleOptions` repeats these values; keep the two in step.
  */
 export const DEFAULT_OPTIONS = {
   rabbitmq: {
