@@ -778,6 +778,82 @@ describe('@nestjs/cqrs bridge', () => {
     expect(await outboxPayloads()).not.toContain(`${id}/parcel-0`);
   });
 
+  it("rolls back another commit hook's own savepoint alone, while domain-event handlers run: the transaction still commits", async () => {
+    const ledger = app.get(LedgerProbe);
+    ledger.posted.length = 0;
+    ledger.closed.length = 0;
+    let openGate!: () => void;
+    ledger.gate = new Promise<void>((resolve) => (openGate = resolve));
+    const handlerWaiting = new Promise<void>((resolve) => (ledger.onWaiting = resolve));
+    // An "audit must never break business" hook: once the handler waits, it tries a statement in a
+    // savepoint of its own, which fails and is rolled back, and catches that.
+    let audited = false;
+    const auditInSavepoint: EntitySubscriberInterface = {
+      beforeTransactionCommit: async (event: TransactionCommitEvent) => {
+        if (audited) return;
+        audited = true;
+        await handlerWaiting;
+        await event.manager.transaction(async (manager) => manager.query('SELECT 1 / 0')).catch(() => undefined);
+      },
+      // The handler goes on once that savepoint is rolled back (its statements would otherwise meet the
+      // failed one's aborted savepoint: the hook and the handlers share the connection).
+      afterTransactionRollback: () => openGate(),
+    };
+    const dataSource = app.get(DataSource);
+    dataSource.subscribers.push(auditInSavepoint);
+    try {
+      await txHost.withTransaction(async () => {
+        await txHost.tx.query(`INSERT INTO ${probe.table} (id) VALUES ($1)`, ['o-audited']);
+        app.get(EventBus).publish(new LedgerPostedDomainEvent('o-audited/line'));
+        app.get(EventBus).publish(new LedgerClosedDomainEvent('o-audited'));
+      });
+    } finally {
+      dataSource.subscribers.splice(dataSource.subscribers.indexOf(auditInSavepoint), 1);
+      ledger.gate = Promise.resolve();
+      ledger.onWaiting = () => undefined;
+    }
+    expect(ledger.posted).toEqual(['o-audited/line: written']);
+    expect(ledger.closed).toEqual(['o-audited']);
+    expect(await orderRows('o-audited')).toBe(1);
+    expect(await orderRows('o-audited/line')).toBe(1);
+  });
+
+  it('leaves no unhandled rejection when a commit hook after the bridge throws at once while domain-event handlers run', async () => {
+    const ledger = app.get(LedgerProbe);
+    ledger.posted.length = 0;
+    let openGate!: () => void;
+    ledger.gate = new Promise<void>((resolve) => (openGate = resolve));
+    // Throws synchronously: TypeORM's loop over the hooks stops there, and awaits none of their promises.
+    const throwingAtOnce: EntitySubscriberInterface = {
+      beforeTransactionCommit: () => {
+        throw new Error('the audit hook is misconfigured');
+      },
+      beforeTransactionRollback: () => openGate(),
+    };
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    const dataSource = app.get(DataSource);
+    dataSource.subscribers.push(throwingAtOnce);
+    try {
+      const attempt = txHost.withTransaction(async () => {
+        await txHost.tx.query(`INSERT INTO ${probe.table} (id) VALUES ($1)`, ['o-misconfigured']);
+        app.get(EventBus).publish(new LedgerPostedDomainEvent('o-misconfigured/line'));
+        app.get(EventBus).publish(new LedgerClosedDomainEvent('o-misconfigured'));
+      });
+      await expect(attempt).rejects.toThrow('the audit hook is misconfigured');
+      expect(ledger.posted).toEqual(['o-misconfigured/line: written']);
+      // A turn or two for a rejection nobody observes to be reported.
+      await consistently(() => expect(unhandled).toEqual([]), { forMs: 200 });
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      dataSource.subscribers.splice(dataSource.subscribers.indexOf(throwingAtOnce), 1);
+      ledger.gate = Promise.resolve();
+    }
+    expect(await orderRows('o-misconfigured')).toBe(0);
+    expect(await orderRows('o-misconfigured/line')).toBe(0);
+  });
+
   it('fails the transaction, naming the converter, when convert() returns what is not an integration event or one object twice', async () => {
     const shared = new OrderCreatedIntegrationEvent('o-twice');
     for (const [give, says] of [

@@ -66,6 +66,8 @@ export class DomainEventQueue {
   private readonly rollingBack: number[] = [];
 
   private static readonly KEY = DOMAIN_EVENT_QUEUE_KEY;
+  /** On a query runner: by savepoint depth, the dispatch that opened it (see `noteSavepointOpener`). */
+  private static readonly SAVEPOINT_OPENERS = Symbol('nestjs-integration-events:savepoint-openers');
   /** Set on a query runner whose outermost commit began with no queue: a queue made from then on is sealed. */
   private static readonly COMMITTING = Symbol('nestjs-integration-events:domain-events-committing');
 
@@ -88,6 +90,25 @@ export class DomainEventQueue {
     (queryRunner.data as Record<PropertyKey, unknown>)[DomainEventQueue.COMMITTING] = true;
   }
 
+  /**
+   * Notes the dispatch the code that opened the savepoint at `depth` runs in (none: code outside any).
+   * Kept on the query runner, queue or not: a savepoint may open before any domain event is raised.
+   */
+  static noteSavepointOpener(queryRunner: QueryRunner, depth: number): void {
+    const data = queryRunner.data as Record<PropertyKey, unknown>;
+    let openers = data[DomainEventQueue.SAVEPOINT_OPENERS] as Array<LevelDispatch | undefined> | undefined;
+    if (!openers) data[DomainEventQueue.SAVEPOINT_OPENERS] = openers = [];
+    openers[depth] = currentDispatch.getStore();
+    // Deeper ones belong to savepoints that have ended.
+    openers.length = depth + 1;
+  }
+
+  /** The dispatch the code that opened the savepoint at `depth` ran in (see `noteSavepointOpener`). */
+  static savepointOpener(queryRunner: QueryRunner, depth: number): LevelDispatch | undefined {
+    if (depth <= 1) return undefined;
+    return ((queryRunner.data as Record<PropertyKey, unknown>)[DomainEventQueue.SAVEPOINT_OPENERS] as Array<LevelDispatch | undefined> | undefined)?.[depth];
+  }
+
   /** The queue of `queryRunner`'s transaction, if it has one. */
   static find(queryRunner: QueryRunner): DomainEventQueue | undefined {
     return (queryRunner.data as Record<PropertyKey, unknown>)[DomainEventQueue.KEY] as DomainEventQueue | undefined;
@@ -99,6 +120,7 @@ export class DomainEventQueue {
     const queue = data[DomainEventQueue.KEY] as DomainEventQueue | undefined;
     delete data[DomainEventQueue.KEY];
     delete data[DomainEventQueue.COMMITTING];
+    delete data[DomainEventQueue.SAVEPOINT_OPENERS];
     return queue;
   }
 
@@ -141,15 +163,21 @@ export class DomainEventQueue {
    * after it on their own. Not the dispatches the calling code runs in: they wait for it. `undefined`
    * when there are none.
    *
-   * A rollback called from outside a dispatch under way is that of the level the dispatch commits (the
-   * commit failed beside it): `depth` counts the savepoints its handler has open meanwhile, which are
-   * closed by the time TypeORM, once the wait is over, reads the depth it rolls back.
+   * A savepoint that code running in a dispatch opened (`opener`), rolled back from outside that
+   * dispatch, is the rollback of the level the dispatch commits (that commit failed beside it): `depth`
+   * counts the savepoints its handler has open meanwhile, which are closed by the time TypeORM, once the
+   * wait is over, reads the depth it rolls back. A savepoint opened outside any dispatch (another commit
+   * hook's) is rolled back alone.
    */
-  stopDispatches(depth: number): Promise<void> | undefined {
+  stopDispatches(depth: number, opener?: LevelDispatch): Promise<void> | undefined {
     if (this.dispatches.size === 0) return undefined;
     const caller = currentDispatch.getStore();
     let level = depth;
-    for (const dispatch of this.dispatches) if (dispatch.level < level && !caller?.runsWithin(dispatch)) level = dispatch.level;
+    if (opener) {
+      for (const dispatch of this.dispatches) {
+        if (dispatch.level < level && opener.runsWithin(dispatch) && !caller?.runsWithin(dispatch)) level = dispatch.level;
+      }
+    }
     const waited: Array<Promise<void>> = [];
     for (const dispatch of this.dispatches) {
       if (dispatch.level < level) continue;

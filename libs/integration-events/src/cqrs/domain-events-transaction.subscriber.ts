@@ -1,4 +1,4 @@
-import type { EntitySubscriberInterface, QueryRunner, TransactionCommitEvent, TransactionRollbackEvent } from 'typeorm';
+import type { EntitySubscriberInterface, QueryRunner, TransactionCommitEvent, TransactionRollbackEvent, TransactionStartEvent } from 'typeorm';
 import { AbandonedAttempt } from '../inbox/abandoned-attempt';
 import { Logger } from '@nestjs/common';
 import { assertTransactionNotAborted, committedAsRollback, reopenIfRolledBackBySqlite } from '../outbox/aborted-transaction';
@@ -28,7 +28,25 @@ export class DomainEventsTransactionSubscriber implements EntitySubscriberInterf
 
   constructor(private readonly hooks: DomainEventTransactionHooks) {}
 
-  async beforeTransactionCommit(event: TransactionCommitEvent): Promise<void> {
+  beforeTransactionCommit(event: TransactionCommitEvent): Promise<void> {
+    const done = this.handleBeforeCommit(event);
+    // Observed here too: TypeORM collects the hooks' promises in a loop that a hook throwing at once
+    // (called after this one) cuts short, and then awaits none of them; a rejection of this one (its
+    // dispatch stopped by the rollback that follows) must not become an unhandled one.
+    done.catch(() => undefined);
+    return done;
+  }
+
+  /**
+   * Notes which dispatch opened each savepoint (`DomainEventQueue.noteSavepointOpener`), so that its
+   * rollback is told apart from a rollback of the level a dispatch commits.
+   */
+  afterTransactionStart(event: TransactionStartEvent): void {
+    const depth = OutboxCommitSubscriber.depthOf(event.queryRunner);
+    if (depth !== undefined && depth > 1) DomainEventQueue.noteSavepointOpener(event.queryRunner, depth);
+  }
+
+  private async handleBeforeCommit(event: TransactionCommitEvent): Promise<void> {
     const { queryRunner } = event;
     const outermost = OutboxCommitSubscriber.depthOf(queryRunner) === 1;
     const queue = DomainEventQueue.find(queryRunner);
@@ -97,7 +115,7 @@ export class DomainEventsTransactionSubscriber implements EntitySubscriberInterf
   beforeTransactionRollback(event: TransactionRollbackEvent): void | Promise<void> {
     const { queryRunner } = event;
     const queue = DomainEventQueue.find(queryRunner);
-    const dispatches = queue?.stopDispatches(queue.depth);
+    const dispatches = queue?.stopDispatches(queue.depth, DomainEventQueue.savepointOpener(queryRunner, queue.depth));
     if (!dispatches) {
       this.dropIfWhole(queryRunner);
       return;
