@@ -1,4 +1,4 @@
-import { Controller, type INestApplication, Post } from '@nestjs/common';
+import { Controller, type INestApplication, Logger, Post } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { TerminusModule } from '@nestjs/terminus';
 import { context, metrics, propagation, trace, SpanKind } from '@opentelemetry/api';
@@ -18,7 +18,9 @@ import {
 } from 'nestjs-integration-events';
 import { IntegrationEventsHealthIndicator } from 'nestjs-integration-events/terminus';
 import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
+import { Client } from 'pg';
 import { eventually } from './support/eventually';
+import { TEST_DATABASE_URL } from './support/services';
 import { infrastructureImports, testOptions, trackHandlerQueues } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
 
@@ -210,6 +212,46 @@ describe('observability', () => {
     ]);
     expect(spanExporter.getFinishedSpans().map((span) => span.name)).not.toContain(`process ${stray}`);
     await ns.drainQueue(dlq);
+  });
+
+  it('answers health checks and metric scrapes in bounded time while the outbox cannot be read', async () => {
+    // Another session holds the outbox table locked: every read of it waits.
+    const locker = new Client({ connectionString: TEST_DATABASE_URL });
+    await locker.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query(`LOCK TABLE ${ns.outboxTable} IN ACCESS EXCLUSIVE MODE`);
+      const started = performance.now();
+      const reports = await Promise.all([1, 2, 3].map(() => app.get(IntegrationEventsHealth).check({ timeoutMs: 300 })));
+      expect(performance.now() - started).toBeLessThan(2_500);
+      for (const report of reports) {
+        expect(report.healthy).toBe(false);
+        expect(report.problems).toContain('the outbox cannot be read: no answer within 300 ms (the database is slow, or away)');
+      }
+      // Three checks at once, one read of each kind: waiting sessions on the table, besides the relay's.
+      const { rows } = await (await ns.sql()).query(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%count(*)%' AND query NOT LIKE '%pg_stat_activity%'",
+      );
+      expect(rows[0].n).toBeLessThanOrEqual(2);
+      // A scrape goes on without observing the outbox gauges (after their 3 s), the other instruments in it.
+      const warn = jest.spyOn(Logger.prototype, 'warn');
+      try {
+        const scrape = performance.now();
+        const collected = await metricReader.collect();
+        expect(performance.now() - scrape).toBeLessThan(6_000);
+        const names = collected.resourceMetrics.scopeMetrics.flatMap((scope) => scope.metrics.map((m) => m.descriptor.name));
+        expect(names).toContain('integration_events.published');
+        expect(warn.mock.calls.map(([message]) => String(message))).toContainEqual(
+          "Metrics: the outbox gauges have no value this time: the outbox's backlog was not read within 3000 ms",
+        );
+      } finally {
+        warn.mockRestore();
+      }
+    } finally {
+      await locker.query('ROLLBACK').catch(() => undefined);
+      await locker.end();
+    }
+    await eventually(async () => expect((await app.get(IntegrationEventsHealth).check()).problems).toEqual([]));
   });
 
   it('reports health, and a lagging outbox as down', async () => {

@@ -5,6 +5,9 @@ import { OutboxDatabase } from '../outbox/outbox-database';
 import { OutboxRelay } from '../relay/outbox.relay';
 import { failedAttemptsSpanning } from '../relay/retry-delay';
 import { TransportHost } from '../transport/transport-host';
+import type { OutboxStore } from '../outbox/outbox.store';
+import { SingleFlight } from '../util/single-flight';
+import { withinTime } from '../util/within-time';
 
 /** The state of this service's integration events, as a health check sees it. */
 export interface IntegrationEventsHealthReport {
@@ -39,11 +42,22 @@ export class IntegrationEventsHealth {
     private readonly database: OutboxDatabase,
   ) {}
 
-  /** @param maxLagMs how old the oldest due outbox row may be (default 60 s) */
-  async check({ maxLagMs = 60_000 }: { maxLagMs?: number } = {}): Promise<IntegrationEventsHealthReport> {
+  /** One read of each kind at a time, shared by the checks that come meanwhile (see `SingleFlight`). */
+  private readonly backlogRead = new SingleFlight<Awaited<ReturnType<OutboxStore['backlog']>>>();
+  private readonly failingReads = new Map<number, SingleFlight<Awaited<ReturnType<OutboxStore['failing']>>>>();
+
+  /**
+   * @param maxLagMs how old the oldest due outbox row may be (default 60 s)
+   * @param timeoutMs how long the outbox's figures may take to read (default 5 s): a database that does
+   *   not answer makes the check report it, not hang (a read still running is shared by the next checks)
+   */
+  async check({ maxLagMs = 60_000, timeoutMs = 5_000 }: { maxLagMs?: number; timeoutMs?: number } = {}): Promise<IntegrationEventsHealthReport> {
     if (typeof maxLagMs !== 'number' || !(maxLagMs > 0)) {
       // null would count as 0 (down whenever a row is due), NaN would switch the lag check off.
       throw new RangeError(`The health check's maxLagMs takes a positive number of milliseconds, not ${String(maxLagMs)}`);
+    }
+    if (typeof timeoutMs !== 'number' || !(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
+      throw new RangeError(`The health check's timeoutMs takes a positive number of milliseconds, not ${String(timeoutMs)}`);
     }
     const { relay: relayOptions, consumer } = this.config.options;
     const transport = this.transports.transport;
@@ -60,13 +74,19 @@ export class IntegrationEventsHealth {
     let lagMs = 0;
     let failing = 0;
     try {
-      const due = await this.database.store.backlog();
-      backlog = due.pending;
-      lagMs = due.lagMs;
       // A row the broker keeps refusing is due again after each retry delay, so its wait never grows:
       // count the rows whose failed attempts span maxLagMs or more.
       const attempts = failedAttemptsSpanning(maxLagMs, relayOptions.retryInitialDelayMs, relayOptions.retryMaxDelayMs);
-      const failed = await this.database.store.failing(attempts);
+      const store = this.database.store;
+      let failingRead = this.failingReads.get(attempts);
+      if (!failingRead) this.failingReads.set(attempts, (failingRead = new SingleFlight()));
+      const [due, failed] = await withinTime(
+        Promise.all([this.backlogRead.run(() => store.backlog()), failingRead.run(() => store.failing(attempts))]),
+        timeoutMs,
+        `no answer within ${timeoutMs} ms (the database is slow, or away)`,
+      );
+      backlog = due.pending;
+      lagMs = due.lagMs;
       failing = failed.rows;
       // The outbox is the relay's work: where it is off (a consumer-only deployment), another deployment
       // publishes these rows, and this one's health does not depend on them.

@@ -11,6 +11,8 @@ import {
 import { OutboxDatabase } from '../outbox/outbox-database';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
 import { INSTRUMENTATION_NAME, TelemetryAttributes as A } from './telemetry-attributes';
+import { SingleFlight } from '../util/single-flight';
+import { withinTime } from '../util/within-time';
 
 /** Bucket boundaries of `integration_events.handler.duration`, in seconds: 5 ms to 2 min. */
 export const HANDLER_DURATION_BUCKETS_S: readonly number[] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
@@ -77,6 +79,9 @@ class Instruments {
  * | `integration_events.outbox.backlog` | gauge, rows | service (pending rows that are due) |
  * | `integration_events.outbox.lag` | gauge, seconds | service (age of the oldest due pending row) |
  */
+/** How long a scrape waits for the outbox's backlog before the gauges go without a value. */
+const OUTBOX_GAUGE_TIMEOUT_MS = 3_000;
+
 @Injectable()
 export class IntegrationEventsMetrics implements OnApplicationBootstrap, OnModuleDestroy {
   /**
@@ -91,9 +96,32 @@ export class IntegrationEventsMetrics implements OnApplicationBootstrap, OnModul
   /** Looks for a newly registered provider now and then, so the outbox gauges follow it while nothing is counted. */
   private watch: NodeJS.Timeout | undefined;
 
+  /** One backlog read at a time, shared by the scrapes that come meanwhile (see `SingleFlight`). */
+  private readonly backlogRead = new SingleFlight<{ pending: number; lagMs: number }>();
+  /** When the last unanswered backlog read was warned about (`performance.now()`). */
+  private lastBacklogWarning: number | undefined;
+
   private readonly observeOutbox: BatchObservableCallback = async (result) => {
     const { backlog, lag } = this.instruments();
-    const { pending, lagMs } = await this.database.store.backlog();
+    let pending: number;
+    let lagMs: number;
+    try {
+      // Bounded: a scrape waits for every callback, so a database that does not answer would take the
+      // application's other metrics down with these two, at the moment they matter.
+      ({ pending, lagMs } = await withinTime(
+        this.backlogRead.run(() => this.database.store.backlog()),
+        OUTBOX_GAUGE_TIMEOUT_MS,
+        `the outbox's backlog was not read within ${OUTBOX_GAUGE_TIMEOUT_MS} ms`,
+      ));
+    } catch (error) {
+      // Not observed this time: a gauge with no value, rather than a stale or made-up one.
+      const now = performance.now();
+      if (this.lastBacklogWarning === undefined || now - this.lastBacklogWarning >= 60_000) {
+        this.lastBacklogWarning = now;
+        this.logger.warn(`Metrics: the outbox gauges have no value this time: ${(error as Error).message}`);
+      }
+      return;
+    }
     const attributes = { 'service.name': this.config.options.serviceName };
     result.observe(backlog, pending, attributes);
     result.observe(lag, lagMs / 1000, attributes);

@@ -26,7 +26,7 @@ export class IntegrationEventsHealthIndicator {
     private readonly indicators: HealthIndicatorService,
   ) {}
 
-  async isHealthy<const Key extends string = 'integrationEvents'>(key: Key = 'integrationEvents' as Key, options: { maxLagMs?: number } = {}) {
+  async isHealthy<const Key extends string = 'integrationEvents'>(key: Key = 'integrationEvents' as Key, options: { maxLagMs?: number; timeoutMs?: number } = {}) {
     const { healthy, ...report } = await this.health.check(options);
     const indicator = this.indicators.check(key);
     return healthy ? indicator.up({ ...report }) : indicator.down({ ...report });
