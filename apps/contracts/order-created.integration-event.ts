@@ -1,5 +1,5 @@
 import { Type } from 'class-transformer';
-import { IsInt, IsPositive, IsString, IsUUID } from 'class-validator';
+import { IsDate, IsInt, IsPositive, IsString, IsUUID, Max } from 'class-validator';
 import { IntegrationEvent } from 'nestjs-integration-events';
 
 /**
@@ -15,12 +15,14 @@ export class OrderCreatedIntegrationEvent {
   @IsString()
   readonly customerId: string;
 
-  /** Amount to charge, in cents. */
+  /** Amount to charge, in cents (a PostgreSQL integer, as the services store it). */
   @IsInt()
   @IsPositive()
+  @Max(2_147_483_647)
   readonly amountCents: number;
 
   @Type(() => Date)
+  @IsDate()
   readonly placedAt: Date;
 
   constructor(orderId: string, customerId: string, amountCents: number, placedAt: Date) {

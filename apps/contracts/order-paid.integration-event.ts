@@ -1,5 +1,5 @@
 import { Type } from 'class-transformer';
-import { IsUUID } from 'class-validator';
+import { IsDate, IsUUID } from 'class-validator';
 import { IntegrationEvent } from 'nestjs-integration-events';
 
 /** Published by payments once an order's payment is recorded. */
@@ -12,6 +12,7 @@ export class OrderPaidIntegrationEvent {
   readonly paymentId: string;
 
   @Type(() => Date)
+  @IsDate()
   readonly paidAt: Date;
 
   constructor(orderId: string, paymentId: string, paidAt: Date) {

@@ -9,7 +9,14 @@ export async function startOrdering(config: ServiceConfig, { ownsProcess = true 
   app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true }));
   // Alone in its process, the service shuts down gracefully on SIGTERM; embedded, the host does it.
   if (ownsProcess) app.enableShutdownHooks();
-  await app.listen(config.port, '127.0.0.1');
+  try {
+    await app.listen(config.port, '127.0.0.1');
+  } catch (error) {
+    // Its consumers and relay started at init: they stop with it, instead of running in an application
+    // that serves nothing (a port in use, say).
+    await app.close();
+    throw error;
+  }
   new Logger('Ordering').log(`Listening on http://127.0.0.1:${config.port} (POST /orders, GET /orders/:id, GET /health, GET /metrics)`);
   return app;
 }

@@ -8,7 +8,14 @@ export async function startPayments(config: ServiceConfig, { ownsProcess = true 
   const app = await NestFactory.create(PaymentsModule.register(config));
   // Alone in its process, the service shuts down gracefully on SIGTERM; embedded, the host does it.
   if (ownsProcess) app.enableShutdownHooks();
-  await app.listen(config.port, '127.0.0.1');
+  try {
+    await app.listen(config.port, '127.0.0.1');
+  } catch (error) {
+    // Its consumers and relay started at init: they stop with it, instead of running in an application
+    // that serves nothing (a port in use, say).
+    await app.close();
+    throw error;
+  }
   new Logger('Payments').log(`Listening on http://127.0.0.1:${config.port} (GET /health, GET /metrics)`);
   return app;
 }
