@@ -14,7 +14,7 @@ export async function startOrdering(config: ServiceConfig, { ownsProcess = true 
   } catch (error) {
     // Its consumers and relay started at init: they stop with it, instead of running in an application
     // that serves nothing (a port in use, say).
-    await app.close();
+    await app.close().catch((closing: unknown) => new Logger('Example').error(`Closing after the failed listen() failed too: ${String(closing)}`));
     throw error;
   }
   new Logger('Ordering').log(`Listening on http://127.0.0.1:${config.port} (POST /orders, GET /orders/:id, GET /health, GET /metrics)`);

@@ -13,7 +13,7 @@ export async function startPayments(config: ServiceConfig, { ownsProcess = true 
   } catch (error) {
     // Its consumers and relay started at init: they stop with it, instead of running in an application
     // that serves nothing (a port in use, say).
-    await app.close();
+    await app.close().catch((closing: unknown) => new Logger('Example').error(`Closing after the failed listen() failed too: ${String(closing)}`));
     throw error;
   }
   new Logger('Payments').log(`Listening on http://127.0.0.1:${config.port} (GET /health, GET /metrics)`);

@@ -56,8 +56,9 @@ export class IntegrationEventsHealth {
       // null would count as 0 (down whenever a row is due), NaN would switch the lag check off.
       throw new RangeError(`The health check's maxLagMs takes a positive number of milliseconds, not ${String(maxLagMs)}`);
     }
-    if (typeof timeoutMs !== 'number' || !(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
-      throw new RangeError(`The health check's timeoutMs takes a positive number of milliseconds, not ${String(timeoutMs)}`);
+    if (typeof timeoutMs !== 'number' || !(timeoutMs > 0) || timeoutMs > 2_147_483_647) {
+      // Over 2^31 - 1, Node's timers fire at once.
+      throw new RangeError(`The health check's timeoutMs takes a positive number of milliseconds up to 2147483647, not ${String(timeoutMs)}`);
     }
     const { relay: relayOptions, consumer } = this.config.options;
     const transport = this.transports.transport;
@@ -79,7 +80,11 @@ export class IntegrationEventsHealth {
       const attempts = failedAttemptsSpanning(maxLagMs, relayOptions.retryInitialDelayMs, relayOptions.retryMaxDelayMs);
       const store = this.database.store;
       let failingRead = this.failingReads.get(attempts);
-      if (!failingRead) this.failingReads.set(attempts, (failingRead = new SingleFlight()));
+      if (!failingRead) {
+        // One per maxLagMs callers use: a few. Bounded all the same, should one pass any value it is given.
+        if (this.failingReads.size >= 16) this.failingReads.clear();
+        this.failingReads.set(attempts, (failingRead = new SingleFlight()));
+      }
       const [due, failed] = await withinTime(
         Promise.all([this.backlogRead.run(() => store.backlog()), failingRead.run(() => store.failing(attempts))]),
         timeoutMs,
