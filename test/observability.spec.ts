@@ -1,7 +1,7 @@
 import { Controller, type INestApplication, Logger, Post } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { TerminusModule } from '@nestjs/terminus';
-import { context, metrics, propagation, trace, SpanKind } from '@opentelemetry/api';
+import { context, metrics, propagation, trace, SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
@@ -14,8 +14,10 @@ import {
   NonRetryableError,
   IntegrationEventsHealth,
   IntegrationEventsModule,
+  TransportNotReadyError,
   type IIntegrationEventHandler,
 } from 'nestjs-integration-events';
+import { TransportHost } from '../libs/integration-events/src/transport/transport-host';
 import { IntegrationEventsHealthIndicator } from 'nestjs-integration-events/terminus';
 import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
 import { Client } from 'pg';
@@ -212,6 +214,26 @@ describe('observability', () => {
     ]);
     expect(spanExporter.getFinishedSpans().map((span) => span.name)).not.toContain(`process ${stray}`);
     await ns.drainQueue(dlq);
+  });
+
+  it('ends the publish spans of rows the transport could not take with an error status, not as sent', async () => {
+    const transport = app.get(TransportHost).transport;
+    const publish = transport.publish.bind(transport);
+    jest.spyOn(transport, 'publish').mockImplementationOnce(async () => {
+      throw new TransportNotReadyError();
+    });
+    try {
+      const [id] = await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('o-span-unsent'), { standalone: true });
+      // Handed back, and sent on a later round.
+      await eventually(async () => expect((await ns.outboxRows()).find((row) => row.id === id)?.status).toBe('sent'));
+      const spans = spanExporter.getFinishedSpans().filter((span) => span.kind === SpanKind.PRODUCER && span.attributes['messaging.message.id'] === id);
+      expect(spans.map((span) => [span.status.code, span.attributes['integration_events.outcome']])).toEqual([
+        [SpanStatusCode.ERROR, 'unsent'],
+        [SpanStatusCode.UNSET, 'confirmed'],
+      ]);
+    } finally {
+      jest.mocked(transport.publish).mockImplementation(publish);
+    }
   });
 
   it('answers health checks and metric scrapes in bounded time while the outbox cannot be read', async () => {

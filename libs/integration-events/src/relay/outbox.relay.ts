@@ -273,8 +273,14 @@ export class OutboxRelay {
         rows.map((row, index) => toOutgoingMessage(row, trace.setSpan(extractTraceContext(row.headers), spans[index]!))),
       );
     } catch (error) {
-      for (const span of spans) span.end();
-      if (!(error instanceof TransportNotReadyError)) throw error;
+      // Nothing was sent (or nothing is known of it): the spans say so, not that a publish went well.
+      const notReady = error instanceof TransportNotReadyError;
+      for (const span of spans) {
+        span.setAttribute(A.Outcome, notReady ? 'unsent' : 'failed');
+        span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error)?.message });
+        span.end();
+      }
+      if (!notReady) throw error;
       // The connection dropped before the publish: nothing was sent. Hand the rows back (their attempt
       // count untouched); they go out once the broker is back. Retried as marks are: a release that
       // fails leaves them leased until the lease runs out.
