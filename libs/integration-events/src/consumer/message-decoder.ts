@@ -7,6 +7,7 @@ import type { DiscoveredHandler } from '../discovery/discovered-handler';
 import type { IncomingMessage } from './incoming-message';
 import { exceedsJsonDepth } from './json-depth';
 import { thrownMessage } from './failure-details';
+import { withinTime } from '../util/within-time';
 
 /** A message turned into an event instance and its contract fields, or the reason it cannot be. */
 export type DecodedMessage =
@@ -145,7 +146,8 @@ async function decode(handler: DiscoveredHandler, message: IncomingMessage, limi
       return poison(`validating ${handler.eventClass.name} threw: ${thrownMessage(error)}`);
     }
     try {
-      violations = await withinTimeout(validation, timeoutMs, handler.eventClass.name);
+      // An async rule that hangs must not hold the message.
+      violations = await withinTime(validation, timeoutMs, `validating ${handler.eventClass.name} took longer than the handler's timeoutMs (${timeoutMs} ms)`);
     } catch (thrown) {
       // An async rule that looks something up may fail for a while (a database, a service down): the
       // attempt failed, the message may still be good.
@@ -165,15 +167,6 @@ async function decode(handler: DiscoveredHandler, message: IncomingMessage, limi
     return poison(`body fails the validation rules of ${handler.eventClass.name}: ${details}`);
   }
   return { ok: true, event, messageId, eventName: handler.event.name, eventVersion, occurredAt };
-}
-
-/** `promise`, or a rejection once `timeoutMs` has passed (an async rule that hangs must not hold the message). */
-function withinTimeout<T>(promise: Promise<T>, timeoutMs: number, className: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`validating ${className} took longer than the handler's timeoutMs (${timeoutMs} ms)`)), timeoutMs).unref();
-  });
-  return Promise.race([promise, timedOut]).finally(() => clearTimeout(timer));
 }
 
 const validationRulesByClass = new WeakMap<Function, boolean>();

@@ -166,13 +166,7 @@ export class DeadLetterQueueOperations {
         const { consumerCount } = await channel.checkQueue(deadLetterQueue).catch((error: Error) => {
           throw /NOT.FOUND/.test(error.message) ? new Error(`Queue "${deadLetterQueue}" does not exist`) : error;
         });
-        if (consumerCount > 0) {
-          throw new Error(
-            `Queue "${deadLetterQueue}" has ${consumerCount} consumer(s), and nothing consumes a dead-letter queue: it looks like ` +
-              "a handler's queue, whose messages purging all would delete for good. Nothing was purged. Name its dead-letter " +
-              'queue, stop its consumers first, or purge by message id.',
-          );
-        }
+        if (consumerCount > 0) throw consumedQueueRefusal(deadLetterQueue, consumerCount);
         return { purged: (await channel.purgeQueue(deadLetterQueue)).messageCount, missing: [] };
       } finally {
         await closeQuietly(channel);
@@ -270,6 +264,18 @@ function withinTime<T>(work: Promise<T>, timeoutMs: number, message: string, lat
 }
 
 /** Refuses a `list()` limit that is not a whole number from 0 (0: only the count). */
+/**
+ * Why purging all of a queue with consumers is refused (by every transport): nothing consumes a
+ * dead-letter queue, so this is a handler's queue, named by mistake.
+ */
+export function consumedQueueRefusal(queue: string, consumers: number): Error {
+  return new Error(
+    `Queue "${queue}" has ${consumers} consumer(s), and nothing consumes a dead-letter queue: it looks like ` +
+      "a handler's queue, whose messages purging all would delete for good. Nothing was purged. Name its dead-letter " +
+      'queue, stop its consumers first, or purge by message id.',
+  );
+}
+
 /**
  * Refuses a selection of no shape it can be, as it comes (from an admin endpoint, say): `{ all: false }`
  * or `{ all: 'yes' }` must not act on every dead letter, nor `{ messageIds: 'abc' }` on the ids a, b, c.

@@ -1,4 +1,4 @@
-import { assertListLimit, type DeadLetterDetails, type DeadLetterSelection, type DeadLetterSummary } from '../../dead-letter/dead-letter-queue.operations';
+import { assertListLimit, consumedQueueRefusal, type DeadLetterDetails, type DeadLetterSelection, type DeadLetterSummary } from '../../dead-letter/dead-letter-queue.operations';
 import { describeDeadLetter, requeueTarget, summarizeDeadLetter } from '../../dead-letter/dead-letter-views';
 import { requeuedHeaders } from '../../dead-letter/failure-headers';
 import { RequeueInterruptedError } from '../../errors/requeue-interrupted.error';
@@ -51,14 +51,8 @@ export class InProcessDeadLetters implements DeadLetterOperations {
   async purge(deadLetterQueue: string, selection: DeadLetterSelection): Promise<{ purged: number; missing: string[] }> {
     const wanted = 'all' in selection ? undefined : new Set(selection.messageIds);
     const queue = this.existing(deadLetterQueue);
-    if (!wanted && queue.consumerCount > 0) {
-      // As on RabbitMQ: nothing consumes a dead-letter queue, so this one is a handler's.
-      throw new Error(
-        `Queue "${deadLetterQueue}" has ${queue.consumerCount} consumer(s), and nothing consumes a dead-letter queue: it looks like ` +
-          "a handler's queue, whose messages purging all would delete for good. Nothing was purged. Name its dead-letter " +
-          'queue, stop its consumers first, or purge by message id.',
-      );
-    }
+    // As on RabbitMQ: nothing consumes a dead-letter queue, so this one is a handler's.
+    if (!wanted && queue.consumerCount > 0) throw consumedQueueRefusal(deadLetterQueue, queue.consumerCount);
     const taken = queue.take((m) => !wanted || wanted.has(m.messageId ?? ''));
     const purged = taken.map((m) => m.messageId ?? '');
     return { purged: taken.length, missing: wanted ? [...wanted].filter((id) => !purged.includes(id)) : [] };
