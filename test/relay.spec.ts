@@ -57,6 +57,16 @@ describe('outbox relay', () => {
     return { db, markAttempts };
   };
 
+  /** Makes every claim of the app's relay fail with `message`; returns how many were tried so far. */
+  const failClaims = (app: TestingModule, message = 'canceling statement due to statement timeout (test)'): (() => number) => {
+    let claims = 0;
+    jest.spyOn(app.get(OutboxDatabase).store, 'claim').mockImplementation(async () => {
+      claims++;
+      throw new Error(message);
+    });
+    return () => claims;
+  };
+
   it('marks a batch\'s confirmed rows before releasing its unsent ones, whose release may wait out its retries', async () => {
     const probe = await ns.probe('ordering.order-created');
     const app = await start({ pollIntervalMs: 3_600_000 });
@@ -100,44 +110,34 @@ describe('outbox relay', () => {
 
   it('waits out its backoff after a failed round, though commits keep waking it: the failing claim is not run at their rate', async () => {
     const app = await start({ pollIntervalMs: 1_000 });
-    const store = app.get(OutboxDatabase).store;
-    let claims = 0;
-    jest.spyOn(store, 'claim').mockImplementation(async () => {
-      claims++;
-      throw new Error('permission denied for the outbox (test)');
-    });
+    const claims = failClaims(app, 'permission denied for the outbox (test)');
     const relay = app.get(OutboxRelay);
     relay.wake();
-    await eventually(() => expect(claims).toBe(1));
+    await eventually(() => expect(claims()).toBe(1));
     // The first pause is 500-1,000 ms (half to all of pollIntervalMs); rings every 10 ms for 300 ms of it.
     const ringing = setInterval(() => relay.wake(), 10);
     try {
-      await consistently(() => expect(claims).toBe(1), { forMs: 300 });
+      await consistently(() => expect(claims()).toBe(1), { forMs: 300 });
     } finally {
       clearInterval(ringing);
     }
     // After the pause the claim is tried again.
-    await eventually(() => expect(claims).toBe(2), { timeoutMs: 3_000 });
+    await eventually(() => expect(claims()).toBe(2), { timeoutMs: 3_000 });
   });
 
   it('sends rows handed over at commits during its backoff, every batch of them: only the claim that failed waits it out', async () => {
     const probe = await ns.probe('ordering.order-created');
     const app = await start({ pollIntervalMs: 5_000, batchSize: 2 });
-    const store = app.get(OutboxDatabase).store;
-    let claims = 0;
-    jest.spyOn(store, 'claim').mockImplementation(async () => {
-      claims++;
-      throw new Error('canceling statement due to statement timeout (test)');
-    });
+    const claims = failClaims(app);
     app.get(OutboxRelay).wake();
-    await eventually(() => expect(claims).toBe(1));
+    await eventually(() => expect(claims()).toBe(1));
     // The pause is 2.5-5 s (half to all of pollIntervalMs); five rows handed over at one commit, three
     // batches of two, go at once.
     const events = [1, 2, 3, 4, 5].map((n) => new OrderCreatedIntegrationEvent(`during-the-pause-${n}`));
     await app.get(TransactionHost).withTransaction(() => app.get(IntegrationEventPublisher).publish(events));
     await eventually(() => expect(probe.messages).toHaveLength(5), { timeoutMs: 1_500 });
     await eventually(async () => expect((await ns.outboxRows()).map((row) => row.status)).toEqual(['sent', 'sent', 'sent', 'sent', 'sent']), { timeoutMs: 1_500 });
-    expect(claims).toBe(1);
+    expect(claims()).toBe(1);
   });
 
   /** Each outbox row's id → whether a lease holds it. */
@@ -150,12 +150,7 @@ describe('outbox relay', () => {
 
   it('stops sending handed-over rows for the rest of its backoff once such a send has failed, and gives up the lease of the others', async () => {
     const app = await start({ pollIntervalMs: 10_000, batchSize: 2 });
-    const store = app.get(OutboxDatabase).store;
-    let claims = 0;
-    jest.spyOn(store, 'claim').mockImplementation(async () => {
-      claims++;
-      throw new Error('canceling statement due to statement timeout (test)');
-    });
+    const claims = failClaims(app);
     const transport = app.get(TransportHost).transport;
     let sends = 0;
     jest.spyOn(transport, 'publish').mockImplementation(async () => {
@@ -163,14 +158,14 @@ describe('outbox relay', () => {
       throw new Error('the broker refused the channel (test)');
     });
     app.get(OutboxRelay).wake();
-    await eventually(() => expect(claims).toBe(1));
+    await eventually(() => expect(claims()).toBe(1));
     // The pause is 5-10 s; five rows handed over at one commit, three batches of two. The first batch's
     // send fails: the other two are not sent during the pause (they would fail one after the other).
     const events = [1, 2, 3, 4, 5].map((n) => new OrderCreatedIntegrationEvent(`failing-during-the-pause-${n}`));
     const ids = await app.get(TransactionHost).withTransaction(() => app.get(IntegrationEventPublisher).publish(events));
     await eventually(() => expect(sends).toBe(1), { timeoutMs: 1_500 });
     await consistently(() => expect(sends).toBe(1), { forMs: 1_000 });
-    expect(claims).toBe(1);
+    expect(claims()).toBe(1);
     // The batch whose send failed stays leased (it may have reached the broker); the other rows are free
     // for any relay that can publish, instead of held here until the pause ends.
     expect(await leased()).toEqual({ [ids[0]!]: true, [ids[1]!]: true, [ids[2]!]: false, [ids[3]!]: false, [ids[4]!]: false });
@@ -178,13 +173,9 @@ describe('outbox relay', () => {
 
   it('gives up the lease of rows handed over during its backoff while its broker connection is down', async () => {
     const app = await start({ pollIntervalMs: 10_000 });
-    let claims = 0;
-    jest.spyOn(app.get(OutboxDatabase).store, 'claim').mockImplementation(async () => {
-      claims++;
-      throw new Error('canceling statement due to statement timeout (test)');
-    });
+    const claims = failClaims(app);
     app.get(OutboxRelay).wake();
-    await eventually(() => expect(claims).toBe(1));
+    await eventually(() => expect(claims()).toBe(1));
     // The pause is 5-10 s. The row is leased at its insert, and the connection drops before its commit.
     const transport = app.get(TransportHost).transport;
     let connected = true;
@@ -198,7 +189,7 @@ describe('outbox relay', () => {
       return written;
     });
     await eventually(async () => expect(await leased()).toEqual({ [id!]: false }), { timeoutMs: 1_500 });
-    expect(claims).toBe(1);
+    expect(claims()).toBe(1);
   });
 
   /** A queue bound to the order events that refuses every message: RabbitMQ nacks what is routed to it. */
