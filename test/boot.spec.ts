@@ -16,6 +16,7 @@ import {
   InvalidIntegrationEventHandlerError,
   InvalidIntegrationEventsOptionsError,
   OutboxTableMissingError,
+  TableShapeMismatchError,
   TransactionsNotConfiguredError,
   type IIntegrationEventHandler,
 } from 'nestjs-integration-events';
@@ -326,6 +327,19 @@ describe('boot', () => {
     await expect(startTestApp(ns, { options: { outbox: { table: 'no_such_outbox' } } })).rejects.toThrow(
       OutboxTableMissingError,
     );
+  });
+
+  it('fails boot when the outbox options name a table that is not an outbox table, naming the columns it lacks', async () => {
+    const db = await ns.sql();
+    await db.query(`CREATE TABLE "${ns.schema}".orders (id uuid PRIMARY KEY, status text NOT NULL)`);
+    const error = (await startTestApp(ns, { options: { outbox: { table: 'orders' } } }).catch((e: unknown) => e)) as TableShapeMismatchError;
+    expect(error).toBeInstanceOf(TableShapeMismatchError);
+    expect(error).toMatchObject({ kind: 'outbox', table: `"${ns.schema}"."orders"` });
+    expect(error.missingColumns).toEqual(expect.arrayContaining(['seq', 'event_name', 'payload', 'headers', 'lease_token']));
+    expect(error.missingColumns).not.toContain('id');
+    expect(error.message).toContain(`The table "${ns.schema}"."orders" is not an outbox table: it has no column seq, event_name`);
+    // Nothing was written to it.
+    expect((await db.query(`SELECT count(*)::int AS n FROM "${ns.schema}".orders`)).rows).toEqual([{ n: 0 }]);
   });
 
   it('fails boot when the broker refuses the credentials, without showing the password', async () => {

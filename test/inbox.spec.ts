@@ -10,6 +10,7 @@ import { DataSource, type EntitySubscriberInterface, type TransactionCommitEvent
 import {
   CleanupWorker,
   InboxTableMissingError,
+  TableShapeMismatchError,
   IntegrationEvent,
   IntegrationEventHandler,
   IntegrationEventsModule,
@@ -478,6 +479,29 @@ describe('inbox at boot', () => {
     await expect(
       startTestApp(ns, { providers: [Ledger, TakePayment], options: { inbox: { table: 'no_inbox_here' } } }),
     ).rejects.toThrow(InboxTableMissingError);
+  });
+
+  it('fails boot when the inbox options name a table that is not an inbox table, naming the columns it lacks', async () => {
+    const db = await ns.sql();
+    await db.query(`CREATE TABLE "${ns.schema}".payments (message_id text PRIMARY KEY)`);
+    const error = (await startTestApp(ns, { providers: [Ledger, TakePayment], options: { inbox: { table: 'payments' } } }).catch(
+      (e: unknown) => e,
+    )) as TableShapeMismatchError;
+    expect(error).toBeInstanceOf(TableShapeMismatchError);
+    expect(error).toMatchObject({ kind: 'inbox', table: `"${ns.schema}"."payments"`, missingColumns: ['handler', 'handled_at'] });
+  });
+
+  it('refuses to clean up a table of the inbox\'s name that is not an inbox table, and deletes nothing from it', async () => {
+    const db = await ns.sql();
+    await db.query(`CREATE TABLE "${ns.schema}".audit (message_id text, handled_at timestamptz)`);
+    await db.query(`INSERT INTO "${ns.schema}".audit VALUES ('m-1', now() - interval '1 year')`);
+    const app = await startTestApp(ns, { providers: [], options: { inbox: { table: 'audit' } } });
+    try {
+      await expect(app.get(CleanupWorker).runOnce()).rejects.toMatchObject({ name: 'TableShapeMismatchError', kind: 'inbox', missingColumns: ['handler'] });
+    } finally {
+      await app.close();
+    }
+    expect((await db.query(`SELECT count(*)::int AS n FROM "${ns.schema}".audit`)).rows).toEqual([{ n: 1 }]);
   });
 
   it('leaves the inbox out of the cleanup in a service that has no inbox table and no handler using it', async () => {

@@ -5,7 +5,7 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { ClsModule } from 'nestjs-cls';
 import { ClsPluginTransactional, Propagation, TransactionHost } from '@nestjs-cls/transactional';
 import { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
-import { DataSource, type EntitySubscriberInterface } from 'typeorm';
+import { DataSource, type EntitySubscriberInterface, type MigrationInterface, type QueryRunner } from 'typeorm';
 import {
   createInboxMigration,
   createOutboxMigration,
@@ -13,6 +13,7 @@ import {
   IntegrationEventHandler,
   IntegrationEventPublisher,
   OutboxAdminService,
+  TableShapeMismatchError,
   TransactionAbortedError,
   TransactionTurns,
   type IIntegrationEventHandler,
@@ -473,6 +474,49 @@ describe('SQLite: one connection for every transaction', () => {
     const admin = moduleRef.get(OutboxAdminService);
     await expect(admin.list()).rejects.toThrow('OutboxAdminService works on a PostgreSQL outbox only');
     await expect(admin.skip({ ids: ['0190d6a5-0000-7000-8000-000000000000'] })).rejects.toThrow('PostgreSQL outbox only');
+  });
+});
+
+describe('SQLite: tables of the configured names that are not the library\'s', () => {
+  class CreateOrders implements MigrationInterface {
+    readonly name = 'CreateOrders1700000000000';
+    async up(queryRunner: QueryRunner): Promise<void> {
+      await queryRunner.query('CREATE TABLE orders (id TEXT PRIMARY KEY, message_id TEXT)');
+    }
+    async down(): Promise<void> {}
+  }
+
+  it.each([
+    ['outbox', { outbox: { table: 'orders' } }, [], ['seq', 'event_name', 'event_version', 'payload', 'headers']],
+    ['inbox', { inbox: { table: 'orders' } }, [LedgerHandler], ['handler', 'handled_at']],
+  ] as const)('fails boot when the %s options name one, naming the columns it lacks', async (kind, options, providers, missing) => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        TypeOrmModule.forRoot({
+          type: 'better-sqlite3',
+          database: ':memory:',
+          migrations: [createOutboxMigration(), createInboxMigration(), CreateOrders],
+          migrationsRun: true,
+        }),
+        ClsModule.forRoot({
+          global: true,
+          plugins: [new ClsPluginTransactional({ imports: [TypeOrmModule], adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }) })],
+        }),
+        IntegrationEventsTestingModule.forRoot({ serviceName: 'ledger', ...options }),
+      ],
+      providers: [...providers],
+    }).compile();
+    moduleRef.useLogger(false);
+    try {
+      const error = (await moduleRef.init().catch((e: unknown) => e)) as TableShapeMismatchError;
+      expect(error).toBeInstanceOf(TableShapeMismatchError);
+      expect(error.kind).toBe(kind);
+      expect(error.table).toBe('"orders"');
+      expect(error.missingColumns).toEqual(expect.arrayContaining([...missing]));
+      expect(error.missingColumns).not.toContain('message_id');
+    } finally {
+      await moduleRef.close().catch(() => undefined);
+    }
   });
 });
 

@@ -67,6 +67,7 @@ export { InvalidIntegrationEventHandlerError } from './errors/invalid-integratio
 export { DuplicateHandlerQueueError } from './errors/duplicate-handler-queue.error';
 export { OutboxTableMissingError } from './errors/outbox-table-missing.error';
 export { InboxTableMissingError } from './errors/inbox-table-missing.error';
+export { TableShapeMismatchError } from './errors/table-shape-mismatch.error';
 export { TransactionsNotConfiguredError } from './errors/transactions-not-configured.error';
 export { UnsupportedDatabaseError } from './errors/unsupported-database.error';
 export { BrokerConnectionError } from './errors/broker-connection.error';

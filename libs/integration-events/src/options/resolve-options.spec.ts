@@ -510,6 +510,24 @@ describe('resolveOptions', () => {
     });
   });
 
+  describe('the inbox table is not the outbox table', () => {
+    const base = { ...withTop({}) };
+    it.each([
+      ['the same table, no schema', { outbox: { table: 'events' }, inbox: { table: 'events' } }],
+      ['the same table in the outbox schema the inbox takes by default', { outbox: { schema: 'sales', table: 'events' }, inbox: { table: 'events' } }],
+      ['the same schema and table given twice', { outbox: { schema: 'sales' }, inbox: { schema: 'sales', table: 'integration_events_outbox' } }],
+    ])('refuses %s', (_case, sections) => {
+      const error = refusal({ ...base, ...sections });
+      expect(error.field).toBe('inbox.table');
+      expect(error.expected).toBe('name a table of its own: the outbox is in that table (see createInboxMigration)');
+    });
+
+    it('accepts a table of the same name in another schema', () => {
+      const resolved = resolveOptions({ ...base, outbox: { schema: 'sales', table: 'events' }, inbox: { schema: 'billing', table: 'events' } });
+      expect(resolved.inbox).toMatchObject({ schema: 'billing', table: 'events' });
+    });
+  });
+
   describe('serviceName', () => {
     it.each(['ordering', 'o', '0rders', 'billing.v2_eu-west', 'a'.repeat(100)])('accepts %j', (serviceName) => {
       expect(resolveOptions({ ...MINIMAL, serviceName }).serviceName).toBe(serviceName);

@@ -118,6 +118,9 @@ export function resolveOptions(input: IntegrationEventsModuleOptions): ResolvedI
   if (typeof inboxTable !== 'string' || !SQL_IDENTIFIER_PATTERN.test(inboxTable)) {
     fail('inbox.table', inboxTable, 'use an SQL identifier: a letter or "_", then letters, digits or "_", at most 63');
   }
+  if (inboxTable === table && inboxSchema === schema) {
+    fail('inbox.table', inboxTable, 'name a table of its own: the outbox is in that table (see createInboxMigration)');
+  }
 
   const relayResolved = {
     enabled: boolean(relay, 'relay', 'enabled'),

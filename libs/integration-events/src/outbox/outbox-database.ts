@@ -5,6 +5,7 @@ import type { DataSource } from 'typeorm';
 import { InvalidIntegrationEventsOptionsError } from '../errors/invalid-options.error';
 import { InboxTableMissingError } from '../errors/inbox-table-missing.error';
 import { OutboxTableMissingError } from '../errors/outbox-table-missing.error';
+import { TableShapeMismatchError } from '../errors/table-shape-mismatch.error';
 import { UnsupportedDatabaseError } from '../errors/unsupported-database.error';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
 import { RelayHandoff } from '../relay/relay-handoff';
@@ -120,30 +121,49 @@ export class OutboxDatabase implements OnModuleInit {
     if (index >= 0) subscribers!.splice(index, 1);
   }
 
-  /** Fails boot with a clear error when the outbox table was never created. */
+  /**
+   * Fails boot with a clear error when the outbox table was never created, or when the table of that name
+   * is not one (see `TableShapeMismatchError`).
+   */
   async assertTableExists(): Promise<void> {
     const { table } = this.get();
-    if (!(await this.exists(table))) throw new OutboxTableMissingError(table.qualified);
+    const columns = await this.columnsOf(table);
+    if (!columns) throw new OutboxTableMissingError(table.qualified);
+    assertColumns('outbox', table, columns);
   }
 
-  /** Fails boot with a clear error when the inbox table was never created. */
+  /** Fails boot with a clear error when the inbox table was never created, or is not one. */
   async assertInboxTableExists(): Promise<void> {
     if (!(await this.inboxTableExists())) throw new InboxTableMissingError(this.get().inboxStore.table.qualified);
   }
 
-  /** Whether the inbox table exists (a service whose handlers do not use the inbox may have none). */
-  inboxTableExists(): Promise<boolean> {
-    return this.exists(this.get().inboxStore.table);
+  /**
+   * Whether the inbox table exists (a service whose handlers do not use the inbox may have none).
+   * @throws TableShapeMismatchError when a table of that name exists but is not an inbox table
+   */
+  async inboxTableExists(): Promise<boolean> {
+    const { table } = this.get().inboxStore;
+    const columns = await this.columnsOf(table);
+    if (!columns) return false;
+    assertColumns('inbox', table, columns);
+    return true;
   }
 
-  private async exists(table: OutboxTableName): Promise<boolean> {
+  /** The table's columns, or `undefined` when there is no such table. */
+  private async columnsOf(table: OutboxTableName): Promise<ReadonlySet<string> | undefined> {
     const { dataSource, dialect } = this.get();
-    const [row] = (
-      dialect === 'postgres'
-        ? await dataSource.query('SELECT to_regclass($1) AS found', [table.qualified])
-        : await dataSource.query("SELECT name AS found FROM sqlite_master WHERE type = 'table' AND name = ?", [table.table])
-    ) as Array<{ found: string | null }>;
-    return Boolean(row?.found);
+    if (dialect === 'postgres') {
+      const [row] = (await dataSource.query(
+        'SELECT to_regclass($1) IS NOT NULL AS found, ARRAY(SELECT attname::text FROM pg_attribute ' +
+          'WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped) AS columns',
+        [table.qualified],
+      )) as Array<{ found: boolean; columns: string[] }>;
+      return row?.found ? new Set(row.columns) : undefined;
+    }
+    const [found] = (await dataSource.query("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?", [table.table])) as unknown[];
+    if (!found) return undefined;
+    const columns = (await dataSource.query('SELECT name FROM pragma_table_info(?)', [table.table])) as Array<{ name: string }>;
+    return new Set(columns.map(({ name }) => name));
   }
 
   /** `postgres` or `sqlite`: which SQL the stores speak. */
@@ -176,4 +196,15 @@ export class OutboxDatabase implements OnModuleInit {
     if (!this.resolved) this.onModuleInit();
     return this.resolved!;
   }
+}
+
+/** The columns the library reads or writes in each of its tables (both dialects). */
+const REQUIRED_COLUMNS = {
+  outbox: ['seq', 'id', 'event_name', 'event_version', 'payload', 'headers', 'occurred_at', 'created_at', 'available_at', 'status', 'attempts', 'locked_until', 'lease_token', 'last_error', 'sent_at'],
+  inbox: ['handler', 'message_id', 'handled_at'],
+} as const;
+
+function assertColumns(kind: 'outbox' | 'inbox', table: OutboxTableName, columns: ReadonlySet<string>): void {
+  const missing = REQUIRED_COLUMNS[kind].filter((column) => !columns.has(column));
+  if (missing.length > 0) throw new TableShapeMismatchError(kind, table.qualified, missing);
 }
