@@ -249,6 +249,18 @@ describe('publish() in the business transaction', () => {
     await expect(publish({ delay: 10, deliverAt: new Date() })).rejects.toThrow(InvalidPublishOptionsError);
     // Its ISO form (+010000-…) is no time PostgreSQL reads: refused before the insert, not by it.
     await expect(publish({ deliverAt: new Date(Date.UTC(10000, 0, 1)) })).rejects.toThrow(/deliverAt.*up to 9999-12-31T23:59:59.999Z/s);
+    // A typo'd key would publish at once, a string `standalone` write outside the caller's transaction.
+    await expect(publish({ delayMs: 60_000 } as never)).rejects.toThrow(
+      'Invalid publish() option "delayMs": not an option of publish(); the options are manager, standalone, headers, correlationId, causationId, occurredAt, delay, deliverAt.',
+    );
+    await expect(publish({ deliverAT: new Date(Date.now() + 60_000) } as never)).rejects.toThrow(/option "deliverAT": not an option/);
+    await expect(
+      publisher.publish(new OrderCreatedIntegrationEvent('o-bad-options'), { standalone: 'false' } as never),
+    ).rejects.toThrow('Invalid publish() option "standalone": use true or false, got string.');
+    await expect(publisher.publish(new OrderCreatedIntegrationEvent('o-bad-options'), null as never)).rejects.toThrow(
+      'Invalid publish() option "(options)": pass an object of options or leave them out, got null.',
+    );
+    await expect(publish({ manager: 'tx' as never })).rejects.toThrow(/option "manager": pass a TypeORM EntityManager/);
     expect(await ns.outboxRows()).toHaveLength(before);
     // The edges are fine.
     await publish({ occurredAt: new Date(0) });

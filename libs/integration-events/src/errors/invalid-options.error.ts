@@ -21,6 +21,8 @@ function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
   if (typeof value === 'function') return 'a function';
   if (value === undefined) return 'undefined';
+  // NaN and ±Infinity (what Number() makes of a bad environment variable) would read "null" as JSON.
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'symbol') return String(value);
   try {
     return JSON.stringify(value) ?? String(value);
   } catch {

@@ -194,6 +194,12 @@ describe('resolveOptions', () => {
       );
     });
 
+    it('shows NaN and Infinity as they are (what Number() makes of a bad environment variable), not as null', () => {
+      expect(refusal(withSection('relay', { batchSize: Number.NaN })).message).toContain('"relay.batchSize" (got NaN)');
+      expect(refusal(withSection('relay', { leaseMs: Number.POSITIVE_INFINITY })).message).toContain('"relay.leaseMs" (got Infinity)');
+      expect(refusal(withSection('relay', { leaseMs: null })).message).toContain('"relay.leaseMs" (got null)');
+    });
+
     it('names "(options)" when the options themselves are not an object', () => {
       for (const input of [undefined, null, 'ordering', 42, [MINIMAL]]) {
         const error = refusal(input);
@@ -539,7 +545,7 @@ describe('resolveOptions', () => {
         const error = refusal({ ...MINIMAL, serviceName });
         expect(error.field).toBe('serviceName');
         expect(error.value).toBe(serviceName);
-        expect(error.expected).toBe('use 1-100 lower-case letters, digits, ".", "_" or "-", e.g. "ordering"');
+        expect(error.expected).toBe('use 1-100 lower-case letters, digits, ".", "_" or "-", starting with a letter or digit, e.g. "ordering"');
       },
     );
   });

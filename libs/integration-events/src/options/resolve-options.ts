@@ -98,7 +98,7 @@ export function resolveOptions(input: IntegrationEventsModuleOptions): ResolvedI
 
   const serviceName = input.serviceName;
   if (typeof serviceName !== 'string' || !SERVICE_NAME_PATTERN.test(serviceName)) {
-    fail('serviceName', serviceName, 'use 1-100 lower-case letters, digits, ".", "_" or "-", e.g. "ordering"');
+    fail('serviceName', serviceName, 'use 1-100 lower-case letters, digits, ".", "_" or "-", starting with a letter or digit, e.g. "ordering"');
   }
 
   const schema = outbox.schema;

@@ -20,6 +20,41 @@ import { serializeEvent } from './serialize-event';
 /** The last instant whose ISO 8601 form has a four-digit year. */
 const LATEST_OCCURRED_AT = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
+/** Every option `publish()` takes (`PublishOptions`). */
+const PUBLISH_OPTION_KEYS: ReadonlySet<string> = new Set<keyof PublishOptions>([
+  'manager',
+  'standalone',
+  'headers',
+  'correlationId',
+  'causationId',
+  'occurredAt',
+  'delay',
+  'deliverAt',
+]);
+
+/**
+ * Refuses what is not a `PublishOptions` object: a typo'd key (`delayMs`, `deliverAT`) would otherwise
+ * publish at once, and a `standalone` that is not a boolean (`'false'`) would write outside the caller's
+ * transaction.
+ */
+function assertPublishOptions(options: unknown): asserts options is PublishOptions {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new InvalidPublishOptionsError('(options)', `pass an object of options or leave them out, got ${options === null ? 'null' : Array.isArray(options) ? 'an array' : typeof options}.`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!PUBLISH_OPTION_KEYS.has(key)) {
+      throw new InvalidPublishOptionsError(key, `not an option of publish(); the options are ${[...PUBLISH_OPTION_KEYS].join(', ')}.`);
+    }
+  }
+  const { standalone, manager } = options as PublishOptions;
+  if (standalone !== undefined && typeof standalone !== 'boolean') {
+    throw new InvalidPublishOptionsError('standalone', `use true or false, got ${typeof standalone}.`);
+  }
+  if (manager !== undefined && (typeof manager !== 'object' || manager === null)) {
+    throw new InvalidPublishOptionsError('manager', 'pass a TypeORM EntityManager, or leave it out to join the ambient transaction.');
+  }
+}
+
 /** When a delayed event becomes due, from `delay` / `deliverAt`; `undefined` for "at once". */
 function deliveryTime(options: PublishOptions): Date | undefined {
   const { delay, deliverAt } = options;
@@ -69,6 +104,7 @@ export class IntegrationEventPublisher {
    * @returns the message ids, in the order of the events
    * @throws NoActiveTransactionError when there is no transaction to join and `standalone` is not set
    * @throws IntegrationEventSerializationError when an event is not plain JSON data
+   * @throws InvalidPublishOptionsError when an option is unknown or not valid
    *
    * @example
    * ```ts
@@ -80,6 +116,7 @@ export class IntegrationEventPublisher {
    * ```
    */
   async publish(events: object | readonly object[], options: PublishOptions = {}): Promise<string[]> {
+    assertPublishOptions(options);
     const list: readonly object[] = Array.isArray(events) ? events : [events];
     if (list.length === 0) return [];
     const records = this.buildRecords(list, options);
