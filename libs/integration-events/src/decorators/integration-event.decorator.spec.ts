@@ -118,7 +118,7 @@ describe('@IntegrationEvent', () => {
         const error = definitionError(() => decorate({ name: 'a.b', version }, 'BadVersion'));
         expect(error.eventClass).toBe('BadVersion');
         expect(error.message).toBe(
-          `@IntegrationEvent on BadVersion: version ${JSON.stringify(version)} is not valid. Use a whole number from 1.`,
+          `@IntegrationEvent on BadVersion: version ${String(version)} is not valid. Use a whole number from 1.`,
         );
       },
     );
@@ -126,6 +126,12 @@ describe('@IntegrationEvent', () => {
     it('refuses a null version instead of taking it for 1 (null is a value; left out is 1)', () => {
       const error = definitionError(() => decorate({ name: 'a.b', version: null } as unknown as IntegrationEventOptions));
       expect(error.message).toContain('version null is not valid');
+    });
+
+    it('refuses an option it does not know, such as a misspelt version, instead of sending version 1', () => {
+      const error = definitionError(() => decorate({ name: 'a.b', verison: 2 } as unknown as IntegrationEventOptions, 'Typo'));
+      expect(error.eventClass).toBe('Typo');
+      expect(error.message).toBe('@IntegrationEvent on Typo: "verison" is not an option; the options are "name" and "version".');
     });
 
     it('refuses a version given as a string', () => {

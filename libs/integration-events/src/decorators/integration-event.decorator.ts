@@ -35,6 +35,14 @@ const EVENT_NAME_PATTERN = /^[a-z0-9]+(?:[._-][a-z0-9]+)*$/;
 export function IntegrationEvent(options: IntegrationEventOptions): ClassDecorator {
   return (target) => {
     const className = target.name;
+    // A typo'd key (`verison: 2`) would otherwise send the default version on the wire.
+    const unknown = options && typeof options === 'object' ? Object.keys(options).filter((key) => key !== 'name' && key !== 'version') : [];
+    if (unknown.length > 0) {
+      throw new IntegrationEventDefinitionError(
+        className,
+        `@IntegrationEvent on ${className}: ${unknown.map((key) => JSON.stringify(key)).join(', ')} is not an option; the options are "name" and "version".`,
+      );
+    }
     const name = options?.name;
     if (typeof name !== 'string' || name.length > 200 || !EVENT_NAME_PATTERN.test(name)) {
       throw new IntegrationEventDefinitionError(
@@ -49,7 +57,7 @@ export function IntegrationEvent(options: IntegrationEventOptions): ClassDecorat
     if (!Number.isInteger(version) || version < 1 || version > 1_000_000) {
       throw new IntegrationEventDefinitionError(
         className,
-        `@IntegrationEvent on ${className}: version ${JSON.stringify(version)} is not valid. Use a whole number from 1.`,
+        `@IntegrationEvent on ${className}: version ${typeof version === 'number' ? String(version) : JSON.stringify(version)} is not valid. Use a whole number from 1.`,
       );
     }
     const metadata: IntegrationEventMetadata = { name, version };
