@@ -137,11 +137,34 @@ describe('the testing module and kit, at the edges', () => {
     expect(() => IntegrationEventsTestingModule.forRoot({ serviceName: 'kit', consumer: { prefetch: 5 } })).not.toThrow();
   });
 
-  it('refuses a drain() timeout that would never pass (NaN, 0, negative, Infinity) instead of waiting for ever', async () => {
+  it('refuses a transport, a broker that is not one, or an unknown key, naming the option the caller gave', () => {
+    const refusal = (options: unknown) => {
+      try {
+        IntegrationEventsTestingModule.forRoot(options as never);
+      } catch (error) {
+        expect(error).toBeInstanceOf(InvalidIntegrationEventsOptionsError);
+        return (error as Error).message;
+      }
+      throw new Error('not refused');
+    };
+    // Overwritten without a word before, or reported as "inProcess (given with rabbitmq)".
+    expect(refusal({ serviceName: 'kit', inProcess: { maxRetryDelayMs: 5_000 } })).toContain(
+      '"inProcess" (got "(given to the testing module)"): leave it out: IntegrationEventsTestingModule runs on an in-process broker of its own, each retry held at most 50 ms',
+    );
+    expect(refusal({ serviceName: 'kit', rabbitmq: { url: 'amqp://localhost' } })).toContain('"rabbitmq" (got "(given to the testing module)"): leave it out');
+    // Reported as "inProcess.broker" before.
+    expect(refusal({ serviceName: 'kit', broker: 'shared' })).toContain('"broker" (got "string"): pass an InProcessBroker instance');
+    expect(refusal({ serviceName: 'kit', brokr: new InProcessBroker() })).toMatch(/"brokr" .*the known options here are serviceName, outbox, .*, broker\.$/);
+    expect(refusal({ serviceName: 'kit', brokr: 1 })).not.toMatch(/rabbitmq|inProcess/);
+    expect(refusal(null)).toContain('pass an options object to IntegrationEventsTestingModule.forRoot()');
+  });
+
+  it('refuses a drain() timeout that would never pass (NaN, 0, negative, Infinity, past a timer\'s 2^31 - 1 ms) instead of waiting for ever', async () => {
     const { kit } = await start();
-    for (const timeoutMs of [Number.NaN, 0, -1, Number.POSITIVE_INFINITY]) {
-      await expect(kit.drain({ timeoutMs })).rejects.toThrow(`drain({ timeoutMs }) takes a positive number of milliseconds, not ${timeoutMs}`);
+    for (const timeoutMs of [Number.NaN, 0, -1, Number.POSITIVE_INFINITY, 2_147_483_648]) {
+      await expect(kit.drain({ timeoutMs })).rejects.toThrow(`drain({ timeoutMs }) takes a positive number of milliseconds up to 2147483647, not ${timeoutMs}`);
     }
+    await kit.drain({ timeoutMs: 2_147_483_647 });
     await kit.drain({ timeoutMs: 1_000 });
   });
 

@@ -68,6 +68,9 @@ const KNOWN_KEYS = {
   cqrs: ['enabled', 'maxDispatchDepth'],
 } as const;
 
+/** The options of `forRoot()` at the top level (`serviceName`, `rabbitmq`, `outbox` …). */
+export const TOP_LEVEL_OPTION_KEYS: readonly string[] = KNOWN_KEYS[''];
+
 /**
  * Applies the defaults to the module options and validates the result: the one place where options
  * are defaulted and checked. Throws `InvalidIntegrationEventsOptionsError` naming the first bad field.

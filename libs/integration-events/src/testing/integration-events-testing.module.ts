@@ -4,7 +4,8 @@ import { IntegrationEventConsumers } from '../consumer/integration-event-consume
 import { IntegrationEventsModule } from '../integration-events.module';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
 import type { IntegrationEventsModuleOptions } from '../options/integration-events-module-options.interface';
-import { resolveOptions } from '../options/resolve-options';
+import { InvalidIntegrationEventsOptionsError } from '../errors/invalid-options.error';
+import { resolveOptions, TOP_LEVEL_OPTION_KEYS } from '../options/resolve-options';
 import { OutboxDatabase } from '../outbox/outbox-database';
 import { OutboxRelay } from '../relay/outbox.relay';
 import { InProcessBroker } from '../transport/in-process/in-process-broker';
@@ -30,6 +31,42 @@ const TESTING_MAX_RETRY_DELAY_MS = 50;
 function withTestingDefaults<T extends object>(defaults: T, given: T | undefined): T {
   if (given === undefined) return defaults;
   return typeof given === 'object' && given !== null && !Array.isArray(given) ? { ...defaults, ...given } : given;
+}
+
+/** The testing module's own options: the module's, less the transport, plus `broker`. */
+const TESTING_OPTION_KEYS: readonly string[] = [...TOP_LEVEL_OPTION_KEYS.filter((key) => key !== 'rabbitmq' && key !== 'inProcess'), 'broker'];
+
+/**
+ * Refuses here what the module's own check would report under names the caller never gave: a
+ * transport (which the testing module would otherwise overwrite or report as "given with rabbitmq"), a
+ * `broker` that is not one, an unknown key.
+ */
+function assertTestingOptions(options: unknown): asserts options is IntegrationEventsTestingOptions {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new InvalidIntegrationEventsOptionsError('(options)', options, 'pass an options object to IntegrationEventsTestingModule.forRoot()');
+  }
+  for (const key of Object.keys(options)) {
+    if (key === 'rabbitmq' || key === 'inProcess') {
+      throw new InvalidIntegrationEventsOptionsError(
+        key,
+        '(given to the testing module)',
+        'leave it out: IntegrationEventsTestingModule runs on an in-process broker of its own, each retry held at most ' +
+          `${TESTING_MAX_RETRY_DELAY_MS} ms (give "broker" to share one between the services of a test; for other ` +
+          'retry delays, IntegrationEventsModule.forRoot({ inProcess: { broker, maxRetryDelayMs } }))',
+      );
+    }
+    if (!TESTING_OPTION_KEYS.includes(key)) {
+      throw new InvalidIntegrationEventsOptionsError(key, '(unknown option)', `remove it; the known options here are ${TESTING_OPTION_KEYS.join(', ')}`);
+    }
+  }
+  const { broker } = options as { broker?: unknown };
+  if (broker !== undefined && !(broker instanceof InProcessBroker)) {
+    throw new InvalidIntegrationEventsOptionsError(
+      'broker',
+      broker === null ? null : typeof broker,
+      'pass an InProcessBroker instance (new InProcessBroker()), the same for every service of the test, or leave it out',
+    );
+  }
 }
 
 /** Whether the broker was made for this application (so this module closes it). */
@@ -68,6 +105,7 @@ export class IntegrationEventsTestingModule implements OnModuleInit, OnModuleDes
   constructor(private readonly moduleRef: ModuleRef) {}
 
   static forRoot(options: IntegrationEventsTestingOptions): DynamicModule {
+    assertTestingOptions(options);
     const { broker: sharedBroker, ...rest } = options;
     const exchange = 'integration-events';
     const moduleOptions = (broker: InProcessBroker): IntegrationEventsModuleOptions => ({
