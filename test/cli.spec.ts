@@ -247,6 +247,10 @@ describe('command line: nestjs-integration-events dlq | outbox', () => {
       [['outbox', 'skip', '{0190a8c4-0000-7000-8000-000000000000', ...noDatabase], 'is not an outbox row id (a UUID)'],
       [['outbox', 'skip', '0190a8c4-0000-7000-8000-000000000000-', ...noDatabase], 'is not an outbox row id (a UUID)'],
       [['dlq', 'list', 'some.dlq', '--limit', '1e30', ...noBroker], '--limit must be a whole number from 1'],
+      // An argument too many would be ignored: the default rows listed, a second id left alone.
+      [['outbox', 'list', 'failed', ...noDatabase], 'outbox list takes no arguments (got "failed"); give the rows to list with --status'],
+      [['dlq', 'list', 'some.dlq', '10', ...noBroker], 'dlq list takes one dead-letter queue (got "10" too); give how many to show with --limit'],
+      [['dlq', 'show', 'some.dlq', 'id-1', 'id-2', ...noBroker], 'dlq show takes one message id (got "id-2" too)'],
     ] as const) {
       const result = await cli(...args);
       expect({ args, code: result.code }).toEqual({ args, code: 2 });

@@ -107,6 +107,7 @@ type DlqRequest =
 function dlqRequest(action: string, ids: string[], options: ParsedArguments['options']): DlqRequest {
   switch (action) {
     case 'list': {
+      if (ids.length > 0) throw new UsageError(`dlq list takes one dead-letter queue (got "${ids[0]}" too); give how many to show with --limit`);
       const limit = Number(options.limit ?? 50);
       if (!Number.isSafeInteger(limit) || limit < 1) throw new UsageError('--limit must be a whole number from 1');
       return { action, limit };
@@ -115,6 +116,7 @@ function dlqRequest(action: string, ids: string[], options: ParsedArguments['opt
       const [messageId] = ids;
       // '' is an id: it picks a dead letter without one.
       if (messageId === undefined) throw new UsageError('dlq show needs a message id');
+      if (ids.length > 1) throw new UsageError(`dlq show takes one message id (got "${ids[1]}" too)`);
       return { action, messageId };
     }
     case 'requeue':

@@ -120,6 +120,8 @@ type OutboxRequest =
 function outboxRequest(action: string, ids: string[], options: ParsedArguments['options']): OutboxRequest {
   switch (action) {
     case 'list': {
+      // `outbox list failed` would list the default (stuck) rows: the filter is --status.
+      if (ids.length > 0) throw new UsageError(`outbox list takes no arguments (got "${ids[0]}"); give the rows to list with --status`);
       const status = (options.status ?? 'stuck') as OutboxFilter;
       if (!FILTERS.includes(status)) throw new UsageError(`--status must be one of ${FILTERS.join(', ')}`);
       const limit = Number(options.limit ?? 50);
