@@ -140,6 +140,34 @@ describe('outbox relay', () => {
     expect(claims()).toBe(1);
   });
 
+  it('claims again when its backoff ends, though rows handed over at commits keep coming all through it', async () => {
+    const app = await start({ pollIntervalMs: 1_000, batchSize: 2 });
+    const claims = failClaims(app);
+    const transport = app.get(TransportHost).transport;
+    const publish = transport.publish.bind(transport);
+    // A slow broker: each send of two rows takes 20 ms, so commits one after another keep the handoff
+    // from ever emptying.
+    jest.spyOn(transport, 'publish').mockImplementation(async (messages) => {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      return publish(messages);
+    });
+    app.get(OutboxRelay).wake();
+    await eventually(() => expect(claims()).toBe(1));
+    let committing = true;
+    const load = (async () => {
+      for (let n = 0; committing; n++) {
+        await app.get(TransactionHost).withTransaction(() => app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent(`steady-${n}`)));
+      }
+    })();
+    try {
+      // The pause is 500-1,000 ms: then the claim runs again (and fails again here), load or not.
+      await eventually(() => expect(claims()).toBe(2), { timeoutMs: 3_000 });
+    } finally {
+      committing = false;
+      await load;
+    }
+  });
+
   /** Each outbox row's id → whether a lease holds it. */
   const leased = async () =>
     Object.fromEntries(

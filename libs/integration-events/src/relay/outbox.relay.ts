@@ -184,8 +184,15 @@ export class OutboxRelay {
             await this.wakeSignal.wait(until - performance.now());
             // Rows this process hands over go out meanwhile, all of them (the claim that failed, and
             // marks put back, wait out the pause): they would go stale waiting, and then need that claim.
-            // Once that fails too, no more is sent before the pause ends.
-            while (!handOffFailed && !this.stopping && this.handoff.size > 0 && this.transports.transport.canPublish) {
+            // Once that fails too, no more is sent before the pause ends. Only until it ends: commits that
+            // keep coming would otherwise keep the handoff from emptying, and hold off the claim for good.
+            while (
+              !handOffFailed &&
+              !this.stopping &&
+              performance.now() < until &&
+              this.handoff.size > 0 &&
+              this.transports.transport.canPublish
+            ) {
               await this.relayHandedOff().catch((handoffError: unknown) => {
                 handOffFailed = true;
                 this.logger.error(`Sending handed-over rows during the relay's pause failed: ${(handoffError as Error).message}`);
