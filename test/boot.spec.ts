@@ -13,6 +13,7 @@ import {
   IntegrationEventPublisher,
   IntegrationEventsModule,
   type IntegrationEventsModuleAsyncOptions,
+  InProcessBroker,
   InvalidIntegrationEventHandlerError,
   InvalidIntegrationEventsOptionsError,
   OutboxTableMissingError,
@@ -92,6 +93,28 @@ class NullDeadLetterQueueHandler implements IIntegrationEventHandler<OrderCreate
   handle(): void {}
 }
 
+/** Names ChargeHandler's first retry wait queue on RabbitMQ as its own queue. */
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { queue: 'billing.charge.retry.0ms' })
+class TakesChargeRetries implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  handle(): void {}
+}
+
+/** A queue name of 197 characters: valid, but the default dead-letter queue's (".dlq" added) is not. */
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { queue: 'q'.repeat(197) })
+class LongQueueHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  handle(): void {}
+}
+
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { prefetch: '5' } as never)
+class StringPrefetchHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  handle(): void {}
+}
+
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { retry: null } as never)
+class NullRetryHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  handle(): void {}
+}
+
 /** Wiring mistakes fail `app.init()` with an error that names the culprit and the fix. */
 describe('boot', () => {
   let ns: TestNamespace;
@@ -128,6 +151,27 @@ describe('boot', () => {
     await expect(boot).rejects.toThrow(/ChargeHandler and RefundHandler both resolve to queue "billing\.dlq"/);
     const intoQueue = startTestApp(ns, { providers: [ChargeHandler, DeadLettersIntoChargeQueue] });
     await expect(intoQueue).rejects.toThrow(/ChargeHandler and DeadLettersIntoChargeQueue both resolve to queue "billing\.charge"/);
+  });
+
+  it('refuses a queue that is another handler\'s retry wait queue on RabbitMQ, naming it; in-process, where there is none, boots', async () => {
+    const boot = startTestApp(ns, { providers: [ChargeHandler, TakesChargeRetries] });
+    await expect(boot).rejects.toBeInstanceOf(DuplicateHandlerQueueError);
+    await expect(boot).rejects.toThrow(
+      'Handlers ChargeHandler and TakesChargeRetries both resolve to queue "billing.charge.retry.0ms" (a retry wait queue of ChargeHandler\'s, on RabbitMQ).',
+    );
+    expect(await bootMessage(ns, { providers: [ChargeHandler, TakesChargeRetries], options: { inProcess: { broker: new InProcessBroker() } } })).toBe('booted');
+  });
+
+  it('says it is the default dead-letter queue\'s name that is too long, not a deadLetterQueue the handler never gave', async () => {
+    await expect(startTestApp(ns, { providers: [LongQueueHandler] })).rejects.toThrow(
+      'its dead-letter queue\'s default name, the queue\'s with ".dlq"',
+    );
+    await expect(startTestApp(ns, { providers: [LongQueueHandler] })).rejects.toThrow('give it a shorter queue, or a deadLetterQueue of its own');
+  });
+
+  it('shows a refused handler option as it was given: a string quoted, a null retry as "retry"', async () => {
+    await expect(startTestApp(ns, { providers: [StringPrefetchHandler] })).rejects.toThrow('StringPrefetchHandler: prefetch "5" is not a whole number');
+    await expect(startTestApp(ns, { providers: [NullRetryHandler] })).rejects.toThrow('NullRetryHandler: retry null: pass an object of retry options');
   });
 
   it('refuses an inbox that forgets messages before they can come again, for the handlers that use it', async () => {

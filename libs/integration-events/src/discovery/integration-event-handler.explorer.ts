@@ -12,6 +12,8 @@ import type { RetryPolicy } from '../retry/retry-policy';
 import type { IIntegrationEventHandler } from '../consumer/integration-event-handler.interface';
 import type { DiscoveredHandler } from './discovered-handler';
 import { providerClass } from './provider-class';
+import { waitQueueName } from '../transport/rabbitmq/handler-topology';
+import { describeOptionValue } from '../util/describe-option-value';
 
 /** AMQP queue names: letters, digits, `-_.:`, and not RabbitMQ's reserved `amq.` prefix. */
 const QUEUE_PATTERN = /^(?!amq\.)[A-Za-z0-9_.:-]{1,200}$/;
@@ -103,13 +105,20 @@ export class IntegrationEventHandlerExplorer {
       }
       const prefetch = orDefault(options.prefetch, consumer.prefetch);
       if (!Number.isInteger(prefetch) || prefetch < 1 || prefetch > 65_535) {
-        throw new InvalidIntegrationEventHandlerError(name, `prefetch ${String(prefetch)} is not a whole number from 1 to 65535.`);
+        throw new InvalidIntegrationEventHandlerError(name, `prefetch ${describeOptionValue(prefetch)} is not a whole number from 1 to 65535.`);
       }
       const concurrency = orDefault(options.concurrency, consumer.concurrency);
       if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 65_535) {
-        throw new InvalidIntegrationEventHandlerError(name, `concurrency ${String(concurrency)} is not a whole number from 1 to 65535.`);
+        throw new InvalidIntegrationEventHandlerError(name, `concurrency ${describeOptionValue(concurrency)} is not a whole number from 1 to 65535.`);
       }
       const deadLetterQueue = orDefault(options.deadLetterQueue, `${queue}.dlq`);
+      if (options.deadLetterQueue === undefined && !QUEUE_PATTERN.test(deadLetterQueue)) {
+        throw new InvalidIntegrationEventHandlerError(
+          name,
+          `its dead-letter queue's default name, the queue's with ".dlq" (${JSON.stringify(deadLetterQueue)}), is longer than ` +
+            '200 characters: give it a shorter queue, or a deadLetterQueue of its own.',
+        );
+      }
       if (typeof deadLetterQueue !== 'string' || !QUEUE_PATTERN.test(deadLetterQueue) || deadLetterQueue === queue) {
         throw new InvalidIntegrationEventHandlerError(
           name,
@@ -121,15 +130,15 @@ export class IntegrationEventHandlerExplorer {
         retryPolicy = resolveRetryPolicy(consumer.retry, options.retry);
       } catch (error) {
         if (!(error instanceof RetryPolicyOptionError)) throw error;
-        throw new InvalidIntegrationEventHandlerError(name, `retry.${error.field} ${JSON.stringify(error.value)}: ${error.expected}.`);
+        throw new InvalidIntegrationEventHandlerError(name, `${error.field === '(retry)' ? 'retry' : `retry.${error.field}`} ${describeOptionValue(error.value)}: ${error.expected}.`);
       }
       const timeoutMs = orDefault(options.timeoutMs, consumer.handlerTimeoutMs);
       if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 86_400_000) {
-        throw new InvalidIntegrationEventHandlerError(name, `timeoutMs ${String(timeoutMs)} is not a whole number from 1 to 86400000.`);
+        throw new InvalidIntegrationEventHandlerError(name, `timeoutMs ${describeOptionValue(timeoutMs)} is not a whole number from 1 to 86400000.`);
       }
       const inbox = orDefault(options.inbox, inboxOptions.enabled);
       if (typeof inbox !== 'boolean') {
-        throw new InvalidIntegrationEventHandlerError(name, `inbox ${JSON.stringify(inbox)} is not true or false.`);
+        throw new InvalidIntegrationEventHandlerError(name, `inbox ${describeOptionValue(inbox)} is not true or false.`);
       }
       // A handled message can come again a lease after it was published (its mark was lost) or a retry
       // delay after an attempt counted as failed whose COMMIT landed: its inbox record must still be there.
@@ -173,6 +182,16 @@ export class IntegrationEventHandlerExplorer {
       if (Object.hasOwn(options, 'replaces')) replacing.push({ handler: discovered, replaces: options.replaces });
     }
     const handlers = [...new Set(byQueue.values())];
+    // On RabbitMQ each retry tier has a wait queue of its own: a queue another handler names the same
+    // would fail boot with the broker's PRECONDITION_FAILED at best, or take the other's retries.
+    if (!inProcess) {
+      for (const handler of handlers) {
+        for (const tier of handler.retryPolicy.tiers()) {
+          const other = byQueue.get(waitQueueName(handler.queue, tier));
+          if (other) throw new DuplicateHandlerQueueError(waitQueueName(handler.queue, tier), [handler.name, other.name], handler.name);
+        }
+      }
+    }
     withOtherVersions(handlers, replacing.map(({ handler, replaces }) => [handler, replacedHandler(handler, replaces, byClass)] as const));
     return handlers;
   }

@@ -1,3 +1,4 @@
+import { describeOptionValue } from '../util/describe-option-value';
 import { IntegrationEventsError } from './integration-events.error';
 
 /**
@@ -13,19 +14,6 @@ export class InvalidIntegrationEventsOptionsError extends IntegrationEventsError
     /** What is expected, phrased as the fix. */
     readonly expected: string,
   ) {
-    super(`Invalid IntegrationEventsModule option "${field}" (got ${describe(value)}): ${expected}.`);
-  }
-}
-
-function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
-  if (typeof value === 'function') return 'a function';
-  if (value === undefined) return 'undefined';
-  // NaN and ±Infinity (what Number() makes of a bad environment variable) would read "null" as JSON.
-  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'symbol') return String(value);
-  try {
-    return JSON.stringify(value) ?? String(value);
-  } catch {
-    return Object.prototype.toString.call(value);
+    super(`Invalid IntegrationEventsModule option "${field}" (got ${describeOptionValue(value)}): ${expected}.`);
   }
 }
