@@ -150,6 +150,10 @@ describe('observability', () => {
   });
 
   it('counts published and handled messages, handler durations, and reports the outbox backlog and lag', async () => {
+    // Its own message, not the trace test's: it must hold when run alone.
+    const handledBefore = app.get(TracedHandler).traceIds.length;
+    await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('counted'), { standalone: true });
+    await eventually(() => expect(app.get(TracedHandler).traceIds.length).toBeGreaterThan(handledBefore));
     // The row is marked sent after the broker's confirm, which may come after the handler ran: collect
     // until the backlog has caught up.
     let exported: ReturnType<typeof metricExporter.getMetrics>[number]['scopeMetrics'][number]['metrics'] = [];
@@ -315,11 +319,17 @@ describe('observability', () => {
     expect(report.healthy).toBe(false);
     expect(report.problems.join()).toMatch(/oldest due outbox row waits for 6\d s/);
     expect(await app.get(IntegrationEventsHealthIndicator).isHealthy('events', { maxLagMs: 30_000 })).toMatchObject({ events: { status: 'down' } });
-    // A lag limit that would mean "always down" (null taken as 0) or "never checked" (NaN) is refused.
-    for (const maxLagMs of [null, Number.NaN, 0, -1]) {
+    // A lag limit that would mean "always down" (null taken as 0) or "never checked" (NaN, Infinity) is refused.
+    for (const maxLagMs of [null, Number.NaN, 0, -1, Number.POSITIVE_INFINITY]) {
       await expect(app.get(IntegrationEventsHealth).check({ maxLagMs: maxLagMs as number })).rejects.toThrow(
-        `The health check's maxLagMs takes a positive number of milliseconds, not ${String(maxLagMs)}`,
+        `The health check's maxLagMs takes a positive, finite number of milliseconds, not ${String(maxLagMs)}`,
       );
     }
+    // So is a misspelt key, which would check against the default 60 s (and find this row fine).
+    await expect(app.get(IntegrationEventsHealth).check({ maxLag: 30_000 } as never)).rejects.toThrow(
+      new TypeError('The health check takes { maxLagMs, timeoutMs }, not "maxLag"'),
+    );
+    await expect(app.get(IntegrationEventsHealthIndicator).isHealthy('events', { maxLag: 30_000 } as never)).rejects.toThrow(TypeError);
+    await expect(app.get(IntegrationEventsHealth).check(null as never)).rejects.toThrow('The health check takes { maxLagMs, timeoutMs } or nothing, not null');
   });
 });

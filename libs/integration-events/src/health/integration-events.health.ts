@@ -51,10 +51,19 @@ export class IntegrationEventsHealth {
    * @param timeoutMs how long the outbox's figures may take to read (default 5 s): a database that does
    *   not answer makes the check report it, not hang (a read still running is shared by the next checks)
    */
-  async check({ maxLagMs = 60_000, timeoutMs = 5_000 }: { maxLagMs?: number; timeoutMs?: number } = {}): Promise<IntegrationEventsHealthReport> {
-    if (typeof maxLagMs !== 'number' || !(maxLagMs > 0)) {
-      // null would count as 0 (down whenever a row is due), NaN would switch the lag check off.
-      throw new RangeError(`The health check's maxLagMs takes a positive number of milliseconds, not ${String(maxLagMs)}`);
+  async check(options: { maxLagMs?: number; timeoutMs?: number } = {}): Promise<IntegrationEventsHealthReport> {
+    // A typo'd key ({ maxLag: 30000 }) would otherwise check against the default without a word.
+    const unknown = typeof options === 'object' && options !== null ? Object.keys(options).filter((key) => key !== 'maxLagMs' && key !== 'timeoutMs') : [];
+    if (typeof options !== 'object' || options === null || unknown.length > 0) {
+      throw new TypeError(
+        `The health check takes { maxLagMs, timeoutMs }${unknown.length > 0 ? `, not ${unknown.map((key) => JSON.stringify(key)).join(', ')}` : ` or nothing, not ${String(options)}`}`,
+      );
+    }
+    const { maxLagMs = 60_000, timeoutMs = 5_000 } = options;
+    if (typeof maxLagMs !== 'number' || !(maxLagMs > 0) || !Number.isFinite(maxLagMs)) {
+      // null would count as 0 (down whenever a row is due); NaN and Infinity would switch the lag and
+      // failing-row checks off.
+      throw new RangeError(`The health check's maxLagMs takes a positive, finite number of milliseconds, not ${String(maxLagMs)}`);
     }
     if (typeof timeoutMs !== 'number' || !(timeoutMs > 0) || timeoutMs > 2_147_483_647) {
       // Over 2^31 - 1, Node's timers fire at once.

@@ -221,6 +221,9 @@ describe('resolveOptions', () => {
       ['rabbitmq.url without scheme', withSection('rabbitmq', { url: 'localhost:5672' }), 'rabbitmq.url', '<unparsable url>', '"amqps://" for TLS'],
       ['rabbitmq.url with another scheme', withSection('rabbitmq', { url: 'http://localhost:5672' }), 'rabbitmq.url', 'http://localhost:5672/', 'give an AMQP URL'],
       ['rabbitmq.url unparsable', withSection('rabbitmq', { url: 'amqp://localhost:99999' }), 'rabbitmq.url', '<unparsable url>', 'give an AMQP URL'],
+      // amqplib would connect to localhost, and the logs would show "<unparsable url>".
+      ['rabbitmq.url without a host', withSection('rabbitmq', { url: 'amqp://' }), 'rabbitmq.url', '<unparsable url>', 'give an AMQP URL'],
+      ['rabbitmq.url with credentials but no host', withSection('rabbitmq', { url: 'amqp://guest:guest@' }), 'rabbitmq.url', 'amqp://guest:***@', 'give an AMQP URL'],
       ['rabbitmq.socketOptions a string', withSection('rabbitmq', { socketOptions: 'tls' }), 'rabbitmq.socketOptions', 'tls', 'pass an object of amqplib socket options'],
       ['rabbitmq.socketOptions an array', withSection('rabbitmq', { socketOptions: [] }), 'rabbitmq.socketOptions', [], 'pass an object'],
       ['rabbitmq.exchange empty', withSection('rabbitmq', { exchange: '' }), 'rabbitmq.exchange', '', 'use 1-200 letters, digits'],
@@ -343,6 +346,8 @@ describe('resolveOptions', () => {
       const error = refusal({ serviceName: 'ordering', inProcess: { broker: {} } });
       expect(error.field).toBe('inProcess.broker');
       expect(error.expected).toContain('new InProcessBroker()');
+      // The rule the name broke is said, as for rabbitmq.exchange.
+      expect(refusal({ serviceName: 'ordering', inProcess: { broker: new InProcessBroker(), exchange: 'amq.x' } }).expected).toContain('not starting with "amq."');
     });
 
     it('takes inProcess.maxRetryDelayMs as a whole number of 0 or more, and refuses anything else', () => {

@@ -271,7 +271,7 @@ function resolveInProcess(inProcess: Section): NonNullable<ResolvedIntegrationEv
   }
   const exchange = orDefault(inProcess.exchange, DEFAULT_OPTIONS.inProcess.exchange);
   if (typeof exchange !== 'string' || !EXCHANGE_PATTERN.test(exchange)) {
-    fail('inProcess.exchange', exchange, 'use 1-200 letters, digits, "-", "_", "." or ":"');
+    fail('inProcess.exchange', exchange, 'use 1-200 letters, digits, "-", "_", "." or ":", not starting with "amq." (as on RabbitMQ)');
   }
   // No default: left out, a retry waits what its policy says.
   const maxRetryDelayMs = inProcess.maxRetryDelayMs;
@@ -332,10 +332,10 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/** Whether `url` parses and names a host (amqplib takes `amqp://` alone for localhost, unsaid). */
 function canParseUrl(url: string): boolean {
   try {
-    new URL(url);
-    return true;
+    return new URL(url).hostname !== '';
   } catch {
     return false;
   }
