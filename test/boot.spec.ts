@@ -395,6 +395,13 @@ describe('boot', () => {
     expect(error.message).not.toContain('s3cr3t-pw');
   });
 
+  it('fails boot naming the virtual host when the broker will not open it', async () => {
+    const { host, port } = TEST_RABBITMQ_ADDRESS;
+    const boot = startTestApp(ns, { options: { rabbitmq: { url: `amqp://guest:guest@${host}:${port}/no-such-vhost-${ns.id}` } } });
+    await expect(boot).rejects.toBeInstanceOf(BrokerConnectionError);
+    await expect(boot).rejects.toThrow(`the broker refused the virtual host "no-such-vhost-${ns.id}": it does not exist, or the user has no permissions on it`);
+  });
+
   it('starts when the broker\'s host name does not resolve (a container restarting), warning with the host', async () => {
     const logger = new CapturingLogger();
     const app = await startTestApp(ns, {

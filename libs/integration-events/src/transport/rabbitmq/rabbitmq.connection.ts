@@ -178,7 +178,7 @@ export class RabbitMqConnection {
         } else {
           recovering.close().catch(() => undefined);
           this.recovering = undefined;
-          reject(new BrokerConnectionError(rabbitmq.redactedUrl, this.describe(error)));
+          reject(new BrokerConnectionError(rabbitmq.redactedUrl, `${this.describe(error)}${vhostHint(error, rabbitmq.url)}`));
         }
       };
       const cleanup = (): void => {
@@ -277,6 +277,26 @@ export class RabbitMqConnection {
     const message = error instanceof Error ? error.message : String(error);
     return redactSecrets(message, this.config.options.rabbitmq!.url);
   }
+}
+
+/**
+ * What amqplib leaves out when the broker closes the connection instead of opening its virtual host
+ * ("Expected ConnectionOpenOk; got <ConnectionClose channel:0>", the broker's reason dropped): the
+ * vhost does not exist, or the user may not use it.
+ */
+function vhostHint(error: Error, url: string): string {
+  if (!/Expected ConnectionOpenOk; got <ConnectionClose/.test(error.message)) return '';
+  let vhost = '/';
+  try {
+    const path = new URL(url).pathname.slice(1);
+    if (path) vhost = decodeURIComponent(path);
+  } catch {
+    // The URL was checked at boot; the default vhost is what amqplib asked for otherwise.
+  }
+  return (
+    ` (the broker refused the virtual host ${JSON.stringify(vhost)}: it does not exist, or the user has no ` +
+    `permissions on it; see \`rabbitmqctl list_vhosts\` and \`rabbitmqctl list_permissions -p ${vhost}\`)`
+  );
 }
 
 function isTransient(error: Error): boolean {
