@@ -147,6 +147,9 @@ describe.each(modes)('example: ordering and payments, %s', (_name, mode) => {
   });
 
   it('serves /health and Prometheus /metrics', async () => {
+    // An order of its own, so that the published counter has its event whatever ran before.
+    const { id } = (await (await placeOrder('metered', 1_500)).json()) as { id: string };
+    await eventually(async () => expect(((await (await fetch(`${ordering}/orders/${id}`)).json()) as { status: string }).status).toBe('paid'));
     const health = (await (await fetch(`${ordering}/health`)).json()) as { status: string; info: { integrationEvents: { status: string } } };
     expect(health).toMatchObject({ status: 'ok', info: { integrationEvents: { status: 'up' } } });
     const metrics = await (await fetch(`${ordering}/metrics`)).text();
