@@ -259,6 +259,16 @@ describe('command line: nestjs-integration-events dlq | outbox', () => {
     }
   });
 
+  it('says there is no outbox table where --schema and --table point, naming the options', async () => {
+    const missing = await cli('outbox', 'list', '--schema', `${ns.schema}_elsewhere`);
+    expect(missing).toMatchObject({ code: 1, stdout: '' });
+    expect(missing.stderr).toContain(`There is no outbox table "${ns.schema}_elsewhere"."integration_events_outbox" in postgres://`);
+    expect(missing.stderr).toContain("give the --schema and --table of the module's outbox options");
+    expect((await cli('outbox', 'retry', '--all-failed', '--schema', ns.schema, '--table', 'orders')).stderr).toContain(
+      `There is no outbox table "${ns.schema}"."orders"`,
+    );
+  });
+
   it('refuses an option the action does not take, before touching anything', async () => {
     // Unroutable: it stays in the outbox, and `retry --all-unroutable` would make it pending again.
     const [id] = await app.get(IntegrationEventPublisher).publish(new NobodyHearsEvent(1), { standalone: true });

@@ -40,8 +40,17 @@ export async function outboxCommand({ positional, options }: ParsedArguments, ou
   } catch (error) {
     throw new Error(`Cannot connect to ${redactUrl(url)}: ${redactSecrets((error as Error).message, url)}`);
   }
-  const operations = new OutboxOperations(dataSource, new OutboxTableName(schema, tableName));
+  const table = new OutboxTableName(schema, tableName);
+  const operations = new OutboxOperations(dataSource, table);
   try {
+    // Said as such, not as PostgreSQL's `relation "…" does not exist`, which names no option.
+    const [{ found }] = (await dataSource.query('SELECT to_regclass($1) IS NOT NULL AS found', [table.qualified])) as Array<{ found: boolean }>;
+    if (!found) {
+      throw new Error(
+        `There is no outbox table ${table.qualified} in ${redactUrl(url)}: give the --schema and --table of the module's outbox options ` +
+          `(without them, "${DEFAULT_OPTIONS.outbox.table}" in the connection's search path)`,
+      );
+    }
     switch (request.action) {
       case 'list': {
         const [rows, counts] = [await operations.list(request.status, request.limit), await operations.counts()];
