@@ -373,6 +373,16 @@ class ClosesLedger implements IEventHandler<LedgerClosedDomainEvent> {
   }
 }
 
+/**
+ * The tests on one application they share, booted once. They are kept apart from the tests that boot
+ * applications of their own (the describe below): PlaceOrderHandler's @Transactional() finds its
+ * TransactionHost through `TransactionHost.getInstance()`, one per process, the one the last application
+ * booted constructed. An application booted (even one whose boot fails) while the shared one is up takes
+ * that place, and once closed leaves @Transactional() on its closed DataSource ("Driver not Connected").
+ * Jest runs each describe's tests together (in any order, with --randomize), between its beforeAll and
+ * afterAll, so every application booted by the other describe is booted and closed before this one boots,
+ * or after it is closed.
+ */
 describe('@nestjs/cqrs bridge', () => {
   let ns: TestNamespace;
   let app: TestingModule;
@@ -422,6 +432,11 @@ describe('@nestjs/cqrs bridge', () => {
   });
 
   beforeEach(() => {
+    // Says so at once if an application was booted in this describe after all (see above), instead of
+    // letting the tests that place orders fail on a closed DataSource.
+    if (TransactionHost.getInstance<TransactionalAdapterTypeOrm>() !== txHost) {
+      throw new Error('@Transactional() would not run on the shared application: another one was booted since (boot it in the describe below)');
+    }
     probe.failWith = undefined;
     probe.placedHandled.length = 0;
     probe.flaggedHandled.length = 0;
@@ -1031,7 +1046,10 @@ describe('@nestjs/cqrs bridge', () => {
     const payloads = await outboxPayloads();
     expect(payloads.filter((id) => id.startsWith('o-express') || id.startsWith('o-return')).sort()).toEqual(['o-express/parcel-0', 'o-return/return']);
   });
+});
 
+/** Each test here boots (or fails to boot) applications of its own, on a namespace of its own, and closes them. */
+describe('@nestjs/cqrs bridge, on applications of their own', () => {
   it('refuses a domain event raised in a transaction on another DataSource than the outbox\'s, instead of never handling it', async () => {
     const other = await TestNamespace.create();
     const moduleRef = await Test.createTestingModule({
