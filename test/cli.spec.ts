@@ -58,6 +58,13 @@ describe('command line: nestjs-integration-events dlq | outbox', () => {
     app = await startTestApp(ns, { providers: [OrderCreatedRecorder] });
   });
 
+  // One app and outbox for the file: each test starts with no outbox row and no dead letter, whatever
+  // ran before (`--all-*` and `list` would act on another test's rows).
+  beforeEach(async () => {
+    await (await ns.sql()).query(`DELETE FROM ${ns.outboxTable}`);
+    await ns.drainQueue(dlq());
+  });
+
   afterAll(async () => {
     await app?.close();
     await ns?.cleanup();
