@@ -518,6 +518,19 @@ describe('retries and the dead-letter queue', () => {
     expect(await ns.queueDepth(handlerQueue)).toBe(0);
   });
 
+  it('counts a handler that throws a revoked Proxy (every check of it throws) as failing: retried, then dead-lettered', async () => {
+    recorder.behaviour = () => {
+      const { proxy, revoke } = Proxy.revocable({}, {});
+      revoke();
+      throw proxy;
+    };
+    const id = await publish('throws-revoked-proxy');
+    await eventually(async () => expect(await ns.queueDepth(`${queue()}.dlq`)).toBe(1), { timeoutMs: 20_000 });
+    expect(callsFor(id).map((r) => r.context.attempt)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    const [dead] = await ns.drainQueue(`${queue()}.dlq`);
+    expect(dead!.properties.headers).toMatchObject({ 'ie-dead-letter-reason': 'max-attempts', 'ie-error-name': 'NonError' });
+  });
+
   it('retries a failure whose retryable() predicate throws, and says so in a warning naming the handler', async () => {
     const [id] = await app.get(IntegrationEventPublisher).publish(new BrokenPredicateIntegrationEvent('o-broken'), { standalone: true });
     const dlq = `${ns.serviceName}.BrokenPredicate.dlq`;

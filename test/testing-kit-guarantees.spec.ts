@@ -37,6 +37,7 @@ import {
 } from 'nestjs-integration-events/testing';
 import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
 import { TransportHost } from '../libs/integration-events/src/transport/transport-host';
+import { MessageDispatcher } from '../libs/integration-events/src/consumer/message-dispatcher';
 import { CapturingLogger } from './support/capturing-logger';
 import { eventually } from './support/eventually';
 import { infrastructureImports } from './support/test-app';
@@ -101,6 +102,18 @@ describe('the testing module and kit, at the edges', () => {
 
   afterEach(async () => {
     for (const app of apps.splice(0)) await app.close();
+  });
+
+  it('gives a message back to its queue a second after a fault of its own (outside the handler), not at once in a loop, as on RabbitMQ', async () => {
+    const { app, kit, behaviour } = await start();
+    const dispatcher = app.get(MessageDispatcher);
+    const dispatch = jest.spyOn(dispatcher, 'dispatch').mockRejectedValueOnce(new Error('a fault of the library (test)'));
+    const started = performance.now();
+    await kit.deliver(new OrderCreatedIntegrationEvent('after-a-fault', new Date()));
+    await kit.drain();
+    expect(behaviour.calls.map((call) => call.orderId)).toEqual(['after-a-fault']);
+    expect(dispatch).toHaveBeenCalledTimes(2);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(950);
   });
 
   it('times drain() out with DrainTimeoutError while a handler hangs (the inbox transaction open on SQLite)', async () => {

@@ -78,4 +78,11 @@ describe('failureDetails', () => {
     expect(failureDetails(cyclic).message).toBe('non-Error thrown: [object Object]');
     expect(failureDetails(undefined).message).toBe('non-Error thrown: undefined');
   });
+
+  it('describes a revoked Proxy, whose every check (instanceof included) throws', () => {
+    const { proxy, revoke } = Proxy.revocable(new Error('gone'), {});
+    revoke();
+    expect(() => proxy instanceof Error).toThrow(TypeError);
+    expect(failureDetails(proxy)).toMatchObject({ name: 'NonError', message: 'non-Error thrown: [unprintable]' });
+  });
 });

@@ -1,3 +1,4 @@
+import { isInstance } from '../util/is-instance';
 import type { FailureDetails } from './disposition';
 
 const MAX_MESSAGE = 1_000;
@@ -17,7 +18,7 @@ const MAX_CAUSE_STACK_LINES = 10;
  * that throw, is still described.
  */
 export function failureDetails(error: unknown, failedAt = new Date()): FailureDetails {
-  if (error instanceof Error) {
+  if (isInstance(error, Error)) {
     try {
       const stack = stringProperty(error, 'stack');
       const causes = causesOf(error);

@@ -1,6 +1,6 @@
 import { printable, printableId } from '../util/printable';
 import { Injectable, Logger } from '@nestjs/common';
-import { context as otelContext, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { context as otelContext, SpanKind, trace } from '@opentelemetry/api';
 import { MessageHeaders } from '../envelope/message-headers';
 import { isValidCorrelationId } from '../envelope/message-headers.factory';
 import type { DiscoveredHandler } from '../discovery/discovered-handler';
@@ -11,7 +11,9 @@ import { InboxGuard } from '../inbox/inbox.guard';
 import { TurnRefusedAtShutdownError } from '../inbox/turn-refused-at-shutdown.error';
 import { IntegrationEventsMetrics } from '../telemetry/integration-events.metrics';
 import { INSTRUMENTATION_NAME, TelemetryAttributes as A } from '../telemetry/telemetry-attributes';
+import { endSpanGuarded, guardTracing, startSpanGuarded } from '../telemetry/guarded-tracing';
 import { extractTraceContext } from '../telemetry/trace-context';
+import { isInstance } from '../util/is-instance';
 import type { CopyDisposition } from '../transport/integration-event-transport';
 import { IntegrationEventsConfig } from '../options/integration-events.config';
 import { readAttempt } from './attempt-header';
@@ -50,7 +52,8 @@ export class MessageDispatcher {
     // refused as poison anyway.
     const eventName = handler.event.name;
     const parent = extractTraceContext(message.headers);
-    const span = this.tracer.startSpan(
+    const span = startSpanGuarded(
+      this.tracer,
       `process ${eventName}`,
       {
         kind: SpanKind.CONSUMER,
@@ -72,18 +75,19 @@ export class MessageDispatcher {
     try {
       disposition = await otelContext.with(trace.setSpan(parent, span), () => this.decideFor(handler, message, shutdown));
     } catch (error) {
-      span.end();
+      guardTracing(() => span.end(), undefined);
       throw error;
     }
     const seconds = (performance.now() - started) / 1000;
     const outcome = disposition.action === 'ack' ? 'ack' : disposition.action === 'retry' ? 'retry' : 'dead_letter';
-    span.setAttribute(A.Outcome, outcome);
-    if (disposition.action !== 'ack') {
-      span.setStatus({ code: SpanStatusCode.ERROR, message: `${disposition.failure.name}: ${disposition.failure.message}` });
-      if (disposition.action === 'retry') span.setAttribute(A.Attempt, disposition.attempt);
-      else span.setAttribute(A.Reason, disposition.reason);
+    if (disposition.action === 'ack') endSpanGuarded(span, { [A.Outcome]: outcome });
+    else {
+      endSpanGuarded(
+        span,
+        disposition.action === 'retry' ? { [A.Outcome]: outcome, [A.Attempt]: disposition.attempt } : { [A.Outcome]: outcome, [A.Reason]: disposition.reason },
+        `${disposition.failure.name}: ${disposition.failure.message}`,
+      );
     }
-    span.end();
     const acknowledgedAs = this.acknowledgedAs.get(message);
     this.acknowledgedAs.delete(message);
     this.metrics.recordHandled(eventName, handler.name, acknowledgedAs ?? outcome, seconds);
@@ -166,7 +170,7 @@ export class MessageDispatcher {
       return { action: 'ack' };
     } catch (error) {
       // Never started (shutdown came first): not an attempt; the transport gives the message back.
-      if (error instanceof TurnRefusedAtShutdownError) throw error;
+      if (isInstance(error, TurnRefusedAtShutdownError)) throw error;
       return this.afterFailure(handler, attempt, error, decoded);
     }
   }
@@ -188,7 +192,7 @@ export class MessageDispatcher {
           `${printable(details.message)}); the failure counts as retryable`,
       );
     };
-    if (error instanceof NonRetryableError || !isRetryable(policy.retryable, error, predicateThrew)) {
+    if (isInstance(error, NonRetryableError) || !isRetryable(policy.retryable, error, predicateThrew)) {
       this.logger.warn(`Handler ${handler.name} refused message ${decoded.messageId} (not retryable): ${printable(`${failure.name}: ${failure.message}`)}`);
       return { action: 'dead-letter', reason: 'non-retryable', attempts: attempt, ...base };
     }

@@ -1,4 +1,5 @@
 import { Injectable } from '@nestjs/common';
+import { isInstance } from '../util/is-instance';
 import type { EntityManager, QueryRunner } from 'typeorm';
 import { TransactionsNotConfiguredError } from '../errors/transactions-not-configured.error';
 import { EntityManagerResolver } from '../outbox/entity-manager.resolver';
@@ -110,7 +111,7 @@ export class InboxGuard {
         .catch(async (error: unknown) => {
           // A concurrent duplicate in a REPEATABLE READ or SERIALIZABLE transaction: rolled back now, its
           // connection returned, it asks whether the first attempt's record is there (see InboxRecordConflict).
-          if (!(error instanceof InboxRecordConflict)) throw error;
+          if (!isInstance(error, InboxRecordConflict)) throw error;
           if (await error.recordedNow()) return false;
           throw error.serializationFailure;
         })

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Injectable, Logger } from '@nestjs/common';
-import { SpanKind, SpanStatusCode, trace, type Context, type Span } from '@opentelemetry/api';
+import { SpanKind, trace, type Context, type Span } from '@opentelemetry/api';
 import { MessageHeaders } from '../envelope/message-headers';
 import type { OutgoingMessage } from '../envelope/outgoing-message';
 import { TransportNotReadyError } from '../errors/transport-not-ready.error';
@@ -11,6 +11,7 @@ import { TransportHost } from '../transport/transport-host';
 import { IntegrationEventsMetrics } from '../telemetry/integration-events.metrics';
 import { INSTRUMENTATION_NAME, TelemetryAttributes as A } from '../telemetry/telemetry-attributes';
 import { extractTraceContext, withTraceContext } from '../telemetry/trace-context';
+import { endSpanGuarded, startSpanGuarded } from '../telemetry/guarded-tracing';
 import { ConfirmedRows, type MarkSet } from './confirmed-rows';
 import { exponentialBackoff } from './retry-delay';
 import { RelayHandoff } from './relay-handoff';
@@ -282,11 +283,7 @@ export class OutboxRelay {
     } catch (error) {
       // Nothing was sent (or nothing is known of it): the spans say so, not that a publish went well.
       const notReady = error instanceof TransportNotReadyError;
-      for (const span of spans) {
-        span.setAttribute(A.Outcome, notReady ? 'unsent' : 'failed');
-        span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error)?.message });
-        span.end();
-      }
+      for (const span of spans) endSpanGuarded(span, { [A.Outcome]: notReady ? 'unsent' : 'failed' }, String((error as Error)?.message));
       if (!notReady) throw error;
       // The connection dropped before the publish: nothing was sent. Hand the rows back (their attempt
       // count untouched); they go out once the broker is back. Retried as marks are: a release that
@@ -308,9 +305,8 @@ export class OutboxRelay {
     outcomes.forEach((outcome, index) => {
       const row = rows[index]!;
       const span = spans[index]!;
-      span.setAttribute(A.Outcome, outcome.status);
-      if (outcome.status !== 'confirmed') span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.reason });
-      span.end();
+      // Never throws: a confirmed row must reach its mark whatever the application's span processors do.
+      endSpanGuarded(span, { [A.Outcome]: outcome.status }, outcome.status === 'confirmed' ? undefined : outcome.reason);
       this.metrics.recordPublished(row.eventName, outcome.status);
       if (outcome.status === 'confirmed') sent.push(row.id);
       else if (outcome.status === 'unsent') unsent.push(row.id);
@@ -462,7 +458,8 @@ export class OutboxRelay {
   private startPublishSpan(row: ClaimedOutboxRecord): Span {
     const transport = this.config.options.inProcess ? 'in_process' : 'rabbitmq';
     const exchange = this.config.options.rabbitmq?.exchange ?? this.config.options.inProcess?.exchange ?? '';
-    return this.tracer.startSpan(
+    return startSpanGuarded(
+      this.tracer,
       `publish ${row.eventName}`,
       {
         kind: SpanKind.PRODUCER,

@@ -1,4 +1,5 @@
 import { context, propagation, ROOT_CONTEXT, type Context, type TextMapGetter } from '@opentelemetry/api';
+import { guardTracing } from './guarded-tracing';
 
 /**
  * Reads message headers for the registered propagator: strings as they are, and byte strings (how AMQP
@@ -21,8 +22,11 @@ const headerGetter: TextMapGetter<Readonly<Record<string, unknown>>> = {
  */
 export function activeTraceHeaders(): Record<string, string> {
   const carrier: Record<string, string> = {};
-  propagation.inject(context.active(), carrier);
-  return carrier;
+  // A propagator that throws loses the trace, not the publish() (nor the caller's transaction).
+  return guardTracing(() => {
+    propagation.inject(context.active(), carrier);
+    return carrier;
+  }, {});
 }
 
 /**
@@ -31,14 +35,16 @@ export function activeTraceHeaders(): Record<string, string> {
  * happens to be active where it is read.
  */
 export function extractTraceContext(headers: Readonly<Record<string, unknown>>): Context {
-  return propagation.extract(ROOT_CONTEXT, headers, headerGetter);
+  return guardTracing(() => propagation.extract(ROOT_CONTEXT, headers, headerGetter), ROOT_CONTEXT);
 }
 
 /** `headers` with the context of `ctx` written over any previous one (every field the propagator uses). */
 export function withTraceContext(headers: Readonly<Record<string, unknown>>, ctx: Context): Record<string, unknown> {
-  const carrier: Record<string, string> = {};
-  propagation.inject(ctx, carrier);
-  const result: Record<string, unknown> = { ...headers };
-  for (const name of propagation.fields()) delete result[name];
-  return { ...result, ...carrier };
+  return guardTracing(() => {
+    const carrier: Record<string, string> = {};
+    propagation.inject(ctx, carrier);
+    const result: Record<string, unknown> = { ...headers };
+    for (const name of propagation.fields()) delete result[name];
+    return { ...result, ...carrier };
+  }, headers);
 }

@@ -13,6 +13,7 @@ import type { InProcessBroker } from './in-process-broker';
 import { InProcessDeadLetters } from './in-process-dead-letters';
 import type { InProcessMessage } from './in-process-message';
 import type { InProcessDelivery } from './in-process-queue';
+import { RETURN_TO_QUEUE_PAUSE_MS } from '../return-to-queue-pause';
 
 /** A delivery being handled; `copied` once its dead letter is in its queue (only the ack is left). */
 interface HeldDelivery {
@@ -154,9 +155,14 @@ export class InProcessTransport implements IntegrationEventTransport {
       consumer.abort.signal,
     )
       .then((disposition) => this.settle(consumer, held, disposition, callbacks))
-      .catch((error: unknown) => {
+      .catch(async (error: unknown) => {
         if (consumer.stopping) this.logger.log(`Message ${printableId(message.messageId)} goes back to its queue at shutdown: ${(error as Error).message}`);
-        else this.logger.error(`Settling message ${printableId(message.messageId)} failed: ${(error as Error).message}`);
+        else {
+          this.logger.error(`Settling message ${printableId(message.messageId)} failed: ${(error as Error).message}`);
+          // A fault of ours, as on RabbitMQ: back to its queue after a pause, not at once (a hot loop).
+          // Shutdown meanwhile gives it back itself; the late requeue below is then a no-op.
+          if (!held.copied) await new Promise((resolve) => setTimeout(resolve, RETURN_TO_QUEUE_PAUSE_MS));
+        }
         // Never back to its queue once its dead letter is placed: it would be handled twice.
         if (held.copied) delivery.ack();
         else delivery.requeue();

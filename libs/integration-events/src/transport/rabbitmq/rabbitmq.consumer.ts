@@ -13,6 +13,7 @@ import { AckCoalescer, acksHeldAtMost } from './ack-coalescer';
 import { cancelQuietly, closeQuietly } from './close-quietly';
 import { copyProperties, droppedHeadersWithProperties, withEncodableProperties } from './copy-properties';
 import { declareHandlerTopology, waitQueueName } from './handler-topology';
+import { RETURN_TO_QUEUE_PAUSE_MS } from '../return-to-queue-pause';
 import type { ManagedChannel } from './managed-channel';
 import type { RabbitMqConnection } from './rabbitmq.connection';
 import { ReusedHeadersTable } from './reused-headers-table';
@@ -34,8 +35,6 @@ interface Subscription {
   cancelled: boolean;
 }
 
-/** Pause before a message whose copy could not be placed is returned to its queue (no hot loop). */
-const COPY_FAILURE_PAUSE_MS = 1_000;
 
 /**
  * Consumes one handler's queue on its own confirm channel (one handler's prefetch and failures never
@@ -536,7 +535,7 @@ export class RabbitMqConsumer {
 
   /** The copy could not be placed: after a pause, give the message back to its queue as it was. */
   private async returnToQueue(acks: AckCoalescer, message: ConsumeMessage): Promise<void> {
-    await new Promise((resolve) => setTimeout(resolve, COPY_FAILURE_PAUSE_MS));
+    await new Promise((resolve) => setTimeout(resolve, RETURN_TO_QUEUE_PAUSE_MS));
     try {
       acks.nack(message, true);
     } catch {
