@@ -33,9 +33,12 @@ export function guardTracing<T>(call: () => T, fallback: T): T {
   }
 }
 
+/** A span that records nothing (its methods do nothing): one for every span a tracer failed to start. */
+const NON_RECORDING_SPAN = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+
 /** `tracer.startSpan()`, or a span that records nothing when the tracer throws. */
 export function startSpanGuarded(tracer: Tracer, name: string, options: SpanOptions, parent: Context): Span {
-  return guardTracing(() => tracer.startSpan(name, options, parent), trace.wrapSpanContext(INVALID_SPAN_CONTEXT));
+  return guardTracing(() => tracer.startSpan(name, options, parent), NON_RECORDING_SPAN);
 }
 
 /** Sets the span's outcome (an error status when `error` is given) and ends it; never throws. */
