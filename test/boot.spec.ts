@@ -99,6 +99,12 @@ class TakesChargeRetries implements IIntegrationEventHandler<OrderCreatedIntegra
   handle(): void {}
 }
 
+/** Names its own first retry wait queue as its dead-letter queue. */
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { queue: 'billing.audit', deadLetterQueue: 'billing.audit.retry.0ms' })
+class DeadLettersIntoOwnRetries implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
+  handle(): void {}
+}
+
 /** A queue name of 197 characters: valid, but the default dead-letter queue's (".dlq" added) is not. */
 @IntegrationEventHandler(OrderCreatedIntegrationEvent, { queue: 'q'.repeat(197) })
 class LongQueueHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
@@ -160,6 +166,9 @@ describe('boot', () => {
       'Handlers ChargeHandler and TakesChargeRetries both resolve to queue "billing.charge.retry.0ms" (a retry wait queue of ChargeHandler\'s, on RabbitMQ).',
     );
     expect(await bootMessage(ns, { providers: [ChargeHandler, TakesChargeRetries], options: { inProcess: { broker: new InProcessBroker() } } })).toBe('booted');
+    await expect(startTestApp(ns, { providers: [DeadLettersIntoOwnRetries] })).rejects.toThrow(
+      'DeadLettersIntoOwnRetries: deadLetterQueue "billing.audit.retry.0ms" is one of its own retry wait queues on RabbitMQ: name another.',
+    );
   });
 
   it('says it is the default dead-letter queue\'s name that is too long, not a deadLetterQueue the handler never gave', async () => {

@@ -116,6 +116,18 @@ describe('the testing module and kit, at the edges', () => {
     expect(performance.now() - started).toBeGreaterThanOrEqual(950);
   });
 
+  it('cuts that pause short at shutdown: app.close() does not wait for it', async () => {
+    const { app, kit } = await start({ consumer: { shutdownTimeoutMs: 10_000 } });
+    const dispatch = jest.spyOn(app.get(MessageDispatcher), 'dispatch').mockRejectedValueOnce(new Error('a fault of the library (test)'));
+    await kit.deliver(new OrderCreatedIntegrationEvent('fault-then-close', new Date()));
+    await eventually(() => expect(dispatch).toHaveBeenCalledTimes(1));
+    const closing = performance.now();
+    await apps.splice(apps.indexOf(app), 1)[0]!.close();
+    // The pause is a second; the shutdown timeout ten.
+    expect(performance.now() - closing).toBeLessThan(800);
+    expect(dispatch).toHaveBeenCalledTimes(1);
+  });
+
   it('times drain() out with DrainTimeoutError while a handler hangs (the inbox transaction open on SQLite)', async () => {
     const { kit, behaviour } = await start({ consumer: { shutdownTimeoutMs: 100 } });
     let release!: () => void;
@@ -170,6 +182,8 @@ describe('the testing module and kit, at the edges', () => {
     expect(refusal({ serviceName: 'kit', brokr: new InProcessBroker() })).toMatch(/"brokr" .*the known options here are serviceName, outbox, .*, broker\.$/);
     expect(refusal({ serviceName: 'kit', brokr: 1 })).not.toMatch(/rabbitmq|inProcess/);
     expect(refusal(null)).toContain('pass an options object to IntegrationEventsTestingModule.forRoot()');
+    // Given as undefined (a shared options factory's `rabbitmq: url ? … : undefined`), a transport is left out.
+    expect(() => IntegrationEventsTestingModule.forRoot({ serviceName: 'kit', rabbitmq: undefined, inProcess: undefined } as never)).not.toThrow();
   });
 
   it('refuses a drain() timeout that would never pass (NaN, 0, negative, Infinity, past a timer\'s 2^31 - 1 ms) instead of waiting for ever', async () => {

@@ -1,6 +1,7 @@
 import type { TestingModule } from '@nestjs/testing';
 import { context, propagation, trace, type Context, type TextMapPropagator } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { BasicTracerProvider, type ReadableSpan, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { IntegrationEventPublisher } from 'nestjs-integration-events';
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
@@ -22,6 +23,14 @@ class ThrowingSpanProcessor implements SpanProcessor {
   shutdown(): Promise<void> {
     return Promise.resolve();
   }
+}
+
+/** An application's span processor that throws when a span starts: the SDK's startSpan() then throws. */
+class ThrowingOnStartProcessor extends ThrowingSpanProcessor {
+  override onStart(): void {
+    throw new Error('span enricher broken (test)');
+  }
+  override onEnd(): void {}
 }
 
 /** An application's propagator that throws on every inject and extract. */
@@ -97,6 +106,26 @@ describe('tracing that throws', () => {
     const dlq = `${ns.serviceName}.OrderCreatedRecorder.dlq`;
     await eventually(async () => expect(await ns.queueDepth(dlq)).toBe(1), { timeoutMs: 5_000 });
     expect(app.get(OrderCreatedRecorder).received.map((r) => r.context.attempt)).toEqual([1, 2]);
+  });
+
+  it('keeps the trace a message carries when its spans cannot start: the next message carries it on', async () => {
+    trace.disable();
+    trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new ThrowingOnStartProcessor()] }));
+    propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+    try {
+      app = await startTestApp(ns, { providers: [OrderCreatedRecorder], options: { inbox: { enabled: false } } });
+      // Another service's trace, as its publish() would have stored it with the row.
+      const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+      const [id] = await app
+        .get(IntegrationEventPublisher)
+        .publish(new OrderCreatedIntegrationEvent('trace-kept'), { standalone: true, headers: { traceparent } });
+      await eventually(() => expect(app!.get(OrderCreatedRecorder).received.map((r) => r.context.messageId)).toEqual([id]));
+      // The relay's span did not start; the message still carries the trace it was given.
+      expect(String(app.get(OrderCreatedRecorder).received[0]!.context.headers.traceparent)).toMatch(/^00-4bf92f3577b34da6a3ce929d0e0e4736-/);
+    } finally {
+      trace.disable();
+      trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [processor] }));
+    }
   });
 
   it('publishes and delivers once when the propagator throws, writing no trace headers', async () => {

@@ -188,6 +188,12 @@ export class IntegrationEventHandlerExplorer {
       for (const handler of handlers) {
         for (const tier of handler.retryPolicy.tiers()) {
           const other = byQueue.get(waitQueueName(handler.queue, tier));
+          if (other === handler) {
+            throw new InvalidIntegrationEventHandlerError(
+              handler.name,
+              `deadLetterQueue ${JSON.stringify(handler.deadLetterQueue)} is one of its own retry wait queues on RabbitMQ: name another.`,
+            );
+          }
           if (other) throw new DuplicateHandlerQueueError(waitQueueName(handler.queue, tier), [handler.name, other.name], handler.name);
         }
       }

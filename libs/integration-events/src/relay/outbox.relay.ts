@@ -283,7 +283,8 @@ export class OutboxRelay {
     } catch (error) {
       // Nothing was sent (or nothing is known of it): the spans say so, not that a publish went well.
       const notReady = error instanceof TransportNotReadyError;
-      for (const span of spans) endSpanGuarded(span, { [A.Outcome]: notReady ? 'unsent' : 'failed' }, String((error as Error)?.message));
+      const reason = typeof (error as Error)?.message === 'string' ? (error as Error).message : String(error);
+      for (const span of spans) endSpanGuarded(span, { [A.Outcome]: notReady ? 'unsent' : 'failed' }, reason);
       if (!notReady) throw error;
       // The connection dropped before the publish: nothing was sent. Hand the rows back (their attempt
       // count untouched); they go out once the broker is back. Retried as marks are: a release that

@@ -24,21 +24,38 @@ export function guardTracing<T>(call: () => T, fallback: T): T {
   try {
     return call();
   } catch (error) {
-    const now = performance.now();
-    if (lastWarningAt === undefined || now - lastWarningAt >= WARNING_INTERVAL_MS) {
-      lastWarningAt = now;
-      logger.warn(`Tracing failed, a span or trace header is lost: ${String((error as Error)?.message ?? error)}`);
-    }
+    warnOnce(error);
     return fallback;
   }
 }
 
-/** A span that records nothing (its methods do nothing): one for every span a tracer failed to start. */
-const NON_RECORDING_SPAN = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+/** Says tracing failed, at most once a minute. */
+function warnOnce(error: unknown): void {
+  const now = performance.now();
+  if (lastWarningAt !== undefined && now - lastWarningAt < WARNING_INTERVAL_MS) return;
+  lastWarningAt = now;
+  let reason: string;
+  try {
+    reason = String((error as Error)?.message ?? error);
+  } catch {
+    reason = 'an unprintable error';
+  }
+  logger.warn(`Tracing failed, a span or trace header is lost: ${reason}`);
+}
 
-/** `tracer.startSpan()`, or a span that records nothing when the tracer throws. */
+/**
+ * `tracer.startSpan()`; when the tracer throws, a span that records nothing but carries the parent's
+ * context, so that the trace still reaches the handler's own spans and the message's headers.
+ */
 export function startSpanGuarded(tracer: Tracer, name: string, options: SpanOptions, parent: Context): Span {
-  return guardTracing(() => tracer.startSpan(name, options, parent), NON_RECORDING_SPAN);
+  try {
+    return tracer.startSpan(name, options, parent);
+  } catch (error) {
+    return guardTracing(() => {
+      warnOnce(error);
+      return trace.wrapSpanContext(trace.getSpanContext(parent) ?? INVALID_SPAN_CONTEXT);
+    }, trace.wrapSpanContext(INVALID_SPAN_CONTEXT));
+  }
 }
 
 /** Sets the span's outcome (an error status when `error` is given) and ends it; never throws. */

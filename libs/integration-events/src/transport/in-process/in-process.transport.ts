@@ -160,8 +160,8 @@ export class InProcessTransport implements IntegrationEventTransport {
         else {
           this.logger.error(`Settling message ${printableId(message.messageId)} failed: ${(error as Error).message}`);
           // A fault of ours, as on RabbitMQ: back to its queue after a pause, not at once (a hot loop).
-          // Shutdown meanwhile gives it back itself; the late requeue below is then a no-op.
-          if (!held.copied) await new Promise((resolve) => setTimeout(resolve, RETURN_TO_QUEUE_PAUSE_MS));
+          // Shutdown cuts the pause short: it would hold app.close() for a message that only goes back.
+          if (!held.copied) await pauseUnlessAborted(RETURN_TO_QUEUE_PAUSE_MS, consumer.abort.signal);
         }
         // Never back to its queue once its dead letter is placed: it would be handled twice.
         if (held.copied) delivery.ack();
@@ -200,4 +200,18 @@ export class InProcessTransport implements IntegrationEventTransport {
     if (hook) await callDeadLetterHook(hook, toDeadLetter(disposition, headers, message.content, handler), handler.timeoutMs, this.logger);
     delivery.ack();
   }
+}
+
+/** Waits `ms`, or less when `signal` fires first. */
+function pauseUnlessAborted(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }

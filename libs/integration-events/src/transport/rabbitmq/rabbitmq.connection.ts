@@ -295,7 +295,7 @@ function vhostHint(error: Error, url: string): string {
   }
   return (
     ` (the broker refused the virtual host ${JSON.stringify(vhost)}: it does not exist, or the user has no ` +
-    `permissions on it; see \`rabbitmqctl list_vhosts\` and \`rabbitmqctl list_permissions -p ${vhost}\`)`
+    'permissions on it, or it takes no more connections; see `rabbitmqctl list_vhosts` and `rabbitmqctl list_permissions -p <vhost>`)'
   );
 }
 
