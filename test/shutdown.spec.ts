@@ -100,6 +100,22 @@ class Hangs implements IIntegrationEventHandler<HangsIntegrationEvent> {
   }
 }
 
+@IntegrationEvent({ name: 'shutdown.gated', version: 1 })
+class GatedIntegrationEvent {
+  constructor(readonly orderId: string) {}
+}
+
+/** One call at a time, five deliveries in hand: the others wait for its slot. With `gate`, each call waits for it. */
+@IntegrationEventHandler(GatedIntegrationEvent, { inbox: false, prefetch: 5, concurrency: 1 })
+class GatedHandler implements IIntegrationEventHandler<GatedIntegrationEvent> {
+  readonly started: string[] = [];
+  gate: Promise<void> = Promise.resolve();
+  async handle(event: GatedIntegrationEvent): Promise<void> {
+    this.started.push(event.orderId);
+    await this.gate;
+  }
+}
+
 /** Graceful shutdown: drain what is in flight, hand back what is not, lose nothing, do nothing twice. */
 describe('graceful shutdown', () => {
   let ns: TestNamespace;
@@ -144,6 +160,31 @@ describe('graceful shutdown', () => {
     // Nothing the first instance finished was done again by the second.
     expect(second.get(Work).started.filter((id) => startedByFirst.includes(id))).toEqual([]);
     await consistently(async () => expect(await done()).toHaveLength(6), { forMs: 500 });
+  });
+
+  it('gives the deliveries it holds but never started back to the queue at once, for another instance, while its running call finishes', async () => {
+    const startGated = async () => {
+      const app = await startTestApp(ns, { providers: [GatedHandler], options: { consumer: { shutdownTimeoutMs: 20_000 } } });
+      apps.push(app);
+      return app;
+    };
+    const first = await startGated();
+    let open = (): void => undefined;
+    first.get(GatedHandler).gate = new Promise<void>((resolve) => (open = resolve));
+    await first.get(IntegrationEventPublisher).publish([1, 2, 3].map((n) => new GatedIntegrationEvent(`g-${n}`)), { standalone: true });
+    // One call runs (held at the gate); the two other deliveries wait in this instance for its slot.
+    await eventually(() => expect(first.get(GatedHandler).started).toHaveLength(1));
+    const second = await startGated();
+    const closing = apps.splice(apps.indexOf(first), 1)[0]!.close();
+    try {
+      // Handled by the second instance while the first's call is still at the gate (its close waits up to 20 s).
+      await eventually(() => expect(second.get(GatedHandler).started).toHaveLength(2), { timeoutMs: 3_000 });
+    } finally {
+      open();
+      await closing;
+    }
+    expect([...first.get(GatedHandler).started, ...second.get(GatedHandler).started].sort()).toEqual(['g-1', 'g-2', 'g-3']);
+    await consistently(() => expect(second.get(GatedHandler).started).toHaveLength(2), { forMs: 300 });
   });
 
   it("waits, at app.close(), for a drain the application started itself (a preStop hook's stop()), before closing the connections", async () => {

@@ -167,9 +167,9 @@ export class RabbitMqConsumer {
   }
 
   /**
-   * Stops taking deliveries, fires the abort signal of running handlers, waits for them up to
-   * `timeoutMs`, then closes the channel. Messages not acknowledged by then — those still waiting for a
-   * free slot included, never started — go back to the queue.
+   * Stops taking deliveries and gives back at once those in hand that never started (waiting for a free
+   * slot), fires the abort signal of running handlers, waits for them up to `timeoutMs`, then closes the
+   * channel. Messages not acknowledged by then go back to the queue.
    */
   async stop(timeoutMs: number): Promise<void> {
     this.stopping = true;
@@ -178,6 +178,9 @@ export class RabbitMqConsumer {
     // Bounded: a connection that is half-dead (no heartbeats) or blocked by the broker never answers,
     // and the handlers' signals must fire regardless. Deliveries arriving after this are left alone.
     if (consumer) await cancelQuietly(consumer.channel, consumer.tag);
+    // Deliveries in hand that never started go back to the queue now, for another instance (a rolling
+    // deploy's new one), instead of when the channel closes once the running calls are done.
+    if (consumer) this.giveBack(consumer, consumer.waiting.splice(0));
     this.abort.abort(new Error('The application is shutting down'));
     if (this.inFlight.size > 0) {
       let timer: NodeJS.Timeout | undefined;
@@ -212,9 +215,10 @@ export class RabbitMqConsumer {
       return;
     }
     subscription.acks.track(message);
-    // After cancel, or once the channel is closing, deliveries already on the wire are left
-    // unacknowledged: the channel's close returns them to the queue for the next consumer.
-    if (this.stopping || subscription.retired) return;
+    // Once the channel is closing, deliveries already on the wire are left unacknowledged: the close
+    // returns them to the queue. After cancel at shutdown they go back at once, as the waiting ones do.
+    if (subscription.retired) return;
+    if (this.stopping) return this.giveBack(subscription, [message]);
     if (this.inFlight.size < this.handler.concurrency) this.run(subscription, message);
     else subscription.waiting.push(message);
   }
@@ -512,6 +516,17 @@ export class RabbitMqConsumer {
     if (this.stopping) return;
     if (subscription) this.retire(subscription);
     this.channel?.recycle();
+  }
+
+  /** Returns never-started deliveries to the queue (a channel already gone returns them itself). */
+  private giveBack(subscription: Subscription, messages: readonly ConsumeMessage[]): void {
+    for (const message of messages) {
+      try {
+        subscription.acks.nack(message, true);
+      } catch {
+        // The channel is closed: the broker has returned the message to the queue already.
+      }
+    }
   }
 
   private retire(subscription: Subscription): void {
