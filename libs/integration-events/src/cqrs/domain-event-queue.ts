@@ -18,6 +18,8 @@ export interface DomainEventRoute {
   forward(event: object, dispatcherContext: unknown, asyncContext: unknown, handled: boolean): void;
   /** The forwarded event's handlers on this bus may run it again (see `DomainEventHandlerRegistry.forget`). */
   forget(event: object): void;
+  /** Whether `forward()` reaches the handlers at once (cqrs's in-memory publisher), not later. */
+  readonly publishesToItsOwnStream: boolean;
 }
 
 /** A domain event published inside a transaction, with what `EventBus.publish()` was given along with it. */

@@ -241,18 +241,28 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
           item.route.forward(item.event, item.dispatcherContext, item.asyncContext, true);
         }
       } finally {
-        // The stream calls its handlers as the event goes through (a publisher that defers to a later
-        // microtask or to the next turn included); after that the same object may be published anew.
-        setImmediate(() => {
-          this.forgetHandled(marked);
-          // Not handled in the transaction: their handlers run from the stream, as with plain cqrs. After
-          // the marks are gone, so that a late event that is the same object as a handled one runs them.
+        // Not handled in the transaction: their handlers run from the stream, as with plain cqrs. After
+        // the marks are gone, so that a late event that is the same object as a handled one runs them.
+        const forwardLate = (): void => {
           try {
             for (const { event, dispatcherContext, asyncContext, route } of queue.late) route.forward(event, dispatcherContext, asyncContext, false);
           } catch (error) {
             this.logger.error(`Forwarding committed domain events failed: ${(error as Error).message}`);
           }
-        });
+        };
+        // cqrs's own publisher has called the handlers' guards by now, as the events went through: their
+        // marks go at once, so that the same object published right after the commit (a constant
+        // instance) runs them. Another publisher may defer to a later microtask or to the next turn: the
+        // marks of its events wait for the next turn, and the late events with them.
+        const deferred = marked.filter((item) => !item.route.publishesToItsOwnStream);
+        this.forgetHandled(deferred.length === 0 ? marked : marked.filter((item) => item.route.publishesToItsOwnStream));
+        if (deferred.length === 0) forwardLate();
+        else {
+          setImmediate(() => {
+            this.forgetHandled(deferred);
+            forwardLate();
+          });
+        }
       }
     };
     // The CLS context still holds the committed transaction's EntityManager: a saga reacting here must
