@@ -18,6 +18,7 @@ import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
 import { consistently, eventually } from './support/eventually';
 import { startTestApp } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
+import { DataSource } from 'typeorm';
 
 @Injectable()
 class Work {
@@ -252,6 +253,37 @@ describe('graceful shutdown', () => {
     // end every saga's and handler's subscription before the drain.
     const app = await closeWhilePacking([PackingSagas], 'watched-at-shutdown');
     expect(app.get(PackingSagas).seen).toEqual(['watched-at-shutdown']);
+  });
+
+  it('handles and converts the domain events of a transaction still open when the module unhooks, before and after', async () => {
+    const app = await startTestApp(ns, { imports: [CqrsModule.forRoot()], providers: [ParcelPackedConverter] });
+    const txHost = app.get<TransactionHost<TransactionalAdapterTypeOrm>>(TransactionHost);
+    const eventBus = app.get(EventBus);
+    // A job a later module's shutdown waits for: it raised a domain event, and awaits something across the shutdown.
+    let raised = (): void => undefined;
+    const raisedOne = new Promise<void>((resolve) => (raised = resolve));
+    let resume = (): void => undefined;
+    const resumed = new Promise<void>((resolve) => (resume = resolve));
+    const job = txHost.withTransaction(async () => {
+      eventBus.publish(new ParcelPackedDomainEvent('packed-before-unhook'));
+      raised();
+      await resumed;
+      eventBus.publish(new ParcelPackedDomainEvent('packed-after-unhook'));
+    });
+    await raisedOne;
+    // TypeORM's own shutdown waits for the job here, as a slower hook of the application's between the
+    // library's and TypeORM's would.
+    const dataSource = app.get(DataSource);
+    const destroy = dataSource.destroy.bind(dataSource);
+    jest.spyOn(dataSource, 'destroy').mockImplementation(async () => {
+      resume();
+      await job;
+      return destroy();
+    });
+    await app.close();
+    await job;
+    const packed = (await ns.outboxRows()).filter((row) => row.event_name === 'shipping.parcel-packed');
+    expect(packed).toHaveLength(2);
   });
 
   it('lets the relay finish its batch: rows are either sent or still pending, never lost', async () => {

@@ -14,6 +14,8 @@ export interface DomainEventTransactionHooks {
   dispatchBeforeCommit(queue: DomainEventQueue, outermost: boolean): Promise<void>;
   /** Sends the handled domain events down the EventBus stream, the transaction having committed. */
   forwardAfterCommit(queue: DomainEventQueue): void;
+  /** The transaction of a queue has ended (committed, rolled back, or dropped): it is no longer open. */
+  queueEnded(): void;
 }
 
 /**
@@ -87,6 +89,7 @@ export class DomainEventsTransactionSubscriber implements EntitySubscriberInterf
       return;
     }
     const queue = DomainEventQueue.take(queryRunner);
+    if (queue) this.hooks.queueEnded();
     if (!queue || (queue.dispatched.length === 0 && queue.late.length === 0)) return;
     if (committedAsRollback(queryRunner)) {
       // A statement failed after the last check and its error was caught (an application's commit hook,
@@ -130,13 +133,17 @@ export class DomainEventsTransactionSubscriber implements EntitySubscriberInterf
   }
 
   private dropIfWhole(queryRunner: QueryRunner): void {
-    if (OutboxCommitSubscriber.depthOf(queryRunner) === 1) DomainEventQueue.take(queryRunner);
+    if (OutboxCommitSubscriber.depthOf(queryRunner) === 1) this.drop(queryRunner);
+  }
+
+  private drop(queryRunner: QueryRunner): void {
+    if (DomainEventQueue.take(queryRunner)) this.hooks.queueEnded();
   }
 
   afterTransactionRollback(event: TransactionRollbackEvent): void {
     const { queryRunner } = event;
     if (!queryRunner.isTransactionActive) {
-      DomainEventQueue.take(queryRunner);
+      this.drop(queryRunner);
       return;
     }
     // A savepoint rolled back: the events raised or handled in it never happened.

@@ -33,6 +33,14 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
   private readonly subscriber = new DomainEventsTransactionSubscriber(this);
   /** Every EventBus of the application (one per CqrsModule imported), each bridged. */
   private buses: BridgedEventBus[] = [];
+  /**
+   * How many transactions that raised domain events are still open (see `detach()`). A count, not a set
+   * of queues: a transaction TypeORM never ends (a query runner released without a commit or rollback)
+   * must not keep its queue alive, only the bridge hooked at shutdown.
+   */
+  private open = 0;
+  /** Shutdown asked the bridge to unhook: it does once no such transaction is open. */
+  private detachAsked = false;
 
   constructor(
     private readonly config: IntegrationEventsConfig,
@@ -116,6 +124,23 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
    */
   detach(): void {
     this.releaseSubscriptions();
+    this.detachAsked = true;
+    if (this.open === 0) {
+      this.unhook();
+      return;
+    }
+    // A transaction still open (a job or a command a later module's shutdown waits for) has raised
+    // domain events: unhooked now, they would never be handled nor converted, without a word.
+    this.logger.log(`${this.open} transaction(s) that raised domain events are still open: the bridge unhooks once they have ended`);
+  }
+
+  /** @internal The transaction of `queue` has ended: at shutdown, the last one lets the bridge unhook. */
+  queueEnded(): void {
+    this.open = Math.max(0, this.open - 1);
+    if (this.detachAsked && this.open === 0) this.unhook();
+  }
+
+  private unhook(): void {
     const subscribers = this.buses.length > 0 ? this.database.dataSource.subscribers : undefined;
     const index = subscribers?.indexOf(this.subscriber) ?? -1;
     if (index >= 0) subscribers!.splice(index, 1);
@@ -148,6 +173,7 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
     if (queryRunner.connection !== this.database.dataSource) {
       throw new TransactionsNotConfiguredError('The cqrs bridge (domain events raised in a transaction)', this.config.options.dataSourceName);
     }
+    if (!DomainEventQueue.find(queryRunner)) this.open++;
     return DomainEventQueue.of(queryRunner);
   }
 
