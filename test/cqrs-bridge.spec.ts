@@ -1228,6 +1228,41 @@ describe('@nestjs/cqrs bridge, on applications of their own', () => {
     }
   });
 
+  it('runs a handled event\'s handlers once when the application\'s publisher feeds the bus\'s own stream later (an IMessageSource)', async () => {
+    /** Sends each event back into the bus's stream on the next tick, as a publisher over a local broker would. */
+    class LoopbackPublisher implements IEventPublisher {
+      subject$: { next(event: object): void } | undefined;
+      bridgeEventsTo(subject: { next(event: object): void }): void {
+        this.subject$ = subject;
+      }
+      publish(event: object): void {
+        process.nextTick(() => this.subject$?.next(event));
+      }
+    }
+    const other = await TestNamespace.create();
+    try {
+      const loopback = new LoopbackPublisher();
+      const app = await startTestApp(other, {
+        imports: [CqrsModule.forRoot({ eventPublisher: loopback })],
+        providers: [PackingProbe, ParcelPackedHandler, RootPacking],
+        options: { consumer: { enabled: false } },
+      });
+      try {
+        const eventBus = app.get(RootPacking).eventBus;
+        loopback.bridgeEventsTo(eventBus.subject$);
+        await app.get<TransactionHost<TransactionalAdapterTypeOrm>>(TransactionHost).withTransaction(async () =>
+          eventBus.publish(new ParcelPackedDomainEvent('looped-1')),
+        );
+        // Handled in the transaction; its return through the stream, a tick later, is skipped.
+        await consistently(() => expect(app.get(PackingProbe).handled).toEqual(['looped-1']), { forMs: 200 });
+      } finally {
+        await app.close();
+      }
+    } finally {
+      await other.cleanup();
+    }
+  });
+
   it('forwards committed converter-backed events through a publisher the application wrapped around the bridge\'s', async () => {
     const other = await TestNamespace.create();
     try {

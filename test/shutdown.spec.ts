@@ -270,20 +270,39 @@ describe('graceful shutdown', () => {
       await resumed;
       eventBus.publish(new ParcelPackedDomainEvent('packed-after-unhook'));
     });
+    // Another, open across the shutdown too, that raises its first domain event only after it.
+    let opened = (): void => undefined;
+    const openedOne = new Promise<void>((resolve) => (opened = resolve));
+    const lateJob = txHost.withTransaction(async () => {
+      await txHost.tx.query('SELECT 1');
+      opened();
+      await resumed;
+      eventBus.publish(new ParcelPackedDomainEvent('packed-by-a-late-job'));
+    });
+    await openedOne;
     await raisedOne;
     // TypeORM's own shutdown waits for the job here, as a slower hook of the application's between the
     // library's and TypeORM's would.
     const dataSource = app.get(DataSource);
+    // An application's subscriber, after the bridge's: it hears both jobs' commits, the last of which
+    // lets the bridge unhook (inside TypeORM's loop over the subscribers).
+    const commits: string[] = [];
+    dataSource.subscribers.push({
+      afterTransactionCommit: (event: { queryRunner: { isTransactionActive: boolean } }) => {
+        if (!event.queryRunner.isTransactionActive) commits.push('commit');
+      },
+    } as never);
     const destroy = dataSource.destroy.bind(dataSource);
     jest.spyOn(dataSource, 'destroy').mockImplementation(async () => {
       resume();
-      await job;
+      await Promise.all([job, lateJob]);
       return destroy();
     });
     await app.close();
-    await job;
+    await Promise.all([job, lateJob]);
     const packed = (await ns.outboxRows()).filter((row) => row.event_name === 'shipping.parcel-packed');
-    expect(packed).toHaveLength(2);
+    expect(packed).toHaveLength(3);
+    expect(commits).toEqual(['commit', 'commit']);
   });
 
   it('lets the relay finish its batch: rows are either sent or still pending, never lost', async () => {

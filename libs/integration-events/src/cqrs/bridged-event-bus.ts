@@ -68,6 +68,15 @@ export class BridgedEventBus implements DomainEventRoute {
     return (this.publisher.inner as { subject$?: unknown }).subject$ === this.eventBus.subject$;
   }
 
+  /**
+   * Whether a forwarded event reaches the handlers' guards before `forward()` returns: cqrs's own
+   * in-memory publisher, known by its class (a publisher of the application's that keeps the bus's
+   * subject may still hand the event on later).
+   */
+  get forwardsAtOnce(): boolean {
+    return this.publishesToItsOwnStream && (this.publisher.inner as object).constructor?.name === 'DefaultPubSub';
+  }
+
   /** The publisher the bridge forwards to (the bus's own, or the application's). */
   get inner(): TransactionalEventPublisher['inner'] {
     return this.publisher.inner;

@@ -19,7 +19,7 @@ export interface DomainEventRoute {
   /** The forwarded event's handlers on this bus may run it again (see `DomainEventHandlerRegistry.forget`). */
   forget(event: object): void;
   /** Whether `forward()` reaches the handlers at once (cqrs's in-memory publisher), not later. */
-  readonly publishesToItsOwnStream: boolean;
+  readonly forwardsAtOnce: boolean;
 }
 
 /** A domain event published inside a transaction, with what `EventBus.publish()` was given along with it. */

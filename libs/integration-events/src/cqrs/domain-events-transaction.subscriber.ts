@@ -14,8 +14,8 @@ export interface DomainEventTransactionHooks {
   dispatchBeforeCommit(queue: DomainEventQueue, outermost: boolean): Promise<void>;
   /** Sends the handled domain events down the EventBus stream, the transaction having committed. */
   forwardAfterCommit(queue: DomainEventQueue): void;
-  /** The transaction of a queue has ended (committed, rolled back, or dropped): it is no longer open. */
-  queueEnded(): void;
+  /** An outermost transaction has ended (committed or rolled back). */
+  transactionEnded(): void;
 }
 
 /**
@@ -89,7 +89,7 @@ export class DomainEventsTransactionSubscriber implements EntitySubscriberInterf
       return;
     }
     const queue = DomainEventQueue.take(queryRunner);
-    if (queue) this.hooks.queueEnded();
+    this.hooks.transactionEnded();
     if (!queue || (queue.dispatched.length === 0 && queue.late.length === 0)) return;
     if (committedAsRollback(queryRunner)) {
       // A statement failed after the last check and its error was caught (an application's commit hook,
@@ -137,13 +137,14 @@ export class DomainEventsTransactionSubscriber implements EntitySubscriberInterf
   }
 
   private drop(queryRunner: QueryRunner): void {
-    if (DomainEventQueue.take(queryRunner)) this.hooks.queueEnded();
+    DomainEventQueue.take(queryRunner);
   }
 
   afterTransactionRollback(event: TransactionRollbackEvent): void {
     const { queryRunner } = event;
     if (!queryRunner.isTransactionActive) {
       this.drop(queryRunner);
+      this.hooks.transactionEnded();
       return;
     }
     // A savepoint rolled back: the events raised or handled in it never happened.

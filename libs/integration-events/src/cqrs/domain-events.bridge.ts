@@ -1,6 +1,6 @@
 import { Injectable, Logger, type OnApplicationBootstrap, type OnModuleInit } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
-import type { EntityManager } from 'typeorm';
+import type { EntityManager, QueryRunner } from 'typeorm';
 import { EventBus } from '@nestjs/cqrs';
 import { getTransactionHostToken, type TransactionHost } from '@nestjs-cls/transactional';
 import { DomainEventDispatchDepthError } from '../errors/domain-event-dispatch-depth.error';
@@ -33,14 +33,9 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
   private readonly subscriber = new DomainEventsTransactionSubscriber(this);
   /** Every EventBus of the application (one per CqrsModule imported), each bridged. */
   private buses: BridgedEventBus[] = [];
-  /**
-   * How many transactions that raised domain events are still open (see `detach()`). A count, not a set
-   * of queues: a transaction TypeORM never ends (a query runner released without a commit or rollback)
-   * must not keep its queue alive, only the bridge hooked at shutdown.
-   */
-  private open = 0;
-  /** Shutdown asked the bridge to unhook: it does once no such transaction is open. */
+  /** Shutdown asked the bridge to unhook: it does once no transaction is open on the DataSource. */
   private detachAsked = false;
+  private unhooked = false;
 
   constructor(
     private readonly config: IntegrationEventsConfig,
@@ -125,19 +120,32 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
   detach(): void {
     this.releaseSubscriptions();
     this.detachAsked = true;
-    if (this.open === 0) {
-      this.unhook();
-      return;
-    }
-    // A transaction still open (a job or a command a later module's shutdown waits for) has raised
-    // domain events: unhooked now, they would never be handled nor converted, without a word.
-    this.logger.log(`${this.open} transaction(s) that raised domain events are still open: the bridge unhooks once they have ended`);
+    // A transaction still open (a job or a command a later module's shutdown waits for) may have raised
+    // domain events, or raise some yet: unhooked now, they would never be handled nor converted, without
+    // a word. The bridge stays until the DataSource has no transaction open.
+    const open = this.transactionsOpen();
+    if (open > 0) this.logger.log(`${open} transaction(s) are still open on the DataSource: the cqrs bridge unhooks once they have ended`);
+    this.unhookWhenIdle();
   }
 
-  /** @internal The transaction of `queue` has ended: at shutdown, the last one lets the bridge unhook. */
-  queueEnded(): void {
-    this.open = Math.max(0, this.open - 1);
-    if (this.detachAsked && this.open === 0) this.unhook();
+  /** @internal An outermost transaction of the DataSource has ended: at shutdown, the last one lets the bridge unhook. */
+  transactionEnded(): void {
+    if (this.detachAsked) this.unhookWhenIdle();
+  }
+
+  private unhookWhenIdle(): void {
+    if (this.unhooked || this.transactionsOpen() > 0) return;
+    this.unhooked = true;
+    // Not from inside TypeORM's broadcast of a transaction's end, which goes over the subscribers in a
+    // loop: removed from it there, the subscriber after this one would be skipped.
+    queueMicrotask(() => this.unhook());
+  }
+
+  /** Transactions open on the DataSource now (TypeORM's connected query runners; SQLite's one). */
+  private transactionsOpen(): number {
+    const driver = this.database.dataSource.driver as unknown as { connectedQueryRunners?: QueryRunner[]; queryRunner?: QueryRunner };
+    const runners = driver.connectedQueryRunners ?? (driver.queryRunner ? [driver.queryRunner] : []);
+    return runners.filter((runner) => runner.isTransactionActive && !runner.isReleased).length;
   }
 
   private unhook(): void {
@@ -173,7 +181,6 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
     if (queryRunner.connection !== this.database.dataSource) {
       throw new TransactionsNotConfiguredError('The cqrs bridge (domain events raised in a transaction)', this.config.options.dataSourceName);
     }
-    if (!DomainEventQueue.find(queryRunner)) this.open++;
     return DomainEventQueue.of(queryRunner);
   }
 
@@ -280,8 +287,8 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
         // marks go at once, so that the same object published right after the commit (a constant
         // instance) runs them. Another publisher may defer to a later microtask or to the next turn: the
         // marks of its events wait for the next turn, and the late events with them.
-        const deferred = marked.filter((item) => !item.route.publishesToItsOwnStream);
-        this.forgetHandled(deferred.length === 0 ? marked : marked.filter((item) => item.route.publishesToItsOwnStream));
+        const deferred = marked.filter((item) => !item.route.forwardsAtOnce);
+        this.forgetHandled(deferred.length === 0 ? marked : marked.filter((item) => item.route.forwardsAtOnce));
         if (deferred.length === 0) forwardLate();
         else {
           setImmediate(() => {
