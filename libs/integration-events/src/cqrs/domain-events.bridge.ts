@@ -80,7 +80,7 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
     for (const bus of this.buses) {
       // Someone replaced the EventBus publisher after us (e.g. in their own onModuleInit): wrap theirs.
       if (bus.wrapReplacedPublisher()) this.logger.log('The EventBus publisher was replaced after the bridge was installed; wrapping the new one');
-      if (!bus.publishesToItsOwnStream) {
+      if (!bus.forwardsAtOnce) {
         this.logger.warn(
           `The EventBus publishes through ${bus.inner.constructor?.name || 'a publisher of your own'}, not cqrs's in-memory one. Events handled in a ` +
             'transaction are handed to it after the commit, and their @EventsHandler handlers skip them only if it passes the same ' +
@@ -119,6 +119,9 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
    */
   detach(): void {
     this.releaseSubscriptions();
+    // Never installed (no CqrsModule, or cqrs.enabled false): nothing to unhook, and the DataSource is
+    // not to be looked at (boot may have failed before it was found).
+    if (this.buses.length === 0) return;
     this.detachAsked = true;
     // A transaction still open (a job or a command a later module's shutdown waits for) may have raised
     // domain events, or raise some yet: unhooked now, they would never be handled nor converted, without
@@ -141,11 +144,20 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
     queueMicrotask(() => this.unhook());
   }
 
-  /** Transactions open on the DataSource now (TypeORM's connected query runners; SQLite's one). */
+  /**
+   * Transactions open on the DataSource now (TypeORM's connected query runners; SQLite's one), and on
+   * PostgreSQL the callers still waiting for a connection from the pool: a transaction begun there is
+   * not connected yet, and may raise domain events once it is.
+   */
   private transactionsOpen(): number {
-    const driver = this.database.dataSource.driver as unknown as { connectedQueryRunners?: QueryRunner[]; queryRunner?: QueryRunner };
+    const driver = this.database.dataSource.driver as unknown as {
+      connectedQueryRunners?: QueryRunner[];
+      queryRunner?: QueryRunner;
+      master?: { waitingCount?: unknown };
+    };
     const runners = driver.connectedQueryRunners ?? (driver.queryRunner ? [driver.queryRunner] : []);
-    return runners.filter((runner) => runner.isTransactionActive && !runner.isReleased).length;
+    const waiting = typeof driver.master?.waitingCount === 'number' ? driver.master.waitingCount : 0;
+    return runners.filter((runner) => runner.isTransactionActive && !runner.isReleased).length + waiting;
   }
 
   private unhook(): void {
