@@ -245,6 +245,8 @@ describe('publish() in the business transaction', () => {
     // A five-digit year's ISO form (+010000-…) is not what consumers accept: every one would dead-letter it.
     await expect(publish({ occurredAt: new Date(Date.UTC(10000, 0, 1)) })).rejects.toThrow(InvalidPublishOptionsError);
     await expect(publish({ occurredAt: new Date('not a date') })).rejects.toThrow(InvalidPublishOptionsError);
+    // Null is a value, not "left out" (now).
+    await expect(publish({ occurredAt: null as never })).rejects.toThrow('Invalid publish() option "occurredAt": pass a valid Date.');
     await expect(publish({ delay: -1 })).rejects.toThrow(InvalidPublishOptionsError);
     await expect(publish({ delay: 10, deliverAt: new Date() })).rejects.toThrow(InvalidPublishOptionsError);
     // Its ISO form (+010000-…) is no time PostgreSQL reads: refused before the insert, not by it.

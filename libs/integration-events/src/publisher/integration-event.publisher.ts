@@ -169,7 +169,8 @@ export class IntegrationEventPublisher {
 
   private buildRecords(events: readonly object[], options: PublishOptions): NewOutboxRecord[] {
     const { serviceName, outbox, consumer } = this.config.options;
-    const occurredAt = options.occurredAt ?? new Date();
+    // Left out: now. Null is a value, refused below with anything else that is not a Date.
+    const occurredAt = options.occurredAt === undefined ? new Date() : options.occurredAt;
     if (!(occurredAt instanceof Date) || Number.isNaN(occurredAt.getTime())) {
       throw new InvalidPublishOptionsError('occurredAt', 'pass a valid Date.');
     }
