@@ -150,17 +150,19 @@ describe('deadLetterHeaders', () => {
 });
 
 describe('retryCopyHeaders', () => {
+  /** A first attempt's transient failure at `failedAt`, retried in a second. */
+  const firstRetry = (failedAt: Date) => ({
+    action: 'retry' as const,
+    attempt: 1,
+    nextAttempt: 2,
+    delayMs: 1_000,
+    failure: { name: 'Error', message: 'transient', stack: undefined, failedAt },
+    eventName: 'ordering.order-created',
+  });
+
   it('keeps an earlier first failure only in the form the library writes, not free text V8 would parse as a date', () => {
     const failedAt = new Date('2026-11-27T06:00:00.000Z');
-    const retry = (first: unknown) =>
-      retryCopyHeaders({ 'ie-first-failure-at': first }, {
-        action: 'retry',
-        attempt: 1,
-        nextAttempt: 2,
-        delayMs: 1_000,
-        failure: { name: 'Error', message: 'transient', stack: undefined, failedAt },
-        eventName: 'ordering.order-created',
-      })['ie-first-failure-at'];
+    const retry = (first: unknown) => retryCopyHeaders({ 'ie-first-failure-at': first }, firstRetry(failedAt))['ie-first-failure-at'];
     const forged = `Jan 1 2020 (${'x'.repeat(60_000)})`;
     expect(Number.isNaN(Date.parse(forged))).toBe(false);
     expect(retry(forged)).toBe('2026-11-27T06:00:00.000Z');
@@ -183,14 +185,7 @@ describe('retryCopyHeaders', () => {
       'ie-dead-lettered-at': '2026-11-26T07:00:00.000Z',
     };
     const failedAt = new Date('2026-11-27T06:00:00.000Z');
-    const headers = retryCopyHeaders(movedBack, {
-      action: 'retry',
-      attempt: 1,
-      nextAttempt: 2,
-      delayMs: 1_000,
-      failure: { name: 'Error', message: 'transient', stack: undefined, failedAt },
-      eventName: 'ordering.order-created',
-    });
+    const headers = retryCopyHeaders(movedBack, firstRetry(failedAt));
     expect(headers).toEqual({
       'ie-event-name': 'ordering.order-created',
       tenant: 'acme',
