@@ -1,4 +1,5 @@
 import { IntegrationEventDefinitionError } from '../errors/integration-event-definition.error';
+import { describeOptionValue } from '../util/describe-option-value';
 import { INTEGRATION_EVENT_METADATA, type IntegrationEventMetadata } from './integration-event-metadata';
 
 /** Options of `@IntegrationEvent()`. */
@@ -57,7 +58,7 @@ export function IntegrationEvent(options: IntegrationEventOptions): ClassDecorat
     if (!Number.isInteger(version) || version < 1 || version > 1_000_000) {
       throw new IntegrationEventDefinitionError(
         className,
-        `@IntegrationEvent on ${className}: version ${typeof version === 'number' ? String(version) : JSON.stringify(version)} is not valid. Use a whole number from 1.`,
+        `@IntegrationEvent on ${className}: version ${describeOptionValue(version)} is not valid. Use a whole number from 1.`,
       );
     }
     const metadata: IntegrationEventMetadata = { name, version };
