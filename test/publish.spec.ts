@@ -108,6 +108,33 @@ describe('publish() in the business transaction', () => {
     expect(rows.map((r: { payload: string }) => JSON.parse(r.payload).orderId)).not.toContain('o-aborted');
   });
 
+  it("fails the commit of a transaction whose publish() failed in PostgreSQL and was caught, instead of silently losing the caller's writes", async () => {
+    const db = await ns.sql();
+    // Every outbox INSERT now fails in PostgreSQL (a check violation), which aborts its transaction.
+    await db.query(`ALTER TABLE ${ns.outboxTable} ADD CONSTRAINT refuse_every_row CHECK (false) NOT VALID`);
+    try {
+      const attempt = txHost.withTransaction(async () => {
+        await insertOrder('o-publish-failed');
+        await publisher.publish(new OrderCreatedIntegrationEvent('o-publish-failed')).catch(() => undefined); // swallowed
+      });
+      await expect(attempt).rejects.toThrow(TransactionAbortedError);
+      expect(await orderExists('o-publish-failed')).toBe(false);
+
+      // The same failure undone by a savepoint leaves a sound transaction, which commits.
+      await txHost.withTransaction(async () => {
+        await insertOrder('o-publish-failed-nested');
+        await txHost
+          .withTransaction(Propagation.Nested, () => publisher.publish(new OrderCreatedIntegrationEvent('o-publish-failed-nested')))
+          .catch(() => undefined);
+      });
+      expect(await orderExists('o-publish-failed-nested')).toBe(true);
+    } finally {
+      await db.query(`ALTER TABLE ${ns.outboxTable} DROP CONSTRAINT refuse_every_row`);
+    }
+    const { rows } = await db.query(`SELECT payload FROM ${ns.outboxTable}`);
+    expect(rows.map((r: { payload: string }) => JSON.parse(r.payload).orderId)).not.toContain('o-publish-failed');
+  });
+
   it("delivers nothing of a transaction whose COMMIT PostgreSQL answers with ROLLBACK: an application's commit hook caught a failed statement", async () => {
     const probe = await ns.probe('ordering.order-created');
     // An "audit must never break business" hook: TypeORM runs it side by side with the library's own

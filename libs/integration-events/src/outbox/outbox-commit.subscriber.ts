@@ -26,6 +26,12 @@ const OUTBOX_WRITES = Symbol('nestjs-integration-events:outbox-writes');
 
 type QueryRunnerData = Record<PropertyKey, unknown>;
 
+/**
+ * Set on a query runner whose transaction ran an outbox INSERT that failed: PostgreSQL has likely aborted
+ * it, and a caller that caught the error would otherwise commit it silently as a rollback.
+ */
+const FAILED_WRITE = Symbol('nestjs-integration-events:failed-outbox-write');
+
 /** On a query runner while TypeORM itself rolls back (a savepoint or the transaction): how many such rollbacks are under way. */
 const OWN_ROLLBACK = Symbol('nestjs-integration-events:own-rollback');
 
@@ -123,6 +129,16 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
     else writes.claimNeeded = true;
   }
 
+  /**
+   * Called by `publish()` when its INSERT through a transaction's query runner failed: the commit is then
+   * checked as for one that wrote rows (a caller that caught the error gets `TransactionAbortedError`
+   * from the commit instead of a silent rollback of its own writes; one whose transaction is still
+   * sound, the failure undone by a savepoint or never sent, commits).
+   */
+  static noteFailedWrite(queryRunner: QueryRunner): void {
+    (queryRunner.data as QueryRunnerData)[FAILED_WRITE] = true;
+  }
+
   beforeTransactionStart(event: TransactionStartEvent): void {
     // A savepoint about to open in a transaction SQLite rolled back: its SAVEPOINT would begin a new
     // transaction of its own (a release then commits it, rows and all). Opened again first, and noted.
@@ -139,6 +155,7 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
       // that failed, so no after-rollback event) must not hide this one's own rollbacks.
       delete data[SQL_ROLLBACK];
       delete data[OWN_ROLLBACK];
+      delete data[FAILED_WRITE];
       // Whatever the transaction comes to hold by its COMMIT (rows or domain events written by commit
       // hooks included), what PostgreSQL answers that COMMIT is known (see afterTransactionCommit).
       watchCommitOutcome(event.queryRunner);
@@ -162,7 +179,8 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
     if (depth !== 1) return;
     // The cqrs bridge checks the transaction after its domain-event handlers, which run side by side with this.
     if (isCheckedAfterDomainEvents(queryRunner)) return;
-    if (!(queryRunner.data as QueryRunnerData)[OUTBOX_WRITES]) {
+    const data = queryRunner.data as QueryRunnerData;
+    if (!data[OUTBOX_WRITES] && !data[FAILED_WRITE]) {
       // Nothing of the library's in it, but SQLite rolled it back at a savepoint and it was opened again:
       // committing now would keep what came after and silently lose what came before.
       if (wasRolledBackBySqlite(queryRunner)) throw new TransactionAbortedError('The transaction', 'SQLite');

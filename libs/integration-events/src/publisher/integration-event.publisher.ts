@@ -152,6 +152,9 @@ export class IntegrationEventPublisher {
       await this.database.store.insert(target, records, granted?.lease);
     } catch (error) {
       if (granted) this.handoff.discard([granted.reservation]);
+      // A caller that catches this must not have its transaction, aborted by the failed INSERT, commit
+      // as a silent rollback.
+      if (queryRunner) OutboxCommitSubscriber.noteFailedWrite(queryRunner);
       throw error;
     }
 
