@@ -186,6 +186,25 @@ describe('the testing module and kit, at the edges', () => {
     expect(() => IntegrationEventsTestingModule.forRoot({ serviceName: 'kit', rabbitmq: undefined, inProcess: undefined } as never)).not.toThrow();
   });
 
+  it('takes isGlobal as IntegrationEventsModule.forRoot() does: with false, the publisher is injectable only where the module is imported', async () => {
+    @Injectable()
+    class NeedsPublisher {
+      constructor(readonly publisher: IntegrationEventPublisher) {}
+    }
+    @Module({ providers: [NeedsPublisher] })
+    class ElsewhereModule {}
+    const compile = (isGlobal: boolean) =>
+      Test.createTestingModule({ imports: [...persistence!, IntegrationEventsTestingModule.forRoot({ serviceName: 'shipping', isGlobal }), ElsewhereModule] }).compile();
+
+    const global = await compile(true);
+    apps.push(global);
+    expect(global.get(NeedsPublisher).publisher).toBeInstanceOf(IntegrationEventPublisher);
+    await expect(compile(false)).rejects.toThrow(/resolve dependencies of the NeedsPublisher/);
+    expect(() => IntegrationEventsTestingModule.forRoot({ serviceName: 'shipping', isGlobal: 'false' as never })).toThrow(
+      '"isGlobal" (got "false"): use true (the default) or false',
+    );
+  });
+
   it('refuses a drain() timeout that would never pass (NaN, 0, negative, Infinity, past a timer\'s 2^31 - 1 ms) instead of waiting for ever', async () => {
     const { kit } = await start();
     for (const timeoutMs of [Number.NaN, 0, -1, Number.POSITIVE_INFINITY, 2_147_483_648]) {

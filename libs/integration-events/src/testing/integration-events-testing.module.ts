@@ -18,6 +18,11 @@ export type IntegrationEventsTestingOptions = Omit<IntegrationEventsModuleOption
    * close). @default a new one for each application, closed when the application closes
    */
   broker?: InProcessBroker;
+  /**
+   * As for `IntegrationEventsModule.forRoot()`: with `false`, `IntegrationEventPublisher` is injectable
+   * only where this module is imported. @default true
+   */
+  isGlobal?: boolean;
 };
 
 /** The longest a retry copy waits in the testing module's broker, whatever the handler's policy says. */
@@ -109,7 +114,7 @@ export class IntegrationEventsTestingModule implements OnModuleInit, OnModuleDes
     assertTestingOptions(options);
     const { broker: sharedBroker, ...given } = options;
     // A transport given as undefined is dropped here: the module's own check would count the key.
-    const { rabbitmq: _rabbitmq, inProcess: _inProcess, ...rest } = given as typeof given & { rabbitmq?: unknown; inProcess?: unknown };
+    const { rabbitmq: _rabbitmq, inProcess: _inProcess, isGlobal, ...rest } = given as typeof given & { rabbitmq?: unknown; inProcess?: unknown };
     const exchange = 'integration-events';
     const moduleOptions = (broker: InProcessBroker): IntegrationEventsModuleOptions => ({
       ...rest,
@@ -133,7 +138,8 @@ export class IntegrationEventsTestingModule implements OnModuleInit, OnModuleDes
       module: IntegrationEventsTestingModule,
       imports: [
         brokerModule,
-        IntegrationEventsModule.forRootAsync({ imports: [brokerModule], inject: [InProcessBroker], useFactory: moduleOptions }),
+        // `isGlobal` belongs to the module, not to its options (forRootAsync() checks it is a boolean).
+        IntegrationEventsModule.forRootAsync({ isGlobal, imports: [brokerModule], inject: [InProcessBroker], useFactory: moduleOptions }),
       ],
       providers: [
         {
