@@ -355,6 +355,24 @@ describe('dead-letter replay (DeadLetterService)', () => {
     );
   });
 
+  it('refuses to purge all of a retry wait queue (nothing consumes it, but its messages wait for their next attempt); by id it purges', async () => {
+    const queue = ns.trackQueue(`${ns.serviceName}.busy-work.retry.2000ms`);
+    const channel = await (await ns.amqp()).createChannel();
+    try {
+      await channel.assertQueue(queue);
+      for (const n of [1, 2]) channel.sendToQueue(queue, Buffer.from(`{"n":${n}}`), { messageId: `waiting-${n}` });
+      await eventually(async () => expect((await channel.checkQueue(queue)).messageCount).toBe(2));
+      await expect(deadLetters.purge(queue, { all: true })).rejects.toThrow(
+        `Queue "${queue}" is named as a handler's retry wait queue, whose messages wait for their next attempt`,
+      );
+      expect((await channel.checkQueue(queue)).messageCount).toBe(2);
+      await expect(deadLetters.purge(queue, { messageIds: ['waiting-1'] })).resolves.toEqual({ purged: 1, missing: [] });
+      await eventually(async () => expect((await channel.checkQueue(queue)).messageCount).toBe(1));
+    } finally {
+      await channel.close();
+    }
+  });
+
   it('purges all', async () => {
     recorder.behaviour = () => {
       throw new NonRetryableError('again');

@@ -157,10 +157,13 @@ export class DeadLetterQueueOperations {
 
   /**
    * Deletes the selected dead letters for good. All of them only from a queue nothing consumes: a queue
-   * with consumers is a handler's (named by mistake, without `.dlq`), whose messages are not dead.
+   * with consumers is a handler's (named by mistake, without `.dlq`), whose messages are not dead; nor
+   * from a retry wait queue (`<queue>.retry.<tier>ms`, which nothing consumes either), whose messages
+   * wait for their next attempt.
    */
   async purge(deadLetterQueue: string, selection: DeadLetterSelection): Promise<{ purged: number; missing: string[] }> {
     if ('all' in selection) {
+      if (RETRY_WAIT_QUEUE.test(deadLetterQueue)) throw waitQueueRefusal(deadLetterQueue);
       const channel = await this.openReadingChannel();
       try {
         const { consumerCount } = await channel.checkQueue(deadLetterQueue).catch((error: Error) => {
@@ -268,6 +271,17 @@ function withinTime<T>(work: Promise<T>, timeoutMs: number, message: string, lat
  * Why purging all of a queue with consumers is refused (by every transport): nothing consumes a
  * dead-letter queue, so this is a handler's queue, named by mistake.
  */
+/** A handler's retry wait queue, as `waitQueueName()` names them. */
+const RETRY_WAIT_QUEUE = /\.retry\.\d+ms$/;
+
+function waitQueueRefusal(queue: string): Error {
+  return new Error(
+    `Queue "${queue}" is named as a handler's retry wait queue, whose messages wait for their next attempt: ` +
+      'purging all would delete them for good, neither retried nor dead-lettered. Nothing was purged. Purge by message id, ' +
+      'or name the dead-letter queue.',
+  );
+}
+
 export function consumedQueueRefusal(queue: string, consumers: number): Error {
   return new Error(
     `Queue "${queue}" has ${consumers} consumer(s), and nothing consumes a dead-letter queue: it looks like ` +
