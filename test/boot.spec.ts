@@ -2,7 +2,7 @@ import { Injectable, Module, Scope } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Test } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { ClsPluginTransactional } from '@nestjs-cls/transactional';
+import { ClsPluginTransactional, TransactionHost } from '@nestjs-cls/transactional';
 import { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
 import { ClsModule } from 'nestjs-cls';
 import { DataSource } from 'typeorm';
@@ -16,6 +16,7 @@ import {
   InProcessBroker,
   InvalidIntegrationEventHandlerError,
   InvalidIntegrationEventsOptionsError,
+  InvalidPublishOptionsError,
   OutboxTableMissingError,
   TableShapeMismatchError,
   TransactionsNotConfiguredError,
@@ -320,6 +321,35 @@ describe('boot', () => {
     const moduleRef = await elsewhere;
     try {
       await expect(moduleRef.init()).rejects.toThrow(/needs @nestjs-cls\/transactional on the DataSource the library uses \("events"\)/);
+    } finally {
+      await moduleRef.close();
+    }
+  });
+
+  it('warns at boot when the default nestjs-cls transactions run on another DataSource, and publish() in one names that, not an option never given', async () => {
+    const logger = new CapturingLogger();
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        TypeOrmModule.forRoot({ type: 'postgres', url: TEST_DATABASE_URL, extra: { allowExitOnIdle: true } }),
+        TypeOrmModule.forRoot({ name: 'events', type: 'postgres', url: TEST_DATABASE_URL, schema: ns.schema, extra: { allowExitOnIdle: true } }),
+        ClsModule.forRoot({
+          global: true,
+          plugins: [new ClsPluginTransactional({ imports: [TypeOrmModule], adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }) })],
+        }),
+        IntegrationEventsModule.forRoot({ ...testOptions(ns), dataSourceName: 'events', consumer: { enabled: false } }),
+      ],
+    }).compile();
+    moduleRef.useLogger(logger);
+    try {
+      await moduleRef.init();
+      expect(logger.lines).toContainEqual(expect.stringContaining("The nestjs-cls transactions found run on another DataSource than the outbox's (\"events\"): publish() inside them is refused"));
+      const publisher = moduleRef.get(IntegrationEventPublisher);
+      const attempt = moduleRef.get(TransactionHost).withTransaction(() => publisher.publish(new OrderCreatedIntegrationEvent('o-elsewhere')));
+      await expect(attempt).rejects.toThrow(InvalidPublishOptionsError);
+      await expect(attempt).rejects.toThrow(
+        'Invalid publish() option "manager": none was given, and the ambient (@Transactional) transaction is on another DataSource than the outbox\'s',
+      );
+      expect(await ns.outboxRows()).toEqual([]);
     } finally {
       await moduleRef.close();
     }

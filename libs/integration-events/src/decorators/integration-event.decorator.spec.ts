@@ -113,12 +113,12 @@ describe('@IntegrationEvent', () => {
     });
 
     it.each([0, -1, 1.5, 1_000_001, Number.NaN, Number.POSITIVE_INFINITY])(
-      'refuses %d and asks for a whole number from 1',
+      'refuses %d and asks for a whole number from 1 to 1,000,000',
       (version) => {
         const error = definitionError(() => decorate({ name: 'a.b', version }, 'BadVersion'));
         expect(error.eventClass).toBe('BadVersion');
         expect(error.message).toBe(
-          `@IntegrationEvent on BadVersion: version ${String(version)} is not valid. Use a whole number from 1.`,
+          `@IntegrationEvent on BadVersion: version ${String(version)} is not valid. Use a whole number from 1 to 1,000,000.`,
         );
       },
     );

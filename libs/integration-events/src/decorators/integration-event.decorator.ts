@@ -58,7 +58,7 @@ export function IntegrationEvent(options: IntegrationEventOptions): ClassDecorat
     if (!Number.isInteger(version) || version < 1 || version > 1_000_000) {
       throw new IntegrationEventDefinitionError(
         className,
-        `@IntegrationEvent on ${className}: version ${describeOptionValue(version)} is not valid. Use a whole number from 1.`,
+        `@IntegrationEvent on ${className}: version ${describeOptionValue(version)} is not valid. Use a whole number from 1 to 1,000,000.`,
       );
     }
     const metadata: IntegrationEventMetadata = { name, version };

@@ -125,7 +125,10 @@ export class IntegrationEventPublisher {
     if (manager && manager.dataSource !== this.database.dataSource) {
       throw new InvalidPublishOptionsError(
         'manager',
-        'this EntityManager belongs to another DataSource than the outbox\'s (see the module\'s "dataSourceName" option).',
+        options.manager
+          ? 'this EntityManager belongs to another DataSource than the outbox\'s (see the module\'s "dataSourceName" option).'
+          : 'none was given, and the ambient (@Transactional) transaction is on another DataSource than the outbox\'s: ' +
+              'pass { manager } of the outbox\'s DataSource, or see the module\'s "dataSourceName" and "transactionConnectionName" options.',
       );
     }
     const inTransaction = manager?.queryRunner?.isTransactionActive === true;
