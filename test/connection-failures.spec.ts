@@ -378,6 +378,24 @@ describe('broker connection failures', () => {
     await eventually(() => expect(handler.attempts).toEqual([1, 2]), { timeoutMs: 10_000 });
   });
 
+  it('declares a deleted queue again at once, so that the retry copy of a call failing right after is not dropped by the broker', async () => {
+    await proxy.accept();
+    const logger = new CapturingLogger();
+    const app = await start({ providers: [FirstCallFailsAfterRelease], logger });
+    const handler = app.get(FirstCallFailsAfterRelease);
+    const queue = `${ns.serviceName}.FirstCallFailsAfterRelease`;
+    await ns.publishRaw('ordering.order-created', JSON.stringify({ orderId: 'fails-as-queue-deleted', placedAt: '2026-11-27T06:00:00.000Z' }));
+    await eventually(() => expect(handler.attempts).toEqual([1]));
+    const channel = await (await ns.amqp()).createChannel();
+    await channel.deleteQueue(queue);
+    await channel.close();
+    await eventually(() => expect(logger.lines.filter((line) => line.includes('cancelled our consumer'))).toHaveLength(1));
+    // The call fails now: its copy waits 50 ms, then goes to the handler's queue, which must exist by then
+    // (the consumer's fresh channel comes a second later; a classic queue's dead letter to no queue is dropped).
+    handler.release();
+    await eventually(() => expect(handler.attempts).toEqual([1, 2]), { timeoutMs: 10_000 });
+  });
+
   it('starts none of the deliveries waiting for a slot once their channel is closing, though the close is not answered', async () => {
     await proxy.accept();
     const logger = new CapturingLogger();

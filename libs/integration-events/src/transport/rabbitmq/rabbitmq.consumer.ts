@@ -211,6 +211,10 @@ export class RabbitMqConsumer {
       subscription.cancelled = true;
       // The channel is still open: the acks waiting for their window go now, before it closes.
       subscription.acks.flush();
+      // Declared again at once, not only by the fresh channel (a second or more away): a retry copy waiting
+      // meanwhile, or placed by a call that fails now, would otherwise be dead-lettered to a queue that is
+      // not there, and dropped by the broker.
+      this.declareTopologyAgain();
       this.recycleChannel(subscription);
       return;
     }
