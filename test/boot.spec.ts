@@ -1,3 +1,4 @@
+import * as net from 'node:net';
 import { Injectable, Module, Scope } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Test } from '@nestjs/testing';
@@ -432,6 +433,48 @@ describe('boot', () => {
     const error = (await boot.catch((e: unknown) => e)) as Error;
     expect(error.message).toMatch(/ACCESS.REFUSED/);
     expect(error.message).not.toContain('s3cr3t-pw');
+  });
+
+  it("fails boot, naming it, when the broker's frame_max is below what a message's headers need", async () => {
+    // A broker set to frame_max = 4096 (RabbitMQ's minimum), played by a proxy that lowers the figure in
+    // the broker's Connection.Tune; amqplib then agrees to 4096, as it would with such a broker.
+    const server = net.createServer((client) => {
+      const upstream = net.connect(TEST_RABBITMQ_ADDRESS.port, TEST_RABBITMQ_ADDRESS.host);
+      let pending: Buffer | undefined = Buffer.alloc(0);
+      client.on('data', (data) => upstream.write(data));
+      upstream.on('data', (data: Buffer) => {
+        if (!pending) return void client.write(data);
+        pending = Buffer.concat([pending, data]);
+        // Frames: type (1), channel (2), size (4), payload, 0xCE. Tune is method frame class 10, method 30:
+        // channel_max (2), frame_max (4), heartbeat (2).
+        // Complete frames go on as they come (the client answers each), the Tune one altered; after it, all as is.
+        while (pending.length >= 7 && pending.length >= 8 + pending.readUInt32BE(3)) {
+          const end = 8 + pending.readUInt32BE(3);
+          const tune = pending[0] === 1 && pending.readUInt16BE(7) === 10 && pending.readUInt16BE(9) === 30;
+          if (tune) pending.writeUInt32BE(4096, 13);
+          client.write(pending.subarray(0, end));
+          pending = pending.subarray(end);
+          if (tune) {
+            if (pending.length > 0) client.write(pending);
+            pending = undefined;
+            return;
+          }
+        }
+      });
+      for (const socket of [client, upstream]) {
+        socket.on('error', () => undefined);
+        socket.on('close', () => (client.destroy(), upstream.destroy()));
+      }
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as net.AddressInfo;
+      const boot = startTestApp(ns, { options: { rabbitmq: { url: `amqp://guest:guest@127.0.0.1:${port}` } } });
+      await expect(boot).rejects.toBeInstanceOf(BrokerConnectionError);
+      await expect(boot).rejects.toThrow('The broker limits frames to 4096 bytes (its frame_max): the library needs at least 65536');
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it('fails boot naming the virtual host when the broker will not open it', async () => {

@@ -66,7 +66,7 @@ describe('resolveOptions', () => {
       });
     });
 
-    it('uses the values documented on IntegrationEventsModuleOptions', () => {
+    it('uses the values documented on IntegrationEventsModuleOptions and in the README\'s options table', () => {
       const resolved = resolveOptions(MINIMAL);
       expect(resolved.rabbitmq).toMatchObject({
         exchange: 'integration-events',
@@ -74,7 +74,16 @@ describe('resolveOptions', () => {
         reconnectInitialDelayMs: 500,
         reconnectMaxDelayMs: 30_000,
       });
-      expect(resolved.outbox).toMatchObject({ table: 'integration_events_outbox', maxPayloadBytes: 262_144, preparedStatements: true });
+      expect(resolved.outbox).toStrictEqual({
+        schema: undefined,
+        table: 'integration_events_outbox',
+        maxPayloadBytes: 262_144,
+        retentionMs: 86_400_000,
+        preparedStatements: true,
+      });
+      // README's options table: inbox.retentionMs `604800000` (7 days), cleanup every `60000` ms in batches of `1000`.
+      expect(resolved.inbox).toStrictEqual({ enabled: true, schema: undefined, table: 'integration_events_inbox', retentionMs: 604_800_000 });
+      expect(resolved.cleanup).toStrictEqual({ enabled: true, intervalMs: 60_000, batchSize: 1_000 });
       expect(resolved.relay).toStrictEqual({
         enabled: true,
         pollIntervalMs: 1_000,
@@ -100,6 +109,11 @@ describe('resolveOptions', () => {
       });
       expect(resolved.cqrs).toStrictEqual({ enabled: true, maxDispatchDepth: 10 });
       expect(resolved.dataSourceName).toBe('default');
+    });
+
+    it('defaults inbox.schema to the outbox\'s schema, and keeps an explicit one', () => {
+      expect(resolveOptions(withSection('outbox', { schema: 'sales' })).inbox.schema).toBe('sales');
+      expect(resolveOptions({ ...MINIMAL, outbox: { schema: 'sales' }, inbox: { schema: 'billing' } }).inbox.schema).toBe('billing');
     });
 
     it('defaults rabbitmq.connectionName to the serviceName, and keeps an explicit one', () => {
@@ -224,6 +238,8 @@ describe('resolveOptions', () => {
       // amqplib would connect to localhost, and the logs would show "<unparsable url>".
       ['rabbitmq.url without a host', withSection('rabbitmq', { url: 'amqp://' }), 'rabbitmq.url', '<unparsable url>', 'give an AMQP URL'],
       ['rabbitmq.url with credentials but no host', withSection('rabbitmq', { url: 'amqp://guest:guest@' }), 'rabbitmq.url', 'amqp://guest:***@', 'give an AMQP URL'],
+      ['rabbitmq.url with a small frameMax', withSection('rabbitmq', { url: 'amqp://guest:s3cret@host?frameMax=4096' }), 'rabbitmq.url', 'amqp://guest:***@host?frameMax=4096', 'give frameMax at least 65536 (or leave it out'],
+      ['rabbitmq.url with frameMax not a number', withSection('rabbitmq', { url: 'amqp://host?frameMax=big' }), 'rabbitmq.url', 'amqp://host?frameMax=big', 'give frameMax at least 65536'],
       ['rabbitmq.socketOptions a string', withSection('rabbitmq', { socketOptions: 'tls' }), 'rabbitmq.socketOptions', 'tls', 'pass an object of amqplib socket options'],
       ['rabbitmq.socketOptions an array', withSection('rabbitmq', { socketOptions: [] }), 'rabbitmq.socketOptions', [], 'pass an object'],
       ['rabbitmq.exchange empty', withSection('rabbitmq', { exchange: '' }), 'rabbitmq.exchange', '', 'use 1-200 letters, digits'],
@@ -373,6 +389,13 @@ describe('resolveOptions', () => {
           consumer: { maxBodyBytes: 128 * 1024 * 1024 },
         }).outbox.maxPayloadBytes,
       ).toBe(128 * 1024 * 1024);
+    });
+
+    it("accepts a frameMax in the URL of 65536 or more, or 0 (the broker's limit), as amqplib reads it", () => {
+      for (const frameMax of ['65536', '131072', '0']) {
+        const url = `amqp://host?frameMax=${frameMax}`;
+        expect(resolveOptions(withSection('rabbitmq', { url })).rabbitmq?.url).toBe(url);
+      }
     });
 
     it('refuses a payload limit above what the consumers accept', () => {

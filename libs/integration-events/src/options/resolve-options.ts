@@ -237,6 +237,18 @@ function resolveRabbitMq(rabbitmq: Section, serviceName: string): NonNullable<Re
       'give an AMQP URL such as "amqp://user:password@localhost:5672" (or "amqps://" for TLS)',
     );
   }
+  // amqplib takes the largest frame from the URL (its default 128 KiB); a message's properties and
+  // headers travel in one frame, which a smaller limit would make the broker refuse by closing the
+  // connection, for ever for that row or copy.
+  const frameMax = new URL(url).searchParams.get('frameMax');
+  if (frameMax !== null && !(/^\d+$/.test(frameMax) && (Number(frameMax) === 0 || Number(frameMax) >= MIN_FRAME_MAX))) {
+    fail(
+      'rabbitmq.url',
+      redactUrl(url),
+      `give frameMax at least ${MIN_FRAME_MAX} (or leave it out: amqplib asks for 131072): a message's headers travel in one frame, ` +
+        'up to 32 KiB of your headers plus the library\'s and a dead letter\'s failure details',
+    );
+  }
   const socketOptions = orDefault(rabbitmq.socketOptions, {});
   if (!isRecord(socketOptions)) fail('rabbitmq.socketOptions', socketOptions, 'pass an object of amqplib socket options');
   const exchange = orDefault(rabbitmq.exchange, DEFAULT_OPTIONS.rabbitmq.exchange);
@@ -333,6 +345,13 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 }
 
 /** Whether `url` parses and names a host (amqplib takes `amqp://` alone for localhost, unsaid). */
+/**
+ * The smallest frame the library works with: the headers frame of a dead-letter copy of a message with
+ * 32 KiB of application headers (the most `publish()` takes) and its failure details (a 1,000-character
+ * message and a 4,000-character stack, up to three bytes a character) fits, with room to spare.
+ */
+export const MIN_FRAME_MAX = 65_536;
+
 function canParseUrl(url: string): boolean {
   try {
     return new URL(url).hostname !== '';

@@ -4,6 +4,7 @@ import type { ChannelModel, ConfirmChannel, RecoveringChannelModel } from 'amqpl
 import { BrokerConnectionError } from '../../errors/broker-connection.error';
 import { TransportNotReadyError } from '../../errors/transport-not-ready.error';
 import { IntegrationEventsConfig } from '../../options/integration-events.config';
+import { MIN_FRAME_MAX } from '../../options/resolve-options';
 import { redactSecrets } from '../../util/redact-url';
 import { closeQuietly, destroySocket } from './close-quietly';
 import { ManagedChannel, type ManagedChannelSpec } from './managed-channel';
@@ -218,6 +219,14 @@ export class RabbitMqConnection {
    * from working.
    */
   private async setup(model: ChannelModel): Promise<void> {
+    // What the URL asks for is checked at boot; a broker set to a smaller frame_max lowers it here.
+    const frameMax = (model.connection as unknown as { frameMax?: unknown }).frameMax;
+    if (typeof frameMax === 'number' && frameMax < MIN_FRAME_MAX) {
+      throw new Error(
+        `The broker limits frames to ${frameMax} bytes (its frame_max): the library needs at least ${MIN_FRAME_MAX}, as a ` +
+          "message's headers travel in one frame (up to 32 KiB of yours plus the library's); raise frame_max in rabbitmq.conf",
+      );
+    }
     model.on('handler-error', (error: Error, event: string) =>
       this.logger.error(`A "${event}" listener threw: ${this.describe(error)}`),
     );
