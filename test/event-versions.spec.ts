@@ -20,6 +20,7 @@ import { IntegrationEventsTestingModule, IntegrationEventsTestKit } from 'nestjs
 import { Test } from '@nestjs/testing';
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
 import { consistently, eventually } from './support/eventually';
+import { registerTestMeterProvider, type TestMeters } from './support/test-meters';
 import { bootMessage, infrastructureImports, startTestApp } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
 
@@ -96,6 +97,8 @@ class ReplacesNothing implements IIntegrationEventHandler<OrderCreatedV2Integrat
 describe('two versions of one event, one handler each', () => {
   let ns: TestNamespace;
   const apps: TestingModule[] = [];
+  /** A test's own meter provider, if it registered one: unregistered after it. */
+  let meters: TestMeters | undefined;
 
   beforeEach(async () => {
     ns = await TestNamespace.create();
@@ -103,6 +106,8 @@ describe('two versions of one event, one handler each', () => {
 
   afterEach(async () => {
     for (const app of apps.splice(0)) await app.close();
+    await meters?.stop();
+    meters = undefined;
     await ns.cleanup();
   });
 
@@ -110,6 +115,8 @@ describe('two versions of one event, one handler each', () => {
   const v2Queue = () => `${ns.serviceName}.OrderCreatedV2Recorder`;
 
   it('gives each handler its own version and dead-letters neither on RabbitMQ', async () => {
+    meters = registerTestMeterProvider();
+    const { counts } = meters;
     const app = await startTestApp(ns, { providers: [OrderCreatedRecorder, OrderCreatedV2Recorder] });
     apps.push(app);
     const publisher = app.get(IntegrationEventPublisher);
@@ -138,6 +145,18 @@ describe('two versions of one event, one handler each', () => {
     }
     expect(app.get(OrderCreatedRecorder).received).toHaveLength(1);
     expect(app.get(OrderCreatedV2Recorder).received).toHaveLength(1);
+    // In the metrics: each handler handled its version, left the other's (other_version), and
+    // dead-lettered version 3 (counted once the copy's confirm is in).
+    await eventually(async () => {
+      for (const handler of ['OrderCreatedRecorder', 'OrderCreatedV2Recorder']) {
+        expect(await counts('integration_events.handled', handler)).toEqual([
+          ['ordering.order-created', 'ack', 1],
+          ['ordering.order-created', 'dead_letter', 1],
+          ['ordering.order-created', 'other_version', 1],
+        ]);
+        expect(await counts('integration_events.dead_lettered', handler)).toEqual([['ordering.order-created', 'poison', 1]]);
+      }
+    });
   });
 
   it("dead-letters a copy of the other version sent straight to a handler's queue: no sibling got that one", async () => {
@@ -179,6 +198,8 @@ describe('two versions of one event, one handler each', () => {
   });
 
   it('pairs a chain of three (v3 replaces v2, which replaces v1): each takes its own version, none dead-letters', async () => {
+    meters = registerTestMeterProvider();
+    const { counts } = meters;
     const app = await startTestApp(ns, { providers: [OrderCreatedRecorder, OrderCreatedV2Recorder, OrderCreatedV3Recorder] });
     apps.push(app);
     const publisher = app.get(IntegrationEventPublisher);
@@ -192,6 +213,16 @@ describe('two versions of one event, one handler each', () => {
       expect(depths).toEqual([0, 0, 0, 0, 0, 0]);
     });
     expect(app.get(OrderCreatedV2Recorder).received).toHaveLength(0);
+    // The version 2 handler left both messages to the others of its group; each other left one.
+    await eventually(async () => {
+      expect(await counts('integration_events.handled', 'OrderCreatedV2Recorder')).toEqual([['ordering.order-created', 'other_version', 2]]);
+      for (const handler of ['OrderCreatedRecorder', 'OrderCreatedV3Recorder']) {
+        expect(await counts('integration_events.handled', handler)).toEqual([
+          ['ordering.order-created', 'ack', 1],
+          ['ordering.order-created', 'other_version', 1],
+        ]);
+      }
+    });
   });
 
   it('leaves nothing to a handler it is not paired with: an unpaired one dead-letters the other version', async () => {

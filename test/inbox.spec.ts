@@ -21,6 +21,7 @@ import {
 } from 'nestjs-integration-events';
 import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
 import { consistently, eventually } from './support/eventually';
+import { registerTestMeterProvider } from './support/test-meters';
 import { TEST_DATABASE_URL } from './support/services';
 import { infrastructureImports, startTestApp, testOptions, trackHandlerQueues } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
@@ -36,6 +37,8 @@ class Ledger {
   table = '';
   failFirstAttempt = false;
   calls = 0;
+  /** The order id of every call, in call order. */
+  readonly orderIds: string[] = [];
 }
 
 /** Takes a payment: a database write and an integration event, once per order, whatever the deliveries. */
@@ -49,6 +52,7 @@ class TakePayment implements IIntegrationEventHandler<OrderCreatedIntegrationEve
 
   async handle(event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): Promise<void> {
     this.ledger.calls++;
+    this.ledger.orderIds.push(event.orderId);
     await this.txHost.tx.query(`INSERT INTO ${this.ledger.table} (order_id, message_id) VALUES ($1, $2)`, [event.orderId, context.messageId]);
     await this.publisher.publish(new PaymentTakenIntegrationEvent(event.orderId));
     if (this.ledger.failFirstAttempt && context.attempt === 1) throw new Error('card network timeout after writing');
@@ -223,16 +227,39 @@ describe('inbox', () => {
     (await (await ns.sql()).query(`SELECT id FROM ${ns.outboxTable} WHERE event_name = 'payments.payment-taken' AND payload::jsonb->>'orderId' = $1`, [orderId])).rows;
 
   it('acknowledges a duplicate delivery without running the handler again', async () => {
-    for (let i = 0; i < 3; i++) await ns.publishRaw('ordering.order-created', body('dup'), { messageId: 'm-dup' });
-    // The opted-out handler sees all three: proof that three deliveries happened.
-    await eventually(() => expect(app.get(CountDeliveries).ids.filter((id) => id === 'm-dup')).toHaveLength(3));
-    // The first delivery's call may still be committing; then the row stays alone.
-    await eventually(async () => expect(await ledgerRows('dup')).toHaveLength(1));
-    await consistently(async () => expect(await ledgerRows('dup')).toHaveLength(1), { forMs: 300 });
-    expect(await paymentEvents('dup')).toHaveLength(1);
-    const { rows } = await (await ns.sql()).query(`SELECT handler, message_id FROM ${ns.inboxTable} WHERE message_id = 'm-dup'`);
-    expect(rows).toEqual([{ handler: `${ns.serviceName}.TakePayment`, message_id: 'm-dup' }]);
-    expect(await ns.queueDepth(`${ns.serviceName}.TakePayment`)).toBe(0);
+    // A meter provider for this test alone: the library counts through whichever is registered now.
+    const meters = registerTestMeterProvider();
+    /** TakePayment's `integration_events.handled` counts, since the provider was registered. */
+    const handled = () => meters.counts('integration_events.handled', 'TakePayment');
+    try {
+      for (let i = 0; i < 3; i++) await ns.publishRaw('ordering.order-created', body('dup'), { messageId: 'm-dup' });
+      // The opted-out handler sees all three: proof that three deliveries happened.
+      await eventually(() => expect(app.get(CountDeliveries).ids.filter((id) => id === 'm-dup')).toHaveLength(3));
+      // The first delivery's call may still be committing; then the row stays alone.
+      await eventually(async () => expect(await ledgerRows('dup')).toHaveLength(1));
+      // One call, acknowledged; the two others acknowledged as duplicates, without a call.
+      const oneCallTwoDuplicates = [
+        ['ordering.order-created', 'ack', 1],
+        ['ordering.order-created', 'duplicate', 2],
+      ];
+      await eventually(async () => expect(await handled()).toEqual(oneCallTwoDuplicates));
+      // Nothing retried or dead-lettered later (the retry delays here are 20-40 ms, ten attempts).
+      await consistently(
+        async () => {
+          expect(ledger.orderIds.filter((orderId) => orderId === 'dup')).toHaveLength(1);
+          expect(await ledgerRows('dup')).toHaveLength(1);
+          expect(await ns.queueDepth(`${ns.serviceName}.TakePayment.dlq`)).toBe(0);
+          expect(await handled()).toEqual(oneCallTwoDuplicates);
+        },
+        { forMs: 1_000 },
+      );
+      expect(await paymentEvents('dup')).toHaveLength(1);
+      const { rows } = await (await ns.sql()).query(`SELECT handler, message_id FROM ${ns.inboxTable} WHERE message_id = 'm-dup'`);
+      expect(rows).toEqual([{ handler: `${ns.serviceName}.TakePayment`, message_id: 'm-dup' }]);
+      expect(await ns.queueDepth(`${ns.serviceName}.TakePayment`)).toBe(0);
+    } finally {
+      await meters.stop();
+    }
   });
 
   it('commits the handler\'s writes and published events with the inbox record, or none of them', async () => {

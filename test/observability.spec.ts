@@ -168,7 +168,15 @@ describe('observability', () => {
     expect(published.dataPoints.find((p) => p.attributes['integration_events.outcome'] === 'confirmed')?.value).toBeGreaterThanOrEqual(1);
     const handled = metric('integration_events.handled')!;
     expect(handled.dataPoints.find((p) => p.attributes['integration_events.handler'] === 'TracedHandler')?.value).toBeGreaterThanOrEqual(1);
-    expect(metric('integration_events.handler.duration')).toBeDefined();
+    // A duration for the handler's calls, labelled with the handler, its event and the outcome.
+    const durations = metric('integration_events.handler.duration')!.dataPoints.filter(
+      (p) =>
+        p.attributes['integration_events.handler'] === 'TracedHandler' &&
+        p.attributes['integration_events.event.name'] === 'ordering.order-created' &&
+        p.attributes['integration_events.outcome'] === 'ack',
+    );
+    expect(durations).toHaveLength(1);
+    expect((durations[0]!.value as { count: number }).count).toBeGreaterThanOrEqual(1);
     const backlog = metric('integration_events.outbox.backlog')!;
     expect(backlog.dataPoints[0]?.value).toBe(0);
     expect(metric('integration_events.outbox.lag')!.dataPoints[0]?.value).toBe(0);
@@ -184,16 +192,19 @@ describe('observability', () => {
     await eventually(async () => expect(await ns.queueDepth(dlq)).toBe(1), { timeoutMs: 15_000 });
     expect(app.get(RefusingHandler).calls).toBe(2);
 
-    await metricReader.collect();
-    await metricReader.forceFlush();
-    const exported = metricExporter.getMetrics().flatMap((resource) => resource.scopeMetrics.flatMap((scope) => scope.metrics));
-    const points = (name: string) =>
-      (exported.filter((m) => m.descriptor.name === name).at(-1)?.dataPoints ?? []).filter((p) => p.attributes['integration_events.handler'] === 'RefusingHandler');
-    expect(points('integration_events.dead_lettered').map((p) => [p.attributes['integration_events.event.name'], p.value])).toEqual([
-      ['observability.refused', 1],
-    ]);
-    // Both handler calls happened, and each ended in a decision to dead-letter.
-    expect(points('integration_events.handled').map((p) => [p.attributes['integration_events.outcome'], p.value])).toEqual([['dead_letter', 2]]);
+    // Counted once the copy's confirm is in, which may come after the queue shows the copy.
+    await eventually(async () => {
+      await metricReader.collect();
+      await metricReader.forceFlush();
+      const exported = metricExporter.getMetrics().flatMap((resource) => resource.scopeMetrics.flatMap((scope) => scope.metrics));
+      const points = (name: string) =>
+        (exported.filter((m) => m.descriptor.name === name).at(-1)?.dataPoints ?? []).filter((p) => p.attributes['integration_events.handler'] === 'RefusingHandler');
+      expect(points('integration_events.dead_lettered').map((p) => [p.attributes['integration_events.event.name'], p.value])).toEqual([
+        ['observability.refused', 1],
+      ]);
+      // Both handler calls happened, and each ended in a decision to dead-letter.
+      expect(points('integration_events.handled').map((p) => [p.attributes['integration_events.outcome'], p.value])).toEqual([['dead_letter', 2]]);
+    });
     await ns.drainQueue(dlq);
   });
 
@@ -205,17 +216,21 @@ describe('observability', () => {
       headers: { 'ie-event-name': stray },
     });
     await eventually(async () => expect(await ns.queueDepth(dlq)).toBe(1));
-    await metricReader.collect();
-    await metricReader.forceFlush();
-    const exported = metricExporter.getMetrics().flatMap((resource) => resource.scopeMetrics.flatMap((scope) => scope.metrics));
+    // Counted once the copy's confirm is in, which may come after the queue shows the copy.
+    const exported = await eventually(async () => {
+      await metricReader.collect();
+      await metricReader.forceFlush();
+      const collected = metricExporter.getMetrics().flatMap((resource) => resource.scopeMetrics.flatMap((scope) => scope.metrics));
+      const deadLettered = (collected.filter((m) => m.descriptor.name === 'integration_events.dead_lettered').at(-1)?.dataPoints ?? []).filter(
+        (p) => p.attributes['integration_events.handler'] === 'TracedHandler',
+      );
+      expect(deadLettered.map((p) => [p.attributes['integration_events.event.name'], p.attributes['integration_events.reason'], p.value])).toEqual([
+        ['ordering.order-created', 'poison', 1],
+      ]);
+      return collected;
+    });
     const labels = exported.flatMap((m) => m.dataPoints.map((p) => p.attributes['integration_events.event.name']));
     expect(labels).not.toContain(stray);
-    const deadLettered = (exported.filter((m) => m.descriptor.name === 'integration_events.dead_lettered').at(-1)?.dataPoints ?? []).filter(
-      (p) => p.attributes['integration_events.handler'] === 'TracedHandler',
-    );
-    expect(deadLettered.map((p) => [p.attributes['integration_events.event.name'], p.attributes['integration_events.reason'], p.value])).toEqual([
-      ['ordering.order-created', 'poison', 1],
-    ]);
     expect(spanExporter.getFinishedSpans().map((span) => span.name)).not.toContain(`process ${stray}`);
     await ns.drainQueue(dlq);
   });

@@ -14,6 +14,7 @@ import { RabbitMqPublishingConnection } from '../libs/integration-events/src/tra
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
 import { CapturingLogger } from './support/capturing-logger';
 import { consistently, eventually } from './support/eventually';
+import { registerTestMeterProvider, type TestMeters } from './support/test-meters';
 import { startTestApp } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
 
@@ -128,6 +129,8 @@ describe('retries and the dead-letter queue', () => {
   let deadLetters: DeadLetter[];
   /** Set by a test: the onDeadLetter hook then waits for it (a webhook that hangs). */
   let hookHangsUntil: Promise<void> | undefined;
+  /** A test's own meter provider, if it registered one: unregistered after it. */
+  let meters: TestMeters | undefined;
   const queue = () => `${ns.serviceName}.OrderCreatedRecorder`;
 
   /** What the service logs (warnings included), for the tests that assert on it. */
@@ -166,6 +169,11 @@ describe('retries and the dead-letter queue', () => {
     deadLetters.length = 0;
   });
 
+  afterEach(async () => {
+    await meters?.stop();
+    meters = undefined;
+  });
+
   const publish = async (orderId: string) =>
     (await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent(orderId), { standalone: true }))[0]!;
   const callsFor = (id: string) => recorder.received.filter((r) => r.context.messageId === id);
@@ -181,6 +189,8 @@ describe('retries and the dead-letter queue', () => {
   });
 
   it('calls an always-failing handler exactly 10 times, then dead-letters the message with why', async () => {
+    meters = registerTestMeterProvider();
+    const { counts } = meters;
     recorder.behaviour = (_event, context) => {
       throw new Error(`payment gateway down (attempt ${context.attempt})`);
     };
@@ -188,6 +198,19 @@ describe('retries and the dead-letter queue', () => {
     await eventually(async () => expect(await ns.queueDepth(`${queue()}.dlq`)).toBe(1), { timeoutMs: 20_000 });
     await consistently(() => expect(callsFor(id)).toHaveLength(10), { forMs: 300 });
     expect(callsFor(id).map((r) => r.context.attempt)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    // The metrics say the same: each call's decision, the nine retry copies placed, one dead letter. That
+    // is counted once its copy's confirm is in, which may come after the queue shows the copy.
+    await eventually(async () => {
+      expect(await counts('integration_events.handled', 'OrderCreatedRecorder')).toEqual([
+        ['ordering.order-created', 'dead_letter', 1],
+        ['ordering.order-created', 'retry', 9],
+      ]);
+      expect(await counts('integration_events.retried', 'OrderCreatedRecorder')).toEqual([['ordering.order-created', null, 9]]);
+      expect(await counts('integration_events.dead_lettered', 'OrderCreatedRecorder')).toEqual([['ordering.order-created', 'max-attempts', 1]]);
+      // The event's other handler took it at once (a previous test's delivery may be counted with it).
+      expect((await counts('integration_events.handled', 'AuditTrail')).map(([, outcome]) => outcome)).toEqual(['ack']);
+    });
+    expect(await counts('integration_events.retried', 'AuditTrail')).toEqual([]);
 
     const [dead] = await ns.drainQueue(`${queue()}.dlq`);
     const headers = dead!.properties.headers!;
@@ -209,8 +232,8 @@ describe('retries and the dead-letter queue', () => {
     expect(Date.parse(headers['ie-first-failure-at'])).toBeLessThan(Date.parse(headers['ie-last-failure-at']));
     expect(Object.keys(headers).filter((name) => name.startsWith('x-'))).toEqual([]);
 
-    // The hook saw the same.
-    expect(deadLetters).toHaveLength(1);
+    // The hook saw the same (called after the copy's confirm, which may come after the queue showed it).
+    await eventually(() => expect(deadLetters).toHaveLength(1));
     expect(deadLetters[0]).toMatchObject({
       messageId: id,
       eventName: 'ordering.order-created',
@@ -473,7 +496,8 @@ describe('retries and the dead-letter queue', () => {
     expect(dead!.properties.messageId).toBe(id);
     expect(dead!.properties.headers).toMatchObject({ 'ie-dead-letter-reason': 'non-retryable' });
     expect(callsFor(id)).toHaveLength(2);
-    expect(deadLetters.map((deadLetter) => deadLetter.messageId)).toEqual([id]);
+    // The hook is called once the copy's confirm is in, which may come after the queue shows the copy.
+    await eventually(() => expect(deadLetters.map((deadLetter) => deadLetter.messageId)).toEqual([id]));
   });
 
   it('declares a deleted wait queue again instead of losing the retry', async () => {
