@@ -5,13 +5,21 @@
  *
  * With `inbox`, a hand-written inbox: each message in a transaction of its own on a pg pool (BEGIN,
  * INSERT of (handler, message id) into the library's inbox table ON CONFLICT DO NOTHING, the count if
- * the row is new, COMMIT), then its ack — what a team would write for idempotent consumption.
+ * the row is new, COMMIT), then its ack — what a team would write for idempotent consumption. With
+ * `inbox.via: 'typeorm'`, the same transaction written the way a NestJS team on TypeORM and nestjs-cls
+ * writes it, so that the handler's own `@Transactional()` code would join it: `TransactionHost
+ * .withTransaction()` in a CLS context of its own, the INSERT through the transaction's EntityManager,
+ * on the pool (of the same size) of a Nest application with TypeORM and nestjs-cls but not the library.
  */
 import * as amqp from 'amqplib';
 import { Pool } from 'pg';
+import { ClsService } from 'nestjs-cls';
+import { TransactionHost } from '@nestjs-cls/transactional';
+import type { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
 import type { Role } from '../child';
 import { HandledCounter, numberOf } from '../lib/contract';
 import { DATABASE_URL, inboxTable, now, RABBITMQ_URL } from '../lib/helpers';
+import { createApp } from '../lib/nest';
 
 /** The hand-written inbox's transactions at once: as many as ours runs calls by default (`consumer.concurrency`). */
 export const HAND_INBOX_CONNECTIONS = 10;
@@ -29,7 +37,7 @@ interface Args {
    * A hand-written inbox in this schema's inbox table, with at most `connections` transactions at once;
    * `idleMs`: the pool's idleTimeoutMillis (paced runs: --pool-idle-ms, as ours'), pg's default when omitted.
    */
-  inbox?: { schema: string; connections: number; idleMs?: number };
+  inbox?: { schema: string; connections: number; idleMs?: number; via?: 'pg' | 'typeorm' };
   /** Send `warm` once every event numbered from this on (a paced run's warm-up) was handled. */
   warmFrom?: number;
 }
@@ -44,7 +52,11 @@ export const run: Role = async (raw, io) => {
   await channel.prefetch(args.prefetch);
   const counter = new HandledCounter(args.expected, args.recordTimes ?? true, () => io.send({ type: 'done' }), now, () => io.send({ type: 'first' }));
   if (args.warmFrom !== undefined) counter.watchRange(args.warmFrom, () => io.send({ type: 'warm', t: now() }));
-  const pool = args.inbox
+  const viaTypeOrm = args.inbox?.via === 'typeorm';
+  const app = viaTypeOrm ? await createApp({ providers: [], poolMax: args.inbox!.connections, poolIdleMs: args.inbox!.idleMs }) : undefined;
+  const cls = app?.get(ClsService);
+  const txHost = app?.get<TransactionHost<TransactionalAdapterTypeOrm>>(TransactionHost);
+  const pool = args.inbox && !viaTypeOrm
     ? new Pool({
         connectionString: DATABASE_URL,
         max: args.inbox.connections,
@@ -55,6 +67,16 @@ export const run: Role = async (raw, io) => {
     ? `INSERT INTO ${inboxTable(args.inbox.schema)} (handler, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1`
     : '';
   let failure: unknown;
+  /** The same through TypeORM and nestjs-cls: a transaction the handler's `@Transactional()` code would join. */
+  const handleOnceViaTypeOrm = async (message: amqp.ConsumeMessage): Promise<void> => {
+    await cls!.run(() =>
+      txHost!.withTransaction(async () => {
+        const rows = (await txHost!.tx.query(recordSql, ['plain-consumer', message.properties.messageId])) as unknown[];
+        if (rows.length === 1) counter.handle(numberOf(message.content));
+      }),
+    );
+    channel.ack(message);
+  };
   /** The message handled once: recorded in the inbox and counted in one transaction, then acked. */
   const handleOnce = async (message: amqp.ConsumeMessage): Promise<void> => {
     const client = await pool!.connect();
@@ -74,9 +96,9 @@ export const run: Role = async (raw, io) => {
   const subscribe = () =>
     channel.consume(args.queue, (message) => {
       if (!message) return;
-      if (pool) {
+      if (args.inbox) {
         // A failure is the run's: left unacked, counted as missing.
-        handleOnce(message).catch((error: unknown) => (failure ??= error));
+        (viaTypeOrm ? handleOnceViaTypeOrm : handleOnce)(message).catch((error: unknown) => (failure ??= error));
         return;
       }
       counter.handle(numberOf(message.content));
@@ -91,6 +113,7 @@ export const run: Role = async (raw, io) => {
   await channel.close();
   await connection.close();
   await pool?.end();
+  await app?.close();
   if (failure) console.error(`a hand-written inbox transaction failed: ${String((failure as Error)?.stack ?? failure)}`);
   return counter.result();
 };

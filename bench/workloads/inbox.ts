@@ -2,7 +2,9 @@
  * Handlers with the inbox vs without (ours 4): a queue pre-loaded with M messages in the library's
  * wire format, then one consumer process drains it. Handled/s between the first and the last handler
  * call (boot excluded). Variants: a plain amqplib consumer (parse + ack), the same with a hand-written
- * inbox (a transaction per message recording its id on a pg pool of 10, then the ack), ours with
+ * inbox (a transaction per message recording its id on a pg pool of 10, then the ack), that inbox
+ * written through TypeORM and nestjs-cls (`TransactionHost.withTransaction()`, as a NestJS team on that
+ * stack writes it, so that the handler's `@Transactional()` code would join it), ours with
  * `inbox: false`, and ours with the inbox (the default: each call in a transaction that records the
  * message id first; 10 calls at once).
  */
@@ -42,7 +44,7 @@ async function runInbox(variant: string, context: RunContext): Promise<VariantRu
   let queues = [queue];
   try {
     const checks: Check[] = [];
-    if (variant === 'plain' || variant === 'plain-inbox') {
+    if (variant === 'plain' || variant === 'plain-inbox' || variant === 'plain-inbox-typeorm') {
       consumer = await ChildHandle.start(harness, 'plain-consumer', `${tag}-consumer`, {
         exchange: ns.exchange,
         queue,
@@ -52,6 +54,7 @@ async function runInbox(variant: string, context: RunContext): Promise<VariantRu
         recordTimes: false,
         startOnGo: true,
         ...(variant === 'plain-inbox' ? { inbox: { schema: ns.schema, connections: HAND_INBOX_CONNECTIONS } } : {}),
+        ...(variant === 'plain-inbox-typeorm' ? { inbox: { schema: ns.schema, connections: HAND_INBOX_CONNECTIONS, via: 'typeorm' } } : {}),
       });
       await preload(ns.exchange, count);
       consumer.send({ type: 'go' });
@@ -85,7 +88,7 @@ async function runInbox(variant: string, context: RunContext): Promise<VariantRu
     checks.push(...countChecks(`inbox ${variant}`, count, result.counts as HandledCounts));
     // The variant ran with the inbox it names.
     if (variant !== 'plain') {
-      const recorded = variant === 'ours-inbox' || variant === 'plain-inbox';
+      const recorded = variant === 'ours-inbox' || variant === 'plain-inbox' || variant === 'plain-inbox-typeorm';
       checks.push(check(`inbox ${variant}: inbox rows`, recorded ? count : 0, await countRows(inboxTable(ns.schema))));
     }
     // The consumer stopped, every message handled acked: one still queued is a retry or dead letter the counts missed.
@@ -106,13 +109,14 @@ async function runInbox(variant: string, context: RunContext): Promise<VariantRu
 export const inbox: Workload = {
   name: 'inbox',
   title: 'Handlers with the inbox vs without',
-  variants: () => ['plain', 'plain-inbox', 'ours-no-inbox', 'ours-inbox'],
+  variants: () => ['plain', 'plain-inbox', 'plain-inbox-typeorm', 'ours-no-inbox', 'ours-inbox'],
   run: runInbox,
   summarize(runs: Runs, options) {
     const title = `Consuming a pre-loaded queue (${options.inboxMessages.toLocaleString('en-US')} msgs, prefetch ${options.prefetch})`;
     const labels: Record<string, string> = {
       plain: 'plain amqplib consumer (parse + ack)',
       'plain-inbox': 'plain consumer, hand-written inbox',
+      'plain-inbox-typeorm': 'the same inbox through TypeORM and nestjs-cls',
       'ours-no-inbox': 'ours, inbox: false',
       'ours-inbox': 'ours, with the inbox (default)',
     };
@@ -126,8 +130,9 @@ export const inbox: Workload = {
         ratio:
           variant === 'ours-inbox'
             ? `${fmtRatio(ratio(runs['ours-inbox'], runs['ours-no-inbox'], 'handledPerSec'), 'no inbox')}, ` +
-              fmtRatio(ratio(runs['ours-inbox'], runs['plain-inbox'], 'handledPerSec'), 'hand-written inbox')
-            : variant === 'ours-no-inbox' || variant === 'plain-inbox'
+              `${fmtRatio(ratio(runs['ours-inbox'], runs['plain-inbox'], 'handledPerSec'), 'hand-written inbox')}, ` +
+              fmtRatio(ratio(runs['ours-inbox'], runs['plain-inbox-typeorm'], 'handledPerSec'), 'through TypeORM')
+            : variant === 'ours-no-inbox' || variant === 'plain-inbox' || variant === 'plain-inbox-typeorm'
               ? fmtRatio(ratio(runs[variant], runs.plain, 'handledPerSec'), 'plain')
               : '',
         rss: fmtRss(runs[variant]),
