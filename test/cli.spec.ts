@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { TestingModule } from '@nestjs/testing';
-import { IntegrationEvent, IntegrationEventPublisher, NonRetryableError, OutboxAdminService } from 'nestjs-integration-events';
+import { DeadLetterService, IntegrationEvent, IntegrationEventPublisher, NonRetryableError, OutboxAdminService } from 'nestjs-integration-events';
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
 import { REPO_ROOT } from './support/child-service';
 import { eventually } from './support/eventually';
@@ -157,6 +157,104 @@ describe('command line: nestjs-integration-events dlq | outbox', () => {
     } finally {
       await (await ns.sql()).query(`DELETE FROM ${ns.outboxTable} WHERE id = $1`, [due]);
     }
+  });
+
+  /**
+   * Inserts outbox rows in the given order (so in `seq` order), none of which this file's relay takes:
+   * `failed` is pending with attempts and not due for an hour, `pending` not due for an hour.
+   */
+  async function insertOutboxRows(kinds: ReadonlyArray<'failed' | 'pending' | 'unroutable' | 'skipped' | 'sent'>): Promise<string[]> {
+    const db = await ns.sql();
+    const ids: string[] = [];
+    for (const kind of kinds) {
+      const { rows } = await db.query(
+        `INSERT INTO ${ns.outboxTable} (id, event_name, event_version, payload, headers, occurred_at, available_at, status, attempts, last_error, sent_at)
+         VALUES (gen_random_uuid(), 'cli.listed', 1, '{}', '{}'::jsonb, now(), now() + interval '1 hour',
+                 $1::text, $2::int, $3::text, CASE WHEN $1::text = 'sent' THEN now() END)
+         RETURNING id`,
+        [kind === 'failed' ? 'pending' : kind, kind === 'failed' ? 3 : 0, kind === 'failed' ? 'nacked' : null],
+      );
+      ids.push((rows[0] as { id: string }).id);
+    }
+    return ids;
+  }
+  const idsOf = (listed: { rows: Array<{ id: string }> }) => listed.rows.map((row) => row.id);
+
+  it('lists the rows of the --status asked, oldest first, no more than --limit', async () => {
+    const [failed1, pending1, failed2, unroutable, sent, failed3, skipped, pending2] = await insertOutboxRows([
+      'failed',
+      'pending',
+      'failed',
+      'unroutable',
+      'sent',
+      'failed',
+      'skipped',
+      'pending',
+    ]);
+    const list = (...args: string[]) => json('outbox', 'list', '--schema', ns.schema, ...args);
+
+    const two = await list('--status', 'failed', '--limit', '2');
+    expect(two.rows.map((row: { id: string; status: string; attempts: number }) => [row.id, row.status, row.attempts])).toEqual([
+      [failed1, 'pending', 3],
+      [failed2, 'pending', 3],
+    ]);
+    // The counts are of the whole table, whatever is listed.
+    expect(two.counts).toEqual({ pending: 5, failed: 3, unroutable: 1, skipped: 1, sent: 1 });
+    expect(idsOf(await list('--status', 'failed'))).toEqual([failed1, failed2, failed3]);
+    // Pending is every row not sent yet, those that failed included.
+    expect(idsOf(await list('--status', 'pending'))).toEqual([failed1, pending1, failed2, failed3, pending2]);
+    expect(idsOf(await list('--status', 'unroutable'))).toEqual([unroutable]);
+    expect(idsOf(await list('--status', 'sent'))).toEqual([sent]);
+    expect(idsOf(await list('--status', 'skipped'))).toEqual([skipped]);
+    // Stuck (the default): failed or unroutable.
+    expect(idsOf(await list())).toEqual([failed1, failed2, unroutable, failed3]);
+    expect(idsOf(await list('--limit', '3'))).toEqual([failed1, failed2, unroutable]);
+
+    const text = await cli('outbox', 'list', '--schema', ns.schema, '--status', 'skipped');
+    expect(text).toMatchObject({ code: 0, stderr: '' });
+    expect(text.stdout).toContain('Outbox: 5 pending (3 failed at least once), 1 unroutable, 1 skipped, 1 sent');
+    expect(text.stdout).toContain(`  ${skipped}  cli.listed v1  skipped  0 attempt(s)`);
+    expect(text.stdout).not.toContain(failed1);
+  });
+
+  it('lists 50 stuck rows by default on the command line, 100 from OutboxAdminService', async () => {
+    const kinds = Array.from({ length: 101 }, (_, i): 'unroutable' | 'failed' => (i % 3 === 0 ? 'unroutable' : 'failed'));
+    const ids = await insertOutboxRows(kinds);
+    // Not stuck: never listed by default, however many there are.
+    await insertOutboxRows(['pending', 'sent']);
+
+    const listed = await json('outbox', 'list', '--schema', ns.schema);
+    expect(idsOf(listed)).toEqual(ids.slice(0, 50));
+    expect(listed.counts).toMatchObject({ unroutable: 34, failed: 67 });
+    expect((await app.get(OutboxAdminService).list()).map((row) => row.id)).toEqual(ids.slice(0, 100));
+  });
+
+  it('lists no more dead letters than --limit, 50 by default on the command line, 100 from DeadLetterService', async () => {
+    const many = ns.trackQueue(`${ns.serviceName}.cli-many.dlq`);
+    const ids = Array.from({ length: 101 }, (_, i) => `dead-${String(i).padStart(3, '0')}`);
+    const channel = await (await ns.amqp()).createConfirmChannel();
+    try {
+      await channel.assertQueue(many, { durable: true });
+      for (const id of ids) channel.sendToQueue(many, Buffer.from('{}'), { messageId: id });
+      await channel.waitForConfirms();
+    } finally {
+      await channel.close();
+    }
+    const messageIds = (listed: { messages: Array<{ messageId: string }> }) => listed.messages.map((m) => m.messageId);
+
+    const one = await json('dlq', 'list', many, '--limit', '1');
+    expect({ total: one.total, ids: messageIds(one) }).toEqual({ total: 101, ids: [ids[0]] });
+    const text = await cli('dlq', 'list', many, '--limit', '1');
+    expect(text.stdout).toContain(`${many}: 101 dead letter(s), showing 1`);
+    expect(text.stdout).toContain(`  ${ids[0]}  `);
+    expect(text.stdout).not.toContain(ids[1]);
+
+    const byDefault = await json('dlq', 'list', many);
+    expect({ total: byDefault.total, ids: messageIds(byDefault) }).toEqual({ total: 101, ids: ids.slice(0, 50) });
+    const fromService = await app.get(DeadLetterService).list(many);
+    expect({ total: fromService.total, ids: fromService.messages.map((m) => m.messageId) }).toEqual({ total: 101, ids: ids.slice(0, 100) });
+    // Listing took nothing out.
+    expect(await ns.queueDepth(many)).toBe(101);
   });
 
   it('lists stuck outbox rows, retries and skips them', async () => {

@@ -1,0 +1,123 @@
+import type { TestingModule } from '@nestjs/testing';
+import { OrderCreatedRecorder } from './fixtures/order-events';
+import { eventually } from './support/eventually';
+import { rabbitmqctl } from './support/rabbitmqctl';
+import { TEST_RABBITMQ_URL } from './support/services';
+import { startTestApp, type TestAppOptions } from './support/test-app';
+import { TestNamespace } from './support/test-namespace';
+
+/** A connection as the broker sees it: the name the client gave it, and the heartbeat negotiated (seconds). */
+interface BrokerConnection {
+  readonly name: string;
+  readonly heartbeat: number;
+}
+
+/**
+ * The broker's open connections whose client-given name (`connection_name`, shown in the management UI)
+ * starts with `prefix`, by name. Every test names its connections after its own namespace, so the
+ * connections of test files running at the same time are never among them.
+ */
+async function brokerConnections(prefix: string): Promise<BrokerConnection[]> {
+  const { stdout } = await rabbitmqctl('-q', 'list_connections', 'client_properties', 'timeout', '--formatter', 'json');
+  const rows = (stdout.trim() === '' ? [] : JSON.parse(stdout)) as Array<{
+    client_properties: Array<[string, string, unknown]>;
+    timeout: number;
+  }>;
+  return rows
+    .map((row) => ({
+      name: String(row.client_properties.find(([key]) => key === 'connection_name')?.[2] ?? ''),
+      heartbeat: row.timeout,
+    }))
+    .filter((connection) => connection.name.startsWith(prefix))
+    .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** The RabbitMQ connections a service opens, as the broker names and negotiates them. */
+describe('RabbitMQ connection options', () => {
+  let ns: TestNamespace;
+  let app: TestingModule | undefined;
+  /** What every connection of this test's app is named after (its `rabbitmq.connectionName`). */
+  let connectionName: string;
+
+  const start = async (options: TestAppOptions = {}) => {
+    app = await startTestApp(ns, { providers: [OrderCreatedRecorder], ...options });
+    return app;
+  };
+
+  beforeEach(async () => {
+    ns = await TestNamespace.create();
+    connectionName = ns.serviceName;
+  });
+
+  afterEach(async () => {
+    try {
+      await app?.close();
+      app = undefined;
+      // Closing the application closes its connections: none is left at the broker.
+      await eventually(async () => expect(await brokerConnections(`${connectionName} (`)).toEqual([]));
+    } finally {
+      await ns.cleanup();
+    }
+  });
+
+  it('names its two connections "<serviceName> (consuming)" and "<serviceName> (publishing)" by default', async () => {
+    await start();
+    await eventually(async () =>
+      expect((await brokerConnections(`${ns.serviceName} (`)).map((c) => c.name)).toEqual([
+        `${ns.serviceName} (consuming)`,
+        `${ns.serviceName} (publishing)`,
+      ]),
+    );
+  });
+
+  it('names them after rabbitmq.connectionName when given', async () => {
+    connectionName = `orders-api ${ns.id} #1`;
+    await start({ options: { rabbitmq: { connectionName } } });
+    await eventually(async () =>
+      expect((await brokerConnections(`${connectionName} (`)).map((c) => c.name)).toEqual([
+        `${connectionName} (consuming)`,
+        `${connectionName} (publishing)`,
+      ]),
+    );
+    // The service name is then in no connection's name.
+    expect(await brokerConnections(ns.serviceName)).toEqual([]);
+  });
+
+  it('opens only the publishing connection with consumer.enabled: false, though it has a handler', async () => {
+    await start({ options: { consumer: { enabled: false } } });
+    // The consuming connection, when there is one, is opened (and listed) before the publishing one: once
+    // the publishing connection is listed, a consuming one would be too.
+    await eventually(async () => expect((await brokerConnections(`${connectionName} (`)).map((c) => c.name)).toContain(`${connectionName} (publishing)`));
+    expect((await brokerConnections(`${connectionName} (`)).map((c) => c.name)).toEqual([`${connectionName} (publishing)`]);
+  });
+
+  it('opens only the publishing connection in a service without handlers', async () => {
+    await start({ providers: [] });
+    await eventually(async () => expect((await brokerConnections(`${connectionName} (`)).map((c) => c.name)).toContain(`${connectionName} (publishing)`));
+    expect((await brokerConnections(`${connectionName} (`)).map((c) => c.name)).toEqual([`${connectionName} (publishing)`]);
+  });
+
+  it('negotiates rabbitmq.heartbeatSeconds on both connections', async () => {
+    const url = new URL(TEST_RABBITMQ_URL);
+    url.searchParams.delete('heartbeat');
+    await start({ options: { rabbitmq: { url: url.toString(), heartbeatSeconds: 30 } } });
+    await eventually(async () =>
+      expect(await brokerConnections(`${connectionName} (`)).toEqual([
+        { name: `${connectionName} (consuming)`, heartbeat: 30 },
+        { name: `${connectionName} (publishing)`, heartbeat: 30 },
+      ]),
+    );
+  });
+
+  it('negotiates the heartbeat query parameter of rabbitmq.url over rabbitmq.heartbeatSeconds', async () => {
+    const url = new URL(TEST_RABBITMQ_URL);
+    url.searchParams.set('heartbeat', '7');
+    await start({ options: { rabbitmq: { url: url.toString(), heartbeatSeconds: 30 } } });
+    await eventually(async () =>
+      expect(await brokerConnections(`${connectionName} (`)).toEqual([
+        { name: `${connectionName} (consuming)`, heartbeat: 7 },
+        { name: `${connectionName} (publishing)`, heartbeat: 7 },
+      ]),
+    );
+  });
+});
