@@ -345,12 +345,14 @@ describe('boot', () => {
       await moduleRef.init();
       expect(logger.lines).toContainEqual(expect.stringContaining("The nestjs-cls transactions found run on another DataSource than the outbox's (\"events\"): publish() inside them is refused"));
       const publisher = moduleRef.get(IntegrationEventPublisher);
+      const rowsBefore = await ns.outboxRows();
       const attempt = moduleRef.get(TransactionHost).withTransaction(() => publisher.publish(new OrderCreatedIntegrationEvent('o-elsewhere')));
       await expect(attempt).rejects.toThrow(InvalidPublishOptionsError);
       await expect(attempt).rejects.toThrow(
         'Invalid publish() option "manager": none was given, and the ambient (@Transactional) transaction is on another DataSource than the outbox\'s',
       );
-      expect(await ns.outboxRows()).toEqual([]);
+      // Nothing written (an earlier test's rows may be there).
+      expect((await ns.outboxRows()).map((row) => row.id)).toEqual(rowsBefore.map((row) => row.id));
     } finally {
       await moduleRef.close();
     }
@@ -471,7 +473,7 @@ describe('boot', () => {
       const { port } = server.address() as net.AddressInfo;
       const boot = startTestApp(ns, { options: { rabbitmq: { url: `amqp://guest:guest@127.0.0.1:${port}` } } });
       await expect(boot).rejects.toBeInstanceOf(BrokerConnectionError);
-      await expect(boot).rejects.toThrow('The broker limits frames to 4096 bytes (its frame_max): the library needs at least 65536');
+      await expect(boot).rejects.toThrow("The broker limits frames to 4096 bytes (its frame_max): the library needs at least 131072 (RabbitMQ's default)");
     } finally {
       await new Promise((resolve) => server.close(resolve));
     }

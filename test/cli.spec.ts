@@ -257,6 +257,28 @@ describe('command line: nestjs-integration-events dlq | outbox', () => {
     expect(await ns.queueDepth(many)).toBe(101);
   });
 
+  it('refuses to requeue through a connection whose frames are smaller than a dead letter\'s headers may need, and moves nothing', async () => {
+    const dead = ns.trackQueue(`${ns.serviceName}.small-frames.dlq`);
+    const channel = await (await ns.amqp()).createConfirmChannel();
+    try {
+      await channel.assertQueue(dead, { durable: true });
+      channel.sendToQueue(dead, Buffer.from('{}'), { messageId: 'framed-1', headers: { 'ie-queue': `${ns.serviceName}.OrderCreatedRecorder` } });
+      await channel.waitForConfirms();
+    } finally {
+      await channel.close();
+    }
+    const url = new URL(TEST_RABBITMQ_URL);
+    url.searchParams.set('frameMax', '4096');
+    const refused = await cli('dlq', 'requeue', dead, '--all', '--url', url.toString());
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('its frames are limited to 4096 bytes, and a dead letter\'s headers may need up to 131072');
+    expect(await ns.queueDepth(dead)).toBe(1);
+    // Reading needs no large frames.
+    const listed = await cli('dlq', 'list', dead, '--json', '--url', url.toString());
+    expect(listed.code).toBe(0);
+    expect(JSON.parse(listed.stdout)).toMatchObject({ total: 1, messages: [{ messageId: 'framed-1' }] });
+  });
+
   it('lists stuck outbox rows, retries and skips them', async () => {
     const publisher = app.get(IntegrationEventPublisher);
     const [unroutable] = await publisher.publish(new NobodyCaresEvent(1), { standalone: true });

@@ -4,6 +4,7 @@ import { DeadLetterQueueOperations } from '../dead-letter/dead-letter-queue.oper
 import { RequeueInterruptedError } from '../errors/requeue-interrupted.error';
 import { closeConnectionQuietly } from '../transport/rabbitmq/close-quietly';
 import { redactSecrets, redactUrl } from '../util/redact-url';
+import { MIN_FRAME_MAX } from '../options/resolve-options';
 import { assertKnownOptions, type ParsedArguments, UsageError } from './cli-arguments';
 import type { Output } from './output';
 
@@ -27,6 +28,16 @@ export async function dlqCommand({ positional, options }: ParsedArguments, outpu
     throw new Error(`Cannot connect to ${redactUrl(url)}: ${redactSecrets((error as Error).message, url)}`);
   }
   connection.on('error', () => undefined);
+  // A requeue's copies carry the dead letters' headers, in one frame each: a smaller limit than the
+  // service's would have the broker close the connection partway (see MIN_FRAME_MAX).
+  const frameMax = (connection.connection as unknown as { frameMax?: unknown }).frameMax;
+  if (request.action === 'requeue' && typeof frameMax === 'number' && frameMax < MIN_FRAME_MAX) {
+    await closeConnectionQuietly(connection);
+    throw new Error(
+      `Cannot requeue through ${redactUrl(url)}: its frames are limited to ${frameMax} bytes, and a dead letter's headers may ` +
+        `need up to ${MIN_FRAME_MAX} (leave frameMax out of the URL, or raise the broker's frame_max)`,
+    );
+  }
   let blocked = false;
   connection.on('blocked', () => (blocked = true));
   connection.on('unblocked', () => (blocked = false));

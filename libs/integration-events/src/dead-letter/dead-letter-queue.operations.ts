@@ -266,22 +266,22 @@ function withinTime<T>(work: Promise<T>, timeoutMs: number, message: string, lat
   });
 }
 
-/** Refuses a `list()` limit that is not a whole number from 0 (0: only the count). */
+/** A handler's retry wait queue, as `waitQueueName()` names them. */
+const RETRY_WAIT_QUEUE = /\.retry\.\d+ms$/;
+
+/** Why purging all of a queue named as a retry wait queue is refused (RabbitMQ: nothing consumes those either). */
+function waitQueueRefusal(queue: string): Error {
+  return new Error(
+    `Queue "${queue}" is named as a handler's retry wait queue, whose messages wait for their next attempt: ` +
+      'purging all would delete them for good, neither retried nor dead-lettered. Nothing was purged. Purge by message id ' +
+      '(or, for a dead-letter queue of yours so named, give it another name).',
+  );
+}
+
 /**
  * Why purging all of a queue with consumers is refused (by every transport): nothing consumes a
  * dead-letter queue, so this is a handler's queue, named by mistake.
  */
-/** A handler's retry wait queue, as `waitQueueName()` names them. */
-const RETRY_WAIT_QUEUE = /\.retry\.\d+ms$/;
-
-function waitQueueRefusal(queue: string): Error {
-  return new Error(
-    `Queue "${queue}" is named as a handler's retry wait queue, whose messages wait for their next attempt: ` +
-      'purging all would delete them for good, neither retried nor dead-lettered. Nothing was purged. Purge by message id, ' +
-      'or name the dead-letter queue.',
-  );
-}
-
 export function consumedQueueRefusal(queue: string, consumers: number): Error {
   return new Error(
     `Queue "${queue}" has ${consumers} consumer(s), and nothing consumes a dead-letter queue: it looks like ` +

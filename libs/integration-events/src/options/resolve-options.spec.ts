@@ -238,8 +238,9 @@ describe('resolveOptions', () => {
       // amqplib would connect to localhost, and the logs would show "<unparsable url>".
       ['rabbitmq.url without a host', withSection('rabbitmq', { url: 'amqp://' }), 'rabbitmq.url', '<unparsable url>', 'give an AMQP URL'],
       ['rabbitmq.url with credentials but no host', withSection('rabbitmq', { url: 'amqp://guest:guest@' }), 'rabbitmq.url', 'amqp://guest:***@', 'give an AMQP URL'],
-      ['rabbitmq.url with a small frameMax', withSection('rabbitmq', { url: 'amqp://guest:s3cret@host?frameMax=4096' }), 'rabbitmq.url', 'amqp://guest:***@host?frameMax=4096', 'give frameMax at least 65536 (or leave it out'],
-      ['rabbitmq.url with frameMax not a number', withSection('rabbitmq', { url: 'amqp://host?frameMax=big' }), 'rabbitmq.url', 'amqp://host?frameMax=big', 'give frameMax at least 65536'],
+      ['rabbitmq.url with a small frameMax', withSection('rabbitmq', { url: 'amqp://guest:s3cret@host?frameMax=4096' }), 'rabbitmq.url', 'amqp://guest:***@host?frameMax=4096', "give frameMax at least 131072 (amqplib's default, asked for when it is left out)"],
+      ['rabbitmq.url with a frameMax just below the default', withSection('rabbitmq', { url: 'amqp://host?frameMax=131071' }), 'rabbitmq.url', 'amqp://host?frameMax=131071', 'give frameMax at least 131072'],
+      ['rabbitmq.url with frameMax not a number', withSection('rabbitmq', { url: 'amqp://host?frameMax=big' }), 'rabbitmq.url', 'amqp://host?frameMax=big', 'give frameMax at least 131072'],
       ['rabbitmq.socketOptions a string', withSection('rabbitmq', { socketOptions: 'tls' }), 'rabbitmq.socketOptions', 'tls', 'pass an object of amqplib socket options'],
       ['rabbitmq.socketOptions an array', withSection('rabbitmq', { socketOptions: [] }), 'rabbitmq.socketOptions', [], 'pass an object'],
       ['rabbitmq.exchange empty', withSection('rabbitmq', { exchange: '' }), 'rabbitmq.exchange', '', 'use 1-200 letters, digits'],
@@ -391,8 +392,8 @@ describe('resolveOptions', () => {
       ).toBe(128 * 1024 * 1024);
     });
 
-    it("accepts a frameMax in the URL of 65536 or more, or 0 (the broker's limit), as amqplib reads it", () => {
-      for (const frameMax of ['65536', '131072', '0']) {
+    it("accepts a frameMax in the URL of 131072 or more, or 0 (the broker's limit), as amqplib reads it", () => {
+      for (const frameMax of ['131072', '1048576', '0']) {
         const url = `amqp://host?frameMax=${frameMax}`;
         expect(resolveOptions(withSection('rabbitmq', { url })).rabbitmq?.url).toBe(url);
       }

@@ -245,8 +245,8 @@ function resolveRabbitMq(rabbitmq: Section, serviceName: string): NonNullable<Re
     fail(
       'rabbitmq.url',
       redactUrl(url),
-      `give frameMax at least ${MIN_FRAME_MAX} (or leave it out: amqplib asks for 131072): a message's headers travel in one frame, ` +
-        'up to 32 KiB of your headers plus the library\'s and a dead letter\'s failure details',
+      `give frameMax at least ${MIN_FRAME_MAX} (amqplib's default, asked for when it is left out): a message's headers travel ` +
+        'in one frame, and a copy of a message may carry up to 64 KiB of them',
     );
   }
   const socketOptions = orDefault(rabbitmq.socketOptions, {});
@@ -344,14 +344,15 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** Whether `url` parses and names a host (amqplib takes `amqp://` alone for localhost, unsaid). */
 /**
- * The smallest frame the library works with: the headers frame of a dead-letter copy of a message with
- * 32 KiB of application headers (the most `publish()` takes) and its failure details (a 1,000-character
- * message and a 4,000-character stack, up to three bytes a character) fits, with room to spare.
+ * The smallest frame the library works with: amqplib's and RabbitMQ's default. A message's properties
+ * and headers travel in one frame, which amqplib does not hold to the agreed size: it encodes a headers
+ * table of up to 64 KiB (a copy of another publisher's message may carry that much; see
+ * `smallerCopyHeaders`), plus the other properties and the frame's own bytes.
  */
-export const MIN_FRAME_MAX = 65_536;
+export const MIN_FRAME_MAX = 131_072;
 
+/** Whether `url` parses and names a host (amqplib takes `amqp://` alone for localhost, unsaid). */
 function canParseUrl(url: string): boolean {
   try {
     return new URL(url).hostname !== '';

@@ -223,8 +223,8 @@ export class RabbitMqConnection {
     const frameMax = (model.connection as unknown as { frameMax?: unknown }).frameMax;
     if (typeof frameMax === 'number' && frameMax < MIN_FRAME_MAX) {
       throw new Error(
-        `The broker limits frames to ${frameMax} bytes (its frame_max): the library needs at least ${MIN_FRAME_MAX}, as a ` +
-          "message's headers travel in one frame (up to 32 KiB of yours plus the library's); raise frame_max in rabbitmq.conf",
+        `The broker limits frames to ${frameMax} bytes (its frame_max): the library needs at least ${MIN_FRAME_MAX} (RabbitMQ's ` +
+          "default), as a message's headers travel in one frame; raise frame_max in rabbitmq.conf",
       );
     }
     model.on('handler-error', (error: Error, event: string) =>
