@@ -193,13 +193,17 @@ describe('the testing module and kit, at the edges', () => {
     }
     @Module({ providers: [NeedsPublisher] })
     class ElsewhereModule {}
-    const compile = (isGlobal: boolean) =>
-      Test.createTestingModule({ imports: [...persistence!, IntegrationEventsTestingModule.forRoot({ serviceName: 'shipping', isGlobal }), ElsewhereModule] }).compile();
+    const compile = (isGlobal: boolean, imports: ModuleMetadata['imports'] = [ElsewhereModule], providers: ModuleMetadata['providers'] = []) =>
+      Test.createTestingModule({ imports: [...persistence!, IntegrationEventsTestingModule.forRoot({ serviceName: 'shipping', isGlobal }), ...imports!], providers }).compile();
 
     const global = await compile(true);
     apps.push(global);
     expect(global.get(NeedsPublisher).publisher).toBeInstanceOf(IntegrationEventPublisher);
     await expect(compile(false)).rejects.toThrow(/resolve dependencies of the NeedsPublisher/);
+    // Where the testing module is imported, the publisher (and the kit) are injected all the same.
+    const local = await compile(false, [], [NeedsPublisher]);
+    apps.push(local);
+    expect(local.get(NeedsPublisher).publisher).toBeInstanceOf(IntegrationEventPublisher);
     expect(() => IntegrationEventsTestingModule.forRoot({ serviceName: 'shipping', isGlobal: 'false' as never })).toThrow(
       '"isGlobal" (got "false"): use true (the default) or false',
     );

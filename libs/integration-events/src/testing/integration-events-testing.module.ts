@@ -134,13 +134,11 @@ export class IntegrationEventsTestingModule implements OnModuleInit, OnModuleDes
       ],
       exports: [InProcessBroker, BROKER_IS_OWN],
     };
+    // `isGlobal` belongs to the module, not to its options (forRootAsync() checks it is a boolean).
+    const libraryModule = IntegrationEventsModule.forRootAsync({ isGlobal, imports: [brokerModule], inject: [InProcessBroker], useFactory: moduleOptions });
     return {
       module: IntegrationEventsTestingModule,
-      imports: [
-        brokerModule,
-        // `isGlobal` belongs to the module, not to its options (forRootAsync() checks it is a boolean).
-        IntegrationEventsModule.forRootAsync({ isGlobal, imports: [brokerModule], inject: [InProcessBroker], useFactory: moduleOptions }),
-      ],
+      imports: [brokerModule, libraryModule],
       providers: [
         {
           provide: IntegrationEventsTestKit,
@@ -159,7 +157,8 @@ export class IntegrationEventsTestingModule implements OnModuleInit, OnModuleDes
             ),
         },
       ],
-      exports: [IntegrationEventsTestKit, brokerModule],
+      // Re-exported: with `isGlobal: false`, the module that imports this one injects the publisher.
+      exports: [IntegrationEventsTestKit, brokerModule, libraryModule],
     };
   }
 
