@@ -396,6 +396,21 @@ describe('broker connection failures', () => {
     await eventually(() => expect(handler.attempts).toEqual([1, 2]), { timeoutMs: 10_000 });
   });
 
+  it('declares once more after a declaration under way when asked again meanwhile (the queue may have gone after it declared it)', async () => {
+    await proxy.accept();
+    const app = await start({ providers: [FirstCallFailsAfterRelease] });
+    const [consumer] = (app.get(RabbitMqTransport) as unknown as { consumers: Array<{ declareTopologyAgain(): void }> }).consumers;
+    const opened = jest.spyOn(app.get(RabbitMqConnection), 'openChannel');
+    // A copy returned, then the consumer cancelled while the first declaration runs: two declarations, one after the other.
+    consumer!.declareTopologyAgain();
+    consumer!.declareTopologyAgain();
+    consumer!.declareTopologyAgain();
+    expect(opened).toHaveBeenCalledTimes(1);
+    await eventually(() => expect(opened).toHaveBeenCalledTimes(2));
+    await consistently(() => expect(opened).toHaveBeenCalledTimes(2), { forMs: 300 });
+    await expect(Promise.all(opened.mock.results.map((result) => result.value))).resolves.toHaveLength(2);
+  });
+
   it('starts none of the deliveries waiting for a slot once their channel is closing, though the close is not answered', async () => {
     await proxy.accept();
     const logger = new CapturingLogger();

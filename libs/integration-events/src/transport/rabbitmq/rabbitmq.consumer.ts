@@ -77,6 +77,8 @@ export class RabbitMqConsumer {
   private pendingSubscription: { channel: ConfirmChannel; subscribe: () => Promise<void> } | undefined;
   /** The declaration of the handler's queues under way (`declareTopologyAgain()`): copies returned meanwhile share it. */
   private declaring: object | undefined;
+  /** Asked for while a declaration ran (the queue deleted again meanwhile, perhaps after it declared it): once more when it ends. */
+  private declareAgain = false;
 
   constructor(
     readonly handler: DiscoveredHandler,
@@ -480,12 +482,17 @@ export class RabbitMqConsumer {
    * Declares the handler's queues again after a copy came back from one deleted while the service runs,
    * on a channel of its own: the consumer's channel goes on, so the acks of the calls running on it (and
    * of those whose copies were confirmed with the returned one) are not lost to its close, which would
-   * bring their messages back to run again. Copies returned together share one declaration. A failed
+   * bring their messages back to run again. Copies returned together share one declaration; whatever
+   * asks while one runs (the queue may have been deleted again after it was declared) gets one more. A failed
    * one (a queue re-created by hand with other arguments) is logged; the message it was for comes back
    * from its queue and tries again.
    */
   private declareTopologyAgain(): void {
-    if (this.declaring || this.stopping) return;
+    if (this.stopping) return;
+    if (this.declaring) {
+      this.declareAgain = true;
+      return;
+    }
     const attempt = {};
     this.declaring = attempt;
     // A connection that never answers (heartbeats off) must not keep the copies returned later from
@@ -505,6 +512,10 @@ export class RabbitMqConsumer {
         clearTimeout(bound);
         if (this.declaring === attempt) this.declaring = undefined;
         if (channel) await closeQuietly(channel);
+        if (this.declareAgain && !this.declaring) {
+          this.declareAgain = false;
+          this.declareTopologyAgain();
+        }
       }
     })();
   }
