@@ -118,6 +118,7 @@ describe('publish() in the business transaction', () => {
         await publisher.publish(new OrderCreatedIntegrationEvent('o-publish-failed')).catch(() => undefined); // swallowed
       });
       await expect(attempt).rejects.toThrow(TransactionAbortedError);
+      await expect(attempt).rejects.toThrow(/^The transaction whose publish\(\) failed/);
       expect(await orderExists('o-publish-failed')).toBe(false);
 
       // The same failure undone by a savepoint leaves a sound transaction, which commits.

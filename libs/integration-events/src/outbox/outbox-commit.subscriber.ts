@@ -187,7 +187,10 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
       return;
     }
     try {
-      await assertTransactionNotAborted(queryRunner, 'The transaction that published integration events');
+      await assertTransactionNotAborted(
+        queryRunner,
+        data[OUTBOX_WRITES] ? 'The transaction that published integration events' : 'The transaction whose publish() failed',
+      );
     } catch (error) {
       // It can never commit: its rows are gone, whether or not its caller rolls back.
       this.forget(queryRunner);
