@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import type { TestingModule } from '@nestjs/testing';
 import {
@@ -14,6 +15,9 @@ import { TcpProxy } from './support/tcp-proxy';
 import { TestNamespace } from './support/test-namespace';
 import { rabbitMqUrlVia, TEST_RABBITMQ_ADDRESS } from './support/services';
 
+/** Queue names fixed in the decorators, unique to this run of the file (another run on the same broker, say a developer's beside CI's, must not share them). */
+const RUN = randomUUID().slice(0, 8);
+
 /** Calls held until the gate opens or the application shuts down; counts how many run at once. */
 @Injectable()
 class Gate {
@@ -28,7 +32,7 @@ class Gate {
   }
 }
 
-@IntegrationEventHandler(OrderCreatedIntegrationEvent, { queue: 'gated', prefetch: 8, concurrency: 3, inbox: false })
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { queue: `gated-${RUN}`, prefetch: 8, concurrency: 3, inbox: false })
 class GatedHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
   constructor(private readonly gate: Gate) {}
 
@@ -48,7 +52,7 @@ class Calls {
   readonly redelivered: string[] = [];
 }
 
-@IntegrationEventHandler(OrderCreatedIntegrationEvent, { queue: 'quick', prefetch: 8, concurrency: 3, inbox: false })
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { queue: `quick-${RUN}`, prefetch: 8, concurrency: 3, inbox: false })
 class QuickHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
   constructor(private readonly calls: Calls) {}
 
@@ -65,10 +69,10 @@ describe('prefetch and concurrency', () => {
 
   beforeEach(async () => {
     ns = await TestNamespace.create();
-    ns.trackQueue('gated');
-    ns.trackQueue('gated.dlq');
-    ns.trackQueue('quick');
-    ns.trackQueue('quick.dlq');
+    ns.trackQueue(`gated-${RUN}`);
+    ns.trackQueue(`gated-${RUN}.dlq`);
+    ns.trackQueue(`quick-${RUN}`);
+    ns.trackQueue(`quick-${RUN}.dlq`);
   });
 
   afterEach(async () => {
@@ -92,7 +96,7 @@ describe('prefetch and concurrency', () => {
     const ids = await publish(app, 12);
 
     // 8 taken from the queue (4 left there), 3 running, 5 waiting in the process.
-    await eventually(async () => expect(await ns.queueDepth('gated')).toBe(4));
+    await eventually(async () => expect(await ns.queueDepth(`gated-${RUN}`)).toBe(4));
     await eventually(() => expect(gate.started).toHaveLength(3));
     await consistently(() => expect(gate.started).toHaveLength(3), { forMs: 300 });
 
@@ -100,21 +104,21 @@ describe('prefetch and concurrency', () => {
     await eventually(() => expect([...gate.finished].sort()).toEqual([...ids].sort()));
     expect(gate.mostAtOnce).toBe(3);
     expect(gate.started).toHaveLength(12);
-    await eventually(async () => expect(await ns.queueDepth('gated')).toBe(0));
+    await eventually(async () => expect(await ns.queueDepth(`gated-${RUN}`)).toBe(0));
   });
 
   it('returns the deliveries still waiting for a slot to the queue at shutdown, unstarted; the next instance handles each once', async () => {
     const first = await start();
     const ids = await publish(first, 12);
     await eventually(() => expect(first.get(Gate).started).toHaveLength(3));
-    await eventually(async () => expect(await ns.queueDepth('gated')).toBe(4));
+    await eventually(async () => expect(await ns.queueDepth(`gated-${RUN}`)).toBe(4));
 
     // Shutdown fires the signal: the 3 running calls end and are acked; the 5 waiting never start.
     await apps.splice(0, 1)[0]!.close();
     const firstDid = first.get(Gate).finished;
     expect(firstDid).toHaveLength(3);
     expect(first.get(Gate).started).toHaveLength(3);
-    await eventually(async () => expect(await ns.queueDepth('gated')).toBe(9));
+    await eventually(async () => expect(await ns.queueDepth(`gated-${RUN}`)).toBe(9));
 
     const second = await start();
     second.get(Gate).open();
@@ -134,7 +138,7 @@ describe('prefetch and concurrency', () => {
       const gate = app.get(Gate);
       const ids = await publish(app, 12);
       await eventually(() => expect(gate.started).toHaveLength(3));
-      await eventually(async () => expect(await ns.queueDepth('gated')).toBe(4));
+      await eventually(async () => expect(await ns.queueDepth(`gated-${RUN}`)).toBe(4));
       const running = [...gate.started];
 
       // The connection drops with 3 calls running and 5 deliveries waiting in the process.
@@ -171,7 +175,7 @@ describe('prefetch and concurrency', () => {
       // others would come 8 a second (the last after 4 s); acked 4 at a time, they come at once.
       const ids = await publish(app, 40);
       await eventually(() => expect([...calls.ids].sort()).toEqual([...ids].sort()), { timeoutMs: 2_000 });
-      await eventually(async () => expect(await ns.queueDepth('quick')).toBe(0));
+      await eventually(async () => expect(await ns.queueDepth(`quick-${RUN}`)).toBe(0));
       expect(calls.redelivered).toEqual([]);
     });
 
@@ -180,7 +184,7 @@ describe('prefetch and concurrency', () => {
       const ids = await publish(first, 2);
       await eventually(() => expect(first.get(Calls).ids).toHaveLength(2));
       await apps.splice(0, 1)[0]!.close();
-      expect(await ns.queueDepth('quick')).toBe(0);
+      expect(await ns.queueDepth(`quick-${RUN}`)).toBe(0);
 
       const second = await startQuick();
       await consistently(() => expect(second.get(Calls).ids).toEqual([]), { forMs: 300 });

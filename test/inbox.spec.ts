@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import { CqrsModule, EventBus, EventsHandler, type IEventHandler } from '@nestjs/cqrs';
 import type { TestingModule } from '@nestjs/testing';
@@ -22,6 +23,9 @@ import {
 import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
 import { consistently, eventually } from './support/eventually';
 import { registerTestMeterProvider } from './support/test-meters';
+
+/** Queue names fixed in the decorators, unique to this run of the file (another run on the same broker, say a developer's beside CI's, must not share them). */
+const RUN = randomUUID().slice(0, 8);
 import { TEST_DATABASE_URL } from './support/services';
 import { infrastructureImports, startTestApp, testOptions, trackHandlerQueues } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
@@ -402,7 +406,7 @@ class AttemptSignals {
 }
 
 /** Raises a domain event; its @EventsHandler does the work, at the commit (the cqrs bridge). */
-@IntegrationEventHandler(SlowWriteIntegrationEvent, { timeoutMs: 300, queue: 'count-stock' })
+@IntegrationEventHandler(SlowWriteIntegrationEvent, { timeoutMs: 300, queue: `count-stock-${RUN}` })
 class CountStock implements IIntegrationEventHandler<SlowWriteIntegrationEvent> {
   constructor(
     private readonly eventBus: EventBus,

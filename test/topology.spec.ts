@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { TestingModule } from '@nestjs/testing';
 import {
   IntegrationEventHandler,
@@ -10,6 +11,9 @@ import { eventually } from './support/eventually';
 import { startTestApp } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
 
+/** Queue names fixed in the decorators, unique to this run of the file (another run on the same broker, say a developer's beside CI's, must not share them). */
+const RUN = randomUUID().slice(0, 8);
+
 @IntegrationEventHandler(OrderCreatedIntegrationEvent)
 class SendConfirmationEmail implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
   readonly ids: string[] = [];
@@ -18,7 +22,7 @@ class SendConfirmationEmail implements IIntegrationEventHandler<OrderCreatedInte
   }
 }
 
-@IntegrationEventHandler(OrderCreatedIntegrationEvent, { queue: 'custom-queue-name', prefetch: 1 })
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { queue: `custom-queue-name-${RUN}`, prefetch: 1 })
 class NamedQueueHandler implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
   readonly ids: string[] = [];
   handle(_event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): void {
@@ -68,13 +72,14 @@ describe('topology', () => {
     await channel.close();
   });
 
-  it('uses the queue name and prefetch given to the decorator', async () => {
-    ns.trackQueue('custom-queue-name');
+  // The decorator's prefetch (deliveries held from the queue) is asserted in concurrency.spec.ts.
+  it('consumes from the queue named in the decorator', async () => {
+    ns.trackQueue(`custom-queue-name-${RUN}`);
     const app = await start(ns, { providers: [NamedQueueHandler] });
     const ids = await publishMany(app, 3);
     await eventually(() => expect(app.get(NamedQueueHandler).ids.sort()).toEqual([...ids].sort()));
     const channel = await (await ns.amqp()).createChannel();
-    await expect(channel.checkQueue('custom-queue-name')).resolves.toMatchObject({ consumerCount: 1 });
+    await expect(channel.checkQueue(`custom-queue-name-${RUN}`)).resolves.toMatchObject({ consumerCount: 1 });
     await channel.close();
   });
 
