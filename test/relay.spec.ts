@@ -232,13 +232,16 @@ describe('outbox relay', () => {
 
   it('is woken by the commit itself, without waiting for its poll', async () => {
     const probe = await ns.probe('ordering.order-created');
-    // A poll this long would fail the test's deadline: only the commit's wake-up can deliver in time.
+    // A row already due when the relay starts: its first round's claim publishes it. Once it has arrived,
+    // that claim has run and the next poll is an hour away: only the commits' wake-ups can deliver in time.
+    await ns.insertOutboxRows(1);
     const app = await start({ pollIntervalMs: 3_600_000 });
-    await eventually(() => expect(app.get(IntegrationEventPublisher)).toBeDefined());
+    await eventually(() => expect(probe.messages).toHaveLength(1));
     const txHost = app.get(TransactionHost);
     for (let i = 0; i < 3; i++) {
-      await txHost.withTransaction(() => app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent(`wake-${i}`)));
-      await eventually(() => expect(probe.messages).toHaveLength(i + 1), { timeoutMs: 3_000 });
+      const [id] = await txHost.withTransaction(() => app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent(`wake-${i}`)));
+      await eventually(() => expect(probe.messages).toHaveLength(i + 2), { timeoutMs: 3_000 });
+      expect(probe.messages[i + 1]!.properties.messageId).toBe(id);
     }
   });
 
