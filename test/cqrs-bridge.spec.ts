@@ -7,7 +7,7 @@ import { Propagation, TransactionHost } from '@nestjs-cls/transactional';
 import { ClsPluginTransactional } from '@nestjs-cls/transactional';
 import { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
 import { ClsModule } from 'nestjs-cls';
-import { DataSource, type EntityManager, type EntitySubscriberInterface, type TransactionCommitEvent } from 'typeorm';
+import { DataSource, type EntityManager, type EntitySubscriberInterface, type QueryRunner, type TransactionCommitEvent } from 'typeorm';
 import {
   DomainEventDispatchDepthError,
   DomainEventOutsideTransactionError,
@@ -37,6 +37,7 @@ import { consistently, eventually } from './support/eventually';
 import { TEST_DATABASE_URL } from './support/services';
 import { bootMessage, startTestApp, testOptions } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
+import { DomainEventsTransactionSubscriber } from '../libs/integration-events/src/cqrs/domain-events-transaction.subscriber';
 
 class PingDomainEvent {
   constructor(readonly n: number) {}
@@ -374,6 +375,46 @@ class ClosesLedger implements IEventHandler<LedgerClosedDomainEvent> {
 }
 
 /**
+ * Adds an application's own before-commit subscriber that calls `raise` only once the bridge's
+ * before-commit hook of the same commit has returned (resolved or rejected): an event raised then is late
+ * for certain, however long the bridge's handlers took, and still before the COMMIT, which TypeORM
+ * holds until every before-commit subscriber's promise has settled. TypeORM calls the subscribers in
+ * the order they were added, side by side: the bridge's, added at boot, before this one, which finds
+ * the promise of the bridge's hook for its query runner. Returns what removes both.
+ */
+function raiseOnceTheBridgeIsDone(dataSource: DataSource, raise: (event: TransactionCommitEvent) => void | Promise<void>): () => void {
+  const bridge = dataSource.subscribers.find((subscriber) => subscriber instanceof DomainEventsTransactionSubscriber);
+  if (!(bridge instanceof DomainEventsTransactionSubscriber)) throw new Error('The bridge\'s subscriber is not among the DataSource\'s subscribers');
+  const original = bridge.beforeTransactionCommit.bind(bridge);
+  const bridgeDone = new WeakMap<QueryRunner, Promise<void>>();
+  const spy = jest.spyOn(bridge, 'beforeTransactionCommit').mockImplementation((event) => {
+    const done = original(event);
+    bridgeDone.set(
+      event.queryRunner,
+      done.then(
+        () => undefined,
+        () => undefined,
+      ),
+    );
+    return done;
+  });
+  const lateRaiser: EntitySubscriberInterface = {
+    beforeTransactionCommit: async (event: TransactionCommitEvent) => {
+      const done = bridgeDone.get(event.queryRunner);
+      bridgeDone.delete(event.queryRunner);
+      if (!done) throw new Error('The bridge\'s before-commit hook was not called before the late raiser\'s: the test would not test a late event');
+      await done;
+      await raise(event);
+    },
+  };
+  dataSource.subscribers.push(lateRaiser);
+  return () => {
+    dataSource.subscribers.splice(dataSource.subscribers.indexOf(lateRaiser), 1);
+    spy.mockRestore();
+  };
+}
+
+/**
  * The tests on one application they share, booted once. They are kept apart from the tests that boot
  * applications of their own (the describe below): PlaceOrderHandler's @Transactional() finds its
  * TransactionHost through `TransactionHost.getInstance()`, one per process, the one the last application
@@ -513,13 +554,7 @@ describe('@nestjs/cqrs bridge', () => {
     // Code the transaction's work did not await (an application's own before-commit subscriber here)
     // raises a domain event once the bridge has handled the transaction's: too late to handle it in it.
     let raise: () => void = () => undefined;
-    const lateRaiser = {
-      beforeTransactionCommit: async () => {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-        raise();
-      },
-    };
-    dataSource.subscribers.push(lateRaiser);
+    const removeLateRaiser = raiseOnceTheBridgeIsDone(dataSource, () => raise());
     try {
       raise = () => eventBus.publish(new OrderFlaggedDomainEvent('late-flag'));
       await txHost.withTransaction(async () => {
@@ -539,7 +574,7 @@ describe('@nestjs/cqrs bridge', () => {
       expect(await orderRows('o-late-converted')).toBe(0);
       expect(await outboxPayloads()).not.toContain('late-shipped/parcel-0');
     } finally {
-      dataSource.subscribers.splice(dataSource.subscribers.indexOf(lateRaiser), 1);
+      removeLateRaiser();
     }
   });
 
@@ -594,13 +629,7 @@ describe('@nestjs/cqrs bridge', () => {
     const dataSource = app.get(DataSource);
     const eventBus = app.get(EventBus);
     let raise: (manager: EntityManager) => Promise<void> = async () => undefined;
-    const lateRaiser = {
-      beforeTransactionCommit: async (event: { manager: EntityManager }) => {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-        await raise(event.manager);
-      },
-    };
-    dataSource.subscribers.push(lateRaiser);
+    const removeLateRaiser = raiseOnceTheBridgeIsDone(dataSource, (event) => raise(event.manager));
     try {
       // A constant instance, handled in the transaction and raised again, late, by code it did not await.
       const constant = new OrderFlaggedDomainEvent('constant-late');
@@ -629,7 +658,7 @@ describe('@nestjs/cqrs bridge', () => {
       expect(await orderRows('o-late-savepoint')).toBe(1);
       await consistently(() => expect(probe.flaggedHandled).toEqual([]), { forMs: 300 });
     } finally {
-      dataSource.subscribers.splice(dataSource.subscribers.indexOf(lateRaiser), 1);
+      removeLateRaiser();
     }
   });
 

@@ -118,25 +118,49 @@ describe.each(modes)('example: ordering and payments, %s', (_name, mode) => {
   });
 
   it('refuses an order a domain-event handler rejects, and nothing of it reaches payments', async () => {
-    const response = await placeOrder('big-spender', 5_000_000);
-    expect(response.status).toBe(422);
-    expect(((await response.json()) as { message: string }).message).toMatch(/exceeds the credit limit/);
-    const published = async () => {
+    // Amounts no other test orders: a payment of one could only be this test's order's.
+    const amountCents = 4_321_987;
+    const goodAmountCents = 1_234;
+    const handled = async () => {
       const metrics = await (await fetch(`${payments}/metrics`)).text();
       return metrics.split('\n').filter((line) => line.startsWith('integration_events_handled_total') && line.includes('ordering.order-created'));
     };
-    const before = await published();
-    await consistently(async () => expect(await published()).toEqual(before), { forMs: 500 });
-    if (setUp.databaseUrl) {
-      const db = new Client({ connectionString: setUp.databaseUrl });
-      await db.connect();
-      try {
-        const count = async (sql: string) => Number((await db.query(sql)).rows[0].count);
-        expect(await count(`SELECT count(*) FROM ordering.orders WHERE customer_id = 'big-spender'`)).toBe(0);
-        expect(await count(`SELECT count(*) FROM ordering.integration_events_outbox WHERE payload LIKE '%big-spender%'`)).toBe(0);
-      } finally {
-        await db.end();
-      }
+    // Taken before the order: embedded, a leaked event is relayed and handled within milliseconds, and
+    // would be counted already in a baseline taken once the response is back.
+    const before = await handled();
+    const response = await placeOrder('big-spender', amountCents);
+    expect(response.status).toBe(422);
+    expect(((await response.json()) as { message: string }).message).toMatch(/exceeds the credit limit/);
+    // What does arrive shows there: a good order placed after this one is counted (the probe is not blind).
+    const proves = async () => {
+      const good = await placeOrder('good-after-refusal', goodAmountCents);
+      expect(good.status).toBe(201);
+      await eventually(async () => expect(await handled()).not.toEqual(before));
+    };
+    if (!setUp.databaseUrl) {
+      // Embedded, the databases are in the process's memory: payments' side shows in its metrics only.
+      await consistently(async () => expect(await handled()).toEqual(before), { forMs: 500 });
+      await proves();
+      return;
+    }
+    const db = new Client({ connectionString: setUp.databaseUrl });
+    await db.connect();
+    try {
+      const count = async (sql: string, parameters: unknown[] = []) => Number((await db.query(sql, parameters)).rows[0].count);
+      // Payments never handles it, never takes a payment of its amount.
+      await consistently(
+        async () => {
+          expect(await handled()).toEqual(before);
+          expect(await count('SELECT count(*) FROM payments.payments WHERE amount_cents = $1', [amountCents])).toBe(0);
+        },
+        { forMs: 500 },
+      );
+      expect(await count(`SELECT count(*) FROM ordering.orders WHERE customer_id = 'big-spender'`)).toBe(0);
+      expect(await count(`SELECT count(*) FROM ordering.integration_events_outbox WHERE payload LIKE '%big-spender%'`)).toBe(0);
+      await proves();
+      await eventually(async () => expect(await count('SELECT count(*) FROM payments.payments WHERE amount_cents = $1', [goodAmountCents])).toBe(1));
+    } finally {
+      await db.end();
     }
   });
 
