@@ -94,6 +94,16 @@ describe('outbox migration', () => {
     }
   });
 
+  it('keeps one migration name for the default table, whether its name is given or not (TypeORM would run a second)', () => {
+    const name = (migration: new () => { name?: string }) => new migration().name;
+    expect(name(createOutboxMigration({ table: 'integration_events_outbox' }))).toBe(name(createOutboxMigration()));
+    expect(name(createInboxMigration({ table: 'integration_events_inbox' }))).toBe(name(createInboxMigration()));
+    // Another table, or a schema, is another migration.
+    expect(name(createOutboxMigration({ table: 'outbox' }))).not.toBe(name(createOutboxMigration()));
+    expect(name(createOutboxMigration({ schema: 'ordering' }))).not.toBe(name(createOutboxMigration()));
+    expect(name(createOutboxMigration({ schema: 'ordering', table: 'integration_events_outbox' }))).toBe(name(createOutboxMigration({ schema: 'ordering' })));
+  });
+
   it('refuses a schema or table name that is not a plain SQL identifier', () => {
     expect(() => createOutboxMigration({ table: 'outbox"; DROP TABLE users; --' })).toThrow(/not a plain SQL identifier/);
   });
@@ -106,9 +116,13 @@ describe('outbox migration', () => {
     );
     await ns.insertOutboxRows(50);
     await db.query(`ANALYZE ${ns.outboxTable}`);
+    // The relay's claim as it runs it (PostgresOutboxStore), its parameters written in.
+    const t = ns.outboxTable;
     const { rows } = await db.query(
-      `EXPLAIN SELECT id FROM ${ns.outboxTable} WHERE status = 'pending' AND available_at <= now()
-         AND (locked_until IS NULL OR locked_until <= now()) ORDER BY seq LIMIT 200 FOR UPDATE SKIP LOCKED`,
+      `EXPLAIN UPDATE ${t} SET locked_until = now() + 30000 * interval '1 millisecond', lease_token = gen_random_uuid() WHERE id IN (
+         SELECT id FROM ${t} WHERE status = 'pending' AND available_at <= now() AND (locked_until IS NULL OR locked_until <= now())
+         ORDER BY available_at, seq LIMIT 200 FOR UPDATE SKIP LOCKED)
+       RETURNING id, event_name, event_version, payload, headers, occurred_at, attempts, seq`,
     );
     const plan = rows.map((r: { 'QUERY PLAN': string }) => r['QUERY PLAN']).join('\n');
     expect(plan).toMatch(/Index Scan using integration_events_outbox_pending_idx/);

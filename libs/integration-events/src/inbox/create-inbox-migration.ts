@@ -27,8 +27,10 @@ const MIGRATION_TIMESTAMP = 1764144000100;
 export function createInboxMigration(options: InboxMigrationOptions = {}): new () => MigrationInterface {
   const table = new OutboxTableName(options.schema, options.table ?? DEFAULT_OPTIONS.inbox.table);
   const t = table.qualified;
+  // The default table given by name is the default table: the same migration, not a second one that
+  // TypeORM would run on a database where the first has made the table already.
   const suffix =
-    options.schema || options.table
+    options.schema || table.table !== DEFAULT_OPTIONS.inbox.table
       ? `_${createHash('sha256').update(`${options.schema ?? ''}\u0000${table.table}`).digest('hex').slice(0, 10)}`
       : '';
 

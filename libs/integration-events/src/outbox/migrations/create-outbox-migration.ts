@@ -77,8 +77,10 @@ export function createOutboxMigration(options: OutboxMigrationOptions = {}): new
   const t = table.qualified;
   // One migration per schema and table: the name carries a hash of both, so `a` + `b_c` and `a_b` + `c`
   // (which would read the same joined with "_") stay two migrations.
+  // The default table given by name is the default table: the same migration, not a second one that
+  // TypeORM would run on a database where the first has made the table already.
   const suffix =
-    options.schema || options.table
+    options.schema || table.table !== DEFAULT_OPTIONS.outbox.table
       ? `_${createHash('sha256').update(`${options.schema ?? ''}\u0000${table.table}`).digest('hex').slice(0, 10)}`
       : '';
 
