@@ -96,6 +96,34 @@ describe('dead-letter replay (DeadLetterService)', () => {
     expect(await ns.queueDepth(dlq())).toBe(5);
   });
 
+  it("requeues a foreign dead letter whose headers amqplib cannot encode again, leaving those out (named), instead of stopping at it", async () => {
+    const queue = `${ns.serviceName}.OrderCreatedRecorder`;
+    const channel = await (await ns.amqp()).createConfirmChannel();
+    try {
+      for (const [id, extra] of [
+        // Decoded as -1e300, a number amqplib would send as a long, and cannot.
+        ['foreign-odd', { 'x-odd-score': { '!': 'double', value: -1e300 } }],
+        ['foreign-plain', {}],
+      ] as const) {
+        channel.sendToQueue(dlq(), Buffer.from(JSON.stringify({ orderId: id, placedAt: '2026-11-27T06:00:00.000Z' })), {
+          messageId: id,
+          persistent: true,
+          headers: { 'ie-queue': queue, 'ie-event-name': 'ordering.order-created', 'ie-event-version': 1, 'ie-occurred-at': '2026-11-27T06:00:00.000Z', ...extra },
+        });
+      }
+      await channel.waitForConfirms();
+    } finally {
+      await channel.close();
+    }
+    await expect(deadLetters.requeue(dlq(), { all: true })).resolves.toEqual({ requeued: ['foreign-odd', 'foreign-plain'], missing: [], withoutConsumers: [] });
+    await eventually(() => expect(handledIds().map((c) => c.messageId).sort()).toEqual(['foreign-odd', 'foreign-plain']));
+    const odd = handledIds().find((c) => c.messageId === 'foreign-odd')!;
+    expect(odd.headers['ie-dropped-headers']).toBe('x-odd-score');
+    expect(odd.headers['x-odd-score']).toBeUndefined();
+    expect(handledIds().find((c) => c.messageId === 'foreign-plain')!.headers['ie-dropped-headers']).toBeUndefined();
+    expect(await ns.queueDepth(dlq())).toBe(0);
+  });
+
   it('requeues some, reporting the ids it did not find', async () => {
     const ids = await deadLetterFresh(5);
     recorder.behaviour = () => undefined; // the bug is fixed

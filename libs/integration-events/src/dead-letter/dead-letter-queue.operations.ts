@@ -1,9 +1,10 @@
 import type { ConfirmChannel, GetMessage } from 'amqplib';
 import { closeQuietly } from '../transport/rabbitmq/close-quietly';
-import { copyProperties } from '../transport/rabbitmq/copy-properties';
+import { copyProperties, droppedHeadersWithProperties, isEncodingError, withEncodableProperties } from '../transport/rabbitmq/copy-properties';
+import { MessageHeaders } from '../envelope/message-headers';
 import { describeDeadLetter, requeueTarget, summarizeDeadLetter, type StoredDeadLetter } from './dead-letter-views';
 import { RequeueInterruptedError } from '../errors/requeue-interrupted.error';
-import { requeuedHeaders } from './failure-headers';
+import { requeuedHeaders, smallerCopyHeaders } from './failure-headers';
 
 /** One dead letter, as listed. */
 export interface DeadLetterSummary {
@@ -367,25 +368,37 @@ function publishCopy(channel: ConfirmChannel, queue: string, message: GetMessage
       );
     }, confirmTimeoutMs);
     channel.on('return', onReturn);
-    try {
-      channel.sendToQueue(
-        queue,
-        message.content,
-        { ...copyProperties(properties, requeuedHeaders(properties.headers ?? {})), mandatory: true },
-        (error) => {
+    const headers = requeuedHeaders(properties.headers ?? {});
+    // A dead letter another client put there may carry headers or properties amqplib decoded but cannot
+    // encode again (or over its 64 KiB table): then the copy goes in the forms a retry copy takes, the
+    // headers left out named in `ie-dropped-headers`, rather than stop every `requeue --all` at it.
+    const forms = [() => copyProperties(properties, headers), ...[headers, ...smallerCopyHeaders(headers)].map((form) => () => encodableForm(properties, form))];
+    for (const [index, form] of forms.entries()) {
+      try {
+        channel.sendToQueue(queue, message.content, { ...form(), mandatory: true }, (error) => {
           clearTimeout(timer);
           channel.off('return', onReturn);
           if (error) reject(new Error(unconfirmedCopy(error, id, queue)));
           else if (returned) reject(new Error(`Queue "${queue}" is gone: the copy of ${id} was returned; it stays a dead letter`));
           else resolve();
-        },
-      );
-    } catch (error) {
-      // Not sent at all (the channel closed, headers amqplib cannot encode): no confirm is coming, and
-      // the timer must not keep the process (the command line) waiting for one.
-      clearTimeout(timer);
-      channel.off('return', onReturn);
-      reject(new Error(`The requeued copy of ${id} could not be sent to "${queue}" (${(error as Error).message}); it stays a dead letter`));
+        });
+        return;
+      } catch (error) {
+        if (isEncodingError(error) && index < forms.length - 1) continue;
+        // Not sent at all (the channel closed, nothing amqplib could encode): no confirm is coming, and
+        // the timer must not keep the process (the command line) waiting for one.
+        clearTimeout(timer);
+        channel.off('return', onReturn);
+        reject(new Error(`The requeued copy of ${id} could not be sent to "${queue}" (${(error as Error).message}); it stays a dead letter`));
+        return;
+      }
     }
   });
+}
+
+/** A copy's options with `headers`, without the properties amqplib cannot encode (named in `ie-dropped-headers`). */
+function encodableForm(properties: GetMessage['properties'], headers: Record<string, unknown>): ReturnType<typeof copyProperties> {
+  const { options, dropped } = withEncodableProperties(copyProperties(properties, headers));
+  if (dropped.length === 0) return options;
+  return { ...options, headers: { ...headers, [MessageHeaders.DroppedHeaders]: droppedHeadersWithProperties(headers[MessageHeaders.DroppedHeaders], dropped) } };
 }

@@ -58,3 +58,14 @@ export function withEncodableProperties(options: Options.Publish): { options: Op
 export function droppedHeadersWithProperties(earlier: unknown, dropped: readonly string[]): string {
   return [typeof earlier === 'string' ? earlier : '', ...dropped.map((name) => `${name} (property)`)].filter(Boolean).join(',');
 }
+
+/**
+ * Whether amqplib refused to encode a message (headers or properties it decoded but cannot encode
+ * again, a table over 64 KiB), as opposed to a channel that is gone. By name: Node's Buffer writes throw
+ * RangeErrors of the main realm, which `instanceof` misses in a VM context (Jest's); a closed channel
+ * throws amqplib's IllegalOperationError.
+ */
+export function isEncodingError(error: unknown): boolean {
+  const name = (error as Error | undefined)?.name;
+  return name === 'RangeError' || name === 'TypeError';
+}

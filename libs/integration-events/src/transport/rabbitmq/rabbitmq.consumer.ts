@@ -11,7 +11,7 @@ import type { ResolvedIntegrationEventsOptions } from '../../options/resolved-op
 import type { ConsumerCallbacks } from '../integration-event-transport';
 import { AckCoalescer, acksHeldAtMost } from './ack-coalescer';
 import { cancelQuietly, closeQuietly } from './close-quietly';
-import { copyProperties, droppedHeadersWithProperties, withEncodableProperties } from './copy-properties';
+import { copyProperties, droppedHeadersWithProperties, withEncodableProperties, isEncodingError } from './copy-properties';
 import { declareHandlerTopology, waitQueueName } from './handler-topology';
 import { RETURN_TO_QUEUE_PAUSE_MS } from '../return-to-queue-pause';
 import type { ManagedChannel } from './managed-channel';
@@ -471,10 +471,7 @@ export class RabbitMqConsumer {
     } catch (error) {
       // amqplib's reason may quote a header's value (an unknown type tag a publisher sent).
       this.logger.error(`Copy of message ${printableId(properties.messageId)} to ${queue} failed: ${printable(String((error as Error)?.message))}`);
-      // By name: Node's Buffer writes throw RangeErrors of the main realm, which `instanceof` misses in a VM
-      // context (Jest's); a closed channel throws amqplib's IllegalOperationError.
-      const name = (error as Error | undefined)?.name;
-      return name === 'RangeError' || name === 'TypeError' ? 'unencodable' : 'failed';
+      return isEncodingError(error) ? 'unencodable' : 'failed';
     }
   }
 
