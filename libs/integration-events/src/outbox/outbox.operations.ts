@@ -46,9 +46,15 @@ const NOT_LEASED = '(locked_until IS NULL OR locked_until <= now())';
  * command line (`nestjs-integration-events outbox …`).
  */
 export class OutboxOperations {
+  /**
+   * @param batchSize rows changed per statement by `retry` / `skip` of `{ all }`: after an outage that can
+   *   be most of a large table, and one statement would hold every row's lock (and keep the relay's claims
+   *   waiting on them) until it ends
+   */
   constructor(
     private readonly dataSource: DataSource,
     private readonly table: OutboxTableName,
+    private readonly batchSize = 1_000,
   ) {}
 
   async list(filter: OutboxFilter = 'stuck', limit = 100): Promise<OutboxRowSummary[]> {
@@ -96,13 +102,7 @@ export class OutboxOperations {
    * @returns the ids made due
    */
   async retry(selection: OutboxSelection): Promise<string[]> {
-    const { where, params } = this.where(selection, "status IN ('pending', 'unroutable', 'skipped')");
-    const result = (await this.dataSource.query(
-      `UPDATE ${this.table.qualified} SET status = 'pending', available_at = now(), locked_until = NULL, lease_token = NULL
-       WHERE ${where} RETURNING id`,
-      params,
-    )) as [Array<{ id: string }>, number];
-    return result[0].map((row) => row.id);
+    return this.update(selection, "status IN ('pending', 'unroutable', 'skipped')", "status = 'pending', available_at = now()");
   }
 
   /**
@@ -112,13 +112,43 @@ export class OutboxOperations {
    * @returns the ids skipped
    */
   async skip(selection: OutboxSelection): Promise<string[]> {
-    const { where, params } = this.where(selection, "status IN ('pending', 'unroutable')");
-    const result = (await this.dataSource.query(
-      `UPDATE ${this.table.qualified} SET status = 'skipped', locked_until = NULL, lease_token = NULL
-       WHERE ${where} RETURNING id`,
-      params,
-    )) as [Array<{ id: string }>, number];
-    return result[0].map((row) => row.id);
+    return this.update(selection, "status IN ('pending', 'unroutable')", "status = 'skipped'");
+  }
+
+  /**
+   * Sets `set` on the selected rows. Given ids, in one statement; `{ all }`, in batches of `batchSize` in
+   * `seq` order, each its own short statement (a row changed by one batch is past the next one's cursor,
+   * whether or not it still matches).
+   */
+  private async update(selection: OutboxSelection, allowed: string, set: string): Promise<string[]> {
+    const { where, params } = this.where(selection, allowed);
+    const t = this.table.qualified;
+    const change = `UPDATE ${t} SET ${set}, locked_until = NULL, lease_token = NULL WHERE `;
+    if ('ids' in selection) {
+      const result = (await this.dataSource.query(`${change}${where} RETURNING id`, params)) as [Array<{ id: string }>, number];
+      return result[0].map((row) => row.id);
+    }
+    const changed: string[] = [];
+    let after = '0';
+    for (;;) {
+      // The cursor as text (a bigint past 2^53 stays exact), under a name of its own: `ORDER BY seq` must sort the numbers.
+      const batch = (await this.dataSource.query(`SELECT id, seq::text AS cursor FROM ${t} WHERE (${where}) AND seq > $1::bigint ORDER BY seq LIMIT $2`, [
+        after,
+        this.batchSize,
+      ])) as Array<{ id: string; cursor: string }>;
+      if (batch.length === 0) break;
+      after = batch[batch.length - 1]!.cursor;
+      // Checked again as it changes them: a relay may have leased one meanwhile.
+      const result = (await this.dataSource.query(`${change}id = ANY($1::uuid[]) AND (${where}) RETURNING id`, [batch.map((row) => row.id)])) as [
+        Array<{ id: string }>,
+        number,
+      ];
+      // In the table's order (RETURNING follows whatever order the UPDATE found them in).
+      const done = new Set(result[0].map((row) => row.id));
+      changed.push(...batch.filter((row) => done.has(row.id)).map((row) => row.id));
+      if (batch.length < this.batchSize) break;
+    }
+    return changed;
   }
 
   /**
