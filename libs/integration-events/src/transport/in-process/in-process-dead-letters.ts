@@ -37,10 +37,11 @@ export class InProcessDeadLetters implements DeadLetterOperations {
         const targetQueue = this.broker.findQueue(target);
         if (!targetQueue) throw new Error(`Queue "${target}" does not exist (has its service been started?)`);
         if (targetQueue.consumerCount === 0) withoutConsumers.add(target);
-        for (const taken of queue.take((m) => m === message)) {
-          this.broker.sendToQueue(target, { ...taken, headers: requeuedHeaders(taken.headers), redelivered: false });
-          requeued.push(taken.messageId ?? '');
-        }
+        // The copy first, as on RabbitMQ (a dead letter leaves only once its copy is placed): a broker
+        // closed meanwhile refuses it, and the dead letter stays.
+        this.broker.sendToQueue(target, { ...message, headers: requeuedHeaders(message.headers), redelivered: false });
+        queue.take((m) => m === message);
+        requeued.push(message.messageId ?? '');
       }
     } catch (error) {
       throw new RequeueInterruptedError(requeued, error);
