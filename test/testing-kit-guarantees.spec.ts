@@ -19,6 +19,7 @@ import {
   createInboxMigration,
   createOutboxMigration,
   type DeadLetter,
+  DeadLetterService,
   IntegrationEvent,
   IntegrationEventHandler,
   IntegrationEventPublisher,
@@ -397,6 +398,33 @@ describe('the testing module and kit, at the edges', () => {
 
     expect(hooked).toEqual([first, second]);
     expect(mostAtOnce).toBe(1);
+  });
+
+  it('gives the onDeadLetter hook and show() copies: what they change does not change the stored dead letter', async () => {
+    const { app, kit, behaviour } = await start({
+      consumer: {
+        onDeadLetter: (deadLetter: DeadLetter) => {
+          // A hook that redacts before forwarding, in place.
+          delete (deadLetter.headers as Record<string, unknown>)['ie-error-stack'];
+          (deadLetter.headers as Record<string, unknown>)['ie-queue'] = 'elsewhere';
+          deadLetter.body.fill(0);
+        },
+      },
+    });
+    behaviour.act = (event) => {
+      throw new NonRetryableError(`no carrier for ${event.orderId}`);
+    };
+    const id = await kit.deliver(new OrderCreatedIntegrationEvent('redacted-by-hook'));
+    await kit.drain();
+    const deadLetters = app.get(DeadLetterService);
+    const shown = (await deadLetters.show('shipping.order-created.dlq', id))!;
+    expect(shown.errorStack).toContain('NonRetryableError: no carrier for redacted-by-hook');
+    expect(shown.queue).toBe('shipping.order-created');
+    // The body too (the same bytes the event's other queues got).
+    expect(JSON.parse(shown.body)).toMatchObject({ orderId: 'redacted-by-hook' });
+    // show() gives a copy too.
+    (shown.headers as Record<string, unknown>)['ie-queue'] = 'elsewhere';
+    expect((await deadLetters.show('shipping.order-created.dlq', id))!.queue).toBe('shipping.order-created');
   });
 
   it('never gives back a message whose dead letter is placed, though its onDeadLetter hook outlives shutdown', async () => {

@@ -75,7 +75,9 @@ export function describeDeadLetter(message: StoredDeadLetter): DeadLetterDetails
   }
   return {
     ...summarizeDeadLetter(message),
-    headers: message.headers,
+    // A copy: what the caller does with it (an admin endpoint tidying it up) must not change the stored
+    // dead letter (in-process, where it is the queue's own object).
+    headers: { ...message.headers },
     properties: { ...message.properties, messageId: message.messageId },
     body,
     bodyEncoding,

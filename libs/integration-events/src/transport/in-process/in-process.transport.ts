@@ -197,7 +197,11 @@ export class InProcessTransport implements IntegrationEventTransport {
     const hook = this.options.consumer.onDeadLetter;
     // The hook runs in the handler's slot (RabbitMQ's consumer holds the slot itself and acks first;
     // here the prefetch is the slot, so the ack waits for the hook).
-    if (hook) await callDeadLetterHook(hook, toDeadLetter(disposition, headers, message.content, handler), handler.timeoutMs, this.logger);
+    // Copies: on RabbitMQ the hook gets what was sent, and what it changes changes nothing placed; here the
+    // stored dead letter (and the body other handlers' queues share) must not change with it either.
+    if (hook) {
+      await callDeadLetterHook(hook, toDeadLetter(disposition, { ...headers }, Buffer.from(message.content), handler), handler.timeoutMs, this.logger);
+    }
     delivery.ack();
   }
 }
