@@ -68,6 +68,30 @@ describe('outbox operations in batches', () => {
     expect(await operations(2).retry({ all: 'unroutable' })).toEqual([]);
   });
 
+  it('says how many rows it changed when a batch fails part-way: those stay changed, the rest untouched, and running it again takes the rest', async () => {
+    const ids = await insert(['failed', 'failed', 'failed', 'failed', 'failed']);
+    const db = await ns.sql();
+    // The fourth row refuses to change (a trigger of the test's), once.
+    await db.query(`CREATE TABLE "${ns.schema}".refusals (id uuid PRIMARY KEY)`);
+    await db.query(`INSERT INTO "${ns.schema}".refusals VALUES ($1)`, [ids[3]]);
+    await db.query(
+      `CREATE FUNCTION "${ns.schema}".refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN
+         IF EXISTS (SELECT 1 FROM "${ns.schema}".refusals WHERE id = OLD.id) THEN RAISE EXCEPTION 'refused by the test'; END IF;
+         RETURN NEW;
+       END $$`,
+    );
+    await db.query(`CREATE TRIGGER refuse BEFORE UPDATE ON ${ns.outboxTable} FOR EACH ROW EXECUTE FUNCTION "${ns.schema}".refuse()`);
+    await expect(operations(2).retry({ all: 'failed' })).rejects.toThrow(
+      /^Stopped after 2 of 5 row\(s\), which stay changed \(running it again takes the rest\): refused by the test/,
+    );
+    const due = async () => (await db.query(`SELECT id FROM ${ns.outboxTable} WHERE available_at <= now() ORDER BY seq`)).rows.map((row: { id: string }) => row.id);
+    expect(await due()).toEqual(ids.slice(0, 2));
+    await db.query(`DELETE FROM "${ns.schema}".refusals`);
+    expect(await operations(2).retry({ all: 'failed' })).toEqual(ids);
+    expect(await due()).toEqual(ids);
+  });
+
   it('skips every failed row once across batches of the default size, and by id in one statement', async () => {
     const kinds: Kind[] = [...Array.from({ length: 2_100 }, (): Kind => 'failed'), 'leased', 'unroutable', 'sent'];
     const ids = await insert(kinds);

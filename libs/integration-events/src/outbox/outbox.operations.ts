@@ -116,9 +116,12 @@ export class OutboxOperations {
   }
 
   /**
-   * Sets `set` on the selected rows. Given ids, in one statement; `{ all }`, in batches of `batchSize` in
-   * `seq` order, each its own short statement (a row changed by one batch is past the next one's cursor,
-   * whether or not it still matches).
+   * Sets `set` on the selected rows. Given ids, in one statement; `{ all }`: the rows selected when it
+   * starts, read once in `seq` order (no lock taken), then changed `batchSize` at a time by id, each
+   * batch a short statement of its own that checks the selection again (a relay may have leased a row
+   * meanwhile). One statement over most of a large table would be one long transaction holding all
+   * their row locks, and holding back vacuum, until it ended.
+   * @throws Error naming how many rows were changed before a batch failed (those stay changed)
    */
   private async update(selection: OutboxSelection, allowed: string, set: string): Promise<string[]> {
     const { where, params } = this.where(selection, allowed);
@@ -128,25 +131,23 @@ export class OutboxOperations {
       const result = (await this.dataSource.query(`${change}${where} RETURNING id`, params)) as [Array<{ id: string }>, number];
       return result[0].map((row) => row.id);
     }
+    const selected = ((await this.dataSource.query(`SELECT id FROM ${t} WHERE ${where} ORDER BY seq`)) as Array<{ id: string }>).map((row) => row.id);
     const changed: string[] = [];
-    let after = '0';
-    for (;;) {
-      // The cursor as text (a bigint past 2^53 stays exact), under a name of its own: `ORDER BY seq` must sort the numbers.
-      const batch = (await this.dataSource.query(`SELECT id, seq::text AS cursor FROM ${t} WHERE (${where}) AND seq > $1::bigint ORDER BY seq LIMIT $2`, [
-        after,
-        this.batchSize,
-      ])) as Array<{ id: string; cursor: string }>;
-      if (batch.length === 0) break;
-      after = batch[batch.length - 1]!.cursor;
-      // Checked again as it changes them: a relay may have leased one meanwhile.
-      const result = (await this.dataSource.query(`${change}id = ANY($1::uuid[]) AND (${where}) RETURNING id`, [batch.map((row) => row.id)])) as [
-        Array<{ id: string }>,
-        number,
-      ];
+    for (let from = 0; from < selected.length; from += this.batchSize) {
+      const batch = selected.slice(from, from + this.batchSize);
+      let result: [Array<{ id: string }>, number];
+      try {
+        result = (await this.dataSource.query(`${change}id = ANY($1::uuid[]) AND (${where}) RETURNING id`, [batch])) as typeof result;
+      } catch (error) {
+        throw new Error(
+          `Stopped after ${changed.length} of ${selected.length} row(s), which stay changed (running it again takes the rest): ` +
+            `${(error as Error)?.message ?? String(error)}`,
+          { cause: error },
+        );
+      }
       // In the table's order (RETURNING follows whatever order the UPDATE found them in).
       const done = new Set(result[0].map((row) => row.id));
-      changed.push(...batch.filter((row) => done.has(row.id)).map((row) => row.id));
-      if (batch.length < this.batchSize) break;
+      changed.push(...batch.filter((id) => done.has(id)));
     }
     return changed;
   }
