@@ -5,15 +5,12 @@
  * memory and the in-process broker, the documented set-up for users' tests.
  */
 import { Test, type TestingModule } from '@nestjs/testing';
-import { TypeOrmModule } from '@nestjs/typeorm';
-import { ClsModule } from 'nestjs-cls';
-import { ClsPluginTransactional } from '@nestjs-cls/transactional';
-import { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
 import { DataSource } from 'typeorm';
-import { createInboxMigration, createOutboxMigration, IntegrationEventPublisher } from 'nestjs-integration-events';
+import { IntegrationEventPublisher } from 'nestjs-integration-events';
 import { IntegrationEventsTestingModule, IntegrationEventsTestKit } from 'nestjs-integration-events/testing';
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
 import { eventually } from './support/eventually';
+import { sqlitePersistence } from './support/sqlite-persistence';
 
 describe('the testing kit\'s defaults', () => {
   let moduleRef: TestingModule;
@@ -22,19 +19,7 @@ describe('the testing kit\'s defaults', () => {
 
   beforeEach(async () => {
     moduleRef = await Test.createTestingModule({
-      imports: [
-        TypeOrmModule.forRoot({
-          type: 'better-sqlite3',
-          database: ':memory:',
-          migrations: [createOutboxMigration(), createInboxMigration()],
-          migrationsRun: true,
-        }),
-        ClsModule.forRoot({
-          global: true,
-          plugins: [new ClsPluginTransactional({ imports: [TypeOrmModule], adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }) })],
-        }),
-        IntegrationEventsTestingModule.forRoot({ serviceName: 'shipping' }),
-      ],
+      imports: [...sqlitePersistence(), IntegrationEventsTestingModule.forRoot({ serviceName: 'shipping' })],
       providers: [OrderCreatedRecorder],
     }).compile();
     moduleRef.useLogger(false);

@@ -9,15 +9,11 @@ import { getEventListeners } from 'node:events';
 import { Injectable, Module, type ModuleMetadata } from '@nestjs/common';
 import { CommandHandler, CqrsModule, EventBus, type ICommandHandler, type IEvent, ofType, Saga } from '@nestjs/cqrs';
 import { Test, type TestingModule } from '@nestjs/testing';
-import { TypeOrmModule } from '@nestjs/typeorm';
-import { ClsModule } from 'nestjs-cls';
-import { ClsPluginTransactional, Transactional, TransactionHost } from '@nestjs-cls/transactional';
+import { Transactional, TransactionHost } from '@nestjs-cls/transactional';
 import { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
 import { map, type Observable } from 'rxjs';
 import { DataSource } from 'typeorm';
 import {
-  createInboxMigration,
-  createOutboxMigration,
   type DeadLetter,
   DeadLetterService,
   IntegrationEvent,
@@ -41,6 +37,7 @@ import { TransportHost } from '../libs/integration-events/src/transport/transpor
 import { MessageDispatcher } from '../libs/integration-events/src/consumer/message-dispatcher';
 import { CapturingLogger } from './support/capturing-logger';
 import { eventually } from './support/eventually';
+import { sqlitePersistence } from './support/sqlite-persistence';
 import { infrastructureImports } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
 
@@ -76,13 +73,7 @@ class OrderCreatedV2IntegrationEvent {
   ) {}
 }
 
-const persistence: ModuleMetadata['imports'] = [
-  TypeOrmModule.forRoot({ type: 'better-sqlite3', database: ':memory:', migrations: [createOutboxMigration(), createInboxMigration()], migrationsRun: true }),
-  ClsModule.forRoot({
-    global: true,
-    plugins: [new ClsPluginTransactional({ imports: [TypeOrmModule], adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }) })],
-  }),
-];
+const persistence = sqlitePersistence();
 
 describe('the testing module and kit, at the edges', () => {
   const apps: TestingModule[] = [];
