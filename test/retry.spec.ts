@@ -188,6 +188,22 @@ describe('retries and the dead-letter queue', () => {
     expect(await ns.queueDepth(`${ns.serviceName}.CustomerChecked.dlq`)).toBe(0);
   });
 
+  it('makes its retry copies from the headers received, not from what a failing handler did to context.headers', async () => {
+    recorder.behaviour = (_event, context) => {
+      const headers = context.headers as Record<string, unknown>;
+      delete headers['ie-event-version'];
+      headers['ie-first-failure-at'] = '1999-01-01T00:00:00.000Z';
+      throw new Error(`still failing (attempt ${context.attempt})`);
+    };
+    const id = await publish('edits-its-headers');
+    await eventually(async () => expect(await ns.queueDepth(`${queue()}.dlq`)).toBe(1), { timeoutMs: 20_000 });
+    // Every attempt made, none refused as poison for a header the handler removed.
+    expect(callsFor(id).map((r) => r.context.attempt)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    const [dead] = await ns.drainQueue(`${queue()}.dlq`);
+    expect(dead!.properties.headers).toMatchObject({ 'ie-dead-letter-reason': 'max-attempts', 'ie-event-version': 1 });
+    expect(dead!.properties.headers!['ie-first-failure-at']).not.toBe('1999-01-01T00:00:00.000Z');
+  });
+
   it('calls an always-failing handler exactly 10 times, then dead-letters the message with why', async () => {
     meters = registerTestMeterProvider();
     const { counts } = meters;

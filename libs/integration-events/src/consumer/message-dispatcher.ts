@@ -153,7 +153,9 @@ export class MessageDispatcher {
       causationId: idHeader(message.headers[MessageHeaders.CausationId]),
       attempt,
       redelivered: message.redelivered,
-      headers: message.headers,
+      // A copy: the retry or dead-letter copy is made from the message's own headers, which a handler that
+      // edits what it was given (despite the Readonly type) must not change.
+      headers: { ...message.headers },
       queue: handler.queue,
       // Built on first read: most handlers never look.
       get signal() {
