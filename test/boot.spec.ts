@@ -2,10 +2,7 @@ import * as net from 'node:net';
 import { Injectable, Module, Scope } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Test } from '@nestjs/testing';
-import { TypeOrmModule } from '@nestjs/typeorm';
-import { ClsPluginTransactional, TransactionHost } from '@nestjs-cls/transactional';
-import { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
-import { ClsModule } from 'nestjs-cls';
+import { TransactionHost } from '@nestjs-cls/transactional';
 import { DataSource } from 'typeorm';
 import {
   BrokerConnectionError,
@@ -26,8 +23,8 @@ import {
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
 import { CapturingLogger } from './support/capturing-logger';
 import { consistently } from './support/eventually';
-import { TEST_DATABASE_URL, TEST_RABBITMQ_ADDRESS } from './support/services';
-import { bootMessage, infrastructureImports, startTestApp, testOptions, type TestAppOptions } from './support/test-app';
+import { TEST_RABBITMQ_ADDRESS } from './support/services';
+import { bootMessage, infrastructureImports, startTestApp, testOptions, type TestAppOptions, transactionsOnAnotherDataSource } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
 
 class NotAnEvent {
@@ -304,18 +301,7 @@ describe('boot', () => {
     // A plugin named so, but on the application's other DataSource.
     const elsewhere = Test.createTestingModule({
       imports: [
-        TypeOrmModule.forRoot({ type: 'postgres', url: TEST_DATABASE_URL, extra: { allowExitOnIdle: true } }),
-        TypeOrmModule.forRoot({ name: 'events', type: 'postgres', url: TEST_DATABASE_URL, schema: ns.schema, extra: { allowExitOnIdle: true } }),
-        ClsModule.forRoot({
-          global: true,
-          plugins: [
-            new ClsPluginTransactional({
-              connectionName: 'main',
-              imports: [TypeOrmModule],
-              adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }),
-            }),
-          ],
-        }),
+        ...transactionsOnAnotherDataSource(ns, 'main'),
         IntegrationEventsModule.forRoot({ ...testOptions(ns), dataSourceName: 'events', transactionConnectionName: 'main', consumer: { enabled: false } }),
       ],
     }).compile();
@@ -331,12 +317,7 @@ describe('boot', () => {
     const logger = new CapturingLogger();
     const moduleRef = await Test.createTestingModule({
       imports: [
-        TypeOrmModule.forRoot({ type: 'postgres', url: TEST_DATABASE_URL, extra: { allowExitOnIdle: true } }),
-        TypeOrmModule.forRoot({ name: 'events', type: 'postgres', url: TEST_DATABASE_URL, schema: ns.schema, extra: { allowExitOnIdle: true } }),
-        ClsModule.forRoot({
-          global: true,
-          plugins: [new ClsPluginTransactional({ imports: [TypeOrmModule], adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }) })],
-        }),
+        ...transactionsOnAnotherDataSource(ns),
         IntegrationEventsModule.forRoot({ ...testOptions(ns), dataSourceName: 'events', consumer: { enabled: false } }),
       ],
     }).compile();

@@ -35,7 +35,7 @@ import {
 import { CapturingLogger } from './support/capturing-logger';
 import { consistently, eventually } from './support/eventually';
 import { TEST_DATABASE_URL } from './support/services';
-import { bootMessage, startTestApp, testOptions } from './support/test-app';
+import { bootMessage, startTestApp, testOptions, transactionsOnAnotherDataSource } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
 import { DomainEventsTransactionSubscriber } from '../libs/integration-events/src/cqrs/domain-events-transaction.subscriber';
 
@@ -1082,14 +1082,8 @@ describe('@nestjs/cqrs bridge, on applications of their own', () => {
     const other = await TestNamespace.create();
     const moduleRef = await Test.createTestingModule({
       imports: [
-        // The application's DataSource, where its nestjs-cls transactions run...
-        TypeOrmModule.forRoot({ type: 'postgres', url: TEST_DATABASE_URL, extra: { allowExitOnIdle: true } }),
-        // ...and the one the library is told to use.
-        TypeOrmModule.forRoot({ name: 'events', type: 'postgres', url: TEST_DATABASE_URL, schema: other.schema, extra: { allowExitOnIdle: true } }),
-        ClsModule.forRoot({
-          global: true,
-          plugins: [new ClsPluginTransactional({ imports: [TypeOrmModule], adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }) })],
-        }),
+        // The application's DataSource, where its nestjs-cls transactions run, and the one the library is told to use.
+        ...transactionsOnAnotherDataSource(other),
         CqrsModule.forRoot(),
         IntegrationEventsModule.forRoot({ ...testOptions(other), dataSourceName: 'events', consumer: { enabled: false } }),
       ],

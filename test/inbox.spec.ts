@@ -4,9 +4,8 @@ import { CqrsModule, EventBus, EventsHandler, type IEventHandler } from '@nestjs
 import type { TestingModule } from '@nestjs/testing';
 import { Test } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { ClsPluginTransactional, TransactionHost } from '@nestjs-cls/transactional';
+import { TransactionHost } from '@nestjs-cls/transactional';
 import { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
-import { ClsModule } from 'nestjs-cls';
 import { DataSource, type EntitySubscriberInterface, type TransactionCommitEvent } from 'typeorm';
 import {
   CleanupWorker,
@@ -27,7 +26,7 @@ import { registerTestMeterProvider } from './support/test-meters';
 /** Queue names fixed in the decorators, unique to this run of the file (another run on the same broker, say a developer's beside CI's, must not share them). */
 const RUN = randomUUID().slice(0, 8);
 import { TEST_DATABASE_URL } from './support/services';
-import { infrastructureImports, startTestApp, testOptions, trackHandlerQueues } from './support/test-app';
+import { infrastructureImports, startTestApp, testOptions, trackHandlerQueues, transactionsOnAnotherDataSource } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
 import { untilAborted } from './support/until-aborted';
 
@@ -625,14 +624,9 @@ describe('inbox at boot', () => {
   it('fails boot when the nestjs-cls transactions run on another DataSource than the library\'s', async () => {
     const moduleRef = await Test.createTestingModule({
       imports: [
-        // The application's DataSource, where its nestjs-cls transactions run...
-        TypeOrmModule.forRoot({ type: 'postgres', url: TEST_DATABASE_URL, extra: { allowExitOnIdle: true } }),
-        // ...and the one the library is told to use, with its outbox and inbox.
-        TypeOrmModule.forRoot({ name: 'events', type: 'postgres', url: TEST_DATABASE_URL, schema: ns.schema, extra: { allowExitOnIdle: true } }),
-        ClsModule.forRoot({
-          global: true,
-          plugins: [new ClsPluginTransactional({ imports: [TypeOrmModule], adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }) })],
-        }),
+        // The application's DataSource, where its nestjs-cls transactions run, and the one the library is
+        // told to use, with its outbox and inbox.
+        ...transactionsOnAnotherDataSource(ns),
         IntegrationEventsModule.forRoot({ ...testOptions(ns), dataSourceName: 'events' }),
       ],
       providers: [InboxOnlyHandler],

@@ -65,6 +65,28 @@ export function infrastructureImports(
 }
 
 /**
+ * An application with two DataSources: its own (the default), where its nestjs-cls transactions run
+ * (a plugin named `connectionName`, if given), and `events`, on the namespace's schema, for the library
+ * (`dataSourceName: 'events'`).
+ */
+export function transactionsOnAnotherDataSource(ns: TestNamespace, connectionName?: string): NonNullable<ModuleMetadata['imports']> {
+  return [
+    TypeOrmModule.forRoot({ type: 'postgres', url: TEST_DATABASE_URL, extra: { allowExitOnIdle: true } }),
+    TypeOrmModule.forRoot({ name: 'events', type: 'postgres', url: TEST_DATABASE_URL, schema: ns.schema, extra: { allowExitOnIdle: true } }),
+    ClsModule.forRoot({
+      global: true,
+      plugins: [
+        new ClsPluginTransactional({
+          ...(connectionName ? { connectionName } : {}),
+          imports: [TypeOrmModule],
+          adapter: new TransactionalAdapterTypeOrm({ dataSourceToken: DataSource }),
+        }),
+      ],
+    }),
+  ];
+}
+
+/**
  * Builds and starts (`init()`) a Nest application with the library wired as a user would wire it,
  * against the namespace. Handler queues are tracked for cleanup.
  */
