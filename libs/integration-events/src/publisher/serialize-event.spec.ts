@@ -27,6 +27,36 @@ class Money {
   ) {}
 }
 
+class ProfileNote {
+  constructor(
+    readonly userId: string,
+    readonly note?: string,
+  ) {}
+}
+
+class ProfileUpdated {
+  userId!: string;
+  marketingOptIn?: boolean | null = false;
+}
+
+class PriceInEuros {
+  readonly amount: number;
+  currency: string | undefined;
+  constructor(amount = 0) {
+    this.amount = amount;
+    this.currency = 'EUR';
+  }
+}
+
+class NeedsArguments {
+  readonly id: string;
+  readonly label?: string;
+  constructor(source: { id: string; label?: string }) {
+    this.id = source.id;
+    this.label = source.label ?? undefined;
+  }
+}
+
 class OrderLine {
   constructor(
     readonly sku: string,
@@ -100,6 +130,37 @@ describe('serializeEvent', () => {
     it('leaves out object fields that are undefined, as JSON does', () => {
       const event = { orderId: 'o-1', note: undefined, nested: { kept: 1, dropped: undefined } };
       expect(serialize(event)).toBe('{"orderId":"o-1","nested":{"kept":1}}');
+    });
+
+    it('leaves out an undefined field of a class that gives it no value when built without arguments', () => {
+      expect(serialize(new ProfileNote('u-1'))).toBe('{"userId":"u-1"}');
+      expect(serialize({ profile: new ProfileNote('u-1', undefined) })).toBe('{"profile":{"userId":"u-1"}}');
+    });
+
+    it('refuses an undefined field that the class sets when built without arguments: the consumer would get that value back', () => {
+      const event = new ProfileUpdated();
+      event.userId = 'u-1';
+      event.marketingOptIn = undefined;
+      const error = refusal(event);
+      expect(error.path).toBe('$.marketingOptIn');
+      expect(error.message).toContain(
+        '$.marketingOptIn is undefined, but new ProfileUpdated() sets it to false: JSON leaves the field out, so a consumer that ' +
+          'rebuilds the class gets that value back, not undefined; use null for "no value"',
+      );
+      event.marketingOptIn = null;
+      expect(serialize(event)).toBe('{"userId":"u-1","marketingOptIn":null}');
+    });
+
+    it('refuses it in a nested class too, and names a value set by the constructor', () => {
+      const price = new PriceInEuros(5);
+      price.currency = undefined;
+      const error = refusal({ price });
+      expect(error.path).toBe('$.price.currency');
+      expect(error.message).toContain('but new PriceInEuros() sets it to "EUR"');
+    });
+
+    it('leaves the field out when the class cannot be built without arguments (nothing to compare with)', () => {
+      expect(serialize(new NeedsArguments({ id: 'x' }))).toBe('{"id":"x"}');
     });
 
     it('accepts an empty top-level event (an event class with no fields)', () => {

@@ -27,7 +27,8 @@ const LOSSY_BUILT_INS: ReadonlyArray<[abstract new (...args: never[]) => object,
  * What passes: strings, finite numbers, booleans, null, valid Dates (sent as ISO 8601 strings; declare
  * the field with `@Type(() => Date)` to get a Date back), arrays without holes of those, and objects
  * (plain, or class instances with at least one own field) of those. `undefined` object fields are left
- * out, as JSON does. Everything else is refused with the path to the offending value.
+ * out, as JSON does, unless the class gives the field a value when built without arguments (the
+ * consumer would get that value back). Everything else is refused with the path to the offending value.
  */
 export function serializeEvent(eventName: string, event: object, maxDepth: number): string {
   assertJsonSafe(eventName, event, '$', 0, maxDepth, new Set<object>(), true);
@@ -119,7 +120,18 @@ function assertJsonSafe(
       const refusedBecause = refusedKeyReason(key);
       if (refusedBecause !== undefined) refuse(`has the key "${key}", which is ${refusedBecause}`);
       const child: unknown = (object as Record<string, unknown>)[key];
-      if (child === undefined) continue;
+      if (child === undefined) {
+        const initial = initialValueOf(prototype, key);
+        if (initial !== undefined) {
+          throw new IntegrationEventSerializationError(
+            eventName,
+            childPath(path, key),
+            `is undefined, but new ${(prototype as { constructor: Function }).constructor.name}() sets it to ${describeInitialValue(initial)}: ` +
+              'JSON leaves the field out, so a consumer that rebuilds the class gets that value back, not undefined; use null for "no value"',
+          );
+        }
+        continue;
+      }
       assertJsonSafe(eventName, child, childPath(path, key), depth + 1, maxDepth, ancestors, false);
     }
   }
@@ -153,6 +165,40 @@ function getterOfInstanceState(object: object, prototype: object): string | unde
     }
   }
   return undefined;
+}
+
+const initialInstances = new WeakMap<object, object | null>();
+
+/**
+ * The value a class instance's field has when the class is built without arguments, as class-transformer
+ * builds it on the consumer (`new EventClass()`, then the body's fields assigned): a field published as
+ * `undefined` is left out of the body, so the consumer gets this value instead. `undefined` for plain
+ * objects, and for a class whose constructor throws without arguments (the consumer could not rebuild
+ * it either; nothing to compare with). One instance per class, built the first time it is asked.
+ */
+function initialValueOf(prototype: unknown, key: string): unknown {
+  if (prototype === Object.prototype || prototype === null || typeof prototype !== 'object') return undefined;
+  const constructor = (prototype as { constructor?: unknown }).constructor;
+  if (typeof constructor !== 'function' || constructor.prototype !== prototype) return undefined;
+  let instance = initialInstances.get(prototype);
+  if (instance === undefined) {
+    try {
+      instance = new (constructor as new () => object)();
+    } catch {
+      instance = null;
+    }
+    initialInstances.set(prototype, instance);
+  }
+  if (instance === null || !Object.prototype.hasOwnProperty.call(instance, key)) return undefined;
+  return (instance as Record<string, unknown>)[key];
+}
+
+function describeInitialValue(value: unknown): string {
+  if (value instanceof Date) return 'a Date';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'object' && value !== null) return 'an object';
+  if (typeof value === 'string') return JSON.stringify(value.length > 50 ? `${value.slice(0, 50)}…` : value);
+  return String(value);
 }
 
 function childPath(path: string, key: string): string {
