@@ -217,6 +217,20 @@ describe('buildMessageHeaders', () => {
       expect(error.message).toBe('Invalid publish() option "headers": pass an object of header names to values.');
     });
 
+    it.each<[string, unknown, string]>([
+      ['a Map', new Map([['tenant', 'acme']]), 'a Map'],
+      ['a class instance', new (class TenantHeaders { get tenant(): string { return 'acme'; } })(), 'a TenantHeaders instance'],
+    ])('refuses %s, whose entries it would not see', (_case, headers, kind) => {
+      const error = headersRefusal(headers);
+      expect(error.option).toBe('headers');
+      expect(error.message).toBe(`Invalid publish() option "headers": pass a plain object of header names to values, not ${kind}.`);
+    });
+
+    it('takes an object without a prototype', () => {
+      const headers = Object.assign(Object.create(null) as MessageHeadersRecord, { tenant: 'acme' });
+      expect(buildMessageHeaders(CONTRACT, headers)).toMatchObject({ tenant: 'acme' });
+    });
+
     it('does not modify the headers it was given', () => {
       const headers: MessageHeadersRecord = { tenant: 'acme' };
       const built = buildMessageHeaders(CONTRACT, headers);

@@ -68,6 +68,13 @@ function validateApplicationHeaders(headers: MessageHeadersRecord | undefined): 
   if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) {
     throw new InvalidPublishOptionsError('headers', 'pass an object of header names to values.');
   }
+  const prototype: unknown = Object.getPrototypeOf(headers);
+  if (prototype !== Object.prototype && prototype !== null) {
+    // A Map, or a class instance whose values sit behind getters: its own fields (none, for a Map) would
+    // be all that is read, and the event would go without the headers meant for it.
+    const kind = headers instanceof Map ? 'a Map' : `a ${(headers as object).constructor?.name || 'class'} instance`;
+    throw new InvalidPublishOptionsError('headers', `pass a plain object of header names to values, not ${kind}.`);
+  }
   const entries = Object.entries(headers);
   if (entries.length > MAX_APPLICATION_HEADERS) {
     throw new InvalidPublishOptionsError('headers', `pass at most ${MAX_APPLICATION_HEADERS} headers.`);
