@@ -52,6 +52,33 @@ describe('@IntegrationEvent', () => {
     });
   });
 
+  it('refuses a second @IntegrationEvent on the same class, which would replace the first', () => {
+    const define = (): void => {
+      @IntegrationEvent({ name: 'ordering.order-created', version: 2 })
+      @IntegrationEvent({ name: 'ordering.order-created' })
+      class OrderCreatedTwice {
+        constructor(readonly orderId: string) {}
+      }
+      void OrderCreatedTwice;
+    };
+    expect(define).toThrow(IntegrationEventDefinitionError);
+    expect(define).toThrow(
+      '@IntegrationEvent on OrderCreatedTwice: the class already has one ("ordering.order-created" version 1). ' +
+        'A class is one event: give each name and version a class of its own.',
+    );
+  });
+
+  it('lets a subclass be an event of its own', () => {
+    @IntegrationEvent({ name: 'ordering.order-created' })
+    class OrderCreated {
+      constructor(readonly orderId: string) {}
+    }
+    @IntegrationEvent({ name: 'ordering.order-created', version: 2 })
+    class OrderCreatedV2 extends OrderCreated {}
+    expect(getIntegrationEventMetadata(OrderCreatedV2)).toStrictEqual({ name: 'ordering.order-created', version: 2 });
+    expect(getIntegrationEventMetadata(OrderCreated)).toStrictEqual({ name: 'ordering.order-created', version: 1 });
+  });
+
   describe('event names', () => {
     it.each([
       'ordering.order-created',

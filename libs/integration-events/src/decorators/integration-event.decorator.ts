@@ -61,6 +61,15 @@ export function IntegrationEvent(options: IntegrationEventOptions): ClassDecorat
         `@IntegrationEvent on ${className}: version ${describeOptionValue(version)} is not valid. Use a whole number from 1 to 1,000,000.`,
       );
     }
+    const existing = Reflect.getOwnMetadata(INTEGRATION_EVENT_METADATA, target) as IntegrationEventMetadata | undefined;
+    if (existing) {
+      // The metadata keeps one value per class: the second decorator would silently replace the first.
+      throw new IntegrationEventDefinitionError(
+        className,
+        `@IntegrationEvent on ${className}: the class already has one ("${existing.name}" version ${existing.version}). ` +
+          'A class is one event: give each name and version a class of its own.',
+      );
+    }
     const metadata: IntegrationEventMetadata = { name, version };
     Reflect.defineMetadata(INTEGRATION_EVENT_METADATA, metadata, target);
   };
