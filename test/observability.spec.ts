@@ -235,7 +235,21 @@ describe('observability', () => {
     await ns.drainQueue(dlq);
   });
 
-  it('ends the publish spans of rows the transport could not take with an error status, not as sent', async () => {
+  it('ends the publish spans of rows the transport could not take with an error status, not as sent, and counts them unsent', async () => {
+    const unsentCount = async (): Promise<number> => {
+      await metricReader.collect();
+      await metricReader.forceFlush();
+      const published = metricExporter
+        .getMetrics()
+        .flatMap((resource) => resource.scopeMetrics.flatMap((scope) => scope.metrics))
+        .filter((m) => m.descriptor.name === 'integration_events.published')
+        .at(-1);
+      const point = published?.dataPoints.find(
+        (p) => p.attributes['integration_events.outcome'] === 'unsent' && p.attributes['integration_events.event.name'] === 'ordering.order-created',
+      );
+      return (point?.value as number | undefined) ?? 0;
+    };
+    const unsentBefore = await unsentCount();
     const transport = app.get(TransportHost).transport;
     const publish = transport.publish.bind(transport);
     jest.spyOn(transport, 'publish').mockImplementationOnce(async () => {
@@ -250,6 +264,7 @@ describe('observability', () => {
         [SpanStatusCode.ERROR, 'unsent'],
         [SpanStatusCode.UNSET, 'confirmed'],
       ]);
+      expect((await unsentCount()) - unsentBefore).toBe(1);
     } finally {
       jest.mocked(transport.publish).mockImplementation(publish);
     }

@@ -284,7 +284,11 @@ export class OutboxRelay {
       // Nothing was sent (or nothing is known of it): the spans say so, not that a publish went well.
       const notReady = error instanceof TransportNotReadyError;
       const reason = typeof (error as Error)?.message === 'string' ? (error as Error).message : String(error);
-      for (const span of spans) endSpanGuarded(span, { [A.Outcome]: notReady ? 'unsent' : 'failed' }, reason);
+      const outcome = notReady ? 'unsent' : 'failed';
+      spans.forEach((span, index) => {
+        endSpanGuarded(span, { [A.Outcome]: outcome }, reason);
+        this.metrics.recordPublished(rows[index]!.eventName, outcome);
+      });
       if (!notReady) throw error;
       // The connection dropped before the publish: nothing was sent. Hand the rows back (their attempt
       // count untouched); they go out once the broker is back. Retried as marks are: a release that

@@ -71,7 +71,7 @@ class Instruments {
  *
  * | metric | type | attributes |
  * |---|---|---|
- * | `integration_events.published` | counter | event name, outcome (`confirmed`, `unroutable`, `failed`) |
+ * | `integration_events.published` | counter | event name, outcome (`confirmed`, `unroutable`, `failed`, `unsent`) |
  * | `integration_events.handled` | counter | event name, handler, outcome (`ack`, `retry`, `dead_letter`, `duplicate`, `other_version`) |
  * | `integration_events.retried` | counter | event name, handler (retry copies placed in their wait queue) |
  * | `integration_events.dead_lettered` | counter | event name, handler, reason (messages placed in their dead-letter queue) |
