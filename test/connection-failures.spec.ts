@@ -303,6 +303,66 @@ describe('broker connection failures', () => {
     }
   });
 
+  it('cancels a subscription the broker confirmed only after the shutdown began: it found no consumer to cancel', async () => {
+    await proxy.accept();
+    const app = await start({ providers: [SlowFirstCall], options: { consumer: { shutdownTimeoutMs: 10_000 } } });
+    apps.splice(apps.indexOf(app), 1);
+    await eventually(() => expect(proxy.connections).toBe(2));
+    const handler = app.get(SlowFirstCall);
+    const queue = `${ns.serviceName}.SlowFirstCall`;
+    const consumers = async () => {
+      const channel = await (await ns.amqp()).createChannel();
+      try {
+        return (await channel.checkQueue(queue)).consumerCount;
+      } finally {
+        await channel.close();
+      }
+    };
+    await ns.publishRaw('ordering.order-created', JSON.stringify({ orderId: 'subscribed-late', placedAt: '2026-11-27T06:00:00.000Z' }));
+    await eventually(() => expect(handler.attempts).toEqual([1]));
+    // The next subscription to the queue is answered by the broker, then held from the consumer.
+    const probe = await (await ns.amqp()).createConfirmChannel();
+    // amqplib's Channel.prototype, which every channel's consume() comes from (ConfirmChannel's parent).
+    const channelPrototype = Object.getPrototypeOf(Object.getPrototypeOf(probe)) as ConfirmChannel;
+    await probe.close();
+    const consume = channelPrototype.consume;
+    const gate = { reached: false, release: (): void => undefined };
+    const released = new Promise<void>((resolve) => (gate.release = resolve));
+    const spy = jest.spyOn(channelPrototype, 'consume').mockImplementation(async function (this: ConfirmChannel, ...args: Parameters<ConfirmChannel['consume']>) {
+      const answer = await consume.apply(this, args);
+      if (args[0] === queue) {
+        gate.reached = true;
+        await released;
+      }
+      return answer;
+    });
+    let closing: Promise<void> | undefined;
+    try {
+      // The consuming connection is lost while the first call runs: its fresh channel subscribes again.
+      proxy.cut(0);
+      await eventually(() => expect(gate.reached).toBe(true), { timeoutMs: 10_000 });
+      // The shutdown begins while the consumer waits for that answer: there is no consumer yet to cancel.
+      closing = app.close();
+      await eventually(async () => expect(await consumers()).toBe(1));
+      gate.release();
+      // The late subscription is cancelled at once (not when the drain ends, 10 s on): a message published
+      // now stays for the other instances.
+      await eventually(async () => expect(await consumers()).toBe(0), { timeoutMs: 3_000 });
+      // (The first message may be back in the queue too, given back by the late subscription.)
+      const depth = await ns.queueDepth(queue);
+      await ns.publishRaw('ordering.order-created', JSON.stringify({ orderId: 'after-shutdown-began', placedAt: '2026-11-27T06:00:00.000Z' }));
+      await consistently(async () => {
+        expect(await consumers()).toBe(0);
+        expect(await ns.queueDepth(queue)).toBe(depth + 1);
+      }, { forMs: 1_000 });
+    } finally {
+      spy.mockRestore();
+      gate.release();
+      handler.release();
+      await (closing ?? app.close());
+    }
+  });
+
   it('places no copy for a call that fails after its channel closed: the broker gave the message back, and the attempt counts once', async () => {
     await proxy.accept();
     const logger = new CapturingLogger();

@@ -138,6 +138,13 @@ export class RabbitMqConsumer {
             noAck: false,
           });
           subscription.tag = consumerTag;
+          if (this.stopping) {
+            // stop() began while the broker was answering, and found no consumer to cancel: its
+            // deliveries would be given back to it, again and again, until the channel closes.
+            await cancelQuietly(channel, consumerTag);
+            this.giveBack(subscription, subscription.waiting.splice(0));
+            return;
+          }
           this.consumer = subscription;
         };
         // A channel reopened while stop() drains (the connection lost and recovered meanwhile) must not
