@@ -1,3 +1,5 @@
+import 'reflect-metadata';
+import { Type } from 'class-transformer';
 import { exceedsJsonDepth } from '../consumer/json-depth';
 import { IntegrationEventSerializationError } from '../errors/integration-event-serialization.error';
 import { IntegrationEventsError } from '../errors/integration-events.error';
@@ -46,6 +48,26 @@ class PriceInEuros {
     this.amount = amount;
     this.currency = 'EUR';
   }
+}
+
+class PricedOrder {
+  @Type(() => PriceInEuros) readonly total: PriceInEuros;
+  @Type(() => PriceInEuros) readonly lines: PriceInEuros[];
+  constructor(
+    readonly orderId: string,
+    total: PriceInEuros,
+    lines: PriceInEuros[],
+  ) {
+    this.total = total;
+    this.lines = lines;
+  }
+}
+
+class UntypedPrice {
+  constructor(
+    readonly orderId: string,
+    readonly price: PriceInEuros,
+  ) {}
 }
 
 class NeedsArguments {
@@ -137,26 +159,36 @@ describe('serializeEvent', () => {
       expect(serialize({ profile: new ProfileNote('u-1', undefined) })).toBe('{"profile":{"userId":"u-1"}}');
     });
 
-    it('refuses an undefined field that the class sets when built without arguments: the consumer would get that value back', () => {
+    it('refuses an undefined field that the class initialises: the consumer, rebuilding the class, would get that value back', () => {
       const event = new ProfileUpdated();
       event.userId = 'u-1';
       event.marketingOptIn = undefined;
       const error = refusal(event);
       expect(error.path).toBe('$.marketingOptIn');
       expect(error.message).toContain(
-        '$.marketingOptIn is undefined, but new ProfileUpdated() sets it to false: JSON leaves the field out, so a consumer that ' +
-          'rebuilds the class gets that value back, not undefined; use null for "no value"',
+        '$.marketingOptIn is undefined, but comes back as false: JSON leaves the field out, and the consumer\'s rebuilt ' +
+          'ProfileUpdated (class-transformer) gives it the value its class initialises it with; use null for "no value"',
       );
       event.marketingOptIn = null;
       expect(serialize(event)).toBe('{"userId":"u-1","marketingOptIn":null}');
     });
 
-    it('refuses it in a nested class too, and names a value set by the constructor', () => {
+    it('refuses it in a nested class declared with @Type, which the consumer rebuilds too, in an array as well', () => {
       const price = new PriceInEuros(5);
       price.currency = undefined;
-      const error = refusal({ price });
-      expect(error.path).toBe('$.price.currency');
-      expect(error.message).toContain('but new PriceInEuros() sets it to "EUR"');
+      const error = refusal(new PricedOrder('o-1', price, []));
+      expect(error.path).toBe('$.total.currency');
+      expect(error.message).toContain('$.total.currency is undefined, but comes back as "EUR"');
+      const line = new PriceInEuros(7);
+      line.currency = undefined;
+      expect(refusal(new PricedOrder('o-1', new PriceInEuros(5), [new PriceInEuros(1), line])).path).toBe('$.lines[1].currency');
+    });
+
+    it('leaves it out in a nested class without @Type: the consumer gets a plain object, without the initial value', () => {
+      const price = new PriceInEuros(5);
+      price.currency = undefined;
+      expect(serialize({ price })).toBe('{"price":{"amount":5}}');
+      expect(serialize(new UntypedPrice('o-1', price))).toBe('{"orderId":"o-1","price":{"amount":5}}');
     });
 
     it('leaves the field out when the class cannot be built without arguments (nothing to compare with)', () => {

@@ -1,3 +1,4 @@
+import { plainToInstance } from 'class-transformer';
 import { IntegrationEventSerializationError } from '../errors/integration-event-serialization.error';
 import { refusedKeyReason } from './refused-keys';
 
@@ -27,12 +28,24 @@ const LOSSY_BUILT_INS: ReadonlyArray<[abstract new (...args: never[]) => object,
  * What passes: strings, finite numbers, booleans, null, valid Dates (sent as ISO 8601 strings; declare
  * the field with `@Type(() => Date)` to get a Date back), arrays without holes of those, and objects
  * (plain, or class instances with at least one own field) of those. `undefined` object fields are left
- * out, as JSON does, unless the class gives the field a value when built without arguments (the
- * consumer would get that value back). Everything else is refused with the path to the offending value.
+ * out, as JSON does, unless the event rebuilt as the consumer rebuilds it gives the field a value (its
+ * class initialises it). Everything else is refused with the path to the offending value.
  */
 export function serializeEvent(eventName: string, event: object, maxDepth: number): string {
-  assertJsonSafe(eventName, event, '$', 0, maxDepth, new Set<object>(), true);
-  return JSON.stringify(event);
+  const walk: Walk = { ancestors: new Set<object>(), trail: [], undefinedFields: [] };
+  assertJsonSafe(eventName, event, '$', 0, maxDepth, walk, true);
+  const json = JSON.stringify(event);
+  if (walk.undefinedFields.length > 0) assertUndefinedFieldsComeBackUndefined(eventName, event, json, walk.undefinedFields);
+  return json;
+}
+
+/** What a walk over an event keeps: the objects above the current one, the keys to it, what it found. */
+interface Walk {
+  readonly ancestors: Set<object>;
+  /** The keys and indexes from the event to the current value. */
+  readonly trail: Array<string | number>;
+  /** The `undefined` fields of class instances (left out of the body), by path and keys. */
+  readonly undefinedFields: Array<{ readonly path: string; readonly trail: ReadonlyArray<string | number> }>;
 }
 
 function assertJsonSafe(
@@ -41,9 +54,10 @@ function assertJsonSafe(
   path: string,
   depth: number,
   maxDepth: number,
-  ancestors: Set<object>,
+  walk: Walk,
   isRoot: boolean,
 ): void {
+  const { ancestors, trail } = walk;
   const refuse = (reason: string): never => {
     throw new IntegrationEventSerializationError(eventName, path, reason);
   };
@@ -103,7 +117,9 @@ function assertJsonSafe(
       if (item === undefined) {
         throw new IntegrationEventSerializationError(eventName, itemPath, 'is undefined, which JSON turns into null');
       }
-      assertJsonSafe(eventName, item, itemPath, depth + 1, maxDepth, ancestors, false);
+      trail.push(index);
+      assertJsonSafe(eventName, item, itemPath, depth + 1, maxDepth, walk, false);
+      trail.pop();
     }
   } else {
     const keys = Object.keys(object);
@@ -121,18 +137,14 @@ function assertJsonSafe(
       if (refusedBecause !== undefined) refuse(`has the key "${key}", which is ${refusedBecause}`);
       const child: unknown = (object as Record<string, unknown>)[key];
       if (child === undefined) {
-        const initial = initialValueOf(prototype, key);
-        if (initial !== undefined) {
-          throw new IntegrationEventSerializationError(
-            eventName,
-            childPath(path, key),
-            `is undefined, but new ${(prototype as { constructor: Function }).constructor.name}() sets it to ${describeInitialValue(initial)}: ` +
-              'JSON leaves the field out, so a consumer that rebuilds the class gets that value back, not undefined; use null for "no value"',
-          );
-        }
+        // Left out of the body. A class the consumer rebuilds may give the field a value of its own:
+        // checked once the whole event has passed (rare: only events with such fields pay for it).
+        if (prototype !== Object.prototype && prototype !== null) walk.undefinedFields.push({ path: childPath(path, key), trail: [...trail, key] });
         continue;
       }
-      assertJsonSafe(eventName, child, childPath(path, key), depth + 1, maxDepth, ancestors, false);
+      trail.push(key);
+      assertJsonSafe(eventName, child, childPath(path, key), depth + 1, maxDepth, walk, false);
+      trail.pop();
     }
   }
   ancestors.delete(object);
@@ -167,33 +179,42 @@ function getterOfInstanceState(object: object, prototype: object): string | unde
   return undefined;
 }
 
-const initialInstances = new WeakMap<object, object | null>();
-
 /**
- * The value a class instance's field has when the class is built without arguments, as class-transformer
- * builds it on the consumer (`new EventClass()`, then the body's fields assigned): a field published as
- * `undefined` is left out of the body, so the consumer gets this value instead. `undefined` for plain
- * objects, and for a class whose constructor throws without arguments (the consumer could not rebuild
- * it either; nothing to compare with). One instance per class, built the first time it is asked.
+ * Refuses an `undefined` field (left out of the body) that comes back with a value when the consumer
+ * rebuilds the event as the library does (`plainToInstance(EventClass, body)`: `new EventClass()`, then
+ * the body's fields, and so for nested classes declared with `@Type`): a field the class initialises
+ * (`optIn?: boolean = false`) would arrive as that value. Runs the event's class constructors, as the
+ * consumer does; a class that cannot be built without arguments is not asked (nothing to compare with).
  */
-function initialValueOf(prototype: unknown, key: string): unknown {
-  if (prototype === Object.prototype || prototype === null || typeof prototype !== 'object') return undefined;
-  const constructor = (prototype as { constructor?: unknown }).constructor;
-  if (typeof constructor !== 'function' || constructor.prototype !== prototype) return undefined;
-  let instance = initialInstances.get(prototype);
-  if (instance === undefined) {
-    try {
-      instance = new (constructor as new () => object)();
-    } catch {
-      instance = null;
-    }
-    initialInstances.set(prototype, instance);
+function assertUndefinedFieldsComeBackUndefined(
+  eventName: string,
+  event: object,
+  json: string,
+  fields: Walk['undefinedFields'],
+): void {
+  let rebuilt: unknown;
+  try {
+    rebuilt = plainToInstance(event.constructor as new () => object, JSON.parse(json) as object);
+  } catch {
+    return;
   }
-  if (instance === null || !Object.prototype.hasOwnProperty.call(instance, key)) return undefined;
-  return (instance as Record<string, unknown>)[key];
+  for (const field of fields) {
+    let value: unknown = rebuilt;
+    for (const step of field.trail) {
+      value = typeof value === 'object' && value !== null && Object.prototype.hasOwnProperty.call(value, step) ? (value as Record<string | number, unknown>)[step] : undefined;
+    }
+    if (value !== undefined) {
+      throw new IntegrationEventSerializationError(
+        eventName,
+        field.path,
+        `is undefined, but comes back as ${describeValue(value)}: JSON leaves the field out, and the consumer's rebuilt ` +
+          `${event.constructor.name} (class-transformer) gives it the value its class initialises it with; use null for "no value"`,
+      );
+    }
+  }
 }
 
-function describeInitialValue(value: unknown): string {
+function describeValue(value: unknown): string {
   if (value instanceof Date) return 'a Date';
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'object' && value !== null) return 'an object';
