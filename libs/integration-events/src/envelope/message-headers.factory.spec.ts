@@ -1,3 +1,4 @@
+import { runInNewContext } from 'node:vm';
 import { IntegrationEventsError } from '../errors/integration-events.error';
 import { InvalidPublishOptionsError } from '../errors/invalid-publish-options.error';
 import { buildMessageHeaders, validateCorrelationId, type ContractHeaderValues } from './message-headers.factory';
@@ -219,15 +220,28 @@ describe('buildMessageHeaders', () => {
 
     it.each<[string, unknown, string]>([
       ['a Map', new Map([['tenant', 'acme']]), 'a Map'],
-      ['a class instance', new (class TenantHeaders { get tenant(): string { return 'acme'; } })(), 'a TenantHeaders instance'],
+      ['a Set', new Set(['tenant']), 'a Set'],
+      ['a Map of another realm', runInNewContext("new Map([['tenant', 'acme']])"), 'a Map'],
+      [
+        'a class instance with a getter',
+        new (class TenantHeaders {
+          get tenant(): string {
+            return 'acme';
+          }
+        })(),
+        'a TenantHeaders instance with a getter ("tenant"), whose values are not read',
+      ],
     ])('refuses %s, whose entries it would not see', (_case, headers, kind) => {
       const error = headersRefusal(headers);
       expect(error.option).toBe('headers');
       expect(error.message).toBe(`Invalid publish() option "headers": pass a plain object of header names to values, not ${kind}.`);
     });
 
-    it('takes an object without a prototype', () => {
-      const headers = Object.assign(Object.create(null) as MessageHeadersRecord, { tenant: 'acme' });
+    it.each<[string, MessageHeadersRecord]>([
+      ['an object without a prototype', Object.assign(Object.create(null) as MessageHeadersRecord, { tenant: 'acme' })],
+      ['an object of another realm', runInNewContext("({ tenant: 'acme' })") as MessageHeadersRecord],
+      ['a class instance with own fields only', new (class TenantHeaders { readonly tenant = 'acme'; })() as unknown as MessageHeadersRecord],
+    ])('takes %s', (_case, headers) => {
       expect(buildMessageHeaders(CONTRACT, headers)).toMatchObject({ tenant: 'acme' });
     });
 

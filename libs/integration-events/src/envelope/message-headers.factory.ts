@@ -63,17 +63,38 @@ export function validateCorrelationId(value: unknown, option = 'correlationId'):
   return value;
 }
 
+/** The name of a getter on `object`'s prototypes below the root one (`Object.prototype`, of any realm), if any. */
+function getterAlongPrototypes(object: object): string | undefined {
+  for (
+    let current = Object.getPrototypeOf(object) as object | null;
+    current !== null && Object.getPrototypeOf(current) !== null;
+    current = Object.getPrototypeOf(current) as object | null
+  ) {
+    for (const [name, descriptor] of Object.entries(Object.getOwnPropertyDescriptors(current))) {
+      if (descriptor.get) return name;
+    }
+  }
+  return undefined;
+}
+
 function validateApplicationHeaders(headers: MessageHeadersRecord | undefined): MessageHeadersRecord {
   if (headers === undefined) return {};
   if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) {
     throw new InvalidPublishOptionsError('headers', 'pass an object of header names to values.');
   }
-  const prototype: unknown = Object.getPrototypeOf(headers);
-  if (prototype !== Object.prototype && prototype !== null) {
-    // A Map, or a class instance whose values sit behind getters: its own fields (none, for a Map) would
-    // be all that is read, and the event would go without the headers meant for it.
-    const kind = headers instanceof Map ? 'a Map' : `a ${(headers as object).constructor?.name || 'class'} instance`;
-    throw new InvalidPublishOptionsError('headers', `pass a plain object of header names to values, not ${kind}.`);
+  // Only own fields are read: a Map's entries, or values behind a class's getters, would not be, and the
+  // event would go without the headers meant for it. (By tag and by the prototype's own prototype, so
+  // that objects of another realm, a vm context's, count as what they are.)
+  const tag = Object.prototype.toString.call(headers);
+  if (tag === '[object Map]' || tag === '[object Set]') {
+    throw new InvalidPublishOptionsError('headers', `pass a plain object of header names to values, not a ${tag.slice(8, -1)}.`);
+  }
+  const getter = getterAlongPrototypes(headers);
+  if (getter !== undefined) {
+    throw new InvalidPublishOptionsError(
+      'headers',
+      `pass a plain object of header names to values, not a ${(headers as object).constructor?.name || 'class'} instance with a getter ("${getter}"), whose values are not read.`,
+    );
   }
   const entries = Object.entries(headers);
   if (entries.length > MAX_APPLICATION_HEADERS) {
