@@ -348,12 +348,13 @@ describe('broker connection failures', () => {
       // The late subscription is cancelled at once (not when the drain ends, 10 s on): a message published
       // now stays for the other instances.
       await eventually(async () => expect(await consumers()).toBe(0), { timeoutMs: 3_000 });
-      // (The first message may be back in the queue too, given back by the late subscription.)
-      const depth = await ns.queueDepth(queue);
+      // The first message, redelivered to the late subscription, waited for the slot of the call still
+      // running: given back, it is in the queue (once the nack, sent after the cancel, is in).
+      await eventually(async () => expect(await ns.queueDepth(queue)).toBe(1));
       await ns.publishRaw('ordering.order-created', JSON.stringify({ orderId: 'after-shutdown-began', placedAt: '2026-11-27T06:00:00.000Z' }));
       await consistently(async () => {
         expect(await consumers()).toBe(0);
-        expect(await ns.queueDepth(queue)).toBe(depth + 1);
+        expect(await ns.queueDepth(queue)).toBe(2);
       }, { forMs: 1_000 });
     } finally {
       spy.mockRestore();
