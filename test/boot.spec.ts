@@ -184,15 +184,22 @@ describe('boot', () => {
 
   it('refuses an inbox that forgets messages before they can come again, for the handlers that use it', async () => {
     const boots = (options: TestAppOptions['options']) => bootMessage(ns, { providers: [OrderCreatedRecorder], options });
-    // relay.leaseMs is 30 s by default: a message can be published again that long after it was handled.
-    expect(await boots({ inbox: { retentionMs: 59_999 }, consumer: { retry: { maxDelayMs: 1_000 } } })).toContain(
-      'OrderCreatedRecorder: its inbox forgets a handled message after inbox.retentionMs (59999 ms), less than twice the longest a message can take to come again (30000 ms',
+    // relay.leaseMs is 30 s by default: a message can be published again that long after it was handled;
+    // and its record is dated when the call starts, which may take the handler's timeoutMs (60 s by
+    // default), and its commit as long again.
+    expect(await boots({ inbox: { retentionMs: 179_999 }, consumer: { retry: { maxDelayMs: 1_000 } } })).toContain(
+      'OrderCreatedRecorder: its inbox forgets a handled message after inbox.retentionMs (179999 ms), sooner than it can come again: ' +
+        'a record, dated when its call starts, must outlast the call and its commit (twice its timeoutMs, 120000 ms), then twice the ' +
+        'longest a message can take to come again (30000 ms: the larger of relay.leaseMs and its longest retry delay), 180000 ms in all',
     );
+    expect(await boots({ inbox: { retentionMs: 180_000 }, consumer: { retry: { maxDelayMs: 1_000 } } })).toBe('booted');
     // The retry delays count too: at most 5 minutes by default.
-    expect(await boots({ inbox: { retentionMs: 599_999 } })).toContain('(300000 ms: the larger of relay.leaseMs and its longest retry delay)');
-    expect(await boots({ inbox: { retentionMs: 600_000 } })).toBe('booted');
+    expect(await boots({ inbox: { retentionMs: 719_999 } })).toContain('(300000 ms: the larger of relay.leaseMs and its longest retry delay), 720000 ms in all');
+    expect(await boots({ inbox: { retentionMs: 720_000 } })).toBe('booted');
+    // So does the handler's timeout.
+    expect(await boots({ inbox: { retentionMs: 720_000 }, consumer: { handlerTimeoutMs: 60_001 } })).toContain('(twice its timeoutMs, 120002 ms)');
     // A handler that is never retried has no retry delay.
-    expect(await boots({ inbox: { retentionMs: 60_000 }, consumer: { retry: { maxAttempts: 1 } } })).toBe('booted');
+    expect(await boots({ inbox: { retentionMs: 180_000 }, consumer: { retry: { maxAttempts: 1 } } })).toBe('booted');
     // Without the inbox nothing is remembered, and nothing to check.
     expect(await boots({ inbox: { enabled: false, retentionMs: 1_000 } })).toBe('booted');
   });

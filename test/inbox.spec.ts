@@ -210,7 +210,8 @@ describe('inbox', () => {
       options: {
         consumer: { retry: { initialDelayMs: 20, maxDelayMs: 40 } },
         outbox: { retentionMs: 60_000 },
-        inbox: { retentionMs: 60_000 },
+        // The least the handlers here allow: twice the default 60 s timeout, then twice the 30 s lease.
+        inbox: { retentionMs: 180_000 },
         cleanup: { batchSize: 7 },
       },
     });
@@ -363,7 +364,7 @@ describe('inbox', () => {
 
   it('deletes inbox rows and sent outbox rows past their retention, in batches, and nothing else', async () => {
     const db = await ns.sql();
-    await db.query(`INSERT INTO ${ns.inboxTable} (handler, message_id, handled_at) SELECT 'h', 'old-' || i, now() - interval '2 minutes' FROM generate_series(1, 20) i`);
+    await db.query(`INSERT INTO ${ns.inboxTable} (handler, message_id, handled_at) SELECT 'h', 'old-' || i, now() - interval '4 minutes' FROM generate_series(1, 20) i`);
     await db.query(`INSERT INTO ${ns.inboxTable} (handler, message_id) VALUES ('h', 'recent')`);
     const row = (status: string, sentAt: string) =>
       `SELECT gen_random_uuid(), 'cleanup.test', 1, '{}', '{}', now() - interval '1 day', '${status}', ${sentAt},
@@ -549,8 +550,9 @@ describe('inbox at boot', () => {
     const app = await startTestApp(ns, {
       providers: [OptsIntoInbox],
       options: {
-        // Twice the handler's longest retry delay (5 minutes by default), the least its inbox may keep.
-        inbox: { enabled: false, retentionMs: 600_000 },
+        // The least its inbox may keep: twice its timeout (60 s by default), then twice its longest retry
+        // delay (5 minutes by default).
+        inbox: { enabled: false, retentionMs: 720_000 },
         outbox: { retentionMs: 60_000 },
         cleanup: { enabled: false, batchSize: 7 },
       },

@@ -136,8 +136,9 @@ describe('the testing module and kit, at the edges', () => {
     }
   });
 
-  it('boots with an inbox kept a minute: its retries wait 50 ms at most here, not the retry policy\'s 5 minutes', async () => {
-    const { kit, behaviour } = await start({ inbox: { retentionMs: 60_000 } });
+  it('boots with an inbox kept three minutes: its retries wait 50 ms at most here, not the retry policy\'s 5 minutes', async () => {
+    // Twice the 60 s handler timeout and twice the 30 s lease; with the 5 minutes, it would be 12 minutes.
+    const { kit, behaviour } = await start({ inbox: { retentionMs: 180_000 } });
     await kit.deliver(new OrderCreatedIntegrationEvent('short-retention'));
     await kit.drain();
     expect(behaviour.calls.map((call) => call.orderId)).toEqual(['short-retention']);

@@ -142,16 +142,21 @@ export class IntegrationEventHandlerExplorer {
       }
       // A handled message can come again a lease after it was published (its mark was lost) or a retry
       // delay after an attempt counted as failed whose COMMIT landed: its inbox record must still be there.
-      // (The lease is this service's: a publishing service's own is the README's to warn about.)
+      // The record is dated when the call starts (it is written first), and the call and its commit may
+      // take timeoutMs each before that. (The lease is this service's: a publishing service's own is the
+      // README's to warn about.)
       const longestRetryDelayMs =
         retryPolicy.maxAttempts > 1 ? Math.min(retryPolicy.maxDelayMs, inProcess?.maxRetryDelayMs ?? Infinity) : 0;
       const comesAgainWithinMs = Math.max(relay.leaseMs, longestRetryDelayMs);
-      if (inbox && inboxOptions.retentionMs < 2 * comesAgainWithinMs) {
+      const retentionNeededMs = 2 * timeoutMs + 2 * comesAgainWithinMs;
+      if (inbox && inboxOptions.retentionMs < retentionNeededMs) {
         throw new InvalidIntegrationEventHandlerError(
           name,
-          `its inbox forgets a handled message after inbox.retentionMs (${inboxOptions.retentionMs} ms), less than twice the ` +
-            `longest a message can take to come again (${comesAgainWithinMs} ms: the larger of relay.leaseMs and its ` +
-            'longest retry delay): a duplicate arriving after that would be handled again. Raise inbox.retentionMs (days are the norm).',
+          `its inbox forgets a handled message after inbox.retentionMs (${inboxOptions.retentionMs} ms), sooner than it can come ` +
+            `again: a record, dated when its call starts, must outlast the call and its commit (twice its timeoutMs, ` +
+            `${2 * timeoutMs} ms), then twice the longest a message can take to come again (${comesAgainWithinMs} ms: the larger ` +
+            `of relay.leaseMs and its longest retry delay), ${retentionNeededMs} ms in all: a duplicate arriving after that would ` +
+            'be handled again. Raise inbox.retentionMs (days are the norm).',
         );
       }
       // Either of this handler's queues may be the one already taken: the error names that one.
