@@ -215,6 +215,10 @@ describe('command line: nestjs-integration-events dlq | outbox', () => {
     expect(text.stdout).toContain('Outbox: 5 pending (3 failed at least once), 1 unroutable, 1 skipped, 1 sent');
     expect(text.stdout).toContain(`  ${skipped}  cli.listed v1  skipped  0 attempt(s)`);
     expect(text.stdout).not.toContain(failed1);
+    // A pending row due later (a scheduled event, or a failed one's backoff) says when.
+    const pending = await cli('outbox', 'list', '--schema', ns.schema, '--status', 'pending');
+    expect(pending.stdout).toMatch(new RegExp(`  ${pending1}  cli\\.listed v1  pending  0 attempt\\(s\\)  due \\d{4}-\\d\\d-\\d\\dT`));
+    expect(pending.stdout).toMatch(new RegExp(`  ${failed1}  cli\\.listed v1  pending  3 attempt\\(s\\)  due \\S+  nacked`));
   });
 
   it('lists 50 stuck rows by default on the command line, 100 from OutboxAdminService', async () => {

@@ -68,6 +68,20 @@ describe('outbox operations in batches', () => {
     expect(await operations(2).retry({ all: 'unroutable' })).toEqual([]);
   });
 
+  it('makes a failed row due now, but leaves a row never attempted at its own later time (a scheduled event, or one skipped and brought back)', async () => {
+    // All due in an hour: a failed row by its backoff, the others by their deliverAt.
+    const [failed, scheduled, skipped, unroutable] = await insert(['failed', 'pending', 'skipped', 'unroutable']);
+    expect(await operations().retry({ ids: [failed!, scheduled!, skipped!, unroutable!] })).toEqual([failed, scheduled, skipped, unroutable]);
+    const rows = await rowsById();
+    expect(rows.get(failed!)).toMatchObject({ status: 'pending', due: true });
+    expect(rows.get(scheduled!)).toMatchObject({ status: 'pending', due: false });
+    expect(rows.get(skipped!)).toMatchObject({ status: 'pending', due: false });
+    expect(rows.get(unroutable!)).toMatchObject({ status: 'pending', due: true });
+    // Its time kept, not moved: still the hour ahead it was given.
+    const { rows: [kept] } = await (await ns.sql()).query(`SELECT available_at > now() + interval '59 minutes' AS kept FROM ${ns.outboxTable} WHERE id = $1`, [scheduled]);
+    expect(kept.kept).toBe(true);
+  });
+
   it('says how many rows it changed when a batch fails part-way: those stay changed, the rest untouched, and running it again takes the rest', async () => {
     const ids = await insert(['failed', 'failed', 'failed', 'failed', 'failed']);
     const db = await ns.sql();

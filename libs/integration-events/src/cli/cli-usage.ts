@@ -12,7 +12,8 @@ Outbox (PostgreSQL; DATABASE_URL or --database-url; --schema S, --table T as in 
   outbox list [--status stuck|failed|unroutable|pending|skipped|sent] [--limit N]
                                                   list rows (default: stuck = failed or unroutable)
   outbox retry (<row-id>... | --all-unroutable | --all-failed | --all-stuck)
-                                                  make rows due now (unroutable/skipped become pending)
+                                                  make rows due now (unroutable/skipped become pending;
+                                                  a row never attempted keeps its later deliverAt)
   outbox skip <row-id>...                         never send these rows (kept as 'skipped')
 
 Every command takes --json for machine-readable output. Arguments after -- are ids, never options

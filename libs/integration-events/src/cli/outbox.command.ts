@@ -60,7 +60,7 @@ export async function outboxCommand({ positional, options }: ParsedArguments, ou
           ...rows.map(
             (row) =>
               `  ${row.id}  ${row.eventName} v${row.eventVersion}  ${row.status}  ${row.attempts} attempt(s)  ` +
-              `${row.lastError ?? ''}`,
+              `${row.status === 'pending' && row.availableAt.getTime() > Date.now() ? `due ${row.availableAt.toISOString()}  ` : ''}${row.lastError ?? ''}`,
           ),
         ]);
         return;
@@ -69,7 +69,7 @@ export async function outboxCommand({ positional, options }: ParsedArguments, ou
         const retried = await operations.retry(request.selection);
         const leftAlone = notIn(ids, retried);
         output.result(ids.length > 0 ? { retried, leftAlone } : { retried }, () => [
-          `Made ${retried.length} row(s) due now`,
+          `Made ${retried.length} row(s) due now (a row never attempted keeps its own later time, deliverAt or delay)`,
           ...leftAloneLines(leftAlone, 'already sent'),
         ]);
         // Like `dlq`: a given id that was not changed is a failure (`retry $ID || alert`).

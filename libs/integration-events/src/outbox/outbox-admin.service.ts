@@ -28,7 +28,10 @@ export class OutboxAdminService {
     return this.operations.counts();
   }
 
-  /** Makes the selected rows due now (unroutable and skipped rows become pending again). */
+  /**
+   * Makes the selected rows due now (unroutable and skipped rows become pending again); a row never
+   * attempted keeps its own later time (`deliverAt`, `delay`).
+   */
   async retry(selection: OutboxSelection): Promise<string[]> {
     return this.operations.retry(selection);
   }

@@ -97,12 +97,18 @@ export class OutboxOperations {
 
   /**
    * Makes rows due now: unroutable or skipped rows become pending again, pending ones waiting for their
-   * retry delay lose it. The relay sends them on its next round. Rows already sent are left alone, and so
-   * are rows a relay is publishing at this moment (their lease decides: sent, or failed and retried).
-   * @returns the ids made due
+   * retry delay lose it. The relay sends them on its next round. A row never attempted keeps a time of
+   * its own still ahead (`deliverAt`, `delay`): retrying a scheduled event, or one skipped and brought
+   * back, does not send it early. Rows already sent are left alone, and so are rows a relay is publishing
+   * at this moment (their lease decides: sent, or failed and retried).
+   * @returns the ids made due (or pending again at their own time)
    */
   async retry(selection: OutboxSelection): Promise<string[]> {
-    return this.update(selection, "status IN ('pending', 'unroutable', 'skipped')", "status = 'pending', available_at = now()");
+    return this.update(
+      selection,
+      "status IN ('pending', 'unroutable', 'skipped')",
+      "status = 'pending', available_at = CASE WHEN attempts = 0 AND status <> 'unroutable' THEN GREATEST(available_at, now()) ELSE now() END",
+    );
   }
 
   /**
