@@ -382,6 +382,8 @@ describe('command line: nestjs-integration-events dlq | outbox', () => {
       [['outbox', 'list', 'failed', ...noDatabase], 'outbox list takes no arguments (got "failed"); give the rows to list with --status'],
       [['dlq', 'list', 'some.dlq', '10', ...noBroker], 'dlq list takes one dead-letter queue (got "10" too); give how many to show with --limit'],
       [['dlq', 'show', 'some.dlq', 'id-1', 'id-2', ...noBroker], 'dlq show takes one message id (got "id-2" too)'],
+      // An id that reads as a switch with a value, from a script that did not put it after --.
+      [['dlq', 'purge', 'some.dlq', 'id-1', '--all=x', ...noBroker], '--all takes no value (given "x")'],
     ] as const) {
       const result = await cli(...args);
       expect({ args, code: result.code }).toEqual({ args, code: 2 });

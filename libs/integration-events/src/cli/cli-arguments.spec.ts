@@ -27,6 +27,13 @@ describe('parseArguments: values from a script', () => {
     });
   });
 
+  it('refuses a value given to a switch (an id like "--all=x" would act as --all, or be dropped)', () => {
+    expect(() => parseArguments(['dlq', 'purge', 'q.dlq', 'id-1', '--all=x'])).toThrow(new UsageError('--all takes no value (given "x")'));
+    expect(() => parseArguments(['outbox', 'list', '--json=false'])).toThrow(new UsageError('--json takes no value (given "false")'));
+    // After --, it is an id like any other.
+    expect(parseArguments(['dlq', 'purge', 'q.dlq', '--', '--all=x']).positional).toEqual(['dlq', 'purge', 'q.dlq', '--all=x']);
+  });
+
   it('refuses an option given twice instead of letting the last win', () => {
     expect(() => parseArguments(['dlq', 'list', 'q.dlq', '--url', 'amqp://a', '--url=amqp://b'])).toThrow(new UsageError('--url is given twice'));
     expect(() => parseArguments(['dlq', 'purge', 'q.dlq', '--all', '--all'])).toThrow(new UsageError('--all is given twice'));

@@ -25,6 +25,9 @@ export function parseArguments(argv: readonly string[]): ParsedArguments {
       const inline = equals === -1 ? undefined : arg.slice(equals + 1);
       // Twice is a mistake, or a value from a script taken for an option: neither may win silently.
       if (Object.hasOwn(options, name) && name !== 'help') throw new UsageError(`--${name} is given twice`);
+      // A switch takes no value: `--all=x` (an id from a script, say) would otherwise act as --all, or
+      // not at all, and the id be dropped without a word.
+      if (inline !== undefined && SWITCHES.has(name)) throw new UsageError(`--${name} takes no value (given "${inline}")`);
       if (inline !== undefined) options[name] = inline;
       else if (SWITCHES.has(name)) options[name] = true;
       else {
