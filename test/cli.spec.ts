@@ -312,6 +312,34 @@ describe('command line: nestjs-integration-events dlq | outbox', () => {
     await eventually(async () => expect((await ns.outboxRows()).find((r) => r.id === unroutable)?.status).toBe('sent'));
   });
 
+  it('says with --json what a retry of all rows changed before it stopped part-way, and exits 1', async () => {
+    const [first, second] = await insertOutboxRows(['failed', 'failed']);
+    const db = await ns.sql();
+    // The first row refuses to change (a trigger of the test's): the first batch, and so the command, stops.
+    await db.query(
+      `CREATE FUNCTION "${ns.schema}".refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN
+         IF OLD.id = '${first}' THEN RAISE EXCEPTION 'refused by the test'; END IF;
+         RETURN NEW;
+       END $$`,
+    );
+    await db.query(`CREATE TRIGGER refuse BEFORE UPDATE ON ${ns.outboxTable} FOR EACH ROW EXECUTE FUNCTION "${ns.schema}".refuse()`);
+    try {
+      const result = await cli('outbox', 'retry', '--all-failed', '--schema', ns.schema, '--json');
+      expect(result).toMatchObject({ code: 1, stderr: '' });
+      expect(JSON.parse(result.stdout)).toEqual({
+        error: expect.stringMatching(/^Stopped after 0 of 2 row\(s\), which stay changed \(running it again takes the rest\): .*refused by the test/),
+        retried: [],
+      });
+      const text = await cli('outbox', 'retry', '--all-failed', '--schema', ns.schema);
+      expect(text).toMatchObject({ code: 1, stdout: '' });
+      expect(text.stderr).toContain('Stopped after 0 of 2 row(s)');
+    } finally {
+      await db.query(`DROP TRIGGER refuse ON ${ns.outboxTable}`);
+    }
+    expect(await json('outbox', 'retry', '--all-failed', '--schema', ns.schema)).toEqual({ retried: [first, second] });
+  });
+
   it('leaves a row alone while a relay is publishing it, so the relay\'s mark still lands', async () => {
     const [id] = await app.get(IntegrationEventPublisher).publish(new NobodyListensEvent(1), { standalone: true });
     await eventually(async () => expect((await ns.outboxRows()).find((r) => r.id === id)?.status).toBe('unroutable'));

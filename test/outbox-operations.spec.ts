@@ -1,4 +1,5 @@
 import { DataSource } from 'typeorm';
+import { OutboxChangeInterruptedError } from 'nestjs-integration-events';
 import { OutboxOperations } from '../libs/integration-events/src/outbox/outbox.operations';
 import { OutboxTableName } from '../libs/integration-events/src/outbox/outbox-table-name';
 import { TEST_DATABASE_URL } from './support/services';
@@ -96,9 +97,12 @@ describe('outbox operations in batches', () => {
        END $$`,
     );
     await db.query(`CREATE TRIGGER refuse BEFORE UPDATE ON ${ns.outboxTable} FOR EACH ROW EXECUTE FUNCTION "${ns.schema}".refuse()`);
-    await expect(operations(2).retry({ all: 'failed' })).rejects.toThrow(
+    const stopped = await operations(2).retry({ all: 'failed' }).catch((error: unknown) => error);
+    expect(stopped).toBeInstanceOf(OutboxChangeInterruptedError);
+    expect((stopped as OutboxChangeInterruptedError).message).toMatch(
       /^Stopped after 2 of 5 row\(s\), which stay changed \(running it again takes the rest\): refused by the test/,
     );
+    expect(stopped).toMatchObject({ changed: ids.slice(0, 2), selected: 5 });
     const due = async () => (await db.query(`SELECT id FROM ${ns.outboxTable} WHERE available_at <= now() ORDER BY seq`)).rows.map((row: { id: string }) => row.id);
     expect(await due()).toEqual(ids.slice(0, 2));
     await db.query(`DELETE FROM "${ns.schema}".refusals`);

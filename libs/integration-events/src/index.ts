@@ -80,3 +80,4 @@ export { TransportNotReadyError } from './errors/transport-not-ready.error';
 export { TransactionAbortedError } from './errors/transaction-aborted.error';
 export { TransactionRollingBackError } from './errors/transaction-rolling-back.error';
 export { RequeueInterruptedError } from './errors/requeue-interrupted.error';
+export { OutboxChangeInterruptedError } from './errors/outbox-change-interrupted.error';

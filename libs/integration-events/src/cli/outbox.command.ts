@@ -6,6 +6,7 @@ import { OutboxTableName, SQL_IDENTIFIER_PATTERN } from '../outbox/outbox-table-
 import { redactSecrets, redactUrl } from '../util/redact-url';
 import { assertKnownOptions, type ParsedArguments, UsageError } from './cli-arguments';
 import type { Output } from './output';
+import { OutboxChangeInterruptedError } from '../errors/outbox-change-interrupted.error';
 
 const FILTERS: readonly OutboxFilter[] = ['stuck', 'failed', 'unroutable', 'pending', 'skipped', 'sent'];
 
@@ -66,7 +67,14 @@ export async function outboxCommand({ positional, options }: ParsedArguments, ou
         return;
       }
       case 'retry': {
-        const retried = await operations.retry(request.selection);
+        let retried: string[];
+        try {
+          retried = await operations.retry(request.selection);
+        } catch (error) {
+          if (!(error instanceof OutboxChangeInterruptedError)) throw error;
+          output.partialFailure(error, { retried: error.changed });
+          return;
+        }
         const leftAlone = notIn(ids, retried);
         output.result(ids.length > 0 ? { retried, leftAlone } : { retried }, () => [
           `Made ${retried.length} row(s) due now (a row never attempted keeps its own later time, deliverAt or delay)`,

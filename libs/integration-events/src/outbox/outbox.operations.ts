@@ -2,6 +2,7 @@ import type { DataSource } from 'typeorm';
 import type { OutboxStatus } from './outbox-record';
 import type { OutboxTableName } from './outbox-table-name';
 import { isOutboxRowId } from './outbox-row-id';
+import { OutboxChangeInterruptedError } from '../errors/outbox-change-interrupted.error';
 
 /** An outbox row, as an operator sees it. */
 export interface OutboxRowSummary {
@@ -145,11 +146,7 @@ export class OutboxOperations {
       try {
         result = (await this.dataSource.query(`${change}id = ANY($1::uuid[]) AND (${where}) RETURNING id`, [batch])) as typeof result;
       } catch (error) {
-        throw new Error(
-          `Stopped after ${changed.length} of ${selected.length} row(s), which stay changed (running it again takes the rest): ` +
-            `${(error as Error)?.message ?? String(error)}`,
-          { cause: error },
-        );
+        throw new OutboxChangeInterruptedError(changed, selected.length, error);
       }
       // In the table's order (RETURNING follows whatever order the UPDATE found them in).
       const done = new Set(result[0].map((row) => row.id));
