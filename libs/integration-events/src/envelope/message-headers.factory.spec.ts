@@ -222,6 +222,19 @@ describe('buildMessageHeaders', () => {
       ['a Map', new Map([['tenant', 'acme']]), 'a Map'],
       ['a Set', new Set(['tenant']), 'a Set'],
       ['a Map of another realm', runInNewContext("new Map([['tenant', 'acme']])"), 'a Map'],
+      ['fetch Headers', new Headers({ tenant: 'acme' }), 'a Headers'],
+      ['a String object', new String('ab'), 'a String'],
+      ['a Date', new Date(0), 'a Date'],
+      [
+        'a class instance keeping its values in private fields',
+        new (class TenantHeaders {
+          readonly #values = { tenant: 'acme' };
+          value(name: 'tenant'): string {
+            return this.#values[name];
+          }
+        })(),
+        'a TenantHeaders instance without fields of its own, whose contents are not read',
+      ],
       [
         'a class instance with a getter',
         new (class TenantHeaders {

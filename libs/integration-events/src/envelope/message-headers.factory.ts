@@ -82,19 +82,24 @@ function validateApplicationHeaders(headers: MessageHeadersRecord | undefined): 
   if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) {
     throw new InvalidPublishOptionsError('headers', 'pass an object of header names to values.');
   }
-  // Only own fields are read: a Map's entries, or values behind a class's getters, would not be, and the
-  // event would go without the headers meant for it. (By tag and by the prototype's own prototype, so
-  // that objects of another realm, a vm context's, count as what they are.)
+  // Only own fields are read: a Map's entries, a fetch Headers' or a String object's contents, or values
+  // behind a class's getters or methods would not be, and the event would go without the headers meant
+  // for it. (By tag and by the prototype's own prototype, so that objects of another realm, a vm
+  // context's, count as what they are.)
   const tag = Object.prototype.toString.call(headers);
-  if (tag === '[object Map]' || tag === '[object Set]') {
+  if (tag !== '[object Object]') {
     throw new InvalidPublishOptionsError('headers', `pass a plain object of header names to values, not a ${tag.slice(8, -1)}.`);
   }
-  const getter = getterAlongPrototypes(headers);
-  if (getter !== undefined) {
-    throw new InvalidPublishOptionsError(
-      'headers',
-      `pass a plain object of header names to values, not a ${(headers as object).constructor?.name || 'class'} instance with a getter ("${getter}"), whose values are not read.`,
-    );
+  const prototype = Object.getPrototypeOf(headers) as object | null;
+  if (prototype !== null && Object.getPrototypeOf(prototype) !== null) {
+    const kind = `a ${(headers as object).constructor?.name || 'class'} instance`;
+    const getter = getterAlongPrototypes(headers);
+    if (getter !== undefined) {
+      throw new InvalidPublishOptionsError('headers', `pass a plain object of header names to values, not ${kind} with a getter ("${getter}"), whose values are not read.`);
+    }
+    if (Object.keys(headers).length === 0) {
+      throw new InvalidPublishOptionsError('headers', `pass a plain object of header names to values, not ${kind} without fields of its own, whose contents are not read.`);
+    }
   }
   const entries = Object.entries(headers);
   if (entries.length > MAX_APPLICATION_HEADERS) {
