@@ -44,7 +44,7 @@ interface Walk {
   readonly ancestors: Set<object>;
   /** The keys and indexes from the event to the current value. */
   readonly trail: Array<string | number>;
-  /** The `undefined` fields of class instances (left out of the body), by path and keys. */
+  /** The `undefined` fields (left out of the body) whose class initialises them, by path and keys. */
   readonly undefinedFields: Array<{ readonly path: string; readonly trail: ReadonlyArray<string | number> }>;
 }
 
@@ -137,9 +137,11 @@ function assertJsonSafe(
       if (refusedBecause !== undefined) refuse(`has the key "${key}", which is ${refusedBecause}`);
       const child: unknown = (object as Record<string, unknown>)[key];
       if (child === undefined) {
-        // Left out of the body. A class the consumer rebuilds may give the field a value of its own:
-        // checked once the whole event has passed (rare: only events with such fields pay for it).
-        if (prototype !== Object.prototype && prototype !== null) walk.undefinedFields.push({ path: childPath(path, key), trail: [...trail, key] });
+        // Left out of the body. A class the consumer rebuilds may give the field a value of its own: when
+        // this one's class does (built once, without arguments), the whole event is rebuilt as the
+        // consumer rebuilds it once it has passed, to see (a nested class without @Type comes back a
+        // plain object, without it). An optional field the class leaves alone costs a lookup.
+        if (initialValueOf(prototype, key) !== undefined) walk.undefinedFields.push({ path: childPath(path, key), trail: [...trail, key] });
         continue;
       }
       trail.push(key);
@@ -179,12 +181,37 @@ function getterOfInstanceState(object: object, prototype: object): string | unde
   return undefined;
 }
 
+const initialInstances = new WeakMap<object, object | null>();
+
+/**
+ * The value `key` has in an instance of the class of `prototype` built without arguments (one instance
+ * per class, built the first time it is asked); `undefined` for a plain object, and for a class whose
+ * constructor throws without arguments (the consumer could not rebuild it either).
+ */
+function initialValueOf(prototype: unknown, key: string): unknown {
+  if (prototype === Object.prototype || prototype === null || typeof prototype !== 'object') return undefined;
+  const constructor = (prototype as { constructor?: unknown }).constructor;
+  if (typeof constructor !== 'function' || constructor.prototype !== prototype) return undefined;
+  let instance = initialInstances.get(prototype);
+  if (instance === undefined) {
+    try {
+      instance = new (constructor as new () => object)();
+    } catch {
+      instance = null;
+    }
+    initialInstances.set(prototype, instance);
+  }
+  if (instance === null || !Object.prototype.hasOwnProperty.call(instance, key)) return undefined;
+  return (instance as Record<string, unknown>)[key];
+}
+
 /**
  * Refuses an `undefined` field (left out of the body) that comes back with a value when the consumer
  * rebuilds the event as the library does (`plainToInstance(EventClass, body)`: `new EventClass()`, then
  * the body's fields, and so for nested classes declared with `@Type`): a field the class initialises
  * (`optIn?: boolean = false`) would arrive as that value. Runs the event's class constructors, as the
- * consumer does; a class that cannot be built without arguments is not asked (nothing to compare with).
+ * consumer does; an event whose classes cannot be built without arguments is not asked (nothing to
+ * compare with).
  */
 function assertUndefinedFieldsComeBackUndefined(
   eventName: string,
