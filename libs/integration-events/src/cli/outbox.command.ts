@@ -77,7 +77,7 @@ export async function outboxCommand({ positional, options }: ParsedArguments, ou
         }
         const leftAlone = notIn(ids, retried);
         output.result(ids.length > 0 ? { retried, leftAlone } : { retried }, () => [
-          `Made ${retried.length} row(s) due now (a row never attempted keeps its own later time, deliverAt or delay)`,
+          `Made ${retried.length} row(s) pending and due: now, or at its own later time (deliverAt, delay) for a row never attempted`,
           ...leftAloneLines(leftAlone, 'already sent'),
         ]);
         // Like `dlq`: a given id that was not changed is a failure (`retry $ID || alert`).

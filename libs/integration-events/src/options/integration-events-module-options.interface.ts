@@ -328,8 +328,9 @@ export interface InboxOptions {
   /**
    * How long a handled message is remembered, in ms. A duplicate that arrives later than this is handled
    * again, so keep it longer than any duplicate can be late: redeliveries come within minutes, relay
-   * re-publishes within `relay.leaseMs`. Boot fails for a handler using the inbox when this is less than
-   * twice the larger of `relay.leaseMs` and the handler's longest retry delay. Dead-letter replays are not
+   * re-publishes within `relay.leaseMs`. A record is dated when its call starts. Boot fails for a handler
+   * using the inbox when this is less than twice its `timeoutMs` (the call and its commit) plus twice the
+   * larger of `relay.leaseMs` and its longest retry delay. Dead-letter replays are not
    * duplicates (a dead-lettered message was never recorded: its failed attempts rolled back).
    * @default 604800000 (7 days)
    */

@@ -128,7 +128,7 @@ export class OutboxOperations {
    * batch a short statement of its own that checks the selection again (a relay may have leased a row
    * meanwhile). One statement over most of a large table would be one long transaction holding all
    * their row locks, and holding back vacuum, until it ended.
-   * @throws Error naming how many rows were changed before a batch failed (those stay changed)
+   * @throws OutboxChangeInterruptedError naming how many rows were changed before a batch failed (those stay changed)
    */
   private async update(selection: OutboxSelection, allowed: string, set: string): Promise<string[]> {
     const { where, params } = this.where(selection, allowed);
