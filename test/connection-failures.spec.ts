@@ -48,13 +48,18 @@ class OneAtATime implements IIntegrationEventHandler<OrderCreatedIntegrationEven
 /** Records each call's attempt; its first call waits for `release()`, then fails (to be retried). */
 abstract class FirstCallHeld implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
   readonly attempts: number[] = [];
+  /** The first call's signal: it fires when the shutdown begins (or the call's timeout passes). */
+  firstSignal: AbortSignal | undefined;
   release: () => void = () => undefined;
   private readonly released = new Promise<void>((resolve) => (this.release = resolve));
   /** Whether a call after the first fails too. */
   protected abstract readonly laterCallsFail: boolean;
   async handle(_event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): Promise<void> {
     this.attempts.push(context.attempt);
-    if (this.attempts.length === 1) await this.released;
+    if (this.attempts.length === 1) {
+      this.firstSignal = context.signal;
+      await this.released;
+    }
     else if (!this.laterCallsFail) return;
     throw new Error('transient');
   }
@@ -75,6 +80,15 @@ class FirstCallFailsAfterRelease extends FirstCallHeld {
 /** Five deliveries at a time, one call at a time; its first call waits for `release()`. */
 @IntegrationEventHandler(OrderCreatedIntegrationEvent, { inbox: false, prefetch: 5, concurrency: 1 })
 class SlowFirstCall extends FirstCallHeld {
+  protected readonly laterCallsFail = false;
+  override async handle(event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): Promise<void> {
+    await super.handle(event, context).catch(() => undefined);
+  }
+}
+
+/** Five deliveries at a time, two calls at a time; its first call waits for `release()`, later calls succeed. */
+@IntegrationEventHandler(OrderCreatedIntegrationEvent, { inbox: false, prefetch: 5, concurrency: 2 })
+class SlowFirstCallTwoAtOnce extends FirstCallHeld {
   protected readonly laterCallsFail = false;
   override async handle(event: OrderCreatedIntegrationEvent, context: IntegrationEventContext): Promise<void> {
     await super.handle(event, context).catch(() => undefined);
@@ -343,7 +357,8 @@ describe('broker connection failures', () => {
       await eventually(() => expect(gate.reached).toBe(true), { timeoutMs: 10_000 });
       // The shutdown begins while the consumer waits for that answer: there is no consumer yet to cancel.
       closing = app.close();
-      await eventually(async () => expect(await consumers()).toBe(1));
+      await eventually(() => expect(handler.firstSignal?.aborted).toBe(true));
+      expect(await consumers()).toBe(1);
       gate.release();
       // The late subscription is cancelled at once (not when the drain ends, 10 s on): a message published
       // now stays for the other instances.
@@ -356,6 +371,53 @@ describe('broker connection failures', () => {
         expect(await consumers()).toBe(0);
         expect(await ns.queueDepth(queue)).toBe(2);
       }, { forMs: 1_000 });
+    } finally {
+      spy.mockRestore();
+      gate.release();
+      handler.release();
+      await (closing ?? app.close());
+    }
+  });
+
+  it('sends the acks of calls a late subscription started before the shutdown before its channel closes, not after', async () => {
+    await proxy.accept();
+    // Acks wait up to a second for others: the shutdown must send them, not leave them to that timer.
+    const app = await start({ providers: [SlowFirstCallTwoAtOnce], options: { consumer: { shutdownTimeoutMs: 10_000, ackDelayMs: 1_000 } } });
+    apps.splice(apps.indexOf(app), 1);
+    await eventually(() => expect(proxy.connections).toBe(2));
+    const handler = app.get(SlowFirstCallTwoAtOnce);
+    const queue = `${ns.serviceName}.SlowFirstCallTwoAtOnce`;
+    await ns.publishRaw('ordering.order-created', JSON.stringify({ orderId: 'acked-late', placedAt: '2026-11-27T06:00:00.000Z' }));
+    await eventually(() => expect(handler.attempts).toEqual([1]));
+    const probe = await (await ns.amqp()).createConfirmChannel();
+    const channelPrototype = Object.getPrototypeOf(Object.getPrototypeOf(probe)) as ConfirmChannel;
+    await probe.close();
+    const consume = channelPrototype.consume;
+    const gate = { reached: false, release: (): void => undefined };
+    const released = new Promise<void>((resolve) => (gate.release = resolve));
+    const spy = jest.spyOn(channelPrototype, 'consume').mockImplementation(async function (this: ConfirmChannel, ...args: Parameters<ConfirmChannel['consume']>) {
+      const answer = await consume.apply(this, args);
+      if (args[0] === queue) {
+        gate.reached = true;
+        await released;
+      }
+      return answer;
+    });
+    let closing: Promise<void> | undefined;
+    try {
+      // The consuming connection is lost while the first call runs: the message goes back to the queue,
+      // comes to the fresh channel's subscription, and its call there ends at once; its ack waits.
+      proxy.cut(0);
+      await eventually(() => expect(gate.reached).toBe(true), { timeoutMs: 10_000 });
+      await eventually(() => expect(handler.attempts).toEqual([1, 1]));
+      // The shutdown begins before the consumer has that subscription; then the first call ends.
+      closing = app.close();
+      await eventually(() => expect(handler.firstSignal?.aborted).toBe(true));
+      gate.release();
+      handler.release();
+      await closing;
+      // Its ack went before the channel closed: the message is not back in the queue, to be handled again.
+      expect(await ns.queueDepth(queue)).toBe(0);
     } finally {
       spy.mockRestore();
       gate.release();

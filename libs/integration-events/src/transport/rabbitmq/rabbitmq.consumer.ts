@@ -60,6 +60,11 @@ export class RabbitMqConsumer {
   private copies: ManagedChannel | undefined;
   /** The subscription on the current channel; a new one after each reconnect. */
   private consumer: Subscription | undefined;
+  /**
+   * A subscription confirmed after stop() began (see `subscribe` in `start()`): cancelled at once, but
+   * calls it started before the stop may still run, and their acks must be sent before the channel goes.
+   */
+  private lateSubscription: Subscription | undefined;
   private readonly inFlight = new Set<Promise<void>>();
   /** Fired at shutdown; running calls (and, on SQLite, calls waiting for their inbox turn) listen to it. */
   private readonly abort = unlimitedAbortController();
@@ -141,6 +146,7 @@ export class RabbitMqConsumer {
           if (this.stopping) {
             // stop() began while the broker was answering, and found no consumer to cancel: its
             // deliveries would be given back to it, again and again, until the channel closes.
+            this.lateSubscription = subscription;
             await cancelQuietly(channel, consumerTag);
             this.giveBack(subscription, subscription.waiting.splice(0));
             return;
@@ -205,6 +211,7 @@ export class RabbitMqConsumer {
     }
     // Acks of the last handlers wait for consumer.ackDelayMs (or the end of this turn): send them before the channel goes.
     consumer?.acks.flush();
+    if (this.lateSubscription !== consumer) this.lateSubscription?.acks.flush();
     await Promise.all([
       this.channel ? this.connection.release(this.channel) : undefined,
       this.copies ? this.publishing.release(this.copies) : undefined,
