@@ -96,6 +96,31 @@ class SlowFirstCallTwoAtOnce extends FirstCallHeld {
 }
 
 /**
+ * Holds every subscription to `queue` from here on once the broker has answered it: the consumer gets
+ * the answer only after `release()` (its deliveries start meanwhile, as the broker sends them). `reached`
+ * tells that one was answered; `restore()` ends the holding.
+ */
+async function holdSubscriptions(connection: amqp.ChannelModel, queue: string) {
+  const probe = await connection.createConfirmChannel();
+  // amqplib's Channel.prototype, which every channel's consume() comes from (ConfirmChannel's parent).
+  const channelPrototype = Object.getPrototypeOf(Object.getPrototypeOf(probe)) as ConfirmChannel;
+  await probe.close();
+  const consume = channelPrototype.consume;
+  const gate = { reached: false, release: (): void => undefined, restore: (): void => undefined };
+  const released = new Promise<void>((resolve) => (gate.release = resolve));
+  const spy = jest.spyOn(channelPrototype, 'consume').mockImplementation(async function (this: ConfirmChannel, ...args: Parameters<ConfirmChannel['consume']>) {
+    const answer = await consume.apply(this, args);
+    if (args[0] === queue) {
+      gate.reached = true;
+      await released;
+    }
+    return answer;
+  });
+  gate.restore = () => spy.mockRestore();
+  return gate;
+}
+
+/**
  * Registers a channel on the app's connection whose `held`-th setup waits until `release()`, then makes
  * a declaration (which fails if the connection died meanwhile, as a real channel's would).
  */
@@ -335,21 +360,7 @@ describe('broker connection failures', () => {
     await ns.publishRaw('ordering.order-created', JSON.stringify({ orderId: 'subscribed-late', placedAt: '2026-11-27T06:00:00.000Z' }));
     await eventually(() => expect(handler.attempts).toEqual([1]));
     // The next subscription to the queue is answered by the broker, then held from the consumer.
-    const probe = await (await ns.amqp()).createConfirmChannel();
-    // amqplib's Channel.prototype, which every channel's consume() comes from (ConfirmChannel's parent).
-    const channelPrototype = Object.getPrototypeOf(Object.getPrototypeOf(probe)) as ConfirmChannel;
-    await probe.close();
-    const consume = channelPrototype.consume;
-    const gate = { reached: false, release: (): void => undefined };
-    const released = new Promise<void>((resolve) => (gate.release = resolve));
-    const spy = jest.spyOn(channelPrototype, 'consume').mockImplementation(async function (this: ConfirmChannel, ...args: Parameters<ConfirmChannel['consume']>) {
-      const answer = await consume.apply(this, args);
-      if (args[0] === queue) {
-        gate.reached = true;
-        await released;
-      }
-      return answer;
-    });
+    const gate = await holdSubscriptions(await ns.amqp(), queue);
     let closing: Promise<void> | undefined;
     try {
       // The consuming connection is lost while the first call runs: its fresh channel subscribes again.
@@ -372,7 +383,7 @@ describe('broker connection failures', () => {
         expect(await ns.queueDepth(queue)).toBe(2);
       }, { forMs: 1_000 });
     } finally {
-      spy.mockRestore();
+      gate.restore();
       gate.release();
       handler.release();
       await (closing ?? app.close());
@@ -389,20 +400,7 @@ describe('broker connection failures', () => {
     const queue = `${ns.serviceName}.SlowFirstCallTwoAtOnce`;
     await ns.publishRaw('ordering.order-created', JSON.stringify({ orderId: 'acked-late', placedAt: '2026-11-27T06:00:00.000Z' }));
     await eventually(() => expect(handler.attempts).toEqual([1]));
-    const probe = await (await ns.amqp()).createConfirmChannel();
-    const channelPrototype = Object.getPrototypeOf(Object.getPrototypeOf(probe)) as ConfirmChannel;
-    await probe.close();
-    const consume = channelPrototype.consume;
-    const gate = { reached: false, release: (): void => undefined };
-    const released = new Promise<void>((resolve) => (gate.release = resolve));
-    const spy = jest.spyOn(channelPrototype, 'consume').mockImplementation(async function (this: ConfirmChannel, ...args: Parameters<ConfirmChannel['consume']>) {
-      const answer = await consume.apply(this, args);
-      if (args[0] === queue) {
-        gate.reached = true;
-        await released;
-      }
-      return answer;
-    });
+    const gate = await holdSubscriptions(await ns.amqp(), queue);
     let closing: Promise<void> | undefined;
     try {
       // The consuming connection is lost while the first call runs: the message goes back to the queue,
@@ -419,7 +417,7 @@ describe('broker connection failures', () => {
       // Its ack went before the channel closed: the message is not back in the queue, to be handled again.
       expect(await ns.queueDepth(queue)).toBe(0);
     } finally {
-      spy.mockRestore();
+      gate.restore();
       gate.release();
       handler.release();
       await (closing ?? app.close());
