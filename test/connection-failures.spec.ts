@@ -95,6 +95,16 @@ class SlowFirstCallTwoAtOnce extends FirstCallHeld {
   }
 }
 
+/** How many consumers the broker counts on `queue`. */
+async function consumerCount(ns: TestNamespace, queue: string): Promise<number> {
+  const channel = await (await ns.amqp()).createChannel();
+  try {
+    return (await channel.checkQueue(queue)).consumerCount;
+  } finally {
+    await channel.close();
+  }
+}
+
 /**
  * Holds every subscription to `queue` from here on once the broker has answered it: the consumer gets
  * the answer only after `release()` (its deliveries start meanwhile, as the broker sends them). `reached`
@@ -349,14 +359,7 @@ describe('broker connection failures', () => {
     await eventually(() => expect(proxy.connections).toBe(2));
     const handler = app.get(SlowFirstCall);
     const queue = `${ns.serviceName}.SlowFirstCall`;
-    const consumers = async () => {
-      const channel = await (await ns.amqp()).createChannel();
-      try {
-        return (await channel.checkQueue(queue)).consumerCount;
-      } finally {
-        await channel.close();
-      }
-    };
+    const consumers = () => consumerCount(ns, queue);
     await ns.publishRaw('ordering.order-created', JSON.stringify({ orderId: 'subscribed-late', placedAt: '2026-11-27T06:00:00.000Z' }));
     await eventually(() => expect(handler.attempts).toEqual([1]));
     // The next subscription to the queue is answered by the broker, then held from the consumer.
@@ -454,14 +457,7 @@ describe('broker connection failures', () => {
     await eventually(() => expect(proxy.connections).toBe(2));
     const handler = app.get(SlowFirstCall);
     const queue = `${ns.serviceName}.SlowFirstCall`;
-    const consumers = async () => {
-      const channel = await (await ns.amqp()).createChannel();
-      try {
-        return (await channel.checkQueue(queue)).consumerCount;
-      } finally {
-        await channel.close();
-      }
-    };
+    const consumers = () => consumerCount(ns, queue);
     for (let i = 0; i < 10; i++) await ns.publishRaw('ordering.order-created', JSON.stringify({ orderId: `drained-${i}`, placedAt: '2026-11-27T06:00:00.000Z' }));
     await eventually(() => expect(handler.attempts).toEqual([1]));
     // Shutdown cancels the consumer, then waits for the call in progress.
