@@ -14,7 +14,7 @@ import { IntegrationEventsHealth } from '../health/integration-events.health';
  *   constructor(private readonly health: HealthCheckService, private readonly integrationEvents: IntegrationEventsHealthIndicator) {}
  *   @Get() @HealthCheck()
  *   check() {
- *     return this.health.check([() => this.integrationEvents.isHealthy('integrationEvents', { maxLagMs: 30_000 })]);
+ *     return this.health.check([() => this.integrationEvents.isHealthy('integrationEvents', { maxLagMs: 60_000 })]);
  *   }
  * }
  * ```
