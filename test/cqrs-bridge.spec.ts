@@ -1,4 +1,4 @@
-import { Global, Injectable, Logger, Module, type ModuleMetadata, type OnApplicationBootstrap, type OnModuleInit } from '@nestjs/common';
+import { Global, Injectable, Logger, Module, type ModuleMetadata, type OnApplicationBootstrap, type OnModuleInit, Scope } from '@nestjs/common';
 import { CqrsModule, CommandBus, CommandHandler, EventBus, EventsHandler, type ICommandHandler, type IEventHandler, type IEventPublisher } from '@nestjs/cqrs';
 import type { TestingModule } from '@nestjs/testing';
 import { Test } from '@nestjs/testing';
@@ -41,6 +41,34 @@ import { DomainEventsTransactionSubscriber } from '../libs/integration-events/sr
 
 class PingDomainEvent {
   constructor(readonly n: number) {}
+}
+
+class TenantNotedDomainEvent {
+  constructor(readonly note: string) {}
+}
+
+/** A request-scoped provider: a handler depending on it is request-scoped too. */
+@Injectable({ scope: Scope.REQUEST })
+class RequestTenant {
+  readonly id = 'tenant-1';
+}
+
+@Injectable()
+class TenantNoteLog {
+  readonly noted: Array<{ note: string; tenant: string; inTransaction: boolean }> = [];
+}
+
+@EventsHandler(TenantNotedDomainEvent)
+class TenantNotedHandler implements IEventHandler<TenantNotedDomainEvent> {
+  constructor(
+    private readonly tenant: RequestTenant,
+    private readonly log: TenantNoteLog,
+    private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>,
+  ) {}
+
+  handle(event: TenantNotedDomainEvent): void {
+    this.log.noted.push({ note: event.note, tenant: this.tenant.id, inTransaction: this.txHost.isTransactionActive() });
+  }
 }
 
 class NoteOrderCommand {
@@ -1177,6 +1205,39 @@ describe('@nestjs/cqrs bridge, on applications of their own', () => {
         await eventually(() => expect([...app.get(NoteOrderHandler).noted].sort()).toEqual(orderIds));
         // Each handled by one call, at its first attempt: no call found the CommandBus without its handler.
         expect(app.get(NotesOrders).calls.map((call) => [call.orderId, call.attempt]).sort()).toEqual(orderIds.map((id) => [id, 1]));
+      } finally {
+        await app.close();
+      }
+    } finally {
+      await other.cleanup();
+    }
+  });
+
+  it('warns at boot of a request-scoped @EventsHandler, which runs once after the commit, outside the transaction', async () => {
+    const other = await TestNamespace.create();
+    try {
+      const logger = new CapturingLogger();
+      const app = await startTestApp(other, {
+        imports: [CqrsModule.forRoot()],
+        providers: [RequestTenant, TenantNoteLog, TenantNotedHandler],
+        options: { consumer: { enabled: false } },
+        logger,
+      });
+      try {
+        await eventually(() =>
+          expect(logger.text).toContain(
+            'TenantNotedHandler: request-scoped (or depending on a request-scoped provider), so not run in the transaction: once, ' +
+              'after the commit, outside it. publish() there throws NoActiveTransactionError (cqrs only logs it)',
+          ),
+        );
+        const log = app.get(TenantNoteLog);
+        await app.get<TransactionHost<TransactionalAdapterTypeOrm>>(TransactionHost).withTransaction(async () => {
+          app.get(EventBus).publish(new TenantNotedDomainEvent('after-commit'));
+          // Not before the commit: the transaction does not wait for it.
+          expect(log.noted).toEqual([]);
+        });
+        await eventually(() => expect(log.noted).toEqual([{ note: 'after-commit', tenant: 'tenant-1', inTransaction: false }]));
+        await consistently(() => expect(log.noted).toHaveLength(1), { forMs: 300 });
       } finally {
         await app.close();
       }

@@ -56,6 +56,11 @@ export class BridgedEventBus implements DomainEventRoute {
   }
 
   /** Number of singleton handlers bound to this bus so far. */
+  /** The request-scoped handlers of this bus, by class name: they run only after the commit. */
+  get requestScopedHandlers(): readonly string[] {
+    return this.registry.requestScoped;
+  }
+
   get handlerCount(): number {
     return this.registry.size;
   }

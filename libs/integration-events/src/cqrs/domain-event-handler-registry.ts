@@ -27,6 +27,8 @@ interface StaticHandlerEntry {
  */
 export class DomainEventHandlerRegistry {
   private readonly entries: StaticHandlerEntry[] = [];
+  /** Names of the request-scoped handlers, bound untouched: they run only after the commit. */
+  private readonly afterCommit = new Set<string>();
   /**
    * Event objects handled in their transaction and going down the stream now, counted: the same object (a
    * constant instance) may be forwarded by two transactions at once.
@@ -39,6 +41,7 @@ export class DomainEventHandlerRegistry {
     const bind = eventBus.bind.bind(eventBus);
     eventBus.bind = (handler: HandlerWrapper, id: string): void => {
       if (!handler.isDependencyTreeStatic()) {
+        this.afterCommit.add(String((handler.metatype as { name?: string } | null)?.name ?? handler.name));
         bind(handler, id);
         return;
       }
@@ -53,6 +56,11 @@ export class DomainEventHandlerRegistry {
   /** Number of singleton handlers bound so far. */
   get size(): number {
     return this.entries.length;
+  }
+
+  /** The request-scoped handlers bound so far, by class name: not run in the transaction. */
+  get requestScoped(): readonly string[] {
+    return [...this.afterCommit];
   }
 
   /**

@@ -100,6 +100,16 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
             ? `${counts[0]} handler(s) on each of ${counts.length} EventBuses`
             : `${counts.join(' + ')} handler(s) on ${counts.length} EventBuses`;
       this.logger.log(`Domain events are dispatched in their transaction: ${handlers}, ${this.converters.size} converter(s)`);
+      // Such a handler is legal, but the usual one of step 3 (publish() the integration event) would fail
+      // after every commit with only cqrs's log line to show it: the business rows kept, the event lost.
+      const requestScoped = [...new Set(this.buses.flatMap((bus) => bus.requestScopedHandlers))];
+      if (requestScoped.length > 0) {
+        this.logger.warn(
+          `${requestScoped.join(', ')}: request-scoped (or depending on a request-scoped provider), so not run in the transaction: ` +
+            'once, after the commit, outside it. publish() there throws NoActiveTransactionError (cqrs only logs it): make the ' +
+            'handler and its dependencies singletons to publish in the transaction.',
+        );
+      }
     });
   }
 
