@@ -1227,7 +1227,7 @@ describe('@nestjs/cqrs bridge, on applications of their own', () => {
         await eventually(() =>
           expect(logger.text).toContain(
             'TenantNotedHandler: request-scoped (or depending on a request-scoped provider), so not run in the transaction: once, ' +
-              'after the commit, outside it. publish() there throws NoActiveTransactionError (cqrs only logs it)',
+              'after the commit, outside it. publish() there throws NoActiveTransactionError, which the caller never sees (cqrs logs it)',
           ),
         );
         const log = app.get(TenantNoteLog);

@@ -55,12 +55,12 @@ export class BridgedEventBus implements DomainEventRoute {
     if (this.destroyAsked) bus.onModuleDestroy();
   }
 
-  /** Number of singleton handlers bound to this bus so far. */
   /** The request-scoped handlers of this bus, by class name: they run only after the commit. */
   get requestScopedHandlers(): readonly string[] {
     return this.registry.requestScoped;
   }
 
+  /** Number of singleton handlers bound to this bus so far. */
   get handlerCount(): number {
     return this.registry.size;
   }

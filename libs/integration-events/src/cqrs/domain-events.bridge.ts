@@ -106,8 +106,8 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
       if (requestScoped.length > 0) {
         this.logger.warn(
           `${requestScoped.join(', ')}: request-scoped (or depending on a request-scoped provider), so not run in the transaction: ` +
-            'once, after the commit, outside it. publish() there throws NoActiveTransactionError (cqrs only logs it): make the ' +
-            'handler and its dependencies singletons to publish in the transaction.',
+            'once, after the commit, outside it. publish() there throws NoActiveTransactionError, which the caller never sees ' +
+            '(cqrs logs it): keep the handler and its dependencies free of request scope to publish in the transaction.',
         );
       }
     });
