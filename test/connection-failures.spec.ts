@@ -415,6 +415,8 @@ describe('broker connection failures', () => {
       closing = app.close();
       await eventually(() => expect(handler.firstSignal?.aborted).toBe(true));
       gate.release();
+      // The late subscription is cancelled (and known to the shutdown) before the first call ends.
+      await eventually(async () => expect(await consumerCount(ns, queue)).toBe(0));
       handler.release();
       await closing;
       // Its ack went before the channel closed: the message is not back in the queue, to be handled again.

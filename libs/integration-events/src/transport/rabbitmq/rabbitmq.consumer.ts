@@ -149,6 +149,9 @@ export class RabbitMqConsumer {
             this.lateSubscription = subscription;
             await cancelQuietly(channel, consumerTag);
             this.giveBack(subscription, subscription.waiting.splice(0));
+            // stop() may have flushed already (nothing was running): the acks of calls that ended go now,
+            // while the channel is open; stop() flushes those of calls still running.
+            subscription.acks.flush();
             return;
           }
           this.consumer = subscription;
