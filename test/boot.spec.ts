@@ -235,6 +235,27 @@ describe('boot', () => {
     expect(IntegrationEventsModule.forRoot(testOptions(ns)).global).toBe(true);
   });
 
+  it('refuses what forRootAsync() would ignore: an unknown key, a module option beside useFactory, two ways or none', () => {
+    const useFactory = () => testOptions(ns);
+    class OptionsFactory {
+      create() {
+        return testOptions(ns);
+      }
+    }
+    const refused = (options: unknown) => () => IntegrationEventsModule.forRootAsync(options as never);
+    expect(refused({ useFactory, injects: [] })).toThrow(InvalidIntegrationEventsOptionsError);
+    expect(refused({ useFactory, injects: [] })).toThrow(/"injects" \(got "\(unknown option\)"\): remove it; forRootAsync\(\) takes useFactory, /);
+    expect(refused({ useFactory, relay: { enabled: false } })).toThrow(/"relay" .*the module's options are what useFactory returns/);
+    expect(refused({ useFactory, useClass: OptionsFactory })).toThrow(/"useFactory, useClass" .*give exactly one of useFactory, useClass or useExisting/);
+    expect(refused({ inject: [] })).toThrow(/"useFactory" \(got undefined\): give exactly one of/);
+    expect(refused({ useFactory: testOptions(ns) })).toThrow(/"useFactory" .*pass a function that returns the options/);
+    expect(refused(null)).toThrow(InvalidIntegrationEventsOptionsError);
+    // Every key Nest's builder reads still passes.
+    const module = IntegrationEventsModule.forRootAsync({ imports: [], inject: [], provideInjectionTokensFrom: [], isGlobal: false, useFactory });
+    expect(module.global).toBe(false);
+    expect(IntegrationEventsModule.forRootAsync({ useClass: OptionsFactory }).module).toBe(IntegrationEventsModule);
+  });
+
   it('refuses a bad option where forRoot() is called', () => {
     const call = () => IntegrationEventsModule.forRoot(testOptions(ns, { relay: { batchSize: 0 } }));
     expect(call).toThrow(InvalidIntegrationEventsOptionsError);

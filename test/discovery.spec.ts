@@ -88,6 +88,31 @@ describe('handler discovery', () => {
     await eventually(() => expect([app!.get(EmailNotifier).ids.length, app!.get(SmsNotifier).ids.length]).toEqual([1, 1]));
   });
 
+  it.each([
+    ['after', [RecorderSpy, { provide: OrderCreatedRecorder, useExisting: RecorderSpy }]],
+    ['before', [{ provide: OrderCreatedRecorder, useExisting: RecorderSpy }, RecorderSpy]],
+  ])('keeps the handler\'s name for a subclass provided as itself and aliased in its place %s it, whatever the order', async (_order, providers) => {
+    const { handlers, recorder } = await bootAndDeliver(providers as Provider[]);
+    expect(recorder).toBeInstanceOf(RecorderSpy);
+    expect(handlers).toEqual([{ name: 'OrderCreatedRecorder', queue: `${ns.serviceName}.OrderCreatedRecorder` }]);
+  });
+
+  it.each([
+    ['after', [RecorderSpy, { provide: OrderCreatedRecorder, useClass: RecorderSpy }]],
+    ['before', [{ provide: OrderCreatedRecorder, useClass: RecorderSpy }, RecorderSpy]],
+  ])('refuses a subclass provided as itself and, as a second instance, in the handler\'s place %s it', async (_order, providers) => {
+    const outcome = await startTestApp(ns, { providers: providers as Provider[] }).then(
+      async (booted) => {
+        await booted.close();
+        return 'booted';
+      },
+      (error: unknown) => error,
+    );
+    expect(outcome).toBeInstanceOf(InvalidIntegrationEventHandlerError);
+    expect((outcome as Error).message).toMatch(/RecorderSpy is provided twice, as two instances named (RecorderSpy and OrderCreatedRecorder|OrderCreatedRecorder and RecorderSpy)/);
+    expect((outcome as Error).message).toContain('both would consume OrderCreatedIntegrationEvent, each on a queue of its own');
+  });
+
   it('consumes a handler that is also provided under an alias once', async () => {
     const { handlers } = await bootAndDeliver([OrderCreatedRecorder, { provide: 'recorder-alias', useExisting: OrderCreatedRecorder }]);
     expect(handlers).toEqual([{ name: 'OrderCreatedRecorder', queue: `${ns.serviceName}.OrderCreatedRecorder` }]);

@@ -33,6 +33,7 @@ import {
 import { InvalidIntegrationEventsOptionsError } from './errors/invalid-options.error';
 import { IntegrationEventsConfig } from './options/integration-events.config';
 import { resolveOptions } from './options/resolve-options';
+import { assertAsyncOptions } from './options/assert-async-options';
 import { EntityManagerResolver } from './outbox/entity-manager.resolver';
 import { OutboxDatabase } from './outbox/outbox-database';
 import { assertTransactionHostFits } from './outbox/transaction-host-check';
@@ -134,9 +135,13 @@ export class IntegrationEventsModule
     return super.forRoot(options);
   }
 
-  /** Checks `isGlobal` now; the options themselves are checked when the factory has given them. */
+  /**
+   * Checks `isGlobal` and the call's own keys now; the options themselves are checked when the factory
+   * has given them.
+   */
   static override forRootAsync(options: typeof INTEGRATION_EVENTS_ASYNC_OPTIONS_TYPE): DynamicModule {
     assertIsGlobal(options);
+    assertAsyncOptions(options);
     return super.forRootAsync(options);
   }
 

@@ -42,6 +42,17 @@ export class IntegrationEventHandlerExplorer {
     // and the handlers that name one.
     const byClass = new Map<Function, DiscoveredHandler>();
     const replacing: Array<{ handler: DiscoveredHandler; replaces: unknown }> = [];
+    // The name each handler class was first taken under: the same class again, as another instance under
+    // another name, would be a second consumer of the event on a queue of its own.
+    const nameByClass = new Map<Function, string>();
+    // One instance under two tokens, one of them a decorated class it stands in for: it is that handler,
+    // whichever of its tokens comes first.
+    const placeOf = new Map<unknown, Function>();
+    for (const wrapper of this.discovery.getProviders()) {
+      const cls = providerClass(wrapper);
+      const inPlaceOf = cls && wrapper.instance !== undefined ? standsInFor(wrapper.token, cls) : undefined;
+      if (inPlaceOf) placeOf.set(wrapper.instance, inPlaceOf);
+    }
 
     // Every provider, not only those indexed under the decorator's key: that index holds the decorated
     // class itself, so a subclass provided in its place (`useClass`, `overrideProvider()`) would be missed.
@@ -56,13 +67,23 @@ export class IntegrationEventHandlerExplorer {
       // A subclass provided in the decorated class's place (`{ provide: OrderCreatedHandler, useClass:
       // TracedOrderCreatedHandler }`, `overrideProvider()`) is that handler under its name: its default
       // queue (and inbox key) stay the same, not a new queue while the old one fills up unread.
-      const token = wrapper.token;
-      const inPlaceOf = typeof token === 'function' && token !== cls && cls.prototype instanceof token && ownsMetadata(token) ? token : undefined;
+      const inPlaceOf = standsInFor(wrapper.token, cls) ?? (wrapper.instance !== undefined ? placeOf.get(wrapper.instance) : undefined);
       const name = inPlaceOf?.name || cls.name || String(wrapper.name);
       const sharing = classByMetadata.get(metadata);
       // A decorated class and a subclass of it that is not decorated itself, both providers, would both
       // consume; two undecorated subclasses of a decorated base that is not provided are two handlers.
-      // (The same class provided twice is two instances on one queue: refused below, as a duplicate queue.)
+      // (The same class provided twice under one name is two instances on one queue: refused below, as a
+      // duplicate queue; under two names, as itself and in a decorated class's place, just below.)
+      const earlierName = nameByClass.get(cls);
+      if (earlierName !== undefined && earlierName !== name) {
+        throw new InvalidIntegrationEventHandlerError(
+          name,
+          `${cls.name} is provided twice, as two instances named ${earlierName} and ${name} (in place of the ` +
+            `decorated class it extends: useClass where useExisting was meant?): both would consume ` +
+            `${metadata.event.name}, each on a queue of its own. Provide it once, or alias it with useExisting.`,
+        );
+      }
+      nameByClass.set(cls, name);
       if (sharing !== undefined && sharing !== cls && (ownsMetadata(sharing) || ownsMetadata(cls))) {
         throw new InvalidIntegrationEventHandlerError(
           name,
@@ -291,4 +312,14 @@ function checkedHandlerOptions(name: string, options: unknown): IntegrationEvent
     }
   }
   return options as IntegrationEventHandlerOptions;
+}
+
+/**
+ * The decorated class `cls` is provided in place of, when its token is one: a superclass of it that
+ * carries the `@IntegrationEventHandler` itself (the one `cls` inherits).
+ */
+function standsInFor(token: unknown, cls: Function): Function | undefined {
+  if (typeof token !== 'function' || token === cls || !(cls.prototype instanceof token)) return undefined;
+  const metadata: unknown = Reflect.getMetadata(IntegrationEventHandlerDiscovery.KEY, cls);
+  return metadata !== undefined && Reflect.getOwnMetadata(IntegrationEventHandlerDiscovery.KEY, token) === metadata ? token : undefined;
 }
