@@ -8,6 +8,7 @@ import { PostgresStatements } from '../libs/integration-events/src/outbox/postgr
 import { SqliteConnection } from '../libs/integration-events/src/outbox/sqlite-connection';
 import { SqliteOutboxStore } from '../libs/integration-events/src/outbox/sqlite-outbox.store';
 import { type InboxStore, PostgresInboxStore, SqliteInboxStore } from '../libs/integration-events/src/inbox/inbox.store';
+import { eventually } from './support/eventually';
 import { TEST_DATABASE_URL } from './support/services';
 import { TestNamespace } from './support/test-namespace';
 
@@ -16,6 +17,8 @@ interface StoreFixture {
   readonly outbox: OutboxStore;
   readonly inbox: InboxStore;
   readonly dataSource: DataSource;
+  /** The outbox table's name, qualified. */
+  readonly outboxTable: string;
   /** Inserts pending rows, as `publish()` would have committed them. */
   insertPending(count: number): Promise<string[]>;
   rows(): Promise<Array<{ id: string; status: string; attempts: number; last_error: string | null }>>;
@@ -41,6 +44,7 @@ async function postgresFixture(prepared = true): Promise<StoreFixture> {
     outbox,
     inbox: new PostgresInboxStore(dataSource, inboxTable, statements),
     dataSource,
+    outboxTable: table.qualified,
     insertPending: (count) => insertThrough(dataSource, outbox, count),
     rows: () => dataSource.query(`SELECT id, status, attempts, last_error FROM ${table.qualified} ORDER BY seq`),
     expireLeases: () => dataSource.query(`UPDATE ${table.qualified} SET locked_until = now() - interval '1 second'`),
@@ -72,6 +76,7 @@ async function sqliteFixture(): Promise<StoreFixture> {
     outbox,
     inbox: new SqliteInboxStore(dataSource, inboxTable),
     dataSource,
+    outboxTable: table.qualified,
     insertPending: (count) => insertThrough(dataSource, outbox, count),
     rows: () => dataSource.query(`SELECT id, status, attempts, last_error FROM ${table.qualified} ORDER BY seq`),
     expireLeases: () => dataSource.query(`UPDATE ${table.qualified} SET locked_until = ?`, [Date.now() - 1_000]),
@@ -405,6 +410,37 @@ describe('SQLite statements', () => {
       expect(cached?.size).toBe(100);
       expect(await fixture.rows()).toHaveLength((150 * 151) / 2);
     } finally {
+      await fixture.close();
+    }
+  });
+});
+
+describe('PostgreSQL relay claim, once a lock it waited for is released', () => {
+  it('dates its lease from when it runs, not from when it arrived and waited (a migration\'s lock on the table)', async () => {
+    const fixture = await postgresFixture(true);
+    const locker = fixture.dataSource.createQueryRunner();
+    try {
+      const [id] = await fixture.insertPending(1);
+      const leaseMs = 60_000;
+      await locker.connect();
+      await locker.startTransaction();
+      await locker.query(`LOCK TABLE ${fixture.outboxTable} IN EXCLUSIVE MODE`);
+      const claim = fixture.outbox.claim(10, leaseMs, randomUUID());
+      const waiting = async () =>
+        ((await locker.query(`SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND relation = '${fixture.outboxTable}'::regclass`)) as Array<{ n: number }>)[0]!.n;
+      await eventually(async () => expect(await waiting()).toBeGreaterThan(0));
+      // The lock is let go after the claim arrived (it was seen waiting): at this time, to the microsecond.
+      const [{ released }] = (await locker.query('SELECT clock_timestamp()::text AS released')) as Array<{ released: string }>;
+      await locker.commitTransaction();
+      expect((await claim).map((row) => row.id)).toEqual([id]);
+      const [{ leaseLeftMs }] = (await fixture.dataSource.query(
+        `SELECT extract(epoch FROM locked_until - $1::timestamptz) * 1000 AS "leaseLeftMs" FROM ${fixture.outboxTable} WHERE id = $2`,
+        [released, id],
+      )) as Array<{ leaseLeftMs: string }>;
+      // Dated from its arrival, the lease would have run for the wait already, and another claim take the row sooner.
+      expect(Number(leaseLeftMs)).toBeGreaterThanOrEqual(leaseMs);
+    } finally {
+      await locker.release();
       await fixture.close();
     }
   });

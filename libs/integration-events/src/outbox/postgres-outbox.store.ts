@@ -54,8 +54,12 @@ export class PostgresOutboxStore implements OutboxStore {
       'AS r(id, name, version, payload, headers, occurred_at, available_at)';
     // Rows held by this relay's current lease: every mark checks it.
     const held = "status = 'pending' AND lease_token = $2";
+    // The lease runs from when the claim runs (clock_timestamp()), not from when it arrived (now()): a
+    // claim that waited for a lock on the table (a migration, an ALTER queued behind a long transaction)
+    // would otherwise hand over rows whose lease has already run for the wait. Rows are due by now(): a
+    // row that became due during the wait is left to the next claim.
     this.claimSql =
-      `UPDATE ${t} SET locked_until = now() + $2 * interval '1 millisecond', lease_token = $3 WHERE id IN (` +
+      `UPDATE ${t} SET locked_until = clock_timestamp() + $2 * interval '1 millisecond', lease_token = $3 WHERE id IN (` +
       `SELECT id FROM ${t} WHERE status = 'pending' AND available_at <= now() ` +
       'AND (locked_until IS NULL OR locked_until <= now()) ' +
       'ORDER BY available_at, seq LIMIT $1 FOR UPDATE SKIP LOCKED) ' +
