@@ -244,6 +244,15 @@ describe('publish() in the business transaction', () => {
     expect((await ns.outboxRows()).length).toBe(before);
   });
 
+  it('checks an empty list of events as any other call: its transaction and its options', async () => {
+    await expect(publisher.publish([])).rejects.toBeInstanceOf(NoActiveTransactionError);
+    await expect(publisher.publish([], { standalone: true, delay: -1 })).rejects.toThrow(InvalidPublishOptionsError);
+    await expect(publisher.publish([], { standalone: true, headers: { 'ie-event-name': 'x' } })).rejects.toThrow(/option "headers\.ie-event-name"/);
+    await expect(publisher.publish([], { standalone: true, headers: new Map() as never })).rejects.toThrow(/not a Map/);
+    await expect(publisher.publish([], { standalone: true, manager: dataSource.manager })).resolves.toEqual([]);
+    await expect(dataSource.transaction((manager) => publisher.publish([], { manager }))).resolves.toEqual([]);
+  });
+
   it('refuses an explicit EntityManager that is not in a transaction, unless standalone', async () => {
     const before = (await ns.outboxRows()).length;
     await expect(

@@ -77,7 +77,11 @@ function getterAlongPrototypes(object: object): string | undefined {
   return undefined;
 }
 
-function validateApplicationHeaders(headers: MessageHeadersRecord | undefined): MessageHeadersRecord {
+/**
+ * The caller's application headers, checked: an object of own fields (names not starting with `ie-` or
+ * `x-`), values a string, a number or a boolean. Throws `InvalidPublishOptionsError` naming the header.
+ */
+export function validateApplicationHeaders(headers: MessageHeadersRecord | undefined): MessageHeadersRecord {
   if (headers === undefined) return {};
   if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) {
     throw new InvalidPublishOptionsError('headers', 'pass an object of header names to values.');

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { getIntegrationEventMetadata } from '../decorators/integration-event-metadata';
-import { buildMessageHeaders, validateCorrelationId } from '../envelope/message-headers.factory';
+import { buildMessageHeaders, validateApplicationHeaders, validateCorrelationId } from '../envelope/message-headers.factory';
 import { newMessageId } from '../envelope/message-id';
 import { InvalidPublishOptionsError } from '../errors/invalid-publish-options.error';
 import { IntegrationEventSerializationError } from '../errors/integration-event-serialization.error';
@@ -118,7 +118,8 @@ export class IntegrationEventPublisher {
   async publish(events: object | readonly object[], options: PublishOptions = {}): Promise<string[]> {
     assertPublishOptions(options);
     const list: readonly object[] = Array.isArray(events) ? events : [events];
-    if (list.length === 0) return [];
+    // An empty list is checked as any other (its options, its transaction): a call that is wrong with no
+    // events would be wrong the day it has some.
     const records = this.buildRecords(list, options);
 
     const manager = this.managers.resolve(options.manager);
@@ -135,6 +136,7 @@ export class IntegrationEventPublisher {
     if (!inTransaction && !options.standalone) {
       throw options.manager ? new NoActiveTransactionError('the EntityManager passed as { manager } is not in a transaction') : new NoActiveTransactionError();
     }
+    if (records.length === 0) return [];
     const target = inTransaction ? manager! : this.database.dataSource.manager;
     const queryRunner = inTransaction ? target.queryRunner! : undefined;
 
@@ -193,6 +195,8 @@ export class IntegrationEventPublisher {
       options.correlationId === undefined ? ambient.correlationId : validateCorrelationId(options.correlationId);
     const causationId =
       options.causationId === undefined ? ambient.causationId : validateCorrelationId(options.causationId, 'causationId');
+    // Checked here too for an empty list of events, whose call is refused as the same call with events is.
+    validateApplicationHeaders(options.headers);
 
     return events.map((event) => {
       if (typeof event !== 'object' || event === null) {
