@@ -19,6 +19,7 @@ import {
   IntegrationEvent,
   IntegrationEventHandler,
   IntegrationEventPublisher,
+  IntegrationEventsError,
   InvalidIntegrationEventsOptionsError,
   OutboxRelay,
   NonRetryableError,
@@ -31,6 +32,7 @@ import {
   IntegrationEventsTestingModule,
   type IntegrationEventsTestingOptions,
   IntegrationEventsTestKit,
+  TestKitRefusalError,
 } from 'nestjs-integration-events/testing';
 import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
 import { TransportHost } from '../libs/integration-events/src/transport/transport-host';
@@ -206,6 +208,7 @@ describe('the testing module and kit, at the edges', () => {
     const { kit } = await start();
     for (const timeoutMs of [Number.NaN, 0, -1, Number.POSITIVE_INFINITY, 2_147_483_648]) {
       await expect(kit.drain({ timeoutMs })).rejects.toThrow(`drain({ timeoutMs }) takes a positive number of milliseconds up to 2147483647, not ${timeoutMs}`);
+      await expect(kit.drain({ timeoutMs })).rejects.toBeInstanceOf(TestKitRefusalError);
     }
     await kit.drain({ timeoutMs: 2_147_483_647 });
     await kit.drain({ timeoutMs: 1_000 });
@@ -251,6 +254,9 @@ describe('the testing module and kit, at the edges', () => {
     await expect(kit.deliver(new OrderCreatedIntegrationEvent('nobody-listens'))).rejects.toThrow(
       'No handler of ordering.order-created consumes in this application',
     );
+    // One of the library's errors, as every error it throws is.
+    await expect(kit.deliver(new OrderCreatedIntegrationEvent('nobody-listens'))).rejects.toBeInstanceOf(TestKitRefusalError);
+    await expect(kit.deliver(new OrderCreatedIntegrationEvent('nobody-listens'))).rejects.toBeInstanceOf(IntegrationEventsError);
   });
 
   it('refuses to deliver a version of the event no handler of the application takes, which each would dead-letter', async () => {
@@ -338,6 +344,7 @@ describe('the testing module and kit, at the edges', () => {
     expect(() => kit.publishedEvents(OrderCreatedIntegrationEvent)).toThrow(
       /fails the validation rules of OrderCreatedIntegrationEvent \(orderId: .*\): its consumers would dead-letter it as poison/,
     );
+    expect(() => kit.publishedEvents(OrderCreatedIntegrationEvent)).toThrow(TestKitRefusalError);
   });
 
   it('refuses in publishedEvents() an event whose date field holds something a consumer cannot read as a date', async () => {

@@ -2,4 +2,5 @@ export { IntegrationEventsTestingModule, type IntegrationEventsTestingOptions } 
 export { IntegrationEventsTestKit } from './integration-events.test-kit';
 export type { PublishedMessage } from './published-message';
 export { DrainTimeoutError } from './drain-timeout.error';
+export { TestKitRefusalError } from './test-kit-refusal.error';
 export { InProcessBroker } from '../transport/in-process/in-process-broker';

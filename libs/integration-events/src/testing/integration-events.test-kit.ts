@@ -14,6 +14,7 @@ import type { IntegrationEventsConfig } from '../options/integration-events.conf
 import type { InProcessBroker } from '../transport/in-process/in-process-broker';
 import { InvalidPublishOptionsError } from '../errors/invalid-publish-options.error';
 import { DrainTimeoutError } from './drain-timeout.error';
+import { TestKitRefusalError } from './test-kit-refusal.error';
 import { OpenTransactions } from './open-transactions';
 import type { PublishedMessage } from './published-message';
 
@@ -71,7 +72,7 @@ export class IntegrationEventsTestKit {
   /**
    * The published events of one class (its name and version), rebuilt as instances as a handler would
    * receive them.
-   * @throws when one fails the class's class-validator rules (synchronous ones), or a date field of the
+   * @throws TestKitRefusalError when one fails the class's class-validator rules (synchronous ones), or a date field of the
    *   class gets something that is not a date: its consumers would refuse it as poison, so a test
    *   asserting on it must not pass
    */
@@ -84,7 +85,7 @@ export class IntegrationEventsTestKit {
         const event = plainToInstance(eventClass as unknown as new () => T, message.payload as object);
         const invalidDate = findInvalidDate(event, '$', maxDepth);
         if (invalidDate) {
-          throw new Error(
+          throw new TestKitRefusalError(
             `Published ${name} v${version} ${String(message.messageId)} has an invalid date at ${invalidDate} once rebuilt as ${eventClass.name}: ` +
               'its consumers would dead-letter it as poison',
           );
@@ -92,7 +93,7 @@ export class IntegrationEventsTestKit {
         const violations = validateSync(event, { forbidUnknownValues: false });
         if (violations.length > 0) {
           const details = violations.map((v) => `${v.property}: ${Object.values(v.constraints ?? { nested: 'invalid nested value' }).join(', ')}`);
-          throw new Error(
+          throw new TestKitRefusalError(
             `Published ${name} v${version} ${String(message.messageId)} fails the validation rules of ${eventClass.name} (${details.join('; ')}): ` +
               'its consumers would dead-letter it as poison',
           );
@@ -114,7 +115,7 @@ export class IntegrationEventsTestKit {
    * `correlationId` `publish()` would refuse (not 1-200 printable ASCII characters without spaces), throws
    * `InvalidPublishOptionsError`.
    * @returns the message id
-   * @throws when no handler of this application consumes the event (none among its providers, the
+   * @throws TestKitRefusalError when no handler of this application consumes the event (none among its providers, the
    *   consumers off, or not initialised), or not its version, whatever other applications on a shared
    *   broker consume
    */
@@ -127,7 +128,7 @@ export class IntegrationEventsTestKit {
     // Dropped, or handled by another application on a shared broker, a negative test ("nothing is
     // charged") would pass without testing anything. Checked before anything is published or recorded.
     if (!consumers.running || !consumers.handlers.some((handler) => handler.eventName === name)) {
-      throw new Error(
+      throw new TestKitRefusalError(
         `No handler of ${name} consumes in this application. Is it among the providers, is consumer.enabled on, was the ` +
           'application initialised (init()) before deliver(), and not closed?',
       );
@@ -135,7 +136,7 @@ export class IntegrationEventsTestKit {
     // A version no handler takes is a dead letter (poison) for each of them: as silent for such a test.
     if (!consumers.handlers.some((handler) => handler.eventName === name && handler.eventVersion === version)) {
       const known = [...new Set(consumers.handlers.filter((handler) => handler.eventName === name).map((handler) => handler.eventVersion))];
-      throw new Error(
+      throw new TestKitRefusalError(
         `No handler of version ${version} of ${name} consumes in this application (its handlers take version ${known.join(', ')}); ` +
           'each would dead-letter it as poison.',
       );
@@ -174,7 +175,7 @@ export class IntegrationEventsTestKit {
       properties: {},
       redelivered: false,
     });
-    if (!routed) throw new Error(`No queue is bound for ${name}: the application's consumers have not declared theirs yet`);
+    if (!routed) throw new TestKitRefusalError(`No queue is bound for ${name}: the application's consumers have not declared theirs yet`);
     return messageId;
   }
 
@@ -186,12 +187,13 @@ export class IntegrationEventsTestKit {
    * module's short delays) until they succeed or are dead-lettered. Rows published with a delay that is
    * not yet due are not waited for.
    * @throws DrainTimeoutError after `timeoutMs`, saying what was left
+   * @throws TestKitRefusalError for a `timeoutMs` that is not a positive number up to 2147483647
    */
   async drain({ timeoutMs = 10_000 }: { timeoutMs?: number } = {}): Promise<void> {
     // NaN would make the deadline never pass: a drain that never gives up. Past 2^31 - 1 Node fires its
     // timers after 1 ms: each count of the outbox would be given up on at once, and the drain never end.
     if (typeof timeoutMs !== 'number' || !(timeoutMs > 0) || !(timeoutMs <= 2_147_483_647)) {
-      throw new RangeError(`drain({ timeoutMs }) takes a positive number of milliseconds up to 2147483647, not ${String(timeoutMs)}`);
+      throw new TestKitRefusalError(`drain({ timeoutMs }) takes a positive number of milliseconds up to 2147483647, not ${String(timeoutMs)}`);
     }
     const deadline = Date.now() + timeoutMs;
     let quietRounds = 0;
