@@ -42,8 +42,12 @@ export class ManagedChannel {
     if (this.closing) return;
     clearTimeout(this.reopenTimer);
     const channel = await model.createConfirmChannel();
+    let closed = false;
     channel.on('error', (error: Error) => this.log.warn(`Channel "${this.spec.name}" error: ${error.message}`));
-    channel.on('close', () => this.onClosed(channel, model));
+    channel.on('close', () => {
+      closed = true;
+      this.onClosed(channel, model);
+    });
     try {
       await this.spec.setup(channel);
     } catch (error) {
@@ -55,6 +59,10 @@ export class ManagedChannel {
       await closeQuietly(channel);
       return;
     }
+    // The broker closed it as its setup's last answer came (amqplib handles the frames of one read at
+    // once, so its close event can come before the setup resumes): kept, it would be taken for the open
+    // channel for good, and the reopen its close asked for would find a channel and do nothing.
+    if (closed) throw new Error('The channel closed as soon as it was set up');
     this.channel = channel;
     this.failedReopens = 0;
   }
