@@ -2,8 +2,12 @@ import type { TestingModule } from '@nestjs/testing';
 import { OrderCreatedRecorder } from './fixtures/order-events';
 import { eventually } from './support/eventually';
 import { rabbitmqctl } from './support/rabbitmqctl';
-import { TEST_RABBITMQ_URL } from './support/services';
-import { startTestApp, type TestAppOptions } from './support/test-app';
+import { rabbitMqUrlVia, TEST_RABBITMQ_ADDRESS, TEST_RABBITMQ_URL } from './support/services';
+import { TcpProxy } from './support/tcp-proxy';
+import { startTestApp, testOptions, type TestAppOptions } from './support/test-app';
+import { IntegrationEventsError } from 'nestjs-integration-events';
+import { IntegrationEventsConfig } from '../libs/integration-events/src/options/integration-events.config';
+import { RabbitMqConnection } from '../libs/integration-events/src/transport/rabbitmq/rabbitmq.connection';
 import { TestNamespace } from './support/test-namespace';
 
 /** A connection as the broker sees it: the name the client gave it, and the heartbeat negotiated (seconds). */
@@ -119,5 +123,54 @@ describe('RabbitMQ connection options', () => {
         { name: `${connectionName} (publishing)`, heartbeat: 7 },
       ]),
     );
+  });
+
+  describe('closed while its first connection is being made (app.close() during app.init())', () => {
+    const connectionOf = (url?: string) =>
+      new RabbitMqConnection(new IntegrationEventsConfig(testOptions(ns, url === undefined ? {} : { rabbitmq: { url } })));
+
+    it('refuses to connect after close(), and opens nothing', async () => {
+      const connection = connectionOf();
+      await connection.close();
+      const connecting = connection.connect();
+      await expect(connecting).rejects.toThrow(/The RabbitMQ connection \(consuming\) was closed before it was established: the application is shutting down/);
+      await expect(connecting).rejects.toBeInstanceOf(IntegrationEventsError);
+    });
+
+    it('closes what amqplib hands over when close() ran while it was being asked, and opens nothing', async () => {
+      let closing: Promise<void> | undefined;
+      class ClosedMeanwhile extends RabbitMqConnection {
+        protected override recoveringConnection(...args: Parameters<RabbitMqConnection['recoveringConnection']>) {
+          closing = this.close();
+          return super.recoveringConnection(...args);
+        }
+      }
+      const connection = new ClosedMeanwhile(new IntegrationEventsConfig(testOptions(ns)));
+      await expect(connection.connect()).rejects.toThrow(/was closed before it was established/);
+      await closing;
+    });
+
+    it('ends the wait for a first attempt that succeeds after close(), which amqplib reports neither way', async () => {
+      const proxy = await TcpProxy.create(TEST_RABBITMQ_ADDRESS);
+      try {
+        await proxy.accept();
+        // The attempt's handshake waits at the proxy until close() has run.
+        proxy.hold();
+        const connection = connectionOf(rabbitMqUrlVia(proxy.port));
+        const connecting = connection.connect();
+        const outcome = connecting.then(
+          () => 'connected',
+          (error: Error) => error.message,
+        );
+        await eventually(() => expect(proxy.connections).toBe(1));
+        const closing = connection.close();
+        proxy.release();
+        await closing;
+        // Without an answer either way, it would wait for ever (the test's own timeout).
+        expect(await outcome).toMatch(/was closed before it was established/);
+      } finally {
+        await proxy.stop();
+      }
+    });
   });
 });

@@ -8,6 +8,8 @@ import * as net from 'node:net';
 export class TcpProxy {
   private server: net.Server | undefined;
   private readonly pairs = new Set<{ client: net.Socket; upstream: net.Socket; frozen: boolean; muted: boolean }>();
+  /** What the client sent on connections opened while held, kept until `release()`; undefined when not holding. */
+  private held: Array<{ upstream: net.Socket; data: Buffer }> | undefined;
   /** The proxy's port; fixed at construction so a service can be given it before it accepts. */
   readonly port: number;
 
@@ -34,7 +36,12 @@ export class TcpProxy {
       const upstream = net.connect(this.target.port, this.target.host);
       const pair = { client, upstream, frozen: false, muted: false };
       this.pairs.add(pair);
-      client.on('data', (data) => pair.frozen || pair.muted || upstream.write(data));
+      const holding = this.held !== undefined;
+      client.on('data', (data) => {
+        if (pair.frozen || pair.muted) return;
+        if (holding && this.held) this.held.push({ upstream, data });
+        else upstream.write(data);
+      });
       upstream.on('data', (data) => pair.frozen || client.write(data));
       const end = (): void => {
         this.pairs.delete(pair);
@@ -51,6 +58,21 @@ export class TcpProxy {
       server.listen(this.port, '127.0.0.1', resolve);
     });
     this.server = server;
+  }
+
+  /**
+   * Connections opened from now on reach the service only at `release()`: what their clients send is
+   * kept until then (a connection attempt under way, its handshake not answered yet).
+   */
+  hold(): void {
+    this.held ??= [];
+  }
+
+  /** Sends on what held connections kept, in order, and forwards them from then on. */
+  release(): void {
+    const held = this.held ?? [];
+    this.held = undefined;
+    for (const { upstream, data } of held) upstream.write(data);
   }
 
   /** Stops accepting new connections (open ones are left alone). */

@@ -2,6 +2,7 @@ import { Injectable, Logger } from '@nestjs/common';
 import * as amqp from 'amqplib';
 import type { ChannelModel, ConfirmChannel, RecoveringChannelModel } from 'amqplib';
 import { BrokerConnectionError } from '../../errors/broker-connection.error';
+import { IntegrationEventsError } from '../../errors/integration-events.error';
 import { TransportNotReadyError } from '../../errors/transport-not-ready.error';
 import { IntegrationEventsConfig } from '../../options/integration-events.config';
 import { MIN_FRAME_MAX } from '../../options/resolve-options';
@@ -57,6 +58,8 @@ export class RabbitMqConnection {
   /** Every managed channel's first open on the current connection has been tried. */
   private channelsTried = false;
   private blocked = false;
+  /** `close()` was called: for good, no connection is made after it. */
+  private closed = false;
 
   /**
    * Called after each connection's setup completed, and when the broker unblocks it (the relay is woken
@@ -125,8 +128,10 @@ export class RabbitMqConnection {
    */
   async connect(): Promise<void> {
     const rabbitmq = this.config.options.rabbitmq!;
+    const closedDuringBoot = (): Error =>
+      new IntegrationEventsError(`The RabbitMQ connection (${this.role}) was closed before it was established: the application is shutting down`);
     const { clientProperties, ...socketOptions } = rabbitmq.socketOptions as { clientProperties?: Record<string, unknown> };
-    const recovering = await amqp.connect(this.urlWithHeartbeat(), {
+    const recovering = await this.recoveringConnection(this.urlWithHeartbeat(), {
       timeout: 10_000,
       ...socketOptions,
       clientProperties: { ...clientProperties, connection_name: `${rabbitmq.connectionName} (${this.role})` },
@@ -138,6 +143,11 @@ export class RabbitMqConnection {
         setup: (model: ChannelModel) => this.setup(model),
       },
     });
+    if (this.closed) {
+      // close() ran before or while amqplib was being asked: it found nothing to close.
+      await recovering.close().catch(() => undefined);
+      throw closedDuringBoot();
+    }
     this.recovering = recovering;
     recovering.on('error', (error: Error) => this.logger.warn(`Connection error (${this.role}): ${this.describe(error)}`));
     recovering.on('blocked', (reason: string) => {
@@ -188,12 +198,26 @@ export class RabbitMqConnection {
       };
       recovering.on('connect', onConnect);
       recovering.on('connect-failed', onFailed);
+      // Closed meanwhile (app.close() during app.init()): amqplib closes a connection its attempt then
+      // makes without reporting it either way, and only this says so.
+      recovering.waitForConnect().catch(() => {
+        if (!this.closed) return;
+        cleanup();
+        this.booting = false;
+        reject(closedDuringBoot());
+      });
     });
     recovering.on('connect-failed', (error: Error) => this.logger.warn(`Connecting failed (${this.role}): ${this.describe(error)}`));
   }
 
+  /** amqplib's connection with its own recovery; asked for here, where a test can make `close()` run meanwhile. */
+  protected recoveringConnection(url: string, options: amqp.SocketOptions & { recovery: amqp.RecoveryOptions }): Promise<RecoveringChannelModel> {
+    return amqp.connect(url, options);
+  }
+
   /** Closes every channel, then the connection (and stops reconnecting). Never waits long on a dead broker. */
   async close(): Promise<void> {
+    this.closed = true;
     await Promise.all(this.channels.splice(0).map((channel) => channel.close()));
     const recovering = this.recovering;
     const model = this.model;
