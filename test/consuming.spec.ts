@@ -71,6 +71,15 @@ describe('consuming', () => {
 
     const second = await start();
     await eventually(() => expect(second.get(OrderCreatedRecorder).received.map((r) => r.context.messageId)).toEqual([id]));
+    // Given back as it came, not counted as a failed attempt: no retry copy (which would arrive as
+    // attempt 2, with the failure's headers), and nothing dead-lettered.
+    const { context } = second.get(OrderCreatedRecorder).received[0]!;
+    expect(context.attempt).toBe(1);
+    expect(context.redelivered).toBe(true);
+    expect(context.headers['ie-attempt']).toBeUndefined();
+    expect(context.headers['ie-last-error']).toBeUndefined();
+    await eventually(async () => expect(await queueDepth()).toBe(0));
+    expect(await ns.queueDepth(`${queue()}.dlq`)).toBe(0);
   });
 
   it('leaves nothing on the consumer\'s shutdown signal for calls that read their signal and ended (no growth per message)', async () => {
