@@ -943,8 +943,11 @@ describe('@nestjs/cqrs bridge', () => {
       await expect(attempt).rejects.toThrow('@IntegrationEventConverter HandsBackConverter: convert() of a HandsBackDomainEvent ');
       await expect(attempt).rejects.toThrow(says);
       expect(await orderRows('o-hands-back')).toBe(0);
+      // Not the valid part of what convert() gave either.
+      const written = await outboxPayloads();
+      expect(written).not.toContain('o-ok');
+      expect(written).not.toContain('o-twice');
     }
-    expect(await outboxPayloads()).not.toEqual(expect.arrayContaining(['o-ok', 'o-twice']));
   });
 
   it('follows savepoints: a rolled-back one takes its domain events with it, handled or not; a released one keeps them', async () => {
