@@ -766,10 +766,22 @@ describe('broker connection limits', () => {
       moduleRef.useLogger(false);
       try {
         await expect(moduleRef.init()).rejects.toThrow(BrokerConnectionError);
-        // The consumers had not subscribed yet: no handler ran in the application that failed to start.
-        expect(moduleRef.get(OrderCreatedRecorder).received.map((call) => call.context.messageId)).toEqual([]);
         // Nothing of the failed application stays connected, before anyone closes it (its consumers would run on).
         await eventually(async () => expect((await ctl('list_connections', 'vhost')).stdout.split('\n').filter((line) => line.trim() === vhost)).toEqual([]));
+        // The consumers had not subscribed: no handler ran in the application that failed to start, and the
+        // message waits in its queue, never delivered.
+        expect(moduleRef.get(OrderCreatedRecorder).received.map((call) => call.context.messageId)).toEqual([]);
+        const check = await amqp.connect(url.toString());
+        try {
+          const channel = await check.createChannel();
+          const waiting = await channel.get(queue, { noAck: true });
+          expect(waiting && { messageId: waiting.properties.messageId, redelivered: waiting.fields.redelivered }).toEqual({
+            messageId: 'm-waiting-at-boot',
+            redelivered: false,
+          });
+        } finally {
+          await check.close();
+        }
       } finally {
         await moduleRef.close().catch(() => undefined);
       }
