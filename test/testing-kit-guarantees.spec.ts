@@ -208,7 +208,7 @@ describe('the testing module and kit, at the edges', () => {
     const { kit } = await start();
     for (const timeoutMs of [Number.NaN, 0, -1, Number.POSITIVE_INFINITY, 2_147_483_648]) {
       await expect(kit.drain({ timeoutMs })).rejects.toThrow(`drain({ timeoutMs }) takes a positive number of milliseconds up to 2147483647, not ${timeoutMs}`);
-      await expect(kit.drain({ timeoutMs })).rejects.toBeInstanceOf(TestKitRefusalError);
+      await expect(kit.drain({ timeoutMs })).rejects.toBeInstanceOf(RangeError);
     }
     await kit.drain({ timeoutMs: 2_147_483_647 });
     await kit.drain({ timeoutMs: 1_000 });

@@ -187,13 +187,13 @@ export class IntegrationEventsTestKit {
    * module's short delays) until they succeed or are dead-lettered. Rows published with a delay that is
    * not yet due are not waited for.
    * @throws DrainTimeoutError after `timeoutMs`, saying what was left
-   * @throws TestKitRefusalError for a `timeoutMs` that is not a positive number up to 2147483647
+   * @throws RangeError for a `timeoutMs` that is not a positive number up to 2147483647
    */
   async drain({ timeoutMs = 10_000 }: { timeoutMs?: number } = {}): Promise<void> {
     // NaN would make the deadline never pass: a drain that never gives up. Past 2^31 - 1 Node fires its
     // timers after 1 ms: each count of the outbox would be given up on at once, and the drain never end.
     if (typeof timeoutMs !== 'number' || !(timeoutMs > 0) || !(timeoutMs <= 2_147_483_647)) {
-      throw new TestKitRefusalError(`drain({ timeoutMs }) takes a positive number of milliseconds up to 2147483647, not ${String(timeoutMs)}`);
+      throw new RangeError(`drain({ timeoutMs }) takes a positive number of milliseconds up to 2147483647, not ${String(timeoutMs)}`);
     }
     const deadline = Date.now() + timeoutMs;
     let quietRounds = 0;
