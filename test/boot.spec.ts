@@ -254,6 +254,10 @@ describe('boot', () => {
     const module = IntegrationEventsModule.forRootAsync({ imports: [], inject: [], provideInjectionTokensFrom: [], isGlobal: false, useFactory });
     expect(module.global).toBe(false);
     expect(IntegrationEventsModule.forRootAsync({ useClass: OptionsFactory }).module).toBe(IntegrationEventsModule);
+    // As Nest reads them: a way left falsy is not given, and useExisting may name a provider by any token.
+    expect(IntegrationEventsModule.forRootAsync({ useFactory, useClass: null as never }).module).toBe(IntegrationEventsModule);
+    expect(IntegrationEventsModule.forRootAsync({ useExisting: 'OPTIONS_FACTORY' as never }).module).toBe(IntegrationEventsModule);
+    expect(refused({ useExisting: 42 })).toThrow(/"useExisting" \(got 42\): pass a provider's token/);
   });
 
   it('refuses a bad option where forRoot() is called', () => {

@@ -24,15 +24,21 @@ export function assertAsyncOptions(options: unknown): void {
       );
     }
   }
-  const ways = WAYS.filter((way) => given[way] !== undefined);
+  // As Nest reads them: a way set to a falsy value (`useClass: flag ? X : null`) is not given.
+  const ways = WAYS.filter((way) => Boolean(given[way]));
   if (ways.length !== 1) {
     throw new InvalidIntegrationEventsOptionsError(
       ways.length === 0 ? 'useFactory' : ways.join(', '),
-      ways.length === 0 ? undefined : '(more than one)',
+      ways.length === 0 ? given.useFactory : '(more than one)',
       'give exactly one of useFactory, useClass or useExisting',
     );
   }
-  if (typeof given[ways[0]] !== 'function') {
-    throw new InvalidIntegrationEventsOptionsError(ways[0], given[ways[0]], ways[0] === 'useFactory' ? 'pass a function that returns the options' : 'pass a class');
+  const [way] = ways as [(typeof WAYS)[number]];
+  const value = given[way];
+  // useExisting names a provider, which may have any token: Nest injects it and calls its create().
+  const fits = way === 'useExisting' ? ['function', 'string', 'symbol'].includes(typeof value) : typeof value === 'function';
+  if (!fits) {
+    const expected = way === 'useFactory' ? 'pass a function that returns the options' : way === 'useClass' ? 'pass a class' : "pass a provider's token";
+    throw new InvalidIntegrationEventsOptionsError(way, value, expected);
   }
 }
