@@ -113,6 +113,14 @@ describe('handler discovery', () => {
     expect((outcome as Error).message).toContain('both would consume OrderCreatedIntegrationEvent, each on a queue of its own');
   });
 
+  it('boots beside a provider whose token is a function without a prototype (an arrow function)', async () => {
+    const arrowToken = (() => undefined) as unknown as Function;
+    class Clock {}
+    const { handlers } = await bootAndDeliver([OrderCreatedRecorder, { provide: arrowToken, useClass: Clock }]);
+    expect(handlers).toEqual([{ name: 'OrderCreatedRecorder', queue: `${ns.serviceName}.OrderCreatedRecorder` }]);
+    expect(app!.get(arrowToken)).toBeInstanceOf(Clock);
+  });
+
   it('consumes a handler that is also provided under an alias once', async () => {
     const { handlers } = await bootAndDeliver([OrderCreatedRecorder, { provide: 'recorder-alias', useExisting: OrderCreatedRecorder }]);
     expect(handlers).toEqual([{ name: 'OrderCreatedRecorder', queue: `${ns.serviceName}.OrderCreatedRecorder` }]);

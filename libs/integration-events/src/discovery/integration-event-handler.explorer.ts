@@ -319,7 +319,9 @@ function checkedHandlerOptions(name: string, options: unknown): IntegrationEvent
  * carries the `@IntegrationEventHandler` itself (the one `cls` inherits).
  */
 function standsInFor(token: unknown, cls: Function): Function | undefined {
-  if (typeof token !== 'function' || token === cls || !(cls.prototype instanceof token)) return undefined;
+  if (typeof token !== 'function' || token === cls) return undefined;
   const metadata: unknown = Reflect.getMetadata(IntegrationEventHandlerDiscovery.KEY, cls);
-  return metadata !== undefined && Reflect.getOwnMetadata(IntegrationEventHandlerDiscovery.KEY, token) === metadata ? token : undefined;
+  if (metadata === undefined || Reflect.getOwnMetadata(IntegrationEventHandlerDiscovery.KEY, token) !== metadata) return undefined;
+  // The token carries the class's own metadata, so it is a class: instanceof cannot throw on it.
+  return cls.prototype instanceof token ? token : undefined;
 }
