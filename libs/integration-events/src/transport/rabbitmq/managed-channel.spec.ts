@@ -45,7 +45,10 @@ describe('ManagedChannel', () => {
           setups++;
           // The first setup's last answer and the broker's close come in one read: the close event fires
           // before the setup resumes.
-          if (setups === 1) (channel as unknown as FakeChannel).emit('close');
+          if (setups === 1) {
+            (channel as unknown as FakeChannel).emit('error', new Error('Channel closed by server: 406 (PRECONDITION-FAILED)'));
+            (channel as unknown as FakeChannel).emit('close');
+          }
           await Promise.resolve();
         },
       },
@@ -59,7 +62,9 @@ describe('ManagedChannel', () => {
     await until(() => managed.current !== undefined);
     expect(channels).toHaveLength(2);
     expect(managed.current).toBe(channels[1]);
-    expect(log.error).toHaveBeenCalledWith(expect.stringContaining('Opening channel "orders" failed: The channel closed as soon as it was set up'));
+    expect(log.error).toHaveBeenCalledWith(
+      expect.stringContaining('Opening channel "orders" failed: The channel closed as soon as it was set up: Channel closed by server: 406 (PRECONDITION-FAILED)'),
+    );
     await managed.close();
   });
 

@@ -43,7 +43,11 @@ export class ManagedChannel {
     clearTimeout(this.reopenTimer);
     const channel = await model.createConfirmChannel();
     let closed = false;
-    channel.on('error', (error: Error) => this.log.warn(`Channel "${this.spec.name}" error: ${error.message}`));
+    let closedWith: Error | undefined;
+    channel.on('error', (error: Error) => {
+      closedWith ??= error;
+      this.log.warn(`Channel "${this.spec.name}" error: ${error.message}`);
+    });
     channel.on('close', () => {
       closed = true;
       this.onClosed(channel, model);
@@ -62,7 +66,7 @@ export class ManagedChannel {
     // The broker closed it as its setup's last answer came (amqplib handles the frames of one read at
     // once, so its close event can come before the setup resumes): kept, it would be taken for the open
     // channel for good, and the reopen its close asked for would find a channel and do nothing.
-    if (closed) throw new Error('The channel closed as soon as it was set up');
+    if (closed) throw new Error(`The channel closed as soon as it was set up${closedWith ? `: ${closedWith.message}` : ''}`);
     this.channel = channel;
     this.failedReopens = 0;
   }
