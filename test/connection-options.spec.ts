@@ -150,6 +150,35 @@ describe('RabbitMQ connection options', () => {
       await closing;
     });
 
+    it('closes the connection whose channels are being opened, at once, and keeps nothing of it', async () => {
+      const connection = connectionOf();
+      let reachedSetup!: () => void;
+      const inSetup = new Promise<void>((resolve) => (reachedSetup = resolve));
+      let releaseSetup!: () => void;
+      const held = new Promise<void>((resolve) => (releaseSetup = resolve));
+      connection.manage({
+        name: 'held',
+        setup: async () => {
+          reachedSetup();
+          await held;
+        },
+      });
+      const outcome = connection.connect().then(
+        () => 'connected',
+        (error: Error) => error.message,
+      );
+      await inSetup;
+      await connection.close();
+      try {
+        // Closed by close() itself, while the channel's setup still waits: not left to a broker that may never answer.
+        await eventually(async () => expect(await brokerConnections(`${ns.serviceName} (`)).toEqual([]));
+      } finally {
+        releaseSetup();
+      }
+      expect(await outcome).toMatch(/was closed before it was established/);
+      expect(connection.isConnected).toBe(false);
+    });
+
     it('ends the wait for a first attempt that succeeds after close(), which amqplib reports neither way', async () => {
       const proxy = await TcpProxy.create(TEST_RABBITMQ_ADDRESS);
       try {
@@ -168,6 +197,8 @@ describe('RabbitMQ connection options', () => {
         await closing;
         // Without an answer either way, it would wait for ever (the test's own timeout).
         expect(await outcome).toMatch(/was closed before it was established/);
+        // The attempt's connection, let through after close(), does not stay.
+        await eventually(() => expect(proxy.connections).toBe(0));
       } finally {
         await proxy.stop();
       }

@@ -7,7 +7,7 @@ import { TransportNotReadyError } from '../../errors/transport-not-ready.error';
 import { IntegrationEventsConfig } from '../../options/integration-events.config';
 import { MIN_FRAME_MAX } from '../../options/resolve-options';
 import { redactSecrets } from '../../util/redact-url';
-import { closeQuietly, destroySocket } from './close-quietly';
+import { closeConnectionQuietly, closeQuietly, destroySocket } from './close-quietly';
 import { ManagedChannel, type ManagedChannelSpec } from './managed-channel';
 
 /**
@@ -60,6 +60,8 @@ export class RabbitMqConnection {
   private blocked = false;
   /** `close()` was called: for good, no connection is made after it. */
   private closed = false;
+  /** The connection whose channels are being opened (see `setup()`), not yet `model`. */
+  private modelInSetup: ChannelModel | undefined;
 
   /**
    * Called after each connection's setup completed, and when the broker unblocks it (the relay is woken
@@ -221,8 +223,10 @@ export class RabbitMqConnection {
     await Promise.all(this.channels.splice(0).map((channel) => channel.close()));
     const recovering = this.recovering;
     const model = this.model;
+    const inSetup = this.modelInSetup !== model ? this.modelInSetup : undefined;
     this.recovering = undefined;
     this.model = undefined;
+    if (inSetup) await closeConnectionQuietly(inSetup);
     if (!recovering) return;
     // amqplib's close waits for the broker's CloseOk; on a half-dead connection that never comes.
     let modelClosed = false;
@@ -271,6 +275,9 @@ export class RabbitMqConnection {
     model.once('close', onClose);
     const closedError = (): Error =>
       new Error(`The connection closed while its channels were being opened${cause ? `: ${this.describe(cause)}` : ''}`);
+    // close() meanwhile (shutdown during boot) closes it too: its opens would otherwise wait on a broker
+    // that may never answer, and it would be kept once they end.
+    this.modelInSetup = model;
     try {
       if (!this.booting) {
         this.model = model;
@@ -285,10 +292,12 @@ export class RabbitMqConnection {
       throw closed ? closedError() : error;
     } finally {
       model.off('close', onClose);
+      if (this.modelInSetup === model) this.modelInSetup = undefined;
     }
-    if (closed) {
+    if (closed || this.closed) {
       if (this.model === model) this.model = undefined;
-      throw closedError();
+      // Thrown, amqplib closes it.
+      throw closed ? closedError() : new Error('The connection was closed while its channels were being opened');
     }
     this.channelsTried = true;
     this.onConnected?.();
