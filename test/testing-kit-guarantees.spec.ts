@@ -38,7 +38,7 @@ import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
 import { TransportHost } from '../libs/integration-events/src/transport/transport-host';
 import { MessageDispatcher } from '../libs/integration-events/src/consumer/message-dispatcher';
 import { CapturingLogger } from './support/capturing-logger';
-import { eventually } from './support/eventually';
+import { consistently, eventually } from './support/eventually';
 import { sqlitePersistence } from './support/sqlite-persistence';
 import { infrastructureImports } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
@@ -646,9 +646,12 @@ describe('InProcessBroker.close()', () => {
       delivery.requeue();
     }, 1);
     broker.sendToQueue('q', { content: Buffer.from('{}'), messageId: 'm', routingKey: 'q', headers: {}, properties: {}, redelivered: false });
-    await eventually(() => expect(broker.findQueue('q')?.depth).toBe(1));
-    await new Promise((resolve) => setImmediate(resolve));
-    expect(deliveries).toBe(1);
+    // Delivered once, given back, and never again: it waits in its queue, marked as given back.
+    await eventually(() => expect(deliveries).toBe(1));
+    await consistently(() => expect(deliveries).toBe(1), { forMs: 100 });
+    const queue = broker.findQueue('q')!;
+    expect([queue.depth, queue.unacked]).toEqual([1, 0]);
+    expect(queue.peek().map((message) => [message.messageId, message.redelivered])).toEqual([['m', true]]);
   });
 });
 
