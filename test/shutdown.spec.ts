@@ -306,12 +306,17 @@ describe('graceful shutdown', () => {
   });
 
   it('lets the relay finish its batch: rows are either sent or still pending, never lost', async () => {
+    const probe = await ns.probe('ordering.order-created');
     const app = await start();
     await ns.insertOutboxRows(2_000);
     await eventually(async () => expect((await ns.outboxRows()).some((row) => row.status === 'sent')).toBe(true));
     await apps.splice(apps.indexOf(app), 1)[0]!.close();
     const rows = await ns.outboxRows();
     expect(rows.filter((row) => row.status !== 'sent' && row.status !== 'pending')).toEqual([]);
+    // Every row marked sent is on the broker: confirmed before it was marked, never marked and dropped.
+    const sent = rows.filter((row) => row.status === 'sent').map((row) => row.id);
+    const published = () => new Set(probe.messages.map((message) => message.properties.messageId as string));
+    await eventually(() => expect(sent.filter((id) => !published().has(id))).toEqual([]));
     // Nothing is left leased by the stopped relay: the next instance sends the rest at once.
     const leased = (await (await ns.sql()).query(`SELECT count(*)::int AS n FROM ${ns.outboxTable} WHERE locked_until > now()`)).rows[0].n;
     expect(leased).toBe(0);
