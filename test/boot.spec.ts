@@ -24,7 +24,7 @@ import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/o
 import { CapturingLogger } from './support/capturing-logger';
 import { consistently } from './support/eventually';
 import { TEST_RABBITMQ_ADDRESS } from './support/services';
-import { bootMessage, infrastructureImports, startTestApp, testOptions, type TestAppOptions, transactionsOnAnotherDataSource } from './support/test-app';
+import { bootMessage, bootRefused, infrastructureImports, startTestApp, testOptions, type TestAppOptions, transactionsOnAnotherDataSource } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
 
 class NotAnEvent {
@@ -133,53 +133,53 @@ describe('boot', () => {
   });
 
   it('refuses a handler without handle()', async () => {
-    const boot = startTestApp(ns, { providers: [HandlerWithoutHandle] });
+    const boot = bootRefused(ns, { providers: [HandlerWithoutHandle] });
     await expect(boot).rejects.toThrow(InvalidIntegrationEventHandlerError);
     await expect(boot).rejects.toThrow(/HandlerWithoutHandle.*no handle\(event, context\) method/);
   });
 
   it('refuses a handler whose event class has no @IntegrationEvent', async () => {
-    await expect(startTestApp(ns, { providers: [HandlerOfUndecoratedEvent] })).rejects.toThrow(
+    await expect(bootRefused(ns, { providers: [HandlerOfUndecoratedEvent] })).rejects.toThrow(
       /HandlerOfUndecoratedEvent: its event class NotAnEvent has no @IntegrationEvent decorator/,
     );
   });
 
   it('refuses two handlers claiming one queue', async () => {
-    const boot = startTestApp(ns, { providers: [FirstClaimant, SecondClaimant] });
+    const boot = bootRefused(ns, { providers: [FirstClaimant, SecondClaimant] });
     await expect(boot).rejects.toBeInstanceOf(DuplicateHandlerQueueError);
     await expect(boot).rejects.toThrow(/FirstClaimant and SecondClaimant both resolve to queue "shared"/);
   });
 
   it('names the queue two handlers share when it is a dead-letter queue', async () => {
-    const boot = startTestApp(ns, { providers: [ChargeHandler, RefundHandler] });
+    const boot = bootRefused(ns, { providers: [ChargeHandler, RefundHandler] });
     await expect(boot).rejects.toBeInstanceOf(DuplicateHandlerQueueError);
     await expect(boot).rejects.toThrow(/ChargeHandler and RefundHandler both resolve to queue "billing\.dlq"/);
-    const intoQueue = startTestApp(ns, { providers: [ChargeHandler, DeadLettersIntoChargeQueue] });
+    const intoQueue = bootRefused(ns, { providers: [ChargeHandler, DeadLettersIntoChargeQueue] });
     await expect(intoQueue).rejects.toThrow(/ChargeHandler and DeadLettersIntoChargeQueue both resolve to queue "billing\.charge"/);
   });
 
   it('refuses a queue that is another handler\'s retry wait queue on RabbitMQ, naming it; in-process, where there is none, boots', async () => {
-    const boot = startTestApp(ns, { providers: [ChargeHandler, TakesChargeRetries] });
+    const boot = bootRefused(ns, { providers: [ChargeHandler, TakesChargeRetries] });
     await expect(boot).rejects.toBeInstanceOf(DuplicateHandlerQueueError);
     await expect(boot).rejects.toThrow(
       'Handlers ChargeHandler and TakesChargeRetries both resolve to queue "billing.charge.retry.0ms" (a retry wait queue of ChargeHandler\'s, on RabbitMQ).',
     );
     expect(await bootMessage(ns, { providers: [ChargeHandler, TakesChargeRetries], options: { inProcess: { broker: new InProcessBroker() } } })).toBe('booted');
-    await expect(startTestApp(ns, { providers: [DeadLettersIntoOwnRetries] })).rejects.toThrow(
+    await expect(bootRefused(ns, { providers: [DeadLettersIntoOwnRetries] })).rejects.toThrow(
       'DeadLettersIntoOwnRetries: deadLetterQueue "billing.audit.retry.0ms" is one of its own retry wait queues on RabbitMQ: name another.',
     );
   });
 
   it('says it is the default dead-letter queue\'s name that is too long, not a deadLetterQueue the handler never gave', async () => {
-    await expect(startTestApp(ns, { providers: [LongQueueHandler] })).rejects.toThrow(
+    await expect(bootRefused(ns, { providers: [LongQueueHandler] })).rejects.toThrow(
       'its dead-letter queue\'s default name, the queue\'s with ".dlq"',
     );
-    await expect(startTestApp(ns, { providers: [LongQueueHandler] })).rejects.toThrow('give it a shorter queue, or a deadLetterQueue of its own');
+    await expect(bootRefused(ns, { providers: [LongQueueHandler] })).rejects.toThrow('give it a shorter queue, or a deadLetterQueue of its own');
   });
 
   it('shows a refused handler option as it was given: a string quoted, a null retry as "retry"', async () => {
-    await expect(startTestApp(ns, { providers: [StringPrefetchHandler] })).rejects.toThrow('StringPrefetchHandler: prefetch "5" is not a whole number');
-    await expect(startTestApp(ns, { providers: [NullRetryHandler] })).rejects.toThrow('NullRetryHandler: retry null: pass an object of retry options');
+    await expect(bootRefused(ns, { providers: [StringPrefetchHandler] })).rejects.toThrow('StringPrefetchHandler: prefetch "5" is not a whole number');
+    await expect(bootRefused(ns, { providers: [NullRetryHandler] })).rejects.toThrow('NullRetryHandler: retry null: pass an object of retry options');
   });
 
   it('refuses an inbox that forgets messages before they can come again, for the handlers that use it', async () => {
@@ -205,18 +205,18 @@ describe('boot', () => {
   });
 
   it('refuses a handler option it does not know (a misplaced retry option), and null where a value belongs', async () => {
-    await expect(startTestApp(ns, { providers: [MisplacedOptionHandler] })).rejects.toThrow(
+    await expect(bootRefused(ns, { providers: [MisplacedOptionHandler] })).rejects.toThrow(
       /MisplacedOptionHandler: it has an unknown option "maxAttempts"\. The handler options are queue, prefetch, .*under retry/s,
     );
-    await expect(startTestApp(ns, { providers: [NullPrefetchHandler] })).rejects.toThrow(/NullPrefetchHandler: prefetch null is not a whole number/);
-    await expect(startTestApp(ns, { providers: [NullQueueHandler] })).rejects.toThrow(/NullQueueHandler: queue null is not a valid queue name/);
-    await expect(startTestApp(ns, { providers: [NullDeadLetterQueueHandler] })).rejects.toThrow(
+    await expect(bootRefused(ns, { providers: [NullPrefetchHandler] })).rejects.toThrow(/NullPrefetchHandler: prefetch null is not a whole number/);
+    await expect(bootRefused(ns, { providers: [NullQueueHandler] })).rejects.toThrow(/NullQueueHandler: queue null is not a valid queue name/);
+    await expect(bootRefused(ns, { providers: [NullDeadLetterQueueHandler] })).rejects.toThrow(
       /NullDeadLetterQueueHandler: deadLetterQueue null is not a valid queue name/,
     );
   });
 
   it('refuses a request-scoped handler', async () => {
-    await expect(startTestApp(ns, { providers: [RequestScopedHandler] })).rejects.toThrow(/must be singletons/);
+    await expect(bootRefused(ns, { providers: [RequestScopedHandler] })).rejects.toThrow(/must be singletons/);
   });
 
   it('refuses an isGlobal that is not a boolean, which Nest would read as true', () => {
@@ -423,7 +423,7 @@ describe('boot', () => {
   });
 
   it('fails boot when the outbox table was never created', async () => {
-    await expect(startTestApp(ns, { options: { outbox: { table: 'no_such_outbox' } } })).rejects.toThrow(
+    await expect(bootRefused(ns, { options: { outbox: { table: 'no_such_outbox' } } })).rejects.toThrow(
       OutboxTableMissingError,
     );
   });
@@ -443,7 +443,7 @@ describe('boot', () => {
 
   it('fails boot when the broker refuses the credentials, without showing the password', async () => {
     const { host, port } = TEST_RABBITMQ_ADDRESS;
-    const boot = startTestApp(ns, { options: { rabbitmq: { url: `amqp://guest:s3cr3t-pw@${host}:${port}` } } });
+    const boot = bootRefused(ns, { options: { rabbitmq: { url: `amqp://guest:s3cr3t-pw@${host}:${port}` } } });
     await expect(boot).rejects.toBeInstanceOf(BrokerConnectionError);
     const error = (await boot.catch((e: unknown) => e)) as Error;
     expect(error.message).toMatch(/ACCESS.REFUSED/);
@@ -484,7 +484,7 @@ describe('boot', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
       const { port } = server.address() as net.AddressInfo;
-      const boot = startTestApp(ns, { options: { rabbitmq: { url: `amqp://guest:guest@127.0.0.1:${port}` } } });
+      const boot = bootRefused(ns, { options: { rabbitmq: { url: `amqp://guest:guest@127.0.0.1:${port}` } } });
       await expect(boot).rejects.toBeInstanceOf(BrokerConnectionError);
       await expect(boot).rejects.toThrow("The broker limits frames to 4096 bytes (its frame_max): the library needs at least 131072 (RabbitMQ's default)");
     } finally {
@@ -494,7 +494,7 @@ describe('boot', () => {
 
   it('fails boot naming the virtual host when the broker will not open it', async () => {
     const { host, port } = TEST_RABBITMQ_ADDRESS;
-    const boot = startTestApp(ns, { options: { rabbitmq: { url: `amqp://guest:guest@${host}:${port}/no-such-vhost-${ns.id}` } } });
+    const boot = bootRefused(ns, { options: { rabbitmq: { url: `amqp://guest:guest@${host}:${port}/no-such-vhost-${ns.id}` } } });
     await expect(boot).rejects.toBeInstanceOf(BrokerConnectionError);
     await expect(boot).rejects.toThrow(`the broker refused the virtual host "no-such-vhost-${ns.id}": it does not exist, or the user has no permissions on it`);
   });

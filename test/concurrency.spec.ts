@@ -10,7 +10,7 @@ import {
 } from 'nestjs-integration-events';
 import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
 import { consistently, eventually } from './support/eventually';
-import { startTestApp } from './support/test-app';
+import { bootRefused, startTestApp } from './support/test-app';
 import { TcpProxy } from './support/tcp-proxy';
 import { TestNamespace } from './support/test-namespace';
 import { rabbitMqUrlVia, TEST_RABBITMQ_ADDRESS } from './support/services';
@@ -192,8 +192,8 @@ describe('prefetch and concurrency', () => {
     });
 
     it('refuses an ackDelayMs outside 0..1000 at boot', async () => {
-      await expect(startTestApp(ns, { providers: [], options: { consumer: { ackDelayMs: 1_001 } } })).rejects.toThrow(/consumer\.ackDelayMs/);
-      await expect(startTestApp(ns, { providers: [], options: { consumer: { ackDelayMs: -1 } } })).rejects.toThrow(/consumer\.ackDelayMs/);
+      await expect(bootRefused(ns, { providers: [], options: { consumer: { ackDelayMs: 1_001 } } })).rejects.toThrow(/consumer\.ackDelayMs/);
+      await expect(bootRefused(ns, { providers: [], options: { consumer: { ackDelayMs: -1 } } })).rejects.toThrow(/consumer\.ackDelayMs/);
     });
   });
 
@@ -202,7 +202,7 @@ describe('prefetch and concurrency', () => {
     class ZeroConcurrency implements IIntegrationEventHandler<OrderCreatedIntegrationEvent> {
       handle(): void {}
     }
-    await expect(startTestApp(ns, { providers: [ZeroConcurrency] })).rejects.toThrow(/ZeroConcurrency.*concurrency 0 is not a whole number from 1 to 65535/s);
-    await expect(startTestApp(ns, { providers: [], options: { consumer: { concurrency: 1.5 } } })).rejects.toThrow(/consumer\.concurrency/);
+    await expect(bootRefused(ns, { providers: [ZeroConcurrency] })).rejects.toThrow(/ZeroConcurrency.*concurrency 0 is not a whole number from 1 to 65535/s);
+    await expect(bootRefused(ns, { providers: [], options: { consumer: { concurrency: 1.5 } } })).rejects.toThrow(/consumer\.concurrency/);
   });
 });

@@ -26,7 +26,7 @@ import { registerTestMeterProvider } from './support/test-meters';
 /** Queue names fixed in the decorators, unique to this run of the file (another run on the same broker, say a developer's beside CI's, must not share them). */
 const RUN = randomUUID().slice(0, 8);
 import { TEST_DATABASE_URL } from './support/services';
-import { infrastructureImports, startTestApp, testOptions, trackHandlerQueues, transactionsOnAnotherDataSource } from './support/test-app';
+import { bootRefused, infrastructureImports, startTestApp, testOptions, trackHandlerQueues, transactionsOnAnotherDataSource } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
 import { untilAborted } from './support/until-aborted';
 
@@ -516,7 +516,7 @@ describe('inbox at boot', () => {
 
   it('fails boot when the inbox table is missing, naming the fix', async () => {
     await expect(
-      startTestApp(ns, { providers: [Ledger, TakePayment], options: { inbox: { table: 'no_inbox_here' } } }),
+      bootRefused(ns, { providers: [Ledger, TakePayment], options: { inbox: { table: 'no_inbox_here' } } }),
     ).rejects.toThrow(InboxTableMissingError);
   });
 

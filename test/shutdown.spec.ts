@@ -257,6 +257,8 @@ describe('graceful shutdown', () => {
 
   it('handles and converts the domain events of a transaction still open when the module unhooks, before and after', async () => {
     const app = await startTestApp(ns, { imports: [CqrsModule.forRoot()], providers: [ParcelPackedConverter] });
+    // Closed by the test; by the afterEach if the test fails first.
+    apps.push(app);
     const txHost = app.get<TransactionHost<TransactionalAdapterTypeOrm>>(TransactionHost);
     const eventBus = app.get(EventBus);
     // A job a later module's shutdown waits for: it raised a domain event, and awaits something across the shutdown.
@@ -298,7 +300,7 @@ describe('graceful shutdown', () => {
       await Promise.all([job, lateJob]);
       return destroy();
     });
-    await app.close();
+    await apps.splice(apps.indexOf(app), 1)[0]!.close();
     await Promise.all([job, lateJob]);
     const packed = (await ns.outboxRows()).filter((row) => row.event_name === 'shipping.parcel-packed');
     expect(packed).toHaveLength(3);

@@ -124,6 +124,16 @@ export async function bootMessage(ns: TestNamespace, options: TestAppOptions = {
   );
 }
 
+/**
+ * For `await expect(bootRefused(ns, options)).rejects...`: rejects with what boot failed with, and when
+ * boot succeeds (a regression) closes the application before resolving, so none is left running.
+ */
+export async function bootRefused(ns: TestNamespace, options: TestAppOptions = {}): Promise<'booted'> {
+  const app = await startTestApp(ns, options);
+  await app.close();
+  return 'booted';
+}
+
 /** Tracks every queue the app's handlers declare (their own, dead-letter and wait queues) for cleanup. */
 export function trackHandlerQueues(ns: TestNamespace, app: Pick<TestingModule, 'get'>): void {
   for (const handler of app.get(IntegrationEventConsumers).handlers) {
