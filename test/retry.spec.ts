@@ -1,5 +1,6 @@
 import type { TestingModule } from '@nestjs/testing';
 import {
+  IntegrationEventConsumers,
   HandlerTimeoutError,
   IntegrationEvent,
   IntegrationEventHandler,
@@ -160,7 +161,10 @@ describe('retries and the dead-letter queue', () => {
     await ns?.cleanup();
   });
 
-  beforeEach(() => {
+  // One app, and one dead-letter queue per handler, for the whole file: each test starts with them empty,
+  // whatever ran before (or failed half-way).
+  beforeEach(async () => {
+    for (const handler of app.get(IntegrationEventConsumers).handlers) await ns.drainQueue(handler.deadLetterQueue);
     recorder.received.length = 0;
     recorder.behaviour = () => undefined;
     app.get(AuditTrail).ids.length = 0;
