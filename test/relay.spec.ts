@@ -262,9 +262,10 @@ describe('outbox relay', () => {
       timeoutMs: 30_000,
     });
     await eventually(() => expect(probe.messages.length).toBeGreaterThanOrEqual(3_000));
+    // A duplicate may still be on its way (published by one relay after the other marked the row): give it time to come.
+    await consistently(() => expect(probe.messages).toHaveLength(3_000), { forMs: 500 });
     const ids = probe.messages.map((message) => message.properties.messageId as string);
     expect(new Set(ids).size).toBe(3_000);
-    expect(ids).toHaveLength(3_000);
   });
 
   it('has every published row marked sent when stop() returns, though marks run while the next batch goes out', async () => {
