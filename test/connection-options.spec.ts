@@ -1,6 +1,6 @@
 import type { TestingModule } from '@nestjs/testing';
 import { OrderCreatedRecorder } from './fixtures/order-events';
-import { eventually } from './support/eventually';
+import { consistently, eventually } from './support/eventually';
 import { rabbitmqctl } from './support/rabbitmqctl';
 import { rabbitMqUrlVia, TEST_RABBITMQ_ADDRESS, TEST_RABBITMQ_URL } from './support/services';
 import { TcpProxy } from './support/tcp-proxy';
@@ -139,15 +139,22 @@ describe('RabbitMQ connection options', () => {
 
     it('closes what amqplib hands over when close() ran while it was being asked, and opens nothing', async () => {
       let closing: Promise<void> | undefined;
+      // What amqplib's recovering connection reports: an attempt made (connected or failed) after close().
+      const attempts: string[] = [];
       class ClosedMeanwhile extends RabbitMqConnection {
-        protected override recoveringConnection(...args: Parameters<RabbitMqConnection['recoveringConnection']>) {
+        protected override async recoveringConnection(...args: Parameters<RabbitMqConnection['recoveringConnection']>) {
           closing = this.close();
-          return super.recoveringConnection(...args);
+          const recovering = await super.recoveringConnection(...args);
+          recovering.on('connect', () => attempts.push('connect'));
+          recovering.on('connect-failed', () => attempts.push('connect-failed'));
+          return recovering;
         }
       }
       const connection = new ClosedMeanwhile(new IntegrationEventsConfig(testOptions(ns)));
       await expect(connection.connect()).rejects.toThrow(/was closed before it was established/);
       await closing;
+      // Stopped before its first attempt: no connection made, none tried again and again in the background.
+      await consistently(() => expect(attempts).toEqual([]), { forMs: 300 });
     });
 
     it('closes the connection whose channels are being opened, at once, and keeps nothing of it', async () => {

@@ -296,8 +296,11 @@ export class RabbitMqConnection {
     }
     if (closed || this.closed) {
       if (this.model === model) this.model = undefined;
-      // Thrown, amqplib closes it.
-      throw closed ? closedError() : new Error('The connection was closed while its channels were being opened');
+      if (closed) throw closedError();
+      // close() may have missed it (it read the model once this setup had dropped it): closed here,
+      // within close()'s time limit, not left to amqplib's close, which has none.
+      await closeConnectionQuietly(model);
+      throw new Error('The connection was closed while its channels were being opened');
     }
     this.channelsTried = true;
     this.onConnected?.();
