@@ -445,6 +445,36 @@ describe('command line: nestjs-integration-events dlq | outbox', () => {
     expect((await ns.outboxRows()).find((r) => r.id === id)?.status).toBe('unroutable');
   });
 
+  it('refuses an empty URL (an unset variable in "--url $VAR") instead of connecting to localhost', async () => {
+    const amqpUrl = await cli('dlq', 'purge', dlq(), '--all', '--url', '');
+    expect(amqpUrl).toMatchObject({ code: 2, stdout: '' });
+    expect(amqpUrl.stderr).toContain('--url is empty: give the URL');
+    const databaseUrl = await cli('outbox', 'retry', '--all-stuck', '--schema', ns.schema, '--database-url=  ');
+    expect(databaseUrl).toMatchObject({ code: 2, stdout: '' });
+    expect(databaseUrl.stderr).toContain('--database-url is empty: give the URL');
+  });
+
+  it('never prints a database password given as a query parameter (libpq\'s ?password=)', async () => {
+    const url = `${TEST_DATABASE_URL}${TEST_DATABASE_URL.includes('?') ? '&' : '?'}password=s3cr3t`;
+    // Trust authentication here: it connects, and finds no outbox table in a schema that does not exist.
+    const result = await cli('outbox', 'list', '--schema', `no_such_${ns.id}`, '--database-url', url);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('There is no outbox table');
+    expect(result.stderr).toContain('password=***');
+    expect(result.stderr).not.toContain('s3cr3t');
+  });
+
+  it('escapes the control characters of arguments it echoes (ids a hostile publisher chose)', async () => {
+    const usage = await cli('dlq', 'show', dlq(), 'm-1', 'evil\u001b[31m');
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).not.toContain('\u001b');
+    expect(usage.stderr).toContain('evil\\u001b[31m');
+    const purge = await cli('dlq', 'purge', dlq(), '--', 'evil\u001b]0;title\u0007');
+    expect(purge.code).toBe(1);
+    expect(purge.stdout).not.toMatch(/[\u0007\u001b]/);
+    expect(purge.stdout).toContain('Not found: evil\\u001b]0;title\\u0007');
+  });
+
   it('never prints the password of a URL it cannot use', async () => {
     const result = await cli('dlq', 'list', 'x.dlq', '--url', 'amqp://guest:s3cr3t@127.0.0.1:1');
     expect(result.code).toBe(1);

@@ -1,3 +1,4 @@
+import { connectionUrl } from './connection-url';
 import { printable, printableJson } from '../util/printable';
 import * as amqp from 'amqplib';
 import { DeadLetterQueueOperations } from '../dead-letter/dead-letter-queue.operations';
@@ -20,7 +21,7 @@ export async function dlqCommand({ positional, options }: ParsedArguments, outpu
   assertKnownOptions(options, `dlq ${action}`, ['url', ...known]);
   // Usage is checked before connecting: a mistake exits with 2 whether or not the broker answers.
   const request = dlqRequest(action, ids, options);
-  const url = typeof options.url === 'string' ? options.url : (process.env.RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672');
+  const url = connectionUrl(options.url, 'url', 'RABBITMQ_URL', 'amqp://guest:guest@127.0.0.1:5672');
   let connection: amqp.ChannelModel;
   try {
     connection = await amqp.connect(url);
@@ -82,7 +83,7 @@ export async function dlqCommand({ positional, options }: ParsedArguments, outpu
         }
         output.result(result, () => [
           `Requeued ${result.requeued.length} message(s) from ${queue}`,
-          ...(result.missing.length > 0 ? [`Not found: ${result.missing.join(', ')}`] : []),
+          ...(result.missing.length > 0 ? [`Not found: ${result.missing.map((id) => printable(id, 300)).join(', ')}`] : []),
           ...result.withoutConsumers.map(
             (target) => `Warning: ${printable(target, 300)} has no consumer (a handler renamed or removed?): what went there waits for one`,
           ),
@@ -94,7 +95,7 @@ export async function dlqCommand({ positional, options }: ParsedArguments, outpu
         const result = await operations.purge(queue, request.selection);
         output.result(result, () => [
           `Purged ${result.purged} message(s) from ${queue}`,
-          ...(result.missing.length > 0 ? [`Not found: ${result.missing.join(', ')}`] : []),
+          ...(result.missing.length > 0 ? [`Not found: ${result.missing.map((id) => printable(id, 300)).join(', ')}`] : []),
         ]);
         if (result.missing.length > 0) process.exitCode = 1;
         return;

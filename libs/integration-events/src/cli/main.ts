@@ -23,7 +23,8 @@ async function main(argv: readonly string[]): Promise<void> {
 
 main(process.argv.slice(2)).catch((error: unknown) => {
   if (error instanceof UsageError) {
-    process.stderr.write(`${error.message}\n\n${USAGE}\n`);
+    // It may quote an argument (an id from a script, which a hostile publisher chose).
+    process.stderr.write(`${printable(error.message, 10_000)}\n\n${USAGE}\n`);
     process.exitCode = 2;
   } else {
     // It may quote what a dead letter carries (its id, the queue it names).

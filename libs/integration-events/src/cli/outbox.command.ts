@@ -1,3 +1,4 @@
+import { connectionUrl } from './connection-url';
 import { isOutboxRowId } from '../outbox/outbox-row-id';
 import { DataSource } from 'typeorm';
 import { DEFAULT_OPTIONS } from '../options/default-options';
@@ -31,10 +32,7 @@ export async function outboxCommand({ positional, options }: ParsedArguments, ou
   }
   // Usage is checked before connecting: a mistake exits with 2 whether or not the database answers.
   const request = outboxRequest(action, ids, options);
-  const url =
-    typeof options['database-url'] === 'string'
-      ? options['database-url']
-      : (process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres');
+  const url = connectionUrl(options['database-url'], 'database-url', 'DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/postgres');
   const dataSource = new DataSource({ type: 'postgres', url, extra: { max: 1 } });
   try {
     await dataSource.initialize();

@@ -14,6 +14,18 @@ describe('redactUrl', () => {
     });
   });
 
+  it.each([
+    ['postgres://app@db:5432/orders?password=s3cr3t', 'postgres://app@db:5432/orders?password=***'],
+    ['postgres://app@db/orders?sslmode=require&sslpassword=k3y&application_name=x', 'postgres://app@db/orders?sslmode=require&sslpassword=***&application_name=x'],
+    ['postgres://app:pw@db/orders?PASSWORD=s3cr3t', 'postgres://app:***@db/orders?PASSWORD=***'],
+  ])('replaces a password given as a query parameter (libpq): %s', (url, redacted) => {
+    expect(redactUrl(url)).toBe(redacted);
+  });
+
+  it('replaces a query-parameter password in text that does not parse as a URL', () => {
+    expect(redactUrl('db:5432/orders?password=s3cr3t&x=1')).toBe('db:5432/orders?password=***&x=1');
+  });
+
   it('keeps the user name, host, port, vhost and query', () => {
     expect(redactUrl('amqp://ordering:s3cret@rabbit:5673/vh?frameMax=0&channelMax=10')).toBe(
       'amqp://ordering:***@rabbit:5673/vh?frameMax=0&channelMax=10',
@@ -68,6 +80,13 @@ describe('redactSecrets', () => {
     const message = redactSecrets('cannot connect to amqp://guest:50%off@localhost', 'amqp://guest:50%off@localhost');
     expect(message).not.toContain('50%off');
     expect(message).toBe('cannot connect to amqp://guest:***@localhost');
+  });
+
+  it('removes a password given as a query parameter, decoded and as written', () => {
+    const queryUrl = 'postgres://app@db:5432/orders?password=p%40ss&sslpassword=k3y';
+    expect(redactSecrets('auth failed for "p@ss" at postgres://app@db:5432/orders?password=p%40ss&sslpassword=k3y (k3y)', queryUrl)).toBe(
+      'auth failed for "***" at postgres://app@db:5432/orders?password=***&sslpassword=*** (***)',
+    );
   });
 
   it('returns the message unchanged when the URL has no password', () => {

@@ -1,6 +1,15 @@
 /** `user:password@` in any URL-like text, with or without a scheme. */
 const USERINFO_PATTERN = /([A-Za-z0-9._~%!$&'()*+,;=-]*):([^@/\s]*)@/g;
 
+/** Query parameters that carry a secret: libpq (and node-postgres) read `?password=` and `?sslpassword=`. */
+const SECRET_PARAMETERS = new Set(['password', 'sslpassword']);
+/** Those parameters in any URL-like text. */
+const SECRET_PARAMETER_PATTERN = /([?&](?:ssl)?password=)[^&#\s]*/gi;
+
+function redactText(text: string): string {
+  return text.replace(USERINFO_PATTERN, '$1:***@').replace(SECRET_PARAMETER_PATTERN, '$1***');
+}
+
 /**
  * Returns the URL with its password replaced by `***`, for logs and error messages. Works on strings
  * that are not proper URLs too (a missing `amqp://` makes `new URL()` read the user as a scheme):
@@ -12,12 +21,15 @@ export function redactUrl(url: string): string {
     const parsed = new URL(url);
     if (parsed.host) {
       if (parsed.password) parsed.password = '***';
+      for (const name of [...parsed.searchParams.keys()]) {
+        if (SECRET_PARAMETERS.has(name.toLowerCase())) parsed.searchParams.set(name, '***');
+      }
       return parsed.toString();
     }
   } catch {
     // Not a URL: fall through to the textual redaction.
   }
-  const redacted = url.replace(USERINFO_PATTERN, '$1:***@');
+  const redacted = redactText(url);
   return redacted === url ? '<unparsable url>' : redacted;
 }
 
@@ -26,19 +38,27 @@ export function redactUrl(url: string): string {
  * may take there: as written in the URL, percent-decoded, and re-encoded.
  */
 export function redactSecrets(message: string, url: string): string {
-  let written = '';
+  const secrets: string[] = [];
   try {
-    written = new URL(url).password;
+    const parsed = new URL(url);
+    secrets.push(parsed.password);
+    for (const [name, value] of parsed.searchParams) {
+      // Decoded by URLSearchParams: its encoded spelling is added below.
+      if (SECRET_PARAMETERS.has(name.toLowerCase())) secrets.push(encodeURIComponent(value), value);
+    }
   } catch {
-    return message.replace(USERINFO_PATTERN, '$1:***@');
+    return redactText(message);
   }
-  if (!written) return message;
-  const spellings = new Set([written, encodeURIComponent(written)]);
-  try {
-    spellings.add(decodeURIComponent(written));
-  } catch {
-    // A bare "%" that is not an escape: the written form is the only one.
+  const spellings = new Set<string>();
+  for (const written of secrets.filter(Boolean)) {
+    spellings.add(written).add(encodeURIComponent(written));
+    try {
+      spellings.add(decodeURIComponent(written));
+    } catch {
+      // A bare "%" that is not an escape: the written form is the only one.
+    }
   }
+  if (spellings.size === 0) return message;
   let redacted = message;
   for (const spelling of [...spellings].filter(Boolean).sort((a, b) => b.length - a.length)) {
     redacted = redacted.split(spelling).join('***');
