@@ -13,6 +13,7 @@ import {
   DomainEventOutsideTransactionError,
   IntegrationEventConverter,
   IntegrationEventHandler,
+  IntegrationEventPublisher,
   IntegrationEventsModule,
   type IntegrationEventContext,
   InvalidIntegrationEventConverterError,
@@ -20,7 +21,7 @@ import {
   TransactionsNotConfiguredError,
   type IIntegrationEventConverter,
 } from 'nestjs-integration-events';
-import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
+import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
 import {
   DomainProbe,
   NotifyWarehouseHandler,
@@ -1315,6 +1316,41 @@ describe('@nestjs/cqrs bridge, on applications of their own', () => {
     }
   });
 
+  it('logs the failure of an async publisher of the application\'s after the commit, instead of an unhandled rejection', async () => {
+    const other = await TestNamespace.create();
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const logger = new CapturingLogger();
+      const failing = { publish: jest.fn(() => Promise.reject(new Error('the broker is away'))) };
+      const app = await startTestApp(other, {
+        imports: [CqrsModule.forRoot({ eventPublisher: failing })],
+        providers: [PackingProbe, ParcelPackedHandler, RootPacking],
+        options: { consumer: { enabled: false } },
+        logger,
+      });
+      try {
+        await app.get<TransactionHost<TransactionalAdapterTypeOrm>>(TransactionHost).withTransaction(async () =>
+          app.get(RootPacking).eventBus.publish(new ParcelPackedDomainEvent('async-1')),
+        );
+        expect(app.get(PackingProbe).handled).toEqual(['async-1']);
+        await eventually(() => expect(failing.publish).toHaveBeenCalledTimes(1));
+        await eventually(() =>
+          expect(logger.text).toContain("The EventBus's publisher failed on a committed ParcelPackedDomainEvent: the broker is away"),
+        );
+        // Node reports an unhandled rejection after the microtasks of the turn it happened in.
+        await new Promise((resolve) => setImmediate(resolve));
+        expect(unhandled).toEqual([]);
+      } finally {
+        await app.close();
+      }
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      await other.cleanup();
+    }
+  });
+
   it('runs a handled event\'s handlers once when the application\'s publisher feeds the bus\'s own stream later (an IMessageSource)', async () => {
     /** Sends each event back into the bus's stream on the next tick, as a publisher over a local broker would. */
     class LoopbackPublisher implements IEventPublisher {
@@ -1443,6 +1479,25 @@ describe('@nestjs/cqrs bridge, on applications of their own', () => {
       await expect(
         startTestApp(other, { imports: [CqrsModule.forRoot()], providers: [ConverterWithoutConvert] }),
       ).rejects.toThrow(InvalidIntegrationEventConverterError);
+    } finally {
+      await other.cleanup();
+    }
+  });
+
+  it('boots beside an EventBus test double provided without CqrsModule, and leaves it alone', async () => {
+    const other = await TestNamespace.create();
+    const double = { publish: jest.fn(), publishAll: jest.fn() };
+    try {
+      const app = await startTestApp(other, { providers: [OrderCreatedRecorder, { provide: EventBus, useValue: double }] });
+      try {
+        expect(app.get(EventBus)).toBe(double);
+        const [id] = await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('beside-a-double'), { standalone: true });
+        await eventually(() => expect(app.get(OrderCreatedRecorder).received.map((r) => r.context.messageId)).toEqual([id]));
+        app.get(EventBus).publish(new ParcelPackedDomainEvent('to-the-double'));
+        expect(double.publish).toHaveBeenCalledTimes(1);
+      } finally {
+        await app.close();
+      }
     } finally {
       await other.cleanup();
     }

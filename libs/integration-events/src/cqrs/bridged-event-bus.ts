@@ -1,3 +1,4 @@
+import { Logger } from '@nestjs/common';
 import type { EventBus, IEvent } from '@nestjs/cqrs';
 import { DomainEventHandlerRegistry } from './domain-event-handler-registry';
 import type { DomainEventRoute } from './domain-event-queue';
@@ -11,6 +12,8 @@ import { TransactionalEventPublisher, type TransactionalEventPublisherContext } 
  * bus it was published on.
  */
 export class BridgedEventBus implements DomainEventRoute {
+  private static readonly logger = new Logger('IntegrationEvents:DomainEvents');
+
   private readonly registry = new DomainEventHandlerRegistry();
   private publisher: TransactionalEventPublisher;
   /** The bus's own `onModuleDestroy` while it is held back (see `holdSubscriptions()`). */
@@ -113,10 +116,24 @@ export class BridgedEventBus implements DomainEventRoute {
 
   forward(event: object, dispatcherContext: unknown, asyncContext: unknown, handled: boolean): void {
     if (handled) this.registry.markHandled(event);
-    (this.publisher.inner.publish as (e: object, d?: unknown, a?: unknown) => unknown)(event, dispatcherContext, asyncContext);
+    const sent = (this.publisher.inner.publish as (e: object, d?: unknown, a?: unknown) => unknown)(event, dispatcherContext, asyncContext);
+    // An application's own publisher may be async (it sends to a broker): the caller of publish() has
+    // had its answer at the commit, so a failure now is logged, never an unhandled rejection (which
+    // ends the process).
+    if (isThenable(sent)) {
+      sent.then(undefined, (error: unknown) =>
+        BridgedEventBus.logger.error(
+          `The EventBus's publisher failed on a committed ${event.constructor?.name || 'event'}: ${error instanceof Error ? error.message : String(error)}`,
+        ),
+      );
+    }
   }
 
   forget(event: object): void {
     this.registry.forget(event);
   }
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
 }

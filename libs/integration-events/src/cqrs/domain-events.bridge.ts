@@ -332,9 +332,14 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
     for (const { event, route } of items) route.forget(event);
   }
 
+  /**
+   * cqrs's event buses. A test double provided as `EventBus` (`useValue: { publish: jest.fn() }`, with or
+   * without CqrsModule) is not one: it has none of the internals the bridge hooks, and holds nothing to
+   * bridge.
+   */
   private findEventBuses(): EventBus[] {
     try {
-      return [...new Set(this.moduleRef.get(EventBus, { strict: false, each: true }))];
+      return [...new Set(this.moduleRef.get(EventBus, { strict: false, each: true }))].filter((bus) => bus instanceof EventBus);
     } catch {
       return [];
     }
