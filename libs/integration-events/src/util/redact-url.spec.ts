@@ -89,6 +89,11 @@ describe('redactSecrets', () => {
     );
   });
 
+  it.each(['a+b', 'p%21ss', 'P%2fss'])('removes a query-parameter password as written in the URL: %s', (written) => {
+    const queryUrl = `postgres://app@db/orders?password=${written}`;
+    expect(redactSecrets(`cannot connect to ${queryUrl}`, queryUrl)).toBe('cannot connect to postgres://app@db/orders?password=***');
+  });
+
   it('returns the message unchanged when the URL has no password', () => {
     expect(redactSecrets('connect ECONNREFUSED 127.0.0.1:5672', 'amqp://guest@localhost')).toBe(
       'connect ECONNREFUSED 127.0.0.1:5672',

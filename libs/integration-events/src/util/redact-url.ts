@@ -44,7 +44,12 @@ export function redactSecrets(message: string, url: string): string {
     secrets.push(parsed.password);
     for (const [name, value] of parsed.searchParams) {
       // Decoded by URLSearchParams: its encoded spelling is added below.
-      if (SECRET_PARAMETERS.has(name.toLowerCase())) secrets.push(encodeURIComponent(value), value);
+      if (SECRET_PARAMETERS.has(name.toLowerCase())) secrets.push(value);
+    }
+    // And as written in the URL, whatever its percent-encoding (`a+b`, `p%21ss`).
+    for (const pair of parsed.search.slice(1).split('&')) {
+      const equals = pair.indexOf('=');
+      if (equals > 0 && SECRET_PARAMETERS.has(safeDecode(pair.slice(0, equals)).toLowerCase())) secrets.push(pair.slice(equals + 1));
     }
   } catch {
     return redactText(message);
@@ -64,4 +69,12 @@ export function redactSecrets(message: string, url: string): string {
     redacted = redacted.split(spelling).join('***');
   }
   return redacted;
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
 }
