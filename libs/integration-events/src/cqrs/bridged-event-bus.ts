@@ -121,7 +121,9 @@ export class BridgedEventBus implements DomainEventRoute {
     // had its answer at the commit, so a failure now is logged, never an unhandled rejection (which
     // ends the process).
     if (isThenable(sent)) {
-      sent.then(undefined, (error: unknown) =>
+      // Through Promise.resolve: a thenable whose then() throws becomes a logged rejection too, not an
+      // exception that stops the commit's other events from being forwarded.
+      Promise.resolve(sent).catch((error: unknown) =>
         BridgedEventBus.logger.error(
           `The EventBus's publisher failed on a committed ${event.constructor?.name || 'event'}: ${error instanceof Error ? error.message : String(error)}`,
         ),
