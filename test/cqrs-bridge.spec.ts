@@ -903,9 +903,6 @@ describe('@nestjs/cqrs bridge', () => {
       },
       beforeTransactionRollback: () => openGate(),
     };
-    const unhandled: unknown[] = [];
-    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
-    process.on('unhandledRejection', onUnhandled);
     const dataSource = app.get(DataSource);
     dataSource.subscribers.push(throwingAtOnce);
     try {
@@ -916,10 +913,10 @@ describe('@nestjs/cqrs bridge', () => {
       });
       await expect(attempt).rejects.toThrow('the audit hook is misconfigured');
       expect(ledger.posted).toEqual(['o-misconfigured/line: written']);
-      // A turn or two for a rejection nobody observes to be reported.
-      await consistently(() => expect(unhandled).toEqual([]), { forMs: 200 });
+      // A turn or two for a rejection nobody observes to be reported while this test runs: Jest fails the
+      // running test on one (a listener of the test's own `process` would never hear it: it is a copy).
+      await consistently(() => expect(ledger.posted).toEqual(['o-misconfigured/line: written']), { forMs: 200 });
     } finally {
-      process.off('unhandledRejection', onUnhandled);
       dataSource.subscribers.splice(dataSource.subscribers.indexOf(throwingAtOnce), 1);
       ledger.gate = Promise.resolve();
     }
