@@ -103,6 +103,13 @@ export async function startTestApp(ns: TestNamespace, options: TestAppOptions = 
   try {
     await moduleRef.init();
   } catch (error) {
+    // A boot that failed after the consumers declared their queues (a later module's hook): they go with
+    // the namespace too.
+    try {
+      trackHandlerQueues(ns, moduleRef);
+    } catch {
+      // Failed before the consumers were known: nothing declared.
+    }
     await moduleRef.close().catch(() => undefined);
     throw error;
   }
