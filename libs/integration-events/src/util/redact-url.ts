@@ -56,21 +56,18 @@ export function redactSecrets(message: string, url: string): string {
   }
   const spellings = new Set<string>();
   for (const written of secrets.filter(Boolean)) {
-    spellings.add(written).add(encodeURIComponent(written));
-    try {
-      spellings.add(decodeURIComponent(written));
-    } catch {
-      // A bare "%" that is not an escape: the written form is the only one.
-    }
+    // A bare "%" that is not an escape decodes to nothing else: the written form stands for it.
+    spellings.add(written).add(encodeURIComponent(written)).add(safeDecode(written));
   }
   if (spellings.size === 0) return message;
   let redacted = message;
-  for (const spelling of [...spellings].filter(Boolean).sort((a, b) => b.length - a.length)) {
+  for (const spelling of [...spellings].sort((a, b) => b.length - a.length)) {
     redacted = redacted.split(spelling).join('***');
   }
   return redacted;
 }
 
+/** `text` percent-decoded, or as it is when it holds a "%" that is not an escape. */
 function safeDecode(text: string): string {
   try {
     return decodeURIComponent(text);
