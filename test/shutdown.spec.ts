@@ -307,6 +307,41 @@ describe('graceful shutdown', () => {
     expect(commits).toEqual(['commit', 'commit']);
   });
 
+  it('converts the domain events of a transaction that was still getting its pool connection when the module unhooked', async () => {
+    const app = await startTestApp(ns, { imports: [CqrsModule.forRoot()], providers: [ParcelPackedConverter] });
+    apps.push(app);
+    const txHost = app.get<TransactionHost<TransactionalAdapterTypeOrm>>(TransactionHost);
+    const eventBus = app.get(EventBus);
+    const dataSource = app.get(DataSource);
+    // The pool opening a new client for it (a TCP or TLS connect at shutdown): the transaction has begun,
+    // but it is neither a connected query runner nor a caller waiting in a full pool.
+    const driver = dataSource.driver as unknown as { obtainMasterConnection(): Promise<unknown> };
+    const obtain = driver.obtainMasterConnection.bind(driver);
+    let asked = (): void => undefined;
+    const askedOne = new Promise<void>((resolve) => (asked = resolve));
+    let connect = (): void => undefined;
+    const connected = new Promise<void>((resolve) => (connect = resolve));
+    jest.spyOn(driver, 'obtainMasterConnection').mockImplementationOnce(async () => {
+      asked();
+      await connected;
+      return obtain();
+    });
+    const job = txHost.withTransaction(async () => {
+      eventBus.publish(new ParcelPackedDomainEvent('packed-once-connected'));
+    });
+    await askedOne;
+    const destroy = dataSource.destroy.bind(dataSource);
+    jest.spyOn(dataSource, 'destroy').mockImplementation(async () => {
+      connect();
+      await job;
+      return destroy();
+    });
+    await apps.splice(apps.indexOf(app), 1)[0]!.close();
+    await job;
+    const { rows } = await (await ns.sql()).query(`SELECT payload FROM ${ns.outboxTable} WHERE event_name = 'shipping.parcel-packed'`);
+    expect(rows.map((row: { payload: string }) => JSON.parse(row.payload).orderId)).toEqual(['packed-once-connected']);
+  });
+
   it('lets the relay finish its batch: rows are either sent or still pending, never lost', async () => {
     const probe = await ns.probe('ordering.order-created');
     const app = await start();

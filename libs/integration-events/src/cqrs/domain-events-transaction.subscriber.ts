@@ -28,7 +28,30 @@ export interface DomainEventTransactionHooks {
 export class DomainEventsTransactionSubscriber implements EntitySubscriberInterface {
   private readonly logger = new Logger('IntegrationEvents:Cqrs');
 
+  /**
+   * The query runners whose outermost transaction has begun and not yet ended, counted from before it
+   * gets its connection: one waiting for the pool to open a new client is neither among TypeORM's
+   * connected query runners nor among the pool's waiting callers, and may raise domain events once it
+   * has its connection. A runner whose end TypeORM never reported (its ROLLBACK failed) is released, and
+   * is pruned.
+   */
+  private readonly begun = new Set<QueryRunner>();
+
   constructor(private readonly hooks: DomainEventTransactionHooks) {}
+
+  beforeTransactionStart(event: TransactionStartEvent): void {
+    this.begun.add(event.queryRunner);
+    // Ends are reported for nearly all: this only bounds what unreported ends would leave.
+    if (this.begun.size > 256) this.transactionsBegun();
+  }
+
+  /** The transactions begun through TypeORM and still open, those still getting their connection included. */
+  transactionsBegun(): QueryRunner[] {
+    for (const queryRunner of this.begun) {
+      if (!queryRunner.isTransactionActive || queryRunner.isReleased) this.begun.delete(queryRunner);
+    }
+    return [...this.begun];
+  }
 
   beforeTransactionCommit(event: TransactionCommitEvent): Promise<void> {
     const done = this.handleBeforeCommit(event);
@@ -88,6 +111,7 @@ export class DomainEventsTransactionSubscriber implements EntitySubscriberInterf
       queue?.released(queue.depth);
       return;
     }
+    this.begun.delete(queryRunner);
     const queue = DomainEventQueue.take(queryRunner);
     this.hooks.transactionEnded();
     if (!queue || (queue.dispatched.length === 0 && queue.late.length === 0)) return;
@@ -143,6 +167,7 @@ export class DomainEventsTransactionSubscriber implements EntitySubscriberInterf
   afterTransactionRollback(event: TransactionRollbackEvent): void {
     const { queryRunner } = event;
     if (!queryRunner.isTransactionActive) {
+      this.begun.delete(queryRunner);
       this.drop(queryRunner);
       this.hooks.transactionEnded();
       return;

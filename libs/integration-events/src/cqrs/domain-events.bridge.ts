@@ -136,8 +136,11 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
     // A transaction still open (a job or a command a later module's shutdown waits for) may have raised
     // domain events, or raise some yet: unhooked now, they would never be handled nor converted, without
     // a word. The bridge stays until the DataSource has no transaction open.
-    const open = this.transactionsOpen();
-    if (open > 0) this.logger.log(`${open} transaction(s) are still open on the DataSource: the cqrs bridge unhooks once they have ended`);
+    const { open, waiting } = this.transactionsOpen();
+    if (open + waiting > 0) {
+      const what = open > 0 ? `${open} transaction(s) are still open on the DataSource` : `${waiting} caller(s) wait for a connection of the DataSource's pool`;
+      this.logger.log(`${what}: the cqrs bridge unhooks once no transaction is open`);
+    }
     this.unhookWhenIdle();
   }
 
@@ -147,7 +150,9 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
   }
 
   private unhookWhenIdle(): void {
-    if (this.unhooked || this.transactionsOpen() > 0) return;
+    if (this.unhooked) return;
+    const { open, waiting } = this.transactionsOpen();
+    if (open + waiting > 0) return;
     this.unhooked = true;
     // Not from inside TypeORM's broadcast of a transaction's end, which goes over the subscribers in a
     // loop: removed from it there, the subscriber after this one would be skipped.
@@ -155,19 +160,21 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
   }
 
   /**
-   * Transactions open on the DataSource now (TypeORM's connected query runners; SQLite's one), and on
-   * PostgreSQL the callers still waiting for a connection from the pool: a transaction begun there is
-   * not connected yet, and may raise domain events once it is.
+   * Transactions open on the DataSource now: those begun since the bridge was installed, still getting
+   * their connection included (the pool opening a new client for one), and TypeORM's connected query
+   * runners (SQLite's one) for any begun before; and on PostgreSQL the callers waiting for a connection
+   * from a full pool, which may begin one once they have it.
    */
-  private transactionsOpen(): number {
+  private transactionsOpen(): { open: number; waiting: number } {
     const driver = this.database.dataSource.driver as unknown as {
       connectedQueryRunners?: QueryRunner[];
       queryRunner?: QueryRunner;
       master?: { waitingCount?: unknown };
     };
-    const runners = driver.connectedQueryRunners ?? (driver.queryRunner ? [driver.queryRunner] : []);
+    const connected = driver.connectedQueryRunners ?? (driver.queryRunner ? [driver.queryRunner] : []);
+    const open = new Set([...connected.filter((runner) => runner.isTransactionActive && !runner.isReleased), ...this.subscriber.transactionsBegun()]);
     const waiting = typeof driver.master?.waitingCount === 'number' ? driver.master.waitingCount : 0;
-    return runners.filter((runner) => runner.isTransactionActive && !runner.isReleased).length + waiting;
+    return { open: open.size, waiting };
   }
 
   private unhook(): void {
