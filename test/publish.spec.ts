@@ -86,6 +86,44 @@ describe('publish() in the business transaction', () => {
     expect(rows.map((r: { payload: string }) => JSON.parse(r.payload).orderId)).not.toContain('o-rollback');
   });
 
+  it.each(['ROLLBACK', 'COMMIT'])(
+    'refuses a publish() of code the transaction did not await that comes once its %s was sent, writing nothing after it',
+    async (ending) => {
+      const orderId = `o-late-at-${ending.toLowerCase()}`;
+      let late: Promise<string[]> | undefined;
+      let restore = (): void => undefined;
+      const work = txHost.withTransaction(async () => {
+        await insertOrder(orderId);
+        const manager = txHost.tx;
+        // The moment the statement that ends the transaction is on its connection, awaiting PostgreSQL's
+        // answer: the un-awaited branch of a Promise.all whose other branch failed, say, publishes now.
+        const client = (await manager.queryRunner!.connect()) as { query: (...args: unknown[]) => unknown };
+        const query = client.query;
+        restore = () => {
+          client.query = query;
+        };
+        client.query = function (this: unknown, ...args: unknown[]) {
+          const sent = query.apply(this, args);
+          if (args[0] === ending && !late) late = publisher.publish(new OrderCreatedIntegrationEvent(orderId), { manager });
+          return sent;
+        };
+        if (ending === 'ROLLBACK') throw new Error('the other branch failed');
+      });
+      try {
+        if (ending === 'ROLLBACK') await expect(work).rejects.toThrow('the other branch failed');
+        else await work;
+      } finally {
+        restore();
+      }
+      expect(late).toBeDefined();
+      await expect(late).rejects.toBeInstanceOf(NoActiveTransactionError);
+      await expect(late).rejects.toThrow('its transaction was ending (its COMMIT or ROLLBACK had been sent)');
+      const { rows } = await (await ns.sql()).query(`SELECT payload FROM ${ns.outboxTable}`);
+      expect(rows.map((row: { payload: string }) => JSON.parse(row.payload).orderId)).not.toContain(orderId);
+      expect(await orderExists(orderId)).toBe(ending === 'COMMIT');
+    },
+  );
+
   it('fails the commit of a transaction PostgreSQL aborted (a failed statement caught), and delivers nothing of it', async () => {
     const probe = await ns.probe('ordering.order-created');
     // The statement after the publish fails; the caller catches the error and returns normally. The

@@ -17,6 +17,7 @@ import {
   wasRolledBackBySqlite,
   watchCommitOutcome,
 } from './aborted-transaction';
+import { NoActiveTransactionError } from '../errors/no-active-transaction.error';
 import { TransactionAbortedError } from '../errors/transaction-aborted.error';
 import type { LaneReservation } from '../relay/relay-handoff';
 import type { ClaimedOutboxRecord } from './outbox-record';
@@ -34,6 +35,15 @@ const FAILED_WRITE = Symbol('nestjs-integration-events:failed-outbox-write');
 
 /** On a query runner while TypeORM itself rolls back (a savepoint or the transaction): how many such rollbacks are under way. */
 const OWN_ROLLBACK = Symbol('nestjs-integration-events:own-rollback');
+
+/**
+ * Set on a query runner as the COMMIT or ROLLBACK that ends its transaction is sent (by TypeORM or by the
+ * application): a statement sent after it on that connection would run on its own, after the transaction.
+ */
+const ENDING = Symbol('nestjs-integration-events:ending');
+
+/** The statements that end a transaction, as TypeORM sends them (`ROLLBACK TO SAVEPOINT` does not). */
+const ENDING_SQL = /^\s*(?:COMMIT|END|ROLLBACK|ABORT)(?:\s+(?:WORK|TRANSACTION))?\s*;?\s*$/i;
 
 /** Set on a query runner whose transaction ran a rollback TypeORM did not send (see `beforeQuery`). */
 const SQL_ROLLBACK = Symbol('nestjs-integration-events:sql-rollback');
@@ -99,6 +109,21 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
    * The query runner's savepoint depth (1 = in a transaction, no savepoint), or `undefined` when this
    * TypeORM does not expose it; rows are then never leased, as the savepoints cannot be followed.
    */
+  /**
+   * Refuses a write to a transaction whose COMMIT or ROLLBACK has been sent: code the transaction's work
+   * did not await (a branch of a `Promise.all` whose other branch failed) would otherwise have its row
+   * written on its own, after the transaction, published though the transaction rolled back.
+   * @throws NoActiveTransactionError
+   */
+  static assertNotEnding(queryRunner: QueryRunner): void {
+    if ((queryRunner.data as QueryRunnerData)[ENDING] !== true) return;
+    throw new NoActiveTransactionError(
+      'its transaction was ending (its COMMIT or ROLLBACK had been sent), and the outbox row would have been written after it, on its own',
+      'The call was not awaited by the work the transaction runs: await it there. With Promise.all, a branch that fails ' +
+        'ends the transaction while the others still run: use Promise.allSettled, then throw.',
+    );
+  }
+
   static depthOf(queryRunner: QueryRunner): number | undefined {
     const depth = (queryRunner as unknown as { transactionDepth?: unknown }).transactionDepth;
     return typeof depth === 'number' && depth >= 1 ? depth : undefined;
@@ -156,6 +181,7 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
       delete data[SQL_ROLLBACK];
       delete data[OWN_ROLLBACK];
       delete data[FAILED_WRITE];
+      delete data[ENDING];
       // Whatever the transaction comes to hold by its COMMIT (rows or domain events written by commit
       // hooks included), what PostgreSQL answers that COMMIT is known (see afterTransactionCommit).
       watchCommitOutcome(event.queryRunner);
@@ -219,6 +245,7 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
     const { queryRunner, query } = event;
     if (!queryRunner?.isTransactionActive) return;
     const data = queryRunner.data as QueryRunnerData;
+    if (ENDING_SQL.test(query)) data[ENDING] = true;
     if (data[SQL_ROLLBACK] === true || data[OWN_ROLLBACK] !== undefined || !ROLLBACK_SQL.test(query)) return;
     data[SQL_ROLLBACK] = true;
   }

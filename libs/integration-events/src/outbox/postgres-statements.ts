@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { type DataSource, type EntityManager, QueryFailedError, type QueryRunner, QueryRunnerAlreadyReleasedError } from 'typeorm';
+import { OutboxCommitSubscriber } from './outbox-commit.subscriber';
 
 /** What a statement returned: its rows and how many rows it touched. */
 export interface StatementResult<Row> {
@@ -9,7 +10,7 @@ export interface StatementResult<Row> {
 
 /** The parts of node-postgres used here (a pooled client, or the pool itself). */
 interface PgQueryable {
-  query(config: { name: string; text: string; values: readonly unknown[] }): Promise<{ rows: unknown[]; rowCount: number | null }>;
+  query(config: { name?: string; text: string; values: readonly unknown[] }): Promise<{ rows: unknown[]; rowCount: number | null }>;
 }
 
 /**
@@ -34,15 +35,22 @@ export class PostgresStatements {
     private readonly prepared: boolean,
   ) {}
 
-  /** Runs `sql` on `manager`'s connection (in its transaction), or on the pool when it has none. */
+  /**
+   * Runs `sql` on `manager`'s connection (in its transaction), or on the pool when it has none.
+   * @throws NoActiveTransactionError when that transaction's COMMIT or ROLLBACK has been sent (see
+   *   `OutboxCommitSubscriber.assertNotEnding`): checked in the same step as the statement is queued on the
+   *   connection, so that it never runs after them, on its own
+   */
   async onManager<Row>(manager: EntityManager, sql: string, params: readonly unknown[]): Promise<StatementResult<Row>> {
     const queryRunner = manager.queryRunner;
     if (!queryRunner) return this.onPool(sql, params);
-    if (!this.prepared) return fromTypeOrm(await queryRunner.query(sql, [...params], true));
     // TypeORM releases a query runner whose connection failed but keeps its client, which the pool may
     // already have ended or handed to someone else: never send anything on it (as TypeORM's own query()).
     if (queryRunner.isReleased) throw new QueryRunnerAlreadyReleasedError();
     const client = (await queryRunner.connect()) as PgQueryable;
+    // Unnamed too (preparedStatements: false), straight to the connection: through TypeORM's query(),
+    // which awaits before it sends, a COMMIT asked for meanwhile could go first.
+    if (queryRunner.isTransactionActive) OutboxCommitSubscriber.assertNotEnding(queryRunner);
     return this.run(client, sql, params, queryRunner);
   }
 
@@ -63,7 +71,7 @@ export class PostgresStatements {
   private async run<Row>(target: PgQueryable, sql: string, params: readonly unknown[], queryRunner: QueryRunner | undefined): Promise<StatementResult<Row>> {
     this.dataSource.logger.logQuery(sql, [...params], queryRunner);
     const execute = async (): Promise<StatementResult<Row>> => {
-      const result = await target.query({ name: this.nameOf(sql), text: sql, values: params });
+      const result = await target.query(this.prepared ? { name: this.nameOf(sql), text: sql, values: params } : { text: sql, values: params });
       return { rows: result.rows as Row[], rowCount: result.rowCount ?? 0 };
     };
     let failure: unknown;
@@ -72,7 +80,7 @@ export class PostgresStatements {
     } catch (error) {
       failure = error;
     }
-    if (isStalePreparedStatement(failure)) {
+    if (this.prepared && isStalePreparedStatement(failure)) {
       // node-postgres would only ever bind the statement it prepared on that connection again: under a
       // new name, every connection prepares it afresh. Run again at once outside a transaction; in one,
       // the failure aborted it, and the caller's retry gets the new name.

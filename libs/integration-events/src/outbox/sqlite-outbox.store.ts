@@ -1,3 +1,4 @@
+import { OutboxCommitSubscriber } from './outbox-commit.subscriber';
 import type { DataSource, EntityManager } from 'typeorm';
 import type { ClaimedOutboxRecord, FailedOutboxRecord, NewOutboxRecord } from './outbox-record';
 import type { OutboxLease } from '../relay/relay-handoff';
@@ -69,6 +70,11 @@ export class SqliteOutboxStore implements OutboxStore {
       if (!this.connection.inTransaction || wasRolledBackBySqlite(manager.queryRunner)) {
         throw new TransactionAbortedError('The transaction that published integration events', 'SQLite');
       }
+      // Its COMMIT or ROLLBACK already asked for (code the transaction did not await). TypeORM's SQLite
+      // runner awaits before it runs a statement, a little longer for one it has not prepared yet: a
+      // COMMIT asked for a moment after this check can still run first (on PostgreSQL the check and the
+      // statement's queueing are one step; see PostgresStatements.onManager).
+      OutboxCommitSubscriber.assertNotEnding(manager.queryRunner);
       if (statements.length === 1) {
         await manager.query(statements[0]!.sql, statements[0]!.params);
         return;
