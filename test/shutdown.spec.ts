@@ -342,6 +342,35 @@ describe('graceful shutdown', () => {
     expect(rows.map((row: { payload: string }) => JSON.parse(row.payload).orderId)).toEqual(['packed-once-connected']);
   });
 
+  it('unhooks the cqrs bridge after a transaction it waited for failed to get its connection, which TypeORM never reports ended', async () => {
+    const app = await startTestApp(ns, { imports: [CqrsModule.forRoot()], providers: [ParcelPackedConverter] });
+    apps.push(app);
+    const txHost = app.get<TransactionHost<TransactionalAdapterTypeOrm>>(TransactionHost);
+    const dataSource = app.get(DataSource);
+    const driver = dataSource.driver as unknown as { obtainMasterConnection(): Promise<unknown> };
+    let asked = (): void => undefined;
+    const askedOne = new Promise<void>((resolve) => (asked = resolve));
+    let refuse = (): void => undefined;
+    const refused = new Promise<void>((resolve) => (refuse = resolve));
+    // The database going away at shutdown: the new client's connect fails, START TRANSACTION and then
+    // the ROLLBACK fail with it, and TypeORM releases the query runner without an end of the transaction.
+    jest.spyOn(driver, 'obtainMasterConnection').mockImplementationOnce(async () => {
+      asked();
+      await refused;
+      throw new Error('connect ECONNREFUSED (the database is going away)');
+    });
+    const job = txHost.withTransaction(async () => undefined);
+    await askedOne;
+    const bridged = () => dataSource.subscribers.some((subscriber) => subscriber.constructor.name === 'DomainEventsTransactionSubscriber');
+    expect(bridged()).toBe(true);
+    await apps.splice(apps.indexOf(app), 1)[0]!.close();
+    // Waiting for that transaction, which has begun.
+    expect(bridged()).toBe(true);
+    refuse();
+    await expect(job).rejects.toThrow('ECONNREFUSED');
+    await eventually(() => expect(bridged()).toBe(false));
+  });
+
   it('lets the relay finish its batch: rows are either sent or still pending, never lost', async () => {
     const probe = await ns.probe('ordering.order-created');
     const app = await start();

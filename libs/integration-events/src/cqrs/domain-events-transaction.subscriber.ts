@@ -33,7 +33,7 @@ export class DomainEventsTransactionSubscriber implements EntitySubscriberInterf
    * gets its connection: one waiting for the pool to open a new client is neither among TypeORM's
    * connected query runners nor among the pool's waiting callers, and may raise domain events once it
    * has its connection. A runner whose end TypeORM never reported (its ROLLBACK failed) is released, and
-   * is pruned.
+   * counts no longer (it is pruned when the set is read).
    */
   private readonly begun = new Set<QueryRunner>();
 

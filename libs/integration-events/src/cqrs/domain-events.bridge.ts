@@ -18,6 +18,9 @@ import type { LevelDispatch } from './level-dispatch';
 import { DomainEventsTransactionSubscriber } from './domain-events-transaction.subscriber';
 import { IntegrationEventConverterRegistry } from './integration-event-converter.registry';
 
+/** How often, at shutdown, the bridge looks again whether the DataSource has a transaction open. */
+const RECHECK_MS = 100;
+
 /**
  * The @nestjs/cqrs bridge. Inside a nestjs-cls transaction, domain events published on the EventBus
  * (`AggregateRoot.commit()`, `EventPublisher.mergeObjectContext`, `eventBus.publish()`) are handled by
@@ -36,6 +39,8 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
   /** Shutdown asked the bridge to unhook: it does once no transaction is open on the DataSource. */
   private detachAsked = false;
   private unhooked = false;
+  /** While shutdown waits for the DataSource to be idle: the next look at it. */
+  private recheck: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly config: IntegrationEventsConfig,
@@ -152,7 +157,18 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
   private unhookWhenIdle(): void {
     if (this.unhooked) return;
     const { open, waiting } = this.transactionsOpen();
-    if (open + waiting > 0) return;
+    if (open + waiting > 0) {
+      // A transaction whose end TypeORM never reports (its connection lost at its start or its COMMIT)
+      // stops counting once released, and a caller waiting for the pool may only ever run a query: the
+      // bridge looks again now and then, not only when a transaction ends.
+      this.recheck ??= setTimeout(() => {
+        this.recheck = undefined;
+        this.unhookWhenIdle();
+      }, RECHECK_MS).unref();
+      return;
+    }
+    clearTimeout(this.recheck);
+    this.recheck = undefined;
     this.unhooked = true;
     // Not from inside TypeORM's broadcast of a transaction's end, which goes over the subscribers in a
     // loop: removed from it there, the subscriber after this one would be skipped.
