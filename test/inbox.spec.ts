@@ -26,6 +26,7 @@ import { registerTestMeterProvider } from './support/test-meters';
 /** Queue names fixed in the decorators, unique to this run of the file (another run on the same broker, say a developer's beside CI's, must not share them). */
 const RUN = randomUUID().slice(0, 8);
 import { TEST_DATABASE_URL } from './support/services';
+import { CapturingLogger } from './support/capturing-logger';
 import { bootRefused, infrastructureImports, startTestApp, testOptions, trackHandlerQueues, transactionsOnAnotherDataSource } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
 import { untilAborted } from './support/until-aborted';
@@ -202,10 +203,12 @@ describe('inbox', () => {
   let ns: TestNamespace;
   let app: TestingModule;
   let ledger: Ledger;
+  const logs = new CapturingLogger();
 
   beforeAll(async () => {
     ns = await ledgerNamespace();
     app = await startTestApp(ns, {
+      logger: logs,
       providers: [Ledger, TakePayment, CountDeliveries, SlowWrite, SwallowsFailure, LongHold, SlowCommit],
       options: {
         consumer: { retry: { initialDelayMs: 20, maxDelayMs: 40 } },
@@ -326,6 +329,38 @@ describe('inbox', () => {
     expect(handler.calls[0]).toEqual({ attempt: 1, abandonedAtStart: false });
     expect(handler.calls.filter((call) => call.abandonedAtStart)).toEqual([]);
     expect((await ledgerRows('held')).map((r: { message_id: string }) => r.message_id)).not.toContain('attempt-1');
+  });
+
+  it('keeps the retries of a call given up on its timeout off the pool while that call still runs, and logs how it ended', async () => {
+    const handler = app.get(LongHold);
+    const before = handler.calls.length;
+    await ns.publishRaw('inbox.long-hold', body('held-off-pool'), { messageId: 'm-held-off-pool' });
+    await eventually(() => expect(handler.calls.slice(before).map((call) => call.attempt)).toEqual([1]));
+    // While attempt 1 holds its inbox record (1.2 s), no connection of the service waits on that record's
+    // lock: its retries, given up on their own timeouts meanwhile, wait in the process.
+    const waitingOnTheRecord = async (): Promise<number> =>
+      (
+        await (await ns.sql()).query(
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND position($1 in query) > 0 AND pid <> pg_backend_pid()`,
+          [ns.inboxTable],
+        )
+      ).rows[0].n;
+    const samples: number[] = [];
+    await eventually(
+      async () => {
+        samples.push(await waitingOnTheRecord());
+        expect(await ledgerRows('held-off-pool')).toHaveLength(1);
+      },
+      { timeoutMs: 10_000 },
+    );
+    expect(samples.length).toBeGreaterThan(5);
+    expect(Math.max(...samples)).toBe(0);
+    expect(handler.calls.slice(before).filter((call) => call.abandonedAtStart)).toEqual([]);
+    await eventually(() =>
+      expect(logs.text).toMatch(
+        /warn Handler LongHold's call for message m-held-off-pool, given up after its timeout of 300 ms, ended \d+ ms later: its transaction rolled back \(HandlerTimeoutError: /,
+      ),
+    );
   });
 
   it('fails an attempt whose handler left its transaction aborted, instead of acknowledging what a COMMIT would roll back', async () => {

@@ -321,6 +321,33 @@ describe('retries and the dead-letter queue', () => {
     await ns.drainQueue(`${queue()}.dlq`);
   });
 
+  it.each([
+    ['completes', () => undefined, ': what it did stands, and its retry calls the handler again'],
+    [
+      'fails',
+      () => {
+        throw new Error('late failure');
+      },
+      ', failing: Error: late failure',
+    ],
+  ])('logs how a call given up on its timeout ends when it %s later (no inbox)', async (ends, end, said) => {
+    const picky = app.get(PickyHandler);
+    picky.behaviour = async (context) => {
+      if (context.attempt > 1) return;
+      // Past its 300 ms timeout, ignoring its signal.
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      end();
+    };
+    const id = (await ns.publishRaw('ordering.order-created', JSON.stringify({ orderId: `late-${ends}`, placedAt: '2026-11-26T06:00:00.000Z' })))!;
+    await eventually(() => expect(picky.calls.filter((c) => c.messageId === id).map((c) => c.attempt)).toEqual([1, 2]));
+    await eventually(() =>
+      expect(logger.lines).toContainEqual(
+        expect.stringMatching(new RegExp(`^warn Handler PickyHandler's call for message ${id}, given up after its timeout of 300 ms, ended \\d+ ms later${said.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`)),
+      ),
+    );
+    await consistently(() => expect(picky.calls.filter((c) => c.messageId === id)).toHaveLength(2), { forMs: 200 });
+  });
+
   it('retries and dead-letters a message whose headers leave no room for the failure headers, instead of looping', async () => {
     // Another publisher filled the header table to the brim: the retry copy's failure headers do not fit
     // amqplib's 64 KiB. Copies then leave the application's headers out; the message is never lost.

@@ -22,6 +22,7 @@ import { failureDetails, poisonDetails } from './failure-details';
 import type { IncomingMessage } from './incoming-message';
 import type { IntegrationEventContext } from './integration-event-context.interface';
 import { decodeMessage } from './message-decoder';
+import { AbandonedCalls } from './abandoned-calls';
 
 /**
  * Turns one delivery into one handler call, whatever the transport: decode and check the message,
@@ -41,6 +42,7 @@ export class MessageDispatcher {
   ) {}
 
   private readonly tracer = trace.getTracer(INSTRUMENTATION_NAME);
+  private readonly abandonedCalls = new AbandonedCalls();
 
   /**
    * One CONSUMER span per delivery, child of the trace the message carries (the relay's publish span),
@@ -225,7 +227,9 @@ export class MessageDispatcher {
     attemptState: AttemptState,
     spentMs: number,
   ): Promise<boolean> {
+    let started = false;
     const handle = async (): Promise<void> => {
+      started = true;
       await handler.instance.handle(event, context);
     };
     // `timeoutMs` bounds the call; with the inbox on SQLite, where inbox transactions take turns, it
@@ -254,18 +258,53 @@ export class MessageDispatcher {
     // starts again at its turn (SQLite).
     const budgetMs = Math.max(1, handler.timeoutMs - spentMs);
     startClock(budgetMs);
-    const call = this.correlation.run(
-      { correlationId: context.correlationId ?? context.messageId, causationId: context.messageId },
-      async () => (handler.inbox ? this.inbox.runOnce(handler.queue, context.messageId, attemptState, handle, () => startClock(budgetMs)) : handle().then(() => true)),
-    );
+    const call = this.correlation.run({ correlationId: context.correlationId ?? context.messageId, causationId: context.messageId }, async () => {
+      if (!handler.inbox) {
+        await handle();
+        return true;
+      }
+      // An earlier attempt of this message, given up on its timeout, still runs and holds its inbox
+      // record: this one waits for it here, not on that record's lock with a connection of the pool.
+      const earlier = this.abandonedCalls.of(handler.queue, context.messageId);
+      if (earlier) {
+        await earlier;
+        if (attemptState.aborted) throw attemptState.reason;
+      }
+      return this.inbox.runOnce(handler.queue, context.messageId, attemptState, handle, () => startClock(budgetMs));
+    });
     try {
       return await Promise.race([call, timedOut]);
     } finally {
       clearTimeout(timer);
       attemptState.end();
       // A handler abandoned on timeout may still reject later: that must not become an unhandled rejection.
-      call.catch(() => undefined);
+      if (attemptState.aborted) this.followAbandoned(handler, context.messageId, call, () => started);
+      else call.catch(() => undefined);
     }
+  }
+
+  /**
+   * A call given up on its timeout that still runs: its retry in this process waits for it with the
+   * inbox (see `AbandonedCalls`), and how it ends is logged, as its effects may stand beside its retry's.
+   */
+  private followAbandoned(handler: DiscoveredHandler, messageId: string, call: Promise<boolean>, handlerStarted: () => boolean): void {
+    if (handler.inbox) this.abandonedCalls.add(handler.queue, messageId, call);
+    const givenUpAt = performance.now();
+    const after = (): string => `Handler ${handler.name}'s call for message ${messageId}, given up after its timeout of ${handler.timeoutMs} ms, ended ${Math.round(performance.now() - givenUpAt)} ms later`;
+    call.then(
+      (ran) => {
+        if (!handler.inbox) this.logger.warn(`${after()}: what it did stands, and its retry calls the handler again`);
+        else if (ran) this.logger.warn(`${after()}, committed: its retry finds the inbox record and skips the handler`);
+        else this.logger.warn(`${after()}, finding the message already handled`);
+      },
+      (error: unknown) => {
+        // One that never reached the handler (it waited for an earlier attempt, or for its turn) did nothing.
+        if (!handlerStarted()) return;
+        const failure = failureDetails(error);
+        if (handler.inbox) this.logger.warn(`${after()}: its transaction rolled back (${printable(`${failure.name}: ${failure.message}`)})`);
+        else this.logger.warn(`${after()}, failing: ${printable(`${failure.name}: ${failure.message}`)}`);
+      },
+    );
   }
 }
 
