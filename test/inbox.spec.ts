@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { Client } from 'pg';
 import { Injectable } from '@nestjs/common';
 import { CqrsModule, EventBus, EventsHandler, type IEventHandler } from '@nestjs/cqrs';
 import type { TestingModule } from '@nestjs/testing';
@@ -26,6 +27,7 @@ import { registerTestMeterProvider } from './support/test-meters';
 /** Queue names fixed in the decorators, unique to this run of the file (another run on the same broker, say a developer's beside CI's, must not share them). */
 const RUN = randomUUID().slice(0, 8);
 import { TEST_DATABASE_URL } from './support/services';
+import { AbandonedCalls } from '../libs/integration-events/src/consumer/abandoned-calls';
 import { CapturingLogger } from './support/capturing-logger';
 import { bootRefused, infrastructureImports, startTestApp, testOptions, trackHandlerQueues, transactionsOnAnotherDataSource } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
@@ -117,7 +119,8 @@ class LongHoldIntegrationEvent {
 
 /**
  * Attempt 1 holds its inbox record (and so the row lock) for 1.2 s, far past its 300 ms timeout; the
- * retries meanwhile wait on that lock, and time out too. Notes whether each call began already given up.
+ * retries meanwhile wait for it (in this process: see AbandonedCalls), and time out too. Notes whether
+ * each call began already given up.
  */
 @IntegrationEventHandler(LongHoldIntegrationEvent, { timeoutMs: 300 })
 class LongHold implements IIntegrationEventHandler<LongHoldIntegrationEvent> {
@@ -292,7 +295,7 @@ describe('inbox', () => {
     const slow = app.get(SlowWrite);
     await ns.publishRaw('inbox.slow-write', body('slow'), { messageId: 'm-slow' });
     // Attempt 1 is cut at 300 ms and retried; it still finishes (just after) and tries to commit its write.
-    // (Attempt 2 waits on attempt 1's inbox row lock, so it may time out as well: any later attempt wins.)
+    // (Attempt 2 waits for attempt 1 to end, so it may time out as well: any later attempt wins.)
     const finished = () => slow.attempts.filter((a) => a.finishedAt !== undefined).map((a) => a.attempt);
     await eventually(
       async () => {
@@ -319,12 +322,12 @@ describe('inbox', () => {
     expect(rows).toEqual([{ handler: `${ns.serviceName}.SlowCommit` }]);
   });
 
-  it('never calls the handler for an attempt given up while it waited for an earlier attempt\'s inbox record', async () => {
+  it('never calls the handler for an attempt given up while it waited for an earlier attempt of its message', async () => {
     const handler = app.get(LongHold);
     await ns.publishRaw('inbox.long-hold', body('held'), { messageId: 'm-held' });
     await eventually(async () => expect(await ledgerRows('held')).toHaveLength(1), { timeoutMs: 10_000 });
     await consistently(async () => expect(await ledgerRows('held')).toHaveLength(1), { forMs: 300 });
-    // Attempt 1 ran and was given up; retries timed out waiting on its lock. Once it rolled back, the
+    // Attempt 1 ran and was given up; retries timed out waiting for it. Once it rolled back, the
     // retries that had been given up must not run the handler (their effects elsewhere would happen).
     expect(handler.calls[0]).toEqual({ attempt: 1, abandonedAtStart: false });
     expect(handler.calls.filter((call) => call.abandonedAtStart)).toEqual([]);
@@ -361,6 +364,30 @@ describe('inbox', () => {
         /warn Handler LongHold's call for message m-held-off-pool, given up after its timeout of 300 ms, ended \d+ ms later: its transaction rolled back \(HandlerTimeoutError: /,
       ),
     );
+  });
+
+  it('never calls the handler for an attempt given up while its record waited on the lock of another instance\'s', async () => {
+    const handler = app.get(LongHold);
+    const before = handler.calls.length;
+    // Another instance's transaction holds the message's inbox record (its handler runs long).
+    const holder = new Client({ connectionString: TEST_DATABASE_URL });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query(`INSERT INTO ${ns.inboxTable} (handler, message_id) VALUES ($1, $2)`, [`${ns.serviceName}.LongHold`, 'm-held-elsewhere']);
+      await ns.publishRaw('inbox.long-hold', body('held-elsewhere'), { messageId: 'm-held-elsewhere' });
+      // Attempt 1 waits on that record past its 300 ms timeout, and is given up.
+      await eventually(() => expect(logs.text).toContain("Handler LongHold failed message m-held-elsewhere (attempt 1 of"));
+      expect(handler.calls.slice(before)).toEqual([]);
+    } finally {
+      await holder.query('ROLLBACK');
+      await holder.end();
+    }
+    // Its record goes through once the other instance rolls back: attempt 1 must not call the handler then.
+    await eventually(async () => expect(await ledgerRows('held-elsewhere')).toHaveLength(1), { timeoutMs: 10_000 });
+    await consistently(async () => expect(await ledgerRows('held-elsewhere')).toHaveLength(1), { forMs: 300 });
+    expect(handler.calls.slice(before).filter((call) => call.abandonedAtStart)).toEqual([]);
+    expect(handler.calls.slice(before).map((call) => call.attempt)).not.toContain(1);
   });
 
   it('fails an attempt whose handler left its transaction aborted, instead of acknowledging what a COMMIT would roll back', async () => {
@@ -502,6 +529,71 @@ class SlowCommitRaisedHandler implements IEventHandler<SlowCommitRaisedDomainEve
     await this.txHost.tx.query(`INSERT INTO ${this.signals.table.replace(/ledger$/, 'slow_commit')} (order_id) VALUES ($1)`, [event.orderId]);
   }
 }
+
+@IntegrationEvent({ name: 'inbox.hangs-once', version: 1 })
+class HangsOnceIntegrationEvent {
+  constructor(readonly orderId: string) {}
+}
+
+/** Holds the first attempt of every message until the test lets go. */
+@Injectable()
+class HangRelease {
+  release: () => void = () => undefined;
+  readonly released = new Promise<void>((resolve) => (this.release = resolve));
+}
+
+/** Its first attempt ignores its signal and hangs past its 2 s timeout, until the test lets go. */
+@IntegrationEventHandler(HangsOnceIntegrationEvent, { timeoutMs: 2_000 })
+class HangsOnce implements IIntegrationEventHandler<HangsOnceIntegrationEvent> {
+  readonly attempts: number[] = [];
+  constructor(private readonly hang: HangRelease) {}
+
+  async handle(_event: HangsOnceIntegrationEvent, context: IntegrationEventContext): Promise<void> {
+    this.attempts.push(context.attempt);
+    if (context.attempt === 1) await this.hang.released;
+  }
+}
+
+describe('inbox: a retry waiting for a call given up on its timeout', () => {
+  let ns: TestNamespace;
+
+  beforeAll(async () => {
+    ns = await ledgerNamespace();
+  });
+
+  afterAll(async () => {
+    await ns?.cleanup();
+  });
+
+  it('goes back to its queue at shutdown, never started, instead of holding the shutdown up', async () => {
+    const logs = new CapturingLogger();
+    const app = await startTestApp(ns, { logger: logs, providers: [HangRelease, HangsOnce], options: { consumer: { retry: { initialDelayMs: 20, maxDelayMs: 40 } } } });
+    const hang = app.get(HangRelease);
+    const waits = jest.spyOn(AbandonedCalls.prototype, 'of');
+    const queue = `${ns.serviceName}.HangsOnce`;
+    try {
+      await ns.publishRaw('inbox.hangs-once', JSON.stringify({ orderId: 'hung' }), { messageId: 'm-hung' });
+      // Attempt 1 is given up after 2 s; attempt 2 then waits for it in the process, for up to 2 s.
+      await eventually(() => expect(waits.mock.results.some((result) => result.value !== undefined)).toBe(true), { timeoutMs: 10_000 });
+      const closing = app.close();
+      await eventually(() =>
+        expect(logs.text).toContain(
+          `Message m-hung on ${queue} goes back to the queue at shutdown: The call for ${queue} was still waiting for an earlier ` +
+            'attempt of its message, given up on its timeout, to end when the application began shutting down; it never started',
+        ),
+      );
+      // Attempt 1 ends (its transaction rolls back), and its connection lets the DataSource close.
+      hang.release();
+      await closing;
+    } finally {
+      waits.mockRestore();
+      hang.release();
+      await app.close();
+    }
+    expect(app.get(HangsOnce).attempts).toEqual([1]);
+    expect(await ns.queueDepth(queue)).toBe(1);
+  });
+});
 
 describe('inbox with the cqrs bridge', () => {
   let ns: TestNamespace;

@@ -322,7 +322,7 @@ describe('retries and the dead-letter queue', () => {
   });
 
   it.each([
-    ['completes', () => undefined, ': what it did stands, and its retry calls the handler again'],
+    ['completes', () => undefined, ": what it did stands, beside the message's retry (or its dead letter)"],
     [
       'fails',
       () => {

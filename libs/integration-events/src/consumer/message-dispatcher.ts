@@ -267,7 +267,10 @@ export class MessageDispatcher {
       // record: this one waits for it here, not on that record's lock with a connection of the pool.
       const earlier = this.abandonedCalls.of(handler.queue, context.messageId);
       if (earlier) {
-        await earlier;
+        // Shutdown does not wait for it: the message goes back to its queue, as a delivery not started.
+        if (!(await endsBeforeShutdown(earlier, attemptState.shutdown))) {
+          throw new TurnRefusedAtShutdownError(handler.queue, 'an earlier attempt of its message, given up on its timeout, to end');
+        }
         if (attemptState.aborted) throw attemptState.reason;
       }
       return this.inbox.runOnce(handler.queue, context.messageId, attemptState, handle, () => startClock(budgetMs));
@@ -293,8 +296,9 @@ export class MessageDispatcher {
     const after = (): string => `Handler ${handler.name}'s call for message ${messageId}, given up after its timeout of ${handler.timeoutMs} ms, ended ${Math.round(performance.now() - givenUpAt)} ms later`;
     call.then(
       (ran) => {
-        if (!handler.inbox) this.logger.warn(`${after()}: what it did stands, and its retry calls the handler again`);
-        else if (ran) this.logger.warn(`${after()}, committed: its retry finds the inbox record and skips the handler`);
+        // Counted as a failed attempt all the same: the message was retried or dead-lettered meanwhile.
+        if (!handler.inbox) this.logger.warn(`${after()}: what it did stands, beside the message's retry (or its dead letter)`);
+        else if (ran) this.logger.warn(`${after()}, committed: the inbox record is there, so a retry of the message, or a replay of its dead letter, skips the handler`);
         else this.logger.warn(`${after()}, finding the message already handled`);
       },
       (error: unknown) => {
@@ -370,6 +374,19 @@ class AttemptState {
     this.ended = true;
     if (this.controller) this.shutdown.removeEventListener('abort', this.onShutdown);
   }
+}
+
+/** Whether `ended` settles before `shutdown` fires (false at once if it has). */
+function endsBeforeShutdown(ended: Promise<void>, shutdown: AbortSignal): Promise<boolean> {
+  if (shutdown.aborted) return Promise.resolve(false);
+  return new Promise<boolean>((resolve) => {
+    const onShutdown = (): void => resolve(false);
+    shutdown.addEventListener('abort', onShutdown, { once: true });
+    void ended.then(() => {
+      shutdown.removeEventListener('abort', onShutdown);
+      resolve(true);
+    });
+  });
 }
 
 /** The policy's answer; one that throws counts as "retry" (nothing is lost), and `onThrow` says so. */
