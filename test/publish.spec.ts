@@ -39,6 +39,8 @@ describe('publish() in the business transaction', () => {
   });
 
   const insertOrder = (id: string) => txHost.tx.query(`INSERT INTO "${ns.schema}".orders (id) VALUES ($1)`, [id]);
+  const outerTxHost = () => txHost;
+  const outerPublisher = () => publisher;
   const orderExists = async (id: string) =>
     (await (await ns.sql()).query(`SELECT 1 FROM "${ns.schema}".orders WHERE id = $1`, [id])).rowCount === 1;
 
@@ -86,10 +88,18 @@ describe('publish() in the business transaction', () => {
     expect(rows.map((r: { payload: string }) => JSON.parse(r.payload).orderId)).not.toContain('o-rollback');
   });
 
-  it.each(['ROLLBACK', 'COMMIT'])(
-    'refuses a publish() of code the transaction did not await that comes once its %s was sent, writing nothing after it',
-    async (ending) => {
-      const orderId = `o-late-at-${ending.toLowerCase()}`;
+  it.each([
+    ['ROLLBACK', true],
+    ['COMMIT', true],
+    ['ROLLBACK', false],
+  ])(
+    'refuses a publish() of code the transaction did not await that comes once its %s was sent, writing nothing after it (prepared statements: %s)',
+    async (ending, prepared) => {
+      const orderId = `o-late-at-${ending.toLowerCase()}-${prepared}`;
+      const other = prepared ? undefined : await startTestApp(ns, { options: { outbox: { preparedStatements: false } } });
+      const txHost = other ? other.get<TransactionHost<TransactionalAdapterTypeOrm>>(TransactionHost) : outerTxHost();
+      const publisher = other ? other.get(IntegrationEventPublisher) : outerPublisher();
+      const insertOrder = (id: string) => txHost.tx.query(`INSERT INTO "${ns.schema}".orders (id) VALUES ($1)`, [id]);
       let late: Promise<string[]> | undefined;
       let restore = (): void => undefined;
       const work = txHost.withTransaction(async () => {
@@ -114,6 +124,7 @@ describe('publish() in the business transaction', () => {
         else await work;
       } finally {
         restore();
+        await other?.close();
       }
       expect(late).toBeDefined();
       await expect(late).rejects.toBeInstanceOf(NoActiveTransactionError);

@@ -252,9 +252,13 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
 
   afterTransactionCommit(event: TransactionCommitEvent): void {
     const { queryRunner } = event;
-    // Noted for the inbox too, which learns of the commit once the connection went back to the pool.
-    if (!queryRunner.isTransactionActive) noteCommitOutcome(queryRunner);
     const data = queryRunner.data as QueryRunnerData;
+    if (!queryRunner.isTransactionActive) {
+      // Ended: a query runner that serves another transaction next (SQLite's one) must not refuse its writes.
+      delete data[ENDING];
+      // Noted for the inbox too, which learns of the commit once the connection went back to the pool.
+      noteCommitOutcome(queryRunner);
+    }
     const writes = data[OUTBOX_WRITES] as OutboxWrites | undefined;
     if (!writes) return;
     if (queryRunner.isTransactionActive) {
@@ -286,6 +290,7 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
   afterTransactionRollback(event: TransactionRollbackEvent): void {
     const { queryRunner } = event;
     const data = queryRunner.data as QueryRunnerData;
+    if (!queryRunner.isTransactionActive) delete data[ENDING];
     const ownRollbacks = ((data[OWN_ROLLBACK] as number | undefined) ?? 1) - 1;
     if (ownRollbacks > 0) data[OWN_ROLLBACK] = ownRollbacks;
     else delete data[OWN_ROLLBACK];

@@ -19,11 +19,12 @@ interface PgQueryable {
  * only binds and executes it — for the outbox insert, about 40 % less PostgreSQL CPU than the same
  * statement sent unnamed (see bench/README.md). The name is derived from the text, so two tables never
  * share one. With `outbox.preparedStatements: false` (behind PgBouncer older than 1.21 in transaction
- * mode, which cannot keep them) the same SQL goes through TypeORM unnamed.
+ * mode, which cannot keep them) the same SQL is sent unnamed.
  *
  * Statements go to node-postgres directly, on the query runner's own connection (so inside its
- * transaction) or on the DataSource's pool; they are logged through the DataSource's logger like
- * TypeORM's own, and errors come out as TypeORM's `QueryFailedError`.
+ * transaction), or on the DataSource's pool (through TypeORM when unnamed); they are logged through the
+ * DataSource's logger like TypeORM's own, and errors come out as TypeORM's `QueryFailedError`. TypeORM's
+ * subscribers do not see them (`beforeQuery`/`afterQuery`), nor does its slow-query log.
  */
 export class PostgresStatements {
   private readonly names = new Map<string, string>();

@@ -83,7 +83,11 @@ export class SqliteOutboxStore implements OutboxStore {
       // the error and commits would keep part of a publish() that threw. A savepoint makes it all or none.
       await manager.query(`SAVEPOINT ${INSERT_SAVEPOINT}`);
       try {
-        for (const { sql, params } of statements) await manager.query(sql, params);
+        for (const { sql, params } of statements) {
+          // Each is awaited: its transaction may have begun to end meanwhile.
+          OutboxCommitSubscriber.assertNotEnding(manager.queryRunner);
+          await manager.query(sql, params);
+        }
       } catch (error) {
         // Undone, unless the failure made SQLite roll the whole transaction back (a full disk, a trigger's
         // RAISE(ROLLBACK)): the savepoint went with it, and the statement's own error is the one that says why.
