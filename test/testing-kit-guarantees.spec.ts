@@ -36,6 +36,7 @@ import {
 } from 'nestjs-integration-events/testing';
 import { OrderCreatedIntegrationEvent } from './fixtures/order-events';
 import { TransportHost } from '../libs/integration-events/src/transport/transport-host';
+import { IntegrationEventsConfig } from '../libs/integration-events/src/options/integration-events.config';
 import { MessageDispatcher } from '../libs/integration-events/src/consumer/message-dispatcher';
 import { CapturingLogger } from './support/capturing-logger';
 import { consistently, eventually } from './support/eventually';
@@ -181,6 +182,16 @@ describe('the testing module and kit, at the edges', () => {
     expect(() => IntegrationEventsTestingModule.forRoot({ serviceName: 'kit', rabbitmq: undefined, inProcess: undefined } as never)).not.toThrow();
   });
 
+  it('keeps its defaults for option keys given as undefined (a shared options factory with a value unset under test)', async () => {
+    const { app } = await start({ relay: { pollIntervalMs: undefined }, consumer: { shutdownTimeoutMs: undefined }, cleanup: { enabled: undefined } });
+    const { relay, consumer, cleanup } = app.get(IntegrationEventsConfig).options;
+    expect({ pollIntervalMs: relay.pollIntervalMs, shutdownTimeoutMs: consumer.shutdownTimeoutMs, cleanup: cleanup.enabled }).toEqual({
+      pollIntervalMs: 20,
+      shutdownTimeoutMs: 1_000,
+      cleanup: false,
+    });
+  });
+
   it('takes isGlobal as IntegrationEventsModule.forRoot() does: with false, the publisher is injectable only where the module is imported', async () => {
     @Injectable()
     class NeedsPublisher {
@@ -269,6 +280,32 @@ describe('the testing module and kit, at the edges', () => {
     expect(behaviour.calls).toEqual([]);
   });
 
+  it('refuses to deliver an event its handlers would dead-letter as poison without running, and records nothing', async () => {
+    const { kit, behaviour } = await start();
+    // An empty orderId fails @MinLength(1); a string where the class has a Date is an invalid date.
+    await expect(kit.deliver(new OrderCreatedIntegrationEvent(''))).rejects.toThrow(
+      /^The ordering.order-created v1 delivered fails the validation rules of OrderCreatedIntegrationEvent \(orderId: .*\): its handlers would dead-letter it as poison$/,
+    );
+    const dated = Object.assign(new OrderCreatedIntegrationEvent('dated'), { placedAt: 'next tuesday' as unknown as Date });
+    await expect(kit.deliver(dated)).rejects.toThrow(
+      'The ordering.order-created v1 delivered has an invalid date at $.placedAt once rebuilt as OrderCreatedIntegrationEvent: its handlers would dead-letter it as poison',
+    );
+    await expect(kit.deliver(dated)).rejects.toBeInstanceOf(TestKitRefusalError);
+    await kit.drain();
+    expect(kit.published).toEqual([]);
+    expect(behaviour.calls).toEqual([]);
+  });
+
+  it('refuses to deliver an event over consumer.maxBodyBytes, which its handlers would dead-letter as poison', async () => {
+    const { kit, behaviour } = await start({ consumer: { maxBodyBytes: 1_024 }, outbox: { maxPayloadBytes: 1_024 } });
+    await expect(kit.deliver(new OrderCreatedIntegrationEvent('x'.repeat(2_000)))).rejects.toThrow(
+      /^The ordering.order-created v1 delivered is \d+ bytes, over consumer.maxBodyBytes \(1024\): its handlers would dead-letter it as poison$/,
+    );
+    await kit.drain();
+    expect(kit.published).toEqual([]);
+    expect(behaviour.calls).toEqual([]);
+  });
+
   it('refuses it too when another application on a shared broker consumes it, and records nothing', async () => {
     const broker = new InProcessBroker();
     try {
@@ -284,6 +321,32 @@ describe('the testing module and kit, at the edges', () => {
       const closing = await start({ broker, serviceName: 'archive' });
       await closing.app.close();
       await expect(closing.kit.deliver(new OrderCreatedIntegrationEvent('after-close'))).rejects.toThrow('and not closed?');
+    } finally {
+      for (const app of apps.splice(0)) await app.close();
+      broker.close();
+    }
+  });
+
+  it('drains the kits of services sharing a broker together: a row waiting in the other service\'s outbox counts', async () => {
+    const broker = new InProcessBroker();
+    try {
+      const billing = await start({ broker, serviceName: 'billing', relay: { enabled: false } }, []);
+      const shipping = await start({ broker });
+      // Billing committed an event its relay has not published yet (off here).
+      await billing.app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('from-billing'), { standalone: true });
+      // On its own, shipping is idle: nothing of billing's is in its outbox or the broker.
+      await shipping.kit.drain();
+      expect(shipping.behaviour.calls).toEqual([]);
+      await expect(shipping.kit.drain({ alongside: [billing.kit], timeoutMs: 200 })).rejects.toThrow('1 due outbox row(s) of billing');
+      await expect(shipping.kit.drain({ alongside: [{} as IntegrationEventsTestKit] })).rejects.toThrow(TypeError);
+      await expect(shipping.kit.drain({ alongside: [(await start({ serviceName: 'elsewhere' }, [])).kit] })).rejects.toThrow(
+        "drain({ alongside }) takes a list of the IntegrationEventsTestKits of the other services on this kit's broker",
+      );
+      // With billing's relay running, the drain follows the event to shipping's handler.
+      const relaying = await start({ broker, serviceName: 'invoicing' }, []);
+      await relaying.app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('from-invoicing'), { standalone: true });
+      await shipping.kit.drain({ alongside: [relaying.kit] });
+      expect(shipping.behaviour.calls.map((call) => call.orderId)).toContain('from-invoicing');
     } finally {
       for (const app of apps.splice(0)) await app.close();
       broker.close();
@@ -345,6 +408,19 @@ describe('the testing module and kit, at the edges', () => {
       /fails the validation rules of OrderCreatedIntegrationEvent \(orderId: .*\): its consumers would dead-letter it as poison/,
     );
     expect(() => kit.publishedEvents(OrderCreatedIntegrationEvent)).toThrow(TestKitRefusalError);
+  });
+
+  it('leaves the events the test delivered itself out of publishedEvents(), though they are in published', async () => {
+    const { app, kit, behaviour } = await start();
+    const delivered = await kit.deliver(new OrderCreatedIntegrationEvent('delivered'));
+    await kit.drain();
+    expect(behaviour.calls.map((call) => call.orderId)).toEqual(['delivered']);
+    // The handler published nothing: a test asserting it forwards the event must not pass on the delivery.
+    expect(kit.publishedEvents(OrderCreatedIntegrationEvent)).toEqual([]);
+    expect(kit.published.map((message) => message.messageId)).toEqual([delivered]);
+    await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('published'), { standalone: true });
+    await kit.drain();
+    expect(kit.publishedEvents(OrderCreatedIntegrationEvent).map((event) => event.orderId)).toEqual(['published']);
   });
 
   it('refuses in publishedEvents() an event whose date field holds something a consumer cannot read as a date', async () => {

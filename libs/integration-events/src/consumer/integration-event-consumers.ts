@@ -60,6 +60,11 @@ export class IntegrationEventConsumers {
     }));
   }
 
+  /** @internal The classes this application's handlers of that event version rebuild its messages as. */
+  eventClassesOf(eventName: string, eventVersion: number): Function[] {
+    return [...new Set(this.handlerList.filter((handler) => handler.event.name === eventName && handler.event.version === eventVersion).map((handler) => handler.eventClass))];
+  }
+
   /** Whether the consumers run: started, and not stopped (at shutdown). */
   get running(): boolean {
     return this.started;

@@ -35,7 +35,12 @@ const TESTING_MAX_RETRY_DELAY_MS = 50;
  */
 function withTestingDefaults<T extends object>(defaults: T, given: T | undefined): T {
   if (given === undefined) return defaults;
-  return typeof given === 'object' && given !== null && !Array.isArray(given) ? { ...defaults, ...given } : given;
+  if (typeof given !== 'object' || given === null || Array.isArray(given)) return given;
+  // A key given as undefined (a shared options factory's `shutdownTimeoutMs: config.shutdownMs`, unset
+  // under test) keeps the testing default, as a key left out does, not the module's.
+  const merged: Record<string, unknown> = { ...(defaults as Record<string, unknown>) };
+  for (const [key, value] of Object.entries(given)) if (value !== undefined || !(key in defaults)) merged[key] = value;
+  return merged as T;
 }
 
 /** The testing module's own options: the module's, less the transport, plus `broker`. */

@@ -25,6 +25,8 @@ import type { PublishedMessage } from './published-message';
  */
 export class IntegrationEventsTestKit {
   private recorded: PublishedMessage[] = [];
+  /** The ids of the messages this kit delivered: in `published`, not in `publishedEvents()`. */
+  private delivered = new Set<string>();
   private readonly untap: () => void;
   private transactions: OpenTransactions | undefined;
 
@@ -71,40 +73,44 @@ export class IntegrationEventsTestKit {
 
   /**
    * The published events of one class (its name and version), rebuilt as instances as a handler would
-   * receive them.
+   * receive them. The events this kit delivered (`deliver()`) are not among them: a handler that should
+   * publish the event it got must be seen doing so.
    * @throws TestKitRefusalError when one fails the class's class-validator rules (synchronous ones), or a date field of the
    *   class gets something that is not a date: its consumers would refuse it as poison, so a test
    *   asserting on it must not pass
    */
   publishedEvents<T extends object>(eventClass: IntegrationEventClass<T>): T[] {
     const { name, version } = getIntegrationEventMetadata(eventClass);
-    const { maxDepth } = this.services().config.options.consumer;
     return this.recorded
-      .filter((message) => message.eventName === name && message.eventVersion === version)
-      .map((message) => {
-        const event = plainToInstance(eventClass as unknown as new () => T, message.payload as object);
-        const invalidDate = findInvalidDate(event, '$', maxDepth);
-        if (invalidDate) {
-          throw new TestKitRefusalError(
-            `Published ${name} v${version} ${String(message.messageId)} has an invalid date at ${invalidDate} once rebuilt as ${eventClass.name}: ` +
-              'its consumers would dead-letter it as poison',
-          );
-        }
-        const violations = validateSync(event, { forbidUnknownValues: false });
-        if (violations.length > 0) {
-          const details = violations.map((v) => `${v.property}: ${Object.values(v.constraints ?? { nested: 'invalid nested value' }).join(', ')}`);
-          throw new TestKitRefusalError(
-            `Published ${name} v${version} ${String(message.messageId)} fails the validation rules of ${eventClass.name} (${details.join('; ')}): ` +
-              'its consumers would dead-letter it as poison',
-          );
-        }
-        return event;
-      });
+      .filter((message) => message.eventName === name && message.eventVersion === version && !(message.messageId !== undefined && this.delivered.has(message.messageId)))
+      .map((message) =>
+        this.rebuild(eventClass as unknown as new () => T, message.payload as object, `Published ${name} v${version} ${String(message.messageId)}`, 'its consumers'),
+      );
+  }
+
+  /**
+   * The payload as a consumer rebuilds it for a handler of `eventClass`.
+   * @throws TestKitRefusalError where that consumer would dead-letter it as poison without calling the
+   *   handler: a date field that is not a date, or the class's (synchronous) class-validator rules failed
+   */
+  private rebuild<T extends object>(eventClass: new () => T, payload: object, what: string, consumers: string): T {
+    const event = plainToInstance(eventClass, payload);
+    const invalidDate = findInvalidDate(event, '$', this.services().config.options.consumer.maxDepth);
+    if (invalidDate) {
+      throw new TestKitRefusalError(`${what} has an invalid date at ${invalidDate} once rebuilt as ${eventClass.name}: ${consumers} would dead-letter it as poison`);
+    }
+    const violations = validateSync(event, { forbidUnknownValues: false });
+    if (violations.length > 0) {
+      const details = violations.map((v) => `${v.property}: ${Object.values(v.constraints ?? { nested: 'invalid nested value' }).join(', ')}`);
+      throw new TestKitRefusalError(`${what} fails the validation rules of ${eventClass.name} (${details.join('; ')}): ${consumers} would dead-letter it as poison`);
+    }
+    return event;
   }
 
   /** Forgets what was recorded. */
   clear(): void {
     this.recorded = [];
+    this.delivered = new Set();
   }
 
   /**
@@ -167,8 +173,20 @@ export class IntegrationEventsTestKit {
         entries ? Object.fromEntries(entries.filter(([header]) => !header.toLowerCase().startsWith('x-'))) : given,
       ),
     };
+    const content = Buffer.from(serializeEvent(name, event, config.options.consumer.maxDepth));
+    // A message its handlers refuse as poison never reaches them either: a test asserting that nothing
+    // happened would pass without testing anything. (To test the dead-lettering itself, publish the raw
+    // message on `kit.broker`.)
+    const { maxBodyBytes } = config.options.consumer;
+    if (content.length > maxBodyBytes) {
+      throw new TestKitRefusalError(`The ${name} v${version} delivered is ${content.length} bytes, over consumer.maxBodyBytes (${maxBodyBytes}): its handlers would dead-letter it as poison`);
+    }
+    for (const eventClass of consumers.eventClassesOf(name, version)) {
+      this.rebuild(eventClass as new () => object, JSON.parse(content.toString('utf8')) as object, `The ${name} v${version} delivered`, 'its handlers');
+    }
+    this.delivered.add(messageId);
     const routed = this.broker.publish(this.exchange, {
-      content: Buffer.from(serializeEvent(name, event, config.options.consumer.maxDepth)),
+      content,
       messageId,
       routingKey: name,
       headers,
@@ -186,20 +204,34 @@ export class IntegrationEventsTestKit {
    * row, so work started by the last step is seen. Failing handlers are retried (with the testing
    * module's short delays) until they succeed or are dead-lettered. Rows published with a delay that is
    * not yet due are not waited for.
-   * @throws DrainTimeoutError after `timeoutMs`, saying what was left
+   * @param alongside the kits of other services on the same broker (`forRoot({ broker })`): their outboxes
+   *   and transactions count too, in the same rounds, so that a flow going back and forth between the
+   *   services is followed to its end (each kit drained on its own may find itself idle while a reply
+   *   waits in another service's outbox)
+   * @throws DrainTimeoutError after `timeoutMs` (half a second later at most, while the outbox is being
+   *   counted), saying what was left
    * @throws RangeError for a `timeoutMs` that is not a positive number up to 2147483647
+   * @throws TypeError for an `alongside` that is not a list of kits on this kit's broker
    */
-  async drain({ timeoutMs = 10_000 }: { timeoutMs?: number } = {}): Promise<void> {
+  async drain({ timeoutMs = 10_000, alongside = [] }: { timeoutMs?: number; alongside?: readonly IntegrationEventsTestKit[] } = {}): Promise<void> {
     // NaN would make the deadline never pass: a drain that never gives up. Past 2^31 - 1 Node fires its
     // timers after 1 ms: each count of the outbox would be given up on at once, and the drain never end.
     if (typeof timeoutMs !== 'number' || !(timeoutMs > 0) || !(timeoutMs <= 2_147_483_647)) {
       throw new RangeError(`drain({ timeoutMs }) takes a positive number of milliseconds up to 2147483647, not ${String(timeoutMs)}`);
     }
+    if (!Array.isArray(alongside) || !alongside.every((kit) => kit instanceof IntegrationEventsTestKit && kit.broker === this.broker)) {
+      throw new TypeError('drain({ alongside }) takes a list of the IntegrationEventsTestKits of the other services on this kit\'s broker');
+    }
+    const kits = [this, ...alongside];
     const deadline = Date.now() + timeoutMs;
     let quietRounds = 0;
     for (;;) {
-      this.services().relay.wake();
-      const left = await this.workLeft(deadline);
+      for (const kit of kits) kit.services().relay.wake();
+      let left: string | undefined;
+      for (const kit of kits) {
+        left = await kit.workLeft(deadline);
+        if (left !== undefined) break;
+      }
       if (left === undefined) {
         // Idle twice in a row is done, even past the deadline: nothing was left.
         if (++quietRounds >= 2) return;
