@@ -53,7 +53,11 @@ const children = processes.map(({ name, entry, env }) => {
   return child;
 });
 
+/** How long a service may take to shut down before it is killed (its own shutdown waits are shorter). */
+const KILL_AFTER_MS = 30_000;
+
 function stop(exitCode) {
+  if (stopping) return;
   stopping = true;
   let running = children.filter((child) => child.exitCode === null && child.signalCode === null);
   if (running.length === 0) process.exit(exitCode);
@@ -64,6 +68,14 @@ function stop(exitCode) {
     });
     child.kill('SIGTERM');
   }
+  // A shutdown that hangs (a service stuck on a database that stopped answering) must not keep the
+  // terminal: Nest ignores a second signal while it shuts down.
+  setTimeout(() => {
+    for (const child of running) {
+      process.stderr.write(`[${processes[children.indexOf(child)].name}] did not stop within ${KILL_AFTER_MS / 1000} s: killing it\n`);
+      child.kill('SIGKILL');
+    }
+  }, KILL_AFTER_MS).unref();
 }
 
 process.on('SIGINT', () => stop(0));
