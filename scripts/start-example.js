@@ -61,10 +61,11 @@ function stop(exitCode) {
   stopping = true;
   let running = children.filter((child) => child.exitCode === null && child.signalCode === null);
   if (running.length === 0) process.exit(exitCode);
+  let killed = false;
   for (const child of running) {
     child.once('exit', () => {
       running = running.filter((other) => other !== child);
-      if (running.length === 0) process.exit(exitCode);
+      if (running.length === 0) process.exit(killed ? 1 : exitCode);
     });
     child.kill('SIGTERM');
   }
@@ -72,6 +73,7 @@ function stop(exitCode) {
   // terminal: Nest ignores a second signal while it shuts down.
   setTimeout(() => {
     for (const child of running) {
+      killed = true;
       process.stderr.write(`[${processes[children.indexOf(child)].name}] did not stop within ${KILL_AFTER_MS / 1000} s: killing it\n`);
       child.kill('SIGKILL');
     }

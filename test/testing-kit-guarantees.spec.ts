@@ -347,6 +347,11 @@ describe('the testing module and kit, at the edges', () => {
       await relaying.app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('from-invoicing'), { standalone: true });
       await shipping.kit.drain({ alongside: [relaying.kit] });
       expect(shipping.behaviour.calls.map((call) => call.orderId)).toContain('from-invoicing');
+      // A closed application's outbox can no longer be read, nor its rows published.
+      await relaying.app.close();
+      await expect(shipping.kit.drain({ alongside: [relaying.kit] })).rejects.toThrow(
+        'drain() was given the kit of a closed application (invoicing): drain before closing it',
+      );
     } finally {
       for (const app of apps.splice(0)) await app.close();
       broker.close();
@@ -421,6 +426,21 @@ describe('the testing module and kit, at the edges', () => {
     await app.get(IntegrationEventPublisher).publish(new OrderCreatedIntegrationEvent('published'), { standalone: true });
     await kit.drain();
     expect(kit.publishedEvents(OrderCreatedIntegrationEvent).map((event) => event.orderId)).toEqual(['published']);
+  });
+
+  it('leaves a delivery through another kit on the same broker out of publishedEvents() too', async () => {
+    const broker = new InProcessBroker();
+    try {
+      const shipping = await start({ broker });
+      const billing = await start({ broker, serviceName: 'billing' }, []);
+      await shipping.kit.deliver(new OrderCreatedIntegrationEvent('delivered-by-shipping-kit'));
+      await shipping.kit.drain({ alongside: [billing.kit] });
+      expect(billing.kit.publishedEvents(OrderCreatedIntegrationEvent)).toEqual([]);
+      expect(billing.kit.published.map((message) => (message.payload as { orderId: string }).orderId)).toEqual(['delivered-by-shipping-kit']);
+    } finally {
+      for (const app of apps.splice(0)) await app.close();
+      broker.close();
+    }
   });
 
   it('refuses in publishedEvents() an event whose date field holds something a consumer cannot read as a date', async () => {

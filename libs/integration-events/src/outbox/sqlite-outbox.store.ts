@@ -84,7 +84,10 @@ export class SqliteOutboxStore implements OutboxStore {
       await manager.query(`SAVEPOINT ${INSERT_SAVEPOINT}`);
       try {
         for (const { sql, params } of statements) {
-          // Each is awaited: its transaction may have begun to end meanwhile.
+          // Each is awaited: its transaction may have begun to end meanwhile. A ROLLBACK then takes the
+          // statements run so far with it, and the rest are refused; a COMMIT commits them (SQLite commits
+          // an open savepoint with its transaction) while this publish() fails: the rows it wrote go out
+          // through a claim once their lease has passed.
           OutboxCommitSubscriber.assertNotEnding(manager.queryRunner);
           await manager.query(sql, params);
         }

@@ -19,14 +19,25 @@ import { OpenTransactions } from './open-transactions';
 import type { PublishedMessage } from './published-message';
 
 /**
+ * The ids of the messages the kits on a broker delivered (`deliver()`): in every kit's `published`, in
+ * none's `publishedEvents()`, whichever kit of the test delivered them.
+ */
+const deliveredOn = new WeakMap<InProcessBroker, Set<string>>();
+
+function deliveredIds(broker: InProcessBroker): Set<string> {
+  let ids = deliveredOn.get(broker);
+  if (!ids) deliveredOn.set(broker, (ids = new Set()));
+  return ids;
+}
+
+/**
  * What a test needs around a service that uses integration events, on the in-process broker: what was
  * published (with headers), a way to deliver an event as if another service had published it, and
  * `drain()` to run the relay and the consumers until nothing is left — so a test never sleeps.
  */
 export class IntegrationEventsTestKit {
   private recorded: PublishedMessage[] = [];
-  /** The ids of the messages this kit delivered: in `published`, not in `publishedEvents()`. */
-  private delivered = new Set<string>();
+  private disposed = false;
   private readonly untap: () => void;
   private transactions: OpenTransactions | undefined;
 
@@ -73,16 +84,17 @@ export class IntegrationEventsTestKit {
 
   /**
    * The published events of one class (its name and version), rebuilt as instances as a handler would
-   * receive them. The events this kit delivered (`deliver()`) are not among them: a handler that should
-   * publish the event it got must be seen doing so.
+   * receive them. The events the test delivered (`deliver()`, through this kit or another on its broker)
+   * are not among them: a handler that should publish the event it got must be seen doing so.
    * @throws TestKitRefusalError when one fails the class's class-validator rules (synchronous ones), or a date field of the
    *   class gets something that is not a date: its consumers would refuse it as poison, so a test
    *   asserting on it must not pass
    */
   publishedEvents<T extends object>(eventClass: IntegrationEventClass<T>): T[] {
     const { name, version } = getIntegrationEventMetadata(eventClass);
+    const delivered = deliveredIds(this.broker);
     return this.recorded
-      .filter((message) => message.eventName === name && message.eventVersion === version && !(message.messageId !== undefined && this.delivered.has(message.messageId)))
+      .filter((message) => message.eventName === name && message.eventVersion === version && !(message.messageId !== undefined && delivered.has(message.messageId)))
       .map((message) =>
         this.rebuild(eventClass as unknown as new () => T, message.payload as object, `Published ${name} v${version} ${String(message.messageId)}`, 'its consumers'),
       );
@@ -110,7 +122,6 @@ export class IntegrationEventsTestKit {
   /** Forgets what was recorded. */
   clear(): void {
     this.recorded = [];
-    this.delivered = new Set();
   }
 
   /**
@@ -123,7 +134,9 @@ export class IntegrationEventsTestKit {
    * @returns the message id
    * @throws TestKitRefusalError when no handler of this application consumes the event (none among its providers, the
    *   consumers off, or not initialised), or not its version, whatever other applications on a shared
-   *   broker consume
+   *   broker consume; or when its handlers would dead-letter it as poison without running: it fails
+   *   their event class's (synchronous) class-validator rules, has a date field that is not a date, or
+   *   is over `consumer.maxBodyBytes` (to test that dead-lettering, publish the raw message on `broker`)
    */
   async deliver(
     event: object,
@@ -184,7 +197,7 @@ export class IntegrationEventsTestKit {
     for (const eventClass of consumers.eventClassesOf(name, version)) {
       this.rebuild(eventClass as new () => object, JSON.parse(content.toString('utf8')) as object, `The ${name} v${version} delivered`, 'its handlers');
     }
-    this.delivered.add(messageId);
+    deliveredIds(this.broker).add(messageId);
     const routed = this.broker.publish(this.exchange, {
       content,
       messageId,
@@ -222,6 +235,11 @@ export class IntegrationEventsTestKit {
     if (!Array.isArray(alongside) || !alongside.every((kit) => kit instanceof IntegrationEventsTestKit && kit.broker === this.broker)) {
       throw new TypeError('drain({ alongside }) takes a list of the IntegrationEventsTestKits of the other services on this kit\'s broker');
     }
+    // Its outbox cannot be read any more, nor would its relay publish what is left there.
+    const closed = [this, ...alongside].filter((kit) => kit.disposed);
+    if (closed.length > 0) {
+      throw new TestKitRefusalError(`drain() was given the kit of a closed application (${closed.map((kit) => kit.serviceName).join(', ')}): drain before closing it`);
+    }
     const kits = [this, ...alongside];
     const deadline = Date.now() + timeoutMs;
     let quietRounds = 0;
@@ -253,6 +271,7 @@ export class IntegrationEventsTestKit {
 
   /** Stops recording (the testing module does it on shutdown). */
   dispose(): void {
+    this.disposed = true;
     this.untap();
     this.transactions?.detach();
   }
