@@ -124,14 +124,19 @@ class LongHoldIntegrationEvent {
  */
 @IntegrationEventHandler(LongHoldIntegrationEvent, { timeoutMs: 300 })
 class LongHold implements IIntegrationEventHandler<LongHoldIntegrationEvent> {
-  readonly calls: Array<{ attempt: number; abandonedAtStart: boolean }> = [];
+  readonly calls: Array<{ messageId: string; attempt: number; abandonedAtStart: boolean }> = [];
   constructor(
     private readonly ledger: Ledger,
     private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>,
   ) {}
 
+  /** The calls for one message, without the message id. */
+  callsFor(messageId: string): Array<{ attempt: number; abandonedAtStart: boolean }> {
+    return this.calls.filter((call) => call.messageId === messageId).map(({ attempt, abandonedAtStart }) => ({ attempt, abandonedAtStart }));
+  }
+
   async handle(event: LongHoldIntegrationEvent, context: IntegrationEventContext): Promise<void> {
-    this.calls.push({ attempt: context.attempt, abandonedAtStart: context.signal.aborted });
+    this.calls.push({ messageId: context.messageId, attempt: context.attempt, abandonedAtStart: context.signal.aborted });
     await this.txHost.tx.query(`INSERT INTO ${this.ledger.table} (order_id, message_id) VALUES ($1, $2)`, [event.orderId, `attempt-${context.attempt}`]);
     if (context.attempt === 1) await new Promise((resolve) => setTimeout(resolve, 1_200));
   }
@@ -329,16 +334,15 @@ describe('inbox', () => {
     await consistently(async () => expect(await ledgerRows('held')).toHaveLength(1), { forMs: 300 });
     // Attempt 1 ran and was given up; retries timed out waiting for it. Once it rolled back, the
     // retries that had been given up must not run the handler (their effects elsewhere would happen).
-    expect(handler.calls[0]).toEqual({ attempt: 1, abandonedAtStart: false });
-    expect(handler.calls.filter((call) => call.abandonedAtStart)).toEqual([]);
+    expect(handler.callsFor('m-held')[0]).toEqual({ attempt: 1, abandonedAtStart: false });
+    expect(handler.callsFor('m-held').filter((call) => call.abandonedAtStart)).toEqual([]);
     expect((await ledgerRows('held')).map((r: { message_id: string }) => r.message_id)).not.toContain('attempt-1');
   });
 
-  it('keeps the retries of a call given up on its timeout off the pool while that call still runs, and logs how it ended', async () => {
+  it('keeps the retries of a call given up on its timeout from waiting on its inbox record\'s lock (each with a pool connection), and logs how it ended', async () => {
     const handler = app.get(LongHold);
-    const before = handler.calls.length;
     await ns.publishRaw('inbox.long-hold', body('held-off-pool'), { messageId: 'm-held-off-pool' });
-    await eventually(() => expect(handler.calls.slice(before).map((call) => call.attempt)).toEqual([1]));
+    await eventually(() => expect(handler.callsFor('m-held-off-pool').map((call) => call.attempt)).toEqual([1]));
     // While attempt 1 holds its inbox record (1.2 s), no connection of the service waits on that record's
     // lock: its retries, given up on their own timeouts meanwhile, wait in the process.
     const waitingOnTheRecord = async (): Promise<number> =>
@@ -358,7 +362,7 @@ describe('inbox', () => {
     );
     expect(samples.length).toBeGreaterThan(5);
     expect(Math.max(...samples)).toBe(0);
-    expect(handler.calls.slice(before).filter((call) => call.abandonedAtStart)).toEqual([]);
+    expect(handler.callsFor('m-held-off-pool').filter((call) => call.abandonedAtStart)).toEqual([]);
     await eventually(() =>
       expect(logs.text).toMatch(
         /warn Handler LongHold's call for message m-held-off-pool, given up after its timeout of 300 ms, ended \d+ ms later: its transaction rolled back \(HandlerTimeoutError: /,
@@ -368,7 +372,6 @@ describe('inbox', () => {
 
   it('never calls the handler for an attempt given up while its record waited on the lock of another instance\'s', async () => {
     const handler = app.get(LongHold);
-    const before = handler.calls.length;
     // Another instance's transaction holds the message's inbox record (its handler runs long).
     const holder = new Client({ connectionString: TEST_DATABASE_URL });
     await holder.connect();
@@ -378,7 +381,7 @@ describe('inbox', () => {
       await ns.publishRaw('inbox.long-hold', body('held-elsewhere'), { messageId: 'm-held-elsewhere' });
       // Attempt 1 waits on that record past its 300 ms timeout, and is given up.
       await eventually(() => expect(logs.text).toContain("Handler LongHold failed message m-held-elsewhere (attempt 1 of"));
-      expect(handler.calls.slice(before)).toEqual([]);
+      expect(handler.callsFor('m-held-elsewhere')).toEqual([]);
     } finally {
       await holder.query('ROLLBACK');
       await holder.end();
@@ -386,8 +389,8 @@ describe('inbox', () => {
     // Its record goes through once the other instance rolls back: attempt 1 must not call the handler then.
     await eventually(async () => expect(await ledgerRows('held-elsewhere')).toHaveLength(1), { timeoutMs: 10_000 });
     await consistently(async () => expect(await ledgerRows('held-elsewhere')).toHaveLength(1), { forMs: 300 });
-    expect(handler.calls.slice(before).filter((call) => call.abandonedAtStart)).toEqual([]);
-    expect(handler.calls.slice(before).map((call) => call.attempt)).not.toContain(1);
+    expect(handler.callsFor('m-held-elsewhere').filter((call) => call.abandonedAtStart)).toEqual([]);
+    expect(handler.callsFor('m-held-elsewhere').map((call) => call.attempt)).not.toContain(1);
   });
 
   it('fails an attempt whose handler left its transaction aborted, instead of acknowledging what a COMMIT would roll back', async () => {
@@ -571,11 +574,12 @@ describe('inbox: a retry waiting for a call given up on its timeout', () => {
     const hang = app.get(HangRelease);
     const waits = jest.spyOn(AbandonedCalls.prototype, 'of');
     const queue = `${ns.serviceName}.HangsOnce`;
+    let closing: Promise<void> | undefined;
     try {
       await ns.publishRaw('inbox.hangs-once', JSON.stringify({ orderId: 'hung' }), { messageId: 'm-hung' });
       // Attempt 1 is given up after 2 s; attempt 2 then waits for it in the process, for up to 2 s.
       await eventually(() => expect(waits.mock.results.some((result) => result.value !== undefined)).toBe(true), { timeoutMs: 10_000 });
-      const closing = app.close();
+      closing = app.close();
       await eventually(() =>
         expect(logs.text).toContain(
           `Message m-hung on ${queue} goes back to the queue at shutdown: The call for ${queue} was still waiting for an earlier ` +
@@ -588,7 +592,7 @@ describe('inbox: a retry waiting for a call given up on its timeout', () => {
     } finally {
       waits.mockRestore();
       hang.release();
-      await app.close();
+      await (closing ?? app.close());
     }
     expect(app.get(HangsOnce).attempts).toEqual([1]);
     expect(await ns.queueDepth(queue)).toBe(1);

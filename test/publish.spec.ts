@@ -92,6 +92,7 @@ describe('publish() in the business transaction', () => {
     ['ROLLBACK', true],
     ['COMMIT', true],
     ['ROLLBACK', false],
+    ['COMMIT', false],
   ])(
     'refuses a publish() of code the transaction did not await that comes once its %s was sent, writing nothing after it (prepared statements: %s)',
     async (ending, prepared) => {

@@ -307,8 +307,11 @@ describe('graceful shutdown', () => {
     expect(commits).toEqual(['commit', 'commit']);
   });
 
+  /** The relay and the cleanup off: the only caller of the pool after boot is the transaction under test. */
+  const quietOptions = { relay: { enabled: false }, cleanup: { enabled: false } };
+
   it('converts the domain events of a transaction that was still getting its pool connection when the module unhooked', async () => {
-    const app = await startTestApp(ns, { imports: [CqrsModule.forRoot()], providers: [ParcelPackedConverter] });
+    const app = await startTestApp(ns, { imports: [CqrsModule.forRoot()], providers: [ParcelPackedConverter], options: quietOptions });
     apps.push(app);
     const txHost = app.get<TransactionHost<TransactionalAdapterTypeOrm>>(TransactionHost);
     const eventBus = app.get(EventBus);
@@ -343,7 +346,7 @@ describe('graceful shutdown', () => {
   });
 
   it('unhooks the cqrs bridge after a transaction it waited for failed to get its connection, which TypeORM never reports ended', async () => {
-    const app = await startTestApp(ns, { imports: [CqrsModule.forRoot()], providers: [ParcelPackedConverter] });
+    const app = await startTestApp(ns, { imports: [CqrsModule.forRoot()], providers: [ParcelPackedConverter], options: quietOptions });
     apps.push(app);
     const txHost = app.get<TransactionHost<TransactionalAdapterTypeOrm>>(TransactionHost);
     const dataSource = app.get(DataSource);
