@@ -20,6 +20,7 @@ export function closeQuietly(closable: Channel | ChannelModel, timeoutMs = CLOSE
  * heartbeats on, for as long as it lasts).
  */
 export async function closeConnectionQuietly(model: ChannelModel, timeoutMs = CLOSE_TIMEOUT_MS): Promise<void> {
+  const blocked = isBlockedByBroker(model);
   let closed = false;
   const onClose = (): void => {
     closed = true;
@@ -27,7 +28,17 @@ export async function closeConnectionQuietly(model: ChannelModel, timeoutMs = CL
   model.once('close', onClose);
   await closeQuietly(model, timeoutMs);
   model.off('close', onClose);
-  if (!closed) destroySocket(model);
+  if (!closed || blocked) destroySocket(model);
+}
+
+/**
+ * Whether the broker blocks the connection (a memory or disk alarm). amqplib then closes it at once,
+ * without asking the broker, and only ends its side of the socket: the broker, which reads nothing from
+ * a blocked connection, never sees that end, and its heartbeats keep the socket, and the process, alive
+ * until the alarm ends. Such a socket is destroyed.
+ */
+export function isBlockedByBroker(model: ChannelModel): boolean {
+  return (model as unknown as { connection?: { blocked?: unknown } }).connection?.blocked === true;
 }
 
 /** Destroys a connection's socket (amqplib 2's `ChannelModel.connection.stream`), for a close given up on. */

@@ -7,7 +7,7 @@ import { TransportNotReadyError } from '../../errors/transport-not-ready.error';
 import { IntegrationEventsConfig } from '../../options/integration-events.config';
 import { MIN_FRAME_MAX } from '../../options/resolve-options';
 import { redactSecrets } from '../../util/redact-url';
-import { closeConnectionQuietly, closeQuietly, destroySocket } from './close-quietly';
+import { closeConnectionQuietly, closeQuietly, destroySocket, isBlockedByBroker } from './close-quietly';
 import { ManagedChannel, type ManagedChannelSpec } from './managed-channel';
 
 /**
@@ -229,14 +229,16 @@ export class RabbitMqConnection {
     if (inSetup) await closeConnectionQuietly(inSetup);
     if (!recovering) return;
     // amqplib's close waits for the broker's CloseOk; on a half-dead connection that never comes.
+    const blocked = model !== undefined && isBlockedByBroker(model);
     let modelClosed = false;
     model?.once('close', () => (modelClosed = true));
     const closed = recovering.close().catch(() => undefined);
     if (model) await closeQuietly(model);
     await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 2_000).unref())]);
     // Given up on: amqplib ends its socket only once the broker has answered, and an open socket keeps
-    // the process alive (with heartbeats off, for as long as TCP takes to give up).
-    if (model && !modelClosed) destroySocket(model);
+    // the process alive (with heartbeats off, for as long as TCP takes to give up); so does a blocked
+    // one, closed at once (see isBlockedByBroker).
+    if (model && (!modelClosed || blocked)) destroySocket(model);
   }
 
   /**
