@@ -296,6 +296,19 @@ class TracingPublisherDecorator implements OnModuleInit {
   }
 }
 
+/**
+ * Gives the EventBus the application's own publisher in its `onApplicationBootstrap`: Nest runs it after
+ * this library's, whose module is global.
+ */
+@Injectable()
+class PublisherSetAtBootstrap implements OnApplicationBootstrap {
+  readonly own = new OwnEventPublisher();
+  constructor(private readonly eventBus: EventBus) {}
+  onApplicationBootstrap(): void {
+    this.eventBus.publisher = this.own;
+  }
+}
+
 /** An application's own cqrs publisher (one that would send events to a broker, say). */
 class OwnEventPublisher implements IEventPublisher {
   readonly published: object[] = [];
@@ -1402,6 +1415,95 @@ describe('@nestjs/cqrs bridge, on applications of their own', () => {
         expect(logger.text).not.toContain('Forwarding committed domain events failed');
       } finally {
         subscription.unsubscribe();
+        await app.close();
+      }
+    } finally {
+      await other.cleanup();
+    }
+  });
+
+  it('wraps a publisher the application assigns after the library bootstrapped: domain events are still handled and converted in their transaction', async () => {
+    const other = await TestNamespace.create();
+    try {
+      const logger = new CapturingLogger();
+      const app = await startTestApp(other, {
+        imports: [CqrsModule.forRoot()],
+        providers: [PackingProbe, ParcelPackedHandler, ParcelPackedConverter, RootPacking, PublisherSetAtBootstrap],
+        options: { consumer: { enabled: false }, relay: { enabled: false } },
+        logger,
+      });
+      try {
+        expect(logger.text).toContain('The EventBus publisher was replaced after the bridge was installed (with OwnEventPublisher); wrapping the new one');
+        expect(logger.text).toContain("The EventBus publishes through OwnEventPublisher, not cqrs's in-memory one");
+        await app.get<TransactionHost<TransactionalAdapterTypeOrm>>(TransactionHost).withTransaction(async () =>
+          app.get(RootPacking).eventBus.publish(new ParcelPackedDomainEvent('set-at-bootstrap')),
+        );
+        // Handled and converted in the transaction, then handed to the application's publisher.
+        expect(app.get(PackingProbe).handled).toEqual(['set-at-bootstrap']);
+        const { rows } = await (await other.sql()).query(`SELECT payload FROM ${other.outboxTable} WHERE event_name = 'ordering.order-created'`);
+        expect(rows.map((row: { payload: string }) => JSON.parse(row.payload).orderId)).toEqual(['set-at-bootstrap/packed']);
+        await eventually(() => expect(app.get(PublisherSetAtBootstrap).own.published).toEqual([new ParcelPackedDomainEvent('set-at-bootstrap')]));
+      } finally {
+        await app.close();
+      }
+    } finally {
+      await other.cleanup();
+    }
+  });
+
+  it("knows cqrs's own in-memory publisher by its class, not its name, which a bundler may mangle", async () => {
+    const other = await TestNamespace.create();
+    let restore = (): void => undefined;
+    try {
+      const first = await startTestApp(other, { imports: [CqrsModule.forRoot()], providers: [RootPacking], options: { consumer: { enabled: false } } });
+      const defaultPublisher = (first.get(RootPacking).eventBus.publisher as unknown as { inner: object }).inner.constructor;
+      await first.close();
+      const name = Object.getOwnPropertyDescriptor(defaultPublisher, 'name')!;
+      Object.defineProperty(defaultPublisher, 'name', { ...name, value: 'e' });
+      restore = () => Object.defineProperty(defaultPublisher, 'name', name);
+      const logger = new CapturingLogger();
+      const app = await startTestApp(other, { imports: [CqrsModule.forRoot()], providers: [RootPacking], options: { consumer: { enabled: false } }, logger });
+      try {
+        expect(logger.text).toContain('Domain events are dispatched in their transaction');
+        expect(logger.text).not.toContain('The EventBus publishes through');
+      } finally {
+        await app.close();
+      }
+    } finally {
+      restore();
+      await other.cleanup();
+    }
+  });
+
+  it("forwards a transaction's other committed events when the application's publisher throws on one, naming it", async () => {
+    const other = await TestNamespace.create();
+    try {
+      const logger = new CapturingLogger();
+      const published: string[] = [];
+      const throwing: IEventPublisher = {
+        publish: (event) => {
+          const { orderId } = event as unknown as ParcelPackedDomainEvent;
+          published.push(orderId);
+          if (orderId === 'cannot-serialise') throw new Error('Do not know how to serialize a BigInt');
+        },
+      };
+      const app = await startTestApp(other, {
+        imports: [CqrsModule.forRoot({ eventPublisher: throwing })],
+        providers: [PackingProbe, ParcelPackedHandler, RootPacking],
+        options: { consumer: { enabled: false } },
+        logger,
+      });
+      try {
+        const eventBus = app.get(RootPacking).eventBus;
+        await app.get<TransactionHost<TransactionalAdapterTypeOrm>>(TransactionHost).withTransaction(async () => {
+          eventBus.publish(new ParcelPackedDomainEvent('cannot-serialise'));
+          eventBus.publish(new ParcelPackedDomainEvent('after-it'));
+        });
+        await eventually(() => expect(published).toEqual(['cannot-serialise', 'after-it']));
+        expect(logger.text).toContain(
+          'Forwarding the committed domain event ParcelPackedDomainEvent down the EventBus stream failed: Do not know how to serialize a BigInt',
+        );
+      } finally {
         await app.close();
       }
     } finally {

@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import type { EventBus, IEvent } from '@nestjs/cqrs';
+import { EventBus, type IEvent, type IEventPublisher } from '@nestjs/cqrs';
 import { DomainEventHandlerRegistry } from './domain-event-handler-registry';
 import type { DomainEventRoute } from './domain-event-queue';
 import { TransactionalEventPublisher, type TransactionalEventPublisherContext } from './transactional-event-publisher';
@@ -21,14 +21,48 @@ export class BridgedEventBus implements DomainEventRoute {
   /** Nest asked the bus to end its subscriptions while they were held. */
   private destroyAsked = false;
 
+  /** The bus's own `publisher` accessor (cqrs's, on its prototype), which the bridge's goes through. */
+  private readonly ownAccessor: PropertyDescriptor | undefined;
+
+  /**
+   * @param onReplaced told when the application assigns the bus another publisher once the bridge is
+   *   installed (the new one is wrapped then)
+   */
   constructor(
     readonly eventBus: EventBus,
     private readonly context: TransactionalEventPublisherContext,
+    private readonly onReplaced: (bus: BridgedEventBus) => void = () => undefined,
   ) {
     this.registry.install(eventBus);
     this.publisher = new TransactionalEventPublisher(eventBus.publisher, context, this);
     eventBus.publisher = this.publisher;
+    this.ownAccessor = accessorOf(eventBus, 'publisher');
+    this.interceptAssignments();
     this.holdSubscriptions();
+  }
+
+  /**
+   * A publisher the application assigns later (`eventBus.publisher = tracing(eventBus.publisher)` in an
+   * `onModuleInit` or `onApplicationBootstrap` of its own, which Nest may run after this library's) is
+   * wrapped as it is assigned: left as it is, every domain event would skip its transaction, its
+   * handlers would not be awaited there and its converters would never run, without a word.
+   */
+  private interceptAssignments(): void {
+    const own = this.ownAccessor;
+    if (!own?.get || !own.set) return;
+    Object.defineProperty(this.eventBus, 'publisher', {
+      configurable: true,
+      get: () => own.get!.call(this.eventBus),
+      set: (publisher: IEventPublisher) => {
+        if (publisher === this.publisher) return own.set!.call(this.eventBus, publisher);
+        // The new publisher may wrap the one installed before (a decorator's `new Tracing(bus.publisher)`):
+        // committed events forwarded through it, outside any transaction, must pass that one untouched.
+        this.publisher.retire();
+        this.publisher = new TransactionalEventPublisher(publisher, this.context, this);
+        own.set!.call(this.eventBus, this.publisher);
+        this.onReplaced(this);
+      },
+    });
   }
 
   /**
@@ -82,7 +116,8 @@ export class BridgedEventBus implements DomainEventRoute {
    * subject may still hand the event on later).
    */
   get forwardsAtOnce(): boolean {
-    return this.publishesToItsOwnStream && (this.publisher.inner as object).constructor?.name === 'DefaultPubSub';
+    const inner = this.publisher.inner as object;
+    return this.publishesToItsOwnStream && (DEFAULT_PUBLISHER ? inner.constructor === DEFAULT_PUBLISHER : inner.constructor?.name === 'DefaultPubSub');
   }
 
   /** The publisher the bridge forwards to (the bus's own, or the application's). */
@@ -90,23 +125,9 @@ export class BridgedEventBus implements DomainEventRoute {
     return this.publisher.inner;
   }
 
-  /**
-   * Wraps the bus's publisher again when it was replaced after the bridge was installed (e.g. in an
-   * application's `onModuleInit`).
-   * @returns whether it was replaced
-   */
-  wrapReplacedPublisher(): boolean {
-    if (this.eventBus.publisher === this.publisher) return false;
-    // The new publisher may wrap the one installed before (a decorator's `new Tracing(bus.publisher)`):
-    // committed events forwarded through it, outside any transaction, must pass that one untouched.
-    this.publisher.retire();
-    this.publisher = new TransactionalEventPublisher(this.eventBus.publisher, this.context, this);
-    this.eventBus.publisher = this.publisher;
-    return true;
-  }
-
-  /** Gives the bus its publisher back (at shutdown). */
+  /** Gives the bus its publisher back, and its own `publisher` accessor (at shutdown). */
   detach(): void {
+    delete (this.eventBus as unknown as { publisher?: unknown }).publisher;
     if (this.eventBus.publisher === this.publisher) this.eventBus.publisher = this.publisher.inner;
   }
 
@@ -135,6 +156,36 @@ export class BridgedEventBus implements DomainEventRoute {
     this.registry.forget(event);
   }
 }
+
+/** The accessor `key` has on `target`'s prototype chain. */
+function accessorOf(target: object, key: string): PropertyDescriptor | undefined {
+  for (let proto = Object.getPrototypeOf(target) as object | null; proto; proto = Object.getPrototypeOf(proto) as object | null) {
+    const descriptor = Object.getOwnPropertyDescriptor(proto, key);
+    if (descriptor) return descriptor.get || descriptor.set ? descriptor : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * cqrs's in-memory publisher class, which @nestjs/cqrs does not export: the one `useDefaultPublisher()`
+ * makes, caught on a probe. Known by its class, not its name, which a bundler may mangle; by its name if
+ * the probe fails.
+ */
+const DEFAULT_PUBLISHER: Function | undefined = (() => {
+  try {
+    let made: unknown;
+    const probe = new Proxy({} as Record<PropertyKey, unknown>, {
+      set: (_target, _key, value) => {
+        made = value;
+        return true;
+      },
+    });
+    (EventBus.prototype as unknown as { useDefaultPublisher(this: object): void }).useDefaultPublisher.call(probe);
+    return typeof made === 'object' && made !== null ? (made as object).constructor : undefined;
+  } catch {
+    return undefined;
+  }
+})();
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';

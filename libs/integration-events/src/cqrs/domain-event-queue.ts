@@ -210,7 +210,7 @@ export class DomainEventQueue {
 
   /** A savepoint was released, back to `depth`: what belonged to it now belongs to the enclosing level. */
   released(depth: number): void {
-    for (const item of [...this.pending, ...this.dispatched]) if (item.depth > depth) item.depth = depth;
+    for (const item of [...this.pending, ...this.dispatched, ...this.late]) if (item.depth > depth) item.depth = depth;
   }
 
   /** A savepoint rolled back, to `depth`: what was raised or handled in it never happened. */

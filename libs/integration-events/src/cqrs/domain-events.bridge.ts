@@ -39,6 +39,8 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
   /** Shutdown asked the bridge to unhook: it does once no transaction is open on the DataSource. */
   private detachAsked = false;
   private unhooked = false;
+  /** The application has bootstrapped: a publisher assigned from now on is warned about at once. */
+  private bootstrapped = false;
   /** While shutdown waits for the DataSource to be idle: the next look at it. */
   private recheck: NodeJS.Timeout | undefined;
 
@@ -75,25 +77,15 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
       }
       return;
     }
-    this.buses = eventBuses.map((eventBus) => new BridgedEventBus(eventBus, this));
+    this.buses = eventBuses.map((eventBus) => new BridgedEventBus(eventBus, this, (bus) => this.publisherReplaced(bus)));
     this.database.dataSource.subscribers.push(this.subscriber);
   }
 
   onApplicationBootstrap(): void {
     if (this.buses.length === 0) return;
     if (this.converters.size > 0) this.assertConvertersCanWrite();
-    for (const bus of this.buses) {
-      // Someone replaced the EventBus publisher after us (e.g. in their own onModuleInit): wrap theirs.
-      if (bus.wrapReplacedPublisher()) this.logger.log('The EventBus publisher was replaced after the bridge was installed; wrapping the new one');
-      if (!bus.forwardsAtOnce) {
-        this.logger.warn(
-          `The EventBus publishes through ${bus.inner.constructor?.name || 'a publisher of your own'}, not cqrs's in-memory one. Events handled in a ` +
-            'transaction are handed to it after the commit, and their @EventsHandler handlers skip them only if it passes the same ' +
-            'object to the bus stream before the next turn of the event loop: an event that comes back later or as another ' +
-            'object (through a broker and an IMessageSource) runs those handlers a second time, outside the transaction.',
-        );
-      }
-    }
+    this.bootstrapped = true;
+    for (const bus of this.buses) this.warnIfForwardedLater(bus);
     // Counted once CqrsModule has bound its handlers: Nest may bootstrap it after this module.
     void this.cqrsReady.registration().then(() => {
       // Each CqrsModule binds every handler of the application to its own bus.
@@ -116,6 +108,22 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
         );
       }
     });
+  }
+
+  /** The application assigned a bus another publisher (wrapped already); warned about at once after bootstrap. */
+  private publisherReplaced(bus: BridgedEventBus): void {
+    this.logger.log(`The EventBus publisher was replaced after the bridge was installed (with ${bus.inner.constructor?.name || 'a publisher of your own'}); wrapping the new one`);
+    if (this.bootstrapped) this.warnIfForwardedLater(bus);
+  }
+
+  private warnIfForwardedLater(bus: BridgedEventBus): void {
+    if (bus.forwardsAtOnce) return;
+    this.logger.warn(
+      `The EventBus publishes through ${bus.inner.constructor?.name || 'a publisher of your own'}, not cqrs's in-memory one. Events handled in a ` +
+        'transaction are handed to it after the commit, and their @EventsHandler handlers skip them only if it passes the same ' +
+        'object to the bus stream before the next turn of the event loop: an event that comes back later or as another ' +
+        'object (through a broker and an IMessageSource) runs those handlers a second time, outside the transaction.',
+    );
   }
 
   /**
@@ -316,17 +324,13 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
         const handled = [...queue.dispatched].sort((a, b) => a.seq - b.seq);
         for (const item of handled) {
           marked.push(item);
-          item.route.forward(item.event, item.dispatcherContext, item.asyncContext, true);
+          this.forwardOne(item, true);
         }
       } finally {
         // Not handled in the transaction: their handlers run from the stream, as with plain cqrs. After
         // the marks are gone, so that a late event that is the same object as a handled one runs them.
         const forwardLate = (): void => {
-          try {
-            for (const { event, dispatcherContext, asyncContext, route } of queue.late) route.forward(event, dispatcherContext, asyncContext, false);
-          } catch (error) {
-            this.logger.error(`Forwarding committed domain events failed: ${(error as Error).message}`);
-          }
+          for (const item of queue.late) this.forwardOne(item, false);
         };
         // cqrs's own publisher has called the handlers' guards by now, as the events went through: their
         // marks go at once, so that the same object published right after the commit (a constant
@@ -348,6 +352,20 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
     const host = this.transactionHost();
     const run = host ? host.withoutTransaction(forward) : forward();
     run.catch((error: unknown) => this.logger.error(`Forwarding committed domain events failed: ${(error as Error).message}`));
+  }
+
+  /**
+   * Sends one committed event down its bus's stream. A publisher of the application's that throws on it
+   * (an event its serialisation refuses) is logged, naming the event: the commit's other events still go.
+   */
+  private forwardOne(item: QueuedDomainEvent, handled: boolean): void {
+    try {
+      item.route.forward(item.event, item.dispatcherContext, item.asyncContext, handled);
+    } catch (error) {
+      this.logger.error(
+        `Forwarding the committed domain event ${item.event.constructor?.name || 'event'} down the EventBus stream failed: ${error instanceof Error ? error.message : String(error)}`,
+      );
+    }
   }
 
   /** @internal Their handlers may run again: forwarded (see `DomainEventHandlerRegistry.forget`). */
