@@ -15,6 +15,7 @@ import { RabbitMqPublishingConnection } from '../libs/integration-events/src/tra
 import { OrderCreatedIntegrationEvent, OrderCreatedRecorder } from './fixtures/order-events';
 import { CapturingLogger } from './support/capturing-logger';
 import { consistently, eventually } from './support/eventually';
+import { untilAborted } from './support/until-aborted';
 import { registerTestMeterProvider, type TestMeters } from './support/test-meters';
 import { startTestApp } from './support/test-app';
 import { TestNamespace } from './support/test-namespace';
@@ -334,8 +335,8 @@ describe('retries and the dead-letter queue', () => {
     const picky = app.get(PickyHandler);
     picky.behaviour = async (context) => {
       if (context.attempt > 1) return;
-      // Past its 300 ms timeout, ignoring its signal.
-      await new Promise((resolve) => setTimeout(resolve, 600));
+      // Past its 300 ms timeout: it ends once given up.
+      await untilAborted(context.signal);
       end();
     };
     const id = (await ns.publishRaw('ordering.order-created', JSON.stringify({ orderId: `late-${ends}`, placedAt: '2026-11-26T06:00:00.000Z' })))!;

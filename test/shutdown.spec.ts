@@ -307,6 +307,26 @@ describe('graceful shutdown', () => {
     expect(commits).toEqual(['commit', 'commit']);
   });
 
+  /**
+   * Holds the next connection the DataSource's pool is asked for until `release()`: then it is made, or
+   * fails with `failure`. `asked` settles when it is asked for.
+   */
+  const holdNextConnect = (dataSource: DataSource, failure?: Error) => {
+    const driver = dataSource.driver as unknown as { obtainMasterConnection(): Promise<unknown> };
+    const obtain = driver.obtainMasterConnection.bind(driver);
+    let asked = (): void => undefined;
+    let release = (): void => undefined;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const askedFor = new Promise<void>((resolve) => (asked = resolve));
+    jest.spyOn(driver, 'obtainMasterConnection').mockImplementationOnce(async () => {
+      asked();
+      await released;
+      if (failure) throw failure;
+      return obtain();
+    });
+    return { asked: askedFor, release };
+  };
+
   /** The relay and the cleanup off: the only caller of the pool after boot is the transaction under test. */
   const quietOptions = { relay: { enabled: false }, cleanup: { enabled: false } };
 
@@ -318,24 +338,14 @@ describe('graceful shutdown', () => {
     const dataSource = app.get(DataSource);
     // The pool opening a new client for it (a TCP or TLS connect at shutdown): the transaction has begun,
     // but it is neither a connected query runner nor a caller waiting in a full pool.
-    const driver = dataSource.driver as unknown as { obtainMasterConnection(): Promise<unknown> };
-    const obtain = driver.obtainMasterConnection.bind(driver);
-    let asked = (): void => undefined;
-    const askedOne = new Promise<void>((resolve) => (asked = resolve));
-    let connect = (): void => undefined;
-    const connected = new Promise<void>((resolve) => (connect = resolve));
-    jest.spyOn(driver, 'obtainMasterConnection').mockImplementationOnce(async () => {
-      asked();
-      await connected;
-      return obtain();
-    });
+    const connect = holdNextConnect(dataSource);
     const job = txHost.withTransaction(async () => {
       eventBus.publish(new ParcelPackedDomainEvent('packed-once-connected'));
     });
-    await askedOne;
+    await connect.asked;
     const destroy = dataSource.destroy.bind(dataSource);
     jest.spyOn(dataSource, 'destroy').mockImplementation(async () => {
-      connect();
+      connect.release();
       await job;
       return destroy();
     });
@@ -350,26 +360,17 @@ describe('graceful shutdown', () => {
     apps.push(app);
     const txHost = app.get<TransactionHost<TransactionalAdapterTypeOrm>>(TransactionHost);
     const dataSource = app.get(DataSource);
-    const driver = dataSource.driver as unknown as { obtainMasterConnection(): Promise<unknown> };
-    let asked = (): void => undefined;
-    const askedOne = new Promise<void>((resolve) => (asked = resolve));
-    let refuse = (): void => undefined;
-    const refused = new Promise<void>((resolve) => (refuse = resolve));
     // The database going away at shutdown: the new client's connect fails, START TRANSACTION and then
     // the ROLLBACK fail with it, and TypeORM releases the query runner without an end of the transaction.
-    jest.spyOn(driver, 'obtainMasterConnection').mockImplementationOnce(async () => {
-      asked();
-      await refused;
-      throw new Error('connect ECONNREFUSED (the database is going away)');
-    });
+    const connect = holdNextConnect(dataSource, new Error('connect ECONNREFUSED (the database is going away)'));
     const job = txHost.withTransaction(async () => undefined);
-    await askedOne;
+    await connect.asked;
     const bridged = () => dataSource.subscribers.some((subscriber) => subscriber.constructor.name === 'DomainEventsTransactionSubscriber');
     expect(bridged()).toBe(true);
     await apps.splice(apps.indexOf(app), 1)[0]!.close();
     // Waiting for that transaction, which has begun.
     expect(bridged()).toBe(true);
-    refuse();
+    connect.release();
     await expect(job).rejects.toThrow('ECONNREFUSED');
     await eventually(() => expect(bridged()).toBe(false));
   });
