@@ -309,6 +309,15 @@ class PublisherSetAtBootstrap implements OnApplicationBootstrap {
   }
 }
 
+/** Puts cqrs's default publisher back in its `onModuleInit`, which writes the bus's field without its setter. */
+@Injectable()
+class DefaultPublisherRestored implements OnModuleInit {
+  constructor(private readonly eventBus: EventBus) {}
+  onModuleInit(): void {
+    (this.eventBus as unknown as { useDefaultPublisher(): void }).useDefaultPublisher();
+  }
+}
+
 /** An application's own cqrs publisher (one that would send events to a broker, say). */
 class OwnEventPublisher implements IEventPublisher {
   readonly published: object[] = [];
@@ -1443,6 +1452,29 @@ describe('@nestjs/cqrs bridge, on applications of their own', () => {
         const { rows } = await (await other.sql()).query(`SELECT payload FROM ${other.outboxTable} WHERE event_name = 'ordering.order-created'`);
         expect(rows.map((row: { payload: string }) => JSON.parse(row.payload).orderId)).toEqual(['set-at-bootstrap/packed']);
         await eventually(() => expect(app.get(PublisherSetAtBootstrap).own.published).toEqual([new ParcelPackedDomainEvent('set-at-bootstrap')]));
+      } finally {
+        await app.close();
+      }
+    } finally {
+      await other.cleanup();
+    }
+  });
+
+  it('wraps at bootstrap a publisher the bus got without its setter (cqrs\'s useDefaultPublisher()), so converters still run', async () => {
+    const other = await TestNamespace.create();
+    try {
+      const app = await startTestApp(other, {
+        imports: [CqrsModule.forRoot()],
+        providers: [PackingProbe, ParcelPackedHandler, ParcelPackedConverter, RootPacking, DefaultPublisherRestored],
+        options: { consumer: { enabled: false }, relay: { enabled: false } },
+      });
+      try {
+        await app.get<TransactionHost<TransactionalAdapterTypeOrm>>(TransactionHost).withTransaction(async () =>
+          app.get(RootPacking).eventBus.publish(new ParcelPackedDomainEvent('default-restored')),
+        );
+        expect(app.get(PackingProbe).handled).toEqual(['default-restored']);
+        const { rows } = await (await other.sql()).query(`SELECT payload FROM ${other.outboxTable} WHERE event_name = 'ordering.order-created'`);
+        expect(rows.map((row: { payload: string }) => JSON.parse(row.payload).orderId)).toEqual(['default-restored/packed']);
       } finally {
         await app.close();
       }

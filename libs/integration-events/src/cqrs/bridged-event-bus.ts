@@ -53,16 +53,36 @@ export class BridgedEventBus implements DomainEventRoute {
     Object.defineProperty(this.eventBus, 'publisher', {
       configurable: true,
       get: () => own.get!.call(this.eventBus),
-      set: (publisher: IEventPublisher) => {
-        if (publisher === this.publisher) return own.set!.call(this.eventBus, publisher);
-        // The new publisher may wrap the one installed before (a decorator's `new Tracing(bus.publisher)`):
-        // committed events forwarded through it, outside any transaction, must pass that one untouched.
-        this.publisher.retire();
-        this.publisher = new TransactionalEventPublisher(publisher, this.context, this);
-        own.set!.call(this.eventBus, this.publisher);
-        this.onReplaced(this);
-      },
+      set: this.assign,
     });
+  }
+
+  /** The bridge's setter of the bus's `publisher` (see `interceptAssignments()`). */
+  private readonly assign = (publisher: IEventPublisher): void => {
+    const own = this.ownAccessor!;
+    if (publisher === this.publisher) return own.set!.call(this.eventBus, publisher);
+    // The new publisher may wrap the one installed before (a decorator's `new Tracing(bus.publisher)`):
+    // committed events forwarded through it, outside any transaction, must pass that one untouched.
+    this.publisher.retire();
+    this.publisher = new TransactionalEventPublisher(publisher, this.context, this);
+    own.set!.call(this.eventBus, this.publisher);
+    this.onReplaced(this);
+  };
+
+  /**
+   * Wraps a publisher the bus got without its `publisher` setter (cqrs's `useDefaultPublisher()` writes
+   * its field directly): checked at bootstrap, a second net under `interceptAssignments()`.
+   * @returns whether one was found
+   */
+  wrapIfBypassed(): boolean {
+    const current = this.eventBus.publisher;
+    if (current === this.publisher) return false;
+    this.publisher.retire();
+    this.publisher = new TransactionalEventPublisher(current, this.context, this);
+    const own = this.ownAccessor;
+    if (own?.set) own.set.call(this.eventBus, this.publisher);
+    else this.eventBus.publisher = this.publisher;
+    return true;
   }
 
   /**
@@ -127,7 +147,8 @@ export class BridgedEventBus implements DomainEventRoute {
 
   /** Gives the bus its publisher back, and its own `publisher` accessor (at shutdown). */
   detach(): void {
-    delete (this.eventBus as unknown as { publisher?: unknown }).publisher;
+    // Only the bridge's own accessor: another one installed over it since is not this bridge's to remove.
+    if (Object.getOwnPropertyDescriptor(this.eventBus, 'publisher')?.set === this.assign) delete (this.eventBus as unknown as { publisher?: unknown }).publisher;
     if (this.eventBus.publisher === this.publisher) this.eventBus.publisher = this.publisher.inner;
   }
 

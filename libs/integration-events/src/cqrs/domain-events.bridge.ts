@@ -85,7 +85,10 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
     if (this.buses.length === 0) return;
     if (this.converters.size > 0) this.assertConvertersCanWrite();
     this.bootstrapped = true;
-    for (const bus of this.buses) this.warnIfForwardedLater(bus);
+    for (const bus of this.buses) {
+      if (bus.wrapIfBypassed()) this.logReplaced(bus);
+      this.warnIfForwardedLater(bus);
+    }
     // Counted once CqrsModule has bound its handlers: Nest may bootstrap it after this module.
     void this.cqrsReady.registration().then(() => {
       // Each CqrsModule binds every handler of the application to its own bus.
@@ -112,8 +115,12 @@ export class DomainEventsBridge implements OnModuleInit, OnApplicationBootstrap 
 
   /** The application assigned a bus another publisher (wrapped already); warned about at once after bootstrap. */
   private publisherReplaced(bus: BridgedEventBus): void {
-    this.logger.log(`The EventBus publisher was replaced after the bridge was installed (with ${bus.inner.constructor?.name || 'a publisher of your own'}); wrapping the new one`);
+    this.logReplaced(bus);
     if (this.bootstrapped) this.warnIfForwardedLater(bus);
+  }
+
+  private logReplaced(bus: BridgedEventBus): void {
+    this.logger.log(`The EventBus publisher was replaced after the bridge was installed (with ${bus.inner.constructor?.name || 'a publisher of your own'}); wrapping the new one`);
   }
 
   private warnIfForwardedLater(bus: BridgedEventBus): void {
