@@ -59,15 +59,21 @@ export class BridgedEventBus implements DomainEventRoute {
 
   /** The bridge's setter of the bus's `publisher` (see `interceptAssignments()`). */
   private readonly assign = (publisher: IEventPublisher): void => {
-    const own = this.ownAccessor!;
-    if (publisher === this.publisher) return own.set!.call(this.eventBus, publisher);
+    if (publisher === this.publisher) return this.ownAccessor!.set!.call(this.eventBus, publisher);
+    this.wrap(publisher);
+    this.onReplaced(this);
+  };
+
+  /** Installs a wrapper of `publisher` through the bus's own setter, retiring the bridge's current one. */
+  private wrap(publisher: IEventPublisher): void {
     // The new publisher may wrap the one installed before (a decorator's `new Tracing(bus.publisher)`):
     // committed events forwarded through it, outside any transaction, must pass that one untouched.
     this.publisher.retire();
     this.publisher = new TransactionalEventPublisher(publisher, this.context, this);
-    own.set!.call(this.eventBus, this.publisher);
-    this.onReplaced(this);
-  };
+    const own = this.ownAccessor;
+    if (own?.set) own.set.call(this.eventBus, this.publisher);
+    else this.eventBus.publisher = this.publisher;
+  }
 
   /**
    * Wraps a publisher the bus got without its `publisher` setter (cqrs's `useDefaultPublisher()` writes
@@ -77,11 +83,7 @@ export class BridgedEventBus implements DomainEventRoute {
   wrapIfBypassed(): boolean {
     const current = this.eventBus.publisher;
     if (current === this.publisher) return false;
-    this.publisher.retire();
-    this.publisher = new TransactionalEventPublisher(current, this.context, this);
-    const own = this.ownAccessor;
-    if (own?.set) own.set.call(this.eventBus, this.publisher);
-    else this.eventBus.publisher = this.publisher;
+    this.wrap(current);
     return true;
   }
 

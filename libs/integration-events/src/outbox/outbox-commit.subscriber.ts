@@ -106,10 +106,6 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
   ) {}
 
   /**
-   * The query runner's savepoint depth (1 = in a transaction, no savepoint), or `undefined` when this
-   * TypeORM does not expose it; rows are then never leased, as the savepoints cannot be followed.
-   */
-  /**
    * Refuses a write to a transaction whose COMMIT or ROLLBACK has been sent: code the transaction's work
    * did not await (a branch of a `Promise.all` whose other branch failed) would otherwise have its row
    * written on its own, after the transaction, published though the transaction rolled back.
@@ -124,6 +120,10 @@ export class OutboxCommitSubscriber implements EntitySubscriberInterface {
     );
   }
 
+  /**
+   * The query runner's savepoint depth (1 = in a transaction, no savepoint), or `undefined` when this
+   * TypeORM does not expose it; rows are then never leased, as the savepoints cannot be followed.
+   */
   static depthOf(queryRunner: QueryRunner): number | undefined {
     const depth = (queryRunner as unknown as { transactionDepth?: unknown }).transactionDepth;
     return typeof depth === 'number' && depth >= 1 ? depth : undefined;
